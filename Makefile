@@ -1,0 +1,39 @@
+# The two quick-start commands are `make demo` and `make test`; each creates (or reuses) the
+# local venv .venv and installs the kit from this repo's own files.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.stitchup_installed
+
+.PHONY: demo test test-nbs test-py test-slow bench bench-quick docs readme browser-test export clean-nbs
+
+$(STAMP): settings.ini setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+## the main job: Digits-MLT-Noise-0.5 (flip), full method, CPU
+demo: $(STAMP)
+	$(BIN)/stitchup_train --dataset digits --noise_rate 0.5 --work_dir work_dirs/digits_0.5
+
+## every test: all notebooks through nbdev_test, then pytest
+test: $(STAMP)
+	$(BIN)/python tools/run_tests.py
+
+test-nbs: $(STAMP)
+	$(BIN)/nbdev_test --do_print
+
+test-py: $(STAMP)
+	$(BIN)/python -m pytest tests/
+
+## the long cells (`#| slow`): full evidence tables and sweeps
+test-slow: $(STAMP)
+	$(BIN)/nbdev_test --flags slow --do_print
+
+export: $(STAMP)
+	$(BIN)/nbdev_export
+	$(BIN)/nbdev_clean
+
+readme: $(STAMP)
+	$(BIN)/python tools/make_readme.py

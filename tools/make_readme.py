@@ -1,0 +1,32 @@
+"""README.md from nbs/index.ipynb, offline (nbdev_readme needs Quarto, which cannot be installed here).
+
+Hidden cells (`#| hide`) are dropped and nbdev directives stripped, as nbdev's own README build does.
+`--check` exits 1 when README.md is out of date (used by the tests).
+"""
+import sys
+from pathlib import Path
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
+    nb = nbformat.read(nb_path, as_version=4)
+    parts = ['<!-- generated from nbs/index.ipynb by tools/make_readme.py: edit the notebook, not this file -->']
+    for cell in nb.cells:
+        src = cell.source.strip()
+        lines = src.splitlines()
+        if cell.cell_type == 'code':
+            if any(l.strip().startswith(('#| hide', '#|hide', '#| default_exp', '#| export')) for l in lines): continue
+            code = '\n'.join(l for l in lines if not l.strip().startswith('#|')).strip()
+            if code: parts.append(f'```python\n{code}\n```')
+        elif cell.cell_type == 'markdown' and src: parts.append(src)
+    return '\n\n'.join(parts) + '\n'
+
+
+if __name__ == '__main__':
+    text, out = render(), ROOT/'README.md'
+    if '--check' in sys.argv:
+        if not out.exists() or out.read_text() != text:
+            sys.exit('README.md is out of date: run `make readme` (python tools/make_readme.py).')
+    else: out.write_text(text); print(f'wrote {out}')
