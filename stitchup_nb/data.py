@@ -179,17 +179,21 @@ class LabelledSet:
         ids = None if self.ids is None else [self.ids[i] for i in idxs]
         return replace(self, items=items, labels=self.labels[idxs], ids=ids, name=name or self.name)
 
-    def cached(self, size:int, on_bad:str='error') -> LabelledSet:
+    def cached(self, size:int,          # decode to size×size
+               on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it (and its labels) with a warning
+              ) -> LabelledSet:
         "Decode every image once at `size`×`size` into memory (a progress bar shows the work)."
         if self.in_memory: return self
         arr, bad = self._decode(size, on_bad)
         return replace(self._drop(bad), items=np.delete(arr, bad, 0) if bad else arr)
 
-    def check_images(self, on_bad:str='error') -> LabelledSet:
+    def check_images(self, on_bad:str='error', # as in `cached`
+                    ) -> LabelledSet:
         "Decode every image once, keeping them on disk, so unreadable ones show up before training."
         return self if self.in_memory else self._drop(self._decode(None, on_bad)[1])
 
     def _decode(self, size, on_bad):
+        "Decode every image (kept only when `size` is given); return the array and the indices that failed."
         if on_bad not in ('error', 'skip'): raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
         arr, bad = None if size is None else np.empty((len(self), size, size, 3), np.uint8), []
         pb = progress_bar(range(len(self))); pb.comment = f'decoding {self.name or "images"}'
