@@ -4,7 +4,8 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import io, pickle, warnings
+import contextlib, io, json, pickle, re, warnings
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,8 +14,9 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['GROUPS', 'class_groups', 'check_groups', 'load_pickle', 'read_class_split', 'shared_dir', 'check_labels',
-           'load_image', 'LabelledSet', 'pareto_targets', 'longtail_subset']
+__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'read_class_split', 'shared_dir',
+           'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set', 'read_class_freq',
+           'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -122,6 +124,8 @@ def load_image(path, size:int|None=None) -> np.ndarray:
     "Decode an image file to an H×W×3 uint8 RGB array, optionally resized to `size`×`size`."
     try:
         with Image.open(path) as im:
+            # JPEGs can decode straight at a reduced scale (still >= size): several times faster for caching
+            if size is not None and im.format == 'JPEG': im.draft('RGB', (size, size))
             im.load()
             if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):   # 16/32-bit greyscale: scale to 8 bits
                 a = np.asarray(im, dtype=np.float64)
@@ -175,13 +179,38 @@ class LabelledSet:
         ids = None if self.ids is None else [self.ids[i] for i in idxs]
         return replace(self, items=items, labels=self.labels[idxs], ids=ids, name=name or self.name)
 
-    def cached(self, size:int) -> LabelledSet:
+    def cached(self, size:int,          # decode to size×size
+               on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it (and its labels) with a warning
+              ) -> LabelledSet:
         "Decode every image once at `size`×`size` into memory (a progress bar shows the work)."
         if self.in_memory: return self
-        arr = np.empty((len(self), size, size, 3), np.uint8)
-        for i in progress_bar(range(len(self)), comment=f'decoding {self.name or "images"}'):
-            arr[i] = load_image(self.items[i], size)
-        return replace(self, items=arr)
+        arr, bad = self._decode(size, on_bad)
+        return replace(self._drop(bad), items=np.delete(arr, bad, 0) if bad else arr)
+
+    def check_images(self, on_bad:str='error', # as in `cached`
+                    ) -> LabelledSet:
+        "Decode every image once, keeping them on disk, so unreadable ones show up before training."
+        return self if self.in_memory else self._drop(self._decode(None, on_bad)[1])
+
+    def _decode(self, size, on_bad):
+        "Decode every image (kept only when `size` is given); return the array and the indices that failed."
+        if on_bad not in ('error', 'skip'): raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
+        arr, bad = None if size is None else np.empty((len(self), size, size, 3), np.uint8), []
+        pb = progress_bar(range(len(self))); pb.comment = f'decoding {self.name or "images"}'
+        for i in pb:
+            try: im = load_image(self.items[i], size)
+            except OSError:
+                if on_bad == 'error': raise
+                bad.append(i); continue
+            if arr is not None: arr[i] = im
+        return arr, bad
+
+    def _drop(self, bad):
+        "Drop images `bad` with their label rows and ids, warning with their count: never silently."
+        if not bad: return self
+        warnings.warn(f'{self.name}: skipped {len(bad)} of {len(self)} unreadable images (on_bad="skip"), '
+                      f'e.g. {self.items[bad[0]]}')
+        return self.subset(np.setdiff1d(np.arange(len(self)), bad))
 
     def summary(self):
         "Per-class counts and groups as a DataFrame."
@@ -193,6 +222,224 @@ class LabelledSet:
         return (f'LabelledSet({self.name!r}: {len(self)} images ({kind}), {len(self.classes)} classes, '
                 f'{self.labels.sum(1).mean():.2f} labels/image, head/medium/tail = '
                 f'{"/".join(str(len(self.groups[g])) for g in GROUPS)})')
+
+# %% ../nbs/00_data.ipynb #18ac664b
+def _need(path, what:str, layout:str) -> Path:
+    "`path` as a Path, or an error naming it, what it should be, the layout expected and the README."
+    if not Path(path).exists(): raise FileNotFoundError(f'{path}: {what} not found. Expected {layout} (see data/README.md).')
+    return Path(path)
+
+_ID = re.compile(r'[\w.\-]+')
+
+def read_ids(path) -> list:
+    "Image ids from a split file, one per line (plain text, whatever its suffix) or a pickled list; as strings."
+    path = _need(path, 'image-id file', 'one image id per line')
+    try: ids = [l.strip() for l in path.read_bytes().decode().splitlines() if l.strip()]
+    except UnicodeDecodeError: ids = None
+    if ids is None or not all(_ID.fullmatch(i) for i in ids):    # not id text: a real pickle, or not an id file
+        obj = load_pickle(path)
+        if not isinstance(obj, (list, tuple, np.ndarray)):
+            raise ValueError(f'{path}: expected image ids one per line or a pickled list, got a {type(obj).__name__}')
+        ids = [str(i.item() if isinstance(i, np.generic) else i) for i in obj]
+    if not ids: raise ValueError(f'{path}: holds no image ids')
+    u, k = np.unique(ids, return_counts=True)
+    if (k > 1).any(): raise ValueError(f'{path}: ids listed more than once: {u[k > 1][:5].tolist()}')
+    return ids
+
+# %% ../nbs/00_data.ipynb #2939cf38
+VOC_CLASSES = tuple('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
+                    'motorbike person pottedplant sheep sofa train tvmonitor'.split())
+_VOC_LAYOUT = 'a VOC year folder such as data/voc/VOCdevkit/VOC2012 holding JPEGImages/, Annotations/, ImageSets/Main/'
+
+def _voc_labels(xml:Path, id_:str) -> np.ndarray:
+    if not xml.is_file(): raise FileNotFoundError(f'{xml}: no annotation for image id {id_!r}')
+    try: names = [(o.findtext('name') or '').strip() for o in ET.parse(xml).getroot().findall('object')]
+    except ET.ParseError as e: raise ValueError(f'{xml}: not valid XML ({e})') from None
+    if unknown := sorted(set(names) - set(VOC_CLASSES)):
+        raise ValueError(f'{xml}: unknown class {unknown}; VOC classes are {", ".join(VOC_CLASSES)}')
+    return np.isin(VOC_CLASSES, names).astype(np.uint8)
+
+def _load(s:LabelledSet, size, on_bad) -> LabelledSet:
+    "Cache `s` at `size`, or keep it on disk (checked first when bad images are to be skipped)."
+    if size: return s.cached(size, on_bad)
+    return s.check_images(on_bad) if on_bad == 'skip' else s
+
+def _reader_set(items, labels, classes, ids, groups, name, size, on_bad) -> LabelledSet:
+    "What a reader returns, once every id has its image file; warns about images without objects."
+    if missing := [i for i, p in enumerate(items) if not p.is_file()]:
+        raise FileNotFoundError(f'{items[missing[0]]}: no image for id {ids[missing[0]]!r} '
+                                f'({len(missing)} of {len(ids)} ids lack their image)')
+    if len(empty := np.flatnonzero(labels.sum(1) == 0)):
+        warnings.warn(f'{name}: {len(empty)} of {len(ids)} images have no objects: all-zero label rows (e.g. id {ids[empty[0]]})')
+    return _load(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad)
+
+def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevkit/VOC2012
+            ids='trainval',          # an ImageSets/Main name ('test'), a list of ids, or an id file (img_id.txt)
+            size:int|None=None,      # decode and cache every image at size×size; None: decode lazily from disk
+            groups:dict|None=None,   # head/medium/tail class indices; None: from these images' counts
+            on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+            name:str='',             # e.g. 'VOC-MLT train'
+           ) -> LabelledSet:
+    "Image-level labels from a VOC year folder: each object (difficult ones too) makes its class positive."
+    root = _need(root, 'VOC year folder', _VOC_LAYOUT)
+    for sub in ('JPEGImages', 'Annotations'): _need(root/sub, f'the {sub} folder', _VOC_LAYOUT)
+    if isinstance(ids, str) and _ID.fullmatch(ids) and '.' not in ids:      # a set name, not a file
+        ids = _need(root/'ImageSets'/'Main'/f'{ids}.txt', f'image set {ids!r}', _VOC_LAYOUT)
+    ids = read_ids(ids) if isinstance(ids, (str, Path)) else [str(i) for i in ids]
+    labels = np.stack([_voc_labels(root/'Annotations'/f'{i}.xml', i) for i in ids])
+    return _reader_set([root/'JPEGImages'/f'{i}.jpg' for i in ids], labels, list(VOC_CLASSES), ids, groups,
+                       name or f'{root.name} ({len(ids)} images)', size, on_bad)
+
+# %% ../nbs/00_data.ipynb #ad262de7
+_COCO_LAYOUT = 'an instances JSON such as data/coco/annotations/instances_train2017.json and its images (data/coco/train2017)'
+_COCO_FIELDS = {'images': ('id', 'file_name'), 'categories': ('id', 'name'),
+                'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area')}
+
+def _coco(ann_file):
+    "A pycocotools index of `ann_file`, once the fields the reader uses are checked."
+    from pycocotools.coco import COCO
+    ann_file = _need(ann_file, 'COCO annotation file', _COCO_LAYOUT)
+    try: d = json.loads(ann_file.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f'{ann_file}: not a JSON file ({e})') from None
+    for key, fields in _COCO_FIELDS.items():
+        if not isinstance(d, dict) or not isinstance(d.get(key), list):
+            raise ValueError(f'{ann_file}: no {key!r} list; expected a COCO instances file')
+        for j, e in enumerate(d[key]):
+            if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
+                raise ValueError(f'{ann_file}: {key}[{j}] lacks the field(s) {miss}')
+    cats = {c['id'] for c in d['categories']}
+    if bad := next((a for a in d['annotations'] if a['category_id'] not in cats), None):
+        raise ValueError(f'{ann_file}: annotation {bad["id"]} has category_id {bad["category_id"]}, which no category has')
+    coco = COCO(); coco.dataset = d
+    with contextlib.redirect_stdout(io.StringIO()): coco.createIndex()    # pycocotools prints progress
+    return coco
+
+def _countable(a:dict, crowd:bool) -> bool:
+    x, y, w, h = a['bbox']
+    return not (a.get('ignore') or a['area'] <= 0 or w < 1 or h < 1 or (a.get('iscrowd') and not crowd))
+
+def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/annotations/instances_val2017.json
+             img_dir,                 # its image folder, e.g. data/coco/val2017
+             ids=None,                # None: every image, in file order; a list of ids; or an id file (img_id.pkl)
+             size:int|None=None,      # decode and cache every image at size×size; None: decode lazily from disk
+             groups:dict|None=None,   # head/medium/tail class indices; None: from these images' counts
+             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+             crowd:bool=True,         # count `iscrowd` annotations as positives (the reference does)
+             name:str='',             # e.g. 'COCO-MLT test'
+            ) -> LabelledSet:
+    "Image-level labels from a COCO instances file: the classes of its countable annotations."
+    coco, img_dir = _coco(ann_file), _need(img_dir, 'COCO image folder', _COCO_LAYOUT)
+    col = {c: k for k, c in enumerate(coco.getCatIds())}
+    ids = coco.getImgIds() if ids is None else read_ids(ids) if isinstance(ids, (str, Path)) else ids
+    if bad := [i for i in ids if not str(i).isdigit() or int(i) not in coco.imgs]:
+        raise ValueError(f'{ann_file}: has no image with id {bad[0]!r} ({len(bad)} of {len(ids)} ids absent; '
+                         'COCO ids are integers: are they from another split?)')
+    ids, labels = [int(i) for i in ids], np.zeros((len(ids), len(col)), np.uint8)
+    for r, i in enumerate(ids): labels[r, [col[a['category_id']] for a in coco.imgToAnns[i] if _countable(a, crowd)]] = 1
+    return _reader_set([img_dir/coco.imgs[i]['file_name'] for i in ids], labels,
+                       [c['name'] for c in coco.loadCats(list(col))], ids, groups,
+                       name or f'{img_dir.name} ({len(ids)} images)', size, on_bad)
+
+# %% ../nbs/00_data.ipynb #445d98f2
+def _rows(x, path, key) -> np.ndarray:
+    try: a = np.stack([np.asarray(r) for r in x]) if isinstance(x, (list, tuple)) else np.asarray(x)
+    except ValueError as e: raise ValueError(f'{path}: {key} rows differ in length ({e})') from None
+    return check_labels(a, source=f'{path} {key}')
+
+def read_class_freq(path) -> dict:
+    """Read `class_freq.pkl` or `class_freq_{rate}noise.pkl` into arrays: `labels` (the ones counted: noisy in a
+    noise file), `clean_labels` (or None), `class_freq`, `neg_class_freq`, `condition_prob` (or None), `noisy`."""
+    d = load_pickle(path)
+    key = next((k for k in ('labels', 'gt_labels') if isinstance(d, dict) and k in d), None)
+    if key is None or 'class_freq' not in d:
+        raise ValueError(f'{path}: expected gt_labels (clean file) or labels + clean_labels (noise file), and '
+                         f'class_freq; found {sorted(d) if isinstance(d, dict) else type(d).__name__}')
+    labels = _rows(d[key], path, key)
+    clean = labels if key == 'gt_labels' else _rows(d['clean_labels'], path, 'clean_labels') if 'clean_labels' in d else None
+    if clean is not None and clean.shape != labels.shape:
+        raise ValueError(f'{path}: clean_labels have shape {clean.shape}, {key} {labels.shape}')
+    pos = labels.sum(0).astype(int)
+    for k, want in (('class_freq', pos), ('neg_class_freq', len(labels) - pos)):
+        if np.shape(got := np.asarray(d.get(k, want))) != want.shape or (got != want).any():
+            raise ValueError(f'{path}: stored {k} {got.tolist()} differs from {want.tolist()}, counted from {key}')
+    cond = None if d.get('condition_prob') is None else np.asarray(d['condition_prob'], float)
+    if cond is not None and cond.shape != (pos.size,) * 2:
+        raise ValueError(f'{path}: condition_prob has shape {cond.shape}, expected {(pos.size,) * 2}')
+    return dict(labels=labels, clean_labels=clean, class_freq=pos, neg_class_freq=len(labels) - pos,
+                condition_prob=cond, noisy=key == 'labels')
+
+# %% ../nbs/00_data.ipynb #026a08e9
+@dataclass
+class Appendix:
+    "The official split files of one long-tailed benchmark, read and cross-checked."
+    path: Path                   # the folder, e.g. data/appendix/VOCdevkit/longtail2012
+    ids: list                    # training image ids (strings), in file order
+    groups: dict                 # head/medium/tail class indices, from class_split.pkl
+    labels: np.ndarray|None      # N×C clean training labels; None when no file holds them
+    noisy: dict                  # noise rate -> N×C noisy labels, from class_freq_{rate}noise.pkl
+    training_groups: dict|None = None   # training_split.pkl, when present
+    @property
+    def class_freq(self): return None if self.labels is None else self.labels.sum(0).astype(int)
+
+def read_appendix(path) -> Appendix:
+    "Read and cross-check a benchmark's official split files (ids, class split, clean and noisy labels)."
+    path = _need(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
+    id_file = next((path/f for f in ('img_id.txt', 'img_id.pkl') if (path/f).is_file()), path/'img_id.txt')
+    ids = read_ids(_need(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
+    groups = read_class_split(_need(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))
+    n, c = len(ids), sum(map(len, groups.values()))
+    rates = sorted((float(m[1]), f) for f in path.glob('class_freq_*noise.pkl') if (m := re.fullmatch(r'class_freq_([\d.]+)noise\.pkl', f.name)))
+    clean, src, noisy = None, None, {}
+    for rate, f in [(None, path/'class_freq.pkl')] * (path/'class_freq.pkl').is_file() + rates:
+        fq = read_class_freq(f)
+        if fq['labels'].shape != (n, c):
+            raise ValueError(f'{f}: labels have shape {fq["labels"].shape}, but {id_file.name} lists {n} ids and '
+                             f'class_split.pkl {c} classes: expected ({n}, {c})')
+        if rate is not None: noisy[rate] = fq['labels']
+        if clean is None: clean, src = fq['clean_labels'], f
+        elif fq['clean_labels'] is not None and (diff := (clean != fq['clean_labels']).any(1).sum()):
+            raise ValueError(f'{f}: clean_labels differ from those in {src.name} for {diff} of {n} images')
+    split = path/'training_split.pkl'
+    return Appendix(path, ids, groups, clean, noisy, read_class_split(split) if split.is_file() else None)
+
+# %% ../nbs/00_data.ipynb #bee6ee8c
+def check_appendix(s:LabelledSet, app:Appendix) -> LabelledSet:
+    "`s` if the appendix's clean labels equal those `s` read from the annotations, image by image; else an error."
+    if app.labels is None: return s
+    if app.labels.shape != s.labels.shape:
+        raise ValueError(f'{app.path}: the appendix holds labels of shape {app.labels.shape}, the annotations '
+                         f'of {s.name} give {s.labels.shape}')
+    if len(bad := np.flatnonzero((app.labels != s.labels).any(1))):
+        i, names = bad[0], lambda y: [s.classes[k] for k in np.flatnonzero(y)]
+        raise ValueError(f'{app.path}: clean labels disagree with the annotations of {s.name} for {len(bad)} of '
+                         f'{len(s)} images, e.g. id {s.ids[i]}: appendix {names(app.labels[i])}, annotations '
+                         f'{names(s.labels[i])}. Are these the official annotation files (data/README.md)?')
+    return s
+
+def voc_mlt(root='data/voc/VOCdevkit',                          # holds VOC2007/ and VOC2012/
+            appendix='data/appendix/VOCdevkit/longtail2012',    # the official VOC-MLT split files
+            size:int|None=224,       # training (and test) image size; None: decode lazily
+            cache_test:bool=True,    # also cache the 4,952 test images (about 0.75 GB at 224)
+            on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+           ) -> tuple:
+    "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
+    app = read_appendix(appendix)
+    train = check_appendix(voc_set(Path(root)/'VOC2012', app.ids, groups=app.groups, name='VOC-MLT train'), app)
+    test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
+    return _load(train, size, on_bad), _load(test, size if cache_test else None, on_bad)
+
+def coco_mlt(root='data/coco',                                  # holds train2017/, val2017/, annotations/
+             appendix='data/appendix/coco/longtail2017',        # the official COCO-MLT split files
+             size:int|None=224,      # training (and test) image size; None: decode lazily
+             cache_test:bool=True,   # also cache the 5,000 test images (about 0.75 GB at 224)
+             on_bad:str='error',     # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+            ) -> tuple:
+    "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
+    app, ann = read_appendix(appendix), Path(root)/'annotations'
+    train = coco_set(ann/'instances_train2017.json', Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
+    train = check_appendix(train, app)
+    test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test')
+    return _load(train, size, on_bad), _load(test, size if cache_test else None, on_bad)
 
 # %% ../nbs/00_data.ipynb #cd5740fd
 def pareto_targets(n_classes:int, n_max:int, n_min:int, power:float=6.) -> np.ndarray:

@@ -1,0 +1,211 @@
+"""Bad input to the data readers: every error names the file (or field) at fault and what was expected."""
+import json, pickle, shutil, warnings
+
+import numpy as np
+import pytest
+
+from stitchup_nb.data import (coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set)
+from tests.fixtures import freq_dict, make_appendix, py2_pickle, voc_xml
+
+
+def raises(exc, fn, *parts):
+    "Call `fn`, expect `exc`, and check that its message holds every one of `parts`."
+    with pytest.raises(exc) as e: fn()
+    for p in parts: assert str(p) in str(e.value), f'{p!r} not in: {e.value}'
+    return str(e.value)
+
+
+def voc12(voc): return voc['root']/'VOC2012'
+
+
+# ---- missing folders and files -----------------------------------------------------------------
+def test_missing_voc_root_points_to_readme(tmp_path):
+    raises(FileNotFoundError, lambda: voc_set(tmp_path/'nowhere'/'VOC2012'), 'nowhere/VOC2012', 'JPEGImages',
+           'data/README.md')
+
+
+@pytest.mark.parametrize('sub', ['JPEGImages', 'Annotations'])
+def test_missing_voc_subfolder(voc, sub):
+    shutil.rmtree(voc12(voc)/sub)
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc)), f'VOC2012/{sub}', 'data/README.md')
+
+
+def test_missing_image_set(voc):
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc), 'test'), 'ImageSets/Main/test.txt', 'data/README.md')
+
+
+def test_id_without_image(voc):
+    id_ = voc['VOC2012']['ids'][3]
+    (voc12(voc)/'JPEGImages'/f'{id_}.jpg').unlink()
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc)), f'JPEGImages/{id_}.jpg', repr(id_), '1 of 12')
+
+
+def test_id_without_xml(voc):
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc), ['2008_000001', '2099_000001']),
+           'Annotations/2099_000001.xml', "'2099_000001'")
+
+
+def test_unknown_class_in_xml(voc):
+    xml = voc12(voc)/'Annotations'/'2008_000002.xml'
+    xml.write_text(voc_xml([('dog', False), ('unicorn', False)]))
+    raises(ValueError, lambda: voc_set(voc12(voc)), str(xml), 'unicorn')
+
+
+def test_broken_xml(voc):
+    xml = voc12(voc)/'Annotations'/'2008_000002.xml'
+    xml.write_text('<annotation><object>')
+    raises(ValueError, lambda: voc_set(voc12(voc)), str(xml), 'not valid XML')
+
+
+def test_xml_without_objects_gives_zero_row_and_warning(voc):
+    (voc12(voc)/'Annotations'/'2008_000002.xml').write_text(voc_xml([]))
+    (voc12(voc)/'Annotations'/'2008_000005.xml').write_text(voc_xml([]))
+    with pytest.warns(UserWarning, match='2 of 12 images have no objects'):
+        s = voc_set(voc12(voc))
+    assert s.labels[[1, 4]].sum() == 0 and len(s) == 12
+    np.testing.assert_array_equal(np.delete(s.labels, [1, 4], 0), np.delete(voc['VOC2012']['labels'], [1, 4], 0))
+
+
+def test_missing_coco_files(coco, tmp_path):
+    raises(FileNotFoundError, lambda: coco_set(tmp_path/'instances_x.json', coco['root']/'val2017'),
+           'instances_x.json', 'data/README.md')
+    raises(FileNotFoundError, lambda: coco_set(coco['root']/'annotations'/'instances_val2017.json', tmp_path/'val'),
+           str(tmp_path/'val'), 'data/README.md')
+    raises(FileNotFoundError, lambda: coco_mlt(tmp_path, tmp_path/'appendix'), 'appendix', 'data/README.md')
+
+
+# ---- COCO JSON -----------------------------------------------------------------------------------
+def edit_json(coco, fn, split='val2017'):
+    path = coco['root']/'annotations'/f'instances_{split}.json'
+    d = json.loads(path.read_text()); fn(d); path.write_text(json.dumps(d))
+    return path
+
+
+def read_val(coco, path, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return coco_set(path, coco['root']/'val2017', **kw)
+
+
+def test_coco_json_missing_list(coco):
+    path = edit_json(coco, lambda d: d.pop('annotations'))
+    raises(ValueError, lambda: read_val(coco, path), str(path), "'annotations'")
+
+
+def test_coco_json_missing_field(coco):
+    path = edit_json(coco, lambda d: d['annotations'][2].pop('bbox'))
+    raises(ValueError, lambda: read_val(coco, path), str(path), 'annotations[2]', 'bbox')
+    path = edit_json(coco, lambda d: d['images'][0].pop('file_name'))
+    raises(ValueError, lambda: read_val(coco, path), 'images[0]', 'file_name')
+
+
+def test_coco_unknown_category(coco):
+    path = edit_json(coco, lambda d: d['annotations'][0].update(category_id=12))
+    raises(ValueError, lambda: read_val(coco, path), str(path), 'category_id 12')
+
+
+def test_coco_not_json(coco):
+    path = coco['root']/'annotations'/'instances_val2017.json'
+    path.write_text('{"images": [')
+    raises(ValueError, lambda: read_val(coco, path), str(path), 'not a JSON file')
+
+
+def test_coco_id_not_in_file_and_missing_image(coco):
+    path = coco['root']/'annotations'/'instances_val2017.json'
+    raises(ValueError, lambda: read_val(coco, path, ids=[139, 424242]), str(path), '424242', '1 of 2')
+    raises(ValueError, lambda: read_val(coco, path, ids=['2008_000023']), "'2008_000023'", 'integers')
+    (coco['root']/'val2017'/'000000000146.jpg').unlink()
+    raises(FileNotFoundError, lambda: read_val(coco, path), 'val2017/000000000146.jpg', 'id 146')
+
+
+# ---- unreadable images ---------------------------------------------------------------------------
+def truncate(path):
+    data = path.read_bytes(); path.write_bytes(data[:len(data) // 2])
+
+
+def test_truncated_image_error_names_file(voc):
+    bad = voc12(voc)/'JPEGImages'/'2008_000004.jpg'
+    truncate(bad)
+    raises(OSError, lambda: voc_set(voc12(voc), size=16), str(bad))
+
+
+@pytest.mark.parametrize('size', [16, None])
+def test_skip_bad_images_drops_rows_with_a_warning(voc, size):
+    truncate(voc12(voc)/'JPEGImages'/'2008_000004.jpg')
+    (voc12(voc)/'JPEGImages'/'2008_000007.jpg').write_bytes(b'not an image')
+    with pytest.warns(UserWarning, match='skipped 2 of 12 unreadable images'):
+        s = voc_set(voc12(voc), size=size, on_bad='skip')
+    keep = [i for i in range(12) if i not in (3, 6)]
+    assert s.ids == [voc['VOC2012']['ids'][i] for i in keep] and len(s.items) == 10
+    np.testing.assert_array_equal(s.labels, voc['VOC2012']['labels'][keep])
+
+
+def test_bad_on_bad_value(voc):
+    raises(ValueError, lambda: voc_set(voc12(voc), size=8, on_bad='ignore'), "'ignore'")
+
+
+# ---- id files ------------------------------------------------------------------------------------
+def test_read_ids_bad_files(tmp_path):
+    raises(FileNotFoundError, lambda: read_ids(tmp_path/'img_id.txt'), 'img_id.txt')
+    (tmp_path/'empty.txt').write_text('\n')
+    raises(ValueError, lambda: read_ids(tmp_path/'empty.txt'), 'empty.txt', 'no image ids')
+    (tmp_path/'dup.txt').write_text('a\nb\na\n')
+    raises(ValueError, lambda: read_ids(tmp_path/'dup.txt'), 'dup.txt', "['a']")
+    (tmp_path/'dict.pkl').write_bytes(pickle.dumps({'ids': [1]}, protocol=2))
+    raises(ValueError, lambda: read_ids(tmp_path/'dict.pkl'), 'dict.pkl', 'dict')
+    (tmp_path/'cols.txt').write_text('2008_000008 -1\n2008_000015  1\n')
+    raises(Exception, lambda: read_ids(tmp_path/'cols.txt'), 'cols.txt')
+
+
+# ---- class_freq and appendix files ---------------------------------------------------------------
+def test_class_freq_counts_disagree(tmp_path):
+    y = np.eye(3, dtype=np.uint8)[[0, 0, 1, 2]]
+    py2_pickle({**freq_dict(y), 'class_freq': np.array([2, 1, 5])}, tmp_path/'class_freq.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'class_freq.pkl'), 'class_freq.pkl', 'class_freq',
+           '[2, 1, 5]', '[2, 1, 1]')
+    py2_pickle({**freq_dict(y), 'neg_class_freq': np.array([2, 3, 0])}, tmp_path/'neg.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'neg.pkl'), 'neg.pkl', 'neg_class_freq', '[2, 3, 0]')
+
+
+def test_class_freq_bad_content(tmp_path):
+    py2_pickle({'class_freq': np.ones(3)}, tmp_path/'a.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'a.pkl'), 'a.pkl', 'gt_labels', "['class_freq']")
+    py2_pickle({'gt_labels': [np.array([0, 1]), np.array([1])], 'class_freq': np.ones(2)}, tmp_path/'b.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'b.pkl'), 'b.pkl', 'gt_labels')
+    py2_pickle({'gt_labels': [np.array([0, 2])], 'class_freq': np.array([0, 2])}, tmp_path/'c.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'c.pkl'), 'c.pkl', '0/1')
+    y = np.eye(3, dtype=np.uint8)
+    py2_pickle({'labels': list(y), 'clean_labels': list(y[:2]), 'class_freq': y.sum(0)}, tmp_path/'d.pkl')
+    raises(ValueError, lambda: read_class_freq(tmp_path/'d.pkl'), 'd.pkl', '(2, 3)', '(3, 3)')
+
+
+def test_appendix_rows_disagree_with_ids(voc_appendix):
+    (voc_appendix/'img_id.txt').write_text('\n'.join(read_ids(voc_appendix/'img_id.txt')[:8]))
+    raises(ValueError, lambda: read_appendix(voc_appendix), 'class_freq', '(10, 20)', '(8, 20)', 'img_id.txt')
+
+
+def test_appendix_classes_disagree_with_split(voc_appendix):
+    py2_pickle({'head': {0}, 'middle': {1}, 'tail': set(range(2, 25))}, voc_appendix/'class_split.pkl')
+    raises(ValueError, lambda: read_appendix(voc_appendix), '(10, 20)', '(10, 25)', 'class_split.pkl')
+
+
+def test_appendix_clean_labels_disagree_between_files(voc_appendix, voc):
+    y = voc['VOC2012']['labels'][:10].copy(); y[0] ^= 1
+    make_appendix(voc_appendix.parent/'other', voc['VOC2012']['ids'][:10], y, noise_rates=(0.9,))
+    shutil.copy(voc_appendix.parent/'other'/'class_freq_0.9noise.pkl', voc_appendix)
+    raises(ValueError, lambda: read_appendix(voc_appendix), 'class_freq_0.9noise.pkl', 'class_freq.pkl',
+           '1 of 10 images')
+
+
+def test_appendix_missing_files(voc_appendix, tmp_path):
+    raises(FileNotFoundError, lambda: read_appendix(tmp_path/'none'), 'none', 'data/README.md')
+    (voc_appendix/'class_split.pkl').unlink()
+    raises(FileNotFoundError, lambda: read_appendix(voc_appendix), 'class_split.pkl', 'data/README.md')
+    (voc_appendix/'img_id.txt').unlink()
+    raises(FileNotFoundError, lambda: read_appendix(voc_appendix), 'img_id.txt', 'img_id.pkl')
+
+
+def test_preset_appendix_with_other_shape(voc, voc_appendix):
+    "An appendix for 20 classes is fine for VOC; one naming the wrong ids fails on the annotations."
+    (voc_appendix/'img_id.txt').write_text('\n'.join(voc['VOC2012']['ids'][2:12]))
+    raises(ValueError, lambda: voc_mlt(voc['root'], voc_appendix, size=None), str(voc_appendix), 'disagree')
