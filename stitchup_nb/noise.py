@@ -24,13 +24,6 @@ def condition_prob(labels) -> np.ndarray:
     return np.divide(co, n, out=np.zeros(co.shape), where=n > 0)
 
 # %% ../nbs/02_noise.ipynb #92a4ba9f
-def _draw(mask, rate, rng) -> np.ndarray:
-    "Exactly round(rate × #True) of the True cells of `mask`, chosen uniformly without replacement."
-    cells = np.flatnonzero(mask)
-    out = np.zeros(mask.shape, bool)
-    out.flat[rng.choice(cells, int(rate * len(cells) + .5), replace=False)] = True
-    return out
-
 def _random_ranks(mask, rng) -> np.ndarray:
     "Per row, a uniformly random order 0, 1, ... of the True cells; False cells rank C."
     keys = np.where(mask, rng.random(mask.shape), 2.)
@@ -56,6 +49,13 @@ def _relocate(pos, act, weights, rng) -> tuple:
 
 # %% ../nbs/02_noise.ipynb #2d1bf290
 NOISE_KINDS = ('flip', 'missing', 'extra', 'asym', 'cooc')
+
+def _draw(mask, rate, rng) -> np.ndarray:
+    "Exactly round(rate × #True) of the True cells of `mask`, chosen uniformly without replacement."
+    cells = np.flatnonzero(mask)
+    out = np.zeros(mask.shape, bool)
+    out.flat[rng.choice(cells, int(rate * len(cells) + .5), replace=False)] = True
+    return out
 
 def _check_rate(rate, name) -> float:
     try: r = float(rate)
@@ -112,12 +112,11 @@ def _report_rows(clean, noisy) -> pd.DataFrame:
     c, n = clean.astype(bool), noisy.astype(bool)
     df = pd.DataFrame({'clean': c.sum(0), 'noisy': n.sum(0), 'missing': (c & ~n).sum(0),
                        'extra': (~c & n).sum(0), 'negatives': (~c).sum(0)})
-    kept = df.clean - df.missing
-    with np.errstate(divide='ignore', invalid='ignore'):
-        df['noise_rate'] = df.missing / df.clean.replace(0, np.nan)
-        df['neg_noise_rate'] = df.extra / df.negatives.replace(0, np.nan)
-        df['precision'] = kept / df.noisy.replace(0, np.nan)
-        df['recall'] = kept / df.clean.replace(0, np.nan)
+    kept, nan0 = df.clean - df.missing, lambda s: s.replace(0, np.nan)   # a 0 denominator gives NaN, not inf
+    df['noise_rate'] = df.missing / nan0(df.clean)
+    df['neg_noise_rate'] = df.extra / nan0(df.negatives)
+    df['precision'] = kept / nan0(df.noisy)
+    df['recall'] = kept / nan0(df.clean)
     return df.drop(columns='negatives')
 
 def noise_report(clean,          # N×C clean 0/1 labels
@@ -131,6 +130,7 @@ def noise_report(clean,          # N×C clean 0/1 labels
     if noisy.shape != clean.shape: raise ValueError(f'noise_report: clean {clean.shape} and noisy {noisy.shape} differ')
     groups = check_groups(groups, clean.shape[1], source='noise_report groups')
     names = [str(c) for c in (range(clean.shape[1]) if classes is None else classes)]
+    if len(names) != clean.shape[1]: raise ValueError(f'noise_report: {len(names)} class names for {clean.shape[1]} classes')
     parts = []
     for g in (*GROUPS, 'all'):
         idx = np.arange(clean.shape[1]) if g == 'all' else np.asarray(groups[g], int)

@@ -159,6 +159,7 @@ Y = np.array([[1, 0, 1], [0, 1, 0]], np.uint8)
     (lambda: add_noise(Y.ravel(), .5), ValueError, 'must be a 2-D N×C array'),
     (lambda: noise_report(Y, Y[:1], {'head': [0], 'medium': [1], 'tail': [2]}), ValueError, 'differ'),
     (lambda: noise_report(Y, Y, {'head': [0], 'medium': [1]}), ValueError, 'expected the keys'),
+    (lambda: noise_report(Y, Y, {'head': [0], 'medium': [1], 'tail': [2]}, classes=['a']), ValueError, '1 class names for 3 classes'),
     (lambda: noisy_fname(2), ValueError, r'rate must be in \[0, 1\]'),
 ])
 def test_bad_input_says_what_is_wrong(call, err, msg):
