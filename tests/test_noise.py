@@ -233,15 +233,18 @@ def _dump(tmp_path, obj):
 
 L = np.array([[1, 0], [1, 1], [0, 1]], np.int64)
 
+CF = np.array([2, 2])
+
 @pytest.mark.parametrize('obj,msg', [
-    ([1, 2], 'expected a dict with keys labels, clean_labels'),
-    ({'labels': L}, r"expected a dict with keys labels, clean_labels.*got keys \['labels'\]"),
-    ({'labels': L, 'clean_labels': L[:2]}, r'labels \(3, 2\) and clean_labels \(2, 2\) differ'),
-    ({'labels': L * 2, 'clean_labels': L}, 'labels must be 0/1'),
-    ({'labels': [np.ones(2), np.ones(3)], 'clean_labels': L}, 'per-image label rows have different lengths'),
-    ({'labels': L, 'clean_labels': L, 'class_freq': np.array([2, 9])}, 'class 1: stored 9, computed 2'),
-    ({'labels': L, 'clean_labels': L, 'neg_class_freq': np.array([5, 1])}, 'stored neg_class_freq disagrees.*class 0: stored 5, computed 1'),
-    ({'labels': L, 'clean_labels': L, 'class_freq': np.array([2, 2, 0])}, 'class_freq has 3 entries, but the labels have 2 classes'),
+    ([1, 2], 'expected gt_labels .clean file. or labels . clean_labels'),
+    ({'labels': L}, r"and class_freq; found \['labels'\]"),
+    ({'labels': L, 'class_freq': CF}, 'not a noisy-label file'),
+    ({'labels': L, 'clean_labels': L[:2], 'class_freq': CF}, r'clean_labels have shape \(2, 2\), labels \(3, 2\)'),
+    ({'labels': L * 2, 'clean_labels': L, 'class_freq': CF}, 'labels must be 0/1'),
+    ({'labels': [np.ones(2), np.ones(3)], 'clean_labels': L, 'class_freq': CF}, 'labels rows differ in length'),
+    ({'labels': L, 'clean_labels': L, 'class_freq': np.array([2, 9])}, r'stored class_freq \[2, 9\] differs from \[2, 2\]'),
+    ({'labels': L, 'clean_labels': L, 'class_freq': CF, 'neg_class_freq': np.array([5, 1])}, r'stored neg_class_freq \[5, 1\] differs from \[1, 1\]'),
+    ({'labels': L, 'clean_labels': L, 'class_freq': np.array([2, 2, 0])}, r'stored class_freq \[2, 2, 0\] differs'),
 ])
 def test_bad_files_are_refused_naming_the_file(tmp_path, obj, msg):
     p = _dump(tmp_path, obj)
