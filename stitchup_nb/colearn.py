@@ -28,8 +28,8 @@ from .models import TwoBranchNet, atomic_save, create_model
 
 # %% auto #0
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
-           'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'ref_schedule', 'write_json', 'Checkpoint',
-           'load_checkpoint', 'colearner']
+           'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
+           'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'load_checkpoint', 'colearner']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -191,6 +191,29 @@ def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
         ax.set(title=f'corrections made by the {c} branch', xlabel='epoch', ylabel=f'labels {up} (+) / {down} (−)')
     axs[0, 0].legend(fontsize=8); fig.suptitle(title); fig.tight_layout()
     return fig
+
+# %% ../nbs/07_colearn.ipynb #a886eab5
+def correction_snapshot(learn:Learner) -> dict:
+    "Per branch: probabilities on the unaugmented training images and the noisy labels corrected by it."
+    net, cb = getattr(learn.model, 'module', learn.model), learn.co_learning
+    train, noisy = learn.dls.train.ds, learn.dls.train.labels
+    dl = learn.dls.valid.for_set(train, noisy)
+    c = noisy.shape[1]
+    probs, corrected = {}, {}
+    for name in net.names:
+        with net.using(name): p, _ = learn.get_preds(dl=dl)
+        probs[name] = p.numpy()
+        alpha, beta = threshold_tensors(cb.th, train.groups, c, name)
+        corrected[name] = correct_labels(torch.as_tensor(noisy).float(), p, alpha, beta).numpy().astype(np.uint8)
+    return dict(noisy=noisy, clean=train.labels, probs=probs, corrected_by=corrected)
+
+class CorrectionSnapshots(Callback):
+    "Keep `correction_snapshot` after every `every` epochs in `.history` (epoch -> snapshot)."
+    order = 85
+    def __init__(self, every:int=1): self.every, self.history = every, {}
+    def after_epoch(self):
+        if (self.epoch + 1) % self.every == 0 and self.learn.co_learning.n_steps:
+            self.history[self.epoch] = correction_snapshot(self.learn)
 
 # %% ../nbs/07_colearn.ipynb #95c91306
 def ref_schedule(lr:float, n_epoch:int, n_iter:int, warmup_iters:int=100, warmup_ratio:float=1/3,

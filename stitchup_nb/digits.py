@@ -18,7 +18,7 @@ from .data import LabelledSet, class_groups, longtail_subset, pareto_targets
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',
            'render_image', 'render_set', 'digits_mlt', 'show_samples', 'plot_class_counts']
 
-# %% ../nbs/01_digits.ipynb #e4e42191
+# %% ../nbs/01_digits.ipynb #bdf61afa
 def cache_dir() -> Path:
     "Folder for generated, re-creatable files ($STITCHUP_CACHE, the checkout's data/cache, or ~/.cache/stitchup_nb)."
     if os.environ.get('STITCHUP_CACHE'): p = Path(os.environ['STITCHUP_CACHE'])
@@ -90,10 +90,10 @@ def _place(rng, sizes, canvas, tries=200):
         else: return None
     return boxes
 
-def render_image(glyphs, rng, size:int=64) -> np.ndarray:
-    "Compose 8×8 `glyphs` (values in [0,1]) into one size×size×3 uint8 image."
+def render_image(glyphs, rng, size:int=64, scale=None) -> np.ndarray:
+    "Compose 8×8 `glyphs` (values in [0,1]) into one size×size×3 uint8 image; `scale`: glyph side range / size."
     img, k = _background(rng, size), len(glyphs)
-    lo, hi = (0.31, 0.47) if k <= 2 else (0.25, 0.36)
+    lo, hi = scale or ((0.31, 0.47) if k <= 2 else (0.25, 0.36))
     boxes = None
     while boxes is None:
         boxes = _place(rng, (rng.uniform(lo, hi, k) * size).astype(int), size)

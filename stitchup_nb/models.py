@@ -79,7 +79,7 @@ def resnet_body(arch:str='resnet50', pretrained:bool=True, frozen_stages:int=1) 
 def _conv(ci, co, stride=1):
     return nn.Sequential(nn.Conv2d(ci, co, 3, stride, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
 
-def digits_cnn(width:int=24) -> tuple:
+def digits_cnn(width:int=16) -> tuple:
     "The small Digits backbone: `(body, n_features, frozen_modules)` with the first block as stem."
     w = width
     body = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2),
@@ -87,12 +87,13 @@ def digits_cnn(width:int=24) -> tuple:
     return body, 8 * w, [body[0]]
 
 # %% ../nbs/06_models.ipynb #c3116254
-def glyph_images(n:int=6000, seed:int=0, size:int=64) -> tuple:
-    "`n` single-glyph images from the pretraining pool: (uint8 N×size×size×3, digits N)."
+def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
+    "`n` single-glyph images from the pretraining pool: (uint8 N×size×size×3, digits N), glyphs 20-30 px."
     glyphs, digits = digit_pools(seed)['pretrain']
-    rng = epoch_rng(seed, 0, 7)
+    rng = epoch_rng(seed, stream, 7)
     pick = rng.integers(len(digits), size=n)
-    return np.stack([render_image([glyphs[i]], rng, size) for i in pick]), digits[pick]
+    scale = (20 / size, 30 / size)          # the glyph size of Digits-MLT's 64-px scenes
+    return np.stack([render_image([glyphs[i]], rng, size, scale) for i in pick]), digits[pick]
 
 def atomic_save(obj, path):
     "`torch.save` to a temporary file beside `path`, then rename: readers see the old file or the new one."
@@ -105,17 +106,17 @@ def atomic_save(obj, path):
         if os.path.exists(tmp): os.unlink(tmp)
         raise
 
-def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=24,
-                        cache:bool=True, verbose:bool=True) -> dict:
+def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
+                        canvas:int=40, cache:bool=True, verbose:bool=True) -> dict:
     "Weights of `digits_cnn` pretrained to name single clean glyphs (cached per seed and width)."
-    path = cache_dir()/f'digits_cnn_w{width}_seed{seed}.pth'
+    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_seed{seed}.pth'   # the recipe is the key
     if cache and path.exists(): return torch.load(path, weights_only=True)
     from fastai.vision.core import imagenet_stats
     torch.manual_seed(seed)
     body, nf, _ = digits_cnn(width)
-    net = nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nf, 10))
-    x, y = glyph_images(n, seed)
-    x, y = torch.as_tensor(x).permute(0, 3, 1, 2), torch.as_tensor(y)
+    net = nn.Sequential(body, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(nf, 10)).to(memory_format=torch.channels_last)
+    x, y = glyph_images(n, seed, canvas)
+    x, y = torch.as_tensor(x).permute(0, 3, 1, 2), torch.as_tensor(y)     # a channels-last view, faster on CPU
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in imagenet_stats)
     aug, opt = BatchAug(flip=0), torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
     steps = epochs * (len(x) // bs)
@@ -129,7 +130,7 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
             loss = F.cross_entropy(net(xb), y[i])
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
     net.eval()
-    xt, yt = glyph_images(1000, seed + 1000)
+    xt, yt = glyph_images(1000, seed, canvas, stream=1)          # same glyphs, unseen renders
     with torch.no_grad():
         acc = (net((torch.as_tensor(xt).permute(0, 3, 1, 2).float() / 255 - mean) / std).argmax(1) == torch.as_tensor(yt)).float().mean()
     if verbose: print(f'digits_cnn pretrained: glyph accuracy {acc:.3f} on 1,000 held-out renders')

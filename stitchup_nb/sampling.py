@@ -186,7 +186,13 @@ class ImageBatches(DataLoader):
         return TensorImage(_as_tensor_images(imgs)), torch.as_tensor(self.labels[idx]).float()
     def create_item(self, s): return s
     def retain(self, res, b): return res
-    def new(self, **kwargs): return copy(self)
+    def new(self, **kwargs):
+        "A copy (fastai calls this for predictions); the kit's loaders always keep their own order."
+        dl = copy(self)
+        dl.fake_l = copy(self.fake_l)
+        dl.fake_l.d = dl.fake_l.default = dl        # the copy must iterate itself, not the original
+        dl.fake_l.dataset = dl.fake_l
+        return dl
     def __len__(self): return len(self.get_idxs())
 
 # %% ../nbs/03_sampling.ipynb #f9b95299
@@ -230,6 +236,12 @@ class EvalDL(ImageBatches):
     def get_idxs(self): return list(range(self.n))
     def create_batch(self, idx): return self.gather(np.asarray(idx))
     __len__ = DataLoader.__len__
+    def for_set(self, ds:LabelledSet, labels=None) -> EvalDL:
+        "The same loader (device, pipeline, batch size) over another set, e.g. the training images unaugmented."
+        dl = self.new()
+        dl.ds, dl.n = ds, len(ds)
+        dl.labels = check_labels(ds.labels if labels is None else labels, len(ds.classes), source=f'{ds.name} labels')
+        return dl
 
 # %% ../nbs/03_sampling.ipynb #78ab098f
 SAMPLERS = {'random': lambda labels, **kw: RandomSampler(len(labels), **kw),

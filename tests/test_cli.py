@@ -1,0 +1,86 @@
+"""The console scripts end to end, as a user runs them: train, test the checkpoint, resume.
+
+Runs on Digits-MLT-Noise-0.5 on the CPU with short schedules (2 epochs), as subprocesses.
+"""
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+
+BIN = Path(sys.executable).parent
+QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
+         '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
+
+
+def run(*args, cwd=None):
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    work = tmp_path_factory.mktemp('run')
+    out = run(BIN/'stitchup_train', *QUICK, '--work_dir', work)
+    return work, out
+
+
+def test_train_writes_config_checkpoints_and_metrics(trained):
+    work, out = trained
+    assert {p.name for p in work.iterdir()} >= {'config.json', 'epoch_1.pth', 'epoch_2.pth', 'metrics.json'}
+    cfg = json.loads((work/'config.json').read_text())
+    assert cfg['random_head_alpha'] == 0.7 and cfg['epochs'] == 2 and cfg['arch'] == 'digits_cnn'
+    m = json.loads((work/'metrics.json').read_text())
+    assert [e['epoch'] for e in m['epochs']] == [0, 1]
+    for e in m['epochs']:
+        assert {'mAP', 'head_mAP', 'medium_mAP', 'tail_mAP', 'loss_random', 'loss_balanced'} <= set(e)
+        assert {r['corrector'] for r in e['corrections']} == {'random', 'balanced'}
+    assert set(m['final']) == {'ensemble', 'random', 'balanced'}
+    assert 'ensemble' in out and 'tail' in out
+
+
+def test_checkpoint_loads_weights_only(trained):
+    import torch
+    state = torch.load(trained[0]/'epoch_2.pth', weights_only=True)
+    assert state['epoch'] == 2 and len(state['classes']) == 10 and set(state['groups']) == {'head', 'medium', 'tail'}
+
+
+def test_stitchup_test_reproduces_the_final_table(trained):
+    work, _ = trained
+    run(BIN/'stitchup_test', work/'epoch_2.pth')
+    got = json.loads((work/'test_metrics.json').read_text())
+    want = json.loads((work/'metrics.json').read_text())['final']
+    for mode in want:
+        for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3)
+
+
+def test_stitchup_test_ensemble_weight(trained):
+    work, _ = trained
+    run(BIN/'stitchup_test', work/'epoch_2.pth', '--t', '1.0', '--out', work/'t1.json')
+    got = json.loads((work/'t1.json').read_text())
+    assert got['ensemble'] == pytest.approx(got['random'], abs=1e-6)      # t = 1: the random branch alone
+
+
+def test_resume_from_epoch_1_reaches_the_same_final_metrics(trained, tmp_path):
+    work, _ = trained
+    resumed = tmp_path/'resumed'; resumed.mkdir()
+    shutil.copy(work/'epoch_1.pth', resumed)
+    run(BIN/'stitchup_train', *QUICK, '--work_dir', resumed, '--resume', 'auto')
+    a = json.loads((work/'metrics.json').read_text())['final']
+    b = json.loads((resumed/'metrics.json').read_text())['final']
+    for mode in a:
+        for k in a[mode]: assert b[mode][k] == pytest.approx(a[mode][k], abs=1e-6), (mode, k)
+
+
+def test_noise_script_writes_the_authors_format(tmp_path):
+    out = run(BIN/'stitchup_noise', '--source', 'digits', '--rate', '0.3', '--kind', 'cooc', '--out', tmp_path/'n.pkl')
+    from stitchup_nb.noise import load_noisy
+    noisy, clean = load_noisy(tmp_path/'n.pkl')
+    assert noisy.shape == clean.shape and (noisy != clean).any()
+    assert 'head' in out and 'tail' in out
+
+
+def test_train_on_a_noise_file(tmp_path):
+    run(BIN/'stitchup_noise', '--source', 'digits', '--rate', '0.5', '--out', tmp_path/'n.pkl')
+    out = run(BIN/'stitchup_train', '--dataset', 'digits', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
+              '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
+    assert 'random' in out
