@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #b4594e69
 from __future__ import annotations
-import json, re, sys, time, warnings
+import inspect, json, re, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +22,8 @@ from .colearn import THRESHOLDS, colearner, load_checkpoint, write_json
 from .metrics import lt_map, lt_metrics
 
 # %% auto #0
-__all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evaluate', 'stitchup_train', 'stitchup_test',
-           'stitchup_noise']
+__all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evaluate', 'train_config', 'build_learner',
+           'run_training', 'stitchup_train', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 PRESETS = {
@@ -87,6 +87,60 @@ def _latest_checkpoint(work_dir:Path):
     found = sorted(work_dir.glob('epoch_*.pth'), key=lambda p: int(re.findall(r'\d+', p.stem)[0]))
     return found[-1] if found else None
 
+def train_config(**overrides) -> dict:
+    "`stitchup_train`'s options with their defaults, updated by `overrides` (unknown names raise)."
+    params = inspect.signature(stitchup_train.__wrapped__).parameters
+    cfg = {k: p.default for k, p in params.items()}
+    bad = sorted(set(overrides) - set(cfg))
+    if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
+    return {**cfg, **overrides}
+
+def build_learner(cfg:dict):
+    "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`."
+    preset = PRESETS.get(cfg['dataset'])
+    if preset is None: raise ValueError(f"unknown dataset {cfg['dataset']!r}: choose {list(PRESETS)}")
+    cfg = {**cfg, **{k: preset[k] for k in ('arch', 'size', 'bs', 'data_factor') if cfg[k] is None}}
+    if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"unknown noise_kind {cfg['noise_kind']!r}; choose {list(NOISE_KINDS)}")
+    samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(cfg['branches'])
+    if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {cfg['branches']!r}")
+    level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
+    train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
+    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+    dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
+                     partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=cfg['seed'])
+    work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+    learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'],
+                      thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
+                      lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
+                      cbs=[MetricsJSON(work/'metrics.json')] if work else [])
+    if cfg['quiet']: learn.remove_cb(ProgressCallback)
+    if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
+    if cfg['channels_last']: learn.to_channelslast(use_amp=False)
+    learn.config = cfg
+    return learn, train, test
+
+def run_training(cfg:dict) -> tuple:
+    "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
+    work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+    if work: work.mkdir(parents=True, exist_ok=True)
+    learn, train, test = build_learner(cfg)
+    if work: write_json(learn.config, work/'config.json')
+    start = 0
+    if cfg['resume']:
+        ck = _latest_checkpoint(work) if cfg['resume'] == 'auto' else Path(cfg['resume'])
+        if ck is not None:
+            start = load_checkpoint(learn, ck)
+            print(f'resuming from {ck} at epoch {start}')
+    t0 = time.time()
+    learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], start_epoch=start)
+    table = evaluate(learn, train.groups)
+    learn.train_time = time.time() - t0
+    if work:
+        res = json.loads((work/'metrics.json').read_text()) if (work/'metrics.json').exists() else {'epochs': []}
+        res['final'] = table.round(4).to_dict(orient='index')
+        write_json(res, work/'metrics.json')
+    return learn, table
+
 @call_parse
 def stitchup_train(
     dataset:str='digits',         # preset: digits (embedded), voc or coco
@@ -106,54 +160,26 @@ def stitchup_train(
     balance_head_beta:float=0.0, balance_medium_beta:float=0.0, balance_tail_beta:float=0.0,
     warmup_epoch:int=0,           # no correction before this epoch
     t:float=0.1,                  # ensemble weight of the random branch
-    epochs:int=8, bs:int=None, data_factor:int=None, lr:float=0.02, warmup_iters:int=100,
-    arch:str=None, size:int=None, pretrained:bool=True,
+    epochs:int=8,                 # training epochs (one pass of the first branch's sampler each)
+    bs:int=None,                  # anchors per random batch (default: the preset's)
+    data_factor:int=None,         # class-aware batch = bs × data_factor (default: the preset's)
+    lr:float=0.02,                # peak learning rate (SGD, reference schedule)
+    warmup_iters:int=100,         # linear warm-up iterations from lr/3
+    arch:str=None,                # backbone (default: the preset's)
+    size:int=None,                # input size (default: the preset's)
+    pretrained:bool=True,         # ImageNet (ResNets) or glyph-pretrained (Digits) backbone
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
-    channels_last:bool=False,
+    channels_last:bool=False,     # channels-last memory format
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
     resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
-    seed:int=0,
+    seed:int=0,                   # training seed (model init, sampling, augmentation)
     quiet:bool=False,             # no progress bars
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
-    cfg = {k: v for k, v in locals().items()}
-    preset = PRESETS.get(dataset)
-    if preset is None: raise ValueError(f'unknown dataset {dataset!r}: choose {list(PRESETS)}')
-    for k in ('arch', 'size', 'bs', 'data_factor'): cfg[k] = preset[k] if cfg[k] is None else cfg[k]
-    if noise_kind not in NOISE_KINDS: raise ValueError(f'unknown noise_kind {noise_kind!r}; choose {list(NOISE_KINDS)}')
-    samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(branches)
-    if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {branches!r}")
-    level = None if stitch in (None, 'none', 'None', '') else stitch
-    work = Path(work_dir); work.mkdir(parents=True, exist_ok=True)
-    write_json(cfg, work/'config.json')
-
-    train, test, app = load_benchmark(dataset, data_root, appendix, cfg['size'], data_seed)
-    noisy = training_labels(train, noise_file, noise_rate, noise_kind, noise_seed, app)
-    dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
-                     partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=seed)
-    th = {k: cfg[k] for k in THRESHOLDS}
-    learn = colearner(dls, cfg['arch'], stitch=level, correct=correct, warmup_epoch=warmup_epoch, thresholds=th,
-                      t=t, metrics=lt_metrics(train.groups), lr=lr, seed=seed, pretrained=pretrained,
-                      work_dir=work, cbs=[MetricsJSON(work/'metrics.json')])
-    if quiet: learn.remove_cb(ProgressCallback)
-    if precision != 'fp32': learn.to_fp16() if precision == 'fp16' else learn.to_bf16()
-    if channels_last: learn.to_channelslast(use_amp=False)
-    start = 0
-    if resume:
-        ck = _latest_checkpoint(work) if resume == 'auto' else Path(resume)
-        if ck is not None:
-            start = load_checkpoint(learn, ck)
-            print(f'resuming from {ck} at epoch {start}')
-    t0 = time.time()
-    learn.fit_reference(epochs, lr, warmup_iters=warmup_iters, start_epoch=start)
-    table = evaluate(learn, train.groups)
-    print(f'{dataset}: {len(train)} training images, noise {noise_file or f"{noise_kind} {noise_rate}"}, '
-          f'{time.time() - t0:.0f} s')
+    learn, table = run_training(dict(locals()))
+    noise = noise_file or f'{noise_kind} {noise_rate}'
+    print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')
     print(table.round(2).to_string())
-    res = json.loads((work/'metrics.json').read_text()) if (work/'metrics.json').exists() else {'epochs': []}
-    res['final'] = table.round(4).to_dict(orient='index')
-    write_json(res, work/'metrics.json')
-    return table
 
 # %% ../nbs/10_cli.ipynb #955ec639
 @call_parse
@@ -167,19 +193,13 @@ def stitchup_test(
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     ck = Path(checkpoint)
     cfg = json.loads(Path(config or ck.parent/'config.json').read_text())
-    train, test, _ = load_benchmark(cfg['dataset'], data_root or cfg['data_root'], appendix or cfg['appendix'],
-                                    cfg['size'], cfg['data_seed'])
-    samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}[cfg['branches']]
-    level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
-    dls = stitch_dls(train, train.labels, test, samplers=samplers, bs=cfg['bs'], partners=level is not None,
-                     size=cfg['size'], seed=cfg['seed'])
-    learn = colearner(dls, cfg['arch'], stitch=level, t=cfg['t'], pretrained=False, seed=cfg['seed'])
-    learn.remove_cb(ProgressCallback)
+    cfg.update(pretrained=False, work_dir=None, quiet=True, resume=None, noise_file=None, noise_rate=0.,
+               data_root=data_root or cfg['data_root'], appendix=appendix or cfg['appendix'])
+    learn, train, _ = build_learner(train_config(**cfg))
     load_checkpoint(learn, ck, with_opt=False)
     table = evaluate(learn, train.groups, t)
     print(table.round(2).to_string())
     write_json(table.round(4).to_dict(orient='index'), out or ck.parent/'test_metrics.json')
-    return table
 
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:
@@ -210,4 +230,3 @@ def stitchup_noise(
     report = group_report(clean, noisy, groups)
     print(f'wrote {path}: {kind} noise at {rate} on {len(clean)} images')
     print(report.round(3).to_string())
-    return report

@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
+from fastcore.foundation import L
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
@@ -242,6 +243,12 @@ def write_json(obj, path):
     with os.fdopen(fd, 'w') as f: json.dump(obj, f, indent=1, default=float)
     os.replace(tmp, path)
 
+def _plain(x):
+    "fastai's optimizer state with fastcore `L`s turned into lists, so `weights_only` loading accepts it."
+    if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, L)): return [_plain(v) for v in x]
+    return x
+
 class Checkpoint(Callback):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."
     order = 90
@@ -252,7 +259,7 @@ class Checkpoint(Callback):
     def after_epoch(self):
         if not self.trained or getattr(self.learn, 'rank', 0) != 0: return
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
-        state = {'model': self.learn.model.state_dict(), 'opt': self.learn.opt.state_dict(),
+        state = {'model': self.learn.model.state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}}
         atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
@@ -270,7 +277,7 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
                          f'{str(e).splitlines()[0]}') from None
     if with_opt:
         if learn.opt is None: learn.create_opt()
-        learn.opt.load_state_dict(state['opt'])
+        learn.opt.load_state_dict({'state': state['opt']['state'], 'hypers': L(state['opt']['hypers'])})
     return int(state['epoch'])
 
 # %% ../nbs/07_colearn.ipynb #f6ceff49

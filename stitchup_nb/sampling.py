@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from fastai.torch_core import TensorImage, default_device
+from fastai.torch_core import TensorImage, apply, default_device, to_detach
 from fastai.vision.core import imagenet_stats
 from fastai.vision.augment import Normalize
 from fastai.data.transforms import IntToFloatTensor
@@ -229,13 +229,34 @@ class StitchDL(ImageBatches):
 
 # %% ../nbs/03_sampling.ipynb #cce9db28
 class EvalDL(ImageBatches):
-    "Validation/test batches `(x, y)` in dataset order, the last one possibly smaller."
-    def __init__(self, ds:LabelledSet, labels=None, bs:int=64, **kwargs):
+    "Validation/test batches `(x, y)` in dataset order, the last one possibly smaller; sharded over ranks."
+    def __init__(self, ds:LabelledSet, labels=None, bs:int=64, rank:int=0, world:int=1, **kwargs):
         super().__init__(ds, ds.labels if labels is None else labels, **kwargs)
-        self.bs, self.n = bs, len(ds)
+        self.bs, self.n, self.rank, self.world = bs, len(ds), rank, world
     def get_idxs(self): return list(range(self.n))
     def create_batch(self, idx): return self.gather(np.asarray(idx))
-    __len__ = DataLoader.__len__
+    def sample(self):
+        "This rank's share: every `world`-th image from `rank`, padded by wrapping to equal length."
+        if self.world == 1: return super().sample()
+        return iter(shard(np.arange(self.n), self.rank, self.world).tolist())
+    def __len__(self): return math.ceil(math.ceil(self.n / self.world) / self.bs)
+    def __iter__(self):
+        self.seen = 0                                   # images this rank has yielded (for `to_detach`)
+        for b in super().__iter__():
+            self.seen += len(b[1]); yield b
+
+    def to_detach(self, b, cpu:bool=True, gather:bool=True):
+        "Detach (and under multi-process evaluation gather) a batch's tensors, in dataset order, padding dropped."
+        b = to_detach(b, cpu, gather)                   # fastai gathers: [rank 0's items; rank 1's; ...]
+        if self.world == 1 or not gather or not hasattr(self, 'seen'): return b
+        def _order(t):
+            if not isinstance(t, torch.Tensor) or t.ndim == 0: return t
+            n = len(t) // self.world
+            start = (self.seen - n) * self.world        # dataset position of this batch's first image
+            t = t.view(self.world, n, *t.shape[1:]).transpose(0, 1).flatten(0, 1)
+            return t[:max(self.n - start, 0)]
+        return apply(_order, b)
+
     def for_set(self, ds:LabelledSet, labels=None) -> EvalDL:
         "The same loader (device, pipeline, batch size) over another set, e.g. the training images unaugmented."
         dl = self.new()
@@ -269,8 +290,8 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
     bss = [bs * (data_factor if s == 'class_aware' else 1) for s in samplers]
     trn = StitchDL(train, labels, sams, bss, partners=partners, seed=seed, rank=rank, world=world, size=size,
                    after_batch=Pipeline(batch_tfms(size, aug), split_idx=0), device=device, num_workers=num_workers)
-    val = EvalDL(valid, bs=valid_bs, size=size, after_batch=Pipeline(batch_tfms(size), split_idx=1), device=device,
-                 num_workers=num_workers)
+    val = EvalDL(valid, bs=valid_bs, rank=rank, world=world, size=size, after_batch=Pipeline(batch_tfms(size), split_idx=1),
+                 device=device, num_workers=num_workers)
     dls = DataLoaders(trn, val, device=device)
     dls.samplers, dls.partners = list(samplers), partners
     return dls

@@ -1,0 +1,141 @@
+"""Speed and memory of the full method against single-branch BCE, measured in one run.
+
+    python tools/bench_speed.py                      # Digits CNN (64 px) and ResNet-50 (224 px) on this machine
+    python tools/bench_speed.py --models digits      # just one
+    python tools/bench_speed.py --gpu                # on a CUDA device: also fp32 vs bf16 + channels_last
+
+Per random-batch image the method costs ~16 forward-equivalents (two branches, each: forward +
+backward on anchor and partner, 2 × 3, plus the other branch's no-grad forward on both, 2), against
+~3 for single-branch BCE (one forward + backward): a floor ratio of 16/3 = 5.33 with equal random
+and balanced batches. The script times training steps of both learners on the same backbone,
+batch size and machine, and prints the measured ratio next to that floor, plus data-only
+throughput (loading + augmentation, which must outpace training at least 3×) and peak memory.
+All figures come from this one run; nothing is assumed.
+"""
+import argparse, json, resource, sys, time, warnings
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.progress import ProgressCallback
+
+from stitchup_nb.data import LabelledSet, class_groups
+from stitchup_nb.sampling import BatchAug, stitch_dls
+from stitchup_nb.colearn import colearner
+
+FLOOR = 16 / 3
+
+
+class StepTimer(Callback):
+    "Time training steps (after `skip` warm-up steps) and stop after `n` timed ones."
+    order = 100
+    def __init__(self, n, skip=2): self.n, self.skip, self.times = n, skip, []
+    def _sync(self):
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+    def before_batch(self): self._sync(); self.t0 = time.perf_counter()
+    def after_batch(self):
+        if not self.training: return
+        self._sync(); self.times.append(time.perf_counter() - self.t0)
+        if len(self.times) >= self.n + self.skip: raise CancelFitException
+    @property
+    def step(self): return float(np.median(self.times[self.skip:]))
+
+
+def synthetic_set(n, size, c=20, seed=0):
+    "A VOC-sized long-tailed multi-label set of random images (speed only: content is irrelevant)."
+    rng = np.random.default_rng(seed)
+    p = np.geomspace(0.4, 0.01, c)
+    labels = (rng.random((n, c)) < p).astype(np.uint8)
+    labels[labels.sum(1) == 0, 0] = 1
+    imgs = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    return LabelledSet(imgs, labels, [f'c{i}' for i in range(c)], class_groups(labels.sum(0)), name=f'synthetic {size}px')
+
+
+def learners(train, test, arch, bs, device, precision='fp32', channels_last=False):
+    "Single-branch BCE and the full method on the same backbone, batch and device."
+    common = dict(bs=bs, aug=BatchAug(), device=device, valid_bs=bs)
+    th = {'random_head_alpha': .7, 'balance_head_alpha': .7, 'random_tail_beta': .1, 'balance_tail_beta': .1}
+    bce = colearner(stitch_dls(train, train.labels, test, samplers=('random',), partners=False, **common),
+                    arch, stitch=None, pretrained=arch == 'digits_cnn')
+    full = colearner(stitch_dls(train, train.labels, test, data_factor=1, **common), arch, thresholds=th,
+                     pretrained=arch == 'digits_cnn')
+    for l in (bce, full):
+        l.remove_cb(ProgressCallback)
+        if precision == 'bf16': l.to_bf16()
+        if channels_last: l.to_channelslast(use_amp=False)
+    return bce, full
+
+
+def step_time(learn, n):
+    timer = StepTimer(n)
+    learn.fit(1, 1e-3, cbs=[timer])
+    return timer.step
+
+
+def data_rate(dl, n):
+    "Images per second of loading + on-device augmentation alone (anchors and partners, all branches)."
+    it, imgs = iter(dl), 0
+    next(it)
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        xs = next(it)[0]
+        imgs += sum(len(x) for x in xs)
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+    return imgs / (time.perf_counter() - t0)
+
+
+def bench(name, arch, size, bs, n_steps, device, **kw):
+    train = synthetic_set(max(8 * bs * 4, 256), size) if arch != 'digits_cnn' else None
+    if arch == 'digits_cnn':
+        from stitchup_nb.digits import digits_mlt
+        train, test = digits_mlt()
+    else: test = train.subset(np.arange(2 * bs), name='synthetic test')
+    bce, full = learners(train, test, arch, bs, device, **kw)
+    if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
+    t_bce = step_time(bce, n_steps)
+    t_full = step_time(full, n_steps)
+    train_rate = bs / t_full                                     # random-batch anchors per second
+    all_imgs = sum(len(x) for x in full.dls.train.one_batch()[0])  # images one step loads
+    d_rate = data_rate(full.dls.train, min(10, len(full.dls.train) - 2))
+    row = dict(model=name, batch=bs, device=str(device), precision=kw.get('precision', 'fp32'),
+               channels_last=kw.get('channels_last', False), bce_step_s=round(t_bce, 4), full_step_s=round(t_full, 4),
+               ratio=round(t_full / t_bce, 2), floor=round(FLOOR, 2), ratio_over_floor=round(t_full / t_bce / FLOOR, 3),
+               train_img_s=round(all_imgs / t_full, 1), data_img_s=round(d_rate, 1),
+               data_over_train=round(d_rate / (all_imgs / t_full), 1), anchors_per_s=round(train_rate, 1),
+               peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2))
+    if torch.cuda.is_available(): row['peak_cuda_gb'] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--models', default='digits,resnet50', help='comma list: digits, resnet50')
+    ap.add_argument('--steps', type=int, default=5, help='timed steps per learner (after 2 warm-up steps)')
+    ap.add_argument('--cpu_bs', type=int, default=8, help='ResNet-50 batch on CPU')
+    ap.add_argument('--gpu', action='store_true', help='use CUDA and add bf16 + channels_last rows')
+    ap.add_argument('--out', default=None, help='also write the rows as JSON here')
+    a = ap.parse_args()
+    warnings.filterwarnings('ignore')
+    device = torch.device('cuda' if a.gpu else 'cpu')
+    rows = []
+    for m in a.models.split(','):
+        if m == 'digits': rows.append(bench('digits_cnn 64px', 'digits_cnn', 64, 32, a.steps, device))
+        elif m == 'resnet50':
+            bs = 32 if a.gpu else a.cpu_bs
+            rows.append(bench('resnet50 224px', 'resnet50', 224, bs, a.steps, device))
+            if a.gpu: rows.append(bench('resnet50 224px', 'resnet50', 224, bs, a.steps, device, precision='bf16', channels_last=True))
+        else: sys.exit(f'unknown model {m!r}')
+    import pandas as pd
+    df = pd.DataFrame(rows)
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
+          f'{torch.cuda.get_device_name() if a.gpu else "CPU"}')
+    print(df.to_string(index=False))
+    ok = (df.ratio_over_floor <= 1.15).all() and (df.data_over_train >= 3).all()
+    print(f"\ntargets: step-time ratio within 1.15x of the 16/3 floor, data >= 3x training: {'met' if ok else 'NOT met'}")
+    if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == '__main__': main()

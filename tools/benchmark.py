@@ -1,0 +1,124 @@
+"""The Digits-MLT-Noise benchmark: every method × noise kind × rate × seed, one CSV row per run.
+
+    python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
+    python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch: the CI smoke version
+    python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
+
+Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped.
+Each run is `stitchup_nb.cli.run_training` (what `stitchup_train` does) in this process.
+"""
+import argparse, csv, itertools, json, sys, time, warnings
+from pathlib import Path
+
+import numpy as np
+
+from stitchup_nb.cli import run_training, train_config, evaluate
+from stitchup_nb.metrics import correction_quality
+from stitchup_nb.colearn import correction_snapshot
+
+REF = dict(random_head_alpha=.7, balance_head_alpha=.7, random_tail_beta=.1, balance_tail_beta=.1)
+METHODS = {   # name -> stitchup_train options
+    'BCE':                 dict(branches='random', stitch='none'),
+    'DB-Focal':            dict(branches='balanced', stitch='none'),
+    'BCE+Stitch-Up':       dict(branches='random'),
+    'DB-Focal+Stitch-Up':  dict(branches='balanced'),
+    'Co-Learning':         dict(stitch='none', **REF),
+    'Stitch-Up+Co-Learning': dict(**REF),
+}
+CLEAN = {'BCE (clean)': dict(branches='random', stitch='none', noise_rate=0.),
+         'DB-Focal (clean)': dict(branches='balanced', stitch='none', noise_rate=0.)}
+FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
+          'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds', 'extra']
+
+
+def one_run(method, opts, kind, rate, seed, epochs, extra=None):
+    "Train one configuration and return its CSV row."
+    cfg = train_config(**{'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
+                          'epochs': epochs, 'quiet': True, 'work_dir': None, **opts, **(extra or {})})
+    t0 = time.time()
+    learn, table = run_training(cfg)
+    row = dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs,
+               seconds=round(time.time() - t0, 1), extra=json.dumps(extra or {}, sort_keys=True))
+    main = 'ensemble' if 'ensemble' in table.index else table.index[0]
+    row.update({g: round(table.loc[main, g], 3) for g in ('total', 'head', 'medium', 'tail')})
+    for b in ('random', 'balanced'):
+        if b in table.index and len(table) > 1: row[f'{b}_total'] = round(table.loc[b, 'total'], 3)
+    if len(learn.model.names) == 2 and cfg['noise_rate'] > 0:
+        snap = correction_snapshot(learn)
+        # corrections a fully trained branch pair would apply, union of both correctors' changes
+        q = [correction_quality(snap['clean'], snap['noisy'], c).loc['all'] for c in snap['corrected_by'].values()]
+        row.update(fixed=sum(int(x['fixed']) for x in q), broke=sum(int(x['broke']) for x in q),
+                   prec_noisy=round(q[0]['precision_noisy'], 2), rec_noisy=round(q[0]['recall_noisy'], 2),
+                   prec_corrected=round(np.mean([x['precision_corrected'] for x in q]), 2),
+                   rec_corrected=round(np.mean([x['recall_corrected'] for x in q]), 2))
+    return row
+
+
+def t_sweep(seed, epochs, ts=(0., .1, .3, .5, .7, .9, 1.)):
+    "Train the full method once (flip 0.5) and evaluate the ensemble at several weights t of the random branch."
+    cfg = train_config(noise_kind='flip', noise_rate=.5, noise_seed=seed, seed=seed, epochs=epochs, quiet=True,
+                       work_dir=None, **REF)
+    learn, _ = run_training(cfg)
+    groups = learn.dls.train.ds.groups
+    for t in ts:
+        table = evaluate(learn, groups, t)
+        yield dict(method='sweep t', kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
+                   **{g: round(table.loc['ensemble', g], 3) for g in ('total', 'head', 'medium', 'tail')})
+
+
+def grid(quick, sweep):
+    if sweep:
+        base = dict(kind='flip', rate=.5)
+        for a in (1.0, .9, .8, .7, .6):
+            yield 'sweep alpha_head', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'random_head_alpha': a, 'balance_head_alpha': a}
+        for b in (0., .05, .1, .2, .3):
+            yield 'sweep beta_tail', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'random_tail_beta': b, 'balance_tail_beta': b}
+        for w in (0, 2, 4):
+            yield 'sweep warmup_epoch', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'warmup_epoch': w}
+        return
+    kinds, rates = (('flip',), (.3, .7)) if quick else (('flip', 'cooc'), (.3, .5, .7, .9))
+    for kind, rate in itertools.product(kinds, rates):
+        for m, o in METHODS.items(): yield m, o, dict(kind=kind, rate=rate), None
+    for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--sweep', action='store_true')
+    ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
+    ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
+    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep].csv)')
+    a = ap.parse_args()
+    warnings.filterwarnings('ignore')
+    seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
+    epochs = a.epochs or (1 if a.quick else 8)
+    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '')
+    out = Path(a.out or Path(__file__).resolve().parents[1]/'nbs'/'experiments'/'results'/f'{name}.csv')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        with open(out) as f: done = {(r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']) for r in csv.DictReader(f)}
+    runs = [(m, o, s, e, seed) for m, o, s, e in grid(a.quick, a.sweep) for seed in seeds]
+    for i, (m, o, s, extra, seed) in enumerate(runs):
+        key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
+        if key in done: continue
+        row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra)
+        new = not out.exists()
+        with open(out, 'a', newline='') as f:
+            w = csv.DictWriter(f, FIELDS)
+            if new: w.writeheader()
+            w.writerow(row)
+        print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
+              f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
+    if a.sweep:
+        for seed in seeds:
+            if any(k[0] == 'sweep t' and k[3] == seed for k in done): continue
+            rows = list(t_sweep(seed, epochs))
+            with open(out, 'a', newline='') as f: csv.DictWriter(f, FIELDS).writerows(rows)
+            for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
+                                 f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
+    print(f'results in {out}')
+
+
+if __name__ == '__main__': main()
