@@ -1,0 +1,107 @@
+"""Multi-process training and evaluation on the CPU (gloo), as a user launches them.
+
+- sampler sharding: ranks' index sets are disjoint positions of the epoch's stream and cover it;
+- evaluation: each rank scores its shard and the gathered predictions are the whole test set,
+  once each, in dataset order;
+- `stitchup_train` under `torchrun --nproc_per_node 2` (and `accelerate launch`): training
+  completes, the loss falls, rank 0 alone writes, and `stitchup_test` of its checkpoint in one
+  process gives the metrics the distributed evaluation gave.
+"""
+import json, os, socket, subprocess, sys, textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stitchup_nb.digits import digits_mlt
+from stitchup_nb.sampling import ClassAwareSampler, RandomSampler
+
+BIN = Path(sys.executable).parent
+QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
+         '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.mark.parametrize('make', [lambda lab, **kw: RandomSampler(len(lab), **kw),
+                                  lambda lab, **kw: ClassAwareSampler(lab, **kw)])
+@pytest.mark.parametrize('world', [2, 3])
+def test_shards_are_disjoint_and_cover_the_draw(make, world):
+    labels = digits_mlt()[0].labels
+    shards = [make(labels, seed=4, rank=r, world=world).indices(7) for r in range(world)]
+    n = len(shards[0])
+    assert all(len(s) == n for s in shards)
+    full = make(labels, seed=4).draw(7, n * world)
+    # rank r holds positions r, r+world, ...: together exactly the global stream
+    assert np.array_equal(np.stack(shards, 1).ravel(), full)
+    again = [make(labels, seed=4, rank=r, world=world).indices(7) for r in range(world)]
+    assert all(np.array_equal(a, b) for a, b in zip(shards, again))
+
+
+GATHER = textwrap.dedent('''
+    import os, sys, torch, numpy as np
+    import torch.distributed as dist
+    from stitchup_nb.digits import digits_mlt
+    from stitchup_nb.sampling import EvalDL
+    dist.init_process_group('gloo')
+    rank, world = dist.get_rank(), dist.get_world_size()
+    _, test = digits_mlt()
+    dl = EvalDL(test, bs=64, rank=rank, world=world, device='cpu')
+    got = torch.cat([dl.to_detach(y) for _, y in dl])
+    assert torch.equal(got, torch.as_tensor(test.labels).float()), (got.shape, rank)
+    print('ok', rank, len(got))
+''')
+
+
+def test_distributed_evaluation_scores_each_image_once(tmp_path):
+    script = tmp_path/'gather.py'; script.write_text(GATHER)
+    p = subprocess.run([BIN/'torchrun', '--nproc_per_node', '3', '--master_port', str(free_port()), script],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    assert sorted(l for l in p.stdout.splitlines() if l.startswith('ok')) == ['ok 0 1000', 'ok 1 1000', 'ok 2 1000']
+
+
+def _launch(cmd, env_extra=None):
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', **(env_extra or {})}
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=env, timeout=1200)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-4000:]
+    return p.stdout
+
+
+@pytest.fixture(scope='module')
+def torchrun_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp('ddp')
+    out = _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
+                   *QUICK, '--work_dir', work])
+    return work, out
+
+
+def test_torchrun_trains_and_rank0_alone_writes(torchrun_run):
+    work, out = torchrun_run
+    assert sorted(p.name for p in work.iterdir()) == ['config.json', 'epoch_1.pth', 'epoch_2.pth', 'metrics.json']
+    m = json.loads((work/'metrics.json').read_text())
+    assert m['world_size'] == 2
+    losses = [e['train_loss'] for e in m['epochs']]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert out.count('training images') == 1                     # one final report, from rank 0
+
+
+def test_single_process_test_matches_distributed_evaluation(torchrun_run):
+    work, _ = torchrun_run
+    _launch([BIN/'stitchup_test', work/'epoch_2.pth'])
+    got = json.loads((work/'test_metrics.json').read_text())
+    want = json.loads((work/'metrics.json').read_text())['final']
+    for mode in want:
+        for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3), (mode, k)
+
+
+def test_accelerate_launch(tmp_path):
+    work = tmp_path/'acc'
+    _launch([BIN/'accelerate', 'launch', '--num_processes', '2', '--num_machines', '1', '--cpu',
+             '--main_process_port', free_port(), '--mixed_precision', 'no', '--dynamo_backend', 'no',
+             BIN/'stitchup_train', *QUICK[:-4], '--epochs', '1', '--work_dir', work])
+    m = json.loads((work/'metrics.json').read_text())
+    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
