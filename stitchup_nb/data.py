@@ -82,7 +82,7 @@ def load_pickle(path) -> object:
     try:
         with open(path, 'rb') as f: return _SafeUnpickler(f, encoding='latin1').load()
     except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
-    except (EOFError, ValueError, TypeError, IndexError) as e:
+    except Exception as e:      # a damaged or odd stream fails in many ways (EOF, bad codec, BUILD on a set, ...)
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/00_data.ipynb #76652103
@@ -134,8 +134,9 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             if size is not None: im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
     except FileNotFoundError: raise FileNotFoundError(f'{path}: image file not found') from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise OSError(f'{path}: cannot decode image ({e}); re-download or remove this image') from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise OSError(f'{path}: cannot decode image ({e}); re-download it, or read the set with '
+                      "on_bad='skip' to drop it with a warning") from None
 
 # %% ../nbs/00_data.ipynb #94b16d25
 @dataclass
