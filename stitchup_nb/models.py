@@ -100,10 +100,15 @@ def atomic_save(obj, path):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f: torch.save(obj, f)
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush(); os.fsync(f.fileno())        # on disk before the rename: a crash never leaves an empty file
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp): os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno:   # e.g. disk full: say which file, and that nothing was replaced
+            raise type(e)(e.errno, f'{e.strerror}: could not write {path}; nothing was replaced '
+                                   '(an earlier file of that name is intact)') from e
         raise
 
 def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
