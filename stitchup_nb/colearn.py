@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_colearn.ipynb #6d5d2d4f
 from __future__ import annotations
-import json, math, os, tempfile, warnings
+import json, math, os, pickle, tempfile, warnings
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +30,8 @@ from .models import TwoBranchNet, atomic_save, create_model
 # %% auto #0
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
-           'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'load_checkpoint', 'colearner']
+           'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
+           'colearner']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -254,6 +255,7 @@ class Checkpoint(Callback):
     order = 90
     def __init__(self, work_dir, classes:list, groups:dict, every:int=1):
         self.work_dir, self.classes, self.groups, self.every = Path(work_dir), list(classes), groups, every
+    def before_fit(self): self.trained = False      # a resumed fit skips early epochs: their before_epoch never runs
     def before_epoch(self): self.trained = False
     def after_batch(self): self.trained |= self.training
     def after_epoch(self):
@@ -264,9 +266,25 @@ class Checkpoint(Callback):
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}}
         atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
 
+def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
+    "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint')
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:     # the weights-only unpickler met something other than tensors and plain data
+        why = next((l.strip() for l in str(e).splitlines() if 'GLOBAL' in l or 'Unsupported' in l), '')
+        raise pickle.UnpicklingError(f'{path}: refused: not only tensors and plain data, so not a stitchup_train '
+                                     f'checkpoint: damaged, another kind of file, or crafted to run code ({why})') from None
+    except Exception as e:
+        raise ValueError(f'{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
+                         'truncated or damaged? Use an earlier epoch_N.pth') from None
+    if not isinstance(state, dict) or (miss := [k for k in keys if k not in state]):
+        raise ValueError(f'{path}: not a stitchup_train checkpoint (no {miss if isinstance(state, dict) else list(keys)})')
+    return state
+
 def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
     "Load a checkpoint into `learn` (checked against its classes); returns the next epoch to train."
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    state = read_checkpoint(path, ('model', 'epoch', 'classes') + (('opt',) if with_opt else ()))
     classes = getattr(learn.dls.train.ds, 'classes', None)
     if classes is not None and list(state['classes']) != list(classes):
         raise ValueError(f'{path}: checkpoint classes {state["classes"][:5]}… do not match the data '
