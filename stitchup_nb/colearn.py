@@ -31,7 +31,7 @@ from .models import TwoBranchNet, atomic_save, create_model
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'colearner']
+           'colearner', 'deterministic_torch']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -337,3 +337,11 @@ def colearner(dls,                             # from `stitch_dls`
                     metrics=list(metrics or []), cbs=all_cbs, wd_bn_bias=True)
     learn.metrics += colearn.metrics()
     return learn
+
+# %% ../nbs/07_colearn.ipynb #a4f96425
+def deterministic_torch(on:bool=True):
+    "Ask PyTorch for reproducible (slower) GPU arithmetic: fixed cuBLAS workspace, no cuDNN autotuning, deterministic kernels."
+    if on: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(on, warn_only=True)
+    torch.backends.cudnn.deterministic = on
+    if on: torch.backends.cudnn.benchmark = False
