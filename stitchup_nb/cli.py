@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from fastcore.script import call_parse
+from fastcore.script import call_parse, is_cli
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 
@@ -18,7 +18,7 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import THRESHOLDS, colearner, load_checkpoint, write_json
+from .colearn import THRESHOLDS, colearner, load_checkpoint, read_checkpoint, write_json
 from .metrics import lt_map, lt_metrics
 
 # %% auto #0
@@ -60,6 +60,7 @@ class MetricsJSON(Callback):
     def __init__(self, path): self.path = Path(path)
     def before_fit(self):
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {'epochs': []}
+        self.trained = False                       # epochs a resumed fit skips never see before_epoch
     def before_epoch(self): self.trained = False
     def after_batch(self): self.trained |= self.training
     def after_epoch(self):
@@ -86,6 +87,13 @@ def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
 def _latest_checkpoint(work_dir:Path):
     found = sorted(work_dir.glob('epoch_*.pth'), key=lambda p: int(re.findall(r'\d+', p.stem)[0]))
     return found[-1] if found else None
+
+def _resume_checkpoint(work_dir:Path, resume:str|None):
+    "The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet)."
+    if resume != 'auto': return Path(resume) if resume else None
+    ck = _latest_checkpoint(work_dir)
+    if ck is None: print(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0')
+    return ck
 
 def train_config(**overrides) -> dict:
     "`stitchup_train`'s options with their defaults, updated by `overrides` (unknown names raise)."
@@ -122,15 +130,16 @@ def build_learner(cfg:dict):
 def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-    if work: work.mkdir(parents=True, exist_ok=True)
+    if work:                    # fail now, not after loading the data or training an epoch
+        try: work.mkdir(parents=True, exist_ok=True); write_json(cfg, work/'config.json')
+        except OSError as e:
+            raise OSError(f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
     learn, train, test = build_learner(cfg)
     if work: write_json(learn.config, work/'config.json')
-    start = 0
-    if cfg['resume']:
-        ck = _latest_checkpoint(work) if cfg['resume'] == 'auto' else Path(cfg['resume'])
-        if ck is not None:
-            start = load_checkpoint(learn, ck)
-            print(f'resuming from {ck} at epoch {start}')
+    start, ck = 0, _resume_checkpoint(work, cfg['resume'])
+    if ck is not None:
+        start = load_checkpoint(learn, ck)
+        print(f'resuming from {ck} at epoch {start}')
     t0 = time.time()
     learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], start_epoch=start)
     table = evaluate(learn, train.groups)
@@ -176,7 +185,11 @@ def stitchup_train(
     quiet:bool=False,             # no progress bars
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
-    learn, table = run_training(dict(locals()))
+    try: learn, table = run_training(dict(locals()))
+    except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
+        if not is_cli(stitchup_train): raise
+        sys.exit(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
+                 f'{_latest_checkpoint(Path(work_dir)) or "none yet"}; lower --lr (or use --precision fp32), then --resume auto')
     noise = noise_file or f'{noise_kind} {noise_rate}'
     print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')
     print(table.round(2).to_string())
@@ -192,6 +205,7 @@ def stitchup_test(
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     ck = Path(checkpoint)
+    read_checkpoint(ck)                   # a crafted or damaged file is refused before any data is loaded
     cfg = json.loads(Path(config or ck.parent/'config.json').read_text())
     cfg.update(pretrained=False, work_dir=None, quiet=True, resume=None, noise_file=None, noise_rate=0.,
                data_root=data_root or cfg['data_root'], appendix=appendix or cfg['appendix'])
