@@ -18,7 +18,7 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import THRESHOLDS, colearner, load_checkpoint, read_checkpoint, write_json
+from .colearn import THRESHOLDS, colearner, deterministic_torch, load_checkpoint, read_checkpoint, write_json
 from .metrics import lt_map, lt_metrics
 
 # %% auto #0
@@ -134,6 +134,7 @@ def run_training(cfg:dict) -> tuple:
         try: work.mkdir(parents=True, exist_ok=True); write_json(cfg, work/'config.json')
         except OSError as e:
             raise OSError(f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
+    if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
     learn, train, test = build_learner(cfg)
     if work: write_json(learn.config, work/'config.json')
     start, ck = 0, _resume_checkpoint(work, cfg['resume'])
@@ -182,6 +183,7 @@ def stitchup_train(
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
     resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
     seed:int=0,                   # training seed (model init, sampling, augmentation)
+    deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
     quiet:bool=False,             # no progress bars
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
