@@ -1,4 +1,8 @@
-"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see tests/fixtures.py)."""
+"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see tests/fixtures.py),
+and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
+import subprocess, sys
+from pathlib import Path
+
 import pytest
 
 from tests.fixtures import make_appendix, make_coco, make_voc
@@ -30,3 +34,22 @@ def coco_appendix(coco, tmp_path):
     y = coco['train2017']
     return make_appendix(tmp_path/'appendix'/'coco'/'longtail2017', y['ids'][1:11], y['labels'][1:11],
                          id_file='img_id.pkl', clean_file=False)
+
+
+BIN = Path(sys.executable).parent
+QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
+         '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
+
+
+def run_cli(*args, cwd=None):
+    "Run a console script to completion; fail with its output unless it exits with status 0. Returns stdout."
+    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return proc.stdout
+
+
+@pytest.fixture(scope='session')
+def quick_run(tmp_path_factory):
+    "`stitchup_train` with the QUICK options, uninterrupted, on Digits-MLT-Noise-0.5 (CPU): (work_dir, stdout)."
+    work = tmp_path_factory.mktemp('run')
+    return work, run_cli(BIN/'stitchup_train', *QUICK, '--work_dir', work)

@@ -2,26 +2,16 @@
 
 Runs on Digits-MLT-Noise-0.5 on the CPU with short schedules (2 epochs), as subprocesses.
 """
-import json, shutil, subprocess, sys
-from pathlib import Path
+import json, shutil
 import pytest
 
-BIN = Path(sys.executable).parent
-QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
-         '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
-
-
-def run(*args, cwd=None):
-    proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd)
-    assert proc.returncode == 0, f'{args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
-    return proc.stdout
+from tests.conftest import BIN, QUICK, run_cli as run
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    work = tmp_path_factory.mktemp('run')
-    out = run(BIN/'stitchup_train', *QUICK, '--work_dir', work)
-    return work, out
+def trained(quick_run):
+    "The session's uninterrupted QUICK run (tests/conftest.py), shared with tests/test_reliability.py."
+    return quick_run
 
 
 def test_train_writes_config_checkpoints_and_metrics(trained):
