@@ -21,8 +21,8 @@ from .stitchup import stitch_images, union_labels
 from .colearn import THRESHOLDS, colearner, correction_snapshot, load_checkpoint
 
 # %% auto #0
-__all__ = ['CHIP_STATES', 'ANY', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'union_tally', 'StitchBrowser', 'draw_chips',
-           'chips_html', 'legend_html', 'correction_changes', 'CorrectionBrowser']
+__all__ = ['CHIP_STATES', 'ANY', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'chips_html', 'draw_chips', 'union_tally',
+           'Browser', 'StitchBrowser', 'correction_changes', 'CorrectionBrowser']
 
 # %% ../nbs/09_widgets.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -62,6 +62,27 @@ def union_chips(noisy_a, noisy_b,             # anchor's and partner's noisy lab
     return _states([u & ya & ~na, u & ~y & ~na, u & y, ~u & y, u & ~y],
                    ['restored', 'brought', 'correct', 'missing', 'spurious'])
 
+# %% ../nbs/09_widgets.ipynb #9aa614ee
+def chips_html(rows:dict, classes:list) -> str:
+    "Chip rows as HTML; each chip carries `data-state` and `data-class` (for styling and tests)."
+    def chip(c, s):
+        col, tip = CHIP_STATES[s]
+        look = f'color:{col};border:1px dashed {col}' if s == 'missing' else f'color:white;background:{col};border:1px solid {col}'
+        return (f'<span class="su-chip" data-state="{s}" data-class="{c}" title="{tip}" '
+                f'style="{look};border-radius:8px;padding:0 6px;margin:1px;display:inline-block">{classes[c]}</span>')
+    return ''.join(f'<div class="su-chips" data-row="{r}"><b>{r}:</b> {"".join(chip(c, s) for c, s in ch.items()) or "–"}</div>'
+                   for r, ch in rows.items())
+
+def draw_chips(ax, rows:dict, classes:list, y0:float=-0.05):
+    "Draw chip rows (`{row label: {class: state}}`) under the image in `ax`."
+    for r, (label, chips) in enumerate(rows.items()):
+        prev = ax.annotate(f'{label}:', (0, y0 - 0.15 * r), xycoords='axes fraction', va='top', fontsize=8)
+        for c, s in chips.items():
+            col, missing = CHIP_STATES[s][0], s == 'missing'
+            prev = ax.annotate(classes[c], (1, 0), xycoords=prev, xytext=(6, 0), textcoords='offset points', va='bottom',
+                               fontsize=8, color=col if missing else 'white',
+                               bbox=dict(boxstyle='round,pad=0.25', fc='white' if missing else col, ec=col, ls='--' if missing else '-'))
+
 # %% ../nbs/09_widgets.ipynb #6bff649b
 def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')
 
@@ -89,13 +110,57 @@ def union_tally(noisy,           # N×C noisy labels
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('group')
 
 # %% ../nbs/09_widgets.ipynb #66c34dca
+ANY = 'any'    # the no-filter choice of a dropdown
+
+def _opt(v): return None if v == ANY else v
+
+def _png(img:np.ndarray, side:int=180) -> bytes:
+    "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
+    im, k = Image.fromarray(img), max(1, side // max(img.shape[:2]))
+    if k > 1: im = im.resize((img.shape[1] * k, img.shape[0] * k), Image.NEAREST)
+    buf = io.BytesIO(); im.save(buf, 'PNG', compress_level=1)
+    return buf.getvalue()
+
+class Browser:
+    "Base of the browsers: an ipywidgets view built on first use, a slider over the images that pass the filters."
+    _widget, _quiet = None, False
+
+    @property
+    def widget(self) -> W.VBox:
+        "The ipywidgets view (built on first use)."
+        if self._widget is None: self._build()
+        return self._widget
+
+    @contextmanager
+    def _quietly(self):
+        self._quiet = True
+        try: yield
+        finally: self._quiet = False
+
+    def _on(self, handler):
+        "An observer calling `handler(new value)`, except while the browser sets its own controls."
+        return lambda change: None if self._quiet else handler(change['new'])
+
+    def _browse(self, cands):
+        "Put the slider over `cands` and view the first one."
+        self.cands, self.status.value = cands, f'{len(cands)} images match'
+        if not len(cands): return
+        with self._quietly(): self.slider.max, self.slider.value = len(cands) - 1, 0
+        self._select(cands[0])
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle['text/plain'] = f'{type(self).__name__}({self.ds.name!r}, {len(self.ds)} images): `.show(i)` draws a view as a figure'
+        return bundle
+
+# %% ../nbs/09_widgets.ipynb #93edf788
 def _two(ds:LabelledSet, i:int, j:int, size:int) -> tuple:
     "Copies of images `i` and `j` (a view never edits the set), `j` resized to `i`'s shape if they differ."
     xa, xb = (np.array(ds.image(k, None if ds.in_memory else size)) for k in (i, j))
     if xb.shape != xa.shape: xb = np.asarray(Image.fromarray(xb).resize(xa.shape[1::-1], Image.BILINEAR))
     return xa, xb
 
-class StitchBrowser:
+class StitchBrowser(Browser):
     "Stitch-Up pairs of a labelled set: anchor, partner (the sampler's rule), stitched image, label chips, a tally."
     def __init__(self, ds:LabelledSet,   # images; its labels are the clean ones when `noisy` is given
                  noisy=None,             # N×C noisy labels training sees (None: `ds.labels` are the only labels)
@@ -106,13 +171,12 @@ class StitchBrowser:
         self.noisy = ds.labels if noisy is None else check_labels(noisy, len(ds.classes), source='noisy labels')
         if len(self.noisy) != len(ds): raise ValueError(f'{len(self.noisy)} noisy label rows for {len(ds)} images')
         self.clean = None if noisy is None else ds.labels
-        self.index, self.group_of = LabelIndex(self.noisy), ds.group_of()
+        self.index = LabelIndex(self.noisy)
         self.anchor, self.partner, self.draw, self.seen, self.view_times = 0, 0, 0, {}, []
-        self._widget, self._quiet = None, False
 
     def candidates(self, cls:int|None=None, group:str|None=None) -> np.ndarray:
         "Images holding class `cls` and a class of `group` in their noisy or clean labels (None: any)."
-        held = self.noisy.astype(bool) if self.clean is None else (self.noisy | self.clean).astype(bool)
+        held = (self.noisy if self.clean is None else self.noisy | self.clean).astype(bool)
         keep = np.ones(len(held), bool)
         if cls is not None: keep &= held[:, cls]
         if group is not None: keep &= held[:, self.ds.groups[group]].any(1)
@@ -125,157 +189,86 @@ class StitchBrowser:
         return int(rng.choice(self.index.members(cls)))
 
     def view(self, i:int, j:int|None=None) -> dict:
-        "Anchor `i`, partner `j` (default: draw 0), the stitched image, and the chip rows of each panel."
+        "Anchor `i`, partner `j` (default: draw 0), the stitched image, their titles and chip rows."
         j = self.draw_partner(i) if j is None else j
         xa, xb = _two(self.ds, i, j, self.size)
         na, nb = self.noisy[i], self.noisy[j]
         ya, yb = (None, None) if self.clean is None else (self.clean[i], self.clean[j])
-        noisy_rows = {'anchor': label_chips(na, ya), 'partner': label_chips(nb, yb), 'stitched': union_chips(na, nb, ya, yb)}
-        chips = {k: {('union' if k == 'stitched' else 'noisy'): v} for k, v in noisy_rows.items()}
+        chips = {'anchor': {'noisy': label_chips(na, ya)}, 'partner': {'noisy': label_chips(nb, yb)},
+                 'stitched': {'union': union_chips(na, nb, ya, yb)}}
         if self.clean is not None:
             for k, y in (('anchor', ya), ('partner', yb), ('stitched', union_labels(ya, yb))):
                 chips[k] = {'clean': {int(c): 'clean' for c in np.flatnonzero(y)}, **chips[k]}
-        return dict(anchor=i, partner=j, images=dict(anchor=xa, partner=xb, stitched=stitch_images(xa, xb)), chips=chips)
-
-    def titles(self, v:dict) -> dict:
-        "Panel titles of view `v`."
-        shared = [self.ds.classes[c] for c in np.flatnonzero(self.noisy[v['anchor']] & self.noisy[v['partner']])]
-        return dict(anchor=f"anchor #{v['anchor']}",
-                    partner=f"partner #{v['partner']}" + (f" (shares {', '.join(shared)})" if shared else ''),
-                    stitched='stitched (input level)')
+        shared = ', '.join(self.ds.classes[c] for c in np.flatnonzero(na & nb))
+        titles = dict(anchor=f'anchor #{i}', partner=f'partner #{j}' + (f' (shares {shared})' if shared else ''),
+                      stitched='stitched (input level)')
+        return dict(anchor=i, partner=j, images=dict(anchor=xa, partner=xb, stitched=stitch_images(xa, xb)),
+                    titles=titles, chips=chips)
 
     def tally(self, anchors=None, draw:int=0) -> pd.DataFrame:
         "`union_tally` over `anchors` (default: the whole set) with their draw-`draw` partners."
         anchors = np.arange(len(self.ds)) if anchors is None else np.asarray(anchors)
-        partners = [self.draw_partner(i, draw) for i in anchors]
-        return union_tally(self.noisy, anchors, partners, self.ds.groups, self.clean)
+        return union_tally(self.noisy, anchors, [self.draw_partner(i, draw) for i in anchors], self.ds.groups, self.clean)
 
-# %% ../nbs/09_widgets.ipynb #072f2f55
-def _chip_style(state:str) -> dict:
-    col = CHIP_STATES[state][0]
-    if state == 'missing': return dict(color=col, bbox=dict(boxstyle='round,pad=0.25', fc='white', ec=col, ls='--'))
-    return dict(color='white', bbox=dict(boxstyle='round,pad=0.25', fc=col, ec=col))
-
-def draw_chips(ax, rows:dict, classes:list, y0:float=-0.05):
-    "Draw chip rows (`{row label: {class: state}}`) under the image in `ax`."
-    for r, (label, chips) in enumerate(rows.items()):
-        prev = ax.annotate(f'{label}:', (0, y0 - 0.15 * r), xycoords='axes fraction', va='top', fontsize=8)
-        for c, s in chips.items():
-            prev = ax.annotate(classes[c], (1, 0), xycoords=prev, xytext=(6, 0), textcoords='offset points',
-                               va='bottom', fontsize=8, **_chip_style(s))
-
-def _legend(fig, states):
-    handles = [plt.Rectangle((0, 0), 1, 1, fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
-                             ls='--' if s == 'missing' else '-') for s in states]
-    fig.legend(handles, [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=min(len(states), 3), fontsize=8, frameon=False)
-
+# %% ../nbs/09_widgets.ipynb #a1a1fcc5
 @patch
 def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's current one)
-         partner:int|None=None,                 # partner (default: the draw-`draw` partner of `i`)
+         partner:int|None=None,                 # partner (default: the browser's, or the draw-`draw` partner of `i`)
          draw:int=0):
     "Draw the view of anchor `i` as a matplotlib figure: anchor, partner, stitched image, chips."
     i = self.anchor if i is None else i
     if partner is None: partner = self.partner if i == self.anchor and self._widget else self.draw_partner(i, draw)
     v = self.view(i, partner)
-    titles, rows = self.titles(v), v['chips']
     fig, axs = plt.subplots(1, 3, figsize=(10.5, 4.6))
     for ax, k in zip(axs, ('anchor', 'partner', 'stitched')):
-        ax.imshow(v['images'][k]); ax.set_title(titles[k], fontsize=10); ax.set_xticks([]); ax.set_yticks([])
-        draw_chips(ax, rows[k], self.ds.classes)
-    _legend(fig, [s for s in CHIP_STATES if any(s in r.values() for p in rows.values() for r in p.values())])
+        ax.imshow(v['images'][k]); ax.set_title(v['titles'][k], fontsize=10); ax.set_xticks([]); ax.set_yticks([])
+        draw_chips(ax, v['chips'][k], self.ds.classes)
+    states = [s for s in CHIP_STATES if any(s in r.values() for p in v['chips'].values() for r in p.values())]
+    fig.legend([plt.Rectangle((0, 0), 1, 1, fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
+                              ls='--' if s == 'missing' else '-') for s in states],
+               [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels')
     fig.subplots_adjust(bottom=0.3, top=0.85, wspace=0.1)
     return fig
 
 # %% ../nbs/09_widgets.ipynb #9070f5f0
-def _png(img:np.ndarray, side:int=180) -> bytes:
-    "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
-    im, k = Image.fromarray(img), max(1, side // max(img.shape[:2]))
-    if k > 1: im = im.resize((img.shape[1] * k, img.shape[0] * k), Image.NEAREST)
-    buf = io.BytesIO(); im.save(buf, 'PNG', compress_level=1)
-    return buf.getvalue()
-
-def chips_html(rows:dict, classes:list) -> str:
-    "Chip rows as HTML; each chip carries `data-state` and `data-class` (for styling and tests)."
-    def chip(c, s):
-        col = CHIP_STATES[s][0]
-        look = f'color:{col};border:1px dashed {col}' if s == 'missing' else f'color:white;background:{col};border:1px solid {col}'
-        return (f'<span class="su-chip" data-state="{s}" data-class="{c}" title="{CHIP_STATES[s][1]}" '
-                f'style="{look};border-radius:8px;padding:0 6px;margin:1px;display:inline-block">{classes[c]}</span>')
-    return ''.join(f'<div class="su-chips" data-row="{r}"><b>{r}:</b> {"".join(chip(c, s) for c, s in ch.items()) or "–"}</div>'
-                   for r, ch in rows.items())
-
-def legend_html(states) -> str:
-    "A one-line legend of chip states."
-    return chips_html({'legend': {k: s for k, s in enumerate(states)}}, [CHIP_STATES[s][1] for s in states])
-
-@contextmanager
-def _quietly(browser):
-    "Set controls without their observers firing (the caller renders once afterwards)."
-    browser._quiet = True
-    try: yield
-    finally: browser._quiet = False
-
-def _on(browser, handler):
-    "An observer calling `handler(new value)` unless the browser is setting its own controls."
-    return lambda change: None if browser._quiet else handler(change['new'])
-
-ANY = 'any'    # the no-filter choice of a dropdown
-
-def _opt(v):
-    "A dropdown's value as a filter: None for `ANY`."
-    return None if v == ANY else v
-
-# %% ../nbs/09_widgets.ipynb #2d6f1f5f
-@patch(as_prop=True)
-def widget(self:StitchBrowser) -> W.VBox:
-    "The ipywidgets view (built on first use)."
-    if self._widget is None: self._build()
-    return self._widget
+def _tally_html(t:pd.DataFrame, caption:str) -> str:
+    return f'<div><b>Union vs anchor alone (%): {caption}</b>{t.drop(columns="pairs").round(1).to_html(na_rep="–")}</div>'
 
 @patch
 def _build(self:StitchBrowser):
     ds, n = self.ds, len(self.ds)
-    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(f'{c} ({g})', k) for k, (c, g) in enumerate(zip(ds.classes, self.group_of))],
+    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(f'{c} ({g})', k) for k, (c, g) in enumerate(zip(ds.classes, ds.group_of()))],
                              description='class')
     self.group_dd = W.Dropdown(options=[ANY, *GROUPS], description='group')
     self.slider = W.IntSlider(value=0, min=0, max=n - 1, description='image', continuous_update=False)
     self.partner_dd = W.Dropdown(options=[('any (sampler rule)', ANY)], description='shares')
     self.redraw = W.Button(description='re-draw partner', icon='refresh')
     self.partner_box = W.BoundedIntText(value=0, min=0, max=n - 1, description='partner #')
-    self.panels = {k: (W.HTML(), W.Image(format='png', layout=W.Layout(width='200px')), W.HTML()) for k in ('anchor', 'partner', 'stitched')}
+    self.panels = {k: (W.HTML(), W.Image(format='png', layout=W.Layout(width='200px')), W.HTML())
+                   for k in ('anchor', 'partner', 'stitched')}
     for k, (title, _, _) in self.panels.items(): title.add_class(f'su-{k}-title')
-    self.status, self.tally_html = W.HTML(), W.HTML()
-    self.cands = np.arange(n)
-    for dd in (self.cls_dd, self.group_dd): dd.observe(_on(self, lambda _: self._filter()), 'value')
-    self.slider.observe(_on(self, lambda k: self._select(self.cands[k])), 'value')
-    self.partner_dd.observe(_on(self, lambda c: self._pair(self.draw_partner(self.anchor, self.draw, _opt(c)))), 'value')
-    self.partner_box.observe(_on(self, self._pair), 'value')
+    self.status, self.tally_html, self.cands = W.HTML(), W.HTML(), np.arange(n)
+    for dd in (self.cls_dd, self.group_dd):
+        dd.observe(self._on(lambda _: self._browse(self.candidates(_opt(self.cls_dd.value), _opt(self.group_dd.value)))), 'value')
+    self.slider.observe(self._on(lambda k: self._select(self.cands[k])), 'value')
+    self.partner_dd.observe(self._on(lambda c: self._pair(self.draw_partner(self.anchor, self.draw, _opt(c)))), 'value')
+    self.partner_box.observe(self._on(self._pair), 'value')
     self.redraw.on_click(lambda _: self._redraw())
     self.full_tally = _tally_html(self.tally(), 'the whole set, one partner each')
     states = [s for s in CHIP_STATES if (s in ('label', 'added')) == (self.clean is None) and s != 'clean']
+    legend = chips_html({'legend': dict(enumerate(states))}, [CHIP_STATES[s][1] for s in states])
     self._widget = W.VBox([W.HBox([self.cls_dd, self.group_dd, self.slider, self.status]),
-                           W.HBox([self.partner_dd, self.redraw, self.partner_box]), W.HTML(legend_html(states)),
+                           W.HBox([self.partner_dd, self.redraw, self.partner_box]), W.HTML(legend),
                            W.HBox([W.VBox(list(p), layout=W.Layout(width='33%')) for p in self.panels.values()]),
                            self.tally_html])
     self._widget.add_class('su-stitch-browser')
     self._select(0)
 
-def _tally_html(t:pd.DataFrame, caption:str) -> str:
-    return f'<div><b>Union vs anchor alone (%): {caption}</b>{t.drop(columns="pairs").round(1).to_html(na_rep="–")}</div>'
-
-@patch
-def _filter(self:StitchBrowser):
-    self.cands = self.candidates(_opt(self.cls_dd.value), _opt(self.group_dd.value))
-    self.status.value = f'{len(self.cands)} images match'
-    if not len(self.cands): return
-    with _quietly(self): self.slider.max, self.slider.value = len(self.cands) - 1, 0
-    self._select(self.cands[0])
-
 @patch
 def _select(self:StitchBrowser, i:int):
     self.anchor, self.draw = int(i), 0
-    with _quietly(self):
+    with self._quietly():
         self.partner_dd.options = [('any (sampler rule)', ANY)] + [(self.ds.classes[c], int(c)) for c in np.flatnonzero(self.noisy[i])]
         self.partner_dd.value = ANY
     self._pair(self.draw_partner(self.anchor))
@@ -289,22 +282,15 @@ def _redraw(self:StitchBrowser):
 def _pair(self:StitchBrowser, j:int):
     t0 = time.perf_counter()
     self.partner = int(j)
-    with _quietly(self): self.partner_box.value = self.partner
+    with self._quietly(): self.partner_box.value = self.partner
     v = self.last_view = self.view(self.anchor, self.partner)
-    titles = self.titles(v)
     for k, (title, img, chips) in self.panels.items():
-        title.value, img.value, chips.value = f'<b>{titles[k]}</b>', _png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
+        title.value, img.value, chips.value = f"<b>{v['titles'][k]}</b>", _png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
     self.seen[self.anchor] = self.partner
     seen = union_tally(self.noisy, list(self.seen), list(self.seen.values()), self.ds.groups, self.clean)
     self.tally_html.value = (f'<div style="display:flex;gap:2em;font-size:smaller">'
                              f'{_tally_html(seen, f"the {len(self.seen)} pairs viewed")}{self.full_tally}</div>')
     self.view_times.append(time.perf_counter() - t0)
-
-@patch
-def _repr_mimebundle_(self:StitchBrowser, **kwargs):
-    bundle = self.widget._repr_mimebundle_(**kwargs)
-    bundle['text/plain'] = f'StitchBrowser({self.ds.name!r}, {len(self.ds)} images): `.show(i)` draws a view as a figure'
-    return bundle
 
 # %% ../nbs/09_widgets.ipynb #e040f74f
 def correction_changes(snapshot:dict,          # from `correction_snapshot`: noisy, clean, probs, corrected_by
@@ -318,22 +304,19 @@ def correction_changes(snapshot:dict,          # from `correction_snapshot`: noi
     parts = []
     for branch, fixed in snapshot['corrected_by'].items():
         i, c = np.nonzero(fixed != noisy)
-        d = pd.DataFrame({'image': i, 'class': c, 'group': group_of[c], 'branch': branch,
-                          'noisy': noisy[i, c], 'corrected': fixed[i, c]})
-        if known_clean:
-            d['clean'] = snapshot['clean'][i, c]
-            d['outcome'] = np.where(d.corrected == d.clean, 'fixed', 'broke')
-        else: d['outcome'] = 'unknown'
+        d = pd.DataFrame({'image': i, 'class': c, 'group': group_of[c], 'branch': branch, 'noisy': noisy[i, c], 'corrected': fixed[i, c]})
+        if known_clean: d['clean'] = snapshot['clean'][i, c]
+        d['outcome'] = np.where(d.corrected == d.clean, 'fixed', 'broke') if known_clean else 'unknown'
         for b, p in snapshot['probs'].items(): d[f'p_{b}'] = p[i, c]
         parts.append(d)
     return pd.concat(parts, ignore_index=True).sort_values(['image', 'class', 'branch'], ignore_index=True)
 
 # %% ../nbs/09_widgets.ipynb #04d31969
-class CorrectionBrowser:
+class CorrectionBrowser(Browser):
     "The training images whose labels a branch's correction changed: noisy → corrected → clean, both branches' probabilities."
     def __init__(self, ds:LabelledSet,        # the training images
                  snapshot:dict,               # from `correction_snapshot(learn)`
-                 history:dict|None=None,      # epoch -> snapshot, from the `CorrectionSnapshots` callback
+                 history:dict|None=None,      # epoch -> snapshot, e.g. from the `CorrectionSnapshots` callback
                  known_clean:bool|None=None,  # is `snapshot['clean']` the truth? (None: yes unless it equals the noisy labels)
                  size:int=224,                # side images read from files are decoded at
                 ):
@@ -341,7 +324,7 @@ class CorrectionBrowser:
         self.branches = list(snapshot['probs'])
         self.known_clean = (not np.array_equal(snapshot['clean'], snapshot['noisy'])) if known_clean is None else known_clean
         self.changes = correction_changes(snapshot, ds.groups, self.known_clean)
-        self.image, self.view_times, self._widget, self._quiet = None, [], None, False
+        self.image, self.view_times = None, []
 
     def images(self, cls:int|None=None, group:str|None=None, branch:str|None=None, outcome:str|None=None) -> np.ndarray:
         "Images with a changed label of class `cls`, in `group`, changed by `branch`, with `outcome` (None: any)."
@@ -366,8 +349,9 @@ class CorrectionBrowser:
     def history(self, i:int) -> pd.DataFrame:
         "Per logged epoch: each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."
         cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
-        return pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
-                                           for c in cs for b in self.branches} for e, h in sorted(self.logged.items())}, orient='index')
+        mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
+        return pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
+                                       for e, h in sorted(self.logged.items())}, orient='index')
 
     def summary(self) -> pd.DataFrame:
         "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known."
@@ -400,7 +384,7 @@ def _table_text(t:pd.DataFrame) -> pd.DataFrame:
     return t.apply(lambda col: col.map('{:.2f}'.format) if col.dtype.kind == 'f' else col.astype(str))
 
 @patch
-def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default: the first with a changed label)
+def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default: the current one, or the first with a change)
     "Draw image `i` and its changed labels as a matplotlib figure, outcomes coloured."
     i = (self.image if self.image is not None else self.images()[0]) if i is None else i
     v = self.view(i)
@@ -415,12 +399,6 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
     fig.suptitle(f'{self.ds.name}: labels changed by co-learning correction')
     return fig
 
-@patch(as_prop=True)
-def widget(self:CorrectionBrowser) -> W.VBox:
-    "The ipywidgets view (built on first use)."
-    if self._widget is None: self._build()
-    return self._widget
-
 @patch
 def _build(self:CorrectionBrowser):
     self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(c, k) for k, c in enumerate(self.ds.classes)], description='class')
@@ -430,21 +408,15 @@ def _build(self:CorrectionBrowser):
     self.slider = W.IntSlider(value=0, min=0, max=0, description='image', continuous_update=False)
     self.status, self.title, self.table_html, self.history_html = W.HTML(), W.HTML(), W.HTML(), W.HTML()
     self.title.add_class('su-correction-title')
-    self.img = W.Image(format='png')
-    for dd in (self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd): dd.observe(_on(self, lambda _: self._filter()), 'value')
-    self.slider.observe(_on(self, lambda k: self._select(self.cands[k])), 'value')
-    self._widget = W.VBox([W.HBox([self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd]), W.HBox([self.slider, self.status]),
+    self.img = W.Image(format='png', layout=W.Layout(width='200px'))
+    filters = (self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd)
+    refilter = lambda _: self._browse(self.images(*(_opt(dd.value) for dd in filters)))
+    for dd in filters: dd.observe(self._on(refilter), 'value')
+    self.slider.observe(self._on(lambda k: self._select(self.cands[k])), 'value')
+    self._widget = W.VBox([W.HBox(list(filters)), W.HBox([self.slider, self.status]),
                            W.HBox([self.img, W.VBox([self.title, self.table_html, self.history_html])])])
     self._widget.add_class('su-correction-browser')
-    self._filter()
-
-@patch
-def _filter(self:CorrectionBrowser):
-    self.cands = self.images(*(_opt(dd.value) for dd in (self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd)))
-    self.status.value = f'{len(self.cands)} images with a matching changed label'
-    if not len(self.cands): return
-    with _quietly(self): self.slider.max, self.slider.value = len(self.cands) - 1, 0
-    self._select(self.cands[0])
+    refilter(None)
 
 @patch
 def _select(self:CorrectionBrowser, i:int):
@@ -454,16 +426,10 @@ def _select(self:CorrectionBrowser, i:int):
     self.img.value, self.title.value = _png(v['pixels']), f'<b>training image #{self.image}</b>'
     cells = _table_text(v['table'])
     for col in [c for c in cells if c.startswith('outcome')]:
-        cells[col] = cells[col].map(lambda o: f'<span style="color:{OUTCOME_COLOURS[o]};font-weight:bold">{o}</span>' if o else '')
+        cells[col] = cells[col].map(lambda o: f'<b style="color:{OUTCOME_COLOURS[o]}">{o}</b>' if o else '')
     self.table_html.value = cells.to_html(index=False, escape=False, classes='su-changes')
     self.history_html.value = f'<b>per epoch (* = changed)</b>{self.history(self.image).to_html()}' if self.logged else ''
     self.view_times.append(time.perf_counter() - t0)
-
-@patch
-def _repr_mimebundle_(self:CorrectionBrowser, **kwargs):
-    bundle = self.widget._repr_mimebundle_(**kwargs)
-    bundle['text/plain'] = f'CorrectionBrowser({self.ds.name!r}, {len(self.changes)} changed labels): `.show(i)` draws a view'
-    return bundle
 
 # %% ../nbs/09_widgets.ipynb #1cebe2e8
 @patch(cls_method=True)
