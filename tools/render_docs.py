@@ -98,6 +98,8 @@ def main(argv=None):
     # the kernels import this checkout and draw figures inline even where CI sets MPLBACKEND=Agg
     os.environ['PYTHONPATH'] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])])
     os.environ.pop('MPLBACKEND', None)
+    # notebooks run side by side share the cores rather than each claiming all of them (torch reads this at import)
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // args.workers)))
     t0, failed = time.time(), []
     print(f'Rendering {len(paths)} notebooks to {args.out} with {args.workers} workers', flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
