@@ -37,3 +37,11 @@ export: $(STAMP)
 
 readme: $(STAMP)
 	$(BIN)/python tools/make_readme.py
+
+## the StitchBrowser in a real JupyterLab, in Debian's chromium (apt-get install chromium; never downloaded)
+browser-test: $(STAMP)
+	STITCHUP_BROWSER_TEST=1 $(BIN)/python -m pytest tests/browser -q -rs
+
+## every notebook executed and rendered to HTML under _docs/, offline (`nbdev_docs` needs Quarto)
+docs: $(STAMP)
+	$(BIN)/python tools/render_docs.py

@@ -1,0 +1,285 @@
+"""The widgets as a person drives them: set the controls, check the views and chip states that follow.
+
+A hand-made set pins the rules (a known missing label restored by a known partner); Digits-MLT checks
+speed (< 0.3 s a view on the CPU); a file-backed set checks that a view decodes only its own images.
+"""
+import json, time
+
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import stitchup_nb.data as data
+from stitchup_nb.data import LabelledSet
+from stitchup_nb.digits import digits_mlt
+from stitchup_nb.noise import add_noise
+from stitchup_nb.metrics import correction_quality
+from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, correction_changes, label_chips,
+                                 union_chips, union_tally)
+
+GROUPS3 = {'head': [0], 'medium': [1], 'tail': [2]}
+MAX_VIEW_S = 0.3
+
+
+@pytest.fixture
+def tiny():
+    "Image 0 lost `dog` to noise; image 1 holds it; image 2 carries a spurious `owl`; image 3 is all owl."
+    imgs = np.stack([np.full((8, 8, 3), 60 * k, np.uint8) for k in range(4)])
+    clean = np.array([[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1]])
+    noisy = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 1], [0, 0, 1]])
+    return LabelledSet(imgs, clean, ['cat', 'dog', 'owl'], GROUPS3, name='tiny'), noisy
+
+
+@pytest.fixture(scope='module')
+def digits():
+    train, _ = digits_mlt()
+    return train, add_noise(train.labels, 0.5, seed=0)
+
+
+def states(html):
+    "The `(class, state)` pairs of the chips in an HTML fragment, in order."
+    import re
+    return [(int(c), s) for s, c in re.findall(r'data-state="(\w+)" data-class="(\d+)"', html)]
+
+
+# --- StitchBrowser -------------------------------------------------------------------------------
+
+def test_partner_restores_the_missing_label(tiny):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy)
+    sb.widget
+    sb.partner_box.value = 1                                     # pick the partner that holds `dog`
+    assert (sb.anchor, sb.partner) == (0, 1)
+    assert sb.last_view['chips']['anchor']['noisy'] == {0: 'correct', 1: 'missing'}
+    assert sb.last_view['chips']['stitched']['union'] == {0: 'correct', 1: 'restored'}
+    assert states(sb.panels['stitched'][2].value) == [(0, 'clean'), (1, 'clean'), (0, 'correct'), (1, 'restored')]
+    sb.partner_box.value = 2                                     # this partner brings a spurious `owl` instead
+    assert sb.last_view['chips']['stitched']['union'] == {0: 'correct', 1: 'missing', 2: 'brought'}
+    assert 'partner #2' in sb.panels['partner'][0].value
+
+
+def test_slider_and_filters_move_the_anchor(tiny):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy)
+    sb.widget
+    sb.slider.value = 3
+    assert sb.anchor == 3 and 'anchor #3' in sb.panels['anchor'][0].value
+    assert sb.last_view['chips']['anchor']['noisy'] == {2: 'correct'}
+    sb.group_dd.value = 'medium'                                 # images holding dog (clean or noisy): 0, 1
+    assert sb.cands.tolist() == [0, 1] and sb.slider.max == 1 and sb.anchor == 0
+    sb.slider.value = 1
+    assert sb.anchor == 1
+    sb.group_dd.value = 'any'; sb.cls_dd.value = 2               # owl: 2 (noisy only) and 3
+    assert sb.cands.tolist() == [2, 3] and sb.anchor == 2
+    assert sb.last_view['chips']['anchor']['noisy'] == {0: 'correct', 2: 'spurious'}
+    sb.group_dd.value = 'head'                                   # owl and cat: image 2 only
+    assert sb.cands.tolist() == [2] and '1 images match' in sb.status.value
+
+
+def test_partner_controls_follow_the_sampler_rule(tiny):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy, seed=3)
+    sb.widget
+    assert sb.partner == sb.draw_partner(0, 0) and sb.partner in (0, 1, 2)      # images whose noisy labels hold cat
+    seen = set()
+    for k in range(1, 25):
+        sb.redraw.click()
+        assert sb.draw == k and sb.partner == sb.draw_partner(0, k)
+        seen.add(sb.partner)
+    assert seen == {0, 1, 2}
+    sb.slider.value = 2                                          # anchor 2: noisy cat and owl
+    assert [v for _, v in sb.partner_dd.options] == ['any', 0, 2] and sb.draw == 0
+    sb.partner_dd.value = 2                                      # partner must share owl: 2 or 3
+    assert sb.partner in (2, 3) and sb.partner_box.value == sb.partner
+
+
+def test_running_tally_counts_viewed_pairs(tiny):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy)
+    sb.widget
+    sb.partner_box.value = 1
+    assert sb.seen == {0: 1}
+    assert '1 pairs viewed' in sb.tally_html.value
+    t = union_tally(noisy, [0], [1], GROUPS3, ds.labels)
+    assert t.loc['all', 'restored'] == 1 and t.loc['all', 'recall_anchor'] == 50 and t.loc['all', 'recall_union'] == 100
+    sb.slider.value = 3
+    assert len(sb.seen) == 2 and '2 pairs viewed' in sb.tally_html.value
+
+
+def test_noisy_only_set_has_no_truth(tiny):
+    ds, noisy = tiny
+    real = LabelledSet(ds.items, noisy, ds.classes, ds.groups)
+    sb = StitchBrowser(real)
+    v = sb.view(0, 2)
+    assert v['chips']['anchor'] == {'noisy': {0: 'label'}}
+    assert v['chips']['stitched'] == {'union': {0: 'label', 2: 'added'}}
+    assert list(sb.tally().columns) == ['pairs', 'labels_anchor', 'labels_union', 'added']
+    sb.widget
+    assert 'data-state="correct"' not in sb.widget.children[2].value           # the legend: label / added only
+
+
+def test_show_draws_the_same_view(tiny):
+    ds, noisy = tiny
+    fig = StitchBrowser(ds, noisy).show(0, partner=1)
+    axs = fig.axes
+    assert [a.get_title() for a in axs] == ['anchor #0', 'partner #1 (shares cat)', 'stitched (input level)']
+    assert np.array_equal(axs[2].images[0].get_array()[:, :4], np.zeros((8, 4, 3), np.uint8))
+    texts = [t.get_text() for t in axs[2].texts]
+    assert texts == ['clean:', 'cat', 'dog', 'union:', 'cat', 'dog']
+    plt.close(fig)
+
+
+def test_chip_helpers():
+    assert label_chips([0, 1, 1], [1, 1, 0]) == {0: 'missing', 1: 'correct', 2: 'spurious'}
+    assert union_chips([1, 0, 0], [1, 0, 1], [1, 0, 0], [1, 0, 1]) == {0: 'correct', 2: 'correct'}
+    assert states(chips_html({'noisy': {2: 'spurious'}}, ['a', 'b', 'c'])) == [(2, 'spurious')]
+
+
+def test_file_backed_set_decodes_only_the_viewed_images(tmp_path, monkeypatch, tiny):
+    ds, noisy = tiny
+    paths = []
+    for k, (h, w) in enumerate([(30, 40), (50, 20), (16, 16), (24, 60)]):
+        paths.append(tmp_path/f'{k}.png')
+        Image.fromarray(np.full((h, w, 3), 60 * k, np.uint8)).save(paths[-1])
+    files = LabelledSet(paths, ds.labels, ds.classes, ds.groups, name='files')
+    decoded = []
+    real = data.load_image
+    monkeypatch.setattr(data, 'load_image', lambda p, size=None: decoded.append(p.name) or real(p, size))
+    sb = StitchBrowser(files, noisy, size=32)
+    sb.widget
+    assert decoded == ['0.png', f'{sb.partner}.png']                      # the first view: anchor 0 and its partner
+    decoded.clear()
+    j = 1 if sb.partner != 1 else 2
+    sb.partner_box.value = j
+    assert decoded == ['0.png', f'{j}.png']
+    assert all(v.shape == (32, 32, 3) for v in sb.last_view['images'].values())
+    v = StitchBrowser(files, noisy, size=None).view(0, 1)                   # original sizes: partner fitted to the anchor
+    assert v['images']['partner'].shape == v['images']['stitched'].shape == (30, 40, 3)
+
+
+def test_stitch_view_is_fast_on_digits(digits):
+    train, noisy = digits
+    sb = StitchBrowser(train, noisy)
+    sb.widget
+    times = []
+    for k in range(1, 21):
+        t0 = time.perf_counter(); sb.slider.value = 37 * k; times.append(time.perf_counter() - t0)
+    sb.redraw.click()
+    assert sb.anchor == sb.cands[37 * 20] and len(sb.view_times) == 22
+    print(f'StitchBrowser view on Digits: median {np.median(times)*1e3:.0f} ms, max {max(times)*1e3:.0f} ms')
+    assert np.median(times) < MAX_VIEW_S and max(times) < MAX_VIEW_S
+
+
+# --- CorrectionBrowser ---------------------------------------------------------------------------
+
+def fake_snapshot(clean, noisy, seed=0, alpha=.6, beta=.1):
+    "A snapshot as `correction_snapshot` returns it, from random probabilities leaning towards the clean labels."
+    rng = np.random.default_rng(seed)
+    probs, fixed = {}, {}
+    for b in ('random', 'balanced'):
+        p = (.35 * clean + .65 * rng.random(clean.shape)).astype(np.float32)
+        probs[b] = p
+        fixed[b] = np.where(p > alpha, 1, np.where(p < beta, 0, noisy)).astype(np.uint8)
+    return dict(noisy=noisy, clean=clean, probs=probs, corrected_by=fixed)
+
+
+def test_correction_filters_and_views(digits):
+    train, noisy = digits
+    snap = fake_snapshot(train.labels, noisy)
+    cb = CorrectionBrowser(train, snap)
+    assert cb.known_clean
+    ch = cb.changes
+    assert len(ch) == sum(int((snap['corrected_by'][b] != noisy).sum()) for b in ('random', 'balanced'))
+    cb.widget
+    assert len(cb.cands) == ch.image.nunique() and cb.image == cb.cands[0]
+    cb.outcome_dd.value = 'broke'
+    assert set(cb.cands) == set(ch[ch.outcome == 'broke'].image)
+    group = ch[(ch.outcome == 'broke') & (ch.branch == 'balanced')].group.iloc[-1]
+    cb.branch_dd.value = 'balanced'; cb.group_dd.value = group
+    want = ch[(ch.outcome == 'broke') & (ch.branch == 'balanced') & (ch.group == group)].image.unique()
+    assert list(cb.cands) == list(want)
+    cb.slider.value = len(cb.cands) - 1
+    i = cb.image
+    assert i == want[-1] and f'#{i}' in cb.title.value and 'broke' in cb.table_html.value
+    t = cb.last_view['table']
+    row = t[t['outcome balanced'] == 'broke'].iloc[0]
+    assert row['noisy'] == row['clean'] != row['by balanced']
+    cb.cls_dd.value = int(train.groups['head'][0])
+    assert set(cb.cands) <= set(ch[ch['class'] == train.groups['head'][0]].image)
+
+
+def test_correction_summary_matches_correction_quality(digits):
+    train, noisy = digits
+    snap = fake_snapshot(train.labels, noisy)
+    s = CorrectionBrowser(train, snap).summary()
+    for b in ('random', 'balanced'):
+        q = correction_quality(train.labels, noisy, snap['corrected_by'][b], train.groups)
+        assert (s.loc[b][['changed', 'on', 'off', 'fixed', 'broke']].values == q[['changed', 'on', 'off', 'fixed', 'broke']].values).all()
+    fig = CorrectionBrowser(train, snap).plot_summary()
+    assert [a.get_title() for a in fig.axes] == ['corrections by the random branch', 'corrections by the balanced branch']
+    plt.close(fig)
+
+
+def test_without_clean_labels_outcomes_are_unknown(digits):
+    train, noisy = digits
+    real = LabelledSet(train.items, noisy, train.classes, train.groups)
+    snap = fake_snapshot(noisy, noisy)
+    cb = CorrectionBrowser(real, snap)
+    assert not cb.known_clean and set(cb.changes.outcome) == {'unknown'}
+    assert list(cb.summary().columns) == ['changed', 'on', 'off']
+    cb.widget
+    assert cb.outcome_dd.options == ('any', 'unknown')
+    assert 'clean' not in cb.last_view['table']
+
+
+def test_history_marks_the_epochs_that_changed_a_label(digits):
+    train, noisy = digits
+    hist = {e: fake_snapshot(train.labels, noisy, seed=e) for e in range(3)}
+    cb = CorrectionBrowser(train, hist[2], history=hist)
+    i = cb.images()[0]
+    h = cb.history(i)
+    assert list(h.index) == [0, 1, 2]
+    c = cb.changes[cb.changes.image == i].iloc[0]
+    cell = h.loc[2, (train.classes[c['class']], c['branch'])]
+    assert cell.endswith('*') and float(cell[:-1]) == pytest.approx(hist[2]['probs'][c['branch']][i, c['class']], abs=.005)
+    cb.widget
+    assert 'per epoch' in cb.history_html.value
+    fig = cb.show(i)
+    assert fig.axes[0].get_title() == f'training image #{i}'
+    plt.close(fig)
+
+
+def test_correction_view_is_fast_on_digits(digits):
+    train, noisy = digits
+    cb = CorrectionBrowser(train, fake_snapshot(train.labels, noisy), history={e: fake_snapshot(train.labels, noisy, e) for e in range(8)})
+    cb.widget
+    times = []
+    for k in range(1, 21):
+        t0 = time.perf_counter(); cb.slider.value = k; times.append(time.perf_counter() - t0)
+    print(f'CorrectionBrowser view on Digits: median {np.median(times)*1e3:.0f} ms, max {max(times)*1e3:.0f} ms')
+    assert np.median(times) < MAX_VIEW_S and max(times) < MAX_VIEW_S
+
+
+def test_from_learner_and_from_checkpoint(digits, tmp_path):
+    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.colearn import colearner, CorrectionSnapshots, correction_snapshot
+    train, noisy = digits
+    sub, sub_noisy = train.subset(np.arange(120)), noisy[:120]
+    th = {'random_head_alpha': .5, 'balance_head_alpha': .5, 'random_tail_beta': .45, 'balance_tail_beta': .45}
+    learn = colearner(stitch_dls(sub, sub_noisy, sub), pretrained=False, thresholds=th, cbs=[CorrectionSnapshots()])
+    learn.correction_snapshots.history = {0: correction_snapshot(learn)}
+    cb = CorrectionBrowser.from_learner(learn)
+    assert len(cb.changes) > 0 and list(cb.logged) == [0]
+    torch.save({'model': learn.model.state_dict(), 'opt': {}, 'epoch': 1, 'classes': list(sub.classes),
+                'groups': sub.groups}, tmp_path/'epoch_1.pth')
+    (tmp_path/'config.json').write_text(json.dumps({**th, 'arch': 'digits_cnn', 'size': None}))
+    ck = CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth', sub, sub_noisy, history=True)
+    cols = ['image', 'class', 'branch', 'outcome']
+    assert ck.changes[cols].values.tolist() == cb.changes[cols].values.tolist()
+    assert list(ck.logged) == [0]
+    no_th = CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth', sub, sub_noisy, thresholds={})
+    assert len(no_th.changes) == 0 and no_th.summary()['changed'].sum() == 0

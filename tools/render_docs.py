@@ -1,0 +1,113 @@
+"""The docs, offline (`make docs`): execute every notebook under nbs/ and render it to HTML under _docs/.
+
+nbdev's `nbdev_docs` builds the docs site with Quarto, which cannot be installed offline; users who
+have Quarto get that site with `nbdev_docs`. This script checks the same thing CI needs to know,
+that every page executes and renders, with nbconvert alone:
+
+- notebooks are those `nbdev_test` runs (names starting with `_` or `.` are skipped), each in a fresh
+  kernel started in its own folder, with this checkout first on the kernel's `PYTHONPATH`;
+- cells `nbdev_test` skips are shown but not run: those flagged with a `tst_flags` flag of
+  settings.ini (`#| slow`, `#| notest`), `#| eval: false`, and the `nbdev_export()` cell;
+- as on nbdev's pages, `#| hide` cells run but are not shown, a cell that only calls `show_doc`
+  shows its output without its source, and directive lines (`#| ...`) are dropped;
+- any cell error fails the build (exit status 1) after every notebook has been tried.
+
+Usage: `python tools/render_docs.py [--workers 2] [--out _docs] [--timeout 1800] [NOTEBOOK ...]`
+"""
+import argparse, configparser, os, re, sys, time, traceback
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+from nbconvert import HTMLExporter
+from nbconvert.preprocessors import TagRemovePreprocessor
+from nbdev.process import extract_directives
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT/'nbs'
+
+
+def notebooks() -> list:
+    "The notebooks under nbs/ that nbdev_test runs: none whose path has a part starting with `_` or `.`."
+    return sorted(p for p in NBS.rglob('*.ipynb') if not any(part.startswith(('_', '.')) for part in p.relative_to(NBS).parts))
+
+
+def skip_flags() -> set:
+    "The test flags of settings.ini (`tst_flags`): cells carrying one are not run, as in nbdev_test."
+    cfg = configparser.ConfigParser(delimiters=['='])
+    cfg.read(ROOT/'settings.ini', encoding='utf-8')
+    return set(cfg['DEFAULT'].get('tst_flags', '').split())
+
+
+def runnable(cell, flags:set) -> bool:
+    "Whether nbdev_test would run this cell."
+    if cell.cell_type != 'code' or 'nbdev_export' + '(' in cell.source: return False
+    d = extract_directives(cell, remove=False)
+    return d.get('eval:', [''])[0].lower() != 'false' and not flags & d.keys()
+
+
+def for_page(cell):
+    "Tag a cell the way nbdev's pages show it; drop its directive lines and Quarto-only link attributes."
+    if cell.cell_type != 'code': return
+    d = extract_directives(cell, remove=False)
+    tags = set(cell.metadata.get('tags', []))
+    code = [l for l in cell.source.splitlines() if not l.lstrip().startswith('#|')]
+    if 'hide' in d or not ''.join(code).strip(): tags.add('remove_cell')
+    elif code and all(re.match(r'\s*show_doc\(', l) for l in code if l.strip()): tags.add('remove_input')
+    cell.metadata['tags'] = sorted(tags)
+    cell.source = '\n'.join(code).strip('\n')
+    for out in cell.get('outputs', []):     # show_doc's links carry Quarto-only attributes
+        md = out.get('data', {}).get('text/markdown')
+        if md: out['data']['text/markdown'] = re.sub(r'\{target="_blank"[^}]*\}', '', md)
+
+
+def render(path:Path, out:Path, timeout:int) -> tuple:
+    "Execute one notebook and write its page; returns (path, seconds, error or None)."
+    t0 = time.time()
+    try:
+        nb = nbformat.read(path, as_version=4)
+        flags = skip_flags()
+        client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}})
+        with client.setup_kernel():
+            for i, cell in enumerate(nb.cells):
+                if runnable(cell, flags): client.execute_cell(cell, i)
+            client.set_widgets_metadata()
+        for cell in nb.cells: for_page(cell)
+        exporter = HTMLExporter(template_name='lab')
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove_cell'}, remove_input_tags={'remove_input'}),
+                                       enabled=True)
+        html, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': path.stem}})
+        page = out/path.relative_to(NBS).with_suffix('.html')
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(html, encoding='utf-8')
+        return path, time.time() - t0, None
+    except Exception as e:
+        return path, time.time() - t0, ''.join(traceback.format_exception_only(type(e), e))[-4000:]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('notebooks', nargs='*', type=Path, help='notebooks to render (default: all that nbdev_test runs)')
+    ap.add_argument('--workers', type=int, default=2, help='notebooks executed at once')
+    ap.add_argument('--out', type=Path, default=ROOT/'_docs', help='folder for the HTML pages')
+    ap.add_argument('--timeout', type=int, default=1800, help='seconds one cell may run')
+    args = ap.parse_args(argv)
+    paths = [p.resolve() for p in args.notebooks] or notebooks()
+    if not paths: sys.exit('No notebooks found under nbs/: nothing to render is a failure.')
+    # the kernels import this checkout and draw figures inline even where CI sets MPLBACKEND=Agg
+    os.environ['PYTHONPATH'] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])])
+    os.environ.pop('MPLBACKEND', None)
+    # notebooks run side by side share the cores rather than each claiming all of them (torch reads this at import)
+    os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // args.workers)))
+    t0, failed = time.time(), []
+    print(f'Rendering {len(paths)} notebooks to {args.out} with {args.workers} workers', flush=True)
+    with ProcessPoolExecutor(args.workers) as pool:
+        for path, secs, err in pool.map(render, paths, [args.out] * len(paths), [args.timeout] * len(paths)):
+            print(f'{"FAILED" if err else "ok":>6}  {secs:6.0f} s  {path.relative_to(ROOT)}', flush=True)
+            if err: failed.append(path); print(err, flush=True)
+    print(f'{len(paths) - len(failed)} of {len(paths)} notebooks rendered to {args.out} in {time.time() - t0:.0f} s.')
+    if failed: sys.exit(f'Docs build failed: {", ".join(str(p.relative_to(ROOT)) for p in failed)}.')
+
+
+if __name__ == '__main__': main()
