@@ -13,12 +13,14 @@ import torch
 from fastcore.script import call_parse, is_cli
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
+from fastai.torch_core import num_distrib, rank_distrib
 
 from .data import LabelledSet, class_groups, read_class_freq, read_class_split, voc_mlt, coco_mlt, read_appendix
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import THRESHOLDS, colearner, deterministic_torch, load_checkpoint, read_checkpoint, write_json
+from .colearn import (THRESHOLDS, colearner, deterministic_torch, distributed, init_distributed, load_checkpoint,
+                                  main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 
 # %% auto #0
@@ -64,7 +66,8 @@ class MetricsJSON(Callback):
     def before_epoch(self): self.trained = False
     def after_batch(self): self.trained |= self.training
     def after_epoch(self):
-        if not self.trained or getattr(self.learn, 'rank', 0) != 0: return
+        if not self.trained or rank_distrib() != 0: return
+        self.data['world_size'] = max(num_distrib(), 1)
         names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]
         row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
         row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]
@@ -112,15 +115,18 @@ def build_learner(cfg:dict):
     samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(cfg['branches'])
     if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {cfg['branches']!r}")
     level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
-    train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
-    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
-    dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
-                     partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=cfg['seed'])
-    work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-    learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'],
-                      thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
-                      lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
-                      cbs=[MetricsJSON(work/'metrics.json')] if work else [])
+    dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
+    with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
+        train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
+        noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+        dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
+                         partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=cfg['seed'],
+                         rank=dist['rank'], world=dist['world'], device=dist['device'])
+        work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+        learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'],
+                          thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
+                          lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
+                          cbs=[MetricsJSON(work/'metrics.json')] if work else [])
     if cfg['quiet']: learn.remove_cb(ProgressCallback)
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
     if cfg['channels_last']: learn.to_channelslast(use_amp=False)
@@ -130,24 +136,26 @@ def build_learner(cfg:dict):
 def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-    if work:                    # fail now, not after loading the data or training an epoch
+    main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
+    if work and main:           # fail now, not after loading the data or training an epoch
         try: work.mkdir(parents=True, exist_ok=True); write_json(cfg, work/'config.json')
         except OSError as e:
             raise OSError(f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
     if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
     learn, train, test = build_learner(cfg)
-    if work: write_json(learn.config, work/'config.json')
+    if work and main: write_json(learn.config, work/'config.json')
     start, ck = 0, _resume_checkpoint(work, cfg['resume'])
     if ck is not None:
         start = load_checkpoint(learn, ck)
-        print(f'resuming from {ck} at epoch {start}')
+        if main: print(f'resuming from {ck} at epoch {start}')
     t0 = time.time()
-    learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], start_epoch=start)
-    table = evaluate(learn, train.groups)
+    with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
+        learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], start_epoch=start)
+        table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
     learn.train_time = time.time() - t0
-    if work:
+    if work and main:
         res = json.loads((work/'metrics.json').read_text()) if (work/'metrics.json').exists() else {'epochs': []}
-        res['final'] = table.round(4).to_dict(orient='index')
+        res['final'], res['world_size'] = table.round(4).to_dict(orient='index'), max(num_distrib(), 1)
         write_json(res, work/'metrics.json')
     return learn, table
 
@@ -184,6 +192,7 @@ def stitchup_train(
     resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
     seed:int=0,                   # training seed (model init, sampling, augmentation)
     deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
+    sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
     quiet:bool=False,             # no progress bars
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
@@ -192,6 +201,7 @@ def stitchup_train(
         if not is_cli(stitchup_train): raise
         sys.exit(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
                  f'{_latest_checkpoint(Path(work_dir)) or "none yet"}; lower --lr (or use --precision fp32), then --resume auto')
+    if rank_distrib() != 0: return
     noise = noise_file or f'{noise_kind} {noise_rate}'
     print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')
     print(table.round(2).to_string())

@@ -15,7 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 from fastcore.foundation import L
+from contextlib import contextmanager
 from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.progress import ProgressCallback
+from fastai.distributed import DistributedTrainer
+from fastai.torch_core import default_device, num_distrib, rank_distrib
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
 from fastai.learner import Learner, ValueMetric
@@ -31,7 +35,8 @@ from .models import TwoBranchNet, atomic_save, create_model
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'colearner', 'deterministic_torch']
+           'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first', 'ColearnDistributed',
+           'distributed']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -259,9 +264,9 @@ class Checkpoint(Callback):
     def before_epoch(self): self.trained = False
     def after_batch(self): self.trained |= self.training
     def after_epoch(self):
-        if not self.trained or getattr(self.learn, 'rank', 0) != 0: return
+        if not self.trained or rank_distrib() != 0: return
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
-        state = {'model': self.learn.model.state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
+        state = {'model': getattr(self.learn.model, 'module', self.learn.model).state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}}
         atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
@@ -289,7 +294,7 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
     if classes is not None and list(state['classes']) != list(classes):
         raise ValueError(f'{path}: checkpoint classes {state["classes"][:5]}… do not match the data '
                          f'({list(classes)[:5]}…): it was trained on another class list')
-    try: learn.model.load_state_dict(state['model'])
+    try: getattr(learn.model, 'module', learn.model).load_state_dict(state['model'])
     except RuntimeError as e:
         raise ValueError(f'{path}: checkpoint does not fit this model (another backbone or branch set?): '
                          f'{str(e).splitlines()[0]}') from None
@@ -345,3 +350,40 @@ def deterministic_torch(on:bool=True):
     torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     if on: torch.backends.cudnn.benchmark = False
+
+# %% ../nbs/07_colearn.ipynb #eba9fe0e
+def init_distributed() -> dict:
+    "Join the process group a launcher set up (NCCL on GPUs, gloo on CPUs): `rank`, `world` and this process's `device`."
+    if num_distrib() <= 1: return dict(rank=0, world=1, device=default_device())
+    from accelerate import PartialState
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return dict(rank=state.process_index, world=state.num_processes, device=state.device)
+
+@contextmanager
+def main_process_first():
+    "Rank 0 runs the block first (it fills caches), then the other ranks; in one process, just the block."
+    if num_distrib() <= 1: yield; return
+    from accelerate import PartialState
+    with PartialState().main_process_first(): yield
+
+class ColearnDistributed(DistributedTrainer):
+    "fastai's `DistributedTrainer` for co-learning: DDP around both branches together; the loaders already shard by rank."
+    def __init__(self, sync_bn:bool=False, find_unused_parameters:bool=False, **kwargs):
+        from accelerate import DistributedDataParallelKwargs
+        cuda = torch.cuda.is_available()
+        if sync_bn and not cuda: raise ValueError('sync_bn needs GPUs (SyncBatchNorm has no CPU kernel): drop --sync_bn')
+        super().__init__(sync_bn=sync_bn, cpu=not cuda,
+                         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)], **kwargs)
+    def _wrap_dl(self, dl): return dl        # StitchDL / EvalDL draw this rank's shard themselves
+
+@contextmanager
+def distributed(learn:Learner, sync_bn:bool=False):
+    "Train and evaluate `learn` on every process a launcher started (DDP); in one process nothing changes."
+    if num_distrib() <= 1: yield learn; return
+    init_distributed()
+    feature = any(isinstance(c, StitchUp) and c.level == 'feature' for c in learn.cbs)
+    cb = ColearnDistributed(sync_bn, find_unused_parameters=not feature)
+    bars = list(learn.cbs.filter(lambda c: isinstance(c, ProgressCallback))) if rank_distrib() else []
+    learn.add_cb(cb); learn.remove_cbs(bars)
+    try: yield learn
+    finally: learn.remove_cb(cb); learn.add_cbs(bars)

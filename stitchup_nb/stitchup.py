@@ -55,7 +55,7 @@ class StitchUp(Callback):
             raise ValueError('StitchUp needs partners in the training batches: build the DataLoaders with '
                              'stitch_dls(..., partners=True)')
         self.learn.loss_func.stitch = True
-        self.learn.model.stitch = self.level == 'feature'
+        self.net.stitch = self.level == 'feature'
 
     def before_batch(self):
         if self.level != 'input' or not self.training: return
@@ -64,4 +64,7 @@ class StitchUp(Callback):
 
     def after_fit(self):
         self.learn.loss_func.stitch = False
-        self.learn.model.stitch = False
+        self.net.stitch = False
+
+    @property
+    def net(self): return getattr(self.learn.model, 'module', self.learn.model)   # under DDP, the local model

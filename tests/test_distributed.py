@@ -99,8 +99,10 @@ def test_single_process_test_matches_distributed_evaluation(torchrun_run):
 
 
 def test_accelerate_launch(tmp_path):
+    # accelerate's multi-process launcher is `--multi_gpu` (torchrun underneath); on a machine without GPUs the kit
+    # then joins a gloo group. (`--cpu` with several processes would need MPI: it starts one process.)
     work = tmp_path/'acc'
-    _launch([BIN/'accelerate', 'launch', '--num_processes', '2', '--num_machines', '1', '--cpu',
+    _launch([BIN/'accelerate', 'launch', '--num_processes', '2', '--num_machines', '1', '--multi_gpu',
              '--main_process_port', free_port(), '--mixed_precision', 'no', '--dynamo_backend', 'no',
              BIN/'stitchup_train', *QUICK[:-4], '--epochs', '1', '--work_dir', work])
     m = json.loads((work/'metrics.json').read_text())
