@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.stitchup_installed
 
-.PHONY: demo test test-nbs test-py test-slow bench bench-quick docs readme browser-test export clean-nbs
+.PHONY: demo test test-nbs test-py test-slow bench bench-quick docs docs-from-tests readme browser-test export clean-nbs
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ browser-test: $(STAMP)
 ## every notebook executed and rendered to HTML under _docs/, offline (`nbdev_docs` needs Quarto)
 docs: $(STAMP)
 	$(BIN)/python tools/render_docs.py
+
+## the same pages from the outputs `make test` recorded (what CI does: each notebook runs once)
+docs-from-tests: $(STAMP)
+	$(BIN)/python tools/render_docs.py --outputs _docs/outputs

@@ -30,14 +30,17 @@ __all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evalu
 # %% ../nbs/10_cli.ipynb #84299f74
 PRESETS = {
     'digits': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0.),
+    # a 304-image Digits-MLT (10 steps an epoch) for smoke tests: CI, launch checks, a first look
+    'digits-small': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0., digits=dict(n_max=200, n_min=2, n_test=300)),
     'voc':    dict(arch='resnet50', size=224, bs=32, data_factor=8, flip=.5),
     'coco':   dict(arch='resnet50', size=224, bs=32, data_factor=8, flip=.5),
 }
 
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "The preset's `(train, test, appendix or None)`."
-    if dataset == 'digits': return (*digits_mlt(seed=data_seed), None)
-    if dataset not in ('voc', 'coco'): raise ValueError(f'unknown dataset {dataset!r}: choose digits, voc or coco')
+    if dataset.startswith('digits') and dataset in PRESETS:
+        return (*digits_mlt(seed=data_seed, **PRESETS[dataset].get('digits', {})), None)
+    if dataset not in ('voc', 'coco'): raise ValueError(f'unknown dataset {dataset!r}: choose {", ".join(PRESETS)}')
     kw = {k: v for k, v in dict(root=data_root, appendix=appendix).items() if v is not None}
     train, test = (voc_mlt if dataset == 'voc' else coco_mlt)(size=size or PRESETS[dataset]['size'], **kw)
     return train, test, read_appendix(appendix) if appendix else None
@@ -161,7 +164,7 @@ def run_training(cfg:dict) -> tuple:
 
 @call_parse
 def stitchup_train(
-    dataset:str='digits',         # preset: digits (embedded), voc or coco
+    dataset:str='digits',         # preset: digits (embedded), digits-small (smoke test), voc or coco
     data_root:str=None,           # dataset root (default: the data/ layout of data/README.md)
     appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
     noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on
@@ -230,8 +233,8 @@ def stitchup_test(
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:
     "Clean labels and groups from 'digits', a class_freq.pkl, or an appendix folder."
-    if source == 'digits':
-        train, _ = digits_mlt(seed=data_seed); return train.labels, train.groups
+    if source.startswith('digits') and source in PRESETS:
+        train, _ = digits_mlt(seed=data_seed, **PRESETS[source].get('digits', {})); return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
     clean = read_class_freq(p)
@@ -241,7 +244,7 @@ def _clean_source(source:str, data_seed:int=0) -> tuple:
 
 @call_parse
 def stitchup_noise(
-    source:str='digits',          # digits, a class_freq.pkl, or an appendix folder
+    source:str='digits',          # digits (or digits-small), a class_freq.pkl, or an appendix folder
     rate:float=0.5,               # noise rate in [0, 1]
     kind:str='flip',              # one of stitchup_nb.noise.NOISE_KINDS
     seed:int=0,

@@ -37,7 +37,7 @@ def coco_appendix(coco, tmp_path):
 
 
 BIN = Path(sys.executable).parent
-QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
+QUICK = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
          '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
 
 

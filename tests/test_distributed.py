@@ -17,7 +17,7 @@ from stitchup_nb.digits import digits_mlt
 from stitchup_nb.sampling import ClassAwareSampler, RandomSampler
 
 BIN = Path(sys.executable).parent
-QUICK = ['--dataset', 'digits', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
+QUICK = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
          '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
 
 
@@ -52,16 +52,16 @@ GATHER = textwrap.dedent('''
     dl = EvalDL(test, bs=64, rank=rank, world=world, device='cpu')
     got = torch.cat([dl.to_detach(y) for _, y in dl])
     assert torch.equal(got, torch.as_tensor(test.labels).float()), (got.shape, rank)
-    print('ok', rank, len(got))
+    open(os.path.join(sys.argv[1], f'rank{rank}'), 'w').write(f'ok {rank} {len(got)}')   # torchrun interleaves stdout
 ''')
 
 
 def test_distributed_evaluation_scores_each_image_once(tmp_path):
     script = tmp_path/'gather.py'; script.write_text(GATHER)
-    p = subprocess.run([BIN/'torchrun', '--nproc_per_node', '3', '--master_port', str(free_port()), script],
+    p = subprocess.run([BIN/'torchrun', '--nproc_per_node', '3', '--master_port', str(free_port()), script, tmp_path],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
-    assert sorted(l for l in p.stdout.splitlines() if l.startswith('ok')) == ['ok 0 1000', 'ok 1 1000', 'ok 2 1000']
+    assert [(tmp_path/f'rank{r}').read_text() for r in range(3)] == ['ok 0 1000', 'ok 1 1000', 'ok 2 1000']
 
 
 def _launch(cmd, env_extra=None):

@@ -2,12 +2,13 @@
 
     python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch: the CI smoke version
+    python tools/benchmark.py --shard 0/2 & python tools/benchmark.py --shard 1/2   # both cores, one CSV
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
 
 Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped.
 Each run is `stitchup_nb.cli.run_training` (what `stitchup_train` does) in this process.
 """
-import argparse, csv, itertools, json, sys, time, warnings
+import argparse, csv, fcntl, itertools, json, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,10 +77,12 @@ def grid(quick, sweep):
         for w in (0, 2, 4):
             yield 'sweep warmup_epoch', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'warmup_epoch': w}
         return
-    kinds, rates = (('flip',), (.3, .7)) if quick else (('flip', 'cooc'), (.3, .5, .7, .9))
-    for kind, rate in itertools.product(kinds, rates):
+    kinds, rates = (('flip',), (.3, .7)) if quick else (('flip', 'cooc'), (.5, .3, .7, .9))
+    cells = list(itertools.product(kinds, rates))
+    for i, (kind, rate) in enumerate(cells):
         for m, o in METHODS.items(): yield m, o, dict(kind=kind, rate=rate), None
-    for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
+        if i == 0:   # the clean references early: they anchor every comparison
+            for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
 
 
 def main():
@@ -88,6 +91,7 @@ def main():
     ap.add_argument('--sweep', action='store_true')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
+    ap.add_argument('--shard', default='0/1', help='k/n: run every n-th configuration from the k-th (n processes side by side)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep].csv)')
     a = ap.parse_args()
     warnings.filterwarnings('ignore')
@@ -99,15 +103,20 @@ def main():
     done = set()
     if out.exists():
         with open(out) as f: done = {(r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']) for r in csv.DictReader(f)}
-    runs = [(m, o, s, e, seed) for m, o, s, e in grid(a.quick, a.sweep) for seed in seeds]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep)]
+    # order: every seed of the first cell (flip 0.5) and the clean references, then one seed of everything, then the rest
+    first = grid(a.quick, a.sweep).__next__()[2]
+    runs.sort(key=lambda r: (0 if r[2] == first or r[1].get('noise_rate') == 0. else 1, r[4]))
+    k, n = map(int, a.shard.split('/'))
     for i, (m, o, s, extra, seed) in enumerate(runs):
+        if i % n != k: continue
         key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
         if key in done: continue
         row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra)
-        new = not out.exists()
         with open(out, 'a', newline='') as f:
+            fcntl.flock(f, fcntl.LOCK_EX)            # shards append to one CSV
             w = csv.DictWriter(f, FIELDS)
-            if new: w.writeheader()
+            if f.tell() == 0: w.writeheader()
             w.writerow(row)
         print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
               f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)

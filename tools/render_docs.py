@@ -13,8 +13,13 @@ that every page executes and renders, with nbconvert alone:
 - any cell error fails the build (exit status 1) after every notebook has been tried.
 
 Usage: `python tools/render_docs.py [--workers 2] [--out _docs] [--timeout 1800] [NOTEBOOK ...]`
+
+With `--outputs _docs/outputs` nothing is executed: the pages take the outputs that the test run
+(`make test`, i.e. `tools/nbtest.py`, nbdev_test keeping outputs) recorded per cell id, and the build
+fails if a notebook has no recorded run or a recorded cell ended in an error. CI does this, so every
+notebook is executed once and both tested and rendered.
 """
-import argparse, configparser, os, re, sys, time, traceback
+import argparse, configparser, json, os, re, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -62,17 +67,31 @@ def for_page(cell):
         if md: out['data']['text/markdown'] = re.sub(r'\{target="_blank"[^}]*\}', '', md)
 
 
-def render(path:Path, out:Path, timeout:int) -> tuple:
-    "Execute one notebook and write its page; returns (path, seconds, error or None)."
+def attach_outputs(nb, recorded:Path):
+    "Put the outputs a test run recorded (cell id -> outputs) into `nb`; fail on a missing run or an error output."
+    if not recorded.exists(): raise FileNotFoundError(f'{recorded}: no recorded run of this notebook (run `make test` first)')
+    ran = json.loads(recorded.read_text(encoding='utf-8'))
+    for cell in nb.cells:
+        if cell.cell_type != 'code' or cell.get('id') not in ran: continue
+        cell.outputs = [nbformat.from_dict(o) for o in ran[cell.id]['outputs']]
+        cell.execution_count = ran[cell.id]['execution_count']
+        err = next((o for o in cell.outputs if o.get('output_type') == 'error'), None)
+        if err: raise RuntimeError(f'cell {cell.id} ended in {err.get("ename")}: {err.get("evalue")}')
+
+
+def render(path:Path, out:Path, timeout:int, outputs:Path|None=None) -> tuple:
+    "Execute one notebook (or take a test run's outputs) and write its page; returns (path, seconds, error or None)."
     t0 = time.time()
     try:
         nb = nbformat.read(path, as_version=4)
-        flags = skip_flags()
-        client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}})
-        with client.setup_kernel():
-            for i, cell in enumerate(nb.cells):
-                if runnable(cell, flags): client.execute_cell(cell, i)
-            client.set_widgets_metadata()
+        if outputs is not None: attach_outputs(nb, outputs/path.relative_to(NBS).with_suffix('.json'))
+        else:
+            flags = skip_flags()
+            client = NotebookClient(nb, timeout=timeout, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}})
+            with client.setup_kernel():
+                for i, cell in enumerate(nb.cells):
+                    if runnable(cell, flags): client.execute_cell(cell, i)
+                client.set_widgets_metadata()
         for cell in nb.cells: for_page(cell)
         exporter = HTMLExporter(template_name='lab')
         exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove_cell'}, remove_input_tags={'remove_input'}),
@@ -92,6 +111,7 @@ def main(argv=None):
     ap.add_argument('--workers', type=int, default=2, help='notebooks executed at once')
     ap.add_argument('--out', type=Path, default=ROOT/'_docs', help='folder for the HTML pages')
     ap.add_argument('--timeout', type=int, default=1800, help='seconds one cell may run')
+    ap.add_argument('--outputs', type=Path, default=None, help="render a test run's recorded outputs (tools/nbtest.py) instead of executing")
     args = ap.parse_args(argv)
     paths = [p.resolve() for p in args.notebooks] or notebooks()
     if not paths: sys.exit('No notebooks found under nbs/: nothing to render is a failure.')
@@ -103,7 +123,8 @@ def main(argv=None):
     t0, failed = time.time(), []
     print(f'Rendering {len(paths)} notebooks to {args.out} with {args.workers} workers', flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
-        for path, secs, err in pool.map(render, paths, [args.out] * len(paths), [args.timeout] * len(paths)):
+        for path, secs, err in pool.map(render, paths, [args.out] * len(paths), [args.timeout] * len(paths),
+                                        [args.outputs and args.outputs.resolve()] * len(paths)):
             print(f'{"FAILED" if err else "ok":>6}  {secs:6.0f} s  {path.relative_to(ROOT)}', flush=True)
             if err: failed.append(path); print(err, flush=True)
     print(f'{len(paths) - len(failed)} of {len(paths)} notebooks rendered to {args.out} in {time.time() - t0:.0f} s.')

@@ -1,5 +1,8 @@
 """The kit's test command (`make test`): every notebook through `nbdev_test`, then `pytest tests/`.
 
+The notebooks run through `tools/nbtest.py`, which is nbdev_test keeping each notebook's outputs
+under `_docs/outputs/`, so that `make docs-from-tests` renders the pages without running them again.
+
 Fails when either fails, and also when a runner collects nothing: an empty run is never a pass.
 Extra arguments are passed to pytest (e.g. `python tools/run_tests.py -k noise`).
 """
@@ -28,7 +31,12 @@ def run(cmd):
 def main(pytest_args):
     expected = notebooks()
     if not expected: sys.exit('No notebooks found under nbs/: nothing to test is a failure.')
-    nb = run([BIN/'nbdev_test', '--do_print', '--timing'])
+    # fill the caches notebooks and tests share (rendered Digits-MLT, the glyph-pretrained CNN) once, before
+    # nbdev_test runs notebooks side by side and each would build them itself
+    warm = run([sys.executable, '-c', 'from stitchup_nb.digits import digits_mlt; from stitchup_nb.models import '
+                'pretrain_digits_cnn; digits_mlt(); pretrain_digits_cnn(verbose=False)'])
+    if warm.returncode != 0: sys.exit(f'building the Digits-MLT caches failed (exit {warm.returncode}).')
+    nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'])   # nbdev_test, outputs kept for the docs
     done = len(re.findall(r'^- Completed ', nb.stdout, flags=re.M))
     if nb.returncode != 0: sys.exit(f'nbdev_test failed (exit {nb.returncode}).')
     if done != len(expected):
