@@ -196,3 +196,22 @@ def test_same_seed_same_run_in_two_processes():
     assert a['noise_seed1'] != a['noise_flip']          # the fingerprint does see a change of seed
     assert a['n_corrections'] > 0                       # corrections happened, and happened identically
     assert a['batches_and_partners_0'] != a['batches_and_partners_1']
+
+
+def test_nan_look_every_k_steps_names_the_first_bad_iteration():
+    "On a GPU the NaN look is a host sync, so it runs every 20 steps; looked at every 3 steps, the error still names the first bad one."
+    import re
+    from stitchup_nb.colearn import CoLearning, colearner
+    from stitchup_nb.digits import digits_mlt
+    from stitchup_nb.sampling import stitch_dls
+    train, test = digits_mlt(n_max=200, n_min=2, n_test=300)
+    seen = {}
+    for every in (1, 3):
+        learn = colearner(stitch_dls(train, train.labels, test, bs=8, seed=0, device='cpu'), pretrained=False, seed=0)
+        learn.remove_cbs([c for c in learn.cbs if type(c).__name__ == 'ProgressCallback'])
+        next(c for c in learn.cbs if isinstance(c, CoLearning)).check_every = every
+        with pytest.raises(FloatingPointError) as e: learn.fit_reference(1, 1e30, warmup_iters=1)
+        seen[every] = (int(re.search(r'iteration (\d+)', str(e.value)).group(1)), learn.iter)
+    (first, stopped_1), (named, stopped_3) = seen[1], seen[3]
+    assert first == stopped_1                     # looking every step stops at the first bad step
+    assert named == first and first <= stopped_3 < first + 3

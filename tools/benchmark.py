@@ -1,9 +1,10 @@
 """The Digits-MLT-Noise benchmark: every method × noise kind × rate × seed, one CSV row per run.
 
     python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
-    python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch: the CI smoke version
+    python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
     python tools/benchmark.py --shard 0/2 & python tools/benchmark.py --shard 1/2   # both cores, one CSV
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
+    python tools/benchmark.py --report        # from the CSVs: results/benchmark_table.md and the figures (PNG)
 
 Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped.
 Each run is `stitchup_nb.cli.run_training` (what `stitchup_train` does) in this process.
@@ -32,9 +33,9 @@ FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds', 'extra']
 
 
-def one_run(method, opts, kind, rate, seed, epochs, extra=None):
+def one_run(method, opts, kind, rate, seed, epochs, extra=None, dataset='digits'):
     "Train one configuration and return its CSV row."
-    cfg = train_config(**{'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
+    cfg = train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                           'epochs': epochs, 'quiet': True, 'work_dir': None, **opts, **(extra or {})})
     t0 = time.time()
     learn, table = run_training(cfg)
@@ -85,15 +86,136 @@ def grid(quick, sweep):
             for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
 
 
+# ---- reading the results (also used by nbs/experiments/benchmark.ipynb) ----
+RESULTS = Path(__file__).resolve().parents[1]/'nbs'/'experiments'/'results'
+GROUPS = ['total', 'head', 'medium', 'tail']
+ORDER = [*METHODS, *CLEAN]
+
+
+def load(name='benchmark', folder=RESULTS):
+    "A results CSV as a DataFrame (empty if it does not exist yet)."
+    import pandas as pd
+    f = Path(folder)/f'{name}.csv'
+    return pd.read_csv(f) if f.exists() else pd.DataFrame(columns=FIELDS)
+
+
+def summary(df, cols=GROUPS):
+    "mean, std and seed count per method × noise kind × rate."
+    g = df.groupby(['method', 'kind', 'rate'])
+    out = g[list(cols)].agg(['mean', 'std'])
+    out[('seeds', '')] = g.size()
+    return out
+
+
+def pm(summ, cols=GROUPS):
+    "A summary as 'mean ± std' strings (no spread for a single seed)."
+    import pandas as pd
+    t = pd.DataFrame(index=summ.index)
+    for c in cols:
+        t[c] = [f'{a:.1f} ± {b:.1f}' if b == b else f'{a:.1f}' for a, b in zip(summ[(c, 'mean')], summ[(c, 'std')])]
+    t['seeds'] = summ[('seeds', '')]
+    return t
+
+
+def _with_clean(res, kind, rate): return res[((res.kind == kind) & (res.rate == rate)) | (res.rate == 0)]
+
+
+def cell_table(res, kind='flip', rate=.5, methods=ORDER):
+    "Mean ± std per group of `methods` (and the clean references) at one noise cell."
+    t = pm(summary(_with_clean(res, kind, rate))).reset_index(level=['kind', 'rate'], drop=True)
+    return t.reindex([m for m in methods if m in t.index] + [m for m in CLEAN if m in t.index and m not in methods])
+
+
+def group_bars(res, kind='flip', rate=.5):
+    "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
+    import matplotlib.pyplot as plt
+    s = summary(_with_clean(res, kind, rate)).reset_index(level=['kind', 'rate'], drop=True)
+    s = s.reindex([m for m in ORDER if m in s.index])
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    w = .8 / max(len(s), 1)
+    for i, m in enumerate(s.index):
+        ax.bar(np.arange(4) + i * w, [s.loc[m, (g, 'mean')] for g in GROUPS], w,
+               yerr=[np.nan_to_num(s.loc[m, (g, 'std')]) for g in GROUPS], label=m, capsize=2)
+    ax.set_xticks(np.arange(4) + .4 - w / 2, GROUPS); ax.set_ylabel('mAP (%)')
+    ax.set_title(f'Digits-MLT, {kind} noise {rate}: mAP per class group (mean ± std over seeds)')
+    ax.legend(ncol=4, fontsize=8, loc='upper center', bbox_to_anchor=(.5, -.1))
+    fig.tight_layout()
+    return fig
+
+
+def rate_curves(res, col='total'):
+    "Figure: `col` mAP against the noise rate, a line per method, a panel per noise kind; clean references dashed."
+    import matplotlib.pyplot as plt
+    kinds = [k for k in ('flip', 'cooc') if (res.kind == k).any()] or ['flip']
+    s, clean = summary(res[res.rate > 0]).reset_index(), summary(res[res.rate == 0]).reset_index()
+    fig, axs = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 3.6), sharey=True, squeeze=False)
+    for ax, k in zip(axs[0], kinds):
+        for m in METHODS:
+            d = s[(s.kind == k) & (s.method == m)].sort_values('rate')
+            if len(d): ax.errorbar(d.rate, d[(col, 'mean')], yerr=np.nan_to_num(d[(col, 'std')]), marker='o', capsize=2, label=m)
+        for _, r in clean.iterrows():
+            ax.axhline(r[(col, 'mean')], ls='--', lw=1, color='grey'); ax.text(ax.get_xlim()[0], r[(col, 'mean')], f" {r[('method', '')]}", fontsize=7, color='grey', va='bottom')
+        ax.set_title(f'{k} noise'); ax.set_xlabel('noise rate'); ax.set_ylabel(f'{col} mAP (%)')
+    axs[0, -1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
+          'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
+
+
+def sweep_plot(sw):
+    "Figure: per-group mAP against each swept setting (flip 0.5), averaged over seeds."
+    import matplotlib.pyplot as plt
+    names = [n for n in SWEEPS if (sw.method == n).any()]
+    fig, axs = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3.2), squeeze=False)
+    for ax, n in zip(axs[0], names):
+        d = sw[sw.method == n].copy()
+        d['x'] = [json.loads(e)[SWEEPS[n]] for e in d.extra]
+        d = d.groupby('x')[GROUPS].mean()
+        for g in GROUPS: ax.plot(d.index, d[g], marker='o', label=g)
+        ax.set_title(n.replace('sweep ', '')); ax.set_ylabel('mAP (%)')
+    axs[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def markdown(t):
+    "A small DataFrame as a Markdown table."
+    cols = [t.index.name or '', *map(str, t.columns)]
+    rows = [f'| {i} | ' + ' | '.join(map(str, r)) + ' |' for i, r in zip(t.index, t.values)]
+    return '\n'.join([f'| {" | ".join(cols)} |', '|' + '---|' * len(cols), *rows])
+
+
+def report(folder=RESULTS):
+    "Write results/benchmark_table.md and the figures from the CSVs."
+    import matplotlib; matplotlib.use('Agg')
+    res, sw = load(folder=folder), load('benchmark_sweep', folder)
+    md = [f'Digits-MLT, flip noise 0.5, mean ± std over seeds ({len(res)} runs in benchmark.csv):', '',
+          markdown(cell_table(res).rename_axis('method'))]
+    if len(res[res.rate > 0]):
+        t = pm(summary(res[res.rate > 0]), ['total'])['total'].unstack(['kind', 'rate'])
+        t.columns = [f'{k} {r}' for k, r in t.columns]
+        md += ['', 'Total mAP at every noise cell:', '', markdown(t.reindex([m for m in METHODS if m in t.index]).rename_axis('method'))]
+    (Path(folder)/'benchmark_table.md').write_text('\n'.join(md) + '\n')
+    figs = {'benchmark_groups.png': group_bars(res), 'benchmark_rates.png': rate_curves(res)}
+    if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw)
+    for name, fig in figs.items(): fig.savefig(Path(folder)/name, dpi=90, bbox_inches='tight')
+    print('\n'.join(md)); print('figures:', ', '.join(figs))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--report', action='store_true', help='only write the table and figures from the CSVs')
     ap.add_argument('--sweep', action='store_true')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--shard', default='0/1', help='k/n: run every n-th configuration from the k-th (n processes side by side)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep].csv)')
     a = ap.parse_args()
+    if a.report: return report()
     warnings.filterwarnings('ignore')
     seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
     epochs = a.epochs or (1 if a.quick else 8)
@@ -112,7 +234,7 @@ def main():
         if i % n != k: continue
         key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
         if key in done: continue
-        row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra)
+        row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits')
         with open(out, 'a', newline='') as f:
             fcntl.flock(f, fcntl.LOCK_EX)            # shards append to one CSV
             w = csv.DictWriter(f, FIELDS)
