@@ -22,6 +22,7 @@ from fastai.distributed import DistributedTrainer
 from fastai.torch_core import default_device, num_distrib, rank_distrib
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
+import fastai.callback.channelslast, fastai.callback.fp16   # Learner.to_channelslast / to_fp16 / to_bf16 on every colearner
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 

@@ -264,6 +264,25 @@ class EvalDL(ImageBatches):
         dl.labels = check_labels(ds.labels if labels is None else labels, len(ds.classes), source=f'{ds.name} labels')
         return dl
 
+    def show_results(self, b, out, max_n:int=9, ncols:int=3, figsize=None, **kwargs):
+        "For fastai's `learn.show_results`: images with their labels and the decoded predictions (green right, red wrong)."
+        import matplotlib.pyplot as plt
+        x, y = b[0][:max_n], b[1][:max_n]
+        imgs = self.after_batch.decode((TensorImage(x),))[0]       # undo Normalize and IntToFloatTensor
+        imgs = imgs.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+        pred, classes = torch.as_tensor(out[:max_n]).bool().cpu(), self.ds.classes
+        nrows = math.ceil(len(imgs) / ncols)
+        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.6 * ncols, 2.9 * nrows), squeeze=False)
+        for ax in axs.ravel(): ax.axis('off')
+        for ax, im, t, p in zip(axs.ravel(), imgs, y.bool().cpu(), pred):
+            ax.imshow(im.squeeze(), cmap='gray' if im.shape[-1] == 1 else None)
+            ok = bool((t == p).all())
+            ax.set_title(f"truth: {' '.join(classes[i] for i in t.nonzero().ravel()) or '-'}\n"
+                         f"pred: {' '.join(classes[i] for i in p.nonzero().ravel()) or '-'}",
+                         fontsize=8, color='green' if ok else 'red')
+        fig.tight_layout()
+        return fig
+
 # %% ../nbs/03_sampling.ipynb #78ab098f
 SAMPLERS = {'random': lambda labels, **kw: RandomSampler(len(labels), **kw),
             'class_aware': lambda labels, **kw: ClassAwareSampler(labels, **kw)}
