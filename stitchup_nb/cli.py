@@ -25,7 +25,7 @@ from .metrics import lt_map, lt_metrics
 
 # %% auto #0
 __all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evaluate', 'train_config', 'build_learner',
-           'run_training', 'stitchup_train', 'stitchup_test', 'stitchup_noise']
+           'run_training', 'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 PRESETS = {
@@ -208,6 +208,18 @@ def stitchup_train(
     noise = noise_file or f'{noise_kind} {noise_rate}'
     print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')
     print(table.round(2).to_string())
+
+# %% ../nbs/10_cli.ipynb #ab33cd90
+def _train_in_process(cfg:dict):
+    run_training(cfg)              # the Learner stays in its process: only files come back
+
+def launch(n:int, **options) -> pd.DataFrame:
+    "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
+    from accelerate import notebook_launcher
+    cfg = train_config(**options)
+    if not cfg['work_dir']: raise ValueError('launch needs a work_dir: the processes report through its metrics.json')
+    notebook_launcher(_train_in_process, (cfg,), num_processes=n)
+    return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T
 
 # %% ../nbs/10_cli.ipynb #955ec639
 @call_parse

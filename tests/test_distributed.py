@@ -107,3 +107,12 @@ def test_accelerate_launch(tmp_path):
              BIN/'stitchup_train', *QUICK[:-4], '--epochs', '1', '--work_dir', work])
     m = json.loads((work/'metrics.json').read_text())
     assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
+
+
+def test_launch_from_a_notebook(tmp_path):
+    # what a notebook cell does: accelerate's notebook_launcher forks the processes from this one
+    code = ('from stitchup_nb.cli import launch; t = launch(2, dataset="digits-small", epochs=1, warmup_iters=10, '
+            f'quiet=True, work_dir={str(tmp_path/"nb")!r}); print("TABLE", sorted(t.index))')
+    out = _launch([sys.executable, '-c', code])
+    assert "TABLE ['balanced', 'ensemble', 'random']" in out
+    assert json.loads((tmp_path/'nb'/'metrics.json').read_text())['world_size'] == 2
