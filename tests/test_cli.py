@@ -62,7 +62,7 @@ def test_noise_script_writes_the_authors_format(tmp_path):
 
 
 def test_train_on_a_noise_file(tmp_path):
-    run(BIN/'stitchup_noise', '--source', 'digits', '--rate', '0.5', '--out', tmp_path/'n.pkl')
-    out = run(BIN/'stitchup_train', '--dataset', 'digits', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
+    run(BIN/'stitchup_noise', '--source', 'digits-small', '--rate', '0.5', '--out', tmp_path/'n.pkl')
+    out = run(BIN/'stitchup_train', '--dataset', 'digits-small', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
               '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
     assert 'random' in out
