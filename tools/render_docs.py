@@ -67,13 +67,21 @@ def for_page(cell):
         if md: out['data']['text/markdown'] = re.sub(r'\{target="_blank"[^}]*\}', '', md)
 
 
+def _output(o:dict):
+    "An execnb output as nbformat has it in memory: multi-line strings joined (a file may store them as line lists)."
+    o = dict(o)
+    if isinstance(o.get('text'), list): o['text'] = ''.join(o['text'])
+    if 'data' in o: o['data'] = {k: ''.join(v) if isinstance(v, list) else v for k, v in o['data'].items()}
+    return nbformat.from_dict(o)
+
+
 def attach_outputs(nb, recorded:Path):
     "Put the outputs a test run recorded (cell id -> outputs) into `nb`; fail on a missing run or an error output."
     if not recorded.exists(): raise FileNotFoundError(f'{recorded}: no recorded run of this notebook (run `make test` first)')
     ran = json.loads(recorded.read_text(encoding='utf-8'))
     for cell in nb.cells:
         if cell.cell_type != 'code' or cell.get('id') not in ran: continue
-        cell.outputs = [nbformat.from_dict(o) for o in ran[cell.id]['outputs']]
+        cell.outputs = [_output(o) for o in ran[cell.id]['outputs']]
         cell.execution_count = ran[cell.id]['execution_count']
         err = next((o for o in cell.outputs if o.get('output_type') == 'error'), None)
         if err: raise RuntimeError(f'cell {cell.id} ended in {err.get("ename")}: {err.get("evalue")}')
