@@ -69,14 +69,13 @@ def t_sweep(seed, epochs, ts=(0., .1, .3, .5, .7, .9, 1.)):
 
 
 def grid(quick, sweep):
-    if sweep:
-        base = dict(kind='flip', rate=.5)
-        for a in (1.0, .9, .8, .7, .6):
-            yield 'sweep alpha_head', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'random_head_alpha': a, 'balance_head_alpha': a}
-        for b in (0., .05, .1, .2, .3):
-            yield 'sweep beta_tail', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'random_tail_beta': b, 'balance_tail_beta': b}
-        for w in (0, 2, 4):
-            yield 'sweep warmup_epoch', METHODS['Stitch-Up+Co-Learning'], base, {**REF, 'warmup_epoch': w}
+    if sweep:   # one setting changed from the reference (alpha_head .7, beta_tail .1, warmup 0: the main grid's runs)
+        base, full = dict(kind='flip', rate=.5), METHODS['Stitch-Up+Co-Learning']
+        alpha = lambda a: ('sweep alpha_head', full, base, {**REF, 'random_head_alpha': a, 'balance_head_alpha': a})
+        beta = lambda b: ('sweep beta_tail', full, base, {**REF, 'random_tail_beta': b, 'balance_tail_beta': b})
+        warm = lambda w: ('sweep warmup_epoch', full, base, {**REF, 'warmup_epoch': w})
+        # most telling first: correction off in a group, then the far ends, then the rest
+        yield from (alpha(1.), beta(0.), alpha(.5), beta(.3), warm(2), alpha(.9), beta(.05), warm(4), alpha(.8), beta(.2))
         return
     kinds, rates = (('flip',), (.3, .7)) if quick else (('flip', 'cooc'), (.5, .3, .7, .9))
     cells = list(itertools.product(kinds, rates))
@@ -161,14 +160,19 @@ def rate_curves(res, col='total'):
     return fig
 
 
+REF_VALUE = {'sweep alpha_head': REF['random_head_alpha'], 'sweep beta_tail': REF['random_tail_beta'], 'sweep warmup_epoch': 0}
 SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
           'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
 
 
-def sweep_plot(sw):
-    "Figure: per-group mAP against each swept setting (flip 0.5), averaged over seeds."
+def sweep_plot(sw, res=None):
+    "Figure: per-group mAP against each swept setting (flip 0.5), averaged over seeds; `res` adds the reference runs."
     import matplotlib.pyplot as plt
+    import pandas as pd
     names = [n for n in SWEEPS if (sw.method == n).any()]
+    if res is not None:      # the main grid's full-method runs are the sweeps' reference point, for the seeds swept
+        ref = res[(res.method == 'Stitch-Up+Co-Learning') & (res.kind == 'flip') & (res.rate == .5) & res.seed.isin(sw.seed)]
+        sw = pd.concat([sw, *[ref.assign(method=n, extra=json.dumps({SWEEPS[n]: REF_VALUE[n]})) for n in names if n != 'sweep t']])
     fig, axs = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3.2), squeeze=False)
     for ax, n in zip(axs[0], names):
         d = sw[sw.method == n].copy()
@@ -200,7 +204,7 @@ def report(folder=RESULTS):
         md += ['', 'Total mAP at every noise cell:', '', markdown(t.reindex([m for m in METHODS if m in t.index]).rename_axis('method'))]
     (Path(folder)/'benchmark_table.md').write_text('\n'.join(md) + '\n')
     figs = {'benchmark_groups.png': group_bars(res), 'benchmark_rates.png': rate_curves(res)}
-    if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw)
+    if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw, res)
     for name, fig in figs.items(): fig.savefig(Path(folder)/name, dpi=90, bbox_inches='tight')
     print('\n'.join(md)); print('figures:', ', '.join(figs))
 
@@ -230,6 +234,18 @@ def main():
     first = grid(a.quick, a.sweep).__next__()[2]
     runs.sort(key=lambda r: (0 if r[2] == first or r[1].get('noise_rate') == 0. else 1, r[4]))
     k, n = map(int, a.shard.split('/'))
+    # the ensemble weight t first (one training, evaluated at every t), by the first shard
+    if a.sweep and k == 0:
+        for seed in seeds:
+            if any(k[0] == 'sweep t' and k[3] == seed for k in done): continue
+            rows = list(t_sweep(seed, epochs))
+            with open(out, 'a', newline='') as f:
+                fcntl.flock(f, fcntl.LOCK_EX)
+                w = csv.DictWriter(f, FIELDS)
+                if f.tell() == 0: w.writeheader()
+                w.writerows(rows)
+            for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
+                                 f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
     for i, (m, o, s, extra, seed) in enumerate(runs):
         if i % n != k: continue
         key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
@@ -242,13 +258,6 @@ def main():
             w.writerow(row)
         print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
               f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
-    if a.sweep:
-        for seed in seeds:
-            if any(k[0] == 'sweep t' and k[3] == seed for k in done): continue
-            rows = list(t_sweep(seed, epochs))
-            with open(out, 'a', newline='') as f: csv.DictWriter(f, FIELDS).writerows(rows)
-            for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
-                                 f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
     print(f'results in {out}')
 
 
