@@ -19,8 +19,8 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (THRESHOLDS, colearner, deterministic_torch, distributed, init_distributed, load_checkpoint,
-                                  main_process_first, read_checkpoint, write_json)
+from .colearn import (THRESHOLDS, close_distributed, colearner, deterministic_torch, distributed,
+                                  init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 
 # %% auto #0
@@ -160,6 +160,7 @@ def run_training(cfg:dict) -> tuple:
         res = json.loads((work/'metrics.json').read_text()) if (work/'metrics.json').exists() else {'epochs': []}
         res['final'], res['world_size'] = table.round(4).to_dict(orient='index'), max(num_distrib(), 1)
         write_json(res, work/'metrics.json')
+    close_distributed()                       # every rank waits for rank 0's files, then the group is left cleanly
     return learn, table
 
 @call_parse

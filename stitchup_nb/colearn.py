@@ -36,8 +36,8 @@ from .models import TwoBranchNet, atomic_save, create_model
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first', 'ColearnDistributed',
-           'distributed']
+           'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first', 'close_distributed',
+           'ColearnDistributed', 'distributed']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -379,6 +379,13 @@ def main_process_first():
     if num_distrib() <= 1: yield; return
     from accelerate import PartialState
     with PartialState().main_process_first(): yield
+
+def close_distributed():
+    "Wait for every rank, then leave the process group: a rank that exits inside it can abort its peers mid-message. In one process (or under `notebook_launcher`, which tears down itself), nothing."
+    if num_distrib() <= 1 or not torch.distributed.is_initialized(): return
+    from accelerate import PartialState
+    state = PartialState(cpu=not torch.cuda.is_available())
+    state.wait_for_everyone(); state.destroy_process_group()
 
 class ColearnDistributed(DistributedTrainer):
     "fastai's `DistributedTrainer` for co-learning: DDP around both branches together; the loaders already shard by rank."

@@ -53,6 +53,7 @@ GATHER = textwrap.dedent('''
     got = torch.cat([dl.to_detach(y) for _, y in dl])
     assert torch.equal(got, torch.as_tensor(test.labels).float()), (got.shape, rank)
     open(os.path.join(sys.argv[1], f'rank{rank}'), 'w').write(f'ok {rank} {len(got)}')   # torchrun interleaves stdout
+    dist.barrier(); dist.destroy_process_group()    # leave together: a rank exiting inside the group can abort its peers
 ''')
 
 

@@ -21,7 +21,7 @@ def worker(a):
     from fastai.callback.progress import ProgressCallback
     sys.path.insert(0, str(TOOLS))
     from bench_speed import StepTimer, synthetic_set
-    from stitchup_nb.colearn import colearner, distributed, init_distributed
+    from stitchup_nb.colearn import close_distributed, colearner, distributed, init_distributed
     from stitchup_nb.sampling import BatchAug, stitch_dls
     d = init_distributed()
     if a.arch == 'digits_cnn':
@@ -42,6 +42,7 @@ def worker(a):
         imgs = sum(len(x) for x in dls.train.one_batch()[0]) * d['world']
         print('ROW ' + json.dumps(dict(procs=d['world'], device=str(d['device']), step_s=round(timer.step, 4),
                                        img_s=round(imgs / timer.step, 1))), flush=True)
+    close_distributed()
 
 
 def main():
