@@ -29,7 +29,7 @@ __all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evalu
 
 # %% ../nbs/10_cli.ipynb #84299f74
 PRESETS = {
-    'digits': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0.),
+    'digits': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0., digits={}),   # digits: digits_mlt's options
     # a 304-image Digits-MLT (10 steps an epoch) for smoke tests: CI, launch checks, a first look
     'digits-small': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0., digits=dict(n_max=200, n_min=2, n_test=300)),
     'voc':    dict(arch='resnet50', size=224, bs=32, data_factor=8, flip=.5),
@@ -38,8 +38,7 @@ PRESETS = {
 
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "The preset's `(train, test, appendix or None)`."
-    if dataset.startswith('digits') and dataset in PRESETS:
-        return (*digits_mlt(seed=data_seed, **PRESETS[dataset].get('digits', {})), None)
+    if 'digits' in PRESETS.get(dataset, {}): return (*digits_mlt(seed=data_seed, **PRESETS[dataset]['digits']), None)
     if dataset not in ('voc', 'coco'): raise ValueError(f'unknown dataset {dataset!r}: choose {", ".join(PRESETS)}')
     kw = {k: v for k, v in dict(root=data_root, appendix=appendix).items() if v is not None}
     train, test = (voc_mlt if dataset == 'voc' else coco_mlt)(size=size or PRESETS[dataset]['size'], **kw)
@@ -246,8 +245,8 @@ def stitchup_test(
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:
     "Clean labels and groups from 'digits', a class_freq.pkl, or an appendix folder."
-    if source.startswith('digits') and source in PRESETS:
-        train, _ = digits_mlt(seed=data_seed, **PRESETS[source].get('digits', {})); return train.labels, train.groups
+    if 'digits' in PRESETS.get(source, {}):
+        train, _ = digits_mlt(seed=data_seed, **PRESETS[source]['digits']); return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
     clean = read_class_freq(p)
