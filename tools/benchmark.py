@@ -172,7 +172,8 @@ def rate_curves(res, col='total'):
     return fig
 
 
-REF_VALUE = {'sweep alpha_head': REF['random_head_alpha'], 'sweep beta_tail': REF['random_tail_beta'], 'sweep warmup_epoch': 0}
+REF_VALUE = {'sweep alpha_head': REF['random_head_alpha'], 'sweep beta_tail': REF['random_tail_beta'],
+             'sweep warmup_epoch': train_config()['warmup_epoch']}
 SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
           'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
 
@@ -220,6 +221,15 @@ def report(folder=RESULTS):
     print('\n'.join(md)); print('figures:', ', '.join(figs))
 
 
+def append_rows(out, rows):
+    "Append `rows` to the CSV `out` (header on a new file), under a lock: shards append to one CSV."
+    with open(out, 'a', newline='') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        w = csv.DictWriter(f, FIELDS)
+        if f.tell() == 0: w.writeheader()
+        w.writerows(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true')
@@ -248,13 +258,9 @@ def main():
     # the ensemble weight t first (one training, evaluated at every t), by the first shard
     if a.sweep and k == 0:
         for seed in seeds:
-            if any(k[0] == 'sweep t' and k[3] == seed for k in done): continue
+            if any(d[0] == 'sweep t' and d[3] == seed for d in done): continue
             rows = list(t_sweep(seed, epochs))
-            with open(out, 'a', newline='') as f:
-                fcntl.flock(f, fcntl.LOCK_EX)
-                w = csv.DictWriter(f, FIELDS)
-                if f.tell() == 0: w.writeheader()
-                w.writerows(rows)
+            append_rows(out, rows)
             for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
                                  f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
     for i, (m, o, s, extra, seed) in enumerate(runs):
@@ -262,11 +268,7 @@ def main():
         key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
         if key in done: continue
         row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits')
-        with open(out, 'a', newline='') as f:
-            fcntl.flock(f, fcntl.LOCK_EX)            # shards append to one CSV
-            w = csv.DictWriter(f, FIELDS)
-            if f.tell() == 0: w.writeheader()
-            w.writerow(row)
+        append_rows(out, [row])
         print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
               f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
     print(f'results in {out}')
