@@ -13,7 +13,7 @@ import torch
 from fastcore.script import call_parse, is_cli
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
-from fastai.torch_core import num_distrib, rank_distrib
+from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .data import LabelledSet, class_groups, read_class_freq, read_class_split, voc_mlt, coco_mlt, read_appendix
 from .digits import digits_mlt
@@ -79,7 +79,7 @@ class MetricsJSON(Callback):
 # %% ../nbs/10_cli.ipynb #317afd87
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set."
-    net = getattr(learn.model, 'module', learn.model)
+    net = get_model(learn.model)
     if t is not None: net.t = t
     rows = {}
     for mode in ['ensemble', *net.names] if len(net.names) > 1 else net.names:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedTrainer
-from fastai.torch_core import default_device, num_distrib, rank_distrib
+from fastai.torch_core import default_device, get_model, num_distrib, rank_distrib
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
 import fastai.callback.channelslast, fastai.callback.fp16   # Learner.to_channelslast / to_fp16 / to_bf16 on every colearner
@@ -103,7 +103,7 @@ class CoLearning(Callback):
         self.check_every = check_every
 
     @property
-    def net(self) -> TwoBranchNet: return getattr(self.learn.model, 'module', self.learn.model)
+    def net(self) -> TwoBranchNet: return get_model(self.learn.model)
 
     def before_fit(self):
         names, c = self.net.names, self.dls.train.labels.shape[1]
@@ -216,7 +216,7 @@ def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
 # %% ../nbs/07_colearn.ipynb #a886eab5
 def correction_snapshot(learn:Learner) -> dict:
     "Per branch: probabilities on the unaugmented training images and the noisy labels corrected by it."
-    net, cb = getattr(learn.model, 'module', learn.model), learn.co_learning
+    net, cb = get_model(learn.model), learn.co_learning
     train, noisy = learn.dls.train.ds, learn.dls.train.labels
     dl = learn.dls.valid.for_set(train, noisy)
     c = noisy.shape[1]
@@ -280,7 +280,7 @@ class Checkpoint(Callback):
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
-        state = {'model': getattr(self.learn.model, 'module', self.learn.model).state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
+        state = {'model': get_model(self.learn.model).state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}}
         atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
@@ -308,7 +308,7 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
     if classes is not None and list(state['classes']) != list(classes):
         raise ValueError(f'{path}: checkpoint classes {state["classes"][:5]}… do not match the data '
                          f'({list(classes)[:5]}…): it was trained on another class list')
-    try: getattr(learn.model, 'module', learn.model).load_state_dict(state['model'])
+    try: get_model(learn.model).load_state_dict(state['model'])
     except RuntimeError as e:
         raise ValueError(f'{path}: checkpoint does not fit this model (another backbone or branch set?): '
                          f'{str(e).splitlines()[0]}') from None

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from fastai.callback.core import Callback
+from fastai.torch_core import get_model
 
 # %% auto #0
 __all__ = ['union_labels', 'stitch_images', 'stitchup_loss', 'StitchUp']
@@ -67,4 +68,4 @@ class StitchUp(Callback):
         self.net.stitch = False
 
     @property
-    def net(self): return getattr(self.learn.model, 'module', self.learn.model)   # under DDP, the local model
+    def net(self): return get_model(self.learn.model)   # under DDP, the local model

@@ -2,14 +2,16 @@
 
     python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
-    python tools/benchmark.py --shard 0/2 & python tools/benchmark.py --shard 1/2   # both cores, one CSV
+    python tools/benchmark.py & python tools/benchmark.py   # both cores: copies share the work through one claims file
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
     python tools/benchmark.py --report        # from the CSVs: results/benchmark_table.md and the figures (PNG)
 
-Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped.
+Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped. Each process
+claims its next run in `<csv>.claims` (under a lock; claims of dead processes lapse), so any number of copies of
+one command run side by side without doing a run twice.
 Each run is `stitchup_nb.cli.run_training` (what `stitchup_train` does) in this process.
 """
-import argparse, csv, fcntl, json, sys, time, warnings
+import argparse, csv, fcntl, json, os, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +232,32 @@ def append_rows(out, rows):
         w.writerows(rows)
 
 
+def _alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+
+def claim(out, keys, row_key=None):
+    """Under a lock: the index of the first of `keys` neither in the CSV `out` nor claimed by a live process, claimed
+    now for this one (None when nothing is left). `row_key(d)` makes a key from a CSV row's (method, kind, rate, seed,
+    extra)."""
+    row_key = row_key or list
+    with open(f'{out}.claims', 'a+') as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        taken = [json.loads(l) for l in f if l.strip()]
+        taken = [k for pid, k in taken if pid != os.getpid() and _alive(pid)]
+        if Path(out).exists():
+            with open(out) as c:
+                taken += [row_key([r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']])
+                          for r in csv.DictReader(c)]
+        i = next((i for i, k in enumerate(keys) if k not in taken), None)
+        if i is not None: f.write(json.dumps([os.getpid(), keys[i]]) + '\n'); f.flush()
+        return i
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true')
@@ -237,7 +265,6 @@ def main():
     ap.add_argument('--sweep', action='store_true')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
-    ap.add_argument('--shard', default='0/1', help='k/n: run every n-th configuration from the k-th (n processes side by side)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep].csv)')
     a = ap.parse_args()
     if a.report: return report()
@@ -247,26 +274,26 @@ def main():
     name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '')
     out = Path(a.out or Path(__file__).resolve().parents[1]/'nbs'/'experiments'/'results'/f'{name}.csv')
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        with open(out) as f: done = {(r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']) for r in csv.DictReader(f)}
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep)]
-    # order: every seed of the first cell (flip 0.5) and the clean references, then one seed of everything, then the rest
-    first = grid(a.quick, a.sweep).__next__()[2]
-    runs.sort(key=lambda r: (0 if r[2] == first or r[1].get('noise_rate') == 0. else 1, r[4]))
-    k, n = map(int, a.shard.split('/'))
-    # the ensemble weight t first (one training, evaluated at every t), by the first shard
-    if a.sweep and k == 0:
+    cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
+    first = cells[0]
+    # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
+    # other seeds cell by cell (a stopped grid leaves whole cells at 3 seeds): the first cell's rate, then lowest first
+    later = sorted(cells, key=lambda c: (c[1] != first[1], c[1]))
+    runs.sort(key=lambda r: (0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
+              else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
+    key = lambda r: [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4],
+                     json.dumps(r[3] or {}, sort_keys=True)]
+    # the ensemble weight t first (one training, evaluated at every t), by the copy that claims it
+    if a.sweep:
         for seed in seeds:
-            if any(d[0] == 'sweep t' and d[3] == seed for d in done): continue
+            if claim(out, [['sweep t', seed]], lambda d: d[:1] + d[3:4]) is None: continue
             rows = list(t_sweep(seed, epochs))
             append_rows(out, rows)
             for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
                                  f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
-    for i, (m, o, s, extra, seed) in enumerate(runs):
-        if i % n != k: continue
-        key = (m, s['kind'], float(o.get('noise_rate', s['rate'])), seed, json.dumps(extra or {}, sort_keys=True))
-        if key in done: continue
+    while (i := claim(out, [key(r) for r in runs])) is not None:
+        m, o, s, extra, seed = runs[i]
         row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits')
         append_rows(out, [row])
         print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "

@@ -1,0 +1,58 @@
+"""tools/benchmark.py shares a grid between processes: each claims its next run under a lock, rows already in the
+CSV are skipped, and claims of processes that died lapse."""
+import json, subprocess, sys, textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'tools'))
+import benchmark as bm  # noqa: E402
+
+KEYS = [[f'm{i}', 'flip', .5, s, '{}'] for i in range(6) for s in range(3)]
+
+
+def _row(k): return dict(method=k[0], kind=k[1], rate=k[2], seed=k[3], extra=k[4], epochs=1, total=1., seconds=0.)
+
+
+def test_rows_in_the_csv_are_skipped_and_claims_are_held(tmp_path):
+    out = tmp_path/'b.csv'
+    bm.append_rows(out, [_row(KEYS[0]), _row(KEYS[2])])
+    assert bm.claim(out, KEYS) == 1
+    # this process's own claim does not block it (a retry after a failed run); another live process's does
+    assert bm.claim(out, KEYS) == 1
+    live = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    try:
+        with open(f'{out}.claims', 'a') as f: f.write(json.dumps([live.pid, KEYS[3]]) + '\n')
+        bm.append_rows(out, [_row(KEYS[1])])
+        assert bm.claim(out, KEYS) == 4
+    finally: live.kill(); live.wait()
+    # the claimant died without writing its row: its run is free again
+    bm.append_rows(out, [_row(KEYS[4])])
+    assert bm.claim(out, KEYS) == 3
+
+
+def test_everything_claimed_gives_none(tmp_path):
+    out = tmp_path/'b.csv'
+    bm.append_rows(out, [_row(k) for k in KEYS])
+    assert bm.claim(out, KEYS) is None
+
+
+@pytest.mark.parametrize('n', [2, 3])
+def test_copies_side_by_side_do_every_run_once(tmp_path, n):
+    out = tmp_path/'b.csv'
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        sys.path.insert(0, {str(ROOT/'tools')!r})
+        import benchmark as bm
+        keys = {KEYS!r}
+        while (i := bm.claim({str(out)!r}, keys)) is not None:
+            time.sleep(0.02)   # a run
+            bm.append_rows({str(out)!r}, [dict(method=keys[i][0], kind='flip', rate=.5, seed=keys[i][3], extra='{{}}')])
+            print(i, flush=True)
+    """)
+    procs = [subprocess.Popen([sys.executable, '-c', script], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    done = [int(l) for p in procs for l in p.communicate(timeout=120)[0].split()]
+    assert all(p.returncode == 0 for p in procs)
+    assert sorted(done) == list(range(len(KEYS)))          # each run exactly once
+    assert len(bm.load('b', tmp_path)) == len(KEYS)
