@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from fastcore.basics import noop
 from fastcore.script import call_parse, is_cli
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
@@ -129,7 +130,7 @@ def build_learner(cfg:dict):
                           thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
                           lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
                           cbs=[MetricsJSON(work/'metrics.json')] if work else [])
-    if cfg['quiet']: learn.remove_cb(ProgressCallback)
+    if cfg['quiet']: learn.remove_cb(ProgressCallback); learn.logger = noop   # no bars, no per-epoch rows
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
     if cfg['channels_last']: learn.to_channelslast(use_amp=False)
     learn.config = cfg
@@ -196,7 +197,7 @@ def stitchup_train(
     seed:int=0,                   # training seed (model init, sampling, augmentation)
     deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
     sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
-    quiet:bool=False,             # no progress bars
+    quiet:bool=False,             # no progress bars or per-epoch rows (the final table still prints)
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
     try: learn, table = run_training(dict(locals()))

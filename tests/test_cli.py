@@ -66,3 +66,4 @@ def test_train_on_a_noise_file(tmp_path):
     out = run(BIN/'stitchup_train', '--dataset', 'digits-small', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
               '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
     assert 'random' in out
+    assert '[0, ' not in out          # --quiet: no per-epoch rows (fastai's bare logger prints them as lists)
