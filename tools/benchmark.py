@@ -122,6 +122,13 @@ def pm(summ, cols=GROUPS):
 def _with_clean(res, kind, rate): return res[((res.kind == kind) & (res.rate == rate)) | (res.rate == 0)]
 
 
+def _by_cell(t):
+    "Columns (kind, rate) flip first, rising rate, named 'kind rate'."
+    t = t[sorted(t.columns, key=lambda c: (c[0] != 'flip', c[1]))]
+    t.columns = [f'{k} {r}' for k, r in t.columns]
+    return t
+
+
 def cells_table(res, col='total'):
     "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below 3 seeds."
     import pandas as pd
@@ -129,8 +136,7 @@ def cells_table(res, col='total'):
     txt = [f'{a:.1f} ± {b:.1f}' if n >= 3 else f'{a:.1f} ({n})'
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
     t = pd.Series(txt, s.index).unstack(['kind', 'rate']).fillna('–')
-    t = t[sorted(t.columns, key=lambda c: (c[0] != 'flip', c[1]))]
-    t.columns = [f'{k} {r}' for k, r in t.columns]
+    t = _by_cell(t)
     return t.reindex([m for m in METHODS if m in t.index])
 
 
@@ -148,8 +154,7 @@ def paired_table(res, base='BCE', col='total', pairs=None):
         g = (d[m] - d[b]).dropna().groupby(level=['kind', 'rate'])
         out[row] = {c: f'{v.mean():+.1f} ({(v > 0).sum()}/{len(v)})' for c, v in g}
     t = pd.DataFrame(out).T
-    t = t[sorted(t.columns, key=lambda c: (c[0] != 'flip', c[1]))]
-    t.columns = [f'{k} {r}' for k, r in t.columns]
+    t = _by_cell(t)
     return t.fillna('–')
 
 
