@@ -203,8 +203,12 @@ def stitchup_train(
     try: learn, table = run_training(dict(locals()))
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
-        sys.exit(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
-                 f'{_latest_checkpoint(Path(work_dir)) or "none yet"}; lower --lr (or use --precision fp32), then --resume auto')
+        if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
+            print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
+                  f'{_latest_checkpoint(Path(work_dir)) or "none yet"}; lower --lr (or use --precision fp32), then --resume auto',
+                  file=sys.stderr, flush=True)
+        close_distributed()                 # then the ranks leave together: no peer meets a closed connection
+        sys.exit(1)
     if rank_distrib() != 0: return
     noise = noise_file or f'{noise_kind} {noise_rate}'
     print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')

@@ -93,6 +93,14 @@ class _FnLoss(nn.Module):
     def forward(self, *args, **kw): return self.f(*args, **kw)
 
 # %% ../nbs/07_colearn.ipynb #512af936
+def _gather_ranks(x:torch.Tensor) -> list:
+    "`x` (a small tensor) from every rank of the process group, as nested lists in rank order; in one process `[x]`."
+    d = torch.distributed
+    if not (d.is_available() and d.is_initialized()) or d.get_world_size() == 1: return [x.tolist()]
+    out = [torch.empty_like(x) for _ in range(d.get_world_size())]
+    d.all_gather(out, x.contiguous())
+    return [o.tolist() for o in out]
+
 class CoLearning(Callback):
     "Each branch's labels corrected by the other branch before its loss; correction log; NaN guard."
     order = 55         # after MixedPrecision (10) and Recorder (50); before StitchUp (60)
@@ -160,12 +168,14 @@ class CoLearning(Callback):
         if self.n_steps % self.every == 0: self._check()
 
     def _check(self):
-        "Look (one host sync) whether a loss went non-finite; if so stop, naming where."
-        first = self.first_bad.tolist()
-        if max(first) < 0: return
-        bad = [n for n, i in zip(self.net.names, first) if i >= 0]
+        "Look (one host sync) whether a loss went non-finite; if so stop, naming where. Under DDP every rank looks at every rank's record, so all stop together."
+        ranks = _gather_ranks(self.first_bad)                  # rows: ranks; columns: branches
+        if max(max(r) for r in ranks) < 0: return
+        bad = [n for k, n in enumerate(self.net.names) if any(r[k] >= 0 for r in ranks)]
+        on = [str(j) for j, r in enumerate(ranks) if max(r) >= 0]
+        where = f" on rank{'s' * (len(on) > 1)} {', '.join(on)}" if len(ranks) > 1 else ''
         raise FloatingPointError(f'non-finite loss in branch {bad} at epoch {self.epoch}, iteration '
-                                 f'{min(i for i in first if i >= 0)}; training stopped, the last good checkpoint is kept')
+                                 f'{min(i for r in ranks for i in r if i >= 0)}{where}; training stopped, the last good checkpoint is kept')
 
     def after_train(self):
         self._check()                                  # before the epoch's checkpoint is written

@@ -5,7 +5,9 @@
   once each, in dataset order;
 - `stitchup_train` under `torchrun --nproc_per_node 2` (and `accelerate launch`): training
   completes, the loss falls, rank 0 alone writes, and `stitchup_test` of its checkpoint in one
-  process gives the metrics the distributed evaluation gave.
+  process gives the metrics the distributed evaluation gave;
+- a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
+  naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
 import json, os, socket, subprocess, sys, textwrap
 from pathlib import Path
@@ -117,3 +119,49 @@ def test_launch_from_a_notebook(tmp_path):
     out = _launch([sys.executable, '-c', code])
     assert "TABLE ['balanced', 'ensemble', 'random']" in out
     assert json.loads((tmp_path/'nb'/'metrics.json').read_text())['world_size'] == 2
+
+
+POISON = textwrap.dedent('''
+    # stitchup_train with one rank's batch poisoned: NaN images into the balanced branch on rank 1 at one
+    # iteration of epoch 0 (POISON_ITER: a number or "last"); CHECK_EVERY sets CoLearning's NaN-look interval
+    import os, sys
+    from fastai.callback.core import Callback
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli
+    from stitchup_nb.colearn import CoLearning
+
+    class Poison(Callback):
+        order = 20
+        def before_fit(self):
+            self.learn.cbs.filter(lambda c: isinstance(c, CoLearning))[0].check_every = int(os.environ['CHECK_EVERY'])
+        def before_batch(self):
+            at = os.environ['POISON_ITER']
+            at = self.n_iter - 1 if at == 'last' else int(at)
+            if self.training and rank_distrib() == 1 and self.epoch == 0 and self.iter == at:
+                xs = list(self.xb[0]); xs[1] = xs[1] * float('nan'); self.learn.xb = (tuple(xs),) + tuple(self.xb[1:])
+
+    make = cli.colearner
+    cli.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Poison()], **kw)
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+@pytest.mark.parametrize('every,at', [(1, '2'),            # looked at every step (the CPU default): stops at once
+                                      (1000, 'last')])     # looked at only at the epoch's end, the bad step its last
+def test_nan_on_one_rank_stops_every_rank_together(tmp_path, every, at):
+    # Before the ranks compared records, rank 1 quit alone: rank 0 went on into a collective with it and died on
+    # gloo's "Connection closed by peer" (a traceback), or was killed by torchrun with the rank never named.
+    script, work = tmp_path/'poison.py', tmp_path/'run'
+    script.write_text(POISON)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CHECK_EVERY': str(every), 'POISON_ITER': at}
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script,
+                                         *QUICK, '--work_dir', work)], capture_output=True, text=True, env=env, timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out[-3000:]
+    assert out.count('stitchup_train: non-finite loss') == 1, out[-3000:]          # rank 0 alone reports
+    assert "non-finite loss in branch ['balanced'] at epoch 0, iteration" in out and 'on rank 1;' in out, out[-3000:]
+    if at != 'last': assert 'iteration 2 on rank 1' in out
+    assert 'Connection closed' not in out and '[rank0]: Traceback' not in out and '[rank1]: Traceback' not in out, out[-3000:]
+    assert 'exitcode  : -15' not in out               # no rank was killed: both left the group and exited on their own
+    assert sorted(q.name for q in work.iterdir()) == ['config.json']               # the bad epoch was never saved
