@@ -20,7 +20,7 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (THRESHOLDS, close_distributed, colearner, deterministic_torch, distributed,
+from .colearn import (LOSSES, THRESHOLDS, close_distributed, colearner, deterministic_torch, distributed,
                                   init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 
@@ -117,6 +117,12 @@ def build_learner(cfg:dict):
     if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"unknown noise_kind {cfg['noise_kind']!r}; choose {list(NOISE_KINDS)}")
     samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(cfg['branches'])
     if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {cfg['branches']!r}")
+    losses = cfg['loss'].split(',') if cfg['loss'] else None        # default: BCE on random, DB-Focal on class-aware
+    if losses is not None:
+        losses = losses * len(samplers) if len(losses) == 1 else losses
+        if len(losses) != len(samplers) or not set(losses) <= set(LOSSES):
+            raise ValueError(f"loss must be one of {list(LOSSES)}, or one per branch ({len(samplers)}) joined by commas, "
+                             f"got {cfg['loss']!r}")
     level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
@@ -126,7 +132,7 @@ def build_learner(cfg:dict):
                          partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=cfg['seed'],
                          rank=dist['rank'], world=dist['world'], device=dist['device'])
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-        learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'],
+        learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
                           lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
                           cbs=[MetricsJSON(work/'metrics.json')] if work else [])
@@ -174,6 +180,7 @@ def stitchup_train(
     noise_seed:int=0,             # simulated noise seed
     data_seed:int=0,              # Digits-MLT instance
     branches:str='both',          # both, random (BCE baseline) or balanced (DB-Focal baseline)
+    loss:str=None,                # bce or dbfocal on every branch, or one per branch ('bce,dbfocal'); default: BCE random, DB-Focal balanced
     stitch:str='feature',         # Stitch-Up level: feature, input or none
     correct:bool=True,            # label correction between branches (needs both)
     random_head_alpha:float=1.0, random_medium_alpha:float=1.0, random_tail_alpha:float=1.0,

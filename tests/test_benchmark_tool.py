@@ -56,3 +56,23 @@ def test_copies_side_by_side_do_every_run_once(tmp_path, n):
     assert all(p.returncode == 0 for p in procs)
     assert sorted(done) == list(range(len(KEYS)))          # each run exactly once
     assert len(bm.load('b', tmp_path)) == len(KEYS)
+
+
+def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
+    "The 2 × 2 of Stitch-Up effects joins the main grid's reference pairings with the --factorial runs, seed by seed."
+    import pandas as pd
+    base = {'BCE': 40, 'BCE+Stitch-Up': 37, 'DB-Focal': 36, 'DB-Focal+Stitch-Up': 38,          # main grid
+            'DB-Focal, random': 41, 'DB-Focal+Stitch-Up, random': 39,
+            'BCE, class-aware': 35, 'BCE+Stitch-Up, class-aware': 38}
+    rows = [dict(method=m, kind=k, rate=r, seed=s, total=v + s + (r == .3) * 30)
+            for m, v in base.items() for k, r in (('flip', .7), ('flip', .3), ('cooc', .9)) for s in range(3)]
+    rows = pd.DataFrame(rows)
+    fac = rows[rows.method.isin(bm.FACTORIAL) & (rows.kind == 'flip')]
+    res = rows[~rows.method.isin(bm.FACTORIAL)]
+    levels, effect = bm.factorial_tables(res, fac)
+    assert list(effect.columns) == ['flip 0.3', 'flip 0.7']                    # only the cells the factorial ran
+    assert effect.loc['random sampling, BCE (reference)', 'flip 0.7'] == '-3.0 (0/3)'
+    assert effect.loc['random sampling, DB-Focal', 'flip 0.7'] == '-2.0 (0/3)'
+    assert effect.loc['class-aware sampling, BCE', 'flip 0.7'] == '+3.0 (3/3)'
+    assert effect.loc['class-aware sampling, DB-Focal (reference)', 'flip 0.3'] == '+2.0 (3/3)'
+    assert levels.loc['BCE, class-aware', 'flip 0.7'] == '36.0 ± 1.0' and len(levels) == 8

@@ -4,6 +4,7 @@
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
     python tools/benchmark.py & python tools/benchmark.py   # both cores: copies share the work through one claims file
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
+    python tools/benchmark.py --factorial     # Stitch-Up with each sampler × loss pairing (why the two branches differ)
     python tools/benchmark.py --report        # from the CSVs: results/benchmark_table.md and the figures (PNG)
 
 Rows already in the output CSV are skipped, so an interrupted grid picks up where it stopped. Each process
@@ -31,6 +32,16 @@ METHODS = {   # name -> stitchup_train options
 }
 CLEAN = {'BCE (clean)': dict(branches='random', stitch='none', noise_rate=0.),
          'DB-Focal (clean)': dict(branches='balanced', stitch='none', noise_rate=0.)}
+# the sampler × loss pairings the reference does not use: with the main grid's BCE (random) and DB-Focal
+# (class-aware) rows they make a 2 × 2 that tells whether Stitch-Up's effect follows the sampler or the loss
+FACTORIAL = {'BCE, class-aware':              dict(branches='balanced', stitch='none', loss='bce'),
+             'BCE+Stitch-Up, class-aware':    dict(branches='balanced', loss='bce'),
+             'DB-Focal, random':              dict(branches='random', stitch='none', loss='dbfocal'),
+             'DB-Focal+Stitch-Up, random':    dict(branches='random', loss='dbfocal')}
+FACTORIAL_PAIRS = {'random sampling, BCE (reference)': ('BCE+Stitch-Up', 'BCE'),
+                   'random sampling, DB-Focal': ('DB-Focal+Stitch-Up, random', 'DB-Focal, random'),
+                   'class-aware sampling, BCE': ('BCE+Stitch-Up, class-aware', 'BCE, class-aware'),
+                   'class-aware sampling, DB-Focal (reference)': ('DB-Focal+Stitch-Up', 'DB-Focal')}
 FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds', 'extra']
 
@@ -70,7 +81,11 @@ def t_sweep(seed, epochs, ts=(0., .1, .3, .5, .7, .9, 1.)):
                    **{g: round(table.loc['ensemble', g], 3) for g in ('total', 'head', 'medium', 'tail')})
 
 
-def grid(quick, sweep):
+def grid(quick, sweep, factorial=False):
+    if factorial:   # where the branches' Stitch-Up effects part most first (flip 0.7, cooc 0.5), then flip 0.3
+        for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
+            for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
+        return
     if sweep:   # one setting changed from the reference (alpha_head .7, beta_tail .1, warmup 0: the main grid's runs)
         base, full = dict(kind='flip', rate=.5), METHODS['Stitch-Up+Co-Learning']
         alpha = lambda a: ('sweep alpha_head', full, base, {**REF, 'random_head_alpha': a, 'balance_head_alpha': a})
@@ -129,7 +144,7 @@ def _by_cell(t):
     return t
 
 
-def cells_table(res, col='total'):
+def cells_table(res, col='total', methods=None):
     "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below 3 seeds."
     import pandas as pd
     s = summary(res[res.rate > 0], [col])
@@ -137,7 +152,19 @@ def cells_table(res, col='total'):
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
     t = pd.Series(txt, s.index).unstack(['kind', 'rate']).fillna('–')
     t = _by_cell(t)
-    return t.reindex([m for m in METHODS if m in t.index])
+    return t.reindex([m for m in (methods or METHODS) if m in t.index])
+
+
+def factorial_tables(res, fac):
+    """Stitch-Up with each sampler × loss pairing at the cells of `fac` (the --factorial CSV), with the main grid's
+    reference pairings from `res`: (total mAP per method, Stitch-Up's paired effect per pairing)."""
+    import pandas as pd
+    single = ['BCE', 'BCE+Stitch-Up', 'DB-Focal', 'DB-Focal+Stitch-Up']
+    cells = set(zip(fac.kind, fac.rate))
+    both = pd.concat([res[res.method.isin(single)], fac])
+    both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
+    return (cells_table(both, methods=single[:2] + [*FACTORIAL][2:] + [*FACTORIAL][:2] + single[2:]),
+            paired_table(both, pairs=FACTORIAL_PAIRS))
 
 
 def paired_table(res, base='BCE', col='total', pairs=None):
@@ -235,7 +262,7 @@ def markdown(t):
 def report(folder=RESULTS):
     "Write results/benchmark_table.md and the figures from the CSVs."
     import matplotlib; matplotlib.use('Agg')
-    res, sw = load(folder=folder), load('benchmark_sweep', folder)
+    res, sw, fac = load(folder=folder), load('benchmark_sweep', folder), load('benchmark_factorial', folder)
     md = [f'Digits-MLT, flip noise 0.5, mean ± std over seeds ({len(res)} runs in benchmark.csv):', '',
           markdown(cell_table(res).rename_axis('method'))]
     if len(res[res.rate > 0]):
@@ -243,6 +270,11 @@ def report(folder=RESULTS):
                markdown(cells_table(res).rename_axis('method')),
                '', 'Total mAP minus BCE\'s on the same seed, mean (seeds ahead / seeds compared):', '',
                markdown(paired_table(res).rename_axis('method'))]
+    if len(fac):
+        levels, effect = factorial_tables(res, fac)
+        md += ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),
+               '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed):", '',
+               markdown(effect.rename_axis('pairing'))]
     (Path(folder)/'benchmark_table.md').write_text('\n'.join(md) + '\n')
     figs = {'benchmark_groups.png': group_bars(res), 'benchmark_rates.png': rate_curves(res)}
     if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw, res)
@@ -290,18 +322,19 @@ def main():
     ap.add_argument('--quick', action='store_true')
     ap.add_argument('--report', action='store_true', help='only write the table and figures from the CSVs')
     ap.add_argument('--sweep', action='store_true')
+    ap.add_argument('--factorial', action='store_true', help='Stitch-Up with each sampler × loss pairing')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
-    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep].csv)')
+    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial].csv)')
     a = ap.parse_args()
     if a.report: return report()
     warnings.filterwarnings('ignore')
     seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
     epochs = a.epochs or (1 if a.quick else 8)
-    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '')
+    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '')
     out = Path(a.out or Path(__file__).resolve().parents[1]/'nbs'/'experiments'/'results'/f'{name}.csv')
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep)]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial)]
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
     # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
