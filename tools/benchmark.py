@@ -155,16 +155,16 @@ def cells_table(res, col='total', methods=None):
     return t.reindex([m for m in (methods or METHODS) if m in t.index])
 
 
-def factorial_tables(res, fac):
+def factorial_tables(res, fac, col='total'):
     """Stitch-Up with each sampler × loss pairing at the cells of `fac` (the --factorial CSV), with the main grid's
-    reference pairings from `res`: (total mAP per method, Stitch-Up's paired effect per pairing)."""
+    reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing)."""
     import pandas as pd
     single = ['BCE', 'BCE+Stitch-Up', 'DB-Focal', 'DB-Focal+Stitch-Up']
     cells = set(zip(fac.kind, fac.rate))
     both = pd.concat([res[res.method.isin(single)], fac])
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
-    return (cells_table(both, methods=single[:2] + [*FACTORIAL][2:] + [*FACTORIAL][:2] + single[2:]),
-            paired_table(both, pairs=FACTORIAL_PAIRS))
+    return (cells_table(both, col, methods=single[:2] + [*FACTORIAL][2:] + [*FACTORIAL][:2] + single[2:]),
+            paired_table(both, col=col, pairs=FACTORIAL_PAIRS))
 
 
 def paired_table(res, base='BCE', col='total', pairs=None):
