@@ -20,7 +20,7 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (LOSSES, THRESHOLDS, close_distributed, colearner, deterministic_torch, distributed,
+from .colearn import (BRANCH_OF, THRESHOLDS, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
                                   init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 
@@ -117,12 +117,7 @@ def build_learner(cfg:dict):
     if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"unknown noise_kind {cfg['noise_kind']!r}; choose {list(NOISE_KINDS)}")
     samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(cfg['branches'])
     if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {cfg['branches']!r}")
-    losses = cfg['loss'].split(',') if cfg['loss'] else None        # default: BCE on random, DB-Focal on class-aware
-    if losses is not None:
-        losses = losses * len(samplers) if len(losses) == 1 else losses
-        if len(losses) != len(samplers) or not set(losses) <= set(LOSSES):
-            raise ValueError(f"loss must be one of {list(LOSSES)}, or one per branch ({len(samplers)}) joined by commas, "
-                             f"got {cfg['loss']!r}")
+    losses = branch_losses(cfg['loss'] or None, [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first

@@ -36,8 +36,8 @@ from .models import TwoBranchNet, atomic_save, create_model
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first', 'close_distributed',
-           'ColearnDistributed', 'distributed']
+           'branch_losses', 'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first',
+           'close_distributed', 'ColearnDistributed', 'distributed']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -332,10 +332,19 @@ BRANCH_OF = {'random': 'random', 'class_aware': 'balanced'}
 LOSSES = {'bce': lambda labels: bce_loss, 'dbfocal': lambda labels: DBFocalLoss.from_labels(labels)}
 DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}
 
+def branch_losses(losses, names:list) -> list:
+    "Loss names for branches `names`: the reference pairing (None), one for all ('bce'), or one per branch ('bce,dbfocal' or a list)."
+    if losses is None: return [DEFAULT_LOSS[n] for n in names]
+    got = losses.split(',') if isinstance(losses, str) else list(losses)
+    if len(got) == 1: got = got * len(names)
+    if len(got) != len(names) or not set(got) <= set(LOSSES):
+        raise ValueError(f'loss must be one of {list(LOSSES)}, or one per branch ({len(names)}) joined by commas, got {losses!r}')
+    return got
+
 def colearner(dls,                             # from `stitch_dls`
               arch:str='digits_cnn',           # backbone name for `create_model` (ignored with `model`)
               model:TwoBranchNet|None=None,    # a ready model
-              losses=None,                     # per branch 'bce'/'dbfocal' (default: reference pairing)
+              losses=None,                     # 'bce'/'dbfocal' for all, or per branch (default: reference pairing)
               stitch:str|None='feature',       # 'feature', 'input' or None (no Stitch-Up)
               correct:bool=True,               # label correction between branches
               warmup_epoch:int=0,              # no correction before this epoch
@@ -354,10 +363,7 @@ def colearner(dls,                             # from `stitch_dls`
     if len(set(names)) != len(names): raise ValueError(f'two branches of the same kind: {samplers}')
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
-    losses = [DEFAULT_LOSS[n] for n in names] if losses is None else list(losses)
-    unknown = [l for l in losses if l not in LOSSES]
-    if unknown or len(losses) != len(names): raise ValueError(f'losses must be one of {list(LOSSES)} per branch, got {losses}')
-    loss = BranchLoss([LOSSES[l](dls.train.labels) for l in losses])
+    loss = BranchLoss([LOSSES[l](dls.train.labels) for l in branch_losses(losses, names)])
     colearn = CoLearning(train.groups, warmup_epoch, **(thresholds or {}) if correct else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch)] if stitch else []),
                *([GradientClip(clip)] if clip else []),
