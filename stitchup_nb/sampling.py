@@ -5,7 +5,7 @@
 # %% ../nbs/03_sampling.ipynb #ee258b03
 from __future__ import annotations
 import math, warnings
-from copy import copy
+from copy import copy, deepcopy
 
 import numpy as np
 import torch
@@ -75,8 +75,20 @@ class RandomSampler(EpochSampler):
         return np.concatenate([rng.permutation(self.n_draws) for _ in range(-(-n // self.n_draws))])[:n]
 
 # %% ../nbs/03_sampling.ipynb #359f3083
+class _Cycles:
+    "Where a class-aware stream stands: its generator, the class cycle, each class's image cycle, a cut visit's rest."
+    def __init__(self, rng:np.random.Generator, n_classes:int):
+        empty = np.empty(0, np.int64)
+        self.rng, self.order, self.at, self.rest = rng, empty, 0, empty    # class cycle, position in it
+        self.imgs, self.pos = [empty] * n_classes, [0] * n_classes        # per-class image cycles, positions
+    def copy(self) -> _Cycles:
+        "A snapshot (cycles are replaced when reshuffled, never changed in place, so sharing them is safe)."
+        c = copy(self)
+        c.rng, c.imgs, c.pos = deepcopy(self.rng), list(self.imgs), list(self.pos)
+        return c
+
 class ClassAwareSampler(EpochSampler):
-    "Class-aware sampling: a shuffled class cycle, `per_class` images per visit from per-class cycles."
+    "Class-aware sampling: a shuffled class cycle, `per_class` images per visit from per-class cycles, all continuing across epochs."
     def __init__(self, labels, per_class:int=3, reduce:float=4, seed:int=0, rank:int=0, world:int=1):
         super().__init__(seed, rank, world)
         self.index, self.per_class = LabelIndex(labels), per_class
@@ -87,21 +99,44 @@ class ClassAwareSampler(EpochSampler):
             warnings.warn(f'ClassAwareSampler: {len(counts) - len(self.classes)} classes have no training positive '
                           f'({np.flatnonzero(counts == 0).tolist()}) and are never drawn')
         self.n_draws = int(counts.max() * len(counts) / reduce)
+        self._n, self._starts, self._last = None, {}, None    # the stream's `n`, state at each epoch's start, last draw
+
+    def _take(self, st:_Cycles, c:int, k:int) -> list:
+        "The next `k` images of class `c`'s cycle, reshuffled whenever it runs out."
+        p = st.pos[c]
+        if p + k <= len(st.imgs[c]): st.pos[c] = p + k; return [st.imgs[c][p:p + k]]     # the usual case
+        out = []
+        while k > 0:
+            if st.pos[c] == len(st.imgs[c]): st.imgs[c], st.pos[c] = st.rng.permutation(self.index.members(c)), 0
+            p = st.pos[c]; t = min(k, len(st.imgs[c]) - p)
+            out.append(st.imgs[c][p:p + t]); st.pos[c] += t; k -= t
+        return out
+
+    def _advance(self, st:_Cycles, n:int) -> np.ndarray:
+        "The next `n` draws of the stream, moving `st` on (the rest of a visit cut at `n` waits in `st.rest`)."
+        parts, got = [st.rest], len(st.rest)
+        while got < n:
+            if st.at == len(st.order): st.order, st.at = st.rng.permutation(self.classes), 0
+            c = st.order[st.at]; st.at += 1
+            parts += self._take(st, c, self.per_class); got += self.per_class
+        out = np.concatenate(parts)
+        st.rest = out[n:]
+        return out[:n]
 
     def draw(self, epoch:int, n:int|None=None) -> np.ndarray:
-        rng, n = epoch_rng(self.seed, epoch, 1), n or self.n_draws
-        members = {c: self.index.members(c) for c in self.classes}
-        cycles = {c: iter(()) for c in self.classes}
-        def next_of(c):
-            try: return next(cycles[c])
-            except StopIteration:
-                cycles[c] = iter(rng.permutation(members[c])); return next(cycles[c])
-        out, cls_cycle = [], iter(())
-        while len(out) < n:
-            try: c = next(cls_cycle)
-            except StopIteration: cls_cycle = iter(rng.permutation(self.classes)); c = next(cls_cycle)
-            out.extend(next_of(c) for _ in range(self.per_class))
-        return np.asarray(out[:n])
+        "Draws `epoch·n` to `(epoch+1)·n - 1` of the run's stream (every epoch is assumed to draw the same `n`)."
+        n = int(n or self.n_draws)
+        if n != self._n:                                     # a new stream: start it from epoch 0
+            self._n, self._last = n, None
+            self._starts = {0: _Cycles(epoch_rng(self.seed, 0, 1), self.index.labels.shape[1])}
+        if self._last is not None and self._last[0] == epoch: return self._last[1].copy()
+        start = max(e for e in self._starts if e <= epoch)   # the nearest epoch start already known
+        st = self._starts[start].copy()
+        for e in range(start, epoch):
+            self._advance(st, n); self._starts[e + 1] = st.copy()
+        out = self._advance(st, n)
+        self._starts[epoch + 1], self._last = st, (epoch, out)
+        return out.copy()
 
 # %% ../nbs/03_sampling.ipynb #1b4f8527
 def class_share(labels, idxs) -> np.ndarray:
@@ -124,18 +159,19 @@ def draw_partners(index:LabelIndex, anchors, rng:np.random.Generator) -> np.ndar
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 class BatchAug(Transform):
-    "Flip, random crop and photometric distortion of a float image batch in [0,1], per image, on its device."
+    "Flip, random crop and photometric distortion (with channel swap) of a float image batch, per image, on its device."
     order, split_idx = 50, 0      # after IntToFloatTensor (10), before Normalize (99); training only
     def __init__(self, flip:float=0.5,           # probability of a horizontal flip
                  min_crop:float=0.8,             # smallest kept fraction of each side (1 = no crop)
-                 brightness:float=32/255,        # max absolute brightness shift
+                 brightness=32/255,              # max absolute brightness shift, or its (lo, hi) range
                  contrast=(0.5, 1.5),            # range of the contrast multiplier
                  saturation=(0.5, 1.5),          # range of the saturation multiplier
                  hue:float=18.,                  # max hue rotation in degrees
-                 p_color:float=0.5):             # probability of each photometric change
+                 p_color:float=0.5,              # probability of each of brightness, contrast, saturation, hue
+                 channel_swap:float=0.5):        # probability of a random permutation of the colour channels
         super().__init__()
         self.flip, self.min_crop, self.brightness, self.contrast = flip, min_crop, brightness, contrast
-        self.saturation, self.hue, self.p_color = saturation, hue, p_color
+        self.saturation, self.hue, self.p_color, self.channel_swap = saturation, hue, p_color, channel_swap
 
     def _geometry(self, x):
         n, dev = len(x), x.device
@@ -149,10 +185,12 @@ class BatchAug(Transform):
         return F.grid_sample(x, grid, mode='bilinear', padding_mode='reflection', align_corners=False)
 
     def _colour(self, x):
+        "Per image: brightness, then contrast, then saturation and hue as one YIQ matrix; no clamping."
         n, dev = len(x), x.device
         on = lambda: (torch.rand(n, device=dev) < self.p_color).float()
         uni = lambda lo, hi: lo + (hi - lo) * torch.rand(n, device=dev)
-        bright = on() * uni(-self.brightness, self.brightness)
+        b = self.brightness
+        bright = on() * (uni(-b, b) if np.isscalar(b) else uni(*b))
         contr = 1 + on() * (uni(*self.contrast) - 1)
         sat = 1 + on() * (uni(*self.saturation) - 1)
         ang = on() * uni(-self.hue, self.hue) * math.pi / 180
@@ -161,12 +199,19 @@ class BatchAug(Transform):
         rot[:, 0, 0] = 1
         rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = sat * ang.cos(), -sat * ang.sin(), sat * ang.sin(), sat * ang.cos()
         mat = torch.linalg.inv(m) @ rot @ m                                # per-image RGB -> RGB
-        y = torch.einsum('nij,njhw->nihw', mat, x)
-        return (y * contr[:, None, None, None] + bright[:, None, None, None]).clamp_(0, 1)
+        y = (x + bright[:, None, None, None]) * contr[:, None, None, None]
+        return torch.einsum('nij,njhw->nihw', mat, y)
+
+    def _swap(self, x):
+        "With probability `channel_swap` per image, its channels in a uniformly random order."
+        n, c, dev = len(x), x.shape[1], x.device
+        perm = torch.rand(n, c, device=dev).argsort(1)
+        perm = torch.where((torch.rand(n, device=dev) < self.channel_swap)[:, None], perm, torch.arange(c, device=dev))
+        return x.gather(1, perm[:, :, None, None].expand_as(x))
 
     def encodes(self, x:TensorImage):
         dtype = x.dtype
-        return TensorImage(self._colour(self._geometry(x.float()))).to(dtype)
+        return TensorImage(self._swap(self._colour(self._geometry(x.float())))).to(dtype)
 
 # %% ../nbs/03_sampling.ipynb #2e901a0d
 def _as_tensor_images(images) -> torch.Tensor:
@@ -297,6 +342,8 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
                data_factor:int=1,                   # class-aware branches get bs*data_factor anchors
                partners:bool=True,                  # draw Stitch-Up partners
                aug:BatchAug|None=None,              # training augmentation (None: none)
+               per_class:int=3,                     # class-aware sampling: images per class visit
+               reduce:float=4,                      # class-aware sampling: epoch = max n_k · C / reduce draws
                valid_bs:int=128, size:int|None=None, seed:int=0, rank:int=0, world:int=1,
                device=None, num_workers:int=0) -> DataLoaders:
     "DataLoaders for training branches fed by `samplers` on `labels`, validated on `valid`."
@@ -305,7 +352,8 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
     labels = check_labels(labels, len(train.classes), source='training labels')
     if len(labels) != len(train): raise ValueError(f'{len(labels)} label rows for {len(train)} training images')
     device = default_device() if device is None else device
-    sams = [SAMPLERS[s](labels, seed=seed, rank=rank, world=world) for s in samplers]
+    extra = {'class_aware': dict(per_class=per_class, reduce=reduce)}
+    sams = [SAMPLERS[s](labels, seed=seed, rank=rank, world=world, **extra.get(s, {})) for s in samplers]
     bss = [bs * (data_factor if s == 'class_aware' else 1) for s in samplers]
     trn = StitchDL(train, labels, sams, bss, partners=partners, seed=seed, rank=rank, world=world, size=size,
                    after_batch=Pipeline(batch_tfms(size, aug), split_idx=0), device=device, num_workers=num_workers)
