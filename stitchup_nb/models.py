@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_models.ipynb #9c0a5088
 from __future__ import annotations
-import os, tempfile, warnings
+import hashlib, os, tempfile, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,8 +19,8 @@ from .digits import cache_dir, digit_pools, render_image
 from .sampling import BatchAug, epoch_rng
 
 # %% auto #0
-__all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'resnet_body', 'digits_cnn', 'glyph_images', 'atomic_save',
-           'pretrain_digits_cnn', 'TwoBranchNet', 'create_model']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'resnet_body', 'digits_cnn',
+           'glyph_images', 'atomic_save', 'pretrain_digits_cnn', 'TwoBranchNet', 'create_model']
 
 # %% ../nbs/06_models.ipynb #57402d09
 class StitchNeck(nn.Module):
@@ -46,7 +46,7 @@ def _set_bn_eval(module:nn.Module):
 class Branch(nn.Module):
     "One branch: `body` → `StitchNeck` → linear head."
     def __init__(self, body:nn.Module, n_features:int, n_classes:int, dropout:float=0., neck_dim:int=256,
-                 frozen:list|None=None,     # modules of `body` to freeze (stem, first stage)
+                 frozen:list|None=None,     # modules of `body` to freeze (the stages below `train_stages`)
                  norm_eval:bool=False):     # keep all backbone BatchNorms in eval mode
         super().__init__()
         self.body, self.neck, self.head = body, StitchNeck(n_features, neck_dim, dropout), nn.Linear(neck_dim, n_classes)
@@ -65,26 +65,40 @@ class Branch(nn.Module):
         return self.head(self.neck(self.body(x), stitch))
 
 # %% ../nbs/06_models.ipynb #c00e9302
-def resnet_body(arch:str='resnet50', pretrained:bool=True, frozen_stages:int=1) -> tuple:
+RESNET_STAGES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
+DIGITS_STAGES = 6                     # the Digits CNN's six conv blocks
+
+def _check_train_stages(train_stages, n:int, what:str) -> int:
+    "`train_stages` as an int, or a `ValueError` naming it and the range 1..`n`."
+    if isinstance(train_stages, bool) or not isinstance(train_stages, (int, np.integer)) or not 1 <= train_stages <= n:
+        raise ValueError(f'train_stages must be an int in 1..{n} for {what} (how many of its {n} stages train, '
+                         f'counted from the top); got {train_stages!r}')
+    return int(train_stages)
+
+def resnet_body(arch:str='resnet50', pretrained:bool=True,
+                train_stages:int=1) -> tuple:   # stages that train, from the top: 1 = layer4 (the reference), 5 = all
     "A torchvision ResNet without pool/fc: `(body, n_features, frozen_modules)`."
+    ts = _check_train_stages(train_stages, len(RESNET_STAGES), f'{arch} (stem, layer1..layer4)')
     import torchvision
     weights = 'DEFAULT' if pretrained else None
     if arch == 'resnet50' and pretrained: weights = 'IMAGENET1K_V1'    # the reference's torchvision://resnet50
     net = getattr(torchvision.models, arch)(weights=weights)
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     stages = [nn.Sequential(net.conv1, net.bn1)] + [net.layer1, net.layer2, net.layer3, net.layer4]
-    return body, net.fc.in_features, stages[:frozen_stages + 1] if frozen_stages >= 0 else []
+    return body, net.fc.in_features, stages[:len(stages) - ts]
 
 # %% ../nbs/06_models.ipynb #b3c7df3f
 def _conv(ci, co, stride=1):
     return nn.Sequential(nn.Conv2d(ci, co, 3, stride, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
 
-def digits_cnn(width:int=16) -> tuple:
-    "The small Digits backbone: `(body, n_features, frozen_modules)` with the first block as stem."
+def digits_cnn(width:int=16,
+               train_stages:int=5) -> tuple:   # blocks that train, from the top: 5 = all but the first (stem)
+    "The small Digits backbone: `(body, n_features, frozen_modules)`; its six blocks are its stages."
+    ts = _check_train_stages(train_stages, DIGITS_STAGES, 'digits_cnn (its conv blocks)')
     w = width
     body = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2),
                          _conv(4 * w, 4 * w), _conv(4 * w, 8 * w, 2))
-    return body, 8 * w, [body[0]]
+    return body, 8 * w, list(body)[:DIGITS_STAGES - ts]
 
 # %% ../nbs/06_models.ipynb #c3116254
 def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
@@ -114,7 +128,9 @@ def atomic_save(obj, path):
 def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
                         canvas:int=40, cache:bool=True, verbose:bool=True) -> dict:
     "Weights of `digits_cnn` pretrained to name single clean glyphs (cached per seed and width)."
-    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_seed{seed}.pth'   # the recipe is the key
+    aug = BatchAug(flip=0)
+    recipe = hashlib.sha1(repr(sorted((k, v) for k, v in vars(aug).items() if not k.startswith('_'))).encode()).hexdigest()[:8]    # the augmentation's settings
+    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}.pth'   # the recipe is the key
     if cache and path.exists(): return torch.load(path, weights_only=True)
     from fastai.vision.core import imagenet_stats
     torch.manual_seed(seed)
@@ -123,7 +139,7 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
     x, y = glyph_images(n, seed, canvas)
     x, y = torch.as_tensor(x).permute(0, 3, 1, 2), torch.as_tensor(y)     # a channels-last view, faster on CPU
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in imagenet_stats)
-    aug, opt = BatchAug(flip=0), torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
     steps = epochs * (len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
@@ -176,19 +192,23 @@ def create_model(arch:str,                   # 'digits_cnn' or a torchvision Res
                  n_classes:int,
                  branches=('random', 'balanced'),
                  pretrained:bool=True,       # ImageNet for ResNets; glyph pretraining for digits_cnn
-                 frozen_stages:int=1,        # freeze the stem and this many stages (-1: nothing)
+                 train_stages:int|None=None, # backbone stages that train, from the top (None: 1 for ResNets, 5 for digits_cnn)
                  norm_eval:bool|None=None,   # keep backbone BatchNorm in eval mode (default: True for ResNets)
                  dropout:dict|None=None,     # per-branch neck dropout (default BRANCH_DROPOUT)
                  t:float=0.1, neck_dim:int=256, seed:int=0) -> TwoBranchNet:
     "A `TwoBranchNet` of identical branches (each with its own weights) on the named backbone."
     dropout = {**BRANCH_DROPOUT, **(dropout or {})}
+    digits = arch == 'digits_cnn'
+    n_stages = DIGITS_STAGES if digits else len(RESNET_STAGES)
+    ts = (5 if digits else 1) if train_stages is None else _check_train_stages(
+        train_stages, n_stages, 'digits_cnn (its conv blocks)' if digits else f'{arch} (stem, layer1..layer4)')
     def body():
-        if arch == 'digits_cnn':
-            b, nf, fr = digits_cnn()
+        if digits:
+            b, nf, fr = digits_cnn(train_stages=ts)
             if pretrained: b.load_state_dict(pretrain_digits_cnn(seed, verbose=False))
-            return b, nf, fr[:max(frozen_stages, 0)]
-        return resnet_body(arch, pretrained, frozen_stages)
-    ne = arch != 'digits_cnn' if norm_eval is None else norm_eval
+            return b, nf, fr
+        return resnet_body(arch, pretrained, ts)
+    ne = not digits if norm_eval is None else norm_eval
     made = {}
     for name in branches:
         b, nf, fr = body()
