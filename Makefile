@@ -15,7 +15,7 @@ $(STAMP): settings.ini setup.py
 
 ## the main job: Digits-MLT-Noise-0.5 (flip), full method, CPU
 demo: $(STAMP)
-	$(BIN)/stitchup_train --dataset digits --noise_rate 0.5 --work_dir work_dirs/digits_0.5
+	$(BIN)/stitchup_train --dataset digits --method full --noise_rate 0.5 --work_dir work_dirs/digits_0.5
 
 ## every test: all notebooks through nbdev_test, then pytest
 test: $(STAMP)

@@ -23,27 +23,22 @@ from .sampling import BatchAug, stitch_dls
 from .colearn import (BRANCH_OF, THRESHOLDS, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
                                   init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
+from .methods import METHODS, PRESETS, resolve
 
 # %% auto #0
-__all__ = ['PRESETS', 'load_benchmark', 'training_labels', 'MetricsJSON', 'evaluate', 'train_config', 'build_learner',
-           'run_training', 'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
+__all__ = ['load_benchmark', 'training_labels', 'threshold_groups', 'MetricsJSON', 'evaluate', 'train_config', 'build_learner',
+           'run_training', 'summary', 'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
-PRESETS = {
-    'digits': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0., digits={}),   # digits: digits_mlt's options
-    # a 304-image Digits-MLT (10 steps an epoch) for smoke tests: CI, launch checks, a first look
-    'digits-small': dict(arch='digits_cnn', size=64, bs=32, data_factor=1, flip=0., digits=dict(n_max=200, n_min=2, n_test=300)),
-    'voc':    dict(arch='resnet50', size=224, bs=32, data_factor=8, flip=.5),
-    'coco':   dict(arch='resnet50', size=224, bs=32, data_factor=8, flip=.5),
-}
-
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
-    "The preset's `(train, test, appendix or None)`."
-    if 'digits' in PRESETS.get(dataset, {}): return (*digits_mlt(seed=data_seed, **PRESETS[dataset]['digits']), None)
-    if dataset not in ('voc', 'coco'): raise ValueError(f'unknown dataset {dataset!r}: choose {", ".join(PRESETS)}')
-    kw = {k: v for k, v in dict(root=data_root, appendix=appendix).items() if v is not None}
-    train, test = (voc_mlt if dataset == 'voc' else coco_mlt)(size=size or PRESETS[dataset]['size'], **kw)
-    return train, test, read_appendix(appendix) if appendix else None
+    "The preset's `(train, test, appendix or None)`; VOC/COCO default to the data/ layout of data/README.md."
+    preset = PRESETS.get(dataset)
+    if preset is None: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+    if 'digits' in preset: return (*digits_mlt(seed=data_seed, **preset['digits']), None)
+    app = read_appendix(appendix or preset['appendix'])
+    reader = voc_mlt if dataset == 'voc' else coco_mlt
+    train, test = reader(root=data_root or preset['data_root'], appendix=app.path, size=size or preset['size'])
+    return train, test, app
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None) -> np.ndarray:
@@ -57,6 +52,12 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
     if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
     if noise_rate == 0: return train.labels
     return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed)
+
+def threshold_groups(train:LabelledSet, app=None) -> tuple:
+    "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."
+    if app is not None and app.training_groups is not None: return app.training_groups, str(app.path/'training_split.pkl')
+    if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
+    return train.groups, f'{train.name}: groups from its training label counts'
 
 # %% ../nbs/10_cli.ipynb #4664c510
 class MetricsJSON(Callback):
@@ -79,14 +80,16 @@ class MetricsJSON(Callback):
 
 # %% ../nbs/10_cli.ipynb #317afd87
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
-    "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set."
+    "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
     net = get_model(learn.model)
+    old, rows = net.t, {}
     if t is not None: net.t = t
-    rows = {}
-    for mode in ['ensemble', *net.names] if len(net.names) > 1 else net.names:
-        with net.using(mode):
-            p, y = learn.get_preds()
-        rows[mode] = lt_map(p, y, groups)
+    try:
+        for mode in ['ensemble', *net.names] if len(net.names) > 1 else net.names:
+            with net.using(mode):
+                z, y = learn.get_preds(act=noop)
+            rows[mode] = lt_map(z, y, groups)
+    finally: net.t = old
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
@@ -102,34 +105,40 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
     return ck
 
 def train_config(**overrides) -> dict:
-    "`stitchup_train`'s options with their defaults, updated by `overrides` (unknown names raise)."
+    "The resolved run configuration of `stitchup_train` for `overrides` (its options, or any preset value): see `stitchup_nb.methods.resolve`."
     params = inspect.signature(stitchup_train.__wrapped__).parameters
-    cfg = {k: p.default for k, p in params.items()}
-    bad = sorted(set(overrides) - set(cfg))
+    flags = {k: p.default for k, p in params.items()}
+    bad = sorted(set(overrides) - set(flags) - set(resolve()) - {'threshold_groups'})
     if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return {**cfg, **overrides}
+    return resolve(**{**flags, **overrides})
+
+_SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
 def build_learner(cfg:dict):
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`."
-    preset = PRESETS.get(cfg['dataset'])
-    if preset is None: raise ValueError(f"unknown dataset {cfg['dataset']!r}: choose {list(PRESETS)}")
-    cfg = {**cfg, **{k: preset[k] for k in ('arch', 'size', 'bs', 'data_factor') if cfg[k] is None}}
-    if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"unknown noise_kind {cfg['noise_kind']!r}; choose {list(NOISE_KINDS)}")
-    samplers = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}.get(cfg['branches'])
-    if samplers is None: raise ValueError(f"branches must be both, random or balanced, got {cfg['branches']!r}")
-    losses = branch_losses(cfg['loss'] or None, [BRANCH_OF[s] for s in samplers])    # checked before any data is read
-    level = None if cfg['stitch'] in (None, 'none', 'None', '') else cfg['stitch']
+    samplers = _SAMPLERS.get(cfg['branches'])
+    if samplers is None: raise ValueError(f"--branches must be both, random or balanced, got {cfg['branches']!r}")
+    if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"--noise_kind must be one of {list(NOISE_KINDS)}, got {cfg['noise_kind']!r}")
+    losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
+    level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
         train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
         noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+        aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
-                         partners=level is not None, aug=BatchAug(flip=preset['flip']), size=cfg['size'], seed=cfg['seed'],
+                         partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
+                         size=cfg['size'], seed=cfg['seed'],
                          rank=dist['rank'], world=dist['world'], device=dist['device'])
+        groups, source = threshold_groups(train, app)
+        cfg = {**cfg, 'threshold_groups': source}
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+        db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
-                          thresholds={k: cfg[k] for k in THRESHOLDS}, t=cfg['t'], metrics=lt_metrics(train.groups),
-                          lr=cfg['lr'], seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work,
+                          thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
+                          metrics=lt_metrics(train.groups), lr=cfg['lr'], mom=cfg['momentum'], wd=cfg['wd'], clip=cfg['clip'],
+                          seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work, train_stages=cfg['train_stages'],
+                          neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=[MetricsJSON(work/'metrics.json')] if work else [])
     if cfg['quiet']: learn.remove_cb(ProgressCallback); learn.logger = noop   # no bars, no per-epoch rows
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
@@ -147,6 +156,7 @@ def run_training(cfg:dict) -> tuple:
             raise OSError(f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
     if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
     learn, train, test = build_learner(cfg)
+    if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
     if work and main: write_json(learn.config, work/'config.json')
     start, ck = 0, _resume_checkpoint(work, cfg['resume'])
     if ck is not None:
@@ -154,7 +164,8 @@ def run_training(cfg:dict) -> tuple:
         if main: print(f'resuming from {ck} at epoch {start}')
     t0 = time.time()
     with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
-        learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], start_epoch=start)
+        learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
+                            warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
         table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
     learn.train_time = time.time() - t0
     if work and main:
@@ -164,32 +175,56 @@ def run_training(cfg:dict) -> tuple:
     close_distributed()                       # every rank waits for rank 0's files, then the group is left cleanly
     return learn, table
 
+def summary(learn, table:pd.DataFrame) -> str:
+    "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
+    cfg = learn.config
+    noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
+    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
+             f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
+    cb = learn.co_learning
+    if len(get_model(learn.model).names) == 2:
+        s = cb.summary()
+        if not cb.corrects or s.empty: lines.append('label correction: off (every threshold is alpha 1, beta 0)')
+        for name, r in s.iterrows():
+            other = [n for n in get_model(learn.model).names if n != name][0]
+            said = f"label correction by the {name} branch on {other} batches: {int(r['on'])} labels switched on, {int(r['off'])} off"
+            if 'fixed' in r: said += f" ({int(r['fixed'])} fixed, {int(r['broke'])} broken against the clean labels)"
+            lines.append(said + ', counted per batch')
+    paper = PRESETS[cfg['dataset']].get('paper')
+    if paper: lines.append(f"the paper (ResNet-50, noise {paper['noise_rate']}): " + ', '.join(f'{g} {paper[g]:.2f}' for g in ('total', 'head', 'medium', 'tail')))
+    if cfg['work_dir']: lines.append(f"files: {Path(cfg['work_dir'])}/ config.json, epoch_N.pth, metrics.json")
+    return '\n'.join(lines)
+
 @call_parse
 def stitchup_train(
     dataset:str='digits',         # preset: digits (embedded), digits-small (smoke test), voc or coco
-    data_root:str=None,           # dataset root (default: the data/ layout of data/README.md)
+    method:str='full',            # full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, ... (stitchup_nb.methods.METHODS)
+    data_root:str=None,           # dataset root (voc/coco; default: the data/ layout of data/README.md)
     appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
     noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on
     noise_rate:float=0.5,         # otherwise: the official noisy labels at this rate, or simulated noise (0: clean)
     noise_kind:str='flip',        # simulated noise kind (see stitchup_nb.noise.NOISE_KINDS)
     noise_seed:int=0,             # simulated noise seed
     data_seed:int=0,              # Digits-MLT instance
-    branches:str='both',          # both, random (BCE baseline) or balanced (DB-Focal baseline)
-    loss:str=None,                # bce or dbfocal on every branch, or one per branch ('bce,dbfocal'); default: BCE random, DB-Focal balanced
-    stitch:str='feature',         # Stitch-Up level: feature, input or none
-    correct:bool=True,            # label correction between branches (needs both)
-    random_head_alpha:float=1.0, random_medium_alpha:float=1.0, random_tail_alpha:float=1.0,
-    random_head_beta:float=0.0, random_medium_beta:float=0.0, random_tail_beta:float=0.0,
-    balance_head_alpha:float=1.0, balance_medium_alpha:float=1.0, balance_tail_alpha:float=1.0,
-    balance_head_beta:float=0.0, balance_medium_beta:float=0.0, balance_tail_beta:float=0.0,
-    warmup_epoch:int=0,           # no correction before this epoch
-    t:float=0.1,                  # ensemble weight of the random branch
-    epochs:int=8,                 # training epochs (one pass of the first branch's sampler each)
+    branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
+    loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
+    stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
+    correct:bool=True,            # label correction between the branches (two-branch methods)
+    random_head_alpha:float=None, random_medium_alpha:float=None, random_tail_alpha:float=None,
+    random_head_beta:float=None, random_medium_beta:float=None, random_tail_beta:float=None,
+    balance_head_alpha:float=None, balance_medium_alpha:float=None, balance_tail_alpha:float=None,
+    balance_head_beta:float=None, balance_medium_beta:float=None, balance_tail_beta:float=None,
+    warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
+    t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
+    epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)
     bs:int=None,                  # anchors per random batch (default: the preset's)
     data_factor:int=None,         # class-aware batch = bs × data_factor (default: the preset's)
-    lr:float=0.02,                # peak learning rate (SGD, reference schedule)
-    warmup_iters:int=100,         # linear warm-up iterations from lr/3
+    lr:float=None,                # peak learning rate, SGD with the reference schedule (default: the preset's: VOC 0.02, COCO 0.2)
+    warmup_iters:int=None,        # linear warm-up iterations from lr/3 (default: the preset's, 100)
     arch:str=None,                # backbone (default: the preset's)
+    train_stages:int=None,        # backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)
+    db_lambda:float=None,         # DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)
+    db_mu:float=None,             # DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)
     size:int=None,                # input size (default: the preset's)
     pretrained:bool=True,         # ImageNet (ResNets) or glyph-pretrained (Digits) backbone
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
@@ -199,10 +234,11 @@ def stitchup_train(
     seed:int=0,                   # training seed (model init, sampling, augmentation)
     deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
     sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
-    quiet:bool=False,             # no progress bars or per-epoch rows (the final table still prints)
+    quiet:bool=False,             # no progress bars or per-epoch rows (the final summary still prints)
 ):
-    "Train Stitch-Up + Heterogeneous Co-Learning (or an ablation) and print the final mAP table."
-    try: learn, table = run_training(dict(locals()))
+    "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
+    cfg = train_config(**locals())          # the preset's and the method's values filled in, checked
+    try: learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
@@ -211,10 +247,7 @@ def stitchup_train(
                   file=sys.stderr, flush=True)
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
-    if rank_distrib() != 0: return
-    noise = noise_file or f'{noise_kind} {noise_rate}'
-    print(f'{dataset}: {len(learn.dls.train.ds)} training images, noise {noise}, {learn.train_time:.0f} s')
-    print(table.round(2).to_string())
+    if rank_distrib() == 0: print(summary(learn, table))
 
 # %% ../nbs/10_cli.ipynb #ab33cd90
 def _train_in_process(cfg:dict):

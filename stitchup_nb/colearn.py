@@ -111,11 +111,16 @@ class CoLearning(Callback):
         self.check_every = check_every
 
     @property
+    def corrects(self) -> bool:
+        "Whether any threshold can change a label (α = 1 and β = 0 everywhere switch correction off)."
+        return any(self.th[k] != v for k, v in THRESHOLDS.items())
+
+    @property
     def net(self) -> TwoBranchNet: return get_model(self.learn.model)
 
     def before_fit(self):
         names, c = self.net.names, self.dls.train.labels.shape[1]
-        self.active = len(names) == 2
+        self.active = len(names) == 2 and self.corrects     # no corrector forward when every threshold is off
         dev = self.dls.device if self.dls.device is not None else 'cpu'
         self.limits = {n: tuple(t.to(dev) for t in threshold_tensors(self.th, self.groups, c, n))
                        for n in names} if self.active else {}     # thresholds of corrections made BY branch n
@@ -205,6 +210,11 @@ class CoLearning(Callback):
         "The correction log: one row per epoch, corrector branch and group."
         return pd.DataFrame(self.log)
 
+    def summary(self) -> pd.DataFrame:
+        "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known) over the whole fit, counted per batch."
+        log = self.correction_table()
+        return log.groupby('corrector')[list(self.stats)].sum() if len(log) else log
+
 # %% ../nbs/07_colearn.ipynb #c08c6658
 def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
     "Fixed (above 0) and broken (below 0) labels per epoch, per corrector branch and class group."
@@ -234,7 +244,7 @@ def correction_snapshot(learn:Learner) -> dict:
     for name in net.names:
         with net.using(name): p, _ = learn.get_preds(dl=dl)
         probs[name] = p.numpy()
-        alpha, beta = threshold_tensors(cb.th, train.groups, c, name)
+        alpha, beta = threshold_tensors(cb.th, cb.groups, c, name)
         corrected[name] = correct_labels(torch.as_tensor(noisy).float(), p, alpha, beta).numpy().astype(np.uint8)
     return dict(noisy=noisy, clean=train.labels, probs=probs, corrected_by=corrected)
 
@@ -260,9 +270,9 @@ def ref_schedule(lr:float, n_epoch:int, n_iter:int, warmup_iters:int=100, warmup
 
 @patch
 def fit_reference(self:Learner, n_epoch:int=8, lr:float=0.02, warmup_iters:int=100, steps=None, cbs=None,
-                  start_epoch:int=0):
+                  start_epoch:int=0, warmup_ratio:float=1/3):
     "Fit with the reference schedule (warm-up, then step decay)."
-    sched = ref_schedule(lr, n_epoch, len(self.dls.train), warmup_iters, steps=steps)
+    sched = ref_schedule(lr, n_epoch, len(self.dls.train), warmup_iters, warmup_ratio, steps=steps)
     self.fit(n_epoch, lr, cbs=[ParamScheduler({'lr': sched}), *(cbs or [])], start_epoch=start_epoch)
 
 # %% ../nbs/07_colearn.ipynb #feaeb3a4
@@ -329,7 +339,8 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
 
 # %% ../nbs/07_colearn.ipynb #f6ceff49
 BRANCH_OF = {'random': 'random', 'class_aware': 'balanced'}
-LOSSES = {'bce': lambda labels: bce_loss, 'dbfocal': lambda labels: DBFocalLoss.from_labels(labels)}
+LOSSES = {'bce': lambda labels, **db: bce_loss,       # name -> factory(training labels, **DB-Focal options)
+          'dbfocal': lambda labels, **db: DBFocalLoss.from_labels(labels, **db)}
 DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}
 
 def branch_losses(losses, names:list) -> list:
@@ -349,6 +360,8 @@ def colearner(dls,                             # from `stitch_dls`
               correct:bool=True,               # label correction between branches
               warmup_epoch:int=0,              # no correction before this epoch
               thresholds:dict|None=None,       # e.g. {'random_head_alpha': .7}; see THRESHOLDS
+              threshold_groups:dict|None=None, # the groups that pick a class's thresholds (default: the data's groups)
+              dbfocal:dict|None=None,          # DBFocalLoss options, e.g. {'lam': 2., 'mu': .2} (COCO's balanced branch)
               t:float=0.1,                     # ensemble weight of the random branch
               metrics=None,                    # e.g. `lt_metrics(groups)` from stitchup_nb.metrics
               lr:float=0.02, mom:float=0.9, wd:float=1e-4, clip:float|None=35.,
@@ -363,8 +376,8 @@ def colearner(dls,                             # from `stitch_dls`
     if len(set(names)) != len(names): raise ValueError(f'two branches of the same kind: {samplers}')
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
-    loss = BranchLoss([LOSSES[l](dls.train.labels) for l in branch_losses(losses, names)])
-    colearn = CoLearning(train.groups, warmup_epoch, **(thresholds or {}) if correct else {})
+    loss = BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {})) for l in branch_losses(losses, names)])
+    colearn = CoLearning(threshold_groups or train.groups, warmup_epoch, **(thresholds or {}) if correct else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch)] if stitch else []),
                *([GradientClip(clip)] if clip else []),
                *([Checkpoint(work_dir, train.classes, train.groups)] if work_dir else []), *(cbs or [])]

@@ -67,3 +67,18 @@ def test_train_on_a_noise_file(tmp_path):
               '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
     assert 'random' in out
     assert '[0, ' not in out          # --quiet: no per-epoch rows (fastai's bare logger prints them as lists)
+
+
+def test_the_demo_trains_the_method_with_correction(tmp_path):
+    "`make demo`'s command, shortened (digits-small, 4 epochs), trains the full method and its correctors change labels."
+    import re
+    from pathlib import Path
+    demo = next(l for l in (Path(__file__).parents[1]/'Makefile').read_text().splitlines() if 'stitchup_train' in l)
+    args = demo.split('stitchup_train', 1)[1].split()
+    args[args.index('--work_dir') + 1] = str(tmp_path/'demo')
+    out = run(BIN/'stitchup_train', *args, '--dataset', 'digits-small', '--epochs', '4', '--warmup_iters', '10', '--quiet')
+    cfg = json.loads((tmp_path/'demo'/'config.json').read_text())
+    assert cfg['method'] == 'full' and cfg['correct'] and cfg['random_head_alpha'] < 1
+    changed = [int(n) for n in re.findall(r'(\d+) labels switched on, (\d+) off', out) for n in n]
+    assert sum(changed) > 0, out
+    assert 'mAP (%)' in out and 'fixed' in out and str(tmp_path/'demo') in out

@@ -18,9 +18,7 @@ import pytest
 from stitchup_nb.digits import digits_mlt
 from stitchup_nb.sampling import ClassAwareSampler, RandomSampler
 
-BIN = Path(sys.executable).parent
-QUICK = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet',
-         '--random_head_alpha', '0.7', '--balance_head_alpha', '0.7']
+from tests.conftest import BIN, QUICK
 
 
 def free_port():
@@ -107,7 +105,7 @@ def test_accelerate_launch(tmp_path):
     work = tmp_path/'acc'
     _launch([BIN/'accelerate', 'launch', '--num_processes', '2', '--num_machines', '1', '--multi_gpu',
              '--main_process_port', free_port(), '--mixed_precision', 'no', '--dynamo_backend', 'no',
-             BIN/'stitchup_train', *QUICK[:-4], '--epochs', '1', '--work_dir', work])
+             BIN/'stitchup_train', *QUICK, '--epochs', '1', '--work_dir', work])
     m = json.loads((work/'metrics.json').read_text())
     assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
 

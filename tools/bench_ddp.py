@@ -23,6 +23,7 @@ def worker(a):
     from bench_speed import StepTimer, synthetic_set
     from stitchup_nb.colearn import close_distributed, colearner, distributed, init_distributed
     from stitchup_nb.sampling import BatchAug, stitch_dls
+    from stitchup_nb.methods import PRESETS
     d = init_distributed()
     if a.arch == 'digits_cnn':
         from stitchup_nb.digits import digits_mlt
@@ -30,7 +31,7 @@ def worker(a):
     else:
         train = synthetic_set(a.bs * 8 * d['world'] * (a.steps + 4), a.size)
         test = train.subset(list(range(2 * a.bs)), name='synthetic test')
-    th = {'random_head_alpha': .7, 'balance_head_alpha': .7, 'random_tail_beta': .1, 'balance_tail_beta': .1}
+    th = PRESETS['digits']['thresholds']      # the full method's thresholds (the paper's VOC values)
     dls = stitch_dls(train, train.labels, test, bs=a.bs, data_factor=1, aug=BatchAug(), valid_bs=a.bs,
                      rank=d['rank'], world=d['world'], device=d['device'])
     learn = colearner(dls, a.arch, thresholds=th, pretrained=a.arch == 'digits_cnn')

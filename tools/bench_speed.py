@@ -24,6 +24,7 @@ from fastai.callback.progress import ProgressCallback
 from stitchup_nb.data import LabelledSet, class_groups
 from stitchup_nb.sampling import BatchAug, stitch_dls
 from stitchup_nb.colearn import colearner
+from stitchup_nb.methods import PRESETS
 
 FLOOR = 16 / 3
 
@@ -56,7 +57,7 @@ def synthetic_set(n, size, c=20, seed=0):
 def learners(train, test, arch, bs, device, precision='fp32', channels_last=False):
     "Single-branch BCE and the full method on the same backbone, batch and device."
     common = dict(bs=bs, aug=BatchAug(), device=device, valid_bs=bs)
-    th = {'random_head_alpha': .7, 'balance_head_alpha': .7, 'random_tail_beta': .1, 'balance_tail_beta': .1}
+    th = PRESETS['digits']['thresholds']      # the full method's thresholds (the paper's VOC values)
     bce = colearner(stitch_dls(train, train.labels, test, samplers=('random',), partners=False, **common),
                     arch, stitch=None, pretrained=arch == 'digits_cnn')
     full = colearner(stitch_dls(train, train.labels, test, data_factor=1, **common), arch, thresholds=th,

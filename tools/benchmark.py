@@ -20,24 +20,17 @@ import numpy as np
 from stitchup_nb.cli import run_training, train_config, evaluate
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.colearn import correction_snapshot
+from stitchup_nb.methods import METHODS as TABLE, PRESETS
 
-REF = dict(random_head_alpha=.7, balance_head_alpha=.7, random_tail_beta=.1, balance_tail_beta=.1)
-METHODS = {   # name -> stitchup_train options
-    'BCE':                 dict(branches='random', stitch='none'),
-    'DB-Focal':            dict(branches='balanced', stitch='none'),
-    'BCE+Stitch-Up':       dict(branches='random'),
-    'DB-Focal+Stitch-Up':  dict(branches='balanced'),
-    'Co-Learning':         dict(stitch='none', **REF),
-    'Stitch-Up+Co-Learning': dict(**REF),
-}
-CLEAN = {'BCE (clean)': dict(branches='random', stitch='none', noise_rate=0.),
-         'DB-Focal (clean)': dict(branches='balanced', stitch='none', noise_rate=0.)}
+# the methods come from the package's table (stitchup_nb.methods); the CSV and the tables name them by label
+MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full']
+METHODS = {TABLE[n]['label']: dict(method=n) for n in MAIN}     # label -> stitchup_train options
+CLEAN = {'BCE (clean)': dict(method='bce', noise_rate=0.), 'DB-Focal (clean)': dict(method='dbfocal', noise_rate=0.)}
 # the sampler × loss pairings the reference does not use: with the main grid's BCE (random) and DB-Focal
 # (class-aware) rows they make a 2 × 2 that tells whether Stitch-Up's effect follows the sampler or the loss
-FACTORIAL = {'DB-Focal, random':              dict(branches='random', stitch='none', loss='dbfocal'),
-             'DB-Focal+Stitch-Up, random':    dict(branches='random', loss='dbfocal'),
-             'BCE, class-aware':              dict(branches='balanced', stitch='none', loss='bce'),
-             'BCE+Stitch-Up, class-aware':    dict(branches='balanced', loss='bce')}
+FACTORIAL = {TABLE[n]['label']: dict(method=n) for n in
+             ('dbfocal_random', 'dbfocal_stitchup_random', 'bce_classaware', 'bce_stitchup_classaware')}
+REF = PRESETS['digits']['thresholds']     # the thresholds the full method runs with (the paper's VOC values)
 FACTORIAL_PAIRS = {'random sampling, BCE (reference)': ('BCE+Stitch-Up', 'BCE'),
                    'random sampling, DB-Focal': ('DB-Focal+Stitch-Up, random', 'DB-Focal, random'),
                    'class-aware sampling, BCE': ('BCE+Stitch-Up, class-aware', 'BCE, class-aware'),
@@ -87,7 +80,7 @@ def grid(quick, sweep, factorial=False):
             for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
         return
     if sweep:   # one setting changed from the reference (alpha_head .7, beta_tail .1, warmup 0: the main grid's runs)
-        base, full = dict(kind='flip', rate=.5), METHODS['Stitch-Up+Co-Learning']
+        base, full = dict(kind='flip', rate=.5), METHODS[TABLE['full']['label']]
         alpha = lambda a: ('sweep alpha_head', full, base, {**REF, 'random_head_alpha': a, 'balance_head_alpha': a})
         beta = lambda b: ('sweep beta_tail', full, base, {**REF, 'random_tail_beta': b, 'balance_tail_beta': b})
         warm = lambda w: ('sweep warmup_epoch', full, base, {**REF, 'warmup_epoch': w})
