@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #b4594e69
 from __future__ import annotations
-import inspect, json, re, sys, time, warnings
+import inspect, json, pickle, re, sys, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +20,18 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (BRANCH_OF, THRESHOLDS, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
+from .colearn import (BRANCH_OF, THRESHOLDS, Checkpoint, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
                                   init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 from .methods import METHODS, PRESETS, resolve
+from .runs import (MetricsJSON, check_config, check_resume, checkpoints, lock_work_dir, prepare_work_dir, read_json,
+                              run_diff, saved_config)
+from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['load_benchmark', 'training_labels', 'threshold_groups', 'MetricsJSON', 'evaluate', 'train_config', 'build_learner',
-           'run_training', 'summary', 'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
+__all__ = ['RECORDED', 'FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups', 'evaluate',
+           'train_config', 'build_learner', 'run_training', 'summary', 'stitchup_train', 'launch', 'stitchup_test',
+           'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -41,7 +45,7 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
     return train, test, app
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
-                    noise_seed:int=0, app=None) -> np.ndarray:
+                    noise_seed:int=0, app=None, noise_neg_rate:float|None=None) -> np.ndarray:
     "The labels training sees: a noisy-label file, the official noisy labels at `noise_rate`, or simulated noise."
     if noise_file:
         noisy, clean = load_noisy(noise_file)
@@ -51,32 +55,19 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
         return noisy
     if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
     if noise_rate == 0: return train.labels
-    return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed)
+    return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
+
+def noise_source(noise_file=None, noise_rate:float=0., app=None) -> str:
+    "Where a run's training labels come from, as `config.json` records it (`noise_source`)."
+    if noise_file: return str(noise_file)
+    if app is not None and noise_rate in app.noisy: return str(app.path/f'class_freq_{noise_rate}noise.pkl')
+    return 'clean labels' if not noise_rate else 'simulated'
 
 def threshold_groups(train:LabelledSet, app=None) -> tuple:
     "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."
     if app is not None and app.training_groups is not None: return app.training_groups, str(app.path/'training_split.pkl')
     if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
     return train.groups, f'{train.name}: groups from its training label counts'
-
-# %% ../nbs/10_cli.ipynb #4664c510
-class MetricsJSON(Callback):
-    "Append each trained epoch's recorder row and correction counts to `work_dir/metrics.json`."
-    order = 95
-    def __init__(self, path): self.path = Path(path)
-    def before_fit(self):
-        self.data = json.loads(self.path.read_text()) if self.path.exists() else {'epochs': []}
-        self.trained = False                       # epochs a resumed fit skips never see before_epoch
-    def before_epoch(self): self.trained = False
-    def after_batch(self): self.trained |= self.training
-    def after_epoch(self):
-        if not self.trained or rank_distrib() != 0: return
-        self.data['world_size'] = max(num_distrib(), 1)
-        names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]
-        row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
-        row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]
-        self.data['epochs'] = [e for e in self.data['epochs'] if e['epoch'] < self.epoch] + [row]
-        write_json(self.data, self.path)
 
 # %% ../nbs/10_cli.ipynb #317afd87
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
@@ -94,8 +85,17 @@ def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
 def _latest_checkpoint(work_dir:Path):
-    found = sorted(work_dir.glob('epoch_*.pth'), key=lambda p: int(re.findall(r'\d+', p.stem)[0]))
+    found = checkpoints(work_dir)
     return found[-1] if found else None
+
+@contextmanager
+def _said(func, prog:str):
+    "Under the console script, an error of the run's making (options, files) becomes one line on stderr and exit status 2."
+    try: yield
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
+        if not is_cli(func): raise
+        print(f'{prog}: {getattr(e, "strerror", None) or e}', file=sys.stderr, flush=True)
+        sys.exit(2)
 
 def _resume_checkpoint(work_dir:Path, resume:str|None):
     "The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet)."
@@ -108,14 +108,16 @@ def train_config(**overrides) -> dict:
     "The resolved run configuration of `stitchup_train` for `overrides` (its options, or any preset value): see `stitchup_nb.methods.resolve`."
     params = inspect.signature(stitchup_train.__wrapped__).parameters
     flags = {k: p.default for k, p in params.items()}
-    bad = sorted(set(overrides) - set(flags) - set(resolve()) - {'threshold_groups'})
+    bad = sorted(set(overrides) - set(flags) - set(resolve()) - set(RECORDED))
     if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return resolve(**{**flags, **overrides})
+    return check_config(resolve(**{**flags, **overrides}), flags)
+
+RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
-def build_learner(cfg:dict):
-    "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`."
+def build_learner(cfg:dict, history:list|None=None):
+    "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
     samplers = _SAMPLERS.get(cfg['branches'])
     if samplers is None: raise ValueError(f"--branches must be both, random or balanced, got {cfg['branches']!r}")
     if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"--noise_kind must be one of {list(NOISE_KINDS)}, got {cfg['noise_kind']!r}")
@@ -124,22 +126,31 @@ def build_learner(cfg:dict):
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
         train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
-        noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+        noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
+                                cfg['noise_neg_rate'])
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
                          size=cfg['size'], seed=cfg['seed'],
                          rank=dist['rank'], world=dist['world'], device=dist['device'])
+        if len(dls.train) == 0:
+            raise ValueError(f"--bs {cfg['bs']} is more than the {len(train)} training images"
+                             f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
         groups, source = threshold_groups(train, app)
-        cfg = {**cfg, 'threshold_groups': source}
+        cfg = {**cfg, 'threshold_groups': source, 'noise_source': noise_source(cfg['noise_file'], cfg['noise_rate'], app)}
+        if cfg['noise_source'] != 'simulated': cfg.update(noise_kind=None, noise_seed=None, noise_neg_rate=None)
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+        files = []
+        if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
+            mj = MetricsJSON(work/'metrics.json', history)
+            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
                           metrics=lt_metrics(train.groups), lr=cfg['lr'], mom=cfg['momentum'], wd=cfg['wd'], clip=cfg['clip'],
-                          seed=cfg['seed'], pretrained=cfg['pretrained'], work_dir=work, train_stages=cfg['train_stages'],
+                          seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
-                          cbs=[MetricsJSON(work/'metrics.json')] if work else [])
+                          cbs=files)
     if cfg['quiet']: learn.remove_cb(ProgressCallback); learn.logger = noop   # no bars, no per-epoch rows
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
     if cfg['channels_last']: learn.to_channelslast(use_amp=False)
@@ -150,30 +161,38 @@ def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
-    if work and main:           # fail now, not after loading the data or training an epoch
-        try: work.mkdir(parents=True, exist_ok=True); write_json(cfg, work/'config.json')
-        except OSError as e:
-            raise OSError(f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
-    if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
-    learn, train, test = build_learner(cfg)
-    if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
-    if work and main: write_json(learn.config, work/'config.json')
-    start, ck = 0, _resume_checkpoint(work, cfg['resume'])
-    if ck is not None:
-        start = load_checkpoint(learn, ck)
-        if main: print(f'resuming from {ck} at epoch {start}')
-    t0 = time.time()
-    with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
-        learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
-                            warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
-        table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
-    learn.train_time = time.time() - t0
-    if work and main:
-        res = json.loads((work/'metrics.json').read_text()) if (work/'metrics.json').exists() else {'epochs': []}
-        res['final'], res['world_size'] = table.round(4).to_dict(orient='index'), max(num_distrib(), 1)
-        write_json(res, work/'metrics.json')
-    close_distributed()                       # every rank waits for rank 0's files, then the group is left cleanly
-    return learn, table
+    lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
+    try:
+        if lock: prepare_work_dir(work, cfg['resume'], cfg['overwrite'])
+        ck, history = _resume_checkpoint(work, cfg['resume']), None
+        if ck is not None:
+            check_resume(ck, cfg, FLAGS)
+            history = read_checkpoint(ck).get('history')
+        elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
+            if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
+                raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ)}); "
+                                 'resume with the same options, or pass another --work_dir')
+        if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
+        learn, train, test = build_learner(cfg, history)
+        if work and main: write_json(learn.config, work/'config.json')
+        start = 0
+        if ck is not None:
+            start = load_checkpoint(learn, ck)
+            if main: print(f'resuming from {ck} at epoch {start}')
+        if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
+        t0 = time.time()
+        with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
+            learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
+                                warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
+            table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
+        learn.train_time = time.time() - t0
+        if work and main:
+            write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1),
+                        'final': table.round(4).to_dict(orient='index')}, work/'metrics.json')
+        close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
+        return learn, table
+    finally:
+        if lock: lock.close()
 
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
@@ -205,6 +224,7 @@ def stitchup_train(
     noise_rate:float=0.5,         # otherwise: the official noisy labels at this rate, or simulated noise (0: clean)
     noise_kind:str='flip',        # simulated noise kind (see stitchup_nb.noise.NOISE_KINDS)
     noise_seed:int=0,             # simulated noise seed
+    noise_neg_rate:float=None,    # asym noise only: the share of negative labels turned positive
     data_seed:int=0,              # Digits-MLT instance
     branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
     loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
@@ -231,14 +251,16 @@ def stitchup_train(
     channels_last:bool=False,     # channels-last memory format
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
     resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
+    overwrite:bool=False,         # replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)
     seed:int=0,                   # training seed (model init, sampling, augmentation)
     deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
     sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
     quiet:bool=False,             # no progress bars or per-epoch rows (the final summary still prints)
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
-    cfg = train_config(**locals())          # the preset's and the method's values filled in, checked
-    try: learn, table = run_training(cfg)
+    with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**locals())   # resolved and checked before anything is written
+    try:
+        with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
@@ -248,6 +270,8 @@ def stitchup_train(
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
     if rank_distrib() == 0: print(summary(learn, table))
+
+FLAGS = tuple(inspect.signature(stitchup_train.__wrapped__).parameters)   # the options that are flags
 
 # %% ../nbs/10_cli.ipynb #ab33cd90
 def _train_in_process(cfg:dict):
@@ -262,25 +286,40 @@ def launch(n:int, **options) -> pd.DataFrame:
     return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T
 
 # %% ../nbs/10_cli.ipynb #955ec639
+def _check_out(out:Path, inputs:list):
+    "Refuse an output path that is an input or one of a run's own files (config.json, metrics.json, epoch_N.pth)."
+    taken = {Path(p).resolve() for p in inputs} | {p.resolve() for p in checkpoints(out.parent)} | \
+            {(out.parent/n).resolve() for n in ('config.json', 'metrics.json')}
+    if out.resolve() in taken: raise FileExistsError(f'--out {out} would overwrite an input or a file of the run: choose another --out')
+
 @call_parse
 def stitchup_test(
     checkpoint:str,               # an epoch_N.pth written by stitchup_train
-    config:str=None,              # its config.json (default: beside the checkpoint)
+    config:str=None,              # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
     t:float=None,                 # ensemble weight of the random branch (default: the run's)
-    data_root:str=None, appendix:str=None,
+    data_root:str=None,           # dataset root, if the data moved since training (voc/coco)
+    appendix:str=None,            # official split folder, if it moved since training (voc/coco)
     out:str=None,                 # where to write the table as JSON (default: test_metrics.json beside the checkpoint)
+    overwrite:bool=False,         # replace an --out file that holds other numbers
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
-    ck = Path(checkpoint)
-    read_checkpoint(ck)                   # a crafted or damaged file is refused before any data is loaded
-    cfg = json.loads(Path(config or ck.parent/'config.json').read_text())
-    cfg.update(pretrained=False, work_dir=None, quiet=True, resume=None, noise_file=None, noise_rate=0.,
-               data_root=data_root or cfg['data_root'], appendix=appendix or cfg['appendix'])
-    learn, train, _ = build_learner(train_config(**cfg))
-    load_checkpoint(learn, ck, with_opt=False)
-    table = evaluate(learn, train.groups, t)
-    print(table.round(2).to_string())
-    write_json(table.round(4).to_dict(orient='index'), out or ck.parent/'test_metrics.json')
+    with _said(stitchup_test, 'stitchup_test'):
+        ck = Path(checkpoint)
+        read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
+        if t is not None and not (isinstance(t, (int, float)) and 0 <= t <= 1): raise ValueError(f'--t must be a number in [0, 1], got {t!r}')
+        path = Path(out) if out else ck.parent/'test_metrics.json'
+        _check_out(path, [ck] + ([config] if config else []))
+        cfg = read_json(config, 'run configuration') if config else saved_config(ck)
+        cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
+        cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
+        learn, train, _ = build_learner(train_config(**cfg))
+        load_checkpoint(learn, ck, with_opt=False)
+        table = evaluate(learn, train.groups, t)
+        res = table.round(4).to_dict(orient='index')
+        if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:
+            raise FileExistsError(f'--out {path} exists with other contents: pass --overwrite to replace it, or another --out')
+        print(table.round(2).to_string())
+        write_json(res, path)
 
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:
@@ -303,11 +342,18 @@ def stitchup_noise(
     neg_rate:float=None,          # for kind=asym: rate of spurious positives
     out:str=None,                 # output file (default: class_freq_{rate}noise.pkl in the current folder)
     data_seed:int=0,              # Digits-MLT instance
+    overwrite:bool=False,         # replace an existing --out file (never the source itself)
 ):
     "Write a noisy-label file (authors' format) and print how noisy it is per class group."
-    clean, groups = _clean_source(source, data_seed)
-    noisy = add_noise(clean, rate, kind=kind, seed=seed, neg_rate=neg_rate)
-    path = save_noisy(out or noisy_fname(rate), noisy, clean)
-    report = group_report(clean, noisy, groups)
-    print(f'wrote {path}: {kind} noise at {rate} on {len(clean)} images')
-    print(report.round(3).to_string())
+    with _said(stitchup_noise, 'stitchup_noise'):
+        path = Path(out or noisy_fname(rate))
+        if Path(source).exists() and path.resolve() in {Path(source).resolve(), *Path(source).resolve().glob('*')}:
+            raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
+        if path.exists() and not overwrite:
+            raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')
+        clean, groups = _clean_source(source, data_seed)
+        noisy = add_noise(clean, rate, kind=kind, seed=seed, neg_rate=neg_rate)
+        path = save_noisy(path, noisy, clean)
+        report = group_report(clean, noisy, groups)
+        print(f'wrote {path}: {kind} noise at {rate} on {len(clean)} images')
+        print(report.round(3).to_string())

@@ -292,8 +292,9 @@ def _plain(x):
 class Checkpoint(Callback):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."
     order = 90
-    def __init__(self, work_dir, classes:list, groups:dict, every:int=1):
-        self.work_dir, self.classes, self.groups, self.every = Path(work_dir), list(classes), groups, every
+    def __init__(self, work_dir, classes:list, groups:dict, every:int=1,
+                 extra=None):        # () -> a dict of more plain data to store, e.g. the run's config and metrics rows
+        self.work_dir, self.classes, self.groups, self.every, self.extra = Path(work_dir), list(classes), groups, every, extra
     def before_fit(self): self.trained = False      # a resumed fit skips early epochs: their before_epoch never runs
     def before_epoch(self): self.trained = False
     def after_batch(self): self.trained |= self.training
@@ -302,7 +303,7 @@ class Checkpoint(Callback):
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
         state = {'model': get_model(self.learn.model).state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
-                 'groups': {g: list(map(int, v)) for g, v in self.groups.items()}}
+                 'groups': {g: list(map(int, v)) for g, v in self.groups.items()}, **(self.extra() if self.extra else {})}
         atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
 
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
@@ -328,6 +329,12 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
     if classes is not None and list(state['classes']) != list(classes):
         raise ValueError(f'{path}: checkpoint classes {state["classes"][:5]}… do not match the data '
                          f'({list(classes)[:5]}…): it was trained on another class list')
+    groups, plain = getattr(learn.dls.train.ds, 'groups', None), lambda g: {k: sorted(map(int, v)) for k, v in g.items()}
+    if groups is not None and isinstance(state.get('groups'), dict) and plain(state['groups']) != plain(groups):
+        raise ValueError(f'{path}: checkpoint class groups differ from the data\'s ({plain(state["groups"])} against '
+                         f'{plain(groups)}): it was trained on another dataset or split')
+    if not isinstance(state['epoch'], int) or state['epoch'] < 1:
+        raise ValueError(f"{path}: damaged checkpoint: epoch {state['epoch']!r} is not a trained epoch count")
     try: get_model(learn.model).load_state_dict(state['model'])
     except RuntimeError as e:
         raise ValueError(f'{path}: checkpoint does not fit this model (another backbone or branch set?): '

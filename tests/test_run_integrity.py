@@ -1,0 +1,184 @@
+"""Run integrity: meaningless options and calls that would change a run's files are refused, by name.
+
+Every case runs a console script as a user would (one driver process runs them all, each in CLI mode, to keep
+CI short) against a finished run (a copy of the session's QUICK run) and fresh folders, and asserts:
+the exit status is not 0, the message names the option or the file, and no file of the finished run or of
+any input changed (SHA-256 before and after). Kill tests for the save sequence are at the end.
+"""
+import hashlib, json, os, shutil, signal, subprocess, sys, textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import BIN, QUICK, run_cli
+
+DRIVER = textwrap.dedent('''
+    import contextlib, io, json, os, sys, warnings
+    warnings.simplefilter('ignore')
+    from stitchup_nb.cli import stitchup_noise, stitchup_test, stitchup_train
+    from stitchup_nb.runs import lock_work_dir
+    cases, out, held = json.load(open(sys.argv[1])), [], lock_work_dir(sys.argv[3])   # a folder another run holds
+    fun = {'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test, 'stitchup_noise': stitchup_noise}
+    for prog, args, cwd in cases:
+        os.chdir(cwd); sys.argv = [prog, *args]; err, code = io.StringIO(), 0
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try: fun[prog]()
+            except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
+            except BaseException as e: code = 99; print(f'{type(e).__name__}: {e}', file=err)
+        out.append([code, err.getvalue()])
+    json.dump(out, open(sys.argv[2], 'w'))
+''')
+
+
+def sha(folder) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob('*')) if p.is_file() and p.name != '.lock'}
+
+
+@pytest.fixture(scope='module')
+def world(quick_run, tmp_path_factory):
+    "A finished run (a copy of the QUICK run), variants of its files, an appendix-like folder, and the driver's answers."
+    root = tmp_path_factory.mktemp('integrity')
+    done = root/'done'; shutil.copytree(quick_run[0], done)
+    best = root/'best'; shutil.copytree(done, best); shutil.copy(done/'epoch_1.pth', best/'epoch_best.pth')
+    state = torch.load(done/'epoch_1.pth', weights_only=True)
+    (root/'far').mkdir(); torch.save({**state, 'epoch': 10**9}, root/'far'/'epoch_1.pth')
+    (root/'bad.json').write_text('{"dataset": "digits-sm')
+    cfg = json.loads((done/'config.json').read_text())
+    (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
+    app = root/'app'; app.mkdir()
+    subprocess.run([str(BIN/'stitchup_noise'), 'digits-small', '--out', str(app/'class_freq.pkl')], check=True, capture_output=True)
+    subprocess.run([str(BIN/'stitchup_noise'), 'digits-small', '--out', str(app/'class_freq_0.5noise.pkl')], check=True,
+                   capture_output=True)
+    (root/'other.json').write_text('{"ensemble": {}}')
+    fresh = lambda name: str(root/'fresh'/name)
+    D, Q = str(done), [a for a in QUICK if a != '--quiet'] + ['--quiet']
+    T = ['stitchup_train', *Q]
+    cases = [  # (command, what the message must name, the folder it must not leave a run in)
+        # ---- the issue's cases
+        (T + ['--work_dir', D], 'already holds a run', None),
+        (T + ['--work_dir', str(root/'held')], 'is in use by another run', None),
+        (T + ['--work_dir', D, '--resume', 'auto', '--noise_rate', '0.3'], '--noise_rate 0.5 -> 0.3', None),
+        (T + ['--work_dir', fresh('arch'), '--arch', 'resnet5O'], '--arch must be one of', fresh('arch')),
+        (T + ['--work_dir', D, '--epochs', '0'], '--epochs must be an integer >= 1', None),
+        (T + ['--work_dir', fresh('t'), '--t', '1.5'], '--t must be a number in [0, 1], got 1.5', fresh('t')),
+        (T + ['--work_dir', fresh('t'), '--t', '-3'], '--t must be a number in [0, 1]', fresh('t')),
+        (T + ['--work_dir', fresh('lr'), '--lr', '-0.05'], '--lr must be a number > 0', fresh('lr')),
+        (T + ['--work_dir', fresh('ep'), '--epochs', '-1'], '--epochs must be an integer >= 1', fresh('ep')),
+        (T + ['--work_dir', fresh('bs'), '--bs', '100000'], '--bs 100000 is more than the 304 training images', fresh('bs')),
+        (T + ['--work_dir', fresh('fp8'), '--precision', 'fp8'], '--precision must be fp32, bf16 or fp16', fresh('fp8')),
+        (T + ['--work_dir', fresh('nan'), '--t', 'nan'], '--t must be a number in [0, 1], got nan', fresh('nan')),
+        (T + ['--work_dir', fresh('bs0'), '--bs', '0'], '--bs must be an integer >= 2', fresh('bs0')),
+        (T + ['--work_dir', fresh('bs1'), '--bs', '1'], '--bs must be an integer >= 2', fresh('bs1')),
+        (T + ['--work_dir', fresh('df'), '--data_factor', '0'], '--data_factor must be an integer >= 1', fresh('df')),
+        (T + ['--work_dir', fresh('asym'), '--noise_kind', 'asym'], '--noise_kind asym needs --noise_neg_rate', fresh('asym')),
+        (T + ['--work_dir', fresh('size'), '--size', '224'], '--size is fixed at 64', fresh('size')),
+        (T + ['--work_dir', fresh('app'), '--appendix', str(app)], '--appendix is not used by the digits-small preset', fresh('app')),
+        (T + ['--work_dir', fresh('mob'), '--arch', 'mobilenet_v2'], '--arch must be one of', fresh('mob')),
+        (['stitchup_noise', str(app/'class_freq.pkl'), '--out', str(app/'class_freq.pkl')], 'is the source', None),
+        (['stitchup_noise', str(app/'class_freq.pkl')], 'class_freq_0.5noise.pkl exists: pass --overwrite', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'epoch_2.pth')], 'would overwrite an input', None),
+        (T + ['--work_dir', str(best), '--resume', 'auto'], 'nothing to resume', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'bad.json')], 'bad.json: damaged run configuration', None),
+        (T + ['--work_dir', fresh('far'), '--resume', str(root/'far'/'epoch_1.pth')], 'has trained 1000000000 epochs', fresh('far')),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'digits.json'), '--out', str(root/'x.json')],
+         'class groups differ', None),
+        # ---- more of the same kind
+        (T + ['--work_dir', fresh('m'), '--method', 'fulll'], '--method must be one of', fresh('m')),
+        (T + ['--work_dir', fresh('d'), '--dataset', 'imagenet'], '--dataset must be one of', fresh('d')),
+        (T + ['--work_dir', fresh('b'), '--branches', 'three'], '--branches must be both, random or balanced', fresh('b')),
+        (T + ['--work_dir', fresh('s'), '--stitch', 'pixel'], '--stitch must be feature, input or none', fresh('s')),
+        (T + ['--work_dir', fresh('l'), '--loss', 'focal'], 'loss must be one of', fresh('l')),
+        (T + ['--work_dir', fresh('nr'), '--noise_rate', '1.5'], '--noise_rate must be a number in [0, 1]', fresh('nr')),
+        (T + ['--work_dir', fresh('nr2'), '--noise_rate', '-0.1'], '--noise_rate must be a number in [0, 1]', fresh('nr2')),
+        (T + ['--work_dir', fresh('nk'), '--noise_kind', 'gauss'], '--noise_kind must be one of', fresh('nk')),
+        (T + ['--work_dir', fresh('nn'), '--noise_neg_rate', '0.1'], '--noise_neg_rate is used only by --noise_kind asym', fresh('nn')),
+        (T + ['--work_dir', fresh('we'), '--warmup_epoch', '-1'], '--warmup_epoch must be an integer >= 0', fresh('we')),
+        (T + ['--work_dir', fresh('wi'), '--warmup_iters', '-5'], '--warmup_iters must be an integer >= 0', fresh('wi')),
+        (T + ['--work_dir', fresh('ts'), '--train_stages', '0'], '--train_stages must be an integer in 1..6', fresh('ts')),
+        (T + ['--work_dir', fresh('ts9'), '--train_stages', '9'], '--train_stages must be an integer in 1..6', fresh('ts9')),
+        (T + ['--work_dir', fresh('dl'), '--db_lambda', '0'], '--db_lambda must be a number > 0', fresh('dl')),
+        (T + ['--work_dir', fresh('dm'), '--db_mu', 'nan'], '--db_mu must be a finite number', fresh('dm')),
+        (T + ['--work_dir', fresh('ra'), '--random_head_alpha', '1.5'], '--random_head: need 0 <= beta < alpha <= 1', fresh('ra')),
+        (T + ['--work_dir', fresh('tb'), '--balance_tail_alpha', '0.2', '--balance_tail_beta', '0.3'],
+         '--balance_tail: need 0 <= beta < alpha <= 1', fresh('tb')),
+        (T + ['--work_dir', fresh('bc'), '--method', 'bce', '--random_head_alpha', '0.7'], '--random_head_alpha has no effect', fresh('bc')),
+        (T + ['--work_dir', fresh('nf'), '--noise_file', str(root/'missing.pkl')], '--noise_file must be an existing', fresh('nf')),
+        (T + ['--work_dir', fresh('rs'), '--resume', str(root/'missing.pth')], "--resume must be 'auto' or an existing", fresh('rs')),
+        (T + ['--work_dir', fresh('rc'), '--resume', str(done/'config.json')], 'config.json: refused', fresh('rc')),
+        (T + ['--work_dir', fresh('sd'), '--seed', '-1'], '--seed must be an integer >= 0', fresh('sd')),
+        (T + ['--work_dir', fresh('bsf'), '--bs', '1.5'], 'argument --bs: invalid int value', fresh('bsf')),
+        (T + ['--work_dir', fresh('epx'), '--epochs', 'abc'], 'argument --epochs: invalid int value', fresh('epx')),
+        (T + ['--work_dir', D, '--resume', 'auto', '--seed', '3'], '--seed 0 -> 3', None),
+        (T + ['--work_dir', D, '--resume', 'auto', '--method', 'colearn'], 'made by another run', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--t', '2'], '--t must be a number in [0, 1]', None),
+        (['stitchup_test', str(root/'missing.pth')], 'missing.pth: no such checkpoint', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'config.json')], 'would overwrite an input', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(root/'other.json')], 'other.json exists with other contents', None),
+        (['stitchup_noise', 'digits-small', '--out', str(root/'other.json')], 'other.json exists: pass --overwrite', None),
+    ]
+    cwd = lambda c: str(app) if c[0] == 'stitchup_noise' and '--out' not in c else str(root)   # the default output lands in cwd
+    (root/'cases.json').write_text(json.dumps([[c[0], c[1:], cwd(c)] for c, _, _ in cases]))
+    (root/'driver.py').write_text(DRIVER)
+    watched = [done, best, root/'far', app, root/'other.json', root/'bad.json']
+    before = {str(w): sha(w) if w.is_dir() else hashlib.sha256(w.read_bytes()).hexdigest() for w in watched}
+    p = subprocess.run([sys.executable, root/'driver.py', root/'cases.json', root/'answers.json', root/'held'],
+                       capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr[-3000:]
+    after = {str(w): sha(w) if w.is_dir() else hashlib.sha256(w.read_bytes()).hexdigest() for w in watched}
+    return cases, json.loads((root/'answers.json').read_text()), before, after
+
+
+def test_there_are_enough_cases(world):
+    assert len(world[0]) >= 26 + 25
+
+
+@pytest.mark.parametrize('k', range(57))
+def test_each_case_is_refused_by_name_and_changes_nothing(world, k):
+    cases, answers, before, after = world
+    if k >= len(cases): pytest.skip('no such case')
+    (cmd, said, fresh), (code, err) = cases[k], answers[k]
+    assert code == 2, f'{" ".join(cmd)}: exit {code}, expected 2 (a refusal)\n{err[-1500:]}'
+    assert said in err, f'{" ".join(cmd)}: the message does not say {said!r}:\n{err[-1500:]}'
+    assert 'Traceback' not in err
+    if fresh: assert not [p.name for p in Path(fresh).glob('*') if p.name != '.lock'], f'{fresh} got files'
+
+
+def test_no_earlier_file_changed(world):
+    _, _, before, after = world
+    assert before == after
+
+
+# ---- kill -9 at each point of the save sequence: metrics.json, then the checkpoint that carries its rows -------
+KILL_AFTER = textwrap.dedent('''
+    import os, signal, sys
+    import stitchup_nb.runs as runs, stitchup_nb.cli as cli
+    from stitchup_nb.colearn import Checkpoint
+    point, real_write, real_after = os.environ['KILL_AT'], runs.write_json, Checkpoint.after_epoch
+    def write_json(obj, path):
+        real_write(obj, path)
+        if point == 'after_metrics' and os.path.basename(str(path)) == 'metrics.json' and len(obj['epochs']) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    def after_epoch(self):
+        real_after(self)
+        if point == 'after_checkpoint' and self.epoch == 1:
+            (self.work_dir/'metrics.json').write_text('{damaged')      # and the metrics file lost as well
+            os.kill(os.getpid(), signal.SIGKILL)
+    runs.write_json, Checkpoint.after_epoch = write_json, after_epoch
+    cli.stitchup_train()
+''')
+
+
+@pytest.mark.parametrize('point', ['after_metrics', 'after_checkpoint'])
+def test_a_kill_at_any_save_point_keeps_every_epochs_row(point, quick_run, tmp_path):
+    work, script = tmp_path/'run', tmp_path/'kill.py'
+    script.write_text(KILL_AFTER)
+    p = subprocess.run([sys.executable, script, *QUICK, '--epochs', '3', '--work_dir', work], capture_output=True, text=True,
+                       env={**os.environ, 'KILL_AT': point}, timeout=900)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    run_cli(BIN/'stitchup_train', *QUICK, '--epochs', '3', '--work_dir', work, '--resume', 'auto')
+    m = json.loads((work/'metrics.json').read_text())
+    assert [e['epoch'] for e in m['epochs']] == [0, 1, 2] and 'final' in m
+    ref = json.loads((quick_run[0]/'metrics.json').read_text())     # the same run's first epoch, uninterrupted
+    assert m['epochs'][0]['mAP'] == ref['epochs'][0]['mAP']          # lr steps follow --epochs: epoch 0 alone is comparable
