@@ -33,19 +33,37 @@ def class_groups(counts,          # per-class training positive counts, length C
             'tail':   np.flatnonzero(counts < tail).tolist()}
 
 # %% ../nbs/00_data.ipynb #bee4e189
-def check_groups(groups:dict,    # head/medium/tail -> class indices
-                 n_classes:int,  # number of classes C
-                 source='groups' # where the groups came from, for the error message
+def _class_ids(members, g:str, source) -> list:
+    "Group `g`'s class ids as sorted Python ints; anything but a collection of integers is refused, naming it."
+    if not isinstance(members, (set, frozenset, list, tuple, range, np.ndarray)) or getattr(members, 'ndim', 1) != 1:
+        raise ValueError(f'{source}: group {g!r} must be a set or list of class ids, got {type(members).__name__} '
+                         f'{members!r:.60}')
+    for c in members:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+            raise ValueError(f'{source}: group {g!r} holds {c!r:.40} ({type(c).__name__}); class ids must be '
+                             'integers 0, 1, 2, ... (not floats, booleans or strings): fix or re-download the file')
+    return sorted(int(c) for c in members)
+
+def check_groups(groups:dict,            # head/medium/tail -> class indices
+                 n_classes:int|None=None, # number of classes C; None: as many as the groups name
+                 source='groups'          # where the groups came from, for the error message
                 ) -> dict:
-    "Validate `groups`: keys head/medium/tail, each class in exactly one group. Returns sorted int lists."
-    if set(groups) != set(GROUPS):
-        raise ValueError(f'{source}: expected the keys {list(GROUPS)}, got {sorted(groups)}.')
-    out = {g: sorted(int(c) for c in groups[g]) for g in GROUPS}
-    seen = np.zeros(n_classes, int)
+    "Validate `groups`: keys head/medium/tail, integer class ids, each of 0..C-1 in exactly one group. Returns sorted int lists."
+    if not isinstance(groups, dict) or set(groups) != set(GROUPS):
+        raise ValueError(f'{source}: expected the keys {list(GROUPS)}, got '
+                         f'{sorted(map(str, groups)) if isinstance(groups, dict) else type(groups).__name__}.')
+    out = {g: _class_ids(groups[g], g, source) for g in GROUPS}
+    n = sum(map(len, out.values())) if n_classes is None else n_classes
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f'{source}: n_classes must be a whole number >= 0, got {n_classes!r}')
     for g in GROUPS:
-        bad = [c for c in out[g] if not 0 <= c < n_classes]
-        if bad: raise ValueError(f'{source}: group {g!r} names classes {bad}, outside 0..{n_classes-1}.')
-        np.add.at(seen, out[g], 1)
+        if not (bad := [c for c in out[g] if not 0 <= c < n]): continue
+        if n_classes is not None: raise ValueError(f'{source}: group {g!r} names classes {bad[:5]}, outside 0..{n-1}.')
+        missing = sorted(set(range(n)).difference(*out.values()))[:10]    # never empty: some id lies outside 0..n-1
+        raise ValueError(f'{source}: group {g!r} names class {bad[0]}, but the groups name {n} classes in all, so '
+                         f'classes {missing} are in no group; every class 0..C-1 must be in exactly one group.')
+    seen = np.zeros(n, int)
+    for g in GROUPS: np.add.at(seen, out[g], 1)
     if (seen > 1).any():
         raise ValueError(f'{source}: classes {np.flatnonzero(seen > 1).tolist()} are in more than one group.')
     if (seen == 0).any():
@@ -86,16 +104,16 @@ def load_pickle(path) -> object:
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
 
 # %% ../nbs/00_data.ipynb #76652103
-def read_class_split(path) -> dict:
+def read_class_split(path,                  # class_split.pkl (or training_split.pkl)
+                     n_classes:int|None=None, # the number of classes, where known; None: as many as the file names
+                    ) -> dict:
     "Read an official `class_split.pkl` into `{'head','medium','tail'}` sorted int lists."
     d = load_pickle(path)
     if not isinstance(d, dict) or not {'head', 'tail'} <= set(d) or not ({'middle'} & set(d) or {'medium'} & set(d)):
         raise ValueError(f'{path}: expected a dict with keys head/middle/tail (sets of class indices), '
-                         f'got {type(d).__name__}' + (f' with keys {sorted(d)}' if isinstance(d, dict) else ''))
+                         f'got {type(d).__name__}' + (f' with keys {sorted(map(str, d))}' if isinstance(d, dict) else ''))
     groups = {'head': d['head'], 'medium': d.get('middle', d.get('medium')), 'tail': d['tail']}
-    try: n = 1 + max(int(c) for g in groups.values() for c in g)
-    except (TypeError, ValueError) as e: raise ValueError(f'{path}: group members must be class indices ({e})') from None
-    return check_groups(groups, n, source=str(path))
+    return check_groups(groups, n_classes, source=str(path))
 
 # %% ../nbs/00_data.ipynb #1db9b12e
 def shared_dir(name='voc-mlt') -> Path|None:
@@ -401,7 +419,7 @@ def read_appendix(path) -> Appendix:
         elif fq['clean_labels'] is not None and (diff := (clean != fq['clean_labels']).any(1).sum()):
             raise ValueError(f'{f}: clean_labels differ from those in {src.name} for {diff} of {n} images')
     split = path/'training_split.pkl'
-    return Appendix(path, ids, groups, clean, noisy, read_class_split(split) if split.is_file() else None)
+    return Appendix(path, ids, groups, clean, noisy, read_class_split(split, c) if split.is_file() else None)
 
 # %% ../nbs/00_data.ipynb #bee6ee8c
 def check_appendix(s:LabelledSet, app:Appendix) -> LabelledSet:
