@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import contextlib, io, json, pickle, re, warnings
+import contextlib, io, json, math, pickle, re, warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -360,32 +360,54 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
                        name or f'{img_dir.name} ({len(ids)} images)', size, on_bad)
 
 # %% ../nbs/00_data.ipynb #445d98f2
-def _rows(x, path, key) -> np.ndarray:
-    try: a = np.stack([np.asarray(r) for r in x]) if isinstance(x, (list, tuple)) else np.asarray(x)
-    except ValueError as e: raise ValueError(f'{path}: {key} rows differ in length ({e})') from None
-    return check_labels(a, source=f'{path} {key}')
+def _bounded(x, path, key:str, ndim:int, limit:int) -> np.ndarray:
+    "`x` (an array, or a list of rows, from a pickle) as an `ndim`-D numeric array, its size checked against `limit` first."
+    where = f'{path}: {key}'
+    if not isinstance(x, np.ndarray):         # an ndarray is already in memory: no larger than the file
+        if not isinstance(x, (list, tuple)): raise ValueError(f'{where} must be an array or a list of rows, got {type(x).__name__}')
+        rows = [x] if ndim == 1 else x
+        for r in rows:
+            if not isinstance(r, (list, tuple, np.ndarray)) or getattr(r, 'ndim', 1) != 1:
+                raise ValueError(f'{where} must be {ndim}-D: found {r!r:.40} ({type(r).__name__}) where a row of numbers belongs')
+        if len(lens := {len(r) for r in rows}) > 1: raise ValueError(f'{where} rows differ in length ({sorted(lens)[:5]})')
+        shape = (len(x),) if ndim == 1 else (len(x), lens.pop() if lens else 0)
+        if math.prod(shape) > limit:
+            raise ValueError(f'{where} claims {"×".join(map(str, shape))} = {math.prod(shape):,} values but the file has '
+                             f'{limit:,} bytes, and each value takes at least one: it repeats one row many times (a crafted '
+                             '"pickle bomb") or is damaged; re-download it')
+        for r in rows:                         # at most `limit` values: as long as the file
+            if not (r.dtype.kind in 'biuf' if isinstance(r, np.ndarray) else all(isinstance(v, (int, float, np.number)) for v in r)):
+                raise ValueError(f'{where} holds something other than numbers in a row, e.g. {r!r:.60}')
+    a = np.asarray(x)
+    if a.ndim != ndim: raise ValueError(f'{where} must be {ndim}-D, got shape {a.shape}')
+    if a.dtype.kind not in 'biuf': raise ValueError(f'{where} holds {a.dtype} values; expected numbers')
+    return a
+
+def _rows(x, path, key, limit) -> np.ndarray:
+    return check_labels(_bounded(x, path, key, 2, limit), source=f'{path} {key}')
 
 def read_class_freq(path) -> dict:
     """Read `class_freq.pkl` or `class_freq_{rate}noise.pkl` into arrays: `labels` (the ones counted: noisy in a
     noise file), `clean_labels` (or None), `class_freq`, `neg_class_freq`, `condition_prob` (or None), `noisy`."""
-    d = load_pickle(path)
+    d, limit = load_pickle(path), Path(path).stat().st_size
     key = next((k for k in ('labels', 'gt_labels') if isinstance(d, dict) and k in d), None)
     if key is None or 'class_freq' not in d:
         raise ValueError(f'{path}: expected gt_labels (clean file) or labels + clean_labels (noise file), and '
-                         f'class_freq; found {sorted(d) if isinstance(d, dict) else type(d).__name__}')
-    labels = _rows(d[key], path, key)
-    clean = labels if key == 'gt_labels' else _rows(d['clean_labels'], path, 'clean_labels') if 'clean_labels' in d else None
+                         f'class_freq; found {sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__}')
+    labels = _rows(d[key], path, key, limit)
+    clean = labels if key == 'gt_labels' else _rows(d['clean_labels'], path, 'clean_labels', limit) if 'clean_labels' in d else None
     if clean is not None and clean.shape != labels.shape:
         raise ValueError(f'{path}: clean_labels have shape {clean.shape}, {key} {labels.shape}')
     pos = labels.sum(0).astype(int)
     for k, want in (('class_freq', pos), ('neg_class_freq', len(labels) - pos)):
-        if np.shape(got := np.asarray(d.get(k, want))) != want.shape or (got != want).any():
+        got = _bounded(d[k], path, k, 1, limit) if k in d else want
+        if got.shape != want.shape or (got != want).any():
             raise ValueError(f'{path}: stored {k} {got.tolist()} differs from {want.tolist()}, counted from {key}')
-    cond = None if d.get('condition_prob') is None else np.asarray(d['condition_prob'], float)
+    cond = None if d.get('condition_prob') is None else _bounded(d['condition_prob'], path, 'condition_prob', 2, limit)
     if cond is not None and cond.shape != (pos.size,) * 2:
         raise ValueError(f'{path}: condition_prob has shape {cond.shape}, expected {(pos.size,) * 2}')
     return dict(labels=labels, clean_labels=clean, class_freq=pos, neg_class_freq=len(labels) - pos,
-                condition_prob=cond, noisy=key == 'labels')
+                condition_prob=None if cond is None else cond.astype(float), noisy=key == 'labels')
 
 # %% ../nbs/00_data.ipynb #026a08e9
 @dataclass
