@@ -250,16 +250,36 @@ def _need(path, what:str, layout:str) -> Path:
 
 _ID = re.compile(r'[\w.\-]+')
 
+def _not_text(path, raw:bytes, e:UnicodeDecodeError) -> ValueError:
+    utf16 = ' (it starts with a UTF-16 byte-order mark)' if raw[:2] in (b'\xff\xfe', b'\xfe\xff') else ''
+    return ValueError(f'{path}: neither UTF-8 text nor a pickled list of ids: byte {raw[e.start]:#04x} at offset '
+                      f'{e.start} is not UTF-8{utf16}; save the file as UTF-8, one image id per line')
+
+def _pickled_ids(obj, path) -> list:
+    if not isinstance(obj, (list, tuple, np.ndarray)) or getattr(obj, 'ndim', 1) != 1:
+        raise ValueError(f'{path}: expected image ids one per line or a pickled list, got a {type(obj).__name__}')
+    for i in obj:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (str, int, np.integer)):
+            raise ValueError(f'{path}: the pickled list holds {i!r:.40} ({type(i).__name__}); image ids are strings or integers')
+    ids = [str(i.item() if isinstance(i, np.generic) else i) for i in obj]
+    if bad := next((i for i in ids if not _ID.fullmatch(i)), None):
+        raise ValueError(f'{path}: the pickled list holds {bad!r:.40}, not an image id (letters, digits, _ . -)')
+    return ids
+
 def read_ids(path) -> list:
-    "Image ids from a split file, one per line (plain text, whatever its suffix) or a pickled list; as strings."
+    "Image ids from a split file, one per line (UTF-8 text, whatever its suffix) or a pickled list; as strings."
     path = _need(path, 'image-id file', 'one image id per line')
-    try: ids = [l.strip() for l in path.read_bytes().decode().splitlines() if l.strip()]
-    except UnicodeDecodeError: ids = None
-    if ids is None or not all(_ID.fullmatch(i) for i in ids):    # not id text: a real pickle, or not an id file
-        obj = load_pickle(path)
-        if not isinstance(obj, (list, tuple, np.ndarray)):
-            raise ValueError(f'{path}: expected image ids one per line or a pickled list, got a {type(obj).__name__}')
-        ids = [str(i.item() if isinstance(i, np.generic) else i) for i in obj]
+    raw, bad_utf8 = path.read_bytes(), None
+    try: lines = [l.strip() for l in raw.decode('utf-8-sig').splitlines() if l.strip()]   # -sig: drops a BOM
+    except UnicodeDecodeError as e: lines, bad_utf8 = None, e
+    if lines is not None and all(_ID.fullmatch(i) for i in lines): ids = lines
+    elif raw[:1] == b'\x80' or raw.endswith(b'.'):     # a pickle: protocol >= 2 opens with 0x80, every one ends with STOP
+        ids = _pickled_ids(load_pickle(path), path)
+    elif bad_utf8: raise _not_text(path, raw, bad_utf8)
+    else:
+        k, line = next((k, l) for k, l in enumerate(lines, 1) if not _ID.fullmatch(l))
+        raise ValueError(f'{path}: line {k}, {line!r:.60}, is not an image id (letters, digits, _ . -); '
+                         'expected one id per line')
     if not ids: raise ValueError(f'{path}: holds no image ids')
     u, k = np.unique(ids, return_counts=True)
     if (k > 1).any(): raise ValueError(f'{path}: ids listed more than once: {u[k > 1][:5].tolist()}')
