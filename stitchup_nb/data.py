@@ -333,6 +333,44 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
 _COCO_LAYOUT = 'an instances JSON such as data/coco/annotations/instances_train2017.json and its images (data/coco/train2017)'
 _COCO_FIELDS = {'images': ('id', 'file_name'), 'categories': ('id', 'name'),
                 'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area')}
+_ONE = {'images': 'image', 'categories': 'category', 'annotations': 'annotation'}
+
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
+    "What is wrong with annotation `a` (a dict holding every field the reader uses), or None."
+    if not _is_int(a['image_id']) or a['image_id'] not in imgs: return f'image_id {a["image_id"]!r:.40} names no image in the file'
+    if not _is_int(a['category_id']) or a['category_id'] not in cats:
+        return f'category_id {a["category_id"]!r:.40} names no category in the file'
+    b = a['bbox']
+    if not isinstance(b, list) or len(b) != 4 or not all(map(_is_num, b)):
+        return f'bbox must be four finite numbers [x, y, width, height], got {b!r:.60}'
+    if not _is_num(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
+    if bad := [k for k in ('iscrowd', 'ignore') if k in a and a[k] not in (0, 1)]: return f'{bad[0]} must be 0 or 1, got {a[bad[0]]!r:.40}'
+
+def _check_coco(d, ann_file):
+    "Every field `coco_set` reads, checked before pycocotools indexes `d`; errors name the entry's id and the file."
+    for key, fields in _COCO_FIELDS.items():
+        if not isinstance(d, dict) or not isinstance(d.get(key), list):
+            raise ValueError(f'{ann_file}: no {key!r} list; expected a COCO instances file')
+        for j, e in enumerate(d[key]):
+            if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
+                who = f'{_ONE[key]} id {e["id"]!r:.40} ({key}[{j}])' if isinstance(e, dict) and 'id' in e else f'{key}[{j}]'
+                raise ValueError(f'{ann_file}: {who} lacks the field(s) {miss}; fix or remove that entry')
+            if not _is_int(e['id']):
+                raise ValueError(f'{ann_file}: {key}[{j}] has id {e["id"]!r:.40}; COCO ids are integers')
+        if key != 'annotations' and len(set(ids := [e['id'] for e in d[key]])) < len(ids):
+            u, k = np.unique(ids, return_counts=True)
+            raise ValueError(f'{ann_file}: two {key} have the id {u[k > 1][0]}; each {_ONE[key]} needs its own id')
+    for e in d['images']:
+        if not isinstance(f := e['file_name'], str) or not f or Path(f).is_absolute() or '..' in Path(f).parts:
+            raise ValueError(f'{ann_file}: image id {e["id"]} has file_name {f!r:.60}; expected a file name inside the image folder')
+    for e in d['categories']:
+        if not isinstance(e['name'], str): raise ValueError(f'{ann_file}: category id {e["id"]} has name {e["name"]!r:.40}; expected a string')
+    imgs, cats = {e['id'] for e in d['images']}, {c['id'] for c in d['categories']}
+    for a in d['annotations']:
+        if err := _coco_ann_error(a, imgs, cats): raise ValueError(f'{ann_file}: annotation id {a["id"]}: {err}; fix or remove that annotation')
 
 def _coco(ann_file):
     "A pycocotools index of `ann_file`, once the fields the reader uses are checked."
@@ -340,15 +378,7 @@ def _coco(ann_file):
     ann_file = _need(ann_file, 'COCO annotation file', _COCO_LAYOUT)
     try: d = json.loads(ann_file.read_bytes())
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f'{ann_file}: not a JSON file ({e})') from None
-    for key, fields in _COCO_FIELDS.items():
-        if not isinstance(d, dict) or not isinstance(d.get(key), list):
-            raise ValueError(f'{ann_file}: no {key!r} list; expected a COCO instances file')
-        for j, e in enumerate(d[key]):
-            if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
-                raise ValueError(f'{ann_file}: {key}[{j}] lacks the field(s) {miss}')
-    cats = {c['id'] for c in d['categories']}
-    if bad := next((a for a in d['annotations'] if a['category_id'] not in cats), None):
-        raise ValueError(f'{ann_file}: annotation {bad["id"]} has category_id {bad["category_id"]}, which no category has')
+    _check_coco(d, ann_file)
     coco = COCO(); coco.dataset = d
     with contextlib.redirect_stdout(io.StringIO()): coco.createIndex()    # pycocotools prints progress
     return coco
