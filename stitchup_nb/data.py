@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import contextlib, io, json, math, pickle, re, warnings
+import contextlib, errno, io, json, math, os, pickle, re, secrets, stat, warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,9 +14,10 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'read_class_split', 'shared_dir',
-           'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set', 'read_class_freq',
-           'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets', 'longtail_subset']
+__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'atomic_write', 'read_class_split',
+           'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set',
+           'read_class_freq', 'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets',
+           'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -102,6 +103,35 @@ def load_pickle(path) -> object:
     except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
     except Exception as e:      # a damaged or odd stream fails in many ways (EOF, bad codec, BUILD on a set, ...)
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
+
+# %% ../nbs/00_data.ipynb #861b4cee
+_FIXES = {errno.ENOSPC: 'free some disk space and run again', errno.EDQUOT: 'free some space (disk quota) and run again',
+          errno.EACCES: "check the folder's permissions, or write elsewhere", errno.EPERM: "check the folder's permissions, or write elsewhere",
+          errno.EROFS: 'the file system is read-only: write elsewhere'}
+
+def atomic_write(path,   # the file to write (its folder is created)
+                 write,  # write(f) writes the content to `f`, a binary file object
+                ) -> Path:
+    "Write `path` whole or not at all: `write(f)` fills a temporary file beside it, synced, then renamed over `path`."
+    path, tmp = Path(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        name = path.with_name(f'{path.name}.{secrets.token_hex(6)}.tmp')
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666); tmp = name    # 0o666: the umask decides
+        with open(fd, 'wb') as f:
+            write(f)
+            f.flush(); os.fsync(f.fileno())      # on disk before the rename: a crash never leaves a half file
+        with contextlib.suppress(FileNotFoundError): os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError): os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno:
+            kept = 'the earlier file of that name is intact' if path.exists() else 'no file was written'
+            raise type(e)(e.errno, f'{path}: could not write it ({e.strerror}); {kept}; '
+                                   f'{_FIXES.get(e.errno, "fix the cause and run again")}') from e
+        raise
+    return path
 
 # %% ../nbs/00_data.ipynb #76652103
 def read_class_split(path,                  # class_split.pkl (or training_split.pkl)
