@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import contextlib, io, json, pickle, re, warnings
+import contextlib, errno, io, json, math, os, pickle, re, secrets, stat, warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,9 +14,10 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'read_class_split', 'shared_dir',
-           'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set', 'read_class_freq',
-           'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets', 'longtail_subset']
+__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'atomic_write', 'read_class_split',
+           'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set',
+           'read_class_freq', 'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets',
+           'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -33,19 +34,37 @@ def class_groups(counts,          # per-class training positive counts, length C
             'tail':   np.flatnonzero(counts < tail).tolist()}
 
 # %% ../nbs/00_data.ipynb #bee4e189
-def check_groups(groups:dict,    # head/medium/tail -> class indices
-                 n_classes:int,  # number of classes C
-                 source='groups' # where the groups came from, for the error message
+def _class_ids(members, g:str, source) -> list:
+    "Group `g`'s class ids as sorted Python ints; anything but a collection of integers is refused, naming it."
+    if not isinstance(members, (set, frozenset, list, tuple, range, np.ndarray)) or getattr(members, 'ndim', 1) != 1:
+        raise ValueError(f'{source}: group {g!r} must be a set or list of class ids, got {type(members).__name__} '
+                         f'{members!r:.60}')
+    for c in members:
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+            raise ValueError(f'{source}: group {g!r} holds {c!r:.40} ({type(c).__name__}); class ids must be '
+                             'integers 0, 1, 2, ... (not floats, booleans or strings): fix or re-download the file')
+    return sorted(int(c) for c in members)
+
+def check_groups(groups:dict,            # head/medium/tail -> class indices
+                 n_classes:int|None=None, # number of classes C; None: as many as the groups name
+                 source='groups'          # where the groups came from, for the error message
                 ) -> dict:
-    "Validate `groups`: keys head/medium/tail, each class in exactly one group. Returns sorted int lists."
-    if set(groups) != set(GROUPS):
-        raise ValueError(f'{source}: expected the keys {list(GROUPS)}, got {sorted(groups)}.')
-    out = {g: sorted(int(c) for c in groups[g]) for g in GROUPS}
-    seen = np.zeros(n_classes, int)
+    "Validate `groups`: keys head/medium/tail, integer class ids, each of 0..C-1 in exactly one group. Returns sorted int lists."
+    if not isinstance(groups, dict) or set(groups) != set(GROUPS):
+        raise ValueError(f'{source}: expected the keys {list(GROUPS)}, got '
+                         f'{sorted(map(str, groups)) if isinstance(groups, dict) else type(groups).__name__}.')
+    out = {g: _class_ids(groups[g], g, source) for g in GROUPS}
+    n = sum(map(len, out.values())) if n_classes is None else n_classes
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f'{source}: n_classes must be a whole number >= 0, got {n_classes!r}')
     for g in GROUPS:
-        bad = [c for c in out[g] if not 0 <= c < n_classes]
-        if bad: raise ValueError(f'{source}: group {g!r} names classes {bad}, outside 0..{n_classes-1}.')
-        np.add.at(seen, out[g], 1)
+        if not (bad := [c for c in out[g] if not 0 <= c < n]): continue
+        if n_classes is not None: raise ValueError(f'{source}: group {g!r} names classes {bad[:5]}, outside 0..{n-1}.')
+        missing = sorted(set(range(n)).difference(*out.values()))[:10]    # never empty: some id lies outside 0..n-1
+        raise ValueError(f'{source}: group {g!r} names class {bad[0]}, but the groups name {n} classes in all, so '
+                         f'classes {missing} are in no group; every class 0..C-1 must be in exactly one group.')
+    seen = np.zeros(n, int)
+    for g in GROUPS: np.add.at(seen, out[g], 1)
     if (seen > 1).any():
         raise ValueError(f'{source}: classes {np.flatnonzero(seen > 1).tolist()} are in more than one group.')
     if (seen == 0).any():
@@ -85,17 +104,46 @@ def load_pickle(path) -> object:
     except Exception as e:      # a damaged or odd stream fails in many ways (EOF, bad codec, BUILD on a set, ...)
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
 
+# %% ../nbs/00_data.ipynb #861b4cee
+_FIXES = {errno.ENOSPC: 'free some disk space and run again', errno.EDQUOT: 'free some space (disk quota) and run again',
+          errno.EACCES: "check the folder's permissions, or write elsewhere", errno.EPERM: "check the folder's permissions, or write elsewhere",
+          errno.EROFS: 'the file system is read-only: write elsewhere'}
+
+def atomic_write(path,   # the file to write (its folder is created)
+                 write,  # write(f) writes the content to `f`, a binary file object
+                ) -> Path:
+    "Write `path` whole or not at all: `write(f)` fills a temporary file beside it, synced, then renamed over `path`."
+    path, tmp = Path(path), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        name = path.with_name(f'{path.name}.{secrets.token_hex(6)}.tmp')
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666); tmp = name    # 0o666: the umask decides
+        with open(fd, 'wb') as f:
+            write(f)
+            f.flush(); os.fsync(f.fileno())      # on disk before the rename: a crash never leaves a half file
+        with contextlib.suppress(FileNotFoundError): os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError): os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno:
+            kept = 'the earlier file of that name is intact' if path.exists() else 'no file was written'
+            raise type(e)(e.errno, f'{path}: could not write it ({e.strerror}); {kept}; '
+                                   f'{_FIXES.get(e.errno, "fix the cause and run again")}') from e
+        raise
+    return path
+
 # %% ../nbs/00_data.ipynb #76652103
-def read_class_split(path) -> dict:
+def read_class_split(path,                  # class_split.pkl (or training_split.pkl)
+                     n_classes:int|None=None, # the number of classes, where known; None: as many as the file names
+                    ) -> dict:
     "Read an official `class_split.pkl` into `{'head','medium','tail'}` sorted int lists."
     d = load_pickle(path)
     if not isinstance(d, dict) or not {'head', 'tail'} <= set(d) or not ({'middle'} & set(d) or {'medium'} & set(d)):
         raise ValueError(f'{path}: expected a dict with keys head/middle/tail (sets of class indices), '
-                         f'got {type(d).__name__}' + (f' with keys {sorted(d)}' if isinstance(d, dict) else ''))
+                         f'got {type(d).__name__}' + (f' with keys {sorted(map(str, d))}' if isinstance(d, dict) else ''))
     groups = {'head': d['head'], 'medium': d.get('middle', d.get('medium')), 'tail': d['tail']}
-    try: n = 1 + max(int(c) for g in groups.values() for c in g)
-    except (TypeError, ValueError) as e: raise ValueError(f'{path}: group members must be class indices ({e})') from None
-    return check_groups(groups, n, source=str(path))
+    return check_groups(groups, n_classes, source=str(path))
 
 # %% ../nbs/00_data.ipynb #1db9b12e
 def shared_dir(name='voc-mlt') -> Path|None:
@@ -232,16 +280,36 @@ def _need(path, what:str, layout:str) -> Path:
 
 _ID = re.compile(r'[\w.\-]+')
 
+def _not_text(path, raw:bytes, e:UnicodeDecodeError) -> ValueError:
+    utf16 = ' (it starts with a UTF-16 byte-order mark)' if raw[:2] in (b'\xff\xfe', b'\xfe\xff') else ''
+    return ValueError(f'{path}: neither UTF-8 text nor a pickled list of ids: byte {raw[e.start]:#04x} at offset '
+                      f'{e.start} is not UTF-8{utf16}; save the file as UTF-8, one image id per line')
+
+def _pickled_ids(obj, path) -> list:
+    if not isinstance(obj, (list, tuple, np.ndarray)) or getattr(obj, 'ndim', 1) != 1:
+        raise ValueError(f'{path}: expected image ids one per line or a pickled list, got a {type(obj).__name__}')
+    for i in obj:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (str, int, np.integer)):
+            raise ValueError(f'{path}: the pickled list holds {i!r:.40} ({type(i).__name__}); image ids are strings or integers')
+    ids = [str(i.item() if isinstance(i, np.generic) else i) for i in obj]
+    if bad := next((i for i in ids if not _ID.fullmatch(i)), None):
+        raise ValueError(f'{path}: the pickled list holds {bad!r:.40}, not an image id (letters, digits, _ . -)')
+    return ids
+
 def read_ids(path) -> list:
-    "Image ids from a split file, one per line (plain text, whatever its suffix) or a pickled list; as strings."
+    "Image ids from a split file, one per line (UTF-8 text, whatever its suffix) or a pickled list; as strings."
     path = _need(path, 'image-id file', 'one image id per line')
-    try: ids = [l.strip() for l in path.read_bytes().decode().splitlines() if l.strip()]
-    except UnicodeDecodeError: ids = None
-    if ids is None or not all(_ID.fullmatch(i) for i in ids):    # not id text: a real pickle, or not an id file
-        obj = load_pickle(path)
-        if not isinstance(obj, (list, tuple, np.ndarray)):
-            raise ValueError(f'{path}: expected image ids one per line or a pickled list, got a {type(obj).__name__}')
-        ids = [str(i.item() if isinstance(i, np.generic) else i) for i in obj]
+    raw, bad_utf8 = path.read_bytes(), None
+    try: lines = [l.strip() for l in raw.decode('utf-8-sig').splitlines() if l.strip()]   # -sig: drops a BOM
+    except UnicodeDecodeError as e: lines, bad_utf8 = None, e
+    if lines is not None and all(_ID.fullmatch(i) for i in lines): ids = lines
+    elif raw[:1] == b'\x80' or raw.endswith(b'.'):     # a pickle: protocol >= 2 opens with 0x80, every one ends with STOP
+        ids = _pickled_ids(load_pickle(path), path)
+    elif bad_utf8: raise _not_text(path, raw, bad_utf8)
+    else:
+        k, line = next((k, l) for k, l in enumerate(lines, 1) if not _ID.fullmatch(l))
+        raise ValueError(f'{path}: line {k}, {line!r:.60}, is not an image id (letters, digits, _ . -); '
+                         'expected one id per line')
     if not ids: raise ValueError(f'{path}: holds no image ids')
     u, k = np.unique(ids, return_counts=True)
     if (k > 1).any(): raise ValueError(f'{path}: ids listed more than once: {u[k > 1][:5].tolist()}')
@@ -295,6 +363,44 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
 _COCO_LAYOUT = 'an instances JSON such as data/coco/annotations/instances_train2017.json and its images (data/coco/train2017)'
 _COCO_FIELDS = {'images': ('id', 'file_name'), 'categories': ('id', 'name'),
                 'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area')}
+_ONE = {'images': 'image', 'categories': 'category', 'annotations': 'annotation'}
+
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
+    "What is wrong with annotation `a` (a dict holding every field the reader uses), or None."
+    if not _is_int(a['image_id']) or a['image_id'] not in imgs: return f'image_id {a["image_id"]!r:.40} names no image in the file'
+    if not _is_int(a['category_id']) or a['category_id'] not in cats:
+        return f'category_id {a["category_id"]!r:.40} names no category in the file'
+    b = a['bbox']
+    if not isinstance(b, list) or len(b) != 4 or not all(map(_is_num, b)):
+        return f'bbox must be four finite numbers [x, y, width, height], got {b!r:.60}'
+    if not _is_num(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
+    if bad := [k for k in ('iscrowd', 'ignore') if k in a and a[k] not in (0, 1)]: return f'{bad[0]} must be 0 or 1, got {a[bad[0]]!r:.40}'
+
+def _check_coco(d, ann_file):
+    "Every field `coco_set` reads, checked before pycocotools indexes `d`; errors name the entry's id and the file."
+    for key, fields in _COCO_FIELDS.items():
+        if not isinstance(d, dict) or not isinstance(d.get(key), list):
+            raise ValueError(f'{ann_file}: no {key!r} list; expected a COCO instances file')
+        for j, e in enumerate(d[key]):
+            if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
+                who = f'{_ONE[key]} id {e["id"]!r:.40} ({key}[{j}])' if isinstance(e, dict) and 'id' in e else f'{key}[{j}]'
+                raise ValueError(f'{ann_file}: {who} lacks the field(s) {miss}; fix or remove that entry')
+            if not _is_int(e['id']):
+                raise ValueError(f'{ann_file}: {key}[{j}] has id {e["id"]!r:.40}; COCO ids are integers')
+        if key != 'annotations' and len(set(ids := [e['id'] for e in d[key]])) < len(ids):
+            u, k = np.unique(ids, return_counts=True)
+            raise ValueError(f'{ann_file}: two {key} have the id {u[k > 1][0]}; each {_ONE[key]} needs its own id')
+    for e in d['images']:
+        if not isinstance(f := e['file_name'], str) or not f or Path(f).is_absolute() or '..' in Path(f).parts:
+            raise ValueError(f'{ann_file}: image id {e["id"]} has file_name {f!r:.60}; expected a file name inside the image folder')
+    for e in d['categories']:
+        if not isinstance(e['name'], str): raise ValueError(f'{ann_file}: category id {e["id"]} has name {e["name"]!r:.40}; expected a string')
+    imgs, cats = {e['id'] for e in d['images']}, {c['id'] for c in d['categories']}
+    for a in d['annotations']:
+        if err := _coco_ann_error(a, imgs, cats): raise ValueError(f'{ann_file}: annotation id {a["id"]}: {err}; fix or remove that annotation')
 
 def _coco(ann_file):
     "A pycocotools index of `ann_file`, once the fields the reader uses are checked."
@@ -302,15 +408,7 @@ def _coco(ann_file):
     ann_file = _need(ann_file, 'COCO annotation file', _COCO_LAYOUT)
     try: d = json.loads(ann_file.read_bytes())
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f'{ann_file}: not a JSON file ({e})') from None
-    for key, fields in _COCO_FIELDS.items():
-        if not isinstance(d, dict) or not isinstance(d.get(key), list):
-            raise ValueError(f'{ann_file}: no {key!r} list; expected a COCO instances file')
-        for j, e in enumerate(d[key]):
-            if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
-                raise ValueError(f'{ann_file}: {key}[{j}] lacks the field(s) {miss}')
-    cats = {c['id'] for c in d['categories']}
-    if bad := next((a for a in d['annotations'] if a['category_id'] not in cats), None):
-        raise ValueError(f'{ann_file}: annotation {bad["id"]} has category_id {bad["category_id"]}, which no category has')
+    _check_coco(d, ann_file)
     coco = COCO(); coco.dataset = d
     with contextlib.redirect_stdout(io.StringIO()): coco.createIndex()    # pycocotools prints progress
     return coco
@@ -342,32 +440,54 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
                        name or f'{img_dir.name} ({len(ids)} images)', size, on_bad)
 
 # %% ../nbs/00_data.ipynb #445d98f2
-def _rows(x, path, key) -> np.ndarray:
-    try: a = np.stack([np.asarray(r) for r in x]) if isinstance(x, (list, tuple)) else np.asarray(x)
-    except ValueError as e: raise ValueError(f'{path}: {key} rows differ in length ({e})') from None
-    return check_labels(a, source=f'{path} {key}')
+def _bounded(x, path, key:str, ndim:int, limit:int) -> np.ndarray:
+    "`x` (an array, or a list of rows, from a pickle) as an `ndim`-D numeric array, its size checked against `limit` first."
+    where = f'{path}: {key}'
+    if not isinstance(x, np.ndarray):         # an ndarray is already in memory: no larger than the file
+        if not isinstance(x, (list, tuple)): raise ValueError(f'{where} must be an array or a list of rows, got {type(x).__name__}')
+        rows = [x] if ndim == 1 else x
+        for r in rows:
+            if not isinstance(r, (list, tuple, np.ndarray)) or getattr(r, 'ndim', 1) != 1:
+                raise ValueError(f'{where} must be {ndim}-D: found {r!r:.40} ({type(r).__name__}) where a row of numbers belongs')
+        if len(lens := {len(r) for r in rows}) > 1: raise ValueError(f'{where} rows differ in length ({sorted(lens)[:5]})')
+        shape = (len(x),) if ndim == 1 else (len(x), lens.pop() if lens else 0)
+        if math.prod(shape) > limit:
+            raise ValueError(f'{where} claims {"×".join(map(str, shape))} = {math.prod(shape):,} values but the file has '
+                             f'{limit:,} bytes, and each value takes at least one: it repeats one row many times (a crafted '
+                             '"pickle bomb") or is damaged; re-download it')
+        for r in rows:                         # at most `limit` values: as long as the file
+            if not (r.dtype.kind in 'biuf' if isinstance(r, np.ndarray) else all(isinstance(v, (int, float, np.number)) for v in r)):
+                raise ValueError(f'{where} holds something other than numbers in a row, e.g. {r!r:.60}')
+    a = np.asarray(x)
+    if a.ndim != ndim: raise ValueError(f'{where} must be {ndim}-D, got shape {a.shape}')
+    if a.dtype.kind not in 'biuf': raise ValueError(f'{where} holds {a.dtype} values; expected numbers')
+    return a
+
+def _rows(x, path, key, limit) -> np.ndarray:
+    return check_labels(_bounded(x, path, key, 2, limit), source=f'{path} {key}')
 
 def read_class_freq(path) -> dict:
     """Read `class_freq.pkl` or `class_freq_{rate}noise.pkl` into arrays: `labels` (the ones counted: noisy in a
     noise file), `clean_labels` (or None), `class_freq`, `neg_class_freq`, `condition_prob` (or None), `noisy`."""
-    d = load_pickle(path)
+    d, limit = load_pickle(path), Path(path).stat().st_size
     key = next((k for k in ('labels', 'gt_labels') if isinstance(d, dict) and k in d), None)
     if key is None or 'class_freq' not in d:
         raise ValueError(f'{path}: expected gt_labels (clean file) or labels + clean_labels (noise file), and '
-                         f'class_freq; found {sorted(d) if isinstance(d, dict) else type(d).__name__}')
-    labels = _rows(d[key], path, key)
-    clean = labels if key == 'gt_labels' else _rows(d['clean_labels'], path, 'clean_labels') if 'clean_labels' in d else None
+                         f'class_freq; found {sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__}')
+    labels = _rows(d[key], path, key, limit)
+    clean = labels if key == 'gt_labels' else _rows(d['clean_labels'], path, 'clean_labels', limit) if 'clean_labels' in d else None
     if clean is not None and clean.shape != labels.shape:
         raise ValueError(f'{path}: clean_labels have shape {clean.shape}, {key} {labels.shape}')
     pos = labels.sum(0).astype(int)
     for k, want in (('class_freq', pos), ('neg_class_freq', len(labels) - pos)):
-        if np.shape(got := np.asarray(d.get(k, want))) != want.shape or (got != want).any():
+        got = _bounded(d[k], path, k, 1, limit) if k in d else want
+        if got.shape != want.shape or (got != want).any():
             raise ValueError(f'{path}: stored {k} {got.tolist()} differs from {want.tolist()}, counted from {key}')
-    cond = None if d.get('condition_prob') is None else np.asarray(d['condition_prob'], float)
+    cond = None if d.get('condition_prob') is None else _bounded(d['condition_prob'], path, 'condition_prob', 2, limit)
     if cond is not None and cond.shape != (pos.size,) * 2:
         raise ValueError(f'{path}: condition_prob has shape {cond.shape}, expected {(pos.size,) * 2}')
     return dict(labels=labels, clean_labels=clean, class_freq=pos, neg_class_freq=len(labels) - pos,
-                condition_prob=cond, noisy=key == 'labels')
+                condition_prob=None if cond is None else cond.astype(float), noisy=key == 'labels')
 
 # %% ../nbs/00_data.ipynb #026a08e9
 @dataclass
@@ -401,7 +521,7 @@ def read_appendix(path) -> Appendix:
         elif fq['clean_labels'] is not None and (diff := (clean != fq['clean_labels']).any(1).sum()):
             raise ValueError(f'{f}: clean_labels differ from those in {src.name} for {diff} of {n} images')
     split = path/'training_split.pkl'
-    return Appendix(path, ids, groups, clean, noisy, read_class_split(split) if split.is_file() else None)
+    return Appendix(path, ids, groups, clean, noisy, read_class_split(split, c) if split.is_file() else None)
 
 # %% ../nbs/00_data.ipynb #bee6ee8c
 def check_appendix(s:LabelledSet, app:Appendix) -> LabelledSet:

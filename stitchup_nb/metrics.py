@@ -109,7 +109,7 @@ class LTMapMetric(Metric):
 
 def lt_metrics(groups:dict) -> list:
     "fastai metrics `mAP`, `head_mAP`, `medium_mAP`, `tail_mAP` (percent) sharing one accumulation."
-    shared = _SharedAP(check_groups(groups, 1 + max((c for g in groups.values() for c in g), default=-1)))
+    shared = _SharedAP(check_groups(groups))      # C: as many classes as the groups name
     return [LTMapMetric(shared, k) for k in ('total', *GROUPS)]
 
 # %% ../nbs/08_metrics.ipynb #f6c0aef2

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import GROUPS, check_groups, check_labels, load_pickle, read_class_freq
+from .data import GROUPS, atomic_write, check_groups, check_labels, load_pickle, read_class_freq
 
 # %% auto #0
 __all__ = ['NOISE_KINDS', 'condition_prob', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise',
@@ -174,9 +174,7 @@ def save_noisy(path,    # where to write, e.g. `dir/noisy_fname(.5)`
     if clean.shape != noisy.shape: raise ValueError(f'save_noisy: noisy {noisy.shape} and clean {clean.shape} differ')
     counts = noisy.sum(0).astype(np.int64)
     d = {'labels': noisy, 'clean_labels': clean, 'class_freq': counts, 'neg_class_freq': len(noisy) - counts}
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'wb') as f: _Py2Pickler(f, protocol=2).dump(d)
-    return path
+    return atomic_write(path, lambda f: _Py2Pickler(f, protocol=2).dump(d))
 
 # %% ../nbs/02_noise.ipynb #bc65afd3
 def load_noisy(path) -> tuple:
