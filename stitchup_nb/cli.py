@@ -20,18 +20,18 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (BRANCH_OF, THRESHOLDS, Checkpoint, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
+from .colearn import (BRANCH_OF, THRESHOLDS, Checkpoint, TrainedEpoch, branch_losses, close_distributed, colearner, deterministic_torch, distributed,
                                   init_distributed, load_checkpoint, main_process_first, read_checkpoint, write_json)
 from .metrics import lt_map, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (MetricsJSON, check_config, check_resume, checkpoints, lock_work_dir, prepare_work_dir, read_json,
+from .runs import (MetricsJSON, check_config, check_values, check_resume, checkpoints, lock_work_dir, prepare_work_dir, read_json,
                               run_diff, saved_config)
 from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['RECORDED', 'FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups', 'evaluate',
-           'train_config', 'build_learner', 'run_training', 'summary', 'stitchup_train', 'launch', 'stitchup_test',
-           'stitchup_noise']
+__all__ = ['RECORDED', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
+           'evaluate', 'train_config', 'build_learner', 'run_training', 'EpochLines', 'summary', 'stitchup_train',
+           'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -120,7 +120,6 @@ def build_learner(cfg:dict, history:list|None=None):
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
     samplers = _SAMPLERS.get(cfg['branches'])
     if samplers is None: raise ValueError(f"--branches must be both, random or balanced, got {cfg['branches']!r}")
-    if cfg['noise_kind'] not in NOISE_KINDS: raise ValueError(f"--noise_kind must be one of {list(NOISE_KINDS)}, got {cfg['noise_kind']!r}")
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
@@ -151,7 +150,9 @@ def build_learner(cfg:dict, history:list|None=None):
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
-    if cfg['quiet']: learn.remove_cb(ProgressCallback); learn.logger = noop   # no bars, no per-epoch rows
+    learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints
+    if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
+    if not cfg['quiet']: learn.add_cb(EpochLines())
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
     if cfg['channels_last']: learn.to_channelslast(use_amp=False)
     learn.config = cfg
@@ -194,6 +195,24 @@ def run_training(cfg:dict) -> tuple:
     finally:
         if lock: lock.close()
 
+class EpochLines(TrainedEpoch):
+    "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."
+    order = 86                                   # after the recorder's row and MetricsJSON (85)
+    def before_epoch(self): super().before_epoch(); self.t0 = time.time()
+    def after_epoch(self):
+        if not self.trained or rank_distrib() != 0: return
+        row = dict(zip(self.recorder.metric_names[1:], self.recorder.values[-1]))
+        g = lambda k: f'{row[k]:.1f}' if k in row else '-'
+        said = {'fixed': 'fixed', 'broke': 'broken', 'on': 'switched on', 'off': 'switched off'}
+        by = {}
+        for k in row:
+            name, _, stat = k.rpartition('_')
+            if stat in said and name in get_model(self.learn.model).names: by.setdefault(name, []).append(f'{int(row[k])} {said[stat]}')
+        fix = '; '.join(f"by the {n} branch {', '.join(v)}" for n, v in by.items())
+        print(f"epoch {self.epoch + 1}/{self.n_epoch}: train loss {row.get('train_loss', float('nan')):.4f}, "
+              f"mAP {g('mAP')} (head {g('head_mAP')}, medium {g('medium_mAP')}, tail {g('tail_mAP')})"
+              + (f'; corrections: {fix}' if fix else '') + f', {time.time() - self.t0:.0f} s', flush=True)
+
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
     cfg = learn.config
@@ -211,7 +230,12 @@ def summary(learn, table:pd.DataFrame) -> str:
             lines.append(said + ', counted per batch')
     paper = PRESETS[cfg['dataset']].get('paper')
     if paper: lines.append(f"the paper (ResNet-50, noise {paper['noise_rate']}): " + ', '.join(f'{g} {paper[g]:.2f}' for g in ('total', 'head', 'medium', 'tail')))
-    if cfg['work_dir']: lines.append(f"files: {Path(cfg['work_dir'])}/ config.json, epoch_N.pth, metrics.json")
+    if cfg['work_dir']:
+        w = Path(cfg['work_dir'])
+        cks = checkpoints(w)
+        lines += [f'files in {w}:', f'  config.json        the run configuration (every setting, resolved)',
+                  f'  {cks[0].name if cks else "epoch_N.pth"}..{cks[-1].name if cks else ""}  checkpoints, one per epoch (stitchup_test {cks[-1] if cks else w/"epoch_N.pth"})',
+                  f'  metrics.json       per-epoch rows and this table', f'  test_metrics.json  written by stitchup_test']
     return '\n'.join(lines)
 
 @call_parse
@@ -222,18 +246,26 @@ def stitchup_train(
     appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
     noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on
     noise_rate:float=0.5,         # otherwise: the official noisy labels at this rate, or simulated noise (0: clean)
-    noise_kind:str='flip',        # simulated noise kind (see stitchup_nb.noise.NOISE_KINDS)
+    noise_kind:str='flip',        # simulated noise: flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
     noise_seed:int=0,             # simulated noise seed
     noise_neg_rate:float=None,    # asym noise only: the share of negative labels turned positive
     data_seed:int=0,              # Digits-MLT instance
     branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
     loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
     stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
-    correct:bool=True,            # label correction between the branches (two-branch methods)
-    random_head_alpha:float=None, random_medium_alpha:float=None, random_tail_alpha:float=None,
-    random_head_beta:float=None, random_medium_beta:float=None, random_tail_beta:float=None,
-    balance_head_alpha:float=None, balance_medium_alpha:float=None, balance_tail_alpha:float=None,
-    balance_head_beta:float=None, balance_medium_beta:float=None, balance_tail_beta:float=None,
+    correct:bool=True,            # --no-correct turns label correction between the branches off (it is on in the two-branch methods)
+    random_head_alpha:float=None,   # the random branch corrects head classes: a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)
+    random_medium_alpha:float=None, # the random branch corrects medium classes: switch on above this probability (paper: 1 = never)
+    random_tail_alpha:float=None,   # the random branch corrects tail classes: switch on above this probability (paper: 1 = never)
+    random_head_beta:float=None,    # the random branch corrects head classes: a label switches off below this probability (paper: 0 = never)
+    random_medium_beta:float=None,  # the random branch corrects medium classes: switch off below this probability (paper: 0 = never)
+    random_tail_beta:float=None,    # the random branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO)
+    balance_head_alpha:float=None,  # the balanced branch corrects head classes: switch on above this probability (paper: 0.7 VOC, 0.9 COCO)
+    balance_medium_alpha:float=None, # the balanced branch corrects medium classes: switch on above this probability (paper: 1 = never)
+    balance_tail_alpha:float=None,  # the balanced branch corrects tail classes: switch on above this probability (paper: 1 = never)
+    balance_head_beta:float=None,   # the balanced branch corrects head classes: switch off below this probability (paper: 0 = never)
+    balance_medium_beta:float=None, # the balanced branch corrects medium classes: switch off below this probability (paper: 0 = never)
+    balance_tail_beta:float=None,   # the balanced branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO); alpha 1 and beta 0 everywhere = no correction
     warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
     t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
     epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)
@@ -246,7 +278,7 @@ def stitchup_train(
     db_lambda:float=None,         # DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)
     db_mu:float=None,             # DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)
     size:int=None,                # input size (default: the preset's)
-    pretrained:bool=True,         # ImageNet (ResNets) or glyph-pretrained (Digits) backbone
+    pretrained:bool=True,         # --no-pretrained starts from random weights instead of ImageNet (ResNets) or the glyph-pretrained CNN (Digits)
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
     channels_last:bool=False,     # channels-last memory format
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
@@ -255,7 +287,7 @@ def stitchup_train(
     seed:int=0,                   # training seed (model init, sampling, augmentation)
     deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
     sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
-    quiet:bool=False,             # no progress bars or per-epoch rows (the final summary still prints)
+    quiet:bool=False,             # no progress bars or per-epoch lines (the final summary still prints)
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
     with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**locals())   # resolved and checked before anything is written
@@ -331,29 +363,38 @@ def _clean_source(source:str, data_seed:int=0) -> tuple:
     clean = read_class_freq(p)
     labels = clean['clean_labels'] if clean['clean_labels'] is not None else clean['labels']
     split = p.parent/'class_split.pkl'
-    return labels, read_class_split(split) if split.exists() else class_groups(labels.sum(0))
+    return labels, read_class_split(split, labels.shape[1]) if split.exists() else class_groups(labels.sum(0))
 
 @call_parse
 def stitchup_noise(
-    source:str='digits',          # digits (or digits-small), a class_freq.pkl, or an appendix folder
-    rate:float=0.5,               # noise rate in [0, 1]
-    kind:str='flip',              # one of stitchup_nb.noise.NOISE_KINDS
-    seed:int=0,
-    neg_rate:float=None,          # for kind=asym: rate of spurious positives
-    out:str=None,                 # output file (default: class_freq_{rate}noise.pkl in the current folder)
-    data_seed:int=0,              # Digits-MLT instance
+    dataset:str='digits',         # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder)
+    source:str=None,              # or, instead of --dataset, a class_freq.pkl or an appendix folder to take the clean labels from
+    noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
+    noise_kind:str='flip',        # flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
+    noise_seed:int=0,             # the noise draw: same seed, same noisy labels
+    noise_neg_rate:float=None,    # asym only: the share of negative labels turned positive
+    appendix:str=None,            # voc/coco: the official split folder (default: the data/ layout of data/README.md)
+    data_seed:int=0,              # digits presets: the Digits-MLT instance
+    out:str=None,                 # the file to write (default: class_freq_{noise_rate}noise.pkl in the current folder)
     overwrite:bool=False,         # replace an existing --out file (never the source itself)
 ):
-    "Write a noisy-label file (authors' format) and print how noisy it is per class group."
+    "Write a noisy-label file (the authors' format) from clean labels and print how noisy it is per class group."
     with _said(stitchup_noise, 'stitchup_noise'):
-        path = Path(out or noisy_fname(rate))
-        if Path(source).exists() and path.resolve() in {Path(source).resolve(), *Path(source).resolve().glob('*')}:
+        check_values(dict(noise_rate=noise_rate, noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate,
+                          data_seed=data_seed), NOISE_FLAGS)
+        if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+        src = source or (dataset if 'digits' in PRESETS[dataset] else appendix or PRESETS[dataset]['appendix'])
+        path = Path(out or noisy_fname(noise_rate))
+        if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
         if path.exists() and not overwrite:
             raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')
-        clean, groups = _clean_source(source, data_seed)
-        noisy = add_noise(clean, rate, kind=kind, seed=seed, neg_rate=neg_rate)
+        clean, groups = _clean_source(src, data_seed)
+        noisy = add_noise(clean, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
         path = save_noisy(path, noisy, clean)
         report = group_report(clean, noisy, groups)
-        print(f'wrote {path}: {kind} noise at {rate} on {len(clean)} images')
+        print(f'wrote {path}: {noise_kind} noise at {noise_rate} on {len(clean)} images')
         print(report.round(3).to_string())
+
+NOISE_FLAGS = tuple(inspect.signature(stitchup_noise.__wrapped__).parameters)
+

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_colearn.ipynb #6d5d2d4f
 from __future__ import annotations
-import json, math, os, pickle, tempfile, warnings
+import json, math, os, pickle, warnings
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import fastai.callback.channelslast, fastai.callback.fp16   # Learner.to_channel
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .data import GROUPS
+from .data import GROUPS, atomic_write
 from .sampling import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
 from .losses import DBFocalLoss, bce_loss
@@ -35,9 +35,9 @@ from .models import TwoBranchNet, atomic_save, create_model
 # %% auto #0
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
-           'CorrectionSnapshots', 'ref_schedule', 'write_json', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'branch_losses', 'colearner', 'deterministic_torch', 'init_distributed', 'main_process_first',
-           'close_distributed', 'ColearnDistributed', 'distributed']
+           'CorrectionSnapshots', 'ref_schedule', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
+           'load_checkpoint', 'branch_losses', 'colearner', 'deterministic_torch', 'init_distributed',
+           'main_process_first', 'close_distributed', 'ColearnDistributed', 'distributed']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -203,7 +203,7 @@ class CoLearning(Callback):
         out = [ValueMetric(partial(lambda n: self.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in self.net.names]
         stats = ('fixed', 'broke') if getattr(self.dls.train, 'clean', None) is not None else ('on', 'off')
         if len(self.net.names) == 2:
-            out += [ValueMetric(partial(self.epoch_total, n, s), f'{n[:4]}_{s}') for n in self.net.names for s in stats]
+            out += [ValueMetric(partial(self.epoch_total, n, s), f'{n}_{s}') for n in self.net.names for s in stats]
         return out
 
     def correction_table(self) -> pd.DataFrame:
@@ -277,11 +277,8 @@ def fit_reference(self:Learner, n_epoch:int=8, lr:float=0.02, warmup_iters:int=1
 
 # %% ../nbs/07_colearn.ipynb #feaeb3a4
 def write_json(obj, path):
-    "Write JSON atomically (temporary file, then rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f: json.dump(obj, f, indent=1, default=float)
-    os.replace(tmp, path)
+    "Write `obj` as JSON through `atomic_write` (whole or not at all; a full disk names the file)."
+    return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
 
 def _plain(x):
     "fastai's optimizer state with fastcore `L`s turned into lists, so `weights_only` loading accepts it."
@@ -289,15 +286,18 @@ def _plain(x):
     if isinstance(x, (list, tuple, L)): return [_plain(v) for v in x]
     return x
 
-class Checkpoint(Callback):
+class TrainedEpoch(Callback):
+    "Base of callbacks that act after an epoch that trained: `trained` is False for the epochs a resumed fit skips and for `get_preds`' epoch."
+    def before_fit(self): self.trained = False
+    def before_epoch(self): self.trained = False
+    def after_batch(self): self.trained |= self.training
+
+class Checkpoint(TrainedEpoch):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."
     order = 90
     def __init__(self, work_dir, classes:list, groups:dict, every:int=1,
                  extra=None):        # () -> a dict of more plain data to store, e.g. the run's config and metrics rows
         self.work_dir, self.classes, self.groups, self.every, self.extra = Path(work_dir), list(classes), groups, every, extra
-    def before_fit(self): self.trained = False      # a resumed fit skips early epochs: their before_epoch never runs
-    def before_epoch(self): self.trained = False
-    def after_batch(self): self.trained |= self.training
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return

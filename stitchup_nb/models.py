@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_models.ipynb #9c0a5088
 from __future__ import annotations
-import hashlib, os, tempfile, warnings
+import hashlib, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import TensorImage
 
+from .data import atomic_write
 from .digits import cache_dir, digit_pools, render_image
 from .sampling import BatchAug, epoch_rng
 
@@ -110,20 +111,8 @@ def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
     return np.stack([render_image([glyphs[i]], rng, size, scale) for i in pick]), digits[pick]
 
 def atomic_save(obj, path):
-    "`torch.save` to a temporary file beside `path`, then rename: readers see the old file or the new one."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())        # on disk before the rename: a crash never leaves an empty file
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp): os.unlink(tmp)
-        if isinstance(e, OSError) and e.errno:   # e.g. disk full: say which file, and that nothing was replaced
-            raise type(e)(e.errno, f'{e.strerror}: could not write {path}; nothing was replaced '
-                                   '(an earlier file of that name is intact)') from e
-        raise
+    "`torch.save` through `atomic_write`: readers see the old file or the new one, never half of one."
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
                         canvas:int=40, cache:bool=True, verbose:bool=True) -> dict:

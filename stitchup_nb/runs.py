@@ -13,11 +13,11 @@ from fastai.torch_core import num_distrib, rank_distrib
 
 from .noise import NOISE_KINDS
 from .models import DIGITS_STAGES, RESNET_STAGES
-from .colearn import THRESHOLDS, branch_losses, check_thresholds, read_checkpoint, write_json
+from .colearn import TrainedEpoch, THRESHOLDS, branch_losses, check_thresholds, read_checkpoint, write_json
 
 # %% auto #0
-__all__ = ['ARCHS', 'RESUMABLE', 'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'prepare_work_dir', 'run_diff',
-           'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
+__all__ = ['ARCHS', 'RESUMABLE', 'check_values', 'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'prepare_work_dir',
+           'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
@@ -65,11 +65,21 @@ _RULES = {   # option: (test, what it must be)
     'work_dir':     (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
 }
 
+def check_values(opts:dict, flags=()):
+    "Check the options in `opts` that `_RULES` knows, and the asym-noise pair; a `ValueError` names the first bad one."
+    name = lambda k: f'--{k}' if k in flags else k
+    for k, (ok, what) in _RULES.items():
+        if k in opts and not ok(opts[k]): raise ValueError(f'{name(k)} must be {what}, got {opts[k]!r}')
+    if opts.get('noise_kind') == 'asym' and opts.get('noise_neg_rate') is None:
+        raise ValueError(f"{name('noise_kind')} asym needs {name('noise_neg_rate')} (the share of negatives turned positive)")
+    if opts.get('noise_kind') != 'asym' and opts.get('noise_neg_rate') is not None:
+        raise ValueError(f"{name('noise_neg_rate')} is used only by {name('noise_kind')} asym, not {opts.get('noise_kind')!r}")
+
 def check_config(cfg:dict, flags=()) -> dict:
     "`cfg` (a resolved run configuration) with unused options set to None, if every option is meaningful; else a `ValueError` naming it."
     name = lambda k: f'--{k}' if k in flags else k
-    for k, (ok, what) in _RULES.items():
-        if k in cfg and not ok(cfg[k]): raise ValueError(f'{name(k)} must be {what}, got {cfg[k]!r}')
+    if not cfg.get('noise_file'): check_values(cfg, flags)
+    else: check_values({k: v for k, v in cfg.items() if k not in ('noise_kind', 'noise_neg_rate')}, flags)
     for k in THRESHOLDS:
         if not _num(cfg[k]): raise ValueError(f'{name(k)} must be a number in [0, 1], got {cfg[k]!r}')
     try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
@@ -81,12 +91,10 @@ def check_config(cfg:dict, flags=()) -> dict:
         raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
     branch_losses(cfg['loss'], ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']])
     cfg = dict(cfg)
+    for k in ('work_dir', 'resume', 'noise_file', 'data_root', 'appendix'):      # recorded in config.json as text
+        if isinstance(cfg.get(k), os.PathLike): cfg[k] = str(cfg[k])
     if cfg.get('noise_file'):                           # the file's labels are the run's: no noise is simulated
         cfg.update(noise_rate=None, noise_kind=None, noise_seed=None, noise_neg_rate=None)
-    elif cfg.get('noise_kind') == 'asym' and cfg.get('noise_neg_rate') is None:
-        raise ValueError(f"{name('noise_kind')} asym needs {name('noise_neg_rate')} (the share of negatives turned positive)")
-    elif cfg.get('noise_kind') != 'asym' and cfg.get('noise_neg_rate') is not None:
-        raise ValueError(f"{name('noise_neg_rate')} is used only by {name('noise_kind')} asym, not {cfg.get('noise_kind')!r}")
     return cfg
 
 # %% ../nbs/07b_runs.ipynb #1f639315
@@ -169,14 +177,11 @@ def check_resume(ck, cfg:dict, flags=()):
                          '(pass a larger --epochs to train on)')
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
-class MetricsJSON(Callback):
+class MetricsJSON(TrainedEpoch):
     "Append each trained epoch's recorder row and correction counts to `path` (metrics.json), before the epoch's checkpoint."
     order = 85                                     # before Checkpoint (90): the row is written, then the checkpoint
     def __init__(self, path, history:list|None=None):   # history: the rows of the run so far (from a resumed checkpoint)
         self.path, self.history = Path(path), list(history or [])
-    def before_fit(self): self.trained = False     # also called by get_preds; a resumed fit's skipped epochs see no before_epoch
-    def before_epoch(self): self.trained = False
-    def after_batch(self): self.trained |= self.training
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return
         names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]

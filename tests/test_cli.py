@@ -54,7 +54,7 @@ def test_stitchup_test_ensemble_weight(trained):
 
 
 def test_noise_script_writes_the_authors_format(tmp_path):
-    out = run(BIN/'stitchup_noise', '--source', 'digits', '--rate', '0.3', '--kind', 'cooc', '--out', tmp_path/'n.pkl')
+    out = run(BIN/'stitchup_noise', '--dataset', 'digits', '--noise_rate', '0.3', '--noise_kind', 'cooc', '--out', tmp_path/'n.pkl')
     from stitchup_nb.noise import load_noisy
     noisy, clean = load_noisy(tmp_path/'n.pkl')
     assert noisy.shape == clean.shape and (noisy != clean).any()
@@ -62,7 +62,7 @@ def test_noise_script_writes_the_authors_format(tmp_path):
 
 
 def test_train_on_a_noise_file(tmp_path):
-    run(BIN/'stitchup_noise', '--source', 'digits-small', '--rate', '0.5', '--out', tmp_path/'n.pkl')
+    run(BIN/'stitchup_noise', '--dataset', 'digits-small', '--noise_rate', '0.5', '--out', tmp_path/'n.pkl')
     out = run(BIN/'stitchup_train', '--dataset', 'digits-small', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
               '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
     assert 'random' in out
@@ -70,15 +70,32 @@ def test_train_on_a_noise_file(tmp_path):
 
 
 def test_the_demo_trains_the_method_with_correction(tmp_path):
-    "`make demo`'s command, shortened (digits-small, 4 epochs), trains the full method and its correctors change labels."
+    """`make demo`'s command, shortened (digits-small, 4 epochs), with its output going to a pipe as into a log file:
+    it trains the full method, its correctors change labels, and it prints plain lines and a complete summary."""
     import re
     from pathlib import Path
     demo = next(l for l in (Path(__file__).parents[1]/'Makefile').read_text().splitlines() if 'stitchup_train' in l)
     args = demo.split('stitchup_train', 1)[1].split()
     args[args.index('--work_dir') + 1] = str(tmp_path/'demo')
-    out = run(BIN/'stitchup_train', *args, '--dataset', 'digits-small', '--epochs', '4', '--warmup_iters', '10', '--quiet')
+    out = run(BIN/'stitchup_train', *args, '--dataset', 'digits-small', '--epochs', '4', '--warmup_iters', '10')
     cfg = json.loads((tmp_path/'demo'/'config.json').read_text())
     assert cfg['method'] == 'full' and cfg['correct'] and cfg['random_head_alpha'] < 1
     changed = [int(n) for n in re.findall(r'(\d+) labels switched on, (\d+) off', out) for n in n]
     assert sum(changed) > 0, out
-    assert 'mAP (%)' in out and 'fixed' in out and str(tmp_path/'demo') in out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 200 and '\r' not in out            # no progress-bar redraws in a log
+    assert [l.split(':')[0] for l in lines if l.startswith('epoch ')] == [f'epoch {k}/4' for k in range(1, 5)]
+    assert 'mAP (%) on the test set:' in out and 'method full' in out and 'flip noise 0.5' in out
+    for f in ('config.json', 'epoch_4.pth', 'metrics.json', 'test_metrics.json'): assert f in out, f
+    assert 'Warning' not in out                                     # the torch.jit FutureWarning is silenced
+
+
+def test_every_flag_has_help_text():
+    from fastcore.script import anno_parser
+    from stitchup_nb.cli import stitchup_noise, stitchup_test, stitchup_train
+    for f in (stitchup_train, stitchup_test, stitchup_noise):
+        p = anno_parser(f.__wrapped__)
+        bare = [a.option_strings or a.dest for a in p._actions if a.dest != 'help' and not (a.help or '').strip()]
+        assert not bare, f'{f.__name__}: no help text for {bare}'
+    helps = {a.dest: a.help for a in anno_parser(stitchup_train.__wrapped__)._actions}
+    assert 'off' in helps['correct'] and 'paper' in helps['random_head_alpha'] and 'cooc' in helps['noise_kind']

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # stitchup_train as a script whose torch.save, when the file being written is named $KILL_IN_SAVE*,
 # writes half of it, flushes it to disk and kills the process: a crash in the middle of a save.
 KILL_IN_SAVE = '''
-import io, os, signal, tempfile, torch
-real_save, real_mkstemp, names = torch.save, tempfile.mkstemp, {}
-def mkstemp(*a, **k):
-    fd, path = real_mkstemp(*a, **k); names[fd] = path; return fd, path
+import io, os, signal, torch
+real_save, real_open, names = torch.save, os.open, {}
+def os_open(path, *a, **k):                          # atomic_write opens its temporary file with os.open
+    fd = real_open(path, *a, **k); names[fd] = str(path); return fd
 def save(obj, f, *a, **k):
     path = names.get(f.fileno()) if hasattr(f, 'fileno') else str(f)
     if path and os.path.basename(path).startswith(os.environ['KILL_IN_SAVE']):
@@ -35,7 +35,7 @@ def save(obj, f, *a, **k):
         f.write(buf.getvalue()[:buf.tell() // 2]); f.flush(); os.fsync(f.fileno())
         os.kill(os.getpid(), signal.SIGKILL)
     return real_save(obj, f, *a, **k)
-tempfile.mkstemp, torch.save = mkstemp, save
+os.open, torch.save = os_open, save
 from stitchup_nb.cli import stitchup_train
 stitchup_train()
 '''

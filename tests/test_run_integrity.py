@@ -18,7 +18,8 @@ DRIVER = textwrap.dedent('''
     warnings.simplefilter('ignore')
     from stitchup_nb.cli import stitchup_noise, stitchup_test, stitchup_train
     from stitchup_nb.runs import lock_work_dir
-    cases, out, held = json.load(open(sys.argv[1])), [], lock_work_dir(sys.argv[3])   # a folder another run holds
+    cases_file, answers_file, held = sys.argv[1:4]
+    cases, out, held = json.load(open(cases_file)), [], lock_work_dir(held)   # a folder another run holds
     fun = {'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test, 'stitchup_noise': stitchup_noise}
     for prog, args, cwd in cases:
         os.chdir(cwd); sys.argv = [prog, *args]; err, code = io.StringIO(), 0
@@ -27,7 +28,7 @@ DRIVER = textwrap.dedent('''
             except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
             except BaseException as e: code = 99; print(f'{type(e).__name__}: {e}', file=err)
         out.append([code, err.getvalue()])
-    json.dump(out, open(sys.argv[2], 'w'))
+    json.dump(out, open(answers_file, 'w'))
 ''')
 
 
@@ -48,9 +49,8 @@ def world(quick_run, tmp_path_factory):
     cfg = json.loads((done/'config.json').read_text())
     (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
     app = root/'app'; app.mkdir()
-    subprocess.run([str(BIN/'stitchup_noise'), 'digits-small', '--out', str(app/'class_freq.pkl')], check=True, capture_output=True)
-    subprocess.run([str(BIN/'stitchup_noise'), 'digits-small', '--out', str(app/'class_freq_0.5noise.pkl')], check=True,
-                   capture_output=True)
+    for name in ('class_freq.pkl', 'class_freq_0.5noise.pkl'):
+        run_cli(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', app/name)
     (root/'other.json').write_text('{"ensemble": {}}')
     fresh = lambda name: str(root/'fresh'/name)
     D, Q = str(done), [a for a in QUICK if a != '--quiet'] + ['--quiet']
@@ -76,8 +76,8 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('size'), '--size', '224'], '--size is fixed at 64', fresh('size')),
         (T + ['--work_dir', fresh('app'), '--appendix', str(app)], '--appendix is not used by the digits-small preset', fresh('app')),
         (T + ['--work_dir', fresh('mob'), '--arch', 'mobilenet_v2'], '--arch must be one of', fresh('mob')),
-        (['stitchup_noise', str(app/'class_freq.pkl'), '--out', str(app/'class_freq.pkl')], 'is the source', None),
-        (['stitchup_noise', str(app/'class_freq.pkl')], 'class_freq_0.5noise.pkl exists: pass --overwrite', None),
+        (['stitchup_noise', '--source', str(app/'class_freq.pkl'), '--out', str(app/'class_freq.pkl')], 'is the source', None),
+        (['stitchup_noise', '--source', str(app/'class_freq.pkl')], 'class_freq_0.5noise.pkl exists: pass --overwrite', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'epoch_2.pth')], 'would overwrite an input', None),
         (T + ['--work_dir', str(best), '--resume', 'auto'], 'nothing to resume', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'bad.json')], 'bad.json: damaged run configuration', None),
@@ -116,7 +116,10 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_test', str(root/'missing.pth')], 'missing.pth: no such checkpoint', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'config.json')], 'would overwrite an input', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(root/'other.json')], 'other.json exists with other contents', None),
-        (['stitchup_noise', 'digits-small', '--out', str(root/'other.json')], 'other.json exists: pass --overwrite', None),
+        (['stitchup_noise', '--dataset', 'digits-small', '--out', str(root/'other.json')], 'other.json exists: pass --overwrite', None),
+        (['stitchup_noise', '--noise_rate', '2', '--out', str(root/'n.pkl')], '--noise_rate must be a number in [0, 1], got 2', None),
+        (['stitchup_noise', '--noise_kind', 'asym', '--out', str(root/'n.pkl')], '--noise_kind asym needs --noise_neg_rate', None),
+        (['stitchup_noise', '--dataset', 'imagenet', '--out', str(root/'n.pkl')], '--dataset must be one of', None),
     ]
     cwd = lambda c: str(app) if c[0] == 'stitchup_noise' and '--out' not in c else str(root)   # the default output lands in cwd
     (root/'cases.json').write_text(json.dumps([[c[0], c[1:], cwd(c)] for c, _, _ in cases]))
@@ -134,7 +137,7 @@ def test_there_are_enough_cases(world):
     assert len(world[0]) >= 26 + 25
 
 
-@pytest.mark.parametrize('k', range(57))
+@pytest.mark.parametrize('k', range(60))
 def test_each_case_is_refused_by_name_and_changes_nothing(world, k):
     cases, answers, before, after = world
     if k >= len(cases): pytest.skip('no such case')
