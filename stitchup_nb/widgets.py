@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_widgets.ipynb #9f254073
 from __future__ import annotations
-import io, json, time
+import base64, io, json, re, textwrap, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,13 +16,15 @@ from fastcore.basics import patch
 from PIL import Image
 
 from .data import GROUPS, LabelledSet, check_labels
-from .sampling import LabelIndex, draw_partners, epoch_rng, stitch_dls
+from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
-from .colearn import THRESHOLDS, colearner, correction_snapshot, load_checkpoint
+from .colearn import THRESHOLDS, correction_snapshot, load_checkpoint
+from .cli import build_learner, load_benchmark, train_config, training_labels
 
 # %% auto #0
-__all__ = ['CHIP_STATES', 'ANY', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'chips_html', 'draw_chips', 'union_tally',
-           'Browser', 'StitchBrowser', 'correction_changes', 'CorrectionBrowser']
+__all__ = ['CHIP_STATES', 'TALLY_COLUMNS', 'ANY', 'CHANGE_COLUMNS', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'chips_html',
+           'draw_chips', 'union_tally', 'explain_columns', 'caption_text', 'caption_html', 'Browser', 'StitchBrowser',
+           'correction_changes', 'thresholds_in_words', 'why_no_change', 'CorrectionBrowser']
 
 # %% ../nbs/09_widgets.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -86,33 +88,73 @@ def draw_chips(ax, rows:dict, classes:list, y0:float=-0.05):
 # %% ../nbs/09_widgets.ipynb #6bff649b
 def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')
 
+TALLY_COLUMNS = {   # a column of `union_tally` -> what it counts
+    'group': 'head, medium, tail: classes grouped by their number of training images; all: every class',
+    'pairs': 'anchor and partner pairs counted',
+    'anchor recall %': "the share of the anchors' true labels that their noisy labels hold",
+    'union recall %': "the share of the pairs' true labels (the anchor's or the partner's) that the union holds",
+    'anchor spurious %': "the share of the anchors' noisy labels that are wrong",
+    'union spurious %': "the share of the union's labels that neither image shows",
+    'restored': "true labels of an anchor, removed by noise, that its partner's labels put back",
+    'brought': "wrong labels that only the partner's labels put in the union",
+    'labels per anchor': 'noisy labels per anchor',
+    'labels per union': 'labels per union of anchor and partner',
+    'added by partner %': "the share of the union's labels that only the partner held",
+}
+
 def union_tally(noisy,           # N×C noisy labels
                 anchors,         # anchor indices
                 partners,        # their partners, same length
                 groups:dict,     # head/medium/tail -> class indices
                 clean=None,      # N×C clean labels (None: unknown)
                ) -> pd.DataFrame:
-    "Per group and `all`: recall and spurious share of the anchors' noisy labels and of the unions (percent)."
+    "Per group and `all`: recall and spurious share of the anchors' noisy labels and of the unions (percent); see `TALLY_COLUMNS`."
     a, b = np.asarray(anchors, int), np.asarray(partners, int)
     na, u = noisy[a].astype(bool), union_labels(noisy[a], noisy[b]).astype(bool)
     rows = {}
     for g, cols in {**{g: groups[g] for g in GROUPS}, 'all': slice(None)}.items():
         n, s = na[:, cols], u[:, cols]
         if clean is None:
-            rows[g] = dict(pairs=len(a), labels_anchor=n.sum(1).mean(), labels_union=s.sum(1).mean(),
-                           added=_pct((s & ~n).sum(), s.sum()))
+            rows[g] = {'pairs': len(a), 'labels per anchor': n.sum(1).mean(), 'labels per union': s.sum(1).mean(),
+                       'added by partner %': _pct((s & ~n).sum(), s.sum())}
             continue
         ya = clean[a][:, cols].astype(bool)
         y = union_labels(ya, clean[b][:, cols].astype(bool))
-        rows[g] = dict(pairs=len(a), recall_anchor=_pct((n & ya).sum(), ya.sum()), recall_union=_pct((s & y).sum(), y.sum()),
-                       spurious_anchor=_pct((n & ~ya).sum(), n.sum()), spurious_union=_pct((s & ~y).sum(), s.sum()),
-                       restored=int((s & ya & ~n).sum()), brought=int((s & ~y & ~n).sum()))
+        rows[g] = {'pairs': len(a), 'anchor recall %': _pct((n & ya).sum(), ya.sum()), 'union recall %': _pct((s & y).sum(), y.sum()),
+                   'anchor spurious %': _pct((n & ~ya).sum(), n.sum()), 'union spurious %': _pct((s & ~y).sum(), s.sum()),
+                   'restored': int((s & ya & ~n).sum()), 'brought': int((s & ~y & ~n).sum())}
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('group')
+
+def explain_columns(columns, meanings:dict) -> dict:
+    "`{column: meaning}` for those of `columns` that `meanings` explains, in order; `name (random)` is explained as `name (branch)`."
+    out = {}
+    for c in columns:
+        key = re.sub(r' \([a-z]+\)$', ' (branch)', str(c))
+        if key in meanings: out.setdefault(key, meanings[key])
+    return out
+
+def caption_text(meanings:dict, width:int=110) -> str:
+    "A caption saying what each column means, broken into lines between words."
+    return textwrap.fill('; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.', width,
+                         break_long_words=False, break_on_hyphens=False)
+
+def caption_html(meanings:dict) -> str:
+    "The same caption as HTML, for the widgets (it wraps with the page)."
+    return ('<div class="su-caption" style="font-size:smaller;white-space:normal;line-height:1.35;max-width:60em">'
+            + '; '.join(f'<b>{k}</b>: {v}' for k, v in meanings.items()) + '.</div>')
 
 # %% ../nbs/09_widgets.ipynb #66c34dca
 ANY = 'any'    # the no-filter choice of a dropdown
 
 def _opt(v): return None if v == ANY else v
+
+def _n(k:int, noun:str) -> str:
+    "A count with its noun in the right number: '1 image', '2 images'."
+    return f'{k} {noun}' + ('' if k == 1 else 's')
+
+def _wrap(text:str, width:int=110) -> str:
+    "`text` broken into lines between words, never inside one."
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 def _png(img:np.ndarray, side:int=180) -> bytes:
     "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
@@ -121,9 +163,22 @@ def _png(img:np.ndarray, side:int=180) -> bytes:
     buf = io.BytesIO(); im.save(buf, 'PNG', compress_level=1)
     return buf.getvalue()
 
+def _figure_png(fig) -> str:
+    "A figure as base64 PNG text (as a display bundle holds it); the figure is closed."
+    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+def _message_figure(title:str, message:str):
+    "A figure that says something in words, where there is nothing to draw."
+    text = _wrap(message, 120)
+    fig, ax = plt.subplots(figsize=(10, 1 + .22 * text.count('\n')))     # an axis: IPython shows no figure without one
+    ax.axis('off'); ax.text(0, .5, text, va='center', fontsize=10, transform=ax.transAxes)
+    fig.suptitle(title)
+    return fig
+
 class Browser:
     "Base of the browsers: an ipywidgets view built on first use, a slider over the images that pass the filters."
-    _widget, _quiet = None, False
+    _widget, _quiet, note = None, False, None
 
     @property
     def widget(self) -> W.VBox:
@@ -141,16 +196,33 @@ class Browser:
         "An observer calling `handler(new value)`, except while the browser sets its own controls."
         return lambda change: None if self._quiet else handler(change['new'])
 
+    def _slider(self, description:str) -> W.SelectionSlider:
+        "The image slider: its readout is the image's number in the set, the one the titles show."
+        return W.SelectionSlider(options=[('–', -1)], description=description, continuous_update=False)
+
     def _browse(self, cands):
-        "Put the slider over `cands` and view the first one."
-        self.cands, self.status.value = cands, f'{len(cands)} images match'
-        if not len(cands): return
-        with self._quietly(): self.slider.max, self.slider.value = len(cands) - 1, 0
-        self._select(cands[0])
+        "Put the slider over `cands` and view the first one, or say that none matches."
+        self.cands = np.asarray(cands, int)
+        k = len(self.cands)
+        self.status.value = f'{_n(k, "image")} {"matches" if k == 1 else "match"}'
+        with self._quietly():
+            self.slider.options = [(str(i), int(i)) for i in self.cands] or [('–', -1)]
+            self.slider.disabled = not k
+        if k: self._select(self.cands[0])
+        else: self._select_none()
+
+    def _select_none(self): pass
+
+    def _position(self, i:int) -> str:
+        "Where image `i` stands among those the slider covers: '4 of 17'."
+        at = np.flatnonzero(self.cands == i)
+        return f'{at[0] + 1} of {len(self.cands)}' if len(at) else ''
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle['text/plain'] = f'{type(self).__name__}({self.ds.name!r}, {len(self.ds)} images): `.show(i)` draws a view as a figure'
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        bundle['text/plain'] = (f'{type(self).__name__}({self.ds.name!r}, {_n(len(self.ds), "image")}): '
+                                '`.show(i)` draws a view as a figure' + (f'\n{self.note}' if self.note else ''))
+        bundle['image/png'] = _figure_png(self.show())     # the view as a picture, for pages read without a kernel
         return bundle
 
 # %% ../nbs/09_widgets.ipynb #93edf788
@@ -215,25 +287,29 @@ class StitchBrowser(Browser):
 def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's current one)
          partner:int|None=None,                 # partner (default: the browser's, or the draw-`draw` partner of `i`)
          draw:int=0):
-    "Draw the view of anchor `i` as a matplotlib figure: anchor, partner, stitched image, chips."
+    "Draw the view of anchor `i` as a matplotlib figure: anchor, partner, stitched image, chips, a legend of the chip colours."
     i = self.anchor if i is None else i
     if partner is None: partner = self.partner if i == self.anchor and self._widget else self.draw_partner(i, draw)
     v = self.view(i, partner)
-    fig, axs = plt.subplots(1, 3, figsize=(10.5, 4.6))
+    fig, axs = plt.subplots(1, 3, figsize=(10.5, 4.6 + (.4 if self.note else 0)))
     for ax, k in zip(axs, ('anchor', 'partner', 'stitched')):
         ax.imshow(v['images'][k]); ax.set_title(v['titles'][k], fontsize=10); ax.set_xticks([]); ax.set_yticks([])
         draw_chips(ax, v['chips'][k], self.ds.classes)
     states = [s for s in CHIP_STATES if any(s in r.values() for p in v['chips'].values() for r in p.values())]
     fig.legend([plt.Rectangle((0, 0), 1, 1, fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
                               ls='--' if s == 'missing' else '-') for s in states],
-               [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False)
+               [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False,
+               bbox_to_anchor=(.5, .08 if self.note else 0))
+    if self.note: fig.text(.5, .01, _wrap(self.note, 140), ha='center', va='bottom', fontsize=8, style='italic')
     fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels')
-    fig.subplots_adjust(bottom=0.3, top=0.85, wspace=0.1)
+    fig.subplots_adjust(bottom=.36 if self.note else .3, top=.85, wspace=.1)
     return fig
 
 # %% ../nbs/09_widgets.ipynb #9070f5f0
 def _tally_html(t:pd.DataFrame, caption:str) -> str:
-    return f'<div><b>Union vs anchor alone (%): {caption}</b>{t.drop(columns="pairs").round(1).to_html(na_rep="–")}</div>'
+    "One tally under its caption; a table wider than the page scrolls sideways instead of running off it."
+    return (f'<div style="flex:1 1 30em;min-width:0;overflow-x:auto"><b>Union against anchor alone: {caption}</b>'
+            f'{t.drop(columns="pairs").round(1).to_html(na_rep="–")}</div>')
 
 @patch
 def _build(self:StitchBrowser):
@@ -241,29 +317,30 @@ def _build(self:StitchBrowser):
     self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(f'{c} ({g})', k) for k, (c, g) in enumerate(zip(ds.classes, ds.group_of()))],
                              description='class')
     self.group_dd = W.Dropdown(options=[ANY, *GROUPS], description='group')
-    self.slider = W.IntSlider(value=0, min=0, max=n - 1, description='image', continuous_update=False)
+    self.slider = self._slider('anchor')
     self.partner_dd = W.Dropdown(options=[('any (sampler rule)', ANY)], description='shares')
     self.redraw = W.Button(description='re-draw partner', icon='refresh')
     self.partner_box = W.BoundedIntText(value=0, min=0, max=n - 1, description='partner #')
     self.panels = {k: (W.HTML(), W.Image(format='png', layout=W.Layout(width='200px')), W.HTML())
                    for k in ('anchor', 'partner', 'stitched')}
     for k, (title, _, _) in self.panels.items(): title.add_class(f'su-{k}-title')
-    self.status, self.tally_html, self.cands = W.HTML(), W.HTML(), np.arange(n)
+    self.status, self.tally_html = W.HTML(), W.HTML(layout=W.Layout(width='100%'))
     for dd in (self.cls_dd, self.group_dd):
         dd.observe(self._on(lambda _: self._browse(self.candidates(_opt(self.cls_dd.value), _opt(self.group_dd.value)))), 'value')
-    self.slider.observe(self._on(lambda k: self._select(self.cands[k])), 'value')
+    self.slider.observe(self._on(self._select), 'value')
     self.partner_dd.observe(self._on(lambda c: self._pair(self.draw_partner(self.anchor, self.draw, _opt(c)))), 'value')
     self.partner_box.observe(self._on(self._pair), 'value')
     self.redraw.on_click(lambda _: self._redraw())
     self.full_tally = _tally_html(self.tally(), 'the whole set, one partner each')
     states = [s for s in CHIP_STATES if (s in ('label', 'added')) == (self.clean is None) and s != 'clean']
     legend = chips_html({'legend': dict(enumerate(states))}, [CHIP_STATES[s][1] for s in states])
-    self._widget = W.VBox([W.HBox([self.cls_dd, self.group_dd, self.slider, self.status]),
+    note = W.HTML(f'<i>{self.note}</i>' if self.note else '', layout=W.Layout(width='100%'))
+    self._widget = W.VBox([note, W.HBox([self.cls_dd, self.group_dd, self.slider, self.status]),
                            W.HBox([self.partner_dd, self.redraw, self.partner_box]), W.HTML(legend),
                            W.HBox([W.VBox(list(p), layout=W.Layout(width='33%')) for p in self.panels.values()]),
                            self.tally_html])
     self._widget.add_class('su-stitch-browser')
-    self._select(0)
+    self._browse(np.arange(n))
 
 @patch
 def _select(self:StitchBrowser, i:int):
@@ -288,8 +365,10 @@ def _pair(self:StitchBrowser, j:int):
         title.value, img.value, chips.value = f"<b>{v['titles'][k]}</b>", _png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
     self.seen[self.anchor] = self.partner
     seen = union_tally(self.noisy, list(self.seen), list(self.seen.values()), self.ds.groups, self.clean)
-    self.tally_html.value = (f'<div style="display:flex;gap:2em;font-size:smaller">'
-                             f'{_tally_html(seen, f"the {len(self.seen)} pairs viewed")}{self.full_tally}</div>')
+    viewed = f'the {_n(len(self.seen), "pair")} viewed'
+    self.tally_html.value = (f'<div style="display:flex;flex-wrap:wrap;gap:.5em 2em;font-size:smaller">'
+                             f'{_tally_html(seen, viewed)}{self.full_tally}</div>'
+                             + caption_html(explain_columns(['group', *seen.columns.drop('pairs')], TALLY_COLUMNS)))
     self.view_times.append(time.perf_counter() - t0)
 
 # %% ../nbs/09_widgets.ipynb #e040f74f
@@ -307,11 +386,46 @@ def correction_changes(snapshot:dict,          # from `correction_snapshot`: noi
         d = pd.DataFrame({'image': i, 'class': c, 'group': group_of[c], 'branch': branch, 'noisy': noisy[i, c], 'corrected': fixed[i, c]})
         if known_clean: d['clean'] = snapshot['clean'][i, c]
         d['outcome'] = np.where(d.corrected == d.clean, 'fixed', 'broke') if known_clean else 'unknown'
-        for b, p in snapshot['probs'].items(): d[f'p_{b}'] = p[i, c]
+        for b, p in snapshot['probs'].items(): d[f'probability ({b})'] = p[i, c]
         parts.append(d)
     return pd.concat(parts, ignore_index=True).sort_values(['image', 'class', 'branch'], ignore_index=True)
 
 # %% ../nbs/09_widgets.ipynb #04d31969
+CHANGE_COLUMNS = {   # a column of the CorrectionBrowser's tables -> what it holds
+    'class': 'the class whose label changed',
+    'group': 'head, medium, tail: classes grouped by their number of training images; all: every class',
+    'noisy': 'the label training was given (1: positive, 0: negative)',
+    'corrected (branch)': "the label after that branch's correction (its probability above the threshold alpha switches "
+                          'the label on, below beta off; the other branch trains on the result)',
+    'clean': 'the true label',
+    'probability (branch)': "that branch's probability for the class, on the unaugmented image",
+    'outcome (branch)': "fixed: that branch's correction made the label right; broke: the label was right and no longer is; "
+                        'unknown: no clean labels to judge',
+    'other labels': "the image's labels no correction changed (green: correct, orange outline: missing, red: spurious; "
+                    'grey: no clean labels to judge)',
+    'changed': 'labels the branch changed', 'switched on': 'changes from 0 to 1', 'switched off': 'changes from 1 to 0',
+    'fixed': 'changes that made the label right', 'broke': 'changes that made a right label wrong',
+}
+
+def thresholds_in_words(th:dict) -> str:
+    "The thresholds that can change a label, 'random_head_alpha 0.7, ...', or 'none'."
+    on = [f'{k} {v:g}' for k, v in th.items() if k in THRESHOLDS and v != THRESHOLDS[k]]
+    return ', '.join(on) or 'none'
+
+def why_no_change(thresholds:dict|None=None,   # the thresholds the snapshot was corrected with (None: unknown)
+                  source:str|None=None,         # where they came from, e.g. a config.json path
+                 ) -> str:
+    "Why a snapshot changed no label, in words, naming the thresholds and where they came from."
+    where = f' ({source})' if source else ''
+    if thresholds is None: return 'No label was corrected: neither branch changed a label in this snapshot.'
+    if thresholds_in_words(thresholds) == 'none':
+        return (f'No label was corrected: correction is off. Every threshold{where} is at its off value (each alpha 1, '
+                'each beta 0), and no probability is above 1 or below 0. The methods full and colearn correct labels.')
+    return (f'No label was corrected: no branch was sure enough. The thresholds{where} are {thresholds_in_words(thresholds)} '
+            '(every other alpha 1 and beta 0, which change nothing): a label is switched on where the correcting branch\'s '
+            'probability is above its alpha and off where it is below its beta, and no label got there. Early checkpoints '
+            'often change nothing; a later one may.')
+
 class CorrectionBrowser(Browser):
     "The training images whose labels a branch's correction changed: noisy → corrected → clean, both branches' probabilities."
     def __init__(self, ds:LabelledSet,        # the training images
@@ -319,11 +433,15 @@ class CorrectionBrowser(Browser):
                  history:dict|None=None,      # epoch -> snapshot, e.g. from the `CorrectionSnapshots` callback
                  known_clean:bool|None=None,  # is `snapshot['clean']` the truth? (None: yes unless it equals the noisy labels)
                  size:int=224,                # side images read from files are decoded at
+                 thresholds:dict|None=None,   # the thresholds it was corrected with (named in `note` when nothing changed)
+                 source:str|None=None,        # where they came from (a config.json path, 'the learner')
                 ):
         self.ds, self.snap, self.logged, self.size = ds, snapshot, dict(history or {}), size
         self.branches = list(snapshot['probs'])
         self.known_clean = (not np.array_equal(snapshot['clean'], snapshot['noisy'])) if known_clean is None else known_clean
         self.changes = correction_changes(snapshot, ds.groups, self.known_clean)
+        self.thresholds, self.source = thresholds, source
+        self.note = None if len(self.changes) else why_no_change(thresholds, source)
         self.image, self.view_times = None, []
 
     def images(self, cls:int|None=None, group:str|None=None, branch:str|None=None, outcome:str|None=None) -> np.ndarray:
@@ -334,24 +452,28 @@ class CorrectionBrowser(Browser):
         return d['image'].unique()
 
     def view(self, i:int) -> dict:
-        "Image `i` and a table of its changed classes: noisy, each branch's correction, clean, probabilities, outcomes."
+        "Image `i`, a table of its changed classes (noisy, each branch's correction, clean, probabilities, outcomes), chips of its other labels."
         d, s = self.changes[self.changes.image == i], self.snap
         cs = np.unique(d['class'])
         table = pd.DataFrame({'class': [self.ds.classes[c] for c in cs], 'group': self.ds.group_of()[cs], 'noisy': s['noisy'][i, cs],
-                              **{f'by {b}': s['corrected_by'][b][i, cs] for b in self.branches},
+                              **{f'corrected ({b})': s['corrected_by'][b][i, cs] for b in self.branches},
                               **({'clean': s['clean'][i, cs]} if self.known_clean else {}),
-                              **{f'p_{b}': s['probs'][b][i, cs] for b in self.branches}})
+                              **{f'probability ({b})': s['probs'][b][i, cs] for b in self.branches}})
         for b in self.branches:
             out = d[d.branch == b].set_index('class').outcome
-            table[f'outcome {b}'] = [out.get(c, '') for c in cs]
-        return dict(image=i, pixels=self.ds.image(i, None if self.ds.in_memory else self.size), table=table)
+            table[f'outcome ({b})'] = [out.get(c, '') for c in cs]
+        chips = label_chips(s['noisy'][i], s['clean'][i] if self.known_clean else None)
+        return dict(image=i, pixels=self.ds.image(i, None if self.ds.in_memory else self.size), table=table,
+                    other={c: st for c, st in chips.items() if c not in set(cs.tolist())})
 
     def history(self, i:int) -> pd.DataFrame:
         "Per logged epoch: each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."
         cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
         mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
-        return pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
-                                       for e, h in sorted(self.logged.items())}, orient='index')
+        t = pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
+                                    for e, h in sorted(self.logged.items())}, orient='index').rename_axis('epoch')
+        if t.columns.nlevels == 2: t.columns.names = ['class', 'branch']
+        return t
 
     def summary(self) -> pd.DataFrame:
         "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known."
@@ -360,15 +482,17 @@ class CorrectionBrowser(Browser):
             d = self.changes[self.changes.branch == b]
             for g in (*GROUPS, 'all'):
                 e = d if g == 'all' else d[d.group == g]
-                rows[b, g] = dict(changed=len(e), on=int(e.corrected.sum()), off=int(len(e) - e.corrected.sum()),
-                                  fixed=int((e.outcome == 'fixed').sum()), broke=int((e.outcome == 'broke').sum()))
+                on = int(e.corrected.sum())
+                rows[b, g] = {'changed': len(e), 'switched on': on, 'switched off': len(e) - on,
+                              'fixed': int((e.outcome == 'fixed').sum()), 'broke': int((e.outcome == 'broke').sum())}
         t = pd.DataFrame.from_dict(rows, orient='index').rename_axis(['branch', 'group'])
         return t if self.known_clean else t.drop(columns=['fixed', 'broke'])
 
     def plot_summary(self):
-        "Bar chart per branch: labels fixed vs broke per group (switched on vs off without clean labels)."
-        s, (up, down) = self.summary(), (('fixed', 'broke') if self.known_clean else ('on', 'off'))
-        fig, axs = plt.subplots(1, len(self.branches), figsize=(4.5 * len(self.branches), 3.2), sharey=True, squeeze=False)
+        "Bar chart per branch: labels fixed vs broke per group (switched on vs off without clean labels); or why there are none."
+        if self.note: return _message_figure(f'{self.ds.name}: labels the correction changed', self.note)
+        s, (up, down) = self.summary(), (('fixed', 'broke') if self.known_clean else ('switched on', 'switched off'))
+        fig, axs = plt.subplots(1, len(self.branches), figsize=(4.5 * len(self.branches), 3.4), sharey=True, squeeze=False)
         for ax, b in zip(axs[0], self.branches):
             t, x = s.loc[b].drop('all'), np.arange(len(GROUPS))
             ax.bar(x - .2, t[up], .4, label=up, color=CHIP_STATES['correct'][0])
@@ -380,23 +504,34 @@ class CorrectionBrowser(Browser):
 # %% ../nbs/09_widgets.ipynb #0d683fcd
 OUTCOME_COLOURS = {'fixed': CHIP_STATES['correct'][0], 'broke': CHIP_STATES['spurious'][0], 'unknown': CHIP_STATES['label'][0]}
 
+_TABLE_STYLE = 'line-height:1.3;overflow-x:auto'     # widget HTML sets a tall line height; wide tables scroll
+
 def _table_text(t:pd.DataFrame) -> pd.DataFrame:
     return t.apply(lambda col: col.map('{:.2f}'.format) if col.dtype.kind == 'f' else col.astype(str))
 
 @patch
 def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default: the current one, or the first with a change)
-    "Draw image `i` and its changed labels as a matplotlib figure, outcomes coloured."
+    "Draw image `i`, its other labels and its changed labels (outcomes coloured) as a matplotlib figure; or say why there is none."
+    title = f'{self.ds.name}: labels changed by co-learning correction'
+    if i is None and not len(self.changes): return _message_figure(title, self.note)
     i = (self.image if self.image is not None else self.images()[0]) if i is None else i
     v = self.view(i)
+    if not len(v['table']): return _message_figure(title, f'No label of training image #{i} was changed.')
     t = _table_text(v['table'])
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 2.2 + .25 * len(t)), gridspec_kw=dict(width_ratios=[1, 5]))
+    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 170)
+    lines = caption.count('\n') + 1
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, max(2.6, .9 + .3 * len(t)) + .13 * lines + .7), gridspec_kw=dict(width_ratios=[1, 5]))
     ax0.imshow(v['pixels']); ax0.set_title(f'training image #{i}', fontsize=10); ax0.set_xticks([]); ax0.set_yticks([])
+    draw_chips(ax0, {'other labels': v['other']}, self.ds.classes)
     ax1.axis('off')
-    tab = ax1.table(cellText=t.values, colLabels=t.columns, loc='center', cellLoc='center')
-    tab.auto_set_font_size(False); tab.set_fontsize(8); tab.auto_set_column_width(range(len(t.columns)))
+    tab = ax1.table(cellText=t.values, colLabels=[c.replace(' (', '\n(') for c in t.columns], loc='upper center', cellLoc='center')
+    tab.auto_set_font_size(False); tab.set_fontsize(9); tab.auto_set_column_width(range(len(t.columns))); tab.scale(1, 1.5)
     for (r, c), cell in tab.get_celld().items():
-        if r and t.columns[c].startswith('outcome') and t.iat[r - 1, c]: cell.set_facecolor(OUTCOME_COLOURS[t.iat[r - 1, c]] + '55')
-    fig.suptitle(f'{self.ds.name}: labels changed by co-learning correction')
+        if r == 0: cell.set_height(cell.get_height() * 2)
+        elif t.columns[c].startswith('outcome') and t.iat[r - 1, c]: cell.set_facecolor(OUTCOME_COLOURS[t.iat[r - 1, c]] + '55')
+    fig.suptitle(title)
+    fig.text(.01, .02, caption, fontsize=7.5, va='bottom')
+    fig.subplots_adjust(bottom=(.13 * lines + .45) / fig.get_figheight(), top=1 - .5 / fig.get_figheight(), left=.01, right=.99)
     return fig
 
 @patch
@@ -405,61 +540,103 @@ def _build(self:CorrectionBrowser):
     self.group_dd = W.Dropdown(options=[ANY, *GROUPS], description='group')
     self.branch_dd = W.Dropdown(options=[ANY, *self.branches], description='corrector')
     self.outcome_dd = W.Dropdown(options=[ANY, *(['fixed', 'broke'] if self.known_clean else ['unknown'])], description='outcome')
-    self.slider = W.IntSlider(value=0, min=0, max=0, description='image', continuous_update=False)
+    self.slider = self._slider('image')
     self.status, self.title, self.table_html, self.history_html = W.HTML(), W.HTML(), W.HTML(), W.HTML()
     self.title.add_class('su-correction-title')
     self.img = W.Image(format='png', layout=W.Layout(width='200px'))
+    columns = ['class', 'group', 'noisy', 'corrected (branch)', *(['clean'] if self.known_clean else []), 'probability (branch)',
+               'outcome (branch)', 'other labels']
+    caption = W.HTML(caption_html(explain_columns(columns, CHANGE_COLUMNS)), layout=W.Layout(width='100%'))
     filters = (self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd)
     refilter = lambda _: self._browse(self.images(*(_opt(dd.value) for dd in filters)))
     for dd in filters: dd.observe(self._on(refilter), 'value')
-    self.slider.observe(self._on(lambda k: self._select(self.cands[k])), 'value')
-    self._widget = W.VBox([W.HBox(list(filters)), W.HBox([self.slider, self.status]),
-                           W.HBox([self.img, W.VBox([self.title, self.table_html, self.history_html])])])
+    self.slider.observe(self._on(self._select), 'value')
+    right = W.VBox([self.title, self.table_html, self.history_html], layout=W.Layout(flex='1 1 auto', min_width='0', overflow='auto'))
+    self._widget = W.VBox([W.HBox(list(filters)), W.HBox([self.slider, self.status]), W.HBox([self.img, right]), caption])
     self._widget.add_class('su-correction-browser')
     refilter(None)
+
+@patch
+def _select_none(self:CorrectionBrowser):
+    self.image, self.img.value = None, b''
+    self.title.value = f'<b>{self.note or "No image with a changed label passes these filters."}</b>'
+    self.table_html.value = self.history_html.value = ''
 
 @patch
 def _select(self:CorrectionBrowser, i:int):
     t0 = time.perf_counter()
     self.image = int(i)
     v = self.last_view = self.view(self.image)
-    self.img.value, self.title.value = _png(v['pixels']), f'<b>training image #{self.image}</b>'
+    self.img.value = _png(v['pixels'])
+    self.title.value = (f'<b>training image #{self.image}</b> ({self._position(self.image)} that pass the filters)'
+                        + chips_html({'other labels': v['other']}, self.ds.classes))
     cells = _table_text(v['table'])
     for col in [c for c in cells if c.startswith('outcome')]:
         cells[col] = cells[col].map(lambda o: f'<b style="color:{OUTCOME_COLOURS[o]}">{o}</b>' if o else '')
-    self.table_html.value = cells.to_html(index=False, escape=False, classes='su-changes')
-    self.history_html.value = f'<b>per epoch (* = changed)</b>{self.history(self.image).to_html()}' if self.logged else ''
+    self.table_html.value = f'<div style="{_TABLE_STYLE}">{cells.to_html(index=False, escape=False, classes="su-changes")}</div>'
+    self.history_html.value = (f"<div style=\"{_TABLE_STYLE}\"><b>per epoch: each branch's probability, * where that epoch's "
+                               f'correction changed the label</b>{self.history(self.image).to_html()}</div>' if self.logged else '')
     self.view_times.append(time.perf_counter() - t0)
 
 # %% ../nbs/09_widgets.ipynb #1cebe2e8
+def _run_config(path) -> tuple:
+    "`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to."
+    path = Path(path)
+    where = (path if path.is_dir() else path.parent)/'config.json'
+    if not where.is_file():
+        raise FileNotFoundError(f'{where} not found: stitchup_train writes config.json beside its checkpoints, and the browsers '
+                                'read the dataset, the noise and the thresholds from it (for a Learner in memory use from_learner)')
+    return train_config(**json.loads(where.read_text())), where
+
+def _epoch_of(p:Path) -> int|None:
+    m = re.fullmatch(r'epoch_(\d+)', p.stem)
+    return int(m.group(1)) if m else None
+
 @patch(cls_method=True)
 def from_learner(cls:CorrectionBrowser, learn,   # a co-learner (`colearner`), trained or not
                  **kwargs):                       # passed to `CorrectionBrowser`
     "A browser over `learn`'s training images: its snapshot now, and its `CorrectionSnapshots` history if any."
-    logged = getattr(learn, 'correction_snapshots', None)
-    return cls(learn.dls.train.ds, correction_snapshot(learn), history=logged.history if logged else None, **kwargs)
+    logged, co = getattr(learn, 'correction_snapshots', None), getattr(learn, 'co_learning', None)
+    return cls(learn.dls.train.ds, correction_snapshot(learn), history=logged.history if logged else None,
+               **{'thresholds': co.th if co else None, 'source': 'the learner', **kwargs})
 
 @patch(cls_method=True)
-def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` checkpoint
-                    train:LabelledSet,            # the training images it was trained on
-                    noisy,                        # the noisy labels it was trained on
-                    thresholds:dict|None=None,    # correction thresholds (default: `config.json` beside `path`, else none)
-                    arch:str|None=None,           # backbone (default: `config.json`, else 'digits_cnn')
-                    size:int|None=None,           # input size (default: `config.json`)
+def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stitchup_train` run, or its work dir (the latest)
                     history:bool=False,           # also snapshot the `epoch_N.pth` beside it, up to its own epoch
-                    bs:int=64, **kwargs):
-    "Rebuild the co-learner saved at `path` and browse its corrections on `train`."
+                    thresholds:dict|None=None,    # thresholds to use instead of the run's (e.g. `{'random_tail_beta': .3}`)
+                    **kwargs):                    # passed to `CorrectionBrowser`
+    "Rebuild a run's training set, noisy labels and co-learner from the `config.json` beside `path`, load the checkpoint, browse."
     path = Path(path)
-    cfg = json.loads((path.parent/'config.json').read_text()) if (path.parent/'config.json').exists() else {}
-    th = {k: cfg[k] for k in THRESHOLDS if k in cfg} if thresholds is None else thresholds
-    dls = stitch_dls(train, noisy, train, valid_bs=bs, size=size or cfg.get('size'))
-    learn = colearner(dls, arch or cfg.get('arch') or 'digits_cnn', thresholds=th, pretrained=False)
-    hist, epochs = {}, {}
+    cfg, where = _run_config(path)
+    if path.is_dir():
+        found = sorted((p for p in path.glob('epoch_*.pth') if _epoch_of(p) is not None), key=_epoch_of)
+        if not found: raise FileNotFoundError(f'{path}: no epoch_N.pth checkpoint in this work dir yet')
+        path = found[-1]
+    learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
+                                                  'pretrained': False, 'resume': None}))
+    own, hist = _epoch_of(path), {}
     if history:
-        epochs = {p: int(p.stem[6:]) for p in path.parent.glob('epoch_*.pth') if p.stem[6:].isdigit()}
-        for p, n in sorted(epochs.items(), key=lambda kv: kv[1]):
-            if n > epochs.get(path, n): break
-            load_checkpoint(learn, p, with_opt=False); hist[n - 1] = correction_snapshot(learn)
-    if path in epochs: return cls(train, hist[epochs[path] - 1], history=hist, **kwargs)
-    load_checkpoint(learn, path, with_opt=False)
-    return cls(train, correction_snapshot(learn), history=hist or None, **kwargs)
+        for p in sorted((p for p in path.parent.glob('epoch_*.pth') if _epoch_of(p) is not None), key=_epoch_of):
+            if own is None or _epoch_of(p) <= own:
+                load_checkpoint(learn, p, with_opt=False); hist[_epoch_of(p) - 1] = correction_snapshot(learn)
+    snap = hist.get(own - 1) if own is not None else None
+    if snap is None: load_checkpoint(learn, path, with_opt=False); snap = correction_snapshot(learn)
+    source = str(where) + ('' if thresholds is None else ', overridden by the thresholds given to from_checkpoint')
+    return cls(train, snap, history=hist or None,
+               **{'thresholds': learn.co_learning.th, 'source': source, 'size': cfg['size'] or 224, **kwargs})
+
+@patch(cls_method=True)
+def from_run(cls:StitchBrowser, path,   # a `stitchup_train` work dir, or a file in it (e.g. a checkpoint)
+             **kwargs):                  # passed to `StitchBrowser`
+    "The run's training set and the noisy labels it trained on, from its `config.json`, with the run's seed."
+    cfg, where = _run_config(path)
+    train, _, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
+    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+    sb = cls(train, noisy, **{'seed': cfg['seed'], 'size': cfg['size'] or 224, **kwargs})
+    stitch = cfg['stitch'] or 'none'
+    if stitch == 'none':
+        sb.note = f"This run did not stitch ({where}: stitch 'none'): these are the pairs Stitch-Up would have made."
+    elif stitch != 'input':
+        sb.note = (f"This run stitches at the {stitch} level ({where}): the network joined the two images' {stitch}s, "
+                   'not the pictures as drawn here; the union label is the same.')
+    return sb

@@ -3,7 +3,7 @@
 A hand-made set pins the rules (a known missing label restored by a known partner); Digits-MLT checks
 speed (< 0.3 s a view on the CPU); a file-backed set checks that a view decodes only its own images.
 """
-import json, time
+import base64, json, time
 
 import matplotlib
 matplotlib.use('Agg')
@@ -18,8 +18,10 @@ from stitchup_nb.data import LabelledSet
 from stitchup_nb.digits import digits_mlt
 from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
+from stitchup_nb.cli import build_learner, train_config
+from stitchup_nb.colearn import THRESHOLDS
 from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, correction_changes, label_chips,
-                                 union_chips, union_tally)
+                                 union_chips, union_tally, _wrap)
 
 GROUPS3 = {'head': [0], 'medium': [1], 'tail': [2]}
 MAX_VIEW_S = 0.3
@@ -70,14 +72,14 @@ def test_slider_and_filters_move_the_anchor(tiny):
     assert sb.anchor == 3 and 'anchor #3' in sb.panels['anchor'][0].value
     assert sb.last_view['chips']['anchor']['noisy'] == {2: 'correct'}
     sb.group_dd.value = 'medium'                                 # images holding dog (clean or noisy): 0, 1
-    assert sb.cands.tolist() == [0, 1] and sb.slider.max == 1 and sb.anchor == 0
+    assert sb.cands.tolist() == [0, 1] and sb.slider.options == (('0', 0), ('1', 1)) and sb.anchor == 0
     sb.slider.value = 1
     assert sb.anchor == 1
     sb.group_dd.value = 'any'; sb.cls_dd.value = 2               # owl: 2 (noisy only) and 3
     assert sb.cands.tolist() == [2, 3] and sb.anchor == 2
     assert sb.last_view['chips']['anchor']['noisy'] == {0: 'correct', 2: 'spurious'}
     sb.group_dd.value = 'head'                                   # owl and cat: image 2 only
-    assert sb.cands.tolist() == [2] and '1 images match' in sb.status.value
+    assert sb.cands.tolist() == [2] and sb.status.value == '1 image matches'
 
 
 def test_partner_controls_follow_the_sampler_rule(tiny):
@@ -103,11 +105,14 @@ def test_running_tally_counts_viewed_pairs(tiny):
     sb.widget
     sb.partner_box.value = 1
     assert sb.seen == {0: 1}
-    assert '1 pairs viewed' in sb.tally_html.value
+    assert 'the 1 pair viewed' in sb.tally_html.value
     t = union_tally(noisy, [0], [1], GROUPS3, ds.labels)
-    assert t.loc['all', 'restored'] == 1 and t.loc['all', 'recall_anchor'] == 50 and t.loc['all', 'recall_union'] == 100
+    assert t.loc['all', 'restored'] == 1 and t.loc['all', 'anchor recall %'] == 50 and t.loc['all', 'union recall %'] == 100
     sb.slider.value = 3
-    assert len(sb.seen) == 2 and '2 pairs viewed' in sb.tally_html.value
+    assert len(sb.seen) == 2 and 'the 2 pairs viewed' in sb.tally_html.value
+    for column in ('group', 'anchor recall %', 'union spurious %', 'restored', 'brought'):     # every column explained
+        assert f'<b>{column}</b>: ' in sb.tally_html.value
+    assert 'overflow-x:auto' in sb.tally_html.value                  # a wide tally scrolls instead of running off the page
 
 
 def test_noisy_only_set_has_no_truth(tiny):
@@ -117,9 +122,10 @@ def test_noisy_only_set_has_no_truth(tiny):
     v = sb.view(0, 2)
     assert v['chips']['anchor'] == {'noisy': {0: 'label'}}
     assert v['chips']['stitched'] == {'union': {0: 'label', 2: 'added'}}
-    assert list(sb.tally().columns) == ['pairs', 'labels_anchor', 'labels_union', 'added']
+    assert list(sb.tally().columns) == ['pairs', 'labels per anchor', 'labels per union', 'added by partner %']
     sb.widget
-    assert 'data-state="correct"' not in sb.widget.children[2].value           # the legend: label / added only
+    legend = sb.widget.children[3].value
+    assert 'data-state="label"' in legend and 'data-state="correct"' not in legend     # the legend: label / added only
 
 
 def test_show_draws_the_same_view(tiny):
@@ -202,12 +208,15 @@ def test_correction_filters_and_views(digits):
     cb.branch_dd.value = 'balanced'; cb.group_dd.value = group
     want = ch[(ch.outcome == 'broke') & (ch.branch == 'balanced') & (ch.group == group)].image.unique()
     assert list(cb.cands) == list(want)
-    cb.slider.value = len(cb.cands) - 1
+    cb.slider.value = cb.cands[-1]
     i = cb.image
-    assert i == want[-1] and f'#{i}' in cb.title.value and 'broke' in cb.table_html.value
+    assert i == want[-1] and 'broke' in cb.table_html.value
+    assert cb.slider.label == str(i) and f'training image #{i}</b> ({len(want)} of {len(want)} ' in cb.title.value
     t = cb.last_view['table']
-    row = t[t['outcome balanced'] == 'broke'].iloc[0]
-    assert row['noisy'] == row['clean'] != row['by balanced']
+    row = t[t['outcome (balanced)'] == 'broke'].iloc[0]
+    assert row['noisy'] == row['clean'] != row['corrected (balanced)']
+    held = set(np.flatnonzero(noisy[i] | train.labels[i]))           # the title's chips: the image's other labels
+    assert set(cb.last_view['other']) == held - set(ch[ch.image == i]['class']) and 'other labels' in cb.title.value
     cb.cls_dd.value = int(train.groups['head'][0])
     assert set(cb.cands) <= set(ch[ch['class'] == train.groups['head'][0]].image)
 
@@ -218,7 +227,8 @@ def test_correction_summary_matches_correction_quality(digits):
     s = CorrectionBrowser(train, snap).summary()
     for b in ('random', 'balanced'):
         q = correction_quality(train.labels, noisy, snap['corrected_by'][b], train.groups)
-        assert (s.loc[b][['changed', 'on', 'off', 'fixed', 'broke']].values == q[['changed', 'on', 'off', 'fixed', 'broke']].values).all()
+        assert (s.loc[b][['changed', 'switched on', 'switched off', 'fixed', 'broke']].values
+                == q[['changed', 'on', 'off', 'fixed', 'broke']].values).all()
     fig = CorrectionBrowser(train, snap).plot_summary()
     assert [a.get_title() for a in fig.axes] == ['corrections by the random branch', 'corrections by the balanced branch']
     plt.close(fig)
@@ -230,7 +240,7 @@ def test_without_clean_labels_outcomes_are_unknown(digits):
     snap = fake_snapshot(noisy, noisy)
     cb = CorrectionBrowser(real, snap)
     assert not cb.known_clean and set(cb.changes.outcome) == {'unknown'}
-    assert list(cb.summary().columns) == ['changed', 'on', 'off']
+    assert list(cb.summary().columns) == ['changed', 'switched on', 'switched off']
     cb.widget
     assert cb.outcome_dd.options == ('any', 'unknown')
     assert 'clean' not in cb.last_view['table']
@@ -259,27 +269,69 @@ def test_correction_view_is_fast_on_digits(digits):
     cb.widget
     times = []
     for k in range(1, 21):
-        t0 = time.perf_counter(); cb.slider.value = k; times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter(); cb.slider.value = cb.cands[k]; times.append(time.perf_counter() - t0)
     print(f'CorrectionBrowser view on Digits: median {np.median(times)*1e3:.0f} ms, max {max(times)*1e3:.0f} ms')
     assert np.median(times) < MAX_VIEW_S and max(times) < MAX_VIEW_S
 
 
-def test_from_learner_and_from_checkpoint(digits, tmp_path):
-    from stitchup_nb.sampling import stitch_dls
-    from stitchup_nb.colearn import colearner, CorrectionSnapshots, correction_snapshot
+def test_nothing_corrected_is_said_in_words(digits):
     train, noisy = digits
-    sub, sub_noisy = train.subset(np.arange(120)), noisy[:120]
+    snap = fake_snapshot(train.labels, noisy)
+    unchanged = {**snap, 'corrected_by': {b: noisy.copy() for b in snap['probs']}}
+    th = {**THRESHOLDS, 'random_head_alpha': .7, 'balance_tail_beta': .1}
+    cb = CorrectionBrowser(train, unchanged, thresholds=th, source='W/config.json')
+    assert len(cb.images()) == 0 and 'no branch was sure enough' in cb.note
+    assert '(W/config.json)' in cb.note and 'random_head_alpha 0.7, balance_tail_beta 0.1' in cb.note
+    off = CorrectionBrowser(train, unchanged, thresholds=dict(THRESHOLDS), source='W/config.json')
+    assert 'correction is off' in off.note and 'alpha 1' in off.note
+    off.widget                                                       # no IndexError: the widget says why
+    assert off.title.value == f'<b>{off.note}</b>' and off.status.value == '0 images match' and off.slider.disabled
+    assert off._repr_mimebundle_()['text/plain'].endswith(off.note)
+    fig = off.show()
+    assert [t.get_text() for t in fig.axes[0].texts] == [_wrap(off.note, 120)] and not fig.axes[0].images
+    plt.close(fig)
+    cb = CorrectionBrowser(train, snap)                              # filters that match nothing: said so, no error
+    cb.widget
+    cb.cls_dd.value = int(train.groups['tail'][0]); cb.group_dd.value = 'head'     # a tail class in the head: none
+    assert len(cb.cands) == 0 and cb.image is None and 'passes these filters' in cb.title.value and cb.table_html.value == ''
+    cb.group_dd.value = 'tail'
+    assert len(cb.cands) and cb.image == cb.cands[0] and not cb.slider.disabled
+
+
+def test_display_carries_a_picture(tiny):
+    ds, noisy = tiny
+    bundle = StitchBrowser(ds, noisy)._repr_mimebundle_()
+    assert 'application/vnd.jupyter.widget-view+json' in bundle
+    assert base64.b64decode(bundle['image/png'])[:8] == b'\x89PNG\r\n\x1a\n'     # what a page without a kernel shows
+
+
+def run_config(**overrides) -> dict:
+    return train_config(dataset='digits-small', pretrained=False, quiet=True, **overrides)
+
+
+def save_checkpoint(learn, path, epoch):
+    "What `stitchup_train` saves (colearn's Checkpoint callback), without training."
+    torch.save({'model': learn.model.state_dict(), 'opt': {}, 'epoch': epoch, 'classes': list(learn.dls.train.ds.classes),
+                'groups': {g: list(map(int, v)) for g, v in learn.dls.train.ds.groups.items()}}, path)
+
+
+def test_from_learner_and_from_checkpoint(tmp_path):
+    "The checkpoint path alone rebuilds the run (config.json beside it): the same changes as the learner in memory."
     th = {'random_head_alpha': .5, 'balance_head_alpha': .5, 'random_tail_beta': .45, 'balance_tail_beta': .45}
-    learn = colearner(stitch_dls(sub, sub_noisy, sub), pretrained=False, thresholds=th, cbs=[CorrectionSnapshots()])
-    learn.correction_snapshots.history = {0: correction_snapshot(learn)}
+    learn, train, _ = build_learner(run_config(**th))
     cb = CorrectionBrowser.from_learner(learn)
-    assert len(cb.changes) > 0 and list(cb.logged) == [0]
-    torch.save({'model': learn.model.state_dict(), 'opt': {}, 'epoch': 1, 'classes': list(sub.classes),
-                'groups': sub.groups}, tmp_path/'epoch_1.pth')
-    (tmp_path/'config.json').write_text(json.dumps({**th, 'arch': 'digits_cnn', 'size': None}))
-    ck = CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth', sub, sub_noisy, history=True)
+    assert len(cb.changes) > 0 and cb.note is None and cb.source == 'the learner'
+    for e in (1, 2): save_checkpoint(learn, tmp_path/f'epoch_{e}.pth', e)
+    (tmp_path/'config.json').write_text(json.dumps(learn.config))
+    ck = CorrectionBrowser.from_checkpoint(tmp_path, history=True)           # a work dir: its latest checkpoint
     cols = ['image', 'class', 'branch', 'outcome']
     assert ck.changes[cols].values.tolist() == cb.changes[cols].values.tolist()
-    assert list(ck.logged) == [0]
-    no_th = CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth', sub, sub_noisy, thresholds={})
-    assert len(no_th.changes) == 0 and no_th.summary()['changed'].sum() == 0
+    assert sorted(ck.logged) == [0, 1] and ck.source == str(tmp_path/'config.json')
+    off = CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth', thresholds=dict(THRESHOLDS))
+    assert len(off.changes) == 0 and off.summary()['changed'].sum() == 0
+    assert 'correction is off' in off.note and str(tmp_path/'config.json') in off.note
+    sb = StitchBrowser.from_run(tmp_path/'epoch_1.pth')
+    assert np.array_equal(sb.noisy, learn.dls.train.labels) and np.array_equal(sb.clean, train.labels)
+    assert sb.seed == learn.config['seed'] and 'feature level' in sb.note
+    (tmp_path/'config.json').unlink()
+    with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')

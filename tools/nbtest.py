@@ -8,7 +8,7 @@ ran are written by cell id to `_docs/outputs/<notebook path>.json` (`$STITCHUP_N
 the folder), and `tools/render_docs.py --outputs _docs/outputs` renders the pages from them with
 nbconvert. `make test` runs this; CI then renders the docs from the same run.
 """
-import json, os
+import json, os, warnings
 from pathlib import Path
 
 from execnb.shell import CaptureShell
@@ -16,6 +16,9 @@ from execnb.shell import CaptureShell
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get('STITCHUP_NB_OUTPUTS', ROOT/'_docs'/'outputs'))
 _run_all = CaptureShell.run_all
+# fastai's import calls torch.jit.script, which torch deprecates with a FutureWarning: a notice for fastai, not for a
+# reader, recorded on whichever notebook imports fastai first in a worker (tools/render_docs.py filters it alike)
+warnings.filterwarnings('ignore', category=FutureWarning, module=r'torch\.jit\._script')
 
 
 def outputs_file(nb_path, out=OUT) -> Path:

@@ -10,16 +10,22 @@ that every page executes and renders, with nbconvert alone:
   settings.ini (`#| slow`, `#| notest`), `#| eval: false`, and the `nbdev_export()` cell;
 - as on nbdev's pages, `#| hide` cells run but are not shown, a cell that only calls `show_doc`
   shows its output without its source, and directive lines (`#| ...`) are dropped;
-- any cell error fails the build (exit status 1) after every notebook has been tried.
+- the pages read offline (template `tools/templates/docs`): MathJax is copied into the output folder from
+  the `jupyter-server-mathjax` package (a dev requirement) and each page loads it by a relative path;
+  nothing comes from a CDN (no require.js, no widget manager: a widget output shows the picture that
+  `stitchup_nb.widgets` browsers put beside it, or its plain text); printed text wraps between words;
+- any cell error fails the build (exit status 1) after every notebook has been tried, and so does a
+  shown cell's stderr output (a warning box on the page: fix its cause or catch it in the notebook).
 
-Usage: `python tools/render_docs.py [--workers 2] [--out _docs] [--timeout 1800] [NOTEBOOK ...]`
+Usage: `python tools/render_docs.py [--workers 2] [--out _docs] [--timeout 1800] [NOTEBOOK ...]`, e.g.
+`python tools/render_docs.py nbs/09_widgets.ipynb` for one page.
 
 With `--outputs _docs/outputs` nothing is executed: the pages take the outputs that the test run
 (`make test`, i.e. `tools/nbtest.py`, nbdev_test keeping outputs) recorded per cell id, and the build
 fails if a notebook has no recorded run or a recorded cell ended in an error. CI does this, so every
 notebook is executed once and both tested and rendered.
 """
-import argparse, configparser, json, os, re, sys, time, traceback
+import argparse, configparser, json, os, re, shutil, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -31,6 +37,11 @@ from nbdev.process import extract_directives
 
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
+TEMPLATES = ROOT/'tools'/'templates'
+WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json'
+# fastai's import calls torch.jit.script, which torch deprecates with a FutureWarning: a notice for fastai, not for a
+# reader, shown on the page of whichever notebook imports fastai first (tools/nbtest.py filters it in the same way)
+QUIET_WARNINGS = 'ignore::FutureWarning:torch.jit._script'
 
 
 def notebooks() -> list:
@@ -65,6 +76,23 @@ def for_page(cell):
     for out in cell.get('outputs', []):     # show_doc's links carry Quarto-only attributes
         md = out.get('data', {}).get('text/markdown')
         if md: out['data']['text/markdown'] = re.sub(r'\{target="_blank"[^}]*\}', '', md)
+        out.get('data', {}).pop(WIDGET_VIEW, None)       # no widget manager on the page: the output's picture or text shows
+
+
+def warning_boxes(nb) -> list:
+    "The stderr outputs of the cells a page shows (each would be a warning box): `cell id: first line`."
+    return [f"cell {c.get('id')}: {o.get('text', '').strip().splitlines()[0]}" for c in nb.cells
+            if c.cell_type == 'code' and 'remove_cell' not in c.metadata.get('tags', [])
+            for o in c.get('outputs', []) if o.get('output_type') == 'stream' and o.get('name') == 'stderr' and o.get('text', '').strip()]
+
+
+def copy_mathjax(out:Path) -> Path:
+    "MathJax 2 from the jupyter-server-mathjax package, copied to `out/mathjax`: the pages typeset LaTeX offline."
+    try: import jupyter_server_mathjax
+    except ImportError: sys.exit('jupyter-server-mathjax is not installed (a dev requirement): pip install -e ".[dev]"')
+    dest = out/'mathjax'
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent/'static', dest, dirs_exist_ok=True)
+    return dest
 
 
 def _output(o:dict):
@@ -99,13 +127,15 @@ def render(path:Path, out:Path, timeout:int, outputs:Path|None=None) -> tuple:
             with client.setup_kernel():
                 for i, cell in enumerate(nb.cells):
                     if runnable(cell, flags): client.execute_cell(cell, i)
-                client.set_widgets_metadata()
         for cell in nb.cells: for_page(cell)
-        exporter = HTMLExporter(template_name='lab')
+        boxes = warning_boxes(nb)
+        if boxes: raise RuntimeError('the page would show warning boxes (stderr): ' + '; '.join(boxes))
+        page = out/path.relative_to(NBS).with_suffix('.html')
+        exporter = HTMLExporter(template_name='docs', extra_template_basedirs=[str(TEMPLATES)])
+        exporter.mathjax_url = Path(os.path.relpath(out/'mathjax'/'MathJax.js', page.parent)).as_posix() + '?config=TeX-AMS-MML_HTMLorMML-full,Safe'
         exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove_cell'}, remove_input_tags={'remove_input'}),
                                        enabled=True)
         html, _ = exporter.from_notebook_node(nb, resources={'metadata': {'name': path.stem}})
-        page = out/path.relative_to(NBS).with_suffix('.html')
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(html, encoding='utf-8')
         return path, time.time() - t0, None
@@ -126,8 +156,10 @@ def main(argv=None):
     # the kernels import this checkout and draw figures inline even where CI sets MPLBACKEND=Agg
     os.environ['PYTHONPATH'] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])])
     os.environ.pop('MPLBACKEND', None)
+    os.environ['PYTHONWARNINGS'] = ','.join(filter(None, [os.environ.get('PYTHONWARNINGS'), QUIET_WARNINGS]))
     # notebooks run side by side share the cores rather than each claiming all of them (torch reads this at import)
     os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // args.workers)))
+    copy_mathjax(args.out.resolve())
     t0, failed = time.time(), []
     print(f'Rendering {len(paths)} notebooks to {args.out} with {args.workers} workers', flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
