@@ -5,11 +5,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.stitchup_installed
 
-.PHONY: demo test test-nbs test-py test-slow bench bench-quick docs docs-from-tests readme browser-test export clean-nbs
+.PHONY: demo test test-nbs test-py test-slow docs docs-from-tests readme browser-test export
 
 $(STAMP): settings.ini setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	@echo "Installing stitchup_nb and its pinned dependencies into $(VENV) (a few minutes the first time; torch is large)..."
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

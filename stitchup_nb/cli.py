@@ -185,6 +185,7 @@ def run_training(cfg:dict) -> tuple:
         with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
                                 warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
+            if main and not cfg['quiet']: print(f'scoring the test set ({len(test)} images): the ensemble, then each branch', flush=True)
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
         learn.train_time = time.time() - t0
         if work and main:

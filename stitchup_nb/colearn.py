@@ -218,6 +218,7 @@ class CoLearning(Callback):
 # %% ../nbs/07_colearn.ipynb #c08c6658
 def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
     "Fixed (above 0) and broken (below 0) labels per epoch, per corrector branch and class group."
+    import matplotlib.pyplot as plt
     if log.empty: raise ValueError('the correction log is empty: was co-learning with correction run?')
     up, down = ('fixed', 'broke') if 'fixed' in log else ('on', 'off')
     correctors = log.corrector.unique()
