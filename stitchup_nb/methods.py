@@ -81,6 +81,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
         if given.get('size', preset['size']) != preset['size']:
             raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
+    if 'digits' not in preset: cfg['data_seed'] = None     # only Digits-MLT is drawn from a seed
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     named = sorted(k for k in given if k in THRESHOLDS)
     if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds']}

@@ -159,10 +159,11 @@ def good_checkpoint_intact(r, env):
 def read_only_work_dir(env):
     "A work_dir nobody may write to (as root, where chmod does not stop writes, the refusal is simulated)."
     ro = env.tmp/'ro'; ro.mkdir(); ro.chmod(0o555)
-    if os.geteuid() == 0:
-        def refuse(*a, dir=None, **k): raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
-        env.monkeypatch.setattr(tempfile, 'mkstemp', refuse)
-    return cli.stitchup_train(work_dir=str(ro), epochs=0)
+    if os.geteuid() == 0:                              # the run's first write is its lock file
+        import stitchup_nb.runs as runs
+        def refuse(path, *a, **k): raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        env.monkeypatch.setattr(runs, 'open', refuse, raising=False)
+    return cli.stitchup_train(work_dir=str(ro), epochs=1)
 
 Y3 = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], np.uint8)
 G3 = {'head': [0], 'medium': [1], 'tail': [2]}
@@ -386,7 +387,7 @@ CASES = [
     Case('disk-full-new-checkpoint', 'the disk fills up while epoch_2.pth is written',
          lambda e: do(e.checkpoint(e.learner()), e.monkeypatch.setattr(torch, 'save', disk_full_after_half),
                     atomic_save({'epoch': 2}, e.tmp/'epoch_2.pth')),
-         Raises(OSError, 'No space left on device', 'epoch_2.pth', 'nothing was replaced', then=good_checkpoint_intact)),
+         Raises(OSError, 'No space left on device', 'epoch_2.pth', 'no file was written', then=good_checkpoint_intact)),
     Case('disk-full-overwrite', 'the disk fills up while epoch_1.pth is rewritten',
          lambda e: do(e.checkpoint(e.learner()), e.monkeypatch.setattr(torch, 'save', disk_full_after_half),
                     atomic_save({'epoch': 5}, e.tmp/'epoch_1.pth')),

@@ -82,7 +82,7 @@ def torchrun_run(tmp_path_factory):
 
 def test_torchrun_trains_and_rank0_alone_writes(torchrun_run):
     work, out = torchrun_run
-    assert sorted(p.name for p in work.iterdir()) == ['config.json', 'epoch_1.pth', 'epoch_2.pth', 'metrics.json']
+    assert sorted(p.name for p in work.iterdir()) == ['.lock', 'config.json', 'epoch_1.pth', 'epoch_2.pth', 'metrics.json']
     m = json.loads((work/'metrics.json').read_text())
     assert m['world_size'] == 2
     losses = [e['train_loss'] for e in m['epochs']]
@@ -162,4 +162,4 @@ def test_nan_on_one_rank_stops_every_rank_together(tmp_path, every, at):
     if at != 'last': assert 'iteration 2 on rank 1' in out
     # (torchrun may still SIGTERM the rank that exits second, already past the group: harmless, the status is 1 either way)
     assert 'Connection closed' not in out and '[rank0]: Traceback' not in out and '[rank1]: Traceback' not in out, out[-3000:]
-    assert sorted(q.name for q in work.iterdir()) == ['config.json']               # the bad epoch was never saved
+    assert sorted(q.name for q in work.iterdir()) == ['.lock', 'config.json']      # the bad epoch was never saved
