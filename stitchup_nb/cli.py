@@ -169,6 +169,8 @@ def run_training(cfg:dict) -> tuple:
         if ck is not None:
             check_resume(ck, cfg, FLAGS)
             history = read_checkpoint(ck).get('history')
+            if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
+                history = read_json(work/'metrics.json', 'metrics file').get('epochs')
         elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
             if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
                 raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ)}); "
