@@ -14,17 +14,12 @@ from sklearn.metrics import average_precision_score
 from torch import Tensor
 
 from .data import GROUPS, check_groups, check_labels
+from .losses import _numpy    # tensors and arrays alike, half precision as float32
 
 # %% auto #0
 __all__ = ['average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'correction_quality']
 
 # %% ../nbs/08_metrics.ipynb #4df21882
-def _numpy(x) -> np.ndarray:
-    "A tensor (any device or dtype) or array-like as a numpy array; half precision becomes float32."
-    if not isinstance(x, Tensor): return np.asarray(x)
-    x = x.detach().cpu()
-    return (x.float() if x.is_floating_point() and x.element_size() < 4 else x).numpy()
-
 def _scores_targets(scores, targets) -> tuple:
     "Checked float64 N×C scores and uint8 N×C targets."
     s, y = _numpy(scores).astype(np.float64), check_labels(_numpy(targets), source='targets')

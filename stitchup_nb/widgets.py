@@ -20,6 +20,7 @@ from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .colearn import THRESHOLDS, correction_snapshot, load_checkpoint
 from .cli import build_learner, load_benchmark, train_config, training_labels
+from .metrics import _pct
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'TALLY_COLUMNS', 'ANY', 'CHANGE_COLUMNS', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'chips_html',
@@ -86,8 +87,6 @@ def draw_chips(ax, rows:dict, classes:list, y0:float=-0.05):
                                bbox=dict(boxstyle='round,pad=0.25', fc='white' if missing else col, ec=col, ls='--' if missing else '-'))
 
 # %% ../nbs/11_widgets.ipynb #6bff649b
-def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')
-
 TALLY_COLUMNS = {   # a column of `union_tally` -> what it counts
     'group': 'head, medium, tail: classes grouped by their number of training images; all: every class',
     'pairs': 'anchor and partner pairs counted',
