@@ -7,7 +7,7 @@ from stitchup_nb.losses import DBFocalLoss, bce_loss, db_class_counts
 
 
 def db_focal_loop(z, y, n, N, a=.1, b=10., mu=.3, lam=5., kappa=.05, gamma=2., bal=2.):
-    "The DB-Focal formulas of METHOD.md, one element at a time in float64."
+    "The DB-Focal formulas (Wu et al., ECCV 2020, as 05_losses states them), one element at a time in float64."
     out = np.zeros(z.shape)
     for i in range(z.shape[0]):
         s = sum(y[i, j] / n[j] for j in range(z.shape[1]))
