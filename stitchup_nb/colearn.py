@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_colearn.ipynb #6d5d2d4f
 from __future__ import annotations
-import json, math, os, pickle, warnings
+import json, os, pickle
 from functools import partial
 from pathlib import Path
 
@@ -12,14 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from fastcore.basics import patch
 from fastcore.foundation import L
-from contextlib import contextmanager
-from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.progress import ProgressCallback
-from fastai.distributed import DistributedTrainer
-from fastai.torch_core import default_device, get_model, num_distrib, rank_distrib
+from fastai.callback.core import Callback
+from fastai.torch_core import get_model, rank_distrib
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
 import fastai.callback.channelslast, fastai.callback.fp16   # Learner.to_channelslast / to_fp16 / to_bf16 on every colearner
@@ -36,8 +32,7 @@ from .models import TwoBranchNet, atomic_save, create_model
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
-           'load_checkpoint', 'branch_losses', 'colearner', 'deterministic_torch', 'init_distributed',
-           'main_process_first', 'close_distributed', 'ColearnDistributed', 'distributed']
+           'load_checkpoint', 'branch_losses', 'colearner', 'deterministic_torch']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -401,47 +396,3 @@ def deterministic_torch(on:bool=True):
     torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     if on: torch.backends.cudnn.benchmark = False
-
-# %% ../nbs/07_colearn.ipynb #eba9fe0e
-def init_distributed() -> dict:
-    "Join the process group a launcher set up (NCCL on GPUs, gloo on CPUs): `rank`, `world` and this process's `device`."
-    if num_distrib() <= 1: return dict(rank=0, world=1, device=default_device())
-    from accelerate import PartialState
-    state = PartialState(cpu=not torch.cuda.is_available())
-    return dict(rank=state.process_index, world=state.num_processes, device=state.device)
-
-@contextmanager
-def main_process_first():
-    "Rank 0 runs the block first (it fills caches), then the other ranks; in one process, just the block."
-    if num_distrib() <= 1: yield; return
-    from accelerate import PartialState
-    with PartialState().main_process_first(): yield
-
-def close_distributed():
-    "Wait for every rank, then leave the process group: a rank that exits inside it can abort its peers mid-message. In one process (or under `notebook_launcher`, which tears down itself), nothing."
-    if num_distrib() <= 1 or not torch.distributed.is_initialized(): return
-    from accelerate import PartialState
-    state = PartialState(cpu=not torch.cuda.is_available())
-    state.wait_for_everyone(); state.destroy_process_group()
-
-class ColearnDistributed(DistributedTrainer):
-    "fastai's `DistributedTrainer` for co-learning: DDP around both branches together; the loaders already shard by rank."
-    def __init__(self, sync_bn:bool=False, find_unused_parameters:bool=False, **kwargs):
-        from accelerate import DistributedDataParallelKwargs
-        cuda = torch.cuda.is_available()
-        if sync_bn and not cuda: raise ValueError('sync_bn needs GPUs (SyncBatchNorm has no CPU kernel): drop --sync_bn')
-        super().__init__(sync_bn=sync_bn, cpu=not cuda,
-                         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)], **kwargs)
-    def _wrap_dl(self, dl): return dl        # StitchDL / EvalDL draw this rank's shard themselves
-
-@contextmanager
-def distributed(learn:Learner, sync_bn:bool=False):
-    "Train and evaluate `learn` on every process a launcher started (DDP); in one process nothing changes."
-    if num_distrib() <= 1: yield learn; return
-    init_distributed()
-    feature = any(isinstance(c, StitchUp) and c.level == 'feature' for c in learn.cbs)
-    cb = ColearnDistributed(sync_bn, find_unused_parameters=not feature)
-    bars = list(learn.cbs.filter(lambda c: isinstance(c, ProgressCallback))) if rank_distrib() else []
-    learn.add_cb(cb); learn.remove_cbs(bars)
-    try: yield learn
-    finally: learn.remove_cb(cb); learn.add_cbs(bars)

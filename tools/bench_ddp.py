@@ -21,7 +21,8 @@ def worker(a):
     from fastai.callback.progress import ProgressCallback
     sys.path.insert(0, str(TOOLS))
     from bench_speed import StepTimer, synthetic_set
-    from stitchup_nb.colearn import close_distributed, colearner, distributed, init_distributed
+    from stitchup_nb.colearn import colearner
+    from stitchup_nb.distributed import close_distributed, distributed, init_distributed
     from stitchup_nb.sampling import BatchAug, stitch_dls
     from stitchup_nb.methods import PRESETS
     d = init_distributed()
