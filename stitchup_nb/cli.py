@@ -119,8 +119,7 @@ _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced
 
 def build_learner(cfg:dict, history:list|None=None):
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
-    samplers = _SAMPLERS.get(cfg['branches'])
-    if samplers is None: raise ValueError(f"--branches must be both, random or balanced, got {cfg['branches']!r}")
+    samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
@@ -342,7 +341,7 @@ def stitchup_test(
     with _said(stitchup_test, 'stitchup_test'):
         ck = Path(checkpoint)
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
-        if t is not None and not (isinstance(t, (int, float)) and 0 <= t <= 1): raise ValueError(f'--t must be a number in [0, 1], got {t!r}')
+        if t is not None: check_values({'t': t}, ('t',))
         path = Path(out) if out else ck.parent/'test_metrics.json'
         _check_out(path, [ck] + ([config] if config else []))
         cfg = read_json(config, 'run configuration') if config else saved_config(ck)
