@@ -30,7 +30,7 @@ from .runs import (MetricsJSON, check_config, check_values, check_resume, checkp
 from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['RECORDED', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
+__all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
            'evaluate', 'train_config', 'build_learner', 'run_training', 'EpochLines', 'summary', 'stitchup_train',
            'launch', 'stitchup_test', 'stitchup_noise']
 
@@ -115,6 +115,8 @@ def train_config(**overrides) -> dict:
 
 RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
+PEERS = {}   # a method's `peer` (its METHODS entry) -> the object that builds it (see "Peer methods")
+
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
 def build_learner(cfg:dict, history:list|None=None):
@@ -127,6 +129,8 @@ def build_learner(cfg:dict, history:list|None=None):
         train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
         noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                                 cfg['noise_neg_rate'])
+        peer = PEERS[cfg['peer']] if cfg.get('peer') else None
+        if hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -150,6 +154,7 @@ def build_learner(cfg:dict, history:list|None=None):
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
+        if hasattr(peer, 'setup'): peer.setup(learn, cfg)     # e.g. its loss or its callback
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints
     if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
     if not cfg['quiet']: learn.add_cb(EpochLines())

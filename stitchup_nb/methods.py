@@ -73,7 +73,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     preset = PRESETS[dataset]
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k != 'label'}, dataset=dataset, method=method)
-    cfg.setdefault('loss', None)
+    cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     given = {k: v for k, v in options.items() if v is not None}
     if 'digits' in preset:          # rendered in memory at the preset's size: no files, no other size
         if (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
