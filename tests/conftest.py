@@ -1,11 +1,11 @@
-"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see tests/fixtures.py),
+"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00a_fixtures),
 and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
 import subprocess, sys
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures import make_appendix, make_coco, make_voc
+from stitchup_nb.fixtures import make_appendix, make_coco, make_voc
 
 
 @pytest.fixture

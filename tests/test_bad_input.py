@@ -35,7 +35,7 @@ from stitchup_nb.models import Branch, TwoBranchNet, atomic_save, digits_cnn
 from stitchup_nb.noise import add_noise, load_noisy, save_noisy
 from stitchup_nb.sampling import ClassAwareSampler, LabelIndex, draw_partners, epoch_rng, stitch_dls
 from stitchup_nb.stitchup import stitchup_loss
-from tests.fixtures import freq_dict, make_appendix, make_coco, make_voc, py2_pickle, voc_xml
+from stitchup_nb.fixtures import freq_dict, make_appendix, make_coco, make_voc, py2_pickle, voc_xml
 
 
 # ---- the outcomes ----------------------------------------------------------------------------------

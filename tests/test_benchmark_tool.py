@@ -1,13 +1,15 @@
-"""tools/benchmark.py shares a grid between processes: each claims its next run under a lock, rows already in the
-CSV are skipped, and claims of processes that died lapse."""
+"""The benchmark (stitchup_nb.experiments, tools/benchmark.py) shares a grid between processes: each claims its next
+run under a lock, rows of the current source already in the CSV are skipped, and claims of processes that died lapse.
+A row's numbers do not depend on what runs beside it, and --verify re-runs rows."""
 import json, subprocess, sys, textwrap
 from pathlib import Path
 
 import pytest
 
+from stitchup_nb import experiments as bm
+from stitchup_nb import results
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT/'tools'))
-import benchmark as bm  # noqa: E402
 
 KEYS = [[f'm{i}', 'flip', .5, s, '{}'] for i in range(6) for s in range(3)]
 
@@ -43,8 +45,7 @@ def test_copies_side_by_side_do_every_run_once(tmp_path, n):
     out = tmp_path/'b.csv'
     script = textwrap.dedent(f"""
         import json, sys, time
-        sys.path.insert(0, {str(ROOT/'tools')!r})
-        import benchmark as bm
+        from stitchup_nb import experiments as bm
         keys = {KEYS!r}
         while (i := bm.claim({str(out)!r}, keys)) is not None:
             time.sleep(0.02)   # a run
@@ -55,7 +56,7 @@ def test_copies_side_by_side_do_every_run_once(tmp_path, n):
     done = [int(l) for p in procs for l in p.communicate(timeout=120)[0].split()]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(done) == list(range(len(KEYS)))          # each run exactly once
-    assert len(bm.load('b', tmp_path)) == len(KEYS)
+    assert len(results.load('b', tmp_path, current=None)) == len(KEYS)
 
 
 def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
@@ -69,10 +70,58 @@ def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
     rows = pd.DataFrame(rows)
     fac = rows[rows.method.isin(bm.FACTORIAL) & (rows.kind == 'flip')]
     res = rows[~rows.method.isin(bm.FACTORIAL)]
-    levels, effect = bm.factorial_tables(res, fac)
+    levels, effect = results.factorial_tables(res, fac)
     assert list(effect.columns) == ['flip 0.3', 'flip 0.7']                    # only the cells the factorial ran
     assert effect.loc['random sampling, BCE (reference)', 'flip 0.7'] == '-3.0 (0/3)'
     assert effect.loc['random sampling, DB-Focal', 'flip 0.7'] == '-2.0 (0/3)'
     assert effect.loc['class-aware sampling, BCE', 'flip 0.7'] == '+3.0 (3/3)'
     assert effect.loc['class-aware sampling, DB-Focal (reference)', 'flip 0.3'] == '+2.0 (3/3)'
     assert levels.loc['BCE, class-aware', 'flip 0.7'] == '36.0 ± 1.0' and len(levels) == 8
+
+
+RUN = """
+import json, sys
+from stitchup_nb.experiments import one_run
+row = one_run('BCE', dict(method='bce'), 'flip', .3, 0, 1, dataset='digits-small', threads=1)
+print(json.dumps(row['total']))
+"""
+
+
+def _totals(n):
+    procs = [subprocess.Popen([sys.executable, '-c', RUN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    return [json.loads(o.split()[-1]) for o in outs]
+
+
+def test_a_row_run_alone_and_beside_another_copy_agrees_exactly():
+    "One thread per run: the same row alone and with a second copy competing for the cores gives the same total."
+    alone = _totals(1)
+    side_by_side = _totals(2)
+    assert alone * 2 == side_by_side, (alone, side_by_side)
+
+
+def _bench(*args, **kw):
+    return subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), *args], capture_output=True, text=True, **kw)
+
+
+@pytest.mark.parametrize('args,said', [(['--threads', '0'], '--threads must be >= 1'),
+                                       (['--seeds', '0,x'], '--seeds must be integers'),
+                                       (['--quick', '--sweep'], 'separate grids'),
+                                       (['--verify', '0'], '--verify must be >= 1')])
+def test_bad_options_are_named_before_anything_runs(tmp_path, args, said):
+    out = tmp_path/'b.csv'
+    p = _bench(*args, '--out', str(out))
+    assert p.returncode == 2 and said in p.stderr, p.stderr
+    assert not out.exists() and not Path(f'{out}.claims').exists()
+
+
+def test_verify_refuses_rows_of_other_code_and_typed_numbers(tmp_path):
+    out = tmp_path/'b.csv'
+    row = bm.one_run('BCE', dict(method='bce'), 'flip', .3, 0, 1, dataset='digits-small')
+    bm.append_rows(out, [dict(row, source_hash='0123456789ab')])        # made by other code
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 1 and 'no row of the current source hash' in p.stderr, p.stderr
+    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # this code, a number it did not make
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 1 and 'differ by more than 0.01' in p.stderr, p.stdout + p.stderr

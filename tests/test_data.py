@@ -7,7 +7,7 @@ import pytest
 
 from stitchup_nb.data import (GROUPS, VOC_CLASSES, class_groups, coco_mlt, coco_set, longtail_subset,
                               pareto_targets, read_appendix, read_class_freq, read_ids, shared_dir, voc_mlt, voc_set)
-from tests.fixtures import COCO_CATS, flip_noise, freq_dict, make_appendix, py2_pickle
+from stitchup_nb.fixtures import COCO_CATS, flip_noise, freq_dict, make_appendix, py2_pickle
 
 
 def ann(coco, split): return coco['root']/'annotations'/f'instances_{split}.json'

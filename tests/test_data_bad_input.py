@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from stitchup_nb.data import (coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set)
-from tests.fixtures import freq_dict, make_appendix, py2_pickle, voc_xml
+from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, voc_xml
 
 
 def raises(exc, fn, *parts):

@@ -21,7 +21,7 @@ from stitchup_nb.data import (atomic_write, check_groups, coco_set, read_appendi
                               read_ids)
 from stitchup_nb.metrics import lt_map, lt_metrics
 from stitchup_nb.noise import load_noisy, save_noisy
-from tests.fixtures import freq_dict, make_appendix, py2_pickle, write_jpeg
+from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, write_jpeg
 
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]], np.uint8)
 

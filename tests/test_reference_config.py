@@ -16,7 +16,7 @@ from stitchup_nb.cli import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS, ref_schedule
 from stitchup_nb.losses import DBFocalLoss
 from stitchup_nb.sampling import BatchAug, ClassAwareSampler
-from tests.fixtures import make_appendix, make_coco, make_voc, py2_pickle
+from stitchup_nb.fixtures import make_appendix, make_coco, make_voc, py2_pickle
 
 VOC, COCO, SAMPLER = 'configs/voc/LT_dual_resnet50.py', 'configs/coco/LT_dual_resnet50.py', 'mllt/datasets/loader/sampler.py'
 AUG = 'mllt/datasets/extra_aug.py (PhotoMetricDistortion)'

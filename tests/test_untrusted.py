@@ -20,7 +20,7 @@ from stitchup_nb.colearn import load_checkpoint, read_checkpoint
 from stitchup_nb.data import read_appendix, read_class_freq, read_class_split, read_ids
 from stitchup_nb.noise import load_noisy
 from tests.conftest import BIN
-from tests.fixtures import make_appendix
+from stitchup_nb.fixtures import make_appendix
 
 PKG = Path(stitchup_nb.__file__).parent
 

@@ -1,13 +1,16 @@
 """README.md from nbs/index.ipynb, offline (nbdev_readme needs Quarto, which cannot be installed here).
 
-Hidden cells (`#| hide`) are dropped and nbdev directives stripped, as nbdev's own README build does.
+Hidden cells (`#| hide`) are dropped and nbdev directives stripped, as nbdev's own README build does. A markdown
+line `<!-- include: PATH -->` is replaced by the file at PATH (relative to the repo): the results tables that
+`python tools/benchmark.py --report` writes from the CSVs, so the README's numbers are never typed by hand.
 `--check` exits 1 when README.md is out of date (used by the tests).
 """
-import sys
+import re, sys
 from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
+INCLUDE = re.compile(r'^<!-- include: (\S+) -->$', re.M)
 
 
 def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
@@ -20,7 +23,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
             if any(l.strip().startswith(('#| hide', '#|hide', '#| default_exp', '#| export')) for l in lines): continue
             code = '\n'.join(l for l in lines if not l.strip().startswith('#|')).strip()
             if code: parts.append(f'```python\n{code}\n```')
-        elif cell.cell_type == 'markdown' and src: parts.append(src)
+        elif cell.cell_type == 'markdown' and src:
+            parts.append(INCLUDE.sub(lambda m: (ROOT/m.group(1)).read_text().strip(), src))
     return '\n\n'.join(parts) + '\n'
 
 
