@@ -1,5 +1,8 @@
 """The kit's test command (`make test`): every notebook through `nbdev_test`, then `pytest tests/`.
 
+Then `tools/benchmark.py --quick --verify 1` re-runs a random row of the committed quick grid
+(`nbs/experiments/results/benchmark_quick.csv`) and fails unless its total matches to 0.01 mAP.
+
 The notebooks run through `tools/nbtest.py`, which is nbdev_test keeping each notebook's outputs
 under `_docs/outputs/`, so that `make docs-from-tests` renders the pages without running them again.
 
@@ -44,7 +47,10 @@ def main(pytest_args):
     py = run([sys.executable, '-m', 'pytest', 'tests/', '-q', *pytest_args])
     if py.returncode == 5: sys.exit('pytest collected no tests: that is a failure, not a pass.')
     if py.returncode != 0: sys.exit(f'pytest failed (exit {py.returncode}).')
-    print(f'All tests passed: {done} notebooks, pytest ok.')
+    # a published row re-runs to its numbers: one random row of the quick grid, made by this source
+    ver = run([sys.executable, ROOT/'tools'/'benchmark.py', '--quick', '--verify', '1'])
+    if ver.returncode != 0: sys.exit(f'benchmark.py --quick --verify 1 failed (exit {ver.returncode}).')
+    print(f'All tests passed: {done} notebooks, pytest ok, a quick-grid row re-ran to its numbers.')
 
 
 if __name__ == '__main__': main(sys.argv[1:])
