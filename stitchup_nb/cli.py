@@ -285,6 +285,12 @@ def stitchup_train(
     train_stages:int=None,        # backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)
     db_lambda:float=None,         # DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)
     db_mu:float=None,             # DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)
+    asl_gamma_neg:float=None,     # --method asl: ASL focusing γ− on negatives (paper, Ridnik et al. 2021: 4)
+    asl_gamma_pos:float=None,     # --method asl: ASL focusing γ+ on positives (paper: 0)
+    asl_clip:float=None,          # --method asl: ASL probability margin m shifted onto negatives (paper: 0.05; 0 = none)
+    ll_delta_rel:float=None,      # --method large_loss: the rejected share of negative labels grows by this many percent per epoch (paper, Kim et al. 2022, LL-R: 0.2)
+    mixup_alpha:float=None,       # --method mixup: MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)
+    cutmix_alpha:float=None,      # --method cutmix: CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)
     size:int=None,                # input size (default: the preset's)
     pretrained:bool=True,         # --no-pretrained starts from random weights instead of ImageNet (ResNets) or the glyph-pretrained CNN (Digits)
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
@@ -312,6 +318,10 @@ def stitchup_train(
     if rank_distrib() == 0: print(summary(learn, table))
 
 FLAGS = tuple(inspect.signature(stitchup_train.__wrapped__).parameters)   # the options that are flags
+
+# %% ../nbs/10_cli.ipynb #aeb0d674
+from .peers import asl_peer, large_loss_peer, mixup_peer, cutmix_peer
+PEERS.update(asl=asl_peer, large_loss=large_loss_peer, mixup=mixup_peer, cutmix=cutmix_peer)    # 07d_peers
 
 # %% ../nbs/10_cli.ipynb #ab33cd90
 def _train_in_process(cfg:dict):

@@ -63,6 +63,11 @@ _RULES = {   # option: (test, what it must be)
     'resume':       (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'auto' or an existing checkpoint file"),
     'noise_file':   (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
     'work_dir':     (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
+    # peer methods' hyper-parameters (07d_peers); None when the run's method is another one
+    **{k: (lambda v: v is None or (_num(v) and v >= 0), 'a number >= 0') for k in ('asl_gamma_neg', 'asl_gamma_pos')},
+    'asl_clip':     (lambda v: v is None or (_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
+    'll_delta_rel': (lambda v: v is None or (_num(v) and 0 <= v <= 100), 'a number in [0, 100] (percent per epoch)'),
+    **{k: (lambda v: v is None or (_num(v) and v > 0), 'a number > 0') for k in ('mixup_alpha', 'cutmix_alpha')},
 }
 
 def check_values(opts:dict, flags=()):

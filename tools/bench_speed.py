@@ -3,6 +3,7 @@
     python tools/bench_speed.py                      # Digits CNN (64 px) and ResNet-50 (224 px) on this machine
     python tools/bench_speed.py --models digits      # just one
     python tools/bench_speed.py --gpu                # on a CUDA device: also fp32 vs bf16 + channels_last
+    python tools/bench_speed.py --peers              # the peer methods' step time against BCE's (nbs/07d_peers.ipynb)
 
 Per random-batch image the method costs ~16 forward-equivalents (two branches, each: forward +
 backward on anchor and partner, 2 × 3, plus the other branch's no-grad forward on both, 2), against
@@ -11,6 +12,12 @@ and balanced batches. The script times training steps of both learners on the sa
 batch size and machine, and prints the measured ratio next to that floor, plus data-only
 throughput (loading + augmentation, which must outpace training at least 3×) and peak memory.
 All figures come from this one run; nothing is assumed.
+
+`--peers` instead times one training step of each peer method of the table (ASL, large-loss
+rejection, MixUp, CutMix: one branch on random batches, like BCE) against single-branch BCE on the
+same backbone, batch and machine, and prints each one's ratio to BCE: median step times over interleaved rounds (each learner in
+turn, `--rounds` times), with their interquartile range relative to the median (how steady the
+machine was).
 """
 import argparse, json, resource, sys, time, warnings
 from contextlib import nullcontext
@@ -69,6 +76,47 @@ def learners(train, test, arch, bs, device, precision='fp32', channels_last=Fals
     return bce, full
 
 
+def single_branch(train, test, arch, bs, device, precision='fp32', channels_last=False):
+    "Single-branch BCE on random batches (the peers' base), as `learners` builds it."
+    l = colearner(stitch_dls(train, train.labels, test, samplers=('random',), partners=False, bs=bs, aug=BatchAug(),
+                             device=device, valid_bs=bs), arch, stitch=None, pretrained=arch == 'digits_cnn')
+    l.remove_cb(ProgressCallback)
+    if precision == 'bf16': l.to_bf16()
+    if channels_last: l.to_channelslast(use_amp=False)
+    return l
+
+
+def bench_peers(name, arch, size, bs, n_steps, device, rounds=3, **kw):
+    "Step time of each peer method against BCE's, on the same data, backbone and batch, in interleaved rounds."
+    from stitchup_nb.cli import PEERS
+    from stitchup_nb.methods import METHODS, resolve
+    train, test = data_for(arch, size, bs)
+    learns = {'bce': single_branch(train, test, arch, bs, device, **kw)}
+    for method, m in METHODS.items():
+        if not m.get('peer'): continue
+        learns[method] = single_branch(train, test, arch, bs, device, **kw)
+        PEERS[m['peer']].setup(learns[method], resolve('digits', method))
+    steps = {k: [] for k in learns}
+    for _ in range(rounds):            # round-robin, so that a machine that slows down or speeds up hits every method alike
+        for k, learn in learns.items():
+            timer = StepTimer(n_steps)
+            learn.fit(1, 1e-3, cbs=[timer])
+            steps[k] += timer.times[timer.skip:]
+    t = {k: float(np.median(v)) for k, v in steps.items()}
+    spread = {k: float(np.subtract(*np.percentile(v, [75, 25])) / np.median(v)) for k, v in steps.items()}
+    return [dict(model=name, batch=bs, device=str(device), method=k, label=METHODS[k]['label'], step_s=round(t[k], 4),
+                 iqr_rel=round(spread[k], 2), steps=len(steps[k]), ratio_to_bce=round(t[k] / t['bce'], 2)) for k in learns]
+
+
+def data_for(arch, size, bs):
+    "Digits-MLT for the Digits CNN; a synthetic VOC-sized set otherwise."
+    if arch == 'digits_cnn':
+        from stitchup_nb.digits import digits_mlt
+        return digits_mlt()
+    train = synthetic_set(max(8 * bs * 4, 256), size)
+    return train, train.subset(np.arange(2 * bs), name='synthetic test')
+
+
 def step_time(learn, n):
     timer = StepTimer(n)
     learn.fit(1, 1e-3, cbs=[timer])
@@ -89,11 +137,7 @@ def data_rate(dl, n):
 
 
 def bench(name, arch, size, bs, n_steps, device, **kw):
-    train = synthetic_set(max(8 * bs * 4, 256), size) if arch != 'digits_cnn' else None
-    if arch == 'digits_cnn':
-        from stitchup_nb.digits import digits_mlt
-        train, test = digits_mlt()
-    else: test = train.subset(np.arange(2 * bs), name='synthetic test')
+    train, test = data_for(arch, size, bs)
     bce, full = learners(train, test, arch, bs, device, **kw)
     if torch.cuda.is_available(): torch.cuda.reset_peak_memory_stats()
     t_bce = step_time(bce, n_steps)
@@ -118,9 +162,12 @@ def main():
     ap.add_argument('--cpu_bs', type=int, default=8, help='ResNet-50 batch on CPU')
     ap.add_argument('--gpu', action='store_true', help='use CUDA and add bf16 + channels_last rows')
     ap.add_argument('--out', default=None, help='also write the rows as JSON here')
+    ap.add_argument('--peers', action='store_true', help="time each peer method's training step against BCE's instead")
+    ap.add_argument('--rounds', type=int, default=3, help='--peers: interleaved rounds of --steps timed steps per learner')
     a = ap.parse_args()
     warnings.filterwarnings('ignore')
     device = torch.device('cuda' if a.gpu else 'cpu')
+    if a.peers: return main_peers(a, device)
     rows = []
     for m in a.models.split(','):
         if m == 'digits': rows.append(bench('digits_cnn 64px', 'digits_cnn', 64, 32, a.steps, device))
@@ -136,6 +183,18 @@ def main():
     print(df.to_string(index=False))
     ok = (df.ratio_over_floor <= 1.15).all() and (df.data_over_train >= 3).all()
     print(f"\ntargets: step-time ratio within 1.15x of the 16/3 floor, data >= 3x training: {'met' if ok else 'NOT met'}")
+    if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
+
+
+def main_peers(a, device):
+    import pandas as pd
+    rows = []
+    for m in a.models.split(','):
+        if m == 'digits': rows += bench_peers('digits_cnn 64px', 'digits_cnn', 64, 32, a.steps, device, a.rounds)
+        elif m == 'resnet50': rows += bench_peers('resnet50 224px', 'resnet50', 224, 32 if a.gpu else a.cpu_bs, a.steps, device, a.rounds)
+        else: sys.exit(f'unknown model {m!r}')
+    print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.cuda.get_device_name() if a.gpu else "CPU"}')
+    print(pd.DataFrame(rows).to_string(index=False))
     if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
 
 
