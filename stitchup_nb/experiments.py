@@ -20,8 +20,8 @@ from .methods import METHODS as TABLE, PRESETS
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS', 'ORDER',
-           'source_hash', 'commit', 'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid',
-           'append_rows', 'row_key', 'claim', 'rerun', 'current_rows', 'verify', 'upgrade_csv']
+           'PEERS', 'CELLS', 'source_hash', 'commit', 'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep',
+           'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'current_rows', 'verify', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'results', 'widgets')   # modules that do not take part in making a row
@@ -138,9 +138,16 @@ REF = PRESETS['digits']['thresholds']     # the thresholds the full method runs 
 SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
           'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
 ORDER = [*METHODS, *CLEAN]
+# the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
+PEERS = {m['label']: dict(method=n) for n, m in TABLE.items() if m.get('peer')}
+CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
 
-def grid(quick:bool=False, sweep:bool=False, factorial:bool=False):
+def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=False):
     "The runs of one grid: `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
+    if peers:       # every peer at every cell of the main grid (its BCE and full-method rows are the comparison)
+        for kind, rate in CELLS:
+            for m, o in PEERS.items(): yield m, o, dict(kind=kind, rate=rate), None
+        return
     if factorial:   # where the branches' Stitch-Up effects part most first (flip 0.7, cooc 0.5), then flip 0.3
         for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
             for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
@@ -153,9 +160,8 @@ def grid(quick:bool=False, sweep:bool=False, factorial:bool=False):
         # most telling first: correction off in a group, then the far ends, then the rest
         yield from (alpha(1.), beta(0.), alpha(.5), beta(.3), warm(2), alpha(.9), beta(.05), warm(4), alpha(.8), beta(.2))
         return
-    kinds, rates = (('flip',), (.3, .7)) if quick else (('flip', 'cooc'), (.5, .9, .3, .7))
     # rate-major, both kinds at each rate: a grid stopped part-way still compares the kinds, ends of the range first
-    cells = [(kind, rate) for rate in rates for kind in kinds]
+    cells = [('flip', .3), ('flip', .7)] if quick else CELLS
     for i, (kind, rate) in enumerate(cells):
         for m, o in METHODS.items(): yield m, o, dict(kind=kind, rate=rate), None
         if i == 0:   # the clean references early: they anchor every comparison

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 import stitchup_nb
-from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORDER, REF, SWEEPS,
+from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORDER, PEERS, REF, SWEEPS,
                                      current_rows, source_hash)
 
 # %% auto #0
-__all__ = ['RESULTS', 'GROUPS', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table', 'factorial_tables',
-           'cell_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
+__all__ = ['RESULTS', 'GROUPS', 'FULL', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table', 'factorial_tables',
+           'cell_table', 'leaderboard', 'per_group', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -97,6 +97,23 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER) 
     t = pm(summary(_with_clean(res, kind, rate))).reset_index(level=['kind', 'rate'], drop=True)
     return t.reindex([m for m in methods if m in t.index] + [m for m in CLEAN if m in t.index and m not in methods])
 
+# %% ../nbs/13_results.ipynb #6a182d14
+FULL = 'Stitch-Up+Co-Learning'
+
+def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
+    "(`col` per method × cell, each method minus BCE, each method minus the full method), paired by seed."
+    both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
+    both = both[both.rate > 0]
+    order = ['BCE', *PEERS, 'Co-Learning', FULL]
+    levels = cells_table(both, col, methods=order)
+    vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in order if m != base})
+    return levels, vs('BCE'), vs(FULL)
+
+def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
+    "Mean ± std per group of every method on the leaderboard at one cell."
+    both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
+    return cell_table(both, kind, rate, methods=['BCE', *PEERS, 'Co-Learning', FULL])
+
 # %% ../nbs/13_results.ipynb #a67e89e1
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
@@ -162,7 +179,7 @@ def markdown(t:pd.DataFrame) -> str:
     rows = [f'| {i} | ' + ' | '.join(map(str, r)) + ' |' for i, r in zip(t.index, t.values)]
     return '\n'.join([f'| {" | ".join(cols)} |', '|' + '---|' * len(cols), *rows])
 
-FIGURES = ('benchmark_groups.png', 'benchmark_rates.png', 'benchmark_sweep.png')
+FIGURES = ('benchmark_groups.png', 'benchmark_rates.png', 'benchmark_leaderboard.png', 'benchmark_sweep.png')
 
 def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
            write:bool=True,     # False: only return the Markdown (no file is written or removed)
@@ -170,11 +187,12 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     "Write `benchmark_table.md` and the figures from the CSVs' rows of one source hash; return the Markdown."
     import matplotlib.pyplot as plt
     folder = Path(folder)
-    res, sw, fac = load(folder=folder, current=current), load('benchmark_sweep', folder, current), load('benchmark_factorial', folder, current)
+    res, sw, fac, peers = (load(n, folder, current) for n in ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers'))
     h = res.attrs['source_hash']
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac))
-    md = [f'*Rows of training source `{h}` only: {len(res)} in benchmark.csv, {len(fac)} in benchmark_factorial.csv, '
-          f'{len(sw)} in benchmark_sweep.csv; {other} rows made by other code stay in the CSVs and are not shown.*']
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers))
+    md = [f'*Rows of training source `{h}` only: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
+          f'{len(fac)} in benchmark_factorial.csv, {len(sw)} in benchmark_sweep.csv; {other} rows made by other code '
+          'stay in the CSVs and are not shown.*']
     figs = {}
     if len(res):
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
@@ -185,6 +203,14 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                '', "Total mAP minus BCE's on the same seed, mean (seeds ahead / seeds compared):", '',
                markdown(paired_table(res).rename_axis('method'))]
         figs['benchmark_rates.png'] = rate_curves(res)
+    if len(peers) and len(res):
+        levels, vs_bce, vs_full = leaderboard(res, peers)
+        md += ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
+               markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed (seeds ahead / compared):', '',
+               markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed:', '',
+               markdown(vs_full.rename_axis('method'))]
+        figs['benchmark_leaderboard.png'] = rate_curves(pd.concat([res[res.method.isin(['BCE', FULL])], peers]),
+                                                        methods=['BCE', *PEERS, FULL])
     if len(fac) and len(res):
         levels, effect = factorial_tables(res, fac)
         md += ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),

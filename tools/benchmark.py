@@ -5,6 +5,7 @@
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
     python tools/benchmark.py --factorial     # Stitch-Up with each sampler × loss pairing (why the two branches differ)
+    python tools/benchmark.py --peers         # the peer methods (ASL, large-loss rejection, MixUp, ...) at every cell
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current-hash rows; fail unless each total matches to 0.01
 
@@ -26,14 +27,15 @@ def main(argv=None):
     ap.add_argument('--report', action='store_true', help='only write the table and figures from the CSVs')
     ap.add_argument('--sweep', action='store_true')
     ap.add_argument('--factorial', action='store_true', help='Stitch-Up with each sampler × loss pairing')
+    ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
-    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial].csv)')
+    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers].csv)')
     a = ap.parse_args(argv)
     # every option checked before anything runs or is written
-    if sum(map(bool, (a.quick, a.sweep, a.factorial))) > 1: ap.error('--quick, --sweep and --factorial are separate grids: pass one')
+    if sum(map(bool, (a.quick, a.sweep, a.factorial, a.peers))) > 1: ap.error('--quick, --sweep, --factorial and --peers are separate grids: pass one')
     try: seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
@@ -41,7 +43,7 @@ def main(argv=None):
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.report: print(report()); return
-    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '')
+    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '_peers' if a.peers else '')
     out = Path(a.out or RESULTS/f'{name}.csv')
     warnings.filterwarnings('ignore')
     if a.verify is not None:
@@ -52,7 +54,7 @@ def main(argv=None):
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
     current = source_hash()
-    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial)]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers)]
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
     # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
