@@ -227,8 +227,9 @@ def summary(learn, table:pd.DataFrame) -> str:
     noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
-    cb = learn.co_learning
-    if len(get_model(learn.model).names) == 2:
+    cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
+    if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
+    if len(get_model(learn.model).names) == 2 and peer is None:
         s = cb.summary()
         if not cb.corrects or s.empty: lines.append('label correction: off (every threshold is alpha 1, beta 0)')
         for name, r in s.iterrows():
@@ -287,6 +288,10 @@ def stitchup_train(
     db_mu:float=None,             # DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)
     size:int=None,                # input size (default: the preset's)
     pretrained:bool=True,         # --no-pretrained starts from random weights instead of ImageNet (ResNets) or the glyph-pretrained CNN (Digits)
+    ct_tau:float=None,            # coteaching: tau, the share of label entries each network drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)
+    ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
+    cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)
+    cl_epochs:int=None,           # confident_learning: epochs of each fold model (default: --epochs, the preset's schedule)
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
     channels_last:bool=False,     # channels-last memory format
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
@@ -406,3 +411,8 @@ def stitchup_noise(
 
 NOISE_FLAGS = tuple(inspect.signature(stitchup_noise.__wrapped__).parameters)
 
+
+# %% ../nbs/10_cli.ipynb #a60546c9
+from .coteaching import CoTeachingPeer
+from .confident import ConfidentLearningPeer
+PEERS.update(coteaching=CoTeachingPeer(), confident_learning=ConfidentLearningPeer())   # 07e_coteaching, 07f_confident
