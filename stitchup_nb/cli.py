@@ -119,7 +119,8 @@ PEERS = {}   # a method's `peer` (its METHODS entry) -> the object that builds i
 
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
-def build_learner(cfg:dict, history:list|None=None):
+def build_learner(cfg:dict, history:list|None=None,
+                  peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it)
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
     samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
@@ -130,7 +131,7 @@ def build_learner(cfg:dict, history:list|None=None):
         noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                                 cfg['noise_neg_rate'])
         peer = PEERS[cfg['peer']] if cfg.get('peer') else None
-        if hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
+        if peer_labels and hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -357,7 +358,7 @@ def stitchup_test(
         cfg = read_json(config, 'run configuration') if config else saved_config(ck)
         cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
-        learn, train, _ = build_learner(train_config(**cfg))
+        learn, train, _ = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
         load_checkpoint(learn, ck, with_opt=False)
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')

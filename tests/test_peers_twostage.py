@@ -34,6 +34,10 @@ def test_confident_learning_runs_fast_and_reports_its_changes(tmp_path):
     assert set(m['final']) == {'random'} and _finite(m['final']['random'])
     line = next(l for l in out.splitlines() if l.startswith('confident learning: 2 fold models of 1 epochs'))
     assert 'label entries' in line and 'fixed' in line and 'broken' in line      # simulated noise: the clean labels are known
+    test = run_cli(BIN/'stitchup_test', tmp_path/'cl'/'epoch_2.pth')              # scores without cleaning the labels again
+    assert 'fold' not in test
+    got = json.loads((tmp_path/'cl'/'test_metrics.json').read_text())['random']
+    assert got == pytest.approx(m['final']['random'], abs=1e-3)
 
 
 def test_another_methods_flag_is_refused_in_one_line(tmp_path):
