@@ -119,7 +119,8 @@ PEERS = {}   # a method's `peer` (its METHODS entry) -> the object that builds i
 
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
-def build_learner(cfg:dict, history:list|None=None):
+def build_learner(cfg:dict, history:list|None=None,
+                  peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it)
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
     samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
@@ -130,7 +131,7 @@ def build_learner(cfg:dict, history:list|None=None):
         noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                                 cfg['noise_neg_rate'])
         peer = PEERS[cfg['peer']] if cfg.get('peer') else None
-        if hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
+        if peer_labels and hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -227,8 +228,9 @@ def summary(learn, table:pd.DataFrame) -> str:
     noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
-    cb = learn.co_learning
-    if len(get_model(learn.model).names) == 2:
+    cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
+    if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
+    if len(get_model(learn.model).names) == 2 and peer is None:
         s = cb.summary()
         if not cb.corrects or s.empty: lines.append('label correction: off (every threshold is alpha 1, beta 0)')
         for name, r in s.iterrows():
@@ -293,6 +295,10 @@ def stitchup_train(
     cutmix_alpha:float=None,      # --method cutmix: CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)
     size:int=None,                # input size (default: the preset's)
     pretrained:bool=True,         # --no-pretrained starts from random weights instead of ImageNet (ResNets) or the glyph-pretrained CNN (Digits)
+    ct_tau:float=None,            # coteaching: tau, the share of label entries each network drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)
+    ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
+    cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)
+    cl_epochs:int=None,           # confident_learning: epochs of each fold model (default: --epochs, the preset's schedule)
     precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
     channels_last:bool=False,     # channels-last memory format
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
@@ -362,7 +368,7 @@ def stitchup_test(
         cfg = read_json(config, 'run configuration') if config else saved_config(ck)
         cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
-        learn, train, _ = build_learner(train_config(**cfg))
+        learn, train, _ = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
         load_checkpoint(learn, ck, with_opt=False)
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')
@@ -416,3 +422,8 @@ def stitchup_noise(
 
 NOISE_FLAGS = tuple(inspect.signature(stitchup_noise.__wrapped__).parameters)
 
+
+# %% ../nbs/10_cli.ipynb #a60546c9
+from .coteaching import CoTeachingPeer
+from .confident import ConfidentLearningPeer
+PEERS.update(coteaching=CoTeachingPeer(), confident_learning=ConfidentLearningPeer())   # 07e_coteaching, 07f_confident

@@ -58,27 +58,36 @@ METHODS = {
     'dbfocal_stitchup_random': dict(label='DB-Focal+Stitch-Up, random', branches='random', stitch='feature', loss='dbfocal'),
     'bce_classaware':          dict(label='BCE, class-aware', branches='balanced', stitch='none', loss='bce'),
     'bce_stitchup_classaware': dict(label='BCE+Stitch-Up, class-aware', branches='balanced', stitch='feature', loss='bce'),
-    # peer methods (07d_peers): one branch on random batches, the paper's hyper-parameters
-    'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', asl_gamma_neg=4., asl_gamma_pos=0., asl_clip=.05),
-    'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', ll_delta_rel=.2),
-    'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', mixup_alpha=.4),
-    'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', cutmix_alpha=1.),
+    # peer methods (07d_peers): one branch on random batches with its own loss or batch mixing, the papers' hyper-parameters
+    'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', asl_gamma_neg=4., asl_gamma_pos=0., asl_clip=.05,
+                       fixed=('branches', 'loss', 'stitch')),
+    'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', ll_delta_rel=.2,
+                       fixed=('branches', 'loss', 'stitch')),
+    'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', mixup_alpha=.4, fixed=('branches', 'loss', 'stitch')),
+    'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', cutmix_alpha=1., fixed=('branches', 'loss', 'stitch')),
+    # peer methods (07e_coteaching, 07f_confident): hyper-parameters as entry keys, the final model fixed by `fixed`
+    'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
+                               ct_tau=.1, ct_tk=2., fixed=('branches', 'loss', 'stitch')),
+    'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
+                               cl_folds=3, cl_epochs=None, fixed=('branches', 'loss', 'stitch')),
 }
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('thresholds', 'paper')      # preset entries that describe the preset rather than set an option
-_SHAPE = ('label', 'branches', 'stitch', 'correct', 'loss', 'peer')    # what a method entry fixes; its other keys are its own options
-_OWN = {k: name for name, m in METHODS.items() for k in m if k not in _SHAPE}    # a method's own option -> the method
+_NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option
+_METHOD_KEYS = ('label', 'fixed', 'branches', 'stitch', 'correct', 'loss', 'peer')    # every method's own options
 
-def _check_method_options(method:str, given:dict):
-    "Refuse an option that belongs to another method, and for a peer method a `branches`, `stitch` or `loss` it does not use."
-    m = METHODS[method]
-    if (k := next((k for k in sorted(given) if k in _OWN and k not in m), None)):
-        raise ValueError(f"--{k} has no effect with method {method!r}: it sets method {_OWN[k]!r} ({METHODS[_OWN[k]]['label']}); drop it")
-    if m.get('peer') and (k := next((k for k in ('branches', 'stitch', 'loss') if k in given and given[k] != m.get(k)), None)):
-        raise ValueError(f"--{k} {given[k]} has no effect with method {method!r} ({m['label']}): a peer method trains "
-                         f"{m['branches']!r} batches with stitch {m['stitch']!r} and its own loss; drop it")
+def _check_method_options(method:str, preset:dict, given:dict):
+    "Refuse an option that belongs to another method (a peer's hyper-parameter), or one that overrides what `method` fixes."
+    entry = METHODS[method]
+    foreign = {k: n for n, m in METHODS.items() for k in m if k not in entry and k not in preset and k not in _METHOD_KEYS}
+    if (k := next((k for k in sorted(given) if k in foreign), None)):
+        raise ValueError(f"--{k} has no effect: it is a hyper-parameter of method {foreign[k]!r} "
+                         f"({METHODS[foreign[k]]['label']}), not of {method!r}")
+    if (k := next((k for k in entry.get('fixed', ()) if k in given and given[k] != entry.get(k)), None)):
+        raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
+                         f"with {k} {entry.get(k)!r}; drop it")
 
 def resolve(dataset:str='digits',   # a key of PRESETS
             method:str='full',      # a key of METHODS
@@ -88,10 +97,10 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}')
     preset = PRESETS[dataset]
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
-    cfg.update({k: v for k, v in METHODS[method].items() if k != 'label'}, dataset=dataset, method=method)
+    cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     given = {k: v for k, v in options.items() if v is not None}
-    _check_method_options(method, given)
+    _check_method_options(method, preset, given)
     if 'digits' in preset:          # rendered in memory at the preset's size: no files, no other size
         if (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
             raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
