@@ -19,9 +19,9 @@ from .colearn import correction_snapshot
 from .methods import METHODS as TABLE, PRESETS
 
 # %% auto #0
-__all__ = ['NOT_TRAINING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS', 'ORDER',
-           'PEERS', 'CELLS', 'source_hash', 'commit', 'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep',
-           'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'current_rows', 'verify', 'upgrade_csv']
+__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS',
+           'ORDER', 'PEERS', 'CELLS', 'source_hash', 'commit', 'provenance', 'torch_threads', 'run_config', 'one_run',
+           't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'current_rows', 'verify', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'results', 'widgets')   # modules that do not take part in making a row
@@ -45,6 +45,8 @@ def source_hash(package=None,   # the package folder (default: the installed sti
         h.update(f.stem.encode() + b'\0' + ast.dump(tree, include_attributes=False).encode() + b'\0')
     return h.hexdigest()[:12]
 
+RUNNING = source_hash()    # the source this process imported: rows record it even if the files change while it runs
+
 # %% ../nbs/12_experiments.ipynb #d7c3795a
 FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds',
@@ -60,7 +62,7 @@ def commit() -> str:
 
 def provenance(threads:int) -> dict:
     "What a row records about the code and the machine that made it."
-    return dict(threads=threads, source_hash=source_hash(), commit=commit(), torch=torch.__version__)
+    return dict(threads=threads, source_hash=RUNNING, commit=commit(), torch=torch.__version__)
 
 @contextmanager
 def torch_threads(n:int):
@@ -216,16 +218,16 @@ def rerun(row:dict) -> dict:
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
 
 def current_rows(df:pd.DataFrame, current:str|None=None) -> pd.DataFrame:
-    "The rows of `df` made by the current source (or by source hash `current`)."
+    "The rows of `df` made by the source this process runs (or by source hash `current`)."
     if 'source_hash' not in df: return df.iloc[:0]
-    return df[df.source_hash == (current or source_hash())]
+    return df[df.source_hash == (current or RUNNING)]
 
 def verify(csv_path, k:int=1, tol:float=.01, seed:int|None=None, log=print) -> pd.DataFrame:
     "Re-run `k` random current-hash rows of `csv_path`; raise unless every total matches to `tol` mAP."
     df = pd.read_csv(csv_path, dtype={'extra': str, 'config': str, 'source_hash': str})
     cur = current_rows(df)
     if cur.empty:
-        raise ValueError(f'{csv_path}: no row of the current source hash {source_hash()} '
+        raise ValueError(f'{csv_path}: no row of the current source hash {RUNNING} '
                          f'({len(df)} rows of other hashes): re-run the grid with tools/benchmark.py first')
     pick = cur.sample(min(k, len(cur)), random_state=seed if seed is not None else random.randrange(2**31))
     out = []

@@ -17,7 +17,7 @@ threads (default 1: one copy per core), so a row does not depend on what runs be
 import argparse, json, sys, warnings
 from pathlib import Path
 
-from stitchup_nb.experiments import append_rows, claim, grid, one_run, row_key, source_hash, t_sweep, verify
+from stitchup_nb.experiments import RUNNING, append_rows, claim, grid, one_run, row_key, t_sweep, verify
 from stitchup_nb.results import RESULTS, report
 
 
@@ -50,10 +50,10 @@ def main(argv=None):
         if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
         try: res = verify(out, a.verify)
         except (ValueError, AssertionError) as e: sys.exit(f'benchmark.py --verify: {e}')
-        print(f'{len(res)} row(s) of {out} re-ran to the same total (source {source_hash()})'); return
+        print(f'{len(res)} row(s) of {out} re-ran to the same total (source {RUNNING})'); return
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    current = source_hash()
+    current = RUNNING
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers)]
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
