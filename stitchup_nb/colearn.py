@@ -26,7 +26,7 @@ from .data import GROUPS, atomic_write
 from .sampling import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
 from .losses import DBFocalLoss, bce_loss
-from .models import TwoBranchNet, atomic_save, create_model
+from .models import TwoBranchNet, create_model
 
 # %% auto #0
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
@@ -300,7 +300,7 @@ class Checkpoint(TrainedEpoch):
         state = {'model': get_model(self.learn.model).state_dict(), 'opt': _plain(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}, **(self.extra() if self.extra else {})}
-        atomic_save(state, self.work_dir/f'epoch_{self.epoch + 1}.pth')
+        atomic_write(self.work_dir/f'epoch_{self.epoch + 1}.pth', lambda f: torch.save(state, f))
 
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
     "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."

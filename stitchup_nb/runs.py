@@ -12,7 +12,7 @@ from fastai.callback.core import Callback
 from fastai.torch_core import num_distrib, rank_distrib
 
 from .noise import NOISE_KINDS
-from .models import DIGITS_STAGES, RESNET_STAGES
+from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import TrainedEpoch, THRESHOLDS, branch_losses, check_thresholds, read_checkpoint, write_json
 
 # %% auto #0
