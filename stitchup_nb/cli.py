@@ -20,13 +20,12 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (BRANCH_OF, THRESHOLDS, Checkpoint, TrainedEpoch, branch_losses, colearner, deterministic_torch,
-                                  load_checkpoint, read_checkpoint, write_json)
+from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import lt_map, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (MetricsJSON, check_config, check_values, check_resume, checkpoints, lock_work_dir, prepare_work_dir, read_json,
-                              run_diff, saved_config)
+from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, load_checkpoint,
+                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
 
 # %% auto #0

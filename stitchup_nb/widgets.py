@@ -18,7 +18,8 @@ from PIL import Image
 from .data import GROUPS, LabelledSet, check_labels
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
-from .colearn import THRESHOLDS, correction_snapshot, load_checkpoint
+from .colearn import THRESHOLDS, correction_snapshot
+from .runs import load_checkpoint
 from .cli import build_learner, load_benchmark, train_config, training_labels
 from .metrics import _pct
 
