@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stitchup_nb.cli import run_training, train_config, evaluate
-from stitchup_nb.metrics import correction_quality
+from stitchup_nb.cli import run_training, train_config
+from stitchup_nb.metrics import correction_quality, evaluate
 from stitchup_nb.colearn import correction_snapshot
 from stitchup_nb.methods import METHODS as TABLE, PRESETS
 
