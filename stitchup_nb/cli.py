@@ -190,7 +190,7 @@ def run_training(cfg:dict) -> tuple:
 
 class EpochLines(TrainedEpoch):
     "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."
-    order = 86                                   # after the recorder's row and MetricsJSON (85)
+    order = MetricsJSON.order + 1                # after the recorder's row (Recorder) and MetricsJSON
     def before_epoch(self): super().before_epoch(); self.t0 = time.time()
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return

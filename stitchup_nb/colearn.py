@@ -95,7 +95,7 @@ def _gather_ranks(x:torch.Tensor) -> list:
 
 class CoLearning(Callback):
     "Each branch's labels corrected by the other branch before its loss; correction log; NaN guard."
-    order = 55         # after MixedPrecision (10) and Recorder (50); before StitchUp (60)
+    order = StitchUp.order - 5   # before StitchUp: labels are corrected on the unstitched images; after Recorder
     def __init__(self, groups:dict, warmup_epoch:int=0,
                  check_every:int|None=None,  # steps between NaN looks (default: 1 on the CPU, 20 on a GPU)
                  **thresholds):
@@ -300,7 +300,6 @@ def colearner(dls,                             # from `stitch_dls`
     "A fastai Learner for Stitch-Up + Heterogeneous Co-Learning (or any single-branch ablation of it)."
     samplers = getattr(dls, 'samplers', None)
     if samplers is None: raise ValueError('colearner needs DataLoaders from stitch_dls (they know their samplers)')
-    if stitch and not dls.partners: raise ValueError("stitch needs partners: build the loaders with stitch_dls(..., partners=True)")
     if not stitch and dls.partners: raise ValueError('without Stitch-Up, build the loaders with partners=False')
     train = dls.train.ds
     names = [BRANCH_OF[s] for s in samplers]

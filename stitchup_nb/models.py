@@ -75,6 +75,13 @@ class TwoBranchNet(nn.Module):
         return zs[0] if len(zs) == 1 else self.t * zs[0] + (1 - self.t) * zs[1]
 
     @contextmanager
+    def stitching(self, on:bool=True):
+        "Inside, each training forward stitches: a branch's neck takes `[anchors; partners]` and returns `[f_a; f_b; f_s]`."
+        old, self.stitch = self.stitch, on
+        try: yield self
+        finally: self.stitch = old
+
+    @contextmanager
     def using(self, mode:str):
         "Temporarily infer with one branch (`'random'`, `'balanced'`) or the `'ensemble'`."
         if mode != 'ensemble' and mode not in self.branches: raise ValueError(f'no branch {mode!r}; have {self.names}')

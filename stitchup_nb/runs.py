@@ -253,7 +253,7 @@ def check_resume(ck, cfg:dict, flags=()):
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
 class MetricsJSON(TrainedEpoch):
     "Append each trained epoch's recorder row and correction counts to `path` (metrics.json), before the epoch's checkpoint."
-    order = 85                                     # before Checkpoint (90): the row is written, then the checkpoint
+    order = Checkpoint.order - 5                   # the row is written, then the checkpoint that carries it
     def __init__(self, path, history:list|None=None):   # history: the rows of the run so far (from a resumed checkpoint)
         self.path, self.history = Path(path), list(history or [])
     def after_epoch(self):
