@@ -100,7 +100,7 @@ class CoLearning(Callback):
                  check_every:int|None=None,  # steps between NaN looks (default: 1 on the CPU, 20 on a GPU)
                  **thresholds):
         self.groups, self.warmup_epoch, self.th = groups, warmup_epoch, check_thresholds(**thresholds)
-        self.check_every = check_every
+        self.check_every, self.log = check_every, []     # the correction log, kept across fits (a resumed fit adds to it)
 
     @property
     def corrects(self) -> bool:
@@ -119,7 +119,6 @@ class CoLearning(Callback):
         clean = getattr(self.dls.train, 'clean', None)
         self.clean = None if clean is None else clean.to(dev).float()
         self.stats = ('on', 'off') + (('fixed', 'broke') if self.clean is not None else ())
-        if not hasattr(self, 'log'): self.log = []
         self.epoch_losses = {n: float('nan') for n in names}
         self._reset(dev, c)
 
