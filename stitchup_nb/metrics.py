@@ -15,7 +15,7 @@ from fastai.torch_core import get_model
 from sklearn.metrics import average_precision_score
 from torch import Tensor
 
-from .data import GROUPS, check_groups, check_labels
+from .data import GROUPS, check_groups, check_labels, group_names
 from .losses import _numpy    # tensors and arrays alike, half precision as float32
 
 # %% auto #0
@@ -55,7 +55,7 @@ def lt_map(scores,     # N×C logits or probabilities (numpy or torch, any devic
     groups = check_groups(groups, len(ap))
     missing = np.flatnonzero(np.isnan(ap))
     if len(missing):
-        group_of = {c: g for g in GROUPS for c in groups[g]}
+        group_of = group_names(groups, len(ap))
         warnings.warn(f'{len(missing)} of {len(ap)} classes have no positive in the targets and are left out of '
                       f'every mAP: classes {", ".join(f"{c} ({group_of[c]})" for c in missing)}', stacklevel=2)
     return {'total': _mean_pct(ap), **{g: _mean_pct(ap[groups[g]]) for g in GROUPS}}
@@ -69,9 +69,7 @@ def per_class_ap_table(scores,        # N×C logits or probabilities
     "One row per class: name, group, test positives and AP in percent (NaN without positives)."
     s, y = _scores_targets(scores, targets)
     groups = check_groups(groups, y.shape[1])
-    group_of = np.empty(y.shape[1], dtype=object)
-    for g in GROUPS: group_of[groups[g]] = g
-    return pd.DataFrame({'class': list(range(y.shape[1])) if classes is None else list(classes), 'group': group_of,
+    return pd.DataFrame({'class': list(range(y.shape[1])) if classes is None else list(classes), 'group': group_names(groups, y.shape[1]),
                          'n_test_pos': y.sum(0).astype(int), 'AP': 100 * _ap(s, y)})
 
 # %% ../nbs/08_metrics.ipynb #25b08e01
