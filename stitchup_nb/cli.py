@@ -20,19 +20,18 @@ from .data import LabelledSet, class_groups, read_class_freq, read_class_split, 
 from .digits import digits_mlt
 from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
-from .colearn import (BRANCH_OF, THRESHOLDS, Checkpoint, TrainedEpoch, branch_losses, colearner, deterministic_torch,
-                                  load_checkpoint, read_checkpoint, write_json)
+from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
-from .metrics import lt_map, lt_metrics
+from .metrics import evaluate, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (MetricsJSON, check_config, check_values, check_resume, checkpoints, lock_work_dir, prepare_work_dir, read_json,
-                              run_diff, saved_config)
+from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, load_checkpoint,
+                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
 
 # %% auto #0
 __all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
-           'evaluate', 'train_config', 'build_learner', 'run_training', 'EpochLines', 'summary', 'stitchup_train',
-           'launch', 'stitchup_test', 'stitchup_noise']
+           'train_config', 'build_learner', 'run_training', 'EpochLines', 'summary', 'stitchup_train', 'launch',
+           'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -69,20 +68,6 @@ def threshold_groups(train:LabelledSet, app=None) -> tuple:
     if app is not None and app.training_groups is not None: return app.training_groups, str(app.path/'training_split.pkl')
     if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
     return train.groups, f'{train.name}: groups from its training label counts'
-
-# %% ../nbs/10_cli.ipynb #317afd87
-def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
-    "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
-    net = get_model(learn.model)
-    old, rows = net.t, {}
-    if t is not None: net.t = t
-    try:
-        for mode in ['ensemble', *net.names] if len(net.names) > 1 else net.names:
-            with net.using(mode):
-                z, y = learn.get_preds(act=noop)
-            rows[mode] = lt_map(z, y, groups)
-    finally: net.t = old
-    return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
 def _latest_checkpoint(work_dir:Path):
@@ -206,7 +191,7 @@ def run_training(cfg:dict) -> tuple:
 
 class EpochLines(TrainedEpoch):
     "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."
-    order = 86                                   # after the recorder's row and MetricsJSON (85)
+    order = MetricsJSON.order + 1                # after the recorder's row (Recorder) and MetricsJSON
     def before_epoch(self): super().before_epoch(); self.t0 = time.time()
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return

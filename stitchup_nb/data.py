@@ -14,10 +14,10 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'check_groups', 'load_pickle', 'atomic_write', 'read_class_split',
-           'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set',
-           'read_class_freq', 'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt', 'pareto_targets',
-           'longtail_subset']
+__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'atomic_write',
+           'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set',
+           'coco_set', 'read_class_freq', 'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt',
+           'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -32,6 +32,15 @@ def class_groups(counts,          # per-class training positive counts, length C
     return {'head':   np.flatnonzero(counts >= head).tolist(),
             'medium': np.flatnonzero((counts >= tail) & (counts < head)).tolist(),
             'tail':   np.flatnonzero(counts < tail).tolist()}
+
+# %% ../nbs/00_data.ipynb #a66e514e
+def group_names(groups:dict,     # head/medium/tail -> class indices
+                n_classes:int,   # C
+               ) -> np.ndarray:
+    "The group name ('head', 'medium' or 'tail') of each of `n_classes` classes, as a length-C object array."
+    out = np.empty(n_classes, dtype=object)
+    for g in GROUPS: out[groups[g]] = g
+    return out
 
 # %% ../nbs/00_data.ipynb #bee4e189
 def _class_ids(members, g:str, source) -> list:
@@ -212,9 +221,7 @@ class LabelledSet:
     def in_memory(self) -> bool: return isinstance(self.items, np.ndarray)
     def group_of(self) -> np.ndarray:
         "The group name of each class, as a length-C array."
-        out = np.empty(len(self.classes), dtype=object)
-        for g in GROUPS: out[self.groups[g]] = g
-        return out
+        return group_names(self.groups, len(self.classes))
 
     def image(self, i:int, size:int|None=None) -> np.ndarray:
         "Image `i` as H×W×3 uint8 (decoded from its file unless cached)."

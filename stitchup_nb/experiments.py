@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 import stitchup_nb
-from .cli import evaluate, run_training, train_config
-from .metrics import correction_quality
+from .cli import run_training, train_config
+from .metrics import correction_quality, evaluate
 from .colearn import correction_snapshot
 from .methods import METHODS as TABLE, PRESETS
 

@@ -4,6 +4,7 @@
 
 # %% ../nbs/04_stitchup.ipynb #3bd1b188
 from __future__ import annotations
+from contextlib import ExitStack, contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -44,28 +45,39 @@ def stitchup_loss(logits:torch.Tensor,   # [z_a; z_b; z_s], 3B×C
     return torch.where(ys > 0, pos, neg).mean()
 
 # %% ../nbs/04_stitchup.ipynb #70c49ff8
+@contextmanager
+def _switched(obj, attr:str, value):
+    "Set `obj.attr` to `value` inside the block; its old value comes back however the block ends."
+    old = getattr(obj, attr); setattr(obj, attr, value)
+    try: yield obj
+    finally: setattr(obj, attr, old)
+
 class StitchUp(Callback):
     "Train on stitched pairs: feature-level (the reference) or input-level stitching, union-label loss."
-    order = 60    # after CoLearning's label correction (55), which must see unstitched images
+    order = 60    # CoLearning (07_colearn) orders itself before this: label correction sees unstitched images
     def __init__(self, level:str='feature'):   # 'feature' (reference) or 'input'
         if level not in ('feature', 'input'): raise ValueError(f"StitchUp level must be 'feature' or 'input', got {level!r}")
-        self.level = level
+        self.level, self._switches = level, None
 
     def before_fit(self):
+        self._restore()       # a fit that died by an exception (fastai then runs no after_fit) left them on
         if not getattr(self.dls.train, 'partners', False):
             raise ValueError('StitchUp needs partners in the training batches: build the DataLoaders with '
                              'stitch_dls(..., partners=True)')
-        self.learn.loss_func.stitch = True
-        self.net.stitch = self.level == 'feature'
+        self._switches = ExitStack()
+        self._switches.enter_context(_switched(self.learn.loss_func, 'stitch', True))   # the loss scores [z_a; z_b; z_s]
+        self._switches.enter_context(self.net.stitching(self.level == 'feature'))      # the necks stitch the features
 
     def before_batch(self):
         if self.level != 'input' or not self.training: return
         xs = self.xb[0]
         self.learn.xb = (tuple(torch.cat([x, stitch_images(*x.chunk(2))]) for x in xs),)
 
-    def after_fit(self):
-        self.learn.loss_func.stitch = False
-        self.net.stitch = False
+    def after_fit(self): self._restore()    # fastai runs after_fit after a cancelled fit too
+
+    def _restore(self):
+        "The loss's and the model's switches as they were before this callback's fit."
+        if self._switches is not None: self._switches.close(); self._switches = None
 
     @property
     def net(self): return get_model(self.learn.model)   # under DDP, the local model

@@ -15,10 +15,11 @@ import ipywidgets as W
 from fastcore.basics import patch
 from PIL import Image
 
-from .data import GROUPS, LabelledSet, check_labels
+from .data import GROUPS, LabelledSet, check_labels, group_names
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
-from .colearn import THRESHOLDS, correction_snapshot, load_checkpoint
+from .colearn import THRESHOLDS, correction_snapshot
+from .runs import load_checkpoint
 from .cli import build_learner, load_benchmark, train_config, training_labels
 from .metrics import _pct
 
@@ -377,8 +378,7 @@ def correction_changes(snapshot:dict,          # from `correction_snapshot`: noi
                       ) -> pd.DataFrame:
     "One row per label a branch's correction changed: image, class, group, branch, noisy, corrected, clean, outcome, probabilities."
     noisy = snapshot['noisy']
-    group_of = np.empty(noisy.shape[1], object)
-    for g in GROUPS: group_of[groups[g]] = g
+    group_of = group_names(groups, noisy.shape[1])
     parts = []
     for branch, fixed in snapshot['corrected_by'].items():
         i, c = np.nonzero(fixed != noisy)

@@ -25,13 +25,15 @@ import pytest
 import torch
 from PIL import Image
 
-from stitchup_nb import cli, colearn
-from stitchup_nb.colearn import check_thresholds, colearner, load_checkpoint
-from stitchup_nb.data import (LabelledSet, coco_mlt, coco_set, read_appendix, read_class_freq, read_class_split,
+from stitchup_nb import cli, runs
+from stitchup_nb.colearn import check_thresholds, colearner
+from stitchup_nb.runs import load_checkpoint
+from stitchup_nb.data import (LabelledSet, atomic_write, coco_mlt, coco_set, read_appendix, read_class_freq, read_class_split,
                               read_ids, voc_mlt, voc_set)
 from stitchup_nb.losses import DBFocalLoss, bce_loss
 from stitchup_nb.metrics import lt_map
-from stitchup_nb.models import Branch, TwoBranchNet, atomic_save, digits_cnn
+from stitchup_nb.backbones import digits_cnn
+from stitchup_nb.models import Branch, TwoBranchNet
 from stitchup_nb.noise import add_noise, load_noisy, save_noisy
 from stitchup_nb.sampling import ClassAwareSampler, LabelIndex, draw_partners, epoch_rng, stitch_dls
 from stitchup_nb.stitchup import stitchup_loss
@@ -106,9 +108,9 @@ class Env:
         "`epoch_1.pth` as `Checkpoint` writes it, with the entries in `change` replaced."
         if learn.opt is None: learn.create_opt()
         ds = learn.dls.train.ds
-        state = {'model': learn.model.state_dict(), 'opt': colearn._plain(learn.opt.state_dict()), 'epoch': 1,
+        state = {'model': learn.model.state_dict(), 'opt': runs._plain_state(learn.opt.state_dict()), 'epoch': 1,
                  'classes': list(ds.classes), 'groups': ds.groups}
-        atomic_save({**state, **change}, self.tmp/name)
+        atomic_write(self.tmp/name, lambda f: torch.save({**state, **change}, f))
         return self.tmp/name
 
 
@@ -386,17 +388,17 @@ CASES = [
          Raises(OSError, 'cannot write to work_dir', 'f/run')),
     Case('disk-full-new-checkpoint', 'the disk fills up while epoch_2.pth is written',
          lambda e: do(e.checkpoint(e.learner()), e.monkeypatch.setattr(torch, 'save', disk_full_after_half),
-                    atomic_save({'epoch': 2}, e.tmp/'epoch_2.pth')),
+                    atomic_write(e.tmp/'epoch_2.pth', lambda f: torch.save({'epoch': 2}, f))),
          Raises(OSError, 'No space left on device', 'epoch_2.pth', 'no file was written', then=good_checkpoint_intact)),
     Case('disk-full-overwrite', 'the disk fills up while epoch_1.pth is rewritten',
          lambda e: do(e.checkpoint(e.learner()), e.monkeypatch.setattr(torch, 'save', disk_full_after_half),
-                    atomic_save({'epoch': 5}, e.tmp/'epoch_1.pth')),
+                    atomic_write(e.tmp/'epoch_1.pth', lambda f: torch.save({'epoch': 5}, f))),
          Raises(OSError, 'No space left on device', 'epoch_1.pth', 'is intact', then=good_checkpoint_intact)),
 
     # -- interruptions
     Case('interrupted-save', 'Ctrl-C half-way through rewriting epoch_1.pth',
          lambda e: do(e.checkpoint(e.learner()), e.monkeypatch.setattr(torch, 'save', interrupted_after_half),
-                      atomic_save({'epoch': 5}, e.tmp/'epoch_1.pth')),
+                      atomic_write(e.tmp/'epoch_1.pth', lambda f: torch.save({'epoch': 5}, f))),
          Raises(KeyboardInterrupt, then=good_checkpoint_intact)),
     Case('killed-mid-epoch', 'stitchup_train killed (SIGKILL) in epoch 2, then --resume auto', None, Elsewhere(),
          'test_reliability.py::test_kill_mid_epoch_leaves_the_last_checkpoint_loadable'),

@@ -157,7 +157,7 @@ def test_no_earlier_file_changed(world):
 KILL_AFTER = textwrap.dedent('''
     import os, signal, sys
     import stitchup_nb.runs as runs, stitchup_nb.cli as cli
-    from stitchup_nb.colearn import Checkpoint
+    from stitchup_nb.runs import Checkpoint
     point, real_write, real_after = os.environ['KILL_AT'], runs.write_json, Checkpoint.after_epoch
     def write_json(obj, path):
         real_write(obj, path)

@@ -310,7 +310,7 @@ def run_config(**overrides) -> dict:
 
 
 def save_checkpoint(learn, path, epoch):
-    "What `stitchup_train` saves (colearn's Checkpoint callback), without training."
+    "What `stitchup_train` saves (the Checkpoint callback of runs), without training."
     torch.save({'model': learn.model.state_dict(), 'opt': {}, 'epoch': epoch, 'classes': list(learn.dls.train.ds.classes),
                 'groups': {g: list(map(int, v)) for g, v in learn.dls.train.ds.groups.items()}}, path)
 

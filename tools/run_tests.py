@@ -36,7 +36,7 @@ def main(pytest_args):
     if not expected: sys.exit('No notebooks found under nbs/: nothing to test is a failure.')
     # fill the caches notebooks and tests share (rendered Digits-MLT, the glyph-pretrained CNN) once, before
     # nbdev_test runs notebooks side by side and each would build them itself
-    warm = run([sys.executable, '-c', 'from stitchup_nb.digits import digits_mlt; from stitchup_nb.models import '
+    warm = run([sys.executable, '-c', 'from stitchup_nb.digits import digits_mlt; from stitchup_nb.backbones import '
                 'pretrain_digits_cnn; digits_mlt(); pretrain_digits_cnn(verbose=False)'])
     if warm.returncode != 0: sys.exit(f'building the Digits-MLT caches failed (exit {warm.returncode}).')
     nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'])   # nbdev_test, outputs kept for the docs
