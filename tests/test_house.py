@@ -1,0 +1,26 @@
+"""The house: the README's table of notebooks lists every module once, in an order in which each module imports only
+modules above it (no circle, nothing importing upward)."""
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _order():
+    "Modules in the order of the README's notebook table."
+    table = (ROOT/'README.md').read_text().split('## The notebooks', 1)[1]
+    return re.findall(r'^\| `[\w/]+` \| `(\w+)` \|', table, re.M)
+
+
+def test_every_module_is_in_the_table_once():
+    mods = sorted(p.stem for p in (ROOT/'stitchup_nb').glob('*.py') if not p.stem.startswith('_'))
+    assert sorted(_order()) == mods
+
+
+def test_each_module_imports_only_modules_above_it():
+    order, bad = _order(), []
+    for m in order:
+        for line in (ROOT/'stitchup_nb'/f'{m}.py').read_text().splitlines():
+            for dep in re.findall(r'from\s+(?:stitchup_nb)?\.(\w+)\s+import', line) + re.findall(r'import\s+stitchup_nb\.(\w+)', line):
+                if dep in order and order.index(dep) >= order.index(m): bad.append(f'{m} imports {dep}: {line.strip()}')
+    assert not bad, bad
