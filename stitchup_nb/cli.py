@@ -135,6 +135,8 @@ def build_learner(cfg:dict, history:list|None=None,
             files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
+                          adaptive=cfg['correction'] == 'adaptive',
+                          stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],
                           thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
                           metrics=lt_metrics(train.groups), lr=cfg['lr'], mom=cfg['momentum'], wd=cfg['wd'], clip=cfg['clip'],
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
@@ -248,6 +250,7 @@ def stitchup_train(
     branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
     loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
     stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
+    stitch_branches:str=None,     # the branches Stitch-Up trains: all (the paper), random or balanced (full_plus: balanced)
     correct:bool=True,            # --no-correct turns label correction between the branches off (it is on in the two-branch methods)
     random_head_alpha:float=None,   # the random branch corrects head classes: a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)
     random_medium_alpha:float=None, # the random branch corrects medium classes: switch on above this probability (paper: 1 = never)
@@ -261,6 +264,7 @@ def stitchup_train(
     balance_head_beta:float=None,   # the balanced branch corrects head classes: switch off below this probability (paper: 0 = never)
     balance_medium_beta:float=None, # the balanced branch corrects medium classes: switch off below this probability (paper: 0 = never)
     balance_tail_beta:float=None,   # the balanced branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO); alpha 1 and beta 0 everywhere = no correction
+    correction:str=None,          # label-correction thresholds: fixed (the paper's α/β per group) or adaptive (per class, from the correctors' scores; full_plus)
     warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
     t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
     epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)

@@ -72,8 +72,9 @@ class BranchLoss(nn.Module):
     def forward(self, pred, *yb):
         if not isinstance(pred, tuple): return bce_loss(pred, yb[0])
         ys = yb[0]
-        losses = [stitchup_loss(z, y, partial(base, reduction='none')) if self.stitch else base(z, y, reduction='mean')
-                  for z, y, base in zip(pred, ys, self.bases)]
+        on = self.stitch if isinstance(self.stitch, tuple) else (self.stitch,) * len(pred)    # per branch (StitchUp's `branches`)
+        losses = [stitchup_loss(z, y, partial(base, reduction='none')) if s else base(z, y, reduction='mean')
+                  for z, y, base, s in zip(pred, ys, self.bases, on)]
         self.last = torch.stack([l.detach().float() for l in losses])
         return sum(losses)
 
@@ -98,14 +99,22 @@ class CoLearning(Callback):
     order = StitchUp.order - 5   # before StitchUp: labels are corrected on the unstitched images; after Recorder
     def __init__(self, groups:dict, warmup_epoch:int=0,
                  check_every:int|None=None,  # steps between NaN looks (default: 1 on the CPU, 20 on a GPU)
+                 adaptive:bool=False,        # per-class thresholds from the corrector's scores (`07g_full_plus`) instead of `thresholds`
                  **thresholds):
         self.groups, self.warmup_epoch, self.th = groups, warmup_epoch, check_thresholds(**thresholds)
-        self.check_every, self.log = check_every, []     # the correction log, kept across fits (a resumed fit adds to it)
+        if adaptive and thresholds: raise ValueError(f'adaptive thresholds replace the fixed ones; drop {sorted(thresholds)[0]}')
+        self.adaptive, self.check_every, self.log = adaptive, check_every, []     # the log is kept across fits (a resumed fit adds to it)
 
     @property
     def corrects(self) -> bool:
-        "Whether any threshold can change a label (α = 1 and β = 0 everywhere switch correction off)."
-        return any(self.th[k] != v for k, v in THRESHOLDS.items())
+        "Whether any threshold can change a label (α = 1 and β = 0 everywhere switch correction off; adaptive ones always can)."
+        return self.adaptive or any(self.th[k] != v for k, v in THRESHOLDS.items())
+
+    def limits_of(self, name:str, device=None) -> tuple:
+        "Per-class `(alpha, beta)` of the corrections branch `name` makes now: the fixed group thresholds, or the adaptive ones."
+        c = self.dls.train.labels.shape[1]
+        lim = self.limits[name] if self.adaptive else threshold_tensors(self.th, self.groups, c, name)
+        return tuple(t.to(device) for t in lim) if device is not None else lim
 
     @property
     def net(self) -> TwoBranchNet: return get_model(self.learn.model)
@@ -114,8 +123,13 @@ class CoLearning(Callback):
         names, c = self.net.names, self.dls.train.labels.shape[1]
         self.active = len(names) == 2 and self.corrects     # no corrector forward when every threshold is off
         dev = self.dls.device if self.dls.device is not None else 'cpu'
-        self.limits = {n: tuple(t.to(dev) for t in threshold_tensors(self.th, self.groups, c, n))
-                       for n in names} if self.active else {}     # thresholds of corrections made BY branch n
+        if not self.adaptive:
+            self.limits = {n: tuple(t.to(dev) for t in threshold_tensors(self.th, self.groups, c, n))
+                           for n in names} if self.active else {}     # thresholds of corrections made BY branch n
+        else:       # kept across fits and restored from a checkpoint (`checkpoint_state`); off until first scored
+            old = getattr(self, 'limits', None) or {}
+            self.limits = {n: tuple(t.to(dev) for t in old[n]) if n in old and len(old[n][0]) == c
+                           else (torch.ones(c, device=dev), torch.zeros(c, device=dev)) for n in names}
         clean = getattr(self.dls.train, 'clean', None)
         self.clean = None if clean is None else clean.to(dev).float()
         self.stats = ('on', 'off') + (('fixed', 'broke') if self.clean is not None else ())
@@ -126,12 +140,13 @@ class CoLearning(Callback):
         self.counts = torch.zeros(len(self.net.names), len(self.stats), c, device=dev)
         self.loss_sum, self.n_steps = torch.zeros(len(self.net.names), device=dev), 0
         self.first_bad = torch.full((len(self.net.names),), -1, device=dev)      # per branch: first non-finite iteration
+        self.scores = torch.zeros(len(self.net.names), 4, c, device=dev)   # per corrector: Σp and n over labelled 1s, then 0s
         self.every = self.check_every or (1 if torch.device(dev).type == 'cpu' else 20)
 
     def before_train(self): self._reset(self.counts.device, self.counts.shape[-1])
 
     def before_batch(self):
-        if not (self.training and self.active and self.epoch >= self.warmup_epoch): return
+        if not (self.training and self.active and (self.adaptive or self.epoch >= self.warmup_epoch)): return
         xs, (ys, idxs) = self.xb[0], self.yb
         names, new = self.net.names, []
         for k, (x, y, idx) in enumerate(zip(xs, ys, idxs)):
@@ -139,12 +154,33 @@ class CoLearning(Callback):
             with torch.inference_mode():
                 corrector.eval()
                 p = torch.sigmoid(corrector(x).float()).as_subclass(torch.Tensor)
-                fixed = correct_labels(y, p, *self.limits[names[1 - k]])
+                if self.adaptive: self._score(1 - k, y, p)
+                fixed = correct_labels(y, p, *self.limits[names[1 - k]]) if self.epoch >= self.warmup_epoch else y
             corrector.train()
             fixed = fixed.clone()                      # leave inference mode: the loss may save it
             self._count(k, y, fixed, idx)
             new.append(fixed)
         self.learn.yb = (tuple(new), idxs)
+
+    def _score(self, b, y, p):
+        "Add corrector `b`'s scores `p` on a batch with labels `y` to the epoch's sums over labelled positives and negatives."
+        pos = (y > 0).float()
+        self.scores[b] += torch.stack([(p * pos).sum(0), pos.sum(0), (p * (1 - pos)).sum(0), (1 - pos).sum(0)])
+
+    def _adapt(self):
+        "Next epoch's thresholds per corrector and class: α = mean score of the labelled positives, β = of the labelled negatives."
+        s = torch.tensor(_gather_ranks(self.scores), device=self.scores.device).sum(0)   # every rank's sums
+        for b, name in enumerate(self.net.names):
+            a, beta = s[b, 0] / s[b, 1].clamp(min=1), s[b, 2] / s[b, 3].clamp(min=1)
+            ok = (s[b, 1] > 0) & (s[b, 3] > 0) & (beta < a)          # a class the corrector cannot rank stays uncorrected
+            self.limits[name] = (torch.where(ok, a, 1.), torch.where(ok, beta, 0.))
+
+    def checkpoint_state(self) -> dict:
+        "What a checkpoint keeps so that a resumed fit corrects as the uninterrupted one would: the adaptive thresholds."
+        return {'limits': {n: [t.cpu() for t in l] for n, l in self.limits.items()}} if self.adaptive and getattr(self, 'limits', None) else {}
+
+    def load_checkpoint_state(self, state:dict):
+        if self.adaptive and state.get('limits'): self.limits = {n: tuple(l) for n, l in state['limits'].items()}
 
     def _count(self, k, before, after, idx):
         on, off = (after > before), (after < before)
@@ -175,6 +211,7 @@ class CoLearning(Callback):
 
     def after_train(self):
         self._check()                                  # before the epoch's checkpoint is written
+        if self.adaptive and self.active and self.n_steps: self._adapt()
         self.epoch_losses = dict(zip(self.net.names, (self.loss_sum / max(self.n_steps, 1)).tolist()))
         if not self.n_steps: return
         counts = self.counts.cpu().numpy()
@@ -236,7 +273,7 @@ def correction_snapshot(learn:Learner) -> dict:
     for name in net.names:
         with net.using(name): p, _ = learn.get_preds(dl=dl)
         probs[name] = p.numpy()
-        alpha, beta = threshold_tensors(cb.th, cb.groups, c, name)
+        alpha, beta = cb.limits_of(name, 'cpu')
         corrected[name] = correct_labels(torch.as_tensor(noisy).float(), p, alpha, beta).numpy().astype(np.uint8)
     return dict(noisy=noisy, clean=train.labels, probs=probs, corrected_by=corrected)
 
@@ -287,8 +324,10 @@ def colearner(dls,                             # from `stitch_dls`
               model:TwoBranchNet|None=None,    # a ready model
               losses=None,                     # 'bce'/'dbfocal' for all, or per branch (default: reference pairing)
               stitch:str|None='feature',       # 'feature', 'input' or None (no Stitch-Up)
+              stitch_branches=None,            # the branches Stitch-Up trains (default: every branch, the reference)
               correct:bool=True,               # label correction between branches
               warmup_epoch:int=0,              # no correction before this epoch
+              adaptive:bool=False,             # per-class thresholds from the correctors' scores (replaces `thresholds`)
               thresholds:dict|None=None,       # e.g. {'random_head_alpha': .7}; see THRESHOLDS
               threshold_groups:dict|None=None, # the groups that pick a class's thresholds (default: the data's groups)
               dbfocal:dict|None=None,          # DBFocalLoss options, e.g. {'lam': 2., 'mu': .2} (COCO's balanced branch)
@@ -306,8 +345,9 @@ def colearner(dls,                             # from `stitch_dls`
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
     loss = BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {})) for l in branch_losses(losses, names)])
-    colearn = CoLearning(threshold_groups or train.groups, warmup_epoch, **(thresholds or {}) if correct else {})
-    all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch)] if stitch else []),
+    colearn = CoLearning(threshold_groups or train.groups, warmup_epoch, adaptive=adaptive and correct,
+                         **(thresholds or {}) if correct and not adaptive else {})
+    all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch, stitch_branches)] if stitch else []),
                *([GradientClip(clip)] if clip else []), *(cbs or [])]
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(SGD, mom=mom, wd=wd, decouple_wd=False), lr=lr,
                     metrics=list(metrics or []), cbs=all_cbs, wd_bn_bias=True)

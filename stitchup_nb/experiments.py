@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_experiments.ipynb #942f0cf1
 from __future__ import annotations
-import ast, csv, fcntl, hashlib, io, json, os, random, subprocess, time
+import ast, csv, fcntl, hashlib, io, json, os, random, time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,8 +20,9 @@ from .methods import METHODS as TABLE, PRESETS
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS',
-           'ORDER', 'PEERS', 'CELLS', 'source_hash', 'commit', 'provenance', 'torch_threads', 'run_config', 'one_run',
-           't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'current_rows', 'verify', 'upgrade_csv']
+           'ORDER', 'PEERS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'source_hash', 'commit', 'provenance',
+           'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun',
+           'current_rows', 'verify', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'results', 'widgets')   # modules that do not take part in making a row
@@ -52,13 +53,31 @@ FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds',
           'extra', 'threads', 'source_hash', 'commit', 'torch', 'config']
 
-def commit() -> str:
-    "`git describe --always --dirty` of the package's checkout ('unknown' outside a git checkout)."
+def _git_dir(start:Path) -> Path|None:
+    "The `.git` directory of the checkout holding `start` (a worktree's `.git` file points to it), or None."
+    for d in (start, *start.parents):
+        g = d/'.git'
+        if g.is_dir(): return g
+        if g.is_file():
+            line = g.read_text().strip()
+            return (d/line.removeprefix('gitdir:').strip()).resolve() if line.startswith('gitdir:') else None
+    return None
+
+def commit(start:Path|None=None) -> str:
+    "The short commit id the package's checkout has checked out, read from git's own files ('unknown' outside one)."
+    g = _git_dir(Path(start or Path(stitchup_nb.__file__).parent).resolve())
+    if g is None: return 'unknown'
     try:
-        out = subprocess.run(['git', 'describe', '--always', '--dirty'], cwd=Path(stitchup_nb.__file__).parent,
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or 'unknown'
-    except (OSError, subprocess.SubprocessError): return 'unknown'
+        head = (g/'HEAD').read_text().strip()
+        if not head.startswith('ref:'): return head[:12]          # a detached HEAD holds the id itself
+        ref = head.removeprefix('ref:').strip()
+        common = (g/(g/'commondir').read_text().strip()).resolve() if (g/'commondir').is_file() else g  # worktrees
+        if (common/ref).is_file(): return (common/ref).read_text().strip()[:12]
+        packed = common/'packed-refs'                                # refs git has packed into one file
+        for line in (packed.read_text().splitlines() if packed.is_file() else []):
+            if line.endswith(' ' + ref): return line.split()[0][:12]
+    except OSError: pass
+    return 'unknown'
 
 def provenance(threads:int) -> dict:
     "What a row records about the code and the machine that made it."
@@ -143,9 +162,20 @@ ORDER = [*METHODS, *CLEAN]
 # the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
 PEERS = {m['label']: dict(method=n) for n, m in TABLE.items() if m.get('peer')}
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
+# beyond the paper (07g_full_plus): each candidate change alone, then full_plus, where the full method loses to BCE;
+# their baselines (BCE and the full method at these cells) are rows of the main grid
+PLUS = {'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'}),
+        'Full, class-aware Stitch-Up': (dict(method='full'), {'stitch_branches': 'balanced'}),
+        TABLE['full_plus']['label']: (dict(method='full_plus'), None)}
+PLUS_CELLS = [('flip', .7), ('cooc', .5)]
+PLUS_BASE = [TABLE['bce']['label'], TABLE['full']['label']]
 
-def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=False):
+def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=False, plus:bool=False):
     "The runs of one grid: `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
+    if plus:
+        for kind, rate in PLUS_CELLS:
+            for m, (o, extra) in PLUS.items(): yield m, o, dict(kind=kind, rate=rate), extra
+        return
     if peers:       # every peer at every cell of the main grid (its BCE and full-method rows are the comparison)
         for kind, rate in CELLS:
             for m, o in PEERS.items(): yield m, o, dict(kind=kind, rate=rate), None

@@ -69,17 +69,24 @@ class TwoBranchNet(nn.Module):
     def forward(self, x):
         if isinstance(x, (tuple, list)):
             if len(x) != len(self.branches): raise ValueError(f'{len(x)} inputs for {len(self.branches)} branches')
-            return tuple(b(xi, self.stitch) for b, xi in zip(self.branches.values(), x))
+            return tuple(b(xi, self.stitches(n)) for (n, b), xi in zip(self.branches.items(), x))
         if self.mode != 'ensemble': return self.branches[self.mode](x)
         zs = [b(x) for b in self.branches.values()]
         return zs[0] if len(zs) == 1 else self.t * zs[0] + (1 - self.t) * zs[1]
 
     @contextmanager
-    def stitching(self, on:bool=True):
-        "Inside, each training forward stitches: a branch's neck takes `[anchors; partners]` and returns `[f_a; f_b; f_s]`."
+    def stitching(self, on=True):     # True: every branch; or the names of the branches that stitch
+        "Inside, each training forward stitches: a stitching branch's neck takes `[anchors; partners]` and returns `[f_a; f_b; f_s]`."
+        if not isinstance(on, bool):
+            on = frozenset(on)
+            if bad := sorted(on - set(self.names)): raise ValueError(f'no branch {bad[0]!r} to stitch; have {self.names}')
         old, self.stitch = self.stitch, on
         try: yield self
         finally: self.stitch = old
+
+    def stitches(self, name:str) -> bool:
+        "Whether branch `name` stitches in a training forward now."
+        return name in self.stitch if isinstance(self.stitch, frozenset) else self.stitch
 
     @contextmanager
     def using(self, mode:str):

@@ -42,6 +42,8 @@ _RULES = {   # option: (test, what it must be)
     'noise_kind':   (lambda v: v is None or v in NOISE_KINDS, f'one of {", ".join(NOISE_KINDS)}'),
     'branches':     (lambda v: v in ('both', 'random', 'balanced'), 'both, random or balanced'),
     'stitch':       (lambda v: v in ('feature', 'input', 'none'), 'feature, input or none'),
+    'stitch_branches': (lambda v: v in ('all', 'random', 'balanced'), 'all, random or balanced'),
+    'correction':   (lambda v: v in ('fixed', 'adaptive'), 'fixed or adaptive'),
     'precision':    (lambda v: v in ('fp32', 'bf16', 'fp16'), 'fp32, bf16 or fp16'),
     'arch':         (lambda v: v in ARCHS, f'one of {", ".join(ARCHS)}'),
     't':            (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]'),
@@ -103,7 +105,14 @@ def check_config(cfg:dict, flags=()) -> dict:
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}")
     if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
         raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
-    branch_losses(cfg['loss'], ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']])
+    names = ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']]
+    branch_losses(cfg['loss'], names)
+    if cfg.get('stitch_branches', 'all') != 'all':
+        if cfg['stitch'] in (None, 'none'):
+            raise ValueError(f"{name('stitch_branches')} {cfg['stitch_branches']} has no effect without Stitch-Up (--stitch none); drop it")
+        if cfg['stitch_branches'] not in names:
+            raise ValueError(f"{name('stitch_branches')} {cfg['stitch_branches']}: this run has no such branch "
+                             f"(branches {cfg['branches']!r}); pass all or one of {', '.join(names)}")
     cfg = dict(cfg)
     for k in ('work_dir', 'resume', 'noise_file', 'data_root', 'appendix'):      # recorded in config.json as text
         if isinstance(cfg.get(k), os.PathLike): cfg[k] = str(cfg[k])
@@ -178,6 +187,10 @@ class Checkpoint(TrainedEpoch):
         state = {'model': get_model(self.learn.model).state_dict(), 'opt': _plain_state(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}, **(self.extra() if self.extra else {})}
+        # callbacks with state a resumed fit needs (e.g. adaptive thresholds) define `checkpoint_state` (looked up on the
+        # class: a fastai callback passes unknown attribute names on to the Learner, and it on to the model)
+        if cbs := {type(cb).__name__: s for cb in self.learn.cbs if hasattr(type(cb), 'checkpoint_state') and (s := cb.checkpoint_state())}:
+            state['callbacks'] = cbs
         atomic_write(self.work_dir/f'epoch_{self.epoch + 1}.pth', lambda f: torch.save(state, f))
 
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
@@ -213,6 +226,9 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
     except RuntimeError as e:
         raise ValueError(f'{path}: checkpoint does not fit this model (another backbone or branch set?): '
                          f'{str(e).splitlines()[0]}') from None
+    for cb in learn.cbs:      # the state of callbacks that keep one (`Checkpoint` saved it)
+        if type(cb).__name__ in state.get('callbacks', {}) and hasattr(type(cb), 'load_checkpoint_state'):
+            cb.load_checkpoint_state(state['callbacks'][type(cb).__name__])
     if with_opt:
         if learn.opt is None: learn.create_opt()
         learn.opt.load_state_dict({'state': state['opt']['state'], 'hypers': L(state['opt']['hypers'])})

@@ -55,23 +55,30 @@ def _switched(obj, attr:str, value):
 class StitchUp(Callback):
     "Train on stitched pairs: feature-level (the reference) or input-level stitching, union-label loss."
     order = 60    # CoLearning (07_colearn) orders itself before this: label correction sees unstitched images
-    def __init__(self, level:str='feature'):   # 'feature' (reference) or 'input'
+    def __init__(self, level:str='feature',   # 'feature' (reference) or 'input'
+                 branches=None):              # the branches that train on stitched pairs (default: every branch)
         if level not in ('feature', 'input'): raise ValueError(f"StitchUp level must be 'feature' or 'input', got {level!r}")
-        self.level, self._switches = level, None
+        self.level, self.branches, self._switches = level, None if branches is None else tuple(branches), None
 
     def before_fit(self):
         self._restore()       # a fit that died by an exception (fastai then runs no after_fit) left them on
         if not getattr(self.dls.train, 'partners', False):
             raise ValueError('StitchUp needs partners in the training batches: build the DataLoaders with '
                              'stitch_dls(..., partners=True)')
+        names = self.net.names
+        if bad := [b for b in self.branches or () if b not in names]:
+            raise ValueError(f'StitchUp branches: no branch {bad[0]!r} in this model; have {names}')
+        self.on = tuple(self.branches is None or n in self.branches for n in names)     # per branch, in batch order
+        some = True if all(self.on) else self.on              # True: every branch (the reference)
         self._switches = ExitStack()
-        self._switches.enter_context(_switched(self.learn.loss_func, 'stitch', True))   # the loss scores [z_a; z_b; z_s]
-        self._switches.enter_context(self.net.stitching(self.level == 'feature'))      # the necks stitch the features
+        self._switches.enter_context(_switched(self.learn.loss_func, 'stitch', some))   # their losses score [z_a; z_b; z_s]
+        feature = (True if all(self.on) else [n for n, on in zip(names, self.on) if on]) if self.level == 'feature' else False
+        self._switches.enter_context(self.net.stitching(feature))      # their necks stitch the features
 
     def before_batch(self):
         if self.level != 'input' or not self.training: return
         xs = self.xb[0]
-        self.learn.xb = (tuple(torch.cat([x, stitch_images(*x.chunk(2))]) for x in xs),)
+        self.learn.xb = (tuple(torch.cat([x, stitch_images(*x.chunk(2))]) if on else x for x, on in zip(xs, self.on)),)
 
     def after_fit(self): self._restore()    # fastai runs after_fit after a cancelled fit too
 

@@ -6,6 +6,7 @@
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
     python tools/benchmark.py --factorial     # Stitch-Up with each sampler × loss pairing (why the two branches differ)
     python tools/benchmark.py --peers         # the peer methods (ASL, large-loss rejection, MixUp, ...) at every cell
+    python tools/benchmark.py --plus          # beyond the paper: full_plus and each of its changes at flip 0.7 and cooc 0.5
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current-hash rows; fail unless each total matches to 0.01
 
@@ -17,7 +18,7 @@ threads (default 1: one copy per core), so a row does not depend on what runs be
 import argparse, json, sys, warnings
 from pathlib import Path
 
-from stitchup_nb.experiments import RUNNING, append_rows, claim, grid, one_run, row_key, t_sweep, verify
+from stitchup_nb.experiments import METHODS, PLUS_BASE, PLUS_CELLS, RUNNING, append_rows, claim, grid, one_run, row_key, t_sweep, verify
 from stitchup_nb.results import RESULTS, report
 
 
@@ -28,14 +29,16 @@ def main(argv=None):
     ap.add_argument('--sweep', action='store_true')
     ap.add_argument('--factorial', action='store_true', help='Stitch-Up with each sampler × loss pairing')
     ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
+    ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
-    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers].csv)')
+    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus].csv)')
     a = ap.parse_args(argv)
     # every option checked before anything runs or is written
-    if sum(map(bool, (a.quick, a.sweep, a.factorial, a.peers))) > 1: ap.error('--quick, --sweep, --factorial and --peers are separate grids: pass one')
+    if sum(map(bool, (a.quick, a.sweep, a.factorial, a.peers, a.plus))) > 1: ap.error('--quick, --sweep, --factorial, --peers and --plus are separate grids: pass one')
+    if a.plus and a.out: ap.error('--out does not apply to --plus: its baselines are rows of the main grid (benchmark.csv), its candidates go to benchmark_plus.csv')
     try: seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
@@ -43,7 +46,7 @@ def main(argv=None):
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.report: print(report()); return
-    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '_peers' if a.peers else '')
+    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '_peers' if a.peers else '_plus' if a.plus else '')
     out = Path(a.out or RESULTS/f'{name}.csv')
     warnings.filterwarnings('ignore')
     if a.verify is not None:
@@ -54,14 +57,15 @@ def main(argv=None):
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
     current = RUNNING
-    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers)]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers, a.plus)]
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
     # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
     # other seeds cell by cell (a stopped grid leaves whole cells at 3 seeds): the first cell's rate, then lowest first
     later = sorted(cells, key=lambda c: (c[1] != first[1], c[1]))
-    runs.sort(key=lambda r: (0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
-              else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
+    if not a.plus:
+        runs.sort(key=lambda r: (0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
+                  else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
     key = lambda r: [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], json.dumps(r[3] or {}, sort_keys=True)]
     print(f'training source {current}: rows of it already in {out} are skipped', flush=True)
     # the ensemble weight t first (one training, evaluated at every t), by the copy that claims it
@@ -72,12 +76,19 @@ def main(argv=None):
             append_rows(out, rows)
             for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
                                  f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
-    while (i := claim(out, [key(r) for r in runs], current=current)) is not None:
-        m, o, s, extra, seed = runs[i]
-        row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits', a.threads)
-        append_rows(out, [row])
-        print(f"[{i+1}/{len(runs)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
-              f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
+    phases = [(out, runs)]
+    if a.plus:   # seed by seed: the baselines as rows of the main grid (which then skips them), then the candidates
+        main_csv = out.with_name('benchmark.csv')
+        phases = [p for seed in seeds for p in (
+            (main_csv, [(m, METHODS[m], dict(kind=k, rate=r), None, seed) for k, r in PLUS_CELLS for m in PLUS_BASE]),
+            (out, [r for r in runs if r[4] == seed]))]
+    for csv_path, todo in phases:
+        while (i := claim(csv_path, [key(r) for r in todo], current=current)) is not None:
+            m, o, s, extra, seed = todo[i]
+            row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits', a.threads)
+            append_rows(csv_path, [row])
+            print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
+                  f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
     print(f'results in {out}')
 
 
