@@ -22,7 +22,7 @@ from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report,
 from .sampling import BatchAug, stitch_dls
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
-from .metrics import evaluate, lt_metrics
+from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, resolve
 from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, load_checkpoint,
                               lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
@@ -30,8 +30,8 @@ from contextlib import contextmanager
 
 # %% auto #0
 __all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
-           'train_config', 'build_learner', 'run_training', 'EpochLines', 'summary', 'stitchup_train', 'launch',
-           'stitchup_test', 'stitchup_noise']
+           'train_config', 'build_learner', 'run_training', 'choose_holdout_t', 'EpochLines', 'summary',
+           'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -117,6 +117,11 @@ def build_learner(cfg:dict, history:list|None=None,
                                 cfg['noise_neg_rate'])
         peer = PEERS[cfg['peer']] if cfg.get('peer') else None
         if peer_labels and hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
+        held = None
+        if cfg['holdout']:                    # images kept out of training, with their noisy labels, to choose t on
+            keep, out = holdout_split(len(train), cfg['holdout'], cfg['seed'])
+            held = (train.subset(out, name=f'{train.name} (held out)'), noisy[out])
+            train, noisy = train.subset(keep), noisy[keep]
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -143,6 +148,7 @@ def build_learner(cfg:dict, history:list|None=None,
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
         if hasattr(peer, 'setup'): peer.setup(learn, cfg)     # e.g. its loss or its callback
+        learn.holdout = held
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints
     if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
     if not cfg['quiet']: learn.add_cb(EpochLines())
@@ -181,15 +187,25 @@ def run_training(cfg:dict) -> tuple:
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
                                 warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
             if main and not cfg['quiet']: print(f'scoring the test set ({len(test)} images): the ensemble, then each branch', flush=True)
+            chosen = choose_holdout_t(learn)
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
         learn.train_time = time.time() - t0
         if work and main:
             write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1),
-                        'final': table.round(4).to_dict(orient='index')}, work/'metrics.json')
+                        'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
         close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
         return learn, table
     finally:
         if lock: lock.close()
+
+def choose_holdout_t(learn) -> dict:
+    "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
+    if getattr(learn, 'holdout', None) is None: return {}
+    t, curve = choose_t(learn, *learn.holdout)
+    get_model(learn.model).t = t
+    learn.t_said = (f'ensemble weight t = {t:g}, chosen on {len(learn.holdout[0])} held-out training images by their noisy-label '
+                    f'mAP ({curve[t]:.1f}; {curve.iloc[0]:.1f} at t = 0, {curve.iloc[-1]:.1f} at t = 1)')
+    return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
 
 class EpochLines(TrainedEpoch):
     "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."
@@ -215,6 +231,7 @@ def summary(learn, table:pd.DataFrame) -> str:
     noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
+    if getattr(learn, 't_said', None): lines.insert(1, learn.t_said)
     cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
     if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None:
@@ -267,6 +284,7 @@ def stitchup_train(
     correction:str=None,          # label-correction thresholds: fixed (the paper's α/β per group) or adaptive (per class, from the correctors' scores; full_plus)
     warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
     t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
+    holdout:float=None,           # share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; full_plus: 0.1)
     epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)
     bs:int=None,                  # anchors per random batch (default: the preset's)
     data_factor:int=None,         # class-aware batch = bs × data_factor (default: the preset's)
@@ -359,6 +377,7 @@ def stitchup_test(
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
         learn, train, _ = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
         load_checkpoint(learn, ck, with_opt=False)
+        if t is None: choose_holdout_t(learn)     # the same held-out images as in training, so the same t
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')
         if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:

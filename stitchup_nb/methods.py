@@ -24,6 +24,7 @@ REFERENCE = dict(
     t=.1, warmup_epoch=0,
     # label correction by fixed per-group thresholds (the paper's; 'adaptive' is 07g_full_plus); Stitch-Up on every branch
     correction='fixed', stitch_branches='all',
+    holdout=0.,     # share of training images held out to choose t on (07g_full_plus); 0: every image trains, t stays fixed
     # input size and augmentation (BatchAug's options)
     size=224, flip=.5, min_crop=.8, brightness=32/255, contrast=(.5, 1.5), saturation=(.5, 1.5), hue=18.,
     p_color=.5, channel_swap=.5,
@@ -68,8 +69,8 @@ METHODS = {
     'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', mixup_alpha=.4, fixed=('branches', 'loss', 'stitch')),
     'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', cutmix_alpha=1., fixed=('branches', 'loss', 'stitch')),
     # peer methods (07e_coteaching, 07f_confident): hyper-parameters as entry keys, the final model fixed by `fixed`
-    # beyond the paper (07g_full_plus): the full method with per-class adaptive thresholds and Stitch-Up on the class-aware branch only
-    'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, correction='adaptive', stitch_branches='balanced'),
+    # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only and t chosen on held-out noisy labels
+    'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced', holdout=.1),
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
                                ct_tau=.1, ct_tk=2., fixed=('branches', 'loss', 'stitch')),
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
@@ -114,11 +115,18 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if 'digits' not in preset: cfg['data_seed'] = None     # only Digits-MLT is drawn from a seed
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     named = sorted(k for k in given if k in THRESHOLDS)
+    if cfg.get('holdout'):
+        if cfg['branches'] != 'both': raise ValueError(f"--holdout {cfg['holdout']} has no effect: method {method!r} with branches "
+                                                      f"{cfg['branches']!r} has no ensemble weight to choose")
+        if given.get('t', preset['t']) != preset['t']:      # a run's own config.json (stitchup_test) repeats the preset's t: fine
+            raise ValueError(f"--t has no effect with --holdout {cfg['holdout']} (t is chosen on the held-out images); drop one of them")
     if cfg.get('correction') == 'adaptive':
         if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
                                                 f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label")
-        if named: raise ValueError(f"--{named[0]} has no effect with --correction adaptive (its per-class thresholds come "
-                                   "from the correctors' scores); drop it, or pass --correction fixed")
+        paper = {**THRESHOLDS, **preset['thresholds']}
+        if (k := next((k for k in named if given[k] != paper[k]), None)):
+            raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
+                             "from the correctors' scores); drop it, or pass --correction fixed")
     if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds']}
     elif named and any(given[k] != THRESHOLDS[k] for k in named):
         raise ValueError(f'--{named[0]} has no effect: method {method!r} with branches {cfg["branches"]!r} and '

@@ -19,7 +19,8 @@ from .data import GROUPS, check_groups, check_labels, group_names
 from .losses import _numpy    # tensors and arrays alike, half precision as float32
 
 # %% auto #0
-__all__ = ['average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'evaluate', 'correction_quality']
+__all__ = ['T_GRID', 'average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'evaluate',
+           'holdout_split', 'choose_t', 'correction_quality']
 
 # %% ../nbs/08_metrics.ipynb #4df21882
 def _scores_targets(scores, targets) -> tuple:
@@ -120,6 +121,36 @@ def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
             rows[mode] = lt_map(z, y, groups)
     finally: net.t = old
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
+
+# %% ../nbs/08_metrics.ipynb #af0cbae5
+T_GRID = tuple(np.round(np.linspace(0, 1, 11), 2))     # the ensemble weights choose_t compares
+
+def holdout_split(n:int,        # training images
+                  share:float,  # the share held out, in (0, 0.5)
+                  seed:int=0) -> tuple:
+    "Indices `(keep, held)` of `n` images, `round(share * n)` of them (at least 1) held out at random; both sorted."
+    if not 0 < share < .5: raise ValueError(f'holdout share must be in (0, 0.5), got {share!r}')
+    perm = np.random.default_rng(seed).permutation(n)
+    k = max(1, round(share * n))
+    return np.sort(perm[k:]), np.sort(perm[:k])
+
+def choose_t(learn,                 # a two-branch co-learner, trained
+             held,                  # the held-out images (a LabelledSet)
+             labels,                # their noisy labels, N×C 0/1
+             ts=T_GRID) -> tuple:
+    "The ensemble weight `t` of `ts` whose ensemble ranks the held-out noisy labels best (mean AP), and the mAP (%) at each `t`."
+    net = get_model(learn.model)
+    if len(net.names) != 2: raise ValueError(f'choose_t needs the two-branch model, got branches {net.names}')
+    dl = learn.dls.valid.for_set(held, labels)
+    z = {}
+    for name in net.names:
+        with net.using(name): z[name], y = learn.get_preds(dl=dl, act=noop)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')          # classes without a held-out positive: left out of the mean
+        curve = pd.Series({t: _mean_pct(average_precision(t * z[net.names[0]] + (1 - t) * z[net.names[1]], y))
+                           for t in ts}, name='held-out noisy mAP')
+    best = curve[curve >= curve.max() - 1e-9]
+    return float(min(best.index, key=lambda t: abs(t - net.t))), curve
 
 # %% ../nbs/08_metrics.ipynb #f6c0aef2
 def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')

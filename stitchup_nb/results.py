@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 
 import stitchup_nb
-from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORDER, PEERS, REF, SWEEPS,
+from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORDER, PEERS, PLUS, PLUS_BASE, REF, SWEEPS,
                                      current_rows, source_hash)
 
 # %% auto #0
-__all__ = ['RESULTS', 'GROUPS', 'FULL', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table', 'factorial_tables',
-           'cell_table', 'leaderboard', 'per_group', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
+__all__ = ['RESULTS', 'GROUPS', 'FULL', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table',
+           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 'group_bars', 'rate_curves',
+           'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -109,6 +110,24 @@ def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in order if m != base})
     return levels, vs('BCE'), vs(FULL)
 
+PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, each candidate change, full_plus
+
+def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
+    """The high-noise variant's evidence at the cells of `plus` (the --plus CSV), with BCE and the full method from the
+    main grid `res`: `col` per method × cell, each minus BCE and minus the full method (paired by seed), per-group mAP
+    at each cell, and the labels the final branch pair's correctors fix and break on the training set."""
+    cells = set(zip(plus.kind, plus.rate))
+    both = pd.concat([res[res.method.isin(PLUS_BASE)], plus])
+    both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
+    vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
+    fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
+    fb = fb.assign(cell=[f'{k} {r}' for _, k, r in fb.index]).reset_index(level=['kind', 'rate'], drop=True)
+    fixes = fb.pivot_table(index='method', columns='cell', values=['fixed', 'broke']).swaplevel(axis=1).sort_index(axis=1)
+    fixes.columns = [f'{c} {s}' for c, s in fixes.columns]
+    return dict(levels=cells_table(both, col, methods=PLUS_ORDER), vs_bce=vs(PLUS_BASE[0]), vs_full=vs(PLUS_BASE[1]),
+                groups={(k, r): cell_table(both, k, r, methods=PLUS_ORDER) for k, r in sorted(cells)},
+                fixes=fixes.reindex([m for m in PLUS_ORDER if m in fixes.index]).astype('Int64'))
+
 def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
     "Mean ± std per group of every method on the leaderboard at one cell."
     both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
@@ -187,12 +206,13 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     "Write `benchmark_table.md` and the figures from the CSVs' rows of one source hash; return the Markdown."
     import matplotlib.pyplot as plt
     folder = Path(folder)
-    res, sw, fac, peers = (load(n, folder, current) for n in ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers'))
+    res, sw, fac, peers, plus = (load(n, folder, current) for n in
+                                 ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus'))
     h = res.attrs['source_hash']
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers))
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus))
     md = [f'*Rows of training source `{h}` only: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
-          f'{len(fac)} in benchmark_factorial.csv, {len(sw)} in benchmark_sweep.csv; {other} rows made by other code '
-          'stay in the CSVs and are not shown.*']
+          f'{len(plus)} in benchmark_plus.csv, {len(fac)} in benchmark_factorial.csv, {len(sw)} in benchmark_sweep.csv; '
+          f'{other} rows made by other code stay in the CSVs and are not shown.*']
     figs = {}
     if len(res):
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
@@ -211,6 +231,14 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                markdown(vs_full.rename_axis('method'))]
         figs['benchmark_leaderboard.png'] = rate_curves(pd.concat([res[res.method.isin(['BCE', FULL])], peers]),
                                                         methods=['BCE', *PEERS, FULL])
+    if len(plus):
+        t = plus_tables(res, plus)
+        md += ['', 'Beyond the paper (`--plus`): each change of `full_plus` alone, then both, where the full method loses to '
+               'BCE; total mAP:', '', markdown(t['levels'].rename_axis('method')),
+               '', 'Minus BCE on the same seed (seeds ahead / compared):', '', markdown(t['vs_bce'].rename_axis('method')),
+               '', 'Minus the full method on the same seed:', '', markdown(t['vs_full'].rename_axis('method')),
+               '', "Training labels the final branch pair's correctors fix and break (mean over seeds):", '',
+               markdown(t['fixes'].rename_axis('method'))]
     if len(fac) and len(res):
         levels, effect = factorial_tables(res, fac)
         md += ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),

@@ -44,6 +44,7 @@ _RULES = {   # option: (test, what it must be)
     'stitch':       (lambda v: v in ('feature', 'input', 'none'), 'feature, input or none'),
     'stitch_branches': (lambda v: v in ('all', 'random', 'balanced'), 'all, random or balanced'),
     'correction':   (lambda v: v in ('fixed', 'adaptive'), 'fixed or adaptive'),
+    'holdout':      (lambda v: _num(v) and (v == 0 or 0 < v < .5), '0 (no held-out split) or a share in (0, 0.5)'),
     'precision':    (lambda v: v in ('fp32', 'bf16', 'fp16'), 'fp32, bf16 or fp16'),
     'arch':         (lambda v: v in ARCHS, f'one of {", ".join(ARCHS)}'),
     't':            (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]'),

@@ -76,9 +76,15 @@ class StitchUp(Callback):
         self._switches.enter_context(self.net.stitching(feature))      # their necks stitch the features
 
     def before_batch(self):
-        if self.level != 'input' or not self.training: return
+        if not self.training: return
         xs = self.xb[0]
-        self.learn.xb = (tuple(torch.cat([x, stitch_images(*x.chunk(2))]) if on else x for x, on in zip(xs, self.on)),)
+        if not all(self.on):      # a branch left out trains on its anchors alone, as it would without Stitch-Up
+            first = lambda a, on: a if on else a[:len(a) // 2]
+            ys, *rest = self.yb
+            xs = tuple(first(x, on) for x, on in zip(xs, self.on))
+            self.learn.yb = (tuple(first(y, on) for y, on in zip(ys, self.on)), *rest)
+        if self.level == 'input': xs = tuple(torch.cat([x, stitch_images(*x.chunk(2))]) if on else x for x, on in zip(xs, self.on))
+        self.learn.xb = (xs,)
 
     def after_fit(self): self._restore()    # fastai runs after_fit after a cancelled fit too
 
