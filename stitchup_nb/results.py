@@ -214,7 +214,7 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
           f'{len(plus)} in benchmark_plus.csv, {len(fac)} in benchmark_factorial.csv, {len(sw)} in benchmark_sweep.csv; '
           f'{other} rows made by other code stay in the CSVs and are not shown.*']
     figs = {}
-    if len(res):
+    if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
         figs['benchmark_groups.png'] = group_bars(res)
     if len(res[res.rate > 0]):

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import BIN, run_cli as run
 
-SMALL = ('--dataset', 'digits-small', '--epochs', '3', '--warmup_iters', '10', '--noise_rate', '0.7', '--quiet')
+SMALL = ('--dataset', 'digits-small', '--epochs', '2', '--warmup_iters', '10', '--noise_rate', '0.7', '--quiet')
 
 
 @pytest.fixture(scope='module')
@@ -32,7 +32,7 @@ def test_full_plus_trains_holds_out_and_records_the_chosen_t(plus_run):
 
 def test_stitchup_test_scores_full_plus_with_the_same_t(plus_run, tmp_path):
     work, _ = plus_run
-    run(BIN/'stitchup_test', work/'epoch_3.pth', '--out', tmp_path/'t.json')
+    run(BIN/'stitchup_test', work/'epoch_2.pth', '--out', tmp_path/'t.json')
     final = json.loads((work/'metrics.json').read_text())['final']
     assert json.loads((tmp_path/'t.json').read_text()) == final
 
@@ -40,10 +40,10 @@ def test_stitchup_test_scores_full_plus_with_the_same_t(plus_run, tmp_path):
 def test_resumed_adaptive_run_ends_as_the_uninterrupted_one(tmp_path):
     flags = (*SMALL, '--method', 'full', '--correction', 'adaptive')
     run(BIN/'stitchup_train', *flags, '--work_dir', tmp_path/'whole')
-    limits = torch.load(tmp_path/'whole'/'epoch_3.pth', weights_only=True)['callbacks']['CoLearning']['limits']
+    limits = torch.load(tmp_path/'whole'/'epoch_2.pth', weights_only=True)['callbacks']['CoLearning']['limits']
     alpha, beta = limits['random']
     assert alpha.shape == beta.shape == (10,) and bool((beta <= alpha).all()) and bool((alpha < 1).any())
-    ck = tmp_path/'epoch_2.pth'; shutil.copy(tmp_path/'whole'/'epoch_2.pth', ck)
+    ck = tmp_path/'epoch_1.pth'; shutil.copy(tmp_path/'whole'/'epoch_1.pth', ck)
     run(BIN/'stitchup_train', *flags, '--work_dir', tmp_path/'resumed', '--resume', ck)
     want = json.loads((tmp_path/'whole'/'metrics.json').read_text())['final']
     assert json.loads((tmp_path/'resumed'/'metrics.json').read_text())['final'] == want
