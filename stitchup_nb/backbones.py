@@ -65,13 +65,9 @@ def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
     scale = (20 / size, 30 / size)          # the glyph size of Digits-MLT's 64-px scenes
     return np.stack([render_image([glyphs[i]], rng, size, scale) for i in pick]), digits[pick]
 
-def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
-                        canvas:int=40, cache:bool=True, verbose:bool=True) -> dict:
-    "Weights of `digits_cnn` pretrained to name single clean glyphs (cached per seed and width)."
+def _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose) -> dict:
+    "Train `digits_cnn` to name single glyphs; its body's weights."
     aug = BatchAug(flip=0)
-    recipe = hashlib.sha1(repr(sorted((k, v) for k, v in vars(aug).items() if not k.startswith('_'))).encode()).hexdigest()[:8]    # the augmentation's settings
-    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}.pth'   # the recipe is the key
-    if cache and path.exists(): return torch.load(path, weights_only=True)
     from fastai.vision.core import imagenet_stats
     torch.manual_seed(seed)
     body, nf, _ = digits_cnn(width)
@@ -96,5 +92,19 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
         acc = (net((torch.as_tensor(xt).permute(0, 3, 1, 2).float() / 255 - mean) / std).argmax(1) == torch.as_tensor(yt)).float().mean()
     if verbose: print(f'digits_cnn pretrained: glyph accuracy {acc:.3f} on 1,000 held-out renders')
     state = {k: v for k, v in body.state_dict().items()}
+    return state
+
+def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:float=3e-3, width:int=16,
+                        canvas:int=40, cache:bool=True, verbose:bool=True) -> dict:
+    "Weights of `digits_cnn` pretrained to name single clean glyphs (cached per seed and width)."
+    aug = BatchAug(flip=0)
+    recipe = hashlib.sha1(repr(sorted((k, v) for k, v in vars(aug).items() if not k.startswith('_'))).encode()).hexdigest()[:8]    # the augmentation's settings
+    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}_t1.pth'   # the recipe is the key (t1: one thread)
+    if cache and path.exists(): return torch.load(path, weights_only=True)
+    # one PyTorch thread: with several, the order in which threads sum gradients changes the weights from run to
+    # run, and with them every Digits-MLT result (the cache a fresh checkout builds must equal everyone else's)
+    threads = torch.get_num_threads(); torch.set_num_threads(1)
+    try: state = _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose)
+    finally: torch.set_num_threads(threads)
     if cache: atomic_write(path, lambda f: torch.save(state, f))    # readers never see half a file
     return state

@@ -122,7 +122,9 @@ def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
     fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
     fb = fb.assign(cell=[f'{k} {r}' for _, k, r in fb.index]).reset_index(level=['kind', 'rate'], drop=True)
-    fixes = fb.pivot_table(index='method', columns='cell', values=['fixed', 'broke']).swaplevel(axis=1).sort_index(axis=1)
+    fixes = fb.pivot_table(index='method', columns='cell', values=['fixed', 'broke']).swaplevel(axis=1)
+    fixes = fixes[[(c, s) for c in sorted({c for c, _ in fixes.columns}, key=lambda c: (not c.startswith('flip'), c))
+                   for s in ('fixed', 'broke')]]
     fixes.columns = [f'{c} {s}' for c, s in fixes.columns]
     return dict(levels=cells_table(both, col, methods=PLUS_ORDER), vs_bce=vs(PLUS_BASE[0]), vs_full=vs(PLUS_BASE[1]),
                 groups={(k, r): cell_table(both, k, r, methods=PLUS_ORDER) for k, r in sorted(cells)},
