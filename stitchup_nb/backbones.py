@@ -18,7 +18,8 @@ from .digits import cache_dir, digit_pools, render_image
 from .sampling import BatchAug, epoch_rng
 
 # %% auto #0
-__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'resnet_body', 'digits_cnn', 'glyph_images', 'pretrain_digits_cnn']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'CPU_ENV', 'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images',
+           'pretrain_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #c00e9302
 RESNET_STAGES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
@@ -55,6 +56,16 @@ def digits_cnn(width:int=16,
     body = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2),
                          _conv(4 * w, 4 * w), _conv(4 * w, 8 * w, 2))
     return body, 8 * w, list(body)[:DIGITS_STAGES - ts]
+
+# %% ../nbs/05a_backbones.ipynb #79adf74b
+# the CPU kernels the benchmark computes with on any x86-64 machine (set before torch starts; tools/benchmark.py does)
+CPU_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2,STRICT'}
+
+def cpu_kernels() -> str:
+    "ATen's CPU vector kernels in this process, with ' pinned' when every variable of `CPU_ENV` is in force."
+    import os
+    pinned = all(os.environ.get(k) == v for k, v in CPU_ENV.items())
+    return torch.backends.cpu.get_cpu_capability() + (' pinned' if pinned else '')
 
 # %% ../nbs/05a_backbones.ipynb #c3116254
 def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
@@ -99,12 +110,16 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
     "Weights of `digits_cnn` pretrained to name single clean glyphs (cached per seed and width)."
     aug = BatchAug(flip=0)
     recipe = hashlib.sha1(repr(sorted((k, v) for k, v in vars(aug).items() if not k.startswith('_'))).encode()).hexdigest()[:8]    # the augmentation's settings
-    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}_t1.pth'   # the recipe is the key (t1: one thread)
+    kernels = cpu_kernels().replace(' ', '-')      # the CPU kernels change the weights too (below)
+    path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}_t1_{kernels}.pth'   # the recipe is the key (t1: one thread)
     if cache and path.exists(): return torch.load(path, weights_only=True)
     # one PyTorch thread: with several, the order in which threads sum gradients changes the weights from run to
     # run, and with them every Digits-MLT result (the cache a fresh checkout builds must equal everyone else's)
+    # and on a forked random state: a run that builds the cache (it seeds torch's global generator to train) must go
+    # on drawing exactly what a run that reads the cache draws
     threads = torch.get_num_threads(); torch.set_num_threads(1)
-    try: state = _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose)
+    try:
+        with torch.random.fork_rng(devices=[]): state = _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose)
     finally: torch.set_num_threads(threads)
     if cache: atomic_write(path, lambda f: torch.save(state, f))    # readers never see half a file
     return state

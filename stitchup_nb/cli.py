@@ -203,8 +203,6 @@ def choose_holdout_t(learn) -> dict:
     if getattr(learn, 'holdout', None) is None: return {}
     t, curve = choose_t(learn, *learn.holdout)
     get_model(learn.model).t = t
-    learn.t_said = (f'ensemble weight t = {t:g}, chosen on {len(learn.holdout[0])} held-out training images by their noisy-label '
-                    f'mAP ({curve[t]:.1f}; {curve.iloc[0]:.1f} at t = 0, {curve.iloc[-1]:.1f} at t = 1)')
     return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
 
 class EpochLines(TrainedEpoch):
@@ -231,7 +229,9 @@ def summary(learn, table:pd.DataFrame) -> str:
     noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
-    if getattr(learn, 't_said', None): lines.insert(1, learn.t_said)
+    if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
+        lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(learn.holdout[0])} held-out training '
+                        'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
     cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
     if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None:
@@ -281,10 +281,10 @@ def stitchup_train(
     balance_head_beta:float=None,   # the balanced branch corrects head classes: switch off below this probability (paper: 0 = never)
     balance_medium_beta:float=None, # the balanced branch corrects medium classes: switch off below this probability (paper: 0 = never)
     balance_tail_beta:float=None,   # the balanced branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO); alpha 1 and beta 0 everywhere = no correction
-    correction:str=None,          # label-correction thresholds: fixed (the paper's α/β per group) or adaptive (per class, from the correctors' scores; full_plus)
+    correction:str=None,          # label-correction thresholds: fixed (the paper's α/β per group) or adaptive (per class, from the correctors' scores; measured in 07g_full_plus)
     warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
     t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
-    holdout:float=None,           # share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; full_plus: 0.1)
+    holdout:float=None,           # share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; 0.1 measured in 07g_full_plus)
     epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)
     bs:int=None,                  # anchors per random batch (default: the preset's)
     data_factor:int=None,         # class-aware batch = bs × data_factor (default: the preset's)

@@ -24,7 +24,7 @@ from .data import GROUPS
 from .sampling import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
 from .losses import DBFocalLoss, bce_loss
-from .models import TwoBranchNet, create_model
+from .models import TwoBranchNet, branch_preds, create_model, per_branch
 
 # %% auto #0
 __all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
@@ -72,7 +72,7 @@ class BranchLoss(nn.Module):
     def forward(self, pred, *yb):
         if not isinstance(pred, tuple): return bce_loss(pred, yb[0])
         ys = yb[0]
-        on = self.stitch if isinstance(self.stitch, tuple) else (self.stitch,) * len(pred)    # per branch (StitchUp's `branches`)
+        on = per_branch(self.stitch, len(pred))    # every branch, or StitchUp's `branches`
         losses = [stitchup_loss(z, y, partial(base, reduction='none')) if s else base(z, y, reduction='mean')
                   for z, y, base, s in zip(pred, ys, self.bases, on)]
         self.last = torch.stack([l.detach().float() for l in losses])
@@ -265,13 +265,13 @@ def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
 # %% ../nbs/07_colearn.ipynb #a886eab5
 def correction_snapshot(learn:Learner) -> dict:
     "Per branch: probabilities on the unaugmented training images and the noisy labels corrected by it."
-    net, cb = get_model(learn.model), learn.co_learning
+    cb = learn.co_learning
     train, noisy = learn.dls.train.ds, learn.dls.train.labels
     dl = learn.dls.valid.for_set(train, noisy)
     c = noisy.shape[1]
+    preds, _ = branch_preds(learn, dl=dl)
     probs, corrected = {}, {}
-    for name in net.names:
-        with net.using(name): p, _ = learn.get_preds(dl=dl)
+    for name, p in preds.items():
         probs[name] = p.numpy()
         alpha, beta = cb.limits_of(name, 'cpu')
         corrected[name] = correct_labels(torch.as_tensor(noisy).float(), p, alpha, beta).numpy().astype(np.uint8)

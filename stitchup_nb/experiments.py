@@ -14,8 +14,9 @@ import torch
 
 import stitchup_nb
 from .cli import run_training, train_config
-from .metrics import correction_quality, evaluate
+from .metrics import correction_quality, evaluate, t_curve
 from .colearn import correction_snapshot
+from .backbones import CPU_ENV, cpu_kernels
 from .methods import METHODS as TABLE, PRESETS
 
 # %% auto #0
@@ -50,8 +51,8 @@ RUNNING = source_hash()    # the source this process imported: rows record it ev
 
 # %% ../nbs/12_experiments.ipynb #d7c3795a
 FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
-          'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 'seconds',
-          'extra', 'threads', 'source_hash', 'commit', 'torch', 'config']
+          'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 't_curve',
+          'seconds', 'extra', 'threads', 'isa', 'source_hash', 'commit', 'torch', 'config']
 
 def _git_dir(start:Path) -> Path|None:
     "The `.git` directory of the checkout holding `start` (a worktree's `.git` file points to it), or None."
@@ -80,8 +81,8 @@ def commit(start:Path|None=None) -> str:
     return 'unknown'
 
 def provenance(threads:int) -> dict:
-    "What a row records about the code and the machine that made it."
-    return dict(threads=threads, source_hash=RUNNING, commit=commit(), torch=torch.__version__)
+    "What a row records about the code and the machine that made it (`isa`: the CPU kernels, `05a_backbones.cpu_kernels`)."
+    return dict(threads=threads, isa=cpu_kernels(), source_hash=RUNNING, commit=commit(), torch=torch.__version__)
 
 @contextmanager
 def torch_threads(n:int):
@@ -93,12 +94,15 @@ def torch_threads(n:int):
 
 # %% ../nbs/12_experiments.ipynb #a82092dc
 def _result_row(learn, table, cfg) -> dict:
-    "The mAP and, for a two-branch run on noisy labels, the correction columns of a row."
+    """The mAP; for a two-branch run the ensemble's test mAP at each weight t (`t_curve`, a diagnostic: what each fixed t
+    would have scored) and, on noisy labels, the correction columns of a row."""
     row = {}
     main = 'ensemble' if 'ensemble' in table.index else table.index[0]
     row.update({g: round(float(table.loc[main, g]), 3) for g in ('total', 'head', 'medium', 'tail')})
     for b in ('random', 'balanced'):
         if b in table.index and len(table) > 1: row[f'{b}_total'] = round(float(table.loc[b, 'total']), 3)
+    if len(learn.model.names) == 2:
+        row['t_curve'] = json.dumps({f'{t:g}': round(float(v), 3) for t, v in t_curve(learn).items()})
     if len(learn.model.names) == 2 and cfg['noise_rate'] > 0 and learn.co_learning.corrects:
         snap = correction_snapshot(learn)
         # the corrections a fully trained branch pair would apply: both correctors' changes
@@ -122,8 +126,10 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
     "Train one configuration with `threads` PyTorch threads and return its CSV row (results and provenance)."
     cfg = run_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)
     t0 = time.time()
-    with torch_threads(threads): learn, table = run_training(cfg)
-    return dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs, **_result_row(learn, table, cfg),
+    with torch_threads(threads):
+        learn, table = run_training(cfg)
+        result = _result_row(learn, table, cfg)
+    return dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs, **result,
                 seconds=round(time.time() - t0, 1), extra=json.dumps(extra or {}, sort_keys=True),
                 **provenance(threads), config=json.dumps(cfg, sort_keys=True, default=float))
 
@@ -144,7 +150,7 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
                    seconds=seconds, **prov, config=json.dumps(cfg, sort_keys=True, default=float))
 
 # %% ../nbs/12_experiments.ipynb #0c38a8be
-MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full']
+MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full', 'full_plus']
 METHODS = {TABLE[n]['label']: dict(method=n) for n in MAIN}     # label -> stitchup_train options
 CLEAN = {'BCE (clean)': dict(method='bce', noise_rate=0.), 'DB-Focal (clean)': dict(method='dbfocal', noise_rate=0.)}
 # the sampler × loss pairings the reference does not use: with the main grid's BCE (random) and DB-Focal
@@ -162,14 +168,13 @@ ORDER = [*METHODS, *CLEAN]
 # the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
 PEERS = {m['label']: dict(method=n) for n, m in TABLE.items() if m.get('peer')}
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
-# beyond the paper (07g_full_plus): each candidate change alone, then full_plus, where the full method loses to BCE;
-# their baselines (BCE and the full method at these cells) are rows of the main grid
-PLUS = {'Full, class-aware Stitch-Up': (dict(method='full'), {'stitch_branches': 'balanced'}),
-        'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
-        TABLE['full_plus']['label']: (dict(method='full_plus'), None),
+# beyond the paper (07g_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;
+# their baselines (BCE, the full method and full_plus, which is the class-aware-only Stitch-Up change) are rows of the main grid
+PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
+        f"{TABLE['full_plus']['label']}, t from held-out": (dict(method='full_plus'), {'holdout': .1}),
         'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'})}    # measured first, dropped (07g)
 PLUS_CELLS = [('flip', .7), ('cooc', .5)]
-PLUS_BASE = [TABLE['bce']['label'], TABLE['full']['label']]
+PLUS_BASE = [TABLE['bce']['label'], TABLE['full']['label'], TABLE['full_plus']['label']]
 
 def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=False, plus:bool=False):
     "The runs of one grid: `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
@@ -203,10 +208,15 @@ def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=Fa
 # %% ../nbs/12_experiments.ipynb #25058f8f
 def append_rows(out, rows:list):
     "Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV."
-    with open(out, 'a', newline='') as f:
+    with open(out, 'a+', newline='') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        header = next(csv.reader(f), None)
+        if header is not None and header != FIELDS:     # rows under another header would land in the wrong columns
+            raise ValueError(f'{out}: its columns are not the current FIELDS (missing {sorted(set(FIELDS) - set(header))}, '
+                             f'unknown {sorted(set(header) - set(FIELDS))}); `upgrade_csv({str(out)!r})` rewrites it, keeping every row')
         w = csv.DictWriter(f, FIELDS)
-        if f.tell() == 0: w.writeheader()
+        if header is None: w.writeheader()
         w.writerows(rows)
 
 def _alive(pid:int) -> bool:
@@ -260,7 +270,13 @@ def verify(csv_path, k:int=1, tol:float=.01, seed:int|None=None, log=print) -> p
     if cur.empty:
         raise ValueError(f'{csv_path}: no row of the current source hash {RUNNING} '
                          f'({len(df)} rows of other hashes): re-run the grid with tools/benchmark.py first')
-    pick = cur.sample(min(k, len(cur)), random_state=seed if seed is not None else random.randrange(2**31))
+    here = cpu_kernels()         # a row re-runs to its digits only with the CPU kernels it was made with
+    same = cur[cur.get('isa', pd.Series(index=cur.index, dtype=str)) == here]
+    if same.empty:
+        raise ValueError(f'{csv_path}: no row of the current source made with the CPU kernels this process has ({here!r}; the rows: '
+                         f'{sorted(cur.get("isa", pd.Series(dtype=str)).fillna("not recorded").unique())}): run '
+                         f'tools/benchmark.py, which computes with {CPU_ENV}')
+    pick = same.sample(min(k, len(same)), random_state=seed if seed is not None else random.randrange(2**31))
     out = []
     for _, r in pick.iterrows():
         r = r.where(pd.notna(r), None).to_dict()

@@ -69,8 +69,8 @@ METHODS = {
     'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', mixup_alpha=.4, fixed=('branches', 'loss', 'stitch')),
     'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', cutmix_alpha=1., fixed=('branches', 'loss', 'stitch')),
     # peer methods (07e_coteaching, 07f_confident): hyper-parameters as entry keys, the final model fixed by `fixed`
-    # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only and t chosen on held-out noisy labels
-    'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced', holdout=.1),
+    # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only
+    'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced'),
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
                                ct_tau=.1, ct_tk=2., fixed=('branches', 'loss', 'stitch')),
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',

@@ -17,10 +17,11 @@ from torch import Tensor
 
 from .data import GROUPS, check_groups, check_labels, group_names
 from .losses import _numpy    # tensors and arrays alike, half precision as float32
+from .models import branch_preds
 
 # %% auto #0
 __all__ = ['T_GRID', 'average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'evaluate',
-           'holdout_split', 'choose_t', 'correction_quality']
+           'holdout_split', 't_curve', 'choose_t', 'correction_quality']
 
 # %% ../nbs/08_metrics.ipynb #4df21882
 def _scores_targets(scores, targets) -> tuple:
@@ -112,13 +113,11 @@ def lt_metrics(groups:dict) -> list:
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
     net = get_model(learn.model)
-    old, rows = net.t, {}
+    old = net.t
     if t is not None: net.t = t
     try:
-        for mode in ['ensemble', *net.names] if len(net.names) > 1 else net.names:
-            with net.using(mode):
-                z, y = learn.get_preds(act=noop)
-            rows[mode] = lt_map(z, y, groups)
+        zs, y = branch_preds(learn, ['ensemble', *net.names] if len(net.names) > 1 else net.names, act=noop)
+        rows = {mode: lt_map(z, y, groups) for mode, z in zs.items()}
     finally: net.t = old
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
 
@@ -134,23 +133,26 @@ def holdout_split(n:int,        # training images
     k = max(1, round(share * n))
     return np.sort(perm[k:]), np.sort(perm[:k])
 
+def t_curve(learn,             # a two-branch learner, trained
+            dl=None,           # default: the validation (test) set
+            ts=T_GRID) -> pd.Series:
+    "Total mAP (%) of the ensemble `t z_random + (1-t) z_balanced` at each `t` of `ts` on `dl`; each branch's logits computed once."
+    net = get_model(learn.model)
+    if len(net.names) != 2: raise ValueError(f'an ensemble weight needs the two-branch model, got branches {net.names}')
+    z, y = branch_preds(learn, dl=dl, act=noop)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')          # classes without a positive in `dl`: left out of the mean
+        return pd.Series({t: _mean_pct(average_precision(t * z[net.names[0]] + (1 - t) * z[net.names[1]], y))
+                          for t in ts}, name='mAP at t')
+
 def choose_t(learn,                 # a two-branch co-learner, trained
              held,                  # the held-out images (a LabelledSet)
              labels,                # their noisy labels, N×C 0/1
              ts=T_GRID) -> tuple:
     "The ensemble weight `t` of `ts` whose ensemble ranks the held-out noisy labels best (mean AP), and the mAP (%) at each `t`."
-    net = get_model(learn.model)
-    if len(net.names) != 2: raise ValueError(f'choose_t needs the two-branch model, got branches {net.names}')
-    dl = learn.dls.valid.for_set(held, labels)
-    z = {}
-    for name in net.names:
-        with net.using(name): z[name], y = learn.get_preds(dl=dl, act=noop)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')          # classes without a held-out positive: left out of the mean
-        curve = pd.Series({t: _mean_pct(average_precision(t * z[net.names[0]] + (1 - t) * z[net.names[1]], y))
-                           for t in ts}, name='held-out noisy mAP')
+    curve = t_curve(learn, learn.dls.valid.for_set(held, labels), ts).rename('held-out noisy mAP')
     best = curve[curve >= curve.max() - 1e-9]
-    return float(min(best.index, key=lambda t: abs(t - net.t))), curve
+    return float(min(best.index, key=lambda t: abs(t - get_model(learn.model).t))), curve
 
 # %% ../nbs/08_metrics.ipynb #f6c0aef2
 def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')

@@ -12,7 +12,7 @@ import torch.nn as nn
 from .backbones import DIGITS_STAGES, RESNET_STAGES, _check_train_stages, digits_cnn, pretrain_digits_cnn, resnet_body
 
 # %% auto #0
-__all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'TwoBranchNet', 'create_model']
+__all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'TwoBranchNet', 'branch_preds', 'create_model']
 
 # %% ../nbs/06_models.ipynb #57402d09
 class StitchNeck(nn.Module):
@@ -56,6 +56,15 @@ class Branch(nn.Module):
     def forward(self, x:torch.Tensor, stitch:bool=False) -> torch.Tensor:
         return self.head(self.neck(self.body(x), stitch))
 
+# %% ../nbs/06_models.ipynb #f34b659e
+def per_branch(on, n:int) -> tuple:
+    "`on` as `n` bools, one per branch in batch order: a bool applies to every branch, a sequence gives each its own."
+    if isinstance(on, bool): return (on,) * n
+    on = tuple(on)
+    if len(on) != n or not all(isinstance(o, bool) for o in on):
+        raise ValueError(f'expected True/False or {n} bools (one per branch, in batch order), got {on!r}')
+    return on
+
 # %% ../nbs/06_models.ipynb #774a9b09
 class TwoBranchNet(nn.Module):
     "The random and balanced branches (or just one), with ensemble inference."
@@ -69,24 +78,18 @@ class TwoBranchNet(nn.Module):
     def forward(self, x):
         if isinstance(x, (tuple, list)):
             if len(x) != len(self.branches): raise ValueError(f'{len(x)} inputs for {len(self.branches)} branches')
-            return tuple(b(xi, self.stitches(n)) for (n, b), xi in zip(self.branches.items(), x))
+            return tuple(b(xi, s) for b, xi, s in zip(self.branches.values(), x, per_branch(self.stitch, len(x))))
         if self.mode != 'ensemble': return self.branches[self.mode](x)
         zs = [b(x) for b in self.branches.values()]
         return zs[0] if len(zs) == 1 else self.t * zs[0] + (1 - self.t) * zs[1]
 
     @contextmanager
-    def stitching(self, on=True):     # True: every branch; or the names of the branches that stitch
+    def stitching(self, on=True):     # True: every branch; or one bool per branch, in batch order (`per_branch`)
         "Inside, each training forward stitches: a stitching branch's neck takes `[anchors; partners]` and returns `[f_a; f_b; f_s]`."
-        if not isinstance(on, bool):
-            on = frozenset(on)
-            if bad := sorted(on - set(self.names)): raise ValueError(f'no branch {bad[0]!r} to stitch; have {self.names}')
+        per_branch(on, len(self.branches))     # checked here, where the caller is
         old, self.stitch = self.stitch, on
         try: yield self
         finally: self.stitch = old
-
-    def stitches(self, name:str) -> bool:
-        "Whether branch `name` stitches in a training forward now."
-        return name in self.stitch if isinstance(self.stitch, frozenset) else self.stitch
 
     @contextmanager
     def using(self, mode:str):
@@ -95,6 +98,18 @@ class TwoBranchNet(nn.Module):
         old, self.mode = self.mode, mode
         try: yield self
         finally: self.mode = old
+
+# %% ../nbs/06_models.ipynb #5f384d0a
+def branch_preds(learn,            # a Learner over a TwoBranchNet (plain or DDP-wrapped)
+                 modes=None,       # branch names and/or 'ensemble' (default: every branch)
+                 dl=None,          # default: the validation DataLoader
+                 act=None) -> tuple:
+    "`({mode: predictions}, targets)`: the model inferring with each of `modes` in turn, on `dl`."
+    from fastai.torch_core import get_model
+    net, out, y = get_model(learn.model), {}, None
+    for mode in modes or net.names:
+        with net.using(mode): out[mode], y = learn.get_preds(dl=dl, act=act)
+    return out, y
 
 # %% ../nbs/06_models.ipynb #a26035ad
 BRANCH_DROPOUT = {'random': 0., 'balanced': .5}

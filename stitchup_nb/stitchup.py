@@ -69,14 +69,13 @@ class StitchUp(Callback):
         if bad := [b for b in self.branches or () if b not in names]:
             raise ValueError(f'StitchUp branches: no branch {bad[0]!r} in this model; have {names}')
         self.on = tuple(self.branches is None or n in self.branches for n in names)     # per branch, in batch order
-        some = True if all(self.on) else self.on              # True: every branch (the reference)
+        on = True if all(self.on) else self.on                # True: every branch (the reference)
         self._switches = ExitStack()
-        self._switches.enter_context(_switched(self.learn.loss_func, 'stitch', some))   # their losses score [z_a; z_b; z_s]
-        feature = (True if all(self.on) else [n for n, on in zip(names, self.on) if on]) if self.level == 'feature' else False
-        self._switches.enter_context(self.net.stitching(feature))      # their necks stitch the features
+        self._switches.enter_context(_switched(self.learn.loss_func, 'stitch', on))   # their losses score [z_a; z_b; z_s]
+        self._switches.enter_context(self.net.stitching(on if self.level == 'feature' else False))   # their necks stitch the features
 
     def before_batch(self):
-        if not self.training: return
+        if not self.training or (self.level == 'feature' and all(self.on)): return   # the reference: the necks stitch
         xs = self.xb[0]
         if not all(self.on):      # a branch left out trains on its anchors alone, as it would without Stitch-Up
             first = lambda a, on: a if on else a[:len(a) // 2]

@@ -1,7 +1,8 @@
 """The benchmark (stitchup_nb.experiments, tools/benchmark.py) shares a grid between processes: each claims its next
 run under a lock, rows of the current source already in the CSV are skipped, and claims of processes that died lapse.
-A row's numbers do not depend on what runs beside it, and --verify re-runs rows."""
-import json, subprocess, sys, textwrap
+A row's numbers do not depend on what runs beside it, and --verify re-runs rows made with the CPU kernels it computes
+with (the tool pins them: stitchup_nb.backbones.CPU_ENV)."""
+import csv, json, os, subprocess, sys, textwrap
 from pathlib import Path
 
 import pytest
@@ -83,7 +84,7 @@ RUN = """
 import json, sys
 from stitchup_nb.experiments import one_run
 row = one_run('BCE', dict(method='bce'), 'flip', .3, 0, 1, dataset='digits-small', threads=1)
-print(json.dumps(row['total']))
+print(json.dumps(row))
 """
 
 
@@ -91,7 +92,15 @@ def _totals(n):
     procs = [subprocess.Popen([sys.executable, '-c', RUN], stdout=subprocess.PIPE, text=True) for _ in range(n)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs)
-    return [json.loads(o.split()[-1]) for o in outs]
+    return [json.loads(o.splitlines()[-1])['total'] for o in outs]
+
+
+def _pinned_row():
+    "A quick-grid row made as tools/benchmark.py makes it: with the benchmark's CPU kernels."
+    from stitchup_nb.backbones import CPU_ENV
+    p = subprocess.run([sys.executable, '-c', RUN], capture_output=True, text=True, env={**os.environ, **CPU_ENV}, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.splitlines()[-1])
 
 
 def test_a_row_run_alone_and_beside_another_copy_agrees_exactly():
@@ -116,12 +125,25 @@ def test_bad_options_are_named_before_anything_runs(tmp_path, args, said):
     assert not out.exists() and not Path(f'{out}.claims').exists()
 
 
-def test_verify_refuses_rows_of_other_code_and_typed_numbers(tmp_path):
+def test_verify_refuses_rows_of_other_code_other_kernels_and_typed_numbers(tmp_path):
     out = tmp_path/'b.csv'
-    row = bm.one_run('BCE', dict(method='bce'), 'flip', .3, 0, 1, dataset='digits-small')
+    row = _pinned_row()
+    assert row['isa'].endswith(' pinned'), row['isa']
     bm.append_rows(out, [dict(row, source_hash='0123456789ab')])        # made by other code
     p = _bench('--verify', '1', '--out', str(out))
     assert p.returncode == 1 and 'no row of the current source hash' in p.stderr, p.stderr
-    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # this code, a number it did not make
+    bm.append_rows(out, [dict(row, isa='AVX512')])                      # this code, other CPU kernels: not comparable
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 1 and 'no row of the current source made with the CPU kernels' in p.stderr, p.stderr
+    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # this code and kernels, a number it did not make
     p = _bench('--verify', '1', '--out', str(out))
     assert p.returncode == 1 and 'differ by more than 0.01' in p.stderr, p.stdout + p.stderr
+
+
+def test_appending_under_another_header_is_refused(tmp_path):
+    out = tmp_path/'old.csv'
+    out.write_text('method,kind,rate,seed,total\nBCE,flip,0.3,0,50.0\n')
+    with pytest.raises(ValueError, match='upgrade_csv'): bm.append_rows(out, [_row(KEYS[0])])
+    assert bm.upgrade_csv(out) == 1
+    bm.append_rows(out, [_row(KEYS[0])])
+    assert [r['method'] for r in csv.DictReader(open(out))] == ['BCE', 'm0']

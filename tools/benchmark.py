@@ -10,14 +10,16 @@
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current-hash rows; fail unless each total matches to 0.01
 
-Each row records the resolved configuration, the training source's hash, the commit, torch and the thread count
-(stitchup_nb.experiments). Rows of the current source hash already in the CSV are skipped, so an interrupted grid
+Each row records the resolved configuration, the training source's hash, the commit, torch, the thread count and
+the CPU kernels (stitchup_nb.experiments). Runs and --verify compute with the same CPU kernels on every x86-64 machine
+(AVX2 code in ATen, oneDNN and MKL: stitchup_nb.backbones.CPU_ENV): the tool starts itself again with them set. Rows of the current source hash already in the CSV are skipped, so an interrupted grid
 picks up where it stopped, and a grid made by older code is re-run beside its rows. Each run uses --threads PyTorch
 threads (default 1: one copy per core), so a row does not depend on what runs beside it.
 """
-import argparse, json, sys, warnings
+import argparse, json, os, sys, warnings
 from pathlib import Path
 
+from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.experiments import METHODS, PLUS_BASE, PLUS_CELLS, RUNNING, append_rows, claim, grid, one_run, row_key, t_sweep, verify
 from stitchup_nb.results import RESULTS, report
 
@@ -46,6 +48,8 @@ def main(argv=None):
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.report: print(report()); return
+    if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '_peers' if a.peers else '_plus' if a.plus else '')
     out = Path(a.out or RESULTS/f'{name}.csv')
     warnings.filterwarnings('ignore')
