@@ -16,8 +16,8 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, OR
 
 # %% auto #0
 __all__ = ['RESULTS', 'GROUPS', 'FULL', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table',
-           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 'group_bars', 'rate_curves',
-           'sweep_plot', 'markdown', 'report']
+           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 't_curves', 'group_bars',
+           'rate_curves', 'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -134,6 +134,17 @@ def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.
     "Mean ± std per group of every method on the leaderboard at one cell."
     both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
     return cell_table(both, kind, rate, methods=['BCE', *PEERS, 'Co-Learning', FULL])
+
+# %% ../nbs/13_results.ipynb #c0542dca
+def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
+    "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
+    d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
+    if methods is not None: d = d[d.method.isin(methods)]
+    if d.empty: return pd.DataFrame()
+    curves = pd.DataFrame([{float(t): v for t, v in json.loads(s).items()} for s in d.t_curve], index=d.index)
+    g = pd.concat([d[['method', 'kind', 'rate']], curves], axis=1).groupby(['method', 'kind', 'rate'])
+    out = g.mean().round(1)
+    return out.assign(**{'best t': out.idxmax(axis=1)}).join(g.size().rename('seeds'))
 
 # %% ../nbs/13_results.ipynb #a67e89e1
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
