@@ -16,8 +16,8 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, OR
 
 # %% auto #0
 __all__ = ['RESULTS', 'GROUPS', 'FULL', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table',
-           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 't_curves', 'group_bars',
-           'rate_curves', 'sweep_plot', 'markdown', 'report']
+           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 't_curves', 'pick_table',
+           'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -146,6 +146,22 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     out = g.mean().round(1)
     return out.assign(**{'best t': out.idxmax(axis=1)}).join(g.size().rename('seeds'))
 
+# %% ../nbs/13_results.ipynb #b9497b86
+def pick_table(res:pd.DataFrame, methods=None, col:str='total') -> pd.DataFrame:
+    "Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, and the paired lead."
+    methods = [m for m in (methods or METHODS) if m in set(res.method)]
+    d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
+    out = {}
+    for (kind, rate), g in d.groupby(level=['kind', 'rate']):
+        g = g[[m for m in methods if m in g]].dropna(axis=1, how='all').dropna()    # the seeds every method here ran
+        if g.shape[1] < 2 or g.empty: continue
+        mean = g.mean().sort_values(ascending=False)
+        first, second = mean.index[:2]
+        lead = g[first] - g[second]
+        out[(kind, rate)] = {'seeds': len(g), 'pick': first, col: round(mean.iloc[0], 1), 'runner-up': second,
+                                   'lead': f'{lead.mean():+.1f} ({(lead > 0).sum()}/{len(lead)})'}
+    return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
+
 # %% ../nbs/13_results.ipynb #a67e89e1
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
@@ -234,7 +250,10 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
         md += ['', 'Total mAP at every noise cell (mean ± std over 3 seeds; "(n)": n seeds so far):', '',
                markdown(cells_table(res).rename_axis('method')),
                '', "Total mAP minus BCE's on the same seed, mean (seeds ahead / seeds compared):", '',
-               markdown(paired_table(res).rename_axis('method'))]
+               markdown(paired_table(res).rename_axis('method')),
+               '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell, '
+               'the runner-up, and the lead paired by seed (seeds ahead / compared):', '',
+               markdown(pick_table(res).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
     if len(peers) and len(res):
         levels, vs_bce, vs_full = leaderboard(res, peers)
