@@ -163,3 +163,17 @@ def test_nan_on_one_rank_stops_every_rank_together(tmp_path, every, at):
     # (torchrun may still SIGTERM the rank that exits second, already past the group: harmless, the status is 1 either way)
     assert 'Connection closed' not in out and '[rank0]: Traceback' not in out and '[rank1]: Traceback' not in out, out[-3000:]
     assert sorted(q.name for q in work.iterdir()) == ['.lock', 'config.json']      # the bad epoch was never saved
+
+
+def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(tmp_path):
+    "`--holdout`: the ranks score the held-out images together (each once) and choose the t a single process chooses."
+    work = tmp_path/'held'
+    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
+             *QUICK, '--epochs', '1', '--holdout', '0.1', '--work_dir', work])
+    m = json.loads((work/'metrics.json').read_text())
+    assert m['world_size'] == 2 and len(m['holdout_map']) == 11
+    assert m['holdout_map'][f"{m['t_chosen']:g}"] == max(m['holdout_map'].values())
+    _launch([BIN/'stitchup_test', work/'epoch_1.pth', '--out', tmp_path/'t.json'])    # one process re-chooses t
+    got = json.loads((tmp_path/'t.json').read_text())
+    for mode in m['final']:
+        for k in m['final'][mode]: assert got[mode][k] == pytest.approx(m['final'][mode][k], abs=1e-3), (mode, k)
