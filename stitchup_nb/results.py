@@ -15,9 +15,9 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, OR
                                      current_rows, source_hash)
 
 # %% auto #0
-__all__ = ['RESULTS', 'GROUPS', 'FULL', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table',
-           'factorial_tables', 'cell_table', 'leaderboard', 'plus_tables', 'per_group', 't_curves', 'pick_table',
-           'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
+__all__ = ['RESULTS', 'GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table',
+           'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group',
+           't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -100,15 +100,31 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER) 
 
 # %% ../nbs/13_results.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
+# the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
+LEADERBOARD = ['BCE', *PEERS, 'Co-Learning', FULL, PLUS_BASE[2]]
+
+def _board(res, peers): return pd.concat([res[res.method.isin(LEADERBOARD)], peers])
 
 def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     "(`col` per method × cell, each method minus BCE, each method minus the full method), paired by seed."
-    both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
+    both = _board(res, peers)
     both = both[both.rate > 0]
-    order = ['BCE', *PEERS, 'Co-Learning', FULL]
-    levels = cells_table(both, col, methods=order)
-    vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in order if m != base})
-    return levels, vs('BCE'), vs(FULL)
+    vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in LEADERBOARD if m != base})
+    return cells_table(both, col, methods=LEADERBOARD), vs('BCE'), vs(FULL)
+
+def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=GROUPS[1:]) -> pd.DataFrame:
+    """Where each leaderboard method gains or loses against `base`, group by group: per cell, the paired mean
+    difference in head / medium / tail mAP (same seed), as 'head / medium / tail'."""
+    both = _board(res, peers)
+    pairs = {m: (m, base) for m in LEADERBOARD if m != base}
+    diffs = []
+    for g in groups:   # paired_table's 'mean (ahead/n)' strings: keep the mean
+        t = paired_table(both, col=g, pairs=pairs)
+        diffs.append(t.map(lambda s: s.split(' ')[0]))
+    if not len(diffs[0]): return diffs[0]
+    out = diffs[0]
+    for d in diffs[1:]: out = out.combine(d, lambda a, b: a + ' / ' + b)
+    return out.replace(' / '.join(['–'] * len(groups)), '–')      # a cell the method has not run
 
 PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the candidate changes kept as options
 
@@ -121,19 +137,16 @@ def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
     fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
-    fb = fb.assign(cell=[f'{k} {r}' for _, k, r in fb.index]).reset_index(level=['kind', 'rate'], drop=True)
-    fixes = fb.pivot_table(index='method', columns='cell', values=['fixed', 'broke']).swaplevel(axis=1)
-    fixes = fixes[[(c, s) for c in sorted({c for c, _ in fixes.columns}, key=lambda c: (not c.startswith('flip'), c))
-                   for s in ('fixed', 'broke')]]
-    fixes.columns = [f'{c} {s}' for c, s in fixes.columns]
+    fixed, broke = (_by_cell(fb[s].unstack(['kind', 'rate'])) for s in ('fixed', 'broke'))   # cells in the report's order
+    fixes = pd.concat([fixed.add_suffix(' fixed'), broke.add_suffix(' broke')], axis=1)
+    fixes = fixes[[f'{c} {s}' for c in fixed.columns for s in ('fixed', 'broke')]]
     return dict(levels=cells_table(both, col, methods=PLUS_ORDER), vs_bce=vs(PLUS_BASE[0]), vs_full=vs(PLUS_BASE[1]),
                 groups={(k, r): cell_table(both, k, r, methods=PLUS_ORDER) for k, r in sorted(cells)},
                 fixes=fixes.reindex([m for m in PLUS_ORDER if m in fixes.index]).astype('Int64'))
 
 def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
     "Mean ± std per group of every method on the leaderboard at one cell."
-    both = pd.concat([res[res.method.isin(['BCE', 'Co-Learning', FULL])], peers])
-    return cell_table(both, kind, rate, methods=['BCE', *PEERS, 'Co-Learning', FULL])
+    return cell_table(_board(res, peers), kind, rate, methods=LEADERBOARD)
 
 # %% ../nbs/13_results.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
@@ -251,18 +264,20 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                markdown(cells_table(res).rename_axis('method')),
                '', "Total mAP minus BCE's on the same seed, mean (seeds ahead / seeds compared):", '',
                markdown(paired_table(res).rename_axis('method')),
-               '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell, '
-               'the runner-up, and the lead paired by seed (seeds ahead / compared):', '',
-               markdown(pick_table(res).rename_axis('cell'))]
+               '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell'
+               + (' (the peers of `--peers` among them)' if len(peers) else '') +
+               ', the runner-up, and the lead paired by seed (seeds ahead / compared):', '',
+               markdown(pick_table(pd.concat([res, peers]), methods=[*METHODS, *PEERS]).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
     if len(peers) and len(res):
         levels, vs_bce, vs_full = leaderboard(res, peers)
         md += ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
                markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed (seeds ahead / compared):', '',
                markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed:', '',
-               markdown(vs_full.rename_axis('method'))]
-        figs['benchmark_leaderboard.png'] = rate_curves(pd.concat([res[res.method.isin(['BCE', FULL])], peers]),
-                                                        methods=['BCE', *PEERS, FULL])
+               markdown(vs_full.rename_axis('method')), '',
+               'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean:',
+               '', markdown(group_gaps(res, peers).rename_axis('method'))]
+        figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
     if len(plus):
         t = plus_tables(res, plus)
         md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
