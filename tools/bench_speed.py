@@ -88,14 +88,17 @@ def single_branch(train, test, arch, bs, device, precision='fp32', channels_last
 
 def bench_peers(name, arch, size, bs, n_steps, device, rounds=3, **kw):
     "Step time of each peer method against BCE's, on the same data, backbone and batch, in interleaved rounds."
-    from stitchup_nb.cli import PEERS
-    from stitchup_nb.methods import METHODS, resolve
+    from stitchup_nb.cli import PEERS, train_config
+    from stitchup_nb.methods import METHODS
     train, test = data_for(arch, size, bs)
     learns = {'bce': single_branch(train, test, arch, bs, device, **kw)}
+    # the run configuration a peer reads (co-teaching builds its twin networks from it): the same backbone as BCE's,
+    # with the stages that `single_branch` trains (all for the Digits CNN, layer4 for ResNets) and no weight download
+    same = dict(arch=arch, pretrained=arch == 'digits_cnn', train_stages=5 if arch == 'digits_cnn' else 1)
     for method, m in METHODS.items():
         if not m.get('peer'): continue
         learns[method] = single_branch(train, test, arch, bs, device, **kw)
-        PEERS[m['peer']].setup(learns[method], resolve('digits', method))
+        PEERS[m['peer']].setup(learns[method], train_config(dataset='digits', method=method, **same))
     steps = {k: [] for k in learns}
     for _ in range(rounds):            # round-robin, so that a machine that slows down or speeds up hits every method alike
         for k, learn in learns.items():
