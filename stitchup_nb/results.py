@@ -17,7 +17,7 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, OR
 # %% auto #0
 __all__ = ['RESULTS', 'GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table',
            'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group',
-           't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
+           'run_costs', 't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
@@ -148,6 +148,15 @@ def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.
     "Mean ± std per group of every method on the leaderboard at one cell."
     return cell_table(_board(res, peers), kind, rate, methods=LEADERBOARD)
 
+def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
+    """What a whole run of each leaderboard method costs: the median of its rows' wall time (`seconds`: one PyTorch
+    thread, the grid's epochs, every noisy cell) and that median over BCE's. Confident learning's fold models count."""
+    both = _board(res, peers)
+    s = both[both.rate > 0].groupby('method').seconds.agg(['median', 'size'])
+    s = s.reindex([m for m in LEADERBOARD if m in s.index])
+    return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
+                         'x BCE': (s['median'] / s.loc['BCE', 'median']).round(2), 'runs': s['size']})
+
 # %% ../nbs/13_results.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
@@ -276,7 +285,9 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed:', '',
                markdown(vs_full.rename_axis('method')), '',
                'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean:',
-               '', markdown(group_gaps(res, peers).rename_axis('method'))]
+               '', markdown(group_gaps(res, peers).rename_axis('method')), '',
+               'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
+               '', markdown(run_costs(res, peers).rename_axis('method'))]
         figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
     if len(plus):
         t = plus_tables(res, plus)
