@@ -68,7 +68,9 @@ def cells_table(res:pd.DataFrame, col:str='total', methods=None) -> pd.DataFrame
     t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
     return t.reindex([m for m in (methods or METHODS) if m in t.index])
 
-def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|None=None) -> pd.DataFrame:
+def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|None=None,
+                 text:bool=True,   # False: the mean differences as numbers (NaN where not run)
+                ) -> pd.DataFrame:
     """Per noisy cell, each method's `col` minus `base`'s on the same seed (the same noise draw and training seed):
     'mean difference (seeds ahead/seeds compared)'. Seeds move mAP by several points together for every method,
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
@@ -79,9 +81,9 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|N
     for row, (m, b) in pairs.items():
         if m not in d or b not in d: continue
         g = (d[m] - d[b]).dropna().groupby(level=['kind', 'rate'])
-        out[row] = {c: f'{v.mean():+.1f} ({(v > 0).sum()}/{len(v)})' for c, v in g}
+        out[row] = {c: (f'{v.mean():+.1f} ({(v > 0).sum()}/{len(v)})' if text else v.mean()) for c, v in g}
     t = pd.DataFrame(out).T
-    return _by_cell(t).fillna('–') if len(t) else t
+    return (_by_cell(t).fillna('–') if text else _by_cell(t)) if len(t) else t
 
 def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tuple:
     """Stitch-Up with each sampler × loss pairing at the cells of `fac` (the --factorial CSV), with the main grid's
@@ -117,14 +119,12 @@ def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=GROUP
     difference in head / medium / tail mAP (same seed), as 'head / medium / tail'."""
     both = _board(res, peers)
     pairs = {m: (m, base) for m in LEADERBOARD if m != base}
-    diffs = []
-    for g in groups:   # paired_table's 'mean (ahead/n)' strings: keep the mean
-        t = paired_table(both, col=g, pairs=pairs)
-        diffs.append(t.map(lambda s: s.split(' ')[0]))
+    diffs = [paired_table(both, col=g, pairs=pairs, text=False) for g in groups]
     if not len(diffs[0]): return diffs[0]
-    out = diffs[0]
-    for d in diffs[1:]: out = out.combine(d, lambda a, b: a + ' / ' + b)
-    return out.replace(' / '.join(['–'] * len(groups)), '–')      # a cell the method has not run
+    txt = lambda t: t.map(lambda v: f'{v:+.1f}')
+    out = txt(diffs[0])
+    for d in diffs[1:]: out = out + ' / ' + txt(d)
+    return out.where(diffs[0].notna(), '–')      # a cell the method has not run
 
 PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the candidate changes kept as options
 
