@@ -4,7 +4,9 @@
 
 # %% ../nbs/05a_backbones.ipynb #3c1a17b3
 from __future__ import annotations
-import hashlib
+import hashlib, os
+from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -32,6 +34,13 @@ def _check_train_stages(train_stages, n:int, what:str) -> int:
                          f'counted from the top); got {train_stages!r}')
     return int(train_stages)
 
+def _no_weights(arch:str, weights, err) -> str:
+    "What to do when the ImageNet weights of `arch` cannot be downloaded: where torchvision looks for the file, or train from scratch."
+    name = os.path.basename(urlparse(weights.url).path)
+    return (f'the ImageNet weights of {arch} ({weights}) could not be downloaded ({err}): copy {name} (from {weights.url}) '
+            f"to {Path(torch.hub.get_dir())/'checkpoints'/name}, where torchvision looks for it, or pass --no-pretrained "
+            'to train from scratch (random weights)')
+
 def resnet_body(arch:str='resnet50', pretrained:bool=True,
                 train_stages:int=1) -> tuple:   # stages that train, from the top: 1 = layer4 (the reference), 5 = all
     "A torchvision ResNet without pool/fc: `(body, n_features, frozen_modules)`."
@@ -39,7 +48,10 @@ def resnet_body(arch:str='resnet50', pretrained:bool=True,
     import torchvision
     weights = 'DEFAULT' if pretrained else None
     if arch == 'resnet50' and pretrained: weights = 'IMAGENET1K_V1'    # the reference's torchvision://resnet50
-    net = getattr(torchvision.models, arch)(weights=weights)
+    if weights: weights = torchvision.models.get_model_weights(arch).verify(weights)
+    try: net = getattr(torchvision.models, arch)(weights=weights)
+    except OSError as e:          # offline: urllib's URLError, a refused connection, a timeout
+        raise OSError(_no_weights(arch, weights, e)) from None
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     stages = [nn.Sequential(net.conv1, net.bn1)] + [net.layer1, net.layer2, net.layer3, net.layer4]
     return body, net.fc.in_features, stages[:len(stages) - ts]

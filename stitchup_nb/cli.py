@@ -24,14 +24,14 @@ from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, determinis
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, load_checkpoint,
+from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, label_source, load_checkpoint,
                               lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
 
 # %% auto #0
-__all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'noise_source', 'threshold_groups',
-           'train_config', 'build_learner', 'run_training', 'choose_holdout_t', 'EpochLines', 'summary',
-           'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
+__all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
+           'build_learner', 'run_training', 'choose_holdout_t', 'EpochLines', 'summary', 'stitchup_train', 'launch',
+           'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -56,12 +56,6 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
     if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
     if noise_rate == 0: return train.labels
     return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
-
-def noise_source(noise_file=None, noise_rate:float=0., app=None) -> str:
-    "Where a run's training labels come from, as `config.json` records it (`noise_source`)."
-    if noise_file: return str(noise_file)
-    if app is not None and noise_rate in app.noisy: return str(app.path/f'class_freq_{noise_rate}noise.pkl')
-    return 'clean labels' if not noise_rate else 'simulated'
 
 def threshold_groups(train:LabelledSet, app=None) -> tuple:
     "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."
@@ -131,8 +125,7 @@ def build_learner(cfg:dict, history:list|None=None,
             raise ValueError(f"--bs {cfg['bs']} is more than the {len(train)} training images"
                              f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
         groups, source = threshold_groups(train, app)
-        cfg = {**cfg, 'threshold_groups': source, 'noise_source': noise_source(cfg['noise_file'], cfg['noise_rate'], app)}
-        if cfg['noise_source'] != 'simulated': cfg.update(noise_kind=None, noise_seed=None, noise_neg_rate=None)
+        cfg = {**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1]}   # check_config set the noise options from it
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
@@ -226,7 +219,7 @@ class EpochLines(TrainedEpoch):
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
     cfg = learn.config
-    noise = cfg['noise_file'] or (f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_rate'] else 'clean labels')
+    noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
     if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
@@ -258,10 +251,10 @@ def stitchup_train(
     method:str='full',            # full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, ... (stitchup_nb.methods.METHODS)
     data_root:str=None,           # dataset root (voc/coco; default: the data/ layout of data/README.md)
     appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
-    noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on
-    noise_rate:float=0.5,         # otherwise: the official noisy labels at this rate, or simulated noise (0: clean)
-    noise_kind:str='flip',        # simulated noise: flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
-    noise_seed:int=0,             # simulated noise seed
+    noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on (then no other noise option applies)
+    noise_rate:float=None,        # otherwise: the official noisy labels at this rate where the appendix has them, else simulated noise (0: clean; default 0.5)
+    noise_kind:str=None,          # simulated noise (default flip): flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
+    noise_seed:int=None,          # simulated noise seed (default 0)
     noise_neg_rate:float=None,    # asym noise only: the share of negative labels turned positive
     data_seed:int=0,              # Digits-MLT instance
     branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
@@ -397,16 +390,30 @@ def _clean_source(source:str, data_seed:int=0) -> tuple:
     split = p.parent/'class_split.pkl'
     return labels, read_class_split(split, labels.shape[1]) if split.exists() else class_groups(labels.sum(0))
 
+def _check_noise_out(path:Path, src:str):
+    "Refuse an `--out` in an appendix folder: a run reading that folder would take a file named like class_freq_0.3noise.pkl for the official labels."
+    holds_split = lambda d: any((d/f).is_file() for f in ('class_split.pkl', 'class_freq.pkl'))
+    s = Path(src)
+    apps = [d.resolve() for d in ([s] if s.is_dir() else [s.parent] if s.is_file() else []) if holds_split(d)]
+    inside = next((d for d in apps if path.resolve().is_relative_to(d)), None)
+    official = re.fullmatch(r'class_freq_.*noise\.pkl', path.name) and holds_split(path.parent)
+    if inside or official:
+        where = inside or path.parent
+        raise FileExistsError(f'--out {path} is in {where}, a folder of official split files (class_split.pkl / class_freq.pkl): '
+                              f'a run with --appendix {where} would read '
+                              + (f'{path.name} as its official noisy labels' if official else 'it as one of its official files')
+                              + f'. Write it elsewhere (e.g. --out {Path("noisy")/path.name}) and train on it with --noise_file')
+
 @call_parse
 def stitchup_noise(
-    dataset:str='digits',         # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder)
-    source:str=None,              # or, instead of --dataset, a class_freq.pkl or an appendix folder to take the clean labels from
+    dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; default digits)
+    source:str=None,              # or, instead of --dataset (and its --appendix, --data_seed), a class_freq.pkl or an appendix folder to take the clean labels from
     noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
     noise_kind:str='flip',        # flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
     noise_seed:int=0,             # the noise draw: same seed, same noisy labels
     noise_neg_rate:float=None,    # asym only: the share of negative labels turned positive
     appendix:str=None,            # voc/coco: the official split folder (default: the data/ layout of data/README.md)
-    data_seed:int=0,              # digits presets: the Digits-MLT instance
+    data_seed:int=None,           # digits presets: the Digits-MLT instance (default 0)
     out:str=None,                 # the file to write (default: class_freq_{noise_rate}noise.pkl in the current folder)
     overwrite:bool=False,         # replace an existing --out file (never the source itself)
 ):
@@ -414,11 +421,22 @@ def stitchup_noise(
     with _said(stitchup_noise, 'stitchup_noise'):
         check_values(dict(noise_rate=noise_rate, noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate,
                           data_seed=data_seed), NOISE_FLAGS)
+        given = {k: v for k, v in dict(dataset=dataset, appendix=appendix, data_seed=data_seed).items() if v is not None}
+        if source is not None and given:
+            k = next(iter(given))
+            raise ValueError(f'--{k} {given[k]} has no effect with --source {source}, which gives the clean labels: drop one of them')
+        dataset = dataset or 'digits'
         if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-        src = source or (dataset if 'digits' in PRESETS[dataset] else appendix or PRESETS[dataset]['appendix'])
+        digits = source is None and 'digits' in PRESETS[dataset]
+        if source is None and (k := 'appendix' if digits and appendix else 'data_seed' if not digits and data_seed is not None else None):
+            raise ValueError(f'--{k} is not used by --dataset {dataset}' + (', which reads no files' if digits else
+                             ': only a Digits-MLT instance is drawn from a seed') + '; drop it')
+        data_seed = data_seed or 0
+        src = source or (dataset if digits else appendix or PRESETS[dataset]['appendix'])
         path = Path(out or noisy_fname(noise_rate))
         if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
+        _check_noise_out(path, src)
         if path.exists() and not overwrite:
             raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')
         clean, groups = _clean_source(src, data_seed)

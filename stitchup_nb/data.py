@@ -16,8 +16,8 @@ from fastprogress.fastprogress import progress_bar
 # %% auto #0
 __all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'atomic_write',
            'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set',
-           'coco_set', 'read_class_freq', 'Appendix', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt',
-           'pareto_targets', 'longtail_subset']
+           'coco_set', 'read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt',
+           'coco_mlt', 'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -509,6 +509,11 @@ class Appendix:
     @property
     def class_freq(self): return None if self.labels is None else self.labels.sum(0).astype(int)
 
+def noisy_files(path) -> dict:
+    "The official noisy-label files in the appendix folder `path`: noise rate -> its `class_freq_{rate}noise.pkl` (empty when there are none)."
+    found = ((m, f) for f in Path(path).glob('class_freq_*noise.pkl') if (m := re.fullmatch(r'class_freq_([\d.]+)noise\.pkl', f.name)))
+    return dict(sorted((float(m[1]), f) for m, f in found))
+
 def read_appendix(path) -> Appendix:
     "Read and cross-check a benchmark's official split files (ids, class split, clean and noisy labels)."
     path = _need(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
@@ -516,7 +521,7 @@ def read_appendix(path) -> Appendix:
     ids = read_ids(_need(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
     groups = read_class_split(_need(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))
     n, c = len(ids), sum(map(len, groups.values()))
-    rates = sorted((float(m[1]), f) for f in path.glob('class_freq_*noise.pkl') if (m := re.fullmatch(r'class_freq_([\d.]+)noise\.pkl', f.name)))
+    rates = list(noisy_files(path).items())
     clean, src, noisy = None, None, {}
     for rate, f in [(None, path/'class_freq.pkl')] * (path/'class_freq.pkl').is_file() + rates:
         fq = read_class_freq(f)

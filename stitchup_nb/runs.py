@@ -14,15 +14,15 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .data import atomic_write
+from .data import atomic_write, noisy_files
 from .noise import NOISE_KINDS
 from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 # %% auto #0
-__all__ = ['ARCHS', 'RESUMABLE', 'check_values', 'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'prepare_work_dir',
-           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config',
-           'read_json', 'check_resume', 'MetricsJSON']
+__all__ = ['ARCHS', 'SEED_MAX', 'NOISE_DEFAULTS', 'RESUMABLE', 'check_values', 'label_source', 'check_config', 'run_files',
+           'checkpoints', 'lock_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
@@ -31,12 +31,18 @@ ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet1
 def _int(v): return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 def _num(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 def _pair(v): return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_num, v)) and 0 < v[0] <= v[1]
+def _count(lo, hi, what=''):  # an integer in lo..hi: sizes and counts have a ceiling, so a typo is refused rather than run for ever
+    return (lambda v: _int(v) and lo <= v <= hi), f'an integer >= {lo}{what}, at most {hi}'
+
+SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
 
 _RULES = {   # option: (test, what it must be)
     **{k: (lambda v: isinstance(v, bool), 'true or false') for k in
        ('correct', 'pretrained', 'channels_last', 'deterministic', 'sync_bn', 'quiet', 'overwrite')},
-    **{k: (lambda v: _int(v) and v >= 0, 'an integer >= 0') for k in ('noise_seed', 'seed', 'warmup_epoch', 'warmup_iters')},
-    'data_seed':    (lambda v: v is None or (_int(v) and v >= 0), 'an integer >= 0'),
+    **{k: _count(0, SEED_MAX) for k in ('noise_seed', 'seed')},
+    'warmup_epoch': _count(0, 10_000),
+    'warmup_iters': _count(0, 10_000_000),
+    'data_seed':    (lambda v: v is None or (_int(v) and 0 <= v <= SEED_MAX), f'an integer >= 0, at most {SEED_MAX}'),
     'noise_rate':   (lambda v: v is None or (_num(v) and 0 <= v <= 1), 'a number in [0, 1]'),
     'noise_neg_rate': (lambda v: v is None or (_num(v) and 0 <= v <= 1), 'a number in [0, 1]'),
     'noise_kind':   (lambda v: v is None or v in NOISE_KINDS, f'one of {", ".join(NOISE_KINDS)}'),
@@ -48,26 +54,26 @@ _RULES = {   # option: (test, what it must be)
     'precision':    (lambda v: v in ('fp32', 'bf16', 'fp16'), 'fp32, bf16 or fp16'),
     'arch':         (lambda v: v in ARCHS, f'one of {", ".join(ARCHS)}'),
     't':            (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]'),
-    'epochs':       (lambda v: _int(v) and v >= 1, 'an integer >= 1'),
-    'bs':           (lambda v: _int(v) and v >= 2, 'an integer >= 2 (BatchNorm needs two images a batch)'),
-    'data_factor':  (lambda v: _int(v) and v >= 1, 'an integer >= 1'),
-    'size':         (lambda v: _int(v) and v >= 32, 'an integer >= 32 (pixels)'),
+    'epochs':       _count(1, 10_000),
+    'bs':           _count(2, 65_536, ' (BatchNorm needs two images a batch)'),
+    'data_factor':  _count(1, 1024),
+    'size':         _count(32, 4096, ' (pixels)'),
     'lr':           (lambda v: _num(v) and v > 0, 'a number > 0'),
     'warmup_ratio': (lambda v: _num(v) and 0 < v <= 1, 'a number in (0, 1]'),
     'momentum':     (lambda v: _num(v) and 0 <= v < 1, 'a number in [0, 1)'),
     'wd':           (lambda v: _num(v) and v >= 0, 'a number >= 0'),
     'clip':         (lambda v: _num(v) and v > 0, 'a number > 0'),
-    'per_class':    (lambda v: _int(v) and v >= 1, 'an integer >= 1'),
-    'reduce':       (lambda v: _num(v) and v > 0, 'a number > 0'),
-    'neck_dim':     (lambda v: _int(v) and v >= 1, 'an integer >= 1'),
+    'per_class':    _count(1, 10_000),
+    'reduce':       (lambda v: _num(v) and .01 <= v <= 1000, 'a number in [0.01, 1000] (a class-aware epoch is max n_k · C / reduce draws)'),
+    'neck_dim':     _count(1, 65_536),
     **{k: (lambda v: _num(v) and 0 <= v < 1, 'a number in [0, 1)') for k in ('random_dropout', 'balanced_dropout')},
     **{k: (lambda v: _num(v) and v > 0, 'a number > 0') for k in ('db_lambda', 'db_balance', 'db_beta')},
     **{k: (lambda v: _num(v) and v >= 0, 'a number >= 0') for k in ('db_alpha', 'db_kappa', 'db_gamma', 'brightness', 'hue')},
     'db_mu':        (_num, 'a finite number'),
     'ct_tau':       (lambda v: v is None or (_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
-    'ct_tk':        (lambda v: v is None or (_num(v) and v > 0), 'a number > 0 (epochs)'),
-    'cl_folds':     (lambda v: v is None or (_int(v) and v >= 2), 'an integer >= 2'),
-    'cl_epochs':    (lambda v: v is None or (_int(v) and v >= 1), 'an integer >= 1'),
+    'ct_tk':        (lambda v: v is None or (_num(v) and 0 < v <= 10_000), 'a number > 0 (epochs), at most 10000'),
+    'cl_folds':     (lambda v: v is None or (_int(v) and 2 <= v <= 100), 'an integer >= 2, at most 100'),
+    'cl_epochs':    (lambda v: v is None or (_int(v) and 1 <= v <= 10_000), 'an integer >= 1, at most 10000'),
     **{k: (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]') for k in ('flip', 'p_color', 'channel_swap')},
     'min_crop':     (lambda v: _num(v) and 0 < v <= 1, 'a number in (0, 1]'),
     **{k: (_pair, 'two numbers 0 < low <= high') for k in ('contrast', 'saturation')},
@@ -92,11 +98,47 @@ def check_values(opts:dict, flags=()):
     if opts.get('noise_kind') != 'asym' and opts.get('noise_neg_rate') is not None:
         raise ValueError(f"{name('noise_neg_rate')} is used only by {name('noise_kind')} asym, not {opts.get('noise_kind')!r}")
 
+NOISE_DEFAULTS = dict(noise_rate=.5, noise_kind='flip', noise_seed=0)    # stitchup_train's, where an option is not given
+_NOISE = ('noise_rate', 'noise_kind', 'noise_seed', 'noise_neg_rate')
+_SIMULATION = _NOISE[1:]               # the options of simulated noise alone
+
+def label_source(cfg:dict) -> tuple:
+    """Where the training labels of run configuration `cfg` come from, before any data is read: `(kind, in words)`, kind
+    'file' (`noise_file`), 'official' (the appendix's noisy-label file at `noise_rate`), 'clean' (rate 0) or 'simulated'."""
+    if cfg.get('noise_file'): return 'file', f"the noisy-label file {cfg['noise_file']}"
+    rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
+    if cfg.get('appendix') and _num(rate) and (f := noisy_files(cfg['appendix']).get(float(rate))):
+        return 'official', f'the official noisy labels ({f})'
+    if _num(rate) and rate == 0: return 'clean', 'clean labels'
+    return 'simulated', 'simulated'
+
+def _noise_options(cfg:dict, name) -> tuple:
+    "`(cfg with the defaults of the noise options its labels use, the options they do not use)`; a given option they would ignore is refused."
+    kind, said = label_source(cfg)
+    unused = {'file': _NOISE, 'official': _SIMULATION, 'clean': _SIMULATION, 'simulated': ()}[kind]
+    # (clean labels: a noise kind or seed given with rate 0 is moot, not misleading; the benchmark's clean rows pass them)
+    if kind != 'clean' and (k := next((k for k in unused if cfg.get(k) is not None), None)):
+        rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
+        why = (f"{name('noise_file')} {cfg['noise_file']}: the run trains on that file's labels; drop one of the two" if kind == 'file'
+               else f"{name('noise_rate')} {rate} on {cfg.get('dataset')}, which trains on {said}; to train on simulated "
+                    'noise instead, write it with stitchup_noise and pass --noise_file')
+        raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
+    return {**cfg, **{k: v for k, v in NOISE_DEFAULTS.items() if k not in unused and cfg.get(k) is None}}, unused
+
 def check_config(cfg:dict, flags=()) -> dict:
-    "`cfg` (a resolved run configuration) with unused options set to None, if every option is meaningful; else a `ValueError` naming it."
+    """`cfg` (a resolved run configuration) with unused options set to None, if every option is meaningful; else a `ValueError`
+    naming it. Checking its own result again returns it unchanged, so a run's recorded configuration passes as it is."""
     name = lambda k: f'--{k}' if k in flags else k
-    if not cfg.get('noise_file'): check_values(cfg, flags)
-    else: check_values({k: v for k, v in cfg.items() if k not in ('noise_kind', 'noise_neg_rate')}, flags)
+    check_values({k: cfg[k] for k in ('noise_file', 'noise_rate') if k in cfg}, flags)   # a missing file first, then what it leaves unused
+    cfg, unused = _noise_options(cfg, name)
+    check_values({k: v for k, v in cfg.items() if not (k in _NOISE and v is None)}, flags)
+    if cfg['correct'] and _int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
+        raise ValueError(f"{name('warmup_epoch')} {cfg['warmup_epoch']} is not before the end of training ({name('epochs')} "
+                         f"{cfg['epochs']}, epochs 0..{cfg['epochs'] - 1}): label correction would never run; pass a "
+                         f"smaller --warmup_epoch, a larger --epochs, or --no-correct")
+    if cfg.get('resume') and cfg.get('overwrite'):
+        raise ValueError(f"{name('resume')} {cfg['resume']} continues the run in the work dir, {name('overwrite')} deletes it: "
+                         'pass one of them (--overwrite to start again, --resume to go on)')
     for k in THRESHOLDS:
         if not _num(cfg[k]): raise ValueError(f'{name(k)} must be a number in [0, 1], got {cfg[k]!r}')
     try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
@@ -117,8 +159,7 @@ def check_config(cfg:dict, flags=()) -> dict:
     cfg = dict(cfg)
     for k in ('work_dir', 'resume', 'noise_file', 'data_root', 'appendix'):      # recorded in config.json as text
         if isinstance(cfg.get(k), os.PathLike): cfg[k] = str(cfg[k])
-    if cfg.get('noise_file'):                           # the file's labels are the run's: no noise is simulated
-        cfg.update(noise_rate=None, noise_kind=None, noise_seed=None, noise_neg_rate=None)
+    cfg.update(dict.fromkeys(unused))                   # not recorded as if used: e.g. no noise is simulated on a file's labels
     return cfg
 
 # %% ../nbs/07b_runs.ipynb #1f639315

@@ -630,7 +630,8 @@ def from_run(cls:StitchBrowser, path,   # a `stitchup_train` work dir, or a file
     "The run's training set and the noisy labels it trained on, from its `config.json`, with the run's seed."
     cfg, where = _run_config(path)
     train, _, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
-    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app)
+    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
+                            cfg['noise_neg_rate'])
     sb = cls(train, noisy, **{'seed': cfg['seed'], 'size': cfg['size'] or 224, **kwargs})
     stitch = cfg['stitch'] or 'none'
     if stitch == 'none':

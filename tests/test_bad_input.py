@@ -32,7 +32,7 @@ from stitchup_nb.data import (LabelledSet, atomic_write, coco_mlt, coco_set, rea
                               read_ids, voc_mlt, voc_set)
 from stitchup_nb.losses import DBFocalLoss, bce_loss
 from stitchup_nb.metrics import lt_map
-from stitchup_nb.backbones import digits_cnn
+from stitchup_nb.backbones import digits_cnn, resnet_body
 from stitchup_nb.models import Branch, TwoBranchNet
 from stitchup_nb.noise import add_noise, load_noisy, save_noisy
 from stitchup_nb.sampling import ClassAwareSampler, LabelIndex, draw_partners, epoch_rng, stitch_dls
@@ -130,6 +130,10 @@ def truncate(path):
 
 def save_image(path, arr, mode=None):
     Image.fromarray(arr, mode).save(path, format='PNG' if arr.dtype == np.uint16 else 'JPEG'); return path
+
+def no_network(*a, **k):
+    import urllib.error
+    raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution (no network)')
 
 def rand(shape, dtype=np.uint8, hi=256): return np.random.default_rng(0).integers(0, hi, shape).astype(dtype)
 
@@ -421,6 +425,50 @@ CASES = [
                                                    e.tmp/'epoch_1.pth')),
          Raises(pickle.UnpicklingError, 'epoch_1.pth: refused', 'crafted to run code', then=no_file('pwned')),
          'test_untrusted.py::test_crafted_checkpoint_is_refused_without_running'),
+
+    # -- options that a run would ignore, or that would run for ever: refused before anything is read or written
+    Case('noise-file-and-rate', '--noise_file with an explicit --noise_rate (even the default 0.5)',
+         lambda e: cli.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_rate=.5, work_dir=None),
+         Raises(ValueError, '--noise_rate 0.5 has no effect with --noise_file', 'n.pkl', 'drop one of the two')),
+    Case('noise-file-and-asym', '--noise_file with --noise_kind asym --noise_neg_rate 0.1',
+         lambda e: cli.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_kind='asym', noise_neg_rate=.1, work_dir=None),
+         Raises(ValueError, '--noise_kind asym has no effect with --noise_file', 'n.pkl')),
+    Case('official-and-noise-kind', '--noise_kind cooc on VOC, where rate 0.5 has the official noisy labels',
+         lambda e: cli.train_config(dataset='voc', appendix=str(e.voc_appendix), noise_kind='cooc', work_dir=None),
+         Raises(ValueError, '--noise_kind cooc has no effect with --noise_rate 0.5 on voc', 'the official noisy labels',
+                'class_freq_0.5noise.pkl', 'stitchup_noise', '--noise_file')),
+    Case('resume-and-overwrite', '--resume auto --overwrite', lambda e: cli.train_config(resume='auto', overwrite=True, work_dir=str(e.tmp)),
+         Raises(ValueError, '--resume auto', '--overwrite', 'pass one of them')),
+    Case('warmup-past-epochs', '--warmup_epoch 3 --epochs 3 for the full method (correction would never run)',
+         lambda e: cli.train_config(warmup_epoch=3, epochs=3, work_dir=None),
+         Raises(ValueError, '--warmup_epoch 3', '--epochs 3', 'label correction would never run')),
+    Case('data-factor-huge', '--data_factor 1000000000000 (used to hang)', lambda e: cli.train_config(data_factor=10**12, work_dir=None),
+         Raises(ValueError, '--data_factor must be an integer >= 1, at most 1024, got 1000000000000')),
+    *[Case(f'{k}-huge', f'--{k} {v}', lambda e, k=k, v=v: cli.train_config(**{k: v}, work_dir=None, dataset='voc' if k == 'size' else 'digits'),
+           Raises(ValueError, f'{k} must be', f'got {v}'))      # (a preset value without a flag is named bare; digits refuse any --size before)
+      for k, v in [('bs', 10**7), ('epochs', 10**6), ('size', 10**5), ('neck_dim', 10**8), ('per_class', 10**9), ('reduce', 1e-9),
+                   ('seed', 2**40), ('warmup_iters', 10**12)]],
+    Case('noise-source-and-dataset', 'stitchup_noise --source FILE --dataset voc (the dataset was ignored)',
+         lambda e: cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), dataset='voc', out=str(e.tmp/'o.pkl')),
+         Raises(ValueError, '--dataset voc has no effect with --source', 'n.pkl', then=no_file('o.pkl'))),
+    Case('noise-source-and-data-seed', 'stitchup_noise --source FILE --data_seed 3 (the seed was ignored)',
+         lambda e: cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), data_seed=3, out=str(e.tmp/'o.pkl')),
+         Raises(ValueError, '--data_seed 3 has no effect with --source', then=no_file('o.pkl'))),
+    Case('noise-data-seed-voc', 'stitchup_noise --dataset voc --data_seed 3 (VOC has no seed)',
+         lambda e: cli.stitchup_noise(dataset='voc', appendix=str(e.voc_appendix), data_seed=3, out=str(e.tmp/'o.pkl')),
+         Raises(ValueError, '--data_seed is not used by --dataset voc', then=no_file('o.pkl'))),
+    Case('noise-out-official-name', 'stitchup_noise --out <appendix>/class_freq_0.3noise.pkl (a later run would read it as official)',
+         lambda e: cli.stitchup_noise(dataset='digits-small', out=str(e.voc_appendix/'class_freq_0.3noise.pkl')),
+         Raises(FileExistsError, 'class_freq_0.3noise.pkl', 'a folder of official split files', 'as its official noisy labels',
+                '--noise_file', then=lambda r, e: not (e.voc_appendix/'class_freq_0.3noise.pkl').exists())),
+    Case('noise-out-in-appendix', 'stitchup_noise --source <appendix> --out <appendix>/sub/mine.pkl',
+         lambda e: cli.stitchup_noise(source=str(e.voc_appendix), out=str(e.voc_appendix/'sub'/'mine.pkl')),
+         Raises(FileExistsError, 'mine.pkl', 'a folder of official split files', then=lambda r, e: not (e.voc_appendix/'sub').exists())),
+    Case('resnet-weights-offline', 'a ResNet with ImageNet weights, offline (the download fails)',
+         lambda e: do(e.monkeypatch.setattr(torch.hub, '_hub_dir', str(e.tmp/'hub')),
+                      e.monkeypatch.setattr(torch.hub, 'download_url_to_file', no_network), resnet_body('resnet18')),
+         Raises(OSError, 'the ImageNet weights of resnet18', 'could not be downloaded', 'no network',
+                'hub/checkpoints/resnet18-f37072fd.pth, where torchvision looks for it', '--no-pretrained')),
 
     # -- training
     Case('nan-loss', 'an absurd learning rate (1e30): the loss turns NaN', lambda e: e.learner().fit_reference(1, 1e30, warmup_iters=1),

@@ -49,8 +49,8 @@ def world(quick_run, tmp_path_factory):
     cfg = json.loads((done/'config.json').read_text())
     (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
     app = root/'app'; app.mkdir()
-    for name in ('class_freq.pkl', 'class_freq_0.5noise.pkl'):
-        run_cli(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', app/name)
+    for name in ('class_freq.pkl', 'class_freq_0.5noise.pkl'):     # made beside it: stitchup_noise writes no file into such a folder
+        run_cli(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', root/name); shutil.move(root/name, app/name)
     (root/'other.json').write_text('{"ensemble": {}}')
     fresh = lambda name: str(root/'fresh'/name)
     D, Q = str(done), [a for a in QUICK if a != '--quiet'] + ['--quiet']
@@ -66,7 +66,7 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('t'), '--t', '-3'], '--t must be a number in [0, 1]', fresh('t')),
         (T + ['--work_dir', fresh('lr'), '--lr', '-0.05'], '--lr must be a number > 0', fresh('lr')),
         (T + ['--work_dir', fresh('ep'), '--epochs', '-1'], '--epochs must be an integer >= 1', fresh('ep')),
-        (T + ['--work_dir', fresh('bs'), '--bs', '100000'], '--bs 100000 is more than the 304 training images', fresh('bs')),
+        (T + ['--work_dir', fresh('bs'), '--bs', '50000'], '--bs 50000 is more than the 304 training images', fresh('bs')),
         (T + ['--work_dir', fresh('fp8'), '--precision', 'fp8'], '--precision must be fp32, bf16 or fp16', fresh('fp8')),
         (T + ['--work_dir', fresh('nan'), '--t', 'nan'], '--t must be a number in [0, 1], got nan', fresh('nan')),
         (T + ['--work_dir', fresh('bs0'), '--bs', '0'], '--bs must be an integer >= 2', fresh('bs0')),
@@ -77,7 +77,7 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('app'), '--appendix', str(app)], '--appendix is not used by the digits-small preset', fresh('app')),
         (T + ['--work_dir', fresh('mob'), '--arch', 'mobilenet_v2'], '--arch must be one of', fresh('mob')),
         (['stitchup_noise', '--source', str(app/'class_freq.pkl'), '--out', str(app/'class_freq.pkl')], 'is the source', None),
-        (['stitchup_noise', '--source', str(app/'class_freq.pkl')], 'class_freq_0.5noise.pkl exists: pass --overwrite', None),
+        (['stitchup_noise', '--source', str(app/'class_freq.pkl')], 'class_freq_0.5noise.pkl is in', None),   # default --out: cwd, the folder
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'epoch_2.pth')], 'would overwrite an input', None),
         (T + ['--work_dir', str(best), '--resume', 'auto'], 'nothing to resume', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'bad.json')], 'bad.json: damaged run configuration', None),
@@ -120,6 +120,20 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_noise', '--noise_rate', '2', '--out', str(root/'n.pkl')], '--noise_rate must be a number in [0, 1], got 2', None),
         (['stitchup_noise', '--noise_kind', 'asym', '--out', str(root/'n.pkl')], '--noise_kind asym needs --noise_neg_rate', None),
         (['stitchup_noise', '--dataset', 'imagenet', '--out', str(root/'n.pkl')], '--dataset must be one of', None),
+        # ---- options that would be ignored, or run for ever (issue 27)
+        (T + ['--work_dir', fresh('nfr'), '--noise_file', str(app/'class_freq_0.5noise.pkl')],     # QUICK gives --noise_rate 0.5
+         '--noise_rate 0.5 has no effect with --noise_file', fresh('nfr')),
+        ([a for a in T if a not in ('--noise_rate', '0.5')] + ['--work_dir', fresh('nfk'), '--noise_file', str(app/'class_freq_0.5noise.pkl'),
+          '--noise_kind', 'asym', '--noise_neg_rate', '0.1'], '--noise_kind asym has no effect with --noise_file', fresh('nfk')),
+        (T + ['--work_dir', D, '--resume', 'auto', '--overwrite'], '--resume auto continues the run in the work dir, --overwrite deletes it', None),
+        (T + ['--work_dir', fresh('wu'), '--warmup_epoch', '2'], '--warmup_epoch 2 is not before the end of training (--epochs 2', fresh('wu')),
+        (T + ['--work_dir', fresh('dfb'), '--data_factor', '1000000000000'], '--data_factor must be an integer >= 1, at most 1024', fresh('dfb')),
+        (T + ['--work_dir', fresh('epb'), '--epochs', '100000000'], '--epochs must be an integer >= 1, at most 10000', fresh('epb')),
+        (['stitchup_noise', '--source', str(app/'class_freq.pkl'), '--dataset', 'digits', '--out', str(root/'n.pkl')],
+         '--dataset digits has no effect with --source', None),
+        (['stitchup_noise', '--source', str(app/'class_freq.pkl'), '--data_seed', '3', '--out', str(root/'n.pkl')],
+         '--data_seed 3 has no effect with --source', None),
+        (['stitchup_noise', '--dataset', 'digits-small', '--out', str(app/'class_freq_0.3noise.pkl')], 'a folder of official split files', None),
     ]
     cwd = lambda c: str(app) if c[0] == 'stitchup_noise' and '--out' not in c else str(root)   # the default output lands in cwd
     (root/'cases.json').write_text(json.dumps([[c[0], c[1:], cwd(c)] for c, _, _ in cases]))
@@ -137,7 +151,7 @@ def test_there_are_enough_cases(world):
     assert len(world[0]) >= 26 + 25
 
 
-@pytest.mark.parametrize('k', range(60))
+@pytest.mark.parametrize('k', range(80))
 def test_each_case_is_refused_by_name_and_changes_nothing(world, k):
     cases, answers, before, after = world
     if k >= len(cases): pytest.skip('no such case')
