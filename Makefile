@@ -1,5 +1,6 @@
 # The two quick-start commands are `make demo` and `make test`; each creates (or reuses) the
-# local venv .venv and installs the kit from this repo's own files.
+# local venv .venv and installs the kit from this repo's own files: the exact verified versions of
+# requirements-lock.txt (settings.ini declares the ranges a user's own environment may have).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -7,11 +8,11 @@ STAMP   = $(VENV)/.stitchup_installed
 
 .PHONY: demo test test-nbs test-py test-slow docs docs-from-tests readme browser-test export
 
-$(STAMP): settings.ini setup.py
+$(STAMP): settings.ini setup.py requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@echo "Installing stitchup_nb and its pinned dependencies into $(VENV) (a few minutes the first time; torch is large)..."
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -c requirements-lock.txt -e ".[dev]"
 	touch $(STAMP)
 
 ## the main job: Digits-MLT-Noise-0.5 (flip), full method, CPU

@@ -4,29 +4,28 @@
 
 # %% ../nbs/12_experiments.ipynb #942f0cf1
 from __future__ import annotations
-import ast, csv, fcntl, hashlib, io, json, os, random, time
+import ast, csv, fcntl, hashlib, io, json, os, platform, time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 import stitchup_nb
 from .cli import run_training, train_config
 from .metrics import correction_quality, evaluate, t_curve
 from .colearn import correction_snapshot
-from .backbones import CPU_ENV, cpu_kernels
+from .backbones import cpu_kernels
 from .methods import METHODS as TABLE, PRESETS
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS',
-           'ORDER', 'PEERS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'source_hash', 'commit', 'provenance',
-           'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun',
-           'current_rows', 'verify', 'upgrade_csv']
+           'ORDER', 'PEERS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'source_hash', 'commit', 'machine',
+           'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim',
+           'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
-NOT_TRAINING = ('__init__', '_modidx', 'results', 'widgets')   # modules that do not take part in making a row
+NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'widgets')   # modules that do not take part in making a row
 
 def _strip_docstrings(tree:ast.AST) -> ast.AST:
     for node in ast.walk(tree):
@@ -52,7 +51,7 @@ RUNNING = source_hash()    # the source this process imported: rows record it ev
 # %% ../nbs/12_experiments.ipynb #d7c3795a
 FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 't_curve',
-          'seconds', 'extra', 'threads', 'isa', 'source_hash', 'commit', 'torch', 'config']
+          'seconds', 'extra', 'threads', 'isa', 'source_hash', 'commit', 'torch', 'machine', 'fingerprint', 'config']
 
 def _git_dir(start:Path) -> Path|None:
     "The `.git` directory of the checkout holding `start` (a worktree's `.git` file points to it), or None."
@@ -80,9 +79,22 @@ def commit(start:Path|None=None) -> str:
     except OSError: pass
     return 'unknown'
 
+def machine() -> str:
+    "The processor this process runs on, as a row records it: its model name and a digest of its feature flags."
+    info = {}
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            k, _, v = line.partition(':')
+            info.setdefault(k.strip(), v.strip())
+    except OSError: pass
+    name = info.get('model name') or platform.processor() or platform.machine()
+    return f"{name} [{hashlib.sha256(info.get('flags', '').encode()).hexdigest()[:8]}]"
+
 def provenance(threads:int) -> dict:
-    "What a row records about the code and the machine that made it (`isa`: the CPU kernels, `05a_backbones.cpu_kernels`)."
-    return dict(threads=threads, isa=cpu_kernels(), source_hash=RUNNING, commit=commit(), torch=torch.__version__)
+    """What a row records about the code and the machine that made it (`isa`: the CPU kernels, `05a_backbones.cpu_kernels`;
+    the behaviour `fingerprint` is stamped by the runner, `12a_evidence`)."""
+    return dict(threads=threads, isa=cpu_kernels(), source_hash=RUNNING, commit=commit(), torch=torch.__version__,
+                machine=machine(), fingerprint='')
 
 @contextmanager
 def torch_threads(n:int):
@@ -229,9 +241,10 @@ def row_key(r:dict) -> list:
     "What identifies a run in a CSV row: method, noise kind and rate, seed, extra."
     return [r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']]
 
-def claim(out, keys:list, key=row_key, current:str|None=None):
-    """Under a lock: the index of the first of `keys` neither in the CSV `out` (rows of source hash `current`; every
-    row when None) nor claimed by a live process, claimed now for this one (None when nothing is left)."""
+def claim(out, keys:list, key=row_key, current=None):
+    """Under a lock: the index of the first of `keys` neither in the CSV `out` (rows for which `current(row)` is true,
+    e.g. their fingerprint is the current code's; every row when None) nor claimed by a live process, claimed now for
+    this one (None when nothing is left)."""
     with open(f'{out}.claims', 'a+') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
@@ -239,7 +252,7 @@ def claim(out, keys:list, key=row_key, current:str|None=None):
         taken = [k for pid, k in taken if pid != os.getpid() and _alive(pid)]
         if Path(out).exists():
             with open(out) as c:
-                taken += [key(r) for r in csv.DictReader(c) if current is None or r.get('source_hash') == current]
+                taken += [key(r) for r in csv.DictReader(c) if current is None or current(r)]
         i = next((i for i, k in enumerate(keys) if k not in taken), None)
         if i is not None: f.write(json.dumps([os.getpid(), keys[i]]) + '\n'); f.flush()
         return i
@@ -257,39 +270,6 @@ def rerun(row:dict) -> dict:
     res = _result_row(learn, table, cfg) if row['method'] != 'sweep t' else \
           {g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')}
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
-
-def current_rows(df:pd.DataFrame, current:str|None=None) -> pd.DataFrame:
-    "The rows of `df` made by the source this process runs (or by source hash `current`)."
-    if 'source_hash' not in df: return df.iloc[:0]
-    return df[df.source_hash == (current or RUNNING)]
-
-def verify(csv_path, k:int=1, tol:float=.01, seed:int|None=None, log=print) -> pd.DataFrame:
-    "Re-run `k` random current-hash rows of `csv_path`; raise unless every total matches to `tol` mAP."
-    df = pd.read_csv(csv_path, dtype={'extra': str, 'config': str, 'source_hash': str})
-    cur = current_rows(df)
-    if cur.empty:
-        raise ValueError(f'{csv_path}: no row of the current source hash {RUNNING} '
-                         f'({len(df)} rows of other hashes): re-run the grid with tools/benchmark.py first')
-    here = cpu_kernels()         # a row re-runs to its digits only with the CPU kernels it was made with
-    same = cur[cur.get('isa', pd.Series(index=cur.index, dtype=str)) == here]
-    if same.empty:
-        raise ValueError(f'{csv_path}: no row of the current source made with the CPU kernels this process has ({here!r}; the rows: '
-                         f'{sorted(cur.get("isa", pd.Series(dtype=str)).fillna("not recorded").unique())}): run '
-                         f'tools/benchmark.py, which computes with {CPU_ENV}')
-    pick = same.sample(min(k, len(same)), random_state=seed if seed is not None else random.randrange(2**31))
-    out = []
-    for _, r in pick.iterrows():
-        r = r.where(pd.notna(r), None).to_dict()
-        new = rerun(r)
-        d = abs(new['total'] - r['total'])
-        out.append(dict(method=r['method'], kind=r['kind'], rate=r['rate'], seed=r['seed'], extra=r['extra'],
-                        total=r['total'], rerun=new['total'], delta=round(d, 3), ok=d <= tol))
-        log(f"{r['method']} {r['kind']} {r['rate']} seed {r['seed']} {r['extra']}: CSV {r['total']:.3f}, "
-            f"re-run {new['total']:.3f} ({'match' if d <= tol else 'MISMATCH'})")
-    res = pd.DataFrame(out)
-    if not res.ok.all():
-        raise AssertionError(f'{csv_path}: {int((~res.ok).sum())} of {len(res)} re-run rows differ by more than {tol} mAP')
-    return res
 
 # %% ../nbs/12_experiments.ipynb #2c319877
 def upgrade_csv(path) -> int:

@@ -1,7 +1,8 @@
 """The benchmark (stitchup_nb.experiments, tools/benchmark.py) shares a grid between processes: each claims its next
-run under a lock, rows of the current source already in the CSV are skipped, and claims of processes that died lapse.
-A row's numbers do not depend on what runs beside it, and --verify re-runs rows made with the CPU kernels it computes
-with (the tool pins them: stitchup_nb.backbones.CPU_ENV)."""
+run under a lock, rows already in the CSV are skipped, and claims of processes that died lapse. A row's numbers do not
+depend on what runs beside it, and --verify re-runs current rows (stitchup_nb.evidence) made with the CPU kernels it
+computes with (the tool pins them: stitchup_nb.backbones.CPU_ENV): exactly when this machine made them, within the
+cross-machine tolerance when another did."""
 import csv, json, os, subprocess, sys, textwrap
 from pathlib import Path
 
@@ -125,19 +126,36 @@ def test_bad_options_are_named_before_anything_runs(tmp_path, args, said):
     assert not out.exists() and not Path(f'{out}.claims').exists()
 
 
-def test_verify_refuses_rows_of_other_code_other_kernels_and_typed_numbers(tmp_path):
+def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path):
+    from stitchup_nb.evidence import load_fingerprints, row_fingerprint
     out = tmp_path/'b.csv'
     row = _pinned_row()
     assert row['isa'].endswith(' pinned'), row['isa']
-    bm.append_rows(out, [dict(row, source_hash='0123456789ab')])        # made by other code
+    row['fingerprint'] = row_fingerprint(row, load_fingerprints())      # as tools/benchmark.py stamps it
+    assert row['fingerprint'], 'the quick grid\'s BCE has a committed fingerprint'
+    bm.append_rows(out, [dict(row, fingerprint='0123456789ab')])        # made by other behaviour
     p = _bench('--verify', '1', '--out', str(out))
-    assert p.returncode == 1 and 'no row of the current source hash' in p.stderr, p.stderr
-    bm.append_rows(out, [dict(row, isa='AVX512')])                      # this code, other CPU kernels: not comparable
+    assert p.returncode == 1 and 'no row whose fingerprint matches the current code' in p.stderr, p.stderr
+    bm.append_rows(out, [dict(row, isa='AVX512')])                      # this behaviour, other CPU kernels: not comparable
     p = _bench('--verify', '1', '--out', str(out))
-    assert p.returncode == 1 and 'no row of the current source made with the CPU kernels' in p.stderr, p.stderr
-    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # this code and kernels, a number it did not make
+    assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
+    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # made here: a number it did not make
     p = _bench('--verify', '1', '--out', str(out))
-    assert p.returncode == 1 and 'differ by more than 0.01' in p.stderr, p.stdout + p.stderr
+    assert p.returncode == 1 and 'differ by more than allowed' in p.stderr and 'same machine, exact' in p.stderr, p.stdout + p.stderr
+
+
+def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path):
+    from stitchup_nb.evidence import CROSS_MACHINE_TOL, load_fingerprints, row_fingerprint
+    out = tmp_path/'b.csv'
+    row = _pinned_row()
+    row.update(fingerprint=row_fingerprint(row, load_fingerprints()), machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
+    bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL / 2)])    # within: another machine's last bits
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 0 and 'cross-machine, within' in p.stdout and 'Xeon' in p.stdout, p.stdout + p.stderr
+    out.unlink()
+    bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL + .5)])   # beyond it: fails, saying which check
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 1 and 'cross-machine' in p.stderr, p.stdout + p.stderr
 
 
 def test_appending_under_another_header_is_refused(tmp_path):

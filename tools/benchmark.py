@@ -8,20 +8,36 @@
     python tools/benchmark.py --peers         # the peer methods (ASL, large-loss rejection, MixUp, ...) at every cell
     python tools/benchmark.py --plus          # beyond the paper: full_plus and each of its changes at flip 0.7 and cooc 0.5
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
-    python tools/benchmark.py --verify 3      # re-run 3 random current-hash rows; fail unless each total matches to 0.01
+    python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
+                                              # the measured cross-machine tolerance elsewhere (stitchup_nb.evidence.verify)
 
-Each row records the resolved configuration, the training source's hash, the commit, torch, the thread count and
-the CPU kernels (stitchup_nb.experiments). Runs and --verify compute with the same CPU kernels on every x86-64 machine
-(AVX2 code in ATen, oneDNN and MKL: stitchup_nb.backbones.CPU_ENV): the tool starts itself again with them set. Rows of the current source hash already in the CSV are skipped, so an interrupted grid
-picks up where it stopped, and a grid made by older code is re-run beside its rows. Each run uses --threads PyTorch
-threads (default 1: one copy per core), so a row does not depend on what runs beside it.
+Each row records the resolved configuration, the training source's hash, the commit, torch, the thread count, the
+CPU kernels, the machine (stitchup_nb.experiments) and its behaviour fingerprint (stitchup_nb.evidence: before a grid
+the tool computes the fingerprints of its methods with tools/fingerprints.py and writes them to fingerprints.json).
+Runs and --verify compute with the benchmark's CPU kernels (AVX2 code in ATen, oneDNN and MKL:
+stitchup_nb.backbones.CPU_ENV): the tool starts itself again with them set. They are exact on one machine and within
+about a point of mAP across machines; the fingerprints are exact everywhere. Rows the current code makes (their
+fingerprint matches) already in the CSV are skipped, so an interrupted grid picks up where it stopped, and a grid
+made by other behaviour is re-run beside its rows. Each run uses --threads PyTorch threads (default 1: one copy per
+core), so a row does not depend on what runs beside it.
 """
-import argparse, json, os, sys, warnings
+import argparse, json, os, subprocess, sys, warnings
 from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
-from stitchup_nb.experiments import METHODS, PLUS_BASE, PLUS_CELLS, RUNNING, append_rows, claim, grid, one_run, row_key, t_sweep, verify
+from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, verify
+from stitchup_nb.experiments import METHODS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
 from stitchup_nb.results import RESULTS, report
+
+
+def grid_fingerprints(runs, dataset, epochs, sweep) -> dict:
+    "Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid; the file's parts after it."
+    keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
+    if sweep: keys |= {behaviour_key('full', dataset, epochs, {'t': t}) for t in TS}
+    kinds = sorted({s['kind'] for _, o, s, _, _ in runs if o.get('noise_rate', s['rate']) > 0})
+    want = json.dumps({'methods': sorted(keys), 'noise': kinds, 'data': [dataset]})
+    subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2'], check=True)
+    return load_fingerprints(FINGERPRINTS)
 
 
 def main(argv=None):
@@ -57,11 +73,14 @@ def main(argv=None):
         if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
         try: res = verify(out, a.verify)
         except (ValueError, AssertionError) as e: sys.exit(f'benchmark.py --verify: {e}')
-        print(f'{len(res)} row(s) of {out} re-ran to the same total (source {RUNNING})'); return
+        print(f'{len(res)} row(s) of {out} re-ran to their totals: ' + '; '.join(sorted(set(res.check)))); return
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    current = RUNNING
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers, a.plus)]
+    dataset = 'digits-small' if a.quick else 'digits'
+    base = [(m, METHODS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
+    fps = grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] == row_fingerprint(r, fps)   # made by this behaviour
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
     # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
@@ -71,12 +90,12 @@ def main(argv=None):
         runs.sort(key=lambda r: (0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
                   else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
     key = lambda r: [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], json.dumps(r[3] or {}, sort_keys=True)]
-    print(f'training source {current}: rows of it already in {out} are skipped', flush=True)
+    print(f'rows in {out} whose fingerprint is the current code\'s are skipped', flush=True)
     # the ensemble weight t first (one training, evaluated at every t), by the copy that claims it
     if a.sweep:
         for seed in seeds:
             if claim(out, [['sweep t', seed]], lambda d: row_key(d)[:1] + row_key(d)[3:4], current) is None: continue
-            rows = list(t_sweep(seed, epochs, threads=a.threads))
+            rows = [dict(r, fingerprint=row_fingerprint(r, fps)) for r in t_sweep(seed, epochs, threads=a.threads)]
             append_rows(out, rows)
             for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
                                  f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
@@ -89,7 +108,8 @@ def main(argv=None):
     for csv_path, todo in phases:
         while (i := claim(csv_path, [key(r) for r in todo], current=current)) is not None:
             m, o, s, extra, seed = todo[i]
-            row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, 'digits-small' if a.quick else 'digits', a.threads)
+            row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, a.threads)
+            row['fingerprint'] = row_fingerprint(row, fps)
             append_rows(csv_path, [row])
             print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
                   f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)

@@ -1,7 +1,10 @@
 """The kit's test command (`make test`): every notebook through `nbdev_test`, then `pytest tests/`.
 
-Then `tools/benchmark.py --quick --verify 1` re-runs a random row of the committed quick grid
-(`nbs/experiments/results/benchmark_quick.csv`) and fails unless its total matches to 0.01 mAP.
+Then `tools/fingerprints.py --check` recomputes the behaviour fingerprints the published tables stand on
+(`nbs/experiments/results/fingerprints.json`, the same bits on every x86-64 machine) and fails if the code no longer
+makes them, and `tools/benchmark.py --quick --verify 1` re-runs a random current row of the committed quick grid
+(`nbs/experiments/results/benchmark_quick.csv`): exactly on the machine that made it, within the measured
+cross-machine tolerance on another (it says which).
 
 The notebooks run through `tools/nbtest.py`, which is nbdev_test keeping each notebook's outputs
 under `_docs/outputs/`, so that `make docs-from-tests` renders the pages without running them again.
@@ -48,10 +51,13 @@ def main(pytest_args):
     py = run([sys.executable, '-m', 'pytest', 'tests/', '-q', '-n', '2', '--dist', 'loadfile', *pytest_args])
     if py.returncode == 5: sys.exit('pytest collected no tests: that is a failure, not a pass.')
     if py.returncode != 0: sys.exit(f'pytest failed (exit {py.returncode}).')
-    # a published row re-runs to its numbers: one random row of the quick grid, made by this source
+    # the published tables stand on fingerprints the code still computes
+    fp = run([sys.executable, ROOT/'tools'/'fingerprints.py', '--check', '--jobs', '2'])
+    if fp.returncode != 0: sys.exit(f'tools/fingerprints.py --check failed (exit {fp.returncode}).')
+    # a published row re-runs to its numbers: one random current row of the quick grid
     ver = run([sys.executable, ROOT/'tools'/'benchmark.py', '--quick', '--verify', '1'])
     if ver.returncode != 0: sys.exit(f'benchmark.py --quick --verify 1 failed (exit {ver.returncode}).')
-    print(f'All tests passed: {done} notebooks, pytest ok, a quick-grid row re-ran to its numbers.')
+    print(f'All tests passed: {done} notebooks, pytest ok, the fingerprints match the code, a quick-grid row re-ran to its numbers.')
 
 
 if __name__ == '__main__': main(sys.argv[1:])

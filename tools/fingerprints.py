@@ -1,0 +1,107 @@
+"""Behaviour fingerprints of the benchmark's rows (stitchup_nb.evidence, nbs/12a_evidence.ipynb).
+
+    python tools/fingerprints.py --check          # CI: recompute every part of fingerprints.json; fail if one changed
+    python tools/fingerprints.py --update         # after a change of behaviour: recompute every part and write the file
+    python tools/fingerprints.py --status         # how many rows of each CSV the current code makes
+    python tools/fingerprints.py --adopt FILE --source HASH   # parts computed by the code of source HASH: stamp its rows
+
+A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
+describes the code. The parts are computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it),
+which gives the same bits on every x86-64 machine with AVX2; --jobs N probes N keys at once.
+"""
+import argparse, csv, json, multiprocessing, os, sys, warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints,
+                                  load_fingerprints, merge_fingerprints, row_fingerprint)
+from stitchup_nb.experiments import FIELDS, upgrade_csv
+
+
+def _one(key):
+    warnings.filterwarnings('ignore')
+    return key, fingerprints([key], pretrain=False)['methods'][key]
+
+
+def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
+    "Every part, the method keys over `jobs` processes (each inherits FP_ENV)."
+    fps = fingerprints((), kinds, datasets, pretrain=True, log=log)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as ex:    # fresh processes: no forked torch
+        for key, fp in ex.map(_one, sorted(keys)):
+            fps['methods'][key] = fp; log(f'{key}: {fp}')
+    return fps
+
+
+def parts_of(fps) -> tuple:
+    return sorted(fps.get('methods', {})), sorted(fps.get('noise', {})), sorted(fps.get('data', {}))
+
+
+def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
+
+
+def read(f): return pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_hash': str, 'commit': str,
+                                          'machine': str, 'fingerprint': str})
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed')
+    g.add_argument('--update', action='store_true', help='recompute every part of the file and write it')
+    g.add_argument('--status', action='store_true', help='current rows per CSV')
+    g.add_argument('--adopt', metavar='FILE', help='a fingerprints file computed by the code of --source')
+    g.add_argument('--add', metavar='JSON', help='compute these parts ({"methods": [keys], "noise": [kinds], "data": [presets]}) '
+                   'and the pretraining, and write them into the file (tools/benchmark.py does, before a grid)')
+    ap.add_argument('--source', help='with --adopt: the source hash whose rows FILE describes')
+    ap.add_argument('--file', default=str(FINGERPRINTS), help=f'the fingerprints file (default {FINGERPRINTS})')
+    ap.add_argument('--jobs', type=int, default=1, help='probe runs at once (one thread each)')
+    a = ap.parse_args(argv)
+    if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
+    if a.adopt and not a.source: ap.error('--adopt FILE needs --source HASH (the source that computed FILE and made the rows)')
+    if a.source and not a.adopt: ap.error('--source goes with --adopt')
+    path = Path(a.file)
+    if a.add:
+        try: want = json.loads(a.add); keys, kinds, datasets = (list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
+        except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
+    if (a.check or a.update) and not path.is_file(): ap.error(f'--file {path} does not exist')
+    if a.status:
+        fps = load_fingerprints(path)
+        for f in csvs(path.parent):
+            df = read(f); print(f'{f.name}: {int(current_mask(df, fps).sum())} of {len(df)} rows current')
+        return
+    if a.adopt:
+        fps = json.loads(Path(a.adopt).read_text())
+        for f in csvs(path.parent):
+            upgrade_csv(f)                                   # the machine and fingerprint columns, every row's text kept
+            with open(f, newline='') as fh: rows = list(csv.DictReader(fh))
+            mine = [r for r in rows if r['source_hash'] == a.source]
+            for r in mine: r['fingerprint'] = row_fingerprint(r, fps) or ''
+            with open(f, 'w', newline='') as fh:
+                w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
+            print(f'{f.name}: {len(mine)} rows of source {a.source} stamped')
+        path.write_text(json.dumps(merge_fingerprints({}, fps), indent=1) + '\n')
+        print(f'wrote {path}'); return
+    if any(os.environ.get(k) != v for k, v in FP_ENV.items()):     # torch has computed nothing yet: start again with FP_ENV
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
+    warnings.filterwarnings('ignore')
+    old = load_fingerprints(path)
+    if not a.add: keys, kinds, datasets = parts_of(old)
+    print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
+          f'({a.jobs} at once)', flush=True)
+    new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
+    changed = diff_fingerprints(old, new)
+    if a.update or a.add:
+        path.write_text(json.dumps(merge_fingerprints(old, new), indent=1) + '\n')
+        print(f'wrote {path}: {len(changed)} part(s) new or changed' + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
+        return
+    if changed:
+        sys.exit(f'{path}: {len(changed)} fingerprint(s) no longer match the code, so the tables built on them would show '
+                 'numbers this code does not make:\n' + '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in changed)
+                 + '\nIf the change of behaviour is meant: python tools/fingerprints.py --update (the rows of the old '
+                 'behaviour leave the tables), then re-run their grids with tools/benchmark.py.')
+    print(f'{path}: every fingerprint matches the code ({len(keys)} methods, {len(kinds)} noise kinds, {len(datasets)} data sets, the pretraining)')
+
+
+if __name__ == '__main__': main()
