@@ -14,9 +14,10 @@ from .experiments import CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORD
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
-__all__ = ['GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_table',
-           'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group', 'run_costs',
-           't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'report']
+__all__ = ['GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
+           'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
+           'per_group', 'run_costs', 't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown',
+           'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 GROUPS = ['total', 'head', 'medium', 'tail']
@@ -68,11 +69,27 @@ def cells_table(res:pd.DataFrame, col:str='total', methods=None) -> pd.DataFrame
     t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
     return t.reindex([m for m in (methods or METHODS) if m in t.index])
 
+def paired_ci(v, level:float=.95) -> tuple:
+    """`(mean, low, high)`: the mean of paired differences `v` (one per seed) and its `level` interval, Student's t over
+    the seeds (NaN bounds below two seeds). With three seeds t is 4.3: an interval is wide unless the seeds agree."""
+    from scipy import stats
+    v = np.asarray(v, dtype=float)
+    m = v.mean()
+    if len(v) < 2: return m, np.nan, np.nan
+    h = stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return m, m - h, m + h
+
+def paired_text(v) -> str:
+    "'mean [95% interval] (seeds ahead/seeds compared)' of paired differences `v`."
+    m, lo, hi = paired_ci(v)
+    return f'{m:+.1f}' + (f' [{lo:+.1f}, {hi:+.1f}]' if lo == lo else '') + f' ({(np.asarray(v) > 0).sum()}/{len(v)})'
+
 def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|None=None,
                  text:bool=True,   # False: the mean differences as numbers (NaN where not run)
+                 stat:int=0,       # with text=False: 0 the mean, 1 the low and 2 the high end of its 95% interval
                 ) -> pd.DataFrame:
     """Per noisy cell, each method's `col` minus `base`'s on the same seed (the same noise draw and training seed):
-    'mean difference (seeds ahead/seeds compared)'. Seeds move mAP by several points together for every method,
+    'mean difference [95% interval] (seeds ahead/seeds compared)' (`paired_text`). Seeds move mAP by several points together for every method,
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
     compares other pairs."""
     d = res[res.rate > 0].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
@@ -81,7 +98,7 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|N
     for row, (m, b) in pairs.items():
         if m not in d or b not in d: continue
         g = (d[m] - d[b]).dropna().groupby(level=['kind', 'rate'])
-        out[row] = {c: (f'{v.mean():+.1f} ({(v > 0).sum()}/{len(v)})' if text else v.mean()) for c, v in g}
+        out[row] = {c: (paired_text(v) if text else paired_ci(v)[stat]) for c, v in g}
     t = pd.DataFrame(out).T
     return (_by_cell(t).fillna('–') if text else _by_cell(t)) if len(t) else t
 
@@ -116,14 +133,16 @@ def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
 
 def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=GROUPS[1:]) -> pd.DataFrame:
     """Where each leaderboard method gains or loses against `base`, group by group: per cell, the paired mean
-    difference in head / medium / tail mAP (same seed), as 'head / medium / tail'."""
+    difference in head / medium / tail mAP (same seed), as 'head / medium / tail', a '*' where the difference's 95%
+    interval over the seeds excludes 0."""
     both = _board(res, peers)
     pairs = {m: (m, base) for m in LEADERBOARD if m != base}
-    diffs = [paired_table(both, col=g, pairs=pairs, text=False) for g in groups]
+    stats = [[paired_table(both, col=g, pairs=pairs, text=False, stat=s) for s in range(3)] for g in groups]
+    diffs = [s[0] for s in stats]
     if not len(diffs[0]): return diffs[0]
-    txt = lambda t: t.map(lambda v: f'{v:+.1f}')
-    out = txt(diffs[0])
-    for d in diffs[1:]: out = out + ' / ' + txt(d)
+    txt = lambda m, lo, hi: m.map(lambda v: f'{v:+.1f}') + ((lo > 0) | (hi < 0)).map(lambda x: '*' if x else '')
+    out = txt(*stats[0])
+    for s in stats[1:]: out = out + ' / ' + txt(*s)
     return out.where(diffs[0].notna(), '–')      # a cell the method has not run
 
 PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the candidate changes kept as options
@@ -169,8 +188,9 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     return out.assign(**{'best t': out.idxmax(axis=1)}).join(g.size().rename('seeds'))
 
 # %% ../nbs/13_results.ipynb #b9497b86
-def pick_table(res:pd.DataFrame, methods=None, col:str='total') -> pd.DataFrame:
-    "Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, and the paired lead."
+def pick_table(res:pd.DataFrame, methods=None, col:str='total', level:float=.95) -> pd.DataFrame:
+    """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the paired lead
+    with its `level` interval, and the pick: the best, when the interval of its lead lies above 0; else 'tie'."""
     methods = [m for m in (methods or METHODS) if m in set(res.method)]
     d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
@@ -180,8 +200,9 @@ def pick_table(res:pd.DataFrame, methods=None, col:str='total') -> pd.DataFrame:
         mean = g.mean().sort_values(ascending=False)
         first, second = mean.index[:2]
         lead = g[first] - g[second]
-        out[(kind, rate)] = {'seeds': len(g), 'pick': first, col: round(mean.iloc[0], 1), 'runner-up': second,
-                                   'lead': f'{lead.mean():+.1f} ({(lead > 0).sum()}/{len(lead)})'}
+        low = paired_ci(lead, level)[1]
+        out[(kind, rate)] = {'seeds': len(g), 'pick': first if low > 0 else 'tie', 'best mean': first,
+                             col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead)}
     return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
 # %% ../nbs/13_results.ipynb #a67e89e1
@@ -272,20 +293,22 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     if len(res[res.rate > 0]):
         md += ['', 'Total mAP at every noise cell (mean ± std over 3 seeds; "(n)": n seeds so far):', '',
                markdown(cells_table(res).rename_axis('method')),
-               '', "Total mAP minus BCE's on the same seed, mean (seeds ahead / seeds compared):", '',
+               '', "Total mAP minus BCE's on the same seed: mean [95% interval over the seeds, Student's t] (seeds ahead / seeds compared):", '',
                markdown(paired_table(res).rename_axis('method')),
                '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell'
                + (' (the peers of `--peers` among them)' if len(peers) else '') +
-               ', the runner-up, and the lead paired by seed (seeds ahead / compared):', '',
+               ', the runner-up, and the lead paired by seed [95% interval] (seeds ahead / compared). The pick is the best '
+               'only where the whole interval of its lead is above 0; elsewhere the cell is a tie:', '',
                markdown(pick_table(pd.concat([res, peers]), methods=[*METHODS, *PEERS]).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
     if len(peers) and len(res):
         levels, vs_bce, vs_full = leaderboard(res, peers)
         md += ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
-               markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed (seeds ahead / compared):', '',
-               markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed:', '',
+               markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
+               markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
                markdown(vs_full.rename_axis('method')), '',
-               'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean:',
+               'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
+               '(* where its 95% interval over the seeds excludes 0):',
                '', markdown(group_gaps(res, peers).rename_axis('method')), '',
                'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
                '', markdown(run_costs(res, peers).rename_axis('method'))]
@@ -294,14 +317,14 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
         t = plus_tables(res, plus)
         md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
                'to BCE; total mAP:', '', markdown(t['levels'].rename_axis('method')),
-               '', 'Minus BCE on the same seed (seeds ahead / compared):', '', markdown(t['vs_bce'].rename_axis('method')),
-               '', 'Minus the full method on the same seed:', '', markdown(t['vs_full'].rename_axis('method')),
+               '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '', markdown(t['vs_bce'].rename_axis('method')),
+               '', 'Minus the full method on the same seed [95% interval]:', '', markdown(t['vs_full'].rename_axis('method')),
                '', "Training labels the final branch pair's correctors fix and break (mean over seeds):", '',
                markdown(t['fixes'].rename_axis('method'))]
     if len(fac) and len(res):
         levels, effect = factorial_tables(res, fac)
         md += ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),
-               '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed):", '',
+               '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed) [95% interval]:", '',
                markdown(effect.rename_axis('pairing'))]
     if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw, res)
     for name in FIGURES:

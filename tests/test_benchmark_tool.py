@@ -74,10 +74,10 @@ def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
     res = rows[~rows.method.isin(bm.FACTORIAL)]
     levels, effect = results.factorial_tables(res, fac)
     assert list(effect.columns) == ['flip 0.3', 'flip 0.7']                    # only the cells the factorial ran
-    assert effect.loc['random sampling, BCE (reference)', 'flip 0.7'] == '-3.0 (0/3)'
-    assert effect.loc['random sampling, DB-Focal', 'flip 0.7'] == '-2.0 (0/3)'
-    assert effect.loc['class-aware sampling, BCE', 'flip 0.7'] == '+3.0 (3/3)'
-    assert effect.loc['class-aware sampling, DB-Focal (reference)', 'flip 0.3'] == '+2.0 (3/3)'
+    assert effect.loc['random sampling, BCE (reference)', 'flip 0.7'] == '-3.0 [-3.0, -3.0] (0/3)'
+    assert effect.loc['random sampling, DB-Focal', 'flip 0.7'] == '-2.0 [-2.0, -2.0] (0/3)'
+    assert effect.loc['class-aware sampling, BCE', 'flip 0.7'] == '+3.0 [+3.0, +3.0] (3/3)'
+    assert effect.loc['class-aware sampling, DB-Focal (reference)', 'flip 0.3'] == '+2.0 [+2.0, +2.0] (3/3)'
     assert levels.loc['BCE, class-aware', 'flip 0.7'] == '36.0 ± 1.0' and len(levels) == 8
 
 
