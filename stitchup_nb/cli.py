@@ -394,7 +394,8 @@ def _check_noise_out(path:Path, src:str):
     "Refuse an `--out` in an appendix folder: a run reading that folder would take a file named like class_freq_0.3noise.pkl for the official labels."
     holds_split = lambda d: any((d/f).is_file() for f in ('class_split.pkl', 'class_freq.pkl'))
     s = Path(src)
-    apps = [d.resolve() for d in ([s] if s.is_dir() else [s.parent] if s.is_file() else []) if holds_split(d)]
+    # the source's appendix folder: the folder given, or a class_freq.pkl's folder when it holds the class split beside it
+    apps = [d.resolve() for d in ([s] if s.is_dir() else [s.parent] if s.is_file() and (s.parent/'class_split.pkl').is_file() else [])]
     inside = next((d for d in apps if path.resolve().is_relative_to(d)), None)
     official = re.fullmatch(r'class_freq_.*noise\.pkl', path.name) and holds_split(path.parent)
     if inside or official:

@@ -126,6 +126,7 @@ SOURCES = sorted(PKG.glob('*.py'))
 UNSAFE = {'os.system', 'os.popen', 'eval', 'exec', 'pickle.load', 'pickle.loads', 'pickle.Unpickler', 'marshal.loads',
           'shelve.open'}
 UNSAFE_PREFIXES = ('subprocess.', 'os.exec', 'os.spawn', 'torch.hub.')
+SAFE = {'torch.hub.get_dir'}      # a path, read to say where torchvision keeps downloaded weights (backbones.resnet_body offline)
 
 
 @pytest.mark.parametrize('src', SOURCES, ids=[p.name for p in SOURCES])
@@ -136,7 +137,7 @@ def test_package_runs_no_shell_and_loads_only_plain_data(src):
     assert not imports & {'subprocess', 'pty', 'shlex', 'marshal', 'shelve', 'dill', 'joblib'}, imports
     for name, call in _calls(tree):
         where = f'{src.name}:{call.lineno}: {name}(...)'
-        assert name not in UNSAFE and not name.startswith(UNSAFE_PREFIXES), where
+        assert name in SAFE or (name not in UNSAFE and not name.startswith(UNSAFE_PREFIXES)), where
         assert not any(k.arg == 'allow_pickle' for k in call.keywords), where
         assert not any(k.arg == 'shell' for k in call.keywords), where
         if name == 'torch.load':
