@@ -4,20 +4,23 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import contextlib, errno, io, json, math, os, pickle, re, secrets, stat, warnings
+import contextlib, errno, hashlib, io, json, math, os, pickle, re, secrets, stat, time, warnings
+from concurrent.futures import ThreadPoolExecutor
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
 __all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'atomic_write',
-           'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'LabelledSet', 'read_ids', 'voc_set',
-           'coco_set', 'read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt',
-           'coco_mlt', 'pareto_targets', 'longtail_subset']
+           'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'image_cache_dir', 'decode_workers',
+           'decode_images', 'decode_key', 'decoded_images', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set',
+           'read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt',
+           'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -195,6 +198,104 @@ def load_image(path, size:int|None=None) -> np.ndarray:
         raise OSError(f'{path}: cannot decode image ({e}); re-download it, or read the set with '
                       "on_bad='skip' to drop it with a warning") from None
 
+# %% ../nbs/00_data.ipynb #d3c0de02
+_DECODE_VERSION = 1     # bump when `load_image`'s pixels change: old cache entries then go unused
+
+def image_cache_dir() -> Path:
+    "Where decoded image sets are kept: `decoded/` in the kit's cache folder ($STITCHUP_CACHE, the checkout's data/cache, or ~/.cache/stitchup_nb)."
+    if os.environ.get('STITCHUP_CACHE'): p = Path(os.environ['STITCHUP_CACHE'])
+    else:
+        repo = Path(__file__).resolve().parents[1] if '__file__' in globals() else Path.cwd().parent
+        p = repo/'data'/'cache' if (repo/'settings.ini').exists() else Path.home()/'.cache'/'stitchup_nb'
+    return p/'decoded'
+
+def decode_workers(workers:int|None=None) -> int:
+    "`workers` if given, else the number of cores this process may use (at least 1)."
+    if workers: return max(1, int(workers))
+    try: return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError: return os.cpu_count() or 1
+
+def decode_images(paths,                  # image files
+                  size:int|None=None,     # resize each to size×size, as `load_image`; None: only check that they decode
+                  on_bad:str='error',     # an unreadable image: 'error' stops naming it (the first in order), 'skip' lists it
+                  workers:int|None=None,  # threads; None: every core this process may use; 1: one after another
+                  name:str='',            # shown on the progress bar
+                 ) -> tuple:
+    "Decode `paths` on `workers` threads: (N×size×size×3 uint8 array in `paths`' order, or None; indices that failed)."
+    if on_bad not in ('error', 'skip'): raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
+    paths = list(paths)
+    arr = None if size is None else np.empty((len(paths), size, size, 3), np.uint8)
+    def one(i):
+        try: im = load_image(paths[i], size)
+        except OSError as e: return e
+        if arr is not None: arr[i] = im
+    n, bad = decode_workers(workers), []
+    pb = progress_bar(range(len(paths))); pb.comment = f'decoding {name or "images"}'
+    ex = ThreadPoolExecutor(n) if n > 1 and len(paths) > 1 else None
+    try:
+        for i, err in zip(pb, ex.map(one, range(len(paths))) if ex else map(one, range(len(paths)))):
+            if err is None: continue
+            if on_bad == 'error': raise err
+            bad.append(i)
+    finally:
+        if ex: ex.shutdown(wait=True, cancel_futures=True)
+    return arr, bad
+
+def _stat(p) -> str:
+    try: st = os.stat(p); return f'{st.st_size}:{st.st_mtime_ns}'
+    except OSError: return 'missing'
+
+def decode_key(paths, size:int) -> str:
+    "The cache key of `paths` decoded at `size`: the files (absolute), each one's size and mtime, the size, Pillow's version."
+    h = hashlib.sha256(json.dumps([_DECODE_VERSION, PIL.__version__, int(size)]).encode())
+    for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p)}\n'.encode())
+    return h.hexdigest()[:32]
+
+def _tidy_cache(folder:Path, max_age:float=3600.):
+    "Remove the kit's temporary files in `folder` older than `max_age` seconds, and entries whose first image is gone."
+    now = time.time()
+    for t in [*folder.glob('*.npy.*.tmp'), *folder.glob('*.json.*.tmp')]:
+        with contextlib.suppress(OSError):
+            if now - t.stat().st_mtime > max_age: t.unlink()
+    for m in folder.glob('*.json'):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            first = json.loads(m.read_text())['first']
+            if first and not Path(first).exists():
+                m.with_suffix('.npy').unlink(missing_ok=True); m.unlink()
+
+def _read_cached(npy:Path, meta:Path, n:int, size:int):
+    "The cached (array, bad) if both files are there and agree with `n` and `size`; else None."
+    try:
+        m = json.loads(meta.read_text())
+        arr = np.load(npy, mmap_mode='r')
+        if arr.shape != (n, size, size, 3) or arr.dtype != np.uint8 or m.get('n') != n: return None
+        return arr, [int(i) for i in m['bad']]
+    except (OSError, ValueError, KeyError, TypeError): return None
+
+def decoded_images(paths,                 # image files
+                   size:int,              # decode to size×size
+                   on_bad:str='error',    # as in `decode_images`
+                   workers:int|None=None, # as in `decode_images`
+                   cache=True,            # True: keep the decoded set in `image_cache_dir()`; a folder: there; False: no cache
+                   name:str='',           # shown on the progress bar
+                  ) -> tuple:
+    "`decode_images(paths, size)` through a cache on disk: a second call on unchanged files memory-maps the same pixels."
+    if not cache: return decode_images(paths, size, on_bad, workers, name)
+    paths = list(paths)
+    folder = image_cache_dir() if cache is True else Path(cache)
+    key = decode_key(paths, size)
+    npy, meta = folder/f'{key}.npy', folder/f'{key}.json'
+    if (hit := _read_cached(npy, meta, len(paths), size)) is not None and not (hit[1] and on_bad == 'error'):
+        return hit
+    arr, bad = decode_images(paths, size, on_bad, workers, name)
+    try:
+        folder.mkdir(parents=True, exist_ok=True); _tidy_cache(folder)
+        atomic_write(npy, lambda f: np.save(f, arr))     # the array first: the meta file says "complete"
+        atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
+                                                         'first': str(os.path.abspath(paths[0])) if paths else ''}).encode()))
+    except OSError as e: warnings.warn(f'could not keep the decoded images in {folder} ({e}); they are decoded again next time')
+    return arr, bad
+
 # %% ../nbs/00_data.ipynb #94b16d25
 @dataclass
 class LabelledSet:
@@ -237,29 +338,19 @@ class LabelledSet:
 
     def cached(self, size:int,          # decode to size×size
                on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it (and its labels) with a warning
+               workers:int|None=None,   # decoding threads; None: every core this process may use
+               cache=False,             # True: keep the decoded images on disk (`decoded_images`); a folder: there
               ) -> LabelledSet:
-        "Decode every image once at `size`×`size` into memory (a progress bar shows the work)."
+        "Decode every image once at `size`×`size` into memory, on all cores (a progress bar shows the work)."
         if self.in_memory: return self
-        arr, bad = self._decode(size, on_bad)
+        arr, bad = decoded_images(self.items, size, on_bad, workers, cache, self.name)
         return replace(self._drop(bad), items=np.delete(arr, bad, 0) if bad else arr)
 
     def check_images(self, on_bad:str='error', # as in `cached`
+                     workers:int|None=None,   # as in `cached`
                     ) -> LabelledSet:
         "Decode every image once, keeping them on disk, so unreadable ones show up before training."
-        return self if self.in_memory else self._drop(self._decode(None, on_bad)[1])
-
-    def _decode(self, size, on_bad):
-        "Decode every image (kept only when `size` is given); return the array and the indices that failed."
-        if on_bad not in ('error', 'skip'): raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
-        arr, bad = None if size is None else np.empty((len(self), size, size, 3), np.uint8), []
-        pb = progress_bar(range(len(self))); pb.comment = f'decoding {self.name or "images"}'
-        for i in pb:
-            try: im = load_image(self.items[i], size)
-            except OSError:
-                if on_bad == 'error': raise
-                bad.append(i); continue
-            if arr is not None: arr[i] = im
-        return arr, bad
+        return self if self.in_memory else self._drop(decode_images(self.items, None, on_bad, workers, self.name)[1])
 
     def _drop(self, bad):
         "Drop images `bad` with their label rows and ids, warning with their count: never silently."
@@ -335,19 +426,19 @@ def _voc_labels(xml:Path, id_:str) -> np.ndarray:
         raise ValueError(f'{xml}: unknown class {unknown}; VOC classes are {", ".join(VOC_CLASSES)}')
     return np.isin(VOC_CLASSES, names).astype(np.uint8)
 
-def _load(s:LabelledSet, size, on_bad) -> LabelledSet:
-    "Cache `s` at `size`, or keep it on disk (checked first when bad images are to be skipped)."
-    if size: return s.cached(size, on_bad)
+def _load(s:LabelledSet, size, on_bad, cache=False) -> LabelledSet:
+    "Cache `s` at `size` (on disk too unless `cache` is False), or keep it on disk (checked first when bad images are to be skipped)."
+    if size: return s.cached(size, on_bad, cache=cache)
     return s.check_images(on_bad) if on_bad == 'skip' else s
 
-def _reader_set(items, labels, classes, ids, groups, name, size, on_bad) -> LabelledSet:
+def _reader_set(items, labels, classes, ids, groups, name, size, on_bad, cache=False) -> LabelledSet:
     "What a reader returns, once every id has its image file; warns about images without objects."
     if missing := [i for i, p in enumerate(items) if not p.is_file()]:
         raise FileNotFoundError(f'{items[missing[0]]}: no image for id {ids[missing[0]]!r} '
                                 f'({len(missing)} of {len(ids)} ids lack their image)')
     if len(empty := np.flatnonzero(labels.sum(1) == 0)):
         warnings.warn(f'{name}: {len(empty)} of {len(ids)} images have no objects: all-zero label rows (e.g. id {ids[empty[0]]})')
-    return _load(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad)
+    return _load(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad, cache)
 
 def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevkit/VOC2012
             ids='trainval',          # an ImageSets/Main name ('test'), a list of ids, or an id file (img_id.txt)
@@ -355,6 +446,7 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
             groups:dict|None=None,   # head/medium/tail class indices; None: from these images' counts
             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
             name:str='',             # e.g. 'VOC-MLT train'
+            cache=False,             # with `size`: True keeps the decoded images in `image_cache_dir()` (a folder: there)
            ) -> LabelledSet:
     "Image-level labels from a VOC year folder: each object (difficult ones too) makes its class positive."
     root = _need(root, 'VOC year folder', _VOC_LAYOUT)
@@ -364,7 +456,7 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
     ids = read_ids(ids) if isinstance(ids, (str, Path)) else [str(i) for i in ids]
     labels = np.stack([_voc_labels(root/'Annotations'/f'{i}.xml', i) for i in ids])
     return _reader_set([root/'JPEGImages'/f'{i}.jpg' for i in ids], labels, list(VOC_CLASSES), ids, groups,
-                       name or f'{root.name} ({len(ids)} images)', size, on_bad)
+                       name or f'{root.name} ({len(ids)} images)', size, on_bad, cache)
 
 # %% ../nbs/00_data.ipynb #ad262de7
 _COCO_LAYOUT = 'an instances JSON such as data/coco/annotations/instances_train2017.json and its images (data/coco/train2017)'
@@ -432,6 +524,7 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
              on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
              crowd:bool=True,         # count `iscrowd` annotations as positives (the reference does)
              name:str='',             # e.g. 'COCO-MLT test'
+             cache=False,             # with `size`: True keeps the decoded images in `image_cache_dir()` (a folder: there)
             ) -> LabelledSet:
     "Image-level labels from a COCO instances file: the classes of its countable annotations."
     coco, img_dir = _coco(ann_file), _need(img_dir, 'COCO image folder', _COCO_LAYOUT)
@@ -444,7 +537,7 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
     for r, i in enumerate(ids): labels[r, [col[a['category_id']] for a in coco.imgToAnns[i] if _countable(a, crowd)]] = 1
     return _reader_set([img_dir/coco.imgs[i]['file_name'] for i in ids], labels,
                        [c['name'] for c in coco.loadCats(list(col))], ids, groups,
-                       name or f'{img_dir.name} ({len(ids)} images)', size, on_bad)
+                       name or f'{img_dir.name} ({len(ids)} images)', size, on_bad, cache)
 
 # %% ../nbs/00_data.ipynb #445d98f2
 def _bounded(x, path, key:str, ndim:int, limit:int) -> np.ndarray:
@@ -554,25 +647,27 @@ def voc_mlt(root='data/voc/VOCdevkit',                          # holds VOC2007/
             size:int|None=224,       # training (and test) image size; None: decode lazily
             cache_test:bool=True,    # also cache the 4,952 test images (about 0.75 GB at 224)
             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+            cache=True,              # keep the decoded images in `image_cache_dir()` (a folder: there; False: decode every time)
            ) -> tuple:
     "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
     app = read_appendix(appendix)
     train = check_appendix(voc_set(Path(root)/'VOC2012', app.ids, groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
-    return _load(train, size, on_bad), _load(test, size if cache_test else None, on_bad)
+    return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
 
 def coco_mlt(root='data/coco',                                  # holds train2017/, val2017/, annotations/
              appendix='data/appendix/coco/longtail2017',        # the official COCO-MLT split files
              size:int|None=224,      # training (and test) image size; None: decode lazily
              cache_test:bool=True,   # also cache the 5,000 test images (about 0.75 GB at 224)
              on_bad:str='error',     # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+             cache=True,             # keep the decoded images in `image_cache_dir()` (a folder: there; False: decode every time)
             ) -> tuple:
     "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
     app, ann = read_appendix(appendix), Path(root)/'annotations'
     train = coco_set(ann/'instances_train2017.json', Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
     train = check_appendix(train, app)
     test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test')
-    return _load(train, size, on_bad), _load(test, size if cache_test else None, on_bad)
+    return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
 
 # %% ../nbs/00_data.ipynb #cd5740fd
 def pareto_targets(n_classes:int, n_max:int, n_min:int, power:float=6.) -> np.ndarray:

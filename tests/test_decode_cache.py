@@ -1,0 +1,151 @@
+"""Parallel decoding and the decoded-image cache (issue 28): the same uint8 pixels in the same order whether
+decoded one after another, on threads, or read back from the cache; a changed file invalidates its entry; two
+processes filling one entry at once both succeed and agree."""
+import os, subprocess, sys, textwrap, time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stitchup_nb import data
+from stitchup_nb.data import decode_images, decode_key, decoded_images, image_cache_dir, load_image, voc_set
+from stitchup_nb.fixtures import make_voc, write_jpeg
+
+
+@pytest.fixture
+def files(tmp_path):
+    "JPEGs of several shapes, plus a greyscale PNG and a CMYK JPEG (other decode paths)."
+    fs = [write_jpeg(tmp_path/'img'/f'{i}.jpg', seed=i, size=(50 + 7 * i, 37 + 3 * i)) for i in range(10)]
+    Image.fromarray(np.arange(40 * 30, dtype=np.uint8).reshape(30, 40)).save(tmp_path/'img'/'grey.png')
+    Image.new('CMYK', (45, 33), (10, 200, 30, 5)).save(tmp_path/'img'/'cmyk.jpg')
+    return fs + [tmp_path/'img'/'grey.png', tmp_path/'img'/'cmyk.jpg']
+
+
+def reference(files, size):
+    "Today's decode: one file after another with `load_image`."
+    return np.stack([load_image(f, size) for f in files])
+
+
+def test_parallel_and_cached_pixels_are_exactly_the_sequential_ones(files, tmp_path):
+    ref = reference(files, 24)
+    for workers in (1, 2, 5):
+        arr, bad = decode_images(files, 24, workers=workers)
+        assert bad == [] and arr.dtype == np.uint8 and np.array_equal(arr, ref)
+    cold, _ = decoded_images(files, 24, cache=tmp_path/'c')
+    warm, bad = decoded_images(files, 24, cache=tmp_path/'c')
+    assert np.array_equal(cold, ref) and np.array_equal(warm, ref) and bad == []
+    assert isinstance(warm, np.memmap) and warm.dtype == np.uint8 and not warm.flags.writeable
+    assert sorted(p.suffix for p in (tmp_path/'c').iterdir()) == ['.json', '.npy']
+
+
+def test_readers_give_the_same_pixels_with_and_without_the_cache(tmp_path):
+    fx = make_voc(tmp_path, n2012=9, n2007=4)
+    root = fx['root']/'VOC2012'
+    plain = voc_set(root, size=32)
+    first = voc_set(root, size=32, cache=tmp_path/'c')
+    second = voc_set(root, size=32, cache=tmp_path/'c')
+    for s in (first, second): np.testing.assert_array_equal(np.asarray(s.items), plain.items)
+    assert isinstance(second.items, np.memmap)
+    assert np.array_equal(plain.items, reference([root/'JPEGImages'/f'{i}.jpg' for i in plain.ids], 32))
+
+
+def count_decodes(monkeypatch):
+    calls = []
+    real = data.load_image
+    monkeypatch.setattr(data, 'load_image', lambda p, size=None: calls.append(p) or real(p, size))
+    return calls
+
+
+def test_a_second_load_decodes_nothing_and_a_changed_file_invalidates(files, tmp_path, monkeypatch):
+    calls = count_decodes(monkeypatch)
+    decoded_images(files, 16, cache=tmp_path/'c'); assert len(calls) == len(files)
+    decoded_images(files, 16, cache=tmp_path/'c'); assert len(calls) == len(files)      # read from the cache
+    key = decode_key(files, 16)
+    st = os.stat(files[3])
+    os.utime(files[3], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))                      # mtime only
+    assert decode_key(files, 16) != key
+    decoded_images(files, 16, cache=tmp_path/'c'); assert len(calls) == 2 * len(files)
+    # new content, same mtime, other size: new key, and the new pixels (never the stale ones)
+    st = os.stat(files[5])
+    write_jpeg(files[5], seed=99, size=(61, 44)); os.utime(files[5], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(files[5]).st_size != st.st_size
+    arr, _ = decoded_images(files, 16, cache=tmp_path/'c')
+    assert np.array_equal(arr, reference(files, 16))
+    assert decode_key(files, 16) != decode_key(files, 17) and decode_key(files, 16) != decode_key(files[::-1], 16)
+
+
+def test_unreadable_images_are_remembered_and_still_stop_an_error_run(files, tmp_path):
+    broken = tmp_path/'img'/'broken.jpg'; broken.write_bytes(b'\xff\xd8not a jpeg')
+    fs = files[:3] + [broken] + files[3:]
+    with pytest.raises(OSError, match='broken.jpg'): decode_images(fs, 16, workers=3)
+    arr, bad = decoded_images(fs, 16, on_bad='skip', cache=tmp_path/'c')
+    arr2, bad2 = decoded_images(fs, 16, on_bad='skip', cache=tmp_path/'c')
+    assert bad == bad2 == [3] and isinstance(arr2, np.memmap)
+    keep = [0, 1, 2, *range(4, len(fs))]
+    assert np.array_equal(arr[keep], reference(files, 16)) and np.array_equal(arr2[keep], arr[keep])
+    with pytest.raises(OSError, match='broken.jpg'): decoded_images(fs, 16, cache=tmp_path/'c')
+
+
+def test_the_first_bad_image_in_order_is_the_one_named(tmp_path):
+    fs = [write_jpeg(tmp_path/f'{i}.jpg', seed=i) for i in range(8)]
+    for i in (2, 6): fs[i].write_bytes(b'junk')
+    for _ in range(5):
+        with pytest.raises(OSError, match=r'2\.jpg'): decode_images(fs, 8, workers=4)
+
+
+def test_stale_temporary_files_are_cleaned_when_writing(files, tmp_path):
+    c = tmp_path/'c'; c.mkdir()
+    old, fresh, other = c/'abc.npy.0123456789ab.tmp', c/'abd.npy.0123456789ac.tmp', c/'notes.tmp'
+    for p in (old, fresh, other): p.write_bytes(b'x')
+    two_hours_ago = time.time() - 7200
+    for p in (old, other): os.utime(p, (two_hours_ago, two_hours_ago))
+    decoded_images(files, 8, cache=c)
+    assert not old.exists() and fresh.exists() and other.exists()      # only the kit's own, only old ones
+
+
+def test_entries_of_deleted_images_are_removed_when_writing(tmp_path):
+    gone = [write_jpeg(tmp_path/'gone'/f'{i}.jpg', seed=i) for i in range(3)]
+    decoded_images(gone, 8, cache=tmp_path/'c')
+    for f in gone: f.unlink()
+    kept = [write_jpeg(tmp_path/'kept'/f'{i}.jpg', seed=i) for i in range(3)]
+    decoded_images(kept, 8, cache=tmp_path/'c')
+    assert sorted(p.name for p in (tmp_path/'c').iterdir()) == sorted(f'{decode_key(kept, 8)}{e}' for e in ('.json', '.npy'))
+
+
+def test_the_cache_folder_is_the_kits(tmp_path, monkeypatch):
+    from stitchup_nb.digits import cache_dir
+    monkeypatch.delenv('STITCHUP_CACHE', raising=False)
+    assert image_cache_dir() == cache_dir()/'decoded'
+    monkeypatch.setenv('STITCHUP_CACHE', str(tmp_path/'k'))
+    assert image_cache_dir() == cache_dir()/'decoded' == tmp_path/'k'/'decoded'
+
+
+FILL = textwrap.dedent('''
+    import sys, time, numpy as np
+    from pathlib import Path
+    from stitchup_nb import data
+    real = data.load_image
+    data.load_image = lambda p, size=None: (time.sleep(0.02), real(p, size))[1]     # long enough to overlap
+    files = sorted(Path(sys.argv[1]).glob('*.jpg'))
+    Path(sys.argv[3]).with_suffix('.ready').touch()
+    while not Path(sys.argv[4]).exists(): time.sleep(0.01)                          # start together
+    arr, bad = data.decoded_images(files, 20, workers=2, cache=Path(sys.argv[2]))
+    np.save(sys.argv[3], np.asarray(arr))
+''')
+
+
+def test_two_processes_filling_the_cache_at_once_both_succeed_and_agree(tmp_path):
+    fs = [write_jpeg(tmp_path/'img'/f'{i:02d}.jpg', seed=i, size=(64, 48)) for i in range(40)]
+    go = tmp_path/'go'
+    procs = [subprocess.Popen([sys.executable, '-c', FILL, str(tmp_path/'img'), str(tmp_path/'c'), str(tmp_path/f'out{k}.npy'), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in range(2)]
+    deadline = time.time() + 60
+    while not all((tmp_path/f'out{k}.ready').exists() for k in range(2)) and time.time() < deadline: time.sleep(0.01)
+    go.touch()
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err[-2000:]
+    ref = reference(fs, 20)
+    for k in range(2): assert np.array_equal(np.load(tmp_path/f'out{k}.npy'), ref)
+    assert sorted(p.suffix for p in (tmp_path/'c').iterdir()) == ['.json', '.npy']          # one entry, no temporary files left
+    assert np.array_equal(decoded_images(fs, 20, cache=tmp_path/'c')[0], ref)
