@@ -34,11 +34,19 @@ __all__ = ['VOC_NAMES', 'COCO_CATS', 'write_jpeg', 'voc_xml', 'make_voc', 'make_
            'make_appendix']
 
 # %% ../nbs/00a_fixtures.ipynb #21632b11
-def write_jpeg(path, seed=0, size=(40, 32)):
-    "A small random-colour JPEG at `path` (parents created)."
+def write_jpeg(path, seed=0, size=(40, 32),
+               texture:str='noise',   # 'noise': every pixel random; 'photo': smooth colour fields and a little grain, sized like a photograph's JPEG
+              ):
+    "A random-colour JPEG of `size` (width, height) at `path` (parents created)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path, quality=90)
+    rng, (w, h) = np.random.default_rng(seed), size
+    if texture == 'noise': a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    elif texture == 'photo':
+        small = rng.integers(0, 256, (max(h // 32, 2), max(w // 32, 2), 3), dtype=np.uint8)
+        base = np.asarray(Image.fromarray(small).resize((w, h), Image.BICUBIC), np.int16)
+        a = np.clip(base + rng.integers(-8, 9, (h, w, 3)), 0, 255).astype(np.uint8)
+    else: raise ValueError(f"texture must be 'noise' or 'photo', got {texture!r}")
+    Image.fromarray(a).save(path, quality=90)
     return path
 
 # %% ../nbs/00a_fixtures.ipynb #01376e26
@@ -57,7 +65,10 @@ def _random_objects(rng, n_classes, names=None):
     return [(names[k] if names else k) for k in ks for _ in range(rng.integers(1, 3))]
 
 # %% ../nbs/00a_fixtures.ipynb #102df6b7
-def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0) -> dict:
+def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0,
+             img_size=(40, 32),      # each image's (width, height)
+             texture:str='noise',    # as in `write_jpeg`
+            ) -> dict:
     """Write `root/VOCdevkit/{VOC2012,VOC2007}`; return {year: {'ids', 'labels' (N×20), 'sets'}} and 'root'.
 
     VOC2012 ids look like `2008_000001` (ImageSets train/trainval); VOC2007 ids like `000001`
@@ -72,9 +83,9 @@ def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0) -> dict:
             objs = [(VOC_NAMES[k], bool(rng.random() < .2)) for k in _random_objects(rng, 20)]
             if year == '2012' and i == 0: objs = [(n_, d) for n_, d in objs if n_ != 'bird'] + [('bird', True)]
             for n_, _ in objs: labels[i, VOC_NAMES.index(n_)] = 1
-            write_jpeg(base/'JPEGImages'/f'{id_}.jpg', seed=i)
+            write_jpeg(base/'JPEGImages'/f'{id_}.jpg', seed=i, size=img_size, texture=texture)
             (base/'Annotations').mkdir(parents=True, exist_ok=True)
-            (base/'Annotations'/f'{id_}.xml').write_text(voc_xml(objs, f'{id_}.jpg'))
+            (base/'Annotations'/f'{id_}.xml').write_text(voc_xml(objs, f'{id_}.jpg', img_size))
         n_test = n // 4 if year == '2007' else 0
         sets = {'trainval': ids[:n - n_test], 'train': ids[:(n - n_test) // 2]}
         if n_test: sets['test'] = ids[n - n_test:]
@@ -84,7 +95,10 @@ def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0) -> dict:
     return out
 
 # %% ../nbs/00a_fixtures.ipynb #905af6ee
-def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0) -> dict:
+def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0,
+              img_size=(40, 32),     # each image's (width, height)
+              texture:str='noise',   # as in `write_jpeg`
+             ) -> dict:
     """Write `root/coco/{train2017,val2017,annotations/instances_*.json}`; return {split: {'ids', 'labels' (N×80), 'crowd_only'}} and 'root'.
 
     Besides ordinary annotations every split has, on its first image, annotations a reader must NOT
@@ -98,8 +112,8 @@ def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0) -> dict:
         labels, anns, images = np.zeros((n, 80), np.uint8), [], []
         for i, img_id in enumerate(ids):
             fname = f'{img_id:012d}.jpg'
-            write_jpeg(out['root']/split/fname, seed=img_id)
-            images.append({'id': img_id, 'file_name': fname, 'width': 40, 'height': 32})
+            write_jpeg(out['root']/split/fname, seed=img_id, size=img_size, texture=texture)
+            images.append({'id': img_id, 'file_name': fname, 'width': img_size[0], 'height': img_size[1]})
             ks = [] if (split == 'val2017' and i == n - 1) else _random_objects(rng, 79)
             extra = []
             if i == 0:   # class 79 is never drawn above: only these uncountable annotations mention it
