@@ -17,7 +17,7 @@ from .evidence import RESULTS, current_mask, load_fingerprints
 __all__ = ['GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
            'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
            'per_group', 'run_costs', 't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown',
-           'report']
+           'headline', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 GROUPS = ['total', 'head', 'medium', 'tail']
@@ -267,15 +267,32 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
 def markdown(t:pd.DataFrame) -> str:
     "A small DataFrame as a Markdown table."
     cols = [t.index.name or '', *map(str, t.columns)]
-    rows = [f'| {i} | ' + ' | '.join(map(str, r)) + ' |' for i, r in zip(t.index, t.values)]
+    rows = [f'| {i} | ' + ' | '.join(map(str, r)) + ' |' for i, r in zip(t.index, t.itertuples(index=False))]   # each column keeps its type
     return '\n'.join([f'| {" | ".join(cols)} |', '|' + '---|' * len(cols), *rows])
 
 FIGURES = ('benchmark_groups.png', 'benchmark_rates.png', 'benchmark_leaderboard.png', 'benchmark_sweep.png')
 
+def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None) -> str:
+    """The README's short results: every method at the demo's cell (flip 0.5) by group, what `make demo` should
+    print, and which method at which noise (`pick_table`, ties said)."""
+    md = []
+    if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):
+        md += ["Flip noise at 0.5, the demo's cell, mean ± std over seeds (mAP, %):", '', markdown(cell_table(res).rename_axis('method'))]
+        demo = res[(res.method == FULL) & (res.kind == 'flip') & (res.rate == .5)].set_index('seed').total
+        if 0 in demo.index:
+            md += ['', f"`make demo` trains {FULL} at this cell with seed 0: the benchmark's run of it scored total mAP "
+                       f"{demo[0]:.1f} (seeds 0-{demo.index.max()}: {demo.min():.1f} to {demo.max():.1f})."]
+    if len(res[res.rate > 0]):
+        both = pd.concat([res, peers]) if peers is not None and len(peers) else res
+        md += ['', "Which method at which noise: the best mean total mAP at each cell, and a pick only where its lead over "
+                   "the runner-up, paired by seed, has a 95% interval above 0; otherwise a tie:", '',
+               markdown(pick_table(both, methods=[*METHODS, *PEERS]).rename_axis('cell'))]
+    return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
+
 def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
            write:bool=True,     # False: only return the Markdown (no file is written or removed)
           ) -> str:
-    "Write `benchmark_table.md` and the figures from the CSVs' current rows (`load`); return the Markdown."
+    "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
     import matplotlib.pyplot as plt
     folder = Path(folder)
     res, sw, fac, peers, plus = (load(n, folder, current) for n in
@@ -334,5 +351,7 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
         elif write and (folder/name).exists(): (folder/name).unlink()   # an older report's figure: not this code's numbers
     md += [f'\n![{n}]({link}/{n})' for n in FIGURES if n in figs]
     text = '\n'.join(md) + '\n'
-    if write: (folder/'benchmark_table.md').write_text(text)
+    if write:
+        (folder/'benchmark_table.md').write_text(text)
+        (folder/'benchmark_headline.md').write_text(headline(res, peers))     # the README's short version
     return text
