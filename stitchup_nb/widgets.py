@@ -6,6 +6,7 @@
 from __future__ import annotations
 import base64, io, json, re, textwrap, time
 from contextlib import contextmanager
+import stitchup_nb
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +20,16 @@ from .data import GROUPS, LabelledSet, check_labels, group_names
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .colearn import THRESHOLDS, correction_snapshot
-from .runs import load_checkpoint
+from .runs import checkpoints, load_checkpoint
 from .cli import build_learner, load_benchmark, train_config, training_labels
+from .methods import PRESETS
 from .metrics import _pct
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'TALLY_COLUMNS', 'ANY', 'CHANGE_COLUMNS', 'OUTCOME_COLOURS', 'label_chips', 'union_chips', 'chips_html',
-           'draw_chips', 'union_tally', 'explain_columns', 'caption_text', 'caption_html', 'Browser', 'StitchBrowser',
-           'correction_changes', 'thresholds_in_words', 'why_no_change', 'CorrectionBrowser']
+           'draw_chips', 'union_tally', 'explain_columns', 'caption_text', 'caption_html', 'class_label', 'Browser',
+           'StitchBrowser', 'correction_changes', 'thresholds_in_words', 'why_no_change', 'CorrectionBrowser',
+           'repo_root', 'find_path']
 
 # %% ../nbs/11_widgets.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -156,6 +159,15 @@ def _wrap(text:str, width:int=110) -> str:
     "`text` broken into lines between words, never inside one."
     return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
+def class_label(name:str,           # the class's name
+                group:str|None=None,  # its head/medium/tail group
+                count:int|None=None,  # a count to show with it
+                noun:str='image',     # what `count` counts
+               ) -> str:
+    "A class as the dropdowns list it: its name (quoted when the name is a number, so it does not read as an index), group, count."
+    shown = f"'{name}'" if str(name).isdigit() else str(name)
+    return shown + (f' ({group})' if group else '') + ('' if count is None else f': {_n(int(count), noun)}')
+
 def _png(img:np.ndarray, side:int=180) -> bytes:
     "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
     im, k = Image.fromarray(img), max(1, side // max(img.shape[:2]))
@@ -188,9 +200,9 @@ class Browser:
 
     @contextmanager
     def _quietly(self):
-        self._quiet = True
+        was, self._quiet = self._quiet, True     # nested uses keep the outer one quiet
         try: yield
-        finally: self._quiet = False
+        finally: self._quiet = was
 
     def _on(self, handler):
         "An observer calling `handler(new value)`, except while the browser sets its own controls."
@@ -198,7 +210,37 @@ class Browser:
 
     def _slider(self, description:str) -> W.SelectionSlider:
         "The image slider: its readout is the image's number in the set, the one the titles show."
-        return W.SelectionSlider(options=[('–', -1)], description=description, continuous_update=False)
+        s = W.SelectionSlider(options=[('–', -1)], description=description, continuous_update=False)
+        s.observe(lambda _: self._show_at(), 'value')
+        return s
+
+    def _stepper(self) -> W.HBox:
+        "Beside the slider: ◀ ▶ buttons and a box holding the position among the images that pass (1 to their number)."
+        self.at_box = W.BoundedIntText(value=1, min=1, max=1, layout=W.Layout(width='6.5em'), tooltip='position among the images that pass')
+        self.prev_btn, self.next_btn = (W.Button(icon=f'chevron-{d}', tooltip=f'{w} image', layout=W.Layout(width='3em'))
+                                        for d, w in (('left', 'previous'), ('right', 'next')))
+        self.at_box.observe(self._on(lambda k: self._go(k - 1)), 'value')
+        self.prev_btn.on_click(lambda _: self.step(-1)); self.next_btn.on_click(lambda _: self.step(1))
+        return W.HBox([self.prev_btn, self.at_box, self.next_btn])
+
+    def step(self, k:int=1):
+        "Move the slider `k` images along those that pass the filters (it stops at either end)."
+        at = np.flatnonzero(self.cands == self.slider.value)
+        self._go((at[0] if len(at) else 0) + k)
+
+    def _go(self, pos:int):
+        "View the image at position `pos` (0-based, clamped) of those that pass."
+        if len(self.cands): self.slider.value = int(self.cands[min(max(pos, 0), len(self.cands) - 1)])
+
+    def _show_at(self):
+        "The position box and step buttons follow the slider."
+        if not hasattr(self, 'at_box'): return
+        at, k = np.flatnonzero(self.cands == self.slider.value), len(self.cands)
+        with self._quietly():
+            self.at_box.max = max(k, 1); self.at_box.value = int(at[0]) + 1 if len(at) else 1
+            self.at_box.disabled = k == 0
+        self.prev_btn.disabled = bool(not len(at) or at[0] == 0)
+        self.next_btn.disabled = bool(not len(at) or at[0] == k - 1)
 
     def _browse(self, cands):
         "Put the slider over `cands` and view the first one, or say that none matches."
@@ -208,10 +250,16 @@ class Browser:
         with self._quietly():
             self.slider.options = [(str(i), int(i)) for i in self.cands] or [('–', -1)]
             self.slider.disabled = not k
+        self._show_at()
         if k: self._select(self.cands[0])
         else: self._select_none()
 
     def _select_none(self): pass
+
+    def _no_match(self, filters:dict) -> str:
+        "A sentence for an empty filter result: 'No image matches class '3' (medium) and group tail.'"
+        said = [f'{k} {v}' for k, v in filters.items() if v is not None]
+        return f'No image matches {" and ".join(said) or "these filters"}: choose another filter, or any.'
 
     def _position(self, i:int) -> str:
         "Where image `i` stands among those the slider covers: '4 of 17'."
@@ -253,6 +301,10 @@ class StitchBrowser(Browser):
         if cls is not None: keep &= held[:, cls]
         if group is not None: keep &= held[:, self.ds.groups[group]].any(1)
         return np.flatnonzero(keep)
+
+    def candidates_per_class(self) -> np.ndarray:
+        "How many images each class filter would pass (`candidates(cls)` per class)."
+        return (self.noisy if self.clean is None else self.noisy | self.clean).astype(bool).sum(0)
 
     def draw_partner(self, i:int, draw:int=0, cls:int|None=None) -> int:
         "Partner of anchor `i` by the sampler's rule, or a random image holding `cls` (noisy labels)."
@@ -307,14 +359,15 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
 
 # %% ../nbs/11_widgets.ipynb #9070f5f0
 def _tally_html(t:pd.DataFrame, caption:str) -> str:
-    "One tally under its caption; a table wider than the page scrolls sideways instead of running off it."
+    "One tally under its caption, one header row (`group` a column of it); a table wider than the page scrolls sideways."
     return (f'<div style="flex:1 1 30em;min-width:0;overflow-x:auto"><b>Union against anchor alone: {caption}</b>'
-            f'{t.drop(columns="pairs").round(1).to_html(na_rep="–")}</div>')
+            f'{t.drop(columns="pairs").round(1).reset_index().to_html(index=False, na_rep="–")}</div>')
 
 @patch
 def _build(self:StitchBrowser):
     ds, n = self.ds, len(self.ds)
-    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(f'{c} ({g})', k) for k, (c, g) in enumerate(zip(ds.classes, ds.group_of()))],
+    held = self.candidates_per_class()
+    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(class_label(c, g, m), k) for k, (c, g, m) in enumerate(zip(ds.classes, ds.group_of(), held))],
                              description='class')
     self.group_dd = W.Dropdown(options=[ANY, *GROUPS], description='group')
     self.slider = self._slider('anchor')
@@ -335,7 +388,7 @@ def _build(self:StitchBrowser):
     states = [s for s in CHIP_STATES if (s in ('label', 'added')) == (self.clean is None) and s != 'clean']
     legend = chips_html({'legend': dict(enumerate(states))}, [CHIP_STATES[s][1] for s in states])
     note = W.HTML(f'<i>{self.note}</i>' if self.note else '', layout=W.Layout(width='100%'))
-    self._widget = W.VBox([note, W.HBox([self.cls_dd, self.group_dd, self.slider, self.status]),
+    self._widget = W.VBox([note, W.HBox([self.cls_dd, self.group_dd, self.slider, self._stepper(), self.status], layout=W.Layout(flex_flow='row wrap')),
                            W.HBox([self.partner_dd, self.redraw, self.partner_box]), W.HTML(legend),
                            W.HBox([W.VBox(list(p), layout=W.Layout(width='33%')) for p in self.panels.values()]),
                            self.tally_html])
@@ -346,9 +399,21 @@ def _build(self:StitchBrowser):
 def _select(self:StitchBrowser, i:int):
     self.anchor, self.draw = int(i), 0
     with self._quietly():
-        self.partner_dd.options = [('any (sampler rule)', ANY)] + [(self.ds.classes[c], int(c)) for c in np.flatnonzero(self.noisy[i])]
+        self.partner_dd.options = [('any (sampler rule)', ANY)] + [(class_label(self.ds.classes[c]), int(c)) for c in np.flatnonzero(self.noisy[i])]
         self.partner_dd.value = ANY
+    for w in (self.partner_dd, self.redraw, self.partner_box): w.disabled = False
     self._pair(self.draw_partner(self.anchor))
+
+@patch
+def _select_none(self:StitchBrowser):
+    "No image passes the filters: a sentence where the views were, no pictures (an empty image would show as broken)."
+    cls = _opt(self.cls_dd.value)
+    said = self._no_match({'class': None if cls is None else class_label(self.ds.classes[cls], self.ds.group_of()[cls]),
+                           'group': _opt(self.group_dd.value)})
+    for k, (title, img, chips) in self.panels.items():
+        title.value, chips.value = (f'<b>{said}</b>' if k == 'anchor' else ''), ''
+        img.layout.display = 'none'
+    for w in (self.partner_dd, self.redraw, self.partner_box): w.disabled = True
 
 @patch
 def _redraw(self:StitchBrowser):
@@ -363,6 +428,7 @@ def _pair(self:StitchBrowser, j:int):
     v = self.last_view = self.view(self.anchor, self.partner)
     for k, (title, img, chips) in self.panels.items():
         title.value, img.value, chips.value = f"<b>{v['titles'][k]}</b>", _png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
+        img.layout.display = None
     self.seen[self.anchor] = self.partner
     seen = union_tally(self.noisy, list(self.seen), list(self.seen.values()), self.ds.groups, self.clean)
     viewed = f'the {_n(len(self.seen), "pair")} viewed'
@@ -535,7 +601,9 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
 
 @patch
 def _build(self:CorrectionBrowser):
-    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(c, k) for k, c in enumerate(self.ds.classes)], description='class')
+    changed, group_of = self.changes.groupby('class').image.nunique(), self.ds.group_of()     # only classes with a change
+    self.cls_dd = W.Dropdown(options=[(ANY, ANY)] + [(class_label(self.ds.classes[k], group_of[k], m, 'image'), int(k))
+                                                      for k, m in changed.items()], description='class')
     self.group_dd = W.Dropdown(options=[ANY, *GROUPS], description='group')
     self.branch_dd = W.Dropdown(options=[ANY, *self.branches], description='corrector')
     self.outcome_dd = W.Dropdown(options=[ANY, *(['fixed', 'broke'] if self.known_clean else ['unknown'])], description='outcome')
@@ -551,14 +619,19 @@ def _build(self:CorrectionBrowser):
     for dd in filters: dd.observe(self._on(refilter), 'value')
     self.slider.observe(self._on(self._select), 'value')
     right = W.VBox([self.title, self.table_html, self.history_html], layout=W.Layout(flex='1 1 auto', min_width='0', overflow='auto'))
-    self._widget = W.VBox([W.HBox(list(filters)), W.HBox([self.slider, self.status]), W.HBox([self.img, right]), caption])
+    self._widget = W.VBox([W.HBox(list(filters)), W.HBox([self.slider, self._stepper(), self.status]), W.HBox([self.img, right]), caption])
     self._widget.add_class('su-correction-browser')
     refilter(None)
 
 @patch
 def _select_none(self:CorrectionBrowser):
-    self.image, self.img.value = None, b''
-    self.title.value = f'<b>{self.note or "No image with a changed label passes these filters."}</b>'
+    "No image passes: the note, or a sentence naming the filters; no picture (an empty image would show as broken)."
+    self.image, self.img.layout.display = None, 'none'
+    cls = _opt(self.cls_dd.value)
+    said = self.note or self._no_match({'class': None if cls is None else class_label(self.ds.classes[cls], self.ds.group_of()[cls]),
+                                        **{k: _opt(dd.value) for k, dd in (('group', self.group_dd), ('corrector', self.branch_dd),
+                                                                           ('outcome', self.outcome_dd))}})
+    self.title.value = f'<b>{said}</b>'
     self.table_html.value = self.history_html.value = ''
 
 @patch
@@ -566,7 +639,7 @@ def _select(self:CorrectionBrowser, i:int):
     t0 = time.perf_counter()
     self.image = int(i)
     v = self.last_view = self.view(self.image)
-    self.img.value = _png(v['pixels'])
+    self.img.value, self.img.layout.display = _png(v['pixels']), None
     self.title.value = (f'<b>training image #{self.image}</b> ({self._position(self.image)} that pass the filters)'
                         + chips_html({'other labels': v['other']}, self.ds.classes))
     cells = _table_text(v['table'])
@@ -578,18 +651,44 @@ def _select(self:CorrectionBrowser, i:int):
     self.view_times.append(time.perf_counter() - t0)
 
 # %% ../nbs/11_widgets.ipynb #1cebe2e8
+def repo_root() -> Path|None:
+    "The checkout holding the package: the folder with settings.ini above stitchup_nb's own folder (None for an installed copy)."
+    root = Path(stitchup_nb.__file__).resolve().parent.parent
+    return root if (root/'settings.ini').is_file() else None
+
+def _places(p:Path) -> list:
+    "The absolute paths a relative `p` may mean: from the current folder, then from the repository root."
+    if p.is_absolute(): return [p]
+    return list(dict.fromkeys([Path.cwd()/p, *([repo_root()/p] if repo_root() else [])]))
+
+def find_path(path) -> Path:
+    "`path` where it exists: as given (from the current folder), else a relative path from the repository root; else as given."
+    p = Path(path).expanduser()
+    return next((q for q in _places(p) if q.exists()), p) if not p.exists() else p
+
+_WHAT_TO_PASS = ("pass the work dir a stitchup_train run wrote, or a checkpoint in it, e.g. 'work_dirs/digits_0.5' or "
+                 "'work_dirs/digits_0.5/epoch_8.pth' (from the current folder or the repository root), or an absolute path; "
+                 'for a Learner in memory use from_learner')
+
 def _run_config(path) -> tuple:
-    "`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to."
-    path = Path(path)
-    where = (path if path.is_dir() else path.parent)/'config.json'
+    "`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to, its paths found."
+    p = find_path(path)
+    if not p.exists():
+        raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
+                                + _WHAT_TO_PASS)
+    where = (p if p.is_dir() else p.parent).resolve()/'config.json'
     if not where.is_file():
         raise FileNotFoundError(f'{where} not found: stitchup_train writes config.json beside its checkpoints, and the browsers '
-                                'read the dataset, the noise and the thresholds from it (for a Learner in memory use from_learner)')
-    return train_config(**json.loads(where.read_text())), where
+                                f'read the dataset, the noise and the thresholds from it. Looked in {where.parent}: ' + _WHAT_TO_PASS)
+    cfg = json.loads(where.read_text())
+    for k in ('data_root', 'appendix', 'noise_file'):     # relative to where the run started: found from here or the repo root
+        v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
+        if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))
+    return train_config(**cfg), where
 
-def _epoch_of(p:Path) -> int|None:
-    m = re.fullmatch(r'epoch_(\d+)', p.stem)
-    return int(m.group(1)) if m else None
+def _epochs(work:Path) -> dict:
+    "`{checkpoint: N}` for the `epoch_N.pth` of `work` (`runs.checkpoints`), by N."
+    return {p: int(p.stem.split('_')[1]) for p in checkpoints(work)}
 
 @patch(cls_method=True)
 def from_learner(cls:CorrectionBrowser, learn,   # a co-learner (`colearner`), trained or not
@@ -605,19 +704,20 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
                     thresholds:dict|None=None,    # thresholds to use instead of the run's (e.g. `{'random_tail_beta': .3}`)
                     **kwargs):                    # passed to `CorrectionBrowser`
     "Rebuild a run's training set, noisy labels and co-learner from the `config.json` beside `path`, load the checkpoint, browse."
-    path = Path(path)
     cfg, where = _run_config(path)
+    path = find_path(path).resolve()
+    epochs = _epochs(where.parent)
     if path.is_dir():
-        found = sorted((p for p in path.glob('epoch_*.pth') if _epoch_of(p) is not None), key=_epoch_of)
-        if not found: raise FileNotFoundError(f'{path}: no epoch_N.pth checkpoint in this work dir yet')
-        path = found[-1]
+        if not epochs: raise FileNotFoundError(f'{path}: no epoch_N.pth checkpoint in this work dir yet (stitchup_train writes '
+                                               'one per epoch): wait for its first epoch, or pass another run')
+        path = list(epochs)[-1]
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))
-    own, hist = _epoch_of(path), {}
+    own, hist = epochs.get(path), {}
     if history:
-        for p in sorted((p for p in path.parent.glob('epoch_*.pth') if _epoch_of(p) is not None), key=_epoch_of):
-            if own is None or _epoch_of(p) <= own:
-                load_checkpoint(learn, p, with_opt=False); hist[_epoch_of(p) - 1] = correction_snapshot(learn)
+        for p, e in epochs.items():
+            if own is None or e <= own:
+                load_checkpoint(learn, p, with_opt=False); hist[e - 1] = correction_snapshot(learn)
     snap = hist.get(own - 1) if own is not None else None
     if snap is None: load_checkpoint(learn, path, with_opt=False); snap = correction_snapshot(learn)
     source = str(where) + ('' if thresholds is None else ', overridden by the thresholds given to from_checkpoint')

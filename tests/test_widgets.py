@@ -293,9 +293,12 @@ def test_nothing_corrected_is_said_in_words(digits):
     cb = CorrectionBrowser(train, snap)                              # filters that match nothing: said so, no error
     cb.widget
     cb.cls_dd.value = int(train.groups['tail'][0]); cb.group_dd.value = 'head'     # a tail class in the head: none
-    assert len(cb.cands) == 0 and cb.image is None and 'passes these filters' in cb.title.value and cb.table_html.value == ''
+    assert len(cb.cands) == 0 and cb.image is None and cb.table_html.value == ''
+    tail = train.classes[train.groups['tail'][0]]                    # a sentence naming the filters, no broken picture
+    assert cb.title.value == f"<b>No image matches class '{tail}' (tail) and group head: choose another filter, or any.</b>"
+    assert cb.img.layout.display == 'none' and cb.at_box.disabled and cb.prev_btn.disabled and cb.next_btn.disabled
     cb.group_dd.value = 'tail'
-    assert len(cb.cands) and cb.image == cb.cands[0] and not cb.slider.disabled
+    assert len(cb.cands) and cb.image == cb.cands[0] and not cb.slider.disabled and cb.img.layout.display is None
 
 
 def test_display_carries_a_picture(tiny):
@@ -335,3 +338,80 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     assert sb.seed == learn.config['seed'] and 'feature level' in sb.note
     (tmp_path/'config.json').unlink()
     with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
+
+
+# --- issue 30: a newcomer's first hour (paths from anywhere, controls that say what they hold) ------
+
+def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
+    "JupyterLab's kernel starts in nbs/: a run path relative to the checkout still opens; a wrong one names where it looked."
+    import stitchup_nb.widgets as widgets
+    from pathlib import Path
+    assert widgets.repo_root() == Path(__file__).resolve().parents[1]          # this checkout: settings.ini beside stitchup_nb/
+    root, work = tmp_path/'root', tmp_path/'root'/'work_dirs'/'run'
+    work.mkdir(parents=True); (root/'nbs').mkdir()
+    monkeypatch.setattr(widgets, 'repo_root', lambda: root)
+    monkeypatch.chdir(root/'nbs')
+    learn, train, _ = build_learner(run_config())
+    for e in (1, 2): save_checkpoint(learn, work/f'epoch_{e}.pth', e)
+    save_checkpoint(learn, work/'epoch_best.pth', 9)                          # not one of the run's: runs.checkpoints skips it
+    (work/'config.json').write_text(json.dumps(learn.config))
+    cb = CorrectionBrowser.from_checkpoint('work_dirs/run', history=True)      # the latest: epoch_2, history of epochs 1 and 2
+    assert sorted(cb.logged) == [0, 1] and cb.source == str(work.resolve()/'config.json')
+    sb = StitchBrowser.from_run('work_dirs/run/epoch_1.pth')
+    assert np.array_equal(sb.noisy, learn.dls.train.labels)
+    with pytest.raises(FileNotFoundError) as e: CorrectionBrowser.from_checkpoint('work_dirs/gone/epoch_8.pth')
+    msg = str(e.value)
+    assert str(root/'nbs'/'work_dirs'/'gone') in msg and str(root/'work_dirs'/'gone') in msg and 'from_learner' in msg
+    (work/'config.json').unlink()
+    with pytest.raises(FileNotFoundError, match='config.json') as e: StitchBrowser.from_run('work_dirs/run')
+    assert f'Looked in {work.resolve()}' in str(e.value) and 'pass the work dir' in str(e.value)
+
+
+def test_step_buttons_and_position_box(digits):
+    "~1,000 images behind one slider: the box and the buttons move one image at a time, and follow the slider."
+    train, noisy = digits
+    sb = StitchBrowser(train, noisy)
+    sb.widget
+    n = len(sb.cands)
+    assert (sb.at_box.value, sb.at_box.max, sb.prev_btn.disabled, sb.next_btn.disabled) == (1, n, True, False)
+    sb.next_btn.click()
+    assert sb.anchor == sb.cands[1] and sb.at_box.value == 2 and not sb.prev_btn.disabled
+    sb.at_box.value = 500
+    assert sb.anchor == sb.cands[499] and sb.slider.value == sb.cands[499]
+    sb.step(-1); assert sb.anchor == sb.cands[498]
+    sb.slider.value = int(sb.cands[-1])
+    assert sb.at_box.value == n and sb.next_btn.disabled
+    sb.step(5); assert sb.anchor == sb.cands[-1]                               # stops at the end
+
+
+def test_dropdowns_name_classes_and_tally_has_one_header_row(tiny, digits):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy)
+    sb.widget
+    assert sb.cls_dd.options == (('any', 'any'), ('cat (head): 3 images', 0), ('dog (medium): 2 images', 1), ('owl (tail): 2 images', 2))
+    thead = sb.tally_html.value.split('<thead>')[1].split('</thead>')[0]
+    assert thead.count('<tr') == 1 and '<th>group</th>' in thead               # no header row of its own for `group`
+    train, dnoisy = digits
+    dsb = StitchBrowser(train, dnoisy)
+    dsb.widget
+    assert dict(dsb.cls_dd.options)[f"'1' (tail): {dsb.candidates(1).size} images"] == 1     # a name, not an index
+    snap = fake_snapshot(train.labels, dnoisy)
+    cb = CorrectionBrowser(train, snap)
+    cb.widget
+    changed = sorted(set(cb.changes['class']))
+    assert [v for _, v in cb.cls_dd.options[1:]] == changed                     # only classes with a change
+    k = changed[0]
+    label = f"'{train.classes[k]}' ({train.group_of()[k]}): {cb.changes[cb.changes['class'] == k].image.nunique()} images"
+    assert cb.cls_dd.options[1] == (label, k)
+
+
+def test_stitch_browser_says_when_nothing_matches(tiny):
+    ds, noisy = tiny
+    sb = StitchBrowser(ds, noisy)
+    sb.widget
+    sb.cls_dd.value = 2; sb.group_dd.value = 'medium'                           # owl images holding no medium class: none
+    assert len(sb.cands) == 0 and sb.status.value == '0 images match'
+    assert sb.panels['anchor'][0].value == '<b>No image matches class owl (tail) and group medium: choose another filter, or any.</b>'
+    assert all(img.layout.display == 'none' for _, img, _ in sb.panels.values()) and sb.partner_box.disabled
+    sb.group_dd.value = 'any'
+    assert sb.anchor == 2 and sb.panels['anchor'][1].layout.display is None and not sb.partner_box.disabled
