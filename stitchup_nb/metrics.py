@@ -50,16 +50,19 @@ def _mean_pct(ap:np.ndarray) -> float:
 
 def lt_map(scores,     # N×C logits or probabilities (numpy or torch, any device)
            targets,    # N×C 0/1 test labels
-           groups:dict # head/medium/tail -> class indices (from the training counts)
+           groups:dict, # head/medium/tail -> class indices (from the training counts)
+           said:set|None=None, # warnings already given (a run's, a call's): each is given once (None: every call warns)
           ) -> dict:
-    "mAP in percent: `{'total','head','medium','tail'}`; classes without test positives are left out (warned)."
+    "mAP in percent: `{'total','head','medium','tail'}`; classes without test positives are left out (warned, once per `said`)."
     ap = average_precision(scores, targets)
     groups = check_groups(groups, len(ap))
     missing = np.flatnonzero(np.isnan(ap))
     if len(missing):
         group_of = group_names(groups, len(ap))
-        warnings.warn(f'{len(missing)} of {len(ap)} classes have no positive in the targets and are left out of '
-                      f'every mAP: classes {", ".join(f"{c} ({group_of[c]})" for c in missing)}', stacklevel=2)
+        msg = (f'{len(missing)} of {len(ap)} classes have no positive in the targets and are left out of '
+               f'every mAP: classes {", ".join(f"{c} ({group_of[c]})" for c in missing)}')
+        if said is None or msg not in said: warnings.warn(msg, stacklevel=2)
+        if said is not None: said.add(msg)
     return {'total': _mean_pct(ap), **{g: _mean_pct(ap[groups[g]]) for g in GROUPS}}
 
 # %% ../nbs/08_metrics.ipynb #4c779471
@@ -77,7 +80,7 @@ def per_class_ap_table(scores,        # N×C logits or probabilities
 # %% ../nbs/08_metrics.ipynb #25b08e01
 class _SharedAP:
     "Predictions and targets of one validation, taken once per batch however many metrics read them."
-    def __init__(self, groups:dict): self.groups = groups; self.reset()
+    def __init__(self, groups:dict): self.groups, self.said = groups, set(); self.reset()   # `said`: warned once per run
     def reset(self): self.preds, self.targs, self._last, self._value = [], [], None, None
 
     def accumulate(self, learn):
@@ -91,7 +94,7 @@ class _SharedAP:
     @property
     def value(self) -> dict|None:
         if self._value is None and self.preds:
-            self._value = lt_map(torch.cat(self.preds), torch.cat(self.targs), self.groups)
+            self._value = lt_map(torch.cat(self.preds), torch.cat(self.targs), self.groups, said=self.said)
         return self._value
 
 class LTMapMetric(Metric):
@@ -117,7 +120,8 @@ def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     if t is not None: net.t = t
     try:
         zs, y = branch_preds(learn, ['ensemble', *net.names] if len(net.names) > 1 else net.names, act=noop)
-        rows = {mode: lt_map(z, y, groups) for mode, z in zs.items()}
+        said = set()                             # a class without test positives: one warning, not one per branch
+        rows = {mode: lt_map(z, y, groups, said=said) for mode, z in zs.items()}
     finally: net.t = old
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
 
