@@ -4,21 +4,19 @@
 
 # %% ../nbs/10_cli.ipynb #b4594e69
 from __future__ import annotations
-import inspect, json, pickle, re, sys, time, warnings
+import inspect, json, pickle, re, sys, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from fastcore.basics import noop
 from fastcore.script import call_parse, is_cli
-from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .data import LabelledSet, class_groups, read_class_freq, read_class_split, voc_mlt, coco_mlt, read_appendix
 from .digits import digits_mlt
-from .noise import NOISE_KINDS, add_noise, load_noisy, save_noisy, group_report, noisy_fname
+from .noise import add_noise, load_noisy, save_noisy, group_report, noisy_fname
 from .sampling import BatchAug, stitch_dls
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
@@ -240,9 +238,10 @@ def summary(learn, table:pd.DataFrame) -> str:
     if cfg['work_dir']:
         w = Path(cfg['work_dir'])
         cks = checkpoints(w)
-        lines += [f'files in {w}:', f'  config.json        the run configuration (every setting, resolved)',
-                  f'  {cks[0].name if cks else "epoch_N.pth"}..{cks[-1].name if cks else ""}  checkpoints, one per epoch (stitchup_test {cks[-1] if cks else w/"epoch_N.pth"})',
-                  f'  metrics.json       per-epoch rows and this table', f'  test_metrics.json  written by stitchup_test']
+        span = 'epoch_N.pth' if not cks else cks[0].name if len(cks) == 1 else f'{cks[0].name}..{cks[-1].name}'
+        lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
+                  f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {cks[-1] if cks else w/"epoch_N.pth"})',
+                  '  metrics.json       per-epoch rows and this table']
     return '\n'.join(lines)
 
 @call_parse

@@ -16,7 +16,8 @@ from fastai.callback.core import Callback
 from fastai.torch_core import get_model
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.training import GradientClip
-import fastai.callback.channelslast, fastai.callback.fp16   # Learner.to_channelslast / to_fp16 / to_bf16 on every colearner
+from fastai.callback import channelslast, fp16
+PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_channelslast / to_fp16 / to_bf16 on every colearner
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
@@ -27,7 +28,7 @@ from .losses import DBFocalLoss, bce_loss
 from .models import TwoBranchNet, branch_preds, create_model, per_branch
 
 # %% auto #0
-__all__ = ['CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
+__all__ = ['PATCHED', 'CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
            'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'branch_losses', 'colearner', 'deterministic_torch']
 
@@ -268,7 +269,6 @@ def correction_snapshot(learn:Learner) -> dict:
     cb = learn.co_learning
     train, noisy = learn.dls.train.ds, learn.dls.train.labels
     dl = learn.dls.valid.for_set(train, noisy)
-    c = noisy.shape[1]
     preds, _ = branch_preds(learn, dl=dl)
     probs, corrected = {}, {}
     for name, p in preds.items():

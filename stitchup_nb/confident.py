@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect, time, warnings
 
 import numpy as np
-import torch
 from fastai.callback.progress import ProgressCallback
 from fastcore.basics import noop
 

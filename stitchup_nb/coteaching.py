@@ -11,7 +11,6 @@ import torch
 import torch.nn as nn
 from fastai.callback.core import Callback
 from fastai.learner import ValueMetric
-from fastai.torch_core import get_model
 
 from .losses import bce_loss
 from .models import TwoBranchNet, create_model

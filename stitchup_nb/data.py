@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, errno, hashlib, io, json, math, os, pickle, re, secrets, stat, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np

@@ -115,7 +115,7 @@ def _result_row(learn, table, cfg) -> dict:
         if b in table.index and len(table) > 1: row[f'{b}_total'] = round(float(table.loc[b, 'total']), 3)
     if len(learn.model.names) == 2:
         row['t_curve'] = json.dumps({f'{t:g}': round(float(v), 3) for t, v in t_curve(learn).items()})
-    if len(learn.model.names) == 2 and cfg['noise_rate'] > 0 and learn.co_learning.corrects:
+    if len(learn.model.names) == 2 and (cfg['noise_rate'] or 0) > 0 and learn.co_learning.corrects:   # None: a noise file's run
         snap = correction_snapshot(learn)
         # the corrections a fully trained branch pair would apply: both correctors' changes
         q = [correction_quality(snap['clean'], snap['noisy'], c).loc['all'] for c in snap['corrected_by'].values()]

@@ -14,7 +14,7 @@ folder and fixtures), and the expected outcome:
 `see` names the test that checks the case in detail; here each case is asserted once. The file
 runs in seconds.
 """
-import errno, os, pickle, shutil, tempfile, warnings
+import errno, os, pickle, shutil, warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path

@@ -2,10 +2,10 @@
 
 Runs on Digits-MLT-Noise-0.5 on the CPU with short schedules (2 epochs), as subprocesses.
 """
-import json, shutil
+import json
 import pytest
 
-from tests.conftest import BIN, QUICK, run_cli as run
+from tests.conftest import BIN, run_cli as run
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,6 @@
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
 import json, os, socket, subprocess, sys, textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -24,3 +24,21 @@ def test_each_module_imports_only_modules_above_it():
             for dep in re.findall(r'from\s+(?:stitchup_nb)?\.(\w+)\s+import', line) + re.findall(r'import\s+stitchup_nb\.(\w+)', line):
                 if dep in order and order.index(dep) >= order.index(m): bad.append(f'{m} imports {dep}: {line.strip()}')
     assert not bad, bad
+
+
+def test_pyflakes_finds_nothing():
+    """No unused import, undefined name or placeholder-less f-string in the package, the tools or the tests. fastcore's
+    `@patch` methods share their names on purpose (`show` on each browser): pyflakes' redefinition notice is no finding there."""
+    from pyflakes import api, messages, reporter
+    class Keep(reporter.Reporter):
+        def __init__(self): self.found = []
+        def unexpectedError(self, filename, msg): self.found.append(f'{filename}: {msg}')
+        def syntaxError(self, filename, msg, lineno, offset, text): self.found.append(f'{filename}:{lineno}: {msg}')
+        def flake(self, m):
+            if isinstance(m, messages.RedefinedWhileUnused):
+                lines = Path(m.filename).read_text().splitlines()
+                if lines[m.lineno - 2].strip() == '@patch': return
+            self.found.append(str(m))
+    rep = Keep()
+    api.checkRecursive([str(ROOT/d) for d in ('stitchup_nb', 'tools', 'tests')], rep)
+    assert not rep.found, '\n'.join(rep.found)

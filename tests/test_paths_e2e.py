@@ -9,7 +9,6 @@ options (accepted, one more epoch trained), and opens both browsers of `stitchup
 and its summary must say where its labels came from. Sized to run in about three minutes of one CPU core (each process one thread).
 """
 import json, math, os, subprocess, warnings
-from pathlib import Path
 
 import pytest
 

@@ -10,7 +10,7 @@ The writer cases check that a failed write (full disk, no permission, a crash in
 the earlier file byte for byte and no temporary file beside it.
 """
 import errno, hashlib, json, os, pickle, stat, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

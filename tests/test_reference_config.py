@@ -10,7 +10,6 @@ ignored would fail here too.
 import warnings
 import numpy as np
 import pytest
-import torch
 
 from stitchup_nb.cli import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS, ref_schedule

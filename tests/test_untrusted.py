@@ -7,7 +7,7 @@ and numpy types those files need), and checkpoints through `stitchup_nb.runs.rea
 unpickled: it must be refused with the file named, and the marker must not exist. Last, the
 package's source is checked: no shell, no eval/exec, no unrestricted pickle or torch.load.
 """
-import ast, os, pickle, subprocess, sys
+import ast, os, pickle, subprocess
 from pathlib import Path
 
 import numpy as np

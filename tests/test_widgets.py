@@ -20,7 +20,7 @@ from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.cli import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS
-from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, correction_changes, label_chips,
+from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, label_chips,
                                  union_chips, union_tally, _wrap)
 
 GROUPS3 = {'head': [0], 'medium': [1], 'tail': [2]}

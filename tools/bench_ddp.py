@@ -9,7 +9,7 @@ builds its shard of the loaders (`stitch_dls(rank=, world=)`), wraps the learner
 per second count every image a step loads (anchors and partners of both branches) on all ranks.
 All figures come from this one run.
 """
-import argparse, json, os, subprocess, sys, time, warnings
+import argparse, json, os, subprocess, sys, warnings
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parent
@@ -17,7 +17,6 @@ TOOLS = Path(__file__).resolve().parent
 
 def worker(a):
     warnings.filterwarnings('ignore')
-    import torch
     from fastai.callback.progress import ProgressCallback
     sys.path.insert(0, str(TOOLS))
     from bench_speed import StepTimer, synthetic_set

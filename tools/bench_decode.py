@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stitchup_nb.data import decode_images, decode_workers, load_image, voc_set
+from stitchup_nb.data import decode_images, decode_workers, load_image
 from stitchup_nb.fixtures import make_voc
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def main(argv=None):
         old, t_seq = timed(lambda: np.stack([load_image(f, a.img) for f in files]), 'sequential')
         (par, bad), t_par = timed(lambda: decode_images(files, a.img, workers=workers), 'threads')
         assert not bad and np.array_equal(par, old), 'the parallel decode changed pixels'
-        res = {'sequential_decode_s': t_seq, f'threads_decode_s': t_par}
+        res = {'sequential_decode_s': t_seq, 'threads_decode_s': t_par}
         if not a.no_processes:
             proc, t_proc = timed(lambda: _processes(files, a.img, workers))
             assert np.array_equal(proc, old), 'the process-pool decode changed pixels'

@@ -20,7 +20,6 @@ turn, `--rounds` times), with their interquartile range relative to the median (
 machine was).
 """
 import argparse, json, resource, sys, time, warnings
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np

@@ -12,7 +12,7 @@ under `_docs/outputs/`, so that `make docs-from-tests` renders the pages without
 Fails when either fails, and also when a runner collects nothing: an empty run is never a pass.
 Extra arguments are passed to pytest (e.g. `python tools/run_tests.py -k noise`).
 """
-import os, re, subprocess, sys, time
+import re, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
