@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import noop
 from fastcore.script import call_parse, is_cli
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
@@ -22,14 +23,14 @@ from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, determinis
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, label_source, load_checkpoint,
-                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
+from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, label_source, load_checkpoint,
+                              lock_work_dir, prepare_work_dir, forget_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
 
 # %% auto #0
 __all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
-           'build_learner', 'run_training', 'choose_holdout_t', 'EpochLines', 'summary', 'stitchup_train', 'launch',
-           'stitchup_test', 'stitchup_noise']
+           'build_learner', 'run_training', 'choose_holdout_t', 'StepLines', 'EpochLines', 'summary', 'stitchup_train',
+           'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -143,6 +144,7 @@ def build_learner(cfg:dict, history:list|None=None,
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints
     if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
     if not cfg['quiet']: learn.add_cb(EpochLines())
+    if not cfg['quiet'] and not sys.stdout.isatty(): learn.add_cb(StepLines())   # a log file sees progress within an epoch
     if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
     if cfg['channels_last']: learn.to_channelslast(use_amp=False)
     learn.config = cfg
@@ -152,7 +154,9 @@ def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
+    created = bool(work and main and not work.exists())    # a call that fails before writing anything removes what it made
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
+    done = False
     try:
         if lock: prepare_work_dir(work, cfg['resume'], cfg['overwrite'])
         ck, history = _resume_checkpoint(work, cfg['resume']), None
@@ -173,6 +177,10 @@ def run_training(cfg:dict) -> tuple:
             start = load_checkpoint(learn, ck)
             if main: print(f'resuming from {ck} at epoch {start}')
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
+        if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and 'digits' not in PRESETS[cfg['dataset']]:
+            print(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
+                  'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
+                  'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1', flush=True)
         t0 = time.time()
         with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
@@ -182,12 +190,14 @@ def run_training(cfg:dict) -> tuple:
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
         learn.train_time = time.time() - t0
         if work and main:
-            write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1),
+            write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
                         'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
         close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
+        done = True
         return learn, table
     finally:
         if lock: lock.close()
+        if created and not done: forget_work_dir(work)
 
 def choose_holdout_t(learn) -> dict:
     "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
@@ -195,6 +205,18 @@ def choose_holdout_t(learn) -> dict:
     t, curve = choose_t(learn, *learn.holdout)
     get_model(learn.model).t = t
     return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
+
+class StepLines(Callback):
+    "Without a terminal (a log file), a line every `every` seconds within an epoch: the step, the time a step takes, what is left."
+    order = MetricsJSON.order + 1
+    def __init__(self, every:float=60.): self.every = every
+    def before_epoch(self): self.t0 = self.last = time.time()
+    def after_batch(self):
+        if not self.training or rank_distrib() != 0 or time.time() - self.last < self.every: return
+        self.last, done, n = time.time(), self.iter + 1, self.n_iter
+        per = (self.last - self.t0) / done
+        print(f'  epoch {self.epoch + 1}/{self.n_epoch}, step {done}/{n}: {per:.2f} s a step, about '
+              f'{per * (n - done) / 60:.1f} min left in this epoch', flush=True)
 
 class EpochLines(TrainedEpoch):
     "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #cff2df01
 from __future__ import annotations
-import contextlib, errno, hashlib, io, json, math, os, pickle, re, secrets, stat, time, warnings
+import contextlib, errno, hashlib, io, json, math, os, pickle, re, secrets, stat, sys, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import PIL
 from PIL import Image
-from fastprogress.fastprogress import progress_bar
+from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 
 # %% auto #0
 __all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'atomic_write',
@@ -97,6 +97,12 @@ for _m in ('numpy.core', 'numpy._core'):
     _SAFE_GLOBALS[(f'{_m}.multiarray', '_reconstruct')] = _multiarray._reconstruct
     _SAFE_GLOBALS[(f'{_m}.multiarray', 'scalar')] = _multiarray.scalar
     _SAFE_GLOBALS[(f'{_m}.numeric', '_frombuffer')] = _numeric._frombuffer
+
+def _empty_bytes(*args):
+    "`bytes()`, which a protocol-2 pickle of an empty array calls; never with an argument (a size would allocate)."
+    if args: raise pickle.UnpicklingError(f'refused to call bytes{args!r}: an array pickle calls it only empty')
+    return b''
+_SAFE_GLOBALS[('__builtin__', 'bytes')] = _SAFE_GLOBALS[('builtins', 'bytes')] = _empty_bytes
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
@@ -230,7 +236,8 @@ def decode_images(paths,                  # image files
         except OSError as e: return e
         if arr is not None: arr[i] = im
     n, bad = decode_workers(workers), []
-    pb = progress_bar(range(len(paths))); pb.comment = f'decoding {name or "images"}'
+    # a bar where a person watches (a terminal, a notebook); a log file would get its redraws as one long line
+    pb = progress_bar(range(len(paths)), display=sys.stdout.isatty() or IN_NOTEBOOK); pb.comment = f'decoding {name or "images"}'
     ex = ThreadPoolExecutor(n) if n > 1 and len(paths) > 1 else None
     try:
         for i, err in zip(pb, ex.map(one, range(len(paths))) if ex else map(one, range(len(paths)))):

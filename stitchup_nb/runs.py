@@ -4,7 +4,7 @@
 
 # %% ../nbs/07b_runs.ipynb #5f3d65e0
 from __future__ import annotations
-import errno, fcntl, json, math, os, pickle, re, socket, time
+import errno, fcntl, json, math, os, pickle, re, shutil, socket, time
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,10 @@ from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 # %% auto #0
-__all__ = ['ARCHS', 'SEED_MAX', 'NOISE_DEFAULTS', 'RESUMABLE', 'check_values', 'label_source', 'check_config', 'run_files',
-           'checkpoints', 'lock_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint',
-           'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
+__all__ = ['ARCHS', 'SEED_MAX', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'check_values', 'label_source', 'check_config',
+           'run_files', 'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir',
+           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config',
+           'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
@@ -191,13 +192,40 @@ def lock_work_dir(work):
     f.seek(0); f.truncate(); f.write(f'pid {os.getpid()} on {socket.gethostname()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}'); f.flush()
     return f
 
+_KIT_JSON = {'config.json': lambda d: {'method', 'dataset'} <= set(d), 'metrics.json': lambda d: 'epochs' in d,
+             'test_metrics.json': lambda d: all(isinstance(v, dict) and 'total' in v for v in d.values())}
+
+def is_kit_file(p) -> bool:
+    "Whether `p` is a file `stitchup_train`/`stitchup_test` wrote: a checkpoint (a torch zip by its first bytes) or a JSON file of the kit's shape."
+    p = Path(p)
+    try:
+        if p.suffix == '.pth':
+            with open(p, 'rb') as f: return f.read(4) == b'PK\x03\x04'
+        d = json.loads(p.read_text())
+    except (OSError, ValueError): return False
+    return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
+
+def forget_work_dir(work):
+    "Remove `work` if it holds nothing but its lock: a call that created it and failed before writing anything leaves no trace."
+    work = Path(work)
+    if work.is_dir() and {p.name for p in work.iterdir()} <= {'.lock'}:
+        (work/'.lock').unlink(missing_ok=True)
+        work.rmdir()
+
 def prepare_work_dir(work, resume=None, overwrite:bool=False):
-    "Refuse a work dir that holds a run, unless the call resumes it or (`overwrite`) replaces it: then its files are deleted."
+    """Refuse a work dir that holds a run, unless the call resumes it or (`overwrite`) replaces it: then its files are
+    deleted, and only if the kit wrote every one of them (`is_kit_file`): a user's own `config.json` is never deleted."""
+    for t in Path(work).glob('*.tmp'):          # a write killed mid-way (kill -9) left its temporary: the lock says no one writes now
+        if re.fullmatch(r'(config|metrics|test_metrics)\.json\.[0-9a-f]{12}\.tmp|epoch_\d+\.pth\.[0-9a-f]{12}\.tmp', t.name): t.unlink()
     found = run_files(work)
     if not found or resume: return
     if not overwrite:
         raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}): pass --resume auto '
                               'to continue it, --overwrite to replace it, or another --work_dir')
+    if foreign := [p.name for p in found if not is_kit_file(p)]:
+        raise FileExistsError(f'work_dir {work}: --overwrite deletes only the files a run of the kit wrote, and {", ".join(foreign)} '
+                              'were not written by one (not a run configuration, metrics or checkpoint of stitchup_train): '
+                              'move them away, or pass another --work_dir; nothing was deleted')
     for p in found: p.unlink()
 
 # %% ../nbs/07b_runs.ipynb #feaeb3a4
@@ -233,7 +261,15 @@ class Checkpoint(TrainedEpoch):
         # class: a fastai callback passes unknown attribute names on to the Learner, and it on to the model)
         if cbs := {type(cb).__name__: s for cb in self.learn.cbs if hasattr(type(cb), 'checkpoint_state') and (s := cb.checkpoint_state())}:
             state['callbacks'] = cbs
-        atomic_write(self.work_dir/f'epoch_{self.epoch + 1}.pth', lambda f: torch.save(state, f))
+        path = self.work_dir/f'epoch_{self.epoch + 1}.pth'
+        try: atomic_write(path, lambda f: torch.save(state, f))
+        except RuntimeError as e:      # torch's zip writer fails with a RuntimeError (inline_container.cc), not an OSError
+            free = shutil.disk_usage(self.work_dir).free
+            full = free < 2**26
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          f'{path}: could not write the checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__}); '
+                          f'{free / 2**20:.0f} MiB free in {self.work_dir}' + (': out of space' if full else '') +
+                          '; the earlier checkpoints are whole: free some space and continue with --resume auto') from None
 
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
     "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."
@@ -318,15 +354,23 @@ def check_resume(ck, cfg:dict, flags=()):
                          '(pass a larger --epochs to train on)')
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
+METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
+    'train_loss': "fastai's smoothed training loss at the epoch's end (a moving average over batches, beta 0.98); "
+                  "it starts again when a run is resumed, so the first epoch trained after a resume ('resumed': true) "
+                  "differs from an uninterrupted run's; the weights and every mAP do not",
+    'mAP': 'test-set mAP (%) of the ensemble after the epoch; head/medium/tail: over those classes'}
+
 class MetricsJSON(TrainedEpoch):
     "Append each trained epoch's recorder row and correction counts to `path` (metrics.json), before the epoch's checkpoint."
     order = Checkpoint.order - 5                   # the row is written, then the checkpoint that carries it
     def __init__(self, path, history:list|None=None):   # history: the rows of the run so far (from a resumed checkpoint)
         self.path, self.history = Path(path), list(history or [])
+        self.resumed = bool(self.history)          # the next trained epoch is the first after a resume
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return
         names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]
         row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
         row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]
+        if self.resumed: row['resumed'], self.resumed = True, False
         self.history = [e for e in self.history if e['epoch'] < self.epoch] + [_plain(row)]
-        write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1)}, self.path)
+        write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)

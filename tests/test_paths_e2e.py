@@ -106,7 +106,8 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
     out = run_cli(BIN/'stitchup_train', *base, '--epochs', '2', '--work_dir', work, '--resume', 'auto').stdout
     assert f"resuming from {work/'epoch_1.pth'} at epoch 1" in out
     assert (work/'epoch_2.pth').is_file()
-    assert [r['epoch'] for r in json.loads((work/'metrics.json').read_text())['epochs']] == [0, 1]
+    rows = json.loads((work/'metrics.json').read_text())['epochs']
+    assert [r['epoch'] for r in rows] == [0, 1] and [r.get('resumed', False) for r in rows] == [False, True]   # said in the file
     assert json.loads((work/'config.json').read_text())['noise_source'] == said
 
     # 4. both browsers open the run (on a one-branch method the correction browser says that correction is off)
