@@ -102,7 +102,7 @@ def _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose) -> dict:
     steps = epochs * (len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps)
     gen = torch.Generator().manual_seed(seed)
-    for ep in progress_bar(range(epochs), display=verbose):
+    for ep in (progress_bar(range(epochs)) if verbose else range(epochs)):     # fastprogress prints a '█' even when hidden
         perm = torch.randperm(len(x), generator=gen)
         for k in range(len(x) // bs):
             i = perm[k * bs:(k + 1) * bs]

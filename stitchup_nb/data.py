@@ -236,8 +236,10 @@ def decode_images(paths,                  # image files
         except OSError as e: return e
         if arr is not None: arr[i] = im
     n, bad = decode_workers(workers), []
-    # a bar where a person watches (a terminal, a notebook); a log file would get its redraws as one long line
-    pb = progress_bar(range(len(paths)), display=sys.stdout.isatty() or IN_NOTEBOOK); pb.comment = f'decoding {name or "images"}'
+    # a bar where a person watches (a terminal, a notebook); a log file would get its redraws as one long line, and
+    # fastprogress writes a stray '█' even for a bar it does not display: no bar at all then
+    pb = range(len(paths))
+    if sys.stdout.isatty() or IN_NOTEBOOK: pb = progress_bar(pb); pb.comment = f'decoding {name or "images"}'
     ex = ThreadPoolExecutor(n) if n > 1 and len(paths) > 1 else None
     try:
         for i, err in zip(pb, ex.map(one, range(len(paths))) if ex else map(one, range(len(paths)))):
