@@ -29,8 +29,8 @@ from contextlib import contextmanager
 
 # %% auto #0
 __all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
-           'build_learner', 'run_training', 'choose_holdout_t', 'StepLines', 'EpochLines', 'summary', 'stitchup_train',
-           'launch', 'stitchup_test', 'stitchup_noise']
+           'build_learner', 'run_training', 'choose_holdout_t', 'StepLines', 'EpochLines', 'map_note', 'summary',
+           'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -236,12 +236,21 @@ class EpochLines(TrainedEpoch):
               f"mAP {g('mAP')} (head {g('head_mAP')}, medium {g('medium_mAP')}, tail {g('tail_mAP')})"
               + (f'; corrections: {fix}' if fix else '') + f', {time.time() - self.t0:.0f} s', flush=True)
 
+def map_note(table:pd.DataFrame, t:float) -> str:
+    "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
+    note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
+            "head / medium / tail classes (many / some / few training images)")
+    if 'ensemble' in table.index:
+        note += f"\nensemble: the two branches' logits, {t:g} × random + {1 - t:g} × balanced"
+    return note
+
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
     cfg = learn.config
     noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
-             f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string()]
+             f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
+             map_note(table, get_model(learn.model).t)]
     if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
         lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(learn.holdout[0])} held-out training '
                         'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
@@ -389,15 +398,18 @@ def stitchup_test(
         cfg = read_json(config, 'run configuration') if config else saved_config(ck)
         cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
-        learn, train, _ = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
-        load_checkpoint(learn, ck, with_opt=False)
+        learn, train, test = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
+        epochs = load_checkpoint(learn, ck, with_opt=False)
         if t is None: choose_holdout_t(learn)     # the same held-out images as in training, so the same t
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')
         if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:
             raise FileExistsError(f'--out {path} exists with other contents: pass --overwrite to replace it, or another --out')
+        print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
+        print(map_note(table, get_model(learn.model).t))
         write_json(res, path)
+        print(f'wrote {path}')
 
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:

@@ -36,7 +36,10 @@ def test_checkpoint_loads_weights_only(trained):
 
 def test_stitchup_test_reproduces_the_final_table(trained):
     work, _ = trained
-    run(BIN/'stitchup_test', work/'epoch_2.pth')
+    out = run(BIN/'stitchup_test', work/'epoch_2.pth')
+    head, *_, note, ens, wrote = out.strip().splitlines()      # what it scored, the table, what the table is, the file
+    assert head.startswith(f"{work/'epoch_2.pth'} (2 epochs trained) on Digits-MLT test, ") and head.endswith('images: mAP (%)'), head
+    assert note.startswith('mAP: ') and ens.startswith('ensemble: ') and wrote == f"wrote {work/'test_metrics.json'}", out
     got = json.loads((work/'test_metrics.json').read_text())
     want = json.loads((work/'metrics.json').read_text())['final']
     for mode in want:
