@@ -239,7 +239,7 @@ class EpochLines(TrainedEpoch):
 def map_note(table:pd.DataFrame, t:float) -> str:
     "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
     note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
-            "head / medium / tail classes (many / some / few training images)")
+            "head / medium / tail classes (those with many / some / few positives in training)")
     if 'ensemble' in table.index:
         note += f"\nensemble: the two branches' logits, {t:g} × random + {1 - t:g} × balanced"
     return note

@@ -22,4 +22,4 @@ def test_bench_peers_times_every_peer():
     assert [r['method'] for r in rows] == ['bce', *peers]          # co-teaching's twin networks included
     assert all(r['steps'] == 2 and r['step_s'] > 0 for r in rows), rows
     bce = rows[0]['step_s']
-    assert all(abs(r['ratio_to_bce'] - round(r['step_s'] / bce, 2)) < 1e-9 for r in rows)
+    assert all(abs(r['ratio_to_bce'] - r['step_s'] / bce) < .02 for r in rows)     # the ratio of the unrounded times

@@ -17,6 +17,7 @@ import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints,
                                   load_fingerprints, merge_fingerprints, row_fingerprint)
+from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, upgrade_csv
 
 
@@ -32,6 +33,9 @@ def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
         for key, fp in ex.map(_one, sorted(keys)):
             fps['methods'][key] = fp; log(f'{key}: {fp}')
     return fps
+
+
+def write(path, fps): atomic_write(path, lambda f: f.write((json.dumps(fps, indent=1) + '\n').encode()))
 
 
 def parts_of(fps) -> tuple:
@@ -81,7 +85,7 @@ def main(argv=None):
             with open(f, 'w', newline='') as fh:
                 w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
             print(f'{f.name}: {len(mine)} rows of source {a.source} stamped')
-        path.write_text(json.dumps(merge_fingerprints({}, fps), indent=1) + '\n')
+        write(path, merge_fingerprints({}, fps))
         print(f'wrote {path}'); return
     if any(os.environ.get(k) != v for k, v in FP_ENV.items()):     # torch has computed nothing yet: start again with FP_ENV
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
@@ -93,7 +97,7 @@ def main(argv=None):
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
     changed = diff_fingerprints(old, new)
     if a.update or a.add:
-        path.write_text(json.dumps(merge_fingerprints(old, new), indent=1) + '\n')
+        write(path, merge_fingerprints(old, new))     # whole or not at all: copies of benchmark.py may add at once
         print(f'wrote {path}: {len(changed)} part(s) new or changed' + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
         return
     if changed:
