@@ -4,7 +4,7 @@
 
 # %% ../nbs/12a_evidence.ipynb #0c0e5f8d
 from __future__ import annotations
-import hashlib, json, math, os, random
+import hashlib, json, math, os, random, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,7 +42,9 @@ def fp_env_in_force() -> bool:
 @contextmanager
 def probe_arithmetic():
     "One thread and no oneDNN for the block (with `FP_ENV` set at start: the same arithmetic on every x86-64 machine)."
-    with torch_threads(1), torch.backends.mkldnn.flags(enabled=False): yield
+    with torch_threads(1), warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='TF32 acceleration on top of oneDNN')    # said on turning oneDNN off
+        with torch.backends.mkldnn.flags(enabled=False): yield
 
 # %% ../nbs/12a_evidence.ipynb #d573b34b
 def behaviour_key(method:str, dataset:str, epochs:int, extra:dict|None=None) -> str:
