@@ -16,11 +16,11 @@ from PIL import Image
 from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 
 # %% auto #0
-__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'atomic_write',
-           'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'image_cache_dir', 'decode_workers',
-           'decode_images', 'decode_key', 'decoded_images', 'LabelledSet', 'read_ids', 'voc_set', 'coco_set',
-           'read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt',
-           'pareto_targets', 'longtail_subset']
+__all__ = ['GROUPS', 'VOC_CLASSES', 'class_groups', 'group_names', 'check_groups', 'load_pickle', 'temporary_target',
+           'atomic_write', 'read_class_split', 'shared_dir', 'check_labels', 'load_image', 'image_cache_dir',
+           'decode_workers', 'decode_images', 'decode_key', 'decoded_images', 'LabelledSet', 'read_ids', 'voc_set',
+           'coco_set', 'read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt',
+           'coco_mlt', 'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -126,6 +126,11 @@ def load_pickle(path) -> object:
 _FIXES = {errno.ENOSPC: 'free some disk space and run again', errno.EDQUOT: 'free some space (disk quota) and run again',
           errno.EACCES: "check the folder's permissions, or write elsewhere", errno.EPERM: "check the folder's permissions, or write elsewhere",
           errno.EROFS: 'the file system is read-only: write elsewhere'}
+
+def temporary_target(name:str) -> str|None:
+    "The file name an `atomic_write` temporary called `name` stands for (`<target>.<12 hex>.tmp`), or None if it is not one."
+    m = re.fullmatch(r'(.+)\.[0-9a-f]{12}\.tmp', name)
+    return m[1] if m else None
 
 def atomic_write(path,   # the file to write (its folder is created)
                  write,  # write(f) writes the content to `f`, a binary file object

@@ -14,7 +14,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .data import atomic_write, noisy_files
+from .data import atomic_write, noisy_files, temporary_target
 from .noise import NOISE_KINDS
 from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
@@ -216,7 +216,7 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False):
     """Refuse a work dir that holds a run, unless the call resumes it or (`overwrite`) replaces it: then its files are
     deleted, and only if the kit wrote every one of them (`is_kit_file`): a user's own `config.json` is never deleted."""
     for t in Path(work).glob('*.tmp'):          # a write killed mid-way (kill -9) left its temporary: the lock says no one writes now
-        if re.fullmatch(r'(config|metrics|test_metrics)\.json\.[0-9a-f]{12}\.tmp|epoch_\d+\.pth\.[0-9a-f]{12}\.tmp', t.name): t.unlink()
+        if (name := temporary_target(t.name)) and (name in _KIT_JSON or re.fullmatch(r'epoch_\d+\.pth', name)): t.unlink()
     found = run_files(work)
     if not found or resume: return
     if not overwrite:

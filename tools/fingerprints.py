@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints,
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints, fp_env_in_force,
                                   load_fingerprints, merge_fingerprints, row_fingerprint)
 from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, upgrade_csv
@@ -87,7 +87,7 @@ def main(argv=None):
             print(f'{f.name}: {len(mine)} rows of source {a.source} stamped')
         write(path, merge_fingerprints({}, fps))
         print(f'wrote {path}'); return
-    if any(os.environ.get(k) != v for k, v in FP_ENV.items()):     # torch has computed nothing yet: start again with FP_ENV
+    if not fp_env_in_force():                # torch has computed nothing yet: start again with FP_ENV
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
     warnings.filterwarnings('ignore')
     old = load_fingerprints(path)
