@@ -23,7 +23,7 @@ from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, determinis
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, resolve
-from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, label_source, load_checkpoint,
+from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, gpu_speed, label_source, load_checkpoint, resolve_precision, use_precision,
                               lock_work_dir, prepare_work_dir, forget_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
 
@@ -125,6 +125,8 @@ def build_learner(cfg:dict, history:list|None=None,
                              f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
         groups, source = threshold_groups(train, app)
         cfg = {**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1]}   # check_config set the noise options from it
+        cfg['precision'], cfg['channels_last'] = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
+        gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
@@ -145,8 +147,7 @@ def build_learner(cfg:dict, history:list|None=None,
     if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
     if not cfg['quiet']: learn.add_cb(EpochLines())
     if not cfg['quiet'] and not sys.stdout.isatty(): learn.add_cb(StepLines())   # a log file sees progress within an epoch
-    if cfg['precision'] != 'fp32': learn.to_fp16() if cfg['precision'] == 'fp16' else learn.to_bf16()
-    if cfg['channels_last']: learn.to_channelslast(use_amp=False)
+    use_precision(learn, cfg['precision'], cfg['channels_last'])    # resolved above: `auto` is bf16 + channels-last on a GPU
     learn.config = cfg
     return learn, train, test
 
@@ -329,8 +330,8 @@ def stitchup_train(
     ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
     cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)
     cl_epochs:int=None,           # confident_learning: epochs of each fold model (default: --epochs, the preset's schedule)
-    precision:str='fp32',         # fp32, bf16 or fp16 (mixed precision)
-    channels_last:bool=False,     # channels-last memory format
+    precision:str='auto',         # auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16
+    channels_last:bool=False,     # channels-last memory format (auto turns it on for a GPU)
     work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
     resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
     overwrite:bool=False,         # replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
-from fastai.learner import Learner
+from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .data import atomic_write, noisy_files, temporary_target
@@ -20,10 +20,11 @@ from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 # %% auto #0
-__all__ = ['ARCHS', 'SEED_MAX', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'check_values', 'label_source', 'check_config',
-           'run_files', 'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir',
-           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config',
-           'read_json', 'check_resume', 'MetricsJSON']
+__all__ = ['ARCHS', 'SEED_MAX', 'PRECISIONS', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'check_values', 'label_source',
+           'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir',
+           'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
+           'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed',
+           'DeviceSmoothLoss', 'HostLossLog', 'use_precision']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
@@ -36,6 +37,13 @@ def _count(lo, hi, what=''):  # an integer in lo..hi: sizes and counts have a ce
     return (lambda v: _int(v) and lo <= v <= hi), f'an integer >= {lo}{what}, at most {hi}'
 
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
+
+PRECISIONS = {   # --precision: what each means (see "Speed on a GPU")
+    'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
+    'fp32': 'exact float32, TF32 off (reference runs)',
+    'tf32': 'float32 weights, TF32 tensor-core maths on a GPU',
+    'bf16': 'bfloat16 autocast (mixed precision), TF32 for the float32 rest',
+    'fp16': 'float16 autocast with loss scaling, TF32 for the float32 rest'}
 
 _RULES = {   # option: (test, what it must be)
     **{k: (lambda v: isinstance(v, bool), 'true or false') for k in
@@ -52,7 +60,7 @@ _RULES = {   # option: (test, what it must be)
     'stitch_branches': (lambda v: v in ('all', 'random', 'balanced'), 'all, random or balanced'),
     'correction':   (lambda v: v in ('fixed', 'adaptive'), 'fixed or adaptive'),
     'holdout':      (lambda v: _num(v) and (v == 0 or 0 < v < .5), '0 (no held-out split) or a share in (0, 0.5)'),
-    'precision':    (lambda v: v in ('fp32', 'bf16', 'fp16'), 'fp32, bf16 or fp16'),
+    'precision':    (lambda v: v in PRECISIONS, ', '.join(PRECISIONS)),
     'arch':         (lambda v: v in ARCHS, f'one of {", ".join(ARCHS)}'),
     't':            (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]'),
     'epochs':       _count(1, 10_000),
@@ -374,3 +382,44 @@ class MetricsJSON(TrainedEpoch):
         if self.resumed: row['resumed'], self.resumed = True, False
         self.history = [e for e in self.history if e['epoch'] < self.epoch] + [_plain(row)]
         write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)
+
+# %% ../nbs/07b_runs.ipynb #6f1ea0d9
+def resolve_precision(precision:str, channels_last:bool, device) -> tuple:
+    "`(precision, channels_last)` a run on `device` uses: `auto` is `('bf16', True)` on a CUDA device, `('fp32', channels_last)` elsewhere."
+    if precision not in PRECISIONS: raise ValueError(f'--precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
+    if precision != 'auto': return precision, channels_last
+    return ('bf16', True) if torch.device(device or 'cpu').type == 'cuda' else ('fp32', channels_last)
+
+def gpu_speed(precision:str, deterministic:bool=False, device=None) -> dict:
+    "Process-wide GPU switches for a run at (resolved) `precision`: TF32 unless exact `fp32`, cuDNN autotuning unless `deterministic`; nothing on a CPU."
+    if torch.device(device or 'cpu').type != 'cuda': return {}
+    tf32 = precision != 'fp32'
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = not deterministic
+    return {'tf32': tf32, 'cudnn_benchmark': not deterministic}
+
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the loss's device: reading it no longer makes the CPU wait for the GPU each step."
+    def accumulate(self, learn):
+        self.count += 1
+        loss = learn.loss.detach().float().mean()
+        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+class HostLossLog(Callback):
+    "Once an epoch, turn the recorder's per-step device losses into floats (one copy), so `plot_loss` and checkpoints see numbers."
+    order = 60    # after the Recorder
+    def after_epoch(self):
+        r = self.learn.recorder
+        dev = [i for i, v in enumerate(r.losses) if isinstance(v, torch.Tensor)]
+        if dev:
+            vals = torch.stack([r.losses[i].float() for i in dev]).tolist()
+            for i, v in zip(dev, vals): r.losses[i] = torch.tensor(v)
+
+def use_precision(learn:Learner, precision:str, channels_last:bool) -> Learner:
+    "Set `learn`'s (resolved) `precision` and memory format; on a CUDA device, also keep the smoothed loss there (`DeviceSmoothLoss`)."
+    if precision in ('bf16', 'fp16'): learn.to_bf16() if precision == 'bf16' else learn.to_fp16()
+    if channels_last: learn.to_channelslast(use_amp=False)
+    if learn.dls.device is not None and torch.device(learn.dls.device).type == 'cuda':
+        learn.recorder.smooth_loss = DeviceSmoothLoss(beta=learn.recorder.smooth_loss.beta)
+        learn.add_cb(HostLossLog())
+    return learn

@@ -67,7 +67,7 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('lr'), '--lr', '-0.05'], '--lr must be a number > 0', fresh('lr')),
         (T + ['--work_dir', fresh('ep'), '--epochs', '-1'], '--epochs must be an integer >= 1', fresh('ep')),
         (T + ['--work_dir', fresh('bs'), '--bs', '50000'], '--bs 50000 is more than the 304 training images', fresh('bs')),
-        (T + ['--work_dir', fresh('fp8'), '--precision', 'fp8'], '--precision must be fp32, bf16 or fp16', fresh('fp8')),
+        (T + ['--work_dir', fresh('fp8'), '--precision', 'fp8'], '--precision must be auto, fp32, tf32, bf16, fp16', fresh('fp8')),
         (T + ['--work_dir', fresh('nan'), '--t', 'nan'], '--t must be a number in [0, 1], got nan', fresh('nan')),
         (T + ['--work_dir', fresh('bs0'), '--bs', '0'], '--bs must be an integer >= 2', fresh('bs0')),
         (T + ['--work_dir', fresh('bs1'), '--bs', '1'], '--bs must be an integer >= 2', fresh('bs1')),
