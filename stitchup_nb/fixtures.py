@@ -64,17 +64,25 @@ def _random_objects(rng, n_classes, names=None):
     ks = rng.choice(n_classes, rng.integers(1, 4), replace=False)
     return [(names[k] if names else k) for k in ks for _ in range(rng.integers(1, 3))]
 
+def _write_jpegs(jobs, size, texture, workers=1):
+    "Write each (path, seed) of `jobs` with `write_jpeg`, in `workers` threads (Pillow encodes without holding the GIL)."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max(1, workers)) as ex:
+        list(ex.map(lambda job: write_jpeg(job[0], seed=job[1], size=size, texture=texture), jobs))
+
 # %% ../nbs/00a_fixtures.ipynb #102df6b7
 def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0,
              img_size=(40, 32),      # each image's (width, height)
              texture:str='noise',    # as in `write_jpeg`
+             n_test2007:int|None=None,  # VOC2007 test images among the n2007 (default: the last quarter)
+             workers:int=1,          # threads writing the JPEGs (a VOC-sized set: use every core)
             ) -> dict:
     """Write `root/VOCdevkit/{VOC2012,VOC2007}`; return {year: {'ids', 'labels' (N×20), 'sets'}} and 'root'.
 
     VOC2012 ids look like `2008_000001` (ImageSets train/trainval); VOC2007 ids like `000001`
-    (ImageSets train/trainval/test, the last quarter being test). In VOC2012 image 0 also holds a
+    (ImageSets train/trainval/test, the last quarter, or `n_test2007`, being test). In VOC2012 image 0 also holds a
     `difficult` bird that is its only bird: the reference counts difficult objects, so label 1."""
-    rng, out = np.random.default_rng(seed), {'root': Path(root)/'VOCdevkit'}
+    rng, out, jpegs = np.random.default_rng(seed), {'root': Path(root)/'VOCdevkit'}, []
     for year, n in (('2012', n2012), ('2007', n2007)):
         base = out['root']/f'VOC{year}'
         ids = [f'2008_{i+1:06d}' if year == '2012' else f'{i+1:06d}' for i in range(n)]
@@ -83,21 +91,24 @@ def make_voc(root, n2012:int=12, n2007:int=8, seed:int=0,
             objs = [(VOC_NAMES[k], bool(rng.random() < .2)) for k in _random_objects(rng, 20)]
             if year == '2012' and i == 0: objs = [(n_, d) for n_, d in objs if n_ != 'bird'] + [('bird', True)]
             for n_, _ in objs: labels[i, VOC_NAMES.index(n_)] = 1
-            write_jpeg(base/'JPEGImages'/f'{id_}.jpg', seed=i, size=img_size, texture=texture)
+            jpegs.append((base/'JPEGImages'/f'{id_}.jpg', i))
             (base/'Annotations').mkdir(parents=True, exist_ok=True)
             (base/'Annotations'/f'{id_}.xml').write_text(voc_xml(objs, f'{id_}.jpg', img_size))
-        n_test = n // 4 if year == '2007' else 0
+        n_test = (n // 4 if n_test2007 is None else n_test2007) if year == '2007' else 0
+        if not 0 <= n_test <= n: raise ValueError(f'n_test2007={n_test2007}: must be in 0..n2007 ({n})')
         sets = {'trainval': ids[:n - n_test], 'train': ids[:(n - n_test) // 2]}
         if n_test: sets['test'] = ids[n - n_test:]
         (base/'ImageSets'/'Main').mkdir(parents=True, exist_ok=True)
         for s, s_ids in sets.items(): (base/'ImageSets'/'Main'/f'{s}.txt').write_text('\n'.join(s_ids) + '\n')
         out[f'VOC{year}'] = {'ids': ids, 'labels': labels, 'sets': sets}
+    _write_jpegs(jpegs, img_size, texture, workers)
     return out
 
 # %% ../nbs/00a_fixtures.ipynb #905af6ee
 def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0,
               img_size=(40, 32),     # each image's (width, height)
               texture:str='noise',   # as in `write_jpeg`
+              workers:int=1,         # threads writing the JPEGs
              ) -> dict:
     """Write `root/coco/{train2017,val2017,annotations/instances_*.json}`; return {split: {'ids', 'labels' (N×80), 'crowd_only'}} and 'root'.
 
@@ -106,13 +117,13 @@ def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0,
     image a crowd-only class (counted, as the reference does; `crowd_only` = (row, column)). The
     last val image has no annotations at all (its label row is zero)."""
     rng, cat_ids = np.random.default_rng(seed), list(COCO_CATS)
-    out, ann_id = {'root': Path(root)/'coco'}, 1
+    out, ann_id, jpegs = {'root': Path(root)/'coco'}, 1, []
     for split, n, first_id in (('train2017', n_train, 9), ('val2017', n_val, 139)):
         ids = [first_id + 7 * i for i in range(n)]
         labels, anns, images = np.zeros((n, 80), np.uint8), [], []
         for i, img_id in enumerate(ids):
             fname = f'{img_id:012d}.jpg'
-            write_jpeg(out['root']/split/fname, seed=img_id, size=img_size, texture=texture)
+            jpegs.append((out['root']/split/fname, img_id))
             images.append({'id': img_id, 'file_name': fname, 'width': img_size[0], 'height': img_size[1]})
             ks = [] if (split == 'val2017' and i == n - 1) else _random_objects(rng, 79)
             extra = []
@@ -132,6 +143,7 @@ def make_coco(root, n_train:int=12, n_val:int=6, seed:int=0,
         (out['root']/'annotations'/f'instances_{split}.json').write_text(json.dumps(
             {'info': {'description': 'fixture'}, 'images': images, 'annotations': anns, 'categories': cats}))
         out[split] = {'ids': ids, 'labels': labels, 'crowd_only': (1, 79)}
+    _write_jpegs(jpegs, img_size, texture, workers)
     return out
 
 # %% ../nbs/00a_fixtures.ipynb #83acefd8

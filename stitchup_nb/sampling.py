@@ -225,8 +225,34 @@ class ImageBatches(DataLoader):
         self.ds, self.size = ds, size
         self.labels = check_labels(labels, len(ds.classes), source=f'{ds.name} training labels')
         super().__init__(dataset=None, bs=None, n=0, after_batch=after_batch, device=device, num_workers=num_workers)
+    def device_data(self):
+        "`(images, labels)` of this loader's set kept on its CUDA device (made once, shared by loaders of the same set), or None: on a CPU, for a set read from disk, or one too large for half the free GPU memory."
+        dev = self.device
+        if dev is None or torch.device(dev).type != 'cuda' or not self.ds.in_memory: return None
+        src = getattr(self, '_device_src', None)
+        if src is not None and src[0] is self.ds.items and src[1] is self.labels and src[2] == str(dev): return src[3]
+        store = self.ds.__dict__.setdefault('_on_device', {})      # the set's images on each device, shared by its loaders
+        items = store.get(str(dev))
+        if items is None:
+            if self.ds.items.nbytes > torch.cuda.mem_get_info(dev)[0] // 2: return None
+            items = torch.empty(self.ds.items.shape, dtype=torch.uint8, device=dev)
+            for a in range(0, len(items), 1024):                  # in slices: a memory-mapped set is read once, not copied whole
+                items[a:a + 1024].copy_(torch.from_numpy(np.array(self.ds.items[a:a + 1024])))
+            store[str(dev)] = items
+        data = (items, torch.as_tensor(self.labels).float().to(dev))
+        self._device_src = (self.ds.items, self.labels, str(dev), data)
+        return data
+
+    def index_tensor(self, idx:np.ndarray) -> torch.Tensor:
+        "`idx` as a tensor where the images are: on the GPU when they are kept there (copied without waiting for the GPU)."
+        t, data = torch.as_tensor(np.asarray(idx)), self.device_data()
+        return t if data is None else t.to(data[0].device, non_blocking=True)
+
     def gather(self, idx:np.ndarray):
-        "Images at `idx` as a uint8 TensorImage and their labels as floats."
+        "Images at `idx` as a uint8 TensorImage and their labels as floats; gathered on the GPU when the set is kept there."
+        if (data := self.device_data()) is not None:
+            i = self.index_tensor(idx)
+            return TensorImage(data[0][i].permute(0, 3, 1, 2)), data[1][i]
         imgs = self.ds.items[idx] if self.ds.in_memory else np.stack([self.ds.image(i, self.size) for i in idx])
         return TensorImage(_as_tensor_images(imgs)), torch.as_tensor(self.labels[idx]).float()
     def create_item(self, s): return s
@@ -270,7 +296,7 @@ class StitchDL(ImageBatches):
 
     def create_batch(self, bundle):
         xs, ys = zip(*(self.gather(i) for i in bundle))
-        return xs, ys, tuple(torch.as_tensor(i) for i in bundle)
+        return xs, ys, tuple(self.index_tensor(i) for i in bundle)
 
 # %% ../nbs/03_sampling.ipynb #cce9db28
 class EvalDL(ImageBatches):
@@ -344,7 +370,8 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
                aug:BatchAug|None=None,              # training augmentation (None: none)
                per_class:int=3,                     # class-aware sampling: images per class visit
                reduce:float=4,                      # class-aware sampling: epoch = max n_k · C / reduce draws
-               valid_bs:int=128, size:int|None=None, seed:int=0, rank:int=0, world:int=1,
+               valid_bs:int|None=None,              # evaluation batch (default: 512 images on a GPU, 128 on a CPU)
+               size:int|None=None, seed:int=0, rank:int=0, world:int=1,
                device=None, num_workers:int=0) -> DataLoaders:
     "DataLoaders for training branches fed by `samplers` on `labels`, validated on `valid`."
     unknown = [s for s in samplers if s not in SAMPLERS]
@@ -352,6 +379,7 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
     labels = check_labels(labels, len(train.classes), source='training labels')
     if len(labels) != len(train): raise ValueError(f'{len(labels)} label rows for {len(train)} training images')
     device = default_device() if device is None else device
+    if valid_bs is None: valid_bs = 512 if torch.device(device).type == 'cuda' else 128
     extra = {'class_aware': dict(per_class=per_class, reduce=reduce)}
     sams = [SAMPLERS[s](labels, seed=seed, rank=rank, world=world, **extra.get(s, {})) for s in samplers]
     bss = [bs * (data_factor if s == 'class_aware' else 1) for s in samplers]
