@@ -28,8 +28,8 @@ from .losses import DBFocalLoss, bce_loss
 from .models import TwoBranchNet, branch_preds, create_model, per_branch
 
 # %% auto #0
-__all__ = ['PATCHED', 'CORRECTORS', 'THRESHOLDS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds', 'threshold_tensors',
-           'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
+__all__ = ['PATCHED', 'CORRECTORS', 'THRESHOLDS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds',
+           'threshold_tensors', 'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'branch_losses', 'colearner', 'deterministic_torch']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
@@ -94,6 +94,10 @@ def _gather_ranks(x:torch.Tensor) -> list:
     out = [torch.empty_like(x) for _ in range(d.get_world_size())]
     d.all_gather(out, x.contiguous())
     return [o.tolist() for o in out]
+
+CORRECTION_COUNTS = {   # the two ways correction is counted; every printed count names one of them
+    'draw': 'per batch draw (a label changed on an image drawn into k batches counts k times, on the augmented images training saw)',
+    'image': "per image (each training image and class once: the labels the branch's correction changes now, on the unaugmented images)"}
 
 class CoLearning(Callback):
     "Each branch's labels corrected by the other branch before its loss; correction log; NaN guard."
@@ -228,7 +232,7 @@ class CoLearning(Callback):
         return sum(r.get(stat, 0) for r in rows)
 
     def metrics(self) -> list:
-        "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts."
+        "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts this epoch, per batch draw."
         out = [ValueMetric(partial(lambda n: self.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in self.net.names]
         stats = ('fixed', 'broke') if getattr(self.dls.train, 'clean', None) is not None else ('on', 'off')
         if len(self.net.names) == 2:
@@ -240,7 +244,7 @@ class CoLearning(Callback):
         return pd.DataFrame(self.log)
 
     def summary(self) -> pd.DataFrame:
-        "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known) over the whole fit, counted per batch."
+        "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`)."
         log = self.correction_table()
         return log.groupby('corrector')[list(self.stats)].sum() if len(log) else log
 
