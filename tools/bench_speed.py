@@ -28,6 +28,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 
 from stitchup_nb.data import LabelledSet, class_groups
+from stitchup_nb.runs import gpu_speed, use_precision
 from stitchup_nb.sampling import BatchAug, stitch_dls
 from stitchup_nb.colearn import colearner
 from stitchup_nb.methods import PRESETS
@@ -68,10 +69,10 @@ def learners(train, test, arch, bs, device, precision='fp32', channels_last=Fals
                     arch, stitch=None, pretrained=arch == 'digits_cnn')
     full = colearner(stitch_dls(train, train.labels, test, data_factor=1, **common), arch, thresholds=th,
                      pretrained=arch == 'digits_cnn')
+    gpu_speed(precision, device=device)        # TF32 (unless exact fp32) and cuDNN autotuning, as stitchup_train sets them
     for l in (bce, full):
         l.remove_cb(ProgressCallback)
-        if precision == 'bf16': l.to_bf16()
-        if channels_last: l.to_channelslast(use_amp=False)
+        use_precision(l, precision, channels_last)
     return bce, full
 
 
@@ -80,8 +81,8 @@ def single_branch(train, test, arch, bs, device, precision='fp32', channels_last
     l = colearner(stitch_dls(train, train.labels, test, samplers=('random',), partners=False, bs=bs, aug=BatchAug(),
                              device=device, valid_bs=bs), arch, stitch=None, pretrained=arch == 'digits_cnn')
     l.remove_cb(ProgressCallback)
-    if precision == 'bf16': l.to_bf16()
-    if channels_last: l.to_channelslast(use_amp=False)
+    gpu_speed(precision, device=device)
+    use_precision(l, precision, channels_last)
     return l
 
 
