@@ -5,36 +5,35 @@
 # %% ../nbs/10_cli.ipynb #b4594e69
 from __future__ import annotations
 import inspect, json, pickle, re, sys, time
-from pathlib import Path
-
-import numpy as np
-import pandas as pd
-from fastcore.basics import noop
-from fastcore.script import call_parse, is_cli
-from fastai.callback.core import Callback
-from fastai.callback.progress import ProgressCallback
-from fastai.torch_core import get_model, num_distrib, rank_distrib
-
-from .data import LabelledSet, class_groups, read_class_freq, read_class_split, voc_mlt, coco_mlt, read_appendix
-from .digits import digits_mlt
-from .noise import add_noise, load_noisy, save_noisy, group_report, noisy_fname
-from .sampling import BatchAug, stitch_dls
-from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
-from .distributed import close_distributed, distributed, init_distributed, main_process_first
-from .metrics import choose_t, evaluate, holdout_split, lt_metrics
-from .methods import METHODS, PRESETS, resolve
-from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, TrainedEpoch, check_config, check_values, check_resume, checkpoints, gpu_speed, label_source, load_checkpoint, resolve_precision, use_precision,
-                              lock_work_dir, prepare_work_dir, forget_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 from contextlib import contextmanager
+from pathlib import Path
+from fastcore.script import Param, call_parse, is_cli
+
+def _stack():
+    "Bind the training stack (torch, fastai and the kit's modules, gathered in `stitchup_nb.console`) to this module's names, once."
+    if '_STACKED' in globals(): return
+    from stitchup_nb import console
+    g = globals()
+    for k, v in vars(console).items():
+        if not k.startswith('_'): g.setdefault(k, v)     # a name already bound here (one a test replaced) stays
+    g['_STACKED'] = True
+
+def __getattr__(name:str):
+    "`stitchup_nb.cli.X` for a name of the training stack (`PEERS`, `colearner`, `EpochLines`, ...): imported on first use."
+    if name.startswith('__'): raise AttributeError(name)
+    _stack()
+    if name in globals(): return globals()[name]
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['RECORDED', 'PEERS', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
-           'build_learner', 'run_training', 'choose_holdout_t', 'StepLines', 'EpochLines', 'map_note', 'summary',
+__all__ = ['RECORDED', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
+           'build_learner', 'run_training', 'choose_holdout_t', 'map_note', 'summary', 'correction_lines',
            'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "The preset's `(train, test, appendix or None)`; VOC/COCO default to the data/ layout of data/README.md."
+    _stack()
     preset = PRESETS.get(dataset)
     if preset is None: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if 'digits' in preset: return (*digits_mlt(seed=data_seed, **preset['digits']), None)
@@ -46,6 +45,7 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None) -> np.ndarray:
     "The labels training sees: a noisy-label file, the official noisy labels at `noise_rate`, or simulated noise."
+    _stack()
     if noise_file:
         noisy, clean = load_noisy(noise_file)
         if clean.shape != train.labels.shape or (clean != train.labels).any():
@@ -85,6 +85,7 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
 
 def train_config(**overrides) -> dict:
     "The resolved run configuration of `stitchup_train` for `overrides` (its options, or any preset value): see `stitchup_nb.methods.resolve`."
+    _stack()
     params = inspect.signature(stitchup_train.__wrapped__).parameters
     flags = {k: p.default for k, p in params.items()}
     bad = sorted(set(overrides) - set(flags) - set(resolve()) - set(RECORDED))
@@ -93,13 +94,13 @@ def train_config(**overrides) -> dict:
 
 RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
-PEERS = {}   # a method's `peer` (its METHODS entry) -> the object that builds it (see "Peer methods")
 
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it)
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
+    _stack()
     samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
@@ -143,8 +144,9 @@ def build_learner(cfg:dict, history:list|None=None,
                           cbs=files)
         if hasattr(peer, 'setup'): peer.setup(learn, cfg)     # e.g. its loss or its callback
         learn.holdout = held
-    learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints
-    if cfg['quiet'] or not sys.stdout.isatty(): learn.remove_cb(ProgressCallback)   # a log file gets lines, not bar redraws
+    learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints: no fastai table
+    learn.remove_cb(ProgressCallback)         # a log file gets lines, not bar redraws; a terminal bars numbered as the lines
+    if not cfg['quiet'] and sys.stdout.isatty(): learn.add_cb(EpochBars())
     if not cfg['quiet']: learn.add_cb(EpochLines())
     if not cfg['quiet'] and not sys.stdout.isatty(): learn.add_cb(StepLines())   # a log file sees progress within an epoch
     use_precision(learn, cfg['precision'], cfg['channels_last'])    # resolved above: `auto` is bf16 + channels-last on a GPU
@@ -153,6 +155,7 @@ def build_learner(cfg:dict, history:list|None=None,
 
 def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
+    _stack()
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
     created = bool(work and main and not work.exists())    # a call that fails before writing anything removes what it made
@@ -202,40 +205,11 @@ def run_training(cfg:dict) -> tuple:
 
 def choose_holdout_t(learn) -> dict:
     "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
+    _stack()
     if getattr(learn, 'holdout', None) is None: return {}
     t, curve = choose_t(learn, *learn.holdout)
     get_model(learn.model).t = t
     return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
-
-class StepLines(Callback):
-    "Without a terminal (a log file), a line every `every` seconds within an epoch: the step, the time a step takes, what is left."
-    order = MetricsJSON.order + 1
-    def __init__(self, every:float=60.): self.every = every
-    def before_epoch(self): self.t0 = self.last = time.time()
-    def after_batch(self):
-        if not self.training or rank_distrib() != 0 or time.time() - self.last < self.every: return
-        self.last, done, n = time.time(), self.iter + 1, self.n_iter
-        per = (self.last - self.t0) / done
-        print(f'  epoch {self.epoch + 1}/{self.n_epoch}, step {done}/{n}: {per:.2f} s a step, about '
-              f'{per * (n - done) / 60:.1f} min left in this epoch', flush=True)
-
-class EpochLines(TrainedEpoch):
-    "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, corrections."
-    order = MetricsJSON.order + 1                # after the recorder's row (Recorder) and MetricsJSON
-    def before_epoch(self): super().before_epoch(); self.t0 = time.time()
-    def after_epoch(self):
-        if not self.trained or rank_distrib() != 0: return
-        row = dict(zip(self.recorder.metric_names[1:], self.recorder.values[-1]))
-        g = lambda k: f'{row[k]:.1f}' if k in row else '-'
-        said = {'fixed': 'fixed', 'broke': 'broken', 'on': 'switched on', 'off': 'switched off'}
-        by = {}
-        for k in row:
-            name, _, stat = k.rpartition('_')
-            if stat in said and name in get_model(self.learn.model).names: by.setdefault(name, []).append(f'{int(row[k])} {said[stat]}')
-        fix = '; '.join(f"by the {n} branch {', '.join(v)}" for n, v in by.items())
-        print(f"epoch {self.epoch + 1}/{self.n_epoch}: train loss {row.get('train_loss', float('nan')):.4f}, "
-              f"mAP {g('mAP')} (head {g('head_mAP')}, medium {g('medium_mAP')}, tail {g('tail_mAP')})"
-              + (f'; corrections: {fix}' if fix else '') + f', {time.time() - self.t0:.0f} s', flush=True)
 
 def map_note(table:pd.DataFrame, t:float) -> str:
     "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
@@ -247,6 +221,7 @@ def map_note(table:pd.DataFrame, t:float) -> str:
 
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
+    _stack()
     cfg = learn.config
     noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
@@ -257,14 +232,7 @@ def summary(learn, table:pd.DataFrame) -> str:
                         'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
     cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
     if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
-    if len(get_model(learn.model).names) == 2 and peer is None:
-        s = cb.summary()
-        if not cb.corrects or s.empty: lines.append('label correction: off (every threshold is alpha 1, beta 0)')
-        for name, r in s.iterrows():
-            other = [n for n in get_model(learn.model).names if n != name][0]
-            said = f"label correction by the {name} branch on {other} batches: {int(r['on'])} labels switched on, {int(r['off'])} off"
-            if 'fixed' in r: said += f" ({int(r['fixed'])} fixed, {int(r['broke'])} broken against the clean labels)"
-            lines.append(said + ', counted per batch')
+    if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
     paper = PRESETS[cfg['dataset']].get('paper')
     if paper: lines.append(f"the paper (ResNet-50, noise {paper['noise_rate']}): " + ', '.join(f'{g} {paper[g]:.2f}' for g in ('total', 'head', 'medium', 'tail')))
     if cfg['work_dir']:
@@ -276,11 +244,45 @@ def summary(learn, table:pd.DataFrame) -> str:
                   '  metrics.json       per-epoch rows and this table']
     return '\n'.join(lines)
 
+def correction_lines(learn) -> list:
+    "The summary's lines on label correction: per corrector, the run's counts per batch draw, which epochs they cover, where the per-image counts are."
+    _stack()
+    cb, names = learn.co_learning, get_model(learn.model).names
+    mj = getattr(learn, 'metrics_json', None)        # its rows carry the epochs trained before a resume too
+    rows = [r for e in (mj.history if mj is not None else []) for r in e.get('corrections', [])] or cb.log
+    if not cb.corrects or not rows: return ['label correction: off (every threshold is alpha 1, beta 0)']
+    log, here = pd.DataFrame(rows), sorted({r['epoch'] for r in cb.log})
+    epochs = lambda a, b: f'epoch {a}' if a == b else f'epochs {a}-{b}'     # numbered from 1, like the checkpoints
+    first, last = int(log.epoch.min()) + 1, int(log.epoch.max()) + 1
+    unit, why = CORRECTION_COUNTS['draw'].split(' (', 1)
+    lines = [f"label correction, counted {unit}, {epochs(first, last)}" + (", rank 0's batches" if num_distrib() > 1 else '') + ':',
+             f'  ({why}']
+    if here and first <= here[0]:
+        lines.append(f'  {epochs(first, here[0])} trained before this run resumed: their counts come from the rows its checkpoint carries')
+    elif here and here[0] > 0:
+        lines.append(f'  only these: this run resumed at epoch {here[0] + 1}, and the counts of the epochs before are not known here')
+    for name, r in log.groupby('corrector')[[s for s in ('on', 'off', 'fixed', 'broke') if s in log]].sum().iterrows():
+        other = [n for n in names if n != name][0]
+        said = f"  by the {name} branch on {other} batches: {int(r['on'])} labels switched on, {int(r['off'])} off"
+        if 'fixed' in r: said += f"; against the clean labels {int(r['fixed'])} fixed, {int(r['broke'])} broke"
+        lines.append(said)
+    cks = checkpoints(Path(learn.config['work_dir'])) if learn.config.get('work_dir') else []
+    how = f"CorrectionBrowser.from_checkpoint('{cks[-1]}')" if cks else 'CorrectionBrowser.from_learner(learn)'
+    unit, why = CORRECTION_COUNTS['image'].split(' (', 1)
+    lines += [f'  counted {unit} instead: {how}.summary() (nbs/11_widgets.ipynb)', f'  ({why}']
+    return lines
+
+class _Off(Param):
+    "A bool option on by default: fastcore gives it `--no-NAME` and would add '(default: True)', which reads as if `--no-NAME` were on; the help says what the flag does."
+    def set_default(self, d):
+        super().set_default(d)
+        self.help = self.help.removesuffix(' (default: True)')
+
 @call_parse
 def stitchup_train(
     dataset:str='digits',         # preset: digits (embedded), digits-small (smoke test), voc or coco
-    method:str='full',            # full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, ... (stitchup_nb.methods.METHODS)
-    data_root:str=None,           # dataset root (voc/coco; default: the data/ layout of data/README.md)
+    method:str='full',            # full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, dbfocal_stitchup, dbfocal_random, dbfocal_stitchup_random, bce_classaware, bce_stitchup_classaware, asl, large_loss, mixup, cutmix, full_plus, coteaching or confident_learning (each explained in stitchup_nb.methods.METHODS, 07a_methods)
+    data_root:str=None,           # where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default data/voc/VOCdevkit); for coco the folder holding train2017/, val2017/ and annotations/ (default data/coco). See data/README.md
     appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
     noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on (then no other noise option applies)
     noise_rate:float=None,        # otherwise: the official noisy labels at this rate where the appendix has them, else simulated noise (0: clean; default 0.5)
@@ -292,7 +294,7 @@ def stitchup_train(
     loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
     stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
     stitch_branches:str=None,     # the branches Stitch-Up trains: all (the paper), random or balanced (full_plus: balanced)
-    correct:bool=True,            # --no-correct turns label correction between the branches off (it is on in the two-branch methods)
+    correct:_Off('turn label correction between the branches off (without this flag the two-branch methods correct labels)', bool)=True,
     random_head_alpha:float=None,   # the random branch corrects head classes: a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)
     random_medium_alpha:float=None, # the random branch corrects medium classes: switch on above this probability (paper: 1 = never)
     random_tail_alpha:float=None,   # the random branch corrects tail classes: switch on above this probability (paper: 1 = never)
@@ -325,7 +327,7 @@ def stitchup_train(
     mixup_alpha:float=None,       # --method mixup: MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)
     cutmix_alpha:float=None,      # --method cutmix: CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)
     size:int=None,                # input size (default: the preset's)
-    pretrained:bool=True,         # --no-pretrained starts from random weights instead of ImageNet (ResNets) or the glyph-pretrained CNN (Digits)
+    pretrained:_Off('start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)', bool)=True,
     ct_tau:float=None,            # coteaching: tau, the share of label entries each network drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)
     ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
     cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)
@@ -341,6 +343,7 @@ def stitchup_train(
     quiet:bool=False,             # no progress bars or per-epoch lines (the final summary still prints)
 ):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
+    _stack()
     with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**locals())   # resolved and checked before anything is written
     try:
         with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
@@ -356,10 +359,6 @@ def stitchup_train(
 
 FLAGS = tuple(inspect.signature(stitchup_train.__wrapped__).parameters)   # the options that are flags
 
-# %% ../nbs/10_cli.ipynb #aeb0d674
-from .peers import asl_peer, large_loss_peer, mixup_peer, cutmix_peer
-PEERS.update(asl=asl_peer, large_loss=large_loss_peer, mixup=mixup_peer, cutmix=cutmix_peer)    # 07d_peers
-
 # %% ../nbs/10_cli.ipynb #ab33cd90
 def _train_in_process(cfg:dict):
     run_training(cfg)              # the Learner stays in its process: only files come back
@@ -367,6 +366,7 @@ def _train_in_process(cfg:dict):
 def launch(n:int, **options) -> pd.DataFrame:
     "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
     from accelerate import notebook_launcher
+    _stack()
     cfg = train_config(**options)
     if not cfg['work_dir']: raise ValueError('launch needs a work_dir: the processes report through its metrics.json')
     notebook_launcher(_train_in_process, (cfg,), num_processes=n)
@@ -390,6 +390,7 @@ def stitchup_test(
     overwrite:bool=False,         # replace an --out file that holds other numbers
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
+    _stack()
     with _said(stitchup_test, 'stitchup_test'):
         ck = Path(checkpoint)
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
@@ -453,6 +454,7 @@ def stitchup_noise(
     overwrite:bool=False,         # replace an existing --out file (never the source itself)
 ):
     "Write a noisy-label file (the authors' format) from clean labels and print how noisy it is per class group."
+    _stack()
     with _said(stitchup_noise, 'stitchup_noise'):
         check_values(dict(noise_rate=noise_rate, noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate,
                           data_seed=data_seed), NOISE_FLAGS)
@@ -483,8 +485,3 @@ def stitchup_noise(
 
 NOISE_FLAGS = tuple(inspect.signature(stitchup_noise.__wrapped__).parameters)
 
-
-# %% ../nbs/10_cli.ipynb #a60546c9
-from .coteaching import CoTeachingPeer
-from .confident import ConfidentLearningPeer
-PEERS.update(coteaching=CoTeachingPeer(), confident_learning=ConfidentLearningPeer())   # 07e_coteaching, 07f_confident

@@ -103,3 +103,62 @@ def test_every_flag_has_help_text():
         assert not bare, f'{f.__name__}: no help text for {bare}'
     helps = {a.dest: a.help for a in anno_parser(stitchup_train.__wrapped__)._actions}
     assert 'off' in helps['correct'] and 'paper' in helps['random_head_alpha'] and 'cooc' in helps['noise_kind']
+
+
+def test_help_answers_without_the_training_stack():
+    "`stitchup_train --help` imports neither torch nor fastai (issue 30.6), lists every method and says what the --no- flags do."
+    import subprocess, sys
+    from stitchup_nb.methods import METHODS
+    p = subprocess.run([sys.executable, '-X', 'importtime', str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    imported = {l.split('|')[-1].strip() for l in p.stderr.splitlines() if l.startswith('import time:')}
+    heavy = sorted(m for m in imported if m.split('.')[0] in ('torch', 'fastai', 'numpy', 'pandas'))
+    assert not heavy, f'--help imported {heavy[:5]}'
+    said = ' '.join(p.stdout.split())                     # argparse wraps lines between words
+    missing = [m for m in METHODS if f' {m},' not in said and f' {m} ' not in said]
+    assert not missing, f'--method help lacks {missing}: {said[:3000]}'
+    for flag in ('--no-correct', '--no-pretrained'):
+        line = said.split(flag, 2)[2].split(' --')[0]         # the flag's help, after its mention in the usage line
+        assert 'without this flag' in line and '(default: True)' not in line, line
+    assert 'VOCdevkit folder itself' in said and 'VOC2012/' in said
+
+
+def _run_on_a_terminal(*args):
+    "Run a console script with a pseudo-terminal as its stdout and stderr (as a user's shell); its exit status and output."
+    import os, pty, select, subprocess
+    main, sub = pty.openpty()
+    p = subprocess.Popen([str(a) for a in args], stdout=sub, stderr=sub, stdin=subprocess.DEVNULL)
+    os.close(sub)
+    out = b''
+    while True:
+        try: ready = select.select([main], [], [], 1)[0]
+        except OSError: break
+        if ready:
+            try: chunk = os.read(main, 65536)
+            except OSError: break                 # the child closed the terminal
+            if not chunk: break
+            out += chunk
+        elif p.poll() is not None: break
+    p.wait(); os.close(main)
+    return p.returncode, out.decode(errors='replace')
+
+
+def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(tmp_path):
+    """On a terminal, a resumed run's bars read `Epoch 2/2`, no fastai table (empty rows for skipped epochs, epochs from 0,
+    six decimals) is printed, and the summary's correction counts say they cover the epoch trained before the resume."""
+    import re
+    opts = [*QUICK_TTY, '--work_dir', tmp_path/'run']
+    rc, first = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '1')
+    assert rc == 0, first[-3000:]
+    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '2', '--resume', 'auto')
+    assert rc == 0, out[-3000:]
+    assert set(re.findall(r'Epoch \d+/\d+', out)) == {'Epoch 2/2'}, set(re.findall(r'Epoch \d+/\d+', out))
+    lines = [l.strip() for l in out.replace('\r', '\n').split('\n') if l.strip()]
+    assert 'valid_loss' not in out and not any(re.fullmatch(r'\d+ .*', l) for l in lines), out[-3000:]   # no fastai table
+    assert [l.split(':')[0] for l in lines if re.match(r'epoch \d+/\d+: ', l)] == ['epoch 2/2']
+    assert 'corrections this epoch, per batch draw: ' in out
+    assert 'label correction, counted per batch draw, epochs 1-2:' in out, out[-3000:]
+    assert 'epoch 1 trained before this run resumed' in out and 'counted per image instead: ' in out
+
+
+QUICK_TTY = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--warmup_iters', '10']
