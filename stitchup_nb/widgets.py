@@ -19,7 +19,7 @@ from PIL import Image
 from .data import GROUPS, LabelledSet, check_labels, group_names
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
-from .colearn import THRESHOLDS, correction_snapshot
+from .colearn import CORRECTION_COUNTS, THRESHOLDS, correction_snapshot
 from .runs import checkpoints, load_checkpoint
 from .cli import build_learner, load_benchmark, train_config, training_labels
 from .methods import PRESETS
@@ -468,7 +468,9 @@ CHANGE_COLUMNS = {   # a column of the CorrectionBrowser's tables -> what it hol
                         'unknown: no clean labels to judge',
     'other labels': "the image's labels no correction changed (green: correct, orange outline: missing, red: spurious; "
                     'grey: no clean labels to judge)',
-    'changed': 'labels the branch changed', 'switched on': 'changes from 0 to 1', 'switched off': 'changes from 1 to 0',
+    'changed': f"labels the branch's correction changes, counted {CORRECTION_COUNTS['image']}; stitchup_train's lines count "
+               f"{CORRECTION_COUNTS['draw'].split(' (')[0]} instead, as training saw them, so their numbers are larger",
+    'switched on': 'changes from 0 to 1', 'switched off': 'changes from 1 to 0',
     'fixed': 'changes that made the label right', 'broke': 'changes that made a right label wrong',
 }
 
@@ -541,7 +543,7 @@ class CorrectionBrowser(Browser):
         return t
 
     def summary(self) -> pd.DataFrame:
-        "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known."
+        "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known; counted per image (`CORRECTION_COUNTS`), each image and class once."
         rows = {}
         for b in self.branches:
             d = self.changes[self.changes.branch == b]
@@ -563,7 +565,7 @@ class CorrectionBrowser(Browser):
             ax.bar(x - .2, t[up], .4, label=up, color=CHIP_STATES['correct'][0])
             ax.bar(x + .2, t[down], .4, label=down, color=CHIP_STATES['spurious'][0])
             ax.set(xticks=x, xticklabels=t.index, title=f'corrections by the {b} branch', xlabel='class group', ylabel='labels')
-        axs[0, 0].legend(); fig.suptitle(f'{self.ds.name}: labels the correction {up} and {down}'); fig.tight_layout()
+        axs[0, 0].legend(); fig.suptitle(f'{self.ds.name}: labels the correction {up} and {down}, per image'); fig.tight_layout()
         return fig
 
 # %% ../nbs/11_widgets.ipynb #0d683fcd
