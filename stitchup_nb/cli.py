@@ -7,7 +7,24 @@ from __future__ import annotations
 import inspect, json, pickle, re, sys, time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
+if TYPE_CHECKING:    # the names `_stack()` binds, for readers and linters; not imported at run time
+    import numpy as np
+    import pandas as pd
+    from stitchup_nb.colearn import BRANCH_OF, CORRECTION_COUNTS, THRESHOLDS, branch_losses, colearner, deterministic_torch
+    from stitchup_nb.sampling import BatchAug, stitch_dls
+    from stitchup_nb.runs import Checkpoint, METRICS_NOTES, MetricsJSON, check_config, check_resume, check_values, checkpoints, forget_work_dir, gpu_speed, label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resolve_precision, run_diff, saved_config, use_precision, write_json
+    from stitchup_nb.console import EpochBars, EpochLines, PEERS, StepLines
+    from stitchup_nb.data import LabelledSet, class_groups, coco_mlt, read_appendix, read_class_freq, read_class_split, voc_mlt
+    from stitchup_nb.methods import METHODS, PRESETS, resolve
+    from fastai.callback.progress import ProgressCallback
+    from stitchup_nb.noise import add_noise, group_report, load_noisy, noisy_fname, save_noisy
+    from stitchup_nb.metrics import choose_t, evaluate, holdout_split, lt_metrics
+    from stitchup_nb.distributed import close_distributed, distributed, init_distributed, main_process_first
+    from stitchup_nb.digits import digits_mlt
+    from fastai.torch_core import get_model, num_distrib, rank_distrib
+    from fastai.imports import noop
 
 def _stack():
     "Bind the training stack (torch, fastai and the kit's modules, gathered in `stitchup_nb.console`) to this module's names, once."
@@ -230,7 +247,7 @@ def summary(learn, table:pd.DataFrame) -> str:
     if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
         lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(learn.holdout[0])} held-out training '
                         'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
-    cb, peer = learn.co_learning, PEERS.get(cfg.get('peer'))
+    peer = PEERS.get(cfg.get('peer'))
     if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
     paper = PRESETS[cfg['dataset']].get('paper')
@@ -278,6 +295,9 @@ class _Off(Param):
         super().set_default(d)
         self.help = self.help.removesuffix(' (default: True)')
 
+_NO_CORRECT = _Off('turn label correction between the branches off (without this flag the two-branch methods correct labels)', bool)
+_NO_PRETRAINED = _Off('start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)', bool)
+
 @call_parse
 def stitchup_train(
     dataset:str='digits',         # preset: digits (embedded), digits-small (smoke test), voc or coco
@@ -294,7 +314,7 @@ def stitchup_train(
     loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
     stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
     stitch_branches:str=None,     # the branches Stitch-Up trains: all (the paper), random or balanced (full_plus: balanced)
-    correct:_Off('turn label correction between the branches off (without this flag the two-branch methods correct labels)', bool)=True,
+    correct:_NO_CORRECT=True,       # (help: _NO_CORRECT)
     random_head_alpha:float=None,   # the random branch corrects head classes: a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)
     random_medium_alpha:float=None, # the random branch corrects medium classes: switch on above this probability (paper: 1 = never)
     random_tail_alpha:float=None,   # the random branch corrects tail classes: switch on above this probability (paper: 1 = never)
@@ -327,7 +347,7 @@ def stitchup_train(
     mixup_alpha:float=None,       # --method mixup: MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)
     cutmix_alpha:float=None,      # --method cutmix: CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)
     size:int=None,                # input size (default: the preset's)
-    pretrained:_Off('start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)', bool)=True,
+    pretrained:_NO_PRETRAINED=True, # (help: _NO_PRETRAINED)
     ct_tau:float=None,            # coteaching: tau, the share of label entries each network drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)
     ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
     cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)

@@ -25,9 +25,20 @@ from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, TrainedEpoch, check_c
                               lock_work_dir, prepare_work_dir, forget_work_dir, read_checkpoint, read_json, run_diff, saved_config, write_json)
 
 PEERS = {}   # a method's `peer` (its METHODS entry) -> the object that builds it (see "Peer methods")
+_all_ = ['sys', 'time', 'np', 'pd', 'noop', 'Callback', 'ProgressCallback', 'master_bar', 'progress_bar', 'SkipToEpoch', 'get_model', 'num_distrib', 'rank_distrib', 'LabelledSet', 'class_groups', 'read_class_freq', 'read_class_split', 'voc_mlt', 'coco_mlt', 'read_appendix', 'digits_mlt', 'add_noise', 'load_noisy', 'save_noisy', 'group_report', 'noisy_fname', 'BatchAug', 'stitch_dls', 'BRANCH_OF', 'CORRECTION_COUNTS', 'THRESHOLDS', 'branch_losses', 'colearner', 'deterministic_torch', 'close_distributed', 'distributed', 'init_distributed', 'main_process_first', 'choose_t', 'evaluate', 'holdout_split', 'lt_metrics', 'METHODS', 'PRESETS', 'resolve', 'METRICS_NOTES', 'Checkpoint', 'MetricsJSON', 'TrainedEpoch', 'check_config', 'check_values', 'check_resume', 'checkpoints', 'gpu_speed', 'label_source', 'load_checkpoint', 'resolve_precision', 'use_precision', 'lock_work_dir', 'prepare_work_dir', 'forget_work_dir', 'read_checkpoint', 'read_json', 'run_diff', 'saved_config', 'write_json']   # cli binds them all (`_stack`)
+
 
 # %% auto #0
-__all__ = ['PEERS', 'StepLines', 'EpochLines', 'EpochBars']
+__all__ = ['PEERS', 'StepLines', 'EpochLines', 'EpochBars', 'sys', 'time', 'np', 'pd', 'noop', 'Callback', 'ProgressCallback',
+           'master_bar', 'progress_bar', 'SkipToEpoch', 'get_model', 'num_distrib', 'rank_distrib', 'LabelledSet',
+           'class_groups', 'read_class_freq', 'read_class_split', 'voc_mlt', 'coco_mlt', 'read_appendix', 'digits_mlt',
+           'add_noise', 'load_noisy', 'save_noisy', 'group_report', 'noisy_fname', 'BatchAug', 'stitch_dls',
+           'BRANCH_OF', 'CORRECTION_COUNTS', 'THRESHOLDS', 'branch_losses', 'colearner', 'deterministic_torch',
+           'close_distributed', 'distributed', 'init_distributed', 'main_process_first', 'choose_t', 'evaluate',
+           'holdout_split', 'lt_metrics', 'METHODS', 'PRESETS', 'resolve', 'METRICS_NOTES', 'Checkpoint', 'MetricsJSON',
+           'TrainedEpoch', 'check_config', 'check_values', 'check_resume', 'checkpoints', 'gpu_speed', 'label_source',
+           'load_checkpoint', 'resolve_precision', 'use_precision', 'lock_work_dir', 'prepare_work_dir',
+           'forget_work_dir', 'read_checkpoint', 'read_json', 'run_diff', 'saved_config', 'write_json']
 
 # %% ../nbs/10a_console.ipynb #4d55e540
 class StepLines(Callback):
