@@ -410,7 +410,7 @@ class HostLossLog(Callback):
     order = 60    # after the Recorder
     def after_epoch(self):
         r = self.learn.recorder
-        dev = [i for i, v in enumerate(r.losses) if isinstance(v, torch.Tensor)]
+        dev = [i for i, v in enumerate(r.losses) if isinstance(v, torch.Tensor) and v.device.type != 'cpu']   # this epoch's
         if dev:
             vals = torch.stack([r.losses[i].float() for i in dev]).tolist()
             for i, v in zip(dev, vals): r.losses[i] = torch.tensor(v)
