@@ -38,6 +38,9 @@ SETS = {   # set: (training images, test images, JPEG (width, height), format)
 }
 RUNS = [   # name, method, precision: the first run of a set decodes the JPEGs, the later ones read the decoded-image cache
     ('first run', 'full', 'auto'), ('second run', 'full', 'auto'), ('BCE', 'bce', 'auto'), ('exact fp32', 'full', 'fp32')]
+BASELINE = ('before issue 28 (measured on one H200, torch 2.11, a synthetic set of the same size and format, 8 epochs, `--no-pretrained`): '
+            'full method 120 s end to end in fp32 (82 s training, 9-11 s an epoch), 90 s in bf16 + channels-last (56 s training, '
+            '6 s an epoch), the GPU idle for the first 34-40 s; BCE 43 s (16 s training)')
 TINY = dict(arch='resnet18', size=32, data_factor=1, bs=8)   # --tiny: the smallest run of the reference's model family
 GRID = [(m, r) for m in ('bce', 'full') for r in (.3, .5, .7, .9)]   # --grid's 8 cells (flip noise), 3 seeds each
 
@@ -211,8 +214,17 @@ def machine() -> dict:
 
 
 def commit() -> str:
-    p = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], capture_output=True, text=True, cwd=ROOT)
-    return p.stdout.strip() or 'unknown'
+    "This checkout's commit, or 'unknown' where ROOT is not itself a git checkout (a copy of the files: see `source`)."
+    top = subprocess.run(['git', 'rev-parse', '--show-toplevel'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    if not top or Path(top).resolve() != ROOT: return 'unknown'
+    return subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+
+
+def source() -> str:
+    "The training source's hash (`stitchup_nb.experiments.source_hash`), as the benchmark's rows record it."
+    q = subprocess.run([sys.executable, '-c', 'from stitchup_nb.experiments import RUNNING; print(RUNNING)'], capture_output=True,
+                       text=True, cwd=ROOT, env={**os.environ, 'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])})
+    return q.stdout.strip().splitlines()[-1] if q.returncode == 0 else 'unknown'
 
 
 def packed(runs:list, jobs:int, root:Path, env:dict, timeout:float) -> tuple:
@@ -232,19 +244,36 @@ def report(data:dict) -> str:
     "The README's markdown: one row per timed run, the Digits checks below; every figure from the JSON."
     if not data.get('runs'): return '_Not yet measured on a GPU: run `python tools/bench_e2e.py` on one._\n'
     m = data['machine']
-    lines = [f"Measured on {m['gpu'] or 'a CPU'} ({m['cpu_cores']} CPU cores), torch {m['torch']}, commit {data['commit']}, "
+    lines = [f"Measured on {m['gpu'] or 'a CPU'} ({m['cpu_cores']} CPU cores), torch {m['torch']}, commit {data['commit']} "
+             f"(training source {data.get('source', 'unknown')}), "
              f"{data['made'][:10]}; the chip's bf16 matrix rate measured in the same call: "
              f"{data.get('peak_bf16_tflops', 'n/a')} TFLOP/s. Seconds; GPU busy share of the training phase in brackets.", '',
-             '| set | run | precision | decoded-image cache | startup | decode | build | train | validate | score | **total** | TFLOP/s in training (% of bf16 peak) | peak GPU memory | mAP |',
-             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+             '| set | run | epochs | precision | decoded-image cache | startup | decode | build | train | validate | each epoch | score | **total** | TFLOP/s in training (% of bf16 peak) | peak GPU memory | mAP |',
+             '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     peak = data.get('peak_bf16_tflops')
     for r in data['runs']:
-        if 'error' in r: lines.append(f"| {r['set']} | {r['name']} | | | failed: {r['error'][-80:].strip()} |" + ' |' * 9); continue
+        if 'error' in r: lines.append(f"| {r['set']} | {r['name']} | | | | failed: {r['error'][-80:].strip()} |" + ' |' * 10); continue
         p, busy = r['phases_s'], r.get('gpu_busy_pct', {}).get('train')
         rate = f"{r['train_tflops_per_s']}" + (f" ({100 * r['train_tflops_per_s'] / peak:.1f}%)" if peak else '')
-        lines.append(f"| {r['set']} | {r['name']} | {r['precision']}{' + channels-last' if r['channels_last'] else ''} | {r.get('decode_cache', '')} | "
+        lines.append(f"| {r['set']} | {r['name']} | {len(p['epoch'])} | {r['precision']}{' + channels-last' if r['channels_last'] else ''} | {r.get('decode_cache', '')} | "
                      f"{p['startup']} | {p['decode']} | {p['build']} | {p['train']}{f' ({busy:.0f}%)' if busy is not None else ''} | "
-                     f"{p['validate']} | {p['score']} | **{p['total']}** | {rate} | {r.get('peak_mem_gib', 'n/a')} GiB | {r['map']:.2f} |")
+                     f"{p['validate']} | {', '.join(map(str, p['epoch']))} | {p['score']} | **{p['total']}** | {rate} | {r.get('peak_mem_gib', 'n/a')} GiB | {r['map']:.2f} |")
+    import statistics
+    ok = [r for r in data['runs'] if 'error' not in r]
+    for s in dict.fromkeys(r['set'] for r in ok):
+        rs = [r for r in ok if r['set'] == s and r['method'] == 'full' and r['precision'] == 'bf16']
+        later = [e for r in rs for e in r['phases_s']['epoch'][1:]]
+        cold = [r['phases_s']['decode'] for r in rs if r.get('decode_cache') == 'cold']
+        warm = [r['phases_s']['decode'] for r in rs if r.get('decode_cache') == 'warm']
+        said = []
+        if later: said.append(f"after the first (which includes cuDNN's autotuning) an epoch takes {statistics.median(later):.1f} s (median)")
+        if cold and warm: said.append(f"decoding takes {cold[0]:.2f} s from the JPEGs and {min(warm):.2f} s from the decoded-image cache")
+        if said: lines += ['', f"{s}, full method in bf16: " + '; '.join(said) + '.']
+    if 'voc' in {r['set'] for r in ok}: lines += ['', f"For comparison, {BASELINE}."]
+    missing = [f"{s} {n}" for s in dict.fromkeys(r['set'] for r in data['runs']) for n, _, _ in RUNS
+               if not any(r['set'] == s and r['name'] == n and 'error' not in r for r in data['runs'])]
+    missing += [x for x, k in (('Digits fp32 against bf16', 'digits'), ('the packed Digits grid', 'grid')) if not data.get(k)]
+    if missing: lines += ['', 'Not in this file (not yet measured, or failed): ' + ', '.join(missing) + '.']
     if d := data.get('digits'):
         lines += ['', f"Digits (full method, flip 0.5, {d['epochs']} epochs), {len(d['seeds'])} seeds, {d['jobs']} runs at a time on the GPU "
                   f"({d['wall_s']} s for all {2 * len(d['seeds'])}): total mAP fp32 {d['fp32']}, bf16 {d['bf16']}; "
@@ -269,7 +298,7 @@ def main(argv=None):
     ap.add_argument('--budget', type=float, default=None, help='seconds: start no step after this (what ran is written)')
     ap.add_argument('--root', default=None, help='folder for the sets, caches and runs (default: a temporary folder, removed)')
     ap.add_argument('--out', default=None, help='the JSON (default: nbs/experiments/results/bench_e2e.json; --tiny: bench_e2e_tiny.json)')
-    ap.add_argument('--append', action='store_true', help='add these runs to the JSON already at --out (same commit and machine)')
+    ap.add_argument('--append', action='store_true', help='add these runs to the JSON already at --out (same training source and machine)')
     ap.add_argument('--report', action='store_true', help="only rewrite the README's table (bench_e2e.md beside the JSON)")
     ap.add_argument('--child', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--peak', action='store_true', help=argparse.SUPPRESS)
@@ -288,17 +317,17 @@ def main(argv=None):
     if a.digits < 0 or a.jobs < 1: ap.error('--digits must be >= 0 and --jobs >= 1')
     sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
     t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
-    root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))
+    data = {'made': time.strftime('%Y-%m-%dT%H:%M:%S'), 'command': ' '.join(['python tools/bench_e2e.py', *(argv or sys.argv[1:])]),
+            'commit': commit(), 'source': source(), 'machine': machine(), 'runs': []}
+    if a.append and out.is_file():
+        old = json.loads(out.read_text())
+        if (old.get('source'), old.get('machine')) != (data['source'], data['machine']):
+            ap.error(f'--append: {out} was made by source {old.get("source")} on {old.get("machine")}, not this one: pass another --out')
+        data = {**old, 'command': old['command'] + ' ; ' + data['command']}
+    root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'PYTHONUNBUFFERED': '1',
            'PYTHONPATH': os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])])}
-    data = {'made': time.strftime('%Y-%m-%dT%H:%M:%S'), 'command': ' '.join(['python tools/bench_e2e.py', *(argv or sys.argv[1:])]),
-            'commit': commit(), 'machine': machine(), 'runs': []}
-    if a.append and out.is_file():
-        old = json.loads(out.read_text())
-        if (old.get('commit'), old.get('machine')) != (data['commit'], data['machine']):
-            ap.error(f'--append: {out} was made by commit {old.get("commit")} on {old.get("machine")}, not this one: pass another --out')
-        data = {**old, 'command': old['command'] + ' ; ' + data['command']}
     gpu = data['machine']['gpu'] is not None
     if gpu and 'peak_bf16_tflops' not in data:
         q = subprocess.run([sys.executable, __file__, '--peak'], capture_output=True, text=True, env=env)

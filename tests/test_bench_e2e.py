@@ -1,0 +1,41 @@
+"""tools/bench_e2e.py on a CPU (`--tiny`): the phases of a run add up, the second run reads the decoded-image cache, the
+JSON and the README's table are written, and bad calls are refused before anything runs (issue 28)."""
+import json, math, subprocess, sys
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1]/'tools'/'bench_e2e.py'
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True)
+
+
+def test_tiny_runs_are_timed_by_phase(tmp_path):
+    out = tmp_path/'e2e.json'
+    p = bench('--tiny', '--runs', 'first run,second run', '--root', tmp_path/'root', '--out', out)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data['machine']['gpu'] is None and data['source'] != 'unknown'
+    first, second = data['runs']
+    assert (first['name'], first['decode_cache'], second['decode_cache']) == ('first run', 'cold', 'warm')
+    for r in (first, second):
+        p = r['phases_s']
+        assert all(p[k] >= 0 for k in ('startup', 'decode', 'build', 'train', 'validate', 'score', 'exit'))
+        parts = sum(p[k] for k in ('startup', 'decode', 'build', 'train', 'validate', 'score', 'exit'))
+        assert parts <= p['total'] + 0.1 and len(p['epoch']) == 1
+        assert r['steps'] > 0 and r['train_tflop'] > 0 and math.isfinite(r['map'])
+        assert (r['precision'], r['channels_last']) == ('fp32', False)      # --precision auto on a CPU
+    md = out.with_suffix('.md').read_text()
+    assert '| tiny | first run | 1 | fp32 | cold |' in md and 'Not in this file' in md
+
+
+def test_bad_calls_are_refused(tmp_path):
+    p = bench('--tiny', '--runs', 'third run', '--out', tmp_path/'x.json')
+    assert p.returncode == 2 and "--runs: unknown ['third run']" in p.stderr
+    p = bench('--report', '--out', tmp_path/'none.json')
+    assert p.returncode == 2 and f"--report: {tmp_path/'none.json'} does not exist" in p.stderr
+    other = tmp_path/'other.json'
+    other.write_text(json.dumps({'source': 'abc', 'machine': {}, 'commit': 'x', 'command': '', 'runs': []}))
+    p = bench('--tiny', '--runs', 'BCE', '--append', '--out', other)
+    assert p.returncode == 2 and '--append: ' in p.stderr and 'made by source abc' in p.stderr
+    assert not (tmp_path/'x.json').exists()
