@@ -118,7 +118,9 @@ def _bench(*args, **kw):
 @pytest.mark.parametrize('args,said', [(['--threads', '0'], '--threads must be >= 1'),
                                        (['--seeds', '0,x'], '--seeds must be integers'),
                                        (['--quick', '--sweep'], 'separate grids'),
-                                       (['--verify', '0'], '--verify must be >= 1')])
+                                       (['--verify', '0'], '--verify must be >= 1'),
+                                       (['--jobs', '0'], '--jobs must be >= 1'),
+                                       (['--jobs', '2', '--report'], '--jobs applies to a grid')])
 def test_bad_options_are_named_before_anything_runs(tmp_path, args, said):
     out = tmp_path/'b.csv'
     p = _bench(*args, '--out', str(out))

@@ -1,7 +1,7 @@
 """The Digits-MLT-Noise benchmark runner: every method × noise kind × rate × seed, one CSV row per run.
 
     python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
-    python tools/benchmark.py & python tools/benchmark.py   # both cores: copies share the work through one claims file
+    python tools/benchmark.py --jobs 2        # two copies, one a core: they share the work through one claims file
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
     python tools/benchmark.py --factorial     # Stitch-Up with each sampler × loss pairing (why the two branches differ)
@@ -52,6 +52,7 @@ def main(argv=None):
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
+    ap.add_argument('--jobs', type=int, default=1, help='copies of this grid working at once, sharing the claims file (default 1; one a core)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus].csv)')
     a = ap.parse_args(argv)
     # every option checked before anything runs or is written
@@ -63,6 +64,8 @@ def main(argv=None):
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
+    if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
+    if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
     if a.report: print(report()); return
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
@@ -80,6 +83,13 @@ def main(argv=None):
     dataset = 'digits-small' if a.quick else 'digits'
     base = [(m, METHODS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     fps = grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    copies = []
+    if a.jobs > 1:      # the other copies start once the fingerprints are in place; each claims its own runs
+        args = list(sys.argv[1:] if argv is None else argv)
+        i = next(k for k, v in enumerate(args) if v == '--jobs' or v.startswith('--jobs='))
+        del args[i:i + (1 if '=' in args[i] else 2)]
+        copies = [subprocess.Popen([sys.executable, __file__, *args]) for _ in range(a.jobs - 1)]
+        print(f'{a.jobs} copies at work (this one and {a.jobs - 1} more)', flush=True)
     current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] == row_fingerprint(r, fps)   # made by this behaviour
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
@@ -113,6 +123,8 @@ def main(argv=None):
             append_rows(csv_path, [row])
             print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
                   f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
+    failed = [p.pid for p in copies if p.wait() != 0]
+    if failed: sys.exit(f'{len(failed)} of the other copies failed (pids {failed}); their runs stay unclaimed, run again to finish them')
     print(f'results in {out}')
 
 
