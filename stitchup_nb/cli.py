@@ -4,86 +4,55 @@
 
 # %% ../nbs/10_cli.ipynb #b4594e69
 from __future__ import annotations
-import inspect, json, pickle, re, sys, time
+import importlib, inspect, json, pickle, re, sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
-if TYPE_CHECKING:    # the names `_stack()` binds, for readers and linters; not imported at run time
-    import numpy as np
-    import pandas as pd
-    from stitchup_nb.colearn import BRANCH_OF, CORRECTION_COUNTS, THRESHOLDS, branch_losses, colearner, deterministic_torch
-    from stitchup_nb.sampling import BatchAug, stitch_dls
-    from stitchup_nb.runs import Checkpoint, METRICS_NOTES, MetricsJSON, check_config, check_resume, check_values, checkpoints, forget_work_dir, gpu_speed, label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resolve_precision, run_diff, saved_config, use_precision, write_json
-    from stitchup_nb.console import EpochBars, EpochLines, PEERS, StepLines
-    from stitchup_nb.data import LabelledSet, class_groups, coco_mlt, read_appendix, read_class_freq, read_class_split, voc_mlt
-    from stitchup_nb.methods import METHODS, PRESETS, resolve
-    from fastai.callback.progress import ProgressCallback
-    from stitchup_nb.noise import add_noise, group_report, load_noisy, noisy_fname, save_noisy
-    from stitchup_nb.metrics import choose_t, evaluate, holdout_split, lt_metrics
-    from stitchup_nb.distributed import close_distributed, distributed, init_distributed, main_process_first
+if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
+    from fastai.torch_core import get_model, rank_distrib
+    from stitchup_nb.data import class_groups, read_appendix, read_class_freq, read_class_split
     from stitchup_nb.digits import digits_mlt
-    from fastai.torch_core import get_model, num_distrib, rank_distrib
-    from fastai.imports import noop
+    from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
+    from stitchup_nb.distributed import close_distributed
+    from stitchup_nb.metrics import evaluate
+    from stitchup_nb.methods import PRESETS
+    from stitchup_nb.runs import check_values, checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
+    from stitchup_nb.console import map_note, summary
+    from stitchup_nb.train import build_learner, choose_holdout_t, run_training, train_config
+
+_STACK = {     # module -> the names the scripts use from it, imported on first use
+    'fastai.torch_core': 'get_model rank_distrib',
+    'stitchup_nb.data': 'class_groups read_appendix read_class_freq read_class_split',
+    'stitchup_nb.digits': 'digits_mlt',
+    'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
+    'stitchup_nb.distributed': 'close_distributed',
+    'stitchup_nb.metrics': 'evaluate',
+    'stitchup_nb.methods': 'PRESETS',
+    'stitchup_nb.runs': 'check_values checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
+    'stitchup_nb.console': 'map_note summary',
+    'stitchup_nb.train': 'build_learner choose_holdout_t run_training train_config'}
 
 def _stack():
-    "Bind the training stack (torch, fastai and the kit's modules, gathered in `stitchup_nb.console`) to this module's names, once."
+    "Bind the names of `_STACK` (torch, fastai, the pipeline of `stitchup_nb.train`) to this module's, once."
     if '_STACKED' in globals(): return
-    from stitchup_nb import console
     g = globals()
-    for k, v in vars(console).items():
-        if not k.startswith('_'): g.setdefault(k, v)     # a name already bound here (one a test replaced) stays
+    for mod, names in _STACK.items():
+        m = importlib.import_module(mod)
+        for k in names.split(): g.setdefault(k, getattr(m, k))     # a name already bound here (one a test replaced) stays
     g['_STACKED'] = True
 
 def __getattr__(name:str):
-    "`stitchup_nb.cli.X` for a name of the training stack (`PEERS`, `colearner`, `EpochLines`, ...): imported on first use."
+    "`stitchup_nb.cli.X` for a name of `_STACK`: imported on first use."
     if name.startswith('__'): raise AttributeError(name)
     _stack()
     if name in globals(): return globals()[name]
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['RECORDED', 'FLAGS', 'NOISE_FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'train_config',
-           'build_learner', 'run_training', 'choose_holdout_t', 'map_note', 'summary', 'correction_lines',
-           'stitchup_train', 'launch', 'stitchup_test', 'stitchup_noise']
-
-# %% ../nbs/10_cli.ipynb #84299f74
-def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
-    "The preset's `(train, test, appendix or None)`; VOC/COCO default to the data/ layout of data/README.md."
-    _stack()
-    preset = PRESETS.get(dataset)
-    if preset is None: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-    if 'digits' in preset: return (*digits_mlt(seed=data_seed, **preset['digits']), None)
-    app = read_appendix(appendix or preset['appendix'])
-    reader = voc_mlt if dataset == 'voc' else coco_mlt
-    train, test = reader(root=data_root or preset['data_root'], appendix=app.path, size=size or preset['size'])
-    return train, test, app
-
-def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
-                    noise_seed:int=0, app=None, noise_neg_rate:float|None=None) -> np.ndarray:
-    "The labels training sees: a noisy-label file, the official noisy labels at `noise_rate`, or simulated noise."
-    _stack()
-    if noise_file:
-        noisy, clean = load_noisy(noise_file)
-        if clean.shape != train.labels.shape or (clean != train.labels).any():
-            raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
-                             f'{train.labels.shape} (another dataset, id list or class order?)')
-        return noisy
-    if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
-    if noise_rate == 0: return train.labels
-    return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
-
-def threshold_groups(train:LabelledSet, app=None) -> tuple:
-    "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."
-    if app is not None and app.training_groups is not None: return app.training_groups, str(app.path/'training_split.pkl')
-    if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
-    return train.groups, f'{train.name}: groups from its training label counts'
+__all__ = ['NOISE_FLAGS', 'stitchup_train', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
-def _latest_checkpoint(work_dir:Path):
-    found = checkpoints(work_dir)
-    return found[-1] if found else None
-
 @contextmanager
 def _said(func, prog:str):
     "Under the console script, an error of the run's making (options, files) becomes one line on stderr and exit status 2."
@@ -93,202 +62,6 @@ def _said(func, prog:str):
         print(f'{prog}: {getattr(e, "strerror", None) or e}', file=sys.stderr, flush=True)
         sys.exit(2)
 
-def _resume_checkpoint(work_dir:Path, resume:str|None):
-    "The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet)."
-    if resume != 'auto': return Path(resume) if resume else None
-    ck = _latest_checkpoint(work_dir)
-    if ck is None: print(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0')
-    return ck
-
-def train_config(**overrides) -> dict:
-    "The resolved run configuration of `stitchup_train` for `overrides` (its options, or any preset value): see `stitchup_nb.methods.resolve`."
-    _stack()
-    params = inspect.signature(stitchup_train.__wrapped__).parameters
-    flags = {k: p.default for k, p in params.items()}
-    bad = sorted(set(overrides) - set(flags) - set(resolve()) - set(RECORDED))
-    if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return check_config(resolve(**{**flags, **overrides}), flags)
-
-RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
-
-
-_SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
-
-def build_learner(cfg:dict, history:list|None=None,
-                  peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it)
-    "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
-    _stack()
-    samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
-    losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
-    level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
-    dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
-    with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
-        train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
-        noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
-                                cfg['noise_neg_rate'])
-        peer = PEERS[cfg['peer']] if cfg.get('peer') else None
-        if peer_labels and hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
-        held = None
-        if cfg['holdout']:                    # images kept out of training, with their noisy labels, to choose t on
-            keep, out = holdout_split(len(train), cfg['holdout'], cfg['seed'])
-            held = (train.subset(out, name=f'{train.name} (held out)'), noisy[out])
-            train, noisy = train.subset(keep), noisy[keep]
-        aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
-        dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
-                         partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
-                         size=cfg['size'], seed=cfg['seed'],
-                         rank=dist['rank'], world=dist['world'], device=dist['device'])
-        if len(dls.train) == 0:
-            raise ValueError(f"--bs {cfg['bs']} is more than the {len(train)} training images"
-                             f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
-        groups, source = threshold_groups(train, app)
-        cfg = {**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1]}   # check_config set the noise options from it
-        cfg['precision'], cfg['channels_last'] = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
-        gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
-        work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-        files = []
-        if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
-            mj = MetricsJSON(work/'metrics.json', history)
-            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
-        db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
-        learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
-                          adaptive=cfg['correction'] == 'adaptive',
-                          stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],
-                          thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
-                          metrics=lt_metrics(train.groups), lr=cfg['lr'], mom=cfg['momentum'], wd=cfg['wd'], clip=cfg['clip'],
-                          seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
-                          neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
-                          cbs=files)
-        if hasattr(peer, 'setup'): peer.setup(learn, cfg)     # e.g. its loss or its callback
-        learn.holdout = held
-    learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints: no fastai table
-    learn.remove_cb(ProgressCallback)         # a log file gets lines, not bar redraws; a terminal bars numbered as the lines
-    if not cfg['quiet'] and sys.stdout.isatty(): learn.add_cb(EpochBars())
-    if not cfg['quiet']: learn.add_cb(EpochLines())
-    if not cfg['quiet'] and not sys.stdout.isatty(): learn.add_cb(StepLines())   # a log file sees progress within an epoch
-    use_precision(learn, cfg['precision'], cfg['channels_last'])    # resolved above: `auto` is bf16 + channels-last on a GPU
-    learn.config = cfg
-    return learn, train, test
-
-def run_training(cfg:dict) -> tuple:
-    "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
-    _stack()
-    work = Path(cfg['work_dir']) if cfg['work_dir'] else None
-    main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
-    created = bool(work and main and not work.exists())    # a call that fails before writing anything removes what it made
-    lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
-    done = False
-    try:
-        if lock: prepare_work_dir(work, cfg['resume'], cfg['overwrite'])
-        ck, history = _resume_checkpoint(work, cfg['resume']), None
-        if ck is not None:
-            check_resume(ck, cfg, FLAGS)
-            history = read_checkpoint(ck).get('history')
-            if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
-                history = read_json(work/'metrics.json', 'metrics file').get('epochs')
-        elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
-            if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
-                raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ)}); "
-                                 'resume with the same options, or pass another --work_dir')
-        if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
-        learn, train, test = build_learner(cfg, history)
-        if work and main: write_json(learn.config, work/'config.json')
-        start = 0
-        if ck is not None:
-            start = load_checkpoint(learn, ck)
-            if main: print(f'resuming from {ck} at epoch {start}')
-        if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
-        if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and 'digits' not in PRESETS[cfg['dataset']]:
-            print(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
-                  'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
-                  'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1', flush=True)
-        t0 = time.time()
-        with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
-            learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
-                                warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
-            if main and not cfg['quiet']: print(f'scoring the test set ({len(test)} images): the ensemble, then each branch', flush=True)
-            chosen = choose_holdout_t(learn)
-            table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
-        learn.train_time = time.time() - t0
-        if work and main:
-            write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
-                        'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
-        close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
-        done = True
-        return learn, table
-    finally:
-        if lock: lock.close()
-        if created and not done: forget_work_dir(work)
-
-def choose_holdout_t(learn) -> dict:
-    "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
-    _stack()
-    if getattr(learn, 'holdout', None) is None: return {}
-    t, curve = choose_t(learn, *learn.holdout)
-    get_model(learn.model).t = t
-    return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
-
-def map_note(table:pd.DataFrame, t:float) -> str:
-    "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
-    note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
-            "head / medium / tail classes (those with many / some / few positives in training)")
-    if 'ensemble' in table.index:
-        note += f"\nensemble: the two branches' logits, {t:g} × random + {1 - t:g} × balanced"
-    return note
-
-def summary(learn, table:pd.DataFrame) -> str:
-    "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
-    _stack()
-    cfg = learn.config
-    noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
-    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
-             f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
-             map_note(table, get_model(learn.model).t)]
-    if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
-        lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(learn.holdout[0])} held-out training '
-                        'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
-    peer = PEERS.get(cfg.get('peer'))
-    if hasattr(peer, 'summary'): lines += peer.summary(learn)      # what the peer method did
-    if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
-    paper = PRESETS[cfg['dataset']].get('paper')
-    if paper: lines.append(f"the paper (ResNet-50, noise {paper['noise_rate']}): " + ', '.join(f'{g} {paper[g]:.2f}' for g in ('total', 'head', 'medium', 'tail')))
-    if cfg['work_dir']:
-        w = Path(cfg['work_dir'])
-        cks = checkpoints(w)
-        span = 'epoch_N.pth' if not cks else cks[0].name if len(cks) == 1 else f'{cks[0].name}..{cks[-1].name}'
-        lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
-                  f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {cks[-1] if cks else w/"epoch_N.pth"})',
-                  '  metrics.json       per-epoch rows and this table']
-    return '\n'.join(lines)
-
-def correction_lines(learn) -> list:
-    "The summary's lines on label correction: per corrector, the run's counts per batch draw, which epochs they cover, where the per-image counts are."
-    _stack()
-    cb, names = learn.co_learning, get_model(learn.model).names
-    mj = getattr(learn, 'metrics_json', None)        # its rows carry the epochs trained before a resume too
-    rows = [r for e in (mj.history if mj is not None else []) for r in e.get('corrections', [])] or cb.log
-    if not cb.corrects or not rows: return ['label correction: off (every threshold is alpha 1, beta 0)']
-    log, here = pd.DataFrame(rows), sorted({r['epoch'] for r in cb.log})
-    epochs = lambda a, b: f'epoch {a}' if a == b else f'epochs {a}-{b}'     # numbered from 1, like the checkpoints
-    first, last = int(log.epoch.min()) + 1, int(log.epoch.max()) + 1
-    unit, why = CORRECTION_COUNTS['draw'].split(' (', 1)
-    lines = [f"label correction, counted {unit}, {epochs(first, last)}" + (", rank 0's batches" if num_distrib() > 1 else '') + ':',
-             f'  ({why}']
-    if here and first <= here[0]:
-        lines.append(f'  {epochs(first, here[0])} trained before this run resumed: their counts come from the rows its checkpoint carries')
-    elif here and here[0] > 0:
-        lines.append(f'  only these: this run resumed at epoch {here[0] + 1}, and the counts of the epochs before are not known here')
-    for name, r in log.groupby('corrector')[[s for s in ('on', 'off', 'fixed', 'broke') if s in log]].sum().iterrows():
-        other = [n for n in names if n != name][0]
-        said = f"  by the {name} branch on {other} batches: {int(r['on'])} labels switched on, {int(r['off'])} off"
-        if 'fixed' in r: said += f"; against the clean labels {int(r['fixed'])} fixed, {int(r['broke'])} broke"
-        lines.append(said)
-    cks = checkpoints(Path(learn.config['work_dir'])) if learn.config.get('work_dir') else []
-    how = f"CorrectionBrowser.from_checkpoint('{cks[-1]}')" if cks else 'CorrectionBrowser.from_learner(learn)'
-    unit, why = CORRECTION_COUNTS['image'].split(' (', 1)
-    lines += [f'  counted {unit} instead: {how}.summary() (nbs/11_widgets.ipynb)', f'  ({why}']
-    return lines
-
 class _Off(Param):
     "A bool option on by default: fastcore gives it `--no-NAME` and would add '(default: True)', which reads as if `--no-NAME` were on; the help says what the flag does."
     def set_default(self, d):
@@ -296,7 +69,9 @@ class _Off(Param):
         self.help = self.help.removesuffix(' (default: True)')
 
 _NO_CORRECT = _Off('turn label correction between the branches off (without this flag the two-branch methods correct labels)', bool)
+
 _NO_PRETRAINED = _Off('start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)', bool)
+
 
 @call_parse
 def stitchup_train(
@@ -371,26 +146,11 @@ def stitchup_train(
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
             print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
-                  f'{_latest_checkpoint(Path(work_dir)) or "none yet"}; lower --lr (or use --precision fp32), then --resume auto',
+                  f'{(checkpoints(Path(work_dir)) or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
                   file=sys.stderr, flush=True)
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
     if rank_distrib() == 0: print(summary(learn, table))
-
-FLAGS = tuple(inspect.signature(stitchup_train.__wrapped__).parameters)   # the options that are flags
-
-# %% ../nbs/10_cli.ipynb #ab33cd90
-def _train_in_process(cfg:dict):
-    run_training(cfg)              # the Learner stays in its process: only files come back
-
-def launch(n:int, **options) -> pd.DataFrame:
-    "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
-    from accelerate import notebook_launcher
-    _stack()
-    cfg = train_config(**options)
-    if not cfg['work_dir']: raise ValueError('launch needs a work_dir: the processes report through its metrics.json')
-    notebook_launcher(_train_in_process, (cfg,), num_processes=n)
-    return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T
 
 # %% ../nbs/10_cli.ipynb #955ec639
 def _check_out(out:Path, inputs:list):

@@ -16,7 +16,7 @@ from fastai.learner import defaults
 
 import stitchup_nb
 from .backbones import _train_glyph_cnn, cpu_kernels, CPU_ENV
-from .cli import load_benchmark, run_training
+from .train import load_benchmark, run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .experiments import _result_row, machine, rerun, run_config, torch_threads

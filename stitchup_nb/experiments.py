@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import stitchup_nb
-from .cli import run_training, train_config
+from .train import run_training, train_config
 from .metrics import correction_quality, evaluate, t_curve
 from .colearn import correction_snapshot
 from .backbones import cpu_kernels

@@ -21,7 +21,7 @@ from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .colearn import CORRECTION_COUNTS, THRESHOLDS, correction_snapshot
 from .runs import checkpoints, load_checkpoint
-from .cli import build_learner, load_benchmark, train_config, training_labels
+from .train import build_learner, load_benchmark, train_config, training_labels
 from .methods import PRESETS
 from .metrics import _pct
 

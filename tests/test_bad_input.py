@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stitchup_nb import cli, runs
+from stitchup_nb import cli, runs, train
 from stitchup_nb.colearn import check_thresholds, colearner
 from stitchup_nb.runs import load_checkpoint
 from stitchup_nb.data import (LabelledSet, atomic_write, coco_mlt, coco_set, read_appendix, read_class_freq, read_class_split,
@@ -300,10 +300,10 @@ CASES = [
 
     # -- noisy-label files
     Case('noise-file-other-set', 'a noisy-label file made for another set (its clean labels differ)',
-         lambda e: cli.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', e.tiny[0].labels, 1 - e.tiny[0].labels)),
+         lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', e.tiny[0].labels, 1 - e.tiny[0].labels)),
          Raises(ValueError, 'n.pkl', 'do not match the training set', 'another dataset, id list or class order')),
     Case('noise-file-other-shape', 'a noisy-label file with other N and C',
-         lambda e: cli.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', Y3, Y3)),
+         lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', Y3, Y3)),
          Raises(ValueError, 'n.pkl', '(4, 3)', '(48, 4)')),
     Case('noise-file-is-clean', 'a clean class_freq.pkl given as the noisy-label file',
          lambda e: load_noisy(py2_pickle(freq_dict(Y3), e.tmp/'class_freq.pkl') or e.tmp/'class_freq.pkl'),
@@ -318,7 +318,7 @@ CASES = [
          Raises(ValueError, 'training labels', '3 classes, expected 4')),
     Case('noise-rate-above-1', 'noise rate 1.2', lambda e: add_noise(Y3, 1.2), Raises(ValueError, 'rate must be in [0, 1], got 1.2'),
          'test_noise.py::test_bad_input_says_what_is_wrong'),
-    Case('noise-rate-cli', 'stitchup_train --noise_rate -0.1 (simulated noise)', lambda e: cli.training_labels(e.tiny[0], noise_rate=-0.1),
+    Case('noise-rate-cli', 'stitchup_train --noise_rate -0.1 (simulated noise)', lambda e: train.training_labels(e.tiny[0], noise_rate=-0.1),
          Raises(ValueError, 'rate must be in [0, 1], got -0.1')),
     Case('threshold-above-1', 'random_head_alpha 1.5', lambda e: check_thresholds(random_head_alpha=1.5),
          Raises(ValueError, 'random_head', 'need 0 <= beta < alpha <= 1', 'alpha=1.5')),
@@ -384,7 +384,7 @@ CASES = [
          Raises(FileNotFoundError, 'epoch_9.pth', 'no such checkpoint')),
 
     # -- work_dir and disk
-    Case('work-dir-empty-resume', '--resume auto in an empty work_dir', lambda e: cli._resume_checkpoint(e.tmp, 'auto'),
+    Case('work-dir-empty-resume', '--resume auto in an empty work_dir', lambda e: train._resume_checkpoint(e.tmp, 'auto'),
          Works(lambda r, e: r is None and 'training starts at epoch 0' in e.capsys.readouterr().out)),
     Case('work-dir-read-only', 'a work_dir that cannot be written', read_only_work_dir,
          Raises(OSError, 'cannot write to work_dir', 'ro', 'pass --work_dir a folder you can write to')),
@@ -417,7 +417,7 @@ CASES = [
          Raises(pickle.UnpicklingError, 'class_split.pkl', 'refused to load posix.system', 'crafted to run code',
                 then=no_file('pwned')), 'test_untrusted.py::test_crafted_pickle_is_refused_without_running'),
     Case('crafted-noise-file', 'a class_freq_0.5noise.pkl whose pickle calls os.system',
-         lambda e: cli.training_labels(e.tiny[0], crafted(e.tmp/'class_freq_0.5noise.pkl', lambda evil: {'labels': evil}, e.tmp/'pwned')),
+         lambda e: train.training_labels(e.tiny[0], crafted(e.tmp/'class_freq_0.5noise.pkl', lambda evil: {'labels': evil}, e.tmp/'pwned')),
          Raises(pickle.UnpicklingError, 'class_freq_0.5noise.pkl', 'refused', then=no_file('pwned')),
          'test_untrusted.py::test_crafted_pickle_is_refused_without_running'),
     Case('crafted-checkpoint', 'an epoch_1.pth whose pickle calls os.system',
@@ -428,23 +428,23 @@ CASES = [
 
     # -- options that a run would ignore, or that would run for ever: refused before anything is read or written
     Case('noise-file-and-rate', '--noise_file with an explicit --noise_rate (even the default 0.5)',
-         lambda e: cli.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_rate=.5, work_dir=None),
+         lambda e: train.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_rate=.5, work_dir=None),
          Raises(ValueError, '--noise_rate 0.5 has no effect with --noise_file', 'n.pkl', 'drop one of the two')),
     Case('noise-file-and-asym', '--noise_file with --noise_kind asym --noise_neg_rate 0.1',
-         lambda e: cli.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_kind='asym', noise_neg_rate=.1, work_dir=None),
+         lambda e: train.train_config(noise_file=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), noise_kind='asym', noise_neg_rate=.1, work_dir=None),
          Raises(ValueError, '--noise_kind asym has no effect with --noise_file', 'n.pkl')),
     Case('official-and-noise-kind', '--noise_kind cooc on VOC, where rate 0.5 has the official noisy labels',
-         lambda e: cli.train_config(dataset='voc', appendix=str(e.voc_appendix), noise_kind='cooc', work_dir=None),
+         lambda e: train.train_config(dataset='voc', appendix=str(e.voc_appendix), noise_kind='cooc', work_dir=None),
          Raises(ValueError, '--noise_kind cooc has no effect with --noise_rate 0.5 on voc', 'the official noisy labels',
                 'class_freq_0.5noise.pkl', 'stitchup_noise', '--noise_file')),
-    Case('resume-and-overwrite', '--resume auto --overwrite', lambda e: cli.train_config(resume='auto', overwrite=True, work_dir=str(e.tmp)),
+    Case('resume-and-overwrite', '--resume auto --overwrite', lambda e: train.train_config(resume='auto', overwrite=True, work_dir=str(e.tmp)),
          Raises(ValueError, '--resume auto', '--overwrite', 'pass one of them')),
     Case('warmup-past-epochs', '--warmup_epoch 3 --epochs 3 for the full method (correction would never run)',
-         lambda e: cli.train_config(warmup_epoch=3, epochs=3, work_dir=None),
+         lambda e: train.train_config(warmup_epoch=3, epochs=3, work_dir=None),
          Raises(ValueError, '--warmup_epoch 3', '--epochs 3', 'label correction would never run')),
-    Case('data-factor-huge', '--data_factor 1000000000000 (used to hang)', lambda e: cli.train_config(data_factor=10**12, work_dir=None),
+    Case('data-factor-huge', '--data_factor 1000000000000 (used to hang)', lambda e: train.train_config(data_factor=10**12, work_dir=None),
          Raises(ValueError, '--data_factor must be an integer >= 1, at most 1024, got 1000000000000')),
-    *[Case(f'{k}-huge', f'--{k} {v}', lambda e, k=k, v=v: cli.train_config(**{k: v}, work_dir=None, dataset='voc' if k == 'size' else 'digits'),
+    *[Case(f'{k}-huge', f'--{k} {v}', lambda e, k=k, v=v: train.train_config(**{k: v}, work_dir=None, dataset='voc' if k == 'size' else 'digits'),
            Raises(ValueError, f'{k} must be', f'got {v}'))      # (a preset value without a flag is named bare; digits refuse any --size before)
       for k, v in [('bs', 10**7), ('epochs', 10**6), ('size', 10**5), ('neck_dim', 10**8), ('per_class', 10**9), ('reduce', 1e-9),
                    ('seed', 2**40), ('warmup_iters', 10**12)]],

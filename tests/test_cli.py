@@ -3,6 +3,7 @@
 Runs on Digits-MLT-Noise-0.5 on the CPU with short schedules (2 epochs), as subprocesses.
 """
 import json
+from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, run_cli as run
@@ -103,6 +104,29 @@ def test_every_flag_has_help_text():
         assert not bare, f'{f.__name__}: no help text for {bare}'
     helps = {a.dest: a.help for a in anno_parser(stitchup_train.__wrapped__)._actions}
     assert 'off' in helps['correct'] and 'paper' in helps['random_head_alpha'] and 'cooc' in helps['noise_kind']
+
+
+def test_the_script_and_the_pipeline_declare_the_same_options():
+    "`stitchup_train`'s signature (its flags and help) and the pipeline's `OPTIONS` (the defaults `train_config` uses) cannot drift."
+    import inspect
+    from stitchup_nb.cli import stitchup_train
+    from stitchup_nb.train import OPTIONS, FLAGS
+    params = inspect.signature(stitchup_train.__wrapped__).parameters
+    assert list(params) == list(OPTIONS) == list(FLAGS)
+    drift = {k: (p.default, OPTIONS[k]) for k, p in params.items() if p.default != OPTIONS[k] or type(p.default) is not type(OPTIONS[k])}
+    assert not drift, f'stitchup_train default vs train.OPTIONS: {drift}'
+
+
+def test_the_names_the_scripts_bind_are_the_ones_declared():
+    "`cli._STACK` (imported on first use) binds exactly the names its `TYPE_CHECKING` block declares for readers and linters."
+    import ast
+    import stitchup_nb.cli as cli
+    tree = ast.parse(Path(cli.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, 'id', None) == 'TYPE_CHECKING')
+    declared = {(n.module, a.name) for n in block.body for a in n.names}
+    assert declared == {(m, k) for m, names in cli._STACK.items() for k in names.split()}
+    cli._stack()
+    assert all(hasattr(cli, k) for _, k in declared)
 
 
 def test_help_answers_without_the_training_stack():

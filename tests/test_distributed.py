@@ -111,7 +111,7 @@ def test_accelerate_launch(tmp_path):
 
 def test_launch_from_a_notebook(tmp_path):
     # what a notebook cell does: accelerate's notebook_launcher forks the processes from this one
-    code = ('from stitchup_nb.cli import launch; t = launch(2, dataset="digits-small", epochs=1, warmup_iters=10, '
+    code = ('from stitchup_nb.train import launch; t = launch(2, dataset="digits-small", epochs=1, warmup_iters=10, '
             f'quiet=True, work_dir={str(tmp_path/"nb")!r}); print("TABLE", sorted(t.index))')
     out = _launch([sys.executable, '-c', code])
     assert "TABLE ['balanced', 'ensemble', 'random']" in out
@@ -124,7 +124,7 @@ POISON = textwrap.dedent('''
     import os, sys
     from fastai.callback.core import Callback
     from fastai.torch_core import rank_distrib
-    import stitchup_nb.cli as cli
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
     from stitchup_nb.colearn import CoLearning
 
     class Poison(Callback):
@@ -137,8 +137,8 @@ POISON = textwrap.dedent('''
             if self.training and rank_distrib() == 1 and self.epoch == 0 and self.iter == at:
                 xs = list(self.xb[0]); xs[1] = xs[1] * float('nan'); self.learn.xb = (tuple(xs),) + tuple(self.xb[1:])
 
-    make = cli.colearner
-    cli.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Poison()], **kw)
+    make = train.colearner
+    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Poison()], **kw)
     sys.argv = ['stitchup_train'] + sys.argv[1:]
     cli.stitchup_train()
 ''')

@@ -65,6 +65,6 @@ def test_resumed_adaptive_run_ends_as_the_uninterrupted_one(tmp_path):
     (dict(method='full', holdout=.5), '--holdout must be 0'),
 ])
 def test_bad_full_plus_options_are_refused_by_name(options, message):
-    from stitchup_nb.cli import train_config
+    from stitchup_nb.train import train_config
     with pytest.raises(ValueError, match=message.replace('(', r'\(')):
         train_config(dataset='digits-small', **options)

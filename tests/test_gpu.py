@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a C
 
 @pytest.fixture(scope='module')
 def digits():
-    from stitchup_nb.cli import load_benchmark
+    from stitchup_nb.train import load_benchmark
     train, test, _ = load_benchmark('digits-small', None, None, 64, 0)
     return train, test
 
@@ -50,7 +50,7 @@ def test_device_smooth_loss():
 
 
 def test_auto_precision_run(tmp_path):
-    from stitchup_nb.cli import run_training, train_config
+    from stitchup_nb.train import run_training, train_config
     cfg = train_config(dataset='digits-small', epochs=2, work_dir=str(tmp_path/'run'), quiet=True)   # 2: HostLossLog meets last epoch's host losses
     assert cfg['precision'] == 'auto'
     learn, table = run_training(cfg)

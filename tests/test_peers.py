@@ -36,7 +36,7 @@ def test_peer_trains_from_the_cli(method, tmp_path):
 
 
 def test_peer_flags_set_the_config():
-    from stitchup_nb.cli import train_config
+    from stitchup_nb.train import train_config
     for method, (_, (flag, value, key, want)) in PEER_OPTIONS.items():
         assert train_config(dataset='digits-small', method=method, **{key: want})[key] == want
 
@@ -55,7 +55,7 @@ def test_peer_flags_refused_elsewhere(tmp_path):
     said = refused('--method', 'full', '--asl_gamma_neg', '4', '--work_dir', work)
     assert said.startswith("stitchup_train: --asl_gamma_neg has no effect: it is a hyper-parameter of method 'asl'"), said
     assert not work.exists()                                          # refused before anything is written
-    from stitchup_nb.cli import train_config
+    from stitchup_nb.train import train_config
     for opts, said in [(dict(method='mixup', cutmix_alpha=1.), '--cutmix_alpha has no effect'),
                        (dict(method='bce', ll_delta_rel=.2), "--ll_delta_rel has no effect: it is a hyper-parameter of method 'large_loss' (Large-loss rejection), not of 'bce'"),
                        (dict(method='asl', loss='dbfocal'), "--loss dbfocal does not apply to method 'asl'"),

@@ -59,6 +59,6 @@ def test_another_methods_flag_is_refused_in_one_line(tmp_path):
     (dict(method='confident_learning', cl_folds=1), '--cl_folds must be an integer >= 2'),
 ])
 def test_peer_options_are_checked_before_anything_runs(options, said):
-    from stitchup_nb.cli import train_config
+    from stitchup_nb.train import train_config
     with pytest.raises(ValueError, match=re.escape(said)):
         train_config(dataset='digits-small', **options)

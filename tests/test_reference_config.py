@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from stitchup_nb.cli import build_learner, train_config
+from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS, ref_schedule
 from stitchup_nb.losses import DBFocalLoss
 from stitchup_nb.sampling import BatchAug, ClassAwareSampler

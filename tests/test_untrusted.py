@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import stitchup_nb
-from stitchup_nb import cli
+from stitchup_nb import cli, train
 from stitchup_nb.runs import load_checkpoint, read_checkpoint
 from stitchup_nb.data import read_appendix, read_class_freq, read_class_split, read_ids
 from stitchup_nb.noise import load_noisy
@@ -71,7 +71,7 @@ READERS = {   # name -> (how the crafted object reaches the reader, the call)
     'read_ids(pickle)': lambda t, evil: read_ids(dump([evil, '2008_000001'], t/'img_id.pkl')),
     'read_ids(text-like pickle)': lambda t, evil: read_ids(dump([evil], t/'img_id.pkl', protocol=0)),
     'load_noisy': lambda t, evil: load_noisy(dump({'labels': evil, 'clean_labels': Y, 'class_freq': Y.sum(0)}, t/'n.pkl')),
-    'cli.training_labels': lambda t, evil: cli.training_labels(None, dump(evil, t/'class_freq_0.5noise.pkl')),
+    'train.training_labels': lambda t, evil: train.training_labels(None, dump(evil, t/'class_freq_0.5noise.pkl')),
     'cli.stitchup_noise': lambda t, evil: cli.stitchup_noise(source=str(dump(evil, t/'class_freq.pkl')), out=str(t/'o.pkl')),
 }
 

@@ -18,7 +18,7 @@ from stitchup_nb.data import LabelledSet
 from stitchup_nb.digits import digits_mlt
 from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
-from stitchup_nb.cli import build_learner, train_config
+from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS
 from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, label_chips,
                                  union_chips, union_tally, _wrap)

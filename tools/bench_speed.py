@@ -88,7 +88,8 @@ def single_branch(train, test, arch, bs, device, precision='fp32', channels_last
 
 def bench_peers(name, arch, size, bs, n_steps, device, rounds=3, **kw):
     "Step time of each peer method against BCE's, on the same data, backbone and batch, in interleaved rounds."
-    from stitchup_nb.cli import PEERS, train_config
+    from stitchup_nb.console import PEERS
+    from stitchup_nb.train import train_config
     from stitchup_nb.methods import METHODS
     train, test = data_for(arch, size, bs)
     learns = {'bce': single_branch(train, test, arch, bs, device, **kw)}
