@@ -21,7 +21,7 @@ from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .colearn import CORRECTION_COUNTS, THRESHOLDS, correction_snapshot
 from .runs import checkpoints, load_checkpoint
-from .train import build_learner, load_benchmark, train_config, training_labels
+from .train import build_learner, run_data, train_config
 from .methods import PRESETS
 from .metrics import _pct
 
@@ -729,11 +729,9 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
 @patch(cls_method=True)
 def from_run(cls:StitchBrowser, path,   # a `stitchup_train` work dir, or a file in it (e.g. a checkpoint)
              **kwargs):                  # passed to `StitchBrowser`
-    "The run's training set and the noisy labels it trained on, from its `config.json`, with the run's seed."
+    "The run's training set and the labels it trained on, from its `config.json` through the pipeline's `run_data`, with the run's seed."
     cfg, where = _run_config(path)
-    train, _, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
-    noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
-                            cfg['noise_neg_rate'])
+    train, noisy, *_ = run_data({**cfg, 'quiet': True})     # the noise, a peer's own labels (confident learning), the held-out images
     sb = cls(train, noisy, **{'seed': cfg['seed'], 'size': cfg['size'] or 224, **kwargs})
     stitch = cfg['stitch'] or 'none'
     if stitch == 'none':

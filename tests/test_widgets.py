@@ -340,6 +340,34 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
 
 
+# --- issue 29.7: the browsers rebuild a run through the pipeline's own label path ---------------------
+
+def test_from_run_on_an_asym_run(tmp_path):
+    "A real digits-small run with asym noise (it needs noise_neg_rate): from_run shows the labels it trained on."
+    from stitchup_nb.train import run_training
+    learn, _ = run_training(train_config(dataset='digits-small', noise_kind='asym', noise_rate=.3, noise_neg_rate=.05,
+                                         epochs=1, warmup_iters=5, pretrained=False, quiet=True, work_dir=str(tmp_path)))
+    sb = StitchBrowser.from_run(tmp_path)
+    assert np.array_equal(sb.noisy, learn.dls.train.labels) and (sb.noisy > sb.clean).any()    # negatives turned positive
+    ck = CorrectionBrowser.from_checkpoint(tmp_path)                       # found by runs.checkpoints: epoch_1.pth
+    assert ck.source == str(tmp_path/'config.json') and len(ck.ds) == len(sb.ds)
+
+
+def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
+    "A peer's `labels` hook (confident learning cleans the labels) runs in from_run, as in training; so do the held-out images."
+    from stitchup_nb.console import PEERS
+    class Cleaner:
+        def labels(self, cfg, train, noisy): return np.zeros_like(noisy)
+    monkeypatch.setitem(PEERS, 'confident_learning', Cleaner())
+    for d, cfg in {'cl': dict(method='confident_learning'), 'held': dict(method='full', holdout=.25)}.items():
+        (tmp_path/d).mkdir()
+        (tmp_path/d/'config.json').write_text(json.dumps(train_config(dataset='digits-small', quiet=True, work_dir=str(tmp_path/d), **cfg)))
+    assert not StitchBrowser.from_run(tmp_path/'cl').noisy.any()                  # the peer's labels, not the noisy ones
+    from stitchup_nb.methods import PRESETS
+    n = len(digits_mlt(**PRESETS['digits-small']['digits'])[0])
+    assert len(StitchBrowser.from_run(tmp_path/'held').ds) == n - round(.25 * n)    # the images the run trained on
+
+
 # --- issue 30: a newcomer's first hour (paths from anywhere, controls that say what they hold) ------
 
 def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
