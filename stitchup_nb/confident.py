@@ -25,7 +25,7 @@ def fold_indices(n:int, k:int, seed:int=0) -> list:
     return [np.sort(f) for f in np.array_split(np.random.default_rng(seed).permutation(n), k)]
 
 # %% ../nbs/07f_confident.ipynb #b38fe2d8
-def fit_bce(cfg:dict,                 # the run's configuration (`stitchup_nb.cli.train_config`)
+def fit_bce(cfg:dict,                 # the run's configuration (`stitchup_nb.train.train_config`)
             train:LabelledSet, labels:np.ndarray,   # the images the model trains on, and their (noisy) labels
             valid:LabelledSet,        # the images it predicts afterwards (`learn.get_preds()`)
             epochs:int|None=None):    # default: cfg['epochs']
@@ -85,7 +85,7 @@ def change_counts(noisy:np.ndarray, cleaned:np.ndarray, clean:np.ndarray|None=No
 
 # %% ../nbs/07f_confident.ipynb #9cd94cd8
 class ConfidentLearningPeer:
-    "The confident-learning peer for `stitchup_train --method confident_learning` (registered in `stitchup_nb.cli.PEERS`)."
+    "The confident-learning peer for `stitchup_train --method confident_learning` (registered in `stitchup_nb.console.PEERS`)."
     def __init__(self): self.report = None
 
     def labels(self, cfg:dict, train:LabelledSet, noisy:np.ndarray) -> np.ndarray:

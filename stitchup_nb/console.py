@@ -47,10 +47,10 @@ class EpochLines(TrainedEpoch):
         for k in row:
             name, _, stat = k.rpartition('_')
             if stat in said and name in get_model(self.learn.model).names: by.setdefault(name, []).append(f'{said[stat]} {int(row[k])}')
-        fix = '; '.join(f"by the {n} branch {', '.join(v)}" for n, v in by.items())
+        fix = '; '.join(f"by {n} {', '.join(v)}" for n, v in by.items())    # short: a log line stays under 200 characters
         print(f"epoch {self.epoch + 1}/{self.n_epoch}: train loss {row.get('train_loss', float('nan')):.4f}, "
               f"mAP {g('mAP')} (head {g('head_mAP')}, medium {g('medium_mAP')}, tail {g('tail_mAP')})"
-              + (f'; corrections this epoch, per batch draw: {fix}' if fix else '') + f'; {time.time() - self.t0:.0f} s', flush=True)
+              + (f'; corrected per batch draw: {fix}' if fix else '') + f'; {time.time() - self.t0:.0f} s', flush=True)
 
 class EpochBars(ProgressCallback):
     "fastai's progress bars on a terminal, numbered as `EpochLines` and the checkpoints are, after a resume too; no fastai table."

@@ -79,7 +79,7 @@ class CoTeaching(Callback):
         self.learn.loss_func.keep = self.keep
 
 class CoTeachingPeer:
-    "The co-teaching peer for `stitchup_train --method coteaching` (registered in `stitchup_nb.cli.PEERS`)."
+    "The co-teaching peer for `stitchup_train --method coteaching` (registered in `stitchup_nb.console.PEERS`)."
     def setup(self, learn, cfg:dict):
         "Twin networks, the co-teaching loss, the schedule of the kept share, a loss column per network."
         learn.model = twin_model(cfg, len(learn.dls.train.ds.classes))

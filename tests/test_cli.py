@@ -180,7 +180,7 @@ def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(tmp_path):
     lines = [l.strip() for l in out.replace('\r', '\n').split('\n') if l.strip()]
     assert 'valid_loss' not in out and not any(re.fullmatch(r'\d+ .*', l) for l in lines), out[-3000:]   # no fastai table
     assert [l.split(':')[0] for l in lines if re.match(r'epoch \d+/\d+: ', l)] == ['epoch 2/2']
-    assert 'corrections this epoch, per batch draw: ' in out
+    assert 'corrected per batch draw: by ' in out
     assert 'label correction, counted per batch draw, epochs 1-2:' in out, out[-3000:]
     assert 'epoch 1 trained before this run resumed' in out and 'counted per image instead: ' in out
 
