@@ -126,7 +126,7 @@ def correction_lines(learn) -> list:
     cks = checkpoints(Path(learn.config['work_dir'])) if learn.config.get('work_dir') else []
     how = f"CorrectionBrowser.from_checkpoint('{cks[-1]}')" if cks else 'CorrectionBrowser.from_learner(learn)'
     unit, why = CORRECTION_COUNTS['image'].split(' (', 1)
-    lines += [f'  counted {unit} instead: {how}.summary() (nbs/11_widgets.ipynb)', f'  ({why}']
+    lines += [f'  counted {unit} instead: {how}.summary() (nbs/11a_corrections.ipynb)', f'  ({why}']
     return lines
 
 

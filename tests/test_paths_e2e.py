@@ -5,7 +5,7 @@ real formats, `stitchup_nb.fixtures`), Digits-MLT with clean labels and a `--noi
 and a peer method on simulated noise (the full method on simulated noise is run by test_cli, test_reliability and
 test_widgets). Each path trains one epoch with the console script, scores the checkpoint with
 `stitchup_test` (which must reproduce the training table exactly), resumes with `--resume auto --epochs 2` and the same
-options (accepted, one more epoch trained), and opens both browsers of `stitchup_nb.widgets` on the run. The run's files
+options (accepted, one more epoch trained), and opens both browsers (`stitchup_nb.widgets`, `stitchup_nb.corrections`) on the run. The run's files
 and its summary must say where its labels came from. Sized to run in about three minutes of one CPU core (each process one thread).
 """
 import json, math, os, subprocess, warnings
@@ -112,7 +112,8 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
     assert json.loads((work/'config.json').read_text())['noise_source'] == said
 
     # 4. both browsers open the run (on a one-branch method the correction browser says that correction is off)
-    from stitchup_nb.widgets import CorrectionBrowser, StitchBrowser
+    from stitchup_nb.widgets import StitchBrowser
+    from stitchup_nb.corrections import CorrectionBrowser
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')             # tiny fixtures: classes without positives (DB-Focal, sampler)
         sb = StitchBrowser.from_run(work)

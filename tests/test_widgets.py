@@ -20,8 +20,8 @@ from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS
-from stitchup_nb.widgets import (CorrectionBrowser, StitchBrowser, chips_html, label_chips,
-                                 union_chips, union_tally, _wrap)
+from stitchup_nb.widgets import StitchBrowser, chips_html, label_chips, union_chips, union_tally, _wrap
+from stitchup_nb.corrections import CorrectionBrowser
 
 GROUPS3 = {'head': [0], 'medium': [1], 'tail': [2]}
 MAX_VIEW_S = 0.3

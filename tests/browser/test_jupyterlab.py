@@ -200,7 +200,8 @@ def test_browsers_render_from_a_checkpoint_path(jupyterlab, chromium, run_dir):
     "A newcomer's notebook: the two browsers of a finished run, from its checkpoint path and work dir alone."
     lab, page = jupyterlab, chromium
     (lab['root']/'run.ipynb').write_text(json.dumps(notebook(
-        'from stitchup_nb.widgets import CorrectionBrowser, StitchBrowser\n'
+        'from stitchup_nb.widgets import StitchBrowser\n'
+        'from stitchup_nb.corrections import CorrectionBrowser\n'
         f'corrections = CorrectionBrowser.from_checkpoint({str(run_dir/"epoch_4.pth")!r})\n'
         'corrections',
         f'StitchBrowser.from_run({str(run_dir)!r})',
