@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
-    from stitchup_nb.data import class_groups, read_appendix, read_class_freq, read_class_split
+    from stitchup_nb.data import class_groups, read_class_split
+    from stitchup_nb.readers import read_appendix, read_class_freq
     from stitchup_nb.digits import digits_mlt
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
@@ -23,7 +24,8 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
     'fastai.torch_core': 'get_model rank_distrib',
-    'stitchup_nb.data': 'class_groups read_appendix read_class_freq read_class_split',
+    'stitchup_nb.data': 'class_groups read_class_split',
+    'stitchup_nb.readers': 'read_appendix read_class_freq',
     'stitchup_nb.digits': 'digits_mlt',
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',

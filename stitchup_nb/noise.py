@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import GROUPS, atomic_write, check_groups, check_labels, read_class_freq
+from .data import GROUPS, atomic_write, check_groups, check_labels
+from .readers import read_class_freq
 
 # %% auto #0
 __all__ = ['NOISE_KINDS', 'condition_prob', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise',

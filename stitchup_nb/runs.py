@@ -14,7 +14,8 @@ from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .data import atomic_write, noisy_files, temporary_target
+from .data import atomic_write, temporary_target
+from .readers import noisy_files
 from .noise import NOISE_KINDS
 from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds

@@ -12,7 +12,8 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .data import LabelledSet, coco_mlt, read_appendix, voc_mlt
+from .data import LabelledSet
+from .readers import coco_mlt, read_appendix, voc_mlt
 from .digits import digits_mlt
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from stitchup_nb import data
-from stitchup_nb.data import decode_images, decode_key, decoded_images, image_cache_dir, load_image, voc_set
+from stitchup_nb.data import decode_images, decode_key, decoded_images, image_cache_dir, load_image
+from stitchup_nb.readers import voc_set
 from stitchup_nb.fixtures import make_voc, write_jpeg
 
 

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import stitchup_nb.data as data
-from stitchup_nb.data import (atomic_write, check_groups, coco_set, read_appendix, read_class_freq, read_class_split,
-                              read_ids)
+from stitchup_nb.data import atomic_write, check_groups, read_class_split
+from stitchup_nb.readers import coco_set, read_appendix, read_class_freq, read_ids
 from stitchup_nb.metrics import lt_map, lt_metrics
 from stitchup_nb.noise import load_noisy, save_noisy
 from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, write_jpeg

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = r'''
 import contextlib, hashlib, io, json, sys, time
 t0 = time.perf_counter()
-from stitchup_nb.data import voc_set
+from stitchup_nb.readers import voc_set
 import numpy as np
 root, size, workers, cache = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 t1 = time.perf_counter()
