@@ -248,10 +248,10 @@ class ImageBatches(DataLoader):
         t, data = torch.as_tensor(np.asarray(idx)), self.device_data()
         return t if data is None else t.to(data[0].device, non_blocking=True)
 
-    def gather(self, idx:np.ndarray):
-        "Images at `idx` as a uint8 TensorImage and their labels as floats; gathered on the GPU when the set is kept there."
+    def gather(self, idx:np.ndarray, on_device:torch.Tensor|None=None):
+        "Images at `idx` as a uint8 TensorImage and their labels as floats; gathered on the GPU when the set is kept there (`on_device`: `idx` already copied there)."
         if (data := self.device_data()) is not None:
-            i = self.index_tensor(idx)
+            i = self.index_tensor(idx) if on_device is None else on_device
             return TensorImage(data[0][i].permute(0, 3, 1, 2)), data[1][i]
         imgs = self.ds.items[idx] if self.ds.in_memory else np.stack([self.ds.image(i, self.size) for i in idx])
         return TensorImage(_as_tensor_images(imgs)), torch.as_tensor(self.labels[idx]).float()
@@ -295,8 +295,9 @@ class StitchDL(ImageBatches):
         return [tuple(pb[k] for pb in per_branch) for k in range(nb)]
 
     def create_batch(self, bundle):
-        xs, ys = zip(*(self.gather(i) for i in bundle))
-        return xs, ys, tuple(self.index_tensor(i) for i in bundle)
+        idxs = tuple(self.index_tensor(i) for i in bundle)          # each index array crosses to the GPU once
+        xs, ys = zip(*(self.gather(i, t if t.device.type != 'cpu' else None) for i, t in zip(bundle, idxs)))
+        return xs, ys, idxs
 
 # %% ../nbs/03_sampling.ipynb #cce9db28
 class EvalDL(ImageBatches):
