@@ -47,8 +47,9 @@ def main(pytest_args):
     if nb.returncode != 0: sys.exit(f'nbdev_test failed (exit {nb.returncode}).')
     if done != len(expected):
         sys.exit(f'nbdev_test completed {done} notebooks, expected {len(expected)}.')
-    # two workers (pytest-xdist), each test file on one of them: most tests wait on a subprocess starting torch
-    py = run([sys.executable, '-m', 'pytest', 'tests/', '-q', '-n', '2', '--dist', 'loadfile', *pytest_args])
+    # two workers (pytest-xdist), each test file on one of them: most tests wait on a subprocess starting torch;
+    # the 25 slowest tests are listed, so a CI log shows where its time goes
+    py = run([sys.executable, '-m', 'pytest', 'tests/', '-q', '-n', '2', '--dist', 'loadfile', '--durations', '25', *pytest_args])
     if py.returncode == 5: sys.exit('pytest collected no tests: that is a failure, not a pass.')
     if py.returncode != 0: sys.exit(f'pytest failed (exit {py.returncode}).')
     # the published tables stand on fingerprints the code still computes
