@@ -13,11 +13,10 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from fastai.torch_core import get_model, rank_distrib
     from stitchup_nb.data import class_groups, read_class_split
     from stitchup_nb.readers import read_appendix, read_class_freq
-    from stitchup_nb.digits import digits_mlt
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.methods import PRESETS
+    from stitchup_nb.methods import PRESETS, data_source
     from stitchup_nb.runs import check_values, checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
     from stitchup_nb.console import map_note, summary
     from stitchup_nb.train import build_learner, choose_holdout_t, run_training, train_config
@@ -26,11 +25,10 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'fastai.torch_core': 'get_model rank_distrib',
     'stitchup_nb.data': 'class_groups read_class_split',
     'stitchup_nb.readers': 'read_appendix read_class_freq',
-    'stitchup_nb.digits': 'digits_mlt',
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.methods': 'PRESETS',
+    'stitchup_nb.methods': 'PRESETS data_source',
     'stitchup_nb.runs': 'check_values checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
     'stitchup_nb.train': 'build_learner choose_holdout_t run_training train_config'}
@@ -197,9 +195,9 @@ def stitchup_test(
 
 # %% ../nbs/10_cli.ipynb #b5d727fe
 def _clean_source(source:str, data_seed:int=0) -> tuple:
-    "Clean labels and groups from 'digits', a class_freq.pkl, or an appendix folder."
-    if 'digits' in PRESETS.get(source, {}):
-        train, _ = digits_mlt(seed=data_seed, **PRESETS[source]['digits']); return train.labels, train.groups
+    "Clean labels and groups from a preset that reads no files (digits), a class_freq.pkl, or an appendix folder."
+    if source in PRESETS and not data_source(source).reads_files:
+        train, _, _ = data_source(source).load(PRESETS[source], data_seed=data_seed); return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
     clean = read_class_freq(p)
@@ -246,12 +244,12 @@ def stitchup_noise(
             raise ValueError(f'--{k} {given[k]} has no effect with --source {source}, which gives the clean labels: drop one of them')
         dataset = dataset or 'digits'
         if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-        digits = source is None and 'digits' in PRESETS[dataset]
-        if source is None and (k := 'appendix' if digits and appendix else 'data_seed' if not digits and data_seed is not None else None):
-            raise ValueError(f'--{k} is not used by --dataset {dataset}' + (', which reads no files' if digits else
+        ds = data_source(dataset) if source is None else None
+        if ds and (k := 'appendix' if not ds.reads_files and appendix else 'data_seed' if not ds.seeded and data_seed is not None else None):
+            raise ValueError(f'--{k} is not used by --dataset {dataset}' + (', which reads no files' if k == 'appendix' else
                              ': only a Digits-MLT instance is drawn from a seed') + '; drop it')
         data_seed = data_seed or 0
-        src = source or (dataset if digits else appendix or PRESETS[dataset]['appendix'])
+        src = source or (dataset if not ds.reads_files else appendix or PRESETS[dataset]['appendix'])
         path = Path(out or noisy_fname(noise_rate))
         if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')

@@ -13,6 +13,7 @@ from fastcore.basics import noop
 from .data import LabelledSet
 from .sampling import BatchAug, stitch_dls
 from .colearn import colearner
+from .peers import Peer, register_peer
 
 # %% auto #0
 __all__ = ['fold_indices', 'fit_bce', 'out_of_fold_probs', 'label_issues', 'flip_issues', 'change_counts',
@@ -84,12 +85,17 @@ def change_counts(noisy:np.ndarray, cleaned:np.ndarray, clean:np.ndarray|None=No
     return out
 
 # %% ../nbs/07f_confident.ipynb #9cd94cd8
-class ConfidentLearningPeer:
-    "The confident-learning peer for `stitchup_train --method confident_learning` (registered in `stitchup_nb.console.PEERS`)."
-    def __init__(self): self.report = None
+@register_peer('confident_learning')
+class ConfidentLearningPeer(Peer):
+    "Confident learning for `stitchup_train --method confident_learning`: the labels cleaned, then the method's BCE model."
+    label, paper = 'Confident learning', 'Northcutt et al., JAIR 2021'
+    def __init__(self, cfg:dict):
+        super().__init__(cfg)
+        self.report = None      # this run's cleaning: folds, epochs, seconds, change counts (`labels`)
 
-    def labels(self, cfg:dict, train:LabelledSet, noisy:np.ndarray) -> np.ndarray:
+    def labels(self, train:LabelledSet, noisy:np.ndarray) -> np.ndarray:
         "The noisy labels with the entries confident learning flags (out-of-fold BCE probabilities, cleanlab per class) flipped."
+        cfg = self.cfg
         k, epochs = cfg['cl_folds'], cfg['cl_epochs'] or cfg['epochs']
         t0 = time.time()
         probs = out_of_fold_probs(cfg, train, noisy, k, epochs, verbose=not cfg.get('quiet'))
@@ -100,15 +106,13 @@ class ConfidentLearningPeer:
         return cleaned
 
     def said(self) -> str:
-        "The report of the last cleaning as one line."
+        "The report of the cleaning as one line."
         r = self.report
         s = (f"confident learning: {r['folds']} fold models of {r['epochs']} epochs ({r['seconds']:.0f} s) changed "
              f"{r['changed']} label entries ({r['on']} switched on, {r['off']} off)")
         if 'fixed' in r: s += (f"; against the clean labels {r['fixed']} fixed, {r['broke']} broken "
                                f"(wrong entries {r['wrong_before']} -> {r['wrong_after']})")
         return s
-
-    def setup(self, learn, cfg:dict): learn.peer_report = self.report
 
     def summary(self, learn) -> list:
         "What `stitchup_train` says about the run."

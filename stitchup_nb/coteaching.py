@@ -14,6 +14,7 @@ from fastai.learner import ValueMetric
 
 from .losses import bce_loss
 from .models import TwoBranchNet, create_model
+from .peers import Peer, register_peer
 
 # %% auto #0
 __all__ = ['kept_share', 'small_loss_mask', 'CoTeachingLoss', 'TwinNet', 'twin_model', 'CoTeaching', 'CoTeachingPeer']
@@ -78,22 +79,25 @@ class CoTeaching(Callback):
         self.keep = kept_share(self.epoch, self.tau, self.tk)
         self.learn.loss_func.keep = self.keep
 
-class CoTeachingPeer:
-    "The co-teaching peer for `stitchup_train --method coteaching` (registered in `stitchup_nb.console.PEERS`)."
-    def setup(self, learn, cfg:dict):
-        "Twin networks, the co-teaching loss, the schedule of the kept share, a loss column per network."
-        learn.model = twin_model(cfg, len(learn.dls.train.ds.classes))
+@register_peer('coteaching')
+class CoTeachingPeer(Peer):
+    "Co-teaching for `stitchup_train --method coteaching`: the twin networks, their loss, the schedule of the kept share."
+    label, paper = 'Co-teaching', 'Han et al., NeurIPS 2018'
+    def model(self, n_classes:int) -> TwinNet: return twin_model(self.cfg, n_classes)
+
+    def setup(self, learn):
+        "The co-teaching loss, the schedule of the kept share, a loss column per network and the kept share."
         learn.loss_func = CoTeachingLoss()
-        cb = CoTeaching(cfg['ct_tau'], cfg['ct_tk'])
+        cb = CoTeaching(self.cfg['ct_tau'], self.cfg['ct_tk'])
         learn.add_cb(cb)
         co = learn.co_learning                                  # its per-branch loss log and NaN guard read `loss_func.last`
-        learn.metrics = [m for m in learn.metrics if not m.name.startswith('loss_')] + [
+        learn.metrics = [m for m in learn.metrics if not m.name.startswith(('loss_', 'net1_', 'net2_'))] + [
             ValueMetric(partial(lambda n: co.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in ('net1', 'net2')] + [
             ValueMetric(lambda: cb.keep, 'kept')]
 
     def summary(self, learn) -> list:
         "What `stitchup_train` says about the run."
-        cfg = learn.config
+        cfg = self.cfg
         return [f"co-teaching: each network trained on the label entries with the smallest loss under the other; kept share "
                 f"from 1 to {1 - cfg['ct_tau']:.2f} over {cfg['ct_tk']:g} epochs (tau {cfg['ct_tau']:g}, T_k {cfg['ct_tk']:g}); "
                 f"ensemble = t·net1 + (1-t)·net2 logits, t = {cfg['t']:g}"]

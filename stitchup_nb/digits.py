@@ -13,10 +13,11 @@ import matplotlib.pyplot as plt
 from PIL import Image
 
 from .data import LabelledSet, class_groups, longtail_subset, pareto_targets
+from .readers import register_source
 
 # %% auto #0
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',
-           'render_image', 'render_set', 'digits_mlt', 'show_samples', 'plot_class_counts']
+           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'show_samples', 'plot_class_counts']
 
 # %% ../nbs/01_digits.ipynb #bdf61afa
 def cache_dir() -> Path:
@@ -141,6 +142,12 @@ def digits_mlt(seed:int=0,        # one seed fixes glyph pools, classes' order, 
                        DIGIT_CLASSES, groups, name='Digits-MLT test')
     for s in (train, test): s.items.flags.writeable = False   # cached: shared, never edited in place
     return train, test
+
+# %% ../nbs/01_digits.ipynb #95f22b60
+@register_source('digits', seeded=True, fixed_size=True)
+def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
+    "The Digits-MLT instance `preset['digits']` (`digits_mlt`'s options) drawn with `data_seed`: `(train, test, None)`."
+    return (*digits_mlt(seed=data_seed, **preset['digits']), None)
 
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}

@@ -4,10 +4,11 @@
 
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
+from .readers import SOURCES
 from .colearn import THRESHOLDS
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'resolve']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'resolve']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = dict(
@@ -35,16 +36,16 @@ PAPER_THRESHOLDS = {    # the reference README's training commands
     'voc': dict(random_head_alpha=.7, balance_head_alpha=.7, random_tail_beta=.1, balance_tail_beta=.1),
     'coco': dict(random_head_alpha=.9, balance_head_alpha=.9),
 }
-_digits = dict(REFERENCE, arch='digits_cnn', train_stages=5, size=64, data_factor=1, flip=0.,
+_digits = dict(REFERENCE, source='digits', arch='digits_cnn', train_stages=5, size=64, data_factor=1, flip=0.,
                thresholds=PAPER_THRESHOLDS['voc'], digits={})
 PRESETS = {
     'digits': _digits,
     # a 304-image Digits-MLT (10 steps an epoch) for smoke tests: CI, launch checks, a first look
     'digits-small': dict(_digits, digits=dict(n_max=200, n_min=2, n_test=300)),
-    'voc': dict(REFERENCE, thresholds=PAPER_THRESHOLDS['voc'], data_root='data/voc/VOCdevkit',
+    'voc': dict(REFERENCE, source='voc', thresholds=PAPER_THRESHOLDS['voc'], data_root='data/voc/VOCdevkit',
                 appendix='data/appendix/VOCdevkit/longtail2012',
                 paper=dict(noise_rate=.5, total=69.67, head=67.45, medium=76.70, tail=66.07)),
-    'coco': dict(REFERENCE, lr=.2, db_lambda=2., db_mu=.2, thresholds=PAPER_THRESHOLDS['coco'], data_root='data/coco',
+    'coco': dict(REFERENCE, source='coco', lr=.2, db_lambda=2., db_mu=.2, thresholds=PAPER_THRESHOLDS['coco'], data_root='data/coco',
                  appendix='data/appendix/coco/longtail2017',
                  paper=dict(noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
 }
@@ -79,7 +80,17 @@ METHODS = {
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
-_NOT_RUN = ('thresholds', 'paper')      # preset entries that describe the preset rather than set an option
+_NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
+
+def data_source(dataset:str):
+    "The registered data source (`stitchup_nb.readers.SOURCES`) that preset `dataset` names: its loader and what it reads."
+    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+    name = PRESETS[dataset].get('source')
+    if name not in SOURCES:
+        raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "
+                         'register its loader with stitchup_nb.readers.register_source')
+    return SOURCES[name]
+
 _NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option
 _METHOD_KEYS = ('label', 'fixed', 'branches', 'stitch', 'correct', 'loss', 'peer')    # every method's own options
 
@@ -100,19 +111,18 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     "The run configuration: the preset's values, then the method's, then every option that is not None."
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}')
-    preset = PRESETS[dataset]
+    preset, source = PRESETS[dataset], data_source(dataset)
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     given = {k: v for k, v in options.items() if v is not None}
     _check_method_options(method, preset, given)
-    if 'digits' in preset:          # rendered in memory at the preset's size: no files, no other size
-        if (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
-            raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
-        if given.get('size', preset['size']) != preset['size']:
-            raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
+    if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
+        raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
+    if source.fixed_size and given.get('size', preset['size']) != preset['size']:
+        raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
-    if 'digits' not in preset: cfg['data_seed'] = None     # only Digits-MLT is drawn from a seed
+    if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     named = sorted(k for k in given if k in THRESHOLDS)
     if cfg.get('holdout'):

@@ -14,8 +14,9 @@ from .data import GROUPS, atomic_write, check_groups, check_labels
 from .readers import read_class_freq
 
 # %% auto #0
-__all__ = ['NOISE_KINDS', 'condition_prob', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise',
-           'noisy_fname', 'save_noisy', 'load_noisy']
+__all__ = ['NOISE_KINDS', 'condition_prob', 'noise_kind', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise',
+           'cooc_noise', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise', 'noisy_fname',
+           'save_noisy', 'load_noisy']
 
 # %% ../nbs/02_noise.ipynb #1b6c6422
 def condition_prob(labels) -> np.ndarray:
@@ -49,7 +50,19 @@ def _relocate(pos, act, weights, rng) -> tuple:
     return act, target
 
 # %% ../nbs/02_noise.ipynb #ce98cca7
-NOISE_KINDS = ('flip', 'missing', 'extra', 'asym', 'cooc')
+NOISE_KINDS = {}    # a noise kind's name (`add_noise`'s `kind`, --noise_kind) -> the function that makes it, registered by `noise_kind`
+
+def noise_kind(name:str,
+               needs:tuple=(),    # `add_noise` options the kind cannot do without (asym: neg_rate)
+               takes:tuple=()):   # `add_noise` options it may be given (cooc: cooc)
+    "Decorator: register `corrupt(pos, hit, rng, **options) -> N×C bool` (the noisy labels from the clean ones `pos` and the hit positives `hit`) as noise kind `name`."
+    def add(corrupt):
+        if name in NOISE_KINDS and NOISE_KINDS[name] is not corrupt:
+            raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
+        corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
+        NOISE_KINDS[name] = corrupt
+        return corrupt
+    return add
 
 def _draw(mask, rate, rng) -> np.ndarray:
     "Exactly round(rate × #True) of the True cells of `mask`, chosen uniformly without replacement."
@@ -64,44 +77,71 @@ def _check_rate(rate, name) -> float:
     if not 0 <= r <= 1: raise ValueError(f'{name} must be in [0, 1], got {rate}')
     return r
 
-def _check_args(n_classes, rate, kind, neg_rate, cooc) -> tuple:
+_SAID = {'neg_rate': 'neg_rate (the 0→1 rate of negatives)', 'cooc': 'a cooc matrix'}    # add_noise's options, in its messages
+
+def _check_args(n_classes, rate, kind, options:dict) -> tuple:
+    "`rate` checked, and the options `kind` takes, checked: a needed one missing, or one given to a kind that does not take it, is an error."
     if kind not in NOISE_KINDS:
         raise ValueError(f'unknown noise kind {kind!r}; the valid kinds are {", ".join(NOISE_KINDS)}')
-    rate = _check_rate(rate, 'rate')
-    if (kind == 'asym') != (neg_rate is not None):
-        raise ValueError("kind='asym' needs neg_rate (the 0→1 rate of negatives)" if kind == 'asym'
-                         else f"neg_rate is used only by kind='asym', not {kind!r}")
-    if cooc is not None:
-        if kind != 'cooc': raise ValueError(f"a cooc matrix is used only by kind='cooc', not {kind!r}")
-        cooc = np.asarray(cooc, float)
+    rate, corrupt = _check_rate(rate, 'rate'), NOISE_KINDS[kind]
+    for k, v in options.items():
+        if v is None and k in corrupt.needs: raise ValueError(f'kind={kind!r} needs {_SAID.get(k, k)}')
+        if v is not None and k not in corrupt.takes:
+            owners = ' or '.join(f'kind={n!r}' for n, f in NOISE_KINDS.items() if k in f.takes)
+            raise ValueError(f'{_SAID.get(k, k).split(" (")[0]} is used only by {owners}, not {kind!r}')
+    if options.get('cooc') is not None:
+        cooc = options['cooc'] = np.asarray(options['cooc'], float)
         if cooc.shape != (n_classes, n_classes) or not np.isfinite(cooc).all() or (cooc < 0).any():
             raise ValueError(f'cooc must be a {n_classes}×{n_classes} matrix of finite weights >= 0, '
                              f'got shape {cooc.shape}')
-    return rate, None if neg_rate is None else _check_rate(neg_rate, 'neg_rate'), cooc
+    if options.get('neg_rate') is not None: options['neg_rate'] = _check_rate(options['neg_rate'], 'neg_rate')
+    return rate, {k: options.get(k) for k in corrupt.takes}
 
 # %% ../nbs/02_noise.ipynb #10a49682
+@noise_kind('flip')
+def flip_noise(pos, hit, rng) -> np.ndarray:
+    "Each hit positive moves to a negative of its image (uniform, distinct per image): the count per image is kept."
+    moved, target = _relocate(pos, hit, np.ones((pos.shape[1],) * 2), rng)
+    return (pos & ~moved) | target
+
+@noise_kind('missing')
+def missing_noise(pos, hit, rng) -> np.ndarray:
+    "Each hit positive is dropped."
+    return pos & ~hit
+
+@noise_kind('extra')
+def extra_noise(pos, hit, rng) -> np.ndarray:
+    "Each hit positive stays and brings one extra positive on a negative of its image (uniform, distinct per image)."
+    _, target = _relocate(pos, hit, np.ones((pos.shape[1],) * 2), rng)
+    return pos | target
+
+@noise_kind('asym', needs=('neg_rate',))
+def asym_noise(pos, hit, rng, neg_rate:float) -> np.ndarray:
+    "Each hit positive turns 0; independently, round(`neg_rate` × negatives) of the negatives turn 1."
+    return (pos & ~hit) | _draw(~pos, neg_rate, rng)
+
+@noise_kind('cooc', takes=('cooc',))
+def cooc_noise(pos, hit, rng, cooc=None) -> np.ndarray:
+    "As `flip`, each hit positive moving to a negative with weights `cooc[source]` (default `condition_prob(pos)`)."
+    moved, target = _relocate(pos, hit, condition_prob(pos) if cooc is None else cooc, rng)
+    return (pos & ~moved) | target
+
 def empty_rows(labels) -> np.ndarray:
     "Indices of the images with no positive label (all-zero rows)."
     return np.flatnonzero(~check_labels(labels, source='empty_rows labels').any(1))
 
 def add_noise(labels,                 # N×C clean 0/1 labels (never modified)
               rate:float,             # share of the positive labels hit (each with this probability), in [0, 1]
-              kind:str='flip',        # one of NOISE_KINDS: flip, missing, extra, asym, cooc
+              kind:str='flip',        # a key of NOISE_KINDS: flip, missing, extra, asym, cooc
               seed:int=0,             # seeds `np.random.default_rng`: same seed, same noisy labels
               neg_rate:float|None=None, # asym only: share of the negative labels turned positive
               cooc=None,              # cooc only: C×C target weights (default: `condition_prob(labels)`)
              ) -> np.ndarray:
-    "A noisy copy (N×C uint8) of `labels`, corrupted by noise `kind` at `rate`."
+    "A noisy copy (N×C uint8) of `labels`, corrupted by noise `kind` at `rate`: the hit positives drawn, then the kind's rule."
     y = check_labels(labels, source='add_noise labels')
-    rate, neg_rate, cooc = _check_args(y.shape[1], rate, kind, neg_rate, cooc)
+    rate, options = _check_args(y.shape[1], rate, kind, dict(neg_rate=neg_rate, cooc=cooc))
     rng, pos = np.random.default_rng(seed), y.astype(bool)
-    hit = _draw(pos, rate, rng)
-    if kind == 'missing': out = pos & ~hit
-    elif kind == 'asym': out = (pos & ~hit) | _draw(~pos, neg_rate, rng)
-    else:
-        weights = (condition_prob(y) if cooc is None else cooc) if kind == 'cooc' else np.ones((y.shape[1],) * 2)
-        moved, target = _relocate(pos, hit, weights, rng)
-        out = pos | target if kind == 'extra' else (pos & ~moved) | target
+    out = NOISE_KINDS[kind](pos, _draw(pos, rate, rng), rng, **options)
     emptied = np.count_nonzero(pos.any(1) & ~out.any(1))
     if emptied:
         warnings.warn(f'add_noise(kind={kind!r}, rate={rate}): {emptied} of {len(y)} images have no positive '

@@ -12,8 +12,8 @@ from fastai.callback.mixup import CutMix, MixUp
 from .losses import REDUCTIONS, bce_loss
 
 # %% auto #0
-__all__ = ['asl_peer', 'large_loss_peer', 'mixup_peer', 'cutmix_peer', 'AsymmetricLoss', 'rejected_negatives',
-           'LargeLossRejection', 'LossEpoch', 'BranchMixUp', 'BranchCutMix', 'Peer']
+__all__ = ['PEERS', 'AsymmetricLoss', 'rejected_negatives', 'LargeLossRejection', 'LossEpoch', 'BranchMixUp', 'BranchCutMix',
+           'Peer', 'register_peer', 'make_peer', 'ASLPeer', 'LargeLossPeer', 'MixUpPeer', 'CutMixPeer']
 
 # %% ../nbs/07d_peers.ipynb #8d253316
 class AsymmetricLoss(nn.Module):
@@ -99,23 +99,81 @@ class BranchCutMix(_OneBranch, CutMix):
 
 
 # %% ../nbs/07d_peers.ipynb #58a6b6e9
+PEERS = {}     # a `METHODS` entry's `peer` -> the `Peer` subclass that builds it, filled by `register_peer` where each is defined
+
 class Peer:
-    "A method of the literature as the CLI builds it: `loss(cfg)` replaces every branch's loss, `cbs(cfg)` adds callbacks."
-    def __init__(self, label:str, paper:str, loss=None, cbs=None):
-        self.label, self.paper, self.loss, self.cbs = label, paper, loss, cbs
+    "A method of the literature as the pipeline builds it for one run of `cfg`: hooks that by default change nothing."
+    name = label = paper = None          # set by `register_peer`; the method's label and its paper
+    def __init__(self, cfg:dict): self.cfg = cfg     # the run configuration (`stitchup_nb.train.train_config`)
 
-    def setup(self, learn, cfg:dict):
-        "Change the Learner `colearner` built for `cfg`: its branch losses, its callbacks."
-        if self.loss is not None:
-            learn.loss_func.bases = nn.ModuleList(self.loss(cfg) for _ in learn.loss_func.bases)
-        if self.cbs is not None: learn.add_cbs(self.cbs(cfg))
+    def labels(self, train, noisy):
+        "The labels the model trains on, from the run's noisy ones (before the loaders are built)."
+        return noisy
 
-    def __repr__(self): return f'Peer({self.label!r}, {self.paper})'
+    def model(self, n_classes:int):
+        "The model `colearner` trains instead of building its own (None: its own)."
+        return None
 
-asl_peer = Peer('ASL', 'Ridnik et al., ICCV 2021',
-                loss=lambda cfg: AsymmetricLoss(cfg['asl_gamma_neg'], cfg['asl_gamma_pos'], cfg['asl_clip']))
-large_loss_peer = Peer('Large-loss rejection', 'Kim et al., CVPR 2022 (LL-R)',
-                       loss=lambda cfg: LargeLossRejection(cfg['ll_delta_rel']), cbs=lambda cfg: [LossEpoch()])
-mixup_peer = Peer('BCE+MixUp', 'Zhang et al., ICLR 2018', cbs=lambda cfg: [BranchMixUp(cfg['mixup_alpha'])])
-cutmix_peer = Peer('BCE+CutMix', 'Yun et al., ICCV 2019', cbs=lambda cfg: [BranchCutMix(cfg['cutmix_alpha'])])
+    def loss(self):
+        "An element-wise loss `colearner` puts in place of every branch's (None: the method's)."
+        return None
 
+    def cbs(self) -> list:
+        "The callbacks the peer adds."
+        return []
+
+    def setup(self, learn):
+        "Put the peer in the Learner `colearner` built: `loss()` in place of each branch's loss, then `cbs()`."
+        losses = [self.loss() for _ in learn.loss_func.bases]
+        if losses and losses[0] is not None: learn.loss_func.bases = nn.ModuleList(losses)
+        learn.add_cbs(self.cbs())
+
+    def summary(self, learn) -> list:
+        "What the final summary says about the run: lines."
+        return []
+
+    def __repr__(self): return f'{type(self).__name__}({self.name!r}: {self.label}, {self.paper})'
+
+def register_peer(name:str):
+    "Class decorator: the `Peer` subclass builds the peer `name` that `METHODS` entries name."
+    def add(cls):
+        if not (isinstance(cls, type) and issubclass(cls, Peer)): raise TypeError(f'register_peer({name!r}): {cls!r} is not a Peer subclass')
+        if name in PEERS and PEERS[name] is not cls:
+            raise ValueError(f'peer {name!r} is registered already (by {PEERS[name].__qualname__})')
+        cls.name, PEERS[name] = name, cls
+        return cls
+    return add
+
+def make_peer(cfg:dict) -> Peer|None:
+    "A fresh `Peer` for a run of `cfg` (a `train_config`), or None for a method without one."
+    name = cfg.get('peer')
+    if not name: return None
+    if name not in PEERS:
+        raise ValueError(f"method {cfg.get('method')!r} names peer {name!r}, which is not registered (registered: "
+                         f"{', '.join(PEERS)}): define it with @register_peer({name!r}) in a module stitchup_nb.train imports")
+    return PEERS[name](cfg)
+
+@register_peer('asl')
+class ASLPeer(Peer):
+    "ASL: `AsymmetricLoss` in place of each branch's loss."
+    label, paper = 'ASL', 'Ridnik et al., ICCV 2021'
+    def loss(self): return AsymmetricLoss(self.cfg['asl_gamma_neg'], self.cfg['asl_gamma_pos'], self.cfg['asl_clip'])
+
+@register_peer('large_loss')
+class LargeLossPeer(Peer):
+    "LL-R: `LargeLossRejection` in place of each branch's loss, told the epoch by `LossEpoch`."
+    label, paper = 'Large-loss rejection', 'Kim et al., CVPR 2022 (LL-R)'
+    def loss(self): return LargeLossRejection(self.cfg['ll_delta_rel'])
+    def cbs(self): return [LossEpoch()]
+
+@register_peer('mixup')
+class MixUpPeer(Peer):
+    "MixUp on the random branch's batches (`BranchMixUp`)."
+    label, paper = 'BCE+MixUp', 'Zhang et al., ICLR 2018'
+    def cbs(self): return [BranchMixUp(self.cfg['mixup_alpha'])]
+
+@register_peer('cutmix')
+class CutMixPeer(Peer):
+    "CutMix on the random branch's batches (`BranchCutMix`)."
+    label, paper = 'BCE+CutMix', 'Yun et al., ICCV 2019'
+    def cbs(self): return [BranchCutMix(self.cfg['cutmix_alpha'])]

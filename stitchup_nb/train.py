@@ -13,33 +13,29 @@ from fastai.imports import noop     # fastai's own noop: ProgressCallback prints
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .data import LabelledSet
-from .readers import coco_mlt, read_appendix, voc_mlt
-from .digits import digits_mlt
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
-from .methods import PRESETS, resolve
+from .methods import PRESETS, data_source, resolve
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_config, check_resume, checkpoints, forget_work_dir,
                               gpu_speed, label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json,
                               resolve_precision, run_diff, use_precision, write_json)
-from .console import PEERS, EpochBars, EpochLines, StepLines
+from .peers import make_peer
+from . import coteaching, confident
+from .console import EpochBars, EpochLines, StepLines
+
+PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers: importing them registers their peers
 
 # %% auto #0
-__all__ = ['OPTIONS', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data', 'train_config',
-           'build_learner', 'run_training', 'choose_holdout_t', 'launch']
+__all__ = ['PEER_MODULES', 'OPTIONS', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
+           'train_config', 'build_learner', 'run_training', 'choose_holdout_t', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
-    "The preset's `(train, test, appendix or None)`; VOC/COCO default to the data/ layout of data/README.md."
-    preset = PRESETS.get(dataset)
-    if preset is None: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-    if 'digits' in preset: return (*digits_mlt(seed=data_seed, **preset['digits']), None)
-    app = read_appendix(appendix or preset['appendix'])
-    reader = voc_mlt if dataset == 'voc' else coco_mlt
-    train, test = reader(root=data_root or preset['data_root'], appendix=app.path, size=size or preset['size'])
-    return train, test, app
+    "The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of data/README.md."
+    return data_source(dataset).load(PRESETS[dataset], data_root, appendix, size, data_seed)
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None) -> np.ndarray:
@@ -61,13 +57,15 @@ def threshold_groups(train:LabelledSet, app=None) -> tuple:
     return train.groups, f'{train.name}: groups from its training label counts'
 
 def run_data(cfg:dict,                # a `train_config`
-             peer_labels:bool=True):     # run the peer's `labels` hook (stitchup_test, which only scores, skips it)
+             peer_labels:bool=True,      # run the peer's `labels` hook (stitchup_test, which only scores, skips it)
+             peer=None):                 # the run's `Peer` (default: a fresh one, `make_peer(cfg)`)
     "The data a run of `cfg` trains on: `(train, noisy, held, test, app)`, `held` the images kept out to choose t on (or None)."
     train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
     noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                             cfg['noise_neg_rate'])
-    peer = PEERS[cfg['peer']] if cfg.get('peer') else None
-    if peer_labels and hasattr(peer, 'labels'): noisy = peer.labels(cfg, train, noisy)     # e.g. confident learning cleans them first
+    if peer_labels:
+        peer = make_peer(cfg) if peer is None else peer
+        if peer is not None: noisy = peer.labels(train, noisy)     # e.g. confident learning cleans them first
     held = None
     if cfg['holdout']:                    # images kept out of training, with their noisy labels, to choose t on
         keep, out = holdout_split(len(train), cfg['holdout'], cfg['seed'])
@@ -108,8 +106,8 @@ def build_learner(cfg:dict, history:list|None=None,
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
-        train, noisy, held, test, app = run_data(cfg, peer_labels)
-        peer = PEERS[cfg['peer']] if cfg.get('peer') else None
+        peer = make_peer(cfg)                  # this run's own: what it learns (confident learning's report) stays with the run
+        train, noisy, held, test, app = run_data(cfg, peer_labels, peer)
         aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -128,7 +126,8 @@ def build_learner(cfg:dict, history:list|None=None,
             mj = MetricsJSON(work/'metrics.json', history)
             files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
-        learn = colearner(dls, cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
+        model = peer.model(len(train.classes)) if peer else None     # a peer's own (co-teaching's twins), or colearner's
+        learn = colearner(dls, cfg['arch'], model=model, stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           adaptive=cfg['correction'] == 'adaptive',
                           stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],
                           thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
@@ -136,8 +135,8 @@ def build_learner(cfg:dict, history:list|None=None,
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
-        if hasattr(peer, 'setup'): peer.setup(learn, cfg)     # e.g. its loss or its callback
-        learn.holdout = held
+        if peer is not None: peer.setup(learn)     # e.g. its loss or its callbacks
+        learn.holdout, learn.peer = held, peer
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints: no fastai table
     learn.remove_cb(ProgressCallback)         # a log file gets lines, not bar redraws; a terminal bars numbered as the lines
     if not cfg['quiet'] and sys.stdout.isatty(): learn.add_cb(EpochBars())
@@ -182,7 +181,7 @@ def run_training(cfg:dict) -> tuple:
             start = load_checkpoint(learn, ck)
             if main: print(f'resuming from {ck} at epoch {start}')
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
-        if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and 'digits' not in PRESETS[cfg['dataset']]:
+        if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
             print(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
                   'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
                   'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1', flush=True)

@@ -355,10 +355,10 @@ def test_from_run_on_an_asym_run(tmp_path):
 
 def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
     "A peer's `labels` hook (confident learning cleans the labels) runs in from_run, as in training; so do the held-out images."
-    from stitchup_nb.console import PEERS
-    class Cleaner:
-        def labels(self, cfg, train, noisy): return np.zeros_like(noisy)
-    monkeypatch.setitem(PEERS, 'confident_learning', Cleaner())
+    from stitchup_nb.peers import PEERS, Peer
+    class Cleaner(Peer):
+        def labels(self, train, noisy): return np.zeros_like(noisy)
+    monkeypatch.setitem(PEERS, 'confident_learning', Cleaner)
     for d, cfg in {'cl': dict(method='confident_learning'), 'held': dict(method='full', holdout=.25)}.items():
         (tmp_path/d).mkdir()
         (tmp_path/d/'config.json').write_text(json.dumps(train_config(dataset='digits-small', quiet=True, work_dir=str(tmp_path/d), **cfg)))

@@ -88,7 +88,7 @@ def single_branch(train, test, arch, bs, device, precision='fp32', channels_last
 
 def bench_peers(name, arch, size, bs, n_steps, device, rounds=3, **kw):
     "Step time of each peer method against BCE's, on the same data, backbone and batch, in interleaved rounds."
-    from stitchup_nb.console import PEERS
+    from stitchup_nb.peers import make_peer
     from stitchup_nb.train import train_config
     from stitchup_nb.methods import METHODS
     train, test = data_for(arch, size, bs)
@@ -99,7 +99,9 @@ def bench_peers(name, arch, size, bs, n_steps, device, rounds=3, **kw):
     for method, m in METHODS.items():
         if not m.get('peer'): continue
         learns[method] = single_branch(train, test, arch, bs, device, **kw)
-        PEERS[m['peer']].setup(learns[method], train_config(dataset='digits', method=method, **same))
+        peer = make_peer(train_config(dataset='digits', method=method, **same))
+        if (net := peer.model(len(train.classes))) is not None: learns[method].model = net    # co-teaching's twin networks
+        peer.setup(learns[method])
     steps = {k: [] for k in learns}
     for _ in range(rounds):            # round-robin, so that a machine that slows down or speeds up hits every method alike
         for k, learn in learns.items():

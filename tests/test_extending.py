@@ -1,0 +1,160 @@
+"""Issue 29: a maintainer adds a peer method, a noise kind or a data set in at most two files each.
+
+Each test copies the package to a scratch folder, makes the edit a maintainer would make there (in the modules, which
+nbdev generates one-to-one from the notebooks: `peers.py` is `nbs/07d_peers.ipynb`, and so on), counts the files that
+differ from the checkout's, and runs the extension end to end in a fresh interpreter on the copy:
+
+- a peer (label smoothing): its class in `peers` (`@register_peer`) and its `METHODS` entry in `methods`: 2 files;
+  a 1-epoch digits-small run trains with its loss;
+- a noise kind (`shift`: a hit positive moves to the next class): one function in `noise` (`@noise_kind`): 1 file;
+  `add_noise` draws it and `stitchup_train --noise_kind shift` trains on it;
+- a data set (random images): its loader in `readers` (`@register_source`) and its preset in `methods`: 2 files;
+  `load_benchmark` reads it, the configuration checks know what it reads, a 1-epoch run trains on it.
+"""
+import filecmp, json, os, shutil, subprocess, sys, textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT/'stitchup_nb'
+
+
+def _scratch(tmp_path:Path, edits:dict) -> list:
+    "Copy the package to `tmp_path`, apply `edits` ({module: [(anchor, text inserted after it)]}); the files that now differ."
+    dst = tmp_path/'stitchup_nb'
+    shutil.copytree(PKG, dst, ignore=shutil.ignore_patterns('__pycache__'))
+    for mod, inserts in edits.items():
+        p = dst/mod
+        s = p.read_text()
+        for anchor, text in inserts:
+            assert s.count(anchor) == 1, (mod, anchor)
+            s = s.replace(anchor, anchor + text)
+        p.write_text(s)
+    changed = []
+    def walk(c:filecmp.dircmp, rel:str):
+        changed.extend(f'{rel}{f}' for f in c.diff_files + c.left_only + c.right_only if f != '__pycache__')
+        for name, sub in c.subdirs.items(): walk(sub, f'{rel}{name}/')
+    walk(filecmp.dircmp(PKG, dst, ignore=['__pycache__']), 'stitchup_nb/')
+    return sorted(changed)
+
+
+def _run(tmp_path:Path, code:str) -> dict:
+    "Run `code` on the scratch copy in a fresh interpreter (the generated caches shared with the checkout); what it prints last, as JSON."
+    env = {**os.environ, 'PYTHONPATH': str(tmp_path), 'STITCHUP_CACHE': os.environ.get('STITCHUP_CACHE', str(ROOT/'data'/'cache')),
+           'OMP_NUM_THREADS': '1'}
+    head = f"import stitchup_nb, json\nassert stitchup_nb.__file__.startswith({str(tmp_path)!r}), stitchup_nb.__file__\n"
+    r = subprocess.run([sys.executable, '-c', head + textwrap.dedent(code)], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+PEER = '''
+
+class _SmoothedBCE(nn.Module):
+    "BCE against targets smoothed towards 1/2 by `eps`."
+    def __init__(self, eps:float=.1): super().__init__(); self.eps = eps
+    def forward(self, logits, targets, reduction='mean'):
+        return bce_loss(logits, targets * (1 - self.eps) + self.eps / 2, reduction=reduction)
+
+@register_peer('label_smoothing')
+class LabelSmoothingPeer(Peer):
+    "Label smoothing: BCE against smoothed targets in place of each branch's loss."
+    label, paper = 'BCE+label smoothing', 'Szegedy et al., CVPR 2016'
+    def loss(self): return _SmoothedBCE(self.cfg['ls_eps'])
+'''
+PEER_METHOD = '''
+    'label_smoothing': dict(label='BCE+label smoothing', branches='random', stitch='none', peer='label_smoothing', ls_eps=.1,
+                            fixed=('branches', 'loss', 'stitch')),'''
+
+
+def test_a_new_peer_takes_two_files(tmp_path):
+    changed = _scratch(tmp_path, {'peers.py': [("cbs(self): return [BranchCutMix(self.cfg['cutmix_alpha'])]", PEER)],
+                                  'methods.py': [('METHODS = {', PEER_METHOD)]})
+    assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/peers.py'], changed      # 2 files
+    got = _run(tmp_path, '''
+        import math
+        from stitchup_nb.train import run_training, train_config
+        from stitchup_nb.methods import METHOD_OF
+        cfg = train_config(dataset='digits-small', method='label_smoothing', epochs=1, warmup_iters=5, pretrained=False,
+                           quiet=True, work_dir=None)
+        learn, table = run_training(cfg)
+        print(json.dumps(dict(loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.peer).__name__,
+                              eps=learn.peer.cfg['ls_eps'], method=METHOD_OF['BCE+label smoothing'],
+                              mAP=float(table.loc['random', 'total']), finite=math.isfinite(learn.recorder.values[-1][0]))))
+    ''')
+    assert got['loss'] == '_SmoothedBCE' and got['peer'] == 'LabelSmoothingPeer' and got['eps'] == .1, got
+    assert got['method'] == 'label_smoothing' and got['finite'] and 0 < got['mAP'] <= 100, got
+
+
+NOISE = '''
+
+@noise_kind('shift')
+def shift_noise(pos, hit, rng) -> np.ndarray:
+    "Each hit positive moves to the next class (c+1 mod C) where that class is a negative of its image; else it stays."
+    to = np.roll(hit, 1, axis=1) & ~pos
+    return (pos & ~np.roll(to, -1, axis=1)) | to
+'''
+
+
+def test_a_new_noise_kind_takes_one_file(tmp_path):
+    changed = _scratch(tmp_path, {'noise.py': [('if cooc is None else cooc, rng)\n    return (pos & ~moved) | target\n', NOISE)]})
+    assert changed == ['stitchup_nb/noise.py'], changed                                 # 1 file
+    got = _run(tmp_path, '''
+        import contextlib, io
+        import numpy as np
+        from stitchup_nb.noise import NOISE_KINDS, add_noise
+        from stitchup_nb.cli import stitchup_train
+        y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 1]], np.uint8)
+        n = add_noise(y, 1, 'shift')
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            stitchup_train(dataset='digits-small', noise_kind='shift', noise_rate=.3, epochs=1, warmup_iters=5,
+                           pretrained=False, work_dir=None)
+        print(json.dumps(dict(kinds=list(NOISE_KINDS), noisy=n.tolist(), said=out.getvalue())))
+    ''')
+    assert got['kinds'][-1] == 'shift', got['kinds']
+    assert got['noisy'] == [[0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 0, 0]], got['noisy']     # image 2: class 1's next is free, class 0's is not
+    assert 'shift noise 0.3' in got['said'] and 'mAP (%) on the test set' in got['said'], got['said'][-2000:]
+
+
+SOURCE = '''
+
+@register_source('random_images', seeded=True, fixed_size=True)
+def load_random_images(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
+    "Random 64-pixel images with random labels of `preset['n_classes']` classes, drawn from `data_seed`: `(train, test, None)`."
+    rng, c = np.random.default_rng(data_seed), preset['n_classes']
+    def draw(n, name):
+        y = (rng.random((n, c)) < .3).astype(np.uint8); y[y.sum(1) == 0, 0] = 1
+        return LabelledSet(rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8), y, [f'c{i}' for i in range(c)],
+                           class_groups(y.sum(0)), name=name)
+    return draw(96, 'random images train'), draw(48, 'random images test'), None
+'''
+SOURCE_PRESET = '''
+    'random-images': dict(_digits, source='random_images', n_classes=6),'''
+
+
+def test_a_new_data_set_takes_two_files(tmp_path):
+    changed = _scratch(tmp_path, {'readers.py': [('return _official(coco_mlt, preset, data_root, appendix, size)\n', SOURCE)],
+                                  'methods.py': [('PRESETS = {', SOURCE_PRESET)]})
+    assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/readers.py'], changed     # 2 files
+    got = _run(tmp_path, '''
+        import math
+        from stitchup_nb.methods import PRESETS, resolve
+        from stitchup_nb.train import load_benchmark, run_training, train_config
+        train, test, app = load_benchmark('random-images', data_seed=1)
+        errors = {}
+        for k, v in dict(appendix='data/appendix', size=224).items():
+            try: resolve('random-images', **{k: v})
+            except ValueError as e: errors[k] = str(e)
+        PRESETS['nowhere'] = dict(PRESETS['random-images'], source='nowhere')
+        try: load_benchmark('nowhere')
+        except ValueError as e: errors['source'] = str(e)
+        learn, table = run_training(train_config(dataset='random-images', method='bce', epochs=1, warmup_iters=2,
+                                                 pretrained=False, quiet=True, work_dir=None))
+        print(json.dumps(dict(n=[len(train), len(test)], classes=train.classes, app=app, seed=train_config(dataset='random-images', data_seed=2)['data_seed'],
+                              errors=errors, mAP=float(table.loc['random', 'total']))))
+    ''')
+    assert got['n'] == [96, 48] and got['classes'] == ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'] and got['app'] is None, got
+    assert got['seed'] == 2 and 0 < got['mAP'] <= 100, got                                  # drawn from a seed: data_seed kept
+    assert 'reads no files' in got['errors']['appendix'] and '--size is fixed at 64' in got['errors']['size'], got['errors']
+    assert "data source 'nowhere' is not registered" in got['errors']['source'], got['errors']
