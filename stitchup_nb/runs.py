@@ -25,7 +25,7 @@ __all__ = ['ARCHS', 'SEED_MAX', 'PRECISIONS', 'NOISE_DEFAULTS', 'RESUMABLE', 'ME
            'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir',
            'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
            'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed',
-           'DeviceSmoothLoss', 'HostLossLog', 'use_precision']
+           'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
@@ -424,3 +424,15 @@ def use_precision(learn:Learner, precision:str, channels_last:bool) -> Learner:
         learn.recorder.smooth_loss = DeviceSmoothLoss(beta=learn.recorder.smooth_loss.beta)
         learn.add_cb(HostLossLog())
     return learn
+
+# %% ../nbs/07b_runs.ipynb #3762271d
+class _PlainCompiled:
+    "A backbone's forward compiled, fed plain tensors: dynamo cannot trace fastai's tensor subclasses (`TensorImage`)."
+    def __init__(self, forward, backend, **kwargs): self.fn = torch.compile(forward, backend=backend, **kwargs)
+    def __call__(self, x): return self.fn(x.as_subclass(torch.Tensor))
+
+def compile_bodies(learn:Learner, backend='inductor', **kwargs) -> list:     # backend: a name or a dynamo backend function
+    "Compile each branch's backbone of `learn` in place with `torch.compile(backend, **kwargs)`; the branches' names."
+    net = get_model(learn.model)
+    for b in net.branches.values(): b.body.forward = _PlainCompiled(b.body.forward, backend, **kwargs)
+    return net.names

@@ -1,5 +1,6 @@
 """tools/bench_e2e.py on a CPU (`--tiny`): the phases of a run add up, the second run reads the decoded-image cache, the
-JSON and the README's table are written, and bad calls are refused before anything runs (issue 28)."""
+JSON and the README's table are written, a compiled run (dynamo's capture path on a CPU) gives the plain run's
+numbers, and bad calls are refused before anything runs (issue 28)."""
 import json, math, subprocess, sys
 from pathlib import Path
 
@@ -12,20 +13,22 @@ def bench(*args):
 
 def test_tiny_runs_are_timed_by_phase(tmp_path):
     out = tmp_path/'e2e.json'
-    p = bench('--tiny', '--runs', 'first run,second run', '--root', tmp_path/'root', '--out', out)
+    p = bench('--tiny', '--runs', 'first run,second run,compiled', '--root', tmp_path/'root', '--out', out)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data['machine']['gpu'] is None and data['source'] != 'unknown'
-    first, second = data['runs']
+    first, second, compiled = data['runs']
     assert (first['name'], first['decode_cache'], second['decode_cache']) == ('first run', 'cold', 'warm')
-    for r in (first, second):
+    for r in (first, second, compiled):
         p = r['phases_s']
         assert all(p[k] >= 0 for k in ('startup', 'decode', 'build', 'train', 'validate', 'score', 'exit'))
         parts = sum(p[k] for k in ('startup', 'decode', 'build', 'train', 'validate', 'score', 'exit'))
         assert parts <= p['total'] + 0.1 and len(p['epoch']) == 1
         assert r['steps'] > 0 and r['train_tflop'] > 0 and math.isfinite(r['map'])
         assert (r['precision'], r['channels_last']) == ('fp32', False)      # --precision auto on a CPU
+    assert (compiled['compiled'], compiled['map']) == ('eager', first['map']) and 'compiled' not in first
     md = out.with_suffix('.md').read_text()
+    assert '| tiny | compiled | 1 | fp32, compiled (eager) | warm |' in md
     assert '| tiny | first run | 1 | fp32 | cold |' in md and 'Not in this file' in md
 
 

@@ -37,7 +37,10 @@ SETS = {   # set: (training images, test images, JPEG (width, height), format)
     'tiny': (40, 24, (64, 48), 'voc'),
 }
 RUNS = [   # name, method, precision: the first run of a set decodes the JPEGs, the later ones read the decoded-image cache
-    ('first run', 'full', 'auto'), ('second run', 'full', 'auto'), ('BCE', 'bce', 'auto'), ('exact fp32', 'full', 'fp32')]
+    ('first run', 'full', 'auto'), ('second run', 'full', 'auto'), ('BCE', 'bce', 'auto'), ('exact fp32', 'full', 'fp32'),
+    ('compiled', 'full', 'auto')]
+COMPILED = ('compiled',)   # runs whose backbones are compiled (stitchup_nb.runs.compile_bodies): inductor on a GPU, on a CPU
+                           # dynamo's `eager` backend (the capture path, without code generation)
 BASELINE = ('before issue 28 (measured on one H200, torch 2.11, a synthetic set of the same size and format, 8 epochs, `--no-pretrained`): '
             'full method 120 s end to end in fp32 (82 s training, 9-11 s an epoch), 90 s in bf16 + channels-last (56 s training, '
             '6 s an epoch), the GPU idle for the first 34-40 s; BCE 43 s (16 s training)')
@@ -107,6 +110,12 @@ def child(spec:dict):
         t = time.time(); out = load(*a, **k); REC['decode'].append([t, time.time()]); return out
     train.load_benchmark = timed_load
     defaults.callbacks = [*defaults.callbacks, PhaseClock]
+    if spec.get('compile'):               # the Learner the pipeline builds, its backbones compiled before training
+        from stitchup_nb.runs import compile_bodies
+        build, REC['compile_backend'] = train.build_learner, 'inductor' if cuda else 'eager'
+        def compiled_learner(*a, **k):
+            learn, tr, te = build(*a, **k); compile_bodies(learn, REC['compile_backend']); return learn, tr, te
+        train.build_learner = compiled_learner
     cli.stitchup_train.__wrapped__(**spec['opts'])
     REC['t_done'] = time.time()
     if cuda: REC['peak_mem_gib'] = torch.cuda.max_memory_allocated() / 2**30
@@ -168,11 +177,11 @@ def make_set(name:str, root:Path, workers:int) -> list:
     return opts
 
 
-def run_child(opts:dict, work:Path, env:dict, timeout:float, sampler=None, profile:bool=False) -> dict:
+def run_child(opts:dict, work:Path, env:dict, timeout:float, sampler=None, profile:bool=False, compile:bool=False) -> dict:
     "One timed `stitchup_train` in a fresh process: its phases, GPU busy shares, memory, FLOP rate and mAP."
     work.mkdir(parents=True, exist_ok=True)
     spec = {'opts': {**opts, 'work_dir': str(work/'run'), 'quiet': True, 'overwrite': True}, 'record': str(work/'record.json'),
-            'profile': profile}
+            'profile': profile, 'compile': compile}
     t0 = time.time()
     with open(work/'log.txt', 'w') as log:
         p = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT,
@@ -201,6 +210,7 @@ def run_child(opts:dict, work:Path, env:dict, timeout:float, sampler=None, profi
            'precision': cfg['precision'], 'channels_last': cfg['channels_last']}
     if 'peak_mem_gib' in r: out['peak_mem_gib'] = round(r['peak_mem_gib'], 2)
     if 'profile' in r: out['profile'] = r['profile']
+    if 'compile_backend' in r: out['compiled'] = r['compile_backend']
     if sampler is not None and sampler.p: out['gpu_busy_pct'] = {k: sampler.busy(*b) for k, b in bounds.items()}
     return out
 
@@ -254,14 +264,15 @@ def report(data:dict) -> str:
     for r in data['runs']:
         if 'error' in r: lines.append(f"| {r['set']} | {r['name']} | | | | failed: {r['error'][-80:].strip()} |" + ' |' * 10); continue
         p, busy = r['phases_s'], r.get('gpu_busy_pct', {}).get('train')
+        compiled = f", compiled ({r['compiled']})" if r.get('compiled') else ''
         rate = f"{r['train_tflops_per_s']}" + (f" ({100 * r['train_tflops_per_s'] / peak:.1f}%)" if peak else '')
-        lines.append(f"| {r['set']} | {r['name']} | {len(p['epoch'])} | {r['precision']}{' + channels-last' if r['channels_last'] else ''} | {r.get('decode_cache', '')} | "
+        lines.append(f"| {r['set']} | {r['name']} | {len(p['epoch'])} | {r['precision']}{' + channels-last' if r['channels_last'] else ''}{compiled} | {r.get('decode_cache', '')} | "
                      f"{p['startup']} | {p['decode']} | {p['build']} | {p['train']}{f' ({busy:.0f}%)' if busy is not None else ''} | "
                      f"{p['validate']} | {', '.join(map(str, p['epoch']))} | {p['score']} | **{p['total']}** | {rate} | {r.get('peak_mem_gib', 'n/a')} GiB | {r['map']:.2f} |")
     import statistics
     ok = [r for r in data['runs'] if 'error' not in r]
     for s in dict.fromkeys(r['set'] for r in ok):
-        rs = [r for r in ok if r['set'] == s and r['method'] == 'full' and r['precision'] == 'bf16']
+        rs = [r for r in ok if r['set'] == s and r['method'] == 'full' and r['precision'] == 'bf16' and not r.get('compiled')]
         later = [e for r in rs for e in r['phases_s']['epoch'][1:]]
         cold = [r['phases_s']['decode'] for r in rs if r.get('decode_cache') == 'cold']
         warm = [r['phases_s']['decode'] for r in rs if r.get('decode_cache') == 'warm']
@@ -348,7 +359,7 @@ def main(argv=None):
                 print(f'{s} {name} ({method}, --precision {precision}) ...', flush=True)
                 cache = 'warm' if any((root/s/'cache'/'decoded').glob('*.npy')) else 'cold'
                 try: r = run_child({**opts, **extra, 'method': method, 'precision': precision}, root/'runs'/f'{s}_{name.replace(" ", "_")}',
-                                   set_env, max(deadline - time.time(), 60), sampler)
+                                   set_env, max(deadline - time.time(), 60), sampler, compile=name in COMPILED)
                 except (RuntimeError, subprocess.TimeoutExpired) as e: r = {'error': str(e)[-1500:]}; print(r['error'], flush=True)
                 data['runs'].append({'set': s, 'name': name, 'method': method, 'decode_cache': cache, **r})
                 if 'error' not in r: print(f"  total {r['phases_s']['total']} s, train {r['phases_s']['train']} s, mAP {r['map']:.2f}", flush=True)

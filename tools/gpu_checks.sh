@@ -5,7 +5,8 @@
 #
 # 1. the GPU tests (tests/test_gpu.py, and the GPU cases of test_losses/test_metrics);
 # 2. tools/bench_e2e.py: the VOC-MLT-sized set (first run, second run, BCE) and Digits fp32 vs bf16 on 3 seeds;
-#    the 24-run Digits grid, 8 runs at a time; the VOC-sized exact fp32 run and one profiled epoch;
+#    the 24-run Digits grid, 8 runs at a time; the VOC-sized exact fp32 run, a run with compiled backbones
+#    (torch.compile, inductor) and one profiled epoch;
 # 3. tools/bench_speed.py --gpu (step times of BCE and the full method, fp32 and bf16 + channels-last);
 # 4. the COCO-MLT-sized set, if time is left. All bench_e2e results go to one JSON (--append).
 # It uses the python3 on PATH and the packages already installed (see the README, "On a GPU", for an offline machine).
@@ -24,8 +25,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   python3 tools/bench_e2e.py --root "$R" --runs "first run,second run,BCE" --digits 3 --jobs 8 --budget $(( $(left) - 170 )) --out "$OUT/bench_e2e.json"
   echo "== bench_e2e: the 24-run Digits grid ($(left) s left)"
   python3 tools/bench_e2e.py --root "$R" --no-voc --grid --jobs 8 --budget $(( $(left) - 120 )) --out "$OUT/bench_e2e.json" --append
-  echo "== bench_e2e: VOC-sized exact fp32, one profiled epoch ($(left) s left)"
-  python3 tools/bench_e2e.py --root "$R" --runs "exact fp32" --profile --budget $(( $(left) - 70 )) --out "$OUT/bench_e2e.json" --append
+  echo "== bench_e2e: VOC-sized exact fp32, compiled, one profiled epoch ($(left) s left)"
+  python3 tools/bench_e2e.py --root "$R" --runs "exact fp32,compiled" --profile --budget $(( $(left) - 70 )) --out "$OUT/bench_e2e.json" --append
   echo "== bench_speed --gpu ($(left) s left)"
   [ "$(left)" -gt 80 ] && timeout $(( $(left) - 30 )) python3 tools/bench_speed.py --gpu --out "$OUT/bench_speed_gpu.json" 2>&1 | tail -12
   echo "== bench_e2e: COCO-sized ($(left) s left)"
