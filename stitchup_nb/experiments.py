@@ -16,13 +16,13 @@ from .train import run_training, train_config
 from .metrics import correction_quality, evaluate, t_curve
 from .colearn import correction_snapshot
 from .backbones import cpu_kernels
-from .methods import METHODS as TABLE, PRESETS
+from .methods import METHODS, PRESETS
 
 # %% auto #0
-__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'METHODS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS',
-           'ORDER', 'PEERS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'source_hash', 'commit', 'machine',
-           'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim',
-           'rerun', 'upgrade_csv']
+__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF',
+           'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'GRIDS', 'source_hash', 'commit',
+           'machine', 'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows',
+           'row_key', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'widgets', 'corrections')   # modules that do not take part in making a row
@@ -163,11 +163,11 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
 
 # %% ../nbs/12_experiments.ipynb #0c38a8be
 MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full', 'full_plus']
-METHODS = {TABLE[n]['label']: dict(method=n) for n in MAIN}     # label -> stitchup_train options
+MAIN_ROWS = {METHODS[n]['label']: dict(method=n) for n in MAIN}     # the main grid's rows: label -> stitchup_train options
 CLEAN = {'BCE (clean)': dict(method='bce', noise_rate=0.), 'DB-Focal (clean)': dict(method='dbfocal', noise_rate=0.)}
 # the sampler × loss pairings the reference does not use: with the main grid's BCE (random) and DB-Focal
 # (class-aware) rows they make a 2 × 2 that tells whether Stitch-Up's effect follows the sampler or the loss
-FACTORIAL = {TABLE[n]['label']: dict(method=n) for n in
+FACTORIAL = {METHODS[n]['label']: dict(method=n) for n in
              ('dbfocal_random', 'dbfocal_stitchup_random', 'bce_classaware', 'bce_stitchup_classaware')}
 FACTORIAL_PAIRS = {'random sampling, BCE (reference)': ('BCE+Stitch-Up', 'BCE'),
                    'random sampling, DB-Focal': ('DB-Focal+Stitch-Up, random', 'DB-Focal, random'),
@@ -176,46 +176,58 @@ FACTORIAL_PAIRS = {'random sampling, BCE (reference)': ('BCE+Stitch-Up', 'BCE'),
 REF = PRESETS['digits']['thresholds']     # the thresholds the full method runs with (the paper's VOC values)
 SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
           'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
-ORDER = [*METHODS, *CLEAN]
+ORDER = [*MAIN_ROWS, *CLEAN]
 # the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
-PEERS = {m['label']: dict(method=n) for n, m in TABLE.items() if m.get('peer')}
+PEER_ROWS = {m['label']: dict(method=n) for n, m in METHODS.items() if m.get('peer')}
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
 # beyond the paper (07g_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;
 # their baselines (BCE, the full method and full_plus, which is the class-aware-only Stitch-Up change) are rows of the main grid
 PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
-        f"{TABLE['full_plus']['label']}, t from held-out": (dict(method='full_plus'), {'holdout': .1}),
+        f"{METHODS['full_plus']['label']}, t from held-out": (dict(method='full_plus'), {'holdout': .1}),
         'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'})}    # measured first, dropped (07g)
 PLUS_CELLS = [('flip', .7), ('cooc', .5)]
-PLUS_BASE = [TABLE['bce']['label'], TABLE['full']['label'], TABLE['full_plus']['label']]
+PLUS_BASE = [METHODS['bce']['label'], METHODS['full']['label'], METHODS['full_plus']['label']]
 
-def grid(quick:bool=False, sweep:bool=False, factorial:bool=False, peers:bool=False, plus:bool=False):
-    "The runs of one grid: `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
-    if plus:
-        for kind, rate in PLUS_CELLS:
-            for m, (o, extra) in PLUS.items(): yield m, o, dict(kind=kind, rate=rate), extra
-        return
-    if peers:       # every peer at every cell of the main grid (its BCE and full-method rows are the comparison)
-        for kind, rate in CELLS:
-            for m, o in PEERS.items(): yield m, o, dict(kind=kind, rate=rate), None
-        return
-    if factorial:   # where the branches' Stitch-Up effects part most first (flip 0.7, cooc 0.5), then flip 0.3
-        for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
-            for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
-        return
-    if sweep:   # one setting changed from the reference (the main grid's runs are the reference point)
-        base, full = dict(kind='flip', rate=.5), METHODS[TABLE['full']['label']]
-        alpha = lambda a: ('sweep alpha_head', full, base, {'random_head_alpha': a, 'balance_head_alpha': a})
-        beta = lambda b: ('sweep beta_tail', full, base, {'random_tail_beta': b, 'balance_tail_beta': b})
-        warm = lambda w: ('sweep warmup_epoch', full, base, {'warmup_epoch': w})
-        # most telling first: correction off in a group, then the far ends, then the rest
-        yield from (alpha(1.), beta(0.), alpha(.5), beta(.3), warm(2), alpha(.9), beta(.05), warm(4), alpha(.8), beta(.2))
-        return
-    # rate-major, both kinds at each rate: a grid stopped part-way still compares the kinds, ends of the range first
-    cells = [('flip', .3), ('flip', .7)] if quick else CELLS
+def _main_grid(cells:list):
+    "The main grid's rows at `cells`, rate-major (a grid stopped part-way still compares the kinds); the clean references after the first cell."
     for i, (kind, rate) in enumerate(cells):
-        for m, o in METHODS.items(): yield m, o, dict(kind=kind, rate=rate), None
+        for m, o in MAIN_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
         if i == 0:   # the clean references early: they anchor every comparison
             for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
+
+def _sweep_grid():
+    "One setting of the full method changed from the reference at flip 0.5 (the main grid's runs are the reference point)."
+    base, full = dict(kind='flip', rate=.5), MAIN_ROWS[METHODS['full']['label']]
+    alpha = lambda a: ('sweep alpha_head', full, base, {'random_head_alpha': a, 'balance_head_alpha': a})
+    beta = lambda b: ('sweep beta_tail', full, base, {'random_tail_beta': b, 'balance_tail_beta': b})
+    warm = lambda w: ('sweep warmup_epoch', full, base, {'warmup_epoch': w})
+    # most telling first: correction off in a group, then the far ends, then the rest
+    yield from (alpha(1.), beta(0.), alpha(.5), beta(.3), warm(2), alpha(.9), beta(.05), warm(4), alpha(.8), beta(.2))
+
+def _factorial_grid():
+    "Each sampler × loss pairing, where the branches' Stitch-Up effects part most first (flip 0.7, cooc 0.5), then flip 0.3."
+    for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
+        for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
+
+def _peer_grid():
+    "Every peer at every cell of the main grid (its BCE and full-method rows are the comparison)."
+    for kind, rate in CELLS:
+        for m, o in PEER_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
+
+def _plus_grid():
+    "The candidate changes beyond the paper at `PLUS_CELLS` (their baselines are rows of the main grid)."
+    for kind, rate in PLUS_CELLS:
+        for m, (o, extra) in PLUS.items(): yield m, o, dict(kind=kind, rate=rate), extra
+
+GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -> its runs
+    'main': lambda: _main_grid(CELLS),
+    'quick': lambda: _main_grid([('flip', .3), ('flip', .7)]),     # with one seed, one epoch on digits-small: the CI smoke grid
+    'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid}
+
+def grid(name:str='main'):
+    "The runs of the grid `name` (a key of `GRIDS`): `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
+    if name not in GRIDS: raise ValueError(f'no grid {name!r}; the grids are {", ".join(GRIDS)}')
+    return GRIDS[name]()
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
 def append_rows(out, rows:list):

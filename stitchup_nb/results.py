@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, METHODS, ORDER, PEERS, PLUS, PLUS_BASE, REF, SWEEPS
+from .experiments import CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, MAIN_ROWS, ORDER, PEER_ROWS, PLUS, PLUS_BASE, REF, SWEEPS
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
-__all__ = ['GROUPS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
+__all__ = ['MAP_COLUMNS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
            'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
            'per_group', 'run_costs', 't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown',
            'headline', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
-GROUPS = ['total', 'head', 'medium', 'tail']
+MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
 
 def load(name:str='benchmark', folder=RESULTS,
          current:str|bool|None=True,   # True: the rows the current code makes (fingerprints); a source hash: its rows; None/False: every row
@@ -38,14 +38,14 @@ def load(name:str='benchmark', folder=RESULTS,
     return out
 
 # %% ../nbs/13_results.ipynb #eaa4ddc1
-def summary(df:pd.DataFrame, cols=GROUPS) -> pd.DataFrame:
+def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     "mean, std and seed count per method × noise kind × rate."
     g = df.groupby(['method', 'kind', 'rate'])
     out = g[list(cols)].agg(['mean', 'std'])
     out[('seeds', '')] = g.size()
     return out
 
-def pm(summ:pd.DataFrame, cols=GROUPS) -> pd.DataFrame:
+def pm(summ:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     "A summary as 'mean ± std' strings (no spread for a single seed)."
     t = pd.DataFrame(index=summ.index)
     for c in cols:
@@ -67,7 +67,7 @@ def cells_table(res:pd.DataFrame, col:str='total', methods=None) -> pd.DataFrame
     txt = [f'{a:.1f} ± {b:.1f}' if n >= 3 else f'{a:.1f} ({n})'
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
     t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
-    return t.reindex([m for m in (methods or METHODS) if m in t.index])
+    return t.reindex([m for m in (methods or MAIN_ROWS) if m in t.index])
 
 def paired_ci(v, level:float=.95) -> tuple:
     """`(mean, low, high)`: the mean of paired differences `v` (one per seed) and its `level` interval, Student's t over
@@ -93,7 +93,7 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|N
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
     compares other pairs."""
     d = res[res.rate > 0].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
-    pairs = pairs or {m: (m, base) for m in METHODS if m != base}
+    pairs = pairs or {m: (m, base) for m in MAIN_ROWS if m != base}
     out = {}
     for row, (m, b) in pairs.items():
         if m not in d or b not in d: continue
@@ -120,7 +120,7 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER) 
 # %% ../nbs/13_results.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
 # the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
-LEADERBOARD = ['BCE', *PEERS, 'Co-Learning', FULL, PLUS_BASE[2]]
+LEADERBOARD = ['BCE', *PEER_ROWS, 'Co-Learning', FULL, PLUS_BASE[2]]
 
 def _board(res, peers): return pd.concat([res[res.method.isin(LEADERBOARD)], peers])
 
@@ -131,7 +131,7 @@ def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in LEADERBOARD if m != base})
     return cells_table(both, col, methods=LEADERBOARD), vs('BCE'), vs(FULL)
 
-def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=GROUPS[1:]) -> pd.DataFrame:
+def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=MAP_COLUMNS[1:]) -> pd.DataFrame:
     """Where each leaderboard method gains or loses against `base`, group by group: per cell, the paired mean
     difference in head / medium / tail mAP (same seed), as 'head / medium / tail', a '*' where the difference's 95%
     interval over the seeds excludes 0."""
@@ -191,7 +191,7 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
 def pick_table(res:pd.DataFrame, methods=None, col:str='total', level:float=.95) -> pd.DataFrame:
     """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the paired lead
     with its `level` interval, and the pick: the best, when the interval of its lead lies above 0; else 'tie'."""
-    methods = [m for m in (methods or METHODS) if m in set(res.method)]
+    methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
     d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
     for (kind, rate), g in d.groupby(level=['kind', 'rate']):
@@ -214,9 +214,9 @@ def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     fig, ax = plt.subplots(figsize=(11, 3.6))
     w = .8 / max(len(s), 1)
     for i, m in enumerate(s.index):
-        ax.bar(np.arange(4) + i * w, [s.loc[m, (g, 'mean')] for g in GROUPS], w,
-               yerr=[np.nan_to_num(s.loc[m, (g, 'std')]) for g in GROUPS], label=m, capsize=2)
-    ax.set_xticks(np.arange(4) + .4 - w / 2, GROUPS); ax.set_ylabel('mAP (%)')
+        ax.bar(np.arange(4) + i * w, [s.loc[m, (g, 'mean')] for g in MAP_COLUMNS], w,
+               yerr=[np.nan_to_num(s.loc[m, (g, 'std')]) for g in MAP_COLUMNS], label=m, capsize=2)
+    ax.set_xticks(np.arange(4) + .4 - w / 2, MAP_COLUMNS); ax.set_ylabel('mAP (%)')
     ax.set_title(f'Digits-MLT, {kind} noise {rate}: mAP per class group (mean ± std over seeds)')
     ax.legend(ncol=4, fontsize=8, loc='upper center', bbox_to_anchor=(.5, -.1))
     fig.tight_layout()
@@ -229,7 +229,7 @@ def rate_curves(res:pd.DataFrame, col:str='total', methods=None):
     s, clean = summary(res[res.rate > 0]).reset_index(), summary(res[res.rate == 0]).reset_index()
     fig, axs = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 3.6), sharey=True, squeeze=False)
     for ax, k in zip(axs[0], kinds):
-        for m in methods or METHODS:
+        for m in methods or MAIN_ROWS:
             d = s[(s.kind == k) & (s.method == m)].sort_values('rate')
             if len(d): ax.errorbar(d.rate, d[(col, 'mean')], yerr=np.nan_to_num(d[(col, 'std')]), marker='o', capsize=2, label=m)
         for _, r in clean.iterrows():
@@ -256,8 +256,8 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
     for ax, n in zip(axs[0], names):
         d = sw[sw.method == n].copy()
         d['x'] = [json.loads(e)[SWEEPS[n]] for e in d.extra]
-        d = d.groupby('x')[GROUPS].mean()
-        for g in GROUPS: ax.plot(d.index, d[g], marker='o', label=g)
+        d = d.groupby('x')[MAP_COLUMNS].mean()
+        for g in MAP_COLUMNS: ax.plot(d.index, d[g], marker='o', label=g)
         ax.set_title(n.replace('sweep ', '')); ax.set_ylabel('mAP (%)')
     axs[0, 0].legend(fontsize=8)
     fig.tight_layout()
@@ -286,7 +286,7 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None) -> str:
         both = pd.concat([res, peers]) if peers is not None and len(peers) else res
         md += ['', "Which method at which noise: the best mean total mAP at each cell, and a pick only where its lead over "
                    "the runner-up, paired by seed, has a 95% interval above 0; otherwise a tie:", '',
-               markdown(pick_table(both, methods=[*METHODS, *PEERS]).rename_axis('cell'))]
+               markdown(pick_table(both, methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
 
 def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
@@ -316,7 +316,7 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                + (' (the peers of `--peers` among them)' if len(peers) else '') +
                ', the runner-up, and the lead paired by seed [95% interval] (seeds ahead / compared). The pick is the best '
                'only where the whole interval of its lead is above 0; elsewhere the cell is a tie:', '',
-               markdown(pick_table(pd.concat([res, peers]), methods=[*METHODS, *PEERS]).rename_axis('cell'))]
+               markdown(pick_table(pd.concat([res, peers]), methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
     if len(peers) and len(res):
         levels, vs_bce, vs_full = leaderboard(res, peers)

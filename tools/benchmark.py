@@ -26,7 +26,7 @@ from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, verify
-from stitchup_nb.experiments import METHODS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
+from stitchup_nb.experiments import GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
 from stitchup_nb.results import RESULTS, report
 
 
@@ -56,7 +56,9 @@ def main(argv=None):
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus].csv)')
     a = ap.parse_args(argv)
     # every option checked before anything runs or is written
-    if sum(map(bool, (a.quick, a.sweep, a.factorial, a.peers, a.plus))) > 1: ap.error('--quick, --sweep, --factorial, --peers and --plus are separate grids: pass one')
+    chosen = [g for g in GRIDS if g != 'main' and getattr(a, g, False)]      # the grid's flag; none: the main grid
+    if len(chosen) > 1: ap.error('--quick, --sweep, --factorial, --peers and --plus are separate grids: pass one')
+    name = chosen[0] if chosen else 'main'
     if a.plus and a.out: ap.error('--out does not apply to --plus: its baselines are rows of the main grid (benchmark.csv), its candidates go to benchmark_plus.csv')
     try: seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
@@ -69,8 +71,7 @@ def main(argv=None):
     if a.report: print(report()); return
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
-    name = 'benchmark' + ('_quick' if a.quick else '_sweep' if a.sweep else '_factorial' if a.factorial else '_peers' if a.peers else '_plus' if a.plus else '')
-    out = Path(a.out or RESULTS/f'{name}.csv')
+    out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
     warnings.filterwarnings('ignore')
     if a.verify is not None:
         if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
@@ -79,9 +80,9 @@ def main(argv=None):
         print(f'{len(res)} row(s) of {out} re-ran to their totals: ' + '; '.join(sorted(set(res.check)))); return
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(a.quick, a.sweep, a.factorial, a.peers, a.plus)]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
     dataset = 'digits-small' if a.quick else 'digits'
-    base = [(m, METHODS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
+    base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     fps = grid_fingerprints(runs + base, dataset, epochs, a.sweep)
     copies = []
     if a.jobs > 1:      # the other copies start once the fingerprints are in place; each claims its own runs
@@ -113,7 +114,7 @@ def main(argv=None):
     if a.plus:   # seed by seed: the baselines as rows of the main grid (which then skips them), then the candidates
         main_csv = out.with_name('benchmark.csv')
         phases = [p for seed in seeds for p in (
-            (main_csv, [(m, METHODS[m], dict(kind=k, rate=r), None, seed) for k, r in PLUS_CELLS for m in PLUS_BASE]),
+            (main_csv, [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, seed) for k, r in PLUS_CELLS for m in PLUS_BASE]),
             (out, [r for r in runs if r[4] == seed]))]
     for csv_path, todo in phases:
         while (i := claim(csv_path, [key(r) for r in todo], current=current)) is not None:
