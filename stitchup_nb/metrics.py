@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .data import GROUPS, check_groups, check_labels, group_names
 from .losses import _numpy    # tensors and arrays alike, half precision as float32
-from .models import branch_preds
+from .models import branch_preds, ensemble
 
 # %% auto #0
 __all__ = ['T_GRID', 'average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'evaluate',
@@ -116,13 +116,10 @@ def lt_metrics(groups:dict) -> list:
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
     net = get_model(learn.model)
-    old = net.t
-    if t is not None: net.t = t
-    try:
+    with net.weighted(t):                        # the model's own t unless `t` is given, and its own again after
         zs, y = branch_preds(learn, ['ensemble', *net.names] if len(net.names) > 1 else net.names, act=noop)
-        said = set()                             # a class without test positives: one warning, not one per branch
-        rows = {mode: lt_map(z, y, groups, said=said) for mode, z in zs.items()}
-    finally: net.t = old
+    said = set()                                 # a class without test positives: one warning, not one per branch
+    rows = {mode: lt_map(z, y, groups, said=said) for mode, z in zs.items()}
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
 
 # %% ../nbs/08_metrics.ipynb #af0cbae5
@@ -146,7 +143,7 @@ def t_curve(learn,             # a two-branch learner, trained
     z, y = branch_preds(learn, dl=dl, act=noop)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')          # classes without a positive in `dl`: left out of the mean
-        return pd.Series({t: _mean_pct(average_precision(t * z[net.names[0]] + (1 - t) * z[net.names[1]], y))
+        return pd.Series({t: _mean_pct(average_precision(ensemble(z[net.names[0]], z[net.names[1]], t), y))
                           for t in ts}, name='mAP at t')
 
 def choose_t(learn,                 # a two-branch co-learner, trained

@@ -12,7 +12,7 @@ import torch.nn as nn
 from .backbones import DIGITS_STAGES, RESNET_STAGES, _check_train_stages, digits_cnn, pretrain_digits_cnn, resnet_body
 
 # %% auto #0
-__all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'TwoBranchNet', 'branch_preds', 'create_model']
+__all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'ensemble', 'TwoBranchNet', 'branch_preds', 'create_model']
 
 # %% ../nbs/06_models.ipynb #57402d09
 class StitchNeck(nn.Module):
@@ -66,6 +66,10 @@ def per_branch(on, n:int) -> tuple:
     return on
 
 # %% ../nbs/06_models.ipynb #774a9b09
+def ensemble(z_first, z_second, t:float):
+    "The ensemble of two branches' logits: `t * z_first + (1 - t) * z_second` (the one formula; `TwoBranchNet`, `08_metrics.t_curve`)."
+    return t * z_first + (1 - t) * z_second
+
 class TwoBranchNet(nn.Module):
     "The random and balanced branches (or just one), with ensemble inference."
     def __init__(self, branches:dict,    # name -> Branch, in training-batch order
@@ -81,7 +85,7 @@ class TwoBranchNet(nn.Module):
             return tuple(b(xi, s) for b, xi, s in zip(self.branches.values(), x, per_branch(self.stitch, len(x))))
         if self.mode != 'ensemble': return self.branches[self.mode](x)
         zs = [b(x) for b in self.branches.values()]
-        return zs[0] if len(zs) == 1 else self.t * zs[0] + (1 - self.t) * zs[1]
+        return zs[0] if len(zs) == 1 else ensemble(zs[0], zs[1], self.t)
 
     @contextmanager
     def stitching(self, on=True):     # True: every branch; or one bool per branch, in batch order (`per_branch`)
@@ -90,6 +94,14 @@ class TwoBranchNet(nn.Module):
         old, self.stitch = self.stitch, on
         try: yield self
         finally: self.stitch = old
+
+    @contextmanager
+    def weighted(self, t:float|None):
+        "Temporarily infer the ensemble with weight `t` (None: the model's own)."
+        old = self.t
+        if t is not None: self.t = t
+        try: yield self
+        finally: self.t = old
 
     @contextmanager
     def using(self, mode:str):
