@@ -57,7 +57,7 @@ def noise_kind(name:str,
                takes:tuple=()):   # `add_noise` options it may be given (cooc: cooc)
     "Decorator: register `corrupt(pos, hit, rng, **options) -> N×C bool` (the noisy labels from the clean ones `pos` and the hit positives `hit`) as noise kind `name`."
     def add(corrupt):
-        if name in NOISE_KINDS and NOISE_KINDS[name] is not corrupt:
+        if name in NOISE_KINDS and NOISE_KINDS[name].__qualname__ != corrupt.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
         corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
         NOISE_KINDS[name] = corrupt

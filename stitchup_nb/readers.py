@@ -333,7 +333,7 @@ SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_sour
 def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_size:bool=False):
     "Decorator: register `load` as data source `name` (what a preset's `source` names)."
     def add(load):
-        if name in SOURCES and SOURCES[name].load is not load:
+        if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
         SOURCES[name] = Source(name, load, reads_files, seeded, fixed_size)
         return load
