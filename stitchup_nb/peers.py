@@ -22,17 +22,21 @@ class AsymmetricLoss(nn.Module):
                  gamma_neg:float=4.,  # γ−: focusing on negatives (paper: 4)
                  gamma_pos:float=0.,  # γ+: focusing on positives (paper: 0)
                  clip:float=.05,      # m: probability margin shifted onto negatives (paper: 0.05; 0 = none)
-                 eps:float=1e-8):     # probabilities are clamped to this before the log
+                 eps:float=1e-8,      # probabilities are clamped to this before the log
+                 detach_focusing:bool=True):   # focusing weights without gradient, as the authors' training script
         super().__init__()
         from timm.loss import AsymmetricLossMultiLabel     # here: importing timm takes seconds, which the CLI spends only for ASL
-        self.asl = AsymmetricLossMultiLabel(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps, reduction='none')
+        self.asl = AsymmetricLossMultiLabel(gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip, eps=eps, reduction='none',
+                                            disable_torch_grad_focal_loss=detach_focusing)
 
     def forward(self, logits:torch.Tensor, targets:torch.Tensor, reduction:str='mean') -> torch.Tensor:
         if reduction not in REDUCTIONS: raise ValueError(f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
         loss = self.asl(logits, targets)           # N×C, float32 (timm computes in float32)
         return loss.mean() if reduction == 'mean' else loss.sum() if reduction == 'sum' else loss
 
-    def extra_repr(self): return f'gamma_neg={self.asl.gamma_neg}, gamma_pos={self.asl.gamma_pos}, clip={self.asl.clip}'
+    def extra_repr(self):
+        return (f'gamma_neg={self.asl.gamma_neg}, gamma_pos={self.asl.gamma_pos}, clip={self.asl.clip}, '
+                f'detach_focusing={self.asl.disable_torch_grad_focal_loss}')
 
 
 # %% ../nbs/07d_peers.ipynb #0bdc98b5
@@ -138,7 +142,7 @@ def register_peer(name:str):
     "Class decorator: the `Peer` subclass builds the peer `name` that `METHODS` entries name."
     def add(cls):
         if not (isinstance(cls, type) and issubclass(cls, Peer)): raise TypeError(f'register_peer({name!r}): {cls!r} is not a Peer subclass')
-        if name in PEERS and PEERS[name] is not cls:
+        if name in PEERS and PEERS[name].__qualname__ != cls.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'peer {name!r} is registered already (by {PEERS[name].__qualname__})')
         cls.name, PEERS[name] = name, cls
         return cls
