@@ -20,9 +20,9 @@ from .methods import METHODS, PRESETS
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF',
-           'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'GRIDS', 'source_hash', 'commit',
-           'machine', 'provenance', 'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows',
-           'row_key', 'claim', 'rerun', 'upgrade_csv']
+           'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
+           'LL_DELTAS', 'LL_CELL', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance', 'torch_threads',
+           'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -187,6 +187,13 @@ PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
         'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'})}    # measured first, dropped (07g)
 PLUS_CELLS = [('flip', .7), ('cooc', .5)]
 PLUS_BASE = [METHODS['bce']['label'], METHODS['full']['label'], METHODS['full_plus']['label']]
+# the peers as their authors set them (`--authors`), rows set apart from the method by `extra` in their own CSV
+# (benchmark_authors.csv), so that no table counts them in the method's row: co-teaching with tau = the cell's noise
+# rate, as its paper sets it (an oracle: a user does not know the rate; the kit's default is 0.1), at the peers' cells;
+# large-loss rejection at each Δrel of its paper's range, at one cell
+ORACLE_CT = f"{METHODS['coteaching']['label']}, oracle: ct_tau = noise rate"
+LL_DELTA = f"{METHODS['large_loss']['label']}, ll_delta_rel"
+LL_DELTAS, LL_CELL = (.1, .2, .3, .5), ('flip', .7)
 
 def _main_grid(cells:list):
     "The main grid's rows at `cells`, rate-major (a grid stopped part-way still compares the kinds); the clean references after the first cell."
@@ -219,10 +226,16 @@ def _plus_grid():
     for kind, rate in PLUS_CELLS:
         for m, (o, extra) in PLUS.items(): yield m, o, dict(kind=kind, rate=rate), extra
 
+def _authors_grid():
+    "Co-teaching with the oracle tau at every cell of the peers' grid; large-loss rejection at each of `LL_DELTAS` at `LL_CELL`."
+    kind, rate = LL_CELL
+    for d in LL_DELTAS: yield LL_DELTA, dict(method='large_loss'), dict(kind=kind, rate=rate), {'ll_delta_rel': d}
+    for kind, rate in CELLS: yield ORACLE_CT, dict(method='coteaching'), dict(kind=kind, rate=rate), {'ct_tau': rate}
+
 GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -> its runs
     'main': lambda: _main_grid(CELLS),
     'quick': lambda: _main_grid([('flip', .3), ('flip', .7)]),     # with one seed, one epoch on digits-small: the CI smoke grid
-    'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid}
+    'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid, 'authors': _authors_grid}
 
 def grid(name:str='main'):
     "The runs of the grid `name` (a key of `GRIDS`): `(label, options, cell, extra)`, cell = {'kind', 'rate'}."

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, MAIN_ROWS, ORDER, PEER_ROWS, PLUS, PLUS_BASE, REF, SWEEPS
+from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT,
+                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, REF, SWEEPS)
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
 __all__ = ['MAP_COLUMNS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
            'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
-           'per_group', 'run_costs', 't_curves', 'pick_table', 'group_bars', 'rate_curves', 'sweep_plot', 'markdown',
-           'headline', 'report']
+           'per_group', 'run_costs', 'authors_tables', 't_curves', 'pick_table', 'group_bars', 'rate_curves',
+           'sweep_plot', 'markdown', 'headline', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -176,6 +177,41 @@ def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
                          'x BCE': (s['median'] / s.loc['BCE', 'median']).round(2), 'runs': s['size']})
 
+# %% ../nbs/13_results.ipynb #6fb5ed6e
+def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, col:str='total', epochs:int=8) -> dict:
+    """The `--authors` rows (`authors`) beside BCE (`res`) and the peers (`peers`): `oracle`, `oracle_vs` (co-teaching
+    with tau = the noise rate against BCE and the kit's co-teaching, paired by seed) and `delta` (large-loss rejection at
+    each Δrel of `LL_DELTAS` at `LL_CELL`: the rejected share in the last of `epochs` epochs, mAP per group, the total
+    minus BCE and minus Δrel 0.2, paired by seed). Tables are empty where their rows are not there yet."""
+    from stitchup_nb.peers import LargeLossRejection
+    ct = next(m for m, o in PEER_ROWS.items() if o['method'] == 'coteaching')
+    both = pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]])
+    both = both[both.rate > 0]
+    cells = set(zip(*[authors[authors.method == ORACLE_CT][c] for c in ('kind', 'rate')]))
+    both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
+    out = dict(oracle=cells_table(both, col, methods=['BCE', ct, ORACLE_CT]),
+               oracle_vs=paired_table(both, col=col, pairs={f'oracle minus {ct}': (ORACLE_CT, ct), 'oracle minus BCE': (ORACLE_CT, 'BCE')}))
+    kind, rate = LL_CELL
+    ll = authors[authors.method == LL_DELTA]
+    name = lambda d: f'Δrel {d:g}'
+    ll = ll.assign(method=[name(json.loads(e)['ll_delta_rel']) for e in ll.extra])
+    d = pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll])
+    if not len(ll): return dict(out, delta=pd.DataFrame())
+    names = [name(x) for x in LL_DELTAS if name(x) in set(ll.method)]
+    levels = pm(summary(d)).reset_index(level=['kind', 'rate'], drop=True).reindex(names)
+    def last(x):      # the share of negatives the loss rejects in the last epoch, by its own schedule
+        loss = LargeLossRejection(x); loss.epoch = epochs - 1
+        return loss.share
+    cell = f'{kind} {rate:g}'
+    pick = lambda t, m: t.loc[m, cell] if m in t.index and cell in t else '–'
+    vs_bce = paired_table(d, col=col, pairs={m: (m, 'BCE') for m in names})
+    vs_default = paired_table(d, col=col, pairs={m: (m, name(.2)) for m in names if m != name(.2)})
+    delta = pd.DataFrame({'rejected in the last epoch': [f'{100 * last(x):.1f}% of negatives' for x in LL_DELTAS if name(x) in names],
+                          **{g: levels[g] for g in MAP_COLUMNS}, 'seeds': levels.seeds,
+                          f'{col} minus BCE': [pick(vs_bce, m) for m in names],
+                          f'{col} minus Δrel 0.2': [pick(vs_default, m) for m in names]}, index=names)
+    return dict(out, delta=delta)
+
 # %% ../nbs/13_results.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
@@ -295,13 +331,15 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
     import matplotlib.pyplot as plt
     folder = Path(folder)
-    res, sw, fac, peers, plus = (load(n, folder, current) for n in
-                                 ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus'))
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus))
+    res, sw, fac, peers, plus, authors = (load(n, folder, current) for n in
+                                 ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus',
+                                  'benchmark_authors'))
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors))
     which = ("Rows the current code makes only (their behaviour fingerprint matches fingerprints.json, which CI recomputes)"
              if res.attrs['selected'] == 'current' else f"Rows of training source `{res.attrs['selected']}` only")
     md = [f'*{which}: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
-          f'{len(plus)} in benchmark_plus.csv, {len(fac)} in benchmark_factorial.csv, {len(sw)} in benchmark_sweep.csv; '
+          f'{len(plus)} in benchmark_plus.csv, {len(authors)} in benchmark_authors.csv, {len(fac)} in benchmark_factorial.csv, '
+          f'{len(sw)} in benchmark_sweep.csv; '
           f'{other} rows made by other behaviour stay in the CSVs and are not shown.*']
     figs = {}
     if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
@@ -330,6 +368,18 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
                '', markdown(run_costs(res, peers).rename_axis('method'))]
         figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
+    if len(authors) and len(res):
+        t = authors_tables(res, peers, authors)
+        if len(t['oracle'].columns):
+            md += ['', f'Co-teaching as its paper sets tau (`--authors`): `{ORACLE_CT}` is an **oracle** row, tau = the cell\'s '
+                   'true noise rate, which a user does not know (the kit\'s default is 0.1); total mAP:', '',
+                   markdown(t['oracle'].rename_axis('method')), '',
+                   'The oracle minus co-teaching (tau 0.1) and minus BCE, same seed [95% interval] (seeds ahead / compared):', '',
+                   markdown(t['oracle_vs'].rename_axis('pair'))]
+        if len(t['delta']):
+            md += ['', f'Large-loss rejection over its paper\'s Δrel range at {LL_CELL[0]} {LL_CELL[1]:g} (`--authors`): mAP mean ± std, '
+                   'and the total minus BCE\'s and minus the default\'s (Δrel 0.2) on the same seed [95% interval] (seeds ahead / compared):',
+                   '', markdown(t['delta'].rename_axis('ll_delta_rel'))]
     if len(plus):
         t = plus_tables(res, plus)
         md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
