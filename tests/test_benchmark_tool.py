@@ -96,12 +96,19 @@ def _totals(n):
     return [json.loads(o.splitlines()[-1])['total'] for o in outs]
 
 
-def _pinned_row():
-    "A quick-grid row made as tools/benchmark.py makes it: with the benchmark's CPU kernels."
+@pytest.fixture(scope='module')
+def pinned_row():
+    """A quick-grid row made as tools/benchmark.py makes it: with the benchmark's CPU kernels, stamped with its fingerprint.
+    One training for the module: each test writes its own CSV from a copy of it."""
     from stitchup_nb.backbones import CPU_ENV
+    from stitchup_nb.evidence import load_fingerprints, row_fingerprint
     p = subprocess.run([sys.executable, '-c', RUN], capture_output=True, text=True, env={**os.environ, **CPU_ENV}, timeout=600)
     assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout.splitlines()[-1])
+    row = json.loads(p.stdout.splitlines()[-1])
+    assert row['isa'].endswith(' pinned'), row['isa']
+    row['fingerprint'] = row_fingerprint(row, load_fingerprints())      # as tools/benchmark.py stamps it
+    assert row['fingerprint'], 'the quick grid\'s BCE has a committed fingerprint'
+    return row
 
 
 def test_a_row_run_alone_and_beside_another_copy_agrees_exactly():
@@ -115,49 +122,94 @@ def _bench(*args, **kw):
     return subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), *args], capture_output=True, text=True, **kw)
 
 
-@pytest.mark.parametrize('args,said', [(['--threads', '0'], '--threads must be >= 1'),
-                                       (['--seeds', '0,x'], '--seeds must be integers'),
-                                       (['--quick', '--sweep'], 'separate grids'),
-                                       (['--verify', '0'], '--verify must be >= 1'),
-                                       (['--jobs', '0'], '--jobs must be >= 1'),
-                                       (['--jobs', '2', '--report'], '--jobs applies to a grid')])
-def test_bad_options_are_named_before_anything_runs(tmp_path, args, said):
-    out = tmp_path/'b.csv'
-    p = _bench(*args, '--out', str(out))
-    assert p.returncode == 2 and said in p.stderr, p.stderr
+BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
+               (['--seeds', '0,x'], '--seeds must be integers'),
+               (['--quick', '--sweep'], 'separate grids'),
+               (['--verify', '0'], '--verify must be >= 1'),
+               (['--jobs', '0'], '--jobs must be >= 1'),
+               (['--jobs', '2', '--report'], '--jobs applies to a grid')]
+
+# every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the
+# command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them
+BAD_DRIVER = textwrap.dedent('''
+    import contextlib, io, json, os, sys, traceback
+    tool, cases, answers = sys.argv[1:4]
+    sys.argv[0] = tool
+    sys.path.insert(0, os.path.dirname(tool))
+    def execve(*a): raise RuntimeError('got past the option checks: the tool restarts itself to run')
+    os.execve = execve
+    import benchmark
+    out = []
+    for args in json.load(open(cases)):
+        err, code = io.StringIO(), 0
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try: benchmark.main(args)
+            except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
+            except BaseException: code = 99; traceback.print_exc(file=err)
+        out.append([code, err.getvalue()])
+    json.dump(out, open(answers, 'w'))
+''')
+
+
+@pytest.fixture(scope='module')
+def bad_option_answers(tmp_path_factory):
+    "Each case of BAD_OPTIONS run by BAD_DRIVER with its own --out: `[(exit status, stderr, out)]`."
+    root = tmp_path_factory.mktemp('bad_options')
+    outs = [root/str(k)/'b.csv' for k in range(len(BAD_OPTIONS))]
+    (root/'cases.json').write_text(json.dumps([[*args, '--out', str(o)] for (args, _), o in zip(BAD_OPTIONS, outs)]))
+    (root/'driver.py').write_text(BAD_DRIVER)
+    p = subprocess.run([sys.executable, root/'driver.py', ROOT/'tools'/'benchmark.py', root/'cases.json', root/'answers.json'],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return [(code, err, o) for (code, err), o in zip(json.loads((root/'answers.json').read_text()), outs)]
+
+
+@pytest.mark.parametrize('k', range(len(BAD_OPTIONS)), ids=[said for _, said in BAD_OPTIONS])
+def test_bad_options_are_named_before_anything_runs(bad_option_answers, k):
+    code, err, out = bad_option_answers[k]
+    assert code == 2 and BAD_OPTIONS[k][1] in err, err
     assert not out.exists() and not Path(f'{out}.claims').exists()
 
 
-def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path):
-    from stitchup_nb.evidence import load_fingerprints, row_fingerprint
+def test_a_bad_option_on_the_command_line_exits_2_naming_it(tmp_path):
+    "The same refusal from the command itself: exit status 2, the option named on stderr, nothing written."
     out = tmp_path/'b.csv'
-    row = _pinned_row()
-    assert row['isa'].endswith(' pinned'), row['isa']
-    row['fingerprint'] = row_fingerprint(row, load_fingerprints())      # as tools/benchmark.py stamps it
-    assert row['fingerprint'], 'the quick grid\'s BCE has a committed fingerprint'
+    p = _bench('--threads', '0', '--out', str(out))
+    assert p.returncode == 2 and '--threads must be >= 1' in p.stderr, p.stderr
+    assert not out.exists() and not Path(f'{out}.claims').exists()
+
+
+def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path, pinned_row):
+    from stitchup_nb.backbones import CPU_ENV
+    from stitchup_nb.evidence import CROSS_MACHINE_TOL
+    out, row = tmp_path/'b.csv', dict(pinned_row)
+    # the two refusals come before anything is re-run: started with the CPU kernels the tool would restart itself with
+    # (the calls below restart it), they save a start-up of torch each
+    pinned = {**os.environ, **CPU_ENV}
     bm.append_rows(out, [dict(row, fingerprint='0123456789ab')])        # made by other behaviour
-    p = _bench('--verify', '1', '--out', str(out))
+    p = _bench('--verify', '1', '--out', str(out), env=pinned)
     assert p.returncode == 1 and 'no row whose fingerprint matches the current code' in p.stderr, p.stderr
     bm.append_rows(out, [dict(row, isa='AVX512')])                      # this behaviour, other CPU kernels: not comparable
-    p = _bench('--verify', '1', '--out', str(out))
+    p = _bench('--verify', '1', '--out', str(out), env=pinned)
     assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
-    bm.append_rows(out, [dict(row, total=row['total'] + .02)])           # made here: a number it did not make
-    p = _bench('--verify', '1', '--out', str(out))
-    assert p.returncode == 1 and 'differ by more than allowed' in p.stderr and 'same machine, exact' in p.stderr, p.stdout + p.stderr
+    # numbers it did not make, in one call that re-runs both (each failure names its check): made here, off by .02
+    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance
+    other = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'
+    bm.append_rows(out, [dict(row, total=row['total'] + .02),
+                         dict(row, machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
+    p = _bench('--verify', '2', '--out', str(out))
+    assert p.returncode == 1 and '2 of 2 re-run rows differ by more than allowed' in p.stderr, p.stdout + p.stderr
+    assert '(same machine, exact)' in p.stderr, p.stdout + p.stderr
+    assert f'(made on {other}: cross-machine, within {CROSS_MACHINE_TOL:g})' in p.stderr, p.stdout + p.stderr
 
 
-def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path):
-    from stitchup_nb.evidence import CROSS_MACHINE_TOL, load_fingerprints, row_fingerprint
-    out = tmp_path/'b.csv'
-    row = _pinned_row()
-    row.update(fingerprint=row_fingerprint(row, load_fingerprints()), machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
+def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path, pinned_row):
+    "Within the tolerance it passes, naming the check and the machine (beyond it: the test above)."
+    from stitchup_nb.evidence import CROSS_MACHINE_TOL
+    out, row = tmp_path/'b.csv', dict(pinned_row, machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
     bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL / 2)])    # within: another machine's last bits
     p = _bench('--verify', '1', '--out', str(out))
     assert p.returncode == 0 and 'cross-machine, within' in p.stdout and 'Xeon' in p.stdout, p.stdout + p.stderr
-    out.unlink()
-    bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL + .5)])   # beyond it: fails, saying which check
-    p = _bench('--verify', '1', '--out', str(out))
-    assert p.returncode == 1 and 'cross-machine' in p.stderr, p.stdout + p.stderr
 
 
 def test_appending_under_another_header_is_refused(tmp_path):
