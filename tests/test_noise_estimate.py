@@ -1,6 +1,6 @@
 """`stitchup_estimate_noise` as a user runs it: the estimate with the truth beside it on simulated noise, the per-class CSV,
 and one line on stderr (exit status 2) for a bad option or file."""
-import subprocess
+import json, subprocess, sys, textwrap
 import pandas as pd
 import pytest
 
@@ -31,12 +31,60 @@ def test_the_labels_as_given_have_no_truth_to_show():
     assert 'the truth' not in out and 'missing_rate' in out
 
 
-@pytest.mark.parametrize('args, said', [
+BAD = [
     (['--dataset', 'vocx'], '--dataset must be one of digits'),
     (['--dataset', 'digits-small', '--noise_rate', '1.5'], '--noise_rate must be in [0, 1], got 1.5'),
     (['--dataset', 'digits-small', '--noise_file', 'no/such.pkl'], '--noise_file no/such.pkl: no such file'),
     (['--dataset', 'digits-small', '--noise_rate', '0.3', '--noise_file', 'x.pkl'], 'pass one of them'),
     (['--dataset', 'digits-small', '--folds', '1'], '--folds must be in 2..304'),
-])
-def test_bad_input_is_one_line_naming_the_flag(args, said):
+]
+
+# the console script's body (`sys.exit(stitchup_estimate_noise())` at the top level of a script, so fastcore parses
+# sys.argv and is_cli holds) once per case in one process, one start-up of torch for all; each case's stderr is read
+# from file descriptor 2 itself, and the warnings registries are emptied before it, so a warning shows as in a fresh process
+DRIVER = textwrap.dedent('''
+    import contextlib, io, json, os, sys, tempfile, traceback, warnings
+    from stitchup_nb.noise_estimate import stitchup_estimate_noise
+    cases, answers, script, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], []
+    for args in cases:
+        for m in list(sys.modules.values()):
+            reg = getattr(m, '__warningregistry__', None)
+            if isinstance(reg, dict): reg.clear()
+        warnings.onceregistry.clear(); getattr(warnings, '_filters_mutated', lambda: None)()
+        sys.argv, code = [script, *args], 0
+        sys.stderr.flush(); saved = os.dup(2)
+        with tempfile.TemporaryFile() as f, contextlib.redirect_stdout(io.StringIO()):
+            os.dup2(f.fileno(), 2)
+            try: sys.exit(stitchup_estimate_noise())
+            except SystemExit as e: code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+            except BaseException: code = 1; traceback.print_exc()
+            sys.stderr.flush(); os.dup2(saved, 2); os.close(saved)
+            f.seek(0); err = f.read().decode()
+        out.append([code, err])
+    json.dump(out, open(answers, 'w'))
+''')
+
+
+@pytest.fixture(scope='module')
+def refusals(tmp_path_factory):
+    "`[(exit status, stderr)]` of each case of BAD, run by DRIVER."
+    root = tmp_path_factory.mktemp('refusals')
+    (root/'cases.json').write_text(json.dumps([args for args, _ in BAD]))
+    (root/'driver.py').write_text(DRIVER)
+    p = subprocess.run([sys.executable, root/'driver.py', root/'cases.json', root/'answers.json', SCRIPT], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads((root/'answers.json').read_text())
+
+
+@pytest.mark.parametrize('k', range(len(BAD)), ids=[said for _, said in BAD])
+def test_bad_input_is_one_line_naming_the_flag(refusals, k):
+    code, err = refusals[k]
+    assert code == 2, err
+    assert 'Traceback' not in err and len(err.strip().splitlines()) == 1, err
+    assert BAD[k][1] in err
+
+
+def test_the_console_script_itself_refuses_in_one_line():
+    "The installed script, as a user runs it, on the case that gets furthest (the data loaded): status 2, one line."
+    args, said = BAD[-1]
     assert said in fails(*args)
