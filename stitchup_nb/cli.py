@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
+from .config import OPTIONS, check_values, flag_defaults     # light: the declarations, no torch
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
     from stitchup_nb.data import class_groups, read_class_split
@@ -17,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
     from stitchup_nb.methods import PRESETS, data_source
-    from stitchup_nb.runs import check_values, checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
+    from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
     from stitchup_nb.console import map_note, summary
     from stitchup_nb.train import build_learner, choose_holdout_t, run_training, train_config
 
@@ -29,7 +30,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
     'stitchup_nb.methods': 'PRESETS data_source',
-    'stitchup_nb.runs': 'check_values checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
+    'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
     'stitchup_nb.train': 'build_learner choose_holdout_t run_training train_config'}
 
@@ -50,7 +51,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['NOISE_FLAGS', 'stitchup_train', 'stitchup_test', 'stitchup_noise']
+__all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise']
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
 @contextmanager
@@ -62,95 +63,48 @@ def _said(func, prog:str):
         print(f'{prog}: {getattr(e, "strerror", None) or e}', file=sys.stderr, flush=True)
         sys.exit(2)
 
-class _Off(Param):
-    "A bool option on by default: fastcore gives it `--no-NAME` and would add '(default: True)', which reads as if `--no-NAME` were on; the help says what the flag does."
+class _Flag(Param):
+    """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
+    an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
+    becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on."""
+    def __init__(self, help:str, type=None):
+        super().__init__(help, type)
+        self._declared = (help, type)
     def set_default(self, d):
+        (self.help, self.type), self.action, self.default, self.negated, self.opt = self._declared, None, None, False, True
         super().set_default(d)
-        self.help = self.help.removesuffix(' (default: True)')
+        if self.negated: self.help = self.help.removesuffix(' (default: True)')
 
-_NO_CORRECT = _Off('turn label correction between the branches off (without this flag the two-branch methods correct labels)', bool)
+def flag(name:str) -> Param:
+    "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
+    o = OPTIONS[name]
+    return _Flag((f'--method {o.peer}: ' if o.peer else '') + o.help, o.type)
 
-_NO_PRETRAINED = _Off('start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)', bool)
+def _flags(func, names, **defaults):
+    "`func` (taking `**opts`) with the signature of flags `names`: each declared option's help, type and default (`defaults` override)."
+    ps = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.get(k, OPTIONS[k].cli_default),
+                            annotation=flag(k)) for k in names]
+    func.__signature__ = inspect.Signature(ps)
+    return func
 
-
-@call_parse
-def stitchup_train(
-    dataset:str='digits',         # preset: digits (embedded), digits-small (smoke test), voc or coco
-    method:str='full',            # full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, dbfocal_stitchup, dbfocal_random, dbfocal_stitchup_random, bce_classaware, bce_stitchup_classaware, asl, large_loss, mixup, cutmix, full_plus, coteaching or confident_learning (each explained in stitchup_nb.methods.METHODS, 07a_methods)
-    data_root:str=None,           # where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default data/voc/VOCdevkit); for coco the folder holding train2017/, val2017/ and annotations/ (default data/coco). See data/README.md
-    appendix:str=None,            # official split folder (voc/coco; default: the data/ layout)
-    noise_file:str=None,          # a class_freq_{rate}noise.pkl to train on (then no other noise option applies)
-    noise_rate:float=None,        # otherwise: the official noisy labels at this rate where the appendix has them, else simulated noise (0: clean; default 0.5)
-    noise_kind:str=None,          # simulated noise (default flip): flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
-    noise_seed:int=None,          # simulated noise seed (default 0)
-    noise_neg_rate:float=None,    # asym noise only: the share of negative labels turned positive
-    data_seed:int=0,              # Digits-MLT instance
-    branches:str=None,            # override the method: both, random (instance sampling) or balanced (class-aware sampling)
-    loss:str=None,                # override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')
-    stitch:str=None,              # override the method: Stitch-Up at the feature level, the input level, or none
-    stitch_branches:str=None,     # the branches Stitch-Up trains: all (the paper), random or balanced (full_plus: balanced)
-    correct:_NO_CORRECT=True,       # (help: _NO_CORRECT)
-    random_head_alpha:float=None,   # the random branch corrects head classes: a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)
-    random_medium_alpha:float=None, # the random branch corrects medium classes: switch on above this probability (paper: 1 = never)
-    random_tail_alpha:float=None,   # the random branch corrects tail classes: switch on above this probability (paper: 1 = never)
-    random_head_beta:float=None,    # the random branch corrects head classes: a label switches off below this probability (paper: 0 = never)
-    random_medium_beta:float=None,  # the random branch corrects medium classes: switch off below this probability (paper: 0 = never)
-    random_tail_beta:float=None,    # the random branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO)
-    balance_head_alpha:float=None,  # the balanced branch corrects head classes: switch on above this probability (paper: 0.7 VOC, 0.9 COCO)
-    balance_medium_alpha:float=None, # the balanced branch corrects medium classes: switch on above this probability (paper: 1 = never)
-    balance_tail_alpha:float=None,  # the balanced branch corrects tail classes: switch on above this probability (paper: 1 = never)
-    balance_head_beta:float=None,   # the balanced branch corrects head classes: switch off below this probability (paper: 0 = never)
-    balance_medium_beta:float=None, # the balanced branch corrects medium classes: switch off below this probability (paper: 0 = never)
-    balance_tail_beta:float=None,   # the balanced branch corrects tail classes: switch off below this probability (paper: 0.1 VOC, 0 COCO); alpha 1 and beta 0 everywhere = no correction
-    correction:str=None,          # label-correction thresholds: fixed (the paper's α/β per group) or adaptive (per class, from the correctors' scores; measured in 07g_full_plus)
-    warmup_epoch:int=None,        # no correction before this epoch (default: the preset's, 0)
-    t:float=None,                 # ensemble weight of the random branch (default: the preset's, 0.1)
-    holdout:float=None,           # share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; 0.1 measured in 07g_full_plus)
-    epochs:int=None,              # training epochs, one pass of the first branch's sampler each (default: the preset's, 8)
-    bs:int=None,                  # anchors per random batch (default: the preset's)
-    data_factor:int=None,         # class-aware batch = bs × data_factor (default: the preset's)
-    lr:float=None,                # peak learning rate, SGD with the reference schedule (default: the preset's: VOC 0.02, COCO 0.2)
-    warmup_iters:int=None,        # linear warm-up iterations from lr/3 (default: the preset's, 100)
-    arch:str=None,                # backbone (default: the preset's)
-    train_stages:int=None,        # backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)
-    db_lambda:float=None,         # DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)
-    db_mu:float=None,             # DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)
-    asl_gamma_neg:float=None,     # --method asl: ASL focusing γ− on negatives (paper, Ridnik et al. 2021: 4)
-    asl_gamma_pos:float=None,     # --method asl: ASL focusing γ+ on positives (paper: 0)
-    asl_clip:float=None,          # --method asl: ASL probability margin m shifted onto negatives (paper: 0.05; 0 = none)
-    ll_delta_rel:float=None,      # --method large_loss: the rejected share of negative labels grows by this many percent per epoch (paper, Kim et al. 2022, LL-R: 0.2)
-    mixup_alpha:float=None,       # --method mixup: MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)
-    cutmix_alpha:float=None,      # --method cutmix: CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)
-    size:int=None,                # input size (default: the preset's)
-    pretrained:_NO_PRETRAINED=True, # (help: _NO_PRETRAINED)
-    ct_tau:float=None,            # coteaching: tau, the share of label entries each network drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)
-    ct_tk:float=None,             # coteaching: T_k, epochs over which the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)
-    cl_folds:int=None,            # confident_learning: folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; default 3)
-    cl_epochs:int=None,           # confident_learning: epochs of each fold model (default: --epochs, the preset's schedule)
-    precision:str='auto',         # auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16
-    channels_last:bool=False,     # channels-last memory format (auto turns it on for a GPU)
-    work_dir:str='work_dirs/run', # where config.json, epoch_N.pth and metrics.json go
-    resume:str=None,              # 'auto' (latest epoch_N.pth in work_dir) or a checkpoint path
-    overwrite:bool=False,         # replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)
-    seed:int=0,                   # training seed (model init, sampling, augmentation)
-    deterministic:bool=False,     # bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)
-    sync_bn:bool=False,           # SyncBatchNorm across GPUs under a multi-process launch
-    quiet:bool=False,             # no progress bars or per-epoch lines (the final summary still prints)
-):
+def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
     _stack()
-    with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**locals())   # resolved and checked before anything is written
+    with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**{**flag_defaults(), **opts})   # checked before anything is written
     try:
         with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
             print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
-                  f'{(checkpoints(Path(work_dir)) or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
+                  f'{(checkpoints(Path(cfg["work_dir"])) if cfg["work_dir"] else [] or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
                   file=sys.stderr, flush=True)
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
     if rank_distrib() == 0: print(summary(learn, table))
+
+stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
+
 
 # %% ../nbs/10_cli.ipynb #955ec639
 def _check_out(out:Path, inputs:list):
@@ -225,9 +179,9 @@ def stitchup_noise(
     dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; default digits)
     source:str=None,              # or, instead of --dataset (and its --appendix, --data_seed), a class_freq.pkl or an appendix folder to take the clean labels from
     noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
-    noise_kind:str='flip',        # flip (positives moved to other classes), missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to co-occurring classes)
+    noise_kind:flag('noise_kind')='flip',       # (help: the option's declaration, 00c_config)
     noise_seed:int=0,             # the noise draw: same seed, same noisy labels
-    noise_neg_rate:float=None,    # asym only: the share of negative labels turned positive
+    noise_neg_rate:flag('noise_neg_rate')=None, # (help: the option's declaration)
     appendix:str=None,            # voc/coco: the official split folder (default: the data/ layout of data/README.md)
     data_seed:int=None,           # digits presets: the Digits-MLT instance (default 0)
     out:str=None,                 # the file to write (default: class_freq_{noise_rate}noise.pkl in the current folder)

@@ -21,6 +21,7 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
+from .config import OPTIONS
 from .data import GROUPS
 from .sampling import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
@@ -34,8 +35,8 @@ __all__ = ['PATCHED', 'CORRECTORS', 'THRESHOLDS', 'CORRECTION_COUNTS', 'BRANCH_O
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
-THRESHOLDS = {f'{p}_{g}_{k}': (1. if k == 'alpha' else 0.)
-              for p in CORRECTORS.values() for g in GROUPS for k in ('alpha', 'beta')}
+THRESHOLDS = {k: OPTIONS[k].default      # the twelve options (00c_config): alpha 1 and beta 0, correction off
+              for k in (f'{p}_{g}_{a}' for p in CORRECTORS.values() for g in GROUPS for a in ('alpha', 'beta'))}
 
 def check_thresholds(**kw) -> dict:
     "All twelve thresholds (defaults filled in), validated: unknown names and `not 0 <= beta < alpha <= 1` raise."

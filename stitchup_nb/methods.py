@@ -4,6 +4,7 @@
 
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
+from .config import OPTIONS, values_by
 from .readers import SOURCES
 from .colearn import THRESHOLDS
 
@@ -11,25 +12,7 @@ from .colearn import THRESHOLDS
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'resolve']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
-REFERENCE = dict(
-    # optimiser and schedule: SGD with L2 weight decay, warm-up then step decay, gradient clipping
-    epochs=8, lr=0.02, momentum=0.9, wd=1e-4, clip=35., warmup_iters=100, warmup_ratio=1/3,
-    lr_decay_at=(5/8, 7/8),      # lr × 0.1 at these fractions of training (epochs 5 and 7 of 8)
-    # batches: random anchors per batch; class-aware batch = bs × data_factor; class-aware sampler
-    bs=32, data_factor=8, per_class=3, reduce=4,
-    # model: the backbone stages that train (ResNet: 1 = layer4), neck width, neck dropout per branch
-    arch='resnet50', train_stages=1, neck_dim=256, random_dropout=0., balanced_dropout=.5,
-    # DB-Focal (balanced branch): map α, β, μ; negative-tolerant λ and bias scale κ; focal γ and balance
-    db_alpha=.1, db_beta=10., db_mu=.3, db_lambda=5., db_kappa=.05, db_gamma=2., db_balance=2.,
-    # co-learning: ensemble weight of the random branch; no correction before this epoch
-    t=.1, warmup_epoch=0,
-    # label correction by fixed per-group thresholds (the paper's; 'adaptive' is 07g_full_plus); Stitch-Up on every branch
-    correction='fixed', stitch_branches='all',
-    holdout=0.,     # share of training images held out to choose t on (07g_full_plus); 0: every image trains, t stays fixed
-    # input size and augmentation (BatchAug's options)
-    size=224, flip=.5, min_crop=.8, brightness=32/255, contrast=(.5, 1.5), saturation=(.5, 1.5), hue=18.,
-    p_color=.5, channel_swap=.5,
-)
+REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00c_config)
 
 # %% ../nbs/07a_methods.ipynb #4e58d06f
 PAPER_THRESHOLDS = {    # the reference README's training commands
@@ -62,20 +45,19 @@ METHODS = {
     'dbfocal_stitchup_random': dict(label='DB-Focal+Stitch-Up, random', branches='random', stitch='feature', loss='dbfocal'),
     'bce_classaware':          dict(label='BCE, class-aware', branches='balanced', stitch='none', loss='bce'),
     'bce_stitchup_classaware': dict(label='BCE+Stitch-Up, class-aware', branches='balanced', stitch='feature', loss='bce'),
-    # peer methods (07d_peers): one branch on random batches with its own loss or batch mixing, the papers' hyper-parameters
-    'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', asl_gamma_neg=4., asl_gamma_pos=0., asl_clip=.05,
-                       fixed=('branches', 'loss', 'stitch')),
-    'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', ll_delta_rel=.2,
-                       fixed=('branches', 'loss', 'stitch')),
-    'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', mixup_alpha=.4, fixed=('branches', 'loss', 'stitch')),
-    'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', cutmix_alpha=1., fixed=('branches', 'loss', 'stitch')),
-    # peer methods (07e_coteaching, 07f_confident): hyper-parameters as entry keys, the final model fixed by `fixed`
+    # peer methods (07d_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
+    # options declared with the peer's name (00c_config, by='peer'), at their papers' values
+    'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', fixed=('branches', 'loss', 'stitch')),
+    'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', fixed=('branches', 'loss', 'stitch')),
+    'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', fixed=('branches', 'loss', 'stitch')),
+    'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', fixed=('branches', 'loss', 'stitch')),
     # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only
     'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced'),
+    # peer methods (07e_coteaching, 07f_confident), the final model fixed by `fixed`
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
-                               ct_tau=.1, ct_tk=2., fixed=('branches', 'loss', 'stitch')),
+                               fixed=('branches', 'loss', 'stitch')),
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
-                               cl_folds=3, cl_epochs=None, fixed=('branches', 'loss', 'stitch')),
+                               fixed=('branches', 'loss', 'stitch')),
 }
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
@@ -92,15 +74,15 @@ def data_source(dataset:str):
     return SOURCES[name]
 
 _NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option
-_METHOD_KEYS = ('label', 'fixed', 'branches', 'stitch', 'correct', 'loss', 'peer')    # every method's own options
 
 def _check_method_options(method:str, preset:dict, given:dict):
     "Refuse an option that belongs to another method (a peer's hyper-parameter), or one that overrides what `method` fixes."
     entry = METHODS[method]
-    foreign = {k: n for n, m in METHODS.items() for k in m if k not in entry and k not in preset and k not in _METHOD_KEYS}
+    foreign = {k: o.peer for k, o in OPTIONS.items() if o.by == 'peer' and o.peer != entry.get('peer')}
     if (k := next((k for k in sorted(given) if k in foreign), None)):
-        raise ValueError(f"--{k} has no effect: it is a hyper-parameter of method {foreign[k]!r} "
-                         f"({METHODS[foreign[k]]['label']}), not of {method!r}")
+        owner = next((n for n, m in METHODS.items() if m.get('peer') == foreign[k]), None)
+        raise ValueError(f"--{k} has no effect: it is a hyper-parameter of " + (f"method {owner!r} ({METHODS[owner]['label']})" if owner
+                         else f"peer {foreign[k]!r}, which no method names") + f", not of {method!r}")
     if (k := next((k for k in entry.get('fixed', ()) if k in given and given[k] != entry.get(k)), None)):
         raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
                          f"with {k} {entry.get(k)!r}; drop it")
@@ -114,6 +96,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     preset, source = PRESETS[dataset], data_source(dataset)
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
+    if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     given = {k: v for k, v in options.items() if v is not None}
     _check_method_options(method, preset, given)

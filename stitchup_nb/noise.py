@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import NOISE_KINDS, cross_check
 from .data import GROUPS, atomic_write, check_groups, check_labels
 from .readers import read_class_freq
 
 # %% auto #0
-__all__ = ['NOISE_KINDS', 'condition_prob', 'noise_kind', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise',
-           'cooc_noise', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise', 'noisy_fname',
-           'save_noisy', 'load_noisy']
+__all__ = ['condition_prob', 'noise_kind', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise', 'cooc_noise', 'empty_rows',
+           'add_noise', 'noise_report', 'group_report', 'compare_noise', 'noisy_fname', 'save_noisy', 'load_noisy']
 
 # %% ../nbs/02_noise.ipynb #1b6c6422
 def condition_prob(labels) -> np.ndarray:
@@ -50,7 +50,8 @@ def _relocate(pos, act, weights, rng) -> tuple:
     return act, target
 
 # %% ../nbs/02_noise.ipynb #ce98cca7
-NOISE_KINDS = {}    # a noise kind's name (`add_noise`'s `kind`, --noise_kind) -> the function that makes it, registered by `noise_kind`
+# NOISE_KINDS (`stitchup_nb.config`): a noise kind's name (`add_noise`'s `kind`, --noise_kind) -> the function that makes it,
+# registered by `noise_kind`; it lives with the option declarations, so --noise_kind's rule names every registered kind
 
 def noise_kind(name:str,
                needs:tuple=(),    # `add_noise` options the kind cannot do without (asym: neg_rate)
@@ -63,6 +64,14 @@ def noise_kind(name:str,
         NOISE_KINDS[name] = corrupt
         return corrupt
     return add
+
+@cross_check
+def _asym_pair(opts:dict, name):
+    "--noise_kind asym and --noise_neg_rate go together (a run's options; `name(k)` words option k)."
+    if opts.get('noise_kind') == 'asym' and opts.get('noise_neg_rate') is None:
+        raise ValueError(f"{name('noise_kind')} asym needs {name('noise_neg_rate')} (the share of negatives turned positive)")
+    if opts.get('noise_kind') != 'asym' and opts.get('noise_neg_rate') is not None:
+        raise ValueError(f"{name('noise_neg_rate')} is used only by {name('noise_kind')} asym, not {opts.get('noise_kind')!r}")
 
 def _draw(mask, rate, rng) -> np.ndarray:
     "Exactly round(rate × #True) of the True cells of `mask`, chosen uniformly without replacement."

@@ -14,101 +14,22 @@ from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
+from .config import ARCHS, PRECISIONS, SEED_MAX, _int, _num, check_values, values_by
 from .data import atomic_write, temporary_target
 from .readers import noisy_files
-from .noise import NOISE_KINDS
+import stitchup_nb.noise      # registers the noise kinds and the asym pair's check
 from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 # %% auto #0
-__all__ = ['ARCHS', 'SEED_MAX', 'PRECISIONS', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'check_values', 'label_source',
-           'check_config', 'run_files', 'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir',
-           'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint',
-           'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed',
-           'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies']
+__all__ = ['NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'label_source', 'check_config', 'run_files', 'checkpoints',
+           'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch',
+           'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json', 'check_resume',
+           'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision',
+           'compile_bodies']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
-ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
-         'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')     # backbones `create_model` builds
-
-def _int(v): return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-def _num(v): return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
-def _pair(v): return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_num, v)) and 0 < v[0] <= v[1]
-def _count(lo, hi, what=''):  # an integer in lo..hi: sizes and counts have a ceiling, so a typo is refused rather than run for ever
-    return (lambda v: _int(v) and lo <= v <= hi), f'an integer >= {lo}{what}, at most {hi}'
-
-SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
-
-PRECISIONS = {   # --precision: what each means (see "Speed on a GPU")
-    'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
-    'fp32': 'exact float32, TF32 off (reference runs)',
-    'tf32': 'float32 weights, TF32 tensor-core maths on a GPU',
-    'bf16': 'bfloat16 autocast (mixed precision), TF32 for the float32 rest',
-    'fp16': 'float16 autocast with loss scaling, TF32 for the float32 rest'}
-
-_RULES = {   # option: (test, what it must be)
-    **{k: (lambda v: isinstance(v, bool), 'true or false') for k in
-       ('correct', 'pretrained', 'channels_last', 'deterministic', 'sync_bn', 'quiet', 'overwrite')},
-    **{k: _count(0, SEED_MAX) for k in ('noise_seed', 'seed')},
-    'warmup_epoch': _count(0, 10_000),
-    'warmup_iters': _count(0, 10_000_000),
-    'data_seed':    (lambda v: v is None or (_int(v) and 0 <= v <= SEED_MAX), f'an integer >= 0, at most {SEED_MAX}'),
-    'noise_rate':   (lambda v: v is None or (_num(v) and 0 <= v <= 1), 'a number in [0, 1]'),
-    'noise_neg_rate': (lambda v: v is None or (_num(v) and 0 <= v <= 1), 'a number in [0, 1]'),
-    'noise_kind':   (lambda v: v is None or v in NOISE_KINDS, f'one of {", ".join(NOISE_KINDS)}'),
-    'branches':     (lambda v: v in ('both', 'random', 'balanced'), 'both, random or balanced'),
-    'stitch':       (lambda v: v in ('feature', 'input', 'none'), 'feature, input or none'),
-    'stitch_branches': (lambda v: v in ('all', 'random', 'balanced'), 'all, random or balanced'),
-    'correction':   (lambda v: v in ('fixed', 'adaptive'), 'fixed or adaptive'),
-    'holdout':      (lambda v: _num(v) and (v == 0 or 0 < v < .5), '0 (no held-out split) or a share in (0, 0.5)'),
-    'precision':    (lambda v: v in PRECISIONS, ', '.join(PRECISIONS)),
-    'arch':         (lambda v: v in ARCHS, f'one of {", ".join(ARCHS)}'),
-    't':            (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]'),
-    'epochs':       _count(1, 10_000),
-    'bs':           _count(2, 65_536, ' (BatchNorm needs two images a batch)'),
-    'data_factor':  _count(1, 1024),
-    'size':         _count(32, 4096, ' (pixels)'),
-    'lr':           (lambda v: _num(v) and v > 0, 'a number > 0'),
-    'warmup_ratio': (lambda v: _num(v) and 0 < v <= 1, 'a number in (0, 1]'),
-    'momentum':     (lambda v: _num(v) and 0 <= v < 1, 'a number in [0, 1)'),
-    'wd':           (lambda v: _num(v) and v >= 0, 'a number >= 0'),
-    'clip':         (lambda v: _num(v) and v > 0, 'a number > 0'),
-    'per_class':    _count(1, 10_000),
-    'reduce':       (lambda v: _num(v) and .01 <= v <= 1000, 'a number in [0.01, 1000] (a class-aware epoch is max n_k · C / reduce draws)'),
-    'neck_dim':     _count(1, 65_536),
-    **{k: (lambda v: _num(v) and 0 <= v < 1, 'a number in [0, 1)') for k in ('random_dropout', 'balanced_dropout')},
-    **{k: (lambda v: _num(v) and v > 0, 'a number > 0') for k in ('db_lambda', 'db_balance', 'db_beta')},
-    **{k: (lambda v: _num(v) and v >= 0, 'a number >= 0') for k in ('db_alpha', 'db_kappa', 'db_gamma', 'brightness', 'hue')},
-    'db_mu':        (_num, 'a finite number'),
-    'ct_tau':       (lambda v: v is None or (_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
-    'ct_tk':        (lambda v: v is None or (_num(v) and 0 < v <= 10_000), 'a number > 0 (epochs), at most 10000'),
-    'cl_folds':     (lambda v: v is None or (_int(v) and 2 <= v <= 100), 'an integer >= 2, at most 100'),
-    'cl_epochs':    (lambda v: v is None or (_int(v) and 1 <= v <= 10_000), 'an integer >= 1, at most 10000'),
-    **{k: (lambda v: _num(v) and 0 <= v <= 1, 'a number in [0, 1]') for k in ('flip', 'p_color', 'channel_swap')},
-    'min_crop':     (lambda v: _num(v) and 0 < v <= 1, 'a number in (0, 1]'),
-    **{k: (_pair, 'two numbers 0 < low <= high') for k in ('contrast', 'saturation')},
-    'lr_decay_at':  (lambda v: isinstance(v, (list, tuple)) and all(_num(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
-    'resume':       (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'auto' or an existing checkpoint file"),
-    'noise_file':   (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
-    'work_dir':     (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
-    # peer methods' hyper-parameters (07d_peers); None when the run's method is another one
-    **{k: (lambda v: v is None or (_num(v) and v >= 0), 'a number >= 0') for k in ('asl_gamma_neg', 'asl_gamma_pos')},
-    'asl_clip':     (lambda v: v is None or (_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
-    'll_delta_rel': (lambda v: v is None or (_num(v) and 0 <= v <= 100), 'a number in [0, 100] (percent per epoch)'),
-    **{k: (lambda v: v is None or (_num(v) and v > 0), 'a number > 0') for k in ('mixup_alpha', 'cutmix_alpha')},
-}
-
-def check_values(opts:dict, flags=()):
-    "Check the options in `opts` that `_RULES` knows, and the asym-noise pair; a `ValueError` names the first bad one."
-    name = lambda k: f'--{k}' if k in flags else k
-    for k, (ok, what) in _RULES.items():
-        if k in opts and not ok(opts[k]): raise ValueError(f'{name(k)} must be {what}, got {opts[k]!r}')
-    if opts.get('noise_kind') == 'asym' and opts.get('noise_neg_rate') is None:
-        raise ValueError(f"{name('noise_kind')} asym needs {name('noise_neg_rate')} (the share of negatives turned positive)")
-    if opts.get('noise_kind') != 'asym' and opts.get('noise_neg_rate') is not None:
-        raise ValueError(f"{name('noise_neg_rate')} is used only by {name('noise_kind')} asym, not {opts.get('noise_kind')!r}")
-
-NOISE_DEFAULTS = dict(noise_rate=.5, noise_kind='flip', noise_seed=0)    # stitchup_train's, where an option is not given
+NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
 _NOISE = ('noise_rate', 'noise_kind', 'noise_seed', 'noise_neg_rate')
 _SIMULATION = _NOISE[1:]               # the options of simulated noise alone
 
@@ -149,8 +70,6 @@ def check_config(cfg:dict, flags=()) -> dict:
     if cfg.get('resume') and cfg.get('overwrite'):
         raise ValueError(f"{name('resume')} {cfg['resume']} continues the run in the work dir, {name('overwrite')} deletes it: "
                          'pass one of them (--overwrite to start again, --resume to go on)')
-    for k in THRESHOLDS:
-        if not _num(cfg[k]): raise ValueError(f'{name(k)} must be a number in [0, 1], got {cfg[k]!r}')
     try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
     except ValueError as e: raise ValueError(f'--{e}') from None
     n = len(RESNET_STAGES) if cfg['arch'] != 'digits_cnn' else DIGITS_STAGES

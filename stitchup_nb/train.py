@@ -12,6 +12,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
+from .config import OPTIONS, flag_defaults
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
@@ -29,7 +30,7 @@ from .console import EpochBars, EpochLines, StepLines
 PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers: importing them registers their peers
 
 # %% auto #0
-__all__ = ['PEER_MODULES', 'OPTIONS', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
+__all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
            'train_config', 'build_learner', 'run_training', 'choose_holdout_t', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
@@ -74,26 +75,14 @@ def run_data(cfg:dict,                # a `train_config`
     return train, noisy, held, test, app
 
 # %% ../nbs/10b_train.ipynb #c46f8656
-OPTIONS = dict(       # `stitchup_train`'s options, in its order, and their defaults (None: the preset's or the method's value)
-    dataset='digits', method='full', data_root=None, appendix=None, noise_file=None, noise_rate=None,
-    noise_kind=None, noise_seed=None, noise_neg_rate=None, data_seed=0, branches=None, loss=None, stitch=None,
-    stitch_branches=None, correct=True, random_head_alpha=None, random_medium_alpha=None, random_tail_alpha=None,
-    random_head_beta=None, random_medium_beta=None, random_tail_beta=None, balance_head_alpha=None,
-    balance_medium_alpha=None, balance_tail_alpha=None, balance_head_beta=None, balance_medium_beta=None,
-    balance_tail_beta=None, correction=None, warmup_epoch=None, t=None, holdout=None, epochs=None, bs=None,
-    data_factor=None, lr=None, warmup_iters=None, arch=None, train_stages=None, db_lambda=None, db_mu=None,
-    asl_gamma_neg=None, asl_gamma_pos=None, asl_clip=None, ll_delta_rel=None, mixup_alpha=None, cutmix_alpha=None,
-    size=None, pretrained=True, ct_tau=None, ct_tk=None, cl_folds=None, cl_epochs=None, precision='auto',
-    channels_last=False, work_dir='work_dirs/run', resume=None, overwrite=False, seed=0, deterministic=False,
-    sync_bn=False, quiet=False)
-FLAGS = tuple(OPTIONS)   # the options that are flags of `stitchup_train`
+FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train` (00c_config), in its order
 RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
 def train_config(**overrides) -> dict:
-    "The resolved run configuration for `overrides` (`OPTIONS`, or any preset value): see `stitchup_nb.methods.resolve`."
+    "The resolved run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`): see `stitchup_nb.methods.resolve`."
     bad = sorted(set(overrides) - set(OPTIONS) - set(resolve()) - set(RECORDED))
     if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return check_config(resolve(**{**OPTIONS, **overrides}), OPTIONS)
+    return check_config(resolve(**{**flag_defaults(), **overrides}), FLAGS)
 
 # %% ../nbs/10b_train.ipynb #381f82f7
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}

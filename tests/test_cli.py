@@ -106,15 +106,21 @@ def test_every_flag_has_help_text():
     assert 'off' in helps['correct'] and 'paper' in helps['random_head_alpha'] and 'cooc' in helps['noise_kind']
 
 
-def test_the_script_and_the_pipeline_declare_the_same_options():
-    "`stitchup_train`'s signature (its flags and help) and the pipeline's `OPTIONS` (the defaults `train_config` uses) cannot drift."
+def test_the_script_and_the_pipeline_read_the_same_declarations():
+    """`stitchup_train`'s flags (names, order, defaults, types, help) are the declared options' (`stitchup_nb.config`), and
+    the pipeline's `FLAGS` and `train_config` defaults are the same: the two cannot drift."""
     import inspect
     from stitchup_nb.cli import stitchup_train
-    from stitchup_nb.train import OPTIONS, FLAGS
+    from stitchup_nb.config import OPTIONS, flag_defaults
+    from stitchup_nb.train import FLAGS
     params = inspect.signature(stitchup_train.__wrapped__).parameters
-    assert list(params) == list(OPTIONS) == list(FLAGS)
-    drift = {k: (p.default, OPTIONS[k]) for k, p in params.items() if p.default != OPTIONS[k] or type(p.default) is not type(OPTIONS[k])}
-    assert not drift, f'stitchup_train default vs train.OPTIONS: {drift}'
+    assert list(params) == list(flag_defaults()) == list(FLAGS) == [k for k, o in OPTIONS.items() if o.flag]
+    drift = {k: (p.default, flag_defaults()[k]) for k, p in params.items()
+             if p.default != flag_defaults()[k] or type(p.default) is not type(flag_defaults()[k])}
+    assert not drift, f'stitchup_train default vs the declarations: {drift}'
+    bad = {k: p.annotation._declared for k, p in params.items()    # what the flag was made from, before argparse reads it
+           if not p.annotation._declared[0].endswith(OPTIONS[k].help) or p.annotation._declared[1] is not OPTIONS[k].type}
+    assert not bad, f'help or type not from the declaration: {bad}'
 
 
 def test_the_names_the_scripts_bind_are_the_ones_declared():

@@ -27,6 +27,7 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 
+from stitchup_nb.config import OPTIONS
 from stitchup_nb.data import LabelledSet, class_groups
 from stitchup_nb.runs import gpu_speed, use_precision
 from stitchup_nb.sampling import BatchAug, stitch_dls
@@ -202,7 +203,7 @@ def main_peers(a, device):
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.cuda.get_device_name() if a.gpu else "CPU"}')
     print(pd.DataFrame(rows).to_string(index=False))
     from stitchup_nb.methods import METHODS
-    k = METHODS['confident_learning']['cl_folds']
+    k = OPTIONS['cl_folds'].default
     print(f"confident_learning: a step costs BCE's, but a run first trains {k} fold models, each on {k - 1}/{k} of the "
           f"images for the run's epochs: {k - 1} trainings' worth of steps before the final one, about {k}x a BCE run.")
     if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
