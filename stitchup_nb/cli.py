@@ -174,14 +174,16 @@ def _check_noise_out(path:Path, src:str):
                               + (f'{path.name} as its official noisy labels' if official else 'it as one of its official files')
                               + f'. Write it elsewhere (e.g. --out {Path("noisy")/path.name}) and train on it with --noise_file')
 
+_NOISE_KIND, _NOISE_NEG_RATE = flag('noise_kind'), flag('noise_neg_rate')    # the declared help (00c_config)
+
 @call_parse
 def stitchup_noise(
     dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; default digits)
     source:str=None,              # or, instead of --dataset (and its --appendix, --data_seed), a class_freq.pkl or an appendix folder to take the clean labels from
     noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
-    noise_kind:flag('noise_kind')='flip',       # (help: the option's declaration, 00c_config)
+    noise_kind:_NOISE_KIND='flip',          # (help: the option's declaration, 00c_config)
     noise_seed:int=0,             # the noise draw: same seed, same noisy labels
-    noise_neg_rate:flag('noise_neg_rate')=None, # (help: the option's declaration)
+    noise_neg_rate:_NOISE_NEG_RATE=None,    # (help: the option's declaration)
     appendix:str=None,            # voc/coco: the official split folder (default: the data/ layout of data/README.md)
     data_seed:int=None,           # digits presets: the Digits-MLT instance (default 0)
     out:str=None,                 # the file to write (default: class_freq_{noise_rate}noise.pkl in the current folder)

@@ -4,12 +4,13 @@
 
 # %% ../nbs/07f_confident.ipynb #754054dd
 from __future__ import annotations
-import inspect, time, warnings
+import time, warnings
 
 import numpy as np
 from fastai.callback.progress import ProgressCallback
 from fastcore.basics import noop
 
+from .config import options_for
 from .data import LabelledSet
 from .sampling import BatchAug, stitch_dls
 from .colearn import colearner
@@ -32,7 +33,7 @@ def fit_bce(cfg:dict,                 # the run's configuration (`stitchup_nb.tr
             epochs:int|None=None):    # default: cfg['epochs']
     "The kit's BCE method (random batches, one branch) trained with `cfg`'s settings on `train`: the Learner."
     epochs = epochs or cfg['epochs']
-    aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
+    aug = BatchAug(**options_for(cfg, BatchAug.__init__))
     dls = stitch_dls(train, labels, valid, samplers=('random',), bs=cfg['bs'], partners=False, aug=aug,
                      size=cfg['size'], seed=cfg['seed'])
     if len(dls.train) == 0: raise ValueError(f"--bs {cfg['bs']} is more than the {len(train)} images a fold model trains on; "

@@ -4,14 +4,14 @@
 
 # %% ../nbs/00c_config.ipynb #e012198e
 from __future__ import annotations
-import math, numbers, os
+import inspect, math, numbers, os
 from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'ARCHS',
-           'PRECISIONS', 'NOISE_KINDS', 'o', 'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check',
-           'check_values', 'values_by', 'flag_defaults']
+           'PRECISIONS', 'NOISE_KINDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check',
+           'check_values', 'values_by', 'flag_defaults', 'options_for']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -124,6 +124,10 @@ def flag_defaults() -> dict:
     "stitchup_train's flags, in order, and their defaults (None: the preset's, the method's or the peer's value)."
     return {k: o.cli_default for k, o in OPTIONS.items() if o.flag}
 
+def options_for(cfg:dict, fn) -> dict:
+    "The keyword arguments of `fn` that are declared options, from run configuration `cfg` (e.g. `BatchAug(**options_for(cfg, BatchAug.__init__))`)."
+    return {k: cfg[k] for k in inspect.signature(fn).parameters if k in OPTIONS and k in cfg}
+
 # %% ../nbs/00c_config.ipynb #3fcafeaf
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
          'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')     # backbones `stitchup_nb.models.create_model` builds
@@ -141,39 +145,39 @@ NOISE_KINDS = {}    # a noise kind's name (--noise_kind) -> the function that ma
 _opt = lambda owner: (lambda name, default=None, rule=None, help='', **kw: option(name, default, rule, help, **{'owner': owner, **kw}))
 
 # what to train, and on which data (train, methods, readers)
-o = _opt('train')
-o('dataset', 'digits', help='preset: digits (embedded), digits-small (smoke test), voc or coco', type=str)
-o('method', 'full', help='full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, dbfocal_stitchup, dbfocal_random, '
+_o = _opt('train')
+_o('dataset', 'digits', help='preset: digits (embedded), digits-small (smoke test), voc or coco', type=str)
+_o('method', 'full', help='full (Stitch-Up + Co-Learning), colearn, bce, dbfocal, bce_stitchup, dbfocal_stitchup, dbfocal_random, '
   'dbfocal_stitchup_random, bce_classaware, bce_stitchup_classaware, asl, large_loss, mixup, cutmix, full_plus, coteaching or '
   'confident_learning (each explained in stitchup_nb.methods.METHODS, 07a_methods)', type=str)
-o('data_root', help='where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default '
+_o('data_root', help='where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default '
   'data/voc/VOCdevkit); for coco the folder holding train2017/, val2017/ and annotations/ (default data/coco). See data/README.md',
   type=str, by='data')
-o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
+_o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
 
 # the labels a run trains on (train.training_labels, noise.add_noise)
-o = _opt('noise')
-o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
+_o = _opt('noise')
+_o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
   'a class_freq_{rate}noise.pkl to train on (then no other noise option applies)', type=str, by='noise')
-o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at this rate where the appendix has them, else simulated '
+_o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at this rate where the appendix has them, else simulated '
   'noise (0: clean; default 0.5)', type=float, by='noise')
-o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS)), 'simulated noise (default flip): flip (positives moved to other classes), '
+_o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS)), 'simulated noise (default flip): flip (positives moved to other classes), '
   'missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to '
   'co-occurring classes)', type=str, by='noise')
-o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
-o('noise_neg_rate', None, maybe(FRACTION), 'asym noise only: the share of negative labels turned positive', type=float, by='noise')
-o('data_seed', 0, maybe(count(0, SEED_MAX)), 'Digits-MLT instance', type=int, owner='digits')
+_o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
+_o('noise_neg_rate', None, maybe(FRACTION), 'asym noise only: the share of negative labels turned positive', type=float, by='noise')
+_o('data_seed', 0, maybe(count(0, SEED_MAX)), 'Digits-MLT instance', type=int, owner='digits')
 
 # the method's structure (colearn.colearner; the method's entry sets them, a flag overrides)
-o = _opt('colearn')
-o('branches', None, one_of(('both', 'random', 'balanced'), 'both, random or balanced'), 'override the method: both, random (instance sampling) or balanced '
+_o = _opt('colearn')
+_o('branches', None, one_of(('both', 'random', 'balanced'), 'both, random or balanced'), 'override the method: both, random (instance sampling) or balanced '
   '(class-aware sampling)', type=str, by='method')
-o('loss', help="override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')", type=str, by='method')
-o('stitch', None, one_of(('feature', 'input', 'none'), 'feature, input or none'), 'override the method: Stitch-Up at the feature level, the input level, or none',
+_o('loss', help="override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')", type=str, by='method')
+_o('stitch', None, one_of(('feature', 'input', 'none'), 'feature, input or none'), 'override the method: Stitch-Up at the feature level, the input level, or none',
   type=str, by='method')
-o('stitch_branches', 'all', one_of(('all', 'random', 'balanced'), 'all, random or balanced'), 'the branches Stitch-Up trains: all (the paper), random or balanced '
+_o('stitch_branches', 'all', one_of(('all', 'random', 'balanced'), 'all, random or balanced'), 'the branches Stitch-Up trains: all (the paper), random or balanced '
   '(full_plus: balanced)', type=str, by='preset')
-o('correct', True, BOOL, 'turn label correction between the branches off (without this flag the two-branch methods correct labels)', type=bool)
+_o('correct', True, BOOL, 'turn label correction between the branches off (without this flag the two-branch methods correct labels)', type=bool)
 _GROUP_WORDS = {'head': ('a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)',
                          'a label switches off below this probability (paper: 0 = never)'),
                 'medium': ('switch on above this probability (paper: 1 = never)', 'switch off below this probability (paper: 0 = never)'),
@@ -182,105 +186,105 @@ for _b, _branch in (('random', 'random'), ('balance', 'balanced')):     # a numb
     for _i, _k in enumerate(('alpha', 'beta')):
         for _g in ('head', 'medium', 'tail'):
             _w = _GROUP_WORDS[_g][_i] if _b == 'random' or _g != 'head' else _GROUP_WORDS[_g][_i].replace('a label switches', 'switch')
-            o(f'{_b}_{_g}_{_k}', 1. if _k == 'alpha' else 0., (_num, 'a number in [0, 1]'), f'the {_branch} branch corrects {_g} classes: {_w}'
+            _o(f'{_b}_{_g}_{_k}', 1. if _k == 'alpha' else 0., (_num, 'a number in [0, 1]'), f'the {_branch} branch corrects {_g} classes: {_w}'
               + ('; alpha 1 and beta 0 everywhere = no correction' if (_b, _g, _k) == ('balance', 'tail', 'beta') else ''),
               type=float, by='method')
-o('correction', 'fixed', one_of(('fixed', 'adaptive'), 'fixed or adaptive'), "label-correction thresholds: fixed (the paper's α/β per group) or adaptive "
+_o('correction', 'fixed', one_of(('fixed', 'adaptive'), 'fixed or adaptive'), "label-correction thresholds: fixed (the paper's α/β per group) or adaptive "
   "(per class, from the correctors' scores; measured in 07g_full_plus)", type=str, by='preset')
-o('warmup_epoch', 0, count(0, 10_000), "no correction before this epoch (default: the preset's, 0)", type=int, by='preset')
-o('t', .1, FRACTION, "ensemble weight of the random branch (default: the preset's, 0.1)", type=float, by='preset')
-o('holdout', 0., number(lambda v: v == 0 or 0 < v < .5, '0 (no held-out split) or a share in (0, 0.5)'),
+_o('warmup_epoch', 0, count(0, 10_000), "no correction before this epoch (default: the preset's, 0)", type=int, by='preset')
+_o('t', .1, FRACTION, "ensemble weight of the random branch (default: the preset's, 0.1)", type=float, by='preset')
+_o('holdout', 0., number(lambda v: v == 0 or 0 < v < .5, '0 (no held-out split) or a share in (0, 0.5)'),
   'share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; 0.1 measured '
   'in 07g_full_plus)', type=float, by='preset')
 
 # the schedule and the batches (colearn.fit_reference, sampling)
-o = _opt('colearn')
-o('epochs', 8, count(1, 10_000), "training epochs, one pass of the first branch's sampler each (default: the preset's, 8)", type=int, by='preset')
-o('bs', 32, count(2, 65_536, ' (BatchNorm needs two images a batch)'), "anchors per random batch (default: the preset's)", type=int, by='preset')
-o('data_factor', 8, count(1, 1024), "class-aware batch = bs × data_factor (default: the preset's)", type=int, by='preset')
-o('lr', .02, POSITIVE, "peak learning rate, SGD with the reference schedule (default: the preset's: VOC 0.02, COCO 0.2)", type=float, by='preset')
-o('warmup_iters', 100, count(0, 10_000_000), "linear warm-up iterations from lr/3 (default: the preset's, 100)", type=int, by='preset')
-o('momentum', .9, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), 'SGD momentum', flag=False, by='preset')
-o('wd', 1e-4, NON_NEGATIVE, 'L2 weight decay', flag=False, by='preset')
-o('clip', 35., POSITIVE, 'gradient-norm clipping', flag=False, by='preset')
-o('warmup_ratio', 1/3, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'the warm-up starts at lr × this', flag=False, by='preset')
-o('lr_decay_at', (5/8, 7/8), (lambda v: isinstance(v, (list, tuple)) and all(_num(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
+_o = _opt('colearn')
+_o('epochs', 8, count(1, 10_000), "training epochs, one pass of the first branch's sampler each (default: the preset's, 8)", type=int, by='preset')
+_o('bs', 32, count(2, 65_536, ' (BatchNorm needs two images a batch)'), "anchors per random batch (default: the preset's)", type=int, by='preset')
+_o('data_factor', 8, count(1, 1024), "class-aware batch = bs × data_factor (default: the preset's)", type=int, by='preset')
+_o('lr', .02, POSITIVE, "peak learning rate, SGD with the reference schedule (default: the preset's: VOC 0.02, COCO 0.2)", type=float, by='preset')
+_o('warmup_iters', 100, count(0, 10_000_000), "linear warm-up iterations from lr/3 (default: the preset's, 100)", type=int, by='preset')
+_o('momentum', .9, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), 'SGD momentum', flag=False, by='preset')
+_o('wd', 1e-4, NON_NEGATIVE, 'L2 weight decay', flag=False, by='preset')
+_o('clip', 35., POSITIVE, 'gradient-norm clipping', flag=False, by='preset')
+_o('warmup_ratio', 1/3, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'the warm-up starts at lr × this', flag=False, by='preset')
+_o('lr_decay_at', (5/8, 7/8), (lambda v: isinstance(v, (list, tuple)) and all(_num(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
   'lr × 0.1 at these fractions of training (epochs 5 and 7 of 8)', flag=False, by='preset')
-o('peer', help="the method's peer (07d_peers: its loss, labels or training), None for the kit's own methods", flag=False, by='method', owner='peers')
-o('digits', help="Digits-MLT's sizes for a digits preset (digits.load_digits' options), None for the others", flag=False, by='data', owner='digits')
-o('lr_steps', help='the epochs at which lr × 0.1 (default: lr_decay_at of the epochs)', flag=False, by='method')
-o = _opt('sampling')
-o('per_class', 3, count(1, 10_000), 'class-aware sampler: images drawn per class in turn', flag=False, by='preset')
-o('reduce', 4, number(lambda v: .01 <= v <= 1000, 'a number in [0.01, 1000] (a class-aware epoch is max n_k · C / reduce draws)'),
+_o('peer', help="the method's peer (07d_peers: its loss, labels or training), None for the kit's own methods", flag=False, by='method', owner='peers')
+_o('digits', help="Digits-MLT's sizes for a digits preset (digits.load_digits' options), None for the others", flag=False, by='data', owner='digits')
+_o('lr_steps', help='the epochs at which lr × 0.1 (default: lr_decay_at of the epochs)', flag=False, by='method')
+_o = _opt('sampling')
+_o('per_class', 3, count(1, 10_000), 'class-aware sampler: images drawn per class in turn', flag=False, by='preset')
+_o('reduce', 4, number(lambda v: .01 <= v <= 1000, 'a number in [0.01, 1000] (a class-aware epoch is max n_k · C / reduce draws)'),
   'class-aware epoch length divisor', flag=False, by='preset')
 
 # the model (models.create_model, backbones)
-o = _opt('models')
-o('arch', 'resnet50', one_of(ARCHS), "backbone (default: the preset's)", type=str, by='preset')
-o('train_stages', 1, help='backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)', type=int, by='preset')
-o('neck_dim', 256, count(1, 65_536), 'neck width', flag=False, by='preset')
-o('random_dropout', 0., number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the random branch's neck dropout", flag=False, by='preset')
-o('balanced_dropout', .5, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the balanced branch's neck dropout", flag=False, by='preset')
+_o = _opt('models')
+_o('arch', 'resnet50', one_of(ARCHS), "backbone (default: the preset's)", type=str, by='preset')
+_o('train_stages', 1, help='backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)', type=int, by='preset')
+_o('neck_dim', 256, count(1, 65_536), 'neck width', flag=False, by='preset')
+_o('random_dropout', 0., number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the random branch's neck dropout", flag=False, by='preset')
+_o('balanced_dropout', .5, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the balanced branch's neck dropout", flag=False, by='preset')
 
 # DB-Focal, the balanced branch's loss (losses.DBFocalLoss)
-o = _opt('losses')
-o('db_alpha', .1, NON_NEGATIVE, 'DB-Focal map α', flag=False, by='preset')
-o('db_beta', 10., POSITIVE, 'DB-Focal map β', flag=False, by='preset')
-o('db_lambda', 5., POSITIVE, "DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)", type=float, by='preset')
-o('db_mu', .3, (_num, 'a finite number'), "DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)",
+_o = _opt('losses')
+_o('db_alpha', .1, NON_NEGATIVE, 'DB-Focal map α', flag=False, by='preset')
+_o('db_beta', 10., POSITIVE, 'DB-Focal map β', flag=False, by='preset')
+_o('db_lambda', 5., POSITIVE, "DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)", type=float, by='preset')
+_o('db_mu', .3, (_num, 'a finite number'), "DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)",
   type=float, by='preset')
-o('db_kappa', .05, NON_NEGATIVE, 'DB-Focal negative-tolerant bias scale κ', flag=False, by='preset')
-o('db_gamma', 2., NON_NEGATIVE, 'DB-Focal focal γ', flag=False, by='preset')
-o('db_balance', 2., POSITIVE, 'DB-Focal loss weight', flag=False, by='preset')
+_o('db_kappa', .05, NON_NEGATIVE, 'DB-Focal negative-tolerant bias scale κ', flag=False, by='preset')
+_o('db_gamma', 2., NON_NEGATIVE, 'DB-Focal focal γ', flag=False, by='preset')
+_o('db_balance', 2., POSITIVE, 'DB-Focal loss weight', flag=False, by='preset')
 
 # peer methods' hyper-parameters (07d_peers, 07e_coteaching, 07f_confident): their papers' values; None for every other method
-o = _opt('peers')
-o('asl_gamma_neg', 4., maybe(NON_NEGATIVE), 'ASL focusing γ− on negatives (paper, Ridnik et al. 2021: 4)', type=float, by='peer', peer='asl')
-o('asl_gamma_pos', 0., maybe(NON_NEGATIVE), 'ASL focusing γ+ on positives (paper: 0)', type=float, by='peer', peer='asl')
-o('asl_clip', .05, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'ASL probability margin m shifted onto negatives '
+_o = _opt('peers')
+_o('asl_gamma_neg', 4., maybe(NON_NEGATIVE), 'ASL focusing γ− on negatives (paper, Ridnik et al. 2021: 4)', type=float, by='peer', peer='asl')
+_o('asl_gamma_pos', 0., maybe(NON_NEGATIVE), 'ASL focusing γ+ on positives (paper: 0)', type=float, by='peer', peer='asl')
+_o('asl_clip', .05, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'ASL probability margin m shifted onto negatives '
   '(paper: 0.05; 0 = none)', type=float, by='peer', peer='asl')
-o('ll_delta_rel', .2, maybe(number(lambda v: 0 <= v <= 100, 'a number in [0, 100] (percent per epoch)')), 'the rejected share of '
+_o('ll_delta_rel', .2, maybe(number(lambda v: 0 <= v <= 100, 'a number in [0, 100] (percent per epoch)')), 'the rejected share of '
   'negative labels grows by this many percent per epoch (paper, Kim et al. 2022, LL-R: 0.2)', type=float, by='peer', peer='large_loss')
-o('mixup_alpha', .4, maybe(POSITIVE), "MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)", type=float, by='peer', peer='mixup')
-o('cutmix_alpha', 1., maybe(POSITIVE), "CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)", type=float, by='peer', peer='cutmix')
+_o('mixup_alpha', .4, maybe(POSITIVE), "MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)", type=float, by='peer', peer='mixup')
+_o('cutmix_alpha', 1., maybe(POSITIVE), "CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)", type=float, by='peer', peer='cutmix')
 
 # input size and augmentation (sampling.BatchAug)
-o = _opt('sampling')
-o('size', 224, count(32, 4096, ' (pixels)'), "input size (default: the preset's)", type=int, by='preset')
-o('flip', .5, FRACTION, 'horizontal flip probability', flag=False, by='preset')
-o('min_crop', .8, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'random crop: the smallest share of each side kept', flag=False, by='preset')
-o('brightness', 32/255, NON_NEGATIVE, 'photometric: brightness shift', flag=False, by='preset')
-o('contrast', (.5, 1.5), (_pair, 'two numbers 0 < low <= high'), 'photometric: contrast factor range', flag=False, by='preset')
-o('saturation', (.5, 1.5), (_pair, 'two numbers 0 < low <= high'), 'photometric: saturation factor range', flag=False, by='preset')
-o('hue', 18., NON_NEGATIVE, 'photometric: hue shift (degrees)', flag=False, by='preset')
-o('p_color', .5, FRACTION, 'probability of each photometric change', flag=False, by='preset')
-o('channel_swap', .5, FRACTION, 'probability of a random channel permutation', flag=False, by='preset')
-o = _opt('models')
-o('pretrained', True, BOOL, 'start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)',
+_o = _opt('sampling')
+_o('size', 224, count(32, 4096, ' (pixels)'), "input size (default: the preset's)", type=int, by='preset')
+_o('flip', .5, FRACTION, 'horizontal flip probability', flag=False, by='preset')
+_o('min_crop', .8, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'random crop: the smallest share of each side kept', flag=False, by='preset')
+_o('brightness', 32/255, NON_NEGATIVE, 'photometric: brightness shift', flag=False, by='preset')
+_o('contrast', (.5, 1.5), (_pair, 'two numbers 0 < low <= high'), 'photometric: contrast factor range', flag=False, by='preset')
+_o('saturation', (.5, 1.5), (_pair, 'two numbers 0 < low <= high'), 'photometric: saturation factor range', flag=False, by='preset')
+_o('hue', 18., NON_NEGATIVE, 'photometric: hue shift (degrees)', flag=False, by='preset')
+_o('p_color', .5, FRACTION, 'probability of each photometric change', flag=False, by='preset')
+_o('channel_swap', .5, FRACTION, 'probability of a random channel permutation', flag=False, by='preset')
+_o = _opt('models')
+_o('pretrained', True, BOOL, 'start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)',
   type=bool)
 
-o = _opt('peers')
-o('ct_tau', .1, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'tau, the share of label entries each network '
+_o = _opt('peers')
+_o('ct_tau', .1, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'tau, the share of label entries each network '
   'drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)',
   type=float, by='peer', peer='coteaching')
-o('ct_tk', 2., maybe(number(lambda v: 0 < v <= 10_000, 'a number > 0 (epochs), at most 10000')), 'T_k, epochs over which '
+_o('ct_tk', 2., maybe(number(lambda v: 0 < v <= 10_000, 'a number > 0 (epochs), at most 10000')), 'T_k, epochs over which '
   'the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)', type=float, by='peer', peer='coteaching')
-o('cl_folds', 3, maybe(count(2, 100)), "folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; "
+_o('cl_folds', 3, maybe(count(2, 100)), "folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; "
   'default 3)', type=int, by='peer', peer='confident_learning')
-o('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold model (default: --epochs, the preset's schedule)",
+_o('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold model (default: --epochs, the preset's schedule)",
   type=int, by='peer', peer='confident_learning')
 
 # how it runs, and where its files go (runs, train)
-o = _opt('runs')
-o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16', type=str)
-o('channels_last', False, BOOL, 'channels-last memory format (auto turns it on for a GPU)', type=bool)
-o('work_dir', 'work_dirs/run', (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
+_o = _opt('runs')
+_o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16', type=str)
+_o('channels_last', False, BOOL, 'channels-last memory format (auto turns it on for a GPU)', type=bool)
+_o('work_dir', 'work_dirs/run', (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
   'where config.json, epoch_N.pth and metrics.json go', type=str)
-o('resume', None, (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'auto' or an existing checkpoint file"),
+_o('resume', None, (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'auto' or an existing checkpoint file"),
   "'auto' (latest epoch_N.pth in work_dir) or a checkpoint path", type=str)
-o('overwrite', False, BOOL, 'replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)', type=bool)
-o('seed', 0, count(0, SEED_MAX), 'training seed (model init, sampling, augmentation)', type=int)
-o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)', type=bool)
-o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
-o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
-del o
+_o('overwrite', False, BOOL, 'replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)', type=bool)
+_o('seed', 0, count(0, SEED_MAX), 'training seed (model init, sampling, augmentation)', type=int)
+_o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)', type=bool)
+_o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
+_o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
+del _o

@@ -4,29 +4,31 @@
 
 # %% ../nbs/07b_runs.ipynb #5f3d65e0
 from __future__ import annotations
-import errno, fcntl, json, math, os, pickle, re, shutil, socket, time
+import errno, fcntl, json, os, pickle, re, shutil, socket, time
 from pathlib import Path
 
-import numpy as np
 import torch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import ARCHS, PRECISIONS, SEED_MAX, _int, _num, check_values, values_by
+from .config import PRECISIONS, _int, _num, check_values, values_by
 from .data import atomic_write, temporary_target
 from .readers import noisy_files
-import stitchup_nb.noise      # registers the noise kinds and the asym pair's check
+from . import noise
 from .backbones import DIGITS_STAGES, RESNET_STAGES
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
+REGISTERS = (noise,)      # imported for what it registers: the noise kinds --noise_kind names, the asym pair's check
+
+
 # %% auto #0
-__all__ = ['NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'label_source', 'check_config', 'run_files', 'checkpoints',
-           'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch',
-           'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json', 'check_resume',
-           'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision',
-           'compile_bodies']
+__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'label_source', 'check_config', 'run_files',
+           'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir', 'write_json',
+           'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json',
+           'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog',
+           'use_precision', 'compile_bodies']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_train.ipynb #d12d0053
 from __future__ import annotations
-import inspect, json, sys, time
+import json, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -12,7 +12,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, flag_defaults
+from .config import OPTIONS, flag_defaults, options_for
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
@@ -97,7 +97,7 @@ def build_learner(cfg:dict, history:list|None=None,
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
         peer = make_peer(cfg)                  # this run's own: what it learns (confident learning's report) stays with the run
         train, noisy, held, test, app = run_data(cfg, peer_labels, peer)
-        aug = BatchAug(**{k: cfg[k] for k in inspect.signature(BatchAug.__init__).parameters if k != 'self'})
+        aug = BatchAug(**options_for(cfg, BatchAug.__init__))
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
                          size=cfg['size'], seed=cfg['seed'],

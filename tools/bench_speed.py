@@ -202,7 +202,6 @@ def main_peers(a, device):
         else: sys.exit(f'unknown model {m!r}')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.cuda.get_device_name() if a.gpu else "CPU"}')
     print(pd.DataFrame(rows).to_string(index=False))
-    from stitchup_nb.methods import METHODS
     k = OPTIONS['cl_folds'].default
     print(f"confident_learning: a step costs BCE's, but a run first trains {k} fold models, each on {k - 1}/{k} of the "
           f"images for the run's epochs: {k - 1} trainings' worth of steps before the final one, about {k}x a BCE run.")
