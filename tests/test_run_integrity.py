@@ -168,18 +168,21 @@ def test_no_earlier_file_changed(world):
 
 
 # ---- kill -9 at each point of the save sequence: metrics.json, then the checkpoint that carries its rows -------
+# Both points are in epoch 1's save, so one run serves both: right after metrics.json is written, the run copies its
+# folder (what a kill there leaves on disk: the folder's files, byte for byte) to SNAPSHOT, then goes on to the
+# checkpoint, damages metrics.json and kills itself. Each folder is then resumed by the console script.
 KILL_AFTER = textwrap.dedent('''
-    import os, signal, sys
+    import os, shutil, signal, sys
     import stitchup_nb.runs as runs, stitchup_nb.cli as cli
     from stitchup_nb.runs import Checkpoint
-    point, real_write, real_after = os.environ['KILL_AT'], runs.write_json, Checkpoint.after_epoch
+    snapshot, real_write, real_after = os.environ['SNAPSHOT'], runs.write_json, Checkpoint.after_epoch
     def write_json(obj, path):
         real_write(obj, path)
-        if point == 'after_metrics' and os.path.basename(str(path)) == 'metrics.json' and len(obj['epochs']) == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if os.path.basename(str(path)) == 'metrics.json' and len(obj['epochs']) == 2:     # after_metrics
+            shutil.copytree(os.path.dirname(str(path)), snapshot)
     def after_epoch(self):
         real_after(self)
-        if point == 'after_checkpoint' and self.epoch == 1:
+        if self.epoch == 1:                                                               # after_checkpoint
             (self.work_dir/'metrics.json').write_text('{damaged')      # and the metrics file lost as well
             os.kill(os.getpid(), signal.SIGKILL)
     runs.write_json, Checkpoint.after_epoch = write_json, after_epoch
@@ -187,13 +190,21 @@ KILL_AFTER = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize('point', ['after_metrics', 'after_checkpoint'])
-def test_a_kill_at_any_save_point_keeps_every_epochs_row(point, quick_run, tmp_path):
-    work, script = tmp_path/'run', tmp_path/'kill.py'
+@pytest.fixture(scope='module')
+def killed(tmp_path_factory):
+    "The work folder as a kill -9 leaves it at each save point: `{point: folder}`."
+    root = tmp_path_factory.mktemp('killed')
+    work, script = root/'run', root/'kill.py'
     script.write_text(KILL_AFTER)
     p = subprocess.run([sys.executable, script, *QUICK, '--epochs', '3', '--work_dir', work], capture_output=True, text=True,
-                       env={**os.environ, 'KILL_AT': point}, timeout=900)
+                       env={**os.environ, 'SNAPSHOT': str(root/'after_metrics')}, timeout=900)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    return {'after_metrics': root/'after_metrics', 'after_checkpoint': work}
+
+
+@pytest.mark.parametrize('point', ['after_metrics', 'after_checkpoint'])
+def test_a_kill_at_any_save_point_keeps_every_epochs_row(point, killed, quick_run):
+    work = killed[point]               # resumed where it lies (the snapshot: in another folder, and work_dir is resumable)
     run_cli(BIN/'stitchup_train', *QUICK, '--epochs', '3', '--work_dir', work, '--resume', 'auto')
     m = json.loads((work/'metrics.json').read_text())
     assert [e['epoch'] for e in m['epochs']] == [0, 1, 2] and 'final' in m
