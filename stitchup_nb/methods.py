@@ -94,6 +94,9 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}')
     preset, source = PRESETS[dataset], data_source(dataset)
+    if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
+        raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
+                         "stitchup_nb.config.option (00c_config; a peer's hyper-parameter with by='peer', peer=NAME)")
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values
