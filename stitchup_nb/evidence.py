@@ -13,20 +13,22 @@ import pandas as pd
 import torch
 from fastai.callback.core import Callback, CancelTrainException, CancelValidException
 from fastai.learner import defaults
+from fastai.torch_core import get_model
 
 import stitchup_nb
 from .backbones import _train_glyph_cnn, cpu_kernels, CPU_ENV
 from .train import load_benchmark, run_training
 from .colearn import correct_labels
 from .noise import add_noise
+from .metrics import evaluate
 from .experiments import _result_row, machine, rerun, run_config, torch_threads
 
 # %% auto #0
 __all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_RATES', 'CROSS_MACHINE_TOL', 'fp_env_in_force',
            'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps',
-           'correction_probe', 'method_fingerprint', 'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint',
-           'noise_part', 'row_fingerprint', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
-           'fingerprints', 'diff_fingerprints', 'merge_fingerprints', 'verify']
+           'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint',
+           'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'load_fingerprints',
+           'current_mask', 'current_rows', 'stamp', 'fingerprints', 'diff_fingerprints', 'merge_fingerprints', 'verify']
 
 # %% ../nbs/12a_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -99,14 +101,36 @@ def correction_probe(learn) -> list:
     probs, noisy = torch.rand(256, n_classes, generator=g), (torch.rand(256, n_classes, generator=g) < .3).float()
     return [correct_labels(noisy, probs, *cb.limits_of(name, 'cpu')) for name in cb.net.names]
 
+def probe_groups(keys) -> list:
+    """`keys` in groups whose probe configurations differ at most in the ensemble weight `t`, in their first order.
+    Only inference reads `t` (a `TwoBranchNet` given one input: scoring; in training each branch gets its own batch),
+    so one probe run serves a group, scored at each key's `t`."""
+    groups = {}
+    for key in keys:
+        cfg = probe_config(key)
+        groups.setdefault(json.dumps({k: v for k, v in cfg.items() if k != 't'}, sort_keys=True, default=str), []).append(key)
+    return list(groups.values())
+
+def method_fingerprints(keys) -> dict:
+    """`method_fingerprint` of each of `keys`: one probe run for each of their `probe_groups`, the first key's; each
+    other key's row is scored as the run scores its own, after the model's ensemble weight is set to that key's `t`."""
+    out = {}
+    for group in probe_groups(keys):
+        cfgs = [probe_config(k) for k in group]
+        with probe_arithmetic(), probe_steps():
+            learn, table = run_training(cfgs[0])
+            rows = [_result_row(learn, table, cfgs[0])]
+            for cfg in cfgs[1:]:
+                get_model(learn.model).t = cfg['t']
+                rows.append(_result_row(learn, evaluate(learn, learn.dls.train.ds.groups), cfg))
+        state = sorted(learn.model.state_dict().items())
+        for key, row in zip(group, rows):
+            out[key] = _digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))
+    return out
+
 def method_fingerprint(key:str) -> str:
     "12 hex digits: the weights, the row's numbers and the correctors' thresholds after a probe run of behaviour key `key`."
-    cfg = probe_config(key)
-    with probe_arithmetic(), probe_steps():
-        learn, table = run_training(cfg)
-        row = _result_row(learn, table, cfg)
-    state = sorted(learn.model.state_dict().items())
-    return _digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))
+    return method_fingerprints([key])[key]
 
 # %% ../nbs/12a_evidence.ipynb #4676568c
 NOISE_RATES = (.3, .5, .7, .9)
@@ -168,7 +192,7 @@ def fingerprints(keys=(), kinds=(), datasets=(), pretrain:bool=True, log=lambda 
     if pretrain: out['pretrain'] = pretrain_fingerprint()
     for d in datasets: out['data'][d] = data_fingerprint(d); log(f'data {d}: {out["data"][d]}')
     for k in kinds: out['noise'][k] = noise_fingerprint(k); log(f'noise {k}: {out["noise"][k]}')
-    for key in keys: out['methods'][key] = method_fingerprint(key); log(f'{key}: {out["methods"][key]}')
+    for key, fp in method_fingerprints(keys).items(): out['methods'][key] = fp; log(f'{key}: {fp}')
     return out
 
 def diff_fingerprints(old:dict, new:dict) -> list:

@@ -16,22 +16,24 @@ from pathlib import Path
 import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints, fp_env_in_force,
-                                  load_fingerprints, merge_fingerprints, row_fingerprint)
+                                  load_fingerprints, merge_fingerprints, probe_groups, row_fingerprint)
 from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, upgrade_csv
 
 
-def _one(key):
+def _group(keys):
     warnings.filterwarnings('ignore')
-    return key, fingerprints([key], pretrain=False)['methods'][key]
+    return fingerprints(keys, pretrain=False)['methods']
 
 
 def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
-    "Every part, the method keys over `jobs` processes (each inherits FP_ENV)."
+    """Every part, the method keys over `jobs` processes (each inherits FP_ENV): a probe run for each of their
+    `probe_groups` (keys that differ only in the ensemble weight t share one), the largest groups first."""
     fps = fingerprints((), kinds, datasets, pretrain=True, log=log)
+    groups = sorted(probe_groups(sorted(keys)), key=len, reverse=True)      # sorted is stable: else in key order
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as ex:    # fresh processes: no forked torch
-        for key, fp in ex.map(_one, sorted(keys)):
-            fps['methods'][key] = fp; log(f'{key}: {fp}')
+        for got in ex.map(_group, groups):
+            for key, fp in got.items(): fps['methods'][key] = fp; log(f'{key}: {fp}')
     return fps
 
 
