@@ -1,6 +1,6 @@
 """Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00a_fixtures),
 and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
-import subprocess, sys
+import os, shutil, subprocess, sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,20 @@ def run_cli(*args, cwd=None):
 
 @pytest.fixture(scope='session')
 def quick_run(tmp_path_factory):
-    "`stitchup_train` with the QUICK options, uninterrupted, on Digits-MLT-Noise-0.5 (CPU): (work_dir, stdout)."
+    """`stitchup_train` with the QUICK options, uninterrupted, on Digits-MLT-Noise-0.5 (CPU): (work_dir, stdout).
+
+    Under pytest-xdist the run is made once for all workers (the first to need it makes it, under a lock, in the run's
+    shared temporary folder) and each worker gets its own copy of the folder, as if it had made it: the run is
+    deterministic (tests/test_reliability.py), and a test may write beside its checkpoints (stitchup_test does)."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        work = tmp_path_factory.mktemp('run')
+        return work, run_cli(BIN/'stitchup_train', *QUICK, '--work_dir', work)
+    from filelock import FileLock
+    shared = tmp_path_factory.getbasetemp().parent/'quick_run'       # the folder every worker's temporary folder is in
+    with FileLock(f'{shared}.lock'):
+        if not (shared/'stdout.txt').is_file():
+            out = run_cli(BIN/'stitchup_train', *QUICK, '--work_dir', shared/'run')
+            (shared/'stdout.txt').write_text(out)                     # written last: the run is complete
     work = tmp_path_factory.mktemp('run')
-    return work, run_cli(BIN/'stitchup_train', *QUICK, '--work_dir', work)
+    shutil.copytree(shared/'run', work, dirs_exist_ok=True)
+    return work, (shared/'stdout.txt').read_text()
