@@ -233,10 +233,10 @@ class CoLearning(Callback):
         return sum(r.get(stat, 0) for r in rows)
 
     def metrics(self) -> list:
-        "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts this epoch, per batch draw."
+        "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts this epoch, per batch draw (when it corrects)."
         out = [ValueMetric(partial(lambda n: self.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in self.net.names]
         stats = ('fixed', 'broke') if getattr(self.dls.train, 'clean', None) is not None else ('on', 'off')
-        if len(self.net.names) == 2:
+        if len(self.net.names) == 2 and self.corrects:      # a pair that corrects nothing has no counts to show
             out += [ValueMetric(partial(self.epoch_total, n, s), f'{n}_{s}') for n in self.net.names for s in stats]
         return out
 
@@ -338,6 +338,7 @@ def colearner(dls,                             # from `stitch_dls`
               dbfocal:dict|None=None,          # DBFocalLoss options, e.g. {'lam': 2., 'mu': .2} (COCO's balanced branch)
               t:float=0.1,                     # ensemble weight of the random branch
               metrics=None,                    # e.g. `lt_metrics(groups)` from stitchup_nb.metrics
+              loss_func=None,                  # a ready loss in place of the branches' (a peer's own: 07d_peers `Peer.loss_func`)
               lr:float=0.02, mom:float=0.9, wd:float=1e-4, clip:float|None=35.,
               seed:int=0, pretrained:bool=True, cbs=None, **model_kw) -> Learner:
     "A fastai Learner for Stitch-Up + Heterogeneous Co-Learning (or any single-branch ablation of it)."
@@ -349,7 +350,8 @@ def colearner(dls,                             # from `stitch_dls`
     if len(set(names)) != len(names): raise ValueError(f'two branches of the same kind: {samplers}')
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
-    loss = BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {})) for l in branch_losses(losses, names)])
+    loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}))
+                                                              for l in branch_losses(losses, names)])
     colearn = CoLearning(threshold_groups or train.groups, warmup_epoch, adaptive=adaptive and correct,
                          **(thresholds or {}) if correct and not adaptive else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch, stitch_branches)] if stitch else []),

@@ -5,7 +5,6 @@
 # %% ../nbs/07e_coteaching.ipynb #50c3ea82
 from __future__ import annotations
 import math
-from functools import partial
 
 import torch
 import torch.nn as nn
@@ -72,28 +71,27 @@ def twin_model(cfg:dict, n_classes:int) -> TwinNet:
 
 # %% ../nbs/07e_coteaching.ipynb #7fe6d5f8
 class CoTeaching(Callback):
-    "Set the loss's kept share $R(T)$ before each training epoch."
+    "Set co-teaching's loss (`small_loss`, the `CoTeachingLoss` it schedules) to keep the share $R(T)$ before each training epoch."
     order = 50
-    def __init__(self, tau:float=.1, tk:float=2.): self.tau, self.tk, self.keep = tau, tk, 1.
+    def __init__(self, small_loss:CoTeachingLoss, tau:float=.1, tk:float=2.):
+        self.small_loss, self.tau, self.tk, self.keep = small_loss, tau, tk, 1.
     def before_train(self):
         self.keep = kept_share(self.epoch, self.tau, self.tk)
-        self.learn.loss_func.keep = self.keep
+        self.small_loss.keep = self.keep
 
 @register_peer('coteaching')
 class CoTeachingPeer(Peer):
-    "Co-teaching for `stitchup_train --method coteaching`: the twin networks, their loss, the schedule of the kept share."
+    "Co-teaching for `stitchup_train --method coteaching`: the twin networks, their loss, the schedule of the kept share, built with the Learner."
     label, paper = 'Co-teaching', 'Han et al., NeurIPS 2018'
-    def model(self, n_classes:int) -> TwinNet: return twin_model(self.cfg, n_classes)
+    def __init__(self, cfg:dict):
+        super().__init__(cfg)
+        self.small_loss = CoTeachingLoss()
+        self.schedule = CoTeaching(self.small_loss, cfg['ct_tau'], cfg['ct_tk'])
 
-    def setup(self, learn):
-        "The co-teaching loss, the schedule of the kept share, a loss column per network and the kept share."
-        learn.loss_func = CoTeachingLoss()
-        cb = CoTeaching(self.cfg['ct_tau'], self.cfg['ct_tk'])
-        learn.add_cb(cb)
-        co = learn.co_learning                                  # its per-branch loss log and NaN guard read `loss_func.last`
-        learn.metrics = [m for m in learn.metrics if not m.name.startswith(('loss_', 'net1_', 'net2_'))] + [
-            ValueMetric(partial(lambda n: co.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in ('net1', 'net2')] + [
-            ValueMetric(lambda: cb.keep, 'kept')]
+    def model(self, n_classes:int) -> TwinNet: return twin_model(self.cfg, n_classes)
+    def loss_func(self, n_branches:int) -> CoTeachingLoss: return self.small_loss     # across the two networks
+    def cbs(self) -> list: return [self.schedule]
+    def metrics(self) -> list: return [ValueMetric(lambda: self.schedule.keep, 'kept')]  # beside each network's loss column
 
     def summary(self, learn) -> list:
         "What `stitchup_train` says about the run."

@@ -10,6 +10,7 @@ from fastai.callback.core import Callback
 from fastai.callback.mixup import CutMix, MixUp
 
 from .losses import REDUCTIONS, bce_loss
+from .colearn import BranchLoss, colearner
 
 # %% auto #0
 __all__ = ['PEERS', 'AsymmetricLoss', 'rejected_negatives', 'LargeLossRejection', 'LossEpoch', 'BranchMixUp', 'BranchCutMix',
@@ -119,18 +120,33 @@ class Peer:
         return None
 
     def loss(self):
-        "An element-wise loss `colearner` puts in place of every branch's (None: the method's)."
+        "An element-wise loss for every branch, in place of the method's (None: the method's)."
         return None
 
+    def loss_func(self, n_branches:int):
+        "The Learner's whole loss (None: `colearner`'s, of the method's losses); by default `loss()` on each branch."
+        return None if self.loss() is None else BranchLoss([self.loss() for _ in range(n_branches)])
+
     def cbs(self) -> list:
-        "The callbacks the peer adds."
+        "The callbacks the Learner is built with, beside the pipeline's."
+        return []
+
+    def metrics(self) -> list:
+        "Columns the epoch rows record, beside the method's (co-teaching's kept share)."
         return []
 
     def setup(self, learn):
-        "Put the peer in the Learner `colearner` built: `loss()` in place of each branch's loss, then `cbs()`."
-        losses = [self.loss() for _ in learn.loss_func.bases]
-        if losses and losses[0] is not None: learn.loss_func.bases = nn.ModuleList(losses)
-        learn.add_cbs(self.cbs())
+        "Anything that cannot be given when the Learner is built (none of the kit's peers needs it)."
+
+    def learner(self, dls, **kw):
+        """The Learner of this peer's run, built once, as fastai's `GANLearner` builds its models, loss and trainer together:
+        `colearner(dls, **kw)` with the peer's `model`, `loss_func`, `cbs` and `metrics` (beside those in `kw`), then `setup`."""
+        model = self.model(len(dls.train.ds.classes))
+        if model is not None: kw['model'] = model
+        learn = colearner(dls, loss_func=self.loss_func(len(dls.samplers)), metrics=[*(kw.pop('metrics', None) or []), *self.metrics()],
+                          cbs=[*(kw.pop('cbs', None) or []), *self.cbs()], **kw)
+        self.setup(learn)
+        return learn
 
     def summary(self, learn) -> list:
         "What the final summary says about the run: lines."

@@ -115,8 +115,8 @@ def build_learner(cfg:dict, history:list|None=None,
             mj = MetricsJSON(work/'metrics.json', history)
             files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
-        model = peer.model(len(train.classes)) if peer else None     # a peer's own (co-teaching's twins), or colearner's
-        learn = colearner(dls, cfg['arch'], model=model, stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
+        build = peer.learner if peer is not None else colearner     # a peer builds its Learner with its own parts (07d_peers)
+        learn = build(dls, arch=cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           adaptive=cfg['correction'] == 'adaptive',
                           stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],
                           thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
@@ -124,7 +124,6 @@ def build_learner(cfg:dict, history:list|None=None,
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
-        if peer is not None: peer.setup(learn)     # e.g. its loss or its callbacks
         learn.holdout, learn.peer = held, peer
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints: no fastai table
     learn.remove_cb(ProgressCallback)         # a log file gets lines, not bar redraws; a terminal bars numbered as the lines
