@@ -78,15 +78,16 @@ def map_note(table:pd.DataFrame, t:float) -> str:
 
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
-    cfg = learn.config
+    rec = learn.run_record                  # the pipeline's record of the run (10b_train)
+    cfg = rec.config
     noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
-             f"({METHODS[cfg['method']]['label']}), {learn.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
+             f"({METHODS[cfg['method']]['label']}), {rec.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
              map_note(table, get_model(learn.model).t)]
-    if getattr(learn, 'holdout', None) is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
-        lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(learn.holdout[0])} held-out training '
+    if rec.holdout is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
+        lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(rec.holdout[0])} held-out training '
                         'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
-    peer = getattr(learn, 'peer', None)      # the run's own `Peer` (build_learner), or None
+    peer = rec.peer                         # the run's own `Peer` (build_learner), or None
     if peer is not None: lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
     paper = PRESETS[cfg['dataset']].get('paper')
@@ -121,7 +122,8 @@ def correction_lines(learn) -> list:
         said = f"  by the {name} branch on {other} batches: {int(r['on'])} labels switched on, {int(r['off'])} off"
         if 'fixed' in r: said += f"; against the clean labels {int(r['fixed'])} fixed, {int(r['broke'])} broke"
         lines.append(said)
-    cks = checkpoints(Path(learn.config['work_dir'])) if learn.config.get('work_dir') else []
+    cfg = learn.run_record.config
+    cks = checkpoints(Path(cfg['work_dir'])) if cfg.get('work_dir') else []
     how = f"CorrectionBrowser.from_checkpoint('{cks[-1]}')" if cks else 'CorrectionBrowser.from_learner(learn)'
     unit, why = CORRECTION_COUNTS['image'].split(' (', 1)
     lines += [f'  counted {unit} instead: {how}.summary() (nbs/11a_corrections.ipynb)', f'  ({why}']

@@ -8,6 +8,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
@@ -31,7 +32,7 @@ PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers
 
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
-           'train_config', 'build_learner', 'run_training', 'choose_holdout_t', 'launch']
+           'train_config', 'RunRecord', 'build_learner', 'run_training', 'choose_holdout_t', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -87,6 +88,12 @@ def train_config(**overrides) -> dict:
 # %% ../nbs/10b_train.ipynb #381f82f7
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
 
+class RunRecord(Callback):
+    """What a run of the pipeline is, beside what trains: its resolved configuration (what config.json holds), the images
+    held out to choose t on (or None), its `Peer` (or None) and its time, read as `learn.run_record`; no training event."""
+    def __init__(self, config:dict, holdout=None, peer=None):
+        self.config, self.holdout, self.peer, self.train_time = config, holdout, peer, None
+
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it; `run_data`)
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
@@ -124,14 +131,13 @@ def build_learner(cfg:dict, history:list|None=None,
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},
                           cbs=files)
-        learn.holdout, learn.peer = held, peer
     learn.logger = noop                       # EpochLines prints the rows, numbered like the checkpoints: no fastai table
     learn.remove_cb(ProgressCallback)         # a log file gets lines, not bar redraws; a terminal bars numbered as the lines
     if not cfg['quiet'] and sys.stdout.isatty(): learn.add_cb(EpochBars())
     if not cfg['quiet']: learn.add_cb(EpochLines())
     if not cfg['quiet'] and not sys.stdout.isatty(): learn.add_cb(StepLines())   # a log file sees progress within an epoch
     use_precision(learn, cfg['precision'], cfg['channels_last'])    # resolved above: `auto` is bf16 + channels-last on a GPU
-    learn.config = cfg
+    learn.add_cb(RunRecord(cfg, held, peer))     # the run's own record: `learn.run_record`
     return learn, train, test
 
 # %% ../nbs/10b_train.ipynb #349053ee
@@ -163,12 +169,12 @@ def run_training(cfg:dict) -> tuple:
                                  'resume with the same options, or pass another --work_dir')
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
-        if work and main: write_json(learn.config, work/'config.json')
+        if work and main: write_json(learn.run_record.config, work/'config.json')
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck)
             if main: print(f'resuming from {ck} at epoch {start}')
-        if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.config['threshold_groups']}")
+        if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
             print(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
                   'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
@@ -180,7 +186,7 @@ def run_training(cfg:dict) -> tuple:
             if main and not cfg['quiet']: print(f'scoring the test set ({len(test)} images): the ensemble, then each branch', flush=True)
             chosen = choose_holdout_t(learn)
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
-        learn.train_time = time.time() - t0
+        learn.run_record.train_time = time.time() - t0
         if work and main:
             write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
                         'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
@@ -193,8 +199,9 @@ def run_training(cfg:dict) -> tuple:
 
 def choose_holdout_t(learn) -> dict:
     "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
-    if getattr(learn, 'holdout', None) is None: return {}
-    t, curve = choose_t(learn, *learn.holdout)
+    rec = getattr(learn, 'run_record', None)
+    if rec is None or rec.holdout is None: return {}
+    t, curve = choose_t(learn, *rec.holdout)
     get_model(learn.model).t = t
     return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
 

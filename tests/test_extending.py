@@ -86,8 +86,8 @@ def test_a_new_peer_takes_three_files(tmp_path):
         from stitchup_nb.train import FLAGS
         try: train_config(method='bce', ls_eps=.2); refused = ''
         except ValueError as e: refused = str(e)
-        print(json.dumps(dict(flag='ls_eps' in FLAGS, refused=refused, loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.peer).__name__,
-                              eps=learn.peer.cfg['ls_eps'], method=METHOD_OF['BCE+label smoothing'],
+        print(json.dumps(dict(flag='ls_eps' in FLAGS, refused=refused, loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.run_record.peer).__name__,
+                              eps=learn.run_record.peer.cfg['ls_eps'], method=METHOD_OF['BCE+label smoothing'],
                               mAP=float(table.loc['random', 'total']), finite=math.isfinite(learn.recorder.values[-1][0]))))
     ''')
     assert got['loss'] == '_SmoothedBCE' and got['peer'] == 'LabelSmoothingPeer' and got['eps'] == .1, got

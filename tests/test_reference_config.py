@@ -143,7 +143,7 @@ def test_thresholds_use_training_split_when_the_appendix_has_it(tmp_path):
     cb = learn.co_learning
     assert cb.groups == {'head': sorted(split['head']), 'medium': sorted(split['middle']), 'tail': sorted(split['tail'])}
     assert cb.groups != train.groups                   # the test-set groups stay class_split.pkl's
-    assert learn.config['threshold_groups'].endswith('training_split.pkl')
+    assert learn.run_record.config['threshold_groups'].endswith('training_split.pkl')
     without = _voc(tmp_path/'b')
     learn, train, _ = _build(train_config(dataset='voc', pretrained=False, work_dir=None, quiet=True, **without))
-    assert learn.co_learning.groups == train.groups and 'no training_split.pkl' in learn.config['threshold_groups']
+    assert learn.co_learning.groups == train.groups and 'no training_split.pkl' in learn.run_record.config['threshold_groups']

@@ -325,7 +325,7 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     cb = CorrectionBrowser.from_learner(learn)
     assert len(cb.changes) > 0 and cb.note is None and cb.source == 'the learner'
     for e in (1, 2): save_checkpoint(learn, tmp_path/f'epoch_{e}.pth', e)
-    (tmp_path/'config.json').write_text(json.dumps(learn.config))
+    (tmp_path/'config.json').write_text(json.dumps(learn.run_record.config))
     ck = CorrectionBrowser.from_checkpoint(tmp_path, history=True)           # a work dir: its latest checkpoint
     cols = ['image', 'class', 'branch', 'outcome']
     assert ck.changes[cols].values.tolist() == cb.changes[cols].values.tolist()
@@ -335,7 +335,7 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     assert 'correction is off' in off.note and str(tmp_path/'config.json') in off.note
     sb = StitchBrowser.from_run(tmp_path/'epoch_1.pth')
     assert np.array_equal(sb.noisy, learn.dls.train.labels) and np.array_equal(sb.clean, train.labels)
-    assert sb.seed == learn.config['seed'] and 'feature level' in sb.note
+    assert sb.seed == learn.run_record.config['seed'] and 'feature level' in sb.note
     (tmp_path/'config.json').unlink()
     with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
 
@@ -382,7 +382,7 @@ def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     learn, train, _ = build_learner(run_config())
     for e in (1, 2): save_checkpoint(learn, work/f'epoch_{e}.pth', e)
     save_checkpoint(learn, work/'epoch_best.pth', 9)                          # not one of the run's: runs.checkpoints skips it
-    (work/'config.json').write_text(json.dumps(learn.config))
+    (work/'config.json').write_text(json.dumps(learn.run_record.config))
     cb = CorrectionBrowser.from_checkpoint('work_dirs/run', history=True)      # the latest: epoch_2, history of epochs 1 and 2
     assert sorted(cb.logged) == [0, 1] and cb.source == str(work.resolve()/'config.json')
     sb = StitchBrowser.from_run('work_dirs/run/epoch_1.pth')
