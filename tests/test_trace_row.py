@@ -1,0 +1,42 @@
+"""tools/trace_row.py (issue 31, re-runs across machines): a row traced twice on one machine agrees step by step, and
+--compare names the first step and the part (batch, loss, weights) where two traces part."""
+import copy, json, subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL, QUICK = ROOT/'tools'/'trace_row.py', ROOT/'nbs'/'experiments'/'results'/'benchmark_quick.csv'
+
+
+def _tool(*args, cwd=None):
+    return subprocess.run([sys.executable, str(TOOL), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_a_trace_agrees_with_itself_and_the_first_difference_is_named(tmp_path):
+    a = tmp_path/'a.json'
+    r = _tool('--csv', QUICK, '--row', 0, '--steps', 2, '--out', a)
+    assert r.returncode == 0, r.stderr[-2000:]
+    t = json.loads(a.read_text())
+    assert len(t['steps']) == 2 and t['kernels'].endswith('pinned') and t['start'] and t['pretrained'], t
+    assert set(t['steps'][0]) == {'x', 'y', 'loss', 'weights'} and t['steps'][0]['weights'] != t['steps'][1]['weights']
+    r = _tool('--compare', a, a)
+    assert r.returncode == 0 and 'identical over the 2 steps both traced' in r.stdout, r.stdout + r.stderr
+    for part, step, said in (('weights', 1, 'first difference at step 2: weights differ (the weights after the step first)'),
+                             ('x', 0, 'first difference at step 1: x differ (the batch first)')):
+        b = copy.deepcopy(t); b['steps'][step][part] = '0' * 16
+        (tmp_path/'b.json').write_text(json.dumps(b))
+        r = _tool('--compare', a, tmp_path/'b.json')
+        assert r.returncode == 1 and said in r.stdout, r.stdout + r.stderr
+    b = dict(t, start='0' * 16); (tmp_path/'b.json').write_text(json.dumps(b))
+    r = _tool('--compare', a, tmp_path/'b.json')
+    assert r.returncode == 1 and 'the starting weights differ' in r.stdout, r.stdout
+
+
+def test_bad_options_are_named_and_nothing_is_overwritten(tmp_path):
+    out = tmp_path/'t.json'; out.write_text('{}')
+    for args, said in ((['--csv', QUICK, '--row', 0, '--out', out], f'--out {out} exists'),
+                       (['--csv', QUICK, '--row', 10_000, '--out', tmp_path/'n.json'], '--row must be in 0..'),
+                       (['--csv', tmp_path/'none.csv', '--row', 0, '--out', tmp_path/'n.json'], 'does not exist'),
+                       (['--compare', out, tmp_path/'none.json'], 'is not a trace')):
+        r = _tool(*args)
+        assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
+    assert out.read_text() == '{}' and not (tmp_path/'n.json').exists()

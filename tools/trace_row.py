@@ -1,0 +1,124 @@
+"""Trace one benchmark row step by step, to find where two machines part (issue 31: a row re-runs to its numbers on the
+machine that made it, and up to about 1 mAP apart on another x86-64 machine, while the behaviour fingerprints agree).
+
+    python tools/trace_row.py --csv nbs/experiments/results/benchmark.csv --row 12 --out trace_A.json
+    # the same command on the other machine, into trace_B.json; then, on either:
+    python tools/trace_row.py --compare trace_A.json trace_B.json
+
+A trace re-trains the row's configuration (from its `config` column, with its thread count and the CPU kernels the
+benchmark pins, `stitchup_nb.backbones.CPU_ENV`) for its first --steps training steps and records:
+- the machine, its CPU kernels, torch, and a SHA-256 of every cached glyph-pretrained CNN (the files Digits rows start from);
+- a digest of the weights the run starts from (pretrained backbone, initialised head);
+- per step: digests of the batch (images, targets), the loss's exact value, and a digest of every weight after the step.
+--compare says whether the pretrained files and the starting weights agree, then names the first step where the two
+traces differ and what differed there (data, loss, weights): data first points at sampling or augmentation, a loss or
+weights first with equal data at the arithmetic (kernels). Exit status 1 when they differ.
+"""
+import argparse, csv, hashlib, json, os, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
+from stitchup_nb.backbones import CPU_ENV     # light: torch is imported by the module, but nothing is computed before the restart
+
+
+def _tensors(x):
+    "The tensors in a (nested) batch, in order."
+    if hasattr(x, 'detach'): yield x
+    elif isinstance(x, (tuple, list)):
+        for y in x: yield from _tensors(y)
+
+
+def _digest(*tensors) -> str:
+    h = hashlib.sha256()
+    for t in tensors:
+        a = t.detach().cpu().contiguous()
+        h.update(str((a.dtype, tuple(a.shape))).encode()); h.update(a.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _state_digest(model) -> str:
+    return _digest(*[v for _, v in sorted(model.state_dict().items())])
+
+
+def trace(row:dict, steps:int) -> dict:
+    "Re-train CSV row `row` for its first `steps` training steps; what `--out` holds."
+    from fastai.callback.core import Callback, CancelFitException
+    from fastai.learner import defaults
+    from stitchup_nb.digits import cache_dir
+    from stitchup_nb.backbones import cpu_kernels
+    from stitchup_nb.experiments import machine, torch_threads
+    from stitchup_nb.train import run_training, train_config
+    import torch
+    rec = dict(machine=machine(), kernels=cpu_kernels(), torch=torch.__version__, method=row['method'], kind=row['kind'],
+               rate=row['rate'], seed=row['seed'], csv_total=row.get('total'), steps=[],
+               pretrained={p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(cache_dir().glob('digits_cnn_*.pth'))})
+
+    class Trace(Callback):
+        order = 1001                              # after every other callback's after_batch (the optimiser step included)
+        def before_fit(self): rec['start'] = _state_digest(self.learn.model)
+        def after_batch(self):
+            if not self.training: return
+            rec['steps'].append(dict(x=_digest(*_tensors(self.xb)), y=_digest(*_tensors(self.yb)),
+                                     loss=float(self.learn.loss.detach()).hex(), weights=_state_digest(self.learn.model)))
+            if len(rec['steps']) >= steps: raise CancelFitException()
+
+    cfg = {**json.loads(row['config']), 'quiet': True, 'work_dir': None}
+    defaults.callbacks.append(Trace)
+    try:
+        with torch_threads(int(row.get('threads') or 1)): run_training(train_config(**cfg))
+    finally: defaults.callbacks.remove(Trace)
+    return rec
+
+
+def compare(a:dict, b:dict, log=print) -> int:
+    "Where traces `a` and `b` part: 0 if they agree on every step both recorded, else 1."
+    for k in ('machine', 'kernels', 'torch'): log(f'{k}: {a.get(k)} | {b.get(k)}')
+    same_files = {n: d for n, d in a['pretrained'].items() if b['pretrained'].get(n) == d}
+    for n in sorted(set(a['pretrained']) | set(b['pretrained'])):
+        if n not in same_files: log(f"pretrained {n}: {a['pretrained'].get(n, 'absent')} | {b['pretrained'].get(n, 'absent')}")
+    log(f"pretrained glyph CNN files: {len(same_files)} identical of {len(set(a['pretrained']) | set(b['pretrained']))}")
+    if a.get('start') != b.get('start'):
+        log(f"the starting weights differ ({a.get('start')} | {b.get('start')}): the pretraining or the initialisation parts first")
+        return 1
+    log('the starting weights are identical')
+    for i, (s, t) in enumerate(zip(a['steps'], b['steps']), 1):
+        diff = [k for k in ('x', 'y', 'loss', 'weights') if s[k] != t[k]]
+        if diff:
+            what = 'the batch' if {'x', 'y'} & set(diff) else 'the loss' if 'loss' in diff else 'the weights after the step'
+            log(f'first difference at step {i}: {", ".join(diff)} differ ({what} first)'
+                + (f"; loss {float.fromhex(s['loss']):.9g} | {float.fromhex(t['loss']):.9g}" if 'loss' in diff else ''))
+            return 1
+    log(f"identical over the {min(len(a['steps']), len(b['steps']))} steps both traced")
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--csv', help='the benchmark CSV holding the row')
+    ap.add_argument('--row', type=int, help="the row's index in the CSV (0: the first data row)")
+    ap.add_argument('--steps', type=int, default=20, help='training steps to trace (default 20)')
+    ap.add_argument('--out', help='where to write the trace (JSON)')
+    ap.add_argument('--compare', nargs=2, metavar='TRACE', help='two traces: where they part')
+    a = ap.parse_args(argv)
+    if a.compare:
+        if a.csv or a.row is not None or a.out: ap.error('--compare takes two traces and nothing else')
+        traces = []
+        for p in a.compare:
+            try: traces.append(json.loads(Path(p).read_text()))
+            except (OSError, ValueError) as e: ap.error(f'--compare: {p} is not a trace ({e})')
+        sys.exit(compare(*traces))
+    if not (a.csv and a.row is not None and a.out): ap.error('pass --csv, --row and --out (or --compare A B)')
+    if a.steps < 1: ap.error(f'--steps must be >= 1, got {a.steps}')
+    if not Path(a.csv).is_file(): ap.error(f'--csv: {a.csv} does not exist')
+    with open(a.csv, newline='') as f: rows = list(csv.DictReader(f))
+    if not 0 <= a.row < len(rows): ap.error(f'--row must be in 0..{len(rows) - 1} for {a.csv}, got {a.row}')
+    if Path(a.out).exists(): ap.error(f'--out {a.out} exists: a trace is evidence, choose another name')
+    if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # the kernels the benchmark pins, before torch computes anything
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
+    rec = trace(rows[a.row], a.steps)
+    Path(a.out).write_text(json.dumps(rec, indent=1))
+    print(f"wrote {a.out}: {len(rec['steps'])} steps of {rec['method']} {rec['kind']} {rec['rate']} seed {rec['seed']} on {rec['machine']}")
+
+
+if __name__ == '__main__': main()
