@@ -18,7 +18,7 @@ from .evidence import RESULTS, current_mask, load_fingerprints
 __all__ = ['MAP_COLUMNS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
            'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
            'per_group', 'run_costs', 'authors_tables', 't_curves', 'pick_table', 'group_bars', 'rate_curves',
-           'sweep_plot', 'markdown', 'headline', 'report']
+           'sweep_plot', 'markdown', 'authors_markdown', 'headline', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -308,6 +308,22 @@ def markdown(t:pd.DataFrame) -> str:
 
 FIGURES = ('benchmark_groups.png', 'benchmark_rates.png', 'benchmark_leaderboard.png', 'benchmark_sweep.png')
 
+def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame) -> str:
+    "The `--authors` tables (`authors_tables`) as the Markdown the report and the README show ('' without rows)."
+    if not (len(authors) and len(res)): return ''
+    t, md = authors_tables(res, peers, authors), []
+    if len(t['oracle'].columns):
+        md += [f'Co-teaching as its paper sets tau (`--authors`): `{ORACLE_CT}` is an **oracle** row, tau = the cell\'s '
+               'true noise rate, which a user does not know (the kit\'s default is 0.1); total mAP, mean ± std over the seeds:', '',
+               markdown(t['oracle'].rename_axis('method')), '',
+               'The oracle minus co-teaching (tau 0.1) and minus BCE, same seed [95% interval] (seeds ahead / compared):', '',
+               markdown(t['oracle_vs'].rename_axis('pair'))]
+    if len(t['delta']):
+        md += ['' if md else None, f'Large-loss rejection over its paper\'s Δrel range at {LL_CELL[0]} {LL_CELL[1]:g} (`--authors`): mAP '
+               'mean ± std over the seeds, and the total minus BCE\'s and minus the default\'s (Δrel 0.2) on the same seed '
+               '[95% interval] (seeds ahead / compared):', '', markdown(t['delta'].rename_axis('ll_delta_rel'))]
+    return '\n'.join(l for l in md if l is not None)
+
 def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None) -> str:
     """The README's short results: every method at the demo's cell (flip 0.5) by group, what `make demo` should
     print, and which method at which noise (`pick_table`, ties said)."""
@@ -368,18 +384,8 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
                '', markdown(run_costs(res, peers).rename_axis('method'))]
         figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
-    if len(authors) and len(res):
-        t = authors_tables(res, peers, authors)
-        if len(t['oracle'].columns):
-            md += ['', f'Co-teaching as its paper sets tau (`--authors`): `{ORACLE_CT}` is an **oracle** row, tau = the cell\'s '
-                   'true noise rate, which a user does not know (the kit\'s default is 0.1); total mAP:', '',
-                   markdown(t['oracle'].rename_axis('method')), '',
-                   'The oracle minus co-teaching (tau 0.1) and minus BCE, same seed [95% interval] (seeds ahead / compared):', '',
-                   markdown(t['oracle_vs'].rename_axis('pair'))]
-        if len(t['delta']):
-            md += ['', f'Large-loss rejection over its paper\'s Δrel range at {LL_CELL[0]} {LL_CELL[1]:g} (`--authors`): mAP mean ± std, '
-                   'and the total minus BCE\'s and minus the default\'s (Δrel 0.2) on the same seed [95% interval] (seeds ahead / compared):',
-                   '', markdown(t['delta'].rename_axis('ll_delta_rel'))]
+    au = authors_markdown(res, peers, authors)
+    if au: md += ['', au]
     if len(plus):
         t = plus_tables(res, plus)
         md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
@@ -404,4 +410,5 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     if write:
         (folder/'benchmark_table.md').write_text(text)
         (folder/'benchmark_headline.md').write_text(headline(res, peers))     # the README's short version
+        (folder/'benchmark_authors.md').write_text((au or '*No `--authors` rows of the current code yet.*') + '\n')   # the README's
     return text

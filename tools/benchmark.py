@@ -32,6 +32,9 @@ from stitchup_nb.experiments import GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS,
 from stitchup_nb.results import RESULTS, report
 
 
+COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the first one computed the grid's fingerprints
+
+
 def grid_fingerprints(runs, dataset, epochs, sweep) -> dict:
     "Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid; the file's parts after it."
     keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
@@ -86,13 +89,14 @@ def main(argv=None):
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
     dataset = 'digits-small' if a.quick else 'digits'
     base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
-    fps = grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    # a copy started below finds them computed by the copy that started it (in the file): computing them again costs minutes
+    fps = load_fingerprints(FINGERPRINTS) if os.environ.get(COPY) else grid_fingerprints(runs + base, dataset, epochs, a.sweep)
     copies = []
     if a.jobs > 1:      # the other copies start once the fingerprints are in place; each claims its own runs
         args = list(sys.argv[1:] if argv is None else argv)
         i = next(k for k, v in enumerate(args) if v == '--jobs' or v.startswith('--jobs='))
         del args[i:i + (1 if '=' in args[i] else 2)]
-        copies = [subprocess.Popen([sys.executable, __file__, *args]) for _ in range(a.jobs - 1)]
+        copies = [subprocess.Popen([sys.executable, __file__, *args], env={**os.environ, COPY: '1'}) for _ in range(a.jobs - 1)]
         print(f'{a.jobs} copies at work (this one and {a.jobs - 1} more)', flush=True)
     current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] == row_fingerprint(r, fps)   # made by this behaviour
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
@@ -125,7 +129,7 @@ def main(argv=None):
             row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, a.threads)
             row['fingerprint'] = row_fingerprint(row, fps)
             append_rows(csv_path, [row])
-            print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
+            print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s}{' ' + json.dumps(extra) if extra else ''} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
                   f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
     failed = [p.pid for p in copies if p.wait() != 0]
     if failed: sys.exit(f'{len(failed)} of the other copies failed (pids {failed}); their runs stay unclaimed, run again to finish them')
