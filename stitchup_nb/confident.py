@@ -7,17 +7,20 @@ from __future__ import annotations
 import time, warnings
 
 import numpy as np
+import torch
+import torch.nn as nn
 from fastai.callback.progress import ProgressCallback
 from fastcore.basics import noop
 
 from .config import options_for
 from .data import LabelledSet
+from .losses import bce_loss
 from .sampling import BatchAug, stitch_dls
 from .colearn import colearner
 from .peers import Peer, register_peer
 
 # %% auto #0
-__all__ = ['fold_indices', 'fit_bce', 'out_of_fold_probs', 'label_issues', 'flip_issues', 'change_counts',
+__all__ = ['fold_indices', 'fit_bce', 'out_of_fold_probs', 'label_issues', 'flip_issues', 'PrunedBCE', 'change_counts',
            'ConfidentLearningPeer']
 
 # %% ../nbs/07f_confident.ipynb #bb5410bf
@@ -75,6 +78,25 @@ def flip_issues(noisy:np.ndarray, issues:np.ndarray) -> np.ndarray:
     noisy = np.asarray(noisy)
     return np.where(issues, 1 - noisy, noisy).astype(noisy.dtype)
 
+class PrunedBCE(nn.Module):
+    """BCE over the label entries confident learning keeps: entry (i, c) with `drop[i, c]` (N×C over the training images,
+    found by the batch's image indices) is left out, and the loss is the mean over the entries kept."""
+    def __init__(self, drop:np.ndarray):
+        super().__init__()
+        self.register_buffer('keep', torch.as_tensor(~np.asarray(drop, bool)), persistent=False)
+        self.last = None
+
+    def forward(self, pred, *yb):
+        if not isinstance(pred, tuple): return bce_loss(pred, yb[0])      # scoring: every entry
+        (z,), (y,), (idx,) = pred, yb[0], yb[1]                           # one random branch: logits, labels, image indices
+        keep = self.keep.to(z.device)[idx].float()
+        loss = (bce_loss(z.float(), y.float(), reduction='none') * keep).sum() / keep.sum().clamp_min(1)
+        self.last = loss.detach()[None]                                   # the branch's loss, as BranchLoss logs it
+        return loss
+
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0.5
+
 def change_counts(noisy:np.ndarray, cleaned:np.ndarray, clean:np.ndarray|None=None) -> dict:
     "Entries switched on and off; with the clean labels, how many changes fixed a wrong entry and how many broke a right one."
     noisy, cleaned = np.asarray(noisy), np.asarray(cleaned)
@@ -85,6 +107,16 @@ def change_counts(noisy:np.ndarray, cleaned:np.ndarray, clean:np.ndarray|None=No
                    wrong_before=int((noisy != clean).sum()), wrong_after=int((cleaned != clean).sum()))
     return out
 
+def _prune_counts(noisy:np.ndarray, issues:np.ndarray, clean:np.ndarray|None=None) -> dict:
+    "Entries left out of the loss (and how many were positives); with the clean labels, how many of them were wrong."
+    noisy, issues = np.asarray(noisy), np.asarray(issues, bool)
+    out = dict(dropped=int(issues.sum()), dropped_pos=int((issues & (noisy > 0)).sum()))
+    if clean is not None:
+        wrong = noisy != np.asarray(clean)
+        out.update(dropped_wrong=int((issues & wrong).sum()), wrong_before=int(wrong.sum()))
+    return out
+
+
 # %% ../nbs/07f_confident.ipynb #9cd94cd8
 @register_peer('confident_learning')
 class ConfidentLearningPeer(Peer):
@@ -93,24 +125,38 @@ class ConfidentLearningPeer(Peer):
     def __init__(self, cfg:dict):
         super().__init__(cfg)
         self.report = None      # this run's cleaning: folds, epochs, seconds, change counts (`labels`)
+        self.drop = None        # with --cl_action prune: the N×C entries left out of the loss
 
     def labels(self, train:LabelledSet, noisy:np.ndarray) -> np.ndarray:
-        "The noisy labels with the entries confident learning flags (out-of-fold BCE probabilities, cleanlab per class) flipped."
+        """The labels the model trains on: the noisy ones with the entries confident learning flags (out-of-fold BCE
+        probabilities, cleanlab per class) flipped; with `cl_action='prune'` unchanged, the flagged entries kept in `drop`."""
         cfg = self.cfg
         k, epochs = cfg['cl_folds'], cfg['cl_epochs'] or cfg['epochs']
         t0 = time.time()
         probs = out_of_fold_probs(cfg, train, noisy, k, epochs, verbose=not cfg.get('quiet'))
-        cleaned = flip_issues(noisy, label_issues(noisy, probs))
-        self.report = dict(folds=k, epochs=epochs, seconds=round(time.time() - t0, 1),
-                           **change_counts(noisy, cleaned, train.labels))
+        issues = label_issues(noisy, probs)
+        prune = cfg.get('cl_action') == 'prune'
+        cleaned = np.asarray(noisy) if prune else flip_issues(noisy, issues)
+        if prune: self.drop = issues
+        self.report = dict(folds=k, epochs=epochs, seconds=round(time.time() - t0, 1), action='prune' if prune else 'flip',
+                           **(_prune_counts(noisy, issues, train.labels) if prune else change_counts(noisy, cleaned, train.labels)))
         if not cfg.get('quiet'): print(self.said(), flush=True)
         return cleaned
+
+    def loss_func(self, n_branches:int):
+        "With `cl_action='prune'`, `PrunedBCE` over the entries kept (a run that only scores has none to leave out: BCE)."
+        return PrunedBCE(self.drop) if self.drop is not None else super().loss_func(n_branches)
 
     def said(self) -> str:
         "The report of the cleaning as one line."
         r = self.report
-        s = (f"confident learning: {r['folds']} fold models of {r['epochs']} epochs ({r['seconds']:.0f} s) changed "
-             f"{r['changed']} label entries ({r['on']} switched on, {r['off']} off)")
+        head = f"confident learning: {r['folds']} fold models of {r['epochs']} epochs ({r['seconds']:.0f} s) "
+        if r['action'] == 'prune':
+            return head + (f"left {r['dropped']} label entries out of the loss ({r['dropped_pos']} positives, "
+                           f"{r['dropped'] - r['dropped_pos']} negatives)") + (
+                   f"; against the clean labels {r['dropped_wrong']} of them were wrong (of {r['wrong_before']} wrong entries)"
+                   if 'dropped_wrong' in r else '')
+        s = head + f"changed {r['changed']} label entries ({r['on']} switched on, {r['off']} off)"
         if 'fixed' in r: s += (f"; against the clean labels {r['fixed']} fixed, {r['broke']} broken "
                                f"(wrong entries {r['wrong_before']} -> {r['wrong_after']})")
         return s

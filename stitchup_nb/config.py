@@ -273,6 +273,9 @@ _o('cl_folds', 3, maybe(count(2, 100)), "folds of the out-of-fold predictions, o
   'default 3)', type=int, by='peer', peer='confident_learning')
 _o('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold model (default: --epochs, the preset's schedule)",
   type=int, by='peer', peer='confident_learning')
+_o('cl_action', 'flip', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident learning '
+   'flags: flip (0 <-> 1, every entry trains) or prune (left out of the loss, the paper\'s action, per entry; 07f_confident); '
+   'default flip, as the benchmark\'s published rows', type=str, by='peer', peer='confident_learning')
 
 # how it runs, and where its files go (runs, train)
 _o = _opt('runs')
