@@ -97,7 +97,7 @@ def stitchup_train(**opts):
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
             print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
-                  f'{(checkpoints(Path(cfg["work_dir"])) if cfg["work_dir"] else [] or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
+                  f'{((checkpoints(Path(cfg["work_dir"])) if cfg["work_dir"] else []) or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
                   file=sys.stderr, flush=True)
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
