@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path: sys.path.insert(0, str(ROOT))
-from stitchup_nb.backbones import CPU_ENV     # light: torch is imported by the module, but nothing is computed before the restart
+# the kit (and torch) is imported only once the options are checked: a refusal or --compare answers at once
 
 
 def _tensors(x):
@@ -114,6 +114,7 @@ def main(argv=None):
     with open(a.csv, newline='') as f: rows = list(csv.DictReader(f))
     if not 0 <= a.row < len(rows): ap.error(f'--row must be in 0..{len(rows) - 1} for {a.csv}, got {a.row}')
     if Path(a.out).exists(): ap.error(f'--out {a.out} exists: a trace is evidence, choose another name')
+    from stitchup_nb.backbones import CPU_ENV     # torch is imported, but computes nothing before the restart
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # the kernels the benchmark pins, before torch computes anything
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     rec = trace(rows[a.row], a.steps)
