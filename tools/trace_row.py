@@ -29,38 +29,28 @@ def _tensors(x):
         for y in x: yield from _tensors(y)
 
 
-def _digest(*tensors) -> str:
-    h = hashlib.sha256()
-    for t in tensors:
-        a = t.detach().cpu().contiguous()
-        h.update(str((a.dtype, tuple(a.shape))).encode()); h.update(a.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
-def _state_digest(model) -> str:
-    return _digest(*[v for _, v in sorted(model.state_dict().items())])
-
-
 def trace(row:dict, steps:int) -> dict:
     "Re-train CSV row `row` for its first `steps` training steps; what `--out` holds."
     from fastai.callback.core import Callback, CancelFitException
     from fastai.learner import defaults
     from stitchup_nb.digits import cache_dir
+    from stitchup_nb.evidence import _digest      # the fingerprints' digest of tensors
     from stitchup_nb.backbones import cpu_kernels
     from stitchup_nb.experiments import machine, torch_threads
     from stitchup_nb.train import run_training, train_config
     import torch
+    state = lambda model: _digest(*[v for _, v in sorted(model.state_dict().items())])
     rec = dict(machine=machine(), kernels=cpu_kernels(), torch=torch.__version__, method=row['method'], kind=row['kind'],
                rate=row['rate'], seed=row['seed'], csv_total=row.get('total'), steps=[],
                pretrained={p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(cache_dir().glob('digits_cnn_*.pth'))})
 
     class Trace(Callback):
         order = 1001                              # after every other callback's after_batch (the optimiser step included)
-        def before_fit(self): rec['start'] = _state_digest(self.learn.model)
+        def before_fit(self): rec['start'] = state(self.learn.model)
         def after_batch(self):
             if not self.training: return
             rec['steps'].append(dict(x=_digest(*_tensors(self.xb)), y=_digest(*_tensors(self.yb)),
-                                     loss=float(self.learn.loss.detach()).hex(), weights=_state_digest(self.learn.model)))
+                                     loss=float(self.learn.loss.detach()).hex(), weights=state(self.learn.model)))
             if len(rec['steps']) >= steps: raise CancelFitException()
 
     cfg = {**json.loads(row['config']), 'quiet': True, 'work_dir': None}
