@@ -20,7 +20,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.methods import PRESETS, data_source
     from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
     from stitchup_nb.console import map_note, summary
-    from stitchup_nb.train import build_learner, choose_holdout_t, run_training, train_config
+    from stitchup_nb.train import build_learner, choose_final_t, run_training, train_config
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
     'fastai.torch_core': 'get_model rank_distrib',
@@ -32,7 +32,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.methods': 'PRESETS data_source',
     'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
-    'stitchup_nb.train': 'build_learner choose_holdout_t run_training train_config'}
+    'stitchup_nb.train': 'build_learner choose_final_t run_training train_config'}
 
 def _stack():
     "Bind the names of `_STACK` (torch, fastai, the pipeline of `stitchup_nb.train`) to this module's, once."
@@ -136,7 +136,7 @@ def stitchup_test(
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
         learn, train, test = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
         epochs = load_checkpoint(learn, ck, with_opt=False)
-        if t is None: choose_holdout_t(learn)     # the same held-out images as in training, so the same t
+        if t is None: choose_final_t(learn)     # the same held-out images (or the same corrections) as in training, so the same t
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')
         if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:

@@ -196,6 +196,9 @@ _o('t', .1, FRACTION, "ensemble weight of the random branch (default: the preset
 _o('holdout', 0., number(lambda v: v == 0 or 0 < v < .5, '0 (no held-out split) or a share in (0, 0.5)'),
   'share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; 0.1 measured '
   'in 07g_full_plus)', type=float, by='preset')
+_o('random_below', 0., FRACTION, "after training, infer with the random branch alone (t = 1) when the two correctors would change "
+  "fewer labels than this share of the training set's labelled positives (default 0: never; full_plus_auto: 0.01, 07g_full_plus)",
+  type=float, by='preset')
 
 # the schedule and the batches (colearn.fit_reference, sampling)
 _o = _opt('colearn')

@@ -84,9 +84,13 @@ def summary(learn, table:pd.DataFrame) -> str:
     lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
              f"({METHODS[cfg['method']]['label']}), {rec.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
              map_note(table, get_model(learn.model).t)]
-    if rec.holdout is not None:      # choose_holdout_t set the model's t; its curve is in metrics.json
+    if rec.holdout is not None:      # choose_final_t set the model's t; its curve is in metrics.json
         lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(rec.holdout[0])} held-out training '
                         'images by their noisy-label mAP (each t tried: holdout_map in metrics.json)')
+    if (rule := rec.final_t):        # --random_below: the random branch alone when the correctors changed almost no label
+        lines.insert(1, f"ensemble weight t = {rule['t_chosen']:g}: the correctors would change {rule['labels_changed']} training labels, "
+                        f"{'' if rule['random_alone'] else 'not '}under {rule['random_below']:g} of the {rule['labelled_positives']} "
+                        'labelled positives (--random_below), so ' + ('the random branch alone scores' if rule['random_alone'] else "the run's t stays"))
     peer = rec.peer                         # the run's own `Peer` (build_learner), or None
     if peer is not None: lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)

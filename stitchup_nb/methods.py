@@ -53,6 +53,9 @@ METHODS = {
     'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', fixed=('branches', 'loss', 'stitch')),
     # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only
     'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced'),
+    # full_plus inferring with its random branch alone when the correctors changed almost no label (07g_full_plus, pre-registered)
+    'full_plus_auto': dict(label='Full+, random branch when uncorrected', branches='both', stitch='feature', correct=True,
+                           stitch_branches='balanced', random_below=.01),
     # peer methods (07e_coteaching, 07f_confident), the final model fixed by `fixed`
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
                                fixed=('branches', 'loss', 'stitch')),
@@ -111,6 +114,11 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     named = sorted(k for k in given if k in THRESHOLDS)
+    if cfg.get('random_below'):
+        if not cfg['correct']: raise ValueError(f"--random_below {cfg['random_below']} has no effect: method {method!r} with branches "
+                                                f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label (the rule counts the correctors' changes)")
+        if cfg.get('holdout'): raise ValueError(f"--random_below {cfg['random_below']} and --holdout {cfg['holdout']} both choose t "
+                                                'after training; pass one of them')
     if cfg.get('holdout'):
         if cfg['branches'] != 'both': raise ValueError(f"--holdout {cfg['holdout']} has no effect: method {method!r} with branches "
                                                       f"{cfg['branches']!r} has no ensemble weight to choose")

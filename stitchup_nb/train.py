@@ -17,7 +17,7 @@ from .config import OPTIONS, flag_defaults, options_for
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
-from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, deterministic_torch
+from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner, correction_snapshot, deterministic_torch
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import PRESETS, data_source, resolve
@@ -32,7 +32,7 @@ PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers
 
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
-           'train_config', 'RunRecord', 'build_learner', 'run_training', 'choose_holdout_t', 'launch']
+           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
@@ -90,9 +90,10 @@ _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced
 
 class RunRecord(Callback):
     """What a run of the pipeline is, beside what trains: its resolved configuration (what config.json holds), the images
-    held out to choose t on (or None), its `Peer` (or None) and its time, read as `learn.run_record`; no training event."""
+    held out to choose t on (or None), its `Peer` (or None), its time and what `choose_final_t`'s `--random_below` rule
+    found (or None), read as `learn.run_record`; no training event."""
     def __init__(self, config:dict, holdout=None, peer=None):
-        self.config, self.holdout, self.peer, self.train_time = config, holdout, peer, None
+        self.config, self.holdout, self.peer, self.train_time, self.final_t = config, holdout, peer, None, None
 
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it; `run_data`)
@@ -184,7 +185,7 @@ def run_training(cfg:dict) -> tuple:
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
                                 warmup_ratio=cfg['warmup_ratio'], start_epoch=start)
             if main and not cfg['quiet']: print(f'scoring the test set ({len(test)} images): the ensemble, then each branch', flush=True)
-            chosen = choose_holdout_t(learn)
+            chosen = choose_final_t(learn)
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
         learn.run_record.train_time = time.time() - t0
         if work and main:
@@ -197,13 +198,28 @@ def run_training(cfg:dict) -> tuple:
         if lock: lock.close()
         if created and not done: forget_work_dir(work)
 
-def choose_holdout_t(learn) -> dict:
-    "With a held-out split (`--holdout`), set the model's ensemble weight to `choose_t`'s; what to record (empty without one)."
+def labels_changed(learn) -> int:
+    "Training label entries the final pair's correctors would change, summed over both (`correction_snapshot`; no clean label needed)."
+    snap = correction_snapshot(learn)
+    return int(sum((np.asarray(c) != np.asarray(snap['noisy'])).sum() for c in snap['corrected_by'].values()))
+
+def choose_final_t(learn) -> dict:
+    """Set the model's ensemble weight after training where the run asks for it; what to record (empty where it does not).
+    With a held-out split (`--holdout`): `choose_t`'s weight. With `--random_below r`: 1, the random branch alone, when the
+    correctors would change fewer than r × the training set's labelled (noisy) positives; else the run's t stays."""
     rec = getattr(learn, 'run_record', None)
-    if rec is None or rec.holdout is None: return {}
-    t, curve = choose_t(learn, *rec.holdout)
-    get_model(learn.model).t = t
-    return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
+    if rec is None: return {}
+    if rec.holdout is not None:
+        t, curve = choose_t(learn, *rec.holdout)
+        get_model(learn.model).t = t
+        return {'t_chosen': t, 'holdout_map': {f'{k:g}': round(float(v), 4) for k, v in curve.items()}}
+    if not rec.config.get('random_below'): return {}
+    changed, positives = labels_changed(learn), int(np.asarray(learn.dls.train.labels).sum())
+    alone = changed < rec.config['random_below'] * positives
+    if alone: get_model(learn.model).t = 1.
+    rec.final_t = dict(t_chosen=get_model(learn.model).t, random_alone=alone, labels_changed=changed,
+                       labelled_positives=positives, random_below=rec.config['random_below'])
+    return dict(rec.final_t)
 
 # %% ../nbs/10b_train.ipynb #ab33cd90
 def _train_in_process(cfg:dict):
