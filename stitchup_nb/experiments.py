@@ -21,8 +21,9 @@ from .methods import METHODS, PRESETS
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF',
            'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
-           'LL_DELTAS', 'LL_CELL', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance', 'torch_threads',
-           'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun', 'upgrade_csv']
+           'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance',
+           'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun',
+           'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -232,10 +233,26 @@ def _authors_grid():
     for d in LL_DELTAS: yield LL_DELTA, dict(method='large_loss'), dict(kind=kind, rate=rate), {'ll_delta_rel': d}
     for kind, rate in CELLS: yield ORACLE_CT, dict(method='coteaching'), dict(kind=kind, rate=rate), {'ct_tau': rate}
 
+# the pre-registered test of `full_plus_auto` (07g_full_plus), fixed and committed before any of its rows ran: fresh
+# seeds on a Digits-MLT instance no development run used; each clause of the criterion is (cell, the method compared
+# with, 'every' seed's paired difference above `bound` or the 'mean' paired difference at least `bound`, bound)
+FRESH = dict(method='full_plus_auto', baselines=('bce', 'full'), seeds=(5, 6, 7, 8, 9), data_seed=1,
+             cells=[('flip', .7), ('flip', .3), ('flip', .5), ('cooc', .7)],
+             criterion=[(('flip', .7), 'bce', 'every', 0.), (('flip', .7), 'full', 'every', 0.),
+                        (('flip', .3), 'full', 'mean', -1.), (('flip', .5), 'full', 'mean', -1.),
+                        (('cooc', .7), 'bce', 'mean', 0.)])
+FRESH_ROWS = {METHODS[n]['label']: dict(method=n, data_seed=FRESH['data_seed']) for n in (*FRESH['baselines'], FRESH['method'])}
+
+def _fresh_grid():
+    "The pre-registered test's runs (`FRESH`): the variant and its baselines at each of its cells (seeds: `FRESH['seeds']`)."
+    for kind, rate in FRESH['cells']:
+        for m, o in FRESH_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
+
 GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -> its runs
     'main': lambda: _main_grid(CELLS),
     'quick': lambda: _main_grid([('flip', .3), ('flip', .7)]),     # with one seed, one epoch on digits-small: the CI smoke grid
-    'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid, 'authors': _authors_grid}
+    'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid, 'authors': _authors_grid,
+    'fresh': _fresh_grid}
 
 def grid(name:str='main'):
     "The runs of the grid `name` (a key of `GRIDS`): `(label, options, cell, extra)`, cell = {'kind', 'rate'}."

@@ -11,14 +11,14 @@ import numpy as np
 import pandas as pd
 
 from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT,
-                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, REF, SWEEPS)
+                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, REF, SWEEPS, FRESH, FRESH_ROWS)
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
 __all__ = ['MAP_COLUMNS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'FIGURES', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
            'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'leaderboard', 'group_gaps', 'plus_tables',
-           'per_group', 'run_costs', 'authors_tables', 't_curves', 'pick_table', 'group_bars', 'rate_curves',
-           'sweep_plot', 'markdown', 'authors_markdown', 'headline', 'report']
+           'per_group', 'run_costs', 'authors_tables', 't_curves', 'pick_table', 'fresh_test', 'fresh_markdown',
+           'group_bars', 'rate_curves', 'sweep_plot', 'markdown', 'authors_markdown', 'headline', 'report']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -241,6 +241,40 @@ def pick_table(res:pd.DataFrame, methods=None, col:str='total', level:float=.95)
                              col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead)}
     return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
+# %% ../nbs/13_results.ipynb #6d100105
+def fresh_test(fresh:pd.DataFrame, col:str='total',
+               seeds=FRESH['seeds'],    # the registered seeds (another tuple reads development rows the same way)
+              ) -> pd.DataFrame:
+    """Each clause of the pre-registered criterion (`FRESH['criterion']`) on the `--fresh` rows: the paired differences
+    per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds` only)."""
+    label = {n: m for m, o in FRESH_ROWS.items() for n in [o['method']]}
+    d = fresh[fresh.seed.isin(seeds)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
+    rows = []
+    for (kind, rate), against, rule, bound in FRESH['criterion']:
+        a, b = label[FRESH['method']], label[against]
+        v = (d[a] - d[b]).xs((kind, rate), level=['kind', 'rate']).dropna() if a in d and b in d and (kind, rate) in d.droplevel('seed').index else pd.Series(dtype=float)
+        ok = (v > bound).all() if rule == 'every' else v.mean() >= bound
+        said = f"{'every seed' if rule == 'every' else 'mean'} {'>' if rule == 'every' else '≥'} {bound:+g}"
+        rows.append({'cell': f'{kind} {rate:g}', 'against': b, 'clause': said,
+                     'per seed': ' '.join(f'{x:+.1f}' for x in v) or '–', 'paired': paired_text(v) if len(v) else '–',
+                     'result': (('met' if ok else 'not met') if len(v) == len(seeds) else f'not yet ({len(v)} of {len(seeds)} seeds)')})
+    return pd.DataFrame(rows).set_index('cell')
+
+def fresh_markdown(fresh:pd.DataFrame) -> str:
+    "The `--fresh` tables (levels and `fresh_test`) as the Markdown the report shows ('' without rows)."
+    if not len(fresh): return ''
+    t = fresh_test(fresh)
+    met = (t.result == 'met').all()
+    verdict = ('**The target is met**: every clause holds.' if met else
+               f"**The target is {'not met' if not t.result.str.startswith('not yet').any() else 'not settled yet'}**: "
+               f"{(t.result == 'met').sum()} of {len(t)} clauses hold.")
+    return '\n'.join([f"The pre-registered test (`--fresh`, 07g_full_plus): `{FRESH['method']}` against "
+                      f"{' and '.join(FRESH['baselines'])} on fresh seeds {', '.join(map(str, FRESH['seeds']))} of Digits-MLT instance "
+                      f"{FRESH['data_seed']}; total mAP, mean ± std over the seeds:", '',
+                      markdown(cells_table(fresh, methods=list(FRESH_ROWS)).rename_axis('method')), '',
+                      'Each clause of the criterion, the variant minus the baseline on the same seed:', '',
+                      markdown(t), '', verdict])
+
 # %% ../nbs/13_results.ipynb #a67e89e1
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
@@ -347,15 +381,15 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
     import matplotlib.pyplot as plt
     folder = Path(folder)
-    res, sw, fac, peers, plus, authors = (load(n, folder, current) for n in
+    res, sw, fac, peers, plus, authors, fresh = (load(n, folder, current) for n in
                                  ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus',
-                                  'benchmark_authors'))
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors))
+                                  'benchmark_authors', 'benchmark_fresh'))
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors, fresh))
     which = ("Rows the current code makes only (their behaviour fingerprint matches fingerprints.json, which CI recomputes)"
              if res.attrs['selected'] == 'current' else f"Rows of training source `{res.attrs['selected']}` only")
     md = [f'*{which}: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
           f'{len(plus)} in benchmark_plus.csv, {len(authors)} in benchmark_authors.csv, {len(fac)} in benchmark_factorial.csv, '
-          f'{len(sw)} in benchmark_sweep.csv; '
+          f'{len(sw)} in benchmark_sweep.csv, {len(fresh)} in benchmark_fresh.csv; '
           f'{other} rows made by other behaviour stay in the CSVs and are not shown.*']
     figs = {}
     if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
@@ -386,6 +420,7 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
         figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
     au = authors_markdown(res, peers, authors)
     if au: md += ['', au]
+    if (fr := fresh_markdown(fresh)): md += ['', fr]
     if len(plus):
         t = plus_tables(res, plus)
         md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '

@@ -9,6 +9,8 @@
     python tools/benchmark.py --plus          # beyond the paper: full_plus and each of its changes at flip 0.7 and cooc 0.5
     python tools/benchmark.py --authors       # peers as their papers set them: co-teaching with tau = the noise rate (an
                                               # oracle) at the peers' cells, large-loss rejection at Δrel 0.1-0.5 at flip 0.7
+    python tools/benchmark.py --fresh         # the pre-registered test of full_plus_auto (07g_full_plus): it and its
+                                              # baselines on fresh seeds 5-9 of another Digits-MLT instance (FRESH)
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
                                               # the measured cross-machine tolerance elsewhere (stitchup_nb.evidence.verify)
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, verify
-from stitchup_nb.experiments import GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
+from stitchup_nb.experiments import FRESH, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
 from stitchup_nb.results import RESULTS, report
 
 
@@ -54,19 +56,21 @@ def main(argv=None):
     ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
     ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
     ap.add_argument('--authors', action='store_true', help="co-teaching with the oracle tau (the cell's noise rate) at the peers' cells and large-loss rejection at each Δrel of its paper's range at flip 0.7, as rows set apart by `extra` in benchmark_authors.csv")
+    ap.add_argument('--fresh', action='store_true', help="the pre-registered test (stitchup_nb.experiments.FRESH): full_plus_auto, BCE and the full method on its fresh seeds and Digits-MLT instance, to benchmark_fresh.csv")
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
-    ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0)')
+    ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0; fresh: the pre-registered 5,6,7,8,9)')
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
     ap.add_argument('--jobs', type=int, default=1, help='copies of this grid working at once, sharing the claims file (default 1; one a core)')
-    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus|_authors].csv)')
+    ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus|_authors|_fresh].csv)')
     a = ap.parse_args(argv)
     # every option checked before anything runs or is written
     chosen = [g for g in GRIDS if g != 'main' and getattr(a, g, False)]      # the grid's flag; none: the main grid
-    if len(chosen) > 1: ap.error('--quick, --sweep, --factorial, --peers, --plus and --authors are separate grids: pass one')
+    if len(chosen) > 1: ap.error(f"{', '.join('--' + g for g in GRIDS if g != 'main')} are separate grids: pass one")
     name = chosen[0] if chosen else 'main'
     if a.plus and a.out: ap.error('--out does not apply to --plus: its baselines are rows of the main grid (benchmark.csv), its candidates go to benchmark_plus.csv')
-    try: seeds = [int(s) for s in (a.seeds or ('0' if a.quick else '0,1,2')).split(',')]
+    default_seeds = '0' if a.quick else ','.join(map(str, FRESH['seeds'])) if a.fresh else '0,1,2'
+    try: seeds = [int(s) for s in (a.seeds or default_seeds).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
