@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 from .config import OPTIONS, check_values, flag_defaults     # light: the declarations, no torch
+from .methods import METHODS, PRESETS, data_source     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
     from stitchup_nb.data import class_groups, read_class_split
@@ -17,7 +18,6 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.methods import PRESETS, data_source
     from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
     from stitchup_nb.console import map_note, summary
     from stitchup_nb.train import build_learner, choose_final_t, run_training, train_config
@@ -29,7 +29,6 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.methods': 'PRESETS data_source',
     'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
     'stitchup_nb.train': 'build_learner choose_final_t run_training train_config'}
@@ -103,6 +102,7 @@ def stitchup_train(**opts):
         sys.exit(1)
     if rank_distrib() == 0: print(summary(learn, table))
 
+stitchup_train.__doc__ += ' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items()) + '.'
 stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 

@@ -21,7 +21,7 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .config import OPTIONS
+from .config import THRESHOLDS     # the twelve correction thresholds and their 'off' values (00c_config)
 from .data import GROUPS
 from .sampling import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
@@ -29,14 +29,12 @@ from .losses import DBFocalLoss, bce_loss
 from .models import TwoBranchNet, branch_preds, create_model, per_branch
 
 # %% auto #0
-__all__ = ['PATCHED', 'CORRECTORS', 'THRESHOLDS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds',
+__all__ = ['PATCHED', 'CORRECTORS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds',
            'threshold_tensors', 'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'correction_snapshot',
            'CorrectionSnapshots', 'ref_schedule', 'branch_losses', 'colearner', 'deterministic_torch']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
-THRESHOLDS = {k: OPTIONS[k].default      # the twelve options (00c_config): alpha 1 and beta 0, correction off
-              for k in (f'{p}_{g}_{a}' for p in CORRECTORS.values() for g in GROUPS for a in ('alpha', 'beta'))}
 
 def check_thresholds(**kw) -> dict:
     "All twelve thresholds (defaults filled in), validated: unknown names and `not 0 <= beta < alpha <= 1` raise."

@@ -4,9 +4,8 @@
 
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
-from .config import OPTIONS, values_by
-from .readers import SOURCES
-from .colearn import THRESHOLDS
+import importlib
+from .config import NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, maybe, number, one_of, option, values_by
 
 # %% auto #0
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'resolve']
@@ -46,7 +45,7 @@ METHODS = {
     'bce_classaware':          dict(label='BCE, class-aware', branches='balanced', stitch='none', loss='bce'),
     'bce_stitchup_classaware': dict(label='BCE+Stitch-Up, class-aware', branches='balanced', stitch='feature', loss='bce'),
     # peer methods (07d_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
-    # options declared with the peer's name (00c_config, by='peer'), at their papers' values
+    # options declared with the peer's name (by='peer', below), at their papers' values
     'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', fixed=('branches', 'loss', 'stitch')),
     'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', fixed=('branches', 'loss', 'stitch')),
     'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', fixed=('branches', 'loss', 'stitch')),
@@ -64,11 +63,41 @@ METHODS = {
 }
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
+# %% ../nbs/07a_methods.ipynb #295ada0d
+# the peers' hyper-parameters (07d_peers, 07e_coteaching, 07f_confident), declared beside the entries that name their peer:
+# each takes its paper's value for that peer's methods and is refused for any other (`resolve`); each is a flag of stitchup_train
+def _peer_option(name, default, rule, help, peer, type=float):
+    return option(name, default, rule, help, type=type, by='peer', peer=peer, owner='peers')
+
+_peer_option('asl_gamma_neg', 4., maybe(NON_NEGATIVE), 'ASL focusing γ− on negatives (paper, Ridnik et al. 2021: 4)', 'asl')
+_peer_option('asl_gamma_pos', 0., maybe(NON_NEGATIVE), 'ASL focusing γ+ on positives (paper: 0)', 'asl')
+_peer_option('asl_clip', .05, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'ASL probability margin m shifted onto '
+             'negatives (paper: 0.05; 0 = none)', 'asl')
+_peer_option('ll_delta_rel', .2, maybe(number(lambda v: 0 <= v <= 100, 'a number in [0, 100] (percent per epoch)')), 'the rejected '
+             'share of negative labels grows by this many percent per epoch (paper, Kim et al. 2022, LL-R: 0.2)', 'large_loss')
+_peer_option('mixup_alpha', .4, maybe(POSITIVE), "MixUp's Beta(α, α) (fastai's default 0.4; Zhang et al. 2018: 0.1-0.4)", 'mixup')
+_peer_option('cutmix_alpha', 1., maybe(POSITIVE), "CutMix's Beta(α, α) (paper, Yun et al. 2019: 1)", 'cutmix')
+_peer_option('ct_tau', .1, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1)')), 'tau, the share of label entries each network '
+             'drops once T_k epochs passed (paper: the true noise rate, which a user does not know; default 0.1, never read from the data)',
+             'coteaching')
+_peer_option('ct_tk', 2., maybe(number(lambda v: 0 < v <= 10_000, 'a number > 0 (epochs), at most 10000')), 'T_k, epochs over which '
+             'the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)', 'coteaching')
+_peer_option('cl_folds', 3, maybe(count(2, 100)), "folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; "
+             'default 3)', 'confident_learning', type=int)
+_peer_option('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold model (default: --epochs, the preset's schedule)",
+             'confident_learning', type=int)
+_peer_option('cl_action', 'flip', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident '
+             "learning flags: flip (0 <-> 1, every entry trains) or prune (left out of the loss, the paper's action, per entry; "
+             "07f_confident); default flip, as the benchmark's published rows", 'confident_learning', type=str)
+
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
+_SOURCE_MODULES = ('stitchup_nb.readers', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
 
 def data_source(dataset:str):
     "The registered data source (`stitchup_nb.readers.SOURCES`) that preset `dataset` names: its loader and what it reads."
+    for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
+    from stitchup_nb.readers import SOURCES
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     name = PRESETS[dataset].get('source')
     if name not in SOURCES:
@@ -99,7 +128,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     preset, source = PRESETS[dataset], data_source(dataset)
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
-                         "stitchup_nb.config.option (00c_config; a peer's hyper-parameter with by='peer', peer=NAME)")
+                         "stitchup_nb.config.option (00c_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values

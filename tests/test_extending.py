@@ -4,9 +4,9 @@ Each test copies the package to a scratch folder, makes the edit a maintainer wo
 nbdev generates one-to-one from the notebooks: `peers.py` is `nbs/07d_peers.ipynb`, and so on), counts the files that
 differ from the checkout's, and runs the extension end to end in a fresh interpreter on the copy:
 
-- a peer (label smoothing): its class in `peers` (`@register_peer`), its `METHODS` entry in `methods` and its
-  hyper-parameter's declaration in `config` (`option(..., by='peer')`): 3 files; a 1-epoch digits-small run trains with
-  its loss, `--ls_eps` is a flag of `stitchup_train`, and another method refuses it;
+- a peer (label smoothing): its class in `peers` (`@register_peer`), and in `methods` its `METHODS` entry with its
+  hyper-parameter's declaration beside it (`option(..., by='peer')`): 2 files; a 1-epoch digits-small run trains with
+  its loss, `--ls_eps` is a flag of `stitchup_train` (listed by `--help`, with the method), and another method refuses it;
 - a noise kind (`shift`: a hit positive moves to the next class): one function in `noise` (`@noise_kind`): 1 file;
   `add_noise` draws it and `stitchup_train --noise_kind shift` trains on it;
 - a data set (random images): its loader in `readers` (`@register_source`) and its preset in `methods`: 2 files;
@@ -66,16 +66,16 @@ class LabelSmoothingPeer(Peer):
 PEER_METHOD = '''
     'label_smoothing': dict(label='BCE+label smoothing', branches='random', stitch='none', peer='label_smoothing',
                             fixed=('branches', 'loss', 'stitch')),'''
-PEER_OPTION = '''_o('ls_eps', .1, maybe(FRACTION), 'label smoothing: targets move this far towards 1/2', type=float, by='peer',
-   peer='label_smoothing')
-'''
+PEER_OPTION = '''
+_peer_option('ls_eps', .1, maybe(number(lambda v: 0 <= v <= .5, 'a number in [0, 0.5]')), 'label smoothing: targets move this '
+             'far towards 1/2', 'label_smoothing')'''
 
 
-def test_a_new_peer_takes_three_files(tmp_path):
+def test_a_new_peer_takes_two_files(tmp_path):
     changed = _scratch(tmp_path, {'peers.py': [("cbs(self): return [BranchCutMix(self.cfg['cutmix_alpha'])]", PEER)],
-                                  'methods.py': [('METHODS = {', PEER_METHOD)],
-                                  'config.py': [("'the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)', type=float, by='peer', peer='coteaching')\n", PEER_OPTION)]})
-    assert changed == ['stitchup_nb/config.py', 'stitchup_nb/methods.py', 'stitchup_nb/peers.py'], changed      # 3 files
+                                  'methods.py': [('METHODS = {', PEER_METHOD),
+                                                 ("\"07f_confident); default flip, as the benchmark's published rows\", 'confident_learning', type=str)", PEER_OPTION)]})
+    assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/peers.py'], changed      # 2 files
     got = _run(tmp_path, '''
         import math
         from stitchup_nb.train import run_training, train_config
@@ -84,14 +84,18 @@ def test_a_new_peer_takes_three_files(tmp_path):
                            quiet=True, work_dir=None)
         learn, table = run_training(cfg)
         from stitchup_nb.train import FLAGS
+        from fastcore.script import anno_parser
+        from stitchup_nb.cli import stitchup_train
+        said = ' '.join(anno_parser(stitchup_train.__wrapped__).format_help().split())
         try: train_config(method='bce', ls_eps=.2); refused = ''
         except ValueError as e: refused = str(e)
-        print(json.dumps(dict(flag='ls_eps' in FLAGS, refused=refused, loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.run_record.peer).__name__,
+        print(json.dumps(dict(flag='ls_eps' in FLAGS, refused=refused, help=['--ls_eps' in said, 'label_smoothing (BCE+label smoothing)' in said], loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.run_record.peer).__name__,
                               eps=learn.run_record.peer.cfg['ls_eps'], method=METHOD_OF['BCE+label smoothing'],
                               mAP=float(table.loc['random', 'total']), finite=math.isfinite(learn.recorder.values[-1][0]))))
     ''')
     assert got['loss'] == '_SmoothedBCE' and got['peer'] == 'LabelSmoothingPeer' and got['eps'] == .1, got
     assert got['method'] == 'label_smoothing' and got['finite'] and 0 < got['mAP'] <= 100, got
+    assert got['help'] == [True, True], got
     assert got['flag'] and "--ls_eps has no effect: it is a hyper-parameter of method 'label_smoothing'" in got['refused'], got
 
 
