@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
-from .config import OPTIONS, check_values, flag_defaults     # light: the declarations, no torch
+from .config import OPTIONS, check_values, cli_words, flag_defaults     # light: the declarations, no torch
 from .methods import METHODS, PRESETS, data_source     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
@@ -55,8 +55,9 @@ __all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_n
 # %% ../nbs/10_cli.ipynb #dd71eed9
 @contextmanager
 def _said(func, prog:str):
-    "Under the console script, an error of the run's making (options, files) becomes one line on stderr and exit status 2."
-    try: yield
+    "Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes one line on stderr and exit status 2."
+    try:
+        with cli_words(is_cli(func)): yield
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         if not is_cli(func): raise
         print(f'{prog}: {getattr(e, "strerror", None) or e}', file=sys.stderr, flush=True)

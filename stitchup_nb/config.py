@@ -4,14 +4,16 @@
 
 # %% ../nbs/00c_config.ipynb #e012198e
 from __future__ import annotations
-import inspect, math, numbers, os
+import contextvars, functools, inspect, math, numbers, os, re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'ARCHS',
            'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option',
-           'cross_check', 'check_values', 'values_by', 'flag_defaults', 'options_for']
+           'cross_check', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'cli_words', 'worded',
+           'in_python_words']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -270,3 +272,37 @@ _o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (see 0
 _o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
 _o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
 del _o
+
+# %% ../nbs/00c_config.ipynb #01ee66bd
+_CLI_WORDS = contextvars.ContextVar('stitchup_cli_words', default=False)
+
+@contextmanager
+def cli_words(on:bool=True):
+    "Within the block, messages name options as the console scripts' flags (`--bs`, `--no-correct`): a script's run."
+    token = _CLI_WORDS.set(on)
+    try: yield
+    finally: _CLI_WORDS.reset(token)
+
+def _keyword(m) -> str:
+    neg, name = m.group(1), m.group(2)
+    o = OPTIONS.get(name)
+    if o is None: return m.group(0)
+    if o.type is bool: return f'`{name}={not neg}`'      # --no-correct: correct=False; --overwrite: overwrite=True
+    return f'`{name}`'
+
+def worded(msg:str) -> str:
+    """`msg`, written with the console scripts' flags, in its reader's words: unchanged under `cli_words`; otherwise each
+    declared option as a Python caller passes it (`--bs 1` → `` `bs` 1 ``, `--no-correct` → `` `correct=False` ``)."""
+    return msg if _CLI_WORDS.get() else re.sub(r'(?<![\w-])--(no-)?([a-z]\w*)', _keyword, msg)
+
+def in_python_words(f):
+    "Decorator: a `ValueError` or `OSError` leaving `f` names options in its caller's words (`worded`), traceback kept."
+    @functools.wraps(f)
+    def _f(*args, **kwargs):
+        try: return f(*args, **kwargs)
+        except (ValueError, OSError) as e:
+            if not _CLI_WORDS.get():
+                e.args = tuple(worded(a) if isinstance(a, str) else a for a in e.args)
+                if isinstance(e, OSError) and isinstance(e.strerror, str): e.strerror = worded(e.strerror)
+            raise
+    return _f

@@ -17,6 +17,7 @@ from .metrics import correction_quality, evaluate, t_curve
 from .colearn import correction_snapshot
 from .backbones import cpu_kernels
 from .methods import METHODS, PRESETS
+from .config import in_python_words
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF',
@@ -131,6 +132,7 @@ def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:st
     return train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                            'epochs': epochs, 'quiet': True, 'work_dir': None, **opts})
 
+@in_python_words
 def one_run(method:str,        # the row's label (a method's table label, or a sweep's name)
             opts:dict,         # stitchup_train options: the method and any change, e.g. {'method': 'full', 't': .3}
             kind:str, rate:float, seed:int, epochs:int,
@@ -300,6 +302,7 @@ def claim(out, keys:list, key=row_key, current=None):
         return i
 
 # %% ../nbs/12_experiments.ipynb #656fc586
+@in_python_words
 def rerun(row:dict) -> dict:
     "Train a CSV row's configuration again (same thread count) and return the new row."
     cfg = json.loads(row['config'])

@@ -5,7 +5,8 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, maybe, number, one_of, option, values_by
+from .config import (NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
+                                values_by)
 
 # %% auto #0
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'resolve']
@@ -94,6 +95,7 @@ _peer_option('cl_action', 'flip', maybe(one_of(('flip', 'prune'), 'flip or prune
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
 _SOURCE_MODULES = ('stitchup_nb.readers', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
 
+@in_python_words
 def data_source(dataset:str):
     "The registered data source (`stitchup_nb.readers.SOURCES`) that preset `dataset` names: its loader and what it reads."
     for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
@@ -119,6 +121,7 @@ def _check_method_options(method:str, preset:dict, given:dict):
         raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
                          f"with {k} {entry.get(k)!r}; drop it")
 
+@in_python_words
 def resolve(dataset:str='digits',   # a key of PRESETS
             method:str='full',      # a key of METHODS
             **options) -> dict:

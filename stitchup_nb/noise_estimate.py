@@ -13,6 +13,7 @@ import pandas as pd
 from .data import LabelledSet, atomic_write, check_labels
 from .models import create_model
 from .methods import PRESETS
+from .config import cli_words, in_python_words
 from .train import load_benchmark, training_labels
 from .experiments import commit, machine, source_hash
 from .results import RESULTS
@@ -139,6 +140,7 @@ def _rate(v, flag:str) -> float:
     if not 0 <= r <= 1: raise ValueError(f'--{flag} must be in [0, 1], got {v}')
     return r
 
+@in_python_words
 def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.methods.PRESETS`): whose images and backbone
                             noise_file=None,          # a noisy-label file (`stitchup_noise`, the authors' format); else:
                             noise_rate:float=0.,      # simulated noise on the clean labels (0: the labels as given)
@@ -194,8 +196,9 @@ def stitchup_estimate_noise(
 ):
     "Estimate the noise of a dataset's training labels from the labels alone, to choose a method at that noise."
     try:
-        res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
-                                      data_root, appendix, data_seed, folds)
+        with cli_words(is_cli(stitchup_estimate_noise)):
+            res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
+                                          data_root, appendix, data_seed, folds)
     except (ValueError, OSError) as e:
         if not is_cli(stitchup_estimate_noise): raise
         msg = f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename and e.strerror else e

@@ -13,7 +13,7 @@ from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import PRECISIONS, _int, _num, check_values, values_by
+from .config import PRECISIONS, _int, _num, check_values, in_python_words, values_by
 from .data import atomic_write, temporary_target
 from .readers import noisy_files
 from . import noise
@@ -58,6 +58,7 @@ def _noise_options(cfg:dict, name) -> tuple:
         raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
     return {**cfg, **{k: v for k, v in NOISE_DEFAULTS.items() if k not in unused and cfg.get(k) is None}}, unused
 
+@in_python_words
 def check_config(cfg:dict, flags=()) -> dict:
     """`cfg` (a resolved run configuration) with unused options set to None, if every option is meaningful; else a `ValueError`
     naming it. Checking its own result again returns it unchanged, so a run's recorded configuration passes as it is."""
@@ -142,6 +143,7 @@ def forget_work_dir(work):
         (work/'.lock').unlink(missing_ok=True)
         work.rmdir()
 
+@in_python_words
 def prepare_work_dir(work, resume=None, overwrite:bool=False):
     """Refuse a work dir that holds a run, unless the call resumes it or (`overwrite`) replaces it: then its files are
     deleted, and only if the kit wrote every one of them (`is_kit_file`): a user's own `config.json` is never deleted."""
@@ -269,6 +271,7 @@ def read_json(path, what:str='file') -> dict:
     if not isinstance(out, dict): raise ValueError(f'{path}: damaged {what}: expected a JSON object')
     return out
 
+@in_python_words
 def check_resume(ck, cfg:dict, flags=()):
     "Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`."
     differ = run_diff(saved_config(ck), cfg)
@@ -306,6 +309,7 @@ class MetricsJSON(TrainedEpoch):
         write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)
 
 # %% ../nbs/07b_runs.ipynb #6f1ea0d9
+@in_python_words
 def resolve_precision(precision:str, channels_last:bool, device) -> tuple:
     "`(precision, channels_last)` a run on `device` uses: `auto` is `('bf16', True)` on a CUDA device, `('fp32', channels_last)` elsewhere."
     if precision not in PRECISIONS: raise ValueError(f'--precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')

@@ -13,7 +13,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, flag_defaults, options_for
+from .config import OPTIONS, flag_defaults, in_python_words, options_for, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
@@ -35,6 +35,7 @@ __all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labe
            'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
+@in_python_words
 def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of data/README.md."
     return data_source(dataset).load(PRESETS[dataset], data_root, appendix, size, data_seed)
@@ -79,6 +80,7 @@ def run_data(cfg:dict,                # a `train_config`
 FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train` (00c_config), in its order
 RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
+@in_python_words
 def train_config(**overrides) -> dict:
     "The resolved run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`): see `stitchup_nb.methods.resolve`."
     bad = sorted(set(overrides) - set(OPTIONS) - set(resolve()) - set(RECORDED))
@@ -95,6 +97,7 @@ class RunRecord(Callback):
     def __init__(self, config:dict, holdout=None, peer=None):
         self.config, self.holdout, self.peer, self.train_time, self.final_t = config, holdout, peer, None, None
 
+@in_python_words
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it; `run_data`)
     "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
@@ -146,9 +149,10 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
     "The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet)."
     if resume != 'auto': return Path(resume) if resume else None
     ck = (checkpoints(work_dir) or [None])[-1]
-    if ck is None: print(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0')
+    if ck is None: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))
     return ck
 
+@in_python_words
 def run_training(cfg:dict) -> tuple:
     "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
@@ -177,9 +181,9 @@ def run_training(cfg:dict) -> tuple:
             if main: print(f'resuming from {ck} at epoch {start}')
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
-            print(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
-                  'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
-                  'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1', flush=True)
+            print(worded(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
+                         'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
+                         'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1'), flush=True)
         t0 = time.time()
         with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
@@ -225,6 +229,7 @@ def choose_final_t(learn) -> dict:
 def _train_in_process(cfg:dict):
     run_training(cfg)              # the Learner stays in its process: only files come back
 
+@in_python_words
 def launch(n:int, **options) -> pd.DataFrame:
     "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
     from accelerate import notebook_launcher

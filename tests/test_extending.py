@@ -96,7 +96,7 @@ def test_a_new_peer_takes_two_files(tmp_path):
     assert got['loss'] == '_SmoothedBCE' and got['peer'] == 'LabelSmoothingPeer' and got['eps'] == .1, got
     assert got['method'] == 'label_smoothing' and got['finite'] and 0 < got['mAP'] <= 100, got
     assert got['help'] == [True, True], got
-    assert got['flag'] and "--ls_eps has no effect: it is a hyper-parameter of method 'label_smoothing'" in got['refused'], got
+    assert got['flag'] and "`ls_eps` has no effect: it is a hyper-parameter of method 'label_smoothing'" in got['refused'], got   # Python's words
 
 
 NOISE = '''
@@ -169,5 +169,5 @@ def test_a_new_data_set_takes_two_files(tmp_path):
     ''')
     assert got['n'] == [96, 48] and got['classes'] == ['c0', 'c1', 'c2', 'c3', 'c4', 'c5'] and got['app'] is None, got
     assert got['seed'] == 2 and 0 < got['mAP'] <= 100, got                                  # drawn from a seed: data_seed kept
-    assert 'reads no files' in got['errors']['appendix'] and '--size is fixed at 64' in got['errors']['size'], got['errors']
+    assert 'reads no files' in got['errors']['appendix'] and '`size` is fixed at 64' in got['errors']['size'], got['errors']
     assert "data source 'nowhere' is not registered" in got['errors']['source'], got['errors']

@@ -54,15 +54,15 @@ def test_resumed_adaptive_run_ends_as_the_uninterrupted_one(tmp_path):
 
 
 @pytest.mark.parametrize('options, message', [
-    (dict(method='bce', correction='adaptive'), '--correction adaptive has no effect'),
-    (dict(method='full', correction='adaptive', random_head_alpha=.8), '--random_head_alpha has no effect with --correction adaptive'),
-    (dict(method='full', correction='learned'), '--correction must be fixed or adaptive'),
-    (dict(method='full', stitch_branches='class_aware'), '--stitch_branches must be all, random or balanced'),
+    (dict(method='bce', correction='adaptive'), '`correction` adaptive has no effect'),
+    (dict(method='full', correction='adaptive', random_head_alpha=.8), '`random_head_alpha` has no effect with `correction` adaptive'),
+    (dict(method='full', correction='learned'), '`correction` must be fixed or adaptive'),
+    (dict(method='full', stitch_branches='class_aware'), '`stitch_branches` must be all, random or balanced'),
     (dict(method='dbfocal_stitchup', stitch_branches='random'), 'this run has no such branch'),
     (dict(method='colearn', stitch_branches='balanced'), 'has no effect without Stitch-Up'),
-    (dict(method='bce', holdout=.1), '--holdout 0.1 has no effect'),
-    (dict(method='full_plus', holdout=.1, t=.3), '--t has no effect with --holdout 0.1'),
-    (dict(method='full', holdout=.5), '--holdout must be 0'),
+    (dict(method='bce', holdout=.1), '`holdout` 0.1 has no effect'),
+    (dict(method='full_plus', holdout=.1, t=.3), '`t` has no effect with `holdout` 0.1'),
+    (dict(method='full', holdout=.5), '`holdout` must be 0'),
 ])
 def test_bad_full_plus_options_are_refused_by_name(options, message):
     from stitchup_nb.train import train_config

@@ -56,11 +56,11 @@ def test_peer_flags_refused_elsewhere(tmp_path):
     assert said.startswith("stitchup_train: --asl_gamma_neg has no effect: it is a hyper-parameter of method 'asl'"), said
     assert not work.exists()                                          # refused before anything is written
     from stitchup_nb.train import train_config
-    for opts, said in [(dict(method='mixup', cutmix_alpha=1.), '--cutmix_alpha has no effect'),
-                       (dict(method='bce', ll_delta_rel=.2), "--ll_delta_rel has no effect: it is a hyper-parameter of method 'large_loss' (Large-loss rejection), not of 'bce'"),
-                       (dict(method='asl', loss='dbfocal'), "--loss dbfocal does not apply to method 'asl'"),
-                       (dict(method='cutmix', branches='both'), "--branches both does not apply to method 'cutmix'"),
-                       (dict(method='asl', asl_clip=1.5), '--asl_clip must be a number in [0, 1)'),
-                       (dict(method='mixup', mixup_alpha=0.), '--mixup_alpha must be a number > 0')]:
+    for opts, said in [(dict(method='mixup', cutmix_alpha=1.), '`cutmix_alpha` has no effect'),
+                       (dict(method='bce', ll_delta_rel=.2), "`ll_delta_rel` has no effect: it is a hyper-parameter of method 'large_loss' (Large-loss rejection), not of 'bce'"),
+                       (dict(method='asl', loss='dbfocal'), "`loss` dbfocal does not apply to method 'asl'"),
+                       (dict(method='cutmix', branches='both'), "`branches` both does not apply to method 'cutmix'"),
+                       (dict(method='asl', asl_clip=1.5), '`asl_clip` must be a number in [0, 1)'),
+                       (dict(method='mixup', mixup_alpha=0.), '`mixup_alpha` must be a number > 0')]:
         with pytest.raises(ValueError, match=re.escape(said)):
             train_config(dataset='digits-small', **opts)

@@ -49,14 +49,14 @@ def test_another_methods_flag_is_refused_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize('options, said', [
-    (dict(method='coteaching', cl_folds=3), "--cl_folds has no effect: it is a hyper-parameter of method 'confident_learning'"),
-    (dict(method='confident_learning', ct_tk=4.), "--ct_tk has no effect: it is a hyper-parameter of method 'coteaching'"),
-    (dict(method='bce', cl_epochs=2), '--cl_epochs has no effect'),
-    (dict(method='coteaching', stitch='feature'), "--stitch feature does not apply to method 'coteaching'"),
-    (dict(method='confident_learning', branches='both'), "--branches both does not apply to method 'confident_learning'"),
-    (dict(method='coteaching', ct_tau=1.), '--ct_tau must be a number in [0, 1), got 1.0'),
-    (dict(method='coteaching', ct_tk=0.), '--ct_tk must be a number > 0'),
-    (dict(method='confident_learning', cl_folds=1), '--cl_folds must be an integer >= 2'),
+    (dict(method='coteaching', cl_folds=3), "`cl_folds` has no effect: it is a hyper-parameter of method 'confident_learning'"),
+    (dict(method='confident_learning', ct_tk=4.), "`ct_tk` has no effect: it is a hyper-parameter of method 'coteaching'"),
+    (dict(method='bce', cl_epochs=2), '`cl_epochs` has no effect'),
+    (dict(method='coteaching', stitch='feature'), "`stitch` feature does not apply to method 'coteaching'"),
+    (dict(method='confident_learning', branches='both'), "`branches` both does not apply to method 'confident_learning'"),
+    (dict(method='coteaching', ct_tau=1.), '`ct_tau` must be a number in [0, 1), got 1.0'),
+    (dict(method='coteaching', ct_tk=0.), '`ct_tk` must be a number > 0'),
+    (dict(method='confident_learning', cl_folds=1), '`cl_folds` must be an integer >= 2'),
 ])
 def test_peer_options_are_checked_before_anything_runs(options, said):
     from stitchup_nb.train import train_config
