@@ -4,7 +4,8 @@
 
 # %% ../nbs/00c_config.ipynb #e012198e
 from __future__ import annotations
-import contextvars, functools, inspect, math, numbers, os, re
+import contextvars, dataclasses, functools, inspect, math, numbers, os, re
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'ARCHS',
            'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option',
-           'cross_check', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'cli_words', 'worded',
-           'in_python_words']
+           'cross_check', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'RunConfig', 'run_config',
+           'cli_words', 'worded', 'in_python_words']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -272,6 +273,32 @@ _o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (see 0
 _o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
 _o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
 del _o
+
+# %% ../nbs/00c_config.ipynb #f2eae506
+class RunConfig(Mapping):
+    """A resolved run configuration: the frozen dataclass of the declared options that `run_config` makes, read as
+    attributes (`cfg.lr`) or as a mapping (`cfg['lr']`, `{**cfg}`, `dict(cfg)`); `replace` gives a changed copy."""
+    def __getitem__(self, k):
+        if k not in self.__dataclass_fields__: raise KeyError(k)
+        return getattr(self, k)
+    def __iter__(self): return iter(self.__dataclass_fields__)
+    def __len__(self): return len(self.__dataclass_fields__)
+    def __reduce__(self): return (run_config, (dict(self),))      # pickles (DDP, notebook_launcher) as its values
+    def replace(self, **changes) -> RunConfig:
+        "A copy with `changes` (not checked: `train_config(**cfg.replace(...))` checks)."
+        return run_config({**self, **changes})
+
+_RUN_CONFIGS = {}     # the field names -> the dataclass made for them
+
+def run_config(values:Mapping) -> RunConfig:
+    "`values` as a `RunConfig`: one typed field per key, in declaration order (`OPTIONS`; a key nobody declared: untyped, last)."
+    names = tuple(sorted(values, key=lambda k: (k not in OPTIONS, list(OPTIONS).index(k) if k in OPTIONS else 0, k)))
+    cls = _RUN_CONFIGS.get(names)
+    if cls is None:
+        fields = [(k, OPTIONS[k].type if k in OPTIONS and OPTIONS[k].type else object) for k in names]
+        cls = _RUN_CONFIGS[names] = dataclasses.make_dataclass('RunConfig', fields, bases=(RunConfig,), frozen=True, eq=False,
+                                                               namespace={'__module__': __name__})
+    return cls(**{k: values[k] for k in names})
 
 # %% ../nbs/00c_config.ipynb #01ee66bd
 _CLI_WORDS = contextvars.ContextVar('stitchup_cli_words', default=False)

@@ -146,7 +146,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
         result = _result_row(learn, table, cfg)
     return dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs, **result,
                 seconds=round(time.time() - t0, 1), extra=json.dumps(extra or {}, sort_keys=True),
-                **provenance(threads), config=json.dumps(cfg, sort_keys=True, default=float))
+                **provenance(threads), config=json.dumps(dict(cfg), sort_keys=True, default=float))
 
 # %% ../nbs/12_experiments.ipynb #f07bfec5
 TS = (0., .1, .3, .5, .7, .9, 1.)
@@ -162,7 +162,7 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     for t, table in tables.items():
         yield dict(method='sweep t', kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
                    **{g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')},
-                   seconds=seconds, **prov, config=json.dumps(cfg, sort_keys=True, default=float))
+                   seconds=seconds, **prov, config=json.dumps(dict(cfg), sort_keys=True, default=float))
 
 # %% ../nbs/12_experiments.ipynb #0c38a8be
 MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full', 'full_plus']

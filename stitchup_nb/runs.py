@@ -248,7 +248,7 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
 RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'quiet', 'precision', 'channels_last', 'deterministic',
              'sync_bn', 'data_root', 'appendix', 'threshold_groups', 'noise_source')   # options a resumed run may change
 
-def _plain(cfg): return json.loads(json.dumps(cfg, default=float))
+def _plain(cfg): return json.loads(json.dumps(dict(cfg), default=float))
 
 def run_diff(saved:dict, cfg:dict) -> list:
     "The options, other than `RESUMABLE`, in which the run configurations `saved` and `cfg` differ."

@@ -13,7 +13,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, flag_defaults, in_python_words, options_for, worded
+from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, options_for, run_config, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .sampling import BatchAug, stitch_dls
@@ -81,11 +81,11 @@ FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train
 RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
 
 @in_python_words
-def train_config(**overrides) -> dict:
-    "The resolved run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`): see `stitchup_nb.methods.resolve`."
+def train_config(**overrides) -> RunConfig:
+    "The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see `stitchup_nb.methods.resolve`), as a `RunConfig`."
     bad = sorted(set(overrides) - set(OPTIONS) - set(resolve()) - set(RECORDED))
     if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return check_config(resolve(**{**flag_defaults(), **overrides}), FLAGS)
+    return run_config(check_config(resolve(**{**flag_defaults(), **overrides}), FLAGS))
 
 # %% ../nbs/10b_train.ipynb #381f82f7
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
@@ -117,14 +117,15 @@ def build_learner(cfg:dict, history:list|None=None,
             raise ValueError(f"--bs {cfg['bs']} is more than the {len(train)} training images"
                              f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
         groups, source = threshold_groups(train, app)
-        cfg = {**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1]}   # check_config set the noise options from it
-        cfg['precision'], cfg['channels_last'] = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
+        precision, channels_last = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
+        cfg = run_config({**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1],    # check_config set the noise options from it
+                          'precision': precision, 'channels_last': channels_last})
         gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
             mj = MetricsJSON(work/'metrics.json', history)
-            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': cfg, 'history': mj.history})]
+            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': dict(cfg), 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         build = peer.learner if peer is not None else colearner     # a peer builds its Learner with its own parts (07d_peers)
         learn = build(dls, arch=cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
@@ -174,7 +175,7 @@ def run_training(cfg:dict) -> tuple:
                                  'resume with the same options, or pass another --work_dir')
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
-        if work and main: write_json(learn.run_record.config, work/'config.json')
+        if work and main: write_json(dict(learn.run_record.config), work/'config.json')
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck)
