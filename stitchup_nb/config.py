@@ -275,15 +275,14 @@ _o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary
 del _o
 
 # %% ../nbs/00c_config.ipynb #f2eae506
-class RunConfig(Mapping):
-    """A resolved run configuration: the frozen dataclass of the declared options that `run_config` makes, read as
-    attributes (`cfg.lr`) or as a mapping (`cfg['lr']`, `{**cfg}`, `dict(cfg)`); `replace` gives a changed copy."""
-    def __getitem__(self, k):
-        if k not in self.__dataclass_fields__: raise KeyError(k)
-        return getattr(self, k)
-    def __iter__(self): return iter(self.__dataclass_fields__)
-    def __len__(self): return len(self.__dataclass_fields__)
-    def __reduce__(self): return (run_config, (dict(self),))      # pickles (DDP, notebook_launcher) as its values
+class RunConfig(dict):
+    """A resolved run configuration: the frozen dataclass of the declared options that `run_config` makes, and the dict
+    that config.json holds (`cfg['lr']`, `json.dumps(cfg)`), read as attributes too (`cfg.lr`); `replace` gives a changed copy."""
+    def __post_init__(self): dict.update(self, {k: getattr(self, k) for k in self.__dataclass_fields__})
+    def _frozen(self, *args, **kwargs):
+        raise TypeError('a RunConfig does not change: cfg.replace(name=value) makes a changed copy (train_config(**it) checks it)')
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = clear = setdefault = _frozen
+    def __reduce__(self): return (run_config, (dict(self),))      # copies and pickles (DDP, notebook_launcher) as its values
     def replace(self, **changes) -> RunConfig:
         "A copy with `changes` (not checked: `train_config(**cfg.replace(...))` checks)."
         return run_config({**self, **changes})

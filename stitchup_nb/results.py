@@ -358,9 +358,9 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
                '[95% interval] (seeds ahead / compared):', '', markdown(t['delta'].rename_axis('ll_delta_rel'))]
     return '\n'.join(l for l in md if l is not None)
 
-def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None) -> str:
+def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|None=None) -> str:
     """The README's short results: every method at the demo's cell (flip 0.5) by group, what `make demo` should
-    print, and which method at which noise (`pick_table`, ties said)."""
+    print, which method at which noise (`pick_table`, ties said), and the pre-registered test (`fresh_markdown`)."""
     md = []
     if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):
         md += ["Flip noise at 0.5, the demo's cell, mean ± std over seeds (mAP, %):", '', markdown(cell_table(res).rename_axis('method'))]
@@ -373,6 +373,7 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None) -> str:
         md += ['', "Which method at which noise: the best mean total mAP at each cell, and a pick only where its lead over "
                    "the runner-up, paired by seed, has a 95% interval above 0; otherwise a tie:", '',
                markdown(pick_table(both, methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
+    if fresh is not None and len(fresh): md += ['', fresh_markdown(fresh)]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
 
 def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
@@ -444,6 +445,6 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
     text = '\n'.join(md) + '\n'
     if write:
         (folder/'benchmark_table.md').write_text(text)
-        (folder/'benchmark_headline.md').write_text(headline(res, peers))     # the README's short version
+        (folder/'benchmark_headline.md').write_text(headline(res, peers, fresh))     # the README's short version
         (folder/'benchmark_authors.md').write_text((au or '*No `--authors` rows of the current code yet.*') + '\n')   # the README's
     return text
