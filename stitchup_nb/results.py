@@ -269,7 +269,7 @@ def fresh_markdown(fresh:pd.DataFrame) -> str:
                f"**The target is {'not met' if not t.result.str.startswith('not yet').any() else 'not settled yet'}**: "
                f"{(t.result == 'met').sum()} of {len(t)} clauses hold.")
     return '\n'.join([f"The pre-registered test (`--fresh`, 07g_full_plus): `{FRESH['method']}` against "
-                      f"{' and '.join(FRESH['baselines'])} on fresh seeds {', '.join(map(str, FRESH['seeds']))} of Digits-MLT instance "
+                      f"{' and '.join(m for m, o in FRESH_ROWS.items() if o['method'] in FRESH['baselines'])} on fresh seeds {', '.join(map(str, FRESH['seeds']))} of Digits-MLT instance "
                       f"{FRESH['data_seed']}; total mAP, mean ± std over the seeds:", '',
                       markdown(cells_table(fresh, methods=list(FRESH_ROWS)).rename_axis('method')), '',
                       'Each clause of the criterion, the variant minus the baseline on the same seed:', '',
