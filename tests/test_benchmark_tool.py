@@ -127,7 +127,10 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--quick', '--sweep'], 'separate grids'),
                (['--verify', '0'], '--verify must be >= 1'),
                (['--jobs', '0'], '--jobs must be >= 1'),
-               (['--jobs', '2', '--report'], '--jobs applies to a grid')]
+               (['--jobs', '2', '--report'], '--jobs applies to a grid'),
+               (['--methods', 'bce,nope'], "--methods: no method 'nope'"),
+               (['--peers', '--methods', 'bce'], '--methods: the peers grid runs none of bce'),
+               (['--sweep', '--methods', 'full'], '--methods applies to a grid of separate runs')]
 
 # every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the
 # command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them

@@ -2,6 +2,7 @@
 
     python tools/benchmark.py                 # the full grid (hours on 2 CPU cores); resumable
     python tools/benchmark.py --jobs 2        # two copies, one a core: they share the work through one claims file
+    python tools/benchmark.py --methods bce,full --seeds 3,4   # more seeds for some methods' rows (METHODS names)
     python tools/benchmark.py --quick         # 1 seed, 2 rates, flip only, 1 epoch on digits-small: the CI smoke version
     python tools/benchmark.py --sweep         # sensitivity: alpha_head, beta_tail, t, warmup_epoch (flip 0.5)
     python tools/benchmark.py --factorial     # Stitch-Up with each sampler × loss pairing (why the two branches differ)
@@ -31,6 +32,7 @@ from pathlib import Path
 from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, verify
 from stitchup_nb.experiments import FRESH, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
+from stitchup_nb.methods import METHODS
 from stitchup_nb.results import RESULTS, report
 
 
@@ -59,6 +61,8 @@ def main(argv=None):
     ap.add_argument('--fresh', action='store_true', help="the pre-registered test (stitchup_nb.experiments.FRESH): full_plus_auto, BCE and the full method on its fresh seeds and Digits-MLT instance, to benchmark_fresh.csv")
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0; fresh: the pre-registered 5,6,7,8,9)')
+    ap.add_argument('--methods', default=None, help="comma list of METHODS names: only the grid's rows of these methods "
+                    "(e.g. --methods bce,full --seeds 3,4 adds two seeds to two methods' rows)")
     ap.add_argument('--epochs', type=int, default=None, help='default: 8; quick: 1')
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
     ap.add_argument('--jobs', type=int, default=1, help='copies of this grid working at once, sharing the claims file (default 1; one a core)')
@@ -78,7 +82,16 @@ def main(argv=None):
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
+    if a.methods is not None and (a.report or a.verify is not None or a.plus or a.sweep):
+        ap.error('--methods applies to a grid of separate runs: not to --report, --verify, --plus (its candidates and '
+                 'baselines run together) or --sweep (one training makes every t)')
     if a.report: print(report()); return
+    if a.methods is not None:
+        want = [m.strip() for m in a.methods.split(',') if m.strip()]
+        if unknown := [m for m in want if m not in METHODS]:
+            ap.error(f"--methods: no method {', '.join(map(repr, unknown))}; the methods are {', '.join(METHODS)}")
+        there = sorted({o['method'] for _, o, _, _ in grid(name)})
+        if not set(want) & set(there): ap.error(f"--methods: the {name} grid runs none of {', '.join(want)}; it runs {', '.join(there)}")
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
@@ -91,6 +104,7 @@ def main(argv=None):
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
+    if a.methods is not None: runs = [r for r in runs if r[1]['method'] in want]
     dataset = 'digits-small' if a.quick else 'digits'
     base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     # a copy started below finds them computed by the copy that started it (in the file): computing them again costs minutes
