@@ -83,13 +83,13 @@ _peer_option('ct_tau', .1, maybe(number(lambda v: 0 <= v < 1, 'a number in [0, 1
              'coteaching')
 _peer_option('ct_tk', 2., maybe(number(lambda v: 0 < v <= 10_000, 'a number > 0 (epochs), at most 10000')), 'T_k, epochs over which '
              'the kept share falls from 1 to 1 - tau (paper: 10 of 200 epochs; default 2 of 8)', 'coteaching')
-_peer_option('cl_folds', 3, maybe(count(2, 100)), "folds of the out-of-fold predictions, one training each (cleanlab's usual: 5; "
-             'default 3)', 'confident_learning', type=int)
+_peer_option('cl_folds', 5, maybe(count(2, 100)), "folds of the out-of-fold predictions, one training each (the paper's and "
+             "cleanlab's: 5)", 'confident_learning', type=int)
 _peer_option('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold model (default: --epochs, the preset's schedule)",
              'confident_learning', type=int)
-_peer_option('cl_action', 'flip', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident '
+_peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident '
              "learning flags: flip (0 <-> 1, every entry trains) or prune (left out of the loss, the paper's action, per entry; "
-             "07f_confident); default flip, as the benchmark's published rows", 'confident_learning', type=str)
+             "07f_confident, the default)", 'confident_learning', type=str)
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
