@@ -225,19 +225,20 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
 
 # %% ../nbs/13_results.ipynb #b9497b86
 def pick_table(res:pd.DataFrame, methods=None, col:str='total', level:float=.95) -> pd.DataFrame:
-    """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the paired lead
-    with its `level` interval, and the pick: the best, when the interval of its lead lies above 0; else 'tie'."""
+    """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the lead paired
+    over every seed those two ran, with its `level` interval, and the pick: the best, when the interval lies above 0; else 'tie'."""
     methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
     d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
     for (kind, rate), g in d.groupby(level=['kind', 'rate']):
-        g = g[[m for m in methods if m in g]].dropna(axis=1, how='all').dropna()    # the seeds every method here ran
-        if g.shape[1] < 2 or g.empty: continue
-        mean = g.mean().sort_values(ascending=False)
+        g = g[[m for m in methods if m in g]].dropna(axis=1, how='all')
+        common = g.dropna()                                    # the seeds every method here ran: the ranking
+        if g.shape[1] < 2 or common.empty: continue
+        mean = common.mean().sort_values(ascending=False)
         first, second = mean.index[:2]
-        lead = g[first] - g[second]
+        lead = (g[first] - g[second]).dropna()                 # the lead: every seed the two ran
         low = paired_ci(lead, level)[1]
-        out[(kind, rate)] = {'seeds': len(g), 'pick': first if low > 0 else 'tie', 'best mean': first,
+        out[(kind, rate)] = {'seeds': len(lead), 'pick': first if low > 0 else 'tie', 'best mean': first,
                              col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead)}
     return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
