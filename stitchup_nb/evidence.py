@@ -24,11 +24,12 @@ from .metrics import evaluate
 from .experiments import _result_row, machine, rerun, run_config, torch_threads
 
 # %% auto #0
-__all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_RATES', 'CROSS_MACHINE_TOL', 'fp_env_in_force',
-           'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps',
-           'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint',
-           'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'load_fingerprints',
-           'current_mask', 'current_rows', 'stamp', 'fingerprints', 'diff_fingerprints', 'merge_fingerprints', 'verify']
+__all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_RATES', 'PARTS', 'CROSS_MACHINE_TOL',
+           'fp_env_in_force', 'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps',
+           'probe_steps', 'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint',
+           'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay',
+           'arithmetics', 'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
+           'fingerprints', 'diff_fingerprints', 'closest_arithmetic', 'merge_fingerprints', 'record_machine', 'verify']
 
 # %% ../nbs/12a_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -43,7 +44,7 @@ def fp_env_in_force() -> bool:
 
 @contextmanager
 def probe_arithmetic():
-    "One thread and no oneDNN for the block (with `FP_ENV` set at start: the same arithmetic on every x86-64 machine)."
+    "One thread and no oneDNN for the block (with `FP_ENV` set at start: one arithmetic per machine, the same on every run)."
     with torch_threads(1), warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='TF32 acceleration on top of oneDNN')    # said on turning oneDNN off
         with torch.backends.mkldnn.flags(enabled=False): yield
@@ -163,17 +164,35 @@ def row_fingerprint(row, fps:dict) -> str|None:
              'clean' if noise_part(row) == 'clean' else fps.get('noise', {}).get(noise_part(row)))
     return None if None in parts else _digest(*parts)
 
+PARTS = ('data', 'noise', 'methods')      # the named parts; 'pretrain' is one value
+
+def overlay(base:dict, over:dict) -> dict:
+    "The parts of `base` with those of `over` written over them."
+    out = {p: {**base.get(p, {}), **over.get(p, {})} for p in PARTS}
+    out['pretrain'] = over.get('pretrain', base.get('pretrain'))
+    return out
+
+def arithmetics(fps:dict) -> list:
+    """The complete parts on each machine a fingerprints file records: its own parts (computed on `fps['machine']`),
+    then each entry of `fps['machines']` (the parts another processor computes differently) laid over them."""
+    return [overlay(fps, {})] + [overlay(fps, m) for m in fps.get('machines', [])]
+
+def row_fingerprints(row, fps:dict) -> set:
+    "Every fingerprint the code described by `fps` gives CSV row `row`: one per machine arithmetic the file records."
+    return {f for a in arithmetics(fps) if (f := row_fingerprint(row, a)) is not None}
+
 def load_fingerprints(path=None) -> dict:
     "The committed fingerprints (empty parts when the file does not exist yet)."
     p = Path(path or FINGERPRINTS)
     return json.loads(p.read_text()) if p.is_file() else {'methods': {}, 'noise': {}, 'data': {}}
 
 def current_mask(df:pd.DataFrame, fps:dict|None=None) -> pd.Series:
-    "Which rows of `df` the current code makes: their `fingerprint` equals `row_fingerprint` under `fps` (the committed file)."
+    """Which rows of `df` the current code makes: their `fingerprint` is one `row_fingerprints` gives under `fps` (the
+    committed file), on any machine it records."""
     fps = load_fingerprints() if fps is None else fps
     if df.empty or 'fingerprint' not in df: return pd.Series(False, index=df.index)
-    want = [row_fingerprint(r, fps) if isinstance(r.get('config'), str) else None for _, r in df.iterrows()]
-    return pd.Series([w is not None and w == f for w, f in zip(want, df.fingerprint)], index=df.index)
+    want = [row_fingerprints(r, fps) if isinstance(r.get('config'), str) else set() for _, r in df.iterrows()]
+    return pd.Series([f in w for w, f in zip(want, df.fingerprint)], index=df.index)
 
 def current_rows(df:pd.DataFrame, fps:dict|None=None) -> pd.DataFrame:
     "The rows of `df` the current code makes (`current_mask`)."
@@ -202,13 +221,55 @@ def diff_fingerprints(old:dict, new:dict) -> list:
         out += [(part, k, old.get(part, {}).get(k), v) for k, v in new.get(part, {}).items() if old.get(part, {}).get(k) != v]
     return out
 
-def merge_fingerprints(old:dict, new:dict) -> dict:
-    "`old` with `new`'s parts written over it; the torch version and `FP_ENV` they were computed with."
-    out = {'about': 'behaviour fingerprints of the benchmark rows (stitchup_nb.evidence; tools/fingerprints.py)',
-           'env': FP_ENV, 'torch': torch.__version__}
-    for part in ('data', 'noise', 'methods'): out[part] = dict(sorted({**old.get(part, {}), **new.get(part, {})}.items()))
-    out['pretrain'] = new.get('pretrain', old.get('pretrain'))
+def closest_arithmetic(fps:dict, new:dict) -> tuple:
+    """Which machine of `fps` the parts `new` (computed on this machine) belong to: the index in `arithmetics(fps)`
+    from which the fewest of `new`'s parts differ (the first on a tie), and those differences."""
+    diffs = [diff_fingerprints(a, new) for a in arithmetics(fps)]
+    i = min(range(len(diffs)), key=lambda k: len(diffs[k]))
+    return i, diffs[i]
+
+def _written(machines:list, labels:list, about:dict) -> dict:
+    "A fingerprints file from complete per-machine parts: the first as its own parts, the others as what differs."
+    base, out = machines[0], dict(about)
+    for part in PARTS: out[part] = dict(sorted(base.get(part, {}).items()))
+    if base.get('pretrain') is not None: out['pretrain'] = base['pretrain']
+    if labels[0]: out['machine'] = labels[0]
+    others = []
+    for a, label in zip(machines[1:], labels[1:]):
+        d = {p: dict(sorted((k, v) for k, v in a.get(p, {}).items() if base.get(p, {}).get(k) != v)) for p in PARTS}
+        others.append({'machine': label, **({'pretrain': a['pretrain']} if a.get('pretrain') != base.get('pretrain') else {}),
+                       **{p: v for p, v in d.items() if v}})
+    if others: out['machines'] = others
     return out
+
+def merge_fingerprints(old:dict, new:dict, here:str|None=None) -> dict:
+    """`old` with the parts `new` computed on machine `here` written into the arithmetic they belong to
+    (`closest_arithmetic`). A part whose value changed there leaves every other machine's parts: the value it had
+    there described the old code, and that machine computes it again (`--check` there says so)."""
+    about = {'about': 'behaviour fingerprints of the benchmark rows (stitchup_nb.evidence; tools/fingerprints.py)',
+             'env': FP_ENV, 'torch': torch.__version__}
+    machines = arithmetics(old)
+    labels = [old.get('machine')] + [m.get('machine') for m in old.get('machines', [])]
+    i, diffs = closest_arithmetic(old, new)
+    changed = [(p, k) for p, k, o, _ in diffs if o is not None]
+    machines[i] = overlay(machines[i], new)
+    if labels[i] is None: labels[i] = here
+    for j, a in enumerate(machines):
+        if j == i: continue
+        for p, k in changed:
+            if p == 'pretrain': a.pop('pretrain', None)
+            else: a[p].pop(k, None)
+    return _written(machines, labels, about)
+
+def record_machine(old:dict, new:dict, here:str) -> dict:
+    """`old` with the parts `new` that machine `here` computes recorded as its own arithmetic (replacing what `old`
+    held for `here`): for a processor on which the same code computes some parts differently."""
+    labels = [old.get('machine')] + [m.get('machine') for m in old.get('machines', [])]
+    machines = arithmetics(old)
+    if here in labels[1:]: k = labels.index(here, 1); machines[k] = overlay(machines[0], new)
+    else: machines.append(overlay(machines[0], new)); labels.append(here)
+    return _written(machines, labels, {k: old[k] for k in ('about', 'env', 'torch') if k in old})
+
 
 # %% ../nbs/12a_evidence.ipynb #62e84c8d
 CROSS_MACHINE_TOL = 2.0    # mAP: a row re-run on another x86-64 machine (measured up to 1.25 apart; see above)

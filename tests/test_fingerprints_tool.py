@@ -20,7 +20,9 @@ def _tool(*args):
                                        (['--adopt', 'x.json'], '--adopt FILE needs --source'),
                                        (['--status', '--source', 'abc'], '--source goes with --adopt'),
                                        (['--add', '[1, 2'], '--add must be a JSON object'),
-                                       (['--check', '--file', 'no/such.json'], 'does not exist')])
+                                       (['--check', '--file', 'no/such.json'], 'does not exist'),
+                                       (['--record-machine', '--file', 'no/such.json'], 'does not exist'),
+                                       (['--check', '--parts-out', 'x.json'], '--parts-out goes with --add')])
 def test_bad_options_are_named(args, said):
     p = _tool(*args)
     assert p.returncode == 2 and said in p.stderr, p.stderr
@@ -37,15 +39,51 @@ def test_the_committed_file_covers_every_row_the_tables_show():
         assert {row_behaviour_key(r) for _, r in cur.iterrows()} <= set(fps['methods'])
 
 
+def _only(fps, key):
+    "`fps` cut down to the parts of BCE on digits-small flip (each machine's), as a small file to check."
+    cut = lambda a: {k: v for k, v in {'pretrain': a.get('pretrain'), 'data': {d: a['data'][d] for d in a.get('data', {}) if d == 'digits-small'},
+                                       'noise': {n: a['noise'][n] for n in a.get('noise', {}) if n == 'flip'},
+                                       'methods': {m: a['methods'][m] for m in a.get('methods', {}) if m == key}}.items() if v}
+    return {**cut(fps), 'machine': fps.get('machine'), 'machines': [dict(cut(m), machine=m['machine']) for m in fps.get('machines', [])]}
+
+
 def test_check_passes_on_this_code_and_names_a_changed_part(tmp_path):
     key = behaviour_key('bce', 'digits-small', 1)
-    fps = load_fingerprints()
-    mine = {'pretrain': fps['pretrain'], 'data': {'digits-small': fps['data']['digits-small']},
-            'noise': {'flip': fps['noise']['flip']}, 'methods': {key: fps['methods'][key]}}
+    mine = _only(load_fingerprints(), key)
     f = tmp_path/'fingerprints.json'
     f.write_text(json.dumps(mine))
     p = _tool('--check', '--file', str(f))
-    assert p.returncode == 0 and 'every fingerprint matches' in p.stdout, p.stdout + p.stderr
-    f.write_text(json.dumps(dict(mine, methods={key: '0123456789ab'})))       # what another behaviour computed
+    assert p.returncode == 0 and 'every fingerprint matches' in p.stdout and 'as ' in p.stdout, p.stdout + p.stderr
+    wrong = {**mine, 'methods': {key: '0123456789ab'}, 'machines': [dict(m, methods={key: '0123456789ab'}) for m in mine['machines']]}
+    f.write_text(json.dumps(wrong))       # what another behaviour computed, on every machine
     p = _tool('--check', '--file', str(f))
     assert p.returncode == 1 and key in p.stderr and 'committed 0123456789ab' in p.stderr and '--update' in p.stderr, p.stderr
+
+
+def test_another_processor_records_its_own_parts_and_then_checks(tmp_path):
+    """A file whose only machine ('another processor') computed the pretraining and the method part differently, as an
+    AMD EPYC and an Intel Xeon do: --check fails naming both and the way out; --add refuses to write this machine's
+    parts over the file's; --record-machine adds this machine's parts beside the others, and --check then passes."""
+    from stitchup_nb.experiments import machine
+    key = behaviour_key('bce', 'digits-small', 1)
+    fps = load_fingerprints()
+    here = [m for m in fps.get('machines', []) if m['machine'] == machine()]
+    mine = _only(fps, key)
+    theirs = {**{k: v for k, v in mine.items() if k != 'machines'}, 'machine': 'another processor',
+              'pretrain': 'aaaaaaaaaaaa', 'methods': {key: 'bbbbbbbbbbbb'}}
+    f = tmp_path/'fingerprints.json'
+    f.write_text(json.dumps(theirs))
+    p = _tool('--check', '--file', str(f))
+    assert p.returncode == 1 and 'committed aaaaaaaaaaaa' in p.stderr and '--record-machine' in p.stderr, p.stderr
+    p = _tool('--add', json.dumps({'methods': [key], 'noise': ['flip'], 'data': ['digits-small']}), '--file', str(f))
+    assert p.returncode == 1 and '--record-machine' in p.stderr and json.loads(f.read_text()) == theirs, p.stderr
+    p = _tool('--record-machine', '--file', str(f))
+    assert p.returncode == 0, p.stderr
+    got = json.loads(f.read_text())
+    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {key: 'bbbbbbbbbbbb'}        # theirs, kept
+    assert [m['machine'] for m in got['machines']] == [machine()] and set(got['machines'][0]) >= {'pretrain', 'methods'}
+    if here: assert got['machines'][0].get('pretrain', fps['pretrain']) == here[0].get('pretrain', fps['pretrain'])
+    p = _tool('--check', '--file', str(f))
+    assert p.returncode == 0 and machine() in p.stdout, p.stdout + p.stderr
+    p = _tool('--record-machine', '--file', str(f))          # recorded: nothing to do
+    assert p.returncode == 0 and 'nothing to record' in p.stdout, p.stdout + p.stderr

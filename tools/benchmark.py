@@ -26,27 +26,31 @@ fingerprint matches) already in the CSV are skipped, so an interrupted grid pick
 made by other behaviour is re-run beside its rows. Each run uses --threads PyTorch threads (default 1: one copy per
 core), so a row does not depend on what runs beside it.
 """
-import argparse, json, os, subprocess, sys, warnings
+import argparse, json, os, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
-from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, verify
+from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints, verify
 from stitchup_nb.experiments import FRESH, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
 from stitchup_nb.methods import METHODS
 from stitchup_nb.results import RESULTS, report
 
 
-COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the first one computed the grid's fingerprints
+COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the file of the grid's parts the first one computed
 
 
-def grid_fingerprints(runs, dataset, epochs, sweep) -> dict:
-    "Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid; the file's parts after it."
+def grid_fingerprints(runs, dataset, epochs, sweep) -> str:
+    """Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid on this machine; the path of
+    a file holding them (the rows are stamped with them; the committed file records them as this machine's)."""
     keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
     if sweep: keys |= {behaviour_key('full', dataset, epochs, {'t': t}) for t in TS}
     kinds = sorted({s['kind'] for _, o, s, _, _ in runs if o.get('noise_rate', s['rate']) > 0})
     want = json.dumps({'methods': sorted(keys), 'noise': kinds, 'data': [dataset]})
-    subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2'], check=True)
-    return load_fingerprints(FINGERPRINTS)
+    fd, parts = tempfile.mkstemp(prefix='stitchup_grid_parts_', suffix='.json'); os.close(fd)
+    if subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2',
+                       '--parts-out', parts]).returncode:
+        sys.exit('benchmark.py: the grid\'s fingerprints could not be computed (tools/fingerprints.py --add, above); nothing ran')
+    return parts
 
 
 def main(argv=None):
@@ -108,15 +112,17 @@ def main(argv=None):
     dataset = 'digits-small' if a.quick else 'digits'
     base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     # a copy started below finds them computed by the copy that started it (in the file): computing them again costs minutes
-    fps = load_fingerprints(FINGERPRINTS) if os.environ.get(COPY) else grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    parts = os.environ.get(COPY) or grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    here = json.loads(Path(parts).read_text())     # this machine's parts: a new row is stamped with them
+    fps = load_fingerprints(FINGERPRINTS)          # every machine's: a row any of them made is done
     copies = []
     if a.jobs > 1:      # the other copies start once the fingerprints are in place; each claims its own runs
         args = list(sys.argv[1:] if argv is None else argv)
         i = next(k for k, v in enumerate(args) if v == '--jobs' or v.startswith('--jobs='))
         del args[i:i + (1 if '=' in args[i] else 2)]
-        copies = [subprocess.Popen([sys.executable, __file__, *args], env={**os.environ, COPY: '1'}) for _ in range(a.jobs - 1)]
+        copies = [subprocess.Popen([sys.executable, __file__, *args], env={**os.environ, COPY: parts}) for _ in range(a.jobs - 1)]
         print(f'{a.jobs} copies at work (this one and {a.jobs - 1} more)', flush=True)
-    current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] == row_fingerprint(r, fps)   # made by this behaviour
+    current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] in row_fingerprints(r, fps)   # made by this behaviour
     cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
     first = cells[0]
     # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
@@ -131,7 +137,7 @@ def main(argv=None):
     if a.sweep:
         for seed in seeds:
             if claim(out, [['sweep t', seed]], lambda d: row_key(d)[:1] + row_key(d)[3:4], current) is None: continue
-            rows = [dict(r, fingerprint=row_fingerprint(r, fps)) for r in t_sweep(seed, epochs, threads=a.threads)]
+            rows = [dict(r, fingerprint=row_fingerprint(r, here)) for r in t_sweep(seed, epochs, threads=a.threads)]
             append_rows(out, rows)
             for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
                                  f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
@@ -145,11 +151,12 @@ def main(argv=None):
         while (i := claim(csv_path, [key(r) for r in todo], current=current)) is not None:
             m, o, s, extra, seed = todo[i]
             row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, a.threads)
-            row['fingerprint'] = row_fingerprint(row, fps)
+            row['fingerprint'] = row_fingerprint(row, here)
             append_rows(csv_path, [row])
             print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s}{' ' + json.dumps(extra) if extra else ''} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
                   f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
     failed = [p.pid for p in copies if p.wait() != 0]
+    if not os.environ.get(COPY): Path(parts).unlink(missing_ok=True)
     if failed: sys.exit(f'{len(failed)} of the other copies failed (pids {failed}); their runs stay unclaimed, run again to finish them')
     print(f'results in {out}')
 

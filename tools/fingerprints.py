@@ -4,10 +4,14 @@
     python tools/fingerprints.py --update         # after a change of behaviour: recompute every part and write the file
     python tools/fingerprints.py --status         # how many rows of each CSV the current code makes
     python tools/fingerprints.py --adopt FILE --source HASH   # parts computed by the code of source HASH: stamp its rows
+    python tools/fingerprints.py --record-machine # this processor computes some parts differently: record its own
 
 A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
-describes the code. The parts are computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it),
-which gives the same bits on every x86-64 machine with AVX2; --jobs N probes N keys at once.
+describes the code. The parts are computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it).
+That arithmetic is not the same on every processor: an Intel Xeon (Sapphire Rapids) computes 42 of the 58 parts an
+AMD EPYC computes differently, from the same code. The file therefore holds the parts of each machine that has
+recorded its own (`machines`); --check passes when this machine's parts are those of one of them and says which.
+--jobs N probes N keys at once.
 """
 import argparse, csv, json, multiprocessing, os, sys, warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -15,10 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, current_mask, diff_fingerprints, fingerprints, fp_env_in_force,
-                                  load_fingerprints, merge_fingerprints, probe_groups, row_fingerprint)
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
+                                  fingerprints, fp_env_in_force, load_fingerprints, merge_fingerprints, probe_groups,
+                                  record_machine, row_fingerprint)
 from stitchup_nb.data import atomic_write
-from stitchup_nb.experiments import FIELDS, upgrade_csv
+from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
 
 
 def _group(keys):
@@ -41,7 +46,15 @@ def write(path, fps): atomic_write(path, lambda f: f.write((json.dumps(fps, inde
 
 
 def parts_of(fps) -> tuple:
-    return sorted(fps.get('methods', {})), sorted(fps.get('noise', {})), sorted(fps.get('data', {}))
+    "The method keys, noise kinds and data sets of every machine's parts in `fps`."
+    return tuple(sorted(set().union(*[a[p] for a in arithmetics(fps)])) for p in ('methods', 'noise', 'data'))
+def label(fps, i) -> str:
+    "The machine of arithmetic `i` of `fps`, in words."
+    name = ([fps.get('machine')] + [m.get('machine') for m in fps.get('machines', [])])[i]
+    return name or 'the machine that computed the file (not recorded)'
+def said(diffs, i, fps) -> str:
+    return '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in diffs) + f'\n(compared with the parts of {label(fps, i)})'
+
 
 
 def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
@@ -58,20 +71,26 @@ def main(argv=None):
     g.add_argument('--update', action='store_true', help='recompute every part of the file and write it')
     g.add_argument('--status', action='store_true', help='current rows per CSV')
     g.add_argument('--adopt', metavar='FILE', help='a fingerprints file computed by the code of --source')
+    g.add_argument('--record-machine', action='store_true', help="recompute every part and record them as this "
+                   "machine's own, for a processor on which the same code computes some parts differently (run it on "
+                   "the commit whose --check passes on the file's machine)")
     g.add_argument('--add', metavar='JSON', help='compute these parts ({"methods": [keys], "noise": [kinds], "data": [presets]}) '
                    'and the pretraining, and write them into the file (tools/benchmark.py does, before a grid)')
     ap.add_argument('--source', help='with --adopt: the source hash whose rows FILE describes')
     ap.add_argument('--file', default=str(FINGERPRINTS), help=f'the fingerprints file (default {FINGERPRINTS})')
     ap.add_argument('--jobs', type=int, default=1, help='probe runs at once (one thread each)')
+    ap.add_argument('--parts-out', metavar='FILE', help='with --add: also write the parts computed here to FILE '
+                    '(tools/benchmark.py stamps its rows with them)')
     a = ap.parse_args(argv)
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.adopt and not a.source: ap.error('--adopt FILE needs --source HASH (the source that computed FILE and made the rows)')
     if a.source and not a.adopt: ap.error('--source goes with --adopt')
+    if a.parts_out and not a.add: ap.error('--parts-out goes with --add')
     path = Path(a.file)
     if a.add:
         try: want = json.loads(a.add); keys, kinds, datasets = (list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
-    if (a.check or a.update) and not path.is_file(): ap.error(f'--file {path} does not exist')
+    if (a.check or a.update or a.record_machine) and not path.is_file(): ap.error(f'--file {path} does not exist')
     if a.status:
         fps = load_fingerprints(path)
         for f in csvs(path.parent):
@@ -97,17 +116,36 @@ def main(argv=None):
     print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
           f'({a.jobs} at once)', flush=True)
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
-    changed = diff_fingerprints(old, new)
+    i, changed = closest_arithmetic(old, new)
+    here = machine()
+    if a.record_machine:
+        if not changed: print(f'{path}: this machine computes the parts of {label(old, i)}: nothing to record'); return
+        if i == 0 and old.get('machine') == here:
+            sys.exit(f'{path}: its own parts were computed on this machine ({here}), so a difference here is a change of '
+                     'behaviour, not of arithmetic: python tools/fingerprints.py --update')
+        write(path, record_machine(old, new, here))
+        print(f'wrote {path}: the parts of {here} ({len(changed)} differ from those of {label(old, i)})'); return
+    if a.add and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
+        # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
+        sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
+                 f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
+                 '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
+                 '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
     if a.update or a.add:
-        write(path, merge_fingerprints(old, new))     # whole or not at all: copies of benchmark.py may add at once
-        print(f'wrote {path}: {len(changed)} part(s) new or changed' + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
+        write(path, merge_fingerprints(old, new, here))     # whole or not at all: copies of benchmark.py may add at once
+        if a.parts_out: write(Path(a.parts_out), new)
+        print(f'wrote {path}: {len(changed)} part(s) of {label(old, i)} new or changed'
+              + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
         return
     if changed:
         sys.exit(f'{path}: {len(changed)} fingerprint(s) no longer match the code, so the tables built on them would show '
-                 'numbers this code does not make:\n' + '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in changed)
+                 'numbers this code does not make:\n' + said(changed, i, old)
                  + '\nIf the change of behaviour is meant: python tools/fingerprints.py --update (the rows of the old '
-                 'behaviour leave the tables), then re-run their grids with tools/benchmark.py.')
-    print(f'{path}: every fingerprint matches the code ({len(keys)} methods, {len(kinds)} noise kinds, {len(datasets)} data sets, the pretraining)')
+                 'behaviour leave the tables), then re-run their grids with tools/benchmark.py. If the code is the one '
+                 'whose --check passes on that machine and this processor computes differently: python '
+                 'tools/fingerprints.py --record-machine.')
+    print(f'{path}: every fingerprint matches the code ({len(keys)} methods, {len(kinds)} noise kinds, {len(datasets)} data '
+          f'sets, the pretraining), as {label(old, i)} computes them')
 
 
 if __name__ == '__main__': main()

@@ -1,7 +1,7 @@
 """The kit's test command (`make test`): every notebook through `nbdev_test`, then `pytest tests/`.
 
 Then `tools/fingerprints.py --check` recomputes the behaviour fingerprints the published tables stand on
-(`nbs/experiments/results/fingerprints.json`, the same bits on every x86-64 machine) and fails if the code no longer
+(`nbs/experiments/results/fingerprints.json`, each recorded machine's parts) and fails if the code no longer
 makes them, and `tools/benchmark.py --quick --verify 1` re-runs a random current row of the committed quick grid
 (`nbs/experiments/results/benchmark_quick.csv`): exactly on the machine that made it, within the measured
 cross-machine tolerance on another (it says which).
