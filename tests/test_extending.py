@@ -74,7 +74,7 @@ _peer_option('ls_eps', .1, maybe(number(lambda v: 0 <= v <= .5, 'a number in [0,
 def test_a_new_peer_takes_two_files(tmp_path):
     changed = _scratch(tmp_path, {'peers.py': [("cbs(self): return [BranchCutMix(self.cfg['cutmix_alpha'])]", PEER)],
                                   'methods.py': [('METHODS = {', PEER_METHOD),
-                                                 ("\"07f_confident); default flip, as the benchmark's published rows\", 'confident_learning', type=str)", PEER_OPTION)]})
+                                                 ("\"07f_confident, the default)\", 'confident_learning', type=str)", PEER_OPTION)]})
     assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/peers.py'], changed      # 2 files
     got = _run(tmp_path, '''
         import math

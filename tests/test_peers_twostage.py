@@ -33,11 +33,20 @@ def test_confident_learning_runs_fast_and_reports_its_changes(tmp_path):
     assert (cfg['branches'], cfg['loss'], cfg['stitch']) == ('random', 'bce', 'none')
     assert set(m['final']) == {'random'} and _finite(m['final']['random'])
     line = next(l for l in out.splitlines() if l.startswith('confident learning: 2 fold models of 1 epochs'))
-    assert 'label entries' in line and 'fixed' in line and 'broken' in line      # simulated noise: the clean labels are known
+    # the default action prunes (the paper's); simulated noise: the clean labels are known, so it says how many were wrong
+    assert 'label entries out of the loss' in line and 'positives' in line and 'of them were wrong' in line, line
     test = run_cli(BIN/'stitchup_test', tmp_path/'cl'/'epoch_2.pth')              # scores without cleaning the labels again
     assert 'fold' not in test
     got = json.loads((tmp_path/'cl'/'test_metrics.json').read_text())['random']
     assert got == pytest.approx(m['final']['random'], abs=1e-3)
+
+
+def test_confident_learning_flips_when_asked(tmp_path):
+    "--cl_action flip: the flagged entries are switched, and against the clean labels it counts the fixes and the breaks."
+    out, cfg, m = _train(tmp_path/'clf', 'confident_learning', '--cl_folds', '2', '--cl_epochs', '1', '--cl_action', 'flip')
+    assert cfg['cl_action'] == 'flip' and _finite(m['final']['random'])
+    line = next(l for l in out.splitlines() if l.startswith('confident learning: 2 fold models of 1 epochs'))
+    assert 'label entries' in line and 'fixed' in line and 'broken' in line, line
 
 
 def test_another_methods_flag_is_refused_in_one_line(tmp_path):
