@@ -29,7 +29,8 @@ __all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_R
            'probe_steps', 'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint',
            'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay',
            'arithmetics', 'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
-           'fingerprints', 'diff_fingerprints', 'closest_arithmetic', 'merge_fingerprints', 'record_machine', 'verify']
+           'fingerprints', 'diff_fingerprints', 'machine_labels', 'closest_arithmetic', 'merge_fingerprints',
+           'record_machine', 'verify']
 
 # %% ../nbs/12a_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -221,6 +222,10 @@ def diff_fingerprints(old:dict, new:dict) -> list:
         out += [(part, k, old.get(part, {}).get(k), v) for k, v in new.get(part, {}).items() if old.get(part, {}).get(k) != v]
     return out
 
+def machine_labels(fps:dict) -> list:
+    "The machine of each of `arithmetics(fps)`, as rows name it (None where the file does not say)."
+    return [fps.get('machine')] + [m.get('machine') for m in fps.get('machines', [])]
+
 def closest_arithmetic(fps:dict, new:dict) -> tuple:
     """Which machine of `fps` the parts `new` (computed on this machine) belong to: the index in `arithmetics(fps)`
     from which the fewest of `new`'s parts differ (the first on a tie), and those differences."""
@@ -249,7 +254,7 @@ def merge_fingerprints(old:dict, new:dict, here:str|None=None) -> dict:
     about = {'about': 'behaviour fingerprints of the benchmark rows (stitchup_nb.evidence; tools/fingerprints.py)',
              'env': FP_ENV, 'torch': torch.__version__}
     machines = arithmetics(old)
-    labels = [old.get('machine')] + [m.get('machine') for m in old.get('machines', [])]
+    labels = machine_labels(old)
     i, diffs = closest_arithmetic(old, new)
     changed = [(p, k) for p, k, o, _ in diffs if o is not None]
     machines[i] = overlay(machines[i], new)
@@ -264,7 +269,7 @@ def merge_fingerprints(old:dict, new:dict, here:str|None=None) -> dict:
 def record_machine(old:dict, new:dict, here:str) -> dict:
     """`old` with the parts `new` that machine `here` computes recorded as its own arithmetic (replacing what `old`
     held for `here`): for a processor on which the same code computes some parts differently."""
-    labels = [old.get('machine')] + [m.get('machine') for m in old.get('machines', [])]
+    labels = machine_labels(old)
     machines = arithmetics(old)
     if here in labels[1:]: k = labels.index(here, 1); machines[k] = overlay(machines[0], new)
     else: machines.append(overlay(machines[0], new)); labels.append(here)

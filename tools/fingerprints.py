@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
-                                  fingerprints, fp_env_in_force, load_fingerprints, merge_fingerprints, probe_groups,
-                                  record_machine, row_fingerprint)
+                                  fingerprints, fp_env_in_force, load_fingerprints, machine_labels, merge_fingerprints,
+                                  probe_groups, record_machine, row_fingerprint)
 from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
 
@@ -50,11 +50,10 @@ def parts_of(fps) -> tuple:
     return tuple(sorted(set().union(*[a[p] for a in arithmetics(fps)])) for p in ('methods', 'noise', 'data'))
 def label(fps, i) -> str:
     "The machine of arithmetic `i` of `fps`, in words."
-    name = ([fps.get('machine')] + [m.get('machine') for m in fps.get('machines', [])])[i]
+    name = machine_labels(fps)[i]
     return name or 'the machine that computed the file (not recorded)'
 def said(diffs, i, fps) -> str:
     return '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in diffs) + f'\n(compared with the parts of {label(fps, i)})'
-
 
 
 def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
