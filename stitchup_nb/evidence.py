@@ -29,8 +29,8 @@ __all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_R
            'probe_steps', 'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint',
            'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay',
            'arithmetics', 'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
-           'fingerprints', 'diff_fingerprints', 'machine_labels', 'closest_arithmetic', 'merge_fingerprints',
-           'record_machine', 'verify']
+           'fingerprints', 'diff_fingerprints', 'machine_labels', 'machine_groups', 'same_arithmetic',
+           'closest_arithmetic', 'merge_fingerprints', 'record_machine', 'verify']
 
 # %% ../nbs/12a_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -226,6 +226,19 @@ def machine_labels(fps:dict) -> list:
     "The machine of each of `arithmetics(fps)`, as rows name it (None where the file does not say)."
     return [fps.get('machine')] + [m.get('machine') for m in fps.get('machines', [])]
 
+def _also(fps:dict) -> list:
+    "For each of `arithmetics(fps)`: the other processors recorded as computing exactly its parts (`also`)."
+    return [list(fps.get('also', []))] + [list(m.get('also', [])) for m in fps.get('machines', [])]
+
+def machine_groups(fps:dict) -> list:
+    """The processors of each of `arithmetics(fps)`, as rows name them: the one that computed it and those recorded as
+    computing exactly the same parts (`also`; two generations of Intel Xeon do)."""
+    return [({l} | set(a)) - {None} for l, a in zip(machine_labels(fps), _also(fps))]
+
+def same_arithmetic(fps:dict, a:str|None, b:str|None) -> bool:
+    "Whether processors `a` and `b` compute alike: the same processor, or both recorded in one arithmetic of `fps`."
+    return a is not None and (a == b or any({a, b} <= g for g in machine_groups(fps)))
+
 def closest_arithmetic(fps:dict, new:dict) -> tuple:
     """Which machine of `fps` the parts `new` (computed on this machine) belong to: the index in `arithmetics(fps)`
     from which the fewest of `new`'s parts differ (the first on a tie), and those differences."""
@@ -233,16 +246,20 @@ def closest_arithmetic(fps:dict, new:dict) -> tuple:
     i = min(range(len(diffs)), key=lambda k: len(diffs[k]))
     return i, diffs[i]
 
-def _written(machines:list, labels:list, about:dict) -> dict:
-    "A fingerprints file from complete per-machine parts: the first as its own parts, the others as what differs."
+def _written(machines:list, labels:list, about:dict, also:list|None=None) -> dict:
+    """A fingerprints file from complete per-machine parts: the first as its own parts, the others as what differs;
+    `also[i]`: the processors recorded as computing exactly machine `i`'s parts."""
     base, out = machines[0], dict(about)
+    also = also or [[] for _ in machines]
     for part in PARTS: out[part] = dict(sorted(base.get(part, {}).items()))
     if base.get('pretrain') is not None: out['pretrain'] = base['pretrain']
     if labels[0]: out['machine'] = labels[0]
+    if also[0]: out['also'] = sorted(also[0])
     others = []
-    for a, label in zip(machines[1:], labels[1:]):
+    for a, label, same in zip(machines[1:], labels[1:], also[1:]):
         d = {p: dict(sorted((k, v) for k, v in a.get(p, {}).items() if base.get(p, {}).get(k) != v)) for p in PARTS}
-        others.append({'machine': label, **({'pretrain': a['pretrain']} if a.get('pretrain') != base.get('pretrain') else {}),
+        others.append({'machine': label, **({'also': sorted(same)} if same else {}),
+                       **({'pretrain': a['pretrain']} if a.get('pretrain') != base.get('pretrain') else {}),
                        **{p: v for p, v in d.items() if v}})
     if others: out['machines'] = others
     return out
@@ -264,16 +281,18 @@ def merge_fingerprints(old:dict, new:dict, here:str|None=None) -> dict:
         for p, k in changed:
             if p == 'pretrain': a.pop('pretrain', None)
             else: a[p].pop(k, None)
-    return _written(machines, labels, about)
+    return _written(machines, labels, about, _also(old))
 
 def record_machine(old:dict, new:dict, here:str) -> dict:
-    """`old` with the parts `new` that machine `here` computes recorded as its own arithmetic (replacing what `old`
-    held for `here`): for a processor on which the same code computes some parts differently."""
-    labels = machine_labels(old)
-    machines = arithmetics(old)
-    if here in labels[1:]: k = labels.index(here, 1); machines[k] = overlay(machines[0], new)
-    else: machines.append(overlay(machines[0], new)); labels.append(here)
-    return _written(machines, labels, {k: old[k] for k in ('about', 'env', 'torch') if k in old})
+    """`old` with the parts `new` that machine `here` computes recorded: as one more processor of a recorded arithmetic
+    when `new` is exactly its parts (`also`), else as `here`'s own arithmetic (replacing what `old` held for `here`):
+    for a processor on which the same code computes some parts differently."""
+    labels, machines, also = machine_labels(old), arithmetics(old), [[m for m in a if m != here] for a in _also(old)]
+    i, diffs = closest_arithmetic(old, new)
+    if not diffs and labels[i] != here: also[i].append(here)
+    elif here in labels[1:]: k = labels.index(here, 1); machines[k] = overlay(machines[0], new)
+    else: machines.append(overlay(machines[0], new)); labels.append(here); also.append([])
+    return _written(machines, labels, {k: old[k] for k in ('about', 'env', 'torch') if k in old}, also)
 
 
 # %% ../nbs/12a_evidence.ipynb #62e84c8d
@@ -282,8 +301,10 @@ CROSS_MACHINE_TOL = 3.0    # mAP: a row re-run on another x86-64 machine (measur
 def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, seed:int|None=None, log=print,
            fps:dict|None=None) -> pd.DataFrame:
     """Re-run `k` random current rows of `csv_path` (made with this process's CPU kernels); raise unless each total
-    matches to `tol` mAP when the row was made on this machine, to `cross_tol` when it was made on another."""
+    matches to `tol` mAP when the row was made on this machine or on one `fps` records as computing alike
+    (`same_arithmetic`), to `cross_tol` when it was made on another."""
     df = pd.read_csv(csv_path, dtype={'extra': str, 'config': str, 'source_hash': str, 'machine': str, 'fingerprint': str})
+    fps = load_fingerprints() if fps is None else fps
     cur = current_rows(df, fps)
     if cur.empty:
         raise ValueError(f'{csv_path}: no row whose fingerprint matches the current code ({len(df)} rows made by other '
@@ -299,9 +320,10 @@ def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, 
     for _, r in pick.iterrows():
         r = r.where(pd.notna(r), None).to_dict()
         new = rerun(r)
-        d, here_made = abs(new['total'] - r['total']), r.get('machine') == me
-        allowed = tol if here_made else cross_tol
-        check = 'same machine, exact' if here_made else \
+        d, alike = abs(new['total'] - r['total']), same_arithmetic(fps, r.get('machine'), me)
+        allowed = tol if alike else cross_tol
+        check = ('same machine, exact' if r.get('machine') == me else
+                 f"made on {r['machine']}, which computes as this one does (fingerprints.json): exact") if alike else \
                 f"made on {r.get('machine') or 'a machine not recorded'}: cross-machine, within {cross_tol:g}"
         out.append(dict(method=r['method'], kind=r['kind'], rate=r['rate'], seed=r['seed'], extra=r['extra'],
                         total=r['total'], rerun=new['total'], delta=round(d, 3), check=check, ok=d <= allowed))

@@ -63,7 +63,8 @@ def test_check_passes_on_this_code_and_names_a_changed_part(tmp_path):
 def test_another_processor_records_its_own_parts_and_then_checks(tmp_path):
     """A file whose only machine ('another processor') computed the pretraining and the method part differently, as an
     AMD EPYC and an Intel Xeon do: --check fails naming both and the way out; --add refuses to write this machine's
-    parts over the file's; --record-machine adds this machine's parts beside the others, and --check then passes."""
+    parts over the file's; --record-machine adds this machine's parts beside the others, and --check then passes; a
+    processor computing exactly a recorded machine's parts is recorded with that machine."""
     from stitchup_nb.experiments import machine
     key = behaviour_key('bce', 'digits-small', 1)
     fps = load_fingerprints()
@@ -85,5 +86,13 @@ def test_another_processor_records_its_own_parts_and_then_checks(tmp_path):
     if here: assert got['machines'][0].get('pretrain', fps['pretrain']) == here[0].get('pretrain', fps['pretrain'])
     p = _tool('--check', '--file', str(f))
     assert p.returncode == 0 and machine() in p.stdout, p.stdout + p.stderr
+    # the file names another processor for exactly this machine's parts (two Intel Xeon generations compute alike):
+    # this machine is recorded with it, not as parts of its own; recording again has nothing to do
+    f.write_text(json.dumps({**got, 'machines': [dict(got['machines'][0], machine='a sibling processor')]}))
+    p = _tool('--record-machine', '--file', str(f))
+    assert p.returncode == 0 and 'computes exactly the parts of a sibling processor' in p.stdout, p.stdout + p.stderr
+    got = json.loads(f.read_text())
+    assert [(m['machine'], m.get('also')) for m in got['machines']] == [('a sibling processor', [machine()])]
+    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {key: 'bbbbbbbbbbbb'}
     p = _tool('--record-machine', '--file', str(f))          # recorded: nothing to do
     assert p.returncode == 0 and 'nothing to record' in p.stdout, p.stdout + p.stderr

@@ -18,8 +18,14 @@ def test_a_trace_agrees_with_itself_and_the_first_difference_is_named(tmp_path):
     t = json.loads(a.read_text())
     assert len(t['steps']) == 2 and t['kernels'].endswith('pinned') and t['start'] and t['pretrained'], t
     assert set(t['steps'][0]) == {'x', 'y', 'loss', 'weights'} and t['steps'][0]['weights'] != t['steps'][1]['weights']
+    assert {'beta', 'matmul', 'conv_onednn', 'conv_nnpack', 'conv_native', 'conv_backward'} <= set(t['primitives']), t
     r = _tool('--compare', a, a)
     assert r.returncode == 0 and 'identical over the 2 steps both traced' in r.stdout, r.stdout + r.stderr
+    assert f"primitives: all {len(t['primitives'])} identical" in r.stdout, r.stdout
+    b = copy.deepcopy(t); b['primitives']['beta'] = '0' * 12           # another machine's Beta sampler
+    (tmp_path/'b.json').write_text(json.dumps(b))
+    r = _tool('--compare', a, tmp_path/'b.json')
+    assert f"primitives that differ: beta (1 of {len(t['primitives'])})" in r.stdout, r.stdout
     for part, step, said in (('weights', 1, 'first difference at step 2: weights differ (the weights after the step first)'),
                              ('x', 0, 'first difference at step 1: x differ (the batch first)')):
         b = copy.deepcopy(t); b['steps'][step][part] = '0' * 16

@@ -8,9 +8,11 @@
 
 A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
 describes the code. The parts are computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it).
-That arithmetic is not the same on every processor: an Intel Xeon (Sapphire Rapids) computes 42 of the 58 parts an
-AMD EPYC computes differently, from the same code. The file therefore holds the parts of each machine that has
-recorded its own (`machines`); --check passes when this machine's parts are those of one of them and says which.
+That arithmetic is not the same on every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids)
+compute all 58 parts alike and 42 of them differently from an AMD EPYC, from the same code. The file therefore holds
+the parts of each machine that has recorded its own (`machines`), and the processors found to compute exactly a
+recorded machine's parts (`also`: --record-machine there adds them); --check passes when this machine's parts are
+those of one of them and says which.
 --jobs N probes N keys at once.
 """
 import argparse, csv, json, multiprocessing, os, sys, warnings
@@ -20,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
-                                  fingerprints, fp_env_in_force, load_fingerprints, machine_labels, merge_fingerprints,
-                                  probe_groups, record_machine, row_fingerprint)
+                                  fingerprints, fp_env_in_force, load_fingerprints, machine_groups, machine_labels,
+                                  merge_fingerprints, probe_groups, record_machine, row_fingerprint)
 from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
 
@@ -118,7 +120,12 @@ def main(argv=None):
     i, changed = closest_arithmetic(old, new)
     here = machine()
     if a.record_machine:
-        if not changed: print(f'{path}: this machine computes the parts of {label(old, i)}: nothing to record'); return
+        if not changed and here in machine_groups(old)[i]:
+            print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
+        if not changed:                     # exactly a recorded machine's parts: one more processor of that arithmetic
+            write(path, record_machine(old, new, here))
+            print(f'wrote {path}: this machine ({here}) computes exactly the parts of {label(old, i)}, recorded with it '
+                  '(--verify now re-runs the rows of either exactly on the other)'); return
         if i == 0 and old.get('machine') == here:
             sys.exit(f'{path}: its own parts were computed on this machine ({here}), so a difference here is a change of '
                      'behaviour, not of arithmetic: python tools/fingerprints.py --update')
@@ -144,7 +151,10 @@ def main(argv=None):
                  'whose --check passes on that machine and this processor computes differently: python '
                  'tools/fingerprints.py --record-machine.')
     print(f'{path}: every fingerprint matches the code ({len(keys)} methods, {len(kinds)} noise kinds, {len(datasets)} data '
-          f'sets, the pretraining), as {label(old, i)} computes them')
+          f'sets, the pretraining), as {label(old, i)} computes them'
+          + ('' if here in machine_groups(old)[i] else f'; this processor ({here}) is not recorded with it: python '
+             'tools/fingerprints.py --record-machine records it, and --verify then holds that machine\'s rows to the '
+             'exact tolerance here'))
 
 
 if __name__ == '__main__': main()

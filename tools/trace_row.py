@@ -8,13 +8,16 @@ machine that made it, and up to about 1 mAP apart on another x86-64 machine, whi
 A trace re-trains the row's configuration (from its `config` column, with its thread count and the CPU kernels the
 benchmark pins, `stitchup_nb.backbones.CPU_ENV`) for its first --steps training steps and records:
 - the machine, its CPU kernels, torch, and a SHA-256 of every cached glyph-pretrained CNN (the files Digits rows start from);
+- a digest of each of a few primitive operations on fixed inputs (`primitives`: Beta sampling, exp/log, MKL's matrix
+  product, convolutions through oneDNN, NNPACK and ATen, resizing, numpy), so that --compare names the libraries
+  whose arithmetic differs;
 - a digest of the weights the run starts from (pretrained backbone, initialised head);
 - per step: digests of the batch (images, targets), the loss's exact value, and a digest of every weight after the step.
 --compare says whether the pretrained files and the starting weights agree, then names the first step where the two
 traces differ and what differed there (data, loss, weights): data first points at sampling or augmentation, a loss or
 weights first with equal data at the arithmetic (kernels). Exit status 1 when they differ.
 """
-import argparse, csv, hashlib, json, os, sys
+import argparse, csv, hashlib, json, os, sys, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +30,43 @@ def _tensors(x):
     if hasattr(x, 'detach'): yield x
     elif isinstance(x, (tuple, list)):
         for y in x: yield from _tensors(y)
+
+
+def primitives() -> dict:
+    """A digest of each of a few operations a run is made of, computed here on fixed inputs with one thread: where two
+    machines' traces part, the primitives that differ say which library's arithmetic does (the sampler of Beta(α, α)
+    that MixUp and CutMix draw λ from, libm-style functions, MKL's matrix product, a convolution through oneDNN,
+    through NNPACK (16 or more images, oneDNN off) and through ATen's own im2col, its backward, resizing, numpy)."""
+    import numpy as np
+    import torch, torch.nn.functional as F
+    from stitchup_nb.evidence import _digest
+    from stitchup_nb.experiments import torch_threads
+    g = lambda seed: torch.Generator().manual_seed(seed)
+    x = torch.randn(32, 16, 20, 20, generator=g(1)); w = torch.randn(24, 16, 3, 3, generator=g(2)) / 12
+    a, b = torch.randn(256, 512, generator=g(3)), torch.randn(512, 256, generator=g(4))
+    t = torch.linspace(-4, 4, 4097)
+    def conv(n, onednn, grad=False):
+        with torch.backends.mkldnn.flags(enabled=onednn):
+            xi = x[:n].clone().requires_grad_(grad)
+            y = F.conv2d(xi, w, padding=1)
+            if not grad: return y
+            y.square().sum().backward(); return xi.grad
+    def beta():
+        torch.manual_seed(0); return torch.distributions.Beta(torch.tensor(.4), torch.tensor(.4)).sample((4096,))
+    out = {}
+    warnings.filterwarnings('ignore', message='TF32 acceleration on top of oneDNN')    # said on turning oneDNN off
+    with torch_threads(1), torch.no_grad():
+        ops = {'beta': beta, 'gamma': lambda: torch._standard_gamma(torch.full((4096,), .4), generator=g(5)),
+               'exp_log_tanh_pow': lambda: torch.stack([t.exp(), t.abs().add(1e-3).log(), t.tanh(), t.abs().pow(.37)]),
+               'matmul': lambda: a @ b, 'conv_onednn': lambda: conv(32, True), 'conv_nnpack': lambda: conv(32, False),
+               'conv_native': lambda: conv(8, False),
+               'resize': lambda: F.interpolate(x, size=(33, 27), mode='bilinear', align_corners=False),
+               'numpy_beta': lambda: torch.from_numpy(np.random.default_rng(0).beta(.4, .4, 4096)),
+               'numpy_exp': lambda: torch.from_numpy(np.exp(np.linspace(-4, 4, 4097, dtype=np.float32)))}
+        for name, op in ops.items(): out[name] = _digest(op())
+    with torch_threads(1):
+        out['conv_backward'] = _digest(conv(32, False, grad=True))
+    return out
 
 
 def trace(row:dict, steps:int) -> dict:
@@ -42,7 +82,8 @@ def trace(row:dict, steps:int) -> dict:
     state = lambda model: _digest(*[v for _, v in sorted(model.state_dict().items())])
     rec = dict(machine=machine(), kernels=cpu_kernels(), torch=torch.__version__, method=row['method'], kind=row['kind'],
                rate=row['rate'], seed=row['seed'], csv_total=row.get('total'), steps=[],
-               pretrained={p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(cache_dir().glob('digits_cnn_*.pth'))})
+               pretrained={p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(cache_dir().glob('digits_cnn_*.pth'))},
+               primitives=primitives())
 
     class Trace(Callback):
         order = 1001                              # after every other callback's after_batch (the optimiser step included)
@@ -68,6 +109,12 @@ def compare(a:dict, b:dict, log=print) -> int:
     for n in sorted(set(a['pretrained']) | set(b['pretrained'])):
         if n not in same_files: log(f"pretrained {n}: {a['pretrained'].get(n, 'absent')} | {b['pretrained'].get(n, 'absent')}")
     log(f"pretrained glyph CNN files: {len(same_files)} identical of {len(set(a['pretrained']) | set(b['pretrained']))}")
+    pa, pb = a.get('primitives', {}), b.get('primitives', {})
+    if pa and pb:          # traces written before primitives were recorded have none
+        both = [k for k in pa if k in pb]
+        differ = [k for k in both if pa[k] != pb[k]]
+        log(f"primitives that differ: {', '.join(differ)} ({len(differ)} of {len(both)})" if differ else
+            f'primitives: all {len(both)} identical')
     if a.get('start') != b.get('start'):
         log(f"the starting weights differ ({a.get('start')} | {b.get('start')}): the pretraining or the initialisation parts first")
         return 1
