@@ -1,19 +1,21 @@
 """tools/fingerprints.py: the behaviour fingerprints the published tables stand on (stitchup_nb.evidence). --check
 recomputes a fingerprints file and fails, naming the part, when the code no longer makes it; the committed file covers
 every current row; options are checked before anything runs."""
-import json, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, current_mask, load_fingerprints, row_behaviour_key
+from stitchup_nb.evidence import FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool(*args):
-    return subprocess.run([sys.executable, str(ROOT/'tools'/'fingerprints.py'), *args], capture_output=True, text=True, timeout=900)
+    # started with FP_ENV, as the tool would restart itself: one start-up of torch a call, not two
+    return subprocess.run([sys.executable, str(ROOT/'tools'/'fingerprints.py'), *args], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, **FP_ENV})
 
 
 @pytest.mark.parametrize('args,said', [(['--check', '--jobs', '0'], '--jobs must be >= 1'),
