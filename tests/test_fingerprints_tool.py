@@ -80,6 +80,8 @@ def test_another_processor_records_its_own_parts_and_then_checks(tmp_path):
     assert p.returncode == 1 and 'committed aaaaaaaaaaaa' in p.stderr and '--record-machine' in p.stderr, p.stderr
     p = _tool('--add', json.dumps({'methods': [key], 'noise': ['flip'], 'data': ['digits-small']}), '--file', str(f))
     assert p.returncode == 1 and '--record-machine' in p.stderr and json.loads(f.read_text()) == theirs, p.stderr
+    p = _tool('--update', '--file', str(f))                 # nor --update, before it computes anything
+    assert p.returncode == 1 and 'is not one the file records' in p.stderr and json.loads(f.read_text()) == theirs, p.stderr
     p = _tool('--record-machine', '--file', str(f))
     assert p.returncode == 0, p.stderr
     got = json.loads(f.read_text())

@@ -113,12 +113,18 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
     warnings.filterwarnings('ignore')
     old = load_fingerprints(path)
+    here = machine()
+    if a.update and old.get('machine') and not any(here in g for g in machine_groups(old)):
+        # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
+        # written as the latter, it would take the other machines' parts (and their rows) out
+        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(set().union(*machine_groups(old))))}), '
+                 'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
+                 'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
     if not a.add: keys, kinds, datasets = parts_of(old)
     print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
           f'({a.jobs} at once)', flush=True)
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
     i, changed = closest_arithmetic(old, new)
-    here = machine()
     if a.record_machine:
         if not changed and here in machine_groups(old)[i]:
             print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
