@@ -246,11 +246,10 @@ def closest_arithmetic(fps:dict, new:dict) -> tuple:
     i = min(range(len(diffs)), key=lambda k: len(diffs[k]))
     return i, diffs[i]
 
-def _written(machines:list, labels:list, about:dict, also:list|None=None) -> dict:
+def _written(machines:list, labels:list, about:dict, also:list) -> dict:
     """A fingerprints file from complete per-machine parts: the first as its own parts, the others as what differs;
     `also[i]`: the processors recorded as computing exactly machine `i`'s parts."""
     base, out = machines[0], dict(about)
-    also = also or [[] for _ in machines]
     for part in PARTS: out[part] = dict(sorted(base.get(part, {}).items()))
     if base.get('pretrain') is not None: out['pretrain'] = base['pretrain']
     if labels[0]: out['machine'] = labels[0]
@@ -322,9 +321,9 @@ def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, 
         new = rerun(r)
         d, alike = abs(new['total'] - r['total']), same_arithmetic(fps, r.get('machine'), me)
         allowed = tol if alike else cross_tol
-        check = ('same machine, exact' if r.get('machine') == me else
-                 f"made on {r['machine']}, which computes as this one does (fingerprints.json): exact") if alike else \
-                f"made on {r.get('machine') or 'a machine not recorded'}: cross-machine, within {cross_tol:g}"
+        if r.get('machine') == me: check = 'same machine, exact'
+        elif alike: check = f"made on {r['machine']}, which computes as this one does (fingerprints.json): exact"
+        else: check = f"made on {r.get('machine') or 'a machine not recorded'}: cross-machine, within {cross_tol:g}"
         out.append(dict(method=r['method'], kind=r['kind'], rate=r['rate'], seed=r['seed'], extra=r['extra'],
                         total=r['total'], rerun=new['total'], delta=round(d, 3), check=check, ok=d <= allowed))
         log(f"{r['method']} {r['kind']} {r['rate']} seed {r['seed']} {r['extra']}: CSV {r['total']:.3f}, "

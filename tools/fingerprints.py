@@ -113,11 +113,11 @@ def main(argv=None):
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
     warnings.filterwarnings('ignore')
     old = load_fingerprints(path)
-    here = machine()
-    if a.update and old.get('machine') and not any(here in g for g in machine_groups(old)):
+    here, known = machine(), set().union(*machine_groups(old))
+    if a.update and old.get('machine') and here not in known:
         # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
         # written as the latter, it would take the other machines' parts (and their rows) out
-        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(set().union(*machine_groups(old))))}), '
+        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
                  'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
                  'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
     if not a.add: keys, kinds, datasets = parts_of(old)
@@ -126,9 +126,9 @@ def main(argv=None):
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
     i, changed = closest_arithmetic(old, new)
     if a.record_machine:
-        if not changed and here in machine_groups(old)[i]:
-            print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
         if not changed:                     # exactly a recorded machine's parts: one more processor of that arithmetic
+            if here in machine_groups(old)[i]:
+                print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
             write(path, record_machine(old, new, here))
             print(f'wrote {path}: this machine ({here}) computes exactly the parts of {label(old, i)}, recorded with it '
                   '(--verify now re-runs the rows of either exactly on the other)'); return
