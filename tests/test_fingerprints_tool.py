@@ -1,8 +1,13 @@
 """tools/fingerprints.py: the behaviour fingerprints the published tables stand on (stitchup_nb.evidence). --check
 recomputes a fingerprints file and fails, naming the part, when the code no longer makes it; the committed file covers
-every current row; options are checked before anything runs."""
-import json, os, subprocess, sys
+every current row; options are checked before anything runs.
+
+The parts are computed for real once (the tool in its own process, started with FP_ENV, `--add` into a new file); every
+other call runs the tool's `main` in this process with `compute` giving those parts, so that each case costs no probe
+run (CI's `tools/fingerprints.py --check` recomputes every part of the committed file besides)."""
+import copy, importlib.util, json, os, subprocess, sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -10,12 +15,58 @@ import pytest
 from stitchup_nb.evidence import FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key
 
 ROOT = Path(__file__).resolve().parents[1]
+KEY = behaviour_key('bce', 'digits-small', 1)
+PARTS = {'methods': [KEY], 'noise': ['flip'], 'data': ['digits-small']}      # BCE on digits-small with flip noise
 
 
-def _tool(*args):
-    # started with FP_ENV, as the tool would restart itself: one start-up of torch a call, not two
-    return subprocess.run([sys.executable, str(ROOT/'tools'/'fingerprints.py'), *args], capture_output=True, text=True,
-                          timeout=900, env={**os.environ, **FP_ENV})
+def _load_tool():
+    spec = importlib.util.spec_from_file_location('fingerprints_tool', ROOT/'tools'/'fingerprints.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+TOOL = _load_tool()
+
+
+@pytest.fixture(scope='module')
+def computed(tmp_path_factory):
+    "This machine's parts for PARTS and the pretraining, computed by the tool as a user runs it (`--add`, a new file)."
+    root = tmp_path_factory.mktemp('fingerprints')
+    # started with FP_ENV, as the tool would restart itself: one start-up of torch, not two
+    p = subprocess.run([sys.executable, str(ROOT/'tools'/'fingerprints.py'), '--add', json.dumps(PARTS), '--file',
+                        str(root/'new.json'), '--parts-out', str(root/'parts.json')],
+                       capture_output=True, text=True, timeout=900, env={**os.environ, **FP_ENV})
+    assert p.returncode == 0 and 'wrote ' in p.stdout, p.stdout + p.stderr
+    parts, written = (json.loads((root/f).read_text()) for f in ('parts.json', 'new.json'))
+    assert {k: sorted(parts[k]) for k in PARTS} == PARTS and len(parts['pretrain']) == 12
+    assert all(written[k] == parts[k] for k in ('pretrain', *PARTS))         # a new file holds exactly what was computed
+    return parts
+
+
+@pytest.fixture
+def tool(monkeypatch, capsys):
+    """Runs the tool's `main` here, as `python tools/fingerprints.py ARGS` would (FP_ENV in force): returns its exit
+    status, stdout and stderr. Computing raises, unless a test gives `compute` parts (see `computing`)."""
+    for k, v in FP_ENV.items(): monkeypatch.setenv(k, v)
+    def computes(*a, **kw): raise AssertionError('the tool computed parts in a case that must not reach computing')
+    monkeypatch.setattr(TOOL, 'compute', computes)
+    def run(*args):
+        code, said = 0, ''
+        try: TOOL.main([str(a) for a in args])
+        except SystemExit as e: code, said = (e.code, '') if isinstance(e.code, int) or e.code is None else (1, f'{e.code}\n')
+        out = capsys.readouterr()
+        return SimpleNamespace(returncode=code or 0, stdout=out.out, stderr=out.err + said)
+    return run
+
+
+@pytest.fixture
+def computing(tool, computed, monkeypatch):
+    "`tool`, its `compute` giving the parts `computed` made (asked for those and no others)."
+    def compute(keys, kinds, datasets, jobs=1, log=print):
+        assert (sorted(keys), sorted(kinds), sorted(datasets)) == tuple(PARTS[k] for k in ('methods', 'noise', 'data'))
+        return copy.deepcopy(computed)
+    monkeypatch.setattr(TOOL, 'compute', compute)
+    return tool
 
 
 @pytest.mark.parametrize('args,said', [(['--check', '--jobs', '0'], '--jobs must be >= 1'),
@@ -25,8 +76,8 @@ def _tool(*args):
                                        (['--check', '--file', 'no/such.json'], 'does not exist'),
                                        (['--record-machine', '--file', 'no/such.json'], 'does not exist'),
                                        (['--check', '--parts-out', 'x.json'], '--parts-out goes with --add')])
-def test_bad_options_are_named(args, said):
-    p = _tool(*args)
+def test_bad_options_are_named(tool, args, said):
+    p = tool(*args)
     assert p.returncode == 2 and said in p.stderr, p.stderr
 
 
@@ -49,54 +100,55 @@ def _only(fps, key):
     return {**cut(fps), 'machine': fps.get('machine'), 'machines': [dict(cut(m), machine=m['machine']) for m in fps.get('machines', [])]}
 
 
-def test_check_passes_on_this_code_and_names_a_changed_part(tmp_path):
-    key = behaviour_key('bce', 'digits-small', 1)
-    mine = _only(load_fingerprints(), key)
+def test_check_passes_on_this_code_and_names_a_changed_part(computing, tmp_path):
+    mine = _only(load_fingerprints(), KEY)
     f = tmp_path/'fingerprints.json'
     f.write_text(json.dumps(mine))
-    p = _tool('--check', '--file', str(f))
+    p = computing('--check', '--file', f)
     assert p.returncode == 0 and 'every fingerprint matches' in p.stdout and 'as ' in p.stdout, p.stdout + p.stderr
-    wrong = {**mine, 'methods': {key: '0123456789ab'}, 'machines': [dict(m, methods={key: '0123456789ab'}) for m in mine['machines']]}
+    wrong = {**mine, 'methods': {KEY: '0123456789ab'}, 'machines': [dict(m, methods={KEY: '0123456789ab'}) for m in mine['machines']]}
     f.write_text(json.dumps(wrong))       # what another behaviour computed, on every machine
-    p = _tool('--check', '--file', str(f))
-    assert p.returncode == 1 and key in p.stderr and 'committed 0123456789ab' in p.stderr and '--update' in p.stderr, p.stderr
+    p = computing('--check', '--file', f)
+    assert p.returncode == 1 and KEY in p.stderr and 'committed 0123456789ab' in p.stderr and '--update' in p.stderr, p.stderr
 
 
-def test_another_processor_records_its_own_parts_and_then_checks(tmp_path):
+def test_another_processor_records_its_own_parts_and_then_checks(computing, tool, tmp_path, monkeypatch):
     """A file whose only machine ('another processor') computed the pretraining and the method part differently, as an
     AMD EPYC and an Intel Xeon do: --check fails naming both and the way out; --add refuses to write this machine's
     parts over the file's; --record-machine adds this machine's parts beside the others, and --check then passes; a
     processor computing exactly a recorded machine's parts is recorded with that machine."""
     from stitchup_nb.experiments import machine
-    key = behaviour_key('bce', 'digits-small', 1)
     fps = load_fingerprints()
     here = [m for m in fps.get('machines', []) if m['machine'] == machine()]
-    mine = _only(fps, key)
+    mine = _only(fps, KEY)
     theirs = {**{k: v for k, v in mine.items() if k != 'machines'}, 'machine': 'another processor',
-              'pretrain': 'aaaaaaaaaaaa', 'methods': {key: 'bbbbbbbbbbbb'}}
+              'pretrain': 'aaaaaaaaaaaa', 'methods': {KEY: 'bbbbbbbbbbbb'}}
     f = tmp_path/'fingerprints.json'
     f.write_text(json.dumps(theirs))
-    p = _tool('--check', '--file', str(f))
+    p = computing('--check', '--file', f)
     assert p.returncode == 1 and 'committed aaaaaaaaaaaa' in p.stderr and '--record-machine' in p.stderr, p.stderr
-    p = _tool('--add', json.dumps({'methods': [key], 'noise': ['flip'], 'data': ['digits-small']}), '--file', str(f))
+    p = computing('--add', json.dumps(PARTS), '--file', f)
     assert p.returncode == 1 and '--record-machine' in p.stderr and json.loads(f.read_text()) == theirs, p.stderr
-    p = _tool('--update', '--file', str(f))                 # nor --update, before it computes anything
+    def computes(*a, **kw): raise AssertionError('--update computed parts on a processor the file does not record')
+    with monkeypatch.context() as m:                         # nor --update, before it computes anything
+        m.setattr(TOOL, 'compute', computes)
+        p = tool('--update', '--file', f)
     assert p.returncode == 1 and 'is not one the file records' in p.stderr and json.loads(f.read_text()) == theirs, p.stderr
-    p = _tool('--record-machine', '--file', str(f))
+    p = computing('--record-machine', '--file', f)
     assert p.returncode == 0, p.stderr
     got = json.loads(f.read_text())
-    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {key: 'bbbbbbbbbbbb'}        # theirs, kept
+    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {KEY: 'bbbbbbbbbbbb'}        # theirs, kept
     assert [m['machine'] for m in got['machines']] == [machine()] and set(got['machines'][0]) >= {'pretrain', 'methods'}
     if here: assert got['machines'][0].get('pretrain', fps['pretrain']) == here[0].get('pretrain', fps['pretrain'])
-    p = _tool('--check', '--file', str(f))
+    p = computing('--check', '--file', f)
     assert p.returncode == 0 and machine() in p.stdout, p.stdout + p.stderr
     # the file names another processor for exactly this machine's parts (two Intel Xeon generations compute alike):
     # this machine is recorded with it, not as parts of its own; recording again has nothing to do
     f.write_text(json.dumps({**got, 'machines': [dict(got['machines'][0], machine='a sibling processor')]}))
-    p = _tool('--record-machine', '--file', str(f))
+    p = computing('--record-machine', '--file', f)
     assert p.returncode == 0 and 'computes exactly the parts of a sibling processor' in p.stdout, p.stdout + p.stderr
     got = json.loads(f.read_text())
     assert [(m['machine'], m.get('also')) for m in got['machines']] == [('a sibling processor', [machine()])]
-    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {key: 'bbbbbbbbbbbb'}
-    p = _tool('--record-machine', '--file', str(f))          # recorded: nothing to do
+    assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {KEY: 'bbbbbbbbbbbb'}
+    p = computing('--record-machine', '--file', f)          # recorded: nothing to do
     assert p.returncode == 0 and 'nothing to record' in p.stdout, p.stdout + p.stderr
