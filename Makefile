@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python tools/run_tests.py
 
 test-nbs: $(STAMP)
-	$(BIN)/nbdev_test --do_print
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/nbdev_test --do_print   # notebooks side by side, one thread each
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest tests/

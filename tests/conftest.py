@@ -3,6 +3,12 @@ and one short CLI training run that the CLI and reliability tests share (`quick_
 import os, shutil, subprocess, sys
 from pathlib import Path
 
+# One PyTorch thread a process, for the whole suite and every process it starts (set before torch is imported): the
+# suite runs two test files at a time on two cores (pytest-xdist), and two threads a process would only contend, each
+# spinning while the other's process holds its core. No test's numbers depend on it: a test compares runs made alike,
+# and a benchmark row re-runs with the threads it records (tools/benchmark.py --threads).
+os.environ.update(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
+
 import pytest
 
 from stitchup_nb.fixtures import make_appendix, make_coco, make_voc

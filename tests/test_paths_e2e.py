@@ -8,7 +8,7 @@ test_widgets). Each path trains one epoch with the console script, scores the ch
 options (accepted, one more epoch trained), and opens both browsers (`stitchup_nb.widgets`, `stitchup_nb.corrections`) on the run. The run's files
 and its summary must say where its labels came from. Sized to run in about three minutes of one CPU core (each process one thread).
 """
-import json, math, os, subprocess, warnings
+import json, math, subprocess, warnings
 
 import pytest
 
@@ -16,13 +16,9 @@ from stitchup_nb.cli import stitchup_noise
 from stitchup_nb.fixtures import make_appendix, make_coco, make_voc
 from tests.conftest import BIN
 
-# one thread a process: the suite runs two test files at a time on two cores, and torch's threads would only contend
-ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
-
-
 def run_cli(*args):
-    "Run a console script to completion (one thread); fail with its output unless it exits with status 0. Returns the process."
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=ENV)
+    "Run a console script to completion (one thread: tests/conftest.py); fail with its output unless it exits with status 0. Returns the process."
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
     assert p.returncode == 0, f'{args[0]} exited {p.returncode}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}'
     return p
 
