@@ -49,7 +49,9 @@ def tool(monkeypatch, capsys):
     status, stdout and stderr. Computing raises, unless a test gives `compute` parts (see `computing`)."""
     for k, v in FP_ENV.items(): monkeypatch.setenv(k, v)
     def computes(*a, **kw): raise AssertionError('the tool computed parts in a case that must not reach computing')
+    def recomputes(*a, **kw): raise AssertionError("the tool ran the file's code in a case that must not")
     monkeypatch.setattr(TOOL, 'compute', computes)
+    monkeypatch.setattr(TOOL, 'reference_parts', recomputes)
     def run(*args):
         code, said = 0, ''
         try: TOOL.main([str(a) for a in args])
@@ -100,14 +102,20 @@ def _only(fps, key):
     return {**cut(fps), 'machine': fps.get('machine'), 'machines': [dict(cut(m), machine=m['machine']) for m in fps.get('machines', [])]}
 
 
-def test_check_passes_on_this_code_and_names_a_changed_part(computing, tmp_path):
-    mine = _only(load_fingerprints(), KEY)
+def _here(parts):
+    "A file whose machine is this one, holding `parts` (CI's --check compares the committed file with the code)."
+    from stitchup_nb.experiments import machine
+    return {'machine': machine(), **{k: copy.deepcopy(parts[k]) for k in ('pretrain', *PARTS)}}
+
+
+def test_check_passes_on_this_code_and_names_a_changed_part(computing, computed, tmp_path):
+    mine = _here(computed)
     f = tmp_path/'fingerprints.json'
     f.write_text(json.dumps(mine))
     p = computing('--check', '--file', f)
     assert p.returncode == 0 and 'every fingerprint matches' in p.stdout and 'as ' in p.stdout, p.stdout + p.stderr
-    wrong = {**mine, 'methods': {KEY: '0123456789ab'}, 'machines': [dict(m, methods={KEY: '0123456789ab'}) for m in mine['machines']]}
-    f.write_text(json.dumps(wrong))       # what another behaviour computed, on every machine
+    wrong = {**mine, 'methods': {KEY: '0123456789ab'}, 'source_commit': 'f' * 40}
+    f.write_text(json.dumps(wrong))       # what another behaviour computed, on this machine: no other code is run
     p = computing('--check', '--file', f)
     assert p.returncode == 1 and KEY in p.stderr and 'committed 0123456789ab' in p.stderr and '--update' in p.stderr, p.stderr
 
@@ -152,3 +160,38 @@ def test_another_processor_records_its_own_parts_and_then_checks(computing, tool
     assert got['pretrain'] == 'aaaaaaaaaaaa' and got['methods'] == {KEY: 'bbbbbbbbbbbb'}
     p = computing('--record-machine', '--file', f)          # recorded: nothing to do
     assert p.returncode == 0 and 'nothing to record' in p.stdout, p.stdout + p.stderr
+
+
+def test_an_unrecorded_processor_is_compared_with_the_code_that_computed_the_file(computing, computed, tmp_path, monkeypatch):
+    """On a processor the file does not record, parts that differ may be its arithmetic: --check computes them again
+    with the code of the file's `source_commit`, on this processor, and fails only where this code differs from that
+    one; without a `source_commit`, or where that code cannot run, it fails as before. Every write names the commit."""
+    theirs = {'machine': 'another processor', **{k: copy.deepcopy(computed[k]) for k in ('data', 'noise')},
+              'pretrain': 'aaaaaaaaaaaa', 'methods': {KEY: 'bbbbbbbbbbbb'}, 'source_commit': 'c0ffee' + '0' * 34}
+    f = tmp_path/'fingerprints.json'
+    f.write_text(json.dumps(theirs))
+    asked = []
+    def ref(commit, keys, kinds, datasets, jobs=1, moved=None):
+        asked.append((commit, sorted(keys), sorted(kinds), sorted(datasets)))
+        return {**copy.deepcopy(computed), **({'methods': moved} if moved else {})}
+    monkeypatch.setattr(TOOL, 'reference_parts', ref)
+    p = computing('--check', '--file', f)
+    assert p.returncode == 0 and 'commit c0ffee000000' in p.stdout and '--record-machine' in p.stdout, p.stdout + p.stderr
+    assert asked == [(theirs['source_commit'], *(PARTS[k] for k in ('methods', 'noise', 'data')))]
+    monkeypatch.setattr(TOOL, 'reference_parts', lambda *a, **kw: ref(*a, **kw, moved={KEY: 'cccccccccccc'}))
+    p = computing('--check', '--file', f)
+    assert p.returncode == 1 and 'a change of behaviour' in p.stderr and f'commit c0ffee000000 cccccccccccc, now {computed["methods"][KEY]}' in p.stderr, p.stderr
+    def fails(*a, **kw): raise RuntimeError('no such commit')
+    monkeypatch.setattr(TOOL, 'reference_parts', fails)
+    p = computing('--check', '--file', f)
+    assert p.returncode == 1 and 'could not be run here' in p.stderr and '(no such commit)' in p.stderr, p.stderr
+    assert 'committed aaaaaaaaaaaa' in p.stderr and '--record-machine' in p.stderr, p.stderr
+    p = computing('--record-machine', '--file', f)                # a write names the commit whose package computed it
+    assert p.returncode == 0 and json.loads(f.read_text()).get('source_commit') == TOOL.clean_head(), p.stderr
+
+
+def test_the_code_of_a_commit_runs_from_git(computed):
+    "The real path: HEAD's files from `git archive`, its own tool, a cache of its own, give the parts this code gives."
+    if TOOL.clean_head() is None: pytest.skip('not a git checkout whose package is its HEAD')
+    assert TOOL.reference_parts('HEAD', *(PARTS[k] for k in ('methods', 'noise', 'data'))) == computed
+    with pytest.raises(RuntimeError, match='git archive no-such-commit'): TOOL.reference_parts('no-such-commit', [KEY], [], [])

@@ -12,17 +12,20 @@ That arithmetic is not the same on every processor: two Intel Xeon generations (
 compute all 58 parts alike and 42 of them differently from an AMD EPYC, from the same code. The file therefore holds
 the parts of each machine that has recorded its own (`machines`), and the processors found to compute exactly a
 recorded machine's parts (`also`: --record-machine there adds them); --check passes when this machine's parts are
-those of one of them and says which.
---jobs N probes N keys at once.
+those of one of them and says which. On a processor the file does not record, parts that differ may be its
+arithmetic: --check then computes them again, on this processor, with the code that computed the file (its
+`source_commit`, which every write records when the package's files are their commit's; `git archive` gives that
+code), and fails only where the code differs from that one, so CI passes on a new kind of machine unless the code
+changed. --jobs N probes N keys at once.
 """
-import argparse, csv, json, multiprocessing, os, sys, warnings
+import argparse, csv, io, json, multiprocessing, os, subprocess, sys, tarfile, tempfile, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
-                                  fingerprints, fp_env_in_force, load_fingerprints, machine_groups, machine_labels,
+                                  diff_fingerprints, fingerprints, fp_env_in_force, load_fingerprints, machine_groups, machine_labels,
                                   merge_fingerprints, probe_groups, record_machine, row_fingerprint)
 from stitchup_nb.data import atomic_write
 from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
@@ -45,6 +48,49 @@ def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
 
 
 def write(path, fps): atomic_write(path, lambda f: f.write((json.dumps(fps, indent=1) + '\n').encode()))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args) -> str | None:
+    "git's answer in the checkout this tool is in (None outside one, or when git fails)."
+    try: p = subprocess.run(['git', '-C', str(ROOT), *args], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError): return None
+    return p.stdout.strip() if p.returncode == 0 else None
+
+
+def clean_head() -> str | None:
+    "The commit checked out, when the package's files are exactly that commit's (the code that computes the parts)."
+    return _git('rev-parse', 'HEAD') if _git('status', '--porcelain', '--', 'stitchup_nb') == '' else None
+
+
+def stamped(fps) -> dict:
+    """`fps` as written by this checkout: `source_commit` names the commit whose code computed its parts (where the
+    package is that commit's), so that a processor not recorded can recompute them with that code to compare."""
+    out = {k: v for k, v in fps.items() if k != 'source_commit'}
+    head = clean_head()
+    return {**out, 'source_commit': head} if head else out
+
+
+def reference_parts(commit, keys, kinds, datasets, jobs=1) -> dict:
+    """The parts the code of `commit` computes on this machine: that commit's own `tools/fingerprints.py --add`, run
+    from a copy of its files (`git archive`) into a new file, with a cache of its own (it renders and pretrains anew)."""
+    with tempfile.TemporaryDirectory(prefix='fingerprints_ref_') as tmp:
+        tmp = Path(tmp)
+        try:
+            tar = subprocess.run(['git', '-C', str(ROOT), 'archive', '--format=tar', commit, 'stitchup_nb', 'tools',
+                                  'settings.ini'], capture_output=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as e: raise RuntimeError(f'git archive {commit}: {e}') from e
+        if tar.returncode: raise RuntimeError(f'git archive {commit}: {tar.stderr.decode().strip()}')
+        with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t: t.extractall(tmp/'src', filter='data')
+        want = json.dumps({'methods': list(keys), 'noise': list(kinds), 'data': list(datasets)})
+        p = subprocess.run([sys.executable, str(tmp/'src'/'tools'/'fingerprints.py'), '--add', want, '--file',
+                            str(tmp/'ref.json'), '--parts-out', str(tmp/'parts.json'), '--jobs', str(jobs)], text=True,
+                           stderr=subprocess.PIPE, env={**os.environ, **FP_ENV, 'PYTHONPATH': str(tmp/'src'),
+                                                        'STITCHUP_CACHE': str(tmp/'cache')})   # its progress shows
+        if p.returncode: raise RuntimeError(f'the fingerprint tool of {commit} exited {p.returncode}: {p.stderr.strip()[-2000:]}')
+        return json.loads((tmp/'parts.json').read_text())
 
 
 def parts_of(fps) -> tuple:
@@ -129,13 +175,13 @@ def main(argv=None):
         if not changed:                     # exactly a recorded machine's parts: one more processor of that arithmetic
             if here in machine_groups(old)[i]:
                 print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
-            write(path, record_machine(old, new, here))
+            write(path, stamped(record_machine(old, new, here)))
             print(f'wrote {path}: this machine ({here}) computes exactly the parts of {label(old, i)}, recorded with it '
                   '(--verify now re-runs the rows of either exactly on the other)'); return
         if i == 0 and old.get('machine') == here:
             sys.exit(f'{path}: its own parts were computed on this machine ({here}), so a difference here is a change of '
                      'behaviour, not of arithmetic: python tools/fingerprints.py --update')
-        write(path, record_machine(old, new, here))
+        write(path, stamped(record_machine(old, new, here)))
         print(f'wrote {path}: the parts of {here} ({len(changed)} differ from those of {label(old, i)})'); return
     if a.add and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
         # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
@@ -144,10 +190,33 @@ def main(argv=None):
                  '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
                  '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
     if a.update or a.add:
-        write(path, merge_fingerprints(old, new, here))     # whole or not at all: copies of benchmark.py may add at once
+        write(path, stamped(merge_fingerprints(old, new, here)))    # whole or not at all: copies of benchmark.py may add at once
         if a.parts_out: write(Path(a.parts_out), new)
         print(f'wrote {path}: {len(changed)} part(s) of {label(old, i)} new or changed'
               + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
+        return
+    if changed and here not in known and old.get('source_commit'):
+        # a processor the file does not record: a part that differs may be its arithmetic. The code that computed the
+        # file (its source_commit) computes them here too, and only a difference from that is a change of behaviour
+        ref = old['source_commit']
+        print(f'this processor ({here}) is not one the file records, and {len(changed)} part(s) differ from those of '
+              f'{label(old, i)}: computing them here with the code that computed the file (commit {ref[:12]}) to compare',
+              flush=True)
+        try: was = reference_parts(ref, keys, kinds, datasets, a.jobs)
+        except RuntimeError as e:
+            sys.exit(f'{path}: {len(changed)} fingerprint(s) differ on this processor ({here}), which the file does not '
+                     f'record, and the code of commit {ref[:12]} could not be run here to tell its arithmetic from a change '
+                     f'of behaviour ({e}):\n' + said(changed, i, old) + '\nIf the code is the one whose --check passes '
+                     'elsewhere, this processor computes differently: python tools/fingerprints.py --record-machine.')
+        moved = diff_fingerprints(was, new)
+        if moved:
+            sys.exit(f'{path}: on this processor ({here}) the code computes {len(moved)} part(s) otherwise than the code '
+                     f'that computed the file (commit {ref[:12]}), here too: a change of behaviour\n'
+                     + '\n'.join(f'  {p} {k}: commit {ref[:12]} {o}, now {n}' for p, k, o, n in moved)
+                     + '\nIf it is meant: python tools/fingerprints.py --update on a recorded processor, then re-run the grids.')
+        print(f'{path}: every fingerprint matches the code as the code of commit {ref[:12]}, which computed the file, '
+              f'computes them on this processor ({here}); it is not recorded ({len(changed)} of its parts differ from those '
+              f'of {label(old, i)}): python tools/fingerprints.py --record-machine records it')
         return
     if changed:
         sys.exit(f'{path}: {len(changed)} fingerprint(s) no longer match the code, so the tables built on them would show '
