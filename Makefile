@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python tools/run_tests.py
 
 test-nbs: $(STAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/nbdev_test --do_print   # notebooks side by side, one thread each
+	$(BIN)/python tools/nbtest.py --do_print   # nbdev_test, one PyTorch thread a notebook
 
 test-py: $(STAMP)
 	$(BIN)/python -m pytest tests/

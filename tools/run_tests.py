@@ -12,7 +12,7 @@ under `_docs/outputs/`, so that `make docs-from-tests` renders the pages without
 Fails when either fails, and also when a runner collects nothing: an empty run is never a pass.
 Extra arguments are passed to pytest (e.g. `python tools/run_tests.py -k noise`).
 """
-import os, re, subprocess, sys, time
+import re, subprocess, sys, time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,11 +25,10 @@ def notebooks():
                   if not any(part.startswith(('_', '.')) for part in p.relative_to(ROOT/'nbs').parts))
 
 
-def run(cmd, env=None):
+def run(cmd):
     print('$', ' '.join(map(str, cmd)), flush=True)
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     print(proc.stdout, flush=True)
     print(f'({time.time()-t0:.0f} s)', flush=True)
     return proc
@@ -43,9 +42,7 @@ def main(pytest_args):
     warm = run([sys.executable, '-c', 'from stitchup_nb.digits import digits_mlt; from stitchup_nb.backbones import '
                 'pretrain_digits_cnn; digits_mlt(); pretrain_digits_cnn(verbose=False)'])
     if warm.returncode != 0: sys.exit(f'building the Digits-MLT caches failed (exit {warm.returncode}).')
-    # nbdev_test, outputs kept for the docs; a worker a core, each notebook one PyTorch thread: two threads a notebook
-    # would only contend with the other worker's (measured on 2 cores: 304 s with torch's default, 124 s with one)
-    nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'], env={'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'})
+    nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'])   # nbdev_test, outputs kept for the docs
     done = len(re.findall(r'^- Completed ', nb.stdout, flags=re.M))
     if nb.returncode != 0: sys.exit(f'nbdev_test failed (exit {nb.returncode}).')
     if done != len(expected):
