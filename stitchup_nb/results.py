@@ -141,7 +141,8 @@ def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=MAP_C
     stats = [[paired_table(both, col=g, pairs=pairs, text=False, stat=s) for s in range(3)] for g in groups]
     diffs = [s[0] for s in stats]
     if not len(diffs[0]): return diffs[0]
-    txt = lambda m, lo, hi: m.map(lambda v: f'{v:+.1f}') + ((lo > 0) | (hi < 0)).map(lambda x: '*' if x else '')
+    cells = lambda df, f: df.apply(lambda col: col.map(f))     # DataFrame.map is pandas 2.1+; the kit runs on 2.0
+    txt = lambda m, lo, hi: cells(m, lambda v: f'{v:+.1f}') + cells((lo > 0) | (hi < 0), lambda x: '*' if x else '')
     out = txt(*stats[0])
     for s in stats[1:]: out = out + ' / ' + txt(*s)
     return out.where(diffs[0].notna(), '–')      # a cell the method has not run
