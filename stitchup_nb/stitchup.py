@@ -23,7 +23,7 @@ def union_labels(a, b):
 def stitch_images(xa, xb):
     "Anchor left, partner right, resized back to the input size (tensors N×3×H×W, or H×W×3 uint8 arrays)."
     if isinstance(xa, np.ndarray):
-        t = lambda a: torch.as_tensor(a).permute(2, 0, 1)[None].float()
+        t = lambda a: torch.tensor(a, dtype=torch.float32).permute(2, 0, 1)[None]   # a copy: a read-only (memory-mapped) array is fine
         return stitch_images(t(xa), t(xb))[0].permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
     h, w = xa.shape[-2:]
     both = torch.cat([xa, xb], dim=-1)
