@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.stitchup_installed
 
-.PHONY: demo test test-nbs test-py test-slow docs docs-from-tests readme browser-test export
+.PHONY: demo test test-lowest test-nbs test-py test-slow docs docs-from-tests readme browser-test export
 
 $(STAMP): settings.ini setup.py requirements-lock.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ demo: $(STAMP)
 ## every test: all notebooks through nbdev_test, then pytest
 test: $(STAMP)
 	$(BIN)/python tools/run_tests.py
+
+## the same notebooks and tests on the oldest versions settings.ini declares, in a venv of their own
+## (tools/lowest_versions.py; the published numbers are checked by `make test`, with the locked versions)
+LOWEST = .venv-lowest
+test-lowest:
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(PYTHON) tools/lowest_versions.py > $(LOWEST)/constraints.txt
+	$(LOWEST)/bin/python -m pip install -q --upgrade pip
+	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e ".[dev]"
+	$(LOWEST)/bin/python tools/run_tests.py --code-only
 
 test-nbs: $(STAMP)
 	$(BIN)/python tools/nbtest.py --do_print   # nbdev_test, one PyTorch thread a notebook

@@ -1,0 +1,67 @@
+"""The lower end of the declared ranges: `tools/lowest_versions.py` (settings.ini's lower bounds as pip constraints) and
+`tools/run_tests.py --code-only`, which `make test-lowest` runs with them."""
+import configparser, importlib.util, re, subprocess, sys, types
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', ROOT/'tools'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+LOW, RUN = _load('lowest_versions'), _load('run_tests')
+
+
+def test_every_declared_requirement_is_pinned_at_its_lower_bound():
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    declared = [r for k in ('requirements', 'dev_requirements') for r in cfg['DEFAULT'][k].split()]
+    pins = LOW.lowest()
+    assert len(pins) == len(declared)
+    low = dict(p.split('==') for p in pins)
+    assert set(low) == {re.split(r'[<>=!~\[]', r)[0] for r in declared}
+    assert (low['torch'], low['numpy'], low['pandas'], low['scipy'], low['nbdev']) == ('2.11', '1.26', '2.0', '1.11.1', '2.4.14')
+    # the same from the command line, as `make test-lowest` writes it (the system python: stdlib only)
+    out = subprocess.run([sys.executable, ROOT/'tools'/'lowest_versions.py'], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == pins
+
+
+def test_a_requirement_without_a_lower_bound_is_refused_by_name(tmp_path):
+    ini = tmp_path/'settings.ini'
+    ini.write_text('[DEFAULT]\nrequirements = torch>=2.11,<2.15 numpy<3 pandas[performance]>=2.0\ndev_requirements = pytest==8\n')
+    with pytest.raises(SystemExit, match=r"requirements: 'numpy<3' declares no lower bound"): LOW.lowest(ini)
+    ini.write_text('[DEFAULT]\nrequirements = torch>=2.11,<2.15 pandas[performance]>=2.0\ndev_requirements = pytest==8\n')
+    assert LOW.lowest(ini) == ['torch==2.11', 'pandas==2.0', 'pytest==8']
+
+
+@pytest.fixture
+def commands(monkeypatch):
+    "run_tests.main with every command it runs recorded, not run (each answers as a pass would)."
+    ran = []
+    def run(cmd):
+        ran.append(' '.join(map(str, cmd)))
+        return types.SimpleNamespace(returncode=0, stdout='\n'.join(f'- Completed {p}' for p in RUN.notebooks()))
+    monkeypatch.setattr(RUN, 'run', run)
+    return ran
+
+
+def test_code_only_stops_after_pytest_and_passes_the_rest_to_it(commands, capsys):
+    RUN.main(['--code-only', '-k', 'noise'])
+    assert len(commands) == 3 and 'nbtest.py' in commands[1] and commands[2].endswith('-k noise')
+    assert '--code-only' not in commands[2]
+    assert '--code-only: the published numbers not checked' in capsys.readouterr().out
+
+
+def test_the_full_command_also_checks_the_published_numbers(commands):
+    RUN.main([])
+    assert 'fingerprints.py --check' in commands[3] and 'benchmark.py --quick --verify 1' in commands[4]
+
+
+def test_make_test_lowest_installs_with_those_constraints_and_runs_the_code_only_tests():
+    make = (ROOT/'Makefile').read_text()
+    target = make.split('\ntest-lowest:')[1].split('\n\n')[0]
+    assert 'tools/lowest_versions.py > $(LOWEST)/constraints.txt' in target
+    assert '-c $(LOWEST)/constraints.txt -e ".[dev]"' in target and 'tools/run_tests.py --code-only' in target

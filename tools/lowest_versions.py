@@ -1,0 +1,31 @@
+"""The oldest versions settings.ini declares, as pip constraints: `make test-lowest` installs the kit with them and runs
+its tests, so that the ranges a user's own environment may have are ranges the kit was tested at both ends of (the
+other end is requirements-lock.txt, which `make test` and CI install).
+
+Each requirement of `requirements` and `dev_requirements` becomes `name==lower` (its `>=` or `==` bound); one
+without a lower bound is an error, naming it (a range must say where it starts). Only the declared packages are
+pinned; pip resolves what they need.
+
+    python tools/lowest_versions.py > lowest.txt && pip install -c lowest.txt -e ".[dev]"
+"""
+import configparser, re, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = re.compile(r'^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?(.*)$')
+
+
+def lowest(settings=ROOT/'settings.ini') -> list:
+    "`name==version` for each declared requirement, at its lower bound."
+    cfg = configparser.ConfigParser(); cfg.read(settings)
+    out = []
+    for key in ('requirements', 'dev_requirements'):
+        for req in cfg['DEFAULT'].get(key, '').split():
+            name, spec = SPEC.match(req).groups()
+            low = re.search(r'(?:>=|==)\s*([^,\s]+)', spec)
+            if not low: sys.exit(f'{settings}: {key}: {req!r} declares no lower bound (>= or ==); give it one.')
+            out.append(f'{name}=={low.group(1)}')
+    return out
+
+
+if __name__ == '__main__': print('\n'.join(lowest()))
