@@ -23,7 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python tools/run_tests.py
 
-## the same notebooks and tests on the oldest versions settings.ini declares, in a venv of their own
+## the same notebooks, tests and browser test on the oldest versions settings.ini declares, in a venv of their own
 ## (tools/lowest_versions.py; the published numbers are checked by `make test`, with the locked versions)
 LOWEST = .venv-lowest
 test-lowest:
@@ -32,6 +32,7 @@ test-lowest:
 	$(LOWEST)/bin/python -m pip install -q --upgrade pip
 	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e ".[dev]"
 	$(LOWEST)/bin/python tools/run_tests.py --code-only
+	STITCHUP_BROWSER_TEST=1 $(LOWEST)/bin/python -m pytest tests/browser -q -rs
 
 test-nbs: $(STAMP)
 	$(BIN)/python tools/nbtest.py --do_print   # nbdev_test, one PyTorch thread a notebook

@@ -65,3 +65,4 @@ def test_make_test_lowest_installs_with_those_constraints_and_runs_the_code_only
     target = make.split('\ntest-lowest:')[1].split('\n\n')[0]
     assert 'tools/lowest_versions.py > $(LOWEST)/constraints.txt' in target
     assert '-c $(LOWEST)/constraints.txt -e ".[dev]"' in target and 'tools/run_tests.py --code-only' in target
+    assert 'STITCHUP_BROWSER_TEST=1 $(LOWEST)/bin/python -m pytest tests/browser' in target     # the widgets in a real JupyterLab
