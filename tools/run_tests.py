@@ -16,7 +16,8 @@ Extra arguments are passed to pytest (e.g. `python tools/run_tests.py -k noise`)
 stand for the published numbers, which were computed with the exact versions of requirements-lock.txt; another
 version of torch or numpy may compute other floating-point results, which is not a fault of the code under test.
 """
-import re, subprocess, sys, time
+import os, re, subprocess, sys, tempfile, time, types
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,12 +31,26 @@ def notebooks():
 
 
 def run(cmd):
-    print('$', ' '.join(map(str, cmd)), flush=True)
-    t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    print(proc.stdout, flush=True)
+    "Run a command in the repository, its output printed after it with its time."
+    return run_together(cmd)
+
+
+def run_together(*jobs):
+    """Run commands side by side (each a command, or (command, extra environment)), their outputs printed one after
+    another; what the first that failed gave, else the last."""
+    jobs = [j if isinstance(j, tuple) else (j, {}) for j in jobs]
+    for cmd, env in jobs: print('$', *(f'{k}={v}' for k, v in env.items()), *map(str, cmd), flush=True)
+    t0, outs = time.time(), []
+    with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile('w+')) for _ in jobs]   # a file each: no pipe to fill
+        procs = [subprocess.Popen(cmd, cwd=ROOT, text=True, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+                 for (cmd, env), log in zip(jobs, logs)]
+        for p, log in zip(procs, logs):
+            p.wait(); log.seek(0)
+            outs.append(types.SimpleNamespace(stdout=log.read(), returncode=p.returncode))
+            print(outs[-1].stdout, flush=True)
     print(f'({time.time()-t0:.0f} s)', flush=True)
-    return proc
+    return next((o for o in outs if o.returncode != 0), outs[-1])
 
 
 def main(pytest_args):
@@ -44,9 +59,13 @@ def main(pytest_args):
     expected = notebooks()
     if not expected: sys.exit('No notebooks found under nbs/: nothing to test is a failure.')
     # fill the caches notebooks and tests share (rendered Digits-MLT, the glyph-pretrained CNN) once, before
-    # nbdev_test runs notebooks side by side and each would build them itself
-    warm = run([sys.executable, '-c', 'from stitchup_nb.digits import digits_mlt; from stitchup_nb.backbones import '
-                'pretrain_digits_cnn; digits_mlt(); pretrain_digits_cnn(verbose=False)'])
+    # nbdev_test runs notebooks side by side and each would build them itself; beside it, on the other core, the CNN
+    # pretrained under the benchmark's pinned CPU kernels (its own cache file), which the benchmark tool's tests and
+    # the quick grid's re-run train with: else a test builds it in the middle of pytest (measured: 88 s of one worker)
+    from stitchup_nb.backbones import CPU_ENV
+    pretrain = 'from stitchup_nb.backbones import pretrain_digits_cnn; pretrain_digits_cnn(verbose=False)'
+    warm = run_together([sys.executable, '-c', f'from stitchup_nb.digits import digits_mlt; digits_mlt(); {pretrain}'],
+                        ([sys.executable, '-c', pretrain], CPU_ENV))
     if warm.returncode != 0: sys.exit(f'building the Digits-MLT caches failed (exit {warm.returncode}).')
     nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'])   # nbdev_test, outputs kept for the docs
     done = len(re.findall(r'^- Completed ', nb.stdout, flags=re.M))

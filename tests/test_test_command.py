@@ -1,5 +1,6 @@
-"""The lower end of the declared ranges: `tools/lowest_versions.py` (settings.ini's lower bounds as pip constraints) and
-`tools/run_tests.py --code-only`, which `make test-lowest` runs with them."""
+"""The test command, `tools/run_tests.py` (its warm-up, `--code-only`, commands run side by side), and the lower end of
+the declared ranges: `tools/lowest_versions.py` (settings.ini's lower bounds as pip constraints), which
+`make test-lowest` installs with before it runs `tools/run_tests.py --code-only`."""
 import configparser, importlib.util, re, subprocess, sys, types
 from pathlib import Path
 import pytest
@@ -41,23 +42,23 @@ def test_a_requirement_without_a_lower_bound_is_refused_by_name(tmp_path):
 def commands(monkeypatch):
     "run_tests.main with every command it runs recorded, not run (each answers as a pass would)."
     ran = []
-    def run(cmd):
-        ran.append(' '.join(map(str, cmd)))
+    def run_together(*jobs):
+        ran.append([' '.join(map(str, j[0] if isinstance(j, tuple) else j)) for j in jobs])
         return types.SimpleNamespace(returncode=0, stdout='\n'.join(f'- Completed {p}' for p in RUN.notebooks()))
-    monkeypatch.setattr(RUN, 'run', run)
+    monkeypatch.setattr(RUN, 'run_together', run_together)
     return ran
 
 
 def test_code_only_stops_after_pytest_and_passes_the_rest_to_it(commands, capsys):
     RUN.main(['--code-only', '-k', 'noise'])
-    assert len(commands) == 3 and 'nbtest.py' in commands[1] and commands[2].endswith('-k noise')
-    assert '--code-only' not in commands[2]
+    assert len(commands) == 3 and 'nbtest.py' in commands[1][0] and commands[2][0].endswith('-k noise')
+    assert '--code-only' not in commands[2][0]
     assert '--code-only: the published numbers not checked' in capsys.readouterr().out
 
 
 def test_the_full_command_also_checks_the_published_numbers(commands):
     RUN.main([])
-    assert 'fingerprints.py --check' in commands[3] and 'benchmark.py --quick --verify 1' in commands[4]
+    assert 'fingerprints.py --check' in commands[3][0] and 'benchmark.py --quick --verify 1' in commands[4][0]
 
 
 def test_make_test_lowest_installs_with_those_constraints_and_runs_the_code_only_tests():
@@ -66,3 +67,26 @@ def test_make_test_lowest_installs_with_those_constraints_and_runs_the_code_only
     assert 'tools/lowest_versions.py > $(LOWEST)/constraints.txt' in target
     assert '-c $(LOWEST)/constraints.txt -e ".[dev]"' in target and 'tools/run_tests.py --code-only' in target
     assert 'STITCHUP_BROWSER_TEST=1 $(LOWEST)/bin/python -m pytest tests/browser' in target     # the widgets in a real JupyterLab
+
+
+def test_the_warm_up_builds_the_pinned_kernels_cnn_beside_the_default_one(monkeypatch):
+    from stitchup_nb.backbones import CPU_ENV
+    jobs = []
+    def run_together(*js):
+        jobs.append(js)
+        return types.SimpleNamespace(returncode=1, stdout='')
+    monkeypatch.setattr(RUN, 'run_together', run_together)
+    with pytest.raises(SystemExit, match='building the Digits-MLT caches failed'): RUN.main([])
+    (default, (pinned, env)), = jobs                 # one call, two jobs, the second under the benchmark's kernels
+    assert 'digits_mlt()' in default[-1] and 'pretrain_digits_cnn' in default[-1] and 'pretrain_digits_cnn' in pinned[-1]
+    assert env == CPU_ENV
+
+
+def test_commands_run_side_by_side_report_the_first_failure(capsys):
+    ok = [sys.executable, '-c', 'print("one")']
+    bad = ([sys.executable, '-c', 'import os, sys; print(os.environ["WHICH"]); sys.exit(3)'], {'WHICH': 'two'})
+    out = RUN.run_together(ok, bad)
+    assert (out.returncode, out.stdout.strip()) == (3, 'two')
+    printed = capsys.readouterr().out
+    assert printed.index('one') < printed.index('two') and '$ WHICH=two' in printed
+    assert RUN.run(ok).returncode == 0
