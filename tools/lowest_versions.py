@@ -8,7 +8,7 @@ pinned; pip resolves what they need.
 
     python tools/lowest_versions.py > lowest.txt && pip install -c lowest.txt -e ".[dev]"
 """
-import configparser, re, sys
+import configparser, re, shlex, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,10 +17,10 @@ SPEC = re.compile(r'^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?(.*)$')
 
 def lowest(settings=ROOT/'settings.ini') -> list:
     "`name==version` for each declared requirement, at its lower bound."
-    cfg = configparser.ConfigParser(); cfg.read(settings)
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(settings, encoding='utf-8')   # read as setup.py reads it
     out = []
     for key in ('requirements', 'dev_requirements'):
-        for req in cfg['DEFAULT'].get(key, '').split():
+        for req in shlex.split(cfg['DEFAULT'].get(key, '')):
             name, spec = SPEC.match(req).groups()
             low = re.search(r'(?:>=|==)\s*([^,\s]+)', spec)
             if not low: sys.exit(f'{settings}: {key}: {req!r} declares no lower bound (>= or ==); give it one.')
