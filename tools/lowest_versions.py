@@ -15,16 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SPEC = re.compile(r'^([A-Za-z0-9_.\-]+)(?:\[[^\]]*\])?(.*)$')
 
 
+def declared(settings=ROOT/'settings.ini') -> list:
+    "(key, name, version specifier) for each requirement of `requirements` and `dev_requirements`, as setup.py reads them."
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(settings, encoding='utf-8')
+    return [(key, *SPEC.match(req).groups()) for key in ('requirements', 'dev_requirements')
+            for req in shlex.split(cfg['DEFAULT'].get(key, ''))]
+
+
 def lowest(settings=ROOT/'settings.ini') -> list:
     "`name==version` for each declared requirement, at its lower bound."
-    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(settings, encoding='utf-8')   # read as setup.py reads it
     out = []
-    for key in ('requirements', 'dev_requirements'):
-        for req in shlex.split(cfg['DEFAULT'].get(key, '')):
-            name, spec = SPEC.match(req).groups()
-            low = re.search(r'(?:>=|==)\s*([^,\s]+)', spec)
-            if not low: sys.exit(f'{settings}: {key}: {req!r} declares no lower bound (>= or ==); give it one.')
-            out.append(f'{name}=={low.group(1)}')
+    for key, name, spec in declared(settings):
+        low = re.search(r'(?:>=|==)\s*([^,\s]+)', spec)
+        if not low: sys.exit(f'{settings}: {key}: {name + spec!r} declares no lower bound (>= or ==); give it one.')
+        out.append(f'{name}=={low.group(1)}')
     return out
 
 
