@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, saved_config, write_json
+    from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, run_checkpoint, saved_config, write_json
     from stitchup_nb.console import map_note, summary
     from stitchup_nb.train import build_learner, choose_final_t, run_training, train_config
 
@@ -29,7 +29,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json saved_config write_json',
+    'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json run_checkpoint saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
     'stitchup_nb.train': 'build_learner choose_final_t run_training train_config'}
 
@@ -116,7 +116,7 @@ def _check_out(out:Path, inputs:list):
 
 @call_parse
 def stitchup_test(
-    checkpoint:str,               # an epoch_N.pth written by stitchup_train
+    checkpoint:str,               # an epoch_N.pth written by stitchup_train, or its work dir (its last epoch_N.pth)
     config:str=None,              # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
     t:float=None,                 # ensemble weight of the random branch (default: the run's)
     data_root:str=None,           # dataset root, if the data moved since training (voc/coco)
@@ -127,7 +127,7 @@ def stitchup_test(
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     _stack()
     with _said(stitchup_test, 'stitchup_test'):
-        ck = Path(checkpoint)
+        ck = run_checkpoint(checkpoint)
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
         if t is not None: check_values({'t': t}, ('t',))
         path = Path(out) if out else ck.parent/'test_metrics.json'

@@ -25,10 +25,10 @@ REGISTERS = (noise,)      # imported for what it registers: the noise kinds --no
 
 # %% auto #0
 __all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'label_source', 'check_config', 'run_files',
-           'checkpoints', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir', 'write_json',
-           'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config', 'read_json',
-           'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog',
-           'use_precision', 'compile_bodies']
+           'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir',
+           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config',
+           'read_json', 'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss',
+           'HostLossLog', 'use_precision', 'compile_bodies']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
@@ -105,6 +105,15 @@ def checkpoints(work) -> list:
     "The `epoch_N.pth` files in `work`, by N (other .pth files, e.g. a user's epoch_best.pth, are not the run's)."
     found = [(int(m[1]), p) for p in Path(work).glob('epoch_*.pth') if (m := re.fullmatch(r'epoch_(\d+)\.pth', p.name))]
     return [p for _, p in sorted(found)]
+
+def run_checkpoint(path) -> Path:
+    """`path` if it names a file; for a run's work dir, its last `epoch_N.pth` (what `stitchup_test` and
+    `CorrectionBrowser.from_checkpoint` read); a folder without one is refused by name."""
+    path = Path(path)
+    if not path.is_dir(): return path
+    if found := checkpoints(path): return found[-1]
+    raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint: pass a checkpoint stitchup_train wrote, '
+                            'or the work dir of a run that has finished an epoch')
 
 def lock_work_dir(work):
     "Create `work` and hold its lock for this process (the open file): a second run into it is refused, naming the holder."

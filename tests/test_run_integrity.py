@@ -116,6 +116,8 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', D, '--resume', 'auto', '--method', 'colearn'], 'made by another run', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--t', '2'], '--t must be a number in [0, 1]', None),
         (['stitchup_test', str(root/'missing.pth')], 'missing.pth: no such checkpoint', None),
+        (['stitchup_test', str(app)], 'is a folder with no epoch_N.pth checkpoint', None),
+        (['stitchup_test', D, '--out', str(done/'config.json')], 'would overwrite an input', None),   # a run's folder: its last
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'config.json')], 'would overwrite an input', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(root/'other.json')], 'other.json exists with other contents', None),
         (['stitchup_noise', '--dataset', 'digits-small', '--out', str(root/'other.json')], 'other.json exists: pass --overwrite', None),
