@@ -15,7 +15,7 @@ from fastcore.basics import patch
 
 from .data import GROUPS, LabelledSet, group_names
 from .colearn import CORRECTION_COUNTS, THRESHOLDS, correction_snapshot
-from .runs import checkpoints, load_checkpoint
+from .runs import checkpoints, load_checkpoint, run_checkpoint
 from .train import build_learner, train_config
 from .widgets import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
 from .widgets import explain_columns, find_path, label_chips, _message_figure, _opt, _png, _run_config
@@ -258,12 +258,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
                     **kwargs):                    # passed to `CorrectionBrowser`
     "Rebuild a run's training set, noisy labels and co-learner from the `config.json` beside `path`, load the checkpoint, browse."
     cfg, where = _run_config(path)
-    path = find_path(path).resolve()
-    epochs = _epochs(where.parent)
-    if path.is_dir():
-        if not epochs: raise FileNotFoundError(f'{path}: no epoch_N.pth checkpoint in this work dir yet (stitchup_train writes '
-                                               'one per epoch): wait for its first epoch, or pass another run')
-        path = list(epochs)[-1]
+    path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))
     own, hist = epochs.get(path), {}

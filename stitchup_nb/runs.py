@@ -112,8 +112,8 @@ def run_checkpoint(path) -> Path:
     path = Path(path)
     if not path.is_dir(): return path
     if found := checkpoints(path): return found[-1]
-    raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint: pass a checkpoint stitchup_train wrote, '
-                            'or the work dir of a run that has finished an epoch')
+    raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint yet (stitchup_train writes one per epoch): '
+                            'wait for its first epoch, or pass a checkpoint or another run')
 
 def lock_work_dir(work):
     "Create `work` and hold its lock for this process (the open file): a second run into it is refused, naming the holder."

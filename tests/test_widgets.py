@@ -336,7 +336,9 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     sb = StitchBrowser.from_run(tmp_path/'epoch_1.pth')
     assert np.array_equal(sb.noisy, learn.dls.train.labels) and np.array_equal(sb.clean, train.labels)
     assert sb.seed == learn.run_record.config['seed'] and 'feature level' in sb.note
-    (tmp_path/'config.json').unlink()
+    for e in (1, 2): (tmp_path/f'epoch_{e}.pth').rename(tmp_path/f'kept_{e}.pth')   # a run that has not finished an epoch
+    with pytest.raises(FileNotFoundError, match='no epoch_N.pth checkpoint yet'): CorrectionBrowser.from_checkpoint(tmp_path)
+    (tmp_path/'kept_1.pth').rename(tmp_path/'epoch_1.pth'); (tmp_path/'config.json').unlink()
     with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
 
 
