@@ -378,23 +378,9 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
     if fresh is not None and len(fresh): md += ['', fresh_markdown(fresh)]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
 
-def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
-           write:bool=True,     # False: only return the Markdown (no file is written or removed)
-          ) -> str:
-    "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
-    import matplotlib.pyplot as plt
-    folder = Path(folder)
-    res, sw, fac, peers, plus, authors, fresh = (load(n, folder, current) for n in
-                                 ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus',
-                                  'benchmark_authors', 'benchmark_fresh'))
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors, fresh))
-    which = ("Rows the current code makes only (their behaviour fingerprint matches fingerprints.json, which CI recomputes)"
-             if res.attrs['selected'] == 'current' else f"Rows of training source `{res.attrs['selected']}` only")
-    md = [f'*{which}: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
-          f'{len(plus)} in benchmark_plus.csv, {len(authors)} in benchmark_authors.csv, {len(fac)} in benchmark_factorial.csv, '
-          f'{len(sw)} in benchmark_sweep.csv, {len(fresh)} in benchmark_fresh.csv; '
-          f'{other} rows made by other behaviour stay in the CSVs and are not shown.*']
-    figs = {}
+def _main_sections(res, peers) -> tuple:
+    "The main grid's Markdown (the demo's cell, every cell, paired with BCE, which method at which noise) and its figures."
+    md, figs = [], {}
     if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
         figs['benchmark_groups.png'] = group_bars(res)
@@ -409,40 +395,73 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
                'only where the whole interval of its lead is above 0; elsewhere the cell is a tie:', '',
                markdown(pick_table(pd.concat([res, peers]), methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
-    if len(peers) and len(res):
-        levels, vs_bce, vs_full = leaderboard(res, peers)
-        md += ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
-               markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
-               markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
-               markdown(vs_full.rename_axis('method')), '',
-               'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
-               '(* where its 95% interval over the seeds excludes 0):',
-               '', markdown(group_gaps(res, peers).rename_axis('method')), '',
-               'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
-               '', markdown(run_costs(res, peers).rename_axis('method'))]
-        figs['benchmark_leaderboard.png'] = rate_curves(_board(res, peers), methods=LEADERBOARD)
-    au = authors_markdown(res, peers, authors)
-    if au: md += ['', au]
-    if (fr := fresh_markdown(fresh)): md += ['', fr]
-    if len(plus):
-        t = plus_tables(res, plus)
-        md += ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
-               'to BCE; total mAP:', '', markdown(t['levels'].rename_axis('method')),
-               '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '', markdown(t['vs_bce'].rename_axis('method')),
-               '', 'Minus the full method on the same seed [95% interval]:', '', markdown(t['vs_full'].rename_axis('method')),
-               '', "Training labels the final branch pair's correctors fix and break (mean over seeds):", '',
-               markdown(t['fixes'].rename_axis('method'))]
-    if len(fac) and len(res):
-        levels, effect = factorial_tables(res, fac)
-        md += ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),
-               '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed) [95% interval]:", '',
-               markdown(effect.rename_axis('pairing'))]
-    if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw, res)
+    return md, figs
+
+def _leaderboard_section(res, peers) -> tuple:
+    "The peers beside BCE and the full method: levels, paired differences, where the gap lies, what a run costs; its figure."
+    if not (len(peers) and len(res)): return [], {}
+    levels, vs_bce, vs_full = leaderboard(res, peers)
+    md = ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
+          markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
+          markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
+          markdown(vs_full.rename_axis('method')), '',
+          'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
+          '(* where its 95% interval over the seeds excludes 0):',
+          '', markdown(group_gaps(res, peers).rename_axis('method')), '',
+          'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
+          '', markdown(run_costs(res, peers).rename_axis('method'))]
+    return md, {'benchmark_leaderboard.png': rate_curves(_board(res, peers), methods=LEADERBOARD)}
+
+def _plus_section(res, plus) -> list:
+    "`--plus`: full_plus and the candidate changes, where the full method loses to BCE, and the labels their correctors fix and break."
+    if not len(plus): return []
+    t = plus_tables(res, plus)
+    return ['', 'Beyond the paper (`--plus`): `full_plus` and the candidate changes kept as options, where the full method loses '
+            'to BCE; total mAP:', '', markdown(t['levels'].rename_axis('method')),
+            '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '', markdown(t['vs_bce'].rename_axis('method')),
+            '', 'Minus the full method on the same seed [95% interval]:', '', markdown(t['vs_full'].rename_axis('method')),
+            '', "Training labels the final branch pair's correctors fix and break (mean over seeds):", '',
+            markdown(t['fixes'].rename_axis('method'))]
+
+def _factorial_section(res, fac) -> list:
+    "`--factorial`: each sampler with each loss, and Stitch-Up's effect per pairing."
+    if not (len(fac) and len(res)): return []
+    levels, effect = factorial_tables(res, fac)
+    return ['', 'Each sampler with each loss (`--factorial`), total mAP:', '', markdown(levels.rename_axis('method')),
+            '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed) [95% interval]:", '',
+            markdown(effect.rename_axis('pairing'))]
+
+def _save_figures(figs:dict, folder:Path, write:bool):
+    "Save this report's figures (`write`), remove an older report's (not this code's numbers), close them all."
+    import matplotlib.pyplot as plt
     for name in FIGURES:
         if name in figs:
             if write: figs[name].savefig(folder/name, dpi=90, bbox_inches='tight')
             plt.close(figs[name])
-        elif write and (folder/name).exists(): (folder/name).unlink()   # an older report's figure: not this code's numbers
+        elif write and (folder/name).exists(): (folder/name).unlink()
+
+def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
+           write:bool=True,     # False: only return the Markdown (no file is written or removed)
+          ) -> str:
+    "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
+    folder = Path(folder)
+    res, sw, fac, peers, plus, authors, fresh = (load(n, folder, current) for n in
+                                 ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus',
+                                  'benchmark_authors', 'benchmark_fresh'))
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors, fresh))
+    which = ("Rows the current code makes only (their behaviour fingerprint matches fingerprints.json, which CI recomputes)"
+             if res.attrs['selected'] == 'current' else f"Rows of training source `{res.attrs['selected']}` only")
+    md = [f'*{which}: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '
+          f'{len(plus)} in benchmark_plus.csv, {len(authors)} in benchmark_authors.csv, {len(fac)} in benchmark_factorial.csv, '
+          f'{len(sw)} in benchmark_sweep.csv, {len(fresh)} in benchmark_fresh.csv; '
+          f'{other} rows made by other behaviour stay in the CSVs and are not shown.*']
+    (main, figs), (board, board_figs) = _main_sections(res, peers), _leaderboard_section(res, peers)
+    au, fr = authors_markdown(res, peers, authors), fresh_markdown(fresh)
+    md += [*main, *board, *(['', au] if au else []), *(['', fr] if fr else []), *_plus_section(res, plus),
+           *_factorial_section(res, fac)]
+    figs.update(board_figs)
+    if len(sw): figs['benchmark_sweep.png'] = sweep_plot(sw, res)
+    _save_figures(figs, folder, write)
     md += [f'\n![{n}]({link}/{n})' for n in FIGURES if n in figs]
     text = '\n'.join(md) + '\n'
     if write:
