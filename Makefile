@@ -6,10 +6,15 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.stitchup_installed
 
-.PHONY: demo test test-lowest test-nbs test-py test-slow docs docs-from-tests readme browser-test export
+.PHONY: demo test test-lowest test-nbs test-py test-slow docs docs-from-tests readme browser-test export venv
+
+## the venv, with pip: made if missing, and given pip if it has none (a venv that `python3 -m venv` began before Debian's
+## python3-venv was installed has a python and no pip; venv run again on the folder adds it, keeping what is installed)
+venv:
+	$(BIN)/python -m pip --version > /dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
 
 $(STAMP): settings.ini setup.py requirements-lock.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(MAKE) --no-print-directory venv VENV=$(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@echo "Installing stitchup_nb and its pinned dependencies into $(VENV) (a few minutes the first time; torch is large)..."
 	$(BIN)/python -m pip install -q -c requirements-lock.txt -e ".[dev]"
@@ -27,7 +32,7 @@ test: $(STAMP)
 ## (tools/lowest_versions.py; the published numbers are checked by `make test`, with the locked versions)
 LOWEST = .venv-lowest
 test-lowest:
-	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(MAKE) --no-print-directory venv VENV=$(LOWEST)
 	$(PYTHON) tools/lowest_versions.py > $(LOWEST)/constraints.txt
 	$(LOWEST)/bin/python -m pip install -q --upgrade pip
 	$(LOWEST)/bin/python -m pip install -q -c $(LOWEST)/constraints.txt -e ".[dev]"

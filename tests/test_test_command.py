@@ -69,6 +69,20 @@ def test_make_test_lowest_installs_with_those_constraints_and_runs_the_code_only
     assert 'STITCHUP_BROWSER_TEST=1 $(LOWEST)/bin/python -m pytest tests/browser' in target     # the widgets in a real JupyterLab
 
 
+def test_make_gives_a_venv_without_pip_its_pip(tmp_path):
+    """`python3 -m venv` without Debian's python3-venv leaves a python and no pip; `make` then failed at `pip install`
+    until the folder was deleted. The `venv` target (which both installs go through) adds pip, keeping the folder."""
+    venv = tmp_path/'v'
+    subprocess.run([sys.executable, '-m', 'venv', '--without-pip', venv], check=True)
+    (venv/'kept.txt').write_text('a file of the venv')
+    pip = lambda: subprocess.run([venv/'bin'/'python', '-m', 'pip', '--version'], capture_output=True).returncode
+    assert pip() != 0
+    subprocess.run(['make', '-s', '-C', ROOT, 'venv', f'VENV={venv}', f'PYTHON={sys.executable}'], check=True)
+    assert pip() == 0 and (venv/'kept.txt').is_file()
+    make = (ROOT/'Makefile').read_text()
+    assert make.count('$(MAKE) --no-print-directory venv VENV=') == 2      # `make`'s venv and `make test-lowest`'s
+
+
 def test_the_warm_up_builds_the_pinned_kernels_cnn_beside_the_default_one(monkeypatch):
     from stitchup_nb.backbones import CPU_ENV
     jobs = []
