@@ -9,9 +9,13 @@ STAMP   = $(VENV)/.stitchup_installed
 .PHONY: demo test test-lowest test-nbs test-py test-slow docs docs-from-tests readme browser-test export venv
 
 ## the venv, with pip: made if missing, and given pip if it has none (a venv that `python3 -m venv` began before Debian's
-## python3-venv was installed has a python and no pip; venv run again on the folder adds it, keeping what is installed)
+## python3-venv was installed has a python and no pip; venv run again on the folder adds it, keeping what is installed).
+## It is made only from a Python settings.ini's min_python admits, else the make stops saying so.
+MIN_PYTHON := $(shell sed -n 's/^min_python *= *//p' settings.ini)
+PYCHECK = import sys; need = tuple(map(int, "$(MIN_PYTHON)".split("."))); have = sys.version_info[:2]; \
+  sys.exit(None if have >= need else "$(PYTHON) is Python %d.%d; stitchup_nb needs $(MIN_PYTHON) or later (settings.ini min_python): pass one as PYTHON, e.g. make demo PYTHON=python3.11" % have)
 venv:
-	$(BIN)/python -m pip --version > /dev/null 2>&1 || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version > /dev/null 2>&1 || { $(PYTHON) -c '$(PYCHECK)' && $(PYTHON) -m venv $(VENV); }
 
 $(STAMP): settings.ini setup.py requirements-lock.txt
 	$(MAKE) --no-print-directory venv VENV=$(VENV)

@@ -83,6 +83,36 @@ def test_make_gives_a_venv_without_pip_its_pip(tmp_path):
     assert make.count('$(MAKE) --no-print-directory venv VENV=') == 2      # `make`'s venv and `make test-lowest`'s
 
 
+def test_make_refuses_a_python_settings_ini_does_not_admit(tmp_path):
+    "The venv is made only from a Python of settings.ini's min_python or later (the Makefile reads it there); else it says so."
+    MIN = re.search(r'^min_python\s*=\s*(\S+)', (ROOT/'settings.ini').read_text(), re.M).group(1)
+    said = subprocess.run(['make', '-s', '-C', ROOT, '--eval', 'said: ; @echo $(MIN_PYTHON)', 'said'], capture_output=True, text=True)
+    assert said.stdout.strip() == MIN
+    p = subprocess.run(['make', '-s', '-C', ROOT, 'venv', f'VENV={tmp_path/"v"}', f'PYTHON={sys.executable}', 'MIN_PYTHON=3.99'],
+                       capture_output=True, text=True)
+    assert p.returncode != 0 and 'needs 3.99 or later (settings.ini min_python)' in p.stderr, p.stderr
+    assert 'make demo PYTHON=' in p.stderr and not (tmp_path/'v').exists()
+
+
+def test_the_lock_installs_on_every_python_settings_ini_admits():
+    """Each locked package's Requires-Python admits min_python's first release (x.y.0): `make` on any admitted Python
+    installs the lock (soupsieve 3.0.2 and later need 3.11.5, which Debian 12's 3.11.2 is not). Read from the installed
+    packages' metadata, where they are the locked versions (CI's venv is the lock; `make test-lowest`'s is not)."""
+    from importlib import metadata
+    from packaging.specifiers import SpecifierSet
+    first = re.search(r'^min_python\s*=\s*(\S+)', (ROOT/'settings.ini').read_text(), re.M).group(1) + '.0'
+    lock = dict(l.split('==') for l in (ROOT/'requirements-lock.txt').read_text().splitlines() if '==' in l and l[0] != '#')
+    checked, refuse = 0, []
+    for name, version in lock.items():
+        try: meta = metadata.metadata(name)
+        except metadata.PackageNotFoundError: continue          # a package of another platform's resolution
+        if meta['Version'] != version: continue
+        checked += 1
+        if (rp := meta.get('Requires-Python')) and not SpecifierSet(rp).contains(first): refuse.append(f'{name}=={version} ({rp})')
+    if checked < len(lock) // 2: pytest.skip(f'{checked} of {len(lock)} packages here are the locked versions: not the lock\'s venv')
+    assert refuse == [], f'requirements-lock.txt cannot install on Python {first}, which settings.ini admits: {refuse}'
+
+
 def test_the_warm_up_builds_the_pinned_kernels_cnn_beside_the_default_one(monkeypatch):
     from stitchup_nb.backbones import CPU_ENV
     jobs = []
