@@ -42,3 +42,24 @@ def test_pyflakes_finds_nothing():
     rep = Keep()
     api.checkRecursive([str(ROOT/d) for d in ('stitchup_nb', 'tools', 'tests')], rep)
     assert not rep.found, '\n'.join(rep.found)
+
+
+def test_the_package_imports_without_its_dev_requirements():
+    """`pip install -e .` (no `[dev]`) is enough for the console scripts and `import stitchup_nb`: every module but
+    `showdoc` (a development tool for nbdev's docs) imports with each dev requirement missing."""
+    import configparser, shlex, subprocess, sys
+    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    name = lambda r: re.sub(r'[-_.]+', '_', Requirement(r).name).lower()
+    dev, runtime = ({name(r) for r in shlex.split(cfg['DEFAULT'][k])} for k in ('dev_requirements', 'requirements'))
+    needed = {name(r) for d in runtime for r in (metadata.requires(d) or [])           # e.g. accelerate needs psutil
+              if not Requirement(r).marker or Requirement(r).marker.evaluate({'extra': ''})}
+    blocked = sorted((dev - needed) | {'nbdev', 'pytest'})
+    mods = [p.stem for p in sorted((ROOT/'stitchup_nb').glob('*.py')) if not p.stem.startswith('_') and p.stem != 'showdoc']
+    code = (f'import sys\nfor m in {blocked!r}: sys.modules[m] = None     # importing any of them raises ImportError\n'
+            f'import importlib\nfor m in {mods!r}: importlib.import_module("stitchup_nb." + m)\n'
+            'try: import stitchup_nb.showdoc\nexcept ImportError as e: print("showdoc needs", e.name.split(".")[0])')
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == 'showdoc needs nbdev', p.stdout          # the check blocks what it says it blocks
