@@ -1,6 +1,6 @@
 """Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00a_fixtures),
 and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
-import os, shutil, subprocess, sys
+import importlib.util, os, shutil, subprocess, sys
 from pathlib import Path
 
 # One PyTorch thread a process, for the whole suite and every process it starts (set before torch is imported): the
@@ -43,6 +43,21 @@ def coco_appendix(coco, tmp_path):
 
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name):
+    "The script `tools/<name>.py` as a module (tools/ is not a package), for a test to call its functions or patch them."
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', ROOT/'tools'/f'{name}.py')
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return mod
+
+
+def locked() -> dict:
+    "requirements-lock.txt as {canonical package name: exact version}."
+    from packaging.utils import canonicalize_name
+    lines = (ROOT/'requirements-lock.txt').read_text().splitlines()
+    return {canonicalize_name(n): v for n, v in (l.split('==') for l in lines if '==' in l and not l.startswith('#'))}
 # the full method as the preset sets it (stitchup_nb.methods), shortened: 2 epochs of the 304-image Digits-MLT
 QUICK = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet']
 

@@ -154,10 +154,8 @@ def test_two_processes_filling_the_cache_at_once_both_succeed_and_agree(tmp_path
 
 def test_the_decode_benchmark_runs_and_checks_pixels(tmp_path):
     "tools/bench_decode.py on a tiny set: it runs, every path gave the old pixels, and it writes its JSON (no timing asserted)."
-    import importlib.util
-    from pathlib import Path
-    spec = importlib.util.spec_from_file_location('bench_decode', Path(__file__).resolve().parents[1]/'tools'/'bench_decode.py')
-    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    from tests.conftest import load_tool
+    bench = load_tool('bench_decode')
     out = bench.main(['--n', '6', '--size', '64x48', '--img', '16', '--no-processes', '--out', str(tmp_path/'b.json')])
     assert out['pixels_identical'] and out['set']['n'] == 6 and (tmp_path/'b.json').is_file()
     assert out['command'] == 'python tools/bench_decode.py --n 6 --size 64x48 --img 16 --no-processes --out ' + str(tmp_path/'b.json')

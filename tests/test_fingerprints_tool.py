@@ -5,13 +5,14 @@ every current row; options are checked before anything runs.
 The parts are computed for real once (the tool in its own process, started with FP_ENV, `--add` into a new file); every
 other call runs the tool's `main` in this process with `compute` giving those parts, so that each case costs no probe
 run (CI's `tools/fingerprints.py --check` recomputes every part of the committed file besides)."""
-import copy, importlib.util, json, os, subprocess, sys
+import copy, json, os, subprocess, sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
+from tests.conftest import load_tool
 from stitchup_nb.evidence import FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +20,7 @@ KEY = behaviour_key('bce', 'digits-small', 1)
 PARTS = {'methods': [KEY], 'noise': ['flip'], 'data': ['digits-small']}      # BCE on digits-small with flip noise
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('fingerprints_tool', ROOT/'tools'/'fingerprints.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
-
-
-TOOL = _load_tool()
+TOOL = load_tool('fingerprints')
 
 
 @pytest.fixture(scope='module')

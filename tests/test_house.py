@@ -47,13 +47,15 @@ def test_pyflakes_finds_nothing():
 def test_the_package_imports_without_its_dev_requirements():
     """`pip install -e .` (no `[dev]`) is enough for the console scripts and `import stitchup_nb`: every module but
     `showdoc` (a development tool for nbdev's docs) imports with each dev requirement missing."""
-    import configparser, shlex, subprocess, sys
-    cfg = configparser.ConfigParser(delimiters=['=']); cfg.read(ROOT/'settings.ini', encoding='utf-8')
+    import subprocess, sys
     from importlib import metadata
     from packaging.requirements import Requirement
-    name = lambda r: re.sub(r'[-_.]+', '_', Requirement(r).name).lower()
-    dev, runtime = ({name(r) for r in shlex.split(cfg['DEFAULT'][k])} for k in ('dev_requirements', 'requirements'))
-    needed = {name(r) for d in runtime for r in (metadata.requires(d) or [])           # e.g. accelerate needs psutil
+    from packaging.utils import canonicalize_name
+    from tests.conftest import load_tool
+    module = lambda name: canonicalize_name(name).replace('-', '_')            # the import name of most packages
+    declared = load_tool('lowest_versions').declared()
+    dev, runtime = ({module(n) for k, n, _ in declared if k == key} for key in ('dev_requirements', 'requirements'))
+    needed = {module(Requirement(r).name) for d in runtime for r in (metadata.requires(d) or [])   # accelerate needs psutil
               if not Requirement(r).marker or Requirement(r).marker.evaluate({'extra': ''})}
     blocked = sorted((dev - needed) | {'nbdev', 'pytest'})
     mods = [p.stem for p in sorted((ROOT/'stitchup_nb').glob('*.py')) if not p.stem.startswith('_') and p.stem != 'showdoc']

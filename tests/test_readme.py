@@ -1,6 +1,8 @@
 """README.md is what tools/make_readme.py makes of nbs/index.ipynb, and its quick start is two commands."""
-import importlib.util, re, subprocess, sys
+import re, subprocess, sys
 from pathlib import Path
+
+from tests.conftest import load_tool, locked
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,32 +28,23 @@ def test_the_results_tables_are_the_current_sources_report():
         'nbs/experiments/results/benchmark_table.md is stale: run `python tools/benchmark.py --report`, then `make readme`'
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT/'tools'/f'{name}.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
-
-
-def _norm(name): return re.sub(r'[-_.]+', '-', name).lower()
-
-
 def versions_named(text, lock, ranges):
     """What the README says of each locked or declared package's version, checked against the two files that hold them:
     an exact version in prose (`torch 2.14.1`) is the lock's; a pin in a command (`fastprogress==1.0.3`) is in the
-    declared range; `A to B` is the declared range, from its floor to the last series under its upper bound; `X or later` is the declared floor; a series (`fastai 2.8`) meets the
-    range. A build with a local label (`2.11.0+cu130`) is a measured machine's own and is left alone. Returns the
+    declared range; `A to B` is the declared range, from its floor to the last series under its upper bound; `X or
+    later` is the declared floor; a series (`fastai 2.8`) meets the range. A build with a local label (`2.11.0+cu130`) is a measured machine's own and is left alone. Returns the
     disagreements, each with what the files say."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
     names = sorted({*lock, *ranges}, key=len, reverse=True)
     pat = re.compile(r'\b(%s)(==| )(\d+(?:\.\d+)+)(\+\S+)?(?: (to) (\d+(?:\.\d+)+)| (or later))?'
                      % '|'.join(map(re.escape, names)))
+    series = lambda x: [f'{x}.{k}' for k in range(1000)]
     bad, text = [], ' '.join(text.split())
     for m in pat.finditer(text):
         name, sep, v, local, to, upper, later = m.groups()
         spec, said = SpecifierSet(ranges.get(name, '')), m.group(0)
         floor = next((s.version for s in spec if s.operator in ('>=', '==')), None)
-        series = lambda x: [f'{x}.{k}' for k in range(1000)]
         if local: continue
         if to:
             nxt = Version(upper).release[:-1] + (Version(upper).release[-1] + 1,)
@@ -65,9 +58,9 @@ def versions_named(text, lock, ranges):
 
 
 def test_the_versions_the_readme_names_are_the_lock_and_the_declared_ranges():
-    lock = {_norm(name): v for name, v in (l.split('==') for l in (ROOT/'requirements-lock.txt').read_text().splitlines()
-                                             if '==' in l and not l.startswith('#'))}
-    ranges = {_norm(name): spec for _, name, spec in _tool('lowest_versions').declared()}
+    from packaging.utils import canonicalize_name
+    lock = locked()
+    ranges = {canonicalize_name(name): spec for _, name, spec in load_tool('lowest_versions').declared()}
     text = (ROOT/'README.md').read_text()
     assert versions_named(text, lock, ranges) == [], \
         'the README (nbs/index.ipynb) names versions the lock or settings.ini no longer hold; say what they hold'

@@ -1,20 +1,20 @@
 """The test command, `tools/run_tests.py` (its warm-up, `--code-only`, commands run side by side), and the lower end of
 the declared ranges: `tools/lowest_versions.py` (settings.ini's lower bounds as pip constraints), which
 `make test-lowest` installs with before it runs `tools/run_tests.py --code-only`."""
-import configparser, importlib.util, re, subprocess, sys, types
+import configparser, re, subprocess, sys, types
 from pathlib import Path
 import pytest
+
+from tests.conftest import load_tool, locked
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f'{name}_tool', ROOT/'tools'/f'{name}.py')
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return mod
+LOW, RUN = load_tool('lowest_versions'), load_tool('run_tests')
 
 
-LOW, RUN = _load('lowest_versions'), _load('run_tests')
+def min_python() -> str:
+    return re.search(r'^min_python\s*=\s*(\S+)', (ROOT/'settings.ini').read_text(), re.M).group(1)
 
 
 def test_every_declared_requirement_is_pinned_at_its_lower_bound():
@@ -85,9 +85,8 @@ def test_make_gives_a_venv_without_pip_its_pip(tmp_path):
 
 def test_make_refuses_a_python_settings_ini_does_not_admit(tmp_path):
     "The venv is made only from a Python of settings.ini's min_python or later (the Makefile reads it there); else it says so."
-    MIN = re.search(r'^min_python\s*=\s*(\S+)', (ROOT/'settings.ini').read_text(), re.M).group(1)
     said = subprocess.run(['make', '-s', '-C', ROOT, '--eval', 'said: ; @echo $(MIN_PYTHON)', 'said'], capture_output=True, text=True)
-    assert said.stdout.strip() == MIN
+    assert said.stdout.strip() == min_python()
     p = subprocess.run(['make', '-s', '-C', ROOT, 'venv', f'VENV={tmp_path/"v"}', f'PYTHON={sys.executable}', 'MIN_PYTHON=3.99'],
                        capture_output=True, text=True)
     assert p.returncode != 0 and 'needs 3.99 or later (settings.ini min_python)' in p.stderr, p.stderr
@@ -100,8 +99,7 @@ def test_the_lock_installs_on_every_python_settings_ini_admits():
     packages' metadata, where they are the locked versions (CI's venv is the lock; `make test-lowest`'s is not)."""
     from importlib import metadata
     from packaging.specifiers import SpecifierSet
-    first = re.search(r'^min_python\s*=\s*(\S+)', (ROOT/'settings.ini').read_text(), re.M).group(1) + '.0'
-    lock = dict(l.split('==') for l in (ROOT/'requirements-lock.txt').read_text().splitlines() if '==' in l and l[0] != '#')
+    first, lock = min_python() + '.0', locked()
     checked, refuse = 0, []
     for name, version in lock.items():
         try: meta = metadata.metadata(name)
