@@ -22,7 +22,8 @@ the later ones read it (`stitchup_nb.data.decoded_images`). `--digits N` trains 
 fp32` and `bf16` on seeds 0..N-1 (is bf16 accuracy-neutral?), `--grid` 24 Digits runs (BCE and the full method at
 flip 0.3/0.5/0.7/0.9, seeds 0-2), both `--jobs` at a time on the one GPU. Results go to
 nbs/experiments/results/bench_e2e.json (`--tiny`: bench_e2e_tiny.json) after every run, and the table the README
-includes to bench_e2e.md. A script, not a test: its figures depend on the machine.
+includes to bench_e2e.md. A run that fails is kept there with the end of its log, and the call then exits with status
+1, naming it. A script, not a test: its figures depend on the machine.
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -188,7 +189,7 @@ def run_child(opts:dict, work:Path, env:dict, timeout:float, sampler=None, profi
                            env=env, timeout=timeout, cwd=ROOT)
     t1 = time.time()
     if p.returncode:
-        tail = (work/'log.txt').read_text()[-2500:]
+        tail = (work/'log.txt').read_text()[-1200:]   # the error itself; the header keeps the exit status
         raise RuntimeError(f'the run failed (exit {p.returncode}); the end of {work/"log.txt"}:\n{tail}')
     r = json.loads((work/'record.json').read_text())
     ep = r['epochs']
@@ -245,9 +246,17 @@ def packed(runs:list, jobs:int, root:Path, env:dict, timeout:float) -> tuple:
     def one(item):
         name, opts = item
         try: return name, run_child(opts, root/name.replace(' ', '_'), env, timeout)
-        except Exception as e: return name, {'error': str(e)[-600:]}
+        except Exception as e: return name, {'error': str(e)}
     with ThreadPoolExecutor(jobs) as ex: res = dict(ex.map(one, runs))
     return res, round(time.time() - t, 1)
+
+
+def failures(data:dict, first:int=0, packed:tuple=('digits', 'grid')) -> list:
+    "The runs of `data` that failed, by name: the timed runs from index `first` on, and the `packed` parts' runs."
+    out = [f"{r['set']} {r['name']}" for r in data['runs'][first:] if 'error' in r]
+    if 'digits' in packed: out += [n for n, r in data.get('digits', {}).get('runs', {}).items() if 'error' in r]
+    if 'grid' in packed: out += [n for n, m in data.get('grid', {}).get('map', {}).items() if m is None]
+    return out
 
 
 def report(data:dict) -> str:
@@ -335,6 +344,7 @@ def main(argv=None):
         if (old.get('source'), old.get('machine')) != (data['source'], data['machine']):
             ap.error(f'--append: {out} was made by source {old.get("source")} on {old.get("machine")}, not this one: pass another --out')
         data = {**old, 'command': old['command'] + ' ; ' + data['command']}
+    first = len(data['runs'])       # this call's runs start here (--append keeps the earlier ones)
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'PYTHONUNBUFFERED': '1',
@@ -360,7 +370,7 @@ def main(argv=None):
                 cache = 'warm' if any((root/s/'cache'/'decoded').glob('*.npy')) else 'cold'
                 try: r = run_child({**opts, **extra, 'method': method, 'precision': precision}, root/'runs'/f'{s}_{name.replace(" ", "_")}',
                                    set_env, max(deadline - time.time(), 60), sampler, compile=name in COMPILED)
-                except (RuntimeError, subprocess.TimeoutExpired) as e: r = {'error': str(e)[-1500:]}; print(r['error'], flush=True)
+                except (RuntimeError, subprocess.TimeoutExpired) as e: r = {'error': str(e)}; print(r['error'], flush=True)
                 data['runs'].append({'set': s, 'name': name, 'method': method, 'decode_cache': cache, **r})
                 if 'error' not in r: print(f"  total {r['phases_s']['total']} s, train {r['phases_s']['train']} s, mAP {r['map']:.2f}", flush=True)
                 save()
@@ -373,7 +383,7 @@ def main(argv=None):
                     with open(prof, 'a') as f:
                         for k, table in r.get('profile', {}).items(): f.write(f'# {s}: steps 2-6 of one epoch, sorted by {k}\n{table}\n')
                     print(f'  tables in {prof}', flush=True)
-                except (RuntimeError, subprocess.TimeoutExpired) as e: print(str(e)[-1500:], flush=True)
+                except (RuntimeError, subprocess.TimeoutExpired) as e: print(e, flush=True)
         dig = {'dataset': 'digits', 'noise_rate': .5, 'noise_kind': 'flip', **({'epochs': a.epochs} if a.epochs else {})}
         if (a.digits or a.grid) and time.time() < deadline:    # one run first: it fills the caches the others read
             run_child({**dig, 'seed': 0, 'epochs': 1}, root/'runs'/'digits_warm', env, max(deadline - time.time(), 60))
@@ -398,6 +408,9 @@ def main(argv=None):
         if not a.root: shutil.rmtree(root, ignore_errors=True)
     save()
     print(f'wrote {out} and {md} ({time.time() - t_start:.0f} s)')
+    if failed := failures(data, first, tuple(k for k in ('digits', 'grid') if getattr(a, k))):  # in the JSON and the table; the exit status says it too
+        print(f"{len(failed)} run(s) failed: {', '.join(failed)}; each one's error is in {out} and above", file=sys.stderr)
+        return 1
 
 
-if __name__ == '__main__': main()
+if __name__ == '__main__': sys.exit(main())
