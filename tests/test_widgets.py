@@ -20,7 +20,8 @@ from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS
-from stitchup_nb.widgets import StitchBrowser, chips_html, label_chips, union_chips, union_tally, _wrap
+from stitchup_nb.browser import chips_html, label_chips, union_chips, _wrap
+from stitchup_nb.widgets import StitchBrowser, union_tally
 from stitchup_nb.corrections import CorrectionBrowser
 
 GROUPS3 = {'head': [0], 'medium': [1], 'tail': [2]}
@@ -374,12 +375,12 @@ def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
 
 def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     "JupyterLab's kernel starts in nbs/: a run path relative to the checkout still opens; a wrong one names where it looked."
-    import stitchup_nb.widgets as widgets
+    import stitchup_nb.browser as browser
     from pathlib import Path
-    assert widgets.repo_root() == Path(__file__).resolve().parents[1]          # this checkout: settings.ini beside stitchup_nb/
+    assert browser.repo_root() == Path(__file__).resolve().parents[1]          # this checkout: settings.ini beside stitchup_nb/
     root, work = tmp_path/'root', tmp_path/'root'/'work_dirs'/'run'
     work.mkdir(parents=True); (root/'nbs').mkdir()
-    monkeypatch.setattr(widgets, 'repo_root', lambda: root)
+    monkeypatch.setattr(browser, 'repo_root', lambda: root)
     monkeypatch.chdir(root/'nbs')
     learn, train, _ = build_learner(run_config())
     for e in (1, 2): save_checkpoint(learn, work/f'epoch_{e}.pth', e)
