@@ -1,4 +1,5 @@
-"""README.md is what tools/make_readme.py makes of nbs/index.ipynb, and its quick start is two commands."""
+"""README.md is what tools/make_readme.py makes of nbs/index.ipynb, its quick start is two commands, and what it and
+the other docs show (tables, versions, imports) is what the code and the lock hold."""
 import re, subprocess, sys
 from pathlib import Path
 
@@ -68,3 +69,22 @@ def test_the_versions_the_readme_names_are_the_lock_and_the_declared_ranges():
     for stale in ('torch 2.14.0', 'torch 2.10 to 2.14', 'torch 2.11 to 2.15', 'timm 1.0.30 or later', 'fastai 2.9', 'fastcore==1.15.0'):
         assert len(versions_named(stale, lock, ranges)) == 1, stale
     assert versions_named('torch 2.11.0+cu130, torch 2.11 to 2.14, fastai 2.8, fastprogress==1.0.3', lock, ranges) == []
+
+
+def test_every_import_the_docs_show_resolves():
+    """Each `from stitchup_nb.M import a, b` a reader may copy (README.md, data/README.md, the notebooks' prose) names a
+    module and names that exist: data/README.md still said `from stitchup_nb.data import voc_mlt` after the readers moved
+    to `stitchup_nb.readers`."""
+    import importlib, json
+    texts = {md: (ROOT/md).read_text() for md in ('README.md', 'data/README.md')}
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        texts[str(nb.relative_to(ROOT))] = '\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown')
+    seen, bad = 0, []
+    for where, text in texts.items():
+        for mod, names in re.findall(r'from (stitchup_nb(?:\.\w+)?) import ([\w, ]+)', text):
+            seen += 1
+            try: m = importlib.import_module(mod)
+            except ImportError as e: bad.append(f'{where}: {mod}: {e}'); continue
+            bad += [f'{where}: {mod} has no {n}' for n in (s.strip() for s in names.split(',')) if n and not hasattr(m, n)]
+    assert seen >= 5 and not bad, bad
