@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import TensorImage
 
-from .data import atomic_write
+from .files import atomic_write
 from .digits import cache_dir, digit_pools, render_image
 from .sampling import BatchAug, epoch_rng
 

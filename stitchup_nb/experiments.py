@@ -319,7 +319,7 @@ def rerun(row:dict) -> dict:
 # %% ../nbs/12_experiments.ipynb #2c319877
 def upgrade_csv(path) -> int:
     "Rewrite the CSV at `path` with the current `FIELDS` (new columns empty); the number of rows kept."
-    from stitchup_nb.data import atomic_write
+    from stitchup_nb.files import atomic_write
     with open(path, newline='') as f: rows = list(csv.DictReader(f))
     bad = sorted({k for r in rows for k in r} - set(FIELDS))
     if bad: raise ValueError(f'{path}: unknown columns {bad}; expected a subset of {FIELDS}')

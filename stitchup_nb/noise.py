@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .config import NOISE_KINDS, cross_check
-from .data import GROUPS, atomic_write, check_groups, check_labels
+from .data import GROUPS, check_groups, check_labels
+from .files import atomic_write
 from .readers import read_class_freq
 
 # %% auto #0

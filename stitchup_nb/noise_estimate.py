@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import LabelledSet, atomic_write, check_labels
+from .data import LabelledSet, check_labels
+from .files import atomic_write
 from .models import create_model
 from .methods import PRESETS
 from .config import cli_words, in_python_words

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import LabelledSet, check_labels, class_groups, load_pickle, read_class_split
+from .data import LabelledSet, check_labels, class_groups, read_class_split
+from .files import load_pickle
 
 
 # %% auto #0

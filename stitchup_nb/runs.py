@@ -14,7 +14,7 @@ from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .config import PRECISIONS, _int, _num, check_values, in_python_words, values_by
-from .data import atomic_write, temporary_target
+from .files import atomic_write, temporary_target
 from .readers import noisy_files
 from . import noise
 from .backbones import DIGITS_STAGES, RESNET_STAGES

@@ -28,7 +28,8 @@ from PIL import Image
 from stitchup_nb import cli, runs, train
 from stitchup_nb.colearn import check_thresholds, colearner
 from stitchup_nb.runs import load_checkpoint
-from stitchup_nb.data import LabelledSet, atomic_write, read_class_split
+from stitchup_nb.data import LabelledSet, read_class_split
+from stitchup_nb.files import atomic_write
 from stitchup_nb.readers import coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set
 from stitchup_nb.losses import DBFocalLoss, bce_loss
 from stitchup_nb.metrics import lt_map

@@ -2,7 +2,8 @@
 import pickle
 import numpy as np
 import pytest
-from stitchup_nb.data import read_class_split, class_groups, load_pickle, shared_dir
+from stitchup_nb.data import read_class_split, class_groups, shared_dir
+from stitchup_nb.files import load_pickle
 
 VOC = shared_dir('voc-mlt')
 needs_voc = pytest.mark.skipif(VOC is None, reason='../shared/data/voc-mlt not present')

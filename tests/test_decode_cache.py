@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stitchup_nb import data
-from stitchup_nb.data import decode_images, decode_key, decoded_images, image_cache_dir, load_image
+from stitchup_nb import images
+from stitchup_nb.images import decode_images, decode_key, decoded_images, image_cache_dir, load_image
 from stitchup_nb.readers import voc_set
 from stitchup_nb.fixtures import make_voc, write_jpeg
 
@@ -52,8 +52,8 @@ def test_readers_give_the_same_pixels_with_and_without_the_cache(tmp_path):
 
 def count_decodes(monkeypatch):
     calls = []
-    real = data.load_image
-    monkeypatch.setattr(data, 'load_image', lambda p, size=None: calls.append(p) or real(p, size))
+    real = images.load_image
+    monkeypatch.setattr(images, 'load_image', lambda p, size=None: calls.append(p) or real(p, size))
     return calls
 
 
@@ -124,13 +124,13 @@ def test_the_cache_folder_is_the_kits(tmp_path, monkeypatch):
 FILL = textwrap.dedent('''
     import sys, time, numpy as np
     from pathlib import Path
-    from stitchup_nb import data
-    real = data.load_image
-    data.load_image = lambda p, size=None: (time.sleep(0.02), real(p, size))[1]     # long enough to overlap
+    from stitchup_nb import images
+    real = images.load_image
+    images.load_image = lambda p, size=None: (time.sleep(0.02), real(p, size))[1]     # long enough to overlap
     files = sorted(Path(sys.argv[1]).glob('*.jpg'))
     Path(sys.argv[3]).with_suffix('.ready').touch()
     while not Path(sys.argv[4]).exists(): time.sleep(0.01)                          # start together
-    arr, bad = data.decoded_images(files, 20, workers=2, cache=Path(sys.argv[2]))
+    arr, bad = images.decoded_images(files, 20, workers=2, cache=Path(sys.argv[2]))
     np.save(sys.argv[3], np.asarray(arr))
 ''')
 

@@ -2,7 +2,8 @@
 import pickle, pickletools, warnings
 import numpy as np
 import pytest
-from stitchup_nb.data import load_pickle, read_class_split, shared_dir
+from stitchup_nb.data import read_class_split, shared_dir
+from stitchup_nb.files import load_pickle
 from stitchup_nb.noise import (NOISE_KINDS, add_noise, compare_noise, condition_prob, empty_rows, group_report,
                                load_noisy, noise_report, noisy_fname, save_noisy)
 

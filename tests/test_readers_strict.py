@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import stitchup_nb.data as data
-from stitchup_nb.data import atomic_write, check_groups, read_class_split
+import stitchup_nb.files as files
+from stitchup_nb.data import check_groups, read_class_split
+from stitchup_nb.files import atomic_write
 from stitchup_nb.readers import coco_set, read_appendix, read_class_freq, read_ids
 from stitchup_nb.metrics import lt_map, lt_metrics
 from stitchup_nb.noise import load_noisy, save_noisy
@@ -239,7 +240,7 @@ class FullDisk:
 
 def full_disk(mp):
     "Every file `atomic_write` opens fills up after 64 bytes."
-    mp.setattr(data, 'open', lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
+    mp.setattr(files, 'open', lambda *a, **k: FullDisk(open(*a, **k)), raising=False)
 
 
 def no_permission_to_replace(mp):

@@ -1,7 +1,7 @@
 """Untrusted files: the official split, label and noise pickles, checkpoints, and paths.
 
 A pickle can name any importable callable, so a downloaded file can run code when it is loaded.
-Every reader of the official files goes through `stitchup_nb.data.load_pickle` (only the builtins
+Every reader of the official files goes through `stitchup_nb.files.load_pickle` (only the builtins
 and numpy types those files need), and checkpoints through `stitchup_nb.runs.read_checkpoint`
 (`torch.load(weights_only=True)`). Each test offers a file crafted to create a marker file when
 unpickled: it must be refused with the file named, and the marker must not exist. Last, the

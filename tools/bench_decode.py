@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stitchup_nb.data import decode_images, decode_workers, load_image
+from stitchup_nb.images import decode_images, decode_workers, load_image
 from stitchup_nb.fixtures import make_voc
 
 ROOT = Path(__file__).resolve().parents[1]

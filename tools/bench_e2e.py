@@ -18,7 +18,7 @@ COCO-MLT 1,909 and 5,000 at 640×480. Each run is `stitchup_train` (the function
 Beside them: the GPU's busy share in each phase (`nvidia-smi`, every 200 ms), the peak GPU memory, and the training
 phase's arithmetic rate (each epoch's second step counted by `torch.utils.flop_counter`, times its steps) against the
 chip's bf16 matrix rate measured in the same call. The first run of a set starts with an empty decoded-image cache;
-the later ones read it (`stitchup_nb.data.decoded_images`). `--digits N` trains the Digits preset with `--precision
+the later ones read it (`stitchup_nb.images.decoded_images`). `--digits N` trains the Digits preset with `--precision
 fp32` and `bf16` on seeds 0..N-1 (is bf16 accuracy-neutral?), `--grid` 24 Digits runs (BCE and the full method at
 flip 0.3/0.5/0.7/0.9, seeds 0-2), both `--jobs` at a time on the one GPU. Results go to
 nbs/experiments/results/bench_e2e.json (`--tiny`: bench_e2e_tiny.json) after every run, and the table the README

@@ -27,7 +27,7 @@ import pandas as pd
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
                                   diff_fingerprints, fingerprints, fp_env_in_force, load_fingerprints, machine_groups,
                                   machine_labels, merge_fingerprints, probe_groups, record_machine, row_fingerprint)
-from stitchup_nb.data import atomic_write
+from stitchup_nb.files import atomic_write
 from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
 
 
