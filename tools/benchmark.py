@@ -33,7 +33,8 @@ from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints, verify
 from stitchup_nb.experiments import FRESH, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
 from stitchup_nb.methods import METHODS
-from stitchup_nb.results import RESULTS, report
+from stitchup_nb.results import RESULTS
+from stitchup_nb.report import report
 
 
 COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the file of the grid's parts the first one computed
