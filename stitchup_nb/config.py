@@ -135,7 +135,7 @@ def options_for(cfg:dict, fn) -> dict:
 ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
          'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')     # backbones `stitchup_nb.models.create_model` builds
 
-PRECISIONS = {   # --precision: what each means (07b_runs, "Speed on a GPU")
+PRECISIONS = {   # --precision: what each means (07h_speed)
     'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
     'fp32': 'exact float32, TF32 off (reference runs)',
     'tf32': 'float32 weights, TF32 tensor-core maths on a GPU',

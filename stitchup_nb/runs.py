@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from fastcore.foundation import L
 from fastai.callback.core import Callback
-from fastai.learner import AvgSmoothLoss, Learner
+from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import PRECISIONS, _int, _num, check_values, in_python_words, values_by
+from .config import _int, _num, check_values, in_python_words, values_by
 from .files import atomic_write, temporary_target
 from .readers import noisy_files
 from . import noise
@@ -27,8 +27,7 @@ REGISTERS = (noise,)      # imported for what it registers: the noise kinds --no
 __all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'RESUMABLE', 'METRICS_NOTES', 'label_source', 'check_config', 'run_files',
            'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file', 'forget_work_dir', 'prepare_work_dir',
            'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff', 'saved_config',
-           'read_json', 'check_resume', 'MetricsJSON', 'resolve_precision', 'gpu_speed', 'DeviceSmoothLoss',
-           'HostLossLog', 'use_precision', 'compile_bodies']
+           'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
@@ -316,57 +315,3 @@ class MetricsJSON(TrainedEpoch):
         if self.resumed: row['resumed'], self.resumed = True, False
         self.history = [e for e in self.history if e['epoch'] < self.epoch] + [_plain(row)]
         write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)
-
-# %% ../nbs/07b_runs.ipynb #6f1ea0d9
-@in_python_words
-def resolve_precision(precision:str, channels_last:bool, device) -> tuple:
-    "`(precision, channels_last)` a run on `device` uses: `auto` is `('bf16', True)` on a CUDA device, `('fp32', channels_last)` elsewhere."
-    if precision not in PRECISIONS: raise ValueError(f'--precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
-    if precision != 'auto': return precision, channels_last
-    return ('bf16', True) if torch.device(device or 'cpu').type == 'cuda' else ('fp32', channels_last)
-
-def gpu_speed(precision:str, deterministic:bool=False, device=None) -> dict:
-    "Process-wide GPU switches for a run at (resolved) `precision`: TF32 unless exact `fp32`, cuDNN autotuning unless `deterministic`; nothing on a CPU."
-    if torch.device(device or 'cpu').type != 'cuda': return {}
-    tf32 = precision != 'fp32'
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = not deterministic
-    return {'tf32': tf32, 'cudnn_benchmark': not deterministic}
-
-class DeviceSmoothLoss(AvgSmoothLoss):
-    "fastai's smoothed training loss, kept on the loss's device: reading it no longer makes the CPU wait for the GPU each step."
-    def accumulate(self, learn):
-        self.count += 1
-        loss = learn.loss.detach().float().mean()
-        self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
-
-class HostLossLog(Callback):
-    "Once an epoch, turn the recorder's per-step device losses into floats (one copy), so `plot_loss` and checkpoints see numbers."
-    order = 60    # after the Recorder
-    def after_epoch(self):
-        r = self.learn.recorder
-        dev = [i for i, v in enumerate(r.losses) if isinstance(v, torch.Tensor) and v.device.type != 'cpu']   # this epoch's
-        if dev:
-            vals = torch.stack([r.losses[i].float() for i in dev]).tolist()
-            for i, v in zip(dev, vals): r.losses[i] = torch.tensor(v)
-
-def use_precision(learn:Learner, precision:str, channels_last:bool) -> Learner:
-    "Set `learn`'s (resolved) `precision` and memory format; on a CUDA device, also keep the smoothed loss there (`DeviceSmoothLoss`)."
-    if precision in ('bf16', 'fp16'): learn.to_bf16() if precision == 'bf16' else learn.to_fp16()
-    if channels_last: learn.to_channelslast(use_amp=False)
-    if learn.dls.device is not None and torch.device(learn.dls.device).type == 'cuda':
-        learn.recorder.smooth_loss = DeviceSmoothLoss(beta=learn.recorder.smooth_loss.beta)
-        learn.add_cb(HostLossLog())
-    return learn
-
-# %% ../nbs/07b_runs.ipynb #3762271d
-class _PlainCompiled:
-    "A backbone's forward compiled, fed plain tensors: dynamo cannot trace fastai's tensor subclasses (`TensorImage`)."
-    def __init__(self, forward, backend, **kwargs): self.fn = torch.compile(forward, backend=backend, **kwargs)
-    def __call__(self, x): return self.fn(x.as_subclass(torch.Tensor))
-
-def compile_bodies(learn:Learner, backend='inductor', **kwargs) -> list:     # backend: a name or a dynamo backend function
-    "Compile each branch's backbone of `learn` in place with `torch.compile(backend, **kwargs)`; the branches' names."
-    net = get_model(learn.model)
-    for b in net.branches.values(): b.body.forward = _PlainCompiled(b.body.forward, backend, **kwargs)
-    return net.names

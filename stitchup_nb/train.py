@@ -22,8 +22,9 @@ from .distributed import close_distributed, distributed, init_distributed, main_
 from .metrics import choose_t, evaluate, holdout_split, lt_metrics
 from .methods import PRESETS, data_source, resolve
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_config, check_resume, checkpoints, forget_work_dir,
-                              gpu_speed, label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json,
-                              resolve_precision, run_diff, use_precision, write_json)
+                              label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff,
+                              write_json)
+from .speed import gpu_speed, resolve_precision, use_precision
 from .peers import make_peer
 from . import coteaching, confident
 from .console import EpochBars, EpochLines, StepLines

@@ -40,7 +40,7 @@ SETS = {   # set: (training images, test images, JPEG (width, height), format)
 RUNS = [   # name, method, precision: the first run of a set decodes the JPEGs, the later ones read the decoded-image cache
     ('first run', 'full', 'auto'), ('second run', 'full', 'auto'), ('BCE', 'bce', 'auto'), ('exact fp32', 'full', 'fp32'),
     ('compiled', 'full', 'auto')]
-COMPILED = ('compiled',)   # runs whose backbones are compiled (stitchup_nb.runs.compile_bodies): inductor on a GPU, on a CPU
+COMPILED = ('compiled',)   # runs whose backbones are compiled (stitchup_nb.speed.compile_bodies): inductor on a GPU, on a CPU
                            # dynamo's `eager` backend (the capture path, without code generation)
 BASELINE = ('before issue 28 (measured on one H200, torch 2.11, a synthetic set of the same size and format, 8 epochs, `--no-pretrained`): '
             'full method 120 s end to end in fp32 (82 s training, 9-11 s an epoch), 90 s in bf16 + channels-last (56 s training, '
@@ -112,7 +112,7 @@ def child(spec:dict):
     train.load_benchmark = timed_load
     defaults.callbacks = [*defaults.callbacks, PhaseClock]
     if spec.get('compile'):               # the Learner the pipeline builds, its backbones compiled before training
-        from stitchup_nb.runs import compile_bodies
+        from stitchup_nb.speed import compile_bodies
         build, REC['compile_backend'] = train.build_learner, 'inductor' if cuda else 'eager'
         def compiled_learner(*a, **k):
             learn, tr, te = build(*a, **k); compile_bodies(learn, REC['compile_backend']); return learn, tr, te
