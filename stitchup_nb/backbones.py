@@ -17,7 +17,8 @@ from fastai.torch_core import TensorImage
 
 from .files import atomic_write
 from .digits import cache_dir, digit_pools, render_image
-from .sampling import BatchAug, epoch_rng
+from .sampling import epoch_rng
+from .augment import BatchAug
 
 # %% auto #0
 __all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'CPU_ENV', 'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images',

@@ -244,7 +244,7 @@ _o('db_kappa', .05, NON_NEGATIVE, 'DB-Focal negative-tolerant bias scale κ', fl
 _o('db_gamma', 2., NON_NEGATIVE, 'DB-Focal focal γ', flag=False, by='preset')
 _o('db_balance', 2., POSITIVE, 'DB-Focal loss weight', flag=False, by='preset')
 
-# input size and augmentation (sampling.BatchAug)
+# input size and augmentation (augment.BatchAug)
 _o = _opt('sampling')
 _o('size', 224, count(32, 4096, ' (pixels)'), "input size (default: the preset's)", type=int, by='preset')
 _o('flip', .5, FRACTION, 'horizontal flip probability', flag=False, by='preset')

@@ -14,7 +14,8 @@ import pytest
 from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS, ref_schedule
 from stitchup_nb.losses import DBFocalLoss
-from stitchup_nb.sampling import BatchAug, ClassAwareSampler
+from stitchup_nb.sampling import ClassAwareSampler
+from stitchup_nb.augment import BatchAug
 from stitchup_nb.fixtures import make_appendix, make_coco, make_voc, py2_pickle
 
 VOC, COCO, SAMPLER = 'configs/voc/LT_dual_resnet50.py', 'configs/coco/LT_dual_resnet50.py', 'mllt/datasets/loader/sampler.py'

@@ -22,7 +22,8 @@ def worker(a):
     from bench_speed import StepTimer, synthetic_set
     from stitchup_nb.colearn import colearner
     from stitchup_nb.distributed import close_distributed, distributed, init_distributed
-    from stitchup_nb.sampling import BatchAug, stitch_dls
+    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.augment import BatchAug
     from stitchup_nb.methods import PRESETS
     d = init_distributed()
     if a.arch == 'digits_cnn':
