@@ -1,9 +1,13 @@
 """tools/bench_e2e.py on a CPU (`--tiny`): the phases of a run add up, the second run reads the decoded-image cache, the
 JSON and the README's table are written, a compiled run (dynamo's capture path on a CPU) gives the plain run's
-numbers, a run that fails is kept with its log's end and fails the call, and bad calls are refused before anything
-runs (issue 28)."""
-import json, math, subprocess, sys
+numbers, a run that fails is kept with its log's end (a crash with its stack) and fails the call, and bad calls are
+refused before anything runs (issue 28)."""
+import json, math, os, subprocess, sys
 from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_tool
 
 TOOL = Path(__file__).resolve().parents[1]/'tools'/'bench_e2e.py'
 
@@ -45,6 +49,18 @@ def test_a_failed_run_is_written_and_fails_the_call(tmp_path):
     (run,) = json.loads(out.read_text())['runs']
     assert 'the run failed (exit 1)' in run['error'] and 'no_appendix' in run['error'] and 'phases_s' not in run
     assert '| tiny | first run | | | | failed: ' in out.with_suffix('.md').read_text()
+
+
+def test_a_run_that_crashes_leaves_its_stack_in_the_error(tmp_path):
+    """A run killed by a signal says so (its exit status) and where it was: the child runs with Python's faulthandler,
+    so the end of its log, which the error carries, holds the stack. Here the child crashes as it starts (a
+    sitecustomize that reads address 0), before any training."""
+    site = tmp_path/'site'; site.mkdir()
+    (site/'sitecustomize.py').write_text('import ctypes\nctypes.string_at(0)\n')
+    env = {**os.environ, 'PYTHONPATH': str(site)}
+    with pytest.raises(RuntimeError) as e: load_tool('bench_e2e').run_child({}, tmp_path/'run', env, timeout=60)
+    said = str(e.value)
+    assert 'the run failed (exit -11)' in said and 'Fatal Python error: Segmentation fault' in said and 'sitecustomize' in said, said
 
 
 def test_bad_calls_are_refused(tmp_path):

@@ -185,7 +185,8 @@ def run_child(opts:dict, work:Path, env:dict, timeout:float, sampler=None, profi
             'profile': profile, 'compile': compile}
     t0 = time.time()
     with open(work/'log.txt', 'w') as log:
-        p = subprocess.run([sys.executable, __file__, '--child', json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT,
+        # -X faulthandler: a run killed by a signal (a crash) leaves each thread's Python stack in its log, and so in the error
+        p = subprocess.run([sys.executable, '-X', 'faulthandler', __file__, '--child', json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT,
                            env=env, timeout=timeout, cwd=ROOT)
     t1 = time.time()
     if p.returncode:
