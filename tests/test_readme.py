@@ -34,8 +34,8 @@ def versions_named(text, lock, ranges):
     """What the README says of each locked or declared package's version, checked against the two files that hold them:
     an exact version in prose (`torch 2.14.1`) is the lock's; a pin in a command (`fastprogress==1.0.3`) is in the
     declared range; `A to B` is the declared range, from its floor to the last series under its upper bound; `X or
-    later` is the declared floor; a series (`fastai 2.8`) meets the range. A build with a local label (`2.11.0+cu130`) is a measured machine's own and is left alone. Returns the
-    disagreements, each with what the files say."""
+    later` is the declared floor; a series (`fastai 2.8`) meets the range. A build with a local label (`2.11.0+cu130`)
+    is a measured machine's own and is left alone. Returns the disagreements, each with what the files say."""
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
     names = sorted({*lock, *ranges}, key=len, reverse=True)
