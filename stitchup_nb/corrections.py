@@ -14,7 +14,8 @@ import ipywidgets as W
 from fastcore.basics import patch
 
 from .data import GROUPS, LabelledSet, group_names
-from .colearn import CORRECTION_COUNTS, THRESHOLDS, correction_snapshot
+from .colearn import CORRECTION_COUNTS, THRESHOLDS
+from .metrics import correction_snapshot
 from .runs import checkpoints, load_checkpoint, run_checkpoint
 from .train import build_learner, train_config
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips

@@ -13,8 +13,7 @@ import torch
 
 import stitchup_nb
 from .train import run_training, train_config
-from .metrics import correction_quality, evaluate, t_curve
-from .colearn import correction_snapshot
+from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
 from .backbones import cpu_kernels
 from .methods import METHODS, PRESETS
 from .config import in_python_words
