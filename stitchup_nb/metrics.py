@@ -184,7 +184,7 @@ def correction_quality(clean,            # N×C 0/1 clean labels (simulated benc
     out.index.name = 'group'
     return out.astype({col: int for col in out.columns[:9]})
 
-# %% ../nbs/08_metrics.ipynb #e2e85a0c
+# %% ../nbs/08_metrics.ipynb #cb13a5f9
 def correction_snapshot(learn:Learner) -> dict:
     "Per branch: probabilities on the unaugmented training images and the noisy labels corrected by it."
     cb = learn.co_learning

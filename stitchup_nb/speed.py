@@ -70,7 +70,7 @@ def compile_bodies(learn:Learner, backend='inductor', **kwargs) -> list:     # b
     for b in net.branches.values(): b.body.forward = _PlainCompiled(b.body.forward, backend, **kwargs)
     return net.names
 
-# %% ../nbs/07h_speed.ipynb #c53857d0
+# %% ../nbs/07h_speed.ipynb #6ff4d437
 def deterministic_torch(on:bool=True):
     "Ask PyTorch for reproducible (slower) GPU arithmetic: fixed cuBLAS workspace, no cuDNN autotuning, deterministic kernels."
     if on: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')

@@ -22,9 +22,9 @@ from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
 from .methods import PRESETS, data_source, resolve
-from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_config, check_resume, checkpoints, forget_work_dir,
-                              label_source, load_checkpoint, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff,
-                              write_json)
+from .checks import check_config, label_source
+from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
+                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import make_peer
 from . import coteaching, confident
