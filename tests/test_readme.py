@@ -1,5 +1,5 @@
 """README.md is what tools/make_readme.py makes of nbs/index.ipynb, its quick start is two commands, and what it and
-the other docs show (tables, versions, imports) is what the code and the lock hold."""
+the other docs show (tables, versions, imports, the names they point to) is what the code and the lock hold."""
 import re, subprocess, sys
 from pathlib import Path
 
@@ -89,3 +89,37 @@ def test_every_import_the_docs_show_resolves():
             except ImportError as e: bad.append(f'{where}: {mod}: {e}'); continue
             bad += [f'{where}: {mod} has no {n}' for n in (s.strip() for s in names.split(',')) if n and not hasattr(m, n)]
     assert seen >= 5 and not bad, bad
+
+
+def _texts() -> dict:
+    "Where a reader meets the kit's names: the READMEs, every notebook (prose and code), the package, the tools, the tests."
+    import json
+    texts = {md: (ROOT/md).read_text() for md in ('README.md', 'data/README.md')}
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        texts[str(nb.relative_to(ROOT))] = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
+    for d in ('stitchup_nb', 'tools', 'tests'):
+        texts.update({str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT/d).rglob('*.py')) if p.name != '_modidx.py'})
+    return texts
+
+
+def test_every_name_the_docs_point_to_exists():
+    """Each `stitchup_nb.M.name`, each notebook named by its stem (`07b_checks`) and each `notebook.name`
+    (`08_metrics.choose_t`) the docs, comments and docstrings point to exists: when a function moves to another
+    chapter, the pointers to its old one fail here (three did when `correction_snapshot` and `check_config` moved)."""
+    import importlib
+    nbs = {p.stem: p for p in (ROOT/'nbs').rglob('*.ipynb')}
+    module = lambda stem: re.search(r'#\| default_exp (\w+)', nbs[stem].read_text())
+    seen, bad = [0, 0], set()
+    for where, text in _texts().items():
+        for mod, name in re.findall(r'\bstitchup_nb\.([a-z]\w*)(?:\.([A-Za-z]\w*))?', text):
+            if name == 'X': continue               # a placeholder in prose (`stitchup_nb.cli.X`)
+            seen[0] += 1
+            try: m = importlib.import_module(f'stitchup_nb.{mod}')
+            except ImportError: bad.add(f'{where}: stitchup_nb.{mod} is no module'); continue
+            if name and not hasattr(m, name): bad.add(f'{where}: stitchup_nb.{mod} has no {name}')
+        for stem, name in re.findall(r'(?<![\w/.])(\d\d[a-z]?_[a-z][a-z_]*)(?:\.ipynb)?(?:\.([A-Za-z]\w*))?', text):
+            seen[1] += 1
+            if stem not in nbs: bad.add(f'{where}: no notebook {stem}'); continue
+            if name and not ((m := module(stem)) and hasattr(importlib.import_module(f'stitchup_nb.{m.group(1)}'), name)):
+                bad.add(f'{where}: {stem} defines no {name}')
+    assert min(seen) > 50 and not bad, sorted(bad)
