@@ -66,7 +66,8 @@ def timed(f, key=None):
     return out, time.perf_counter() - t
 
 
-def main(argv=None):
+def parser():
+    "The command line."
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--n', type=int, default=400, help='JPEGs in the set (default 400)')
     ap.add_argument('--size', default='500x375', help="each JPEG's WIDTHxHEIGHT (default 500x375, VOC's usual)")
@@ -75,46 +76,52 @@ def main(argv=None):
     ap.add_argument('--texture', default='photo', choices=('photo', 'noise'), help="the fixture's JPEG content (default photo)")
     ap.add_argument('--no-processes', action='store_true', help='skip the process-pool comparison')
     ap.add_argument('--out', default=str(ROOT/'nbs'/'experiments'/'results'/'bench_decode.json'))
-    a = ap.parse_args(argv)
-    w, h = (int(v) for v in a.size.lower().split('x'))
-    workers = decode_workers(a.workers)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        t = time.perf_counter()
-        make_voc(tmp, n2012=a.n, n2007=4, img_size=(w, h), texture=a.texture)
-        made = time.perf_counter() - t
-        root = tmp/'VOCdevkit'/'VOC2012'
-        files = sorted((root/'JPEGImages').glob('*.jpg'))
-        mb = sum(f.stat().st_size for f in files) / 2**20
-        for f in files: f.read_bytes()                       # every timing sees the files in the page cache
-        print(f'{len(files)} JPEGs at {w}×{h} ({mb:.1f} MiB, written in {made:.1f} s), decoded to {a.img}×{a.img}, '
-              f'{workers} workers on {os.cpu_count()} cores')
+    return ap
 
-        old, t_seq = timed(lambda: np.stack([load_image(f, a.img) for f in files]), 'sequential')
-        (par, bad), t_par = timed(lambda: decode_images(files, a.img, workers=workers), 'threads')
-        assert not bad and np.array_equal(par, old), 'the parallel decode changed pixels'
-        res = {'sequential_decode_s': t_seq, 'threads_decode_s': t_par}
-        if not a.no_processes:
-            proc, t_proc = timed(lambda: _processes(files, a.img, workers))
-            assert np.array_equal(proc, old), 'the process-pool decode changed pixels'
-            res['processes_decode_s'] = t_proc
 
-        cache = tmp/'cache'
-        cold = child(root, a.img, workers, cache)
-        warm = child(root, a.img, workers, cache)
-        import hashlib
-        ref = hashlib.sha256(np.ascontiguousarray(old).tobytes()).hexdigest()
-        assert cold['sha256'] == warm['sha256'] == ref, 'a loaded set differs from the old decode'
-        assert not cold['memmap'] and warm['memmap'], (cold['memmap'], warm['memmap'])
-        cache_mb = sum(p.stat().st_size for p in cache.iterdir()) / 2**20
+def fixture(tmp, a, w, h, workers) -> tuple:
+    "The VOC fixture written under `tmp`, every file read once: its VOC2012 folder, its JPEGs and their MiB."
+    t = time.perf_counter()
+    make_voc(tmp, n2012=a.n, n2007=4, img_size=(w, h), texture=a.texture)
+    made = time.perf_counter() - t
+    root = tmp/'VOCdevkit'/'VOC2012'
+    files = sorted((root/'JPEGImages').glob('*.jpg'))
+    mb = sum(f.stat().st_size for f in files) / 2**20
+    for f in files: f.read_bytes()                       # every timing sees the files in the page cache
+    print(f'{len(files)} JPEGs at {w}×{h} ({mb:.1f} MiB, written in {made:.1f} s), decoded to {a.img}×{a.img}, '
+          f'{workers} workers on {os.cpu_count()} cores')
+    return root, files, mb
 
+
+def decodes(files, img, workers, processes) -> tuple:
+    "The old decode's arrays, and the seconds of each decode in this process (each must give exactly those arrays)."
+    old, t_seq = timed(lambda: np.stack([load_image(f, img) for f in files]), 'sequential')
+    (par, bad), t_par = timed(lambda: decode_images(files, img, workers=workers), 'threads')
+    assert not bad and np.array_equal(par, old), 'the parallel decode changed pixels'
+    res = {'sequential_decode_s': t_seq, 'threads_decode_s': t_par}
+    if processes:
+        proc, t_proc = timed(lambda: _processes(files, img, workers))
+        assert np.array_equal(proc, old), 'the process-pool decode changed pixels'
+        res['processes_decode_s'] = t_proc
+    return old, res
+
+
+def loads(root, img, workers, cache, old) -> tuple:
+    "A fresh process loading the set with `cache` cold, then another with it warm (each must give `old`); the cache's MiB."
+    cold = child(root, img, workers, cache)
+    warm = child(root, img, workers, cache)
+    import hashlib
+    ref = hashlib.sha256(np.ascontiguousarray(old).tobytes()).hexdigest()
+    assert cold['sha256'] == warm['sha256'] == ref, 'a loaded set differs from the old decode'
+    assert not cold['memmap'] and warm['memmap'], (cold['memmap'], warm['memmap'])
+    return cold, warm, sum(p.stat().st_size for p in cache.iterdir()) / 2**20
+
+
+def figures(res, cold, warm) -> dict:
+    "The JSON's seconds, ratios and CPU/wall shares."
+    t_seq, t_par = res['sequential_decode_s'], res['threads_decode_s']
     r = lambda x, y: round(x / y, 2)
-    out = {
-        'command': ' '.join(['python tools/bench_decode.py', *(argv if argv is not None else sys.argv[1:])]),
-        'machine': {'cpus': os.cpu_count(), 'workers': workers, 'python': platform.python_version(),
-                    'platform': platform.platform()},
-        'set': {'n': len(files), 'jpeg_size': [w, h], 'decoded_to': a.img, 'texture': a.texture,
-                'jpeg_mib': round(mb, 1), 'cache_mib': round(cache_mb, 1)},
+    return {
         'seconds': {**{k: round(v, 3) for k, v in res.items()},
                     'first_process_load_s': round(cold['load_s'], 3), 'first_process_wall_s': round(cold['wall_s'], 3),
                     'second_process_load_s': round(warm['load_s'], 3),
@@ -127,10 +134,11 @@ def main(argv=None):
                    'first_over_second_load_and_read': r(cold['load_s'], warm['load_and_read_s']),
                    'sequential_over_second_load_and_read': r(t_seq, warm['load_and_read_s'])},
         'cpu_over_wall': {'sequential': r(CPU['sequential'], t_seq), 'threads': r(CPU['threads'], t_par)},
-        'load_average_1min': round(os.getloadavg()[0], 2),
-        'pixels_identical': True,
     }
-    out['target_met'] = out['ratios']['first_over_second_load_and_read'] >= 4
+
+
+def show(out):
+    "The JSON's figures as lines of text."
     s, q = out['seconds'], out['ratios']
     print(f"old sequential decode     {s['sequential_decode_s']:7.2f} s")
     print(f"parallel decode (threads) {s['threads_decode_s']:7.2f} s   {q['sequential_over_threads']:.2f}× faster "
@@ -143,6 +151,30 @@ def main(argv=None):
     print(f"  ... and every pixel read {s['second_process_load_and_read_s']:6.2f} s   {q['first_over_second_load_and_read']:.1f}× faster "
           f"than the 1st, {q['sequential_over_second_load_and_read']:.1f}× than the old decode")
     print(f"target (2nd ≥ 4× faster than 1st, pixels read): {'met' if out['target_met'] else 'NOT met'}; pixels identical on every path")
+
+
+def main(argv=None):
+    a = parser().parse_args(argv)
+    w, h = (int(v) for v in a.size.lower().split('x'))
+    workers = decode_workers(a.workers)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root, files, mb = fixture(tmp, a, w, h, workers)
+        old, res = decodes(files, a.img, workers, not a.no_processes)
+        cold, warm, cache_mb = loads(root, a.img, workers, tmp/'cache', old)
+
+    out = {
+        'command': ' '.join(['python tools/bench_decode.py', *(argv if argv is not None else sys.argv[1:])]),
+        'machine': {'cpus': os.cpu_count(), 'workers': workers, 'python': platform.python_version(),
+                    'platform': platform.platform()},
+        'set': {'n': len(files), 'jpeg_size': [w, h], 'decoded_to': a.img, 'texture': a.texture,
+                'jpeg_mib': round(mb, 1), 'cache_mib': round(cache_mb, 1)},
+        **figures(res, cold, warm),
+        'load_average_1min': round(os.getloadavg()[0], 2),
+        'pixels_identical': True,
+    }
+    out['target_met'] = out['ratios']['first_over_second_load_and_read'] >= 4
+    show(out)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + '\n')
     print(f'wrote {a.out}')

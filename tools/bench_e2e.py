@@ -66,6 +66,29 @@ def child(spec:dict):
         if cuda: torch.cuda.synchronize()
         return time.time()
 
+    PhaseClock = phase_clock(Callback, FlopCounterMode, spec, cuda, now)
+    load = train.load_benchmark           # the pipeline reads the data through this name (run_data)
+    def timed_load(*a, **k):
+        t = time.time(); out = load(*a, **k); REC['decode'].append([t, time.time()]); return out
+    train.load_benchmark = timed_load
+    defaults.callbacks = [*defaults.callbacks, PhaseClock]
+    if spec.get('compile'):               # the Learner the pipeline builds, its backbones compiled before training
+        from stitchup_nb.speed import compile_bodies
+        build, REC['compile_backend'] = train.build_learner, 'inductor' if cuda else 'eager'
+        def compiled_learner(*a, **k):
+            learn, tr, te = build(*a, **k); compile_bodies(learn, REC['compile_backend']); return learn, tr, te
+        train.build_learner = compiled_learner
+    cli.stitchup_train.__wrapped__(**spec['opts'])
+    REC['t_done'] = time.time()
+    if cuda: REC['peak_mem_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    Path(spec['record']).write_text(json.dumps(REC))
+
+
+def phase_clock(Callback, FlopCounterMode, spec:dict, cuda:bool, now):
+    """The child's fastai callback, a class made from the ones the child imported (this module imports neither at its
+    top: the child's startup phase is its imports); `now` is its clock, the GPU synchronised."""
+    import torch
+
     class PhaseClock(Callback):
         """When each training epoch's two parts end; the FLOPs of each epoch's second training step. fastai's `get_preds`
         also sends fit and epoch events (around a prediction pass, and inside a fit): only the outermost fit that
@@ -105,22 +128,7 @@ def child(spec:dict):
         def after_fit(self):
             if self.depth == 1 and self.trained: REC['fit'] = [self.t_fit, now()]
             self.depth -= 1
-
-    load = train.load_benchmark           # the pipeline reads the data through this name (run_data)
-    def timed_load(*a, **k):
-        t = time.time(); out = load(*a, **k); REC['decode'].append([t, time.time()]); return out
-    train.load_benchmark = timed_load
-    defaults.callbacks = [*defaults.callbacks, PhaseClock]
-    if spec.get('compile'):               # the Learner the pipeline builds, its backbones compiled before training
-        from stitchup_nb.speed import compile_bodies
-        build, REC['compile_backend'] = train.build_learner, 'inductor' if cuda else 'eager'
-        def compiled_learner(*a, **k):
-            learn, tr, te = build(*a, **k); compile_bodies(learn, REC['compile_backend']); return learn, tr, te
-        train.build_learner = compiled_learner
-    cli.stitchup_train.__wrapped__(**spec['opts'])
-    REC['t_done'] = time.time()
-    if cuda: REC['peak_mem_gib'] = torch.cuda.max_memory_allocated() / 2**30
-    Path(spec['record']).write_text(json.dumps(REC))
+    return PhaseClock
 
 
 def peak_child():
@@ -156,7 +164,7 @@ class GpuSampler:
         if self.p: self.p.terminate()
 
 
-def make_set(name:str, root:Path, workers:int) -> list:
+def make_set(name:str, root:Path, workers:int) -> dict:
     "Write set `name` under `root` (once) and return the `stitchup_train` options that read it."
     from stitchup_nb.fixtures import make_appendix, make_coco, make_voc
     n_train, n_test, img, fmt = SETS[name]
@@ -305,7 +313,8 @@ def report(data:dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def main(argv=None):
+def parser():
+    "The command line (the module's docstring is its --help's epilog)."
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--tiny', action='store_true', help='a 40 + 24 image set, ResNet-18 at 32 px, 1 epoch: the path on a CPU, in seconds')
     ap.add_argument('--coco', action='store_true', help='also the COCO-MLT-sized set')
@@ -323,21 +332,27 @@ def main(argv=None):
     ap.add_argument('--report', action='store_true', help="only rewrite the README's table (bench_e2e.md beside the JSON)")
     ap.add_argument('--child', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--peak', action='store_true', help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.child: return child(json.loads(a.child))
-    if a.peak: return peak_child()
-    out = Path(a.out or RESULTS/('bench_e2e_tiny.json' if a.tiny else 'bench_e2e.json'))
-    md = out.with_suffix('.md')
-    if a.report:
-        if not out.is_file(): ap.error(f'--report: {out} does not exist; run the bench first (or pass --out)')
-        md.write_text(report(json.loads(out.read_text()))); print(f'wrote {md}'); return
+    return ap
+
+
+def write_report(ap, out:Path, md:Path):
+    "--report: the README's table `md` rewritten from the JSON `out`."
+    if not out.is_file(): ap.error(f'--report: {out} does not exist; run the bench first (or pass --out)')
+    md.write_text(report(json.loads(out.read_text()))); print(f'wrote {md}')
+
+
+def wanted_runs(ap, a) -> list:
+    "The names of the timed runs to make, every option checked."
     names = [n for n, _, _ in RUNS]
     want = names if a.runs is None else [s.strip() for s in a.runs.split(',')]
     if bad := [n for n in want if n not in names]: ap.error(f"--runs: unknown {bad}; choose from {', '.join(names)}")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.digits < 0 or a.jobs < 1: ap.error('--digits must be >= 0 and --jobs >= 1')
-    sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
-    t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
+    return want
+
+
+def started(ap, a, out:Path, argv) -> dict:
+    "The JSON this call writes, before its runs: what made it; with --append, the JSON at `out` (checked to be alike)."
     data = {'made': time.strftime('%Y-%m-%dT%H:%M:%S'), 'command': ' '.join(['python tools/bench_e2e.py', *(argv or sys.argv[1:])]),
             'commit': commit(), 'source': source(), 'machine': machine(), 'runs': []}
     if a.append and out.is_file():
@@ -345,65 +360,98 @@ def main(argv=None):
         if (old.get('source'), old.get('machine')) != (data['source'], data['machine']):
             ap.error(f'--append: {out} was made by source {old.get("source")} on {old.get("machine")}, not this one: pass another --out')
         data = {**old, 'command': old['command'] + ' ; ' + data['command']}
+    return data
+
+
+def peak_rate(env:dict) -> float | None:
+    "The chip's bf16 matrix rate in TFLOP/s (`--peak` in a fresh process); None where that failed."
+    q = subprocess.run([sys.executable, __file__, '--peak'], capture_output=True, text=True, env=env)
+    return round(json.loads(q.stdout.strip().splitlines()[-1]), 1) if q.returncode == 0 else None
+
+
+def timed_runs(s:str, opts:dict, want:list, root:Path, env:dict, deadline:float, sampler, data:dict, save):
+    "Set `s`'s runs named in `want`, one after another (none started past `deadline`): each added to `data`, then saved."
+    for name, method, precision in RUNS:
+        if name not in want: continue
+        if time.time() > deadline: print(f'budget spent: {s} {name} not run', flush=True); continue
+        print(f'{s} {name} ({method}, --precision {precision}) ...', flush=True)
+        cache = 'warm' if any((root/s/'cache'/'decoded').glob('*.npy')) else 'cold'
+        try: r = run_child({**opts, 'method': method, 'precision': precision}, root/'runs'/f'{s}_{name.replace(" ", "_")}',
+                           env, max(deadline - time.time(), 60), sampler, compile=name in COMPILED)
+        except (RuntimeError, subprocess.TimeoutExpired) as e: r = {'error': str(e)}; print(r['error'], flush=True)
+        data['runs'].append({'set': s, 'name': name, 'method': method, 'decode_cache': cache, **r})
+        if 'error' not in r: print(f"  total {r['phases_s']['total']} s, train {r['phases_s']['train']} s, mAP {r['map']:.2f}", flush=True)
+        save()
+
+
+def profiled(s:str, opts:dict, root:Path, env:dict, deadline:float, out:Path):
+    "--profile: one more epoch of set `s` under torch.profiler, its tables added to the `_profile.txt` beside `out`."
+    print(f'{s} profiled (full, 1 epoch) ...', flush=True)
+    try:
+        r = run_child({**opts, 'epochs': 1, 'method': 'full'}, root/'runs'/f'{s}_profiled', env,
+                      max(deadline - time.time(), 60), profile=True)
+        prof = out.with_name(out.stem + '_profile.txt')
+        with open(prof, 'a') as f:
+            for k, table in r.get('profile', {}).items(): f.write(f'# {s}: steps 2-6 of one epoch, sorted by {k}\n{table}\n')
+        print(f'  tables in {prof}', flush=True)
+    except (RuntimeError, subprocess.TimeoutExpired) as e: print(e, flush=True)
+
+
+def digits_runs(a, root:Path, env:dict, deadline:float, data:dict, save):
+    "--digits and --grid: Digits runs, --jobs at a time on the one GPU; each part added to `data`, then saved."
+    dig = {'dataset': 'digits', 'noise_rate': .5, 'noise_kind': 'flip', **({'epochs': a.epochs} if a.epochs else {})}
+    if (a.digits or a.grid) and time.time() < deadline:    # one run first: it fills the caches the others read
+        run_child({**dig, 'seed': 0, 'epochs': 1}, root/'runs'/'digits_warm', env, max(deadline - time.time(), 60))
+    if a.digits and time.time() < deadline:
+        seeds = list(range(a.digits))
+        res, wall = packed([(f'digits {p} {s}', {**dig, 'seed': s, 'precision': p}) for s in seeds for p in ('fp32', 'bf16')],
+                           a.jobs, root/'runs', env, max(deadline - time.time(), 60))
+        m = {p: [res[f'digits {p} {s}'].get('map') for s in seeds] for p in ('fp32', 'bf16')}
+        diff = [round(b - f, 2) for f, b in zip(m['fp32'], m['bf16']) if f is not None and b is not None]
+        data['digits'] = {'seeds': seeds, 'jobs': a.jobs, 'epochs': a.epochs or 8, 'wall_s': wall, 'runs': res,
+                          **{p: [None if v is None else round(v, 2) for v in m[p]] for p in m},
+                          'diff': diff, 'mean_diff': sum(diff) / len(diff) if diff else float('nan')}
+        print(f"digits: fp32 {data['digits']['fp32']} bf16 {data['digits']['bf16']} ({wall} s)", flush=True); save()
+    if a.grid and time.time() < deadline:
+        runs = [(f'grid {m} {r} {s}', {**dig, 'method': m, 'noise_rate': r, 'seed': s}) for m, r in GRID for s in range(3)]
+        res, wall = packed(runs, a.jobs, root/'runs', env, max(deadline - time.time(), 60))
+        data['grid'] = {'runs': len(runs), 'jobs': a.jobs, 'epochs': a.epochs or 8, 'wall_s': wall, 'failed': sum('error' in v for v in res.values()),
+                        'map': {k: v.get('map') for k, v in res.items()}}
+        print(f"grid: {len(runs)} runs in {wall} s", flush=True); save()
+
+
+def main(argv=None):
+    ap = parser()
+    a = ap.parse_args(argv)
+    if a.child: return child(json.loads(a.child))
+    if a.peak: return peak_child()
+    out = Path(a.out or RESULTS/('bench_e2e_tiny.json' if a.tiny else 'bench_e2e.json'))
+    md = out.with_suffix('.md')
+    if a.report: return write_report(ap, out, md)
+    want = wanted_runs(ap, a)
+    sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
+    t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
+    data = started(ap, a, out, argv)
     first = len(data['runs'])       # this call's runs start here (--append keeps the earlier ones)
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, 'PYTHONUNBUFFERED': '1',
            'PYTHONPATH': os.pathsep.join([str(ROOT), *filter(None, [os.environ.get('PYTHONPATH')])])}
     gpu = data['machine']['gpu'] is not None
-    if gpu and 'peak_bf16_tflops' not in data:
-        q = subprocess.run([sys.executable, __file__, '--peak'], capture_output=True, text=True, env=env)
-        data['peak_bf16_tflops'] = round(json.loads(q.stdout.strip().splitlines()[-1]), 1) if q.returncode == 0 else None
+    if gpu and 'peak_bf16_tflops' not in data: data['peak_bf16_tflops'] = peak_rate(env)
     save = lambda: (out.parent.mkdir(parents=True, exist_ok=True), out.write_text(json.dumps(data, indent=1) + '\n'), md.write_text(report(data)))
     sampler = GpuSampler() if gpu else None
     extra = {**(TINY if a.tiny else {}), 'epochs': a.epochs or (1 if a.tiny else 8), 'pretrained': False}
     try:
         for s in sets:
             t = time.time()
-            opts = make_set(s, root/s, os.cpu_count() or 1)
+            opts = {**make_set(s, root/s, os.cpu_count() or 1), **extra}
             data.setdefault('sets', {})[s] = {'train': SETS[s][0], 'test': SETS[s][1], 'jpeg': 'x'.join(map(str, SETS[s][2])),
                                               'written_s': round(time.time() - t, 1)}
             set_env = {**env, 'STITCHUP_CACHE': str(root/s/'cache')}      # the set's own decoded-image cache
-            for name, method, precision in RUNS:
-                if name not in want: continue
-                if time.time() > deadline: print(f'budget spent: {s} {name} not run', flush=True); continue
-                print(f'{s} {name} ({method}, --precision {precision}) ...', flush=True)
-                cache = 'warm' if any((root/s/'cache'/'decoded').glob('*.npy')) else 'cold'
-                try: r = run_child({**opts, **extra, 'method': method, 'precision': precision}, root/'runs'/f'{s}_{name.replace(" ", "_")}',
-                                   set_env, max(deadline - time.time(), 60), sampler, compile=name in COMPILED)
-                except (RuntimeError, subprocess.TimeoutExpired) as e: r = {'error': str(e)}; print(r['error'], flush=True)
-                data['runs'].append({'set': s, 'name': name, 'method': method, 'decode_cache': cache, **r})
-                if 'error' not in r: print(f"  total {r['phases_s']['total']} s, train {r['phases_s']['train']} s, mAP {r['map']:.2f}", flush=True)
-                save()
-            if a.profile and time.time() < deadline:
-                print(f'{s} profiled (full, 1 epoch) ...', flush=True)
-                try:
-                    r = run_child({**opts, **extra, 'epochs': 1, 'method': 'full'}, root/'runs'/f'{s}_profiled', set_env,
-                                  max(deadline - time.time(), 60), profile=True)
-                    prof = out.with_name(out.stem + '_profile.txt')
-                    with open(prof, 'a') as f:
-                        for k, table in r.get('profile', {}).items(): f.write(f'# {s}: steps 2-6 of one epoch, sorted by {k}\n{table}\n')
-                    print(f'  tables in {prof}', flush=True)
-                except (RuntimeError, subprocess.TimeoutExpired) as e: print(e, flush=True)
-        dig = {'dataset': 'digits', 'noise_rate': .5, 'noise_kind': 'flip', **({'epochs': a.epochs} if a.epochs else {})}
-        if (a.digits or a.grid) and time.time() < deadline:    # one run first: it fills the caches the others read
-            run_child({**dig, 'seed': 0, 'epochs': 1}, root/'runs'/'digits_warm', env, max(deadline - time.time(), 60))
-        if a.digits and time.time() < deadline:
-            seeds = list(range(a.digits))
-            res, wall = packed([(f'digits {p} {s}', {**dig, 'seed': s, 'precision': p}) for s in seeds for p in ('fp32', 'bf16')],
-                               a.jobs, root/'runs', env, max(deadline - time.time(), 60))
-            m = {p: [res[f'digits {p} {s}'].get('map') for s in seeds] for p in ('fp32', 'bf16')}
-            diff = [round(b - f, 2) for f, b in zip(m['fp32'], m['bf16']) if f is not None and b is not None]
-            data['digits'] = {'seeds': seeds, 'jobs': a.jobs, 'epochs': a.epochs or 8, 'wall_s': wall, 'runs': res,
-                              **{p: [None if v is None else round(v, 2) for v in m[p]] for p in m},
-                              'diff': diff, 'mean_diff': sum(diff) / len(diff) if diff else float('nan')}
-            print(f"digits: fp32 {data['digits']['fp32']} bf16 {data['digits']['bf16']} ({wall} s)", flush=True); save()
-        if a.grid and time.time() < deadline:
-            runs = [(f'grid {m} {r} {s}', {**dig, 'method': m, 'noise_rate': r, 'seed': s}) for m, r in GRID for s in range(3)]
-            res, wall = packed(runs, a.jobs, root/'runs', env, max(deadline - time.time(), 60))
-            data['grid'] = {'runs': len(runs), 'jobs': a.jobs, 'epochs': a.epochs or 8, 'wall_s': wall, 'failed': sum('error' in v for v in res.values()),
-                            'map': {k: v.get('map') for k, v in res.items()}}
-            print(f"grid: {len(runs)} runs in {wall} s", flush=True); save()
+            timed_runs(s, opts, want, root, set_env, deadline, sampler, data, save)
+            if a.profile and time.time() < deadline: profiled(s, opts, root, set_env, deadline, out)
+        digits_runs(a, root, env, deadline, data, save)
     finally:
         if sampler: sampler.close()
         if not a.root: shutil.rmtree(root, ignore_errors=True)

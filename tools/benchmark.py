@@ -54,11 +54,12 @@ def grid_fingerprints(runs, dataset, epochs, sweep) -> str:
     return parts
 
 
-def main(argv=None):
+def parser():
+    "The command line (the module's docstring is its --help)."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true', help='the CI smoke grid on digits-small')
     ap.add_argument('--report', action='store_true', help='only write the table and figures from the CSVs')
-    ap.add_argument('--sweep', action='store_true')
+    ap.add_argument('--sweep', action='store_true', help='the full method at flip 0.5 trained once per seed and scored at each ensemble weight t of experiments.TS')
     ap.add_argument('--factorial', action='store_true', help='Stitch-Up with each sampler × loss pairing')
     ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
     ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
@@ -72,8 +73,12 @@ def main(argv=None):
     ap.add_argument('--threads', type=int, default=1, help='PyTorch threads per run (default 1: one copy per core)')
     ap.add_argument('--jobs', type=int, default=1, help='copies of this grid working at once, sharing the claims file (default 1; one a core)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus|_authors|_fresh].csv)')
+    return ap
+
+
+def options(ap, argv) -> tuple:
+    "The options, every one checked before anything runs or is written; the grid's name, the seeds, --methods' names."
     a = ap.parse_args(argv)
-    # every option checked before anything runs or is written
     chosen = [g for g in GRIDS if g != 'main' and getattr(a, g, False)]      # the grid's flag; none: the main grid
     if len(chosen) > 1: ap.error(f"{', '.join('--' + g for g in GRIDS if g != 'main')} are separate grids: pass one")
     name = chosen[0] if chosen else 'main'
@@ -90,22 +95,91 @@ def main(argv=None):
     if a.methods is not None and (a.report or a.verify is not None or a.plus or a.sweep):
         ap.error('--methods applies to a grid of separate runs: not to --report, --verify, --plus (its candidates and '
                  'baselines run together) or --sweep (one training makes every t)')
-    if a.report: print(report()); return
+    want = None
     if a.methods is not None:
         want = [m.strip() for m in a.methods.split(',') if m.strip()]
         if unknown := [m for m in want if m not in METHODS]:
             ap.error(f"--methods: no method {', '.join(map(repr, unknown))}; the methods are {', '.join(METHODS)}")
         there = sorted({o['method'] for _, o, _, _ in grid(name)})
         if not set(want) & set(there): ap.error(f"--methods: the {name} grid runs none of {', '.join(want)}; it runs {', '.join(there)}")
+    return a, name, seeds, want
+
+
+def reverify(ap, out, k):
+    "--verify: `k` random current rows of `out` re-run (stitchup_nb.evidence.verify)."
+    if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
+    try: res = verify(out, k)
+    except (ValueError, AssertionError) as e: sys.exit(f'benchmark.py --verify: {e}')
+    print(f'{len(res)} row(s) of {out} re-ran to their totals: ' + '; '.join(sorted(set(res.check))))
+
+
+def start_copies(jobs, argv, parts) -> list:
+    "The other `jobs - 1` copies of this command, told where the grid's parts are (`COPY`)."
+    args = list(sys.argv[1:] if argv is None else argv)
+    i = next(k for k, v in enumerate(args) if v == '--jobs' or v.startswith('--jobs='))
+    del args[i:i + (1 if '=' in args[i] else 2)]
+    copies = [subprocess.Popen([sys.executable, __file__, *args], env={**os.environ, COPY: parts}) for _ in range(jobs - 1)]
+    print(f'{jobs} copies at work (this one and {jobs - 1} more)', flush=True)
+    return copies
+
+
+def run_order(runs):
+    """The sort key of the grid's runs. The order: every seed of the first cell (flip 0.5) and the clean references,
+    then seed 0 of every cell, then the other seeds cell by cell (a stopped grid leaves whole cells at 3 seeds): the
+    first cell's rate, then lowest first."""
+    cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
+    first = cells[0]
+    later = sorted(cells, key=lambda c: (c[1] != first[1], c[1]))
+    return lambda r: ((0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
+                      else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
+
+
+def claim_key(r) -> list:
+    "A run of the grid as `row_key` names its row (method, noise kind and rate, seed, extra), for `claim` to compare."
+    return [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], json.dumps(r[3] or {}, sort_keys=True)]
+
+
+def sweep(out, seeds, epochs, threads, here, current):
+    "The ensemble weight t (one training, evaluated at every t) for each seed, by the copy that claims it."
+    for seed in seeds:
+        if claim(out, [['sweep t', seed]], lambda d: row_key(d)[:1] + row_key(d)[3:4], current) is None: continue
+        rows = [dict(r, fingerprint=row_fingerprint(r, here)) for r in t_sweep(seed, epochs, threads=threads)]
+        append_rows(out, rows)
+        for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
+                             f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
+
+
+def phases(out, runs, seeds, plus) -> list:
+    "(CSV, runs) in the order they run."
+    if not plus: return [(out, runs)]
+    # seed by seed: the baselines as rows of the main grid (which then skips them), then the candidates
+    main_csv = out.with_name('benchmark.csv')
+    return [p for seed in seeds for p in (
+        (main_csv, [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, seed) for k, r in PLUS_CELLS for m in PLUS_BASE]),
+        (out, [r for r in runs if r[4] == seed]))]
+
+
+def run_phases(phases, current, here, epochs, dataset, threads):
+    "Each run of each phase that no current row holds and no other copy has claimed, its row appended as it ends."
+    for csv_path, todo in phases:
+        while (i := claim(csv_path, [claim_key(r) for r in todo], current=current)) is not None:
+            m, o, s, extra, seed = todo[i]
+            row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, threads)
+            row['fingerprint'] = row_fingerprint(row, here)
+            append_rows(csv_path, [row])
+            print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s}{' ' + json.dumps(extra) if extra else ''} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
+                  f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
+
+
+def main(argv=None):
+    ap = parser()
+    a, name, seeds, want = options(ap, argv)
+    if a.report: print(report()); return
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
     warnings.filterwarnings('ignore')
-    if a.verify is not None:
-        if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
-        try: res = verify(out, a.verify)
-        except (ValueError, AssertionError) as e: sys.exit(f'benchmark.py --verify: {e}')
-        print(f'{len(res)} row(s) of {out} re-ran to their totals: ' + '; '.join(sorted(set(res.check)))); return
+    if a.verify is not None: return reverify(ap, out, a.verify)
     epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
@@ -116,46 +190,13 @@ def main(argv=None):
     parts = os.environ.get(COPY) or grid_fingerprints(runs + base, dataset, epochs, a.sweep)
     here = json.loads(Path(parts).read_text())     # this machine's parts: a new row is stamped with them
     fps = load_fingerprints(FINGERPRINTS)          # every machine's: a row any of them made is done
-    copies = []
-    if a.jobs > 1:      # the other copies start once the fingerprints are in place; each claims its own runs
-        args = list(sys.argv[1:] if argv is None else argv)
-        i = next(k for k, v in enumerate(args) if v == '--jobs' or v.startswith('--jobs='))
-        del args[i:i + (1 if '=' in args[i] else 2)]
-        copies = [subprocess.Popen([sys.executable, __file__, *args], env={**os.environ, COPY: parts}) for _ in range(a.jobs - 1)]
-        print(f'{a.jobs} copies at work (this one and {a.jobs - 1} more)', flush=True)
+    # the other copies start once the fingerprints are in place; each claims its own runs
+    copies = start_copies(a.jobs, argv, parts) if a.jobs > 1 else []
     current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] in row_fingerprints(r, fps)   # made by this behaviour
-    cells = list(dict.fromkeys((s['kind'], s['rate']) for _, _, s, _, _ in runs))
-    first = cells[0]
-    # order: every seed of the first cell (flip 0.5) and the clean references, then seed 0 of every cell, then the
-    # other seeds cell by cell (a stopped grid leaves whole cells at 3 seeds): the first cell's rate, then lowest first
-    later = sorted(cells, key=lambda c: (c[1] != first[1], c[1]))
-    if not a.plus:
-        runs.sort(key=lambda r: (0, 0, r[4]) if (r[2]['kind'], r[2]['rate']) == first or r[1].get('noise_rate') == 0.
-                  else (1, 0, 0) if r[4] == 0 else (2, later.index((r[2]['kind'], r[2]['rate'])), r[4]))
-    key = lambda r: [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], json.dumps(r[3] or {}, sort_keys=True)]
+    if not a.plus: runs.sort(key=run_order(runs))
     print(f'rows in {out} whose fingerprint is the current code\'s are skipped', flush=True)
-    # the ensemble weight t first (one training, evaluated at every t), by the copy that claims it
-    if a.sweep:
-        for seed in seeds:
-            if claim(out, [['sweep t', seed]], lambda d: row_key(d)[:1] + row_key(d)[3:4], current) is None: continue
-            rows = [dict(r, fingerprint=row_fingerprint(r, here)) for r in t_sweep(seed, epochs, threads=a.threads)]
-            append_rows(out, rows)
-            for r in rows: print(f"sweep t={json.loads(r['extra'])['t']:.1f} seed {seed}: total {r['total']:.2f} "
-                                 f"head {r['head']:.2f} tail {r['tail']:.2f}", flush=True)
-    phases = [(out, runs)]
-    if a.plus:   # seed by seed: the baselines as rows of the main grid (which then skips them), then the candidates
-        main_csv = out.with_name('benchmark.csv')
-        phases = [p for seed in seeds for p in (
-            (main_csv, [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, seed) for k, r in PLUS_CELLS for m in PLUS_BASE]),
-            (out, [r for r in runs if r[4] == seed]))]
-    for csv_path, todo in phases:
-        while (i := claim(csv_path, [key(r) for r in todo], current=current)) is not None:
-            m, o, s, extra, seed = todo[i]
-            row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, a.threads)
-            row['fingerprint'] = row_fingerprint(row, here)
-            append_rows(csv_path, [row])
-            print(f"[{csv_path.name} {i+1}/{len(todo)}] {m:24s}{' ' + json.dumps(extra) if extra else ''} {s['kind']} {row['rate']:.1f} seed {seed}: total {row['total']:.2f} "
-                  f"head {row['head']:.2f} medium {row['medium']:.2f} tail {row['tail']:.2f} ({row['seconds']:.0f} s)", flush=True)
+    if a.sweep: sweep(out, seeds, epochs, a.threads, here, current)    # the ensemble weight t first
+    run_phases(phases(out, runs, seeds, a.plus), current, here, epochs, dataset, a.threads)
     failed = [p.pid for p in copies if p.wait() != 0]
     if not os.environ.get(COPY): Path(parts).unlink(missing_ok=True)
     if failed: sys.exit(f'{len(failed)} of the other copies failed (pids {failed}); their runs stay unclaimed, run again to finish them')

@@ -111,7 +111,8 @@ def read(f): return pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_h
                                           'machine': str, 'fingerprint': str})
 
 
-def main(argv=None):
+def parser():
+    "The command line (the module's docstring is its --help)."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed')
@@ -128,96 +129,96 @@ def main(argv=None):
     ap.add_argument('--jobs', type=int, default=1, help='probe runs at once (one thread each)')
     ap.add_argument('--parts-out', metavar='FILE', help='with --add: also write the parts computed here to FILE '
                     '(tools/benchmark.py stamps its rows with them)')
+    return ap
+
+
+def options(ap, argv) -> tuple:
+    "The options, every one checked before anything is computed or written; the file; with --add, the parts it names."
     a = ap.parse_args(argv)
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.adopt and not a.source: ap.error('--adopt FILE needs --source HASH (the source that computed FILE and made the rows)')
     if a.source and not a.adopt: ap.error('--source goes with --adopt')
     if a.parts_out and not a.add: ap.error('--parts-out goes with --add')
-    path = Path(a.file)
+    path, wanted = Path(a.file), None
     if a.add:
-        try: want = json.loads(a.add); keys, kinds, datasets = (list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
+        try: want = json.loads(a.add); wanted = tuple(list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
     if (a.check or a.update or a.record_machine) and not path.is_file(): ap.error(f'--file {path} does not exist')
-    if a.status:
-        fps = load_fingerprints(path)
-        for f in csvs(path.parent):
-            df = read(f); print(f'{f.name}: {int(current_mask(df, fps).sum())} of {len(df)} rows current')
-        return
-    if a.adopt:
-        fps = json.loads(Path(a.adopt).read_text())
-        for f in csvs(path.parent):
-            upgrade_csv(f)                                   # the machine and fingerprint columns, every row's text kept
-            with open(f, newline='') as fh: rows = list(csv.DictReader(fh))
-            mine = [r for r in rows if r['source_hash'] == a.source]
-            for r in mine: r['fingerprint'] = row_fingerprint(r, fps) or ''
-            with open(f, 'w', newline='') as fh:
-                w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
-            print(f'{f.name}: {len(mine)} rows of source {a.source} stamped')
-        write(path, merge_fingerprints({}, fps))
-        print(f'wrote {path}'); return
-    if not fp_env_in_force():                # torch has computed nothing yet: start again with FP_ENV
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
-    warnings.filterwarnings('ignore')
-    old = load_fingerprints(path)
-    here, known = machine(), set().union(*machine_groups(old))
-    if a.update and old.get('machine') and here not in known:
-        # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
-        # written as the latter, it would take the other machines' parts (and their rows) out
-        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
-                 'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
-                 'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
-    if not a.add: keys, kinds, datasets = parts_of(old)
-    print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
-          f'({a.jobs} at once)', flush=True)
-    new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
-    i, changed = closest_arithmetic(old, new)
-    if a.record_machine:
-        if not changed:                     # exactly a recorded machine's parts: one more processor of that arithmetic
-            if here in machine_groups(old)[i]:
-                print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
-            write(path, stamped(record_machine(old, new, here)))
-            print(f'wrote {path}: this machine ({here}) computes exactly the parts of {label(old, i)}, recorded with it '
-                  '(--verify now re-runs the rows of either exactly on the other)'); return
-        if i == 0 and old.get('machine') == here:
-            sys.exit(f'{path}: its own parts were computed on this machine ({here}), so a difference here is a change of '
-                     'behaviour, not of arithmetic: python tools/fingerprints.py --update')
+    return a, path, wanted
+
+
+def status(path):
+    "--status: how many rows of each CSV beside the file its parts make current."
+    fps = load_fingerprints(path)
+    for f in csvs(path.parent):
+        df = read(f); print(f'{f.name}: {int(current_mask(df, fps).sum())} of {len(df)} rows current')
+
+
+def adopt(path, file, source):
+    "--adopt: the rows of `source` stamped with the parts of `file`, which is written as the file."
+    fps = json.loads(Path(file).read_text())
+    for f in csvs(path.parent):
+        upgrade_csv(f)                                   # the machine and fingerprint columns, every row's text kept
+        with open(f, newline='') as fh: rows = list(csv.DictReader(fh))
+        mine = [r for r in rows if r['source_hash'] == source]
+        for r in mine: r['fingerprint'] = row_fingerprint(r, fps) or ''
+        with open(f, 'w', newline='') as fh:
+            w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
+        print(f'{f.name}: {len(mine)} rows of source {source} stamped')
+    write(path, merge_fingerprints({}, fps))
+    print(f'wrote {path}')
+
+
+def record(path, old, new, here, i, changed):
+    "--record-machine: this machine's parts, or this machine beside the recorded one that computes exactly its parts."
+    if not changed:                     # exactly a recorded machine's parts: one more processor of that arithmetic
+        if here in machine_groups(old)[i]:
+            print(f'{path}: this machine computes the parts of {label(old, i)}, as recorded: nothing to record'); return
         write(path, stamped(record_machine(old, new, here)))
-        print(f'wrote {path}: the parts of {here} ({len(changed)} differ from those of {label(old, i)})'); return
-    if a.add and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
-        # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
-        sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
-                 f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
-                 '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
-                 '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
-    if a.update or a.add:
-        write(path, stamped(merge_fingerprints(old, new, here)))    # whole or not at all: copies of benchmark.py may add at once
-        if a.parts_out: write(Path(a.parts_out), new)
-        print(f'wrote {path}: {len(changed)} part(s) of {label(old, i)} new or changed'
-              + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
-        return
-    if changed and here not in known and old.get('source_commit'):
-        # a processor the file does not record: a part that differs may be its arithmetic. The code that computed the
-        # file (its source_commit) computes them here too, and only a difference from that is a change of behaviour
-        ref = old['source_commit']
-        print(f'this processor ({here}) is not one the file records, and {len(changed)} part(s) differ from those of '
-              f'{label(old, i)}: computing them here with the code that computed the file (commit {ref[:12]}) to compare',
-              flush=True)
-        try: was = reference_parts(ref, keys, kinds, datasets, a.jobs)
-        except RuntimeError as e:
-            sys.exit(f'{path}: {len(changed)} fingerprint(s) differ on this processor ({here}), which the file does not '
-                     f'record, and the code of commit {ref[:12]} could not be run here to tell its arithmetic from a change '
-                     f'of behaviour ({e}):\n' + said(changed, i, old) + '\nIf the code is the one whose --check passes '
-                     'elsewhere, this processor computes differently: python tools/fingerprints.py --record-machine.')
-        moved = diff_fingerprints(was, new)
-        if moved:
-            sys.exit(f'{path}: on this processor ({here}) the code computes {len(moved)} part(s) otherwise than the code '
-                     f'that computed the file (commit {ref[:12]}), here too: a change of behaviour\n'
-                     + '\n'.join(f'  {p} {k}: commit {ref[:12]} {o}, now {n}' for p, k, o, n in moved)
-                     + '\nIf it is meant: python tools/fingerprints.py --update on a recorded processor, then re-run the grids.')
-        print(f'{path}: every fingerprint matches the code as the code of commit {ref[:12]}, which computed the file, '
-              f'computes them on this processor ({here}); it is not recorded ({len(changed)} of its parts differ from those '
-              f'of {label(old, i)}): python tools/fingerprints.py --record-machine records it')
-        return
+        print(f'wrote {path}: this machine ({here}) computes exactly the parts of {label(old, i)}, recorded with it '
+              '(--verify now re-runs the rows of either exactly on the other)'); return
+    if i == 0 and old.get('machine') == here:
+        sys.exit(f'{path}: its own parts were computed on this machine ({here}), so a difference here is a change of '
+                 'behaviour, not of arithmetic: python tools/fingerprints.py --update')
+    write(path, stamped(record_machine(old, new, here)))
+    print(f'wrote {path}: the parts of {here} ({len(changed)} differ from those of {label(old, i)})')
+
+
+def update(path, old, new, here, i, changed, parts_out):
+    "--update and --add: the parts computed here written into the file."
+    write(path, stamped(merge_fingerprints(old, new, here)))    # whole or not at all: copies of benchmark.py may add at once
+    if parts_out: write(Path(parts_out), new)
+    print(f'wrote {path}: {len(changed)} part(s) of {label(old, i)} new or changed'
+          + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
+
+
+def against_source(path, old, new, here, i, changed, keys, kinds, datasets, jobs):
+    """--check on a processor the file does not record: a part that differs may be its arithmetic. The code that
+    computed the file (its source_commit) computes them here too, and only a difference from that is a change of
+    behaviour."""
+    ref = old['source_commit']
+    print(f'this processor ({here}) is not one the file records, and {len(changed)} part(s) differ from those of '
+          f'{label(old, i)}: computing them here with the code that computed the file (commit {ref[:12]}) to compare',
+          flush=True)
+    try: was = reference_parts(ref, keys, kinds, datasets, jobs)
+    except RuntimeError as e:
+        sys.exit(f'{path}: {len(changed)} fingerprint(s) differ on this processor ({here}), which the file does not '
+                 f'record, and the code of commit {ref[:12]} could not be run here to tell its arithmetic from a change '
+                 f'of behaviour ({e}):\n' + said(changed, i, old) + '\nIf the code is the one whose --check passes '
+                 'elsewhere, this processor computes differently: python tools/fingerprints.py --record-machine.')
+    moved = diff_fingerprints(was, new)
+    if moved:
+        sys.exit(f'{path}: on this processor ({here}) the code computes {len(moved)} part(s) otherwise than the code '
+                 f'that computed the file (commit {ref[:12]}), here too: a change of behaviour\n'
+                 + '\n'.join(f'  {p} {k}: commit {ref[:12]} {o}, now {n}' for p, k, o, n in moved)
+                 + '\nIf it is meant: python tools/fingerprints.py --update on a recorded processor, then re-run the grids.')
+    print(f'{path}: every fingerprint matches the code as the code of commit {ref[:12]}, which computed the file, '
+          f'computes them on this processor ({here}); it is not recorded ({len(changed)} of its parts differ from those '
+          f'of {label(old, i)}): python tools/fingerprints.py --record-machine records it')
+
+
+def check(path, old, here, i, changed, keys, kinds, datasets):
+    "--check on a processor the file records (or where it cannot tell): every part as the file has it, or exit 1."
     if changed:
         sys.exit(f'{path}: {len(changed)} fingerprint(s) no longer match the code, so the tables built on them would show '
                  'numbers this code does not make:\n' + said(changed, i, old)
@@ -230,6 +231,40 @@ def main(argv=None):
           + ('' if here in machine_groups(old)[i] else f'; this processor ({here}) is not recorded with it: python '
              'tools/fingerprints.py --record-machine records it, and --verify then holds that machine\'s rows to the '
              'exact tolerance here'))
+
+
+def main(argv=None):
+    ap = parser()
+    a, path, wanted = options(ap, argv)
+    if a.status: return status(path)
+    if a.adopt: return adopt(path, a.adopt, a.source)
+    if not fp_env_in_force():                # torch has computed nothing yet: start again with FP_ENV
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
+    warnings.filterwarnings('ignore')
+    old = load_fingerprints(path)
+    here, known = machine(), set().union(*machine_groups(old))
+    if a.update and old.get('machine') and here not in known:
+        # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
+        # written as the latter, it would take the other machines' parts (and their rows) out
+        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
+                 'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
+                 'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
+    keys, kinds, datasets = wanted if a.add else parts_of(old)
+    print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
+          f'({a.jobs} at once)', flush=True)
+    new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
+    i, changed = closest_arithmetic(old, new)
+    if a.record_machine: return record(path, old, new, here, i, changed)
+    if a.add and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
+        # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
+        sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
+                 f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
+                 '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
+                 '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
+    if a.update or a.add: return update(path, old, new, here, i, changed, a.parts_out)
+    if changed and here not in known and old.get('source_commit'):
+        return against_source(path, old, new, here, i, changed, keys, kinds, datasets, a.jobs)
+    check(path, old, here, i, changed, keys, kinds, datasets)
 
 
 if __name__ == '__main__': main()
