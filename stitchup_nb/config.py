@@ -261,7 +261,7 @@ _o('pretrained', True, BOOL, 'start from random weights (without this flag: Imag
 
 # how it runs, and where its files go (runs, train)
 _o = _opt('runs')
-_o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16', type=str)
+_o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16 (the last three need a GPU: on a CPU, fp32)', type=str)
 _o('channels_last', False, BOOL, 'channels-last memory format (auto turns it on for a GPU)', type=bool)
 _o('work_dir', 'work_dirs/run', (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
   'where config.json, epoch_N.pth and metrics.json go', type=str)

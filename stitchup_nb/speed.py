@@ -4,13 +4,13 @@
 
 # %% ../nbs/07h_speed.ipynb #639b8cbc
 from __future__ import annotations
-import os
+import os, warnings
 import torch
 from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model
 
-from .config import PRECISIONS, in_python_words
+from .config import PRECISIONS, in_python_words, worded
 
 # %% auto #0
 __all__ = ['resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies',
@@ -19,10 +19,16 @@ __all__ = ['resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 
 # %% ../nbs/07h_speed.ipynb #6f1ea0d9
 @in_python_words
 def resolve_precision(precision:str, channels_last:bool, device) -> tuple:
-    "`(precision, channels_last)` a run on `device` uses: `auto` is `('bf16', True)` on a CUDA device, `('fp32', channels_last)` elsewhere."
+    """`(precision, channels_last)` a run on `device` uses: `auto` is `('bf16', True)` on a CUDA device, `('fp32', channels_last)`
+    elsewhere; a reduced precision asked for without a CUDA device is exact fp32, with a warning (fastai's mixed precision is CUDA's)."""
     if precision not in PRECISIONS: raise ValueError(f'--precision must be one of {", ".join(PRECISIONS)}, got {precision!r}')
-    if precision != 'auto': return precision, channels_last
-    return ('bf16', True) if torch.device(device or 'cpu').type == 'cuda' else ('fp32', channels_last)
+    dev = torch.device(device or 'cpu')
+    if precision == 'auto': return ('bf16', True) if dev.type == 'cuda' else ('fp32', channels_last)
+    if precision != 'fp32' and dev.type != 'cuda':      # else fastai would switch autocast off, and the record would say bf16
+        warnings.warn(worded(f'--precision {precision} needs a CUDA device (fastai\'s mixed precision is CUDA\'s); on {dev.type} '
+                             'the arithmetic is exact fp32, and a run records --precision fp32'), stacklevel=3)   # the caller, past the decorator
+        return 'fp32', channels_last
+    return precision, channels_last
 
 def gpu_speed(precision:str, deterministic:bool=False, device=None) -> dict:
     "Process-wide GPU switches for a run at (resolved) `precision`: TF32 unless exact `fp32`, cuDNN autotuning unless `deterministic`; nothing on a CPU."

@@ -73,6 +73,17 @@ def test_train_on_a_noise_file(tmp_path):
     assert '[0, ' not in out          # --quiet: no per-epoch rows (fastai's bare logger prints them as lists)
 
 
+def test_a_reduced_precision_on_a_cpu_is_recorded_as_the_fp32_it_ran(tmp_path):
+    """fastai's mixed precision is CUDA's: on a CPU it would switch autocast off and train in fp32 while config.json said
+    bf16. The run says so once, in the flag's words, and records what it computed in."""
+    import subprocess
+    p = subprocess.run([BIN/'stitchup_train', '--dataset', 'digits-small', '--epochs', '1', '--branches', 'random',
+                        '--stitch', 'none', '--precision', 'bf16', '--quiet', '--work_dir', tmp_path/'w'], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stderr.count('--precision bf16 needs a CUDA device') == 1 and 'Disabling autocast' not in p.stderr, p.stderr
+    assert json.loads((tmp_path/'w'/'config.json').read_text())['precision'] == 'fp32'
+
+
 def test_the_demo_trains_the_method_with_correction(tmp_path):
     """`make demo`'s command, shortened (digits-small, 4 epochs), with its output going to a pipe as into a log file:
     it trains the full method, its correctors change labels, and it prints plain lines and a complete summary."""
