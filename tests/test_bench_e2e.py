@@ -72,4 +72,6 @@ def test_bad_calls_are_refused(tmp_path):
     other.write_text(json.dumps({'source': 'abc', 'machine': {}, 'commit': 'x', 'command': '', 'runs': []}))
     p = bench('--tiny', '--runs', 'BCE', '--append', '--out', other)
     assert p.returncode == 2 and '--append: ' in p.stderr and 'made by source abc' in p.stderr
-    assert not (tmp_path/'x.json').exists()
+    p = bench('--no-voc', '--digits', '1', '--out', tmp_path/'d.json')     # fp32 against bf16, which a CPU runs as fp32
+    assert p.returncode == 2 and '--digits compares exact fp32 with bf16, which needs a CUDA GPU' in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path/'x.json').exists() and not (tmp_path/'d.json').exists()

@@ -432,6 +432,8 @@ def main(argv=None):
     sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
     t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
     data = started(ap, a, out, argv)
+    if a.digits and data['machine']['gpu'] is None:
+        ap.error('--digits compares exact fp32 with bf16, which needs a CUDA GPU (on a CPU both run in fp32): drop --digits')
     first = len(data['runs'])       # this call's runs start here (--append keeps the earlier ones)
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
     root.mkdir(parents=True, exist_ok=True)
