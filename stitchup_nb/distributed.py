@@ -4,6 +4,7 @@
 
 # %% ../nbs/07c_distributed.ipynb #6aab74c4
 from __future__ import annotations
+import warnings
 from contextlib import contextmanager
 
 import torch
@@ -12,6 +13,7 @@ from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
 from fastai.torch_core import default_device, num_distrib, rank_distrib
 
+from .config import worded
 from .stitchup import StitchUp
 
 # %% auto #0
@@ -51,8 +53,11 @@ class ColearnDistributed(DistributedTrainer):
 
 @contextmanager
 def distributed(learn:Learner, sync_bn:bool=False):
-    "Train and evaluate `learn` on every process a launcher started (DDP); in one process nothing changes."
-    if num_distrib() <= 1: yield learn; return
+    "Train and evaluate `learn` on every process a launcher started (DDP); in one process nothing changes (`sync_bn` is said to do nothing)."
+    if num_distrib() <= 1:
+        if sync_bn: warnings.warn(worded('--sync_bn has no effect in one process: it synchronises BatchNorm across the processes '
+                                         'of a launch (torchrun, accelerate launch)'), stacklevel=3)
+        yield learn; return
     init_distributed()
     feature = any(isinstance(c, StitchUp) and c.level == 'feature' for c in learn.cbs)
     cb = ColearnDistributed(sync_bn, find_unused_parameters=not feature)

@@ -73,14 +73,16 @@ def test_train_on_a_noise_file(tmp_path):
     assert '[0, ' not in out          # --quiet: no per-epoch rows (fastai's bare logger prints them as lists)
 
 
-def test_a_reduced_precision_on_a_cpu_is_recorded_as_the_fp32_it_ran(tmp_path):
+def test_what_one_cpu_process_cannot_do_is_said_once_and_recorded_as_done(tmp_path):
     """fastai's mixed precision is CUDA's: on a CPU it would switch autocast off and train in fp32 while config.json said
-    bf16. The run says so once, in the flag's words, and records what it computed in."""
+    bf16. The run says so once, in the flag's words, and records the fp32 it computed in. `--sync_bn` in one process
+    (no launcher) has nothing to synchronise: said once too."""
     import subprocess
-    p = subprocess.run([BIN/'stitchup_train', '--dataset', 'digits-small', '--epochs', '1', '--branches', 'random',
-                        '--stitch', 'none', '--precision', 'bf16', '--quiet', '--work_dir', tmp_path/'w'], capture_output=True, text=True)
+    p = subprocess.run([BIN/'stitchup_train', '--dataset', 'digits-small', '--epochs', '1', '--branches', 'random', '--stitch',
+                        'none', '--precision', 'bf16', '--sync_bn', '--quiet', '--work_dir', tmp_path/'w'], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stderr.count('--precision bf16 needs a CUDA device') == 1 and 'Disabling autocast' not in p.stderr, p.stderr
+    assert p.stderr.count('--sync_bn has no effect in one process') == 1, p.stderr
     assert json.loads((tmp_path/'w'/'config.json').read_text())['precision'] == 'fp32'
 
 
