@@ -70,6 +70,7 @@ def computing(tool, computed, monkeypatch):
                                        (['--adopt', 'x.json'], '--adopt FILE needs --source'),
                                        (['--status', '--source', 'abc'], '--source goes with --adopt'),
                                        (['--add', '[1, 2'], '--add must be a JSON object'),
+                                       (['--add', ''], '--add must be a JSON object'),
                                        (['--check', '--file', 'no/such.json'], 'does not exist'),
                                        (['--record-machine', '--file', 'no/such.json'], 'does not exist'),
                                        (['--check', '--parts-out', 'x.json'], '--parts-out goes with --add')])

@@ -138,9 +138,9 @@ def options(ap, argv) -> tuple:
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.adopt and not a.source: ap.error('--adopt FILE needs --source HASH (the source that computed FILE and made the rows)')
     if a.source and not a.adopt: ap.error('--source goes with --adopt')
-    if a.parts_out and not a.add: ap.error('--parts-out goes with --add')
+    if a.parts_out and a.add is None: ap.error('--parts-out goes with --add')
     path, wanted = Path(a.file), None
-    if a.add:
+    if a.add is not None:             # an empty --add is a bad object, not a --check
         try: want = json.loads(a.add); wanted = tuple(list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
     if (a.check or a.update or a.record_machine) and not path.is_file(): ap.error(f'--file {path} does not exist')
@@ -249,19 +249,19 @@ def main(argv=None):
         sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
                  'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
                  'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
-    keys, kinds, datasets = wanted if a.add else parts_of(old)
+    keys, kinds, datasets = wanted if a.add is not None else parts_of(old)
     print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
           f'({a.jobs} at once)', flush=True)
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
     i, changed = closest_arithmetic(old, new)
     if a.record_machine: return record(path, old, new, here, i, changed)
-    if a.add and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
+    if a.add is not None and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
         # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
         sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
                  f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
                  '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
                  '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
-    if a.update or a.add: return update(path, old, new, here, i, changed, a.parts_out)
+    if a.update or a.add is not None: return update(path, old, new, here, i, changed, a.parts_out)
     if changed and here not in known and old.get('source_commit'):
         return against_source(path, old, new, here, i, changed, keys, kinds, datasets, a.jobs)
     check(path, old, here, i, changed, keys, kinds, datasets)
