@@ -21,7 +21,7 @@ from fastai.optimizer import SGD
 
 from .config import THRESHOLDS     # the twelve correction thresholds and their 'off' values (00c_config)
 from .data import GROUPS
-from .sampling import EpochSeed
+from .loaders import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
 from .losses import DBFocalLoss, bce_loss
 from .models import TwoBranchNet, create_model, per_branch

@@ -15,7 +15,7 @@ from fastcore.basics import noop
 from .config import options_for
 from .data import LabelledSet
 from .losses import bce_loss
-from .sampling import stitch_dls
+from .loaders import stitch_dls
 from .augment import BatchAug
 from .colearn import colearner
 from .peers import Peer, register_peer

@@ -16,7 +16,7 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, options_for, run_config, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
-from .sampling import stitch_dls
+from .loaders import stitch_dls
 from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first

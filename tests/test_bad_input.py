@@ -36,7 +36,8 @@ from stitchup_nb.metrics import lt_map
 from stitchup_nb.backbones import digits_cnn, resnet_body
 from stitchup_nb.models import Branch, TwoBranchNet
 from stitchup_nb.noise import add_noise, load_noisy, save_noisy
-from stitchup_nb.sampling import ClassAwareSampler, LabelIndex, draw_partners, epoch_rng, stitch_dls
+from stitchup_nb.sampling import ClassAwareSampler, LabelIndex, draw_partners, epoch_rng
+from stitchup_nb.loaders import stitch_dls
 from stitchup_nb.stitchup import stitchup_loss
 from stitchup_nb.fixtures import freq_dict, make_appendix, make_coco, make_voc, py2_pickle, voc_xml
 

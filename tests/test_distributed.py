@@ -44,7 +44,7 @@ GATHER = textwrap.dedent('''
     import os, sys, torch, numpy as np
     import torch.distributed as dist
     from stitchup_nb.digits import digits_mlt
-    from stitchup_nb.sampling import EvalDL
+    from stitchup_nb.loaders import EvalDL
     dist.init_process_group('gloo')
     rank, world = dist.get_rank(), dist.get_world_size()
     _, test = digits_mlt()

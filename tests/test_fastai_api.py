@@ -9,7 +9,7 @@ from fastai.callback.progress import ProgressCallback
 from stitchup_nb.colearn import colearner
 from stitchup_nb.digits import digits_mlt
 from stitchup_nb.metrics import lt_map, lt_metrics
-from stitchup_nb.sampling import stitch_dls
+from stitchup_nb.loaders import stitch_dls
 
 
 @pytest.fixture(scope='module')

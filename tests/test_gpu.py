@@ -21,7 +21,7 @@ def digits():
 
 
 def test_device_batches_match_host(digits):
-    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.loaders import stitch_dls
     train, test = digits
     noisy = train.labels.copy()
     host, dev = (stitch_dls(train, noisy, test, bs=8, device=d, seed=3) for d in ('cpu', 'cuda'))

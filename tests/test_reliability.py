@@ -148,7 +148,7 @@ def fingerprint() -> dict:
     import warnings
     from stitchup_nb.data import LabelledSet, class_groups
     from stitchup_nb.noise import NOISE_KINDS, add_noise
-    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.loaders import stitch_dls
     from stitchup_nb.colearn import colearner
     from stitchup_nb.metrics import lt_map
     warnings.simplefilter('ignore')
@@ -203,7 +203,7 @@ def test_nan_look_every_k_steps_names_the_first_bad_iteration():
     import re
     from stitchup_nb.colearn import CoLearning, colearner
     from stitchup_nb.digits import digits_mlt
-    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.loaders import stitch_dls
     train, test = digits_mlt(n_max=200, n_min=2, n_test=300)
     seen = {}
     for every in (1, 3):

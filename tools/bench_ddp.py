@@ -22,7 +22,7 @@ def worker(a):
     from bench_speed import StepTimer, synthetic_set
     from stitchup_nb.colearn import colearner
     from stitchup_nb.distributed import close_distributed, distributed, init_distributed
-    from stitchup_nb.sampling import stitch_dls
+    from stitchup_nb.loaders import stitch_dls
     from stitchup_nb.augment import BatchAug
     from stitchup_nb.methods import PRESETS
     d = init_distributed()

@@ -30,7 +30,7 @@ from fastai.callback.progress import ProgressCallback
 from stitchup_nb.config import OPTIONS
 from stitchup_nb.data import LabelledSet, class_groups
 from stitchup_nb.speed import gpu_speed, use_precision
-from stitchup_nb.sampling import stitch_dls
+from stitchup_nb.loaders import stitch_dls
 from stitchup_nb.augment import BatchAug
 from stitchup_nb.colearn import colearner
 from stitchup_nb.methods import PRESETS
