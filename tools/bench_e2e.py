@@ -351,10 +351,10 @@ def wanted_runs(ap, a) -> list:
     return want
 
 
-def started(ap, a, out:Path, argv) -> dict:
-    "The JSON this call writes, before its runs: what made it; with --append, the JSON at `out` (checked to be alike)."
+def started(ap, a, out:Path, argv, here:dict) -> dict:
+    "The JSON this call writes, before its runs: what made it (on `here`, from `machine`); with --append, the JSON at `out` (checked to be alike)."
     data = {'made': time.strftime('%Y-%m-%dT%H:%M:%S'), 'command': ' '.join(['python tools/bench_e2e.py', *(argv or sys.argv[1:])]),
-            'commit': commit(), 'source': source(), 'machine': machine(), 'runs': []}
+            'commit': commit(), 'source': source(), 'machine': here, 'runs': []}
     if a.append and out.is_file():
         old = json.loads(out.read_text())
         if (old.get('source'), old.get('machine')) != (data['source'], data['machine']):
@@ -431,9 +431,10 @@ def main(argv=None):
     want = wanted_runs(ap, a)
     sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
     t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
-    data = started(ap, a, out, argv)
-    if a.digits and data['machine']['gpu'] is None:
+    here = machine()
+    if a.digits and here['gpu'] is None:      # before the source's hash, which imports the whole kit
         ap.error('--digits compares exact fp32 with bf16, which needs a CUDA GPU (on a CPU both run in fp32): drop --digits')
+    data = started(ap, a, out, argv, here)
     first = len(data['runs'])       # this call's runs start here (--append keeps the earlier ones)
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
     root.mkdir(parents=True, exist_ok=True)
