@@ -159,9 +159,9 @@ def phases(out, runs, seeds, plus) -> list:
         (out, [r for r in runs if r[4] == seed]))]
 
 
-def run_phases(phases, current, here, epochs, dataset, threads):
-    "Each run of each phase that no current row holds and no other copy has claimed, its row appended as it ends."
-    for csv_path, todo in phases:
+def run_phases(work, current, here, epochs, dataset, threads):
+    "Each run of each phase in `work` ((CSV, runs) pairs, from `phases`) that no current row holds and no other copy has claimed, its row appended as it ends."
+    for csv_path, todo in work:
         while (i := claim(csv_path, [claim_key(r) for r in todo], current=current)) is not None:
             m, o, s, extra, seed = todo[i]
             row = one_run(m, o, s['kind'], s['rate'], seed, epochs, extra, dataset, threads)
