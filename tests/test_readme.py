@@ -72,34 +72,33 @@ def test_the_versions_the_readme_names_are_the_lock_and_the_declared_ranges():
     assert versions_named('torch 2.11.0+cu130, torch 2.11 to 2.14, fastai 2.8, fastprogress==1.0.3', lock, ranges) == []
 
 
+def _texts(prose:bool=False) -> dict:
+    """Where a reader meets the kit's names: the READMEs and every notebook (its markdown alone with `prose`), else also
+    the notebooks' code, the package, the tools and the tests."""
+    import json
+    texts = {md: (ROOT/md).read_text() for md in ('README.md', 'data/README.md')}
+    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
+        cells = json.loads(nb.read_text())['cells']
+        texts[str(nb.relative_to(ROOT))] = '\n'.join(''.join(c['source']) for c in cells if not prose or c['cell_type'] == 'markdown')
+    if not prose:
+        for d in ('stitchup_nb', 'tools', 'tests'):
+            texts.update({str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT/d).rglob('*.py')) if p.name != '_modidx.py'})
+    return texts
+
+
 def test_every_import_the_docs_show_resolves():
     """Each `from stitchup_nb.M import a, b` a reader may copy (README.md, data/README.md, the notebooks' prose) names a
     module and names that exist: data/README.md still said `from stitchup_nb.data import voc_mlt` after the readers moved
     to `stitchup_nb.readers`."""
-    import importlib, json
-    texts = {md: (ROOT/md).read_text() for md in ('README.md', 'data/README.md')}
-    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
-        cells = json.loads(nb.read_text())['cells']
-        texts[str(nb.relative_to(ROOT))] = '\n'.join(''.join(c['source']) for c in cells if c['cell_type'] == 'markdown')
+    import importlib
     seen, bad = 0, []
-    for where, text in texts.items():
+    for where, text in _texts(prose=True).items():
         for mod, names in re.findall(r'from (stitchup_nb(?:\.\w+)?) import ([\w, ]+)', text):
             seen += 1
             try: m = importlib.import_module(mod)
             except ImportError as e: bad.append(f'{where}: {mod}: {e}'); continue
             bad += [f'{where}: {mod} has no {n}' for n in (s.strip() for s in names.split(',')) if n and not hasattr(m, n)]
     assert seen >= 5 and not bad, bad
-
-
-def _texts() -> dict:
-    "Where a reader meets the kit's names: the READMEs, every notebook (prose and code), the package, the tools, the tests."
-    import json
-    texts = {md: (ROOT/md).read_text() for md in ('README.md', 'data/README.md')}
-    for nb in sorted((ROOT/'nbs').rglob('*.ipynb')):
-        texts[str(nb.relative_to(ROOT))] = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'])
-    for d in ('stitchup_nb', 'tools', 'tests'):
-        texts.update({str(p.relative_to(ROOT)): p.read_text() for p in sorted((ROOT/d).rglob('*.py')) if p.name != '_modidx.py'})
-    return texts
 
 
 def test_every_name_the_docs_point_to_exists():
