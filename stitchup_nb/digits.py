@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 from PIL import Image
 
 from .data import LabelledSet, class_groups, longtail_subset, pareto_targets
-from .readers import register_source
+from .sources import register_source
 
 # %% auto #0
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',

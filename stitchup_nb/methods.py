@@ -93,18 +93,18 @@ _peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prun
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
-_SOURCE_MODULES = ('stitchup_nb.readers', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
+_SOURCE_MODULES = ('stitchup_nb.sources', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
 
 @in_python_words
 def data_source(dataset:str):
-    "The registered data source (`stitchup_nb.readers.SOURCES`) that preset `dataset` names: its loader and what it reads."
+    "The registered data source (`stitchup_nb.sources.SOURCES`) that preset `dataset` names: its loader and what it reads."
     for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
-    from stitchup_nb.readers import SOURCES
+    from stitchup_nb.sources import SOURCES
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     name = PRESETS[dataset].get('source')
     if name not in SOURCES:
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "
-                         'register its loader with stitchup_nb.readers.register_source')
+                         'register its loader with stitchup_nb.sources.register_source')
     return SOURCES[name]
 
 _NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option

@@ -9,7 +9,7 @@ differ from the checkout's, and runs the extension end to end in a fresh interpr
   its loss, `--ls_eps` is a flag of `stitchup_train` (listed by `--help`, with the method), and another method refuses it;
 - a noise kind (`shift`: a hit positive moves to the next class): one function in `noise` (`@noise_kind`): 1 file;
   `add_noise` draws it and `stitchup_train --noise_kind shift` trains on it;
-- a data set (random images): its loader in `readers` (`@register_source`) and its preset in `methods`: 2 files;
+- a data set (random images): its loader in `sources` (`@register_source`) and its preset in `methods`: 2 files;
   `load_benchmark` reads it, the configuration checks know what it reads, a 1-epoch run trains on it.
 """
 import filecmp, json, os, shutil, subprocess, sys, textwrap
@@ -132,6 +132,9 @@ def test_a_new_noise_kind_takes_one_file(tmp_path):
 
 SOURCE = '''
 
+import numpy as np
+from stitchup_nb.data import LabelledSet, class_groups
+
 @register_source('random_images', seeded=True, fixed_size=True)
 def load_random_images(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "Random 64-pixel images with random labels of `preset['n_classes']` classes, drawn from `data_seed`: `(train, test, None)`."
@@ -147,9 +150,9 @@ SOURCE_PRESET = '''
 
 
 def test_a_new_data_set_takes_two_files(tmp_path):
-    changed = _scratch(tmp_path, {'readers.py': [('return _official(coco_mlt, preset, data_root, appendix, size)\n', SOURCE)],
+    changed = _scratch(tmp_path, {'sources.py': [('return _official(coco_mlt, preset, data_root, appendix, size)\n', SOURCE)],
                                   'methods.py': [('PRESETS = {', SOURCE_PRESET)]})
-    assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/readers.py'], changed     # 2 files
+    assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/sources.py'], changed     # 2 files
     got = _run(tmp_path, '''
         import math
         from stitchup_nb.methods import PRESETS, resolve
