@@ -87,6 +87,20 @@ def _flags(func, names, **defaults):
     func.__signature__ = inspect.Signature(ps)
     return func
 
+def _last_checkpoint(cfg:dict) -> str:
+    "The run's last epoch_N.pth, or 'none yet'."
+    return str(((checkpoints(Path(cfg['work_dir'])) if cfg['work_dir'] else []) or ['none yet'])[-1])
+
+def _resume_command(argv:list) -> str:
+    "The command that continues an interrupted `stitchup_train argv`: the same flags, with `--resume auto` for its --resume or --overwrite."
+    out, drop = ['stitchup_train'], False
+    for a in argv:
+        if drop or a == '--overwrite' or a.startswith('--resume='): drop = False; continue
+        if a == '--resume': drop = True; continue
+        out.append(a)
+    quote = lambda a: a if re.fullmatch(r'[\w@%+=:,./-]+', a) else "'" + a.replace("'", "'\"'\"'") + "'"   # as a POSIX shell reads it
+    return ' '.join(map(quote, out + ['--resume', 'auto']))
+
 def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
     _stack()
@@ -96,11 +110,17 @@ def stitchup_train(**opts):
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
-            print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: '
-                  f'{((checkpoints(Path(cfg["work_dir"])) if cfg["work_dir"] else []) or ["none yet"])[-1]}; lower --lr (or use --precision fp32), then --resume auto',
-                  file=sys.stderr, flush=True)
+            print(f'stitchup_train: {str(e).splitlines()[-1].strip()}\nlast good checkpoint: {_last_checkpoint(cfg)}; '
+                  'lower --lr (or use --precision fp32), then --resume auto', file=sys.stderr, flush=True)
         close_distributed()                 # then the ranks leave together: no peer meets a closed connection
         sys.exit(1)
+    except KeyboardInterrupt:               # Ctrl-C: where the run stands and the command that continues it
+        if not is_cli(stitchup_train): raise
+        if rank_distrib() == 0:
+            way_on = (f'continue with: {_resume_command(sys.argv[1:])}' if cfg['work_dir']
+                      else 'nothing was saved (no --work_dir)')
+            print(f'stitchup_train: interrupted; last checkpoint: {_last_checkpoint(cfg)}; {way_on}', file=sys.stderr, flush=True)
+        sys.exit(130)
     if rank_distrib() == 0: print(summary(learn, table))
 
 stitchup_train.__doc__ += ' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items()) + '.'
@@ -140,11 +160,12 @@ def stitchup_test(
         if t is None: choose_final_t(learn)     # the same held-out images (or the same corrections) as in training, so the same t
         table = evaluate(learn, train.groups, t)
         res = table.round(4).to_dict(orient='index')
-        if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:
-            raise FileExistsError(f'--out {path} exists with other contents: pass --overwrite to replace it, or another --out')
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
         print(map_note(table, get_model(learn.model).t))
+        if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:
+            raise FileExistsError(f'--out {path} exists with other contents (another checkpoint\'s or another --t\'s scores?), so '
+                                  'the table above is not written: pass --overwrite to replace it, or another --out')
         write_json(res, path)
         print(f'wrote {path}')
 

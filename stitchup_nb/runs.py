@@ -36,10 +36,13 @@ def checkpoints(work) -> list:
 
 def run_checkpoint(path) -> Path:
     """`path` if it names a file; for a run's work dir, its last `epoch_N.pth` (what `stitchup_test` and
-    `CorrectionBrowser.from_checkpoint` read); a folder without one is refused by name."""
+    `CorrectionBrowser.from_checkpoint` read); a folder without one is refused by name, with the runs it holds, if any."""
     path = Path(path)
     if not path.is_dir(): return path
     if found := checkpoints(path): return found[-1]
+    if runs := sorted(p.name for p in path.iterdir() if p.is_dir() and checkpoints(p)):
+        raise FileNotFoundError(f'{path} is a folder of runs ({", ".join(runs[:6])}{" …" * (len(runs) > 6)}), not a run: '
+                                f'pass one of them, e.g. {path/runs[0]}')
     raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint yet (stitchup_train writes one per epoch): '
                             'wait for its first epoch, or pass a checkpoint or another run')
 
@@ -144,6 +147,10 @@ def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
     "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint')
+    with open(path, 'rb') as f: head = f.read(4)
+    if head[:2] != b'PK' and head[:1] != b'\x80':       # neither torch's zip archive nor a pickle: a JSON, text or image file
+        raise ValueError(f'{path}: another kind of file, not a stitchup_train checkpoint (an epoch_N.pth, a torch archive): '
+                         "pass one of a run's epoch_N.pth, or its work dir")
     try: state = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:     # the weights-only unpickler met something other than tensors and plain data
         why = next((l.strip() for l in str(e).splitlines() if 'GLOBAL' in l or 'Unsupported' in l), '')
@@ -208,9 +215,15 @@ def read_json(path, what:str='file') -> dict:
     if not isinstance(out, dict): raise ValueError(f'{path}: damaged {what}: expected a JSON object')
     return out
 
+def _asked_epochs(work) -> int:
+    "The epochs the config.json in `work` asks for (an interrupted resume records its larger --epochs there); 0 if none is readable."
+    try: return int(read_json(Path(work)/'config.json').get('epochs') or 0)
+    except (OSError, ValueError, TypeError): return 0
+
 @in_python_words
 def check_resume(ck, cfg:dict, flags=()):
-    "Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`."
+    """Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`,
+    and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones."""
     differ = run_diff(saved_config(ck), cfg)
     if differ:
         saved = _plain(saved_config(ck))
@@ -219,9 +232,16 @@ def check_resume(ck, cfg:dict, flags=()):
                          'resume with the same options, or start a new run in another --work_dir')
     epoch = read_checkpoint(ck)['epoch']
     if not _int(epoch) or epoch < 1: raise ValueError(f'{ck}: damaged checkpoint: epoch {epoch!r} is not a trained epoch count')
+    work = Path(cfg.get('work_dir') or Path(ck).parent)      # where this call writes (else the checkpoint's own run)
     if epoch >= cfg['epochs']:
+        asked = _asked_epochs(work)
         raise ValueError(f"{ck}: the run has trained {epoch} epochs, --epochs is {cfg['epochs']}: nothing to resume "
-                         '(pass a larger --epochs to train on)')
+                         + (f'(its config.json asks for {asked}: pass --epochs {asked} to train on)' if asked > cfg['epochs']
+                            else '(pass a larger --epochs to train on)'))
+    if cfg.get('work_dir') and (later := [p.name for p in checkpoints(work) if int(p.stem.split('_')[1]) > epoch]):
+        raise FileExistsError(f'{ck}: resuming after epoch {epoch} would write over the later checkpoints of the run in {work} '
+                              f'({", ".join(later)}) and their rows of metrics.json: pass --resume auto to continue from the last, '
+                              f'or another --work_dir to train on from {Path(ck).name} there')
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
 METRICS_NOTES = {   # what metrics.json's numbers are, written into the file

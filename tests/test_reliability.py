@@ -215,3 +215,20 @@ def test_nan_look_every_k_steps_names_the_first_bad_iteration():
     (first, stopped_1), (named, stopped_3) = seen[1], seen[3]
     assert first == stopped_1                     # looking every step stops at the first bad step
     assert named == first and first <= stopped_3 < first + 3
+
+
+def test_ctrl_c_says_where_the_run_stands_and_how_to_continue_it(quick_run, tmp_path):
+    """Ctrl-C (SIGINT) in the middle of a resumed epoch: exit status 130 and one line naming the last checkpoint and the
+    command that continues the run, no traceback; the checkpoint is untouched and no later one is written."""
+    shutil.copy(quick_run[0]/'epoch_1.pth', tmp_path)
+    good, log = (tmp_path/'epoch_1.pth').read_bytes(), tmp_path.parent/f'{tmp_path.name}.out'
+    with open(log, 'w') as out:
+        proc = subprocess.Popen([str(a) for a in (BIN/'stitchup_train', *QUICK, '--work_dir', tmp_path, '--resume', 'auto')],
+                                stdout=out, stderr=subprocess.PIPE, text=True, env={**os.environ, 'PYTHONUNBUFFERED': '1'})
+        wait_until(lambda: 'resuming from' in log.read_text(), proc, 'the run resumed')
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    assert f'stitchup_train: interrupted; last checkpoint: {tmp_path/"epoch_1.pth"}; continue with: stitchup_train ' in err, err
+    assert err.rstrip().endswith(f'--work_dir {tmp_path} --resume auto') and 'Traceback' not in err, err
+    assert (tmp_path/'epoch_1.pth').read_bytes() == good and not (tmp_path/'epoch_2.pth').exists()

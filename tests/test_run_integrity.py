@@ -108,7 +108,7 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('bc'), '--method', 'bce', '--random_head_alpha', '0.7'], '--random_head_alpha has no effect', fresh('bc')),
         (T + ['--work_dir', fresh('nf'), '--noise_file', str(root/'missing.pkl')], '--noise_file must be an existing', fresh('nf')),
         (T + ['--work_dir', fresh('rs'), '--resume', str(root/'missing.pth')], "--resume must be 'auto' or an existing", fresh('rs')),
-        (T + ['--work_dir', fresh('rc'), '--resume', str(done/'config.json')], 'config.json: refused', fresh('rc')),
+        (T + ['--work_dir', fresh('rc'), '--resume', str(done/'config.json')], 'config.json: another kind of file', fresh('rc')),
         (T + ['--work_dir', fresh('sd'), '--seed', '-1'], '--seed must be an integer >= 0', fresh('sd')),
         (T + ['--work_dir', fresh('bsf'), '--bs', '1.5'], 'argument --bs: invalid int value', fresh('bsf')),
         (T + ['--work_dir', fresh('epx'), '--epochs', 'abc'], 'argument --epochs: invalid int value', fresh('epx')),
