@@ -245,6 +245,7 @@ def check_resume(ck, cfg:dict, flags=()):
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
 METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
+    'epoch': "fastai's epoch index, from 0: the row of epoch 0 is the console's 'epoch 1/N' and is saved as epoch_1.pth",
     'train_loss': "fastai's smoothed training loss at the epoch's end (a moving average over batches, beta 0.98); "
                   "it starts again when a run is resumed, so the first epoch trained after a resume ('resumed': true) "
                   "differs from an uninterrupted run's; the weights and every mAP do not",
