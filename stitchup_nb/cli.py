@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import checkpoints, load_checkpoint, read_checkpoint, read_json, run_checkpoint, saved_config, write_json
+    from stitchup_nb.runs import check_out, checkpoints, load_checkpoint, read_checkpoint, read_json, run_checkpoint, saved_config, write_json
     from stitchup_nb.console import map_note, summary
     from stitchup_nb.train import build_learner, choose_final_t, run_training, train_config
 
@@ -29,7 +29,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'checkpoints load_checkpoint read_checkpoint read_json run_checkpoint saved_config write_json',
+    'stitchup_nb.runs': 'check_out checkpoints load_checkpoint read_checkpoint read_json run_checkpoint saved_config write_json',
     'stitchup_nb.console': 'map_note summary',
     'stitchup_nb.train': 'build_learner choose_final_t run_training train_config'}
 
@@ -128,11 +128,10 @@ stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 
 # %% ../nbs/10_cli.ipynb #955ec639
-def _check_out(out:Path, inputs:list):
-    "Refuse an output path that is an input or one of a run's own files (config.json, metrics.json, epoch_N.pth)."
-    taken = {Path(p).resolve() for p in inputs} | {p.resolve() for p in checkpoints(out.parent)} | \
-            {(out.parent/n).resolve() for n in ('config.json', 'metrics.json')}
-    if out.resolve() in taken: raise FileExistsError(f'--out {out} would overwrite an input or a file of the run: choose another --out')
+def _holds(path:Path, res:dict) -> bool:
+    "Whether the file `path` holds the scores `res` already (a file that is not such JSON holds other contents)."
+    try: return json.loads(path.read_text()) == json.loads(json.dumps(res))
+    except (ValueError, UnicodeDecodeError): return False
 
 @call_parse
 def stitchup_test(
@@ -151,7 +150,7 @@ def stitchup_test(
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
         if t is not None: check_values({'t': t}, ('t',))
         path = Path(out) if out else ck.parent/'test_metrics.json'
-        _check_out(path, [ck] + ([config] if config else []))
+        check_out(path, [ck] + ([config] if config else []))
         cfg = read_json(config, 'run configuration') if config else saved_config(ck)
         cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
         cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
@@ -163,7 +162,7 @@ def stitchup_test(
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
         print(map_note(table, get_model(learn.model).t))
-        if path.is_file() and json.loads(path.read_text() or 'null') != json.loads(json.dumps(res)) and not overwrite:
+        if path.is_file() and not _holds(path, res) and not overwrite:
             raise FileExistsError(f'--out {path} exists with other contents (another checkpoint\'s or another --t\'s scores?), so '
                                   'the table above is not written: pass --overwrite to replace it, or another --out')
         write_json(res, path)

@@ -18,6 +18,7 @@ from .config import cli_words, in_python_words
 from .train import load_benchmark, training_labels
 from .experiments import commit, machine, source_hash
 from .results import RESULTS
+from .runs import check_out
 
 # %% auto #0
 __all__ = ['COLUMNS', 'CSV', 'KINDS', 'RATES', 'SEEDS', 'backbone_features', 'out_of_fold_probe', 'two_clusters', 'true_noise',
@@ -194,10 +195,13 @@ def stitchup_estimate_noise(
     folds:int=5,                 # out-of-fold probes: each image scored by one that never saw its labels
     per_class:bool=False,        # print the estimate of each class too
     out:str=None,                # write the per-class estimate (and the truth, where known) to this CSV
+    overwrite:bool=False,        # replace an existing --out file
 ):
     "Estimate the noise of a dataset's training labels from the labels alone, to choose a method at that noise."
     try:
         with cli_words(is_cli(stitchup_estimate_noise)):
+            if out and check_out(out, [noise_file] if noise_file else []).exists() and not overwrite:     # before the probes run
+                raise FileExistsError(f'--out {out} exists: pass --overwrite to replace it, or another --out')
             res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
                                           data_root, appendix, data_seed, folds)
     except (ValueError, OSError) as e:

@@ -19,8 +19,9 @@ from .files import atomic_write, temporary_target
 
 # %% auto #0
 __all__ = ['RESUMABLE', 'METRICS_NOTES', 'run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file',
-           'forget_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
-           'load_checkpoint', 'run_diff', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
+           'check_out', 'forget_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'run_diff', 'resumed_changes', 'saved_config', 'read_json',
+           'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #1f639315
 def run_files(work) -> list:
@@ -76,6 +77,16 @@ def is_kit_file(p) -> bool:
     except (OSError, ValueError): return False
     return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
 
+def check_out(out, inputs=()) -> Path:
+    """Refuse an output file (`--out`) that is a folder, one of the call's `inputs`, or named as a run's own files are
+    (config.json, metrics.json, epoch_N.pth, .lock): there a run would take it for its own, wherever it is written."""
+    out = Path(out)
+    if out.is_dir(): raise IsADirectoryError(f'--out {out} is a folder: pass a file path in it, e.g. --out {out/"scores.json"}')
+    if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(r'epoch_\d+\.pth', out.name) or \
+       out.resolve() in {Path(p).resolve() for p in inputs}:
+        raise FileExistsError(f'--out {out} would overwrite an input or a file of the run, or be taken for one: choose another --out')
+    return out
+
 def forget_work_dir(work):
     "Remove `work` if it holds nothing but its lock: a call that created it and failed before writing anything leaves no trace."
     work = Path(work)
@@ -85,12 +96,16 @@ def forget_work_dir(work):
 
 @in_python_words
 def prepare_work_dir(work, resume=None, overwrite:bool=False):
-    """Refuse a work dir that holds a run, unless the call resumes it or (`overwrite`) replaces it: then its files are
-    deleted, and only if the kit wrote every one of them (`is_kit_file`): a user's own `config.json` is never deleted."""
+    """Refuse a work dir that holds a run, unless the call resumes it (`resume`: 'auto', or a checkpoint in `work`) or
+    (`overwrite`) replaces it: then its files are deleted, and only if the kit wrote every one of them (`is_kit_file`): a
+    user's own `config.json` is never deleted."""
     for t in Path(work).glob('*.tmp'):          # a write killed mid-way (kill -9) left its temporary: the lock says no one writes now
         if (name := temporary_target(t.name)) and (name in _KIT_JSON or re.fullmatch(r'epoch_\d+\.pth', name)): t.unlink()
     found = run_files(work)
-    if not found or resume: return
+    if not found or resume == 'auto' or (resume and Path(resume).resolve().parent == Path(work).resolve()): return
+    if resume:      # a checkpoint of another folder, resumed into one that holds a run: its files would describe two runs
+        raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}), and --resume {resume} '
+                              "is another folder's checkpoint: resume it into its own folder or into an empty --work_dir")
     if not overwrite:
         raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}): pass --resume auto '
                               'to continue it, --overwrite to replace it, or another --work_dir')
@@ -199,6 +214,13 @@ def run_diff(saved:dict, cfg:dict) -> list:
     a, b = _plain(saved), _plain(cfg)
     return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
 
+_WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', 'data_root', 'appendix')    # where files are, how much is printed
+
+def resumed_changes(saved:dict, cfg:dict) -> dict:
+    "The options of `RESUMABLE` that change training (not `_WHERE`) and that a resume with `cfg` sets anew: `{name: [was, now]}`."
+    a, b = _plain(saved), _plain(cfg)
+    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in _WHERE and a.get(k) != b.get(k)}
+
 def saved_config(ck) -> dict:
     "The configuration of the run that wrote checkpoint `ck`: the one it carries, else the config.json beside it."
     state = read_checkpoint(ck)
@@ -257,11 +279,12 @@ class MetricsJSON(TrainedEpoch):
     def __init__(self, path, history:list|None=None):   # history: the rows of the run so far (from a resumed checkpoint)
         self.path, self.history = Path(path), list(history or [])
         self.resumed = bool(self.history)          # the next trained epoch is the first after a resume
+        self.changed = {}                          # what the resume set anew (`resumed_changes`), recorded in that row
     def after_epoch(self):
         if not self.trained or rank_distrib() != 0: return
         names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]
         row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
         row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]
-        if self.resumed: row['resumed'], self.resumed = True, False
+        if self.resumed: row.update(resumed=True, **({'resumed_with': self.changed} if self.changed else {})); self.resumed = False
         self.history = [e for e in self.history if e['epoch'] < self.epoch] + [_plain(row)]
         write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)

@@ -24,7 +24,8 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import PRESETS, data_source, resolve
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, run_diff, write_json)
+                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
+                              run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import make_peer
 from . import coteaching, confident
@@ -181,7 +182,9 @@ def run_training(cfg:dict) -> tuple:
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck)
-            if main: print(f'resuming from {ck} at epoch {start}')
+            changed = resumed_changes(saved_config(ck), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
+            if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
+            if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f', --{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
             print(worded(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "

@@ -187,14 +187,19 @@ def _run_on_a_terminal(*args):
 
 
 def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(tmp_path):
-    """On a terminal, a resumed run's bars read `Epoch 2/2`, no fastai table (empty rows for skipped epochs, epochs from 0,
+    """On a terminal, a resumed run's bars read `Epoch 2/2`; the options the resume sets anew are said and recorded in
+    the first resumed row of metrics.json; no fastai table (empty rows for skipped epochs, epochs from 0,
     six decimals) is printed, and the summary's correction counts say they cover the epoch trained before the resume."""
     import re
     opts = [*QUICK_TTY, '--work_dir', tmp_path/'run']
     rc, first = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '1')
     assert rc == 0, first[-3000:]
-    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '2', '--resume', 'auto')
+    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '2', '--resume', 'auto', '--lr', '0.03')
     assert rc == 0, out[-3000:]
+    said = next(l for l in out.splitlines() if l.startswith('resuming from'))
+    assert said.startswith(f"resuming from {tmp_path/'run'/'epoch_1.pth'} at epoch 1, --epochs 1 -> 2, ") and '--lr 0.02 -> 0.03' in said, said
+    rows = json.loads((tmp_path/'run'/'metrics.json').read_text())['epochs']          # what the resume set anew, on record
+    assert 'resumed_with' not in rows[0] and rows[1]['resumed_with']['epochs'] == [1, 2] and rows[1]['resumed_with']['lr'] == [0.02, 0.03], rows
     assert set(re.findall(r'Epoch \d+/\d+', out)) == {'Epoch 2/2'}, set(re.findall(r'Epoch \d+/\d+', out))
     lines = [l.strip() for l in out.replace('\r', '\n').split('\n') if l.strip()]
     assert 'valid_loss' not in out and not any(re.fullmatch(r'\d+ .*', l) for l in lines), out[-3000:]   # no fastai table

@@ -37,6 +37,11 @@ BAD = [
     (['--dataset', 'digits-small', '--noise_file', 'no/such.pkl'], '--noise_file no/such.pkl: no such file'),
     (['--dataset', 'digits-small', '--noise_rate', '0.3', '--noise_file', 'x.pkl'], 'pass one of them'),
     (['--dataset', 'digits-small', '--folds', '1'], '--folds must be in 2..304'),
+    # --out is checked before the probes run: never a folder, an input, a run's file or (without --overwrite) a file that exists
+    (['--dataset', 'digits-small', '--out', 'tests'], '--out tests is a folder: pass a file path in it'),
+    (['--dataset', 'digits-small', '--noise_file', 'README.md', '--out', 'README.md'], 'would overwrite an input'),
+    (['--dataset', 'digits-small', '--out', 'work/metrics.json'], 'would overwrite an input or a file of the run'),
+    (['--dataset', 'digits-small', '--out', 'README.md'], '--out README.md exists: pass --overwrite to replace it'),
 ]
 
 # the console script's body (`sys.exit(stitchup_estimate_noise())` at the top level of a script, so fastcore parses
