@@ -19,8 +19,8 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .config import THRESHOLDS     # the twelve correction thresholds and their 'off' values (00c_config)
-from .data import GROUPS
+from .config import FRACTION, POSITIVE, THRESHOLDS, check_args     # the twelve correction thresholds and their 'off' values (00c_config)
+from .data import GROUPS, check_groups
 from .loaders import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
 from .losses import DBFocalLoss, bce_loss
@@ -277,9 +277,10 @@ def ref_schedule(lr:float, n_epoch:int, n_iter:int, warmup_iters:int=100, warmup
     return _sched
 
 @patch
-def fit_reference(self:Learner, n_epoch:int=8, lr:float=0.02, warmup_iters:int=100, steps=None, cbs=None,
+def fit_reference(self:Learner, n_epoch:int=8, lr:float|None=None, warmup_iters:int=100, steps=None, cbs=None,
                   start_epoch:int=0, warmup_ratio:float=1/3):
-    "Fit with the reference schedule (warm-up, then step decay)."
+    "Fit with the reference schedule (warm-up, then step decay) from peak rate `lr` (default: the Learner's, `colearner(lr=...)`)."
+    lr = self.lr if lr is None else lr
     sched = ref_schedule(lr, n_epoch, len(self.dls.train), warmup_iters, warmup_ratio, steps=steps)
     self.fit(n_epoch, lr, cbs=[ParamScheduler({'lr': sched}), *(cbs or [])], start_epoch=start_epoch)
 
@@ -316,6 +317,7 @@ def colearner(dls,                             # from `stitch_dls`
               lr:float=0.02, mom:float=0.9, wd:float=1e-4, clip:float|None=35.,
               seed:int=0, pretrained:bool=True, cbs=None, **model_kw) -> Learner:
     "A fastai Learner for Stitch-Up + Heterogeneous Co-Learning (or any single-branch ablation of it)."
+    check_args('colearner', t=(t, FRACTION), lr=(lr, POSITIVE))
     samplers = getattr(dls, 'samplers', None)
     if samplers is None: raise ValueError('colearner needs DataLoaders from stitch_dls (they know their samplers)')
     if not stitch and dls.partners: raise ValueError('without Stitch-Up, build the loaders with partners=False')
@@ -326,7 +328,7 @@ def colearner(dls,                             # from `stitch_dls`
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
     loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}))
                                                               for l in branch_losses(losses, names)])
-    colearn = CoLearning(threshold_groups or train.groups, warmup_epoch, adaptive=adaptive and correct,
+    colearn = CoLearning(check_groups(threshold_groups, len(train.classes), 'threshold_groups') if threshold_groups else train.groups, warmup_epoch, adaptive=adaptive and correct,
                          **(thresholds or {}) if correct and not adaptive else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch, stitch_branches)] if stitch else []),
                *([GradientClip(clip)] if clip else []), *(cbs or [])]

@@ -13,8 +13,8 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'ARCHS',
            'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option',
-           'cross_check', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'RunConfig', 'run_config',
-           'cli_words', 'worded', 'in_python_words']
+           'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'RunConfig',
+           'run_config', 'cli_words', 'worded', 'in_python_words']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -111,6 +111,11 @@ def cross_check(f):
     if f.__qualname__ not in [g.__qualname__ for g in CHECKS]: CHECKS.append(f)
     else: CHECKS[[g.__qualname__ for g in CHECKS].index(f.__qualname__)] = f
     return f
+
+def check_args(where:str, **args):
+    "Check a Python function's arguments, each `name=(value, rule)` (a rule of this page); a `ValueError` names `where` and the first bad one."
+    for k, (v, (test, must)) in args.items():
+        if not test(v): raise ValueError(f'{where}: {k} must be {must() if callable(must) else must}, got {v!r}')
 
 def check_values(opts:dict, flags=()):
     "Check each option of `opts` against its declaration, then the `CHECKS`; a `ValueError` names the first bad one (as `--k` if k is in `flags`)."

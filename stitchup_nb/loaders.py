@@ -18,6 +18,7 @@ from fastai.data.transforms import IntToFloatTensor
 from fasttransform import Pipeline
 from fastai.callback.core import Callback
 
+from .config import check_args, count, maybe
 from .data import LabelledSet, check_labels
 from .augment import BatchAug
 from .sampling import ClassAwareSampler, LabelIndex, RandomSampler, draw_partners, epoch_rng, shard
@@ -188,6 +189,9 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
                size:int|None=None, seed:int=0, rank:int=0, world:int=1,
                device=None, num_workers:int=0) -> DataLoaders:
     "DataLoaders for training branches fed by `samplers` on `labels`, validated on `valid`."
+    whole = count(1, 2**16)                         # a batch, a factor or a size of 0 fails far from here, or never ends
+    check_args('stitch_dls', bs=(bs, whole), data_factor=(data_factor, whole), valid_bs=(valid_bs, maybe(whole)),
+               size=(size, maybe(whole)))
     unknown = [s for s in samplers if s not in SAMPLERS]
     if unknown: raise ValueError(f'unknown sampler {unknown}; choose from {list(SAMPLERS)}')
     labels = check_labels(labels, len(train.classes), source='training labels')

@@ -17,6 +17,7 @@ from sklearn.metrics import average_precision_score
 from torch import Tensor
 
 from .colearn import correct_labels
+from .config import FRACTION, check_args
 from .data import GROUPS, check_groups, check_labels, group_names
 from .losses import _numpy    # tensors and arrays alike, half precision as float32
 from .models import branch_preds, ensemble
@@ -117,6 +118,7 @@ def lt_metrics(groups:dict) -> list:
 # %% ../nbs/08_metrics.ipynb #317afd87
 def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
+    if t is not None: check_args('evaluate', t=(t, FRACTION))
     net = get_model(learn.model)
     with net.weighted(t):                        # the model's own t unless `t` is given, and its own again after
         zs, y = branch_preds(learn, ['ensemble', *net.names] if len(net.names) > 1 else net.names, act=noop)

@@ -9,6 +9,7 @@ from copy import copy, deepcopy
 
 import numpy as np
 
+from .config import POSITIVE, _int, check_args, count
 from .data import check_labels
 
 
@@ -47,7 +48,9 @@ def shard(seq:np.ndarray, rank:int=0, world:int=1) -> np.ndarray:
 
 class EpochSampler:
     "Base class: `draw(epoch, n)` is the global stream; `indices(epoch, n)` this rank's shard of it."
-    def __init__(self, seed:int=0, rank:int=0, world:int=1): self.seed, self.rank, self.world = seed, rank, world
+    def __init__(self, seed:int=0, rank:int=0, world:int=1):
+        check_args(type(self).__name__, world=(world, count(1, 2**16)), rank=(rank, count(0, world - 1 if _int(world) else 0)))
+        self.seed, self.rank, self.world = seed, rank, world
     def indices(self, epoch:int, n:int|None=None) -> np.ndarray:
         "This rank's `n` indices for `epoch` (default: its share of one epoch)."
         n = self.epoch_len if n is None else n
@@ -81,6 +84,7 @@ class _Cycles:
 class ClassAwareSampler(EpochSampler):
     "Class-aware sampling: a shuffled class cycle, `per_class` images per visit from per-class cycles, all continuing across epochs."
     def __init__(self, labels, per_class:int=3, reduce:float=4, seed:int=0, rank:int=0, world:int=1):
+        check_args('ClassAwareSampler', per_class=(per_class, count(1, 10_000)), reduce=(reduce, POSITIVE))   # 0 would never advance
         super().__init__(seed, rank, world)
         self.index, self.per_class = LabelIndex(labels), per_class
         counts = self.index.n_img
