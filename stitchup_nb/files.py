@@ -46,7 +46,8 @@ def load_pickle(path) -> object:
     if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
     try:
         with open(path, 'rb') as f: return _SafeUnpickler(f, encoding='latin1').load()
-    except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
+    except pickle.UnpicklingError as e:     # ours says what was refused; the stream's own ('Memo value not found') says little
+        raise pickle.UnpicklingError(f'{path}: {e}' if str(e).startswith('refused') else f'{path}: not a readable pickle ({e})') from None
     except Exception as e:      # a damaged or odd stream fails in many ways (EOF, bad codec, BUILD on a set, ...)
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
 
