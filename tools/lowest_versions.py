@@ -32,4 +32,7 @@ def lowest(settings=ROOT/'settings.ini') -> list:
     return out
 
 
-if __name__ == '__main__': print('\n'.join(lowest()))
+if __name__ == '__main__':
+    import argparse
+    argparse.ArgumentParser(description=__doc__.split('\n\n')[0]).parse_args()     # --help answers; no other flag is taken
+    print('\n'.join(lowest()))

@@ -5,7 +5,7 @@ line `<!-- include: PATH -->` is replaced by the file at PATH (relative to the r
 `python tools/benchmark.py --report` writes from the CSVs, so the README's numbers are never typed by hand.
 `--check` exits 1 when README.md is out of date (used by the tests).
 """
-import re, sys
+import argparse, re, sys
 from pathlib import Path
 import nbformat
 
@@ -29,8 +29,11 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
 
 
 if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--check', action='store_true', help='exit 1 if README.md is out of date; write nothing')
+    args = ap.parse_args()          # --help answers, and an unknown flag is refused, before anything is written
     text, out = render(), ROOT/'README.md'
-    if '--check' in sys.argv:
+    if args.check:
         if not out.exists() or out.read_text() != text:
             sys.exit('README.md is out of date: run `make readme` (python tools/make_readme.py).')
     else: out.write_text(text); print(f'wrote {out}')

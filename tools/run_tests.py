@@ -87,4 +87,6 @@ def main(pytest_args):
     print(f'All tests passed: {done} notebooks, pytest ok, the fingerprints match the code, a quick-grid row re-ran to its numbers.')
 
 
-if __name__ == '__main__': main(sys.argv[1:])
+if __name__ == '__main__':
+    if {'-h', '--help'} & set(sys.argv[1:]): sys.exit(print(__doc__))     # before any notebook runs: pytest's own help is `pytest -h`
+    main(sys.argv[1:])

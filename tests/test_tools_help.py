@@ -1,0 +1,19 @@
+"""Every tool answers `--help` and does nothing else: `make_readme.py --help` used to write README.md, and
+`run_tests.py --help` ran the notebooks before pytest saw the flag."""
+import subprocess, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_tool_answers_help_and_writes_nothing():
+    tools = sorted((ROOT/'tools').glob('*.py'))
+    watched = [ROOT/'README.md', *sorted((ROOT/'_docs'/'outputs').glob('*.json'))]
+    before = {p: p.stat().st_mtime_ns for p in watched if p.exists()}
+    procs = {t.name: subprocess.Popen([sys.executable, t, '--help'], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True) for t in tools}
+    said = {name: (p.communicate(timeout=300)[0], p.returncode) for name, p in procs.items()}
+    bad = {name: out[-500:] for name, (out, rc) in said.items() if rc != 0 or not ('usage:' in out or len(out.strip()) > 100)}
+    assert not bad, bad
+    assert {p: p.stat().st_mtime_ns for p in before if p.exists()} == before      # nothing written
+    assert len(tools) >= 12                                                        # the audit saw the tools
