@@ -221,9 +221,9 @@ def resumed_changes(saved:dict, cfg:dict) -> dict:
     a, b = _plain(saved), _plain(cfg)
     return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in _WHERE and a.get(k) != b.get(k)}
 
-def saved_config(ck) -> dict:
-    "The configuration of the run that wrote checkpoint `ck`: the one it carries, else the config.json beside it."
-    state = read_checkpoint(ck)
+def saved_config(ck, state:dict|None=None) -> dict:
+    "The configuration of the run that wrote checkpoint `ck` (`state`: its contents, if read already): the one it carries, else the config.json beside it."
+    state = read_checkpoint(ck) if state is None else state
     if isinstance(state.get('config'), dict): return state['config']
     return read_json(Path(ck).parent/'config.json', 'the config.json of the checkpoint\'s run')
 
@@ -245,14 +245,15 @@ def _asked_epochs(work) -> int:
 @in_python_words
 def check_resume(ck, cfg:dict, flags=()):
     """Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`,
-    and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones."""
-    differ = run_diff(saved_config(ck), cfg)
-    if differ:
-        saved = _plain(saved_config(ck))
+    and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones.
+    Returns the checkpoint's contents, read once here."""
+    state = read_checkpoint(ck)
+    saved = _plain(saved_config(ck, state))
+    if differ := run_diff(saved, cfg):
         said = ', '.join(f"{'--' * (k in flags)}{k} {saved.get(k)!r} -> {_plain(cfg).get(k)!r}" for k in differ[:6])
         raise ValueError(f'{ck}: made by another run: it differs in {said}{" …" * (len(differ) > 6)}; '
                          'resume with the same options, or start a new run in another --work_dir')
-    epoch = read_checkpoint(ck)['epoch']
+    epoch = state['epoch']
     if not _int(epoch) or epoch < 1: raise ValueError(f'{ck}: damaged checkpoint: epoch {epoch!r} is not a trained epoch count')
     work = Path(cfg.get('work_dir') or Path(ck).parent)      # where this call writes (else the checkpoint's own run)
     if epoch >= cfg['epochs']:
@@ -264,6 +265,7 @@ def check_resume(ck, cfg:dict, flags=()):
         raise FileExistsError(f'{ck}: resuming after epoch {epoch} would write over the later checkpoints of the run in {work} '
                               f'({", ".join(later)}) and their rows of metrics.json: pass --resume auto to continue from the last, '
                               f'or another --work_dir to train on from {Path(ck).name} there')
+    return state
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0
 METRICS_NOTES = {   # what metrics.json's numbers are, written into the file

@@ -24,7 +24,7 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import PRESETS, data_source, resolve
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
+                              lock_work_dir, prepare_work_dir, read_json, resumed_changes,
                               run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import make_peer
@@ -168,8 +168,8 @@ def run_training(cfg:dict) -> tuple:
         if lock: prepare_work_dir(work, cfg['resume'], cfg['overwrite'])
         ck, history = _resume_checkpoint(work, cfg['resume']), None
         if ck is not None:
-            check_resume(ck, cfg, FLAGS)
-            history = read_checkpoint(ck).get('history')
+            ck_state = check_resume(ck, cfg, FLAGS)       # the checkpoint's contents
+            history = ck_state.get('history')
             if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
                 history = read_json(work/'metrics.json', 'metrics file').get('epochs')
         elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
@@ -182,7 +182,7 @@ def run_training(cfg:dict) -> tuple:
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck)
-            changed = resumed_changes(saved_config(ck), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
+            changed = resumed_changes(saved_config(ck, ck_state), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
             if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
             if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f', --{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
