@@ -26,9 +26,12 @@ for _m in ('numpy.core', 'numpy._core'):
     _SAFE_GLOBALS[(f'{_m}.multiarray', 'scalar')] = _multiarray.scalar
     _SAFE_GLOBALS[(f'{_m}.numeric', '_frombuffer')] = _numeric._frombuffer
 
+class _Refused(pickle.UnpicklingError):
+    "What the safe unpickler refuses to load or call (the stream's own errors are plain `UnpicklingError`s)."
+
 def _empty_bytes(*args):
     "`bytes()`, which a protocol-2 pickle of an empty array calls; never with an argument (a size would allocate)."
-    if args: raise pickle.UnpicklingError(f'refused to call bytes{args!r}: an array pickle calls it only empty')
+    if args: raise _Refused(f'refused to call bytes{args!r}: an array pickle calls it only empty')
     return b''
 _SAFE_GLOBALS[('__builtin__', 'bytes')] = _SAFE_GLOBALS[('builtins', 'bytes')] = _empty_bytes
 
@@ -36,7 +39,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         try: return _SAFE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refused(
                 f'refused to load {module}.{name}: split and label files hold only numbers, arrays and sets, '
                 'so this pickle is either not such a file or crafted to run code') from None
 
@@ -46,8 +49,9 @@ def load_pickle(path) -> object:
     if not path.is_file(): raise FileNotFoundError(f'{path}: no such file')
     try:
         with open(path, 'rb') as f: return _SafeUnpickler(f, encoding='latin1').load()
-    except pickle.UnpicklingError as e:     # ours says what was refused; the stream's own ('Memo value not found') says little
-        raise pickle.UnpicklingError(f'{path}: {e}' if str(e).startswith('refused') else f'{path}: not a readable pickle ({e})') from None
+    except _Refused as e: raise pickle.UnpicklingError(f'{path}: {e}') from None
+    except pickle.UnpicklingError as e:     # the stream's own ('Memo value not found') says little
+        raise pickle.UnpicklingError(f'{path}: not a readable pickle ({e})') from None
     except Exception as e:      # a damaged or odd stream fails in many ways (EOF, bad codec, BUILD on a set, ...)
         raise ValueError(f'{path}: not a readable pickle ({type(e).__name__}: {e})') from None
 
