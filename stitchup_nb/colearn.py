@@ -19,7 +19,7 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .config import FRACTION, POSITIVE, THRESHOLDS, check_args     # the twelve correction thresholds and their 'off' values (00c_config)
+from .config import FRACTION, POSITIVE, THRESHOLDS, check_args     # THRESHOLDS: the twelve correction thresholds and their 'off' values
 from .data import GROUPS, check_groups
 from .loaders import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
@@ -328,7 +328,8 @@ def colearner(dls,                             # from `stitch_dls`
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
     loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}))
                                                               for l in branch_losses(losses, names)])
-    colearn = CoLearning(check_groups(threshold_groups, len(train.classes), 'threshold_groups') if threshold_groups else train.groups, warmup_epoch, adaptive=adaptive and correct,
+    groups = check_groups(threshold_groups, len(train.classes), 'threshold_groups') if threshold_groups else train.groups
+    colearn = CoLearning(groups, warmup_epoch, adaptive=adaptive and correct,
                          **(thresholds or {}) if correct and not adaptive else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch, stitch_branches)] if stitch else []),
                *([GradientClip(clip)] if clip else []), *(cbs or [])]

@@ -9,7 +9,7 @@ from copy import copy, deepcopy
 
 import numpy as np
 
-from .config import POSITIVE, _int, check_args, count
+from .config import POSITIVE, check_args, count
 from .data import check_labels
 
 
@@ -49,7 +49,8 @@ def shard(seq:np.ndarray, rank:int=0, world:int=1) -> np.ndarray:
 class EpochSampler:
     "Base class: `draw(epoch, n)` is the global stream; `indices(epoch, n)` this rank's shard of it."
     def __init__(self, seed:int=0, rank:int=0, world:int=1):
-        check_args(type(self).__name__, world=(world, count(1, 2**16)), rank=(rank, count(0, world - 1 if _int(world) else 0)))
+        check_args(type(self).__name__, world=(world, count(1, 2**16)))
+        check_args(type(self).__name__, rank=(rank, count(0, world - 1)))
         self.seed, self.rank, self.world = seed, rank, world
     def indices(self, epoch:int, n:int|None=None) -> np.ndarray:
         "This rank's `n` indices for `epoch` (default: its share of one epoch)."
