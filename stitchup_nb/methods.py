@@ -121,6 +121,21 @@ def _check_method_options(method:str, preset:dict, given:dict):
         raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
                          f"with {k} {entry.get(k)!r}; drop it")
 
+def _uses_dbfocal(loss, branches) -> bool:
+    "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`colearn.DEFAULT_LOSS`), else as `loss` names."
+    if loss is None: return branches in ('both', 'balanced')
+    return 'dbfocal' in (loss.split(',') if isinstance(loss, str) else list(loss))
+
+def _check_used(method:str, cfg:dict, given:dict, base:dict):
+    "Refuse a given option that this run would not read (the value its preset and method give passes: a run's own config.json)."
+    db = _uses_dbfocal(cfg.get('loss'), cfg['branches'])
+    why = {'t': None if cfg['branches'] == 'both' or 't' in METHODS[method] else 'has one branch, so no ensemble weight',
+           'warmup_epoch': None if cfg['correct'] else 'corrects no label',
+           'db_lambda': None if db else 'trains no branch with DB-Focal', 'db_mu': None if db else 'trains no branch with DB-Focal'}
+    if (k := next((k for k, w in why.items() if w and k in given and given[k] != base.get(k)), None)):
+        raise ValueError(f"--{k} {given[k]} has no effect: method {method!r} (branches {cfg['branches']!r}, loss "
+                         f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
+
 @in_python_words
 def resolve(dataset:str='digits',   # a key of PRESETS
             method:str='full',      # a key of METHODS
@@ -145,6 +160,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
     if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
+    _check_used(method, cfg, given, {**preset, **METHODS[method]})
     named = sorted(k for k in given if k in THRESHOLDS)
     if cfg.get('random_below'):
         if not cfg['correct']: raise ValueError(f"--random_below {cfg['random_below']} has no effect: method {method!r} with branches "

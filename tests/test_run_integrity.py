@@ -102,6 +102,8 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('ts9'), '--train_stages', '9'], '--train_stages must be an integer in 1..6', fresh('ts9')),
         (T + ['--work_dir', fresh('dl'), '--db_lambda', '0'], '--db_lambda must be a number > 0', fresh('dl')),
         (T + ['--work_dir', fresh('dm'), '--db_mu', 'nan'], '--db_mu must be a finite number', fresh('dm')),
+        (T + ['--work_dir', fresh('tb1'), '--method', 'bce', '--t', '0.3'], "--t 0.3 has no effect: method 'bce' (branches 'random'", fresh('tb1')),
+        (T + ['--work_dir', fresh('db1'), '--method', 'bce', '--db_mu', '0.2'], '--db_mu 0.2 has no effect', fresh('db1')),
         (T + ['--work_dir', fresh('ra'), '--random_head_alpha', '1.5'], '--random_head: need 0 <= beta < alpha <= 1', fresh('ra')),
         (T + ['--work_dir', fresh('tb'), '--balance_tail_alpha', '0.2', '--balance_tail_beta', '0.3'],
          '--balance_tail: need 0 <= beta < alpha <= 1', fresh('tb')),
