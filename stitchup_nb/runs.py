@@ -178,9 +178,10 @@ def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
         raise ValueError(f'{path}: not a stitchup_train checkpoint (no {miss if isinstance(state, dict) else list(keys)})')
     return state
 
-def load_checkpoint(learn:Learner, path, with_opt:bool=True) -> int:
-    "Load a checkpoint into `learn` (checked against its classes); returns the next epoch to train."
-    state = read_checkpoint(path, ('model', 'epoch', 'classes') + (('opt',) if with_opt else ()))
+def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=None) -> int:
+    """Load a checkpoint into `learn` (checked against its classes); returns the next epoch to train. `state`: its contents,
+    where read already (`check_resume` reads them with the optimiser's state)."""
+    if state is None: state = read_checkpoint(path, ('model', 'epoch', 'classes') + (('opt',) if with_opt else ()))
     classes = getattr(learn.dls.train.ds, 'classes', None)
     if classes is not None and list(state['classes']) != list(classes):
         raise ValueError(f'{path}: checkpoint classes {state["classes"][:5]}… do not match the data '
@@ -246,8 +247,8 @@ def _asked_epochs(work) -> int:
 def check_resume(ck, cfg:dict, flags=()):
     """Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`,
     and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones.
-    Returns the checkpoint's contents, read once here."""
-    state = read_checkpoint(ck)
+    Returns the checkpoint's contents with the optimiser's state a resume loads, read once here."""
+    state = read_checkpoint(ck, ('model', 'epoch', 'classes', 'opt'))
     saved = _plain(saved_config(ck, state))
     if differ := run_diff(saved, cfg):
         said = ', '.join(f"{'--' * (k in flags)}{k} {saved.get(k)!r} -> {_plain(cfg).get(k)!r}" for k in differ[:6])

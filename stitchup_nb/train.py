@@ -181,7 +181,7 @@ def run_training(cfg:dict) -> tuple:
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')
         start = 0
         if ck is not None:
-            start = load_checkpoint(learn, ck)
+            start = load_checkpoint(learn, ck, state=ck_state)
             changed = resumed_changes(saved_config(ck, ck_state), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
             if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
             if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f', --{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())))
