@@ -14,16 +14,16 @@ import torch
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
-from .backbones import cpu_kernels
+from .backbones import CPU_ENV, cpu_kernels
 from .methods import METHODS, PRESETS
 from .config import in_python_words
 
 # %% auto #0
-__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF',
-           'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
+__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS',
+           'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
            'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance',
-           'torch_threads', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim', 'rerun',
-           'upgrade_csv']
+           'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim',
+           'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -104,6 +104,25 @@ def torch_threads(n:int):
     torch.set_num_threads(n)
     try: yield
     finally: torch.set_num_threads(old)
+
+# %% ../nbs/12_experiments.ipynb #50ff7356
+PUBLISH_VAR = 'STITCHUP_PUBLISH'      # =1: an analysis notebook's slow cells replace the published probe (`probe_file`)
+
+def probe_file(name:str,                     # the probe's file name, e.g. 'large_loss_probe.json' (its .md beside it)
+               results,                      # the published results folder, which the README includes
+               own='../work_dirs/analysis',  # where a user's run of the slow cells writes (git-ignored)
+               ) -> Path:
+    """Where an analysis notebook's slow cells write probe `name`: `own`, so a run in JupyterLab never changes the published
+    evidence; the published `results` only with STITCHUP_PUBLISH=1 and the benchmark's pinned CPU kernels (`CPU_ENV`)."""
+    if os.environ.get(PUBLISH_VAR) != '1':
+        out = Path(own); out.mkdir(parents=True, exist_ok=True)
+        print(f'writing {out/name}; the published {Path(results)/name} stays ({PUBLISH_VAR}=1 replaces it)')
+        return out/name
+    if not cpu_kernels().endswith(' pinned'):
+        raise ValueError(f"{PUBLISH_VAR}=1: the published probe is made with the benchmark's pinned CPU kernels, and this process "
+                         f"runs {cpu_kernels()}: start Jupyter (or nbdev_test) with " + ' '.join(f'{k}={v}' for k, v in CPU_ENV.items()))
+    return Path(results)/name
+
 
 # %% ../nbs/12_experiments.ipynb #a82092dc
 def _result_row(learn, table, cfg) -> dict:
