@@ -5,7 +5,7 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
+from .config import (_int, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
                                 values_by)
 
 # %% auto #0
@@ -144,6 +144,9 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}')
     preset, source = PRESETS[dataset], data_source(dataset)
+    if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
+        raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
+                         f"e.g. dict(PRESETS['digits'], source=..., arch=...), so every option has its value (07a_methods)")
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
                          "stitchup_nb.config.option (00c_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
@@ -185,5 +188,6 @@ def resolve(dataset:str='digits',   # a key of PRESETS
                          f'correct={cfg["correct"]} corrects no label (label correction needs both branches)')
     else: th = dict(THRESHOLDS)
     cfg.update({**th, **{k: given[k] for k in named}})
-    if 'lr_steps' not in given: cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']]
+    if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
+        cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if _int(cfg['epochs']) else None
     return cfg

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_train.ipynb #d12d0053
 from __future__ import annotations
-import json, sys, time
+import difflib, json, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpo
                               lock_work_dir, prepare_work_dir, read_json, resumed_changes,
                               run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
-from .peers import make_peer
+from .peers import PEERS, make_peer
 from . import coteaching, confident
 from .console import EpochBars, EpochLines, StepLines
 
@@ -86,9 +86,15 @@ RECORDED = ('threshold_groups', 'noise_source')     # what config.json records a
 @in_python_words
 def train_config(**overrides) -> RunConfig:
     "The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see `stitchup_nb.methods.resolve`), as a `RunConfig`."
-    bad = sorted(set(overrides) - set(OPTIONS) - set(resolve()) - set(RECORDED))
-    if bad: raise ValueError(f'unknown options {bad}; see stitchup_train --help')
-    return run_config(check_config(resolve(**{**flag_defaults(), **overrides}), FLAGS))
+    known = set(OPTIONS) | set(resolve()) | set(RECORDED)
+    if bad := sorted(set(overrides) - known):
+        said = ', '.join(repr(k) + ''.join(f' (did you mean {m!r}?)' for m in difflib.get_close_matches(k, known, 1)) for k in bad)
+        raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them)')
+    cfg = resolve(**{**flag_defaults(), **overrides})
+    if cfg.get('peer') and cfg['peer'] not in PEERS:
+        raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
+                         'register its Peer class with stitchup_nb.peers.register_peer (07d_peers)')
+    return run_config(check_config(cfg, FLAGS))
 
 # %% ../nbs/10b_train.ipynb #381f82f7
 _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced': ('class_aware',)}
@@ -158,7 +164,9 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
 
 @in_python_words
 def run_training(cfg:dict) -> tuple:
-    "Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`."
+    """Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`. `cfg`: a
+    `train_config(...)`; a plain dict of options is checked by it first."""
+    if not isinstance(cfg, RunConfig): cfg = train_config(**cfg)
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
     created = bool(work and main and not work.exists())    # a call that fails before writing anything removes what it made
