@@ -18,9 +18,9 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, load_checkpoint, read_checkpoint, read_json, run_checkpoint, saved_config, write_json
+    from stitchup_nb.runs import check_out, checkpoints, read_checkpoint, read_json, run_checkpoint, write_json
     from stitchup_nb.console import map_note, summary
-    from stitchup_nb.train import build_learner, choose_final_t, run_training, train_config
+    from stitchup_nb.train import load_run, run_training, train_config
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
     'fastai.torch_core': 'get_model rank_distrib',
@@ -29,9 +29,9 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints load_checkpoint read_checkpoint read_json run_checkpoint saved_config write_json',
+    'stitchup_nb.runs': 'check_out checkpoints read_checkpoint read_json run_checkpoint write_json',
     'stitchup_nb.console': 'map_note summary',
-    'stitchup_nb.train': 'build_learner choose_final_t run_training train_config'}
+    'stitchup_nb.train': 'load_run run_training train_config'}
 
 def _stack():
     "Bind the names of `_STACK` (torch, fastai, the pipeline of `stitchup_nb.train`) to this module's, once."
@@ -151,13 +151,10 @@ def stitchup_test(
         if t is not None: check_values({'t': t}, ('t',))
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []))
-        cfg = read_json(config, 'run configuration') if config else saved_config(ck)
-        cfg = {**cfg, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None, 'overwrite': False}
-        cfg.update({k: v for k, v in dict(data_root=data_root, appendix=appendix).items() if v is not None})
-        learn, train, test = build_learner(train_config(**cfg), peer_labels=False)    # scoring needs no training labels
-        epochs = load_checkpoint(learn, ck, with_opt=False)
-        if t is None: choose_final_t(learn)     # the same held-out images (or the same corrections) as in training, so the same t
-        table = evaluate(learn, train.groups, t)
+        learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
+                                      peer_labels=False, data_root=data_root, appendix=appendix)   # scoring needs no training labels
+        epochs = learn.run_record.checkpoint[1]
+        table = evaluate(learn, train.groups)
         res = table.round(4).to_dict(orient='index')
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())

@@ -13,7 +13,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, options_for, run_config, worded
+from .config import OPTIONS, RunConfig, check_values, flag_defaults, in_python_words, options_for, run_config, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .loaders import stitch_dls
@@ -24,8 +24,8 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import PRESETS, data_source, resolve
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              lock_work_dir, prepare_work_dir, read_json, resumed_changes,
-                              run_diff, saved_config, write_json)
+                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
+                              run_checkpoint, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
 from . import coteaching, confident
@@ -35,7 +35,8 @@ PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers
 
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
-           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'launch']
+           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'load_run',
+           'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 @in_python_words
@@ -102,9 +103,11 @@ _SAMPLERS = {'both': ('random', 'class_aware'), 'random': ('random',), 'balanced
 class RunRecord(Callback):
     """What a run of the pipeline is, beside what trains: its resolved configuration (what config.json holds), the images
     held out to choose t on (or None), its `Peer` (or None), its time and what `choose_final_t`'s `--random_below` rule
-    found (or None), read as `learn.run_record`; no training event."""
+    found (or None), and the checkpoint `load_run` loaded, `(path, epochs trained)` (or None), read as `learn.run_record`;
+    no training event."""
     def __init__(self, config:dict, holdout=None, peer=None):
         self.config, self.holdout, self.peer, self.train_time, self.final_t = config, holdout, peer, None, None
+        self.checkpoint = None
 
 @in_python_words
 def build_learner(cfg:dict, history:list|None=None,
@@ -238,6 +241,31 @@ def choose_final_t(learn) -> dict:
     rec.final_t = dict(t_chosen=get_model(learn.model).t, random_alone=alone, labels_changed=changed,
                        labelled_positives=positives, random_below=rec.config['random_below'])
     return dict(rec.final_t)
+
+# %% ../nbs/10b_train.ipynb #a3b63882
+_MOVABLE = ('data_root', 'appendix')      # what `load_run` may change: where the data is, not what the run was
+
+@in_python_words
+def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
+             config:dict|None=None,   # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
+             t:float|None=None,       # the ensemble weight to set (default: the run's, as `choose_final_t` set it after training)
+             peer_labels:bool=True,   # rebuild a peer's training labels too (False: only to score, as `stitchup_test`)
+             **moved) -> tuple:       # data_root=, appendix=: where the data is now, if it moved since training
+    """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
+    ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
+    ck = run_checkpoint(path)
+    state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
+    if t is not None: check_values({'t': t}, ('t',))
+    if bad := sorted(set(moved) - set(_MOVABLE)):
+        raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
+                         f"{' and '.join(_MOVABLE)} may change (where the data is)")
+    cfg = {**(config or saved_config(ck, state)), 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
+           'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
+    learn, train, test = build_learner(train_config(**cfg), peer_labels=peer_labels)
+    learn.run_record.checkpoint = (ck, load_checkpoint(learn, ck, with_opt=False, state=state))
+    if t is None: choose_final_t(learn)
+    else: get_model(learn.model).t = t
+    return learn, train, test
 
 # %% ../nbs/10b_train.ipynb #ab33cd90
 def _train_in_process(cfg:dict):

@@ -49,9 +49,10 @@ def test_stitchup_test_reproduces_the_final_table(trained):
 
 def test_stitchup_test_ensemble_weight(trained):
     work, _ = trained
-    run(BIN/'stitchup_test', work/'epoch_2.pth', '--t', '1.0', '--out', work/'t1.json')
+    out = run(BIN/'stitchup_test', work/'epoch_2.pth', '--t', '1.0', '--out', work/'t1.json')
     got = json.loads((work/'t1.json').read_text())
     assert got['ensemble'] == pytest.approx(got['random'], abs=1e-6)      # t = 1: the random branch alone
+    assert 'ensemble: the two branches\' logits, 1 × random + 0 × balanced' in out, out    # what the table says it scored
 
 
 # resuming (from epoch_1.pth, and after kills mid-epoch and mid-save) is tests/test_reliability.py's: bit for bit
