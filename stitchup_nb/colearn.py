@@ -243,7 +243,7 @@ class CoLearning(Callback):
     def summary(self) -> pd.DataFrame:
         "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`)."
         log = self.correction_table()
-        return log.groupby('corrector')[list(self.stats)].sum() if len(log) else log
+        return log.groupby('corrector')[list(self.stats)].sum().rename_axis(columns='label entries, per batch draw') if len(log) else log
 
 # %% ../nbs/07_colearn.ipynb #c08c6658
 def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):

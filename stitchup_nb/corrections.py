@@ -122,6 +122,9 @@ class CorrectionBrowser(Browser):
 
     def history(self, i:int) -> pd.DataFrame:
         "Per logged epoch: each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."
+        if not self.logged:
+            raise ValueError('no epochs were logged: CorrectionBrowser.from_checkpoint(path, history=True) snapshots each epoch_N.pth '
+                             'of the run, and from_learner needs a learner fitted with the CorrectionSnapshots callback')
         cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
         mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
         t = pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
@@ -140,6 +143,7 @@ class CorrectionBrowser(Browser):
                 rows[b, g] = {'changed': len(e), 'switched on': on, 'switched off': len(e) - on,
                               'fixed': int((e.outcome == 'fixed').sum()), 'broke': int((e.outcome == 'broke').sum())}
         t = pd.DataFrame.from_dict(rows, orient='index').rename_axis(['branch', 'group'])
+        t = t.rename_axis(columns='label entries, per image')      # co_learning.summary() counts per batch draw
         return t if self.known_clean else t.drop(columns=['fixed', 'broke'])
 
     def plot_summary(self):
@@ -152,6 +156,7 @@ class CorrectionBrowser(Browser):
             ax.bar(x - .2, t[up], .4, label=up, color=CHIP_STATES['correct'][0])
             ax.bar(x + .2, t[down], .4, label=down, color=CHIP_STATES['spurious'][0])
             ax.set(xticks=x, xticklabels=t.index, title=f'corrections by the {b} branch', xlabel='class group', ylabel='labels')
+            if not t[[up, down]].to_numpy().any(): ax.text(.5, .5, 'no label changed', transform=ax.transAxes, ha='center', color='grey')
         axs[0, 0].legend(); fig.suptitle(f'{self.ds.name}: labels the correction {up} and {down}, per image'); fig.tight_layout()
         return fig
 
