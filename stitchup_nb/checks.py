@@ -8,11 +8,11 @@ import os
 
 from .config import _int, _num, check_values, in_python_words, values_by
 from .readers import noisy_files
-from . import noise
-from .backbones import DIGITS_STAGES, RESNET_STAGES
+from . import backbones, noise
+from .backbones import get_backbone
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
-REGISTERS = (noise,)      # imported for what it registers: the noise kinds --noise_kind names, the asym pair's check
+REGISTERS = (noise, backbones)   # imported for what they register: the noise kinds --noise_kind names, the asym pair's check; the backbones --arch names
 
 
 # %% auto #0
@@ -63,7 +63,7 @@ def check_config(cfg:dict, flags=()) -> dict:
                          'pass one of them (--overwrite to start again, --resume to go on)')
     try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
     except ValueError as e: raise ValueError(f'--{e}') from None
-    n = len(RESNET_STAGES) if cfg['arch'] != 'digits_cnn' else DIGITS_STAGES
+    n = get_backbone(cfg['arch']).stages          # registered: `arch` passed its rule above
     if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}")
     if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'ARCHS',
+__all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
            'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option',
            'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'RunConfig',
            'run_config', 'cli_words', 'worded', 'in_python_words']
@@ -137,8 +137,12 @@ def options_for(cfg:dict, fn) -> dict:
     return {k: cfg[k] for k in inspect.signature(fn).parameters if k in OPTIONS and k in cfg}
 
 # %% ../nbs/00c_config.ipynb #3fcafeaf
-ARCHS = ('digits_cnn', 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d',
-         'resnext101_32x8d', 'wide_resnet50_2', 'wide_resnet101_2')     # backbones `stitchup_nb.models.create_model` builds
+BACKBONES = {}      # a backbone's name (--arch, `create_model`'s arch) -> its entry: filled by `stitchup_nb.backbones.register_backbone`
+
+def _backbone_words() -> str:
+    "The registered backbones, and how to add one: what an unknown `arch` is told (the option's rule, `create_model`)."
+    return (f'one of {", ".join(BACKBONES) or "(none registered yet: the module stitchup_nb.backbones registers them)"}, the registered backbones '
+            '(add one with @register_backbone from stitchup_nb.backbones, before the run is configured)')
 
 PRECISIONS = {   # --precision: what each means (07h_speed)
     'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
@@ -232,7 +236,7 @@ _o('reduce', 4, number(lambda v: .01 <= v <= 1000, 'a number in [0.01, 1000] (a 
 
 # the model (models.create_model, backbones)
 _o = _opt('models')
-_o('arch', 'resnet50', one_of(ARCHS), "backbone (default: the preset's)", type=str, by='preset')
+_o('arch', 'resnet50', one_of(BACKBONES, _backbone_words), "backbone (default: the preset's)", type=str, by='preset')
 _o('train_stages', 1, help='backbone stages that train, from the top (ResNets: 1 = layer4 as the reference; 3 = layer2-4)', type=int, by='preset')
 _o('neck_dim', 256, count(1, 65_536), 'neck width', flag=False, by='preset')
 _o('random_dropout', 0., number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the random branch's neck dropout", flag=False, by='preset')

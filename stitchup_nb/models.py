@@ -9,7 +9,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from .backbones import DIGITS_STAGES, RESNET_STAGES, _check_train_stages, digits_cnn, pretrain_digits_cnn, resnet_body
+from .config import _int
+from .backbones import _check_train_stages, _who, get_backbone
 
 # %% auto #0
 __all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'ensemble', 'TwoBranchNet', 'branch_preds', 'create_model']
@@ -126,29 +127,31 @@ def branch_preds(learn,            # a Learner over a TwoBranchNet (plain or DDP
 # %% ../nbs/06_models.ipynb #a26035ad
 BRANCH_DROPOUT = {'random': 0., 'balanced': .5}
 
-def create_model(arch:str,                   # 'digits_cnn' or a torchvision ResNet name ('resnet50', ...)
+def _built(bb, out) -> tuple:
+    "The builder's `(body, n_features, frozen_modules)`, or a `TypeError` naming the backbone and what it must return."
+    ok = (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], nn.Module) and _int(out[1]) and out[1] >= 1 and isinstance(out[2], (list, tuple))
+          and all(isinstance(m, nn.Module) for m in out[2]))
+    if not ok:
+        raise TypeError(f'the builder of backbone {bb.name!r} ({_who(bb.build)}) returned {type(out).__name__} '
+                        f'{str(out)[:80]!r}: it must return (body, n_features, frozen_modules), an nn.Module, its feature '
+                        'count (an int >= 1) and a list of modules of the body that do not train')
+    return out
+
+def create_model(arch:str,                   # a registered backbone (`BACKBONES`): 'digits_cnn', 'resnet50', ...
                  n_classes:int,
                  branches=('random', 'balanced'),
-                 pretrained:bool=True,       # ImageNet for ResNets; glyph pretraining for digits_cnn
-                 train_stages:int|None=None, # backbone stages that train, from the top (None: 1 for ResNets, 5 for digits_cnn)
-                 norm_eval:bool|None=None,   # keep backbone BatchNorm in eval mode (default: True for ResNets)
+                 pretrained:bool=True,       # the backbone's pretrained weights: ImageNet for ResNets, glyph pretraining for digits_cnn
+                 train_stages:int|None=None, # backbone stages that train, from the top (None: the backbone's default, 1 for ResNets, 5 for digits_cnn)
+                 norm_eval:bool|None=None,   # keep backbone BatchNorm in eval mode (None: the backbone's, True for ResNets)
                  dropout:dict|None=None,     # per-branch neck dropout (default BRANCH_DROPOUT)
                  t:float=0.1, neck_dim:int=256, seed:int=0) -> TwoBranchNet:
     "A `TwoBranchNet` of identical branches (each with its own weights) on the named backbone."
     dropout = {**BRANCH_DROPOUT, **(dropout or {})}
-    digits = arch == 'digits_cnn'
-    n_stages = DIGITS_STAGES if digits else len(RESNET_STAGES)
-    ts = (5 if digits else 1) if train_stages is None else _check_train_stages(
-        train_stages, n_stages, 'digits_cnn (its conv blocks)' if digits else f'{arch} (stem, layer1..layer4)')
-    def body():
-        if digits:
-            b, nf, fr = digits_cnn(train_stages=ts)
-            if pretrained: b.load_state_dict(pretrain_digits_cnn(seed, verbose=False))
-            return b, nf, fr
-        return resnet_body(arch, pretrained, ts)
-    ne = not digits if norm_eval is None else norm_eval
+    bb = get_backbone(arch)
+    ts = bb.train_stages if train_stages is None else _check_train_stages(train_stages, bb.stages, bb.words)
+    ne = bb.norm_eval if norm_eval is None else norm_eval
     made = {}
     for name in branches:
-        b, nf, fr = body()
+        b, nf, fr = _built(bb, bb.build(pretrained=pretrained, train_stages=ts, seed=seed))
         made[name] = Branch(b, nf, n_classes, dropout.get(name, 0.), neck_dim, fr, ne)
     return TwoBranchNet(made, t)

@@ -10,7 +10,9 @@ differ from the checkout's, and runs the extension end to end in a fresh interpr
 - a noise kind (`shift`: a hit positive moves to the next class): one function in `noise` (`@noise_kind`): 1 file;
   `add_noise` draws it and `stitchup_train --noise_kind shift` trains on it;
 - a data set (random images): its loader in `sources` (`@register_source`) and its preset in `methods`: 2 files;
-  `load_benchmark` reads it, the configuration checks know what it reads, a 1-epoch run trains on it.
+  `load_benchmark` reads it, the configuration checks know what it reads, a 1-epoch run trains on it;
+- a backbone (a two-block CNN): its builder in the user's own script (`@register_backbone`): no file of the package;
+  `train_config(arch=...)` takes it, checks `train_stages` against its stages, and a 1-epoch run trains on it.
 """
 import filecmp, json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
@@ -174,3 +176,49 @@ def test_a_new_data_set_takes_two_files(tmp_path):
     assert got['seed'] == 2 and 0 < got['mAP'] <= 100, got                                  # drawn from a seed: data_seed kept
     assert 'reads no files' in got['errors']['appendix'] and '`size` is fixed at 64' in got['errors']['size'], got['errors']
     assert "data source 'nowhere' is not registered" in got['errors']['source'], got['errors']
+
+
+BACKBONE = '''
+import torch.nn as nn
+from stitchup_nb.backbones import register_backbone
+
+@register_backbone('tiny_cnn', stages=2, train_stages=2)
+def tiny_cnn(pretrained:bool, train_stages:int, seed:int) -> tuple:
+    "Two conv blocks, 3 -> 8 -> 16 channels, no pretrained weights: `(body, n_features, frozen_modules)`."
+    body = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
+                         nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU()))
+    return body, 16, list(body)[:2 - train_stages]
+'''
+
+
+def test_a_new_backbone_takes_no_file(tmp_path):
+    changed = _scratch(tmp_path, {})
+    assert changed == [], changed                                                       # 0 files: the user's script registers it
+    got = _run(tmp_path, BACKBONE + textwrap.dedent('''
+        import math
+        from stitchup_nb.config import BACKBONES
+        from stitchup_nb.models import create_model
+        from stitchup_nb.train import run_training, train_config
+        cfg = train_config(dataset='digits-small', method='bce', arch='tiny_cnn', train_stages=1, epochs=1, warmup_iters=2,
+                           pretrained=False, quiet=True, work_dir=None)
+        learn, table = run_training(cfg)
+        branch = learn.model.branches['random']
+        errors = {}
+        for k, f in dict(stages=lambda: train_config(dataset='digits-small', arch='tiny_cnn', train_stages=3),
+                         unknown=lambda: train_config(arch='resnet5'), model=lambda: create_model('resnet5', 3),
+                         taken=lambda: register_backbone('tiny_cnn', stages=2)(lambda pretrained, train_stages, seed: None)).items():
+            try: f(); errors[k] = ''
+            except ValueError as e: errors[k] = str(e)
+        print(json.dumps(dict(arch=cfg['arch'], names=list(BACKBONES), features=branch.neck.fc.in_features,
+                              frozen=len(branch.frozen), norm_eval=branch.norm_eval, errors=errors,
+                              mAP=float(table.loc['random', 'total']), finite=math.isfinite(learn.recorder.values[-1][0]))))
+    '''))
+    assert got['arch'] == 'tiny_cnn' and got['names'][-1] == 'tiny_cnn' and 'digits_cnn' in got['names'], got
+    assert got['features'] == 16 and got['frozen'] == 1 and got['norm_eval'] is False, got      # train_stages=1: the first block frozen
+    assert got['finite'] and 0 < got['mAP'] <= 100, got
+    e = got['errors']
+    assert '`train_stages` must be an integer in 1..2 for tiny_cnn, got 3' in e['stages'], e
+    assert "got 'resnet5'" in e['unknown'] and 'digits_cnn, tiny_cnn, the registered backbones' in e['unknown'], e
+    assert '@register_backbone' in e['unknown'], e
+    assert "backbone 'resnet5' is not registered" in e['model'] and "@register_backbone('resnet5', stages=...)" in e['model'], e
+    assert "backbone 'tiny_cnn' is registered already (by tiny_cnn)" in e['taken'], e
