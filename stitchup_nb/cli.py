@@ -150,7 +150,7 @@ def stitchup_test(
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
         if t is not None: check_values({'t': t}, ('t',))
         path = Path(out) if out else ck.parent/'test_metrics.json'
-        check_out(path, [ck] + ([config] if config else []))
+        check_out(path, [ck] + ([config] if config else []), own=ck.parent)
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
                                       peer_labels=False, data_root=data_root, appendix=appendix)   # scoring needs no training labels
         epochs = learn.run_record.checkpoint[1]
@@ -227,6 +227,7 @@ def stitchup_noise(
         path = Path(out or noisy_fname(noise_rate))
         if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
+        check_out(path)                  # never a run's file: a checkpoint, config.json, metrics.json, test_metrics.json
         _check_noise_out(path, src)
         if path.exists() and not overwrite:
             raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')

@@ -77,14 +77,21 @@ def is_kit_file(p) -> bool:
     except (OSError, ValueError): return False
     return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
 
-def check_out(out, inputs=()) -> Path:
+def check_out(out, inputs=(),
+              own=None) -> Path:     # the folder of the run whose numbers `out` holds (stitchup_test: the checkpoint's)
     """Refuse an output file (`--out`) that is a folder, one of the call's `inputs`, or named as a run's own files are
-    (config.json, metrics.json, epoch_N.pth, .lock): there a run would take it for its own, wherever it is written."""
+    (config.json, metrics.json, epoch_N.pth, .lock): there a run would take it for its own, wherever it is written; and
+    the test_metrics.json of a run's folder other than `own`, which would then carry another run's scores."""
     out = Path(out)
     if out.is_dir(): raise IsADirectoryError(f'--out {out} is a folder: pass a file path in it, e.g. --out {out/"scores.json"}')
     if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(r'epoch_\d+\.pth', out.name) or \
        out.resolve() in {Path(p).resolve() for p in inputs}:
         raise FileExistsError(f'--out {out} would overwrite an input or a file of the run, or be taken for one: choose another --out')
+    d = out.parent
+    if out.name == 'test_metrics.json' and ((d/'config.json').is_file() or checkpoints(d)) and \
+       (own is None or d.resolve() != Path(own).resolve()):
+        raise FileExistsError(f'--out {out} is the test_metrics.json of the run in {d}, which would then carry '
+                              f'{"the scores of a checkpoint of " + str(own) if own else "these numbers"}: choose another --out')
     return out
 
 def forget_work_dir(work):
@@ -95,14 +102,15 @@ def forget_work_dir(work):
         work.rmdir()
 
 @in_python_words
-def prepare_work_dir(work, resume=None, overwrite:bool=False):
+def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
     """Refuse a work dir that holds a run, unless the call resumes it (`resume`: 'auto', or a checkpoint in `work`) or
-    (`overwrite`) replaces it: then its files are deleted, and only if the kit wrote every one of them (`is_kit_file`): a
-    user's own `config.json` is never deleted."""
+    (`overwrite`) replaces it, and only if the kit wrote every one of its files (`is_kit_file`: a user's own `config.json`
+    is never deleted). Returns the files an `overwrite` replaces; the caller deletes them once the new run is built, every
+    option and the data checked (`run_training`), so a call refused on the way deletes nothing."""
     for t in Path(work).glob('*.tmp'):          # a write killed mid-way (kill -9) left its temporary: the lock says no one writes now
         if (name := temporary_target(t.name)) and (name in _KIT_JSON or re.fullmatch(r'epoch_\d+\.pth', name)): t.unlink()
     found = run_files(work)
-    if not found or resume == 'auto' or (resume and Path(resume).resolve().parent == Path(work).resolve()): return
+    if not found or resume == 'auto' or (resume and Path(resume).resolve().parent == Path(work).resolve()): return []
     if resume:      # a checkpoint of another folder, resumed into one that holds a run: its files would describe two runs
         raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}), and --resume {resume} '
                               "is another folder's checkpoint: resume it into its own folder or into an empty --work_dir")
@@ -113,7 +121,7 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False):
         raise FileExistsError(f'work_dir {work}: --overwrite deletes only the files a run of the kit wrote, and {", ".join(foreign)} '
                               'were not written by one (not a run configuration, metrics or checkpoint of stitchup_train): '
                               'move them away, or pass another --work_dir; nothing was deleted')
-    for p in found: p.unlink()
+    return found
 
 # %% ../nbs/07b_runs.ipynb #feaeb3a4
 def write_json(obj, path):

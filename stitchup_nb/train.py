@@ -176,7 +176,7 @@ def run_training(cfg:dict) -> tuple:
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
     done = False
     try:
-        if lock: prepare_work_dir(work, cfg['resume'], cfg['overwrite'])
+        stale = prepare_work_dir(work, cfg['resume'], cfg['overwrite']) if lock else []    # --overwrite: the run it replaces
         ck, history = _resume_checkpoint(work, cfg['resume']), None
         if ck is not None:
             ck_state = check_resume(ck, cfg, FLAGS)       # the checkpoint's contents
@@ -189,6 +189,7 @@ def run_training(cfg:dict) -> tuple:
                                  'resume with the same options, or pass another --work_dir')
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
+        for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')
         start = 0
         if ck is not None:

@@ -132,6 +132,12 @@ def world(quick_run, tmp_path_factory):
         ([a for a in T if a not in ('--noise_rate', '0.5')] + ['--work_dir', fresh('nfk'), '--noise_file', str(app/'class_freq_0.5noise.pkl'),
           '--noise_kind', 'asym', '--noise_neg_rate', '0.1'], '--noise_kind asym has no effect with --noise_file', fresh('nfk')),
         (T + ['--work_dir', D, '--resume', 'auto', '--overwrite'], '--resume auto continues the run in the work dir, --overwrite deletes it', None),
+        # ---- --overwrite deletes the old run only once the new one has passed every check (the data's too); no --out is a run's file
+        (T + ['--work_dir', D, '--overwrite', '--bs', '4096'], '--bs 4096 is more than the 304 training images', None),
+        ([a for a in T if a not in ('--noise_rate', '0.5')] + ['--work_dir', D, '--overwrite', '--noise_file', str(root/'bad.json')],
+         'not a readable pickle', None),
+        (['stitchup_noise', '--dataset', 'digits-small', '--out', str(done/'epoch_2.pth')], 'would overwrite an input or a file of the run', None),
+        (['stitchup_test', str(best/'epoch_2.pth'), '--out', str(done/'test_metrics.json')], f"is the test_metrics.json of the run in {done}", None),
         (T + ['--work_dir', fresh('wu'), '--warmup_epoch', '2'], '--warmup_epoch 2 is not before the end of training (--epochs 2', fresh('wu')),
         (T + ['--work_dir', fresh('dfb'), '--data_factor', '1000000000000'], '--data_factor must be an integer >= 1, at most 1024', fresh('dfb')),
         (T + ['--work_dir', fresh('epb'), '--epochs', '100000000'], '--epochs must be an integer >= 1, at most 10000', fresh('epb')),
@@ -157,7 +163,7 @@ def test_there_are_enough_cases(world):
     assert len(world[0]) >= 26 + 25
 
 
-@pytest.mark.parametrize('k', range(80))
+@pytest.mark.parametrize('k', range(100))
 def test_each_case_is_refused_by_name_and_changes_nothing(world, k):
     cases, answers, before, after = world
     if k >= len(cases): pytest.skip('no such case')
