@@ -130,7 +130,9 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--jobs', '2', '--report'], '--jobs applies to a grid'),
                (['--methods', 'bce,nope'], "--methods: no method 'nope'"),
                (['--peers', '--methods', 'bce'], '--methods: the peers grid runs none of bce'),
-               (['--sweep', '--methods', 'full'], '--methods applies to a grid of separate runs')]
+               (['--sweep', '--methods', 'full'], '--methods applies to a grid of separate runs'),
+               (['--report', '--seeds', '7'], '--seeds does not apply to --report'),
+               (['--quick', '--verify', '1', '--epochs', '5'], '--epochs does not apply to --verify')]
 
 # every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the
 # command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them
@@ -222,3 +224,18 @@ def test_appending_under_another_header_is_refused(tmp_path):
     assert bm.upgrade_csv(out) == 1
     bm.append_rows(out, [_row(KEYS[0])])
     assert [r['method'] for r in csv.DictReader(open(out))] == ['BCE', 'm0']
+
+
+def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_path):
+    "An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's."
+    out = tmp_path/'benchmark.csv'
+    with open(out, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
+        w.writerow({**dict.fromkeys(bm.FIELDS, ''), 'method': 'BCE', 'kind': 'flip', 'rate': .5, 'seed': 0, 'epochs': 8,
+                    'config': json.dumps({'dataset': 'digits', 'method': 'bce'})})
+    before = out.read_bytes()
+    for args, said in ((['--methods', 'bce', '--epochs', '1', '--seeds', '9'], 'and this grid runs 1 epochs on digits'),
+                       (['--quick'], 'and this grid runs 1 epochs on digits-small')):
+        p = _bench(*args, '--out', str(out))
+        assert p.returncode == 2 and f'--out {out} holds rows of 8 epochs on digits' in p.stderr and said in p.stderr, p.stderr
+    assert out.read_bytes() == before and sorted(q.name for q in tmp_path.iterdir()) == ['benchmark.csv']   # no fingerprints, no claims

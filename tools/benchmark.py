@@ -26,7 +26,7 @@ fingerprint matches) already in the CSV are skipped, so an interrupted grid pick
 made by other behaviour is re-run beside its rows. Each run uses --threads PyTorch threads (default 1: one copy per
 core), so a row does not depend on what runs beside it.
 """
-import argparse, json, os, subprocess, sys, tempfile, warnings
+import argparse, csv, json, os, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
@@ -40,16 +40,17 @@ from stitchup_nb.report import report
 COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the file of the grid's parts the first one computed
 
 
-def grid_fingerprints(runs, dataset, epochs, sweep) -> str:
+def grid_fingerprints(runs, dataset, epochs, sweep, file) -> str:
     """Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid on this machine; the path of
-    a file holding them (the rows are stamped with them; the committed file records them as this machine's)."""
+    a file holding them (the rows are stamped with them; `file`, the fingerprints.json beside the CSV, records them as
+    this machine's: `results.load` reads them there)."""
     keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
     if sweep: keys |= {behaviour_key('full', dataset, epochs, {'t': t}) for t in TS}
     kinds = sorted({s['kind'] for _, o, s, _, _ in runs if o.get('noise_rate', s['rate']) > 0})
     want = json.dumps({'methods': sorted(keys), 'noise': kinds, 'data': [dataset]})
     fd, parts = tempfile.mkstemp(prefix='stitchup_grid_parts_', suffix='.json'); os.close(fd)
     if subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2',
-                       '--parts-out', parts]).returncode:
+                       '--parts-out', parts, '--file', str(file)]).returncode:
         sys.exit('benchmark.py: the grid\'s fingerprints could not be computed (tools/fingerprints.py --add, above); nothing ran')
     return parts
 
@@ -92,6 +93,11 @@ def options(ap, argv) -> tuple:
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
+    if a.report and (k := next((f for f, v in (('--seeds', a.seeds), ('--epochs', a.epochs), ('--verify', a.verify),
+                                                ('--threads', a.threads != 1 or None), ('--out', a.out)) if v is not None), None)):
+        ap.error(f'{k} does not apply to --report, which writes the tables and figures from the CSVs as they are')
+    if a.verify is not None and (k := '--epochs' if a.epochs is not None else '--seeds' if a.seeds is not None else None):
+        ap.error(f'{k} does not apply to --verify, which re-runs rows as they were made (their own epochs and seed)')
     if a.methods is not None and (a.report or a.verify is not None or a.plus or a.sweep):
         ap.error('--methods applies to a grid of separate runs: not to --report, --verify, --plus (its candidates and '
                  'baselines run together) or --sweep (one training makes every t)')
@@ -103,6 +109,17 @@ def options(ap, argv) -> tuple:
         there = sorted({o['method'] for _, o, _, _ in grid(name)})
         if not set(want) & set(there): ap.error(f"--methods: the {name} grid runs none of {', '.join(want)}; it runs {', '.join(there)}")
     return a, name, seeds, want
+
+
+def check_schedule(ap, out, epochs, dataset):
+    "Refuse a CSV that holds rows of another schedule (epochs, data set): its rows would count as done, or be averaged with them."
+    if not out.is_file(): return
+    with open(out) as f:
+        try: held = {(int(r['epochs']), json.loads(r['config']).get('dataset')) for r in csv.DictReader(f) if r.get('config')}
+        except (KeyError, TypeError, ValueError): ap.error(f'--out {out} is not a results CSV of this tool (no epochs or config column): pass another --out')
+    if other := sorted(h for h in held if h != (epochs, dataset)):
+        ap.error(f'--out {out} holds rows of {", ".join(f"{e} epochs on {d}" for e, d in other)}, and this grid runs {epochs} '
+                 f'epochs on {dataset}: a table would average them together; pass another --out (or --epochs {other[0][0]})')
 
 
 def reverify(ap, out, k):
@@ -175,21 +192,23 @@ def main(argv=None):
     ap = parser()
     a, name, seeds, want = options(ap, argv)
     if a.report: print(report()); return
+    out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
+    epochs, dataset = a.epochs or (1 if a.quick else 8), 'digits-small' if a.quick else 'digits'
+    if a.verify is None:
+        for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}: check_schedule(ap, csv_path, epochs, dataset)
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
-    out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
     warnings.filterwarnings('ignore')
     if a.verify is not None: return reverify(ap, out, a.verify)
-    epochs = a.epochs or (1 if a.quick else 8)
     out.parent.mkdir(parents=True, exist_ok=True)
     runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
     if a.methods is not None: runs = [r for r in runs if r[1]['method'] in want]
-    dataset = 'digits-small' if a.quick else 'digits'
     base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     # a copy started below finds them computed by the copy that started it (in the file): computing them again costs minutes
-    parts = os.environ.get(COPY) or grid_fingerprints(runs + base, dataset, epochs, a.sweep)
+    fp_file = out.parent/FINGERPRINTS.name         # beside the CSV, where results.load reads them
+    parts = os.environ.get(COPY) or grid_fingerprints(runs + base, dataset, epochs, a.sweep, fp_file)
     here = json.loads(Path(parts).read_text())     # this machine's parts: a new row is stamped with them
-    fps = load_fingerprints(FINGERPRINTS)          # every machine's: a row any of them made is done
+    fps = load_fingerprints(fp_file)               # every machine's: a row any of them made is done
     # the other copies start once the fingerprints are in place; each claims its own runs
     copies = start_copies(a.jobs, argv, parts) if a.jobs > 1 else []
     current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] in row_fingerprints(r, fps)   # made by this behaviour
