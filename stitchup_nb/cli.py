@@ -19,7 +19,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
     from stitchup_nb.runs import check_out, checkpoints, read_checkpoint, read_json, run_checkpoint, write_json
-    from stitchup_nb.console import map_note, summary
+    from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
@@ -30,7 +30,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
     'stitchup_nb.runs': 'check_out checkpoints read_checkpoint read_json run_checkpoint write_json',
-    'stitchup_nb.console': 'map_note summary',
+    'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
 
 def _stack():
@@ -91,21 +91,32 @@ def _last_checkpoint(cfg:dict) -> str:
     "The run's last epoch_N.pth, or 'none yet'."
     return str(((checkpoints(Path(cfg['work_dir'])) if cfg['work_dir'] else []) or ['none yet'])[-1])
 
-def _resume_command(argv:list) -> str:
-    "The command that continues an interrupted `stitchup_train argv`: the same flags, with `--resume auto` for its --resume or --overwrite."
-    out, drop = ['stitchup_train'], False
+def _resume_command(argv:list, keep:bool=False) -> str:
+    """The command that continues an interrupted `stitchup_train argv`: the same flags, with `--resume auto` for its --resume
+    or --overwrite; `keep`: its own --resume checkpoint stays (a resume from another folder's that saved nothing here yet)."""
+    out, drop, own = ['stitchup_train'], False, None
     for a in argv:
-        if drop or a == '--overwrite' or a.startswith('--resume='): drop = False; continue
+        if drop: drop, own = False, a; continue
+        if a == '--overwrite': continue
+        if a.startswith('--resume='): own = a.split('=', 1)[1]; continue
         if a == '--resume': drop = True; continue
         out.append(a)
-    quote = lambda a: a if re.fullmatch(r'[\w@%+=:,./-]+', a) else "'" + a.replace("'", "'\"'\"'") + "'"   # as a POSIX shell reads it
-    return ' '.join(map(quote, out + ['--resume', 'auto']))
+    return ' '.join(map(shell_quote, out + ['--resume', own if keep and own else 'auto']))
+
+def _way_on(cfg:dict, argv:list) -> str:
+    "What continues an interrupted run: its resume command, or the scoring of its last checkpoint if training had ended."
+    if not cfg['work_dir']: return 'nothing was saved (no --work_dir)'
+    cks = checkpoints(Path(cfg['work_dir']))
+    if cks and int(cks[-1].stem.split('_')[1]) >= cfg['epochs']:      # interrupted while scoring: nothing is left to train
+        return f'training had ended; score it with: stitchup_test {shell_quote(cks[-1])}'
+    return f'continue with: {_resume_command(argv, keep=not cks)}'
 
 def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
-    _stack()
-    with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**{**flag_defaults(), **opts})   # checked before anything is written
+    cfg = None
     try:
+        _stack()
+        with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**{**flag_defaults(), **opts})   # checked before anything is written
         with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
@@ -116,10 +127,10 @@ def stitchup_train(**opts):
         sys.exit(1)
     except KeyboardInterrupt:               # Ctrl-C: where the run stands and the command that continues it
         if not is_cli(stitchup_train): raise
-        if rank_distrib() == 0:
-            way_on = (f'continue with: {_resume_command(sys.argv[1:])}' if cfg['work_dir']
-                      else 'nothing was saved (no --work_dir)')
-            print(f'stitchup_train: interrupted; last checkpoint: {_last_checkpoint(cfg)}; {way_on}', file=sys.stderr, flush=True)
+        if cfg is None: print('stitchup_train: interrupted before the run began; nothing was written', file=sys.stderr, flush=True)
+        elif rank_distrib() == 0:
+            print(f'stitchup_train: interrupted; last checkpoint: {_last_checkpoint(cfg)}; {_way_on(cfg, sys.argv[1:])}',
+                  file=sys.stderr, flush=True)
         sys.exit(130)
     if rank_distrib() == 0: print(summary(learn, table))
 

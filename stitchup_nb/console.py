@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_console.ipynb #bbd1079d
 from __future__ import annotations
-import time
+import re, time
 from pathlib import Path
 import pandas as pd
 from fastai.callback.core import Callback
@@ -17,7 +17,7 @@ from .methods import METHODS, PRESETS
 from .runs import MetricsJSON, TrainedEpoch, checkpoints
 
 # %% auto #0
-__all__ = ['StepLines', 'EpochLines', 'EpochBars', 'map_note', 'summary', 'correction_lines']
+__all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'correction_lines']
 
 # %% ../nbs/10a_console.ipynb #4d55e540
 class StepLines(Callback):
@@ -68,6 +68,11 @@ class EpochBars(ProgressCallback):
 
 
 # %% ../nbs/10a_console.ipynb #70c23353
+def shell_quote(arg) -> str:
+    "`arg` (a path, a flag's value) as a POSIX shell reads it back, for the commands the kit prints to copy (no shlex: no subprocess here)."
+    a = str(arg)
+    return a if re.fullmatch(r'[\w@%+=:,./-]+', a) else "'" + a.replace("'", "'\"'\"'") + "'"
+
 def map_note(table:pd.DataFrame, t:float) -> str:
     "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
     note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
@@ -101,7 +106,7 @@ def summary(learn, table:pd.DataFrame) -> str:
         cks = checkpoints(w)
         span = 'epoch_N.pth' if not cks else cks[0].name if len(cks) == 1 else f'{cks[0].name}..{cks[-1].name}'
         lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
-                  f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {cks[-1] if cks else w/"epoch_N.pth"})',
+                  f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
                   '  metrics.json       per-epoch rows and this table']
     return '\n'.join(lines)
 
