@@ -60,7 +60,9 @@ def _said(func, prog:str):
         with cli_words(is_cli(func)): yield
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         if not is_cli(func): raise
-        print(f'{prog}: {getattr(e, "strerror", None) or e}', file=sys.stderr, flush=True)
+        said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
+        if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
+        print(f'{prog}: {said}', file=sys.stderr, flush=True)
         sys.exit(2)
 
 class _Flag(Param):

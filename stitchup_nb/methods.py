@@ -9,7 +9,7 @@ from .config import (_int, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, i
                                 values_by)
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'resolve']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00c_config)
@@ -126,13 +126,19 @@ def _uses_dbfocal(loss, branches) -> bool:
     if loss is None: return branches in ('both', 'balanced')
     return 'dbfocal' in (loss.split(',') if isinstance(loss, str) else list(loss))
 
-def _check_used(method:str, cfg:dict, given:dict, base:dict):
-    "Refuse a given option that this run would not read (the value its preset and method give passes: a run's own config.json)."
+def unused_options(method:str, cfg:dict) -> dict:
+    """The options a run of `method` with resolved configuration `cfg` would not read, each with why: the ensemble weight `t`
+    of one branch, `warmup_epoch` without correction, DB-Focal's `db_lambda`/`db_mu` where no branch trains with it."""
     db = _uses_dbfocal(cfg.get('loss'), cfg['branches'])
     why = {'t': None if cfg['branches'] == 'both' or 't' in METHODS[method] else 'has one branch, so no ensemble weight',
            'warmup_epoch': None if cfg['correct'] else 'corrects no label',
            'db_lambda': None if db else 'trains no branch with DB-Focal', 'db_mu': None if db else 'trains no branch with DB-Focal'}
-    if (k := next((k for k, w in why.items() if w and k in given and given[k] != base.get(k)), None)):
+    return {k: w for k, w in why.items() if w}
+
+def _check_used(method:str, cfg:dict, given:dict, base:dict):
+    "Refuse a given option that this run would not read (the value its preset and method give passes: a run's own config.json)."
+    why = unused_options(method, cfg)
+    if (k := next((k for k in why if k in given and given[k] != base.get(k)), None)):
         raise ValueError(f"--{k} {given[k]} has no effect: method {method!r} (branches {cfg['branches']!r}, loss "
                          f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
 
@@ -161,7 +167,11 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if source.fixed_size and given.get('size', preset['size']) != preset['size']:
         raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
-    if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
+    if not source.seeded:                             # only a source drawn from a seed (Digits-MLT) has one
+        if given.get('data_seed') not in (None, 0):
+            raise ValueError(f"--data_seed {given['data_seed']} is not used by the {dataset} preset: only a Digits-MLT instance "
+                             'is drawn from a seed; drop it')
+        cfg['data_seed'] = None
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})
     named = sorted(k for k in given if k in THRESHOLDS)
