@@ -13,7 +13,7 @@ from fastai.learner import SkipToEpoch
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .colearn import CORRECTION_COUNTS
-from .methods import METHODS, PRESETS
+from .methods import PRESETS, method_words
 from .runs import MetricsJSON, TrainedEpoch, checkpoints
 
 # %% auto #0
@@ -86,8 +86,8 @@ def summary(learn, table:pd.DataFrame) -> str:
     rec = learn.run_record                  # the pipeline's record of the run (10b_train)
     cfg = rec.config
     noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
-    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {cfg['method']} "
-             f"({METHODS[cfg['method']]['label']}), {rec.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
+    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {method_words(cfg)}, "
+             f"{rec.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
              map_note(table, get_model(learn.model).t)]
     if rec.holdout is not None:      # choose_final_t set the model's t; its curve is in metrics.json
         lines.insert(1, f'ensemble weight t = {get_model(learn.model).t:g}, chosen on {len(rec.holdout[0])} held-out training '

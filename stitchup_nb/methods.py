@@ -9,7 +9,8 @@ from .config import (_int, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, i
                                 values_by)
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve',
+           'method_words']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00c_config)
@@ -201,3 +202,17 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
         cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if _int(cfg['epochs']) else None
     return cfg
+
+_SHAPE = {'branches': None, 'stitch': None, 'loss': None, 'correct': False, 'stitch_branches': 'all', 'peer': None, 'random_below': 0.}
+
+def _shape(entry:dict) -> tuple: return tuple(entry.get(k, d) or d for k, d in _SHAPE.items())
+
+def method_words(cfg:dict) -> str:
+    """A run's method in words, as a summary names it: `full (Stitch-Up+Co-Learning)`, and where options changed what the
+    method trains, those changes and the method of the table the run then is (`--method full --branches random`)."""
+    m = cfg['method']
+    said = f"{m} ({METHODS[m]['label']})"
+    changed = [f'{k} {cfg.get(k)}' for k, d in _SHAPE.items() if (cfg.get(k) or d) != (METHODS[m].get(k) or d)]
+    if not changed: return said
+    same = next((n for n, e in METHODS.items() if n != m and _shape(e) == _shape(cfg)), None)
+    return said + ' with ' + ', '.join(changed) + (f": that is method {same!r} ({METHODS[same]['label']})" if same else '')
