@@ -62,14 +62,17 @@ def check_config(cfg:dict, flags=()) -> dict:
         raise ValueError(f"{name('resume')} {cfg['resume']} continues the run in the work dir, {name('overwrite')} deletes it: "
                          'pass one of them (--overwrite to start again, --resume to go on)')
     try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
-    except ValueError as e: raise ValueError(f'--{e}') from None
+    except ValueError as e:          # 'random_head: need ...': named as the two options of that pair
+        pair, _, why = str(e).partition(': ')
+        raise ValueError(f"{name(pair + '_alpha')} {cfg[pair + '_alpha']} and {name(pair + '_beta')} {cfg[pair + '_beta']}: {why}") from None
     n = get_backbone(cfg['arch']).stages          # registered: `arch` passed its rule above
     if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}")
     if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
         raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
     names = ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']]
-    branch_losses(cfg['loss'], names)
+    try: branch_losses(cfg['loss'], names)
+    except ValueError as e: raise ValueError(f"{name('loss')} {str(e).removeprefix('loss ')}") from None
     if cfg.get('stitch_branches', 'all') != 'all':
         if cfg['stitch'] in (None, 'none'):
             raise ValueError(f"{name('stitch_branches')} {cfg['stitch_branches']} has no effect without Stitch-Up (--stitch none); drop it")
