@@ -4,7 +4,7 @@
 
 # %% ../nbs/13a_noise_estimate.ipynb #90533407
 from __future__ import annotations
-import sys, time, warnings
+import sys, tempfile, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +13,8 @@ import pandas as pd
 from .data import LabelledSet, check_labels
 from .files import atomic_write
 from .models import create_model
-from .methods import PRESETS
-from .config import cli_words, in_python_words
+from .methods import PRESETS, data_source
+from .config import check_values, cli_words, in_python_words
 from .train import load_benchmark, training_labels
 from .experiments import commit, machine, source_hash
 from .results import RESULTS
@@ -151,6 +151,14 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
                             folds:int=5, seed:int=0, device=None) -> dict:
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+    given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
+    check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
+    source = data_source(dataset)
+    if not source.reads_files and (k := next((k for k, v in (('data_root', data_root), ('appendix', appendix)) if v), None)):
+        raise ValueError(f'--{k} is not used by --dataset {dataset}, which reads no files; drop it')
+    if not source.seeded and data_seed: raise ValueError(f'--data_seed {data_seed} is not used by --dataset {dataset}: only a '
+                                                         'Digits-MLT instance is drawn from a seed; drop it')
+    if not (isinstance(folds, int) and folds >= 2): raise ValueError(f'--folds must be an integer >= 2, got {folds!r}')
     noise_rate = _rate(noise_rate, 'noise_rate')
     if noise_file and noise_rate: raise ValueError('--noise_file and --noise_rate both give the training labels: pass one of them')
     if noise_file and not Path(noise_file).is_file():
@@ -181,6 +189,11 @@ def said(res:dict) -> str:
 # %% ../nbs/13a_noise_estimate.ipynb #7328dba8
 from fastcore.script import call_parse, is_cli
 
+def _writable(folder:Path) -> bool:
+    "Whether a file can be made in `folder` (tried: the permission bits do not say it for root, or for /proc)."
+    try: tempfile.TemporaryFile(dir=folder).close(); return True
+    except OSError: return False
+
 @call_parse
 def stitchup_estimate_noise(
     dataset:str='digits',        # a preset: digits, digits-small, voc or coco (their images, backbone and labels)
@@ -202,6 +215,9 @@ def stitchup_estimate_noise(
         with cli_words(is_cli(stitchup_estimate_noise)):
             if out and check_out(out, [noise_file] if noise_file else []).exists() and not overwrite:     # before the probes run
                 raise FileExistsError(f'--out {out} exists: pass --overwrite to replace it, or another --out')
+            if out and not _writable(Path(out).absolute().parent):
+                raise PermissionError(f'--out {out}: its folder {Path(out).absolute().parent} does not exist or cannot be written: '
+                                      'pass an --out in a folder you can write to')
             res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
                                           data_root, appendix, data_seed, folds)
     except (ValueError, OSError) as e:

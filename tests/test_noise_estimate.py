@@ -36,7 +36,14 @@ BAD = [
     (['--dataset', 'digits-small', '--noise_rate', '1.5'], '--noise_rate must be in [0, 1], got 1.5'),
     (['--dataset', 'digits-small', '--noise_file', 'no/such.pkl'], '--noise_file no/such.pkl: no such file'),
     (['--dataset', 'digits-small', '--noise_rate', '0.3', '--noise_file', 'x.pkl'], 'pass one of them'),
-    (['--dataset', 'digits-small', '--folds', '1'], '--folds must be in 2..304'),
+    (['--dataset', 'digits-small', '--folds', '1'], '--folds must be an integer >= 2, got 1'),
+    (['--dataset', 'digits-small', '--folds', '400'], '--folds must be in 2..304'),
+    # every option by its flag and its declared rule, and none that the data set would ignore
+    (['--dataset', 'digits-small', '--data_seed', '-1'], '--data_seed must be an integer >= 0'),
+    (['--dataset', 'digits-small', '--noise_rate', '0.5', '--noise_seed', '99999999999'], '--noise_seed must be an integer >= 0, at most'),
+    (['--dataset', 'digits-small', '--noise_rate', '0.5', '--noise_neg_rate', '0.3'], '--noise_neg_rate is used only by --noise_kind asym'),
+    (['--dataset', 'digits-small', '--data_root', '/nope'], '--data_root is not used by --dataset digits-small, which reads no files'),
+    (['--dataset', 'digits-small', '--out', '/proc/x.csv'], 'does not exist or cannot be written'),
     # --out is checked before the probes run: never a folder, an input, a run's file or (without --overwrite) a file that exists
     (['--dataset', 'digits-small', '--out', 'tests'], '--out tests is a folder: pass a file path in it'),
     (['--dataset', 'digits-small', '--noise_file', 'README.md', '--out', 'README.md'], 'would overwrite an input'),
