@@ -162,6 +162,7 @@ def stitchup_test(
         ck = run_checkpoint(checkpoint)
         read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
         if t is not None: check_values({'t': t}, ('t',))
+        if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t

@@ -239,3 +239,6 @@ def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_pat
         p = _bench(*args, '--out', str(out))
         assert p.returncode == 2 and f'--out {out} holds rows of 8 epochs on digits' in p.stderr and said in p.stderr, p.stderr
     assert out.read_bytes() == before and sorted(q.name for q in tmp_path.iterdir()) == ['benchmark.csv']   # no fingerprints, no claims
+    notes = tmp_path/'notes.txt'; notes.write_text('my notes\n')
+    p = _bench('--quick', '--out', str(notes))
+    assert p.returncode == 2 and 'is not a results CSV of this tool' in p.stderr and notes.read_text() == 'my notes\n', p.stderr

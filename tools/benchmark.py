@@ -115,7 +115,10 @@ def check_schedule(ap, out, epochs, dataset):
     "Refuse a CSV that holds rows of another schedule (epochs, data set): its rows would count as done, or be averaged with them."
     if not out.is_file(): return
     with open(out) as f:
-        try: held = {(int(r['epochs']), json.loads(r['config']).get('dataset')) for r in csv.DictReader(f) if r.get('config')}
+        rows = csv.DictReader(f)
+        if out.stat().st_size and not {'epochs', 'config'} <= set(rows.fieldnames or ()):
+            ap.error(f'--out {out} is not a results CSV of this tool (its header has no epochs and config columns): pass another --out')
+        try: held = {(int(r['epochs']), json.loads(r['config']).get('dataset')) for r in rows if r.get('config')}
         except (KeyError, TypeError, ValueError): ap.error(f'--out {out} is not a results CSV of this tool (no epochs or config column): pass another --out')
     if other := sorted(h for h in held if h != (epochs, dataset)):
         ap.error(f'--out {out} holds rows of {", ".join(f"{e} epochs on {d}" for e, d in other)}, and this grid runs {epochs} '
