@@ -259,6 +259,9 @@ def noisy_files(path) -> dict:
 def read_appendix(path) -> Appendix:
     "Read and cross-check a benchmark's official split files (ids, class split, clean and noisy labels)."
     path = _need(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
+    if not path.is_dir():
+        raise NotADirectoryError(f'{path}: a file, not the appendix folder: pass the folder that holds it ({path.parent}), '
+                                 'where class_split.pkl, class_freq.pkl and the image ids are')
     id_file = next((path/f for f in ('img_id.txt', 'img_id.pkl') if (path/f).is_file()), path/'img_id.txt')
     ids = read_ids(_need(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
     groups = read_class_split(_need(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))

@@ -34,8 +34,14 @@ def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_s
 
 def _official(reader, preset:dict, data_root=None, appendix=None, size=None) -> tuple:
     "A VOC/COCO benchmark for `preset`, by default in the data/ layout of data/README.md: `(train, test, appendix)`."
-    app = read_appendix(appendix or preset['appendix'])
-    train, test = reader(root=data_root or preset['data_root'], appendix=app.path, size=size or preset['size'])
+    where = lambda flag, given, used: f"--{flag} {used}" + ('' if given else ", the preset's default")
+    try: app = read_appendix(appendix or preset['appendix'])
+    except FileNotFoundError as e: raise FileNotFoundError(f"{e} ({where('appendix', appendix, appendix or preset['appendix'])})") from None
+    root = data_root or preset['data_root']
+    try: train, test = reader(root=root, appendix=app.path, size=size or preset['size'])
+    except FileNotFoundError as e:      # a file of the images' folder, or one the appendix folder lacks
+        flag = ('appendix', appendix, app.path) if str(e).startswith(str(app.path)) else ('data_root', data_root, root)
+        raise FileNotFoundError(f'{e} ({where(*flag)})') from None
     return train, test, app
 
 @register_source('voc', reads_files=True)
