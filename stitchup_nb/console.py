@@ -13,11 +13,12 @@ from fastai.learner import SkipToEpoch
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .colearn import CORRECTION_COUNTS
+from .data import GROUPS
 from .methods import PRESETS, method_words
 from .runs import MetricsJSON, TrainedEpoch, checkpoints
 
 # %% auto #0
-__all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'correction_lines']
+__all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'threshold_words', 'correction_lines']
 
 # %% ../nbs/10a_console.ipynb #4d55e540
 class StepLines(Callback):
@@ -116,6 +117,17 @@ def summary(learn, table:pd.DataFrame) -> str:
                   '  metrics.json       per-epoch rows and this table']
     return '\n'.join(lines)
 
+def threshold_words(th:dict) -> str:
+    """What fixed thresholds `th` (the twelve of `colearn.THRESHOLDS`) let the correctors change, per class group, in a line:
+    why a run's corrections touch some groups only (the paper's VOC setting: head labels on above 0.7, tail labels off below 0.1)."""
+    said = []
+    for g in GROUPS:
+        on = sorted({th[f'{p}_{g}_alpha'] for p in ('random', 'balance')} - {1.})
+        off = sorted({th[f'{p}_{g}_beta'] for p in ('random', 'balance')} - {0.})
+        how = ([f"on above {'/'.join(f'{a:g}' for a in on)}"] if on else []) + ([f"off below {'/'.join(f'{b:g}' for b in off)}"] if off else [])
+        said.append(f"{g} labels switch {' and '.join(how)}" if how else f'{g} labels are never changed')
+    return 'the thresholds: ' + '; '.join(said)
+
 def correction_lines(learn) -> list:
     "The summary's lines on label correction: per corrector, the run's counts per batch draw, which epochs they cover, where the per-image counts are."
     cb, names = learn.co_learning, get_model(learn.model).names
@@ -128,6 +140,7 @@ def correction_lines(learn) -> list:
     unit, why = CORRECTION_COUNTS['draw'].split(' (', 1)
     lines = [f"label correction, counted {unit}, {epochs(first, last)}" + (", rank 0's batches" if num_distrib() > 1 else '') + ':',
              f'  ({why}']
+    if not cb.adaptive: lines.append(f'  {threshold_words(cb.th)}')
     if here and first <= here[0]:
         lines.append(f'  {epochs(first, here[0])} trained before this run resumed: their counts come from the rows its checkpoint carries')
     elif here and here[0] > 0:
