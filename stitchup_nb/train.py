@@ -21,7 +21,7 @@ from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
-from .methods import PRESETS, data_source, resolve, unused_options
+from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
                               lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
@@ -261,7 +261,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     if not (isinstance(saved, dict) and {'dataset', 'method'} <= set(saved)):
         raise ValueError(f'the configuration given for {ck} is not a run configuration (no dataset and method): pass the '
                          "config.json of the run that wrote it")
-    if t is not None and (why := unused_options(saved['method'], saved).get('t')):
+    if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
         raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
     if bad := sorted(set(moved) - set(_MOVABLE)):
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "

@@ -227,18 +227,25 @@ def test_appending_under_another_header_is_refused(tmp_path):
 
 
 def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_path):
-    "An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's."
-    out = tmp_path/'benchmark.csv'
+    """An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's; a
+    file that is no results CSV is not one. All three through BAD_DRIVER: one start-up of torch."""
+    out, notes = tmp_path/'benchmark.csv', tmp_path/'notes.txt'
     with open(out, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
         w.writerow({**dict.fromkeys(bm.FIELDS, ''), 'method': 'BCE', 'kind': 'flip', 'rate': .5, 'seed': 0, 'epochs': 8,
                     'config': json.dumps({'dataset': 'digits', 'method': 'bce'})})
-    before = out.read_bytes()
-    for args, said in ((['--methods', 'bce', '--epochs', '1', '--seeds', '9'], 'and this grid runs 1 epochs on digits'),
-                       (['--quick'], 'and this grid runs 1 epochs on digits-small')):
-        p = _bench(*args, '--out', str(out))
-        assert p.returncode == 2 and f'--out {out} holds rows of 8 epochs on digits' in p.stderr and said in p.stderr, p.stderr
-    assert out.read_bytes() == before and sorted(q.name for q in tmp_path.iterdir()) == ['benchmark.csv']   # no fingerprints, no claims
-    notes = tmp_path/'notes.txt'; notes.write_text('my notes\n')
-    p = _bench('--quick', '--out', str(notes))
-    assert p.returncode == 2 and 'is not a results CSV of this tool' in p.stderr and notes.read_text() == 'my notes\n', p.stderr
+    notes.write_text('my notes\n')
+    before = {p.name: p.read_bytes() for p in (out, notes)}
+    cases = [(['--methods', 'bce', '--epochs', '1', '--seeds', '9', '--out', str(out)],
+              [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits']),
+             (['--quick', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits-small']),
+             (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool'])]
+    (tmp_path/'cases.json').write_text(json.dumps([args for args, _ in cases]))
+    (tmp_path/'driver.py').write_text(BAD_DRIVER)
+    p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for (code, err), (_, said) in zip(json.loads((tmp_path/'answers.json').read_text()), cases):
+        assert code == 2 and all(s in err for s in said), err
+    assert {p.name: p.read_bytes() for p in (out, notes)} == before            # nothing written: no rows, no fingerprints, no claims
+    assert sorted(q.name for q in tmp_path.iterdir()) == ['answers.json', 'benchmark.csv', 'cases.json', 'driver.py', 'notes.txt']
