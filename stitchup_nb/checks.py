@@ -61,10 +61,7 @@ def check_config(cfg:dict, flags=()) -> dict:
     if cfg.get('resume') and cfg.get('overwrite'):
         raise ValueError(f"{name('resume')} {cfg['resume']} continues the run in the work dir, {name('overwrite')} deletes it: "
                          'pass one of them (--overwrite to start again, --resume to go on)')
-    try: check_thresholds(**{k: cfg[k] for k in THRESHOLDS})
-    except ValueError as e:          # 'random_head: need ...': named as the two options of that pair
-        pair, _, why = str(e).partition(': ')
-        raise ValueError(f"{name(pair + '_alpha')} {cfg[pair + '_alpha']} and {name(pair + '_beta')} {cfg[pair + '_beta']}: {why}") from None
+    check_thresholds(name, **{k: cfg[k] for k in THRESHOLDS})
     n = get_backbone(cfg['arch']).stages          # registered: `arch` passed its rule above
     if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}")

@@ -34,7 +34,8 @@ __all__ = ['PATCHED', 'CORRECTORS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
 
-def check_thresholds(**kw) -> dict:
+def check_thresholds(name=lambda k: k,   # how a message names a threshold (`check_config`: as the caller passed it, `--k`)
+                     **kw) -> dict:
     "All twelve thresholds (defaults filled in), validated: unknown names and `not 0 <= beta < alpha <= 1` raise."
     bad = sorted(set(kw) - set(THRESHOLDS))
     if bad: raise ValueError(f'unknown thresholds {bad}; valid names: {sorted(THRESHOLDS)}')
@@ -43,8 +44,8 @@ def check_thresholds(**kw) -> dict:
         for g in GROUPS:
             a, b = th[f'{p}_{g}_alpha'], th[f'{p}_{g}_beta']
             if not 0 <= b < a <= 1:
-                raise ValueError(f'{p}_{g}: need 0 <= beta < alpha <= 1, got alpha={a}, beta={b} '
-                                 '(alpha=1 and beta=0 switch correction off)')
+                raise ValueError(f'{name(f"{p}_{g}_alpha")} {a} and {name(f"{p}_{g}_beta")} {b}: need 0 <= beta < alpha <= 1, '
+                                 f'got alpha={a}, beta={b} (alpha=1 and beta=0 switch correction off)')
     return th
 
 def threshold_tensors(th:dict, groups:dict, n_classes:int, branch:str) -> tuple:
