@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, read_checkpoint, read_json, run_checkpoint, write_json
+    from stitchup_nb.runs import check_out, checkpoints, read_json, run_checkpoint, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
 
@@ -29,7 +29,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints read_checkpoint read_json run_checkpoint write_json',
+    'stitchup_nb.runs': 'check_out checkpoints read_json run_checkpoint write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
 
@@ -159,9 +159,7 @@ def stitchup_test(
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     _stack()
     with _said(stitchup_test, 'stitchup_test'):
-        ck = run_checkpoint(checkpoint)
-        read_checkpoint(ck)               # a crafted or damaged file is refused before any data is loaded
-        if t is not None: check_values({'t': t}, ('t',))
+        ck = run_checkpoint(checkpoint)     # load_run reads it (a crafted or damaged file refused) and checks --t, before any data
         if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
