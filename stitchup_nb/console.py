@@ -12,7 +12,7 @@ from fastai.callback.progress import ProgressCallback, master_bar, progress_bar
 from fastai.learner import SkipToEpoch
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .colearn import CORRECTION_COUNTS
+from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
 from .methods import PRESETS, method_words
 from .runs import MetricsJSON, TrainedEpoch, checkpoints
@@ -122,8 +122,8 @@ def threshold_words(th:dict) -> str:
     why a run's corrections touch some groups only (the paper's VOC setting: head labels on above 0.7, tail labels off below 0.1)."""
     said = []
     for g in GROUPS:
-        on = sorted({th[f'{p}_{g}_alpha'] for p in ('random', 'balance')} - {1.})
-        off = sorted({th[f'{p}_{g}_beta'] for p in ('random', 'balance')} - {0.})
+        on = sorted({th[f'{p}_{g}_alpha'] for p in CORRECTORS.values()} - {1.})
+        off = sorted({th[f'{p}_{g}_beta'] for p in CORRECTORS.values()} - {0.})
         how = ([f"on above {'/'.join(f'{a:g}' for a in on)}"] if on else []) + ([f"off below {'/'.join(f'{b:g}' for b in off)}"] if off else [])
         said.append(f"{g} labels switch {' and '.join(how)}" if how else f'{g} labels are never changed')
     return 'the thresholds: ' + '; '.join(said)

@@ -24,7 +24,7 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
+                              _KIT_JSON, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
                               run_checkpoint, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
@@ -258,7 +258,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
     if t is not None: check_values({'t': t}, ('t',))
     saved = config or saved_config(ck, state)
-    if not (isinstance(saved, dict) and {'dataset', 'method'} <= set(saved)):
+    if not (isinstance(saved, dict) and _KIT_JSON['config.json'](saved)):       # the shape of a run's config.json
         raise ValueError(f'the configuration given for {ck} is not a run configuration (no dataset and method): pass the '
                          "config.json of the run that wrote it")
     if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
