@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, read_json, run_checkpoint, write_json
+    from stitchup_nb.runs import check_out, checkpoints, read_json, read_scores, run_checkpoint, scores_record, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
 
@@ -29,7 +29,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints read_json run_checkpoint write_json',
+    'stitchup_nb.runs': 'check_out checkpoints read_json read_scores run_checkpoint scores_record write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
 
@@ -141,10 +141,13 @@ stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 
 # %% ../nbs/10_cli.ipynb #955ec639
-def _holds(path:Path, res:dict) -> bool:
-    "Whether the file `path` holds the scores `res` already (a file that is not such JSON holds other contents)."
-    try: return json.loads(path.read_text()) == json.loads(json.dumps(res))
-    except (ValueError, UnicodeDecodeError): return False
+def _holds(path:Path, rec:dict) -> bool:
+    """Whether the file `path` holds `rec` (a `scores_record`) already: the same table, of the same checkpoint, epochs and t
+    (a file of the first shape, the table alone, holds it when its table is the same; any other file holds other contents)."""
+    try: table, said = read_scores(path)
+    except ValueError: return False
+    plain = json.loads(json.dumps(rec))
+    return table == plain['scores'] and (not said or said == {k: v for k, v in plain.items() if k != 'scores'})
 
 @call_parse
 def stitchup_test(
@@ -167,14 +170,14 @@ def stitchup_test(
                                       peer_labels=False, data_root=data_root, appendix=appendix)   # scoring needs no training labels
         epochs = learn.run_record.checkpoint[1]
         table = evaluate(learn, train.groups)
-        res = table.round(4).to_dict(orient='index')
+        rec = scores_record(table.round(4).to_dict(orient='index'), ck, epochs, get_model(learn.model).t, config)
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
         print(map_note(table, get_model(learn.model).t))
-        if path.is_file() and not _holds(path, res) and not overwrite:
+        if path.is_file() and not _holds(path, rec) and not overwrite:
             raise FileExistsError(f'--out {path} exists with other contents (another checkpoint\'s or another --t\'s scores?), so '
                                   'the table above is not written: pass --overwrite to replace it, or another --out')
-        write_json(res, path)
+        write_json(rec, path)
         print(f'wrote {path}')
 
 # %% ../nbs/10_cli.ipynb #b5d727fe

@@ -15,7 +15,7 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
 from .methods import PRESETS, method_words
-from .runs import MetricsJSON, TrainedEpoch, checkpoints
+from .runs import MetricsJSON, TrainedEpoch, checkpoints, scores_note
 
 # %% auto #0
 __all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'threshold_words', 'correction_lines']
@@ -115,6 +115,7 @@ def summary(learn, table:pd.DataFrame) -> str:
         lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
                   f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
                   '  metrics.json       per-epoch rows and this table']
+        if note := scores_note(w): lines.append(f'  {note}')      # a run resumed past the checkpoint stitchup_test scored
     return '\n'.join(lines)
 
 def threshold_words(th:dict) -> str:

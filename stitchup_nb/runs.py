@@ -19,9 +19,9 @@ from .files import atomic_write, temporary_target
 
 # %% auto #0
 __all__ = ['RESUMABLE', 'METRICS_NOTES', 'run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file',
-           'check_out', 'forget_work_dir', 'prepare_work_dir', 'write_json', 'TrainedEpoch', 'Checkpoint',
-           'read_checkpoint', 'load_checkpoint', 'run_diff', 'resumed_changes', 'saved_config', 'read_json',
-           'check_resume', 'MetricsJSON']
+           'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'read_scores', 'scores_note',
+           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff',
+           'resumed_changes', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #1f639315
 def run_files(work) -> list:
@@ -64,8 +64,10 @@ def lock_work_dir(work):
     f.seek(0); f.truncate(); f.write(f'pid {os.getpid()} on {socket.gethostname()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}'); f.flush()
     return f
 
+_is_table = lambda d: isinstance(d, dict) and bool(d) and all(isinstance(v, dict) and 'total' in v for v in d.values())
+
 _KIT_JSON = {'config.json': lambda d: {'method', 'dataset'} <= set(d), 'metrics.json': lambda d: 'epochs' in d,
-             'test_metrics.json': lambda d: all(isinstance(v, dict) and 'total' in v for v in d.values())}
+             'test_metrics.json': lambda d: _is_table(d['scores'] if 'scores' in d else d)}   # its two shapes (`read_scores`)
 
 def is_kit_file(p) -> bool:
     "Whether `p` is a file `stitchup_train`/`stitchup_test` wrote: a checkpoint (a torch zip by its first bytes) or a JSON file of the kit's shape."
@@ -122,6 +124,36 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
                               'were not written by one (not a run configuration, metrics or checkpoint of stitchup_train): '
                               'move them away, or pass another --work_dir; nothing was deleted')
     return found
+
+# %% ../nbs/07b_runs.ipynb #f915e33a
+def scores_record(table:dict, checkpoint, epochs:int, t:float|None, config=None) -> dict:
+    """What `stitchup_test` writes (test_metrics.json): `scores`, the mAP table (row -> total/head/medium/tail), and what it
+    scores: the `checkpoint`, the `epochs` it had trained, the ensemble weight `t` (None for one branch) and `config`, the
+    configuration file passed (None: the one the checkpoint carries)."""
+    return {'scores': table, 'checkpoint': str(checkpoint), 'epochs': epochs, 't': t,
+            'config': None if config is None else str(config)}
+
+def read_scores(path) -> tuple:
+    """A test_metrics.json's table and what it scores (`scores_record`'s other keys; `{}` for a file of the first shape, the
+    table alone); a file of neither shape is refused by name."""
+    path = Path(path)
+    try: d = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as e: raise ValueError(f'{path} is no readable scores file ({e})') from None
+    if not (isinstance(d, dict) and _KIT_JSON['test_metrics.json'](d)):
+        raise ValueError(f'{path} holds no mAP table (stitchup_test writes one): pass a test_metrics.json')
+    return (d['scores'], {k: v for k, v in d.items() if k != 'scores'}) if 'scores' in d else (d, {})
+
+def scores_note(work) -> str|None:
+    """What to say of `work`'s test_metrics.json when it scores a checkpoint other than the run's last (a run resumed past
+    it), or says not which: how to score the run again; None when it scores the last, or there is none."""
+    work = Path(work)
+    if not (f := work/'test_metrics.json').is_file() or not (last := checkpoints(work)): return None
+    try: _, said = read_scores(f)
+    except ValueError: return None
+    if said.get('epochs') is not None and Path(said.get('checkpoint', '')).name == last[-1].name: return None
+    what = f"the scores of {Path(said['checkpoint']).name}" if said else 'scores of an unrecorded checkpoint'
+    return f'{f} holds {what}, not of {last[-1].name}: score the run again with stitchup_test {work} --overwrite'
+
 
 # %% ../nbs/07b_runs.ipynb #feaeb3a4
 def write_json(obj, path):

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 import pytest
 
+from stitchup_nb.runs import read_scores
+
 from tests.conftest import BIN, run_cli as run
 
 
@@ -41,7 +43,9 @@ def test_stitchup_test_reproduces_the_final_table(trained):
     head, *_, note, ens, wrote = out.strip().splitlines()      # what it scored, the table, what the table is, the file
     assert head.startswith(f"{work/'epoch_2.pth'} (2 epochs trained) on Digits-MLT test, ") and head.endswith('images: mAP (%)'), head
     assert note.startswith('mAP: ') and ens.startswith('ensemble: ') and wrote == f"wrote {work/'test_metrics.json'}", out
-    got = json.loads((work/'test_metrics.json').read_text())
+    got, said = read_scores(work/'test_metrics.json')                # the table, and what it scores
+    assert said == {'checkpoint': str(work/'epoch_2.pth'), 'epochs': 2, 'config': None,
+                    't': json.loads((work/'config.json').read_text())['t']}, said
     want = json.loads((work/'metrics.json').read_text())['final']
     for mode in want:
         for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3)
@@ -50,7 +54,8 @@ def test_stitchup_test_reproduces_the_final_table(trained):
 def test_stitchup_test_ensemble_weight(trained):
     work, _ = trained
     out = run(BIN/'stitchup_test', work/'epoch_2.pth', '--t', '1.0', '--out', work/'t1.json')
-    got = json.loads((work/'t1.json').read_text())
+    got, said = read_scores(work/'t1.json')
+    assert said['t'] == 1.0, said
     assert got['ensemble'] == pytest.approx(got['random'], abs=1e-6)      # t = 1: the random branch alone
     assert 'ensemble: the two branches\' logits, 1 × random + 0 × balanced' in out, out    # what the table says it scored
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from stitchup_nb.digits import digits_mlt
+from stitchup_nb.runs import read_scores
 from stitchup_nb.sampling import ClassAwareSampler, RandomSampler
 
 from tests.conftest import BIN, QUICK
@@ -92,7 +93,7 @@ def test_torchrun_trains_and_rank0_alone_writes(torchrun_run):
 def test_single_process_test_matches_distributed_evaluation(torchrun_run):
     work, _ = torchrun_run
     _launch([BIN/'stitchup_test', work/'epoch_2.pth'])
-    got = json.loads((work/'test_metrics.json').read_text())
+    got, _ = read_scores(work/'test_metrics.json')
     want = json.loads((work/'metrics.json').read_text())['final']
     for mode in want:
         for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3), (mode, k)
@@ -173,6 +174,7 @@ def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(tmp_path):
     assert m['world_size'] == 2 and len(m['holdout_map']) == 11
     assert m['holdout_map'][f"{m['t_chosen']:g}"] == max(m['holdout_map'].values())
     _launch([BIN/'stitchup_test', work/'epoch_1.pth', '--out', tmp_path/'t.json'])    # one process re-chooses t
-    got = json.loads((tmp_path/'t.json').read_text())
+    got, said = read_scores(tmp_path/'t.json')
+    assert said['t'] == m['t_chosen'], (said, m['t_chosen'])
     for mode in m['final']:
         for k in m['final'][mode]: assert got[mode][k] == pytest.approx(m['final'][mode][k], abs=1e-3), (mode, k)

@@ -7,6 +7,8 @@ import json, shutil
 import pytest
 import torch
 
+from stitchup_nb.runs import read_scores
+
 from tests.conftest import BIN, run_cli as run
 
 SMALL = ('--dataset', 'digits-small', '--epochs', '2', '--warmup_iters', '10', '--noise_rate', '0.7', '--quiet')
@@ -33,8 +35,9 @@ def test_full_plus_trains_holds_out_and_records_the_chosen_t(plus_run):
 def test_stitchup_test_scores_full_plus_with_the_same_t(plus_run, tmp_path):
     work, _ = plus_run
     run(BIN/'stitchup_test', work/'epoch_2.pth', '--out', tmp_path/'t.json')
-    final = json.loads((work/'metrics.json').read_text())['final']
-    assert json.loads((tmp_path/'t.json').read_text()) == final
+    m = json.loads((work/'metrics.json').read_text())
+    table, said = read_scores(tmp_path/'t.json')
+    assert table == m['final'] and said['t'] == m['t_chosen'], (said, m['t_chosen'])     # the file says the t it scored with
 
 
 def test_resumed_adaptive_run_ends_as_the_uninterrupted_one(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 
 from stitchup_nb.cli import stitchup_noise
 from stitchup_nb.fixtures import make_appendix, make_coco, make_voc
+from stitchup_nb.runs import read_scores
 from tests.conftest import BIN
 
 def run_cli(*args):
@@ -97,12 +98,14 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
 
     # 2. score the last checkpoint: the same table, number for number
     run_cli(BIN/'stitchup_test', work/'epoch_1.pth')
-    _same_table(json.loads((work/'test_metrics.json').read_text()), final)
+    _same_table(read_scores(work/'test_metrics.json')[0], final)
 
     # 3. resume with the same options, one epoch more: accepted, and it trains epoch 2 only
     out = run_cli(BIN/'stitchup_train', *base, '--epochs', '2', '--work_dir', work, '--resume', 'auto').stdout
     assert f"resuming from {work/'epoch_1.pth'} at epoch 1" in out
     assert (work/'epoch_2.pth').is_file()
+    # the scores of epoch_1.pth stay, and the summary says they are no longer the run's last checkpoint's
+    assert f"{work/'test_metrics.json'} holds the scores of epoch_1.pth, not of epoch_2.pth" in out, out[-800:]
     rows = json.loads((work/'metrics.json').read_text())['epochs']
     assert [r['epoch'] for r in rows] == [0, 1] and [r.get('resumed', False) for r in rows] == [False, True]   # said in the file
     assert json.loads((work/'config.json').read_text())['noise_source'] == said
