@@ -149,6 +149,15 @@ def _holds(path:Path, rec:dict) -> bool:
     plain = json.loads(json.dumps(rec))
     return table == plain['scores'] and (not said or said == {k: v for k, v in plain.items() if k != 'scores'})
 
+def _held(path:Path) -> str:
+    "What the file `path` holds, in words, for a refusal to write over it."
+    try: _, said = read_scores(path)
+    except ValueError: return 'other contents'
+    if not said: return 'another mAP table (its checkpoint not recorded)'
+    t = f", t {said['t']:g}" if isinstance(said.get('t'), (int, float)) else ''
+    e = said.get('epochs')
+    return f"the scores of {said.get('checkpoint')} ({e} epoch{'s' * (e != 1)} trained{t})"
+
 @call_parse
 def stitchup_test(
     checkpoint:str,               # an epoch_N.pth written by stitchup_train, or its work dir (its last epoch_N.pth)
@@ -175,7 +184,7 @@ def stitchup_test(
         print(table.round(2).to_string())
         print(map_note(table, get_model(learn.model).t))
         if path.is_file() and not _holds(path, rec) and not overwrite:
-            raise FileExistsError(f'--out {path} exists with other contents (another checkpoint\'s or another --t\'s scores?), so '
+            raise FileExistsError(f'--out {path} holds {_held(path)}, so '
                                   'the table above is not written: pass --overwrite to replace it, or another --out')
         write_json(rec, path)
         print(f'wrote {path}')
