@@ -172,7 +172,8 @@ _o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing n
   'a class_freq_{rate}noise.pkl to train on (then no other noise option applies)', type=str, by='noise')
 _o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at this rate where the appendix has them, else simulated '
   'noise (0: clean; default 0.5)', type=float, by='noise')
-_o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS)), 'simulated noise (default flip): flip (positives moved to other classes), '
+_o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS, lambda: f'one of {", ".join(NOISE_KINDS)} (a kind registered from a script with '
+                                       '@noise_kind is known once that script has run in this process)')), 'simulated noise (default flip): flip (positives moved to other classes), '
   'missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to '
   'co-occurring classes)', type=str, by='noise')
 _o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
@@ -183,7 +184,8 @@ _o('data_seed', 0, maybe(count(0, SEED_MAX)), 'Digits-MLT instance', type=int, o
 _o = _opt('colearn')
 _o('branches', None, one_of(('both', 'random', 'balanced'), 'both, random or balanced'), 'override the method: both, random (instance sampling) or balanced '
   '(class-aware sampling)', type=str, by='method')
-_o('loss', help="override the method: bce or dbfocal on every branch, or one per branch ('bce,dbfocal')", type=str, by='method')
+_o('loss', help="override the method: a loss of stitchup_nb.colearn.LOSSES (bce, dbfocal, or one added there) on every branch, "
+   "or one per branch ('bce,dbfocal')", type=str, by='method')
 _o('stitch', None, one_of(('feature', 'input', 'none'), 'feature, input or none'), 'override the method: Stitch-Up at the feature level, the input level, or none',
   type=str, by='method')
 _o('stitch_branches', 'all', one_of(('all', 'random', 'balanced'), 'all, random or balanced'), 'the branches Stitch-Up trains: all (the paper), random or balanced '

@@ -149,7 +149,8 @@ def resolve(dataset:str='digits',   # a key of PRESETS
             **options) -> dict:
     "The run configuration: the preset's values, then the method's, then every option that is not None."
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}')
+    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} (a method a script '
+                                               'adds to METHODS is known once that script has run in this process)')
     preset, source = PRESETS[dataset], data_source(dataset)
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
         raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
@@ -176,6 +177,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})
     named = sorted(k for k in given if k in THRESHOLDS)
+    own = {k: METHODS[method][k] for k in THRESHOLDS if k in METHODS[method]}    # a method entry's own, over the preset's
     if cfg.get('random_below'):
         if not cfg['correct']: raise ValueError(f"--random_below {cfg['random_below']} has no effect: method {method!r} with branches "
                                                 f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label (the rule counts the correctors' changes)")
@@ -190,10 +192,15 @@ def resolve(dataset:str='digits',   # a key of PRESETS
         if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
                                                 f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label")
         paper = {**THRESHOLDS, **preset['thresholds']}
+        if own: raise ValueError(f"METHODS[{method!r}] sets {next(iter(own))} and correction 'adaptive', whose per-class thresholds "
+                                 "come from the correctors' scores: drop one of them")
         if (k := next((k for k in named if given[k] != paper[k]), None)):
             raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
                              "from the correctors' scores); drop it, or pass --correction fixed")
-    if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds']}
+    if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds'], **own}
+    elif (k := next((k for k in own if own[k] != THRESHOLDS[k]), None)):
+        raise ValueError(f'METHODS[{method!r}] sets {k} {own[k]}, which has no effect: with branches {cfg["branches"]!r} and '
+                         f'correct={cfg["correct"]} it corrects no label (label correction needs both branches)')
     elif named and any(given[k] != THRESHOLDS[k] for k in named):
         raise ValueError(f'--{named[0]} has no effect: method {method!r} with branches {cfg["branches"]!r} and '
                          f'correct={cfg["correct"]} corrects no label (label correction needs both branches)')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_results.ipynb #b628e8ea
 from __future__ import annotations
-import json
+import json, warnings
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,12 @@ def load(name:str='benchmark', folder=RESULTS,
         out, selected = df[current_mask(df, load_fingerprints(Path(folder)/'fingerprints.json'))].copy(), 'current'
     else: out, selected = df[df.get('source_hash', pd.Series(index=df.index, dtype=str)) == current].copy(), current
     out.attrs.update(selected=selected, left_out=len(df) - len(out), file=str(f))
+    if len(df) and not len(out):     # every row left out: say why, rather than hand back an empty table
+        fp = Path(folder)/'fingerprints.json'
+        warnings.warn(f'{f}: none of its {len(df)} rows is ' + (f'of source {current}' if current is not True else
+                      f"made by the behaviour {fp} records" if fp.exists() else f'current: there is no {fp} beside it to say '
+                      'which are (tools/benchmark.py --out writes one; evidence.fingerprints computes one)')
+                      + '; load(..., current=None) gives every row', stacklevel=2)
     return out
 
 # %% ../nbs/13_results.ipynb #eaa4ddc1

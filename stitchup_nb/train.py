@@ -86,11 +86,15 @@ RECORDED = ('threshold_groups', 'noise_source')     # what config.json records a
 
 @in_python_words
 def train_config(**overrides) -> RunConfig:
-    "The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see `stitchup_nb.methods.resolve`), as a `RunConfig`."
+    """The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see
+    `stitchup_nb.methods.resolve`), as a `RunConfig`. An unknown option at None is dropped: None is an option not given,
+    which is how a run's config.json records an option a script declared (`config.option`) that the run did not use."""
     known = set(OPTIONS) | set(resolve()) | set(RECORDED)
+    overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
         said = ', '.join(repr(k) + ''.join(f' (did you mean {m!r}?)' for m in difflib.get_close_matches(k, known, 1)) for k in bad)
-        raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them)')
+        raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
+                         'one a script declares with stitchup_nb.config.option is known once that script has run in this process)')
     cfg = resolve(**{**flag_defaults(), **overrides})
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
