@@ -301,13 +301,16 @@ def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, 
            fps:dict|None=None) -> pd.DataFrame:
     """Re-run `k` random current rows of `csv_path` (made with this process's CPU kernels); raise unless each total
     matches to `tol` mAP when the row was made on this machine or on one `fps` records as computing alike
-    (`same_arithmetic`), to `cross_tol` when it was made on another."""
+    (`same_arithmetic`), to `cross_tol` when it was made on another. `fps` defaults to the fingerprints.json beside the
+    CSV (where `tools/benchmark.py --out` writes its grid's), else the committed file."""
     df = pd.read_csv(csv_path, dtype={'extra': str, 'config': str, 'source_hash': str, 'machine': str, 'fingerprint': str})
-    fps = load_fingerprints() if fps is None else fps
+    beside = Path(csv_path).parent/'fingerprints.json'
+    if fps is None: fps, said = load_fingerprints(beside if beside.is_file() else None), beside if beside.is_file() else FINGERPRINTS
+    else: said = 'the fingerprints given'
     cur = current_rows(df, fps)
     if cur.empty:
-        raise ValueError(f'{csv_path}: no row whose fingerprint matches the current code ({len(df)} rows made by other '
-                         'behaviour): re-run the grid with tools/benchmark.py first')
+        raise ValueError(f'{csv_path}: no row whose fingerprint matches the current code as {said} records it ({len(df)} rows made '
+                         'by other behaviour): re-run the grid with tools/benchmark.py first')
     here, me = cpu_kernels(), machine()         # a row re-runs to its digits only with the CPU kernels it was made with
     same = cur[cur.get('isa', pd.Series(index=cur.index, dtype=str)) == here]
     if same.empty:
