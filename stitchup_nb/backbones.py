@@ -191,7 +191,7 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
     kernels = cpu_kernels().replace(' ', '-')      # the CPU kernels change the weights too (below)
     path = cache_dir()/f'digits_cnn_w{width}_c{canvas}_e{epochs}_n{n}_b{bs}_aug{recipe}_seed{seed}_t1_{kernels}.pth'   # the recipe is the key (t1: one thread)
     if cache and path.exists(): return torch.load(path, weights_only=True)
-    if cache: print(f'pretraining the Digits CNN on clean glyphs: once for these CPU kernels, about a minute (cached in {path.parent})', flush=True)
+    if cache: print(f'pretraining the Digits CNN on clean glyphs: once for seed {seed} and these CPU kernels, about a minute (cached in {path.parent})', flush=True)
     # one PyTorch thread: with several, the order in which threads sum gradients changes the weights from run to
     # run, and with them every Digits-MLT result (the cache a fresh checkout builds must equal everyone else's)
     # and on a forked random state: a run that builds the cache (it seeds torch's global generator to train) must go

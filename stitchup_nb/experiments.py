@@ -14,7 +14,7 @@ import torch
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
-from .backbones import CPU_ENV, cpu_kernels
+from .backbones import CPU_ENV, cpu_kernels, pretrain_digits_cnn
 from .methods import METHODS, PRESETS
 from .config import in_python_words
 
@@ -150,6 +150,10 @@ def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:st
     return train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                            'epochs': epochs, 'quiet': True, 'work_dir': None, **opts})
 
+def _fill_caches(cfg):
+    "Fill the caches a run reads before its clock starts (the glyph-pretrained Digits CNN of its seed: about a minute the first time), so a row's `seconds` are its run's alone."
+    if cfg['pretrained'] and cfg['arch'] == 'digits_cnn': pretrain_digits_cnn(cfg['seed'], verbose=False)
+
 @in_python_words
 def one_run(method:str,        # the row's label (a method's table label, or a sweep's name)
             opts:dict,         # stitchup_train options: the method and any change, e.g. {'method': 'full', 't': .3}
@@ -158,6 +162,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
             dataset:str='digits', threads:int=1) -> dict:
     "Train one configuration with `threads` PyTorch threads and return its CSV row (results and provenance)."
     cfg = run_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)
+    _fill_caches(cfg)
     t0 = time.time()
     with torch_threads(threads):
         learn, table = run_training(cfg)
@@ -172,6 +177,7 @@ TS = (0., .1, .3, .5, .7, .9, 1.)
 def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     "Rows of the full method trained once (flip 0.5) and evaluated at several ensemble weights `t`."
     cfg = run_config({'method': 'full'}, 'flip', .5, seed, epochs, dataset)
+    _fill_caches(cfg)
     t0 = time.time()
     with torch_threads(threads):
         learn, _ = run_training(cfg)
