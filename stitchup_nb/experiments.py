@@ -16,7 +16,7 @@ from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
 from .backbones import CPU_ENV, cpu_kernels, pretrain_digits_cnn
 from .methods import METHODS, PRESETS
-from .config import in_python_words
+from .config import OPTIONS, in_python_words
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS',
@@ -150,17 +150,22 @@ def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:st
     return train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                            'epochs': epochs, 'quiet': True, 'work_dir': None, **opts})
 
+_ROW_OPTS = ('method', 'data_seed', *(k for k, o in OPTIONS.items() if o.by == 'noise'))   # what a row's `opts` may set
+
 def _fill_caches(cfg):
     "Fill the caches a run reads before its clock starts (the glyph-pretrained Digits CNN of its seed: about a minute the first time), so a row's `seconds` are its run's alone."
     if cfg['pretrained'] and cfg['arch'] == 'digits_cnn': pretrain_digits_cnn(cfg['seed'], verbose=False)
 
 @in_python_words
 def one_run(method:str,        # the row's label (a method's table label, or a sweep's name)
-            opts:dict,         # stitchup_train options: the method and any change, e.g. {'method': 'full', 't': .3}
+            opts:dict,         # the method, and the data or noise it trains on: {'method': 'full'}, {'method': 'bce', 'noise_rate': 0.}
             kind:str, rate:float, seed:int, epochs:int,
-            extra:dict|None=None,   # options that set this row apart from the method's (sweeps), recorded in `extra`
+            extra:dict|None=None,   # options that set this row apart from the method's, e.g. {'t': .3}: recorded in `extra`, keyed on by its fingerprint
             dataset:str='digits', threads:int=1) -> dict:
     "Train one configuration with `threads` PyTorch threads and return its CSV row (results and provenance)."
+    if k := next((k for k in opts if k not in _ROW_OPTS), None):
+        raise ValueError(f'one_run: opts sets {k!r} {opts[k]!r}, which changes what the method does: pass it in extra= instead, '
+                         "which the row records and its fingerprint keys on (opts holds the method and the data or noise it trains on)")
     cfg = run_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)
     _fill_caches(cfg)
     t0 = time.time()
