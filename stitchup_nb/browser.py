@@ -138,7 +138,7 @@ def _message_figure(title:str, message:str):
     "A figure that says something in words, where there is nothing to draw."
     text = _wrap(message, 120)
     fig, ax = plt.subplots(figsize=(10, 1 + .22 * text.count('\n')))     # an axis: IPython shows no figure without one
-    ax.axis('off'); ax.text(0, .5, text, va='center', fontsize=10, transform=ax.transAxes)
+    ax.axis('off'); fig.text(.03, .5, text, va='center', fontsize=10)     # from the figure's edge: a wrapped line fits its width
     fig.suptitle(title)
     return fig
 

@@ -121,13 +121,14 @@ class CorrectionBrowser(Browser):
                     other={c: st for c, st in chips.items() if c not in set(cs.tolist())})
 
     def history(self, i:int) -> pd.DataFrame:
-        "Per logged epoch: each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."
+        """Per logged epoch, numbered from 1 as the console and the checkpoints number them (epoch_N.pth; the history's keys are
+        fastai's epoch index, from 0): each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."""
         if not self.logged:
             raise ValueError('no epochs were logged: CorrectionBrowser.from_checkpoint(path, history=True) snapshots each epoch_N.pth '
                              'of the run, and from_learner needs a learner fitted with the CorrectionSnapshots callback')
         cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
         mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
-        t = pd.DataFrame.from_dict({e: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
+        t = pd.DataFrame.from_dict({e + 1: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
                                     for e, h in sorted(self.logged.items())}, orient='index').rename_axis('epoch')
         if t.columns.nlevels == 2: t.columns.names = ['class', 'branch']
         return t
