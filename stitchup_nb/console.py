@@ -115,7 +115,8 @@ def summary(learn, table:pd.DataFrame) -> str:
         lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
                   f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
                   '  metrics.json       per-epoch rows and this table']
-        if note := scores_note(w): lines.append(f'  {note}')      # a run resumed past the checkpoint stitchup_test scored
+        if note := scores_note(w):      # a run resumed past the checkpoint stitchup_test scored
+            lines.append(f'  {note}: score the run again with stitchup_test {shell_quote(w)} --overwrite')
     return '\n'.join(lines)
 
 def threshold_words(th:dict) -> str:

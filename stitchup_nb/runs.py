@@ -145,14 +145,14 @@ def read_scores(path) -> tuple:
 
 def scores_note(work) -> str|None:
     """What to say of `work`'s test_metrics.json when it scores a checkpoint other than the run's last (a run resumed past
-    it), or says not which: how to score the run again; None when it scores the last, or there is none."""
+    it), or says not which; None when it scores the last, or there is none. (`stitchup_test WORK --overwrite` scores it again.)"""
     work = Path(work)
     if not (f := work/'test_metrics.json').is_file() or not (last := checkpoints(work)): return None
     try: _, said = read_scores(f)
     except ValueError: return None
     if said.get('epochs') is not None and Path(said.get('checkpoint', '')).name == last[-1].name: return None
-    what = f"the scores of {Path(said['checkpoint']).name}" if said else 'scores of an unrecorded checkpoint'
-    return f'{f} holds {what}, not of {last[-1].name}: score the run again with stitchup_test {work} --overwrite'
+    what = f"the scores of {Path(str(said.get('checkpoint'))).name}" if said else 'scores of an unrecorded checkpoint'
+    return f'{f} holds {what}, not of {last[-1].name}'
 
 
 # %% ../nbs/07b_runs.ipynb #feaeb3a4
