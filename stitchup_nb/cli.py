@@ -152,7 +152,7 @@ def _holds(path:Path, rec:dict) -> bool:
 def _held(path:Path) -> str:
     "What the file `path` holds, in words, for a refusal to write over it."
     try: _, said = read_scores(path)
-    except ValueError: return 'other contents'
+    except ValueError: return 'other contents (no mAP table the kit reads: another file, or a damaged one)'
     if not said: return 'another mAP table (its checkpoint not recorded)'
     t = f", t {said['t']:g}" if isinstance(said.get('t'), (int, float)) else ''
     e = said.get('epochs')
@@ -177,12 +177,16 @@ def stitchup_test(
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
                                       peer_labels=False, data_root=data_root, appendix=appendix)   # scoring needs no training labels
-        epochs = learn.run_record.checkpoint[1]
+        cfg = learn.run_record.config           # and the files and folders the run reads: never written over
+        check_out(path, [ck, *([config] if config else []), *(cfg[k] for k in ('noise_file', 'appendix', 'data_root') if cfg.get(k))],
+                  own=ck.parent)
+        epochs, model = learn.run_record.checkpoint[1], get_model(learn.model)
         table = evaluate(learn, train.groups)
-        rec = scores_record(table.round(4).to_dict(orient='index'), ck, epochs, get_model(learn.model).t, config)
+        rec = scores_record(table.round(4).to_dict(orient='index'), ck.resolve(), epochs,
+                            model.t if len(model.names) == 2 else None, config)     # one branch: no ensemble weight
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
-        print(map_note(table, get_model(learn.model).t))
+        print(map_note(table, model.t))
         if path.is_file() and not _holds(path, rec) and not overwrite:
             raise FileExistsError(f'--out {path} holds {_held(path)}, so '
                                   'the table above is not written: pass --overwrite to replace it, or another --out')

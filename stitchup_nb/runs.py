@@ -79,13 +79,21 @@ def is_kit_file(p) -> bool:
     except (OSError, ValueError): return False
     return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
 
-def check_out(out, inputs=(),
+def check_out(out, inputs=(),        # files the call reads (a file), or folders it reads from (every file in them)
               own=None) -> Path:     # the folder of the run whose numbers `out` holds (stitchup_test: the checkpoint's)
-    """Refuse an output file (`--out`) that is a folder, one of the call's `inputs`, or named as a run's own files are
-    (config.json, metrics.json, epoch_N.pth, .lock): there a run would take it for its own, wherever it is written; and
-    the test_metrics.json of a run's folder other than `own`, which would then carry another run's scores."""
+    """Refuse an output file (`--out`) that is a folder, a link or a device, in a folder that is a file, one of the call's
+    `inputs` or in one of its folders, or named as a run's own files are (config.json, metrics.json, epoch_N.pth, .lock):
+    there a run would take it for its own, wherever it is written; and the test_metrics.json of a run's folder other than
+    `own`, which would then carry another run's scores."""
     out = Path(out)
     if out.is_dir(): raise IsADirectoryError(f'--out {out} is a folder: pass a file path in it, e.g. --out {out/"scores.json"}')
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise FileExistsError(f'--out {out} is ' + ('a link' if out.is_symlink() else 'no regular file (a device, a pipe?)')
+                              + ', which writing would replace with a file: pass a path to a file of its own')
+    if (up := next((p for p in out.parents if p.exists()), None)) is not None and not up.is_dir():
+        raise NotADirectoryError(f'--out {out}: {up} is a file, not a folder: pass a path in a folder')
+    if (d := next((Path(p) for p in inputs if Path(p).is_dir() and out.resolve().is_relative_to(Path(p).resolve())), None)):
+        raise FileExistsError(f'--out {out} is in {d}, a folder this call reads from: choose another --out')
     if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(r'epoch_\d+\.pth', out.name) or \
        out.resolve() in {Path(p).resolve() for p in inputs}:
         raise FileExistsError(f'--out {out} would overwrite an input or a file of the run, or be taken for one: choose another --out')
@@ -150,7 +158,7 @@ def scores_note(work) -> str|None:
     if not (f := work/'test_metrics.json').is_file() or not (last := checkpoints(work)): return None
     try: _, said = read_scores(f)
     except ValueError: return None
-    if said.get('epochs') is not None and Path(said.get('checkpoint', '')).name == last[-1].name: return None
+    if said and Path(str(said.get('checkpoint'))).name == last[-1].name: return None
     what = f"the scores of {Path(str(said.get('checkpoint'))).name}" if said else 'scores of an unrecorded checkpoint'
     return f'{f} holds {what}, not of {last[-1].name}'
 

@@ -44,7 +44,7 @@ def test_stitchup_test_reproduces_the_final_table(trained):
     assert head.startswith(f"{work/'epoch_2.pth'} (2 epochs trained) on Digits-MLT test, ") and head.endswith('images: mAP (%)'), head
     assert note.startswith('mAP: ') and ens.startswith('ensemble: ') and wrote == f"wrote {work/'test_metrics.json'}", out
     got, said = read_scores(work/'test_metrics.json')                # the table, and what it scores
-    assert said == {'checkpoint': str(work/'epoch_2.pth'), 'epochs': 2, 'config': None,
+    assert said == {'checkpoint': str((work/'epoch_2.pth').resolve()), 'epochs': 2, 'config': None,
                     't': json.loads((work/'config.json').read_text())['t']}, said
     want = json.loads((work/'metrics.json').read_text())['final']
     for mode in want:

@@ -121,7 +121,7 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_test', str(app)], 'is a folder with no epoch_N.pth checkpoint', None),
         (['stitchup_test', D, '--out', str(done/'config.json')], 'would overwrite an input', None),   # a run's folder: its last
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(done/'config.json')], 'would overwrite an input', None),
-        (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(root/'other.json')], 'other.json holds other contents, so the table above is not written', None),
+        (['stitchup_test', str(done/'epoch_2.pth'), '--out', str(root/'other.json')], 'other.json holds other contents (no mAP table the kit reads: another file, or a damaged one), so the table above', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--out', ''], '--out is empty: pass a file path', None),
         (['stitchup_noise', '--dataset', 'digits-small', '--out', str(root/'other.json')], 'other.json exists: pass --overwrite', None),
         (['stitchup_noise', '--noise_rate', '2', '--out', str(root/'n.pkl')], '--noise_rate must be a number in [0, 1], got 2', None),
