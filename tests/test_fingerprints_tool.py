@@ -73,7 +73,13 @@ def computing(tool, computed, monkeypatch):
                                        (['--add', ''], '--add must be a JSON object'),
                                        (['--check', '--file', 'no/such.json'], 'does not exist'),
                                        (['--record-machine', '--file', 'no/such.json'], 'does not exist'),
-                                       (['--check', '--parts-out', 'x.json'], '--parts-out goes with --add')])
+                                       (['--check', '--parts-out', 'x.json'], '--parts-out goes with --add'),
+                                       (['--status', '--file', 'no/such.json'], 'does not exist'),
+                                       (['--adopt', 'no/such.json', '--source', 'abc'], 'no readable fingerprints file'),
+                                       (['--adopt', str(ROOT/'settings.ini'), '--source', 'abc'], 'no readable fingerprints file'),
+                                       # the committed file has the shape; no published row has this source: a typo,
+                                       # refused before a CSV is stamped or the file written
+                                       (['--adopt', str(FINGERPRINTS), '--source', 'no-such-hash'], 'no row of the CSVs beside')])
 def test_bad_options_are_named(tool, args, said):
     p = tool(*args)
     assert p.returncode == 2 and said in p.stderr, p.stderr
@@ -110,6 +116,8 @@ def test_check_passes_on_this_code_and_names_a_changed_part(computing, computed,
     f.write_text(json.dumps(mine))
     p = computing('--check', '--file', f)
     assert p.returncode == 0 and 'every fingerprint matches' in p.stdout and 'as ' in p.stdout, p.stdout + p.stderr
+    p = computing('--add', json.dumps(PARTS), '--file', f)       # parts it holds already: the file (its source_commit) stays
+    assert p.returncode == 0 and 'left as it is' in p.stdout and json.loads(f.read_text()) == mine, p.stdout + p.stderr
     wrong = {**mine, 'methods': {KEY: '0123456789ab'}, 'source_commit': 'f' * 40}
     f.write_text(json.dumps(wrong))       # what another behaviour computed, on this machine: no other code is run
     p = computing('--check', '--file', f)

@@ -143,7 +143,14 @@ def options(ap, argv) -> tuple:
     if a.add is not None:             # an empty --add is a bad object, not a --check
         try: want = json.loads(a.add); wanted = tuple(list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
-    if (a.check or a.update or a.record_machine) and not path.is_file(): ap.error(f'--file {path} does not exist')
+    if (a.check or a.update or a.record_machine or a.status) and not path.is_file(): ap.error(f'--file {path} does not exist')
+    if a.adopt:                       # FILE's shape, and rows of --source to stamp, before any CSV is touched
+        try: fps = json.loads(Path(a.adopt).read_text())
+        except (OSError, ValueError) as e: ap.error(f'--adopt {a.adopt}: no readable fingerprints file ({e})')
+        if not (isinstance(fps, dict) and all(isinstance(fps.get(k), dict) for k in ('methods', 'noise', 'data'))):
+            ap.error(f'--adopt {a.adopt}: not a fingerprints file (a JSON object with methods, noise and data parts)')
+        if not any((read(f).source_hash.astype(str) == a.source).any() for f in csvs(path.parent)):
+            ap.error(f'--source {a.source}: no row of the CSVs beside {path} has that source hash (a typo?); nothing was changed')
     return a, path, wanted
 
 
@@ -185,9 +192,11 @@ def record(path, old, new, here, i, changed):
 
 
 def update(path, old, new, here, i, changed, parts_out):
-    "--update and --add: the parts computed here written into the file."
-    write(path, stamped(merge_fingerprints(old, new, here)))    # whole or not at all: copies of benchmark.py may add at once
+    "--update and --add: the parts computed here written into the file (left as it is when none is new or changed)."
     if parts_out: write(Path(parts_out), new)
+    if not changed:                   # its source_commit still names the code that computed its parts
+        return print(f'{path}: every part computed here is the one it holds: left as it is')
+    write(path, stamped(merge_fingerprints(old, new, here)))    # whole or not at all: copies of benchmark.py may add at once
     print(f'wrote {path}: {len(changed)} part(s) of {label(old, i)} new or changed'
           + ''.join(f'\n  {p} {k}: {o} -> {n}' for p, k, o, n in changed))
 
