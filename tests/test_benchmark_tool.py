@@ -127,6 +127,7 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--quick', '--sweep'], 'separate grids'),
                (['--verify', '0'], '--verify must be >= 1'),
                (['--jobs', '0'], '--jobs must be >= 1'),
+               (['--fresh', '--seeds', '0,5'], '--seeds 0: the pre-registered test (--fresh) runs its own fresh seeds'),
                (['--jobs', '2', '--report'], '--jobs applies to a grid'),
                (['--methods', 'bce,nope'], "--methods: no method 'nope'"),
                (['--peers', '--methods', 'bce'], '--methods: the peers grid runs none of bce'),
@@ -227,8 +228,9 @@ def test_appending_under_another_header_is_refused(tmp_path):
 
 
 def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_path):
-    """An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's; a
-    file that is no results CSV is not one. All three through BAD_DRIVER: one start-up of torch."""
+    """An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's,
+    nor the fresh test's (another Digits-MLT instance); a file that is no results CSV is not one. All through BAD_DRIVER:
+    one start-up of torch."""
     out, notes = tmp_path/'benchmark.csv', tmp_path/'notes.txt'
     with open(out, 'w', newline='') as f:
         w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
@@ -239,7 +241,10 @@ def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_pat
     cases = [(['--methods', 'bce', '--epochs', '1', '--seeds', '9', '--out', str(out)],
               [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits']),
              (['--quick', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits-small']),
-             (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool'])]
+             (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool']),
+             # the pre-registered test draws another Digits-MLT instance: its rows would change the main table's cells
+             (['--fresh', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits,', 'and this grid runs 8 epochs on '
+                                               f"digits (Digits-MLT instance {bm.FRESH['data_seed']})"])]
     (tmp_path/'cases.json').write_text(json.dumps([args for args, _ in cases]))
     (tmp_path/'driver.py').write_text(BAD_DRIVER)
     p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],

@@ -88,6 +88,9 @@ def options(ap, argv) -> tuple:
     try: seeds = [int(s) for s in (a.seeds or default_seeds).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
+    if a.fresh and (seen := [s for s in seeds if s not in FRESH['seeds']]):
+        ap.error(f"--seeds {','.join(map(str, seen))}: the pre-registered test (--fresh) runs its own fresh seeds "
+                 f"{','.join(map(str, FRESH['seeds']))} only (stitchup_nb.experiments.FRESH); others would not be fresh")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
@@ -111,18 +114,21 @@ def options(ap, argv) -> tuple:
     return a, name, seeds, want
 
 
-def check_schedule(ap, out, epochs, dataset):
-    "Refuse a CSV that holds rows of another schedule (epochs, data set): its rows would count as done, or be averaged with them."
+def check_schedule(ap, out, epochs, dataset, data_seed=0):
+    """Refuse a CSV that holds rows of another schedule (epochs, data set, Digits-MLT instance `data_seed`): its rows would
+    count as done, or be averaged with them."""
     if not out.is_file(): return
     with open(out) as f:
         rows = csv.DictReader(f)
         if out.stat().st_size and not {'epochs', 'config'} <= set(rows.fieldnames or ()):
             ap.error(f'--out {out} is not a results CSV of this tool (its header has no epochs and config columns): pass another --out')
-        try: held = {(int(r['epochs']), json.loads(r['config']).get('dataset')) for r in rows if r.get('config')}
+        try: held = {(int(r['epochs']), (c := json.loads(r['config'])).get('dataset'), c.get('data_seed') or 0) for r in rows if r.get('config')}
         except (KeyError, TypeError, ValueError): ap.error(f'--out {out} is not a results CSV of this tool (no epochs or config column): pass another --out')
-    if other := sorted(h for h in held if h != (epochs, dataset)):
-        ap.error(f'--out {out} holds rows of {", ".join(f"{e} epochs on {d}" for e, d in other)}, and this grid runs {epochs} '
-                 f'epochs on {dataset}: a table would average them together; pass another --out (or --epochs {other[0][0]})')
+    if other := sorted(h for h in held if h != (epochs, dataset, data_seed)):
+        inst = lambda s: f' (Digits-MLT instance {s})' if s else ''
+        ap.error(f'--out {out} holds rows of {", ".join(f"{e} epochs on {d}{inst(s)}" for e, d, s in other)}, and this grid runs '
+                 f'{epochs} epochs on {dataset}{inst(data_seed)}: a table would average them together; pass another --out'
+                 + (f' (or --epochs {other[0][0]})' if other[0][1:] == (dataset, data_seed) else ''))
 
 
 def reverify(ap, out, k):
@@ -198,7 +204,8 @@ def main(argv=None):
     out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
     epochs, dataset = a.epochs or (1 if a.quick else 8), 'digits-small' if a.quick else 'digits'
     if a.verify is None:
-        for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}: check_schedule(ap, csv_path, epochs, dataset)
+        for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}:
+            check_schedule(ap, csv_path, epochs, dataset, FRESH['data_seed'] if a.fresh and csv_path == out else 0)
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     warnings.filterwarnings('ignore')
