@@ -221,15 +221,25 @@ def main(argv=None):
     fps = load_fingerprints(fp_file)               # every machine's: a row any of them made is done
     # the other copies start once the fingerprints are in place; each claims its own runs
     copies = start_copies(a.jobs, argv, parts) if a.jobs > 1 else []
+    try: grid_runs(a, out, runs, seeds, epochs, dataset, here, fps, copies)
+    except KeyboardInterrupt:       # Ctrl-C: one line; every row written so far stays, and the same command continues
+        for p in copies: p.wait()   # the copies got the same signal (one process group) and stop with it
+        sys.exit(f'interrupted: the rows written so far stay in {out}; the same command continues the grid (the rows of '
+                 'the current code are skipped)')
+    finally:
+        if not os.environ.get(COPY): Path(parts).unlink(missing_ok=True)
+    print(f'results in {out}')
+
+
+def grid_runs(a, out, runs, seeds, epochs, dataset, here, fps, copies):
+    "The grid's runs (and --sweep's), each appended as it ends, then the other copies waited for."
     current = lambda r: bool(r.get('fingerprint')) and r['fingerprint'] in row_fingerprints(r, fps)   # made by this behaviour
     if not a.plus: runs.sort(key=run_order(runs))
     print(f'rows in {out} whose fingerprint is the current code\'s are skipped', flush=True)
     if a.sweep: sweep(out, seeds, epochs, a.threads, here, current)    # the ensemble weight t first
     run_phases(phases(out, runs, seeds, a.plus), current, here, epochs, dataset, a.threads)
     failed = [p.pid for p in copies if p.wait() != 0]
-    if not os.environ.get(COPY): Path(parts).unlink(missing_ok=True)
     if failed: sys.exit(f'{len(failed)} of the other copies failed (pids {failed}); their runs stay unclaimed, run again to finish them')
-    print(f'results in {out}')
 
 
 if __name__ == '__main__': main()
