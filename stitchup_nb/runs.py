@@ -254,7 +254,8 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=Non
 
 # %% ../nbs/07b_runs.ipynb #c3360448
 RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'quiet', 'precision', 'channels_last', 'deterministic',
-             'sync_bn', 'data_root', 'appendix', 'threshold_groups', 'noise_source')   # options a resumed run may change
+             'sync_bn', 'data_root', 'appendix', 'threshold_groups', 'noise_source',   # options a resumed run may change
+             'labels_sha')      # (recorded; run_training hands the checkpoint's to run_data, which refuses other labels)
 
 def _plain(cfg): return json.loads(json.dumps(dict(cfg), default=float))
 
@@ -268,7 +269,7 @@ _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', 'data_root', 'appendix')  
 def resumed_changes(saved:dict, cfg:dict) -> dict:
     "The options of `RESUMABLE` that change training (not `_WHERE`) and that a resume with `cfg` sets anew: `{name: [was, now]}`."
     a, b = _plain(saved), _plain(cfg)
-    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in _WHERE and a.get(k) != b.get(k)}
+    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, 'labels_sha') and a.get(k) != b.get(k)}   # (labels: checked, not changed)
 
 def saved_config(ck, state:dict|None=None) -> dict:
     "The configuration of the run that wrote checkpoint `ck` (`state`: its contents, if read already): the one it carries, else the config.json beside it."

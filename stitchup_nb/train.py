@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_train.ipynb #d12d0053
 from __future__ import annotations
-import difflib, json, sys, time
+import difflib, hashlib, json, sys, time
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -34,9 +34,9 @@ from .console import EpochBars, EpochLines, StepLines
 PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers: importing them registers their peers
 
 # %% auto #0
-__all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'run_data',
-           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'load_run',
-           'launch']
+__all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest',
+           'run_data', 'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t',
+           'load_run', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 @in_python_words
@@ -63,13 +63,25 @@ def threshold_groups(train:LabelledSet, app=None) -> tuple:
     if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
     return train.groups, f'{train.name}: groups from its training label counts'
 
+def labels_digest(labels) -> str:
+    "A digest of a label matrix (its shape and 0/1 entries): config.json records the training labels' (`labels_sha`)."
+    a = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8))
+    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+
 def run_data(cfg:dict,                # a `train_config`
              peer_labels:bool=True,      # run the peer's `labels` hook (stitchup_test, which only scores, skips it)
              peer=None):                 # the run's `Peer` (default: a fresh one, `make_peer(cfg)`)
-    "The data a run of `cfg` trains on: `(train, noisy, held, test, app)`, `held` the images kept out to choose t on (or None)."
+    """The data a run of `cfg` trains on: `(train, noisy, held, test, app, digest)`, `held` the images kept out to choose t on
+    (or None), `digest` the `labels_digest` of the noisy labels as read or drawn. A `cfg` that records one (`labels_sha`: a run's
+    config.json, read back) is refused when the labels are no longer those: a noisy-label file changed since the run."""
     train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
     noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                             cfg['noise_neg_rate'])
+    digest = labels_digest(noisy)
+    if cfg.get('labels_sha') not in (None, digest):
+        raise ValueError(f"the training labels ({label_source(cfg)[1]}) are not those the run trained on (digest "
+                         f"{cfg['labels_sha']} in its configuration, {digest} now): the file changed since; put the run's "
+                         'file back, or train a new run on this one')
     if peer_labels:
         peer = make_peer(cfg) if peer is None else peer
         if peer is not None: noisy = peer.labels(train, noisy)     # e.g. confident learning cleans them first
@@ -78,11 +90,11 @@ def run_data(cfg:dict,                # a `train_config`
         keep, out = holdout_split(len(train), cfg['holdout'], cfg['seed'])
         held = (train.subset(out, name=f'{train.name} (held out)'), noisy[out])
         train, noisy = train.subset(keep), noisy[keep]
-    return train, noisy, held, test, app
+    return train, noisy, held, test, app, digest
 
 # %% ../nbs/10b_train.ipynb #c46f8656
 FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train` (00c_config), in its order
-RECORDED = ('threshold_groups', 'noise_source')     # what config.json records about the data, beside the options
+RECORDED = ('threshold_groups', 'noise_source', 'labels_sha')     # what config.json records about the data, beside the options
 
 @in_python_words
 def train_config(**overrides) -> RunConfig:
@@ -123,7 +135,7 @@ def build_learner(cfg:dict, history:list|None=None,
     dist = init_distributed()                 # under torchrun / accelerate launch: this process's rank and device
     with main_process_first():                # rank 0 fills the caches (rendered digits, pretrained CNN) first
         peer = make_peer(cfg)                  # this run's own: what it learns (confident learning's report) stays with the run
-        train, noisy, held, test, app = run_data(cfg, peer_labels, peer)
+        train, noisy, held, test, app, digest = run_data(cfg, peer_labels, peer)
         aug = BatchAug(**options_for(cfg, BatchAug.__init__))
         dls = stitch_dls(train, noisy, test, samplers=samplers, bs=cfg['bs'], data_factor=cfg['data_factor'],
                          partners=level is not None, aug=aug, per_class=cfg['per_class'], reduce=cfg['reduce'],
@@ -134,7 +146,7 @@ def build_learner(cfg:dict, history:list|None=None,
                              f"{' per process' * (dist['world'] > 1)}: no batch would train; pass a smaller --bs")
         groups, source = threshold_groups(train, app)
         precision, channels_last = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
-        cfg = run_config({**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1],    # check_config set the noise options from it
+        cfg = run_config({**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1], 'labels_sha': digest,   # check_config set the noise options from it
                           'precision': precision, 'channels_last': channels_last})
         gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
@@ -184,6 +196,7 @@ def run_training(cfg:dict) -> tuple:
         ck, history = _resume_checkpoint(work, cfg['resume']), None
         if ck is not None:
             ck_state = check_resume(ck, cfg, FLAGS)       # the checkpoint's contents
+            if sha := saved_config(ck, ck_state).get('labels_sha'): cfg = cfg.replace(labels_sha=sha)   # its labels, or refused
             history = ck_state.get('history')
             if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
                 history = read_json(work/'metrics.json', 'metrics file').get('epochs')
