@@ -165,6 +165,7 @@ def stitchup_test(
     t:float=None,                 # ensemble weight of the random branch (default: the run's)
     data_root:str=None,           # dataset root, if the data moved since training (voc/coco)
     appendix:str=None,            # official split folder, if it moved since training (voc/coco)
+    noise_file:str=None,          # the run's noisy-label file, if it moved since training (its labels are checked)
     out:str=None,                 # where to write the table as JSON (default: test_metrics.json beside the checkpoint)
     overwrite:bool=False,         # replace an --out file that holds other numbers
 ):
@@ -176,7 +177,7 @@ def stitchup_test(
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
-                                      peer_labels=False, data_root=data_root, appendix=appendix)   # scoring needs no training labels
+                                      peer_labels=False, data_root=data_root, appendix=appendix, noise_file=noise_file)   # scoring needs no training labels
         cfg = learn.run_record.config           # and the files and folders the run reads: never written over
         check_out(path, [ck, *([config] if config else []), *(cfg[k] for k in ('noise_file', 'appendix', 'data_root') if cfg.get(k))],
                   own=ck.parent)

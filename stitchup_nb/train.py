@@ -80,8 +80,9 @@ def run_data(cfg:dict,                # a `train_config`
     digest = labels_digest(noisy)
     if cfg.get('labels_sha') not in (None, digest):
         raise ValueError(f"the training labels ({label_source(cfg)[1]}) are not those the run trained on (digest "
-                         f"{cfg['labels_sha']} in its configuration, {digest} now): the file changed since; put the run's "
-                         'file back, or train a new run on this one')
+                         f"{cfg['labels_sha']} in its configuration, {digest} now): " + ("the file changed since; put the run's "
+                         'file back, or train a new run on this one' if cfg['noise_file'] else 'the configuration or the data are '
+                         "not the run's (another data set, noise or appendix?)"))
     if peer_labels:
         peer = make_peer(cfg) if peer is None else peer
         if peer is not None: noisy = peer.labels(train, noisy)     # e.g. confident learning cleans them first
@@ -261,14 +262,15 @@ def choose_final_t(learn) -> dict:
     return dict(rec.final_t)
 
 # %% ../nbs/10b_train.ipynb #a3b63882
-_MOVABLE = ('data_root', 'appendix')      # what `load_run` may change: where the data is, not what the run was
+_MOVABLE = ('data_root', 'appendix', 'noise_file')   # what `load_run` may change: where the data is, not what the run was
+                                                    # (a moved noise file's labels are checked: `labels_sha`)
 
 @in_python_words
 def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
              config:dict|None=None,   # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
              t:float|None=None,       # the ensemble weight to set (default: the run's, as `choose_final_t` set it after training)
              peer_labels:bool=True,   # rebuild a peer's training labels too (False: only to score, as `stitchup_test`)
-             **moved) -> tuple:       # data_root=, appendix=: where the data is now, if it moved since training
+             **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
     """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
     ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
     ck = run_checkpoint(path)
@@ -282,7 +284,11 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
         raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
     if bad := sorted(set(moved) - set(_MOVABLE)):
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
-                         f"{' and '.join(_MOVABLE)} may change (where the data is)")
+                         f"{', '.join(_MOVABLE)} may change (where the data is)")
+    if (f := saved.get('noise_file')) and not moved.get('noise_file') and not Path(f).is_file():
+        raise FileNotFoundError(f"{ck} was trained on the noisy-label file {f} (its configuration's noise_file), which is not "
+                                "there (a path relative to where it trained?): pass where it is now, load_run(..., noise_file=...) "
+                                "or stitchup_test --noise_file")
     cfg = {**saved, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
            'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
     learn, train, test = build_learner(train_config(**cfg), peer_labels=peer_labels)

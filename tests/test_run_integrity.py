@@ -48,6 +48,7 @@ def world(quick_run, tmp_path_factory):
     (root/'bad.json').write_text('{"dataset": "digits-sm')
     cfg = json.loads((done/'config.json').read_text())
     (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
+    (root/'digits_old.json').write_text(json.dumps({k: v for k, v in {**cfg, 'dataset': 'digits'}.items() if k != 'labels_sha'}))
     app = root/'app'; app.mkdir()
     # made beside it: stitchup_noise writes no file into such a folder; both names the same command's file (it makes the
     # same bytes each time it runs), so it runs once
@@ -85,7 +86,9 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'bad.json')], 'bad.json: damaged run configuration', None),
         (T + ['--work_dir', fresh('far'), '--resume', str(root/'far'/'epoch_1.pth')], 'has trained 1000000000 epochs', fresh('far')),
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'digits.json'), '--out', str(root/'x.json')],
-         'class groups differ', None),
+         "are not those the run trained on (digest", None),          # its labels' digest (config.json's labels_sha) first
+        (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'digits_old.json'), '--out', str(root/'x.json')],
+         'class groups differ', None),                              # a configuration from before it: the checkpoint's groups
         # ---- more of the same kind
         (T + ['--work_dir', fresh('m'), '--method', 'fulll'], '--method must be one of', fresh('m')),
         (T + ['--work_dir', fresh('d'), '--dataset', 'imagenet'], '--dataset must be one of', fresh('d')),
