@@ -133,6 +133,8 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--peers', '--methods', 'bce'], '--methods: the peers grid runs none of bce'),
                (['--sweep', '--methods', 'full'], '--methods applies to a grid of separate runs'),
                (['--report', '--seeds', '7'], '--seeds does not apply to --report'),
+               (['--report', '--quick'], '--quick does not apply to --report'),
+               (['--quick', '--verify', '1', '--threads', '4'], '--threads does not apply to --verify'),
                (['--quick', '--verify', '1', '--epochs', '5'], '--epochs does not apply to --verify')]
 
 # every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the

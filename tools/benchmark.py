@@ -97,10 +97,12 @@ def options(ap, argv) -> tuple:
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
     if a.report and (k := next((f for f, v in (('--seeds', a.seeds), ('--epochs', a.epochs), ('--verify', a.verify),
-                                                ('--threads', a.threads != 1 or None), ('--out', a.out)) if v is not None), None)):
+                                                ('--threads', a.threads != 1 or None), (f'--{name}', chosen or None),
+                                                ('--out', a.out)) if v is not None), None)):
         ap.error(f'{k} does not apply to --report, which writes the tables and figures from the CSVs as they are')
-    if a.verify is not None and (k := '--epochs' if a.epochs is not None else '--seeds' if a.seeds is not None else None):
-        ap.error(f'{k} does not apply to --verify, which re-runs rows as they were made (their own epochs and seed)')
+    if a.verify is not None and (k := '--epochs' if a.epochs is not None else '--seeds' if a.seeds is not None else
+                                 '--threads' if a.threads != 1 else None):
+        ap.error(f'{k} does not apply to --verify, which re-runs rows as they were made (their own epochs, seed and threads)')
     if a.methods is not None and (a.report or a.verify is not None or a.plus or a.sweep):
         ap.error('--methods applies to a grid of separate runs: not to --report, --verify, --plus (its candidates and '
                  'baselines run together) or --sweep (one training makes every t)')
