@@ -165,10 +165,10 @@ def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/resu
           ) -> str:
     "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
     folder = Path(folder)
-    res, sw, fac, peers, plus, authors, fresh = (load(n, folder, current) for n in
+    res, sw, fac, peers, plus, authors, fresh = (load(n, folder, current, warn=False) for n in
                                  ('benchmark', 'benchmark_sweep', 'benchmark_factorial', 'benchmark_peers', 'benchmark_plus',
                                   'benchmark_authors', 'benchmark_fresh'))
-    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors, fresh))
+    other = sum(d.attrs['left_out'] for d in (res, sw, fac, peers, plus, authors, fresh))     # said below: no warning
     which = ("Rows the current code makes only (their behaviour fingerprint matches fingerprints.json, which CI recomputes)"
              if res.attrs['selected'] == 'current' else f"Rows of training source `{res.attrs['selected']}` only")
     md = [f'*{which}: {len(res)} in benchmark.csv, {len(peers)} in benchmark_peers.csv, '

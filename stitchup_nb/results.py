@@ -25,6 +25,7 @@ MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP co
 
 def load(name:str='benchmark', folder=RESULTS,
          current:str|bool|None=True,   # True: the rows the current code makes (fingerprints); a source hash: its rows; None/False: every row
+         warn:bool=True,               # warn when every row is left out (False: the caller says what was, as `report` does)
         ) -> pd.DataFrame:
     """A results CSV as a DataFrame of its current rows: those whose behaviour fingerprint matches `fingerprints.json`
     beside it (`12a_evidence`), or of one source hash's (an earlier round); `.attrs` says which and what was left out."""
@@ -36,7 +37,7 @@ def load(name:str='benchmark', folder=RESULTS,
         out, selected = df[current_mask(df, load_fingerprints(Path(folder)/'fingerprints.json'))].copy(), 'current'
     else: out, selected = df[df.get('source_hash', pd.Series(index=df.index, dtype=str)) == current].copy(), current
     out.attrs.update(selected=selected, left_out=len(df) - len(out), file=str(f))
-    if len(df) and not len(out):     # every row left out: say why, rather than hand back an empty table
+    if warn and len(df) and not len(out):     # every row left out: say why, rather than hand back an empty table
         fp = Path(folder)/'fingerprints.json'
         warnings.warn(f'{f}: none of its {len(df)} rows is ' + (f'of source {current}' if current is not True else
                       f"made by the behaviour {fp} records" if fp.exists() else f'current: there is no {fp} beside it to say '
