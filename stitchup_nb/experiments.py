@@ -14,7 +14,7 @@ import torch
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
-from .backbones import CPU_ENV, cpu_kernels, pretrain_digits_cnn
+from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .methods import METHODS, PRESETS
 from .config import OPTIONS, in_python_words
 
@@ -153,8 +153,11 @@ def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:st
 _ROW_OPTS = ('method', 'data_seed', *(k for k, o in OPTIONS.items() if o.by == 'noise'))   # what a row's `opts` may set
 
 def _fill_caches(cfg):
-    "Fill the caches a run reads before its clock starts (the glyph-pretrained Digits CNN of its seed: about a minute the first time), so a row's `seconds` are its run's alone."
-    if cfg['pretrained'] and cfg['arch'] == 'digits_cnn': pretrain_digits_cnn(cfg['seed'], verbose=False)
+    """Build the run's backbone once before its clock starts, so that what its builder caches (the glyph-pretrained Digits CNN
+    of the seed: about a minute the first time; torchvision's weights) is not in the row's `seconds`. The random state is
+    left as it was: the run draws what it would have drawn."""
+    with torch.random.fork_rng(devices=[]):
+        get_backbone(cfg['arch']).build(pretrained=cfg['pretrained'], train_stages=cfg['train_stages'], seed=cfg['seed'])
 
 @in_python_words
 def one_run(method:str,        # the row's label (a method's table label, or a sweep's name)

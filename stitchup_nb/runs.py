@@ -18,7 +18,7 @@ from .files import atomic_write, temporary_target
 
 
 # %% auto #0
-__all__ = ['RESUMABLE', 'METRICS_NOTES', 'run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file',
+__all__ = ['RECORDED', 'RESUMABLE', 'METRICS_NOTES', 'run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file',
            'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'read_scores', 'scores_note',
            'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff',
            'resumed_changes', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
@@ -158,8 +158,9 @@ def scores_note(work) -> str|None:
     if not (f := work/'test_metrics.json').is_file() or not (last := checkpoints(work)): return None
     try: _, said = read_scores(f)
     except ValueError: return None
-    if said and Path(str(said.get('checkpoint'))).name == last[-1].name: return None
-    what = f"the scores of {Path(str(said.get('checkpoint'))).name}" if said else 'scores of an unrecorded checkpoint'
+    scored = Path(str(said.get('checkpoint'))).name if said else None
+    if scored == last[-1].name: return None
+    what = f'the scores of {scored}' if said else 'scores of an unrecorded checkpoint'
     return f'{f} holds {what}, not of {last[-1].name}'
 
 
@@ -253,9 +254,10 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=Non
     return int(state['epoch'])
 
 # %% ../nbs/07b_runs.ipynb #c3360448
+RECORDED = ('threshold_groups', 'noise_source', 'labels_sha')     # what config.json records about the data, beside the options
 RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'quiet', 'precision', 'channels_last', 'deterministic',
-             'sync_bn', 'data_root', 'appendix', 'threshold_groups', 'noise_source',   # options a resumed run may change
-             'labels_sha')      # (recorded; run_training hands the checkpoint's to run_data, which refuses other labels)
+             'sync_bn', 'data_root', 'appendix',     # options a resumed run may change
+             *RECORDED)          # and what the build records (the labels: run_training hands the checkpoint's to run_data, which refuses others)
 
 def _plain(cfg): return json.loads(json.dumps(dict(cfg), default=float))
 
@@ -267,9 +269,10 @@ def run_diff(saved:dict, cfg:dict) -> list:
 _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', 'data_root', 'appendix')    # where files are, how much is printed
 
 def resumed_changes(saved:dict, cfg:dict) -> dict:
-    "The options of `RESUMABLE` that change training (not `_WHERE`) and that a resume with `cfg` sets anew: `{name: [was, now]}`."
+    """The options of `RESUMABLE` that change training (not `_WHERE`, nor what the build records, `RECORDED`) and that a resume
+    with `cfg` sets anew: `{name: [was, now]}`."""
     a, b = _plain(saved), _plain(cfg)
-    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, 'labels_sha') and a.get(k) != b.get(k)}   # (labels: checked, not changed)
+    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, *RECORDED) and a.get(k) != b.get(k)}
 
 def saved_config(ck, state:dict|None=None) -> dict:
     "The configuration of the run that wrote checkpoint `ck` (`state`: its contents, if read already): the one it carries, else the config.json beside it."

@@ -23,7 +23,7 @@ from .distributed import close_distributed, distributed, init_distributed, main_
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
-from .runs import (METRICS_NOTES, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
+from .runs import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
                               _KIT_JSON, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
                               run_checkpoint, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
@@ -34,9 +34,9 @@ from .console import EpochBars, EpochLines, StepLines
 PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers: importing them registers their peers
 
 # %% auto #0
-__all__ = ['PEER_MODULES', 'FLAGS', 'RECORDED', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest',
-           'run_data', 'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t',
-           'load_run', 'launch']
+__all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest', 'run_data',
+           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'load_run',
+           'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 @in_python_words
@@ -95,7 +95,6 @@ def run_data(cfg:dict,                # a `train_config`
 
 # %% ../nbs/10b_train.ipynb #c46f8656
 FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train` (00c_config), in its order
-RECORDED = ('threshold_groups', 'noise_source', 'labels_sha')     # what config.json records about the data, beside the options
 
 @in_python_words
 def train_config(**overrides) -> RunConfig:
