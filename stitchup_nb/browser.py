@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_browser.ipynb #2f4cacbe
 from __future__ import annotations
-import base64, io, json, re, textwrap
+import base64, io, re, textwrap
 from contextlib import contextmanager
 import stitchup_nb
 from pathlib import Path
@@ -16,6 +16,7 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .train import train_config
+from .runs import checkpoints, read_checkpoint, read_json
 from .methods import PRESETS
 
 # %% auto #0
@@ -247,17 +248,30 @@ _WHAT_TO_PASS = ("pass the work dir a stitchup_train run wrote, or a checkpoint 
                  "'work_dirs/digits_0.5/epoch_8.pth' (from the current folder or the repository root), or an absolute path; "
                  'for a Learner in memory use from_learner')
 
+def _carried(p:Path) -> tuple:
+    "`(config, checkpoint)`: the configuration the checkpoint `p` (or a work dir's last one) carries; `(None, checkpoint or None)` if none."
+    ck = p if p.is_file() else (checkpoints(p) or [None])[-1]
+    if ck is None: return None, None
+    cfg = read_checkpoint(ck).get('config')      # a damaged or crafted file is refused by name
+    return (cfg if isinstance(cfg, dict) and {'dataset', 'method'} <= set(cfg) else None), ck.resolve()
+
 def _run_config(path) -> tuple:
-    "`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to, its paths found."
+    """`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to, else the
+    configuration its checkpoint carries (as `load_run` reads it), its paths found."""
     p = find_path(path)
     if not p.exists():
         raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
                                 + _WHAT_TO_PASS)
     where = (p if p.is_dir() else p.parent).resolve()/'config.json'
-    if not where.is_file():
-        raise FileNotFoundError(f'{where} not found: stitchup_train writes config.json beside its checkpoints, and the browsers '
-                                f'read the dataset, the noise and the thresholds from it. Looked in {where.parent}: ' + _WHAT_TO_PASS)
-    cfg = json.loads(where.read_text())
+    if where.is_file(): cfg = read_json(where, "run's config.json")
+    else:
+        cfg, where = _carried(p)
+        if cfg is None:
+            carries = f' ({where.name} carries no configuration either)' if where else ''
+            where = (p if p.is_dir() else p.parent).resolve()/'config.json'
+            raise FileNotFoundError(f'{where} not found{carries}: stitchup_train writes config.json beside its checkpoints, '
+                                    "and each checkpoint carries it too; the browsers read the dataset, the noise and the "
+                                    f'thresholds from it. Looked in {where.parent}: ' + _WHAT_TO_PASS)
     for k in ('data_root', 'appendix', 'noise_file'):     # relative to where the run started: found from here or the repo root
         v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
         if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))

@@ -316,10 +316,10 @@ def run_config(**overrides) -> dict:
     return train_config(dataset='digits-small', pretrained=False, quiet=True, **overrides)
 
 
-def save_checkpoint(learn, path, epoch):
-    "What `stitchup_train` saves (the Checkpoint callback of runs), without training."
+def save_checkpoint(learn, path, epoch, **extra):
+    "What `stitchup_train` saves (the Checkpoint callback of runs), without training; `extra`: e.g. the config it carries."
     torch.save({'model': learn.model.state_dict(), 'opt': {}, 'epoch': epoch, 'classes': list(learn.dls.train.ds.classes),
-                'groups': {g: list(map(int, v)) for g, v in learn.dls.train.ds.groups.items()}}, path)
+                'groups': {g: list(map(int, v)) for g, v in learn.dls.train.ds.groups.items()}, **extra}, path)
 
 
 def test_from_learner_and_from_checkpoint(tmp_path):
@@ -343,7 +343,13 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     for e in (1, 2): (tmp_path/f'epoch_{e}.pth').rename(tmp_path/f'kept_{e}.pth')   # a run that has not finished an epoch
     with pytest.raises(FileNotFoundError, match='no epoch_N.pth checkpoint yet'): CorrectionBrowser.from_checkpoint(tmp_path)
     (tmp_path/'kept_1.pth').rename(tmp_path/'epoch_1.pth'); (tmp_path/'config.json').unlink()
-    with pytest.raises(FileNotFoundError, match='config.json'): CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
+    with pytest.raises(FileNotFoundError, match='config.json not found .epoch_1.pth carries no configuration'):
+        CorrectionBrowser.from_checkpoint(tmp_path/'epoch_1.pth')
+    # config.json gone, as a checkpoint copied out of its run: the configuration the checkpoint carries (as load_run reads it)
+    save_checkpoint(learn, tmp_path/'epoch_2.pth', 2, config=dict(learn.run_record.config))
+    alone = CorrectionBrowser.from_checkpoint(tmp_path)
+    assert alone.changes[cols].values.tolist() == cb.changes[cols].values.tolist() and alone.source == str(tmp_path/'epoch_2.pth')
+    assert StitchBrowser.from_run(tmp_path/'epoch_2.pth').seed == learn.run_record.config['seed']
 
 
 # --- issue 29.7: the browsers rebuild a run through the pipeline's own label path ---------------------
