@@ -101,12 +101,16 @@ def summary(learn, table:pd.DataFrame) -> str:
     if peer is not None: lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
     paper = PRESETS[cfg['dataset']].get('paper')
-    if paper:                        # its setting: the full method, ResNet-50, the official noisy labels at its rate
+    if paper:                        # its setting: the full method, ResNet-50, the official noisy labels at its rate, in float32
+        low = cfg.get('precision') in ('bf16', 'fp16')      # resolved: `auto` on a GPU is bf16; the reference trains in float32
         differ = [w for w, same in (('method', cfg['method'] == 'full'), ('backbone', cfg['arch'] == 'resnet50'),
                                     ('labels', str(cfg['noise_source']).startswith('the official noisy labels')
-                                               and cfg['noise_rate'] == paper['noise_rate'])) if not same]
-        lines.append(f"the paper (full method, ResNet-50, the official noise-{paper['noise_rate']} labels"
-                     + (f"; this run's {', '.join(differ)} differ, so it is no reproduction" if differ else '') + '): '
+                                               and cfg['noise_rate'] == paper['noise_rate']),
+                                    (f"precision ({cfg.get('precision')}; the reference's is fp32: --precision fp32)", not low))
+                  if not same]
+        lines.append(f"the paper (full method, ResNet-50, the official noise-{paper['noise_rate']} labels, fp32"
+                     + (f"; this run's {', '.join(differ)} {'differs' if len(differ) == 1 else 'differ'}, so it is no "
+                        'reproduction' if differ else '') + '): '
                      + ', '.join(f'{g} {paper[g]:.2f}' for g in ('total', 'head', 'medium', 'tail')))
     if cfg['work_dir']:
         w = Path(cfg['work_dir'])
