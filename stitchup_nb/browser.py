@@ -255,9 +255,10 @@ def _carried(p:Path) -> tuple:
     cfg = read_checkpoint(ck).get('config')      # a damaged or crafted file is refused by name
     return (cfg if isinstance(cfg, dict) and {'dataset', 'method'} <= set(cfg) else None), ck.resolve()
 
-def _run_config(path) -> tuple:
+def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     """`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to, else the
-    configuration its checkpoint carries (as `load_run` reads it), its paths found."""
+    configuration its checkpoint carries (as `load_run` reads it), its paths found; `data_root`, `appendix`, `noise_file`:
+    where the data is now, if it moved since training (a moved noise file's labels are checked against the run's)."""
     p = find_path(path)
     if not p.exists():
         raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
@@ -275,5 +276,6 @@ def _run_config(path) -> tuple:
     for k in ('data_root', 'appendix', 'noise_file'):     # relative to where the run started: found from here or the repo root
         v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
         if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))
+    cfg.update({k: str(v) for k, v in dict(data_root=data_root, appendix=appendix, noise_file=noise_file).items() if v is not None})
     return train_config(**cfg), where
 

@@ -317,7 +317,8 @@ def check_resume(ck, cfg:dict, flags=()):
     if cfg.get('work_dir') and (later := [p.name for p in checkpoints(work) if int(p.stem.split('_')[1]) > epoch]):
         raise FileExistsError(f'{ck}: resuming after epoch {epoch} would write over the later checkpoints of the run in {work} '
                               f'({", ".join(later)}) and their rows of metrics.json: pass --resume auto to continue from the last, '
-                              f'or another --work_dir to train on from {Path(ck).name} there')
+                              f'or another --work_dir to train on from {Path(ck).name} there (if {later[-1]} cannot be read, move it out of {work} '
+                              f'and resume from {Path(ck).name})')
     return state
 
 # %% ../nbs/07b_runs.ipynb #dc9cf2c0

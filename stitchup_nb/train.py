@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_train.ipynb #d12d0053
 from __future__ import annotations
-import difflib, hashlib, json, sys, time
+import difflib, hashlib, json, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              _KIT_JSON, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
+                              _KIT_JSON, _plain, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
                               run_checkpoint, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
@@ -35,8 +35,8 @@ PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07d_peers
 
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest', 'run_data',
-           'train_config', 'RunRecord', 'build_learner', 'run_training', 'labels_changed', 'choose_final_t', 'load_run',
-           'launch']
+           'train_config', 'RunRecord', 'build_learner', 'paper_labels_note', 'run_training', 'labels_changed',
+           'choose_final_t', 'load_run', 'launch']
 
 # %% ../nbs/10b_train.ipynb #84299f74
 @in_python_words
@@ -181,6 +181,29 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
     if ck is None: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))
     return ck
 
+def _groups_file(source) -> str:
+    "What a `threshold_groups` record names wherever the appendix is: its file (training_split.pkl, class_split.pkl), else the rule."
+    s = str(source or '').split(' (')[0]        # 'x/class_split.pkl (the appendix has no training_split.pkl)': the file, then why
+    return next((f for f in ('training_split.pkl', 'class_split.pkl') if s.endswith(f)), s)
+
+def _regrouped(saved:dict, cfg:dict) -> str|None:
+    "Why a resume with the resolved `cfg` would group the correction thresholds otherwise than the run it resumes (`saved`), or None."
+    was, now = saved.get('threshold_groups'), cfg.get('threshold_groups')
+    if was is None or _groups_file(was) == _groups_file(now): return None    # a checkpoint from before the record; or the appendix moved
+    return (f'its run grouped the correction thresholds by {was}, this resume would group them by {now} (the appendix '
+            f"{'gained' if _groups_file(now) == 'training_split.pkl' else 'lost'} training_split.pkl since?): resume with the "
+            'appendix it trained with (--appendix), or start a new run in another --work_dir')
+
+def paper_labels_note(cfg:dict) -> str|None:
+    """For a resolved run configuration of a preset with the paper's numbers (voc, coco) at the paper's noise rate: why it is
+    not the paper's setting when its appendix holds no official noisy-label file at that rate (the noise is simulated), else None."""
+    paper = PRESETS.get(cfg.get('dataset'), {}).get('paper')
+    if not paper or cfg.get('noise_source') != 'simulated' or cfg.get('noise_rate') != paper['noise_rate']: return None
+    r = f"{cfg['noise_rate']:g}"
+    return (f"{cfg['dataset']} at noise rate {r}: the appendix {cfg.get('appendix')} holds no class_freq_{r}noise.pkl (the official "
+            f"noisy labels), so this run trains on simulated {cfg.get('noise_kind')} noise {r}, not on the paper's labels; to "
+            'reproduce the paper, put the authors\' file there (data/README.md)')
+
 @in_python_words
 def run_training(cfg:dict) -> tuple:
     """Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`. `cfg`: a
@@ -206,6 +229,8 @@ def run_training(cfg:dict) -> tuple:
                                  'resume with the same options, or pass another --work_dir')
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
+        if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
+        if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')
         start = 0
@@ -281,6 +306,13 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
                          "config.json of the run that wrote it")
     if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
         raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
+    own = state.get('config') if config is not None else None     # a configuration given beside the one the checkpoint carries
+    if isinstance(own, dict) and (differ := [k for k in run_diff(own, config) if k not in _MOVABLE]):
+        said = ', '.join(f'{k} {_plain(own).get(k)!r} -> {_plain(config).get(k)!r}' for k in differ[:6])
+        raise ValueError(f'{ck} carries the configuration it was trained with, and the one given (config=, --config) differs '
+                         f'from it in {said}{" …" * (len(differ) > 6)}, so its scores would not be the checkpoint\'s: drop it (the '
+                         "checkpoint's own is used); for another ensemble weight pass t= (--t), for data that moved "
+                         'data_root=, appendix=, noise_file=')
     if bad := sorted(set(moved) - set(_MOVABLE)):
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
                          f"{', '.join(_MOVABLE)} may change (where the data is)")

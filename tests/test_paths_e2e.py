@@ -121,6 +121,17 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
         assert cb.branches == branches and len(cb.ds) == len(sb.ds)
         if branches == ['random']: assert 'correction is off' in cb.note
 
+    # 5. the data moved since training: the browsers are told where it is now, as stitchup_test is
+    if path == 'voc-official':
+        moved = tmp_path/'moved'; moved.mkdir()
+        for d in ('VOCdevkit', 'appendix'): (tmp_path/d).rename(moved/d)
+        with pytest.raises(FileNotFoundError, match='appendix'): CorrectionBrowser.from_checkpoint(work)
+        app = moved/'appendix'/'VOCdevkit'/'longtail2012'
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            cb = CorrectionBrowser.from_checkpoint(work, data_root=moved/'VOCdevkit', appendix=app)
+            assert len(cb.ds) == len(sb.ds) and len(StitchBrowser.from_run(work, data_root=moved/'VOCdevkit', appendix=app).ds) == len(sb.ds)
+
 
 def test_noise_script_on_an_official_appendix(tmp_path):
     "stitchup_noise reads an appendix's clean labels, and will not write its file into that folder (a run would take it as official)."

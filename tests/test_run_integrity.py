@@ -45,6 +45,9 @@ def world(quick_run, tmp_path_factory):
     best = root/'best'; shutil.copytree(done, best); shutil.copy(done/'epoch_1.pth', best/'epoch_best.pth')
     state = torch.load(done/'epoch_1.pth', weights_only=True)
     (root/'far').mkdir(); torch.save({**state, 'epoch': 10**9}, root/'far'/'epoch_1.pth')
+    # a checkpoint that carries no configuration (as before they did): --config is then the run's configuration
+    (root/'bare').mkdir(); torch.save({k: v for k, v in torch.load(done/'epoch_2.pth', weights_only=True).items() if k != 'config'},
+                                      root/'bare'/'epoch_2.pth')
     (root/'bad.json').write_text('{"dataset": "digits-sm')
     cfg = json.loads((done/'config.json').read_text())
     (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
@@ -86,8 +89,10 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'bad.json')], 'bad.json: damaged run configuration', None),
         (T + ['--work_dir', fresh('far'), '--resume', str(root/'far'/'epoch_1.pth')], 'has trained 1000000000 epochs', fresh('far')),
         (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'digits.json'), '--out', str(root/'x.json')],
+         "differs from it in dataset 'digits-small' -> 'digits'", None),   # another configuration than the checkpoint carries
+        (['stitchup_test', str(root/'bare'/'epoch_2.pth'), '--config', str(root/'digits.json'), '--out', str(root/'x.json')],
          "are not those the run trained on (digest", None),          # its labels' digest (config.json's labels_sha) first
-        (['stitchup_test', str(done/'epoch_2.pth'), '--config', str(root/'digits_old.json'), '--out', str(root/'x.json')],
+        (['stitchup_test', str(root/'bare'/'epoch_2.pth'), '--config', str(root/'digits_old.json'), '--out', str(root/'x.json')],
          'class groups differ', None),                              # a configuration from before it: the checkpoint's groups
         # ---- more of the same kind
         (T + ['--work_dir', fresh('m'), '--method', 'fulll'], '--method must be one of', fresh('m')),
