@@ -165,19 +165,23 @@ def _countable(a:dict, crowd:bool) -> bool:
     x, y, w, h = a['bbox']
     return not (a.get('ignore') or a['area'] <= 0 or w < 1 or h < 1 or (a.get('iscrowd') and not crowd))
 
-def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/annotations/instances_val2017.json
-             img_dir,                 # its image folder, e.g. data/coco/val2017
-             ids=None,                # None: every image, in file order; a list of ids; or an id file (img_id.pkl)
-             size:int|None=None,      # decode and cache every image at size×size; None: decode lazily from disk
-             groups:dict|None=None,   # head/medium/tail class indices; None: from these images' counts
-             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
-             crowd:bool=True,         # count `iscrowd` annotations as positives (the reference does)
-             name:str='',             # e.g. 'COCO-MLT test'
-             cache=False,             # with `size`: True keeps the decoded images in `image_cache_dir()` (a folder: there)
-            ) -> LabelledSet:
-    "Image-level labels from a COCO instances file: the classes of its countable annotations."
-    coco, img_dir = _coco(ann_file), _need(img_dir, 'COCO image folder', _COCO_LAYOUT)
-    col = {c: k for k, c in enumerate(coco.getCatIds())}
+def _coco_columns(coco, ann_file, categories) -> list:
+    "The category ids in column order: the file's own order, or that of `categories` = (file, [(id, name), ...]) once this file holds exactly those."
+    if categories is None: return coco.getCatIds()
+    src, want = categories[0], dict(categories[1])
+    have = {c['id']: c['name'] for c in coco.dataset['categories']}
+    if diff := [i for i in [*want, *sorted(set(have) - set(want))] if have.get(i) != want.get(i)]:
+        i, say = diff[0], lambda n: 'missing' if n is None else repr(n)
+        raise ValueError(f'{ann_file}: category id {i} is {say(have.get(i))} here but {say(want.get(i))} in {src} '
+                         f'({len(diff)} of {len(set(want) | set(have))} categories differ); expected the same categories (ids and names) as {src}, '
+                         'in any order')
+    return list(want)
+
+def _coco_set(coco, ann_file, img_dir, ids=None, size=None, groups=None, on_bad='error', crowd=True, name='', cache=False,
+              categories=None) -> LabelledSet:
+    "`coco_set` on the pycocotools index `coco` of `ann_file`, already read."
+    img_dir = _need(img_dir, 'COCO image folder', _COCO_LAYOUT)
+    col = {c: k for k, c in enumerate(_coco_columns(coco, ann_file, categories))}
     ids = coco.getImgIds() if ids is None else read_ids(ids) if isinstance(ids, (str, Path)) else ids
     if bad := [i for i in ids if not str(i).isdigit() or int(i) not in coco.imgs]:
         raise ValueError(f'{ann_file}: has no image with id {bad[0]!r} ({len(bad)} of {len(ids)} ids absent; '
@@ -187,6 +191,20 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
     return _reader_set([img_dir/coco.imgs[i]['file_name'] for i in ids], labels,
                        [c['name'] for c in coco.loadCats(list(col))], ids, groups,
                        name or f'{img_dir.name} ({len(ids)} images)', size, on_bad, cache)
+
+def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/annotations/instances_val2017.json
+             img_dir,                 # its image folder, e.g. data/coco/val2017
+             ids=None,                # None: every image, in file order; a list of ids; or an id file (img_id.pkl)
+             size:int|None=None,      # decode and cache every image at size×size; None: decode lazily from disk
+             groups:dict|None=None,   # head/medium/tail class indices; None: from these images' counts
+             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+             crowd:bool=True,         # count `iscrowd` annotations as positives (the reference does)
+             name:str='',             # e.g. 'COCO-MLT test'
+             cache=False,             # with `size`: True keeps the decoded images in `image_cache_dir()` (a folder: there)
+             categories=None,         # None: columns in this file's category order; (file, [(id, name), ...]): in that file's (the training file's), matched by id
+            ) -> LabelledSet:
+    "Image-level labels from a COCO instances file: the classes of its countable annotations."
+    return _coco_set(_coco(ann_file), ann_file, img_dir, ids, size, groups, on_bad, crowd, name, cache, categories)
 
 # %% ../nbs/00b_readers.ipynb #445d98f2
 def _bounded(x, path, key:str, ndim:int, limit:int) -> np.ndarray:
@@ -316,7 +334,10 @@ def coco_mlt(root='data/coco',                                  # holds train201
             ) -> tuple:
     "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
     app, ann = read_appendix(appendix), Path(root)/'annotations'
-    train = coco_set(ann/'instances_train2017.json', Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
+    index = _coco(train_ann := ann/'instances_train2017.json')
+    train = _coco_set(index, train_ann, Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
     train = check_appendix(train, app)
-    test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test')
+    cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]
+    del index                                               # the training index is large; the test set needs only its categories
+    test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test', categories=cats)
     return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)

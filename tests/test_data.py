@@ -197,6 +197,29 @@ def test_coco_mlt_preset(coco, coco_appendix):
     assert len(train.classes) == 80 and not train.in_memory
 
 
+def _drop_last(d):
+    gone = d['categories'].pop()['id']; d['annotations'] = [a for a in d['annotations'] if a['category_id'] != gone]
+
+@pytest.mark.parametrize('edit, first', [
+    (_drop_last, "category id 90 is missing here but 'toothbrush'"),
+    (lambda d: d['categories'][0].update(name='human'), "category id 1 is 'human' here but 'person'"),
+    (lambda d: (d['categories'][0].update(name='bicycle'), d['categories'][1].update(name='person')),
+     "category id 1 is 'bicycle' here but 'person'"),                  # two ids' names swapped
+    (lambda d: d['categories'].append({'id': 91, 'name': 'extra'}), "category id 91 is 'extra' here but missing")])
+def test_coco_mlt_test_columns_follow_the_training_categories(coco, coco_appendix, edit, first):
+    val = ann(coco, 'val2017'); d = json.loads(orig := val.read_text())
+    d['categories'].reverse(); val.write_text(json.dumps(d))          # another order: the same test labels
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        _, test = coco_mlt(coco['root'], coco_appendix, size=None)
+    np.testing.assert_array_equal(test.labels, coco['val2017']['labels'])
+    assert test.classes == list(COCO_CATS.values())
+    d = json.loads(orig); edit(d); val.write_text(json.dumps(d))
+    with pytest.raises(ValueError) as e: coco_mlt(coco['root'], coco_appendix, size=None)
+    train = ann(coco, 'train2017')
+    assert str(e.value).startswith(f'{val}: {first} in {train}') and f'expected the same categories (ids and names) as {train}' in str(e.value)
+
+
 def test_preset_catches_appendix_that_disagrees_with_annotations(voc, tmp_path):
     y = voc['VOC2012']
     tampered = y['labels'][:10].copy(); tampered[4, 14] ^= 1
