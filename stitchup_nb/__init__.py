@@ -3,3 +3,8 @@ __version__ = "0.1.0"
 import warnings as _warnings
 # fastai still calls torch.jit.script, which warns on every import of it: silence that one warning, by message and module
 _warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning, module=r'torch\.jit\._script')
+
+import os as _os
+if _os.environ.get('STITCHUP_SETUP'):     # a user's setup scripts, run once in every process (nbs/00c_config.ipynb, run_setup)
+    from .config import run_setup as _run_setup
+    _run_setup()

@@ -80,7 +80,7 @@ class _Flag(Param):
 def flag(name:str) -> Param:
     "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
     o = OPTIONS[name]
-    return _Flag((f'--method {o.peer}: ' if o.peer else '') + o.help, o.type)
+    return _Flag((f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help, o.type)
 
 def _flags(func, names, **defaults):
     "`func` (taking `**opts`) with the signature of flags `names`: each declared option's help, type and default (`defaults` override)."

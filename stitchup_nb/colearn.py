@@ -287,7 +287,7 @@ def fit_reference(self:Learner, n_epoch:int=8, lr:float|None=None, warmup_iters:
 
 # %% ../nbs/07_colearn.ipynb #f6ceff49
 BRANCH_OF = {'random': 'random', 'class_aware': 'balanced'}
-LOSSES = {'bce': lambda labels, **db: bce_loss,       # name -> factory(training labels, **DB-Focal options)
+LOSSES = {'bce': lambda labels, **db: bce_loss,       # name -> factory(training labels, **DB-Focal options, **its own options)
           'dbfocal': lambda labels, **db: DBFocalLoss.from_labels(labels, **db)}
 DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}
 
@@ -312,6 +312,7 @@ def colearner(dls,                             # from `stitch_dls`
               thresholds:dict|None=None,       # e.g. {'random_head_alpha': .7}; see THRESHOLDS
               threshold_groups:dict|None=None, # the groups that pick a class's thresholds (default: the data's groups)
               dbfocal:dict|None=None,          # DBFocalLoss options, e.g. {'lam': 2., 'mu': .2} (COCO's balanced branch)
+              loss_options:dict|None=None,     # a loss's own options by its name, e.g. {'bce_ls': {'ls_eps': .2}}: to its factory
               t:float=0.1,                     # ensemble weight of the random branch
               metrics=None,                    # e.g. `lt_metrics(groups)` from stitchup_nb.metrics
               loss_func=None,                  # a ready loss in place of the branches' (a peer's own: 07d_peers `Peer.loss_func`)
@@ -327,7 +328,7 @@ def colearner(dls,                             # from `stitch_dls`
     if len(set(names)) != len(names): raise ValueError(f'two branches of the same kind: {samplers}')
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
-    loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}))
+    loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}), **(loss_options or {}).get(l, {}))
                                                               for l in branch_losses(losses, names)])
     groups = check_groups(threshold_groups, len(train.classes), 'threshold_groups') if threshold_groups else train.groups
     colearn = CoLearning(groups, warmup_epoch, adaptive=adaptive and correct,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
-           'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number', 'maybe', 'one_of', 'Option', 'option',
-           'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for', 'RunConfig',
-           'run_config', 'cli_words', 'worded', 'in_python_words']
+           'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number', 'maybe', 'one_of', 'Option',
+           'option', 'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for',
+           'RunConfig', 'run_config', 'cli_words', 'worded', 'in_python_words', 'run_setup']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -53,6 +53,8 @@ SOURCES_OF_VALUES = {   # Option.by: where a run's value comes from when the opt
     'method': "the method's (methods.METHODS), or the value the method's rules derive (thresholds: the preset's paper values when the method corrects labels)",
     'noise':  "the option's own default, when the run's labels are simulated; unused (None) otherwise",
     'peer':   "the option's own default (the peer paper's value), for the methods of that peer; unused (None) for every other method",
+    'loss':   "the option's own default (or the method's), for a run of which a branch trains with that loss (colearn.LOSSES, which "
+              "passes it to the loss's factory); unused (None) for every other run",
 }
 
 @dataclass(frozen=True, eq=False)
@@ -66,11 +68,13 @@ class Option:
     flag:bool=True            # a flag of stitchup_train; False: set by a preset, or from Python
     by:str='flag'             # where the value comes from when not given: a key of SOURCES_OF_VALUES
     peer:str|None=None        # a peer's hyper-parameter (`by='peer'`): the peer whose methods it applies to
+    loss:str|None=None        # a loss's hyper-parameter (`by='loss'`): the entry of `colearn.LOSSES` whose factory takes it
     owner:str=''              # the module whose code reads it
 
     def __post_init__(self):
         if self.by not in SOURCES_OF_VALUES: raise ValueError(f'option {self.name}: by must be one of {", ".join(SOURCES_OF_VALUES)}, got {self.by!r}')
         if (self.by == 'peer') != (self.peer is not None): raise ValueError(f"option {self.name}: a peer's option has by='peer' and names its peer")
+        if (self.by == 'loss') != (self.loss is not None): raise ValueError(f"option {self.name}: a loss's option has by='loss' and names its loss")
 
     @property
     def cli_default(self):
@@ -86,11 +90,12 @@ class Option:
 
     def check(self, value, name:str|None=None):
         "`value` if it passes the rule, else a `ValueError` naming the option as `name` (the flag, `--name`, from the CLI)."
+        if value is None and self.by in ('peer', 'loss'): return value      # a peer's or a loss's option that the run does not use
         if self.rule is not None and not self.rule[0](value):
             raise ValueError(f'{name or self.name} must be {self.must}, got {value!r}')
         return value
 
-    def _words(self): return (self.default, self.help, self.type, self.flag, self.by, self.peer, self.owner, self.must)
+    def _words(self): return (self.default, self.help, self.type, self.flag, self.by, self.peer, self.loss, self.owner, self.must)
 
 # %% ../nbs/00c_config.ipynb #1f50b9d0
 OPTIONS:dict = {}      # an option's name -> its `Option`, in declaration order (stitchup_train's flags come in this order)
@@ -124,9 +129,10 @@ def check_values(opts:dict, flags=()):
         if k in opts: o.check(opts[k], name(k))
     for f in CHECKS: f(opts, name)
 
-def values_by(by:str, peer:str|None=None) -> dict:
-    "`{name: default}` of the options whose value comes from `by` (and, for 'peer', of peer `peer`)."
-    return {k: o.default for k, o in OPTIONS.items() if o.by == by and (peer is None or o.peer == peer)}
+def values_by(by:str, peer:str|None=None, loss:str|None=None) -> dict:
+    "`{name: default}` of the options whose value comes from `by` (and, for 'peer', of peer `peer`; for 'loss', of loss `loss`)."
+    return {k: o.default for k, o in OPTIONS.items()
+            if o.by == by and (peer is None or o.peer == peer) and (loss is None or o.loss == loss)}
 
 def flag_defaults() -> dict:
     "stitchup_train's flags, in order, and their defaults (None: the preset's, the method's or the peer's value)."
@@ -173,7 +179,7 @@ _o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing n
 _o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at this rate where the appendix has them, else simulated '
   'noise (0: clean; default 0.5)', type=float, by='noise')
 _o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS, lambda: f'one of {", ".join(NOISE_KINDS)} (a kind registered from a script with '
-                                       '@noise_kind is known once that script has run in this process)')), 'simulated noise (default flip): flip (positives moved to other classes), '
+                                       '@noise_kind is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')), 'simulated noise (default flip): flip (positives moved to other classes), '
   'missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to '
   'co-occurring classes)', type=str, by='noise')
 _o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
@@ -343,3 +349,39 @@ def in_python_words(f):
                 if isinstance(e, OSError) and isinstance(e.strerror, str): e.strerror = worded(e.strerror)
             raise
     return _f
+
+# %% ../nbs/00c_config.ipynb #5062e73d
+SETUP_VAR = 'STITCHUP_SETUP'    # the environment variable naming the setup scripts `import stitchup_nb` runs
+
+def run_setup(entries:str|None=None) -> list:
+    """Run each setup script `entries` names (default: the `STITCHUP_SETUP` environment variable): Python files or module
+    names separated by `os.pathsep`, each once per process (a file as the module named by its stem). Returns the modules."""
+    import importlib, importlib.util, sys
+    entries = os.environ.get(SETUP_VAR, '') if entries is None else entries
+    out = []
+    for e in [x.strip() for x in entries.split(os.pathsep) if x.strip()]:
+        is_file = e.endswith('.py') or os.sep in e
+        try:
+            if not is_file: out.append(importlib.import_module(e)); continue
+            p = Path(e).expanduser().resolve()
+            if not p.is_file():
+                raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a file (looked for {p}): name a Python file that registers your '
+                                        f'methods, losses or options, or a module on the path, several joined by {os.pathsep!r}')
+            name = p.stem if p.stem.isidentifier() else f'stitchup_setup_{len(out)}'
+            if (m := sys.modules.get(name)) is not None and Path(getattr(m, '__file__', '') or '').resolve() == p:
+                out.append(m); continue            # ran already in this process (or imported by its name)
+            if m is not None: name = f'stitchup_setup_{p.stem}'      # another module holds the name: keep it
+            spec = importlib.util.spec_from_file_location(name, p)
+            mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
+            try: spec.loader.exec_module(mod)
+            except BaseException: sys.modules.pop(name, None); raise
+            out.append(mod)
+        except FileNotFoundError: raise
+        except ModuleNotFoundError as err:
+            if not is_file and err.name == e.split('.')[0]:
+                raise ModuleNotFoundError(f'{SETUP_VAR}: no module {e!r} (from {Path.cwd()}): name a module on the path, or a '
+                                          'Python file (ending in .py)') from None
+            err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
+        except Exception as err:
+            err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
+    return out

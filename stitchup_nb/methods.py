@@ -122,10 +122,29 @@ def _check_method_options(method:str, preset:dict, given:dict):
         raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
                          f"with {k} {entry.get(k)!r}; drop it")
 
+def _losses_used(loss, branches) -> set:
+    "The entries of `colearn.LOSSES` a run's branches train with: the reference pairing (`colearn.DEFAULT_LOSS`) unless `loss` names them."
+    if loss is None: return {'both': {'bce', 'dbfocal'}, 'random': {'bce'}, 'balanced': {'dbfocal'}}.get(branches, set())
+    return set(loss.split(',') if isinstance(loss, str) else loss)
+
 def _uses_dbfocal(loss, branches) -> bool:
     "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`colearn.DEFAULT_LOSS`), else as `loss` names."
-    if loss is None: return branches in ('both', 'balanced')
-    return 'dbfocal' in (loss.split(',') if isinstance(loss, str) else list(loss))
+    return 'dbfocal' in _losses_used(loss, branches)
+
+def _loss_options(method:str, cfg:dict, given:dict):
+    """A loss's hyper-parameters (options declared `by='loss'`): their default where a branch of the run trains with that
+    loss (else the method's or the given value), None where none does; given, or set by the method, for a loss no branch uses: refused."""
+    used = _losses_used(cfg.get('loss'), cfg['branches'])
+    for k, o in OPTIONS.items():
+        if o.by != 'loss': continue
+        if o.loss in used:
+            if cfg.get(k) is None: cfg[k] = o.default
+        elif cfg.get(k) is None: cfg[k] = None
+        else:
+            said = f'--{k} {cfg[k]}' if k in given else f'METHODS[{method!r}] sets {k} {cfg[k]}, which'
+            raise ValueError(f"{said} has no effect: it is a hyper-parameter of the loss {o.loss!r}, and no branch of method {method!r} "
+                             f"trains with it (branches {cfg['branches']!r}, loss {cfg.get('loss') or 'the reference pairing'}); drop it, "
+                             f'or pass --loss {o.loss}')
 
 def unused_options(method:str, cfg:dict) -> dict:
     """The options a run of `method` with resolved configuration `cfg` would not read, each with why: the ensemble weight `t`
@@ -150,7 +169,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     "The run configuration: the preset's values, then the method's, then every option that is not None."
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} (a method a script '
-                                               'adds to METHODS is known once that script has run in this process)')
+                                               'adds to METHODS is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')
     preset, source = PRESETS[dataset], data_source(dataset)
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
         raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
@@ -176,6 +195,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
         cfg['data_seed'] = None
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})
+    _loss_options(method, cfg, given)
     named = sorted(k for k in given if k in THRESHOLDS)
     own = {k: METHODS[method][k] for k in THRESHOLDS if k in METHODS[method]}    # a method entry's own, over the preset's
     if cfg.get('random_below'):

@@ -106,7 +106,7 @@ def train_config(**overrides) -> RunConfig:
     if bad := sorted(set(overrides) - known):
         said = ', '.join(repr(k) + ''.join(f' (did you mean {m!r}?)' for m in difflib.get_close_matches(k, known, 1)) for k in bad)
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
-                         'one a script declares with stitchup_nb.config.option is known once that script has run in this process)')
+                         'one a script declares with stitchup_nb.config.option is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')
     cfg = resolve(**{**flag_defaults(), **overrides})
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
@@ -155,11 +155,14 @@ def build_learner(cfg:dict, history:list|None=None,
             mj = MetricsJSON(work/'metrics.json', history)
             files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': dict(cfg), 'history': mj.history})]
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
+        own = {}                     # a loss's own options (declared by='loss'): to its factory, by name
+        for k, o in OPTIONS.items():
+            if o.by == 'loss' and cfg.get(k) is not None: own.setdefault(o.loss, {})[k] = cfg[k]
         build = peer.learner if peer is not None else colearner     # a peer builds its Learner with its own parts (07d_peers)
         learn = build(dls, arch=cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           adaptive=cfg['correction'] == 'adaptive',
                           stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],
-                          thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, t=cfg['t'],
+                          thresholds={k: cfg[k] for k in THRESHOLDS}, threshold_groups=groups, dbfocal=db, loss_options=own, t=cfg['t'],
                           metrics=lt_metrics(train.groups), lr=cfg['lr'], mom=cfg['momentum'], wd=cfg['wd'], clip=cfg['clip'],
                           seed=cfg['seed'], pretrained=cfg['pretrained'], train_stages=cfg['train_stages'],
                           neck_dim=cfg['neck_dim'], dropout={'random': cfg['random_dropout'], 'balanced': cfg['balanced_dropout']},

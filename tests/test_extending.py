@@ -13,6 +13,10 @@ differ from the checkout's, and runs the extension end to end in a fresh interpr
   `load_benchmark` reads it, the configuration checks know what it reads, a 1-epoch run trains on it;
 - a backbone (a two-block CNN): its builder in the user's own script (`@register_backbone`): no file of the package;
   `train_config(arch=...)` takes it, checks `train_stages` against its stages, and a 1-epoch run trains on it.
+- a loss with a hyper-parameter of its own (`LOSSES` and `option(..., by='loss')`), in the user's script: no file of the
+  package; the run records the value and the factory gets it, other runs refuse it;
+- a method of the user's script (`STITCHUP_SETUP`): `stitchup_train` trains it and `stitchup_test` scores it; without the
+  variable the refusal says how.
 """
 import filecmp, json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
@@ -222,3 +226,62 @@ def test_a_new_backbone_takes_no_file(tmp_path):
     assert '@register_backbone' in e['unknown'], e
     assert "backbone 'resnet5' is not registered" in e['model'] and "@register_backbone('resnet5', stages=...)" in e['model'], e
     assert "backbone 'tiny_cnn' is registered already (by tiny_cnn)" in e['taken'], e
+
+
+def test_a_setup_script_reaches_the_console_scripts(tmp_path):
+    "STITCHUP_SETUP names the user's script: stitchup_train and stitchup_test know its method; without it, the refusal says how."
+    from tests.conftest import BIN
+    (tmp_path/'myvariant.py').write_text(textwrap.dedent('''
+        from stitchup_nb.methods import METHODS
+        METHODS['full_soft'] = dict(METHODS['full'], label='Full, soft', random_head_alpha=.6, balance_head_alpha=.6)
+    '''))
+    env = {**os.environ, 'STITCHUP_CACHE': os.environ.get('STITCHUP_CACHE', str(ROOT/'data'/'cache')), 'OMP_NUM_THREADS': '1'}
+    run = lambda *a, **e: subprocess.run([str(x) for x in a], cwd=tmp_path, env={**env, **e}, capture_output=True, text=True, timeout=900)
+    r = run(BIN/'stitchup_train', '--method', 'full_soft', '--dataset', 'digits-small', '--epochs', '1', '--warmup_iters', '2',
+            '--quiet', '--work_dir', 'soft', STITCHUP_SETUP='myvariant.py')
+    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = json.loads((tmp_path/'soft'/'config.json').read_text())
+    assert (cfg['method'], cfg['random_head_alpha'], cfg['balance_head_alpha']) == ('full_soft', .6, .6), cfg
+    r = run(BIN/'stitchup_test', 'soft', STITCHUP_SETUP='myvariant.py')
+    assert r.returncode == 0 and (tmp_path/'soft'/'test_metrics.json').is_file(), r.stderr[-3000:]
+    r = run(BIN/'stitchup_test', 'soft', '--out', 'again.json')          # without the script: refused, saying how
+    assert r.returncode != 0 and "got 'full_soft'" in r.stderr and 'STITCHUP_SETUP=script.py' in r.stderr, r.stderr[-2000:]
+    r = run(BIN/'stitchup_test', 'soft', '--out', 'again.json', STITCHUP_SETUP='nothere.py')
+    assert r.returncode != 0 and 'STITCHUP_SETUP: nothere.py is not a file' in r.stderr, r.stderr[-2000:]
+
+
+LOSS = '''
+from functools import partial
+from stitchup_nb.colearn import LOSSES
+from stitchup_nb.config import FRACTION, option
+from stitchup_nb.losses import bce_loss
+
+def smoothed_bce(logits, targets, eps=.1, reduction='mean'):
+    return bce_loss(logits, targets * (1 - eps) + eps / 2, reduction=reduction)
+
+LOSSES['bce_ls'] = lambda labels, ls_eps=.1, **db: partial(smoothed_bce, eps=ls_eps)
+option('ls_eps', .1, FRACTION, 'label smoothing of bce_ls', type=float, by='loss', loss='bce_ls', owner='myloss')
+'''
+
+
+def test_a_loss_with_its_own_option_takes_no_file(tmp_path):
+    "A loss of the user's script with a hyper-parameter (by='loss'): the run records it and the factory gets it; other runs refuse it."
+    from tests.conftest import BIN
+    assert _scratch(tmp_path, {}) == []                                                  # 0 files: the user's script registers it
+    (tmp_path/'myloss.py').write_text(LOSS)
+    got = _run(tmp_path, '''
+        import myloss
+        from stitchup_nb.train import build_learner, train_config
+        cfg = dict(dataset='digits-small', pretrained=False, quiet=True, work_dir=None)
+        learn, *_ = build_learner(train_config(method='bce', loss='bce_ls', ls_eps=.3, **cfg))
+        default = train_config(method='full', loss='bce_ls,dbfocal', **cfg)
+        try: train_config(method='full', ls_eps=.3, **cfg); refused = ''
+        except ValueError as e: refused = str(e)
+        print(json.dumps(dict(eps=learn.loss_func.bases[0].f.keywords['eps'], recorded=learn.run_record.config['ls_eps'],
+                              default=default['ls_eps'], unused=train_config(method='full', **cfg)['ls_eps'], refused=refused)))
+    ''')
+    assert (got['eps'], got['recorded'], got['default'], got['unused']) == (.3, .3, .1, None), got
+    assert "`ls_eps` 0.3 has no effect: it is a hyper-parameter of the loss 'bce_ls'" in got['refused'], got
+    r = subprocess.run([str(BIN/'stitchup_train'), '--help'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, 'STITCHUP_SETUP': 'myloss.py'})
+    assert r.returncode == 0 and '--ls_eps' in r.stdout and '--loss bce_ls: label smoothing of bce_ls' in ' '.join(r.stdout.split()), r.stdout[-2000:]
