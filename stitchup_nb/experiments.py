@@ -294,8 +294,20 @@ def grid(name:str='main'):
     return GRIDS[name]()
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
+def _run_of(r:dict) -> tuple:
+    """A row's run (`row_key`: label, noise kind and rate, seed, extra) and behaviour fingerprint, as a CSV holds them: an
+    empty `extra` is '{}', a missing fingerprint '' (a row given as a dict and one read back compare alike)."""
+    txt = lambda v: '' if v is None or v != v else str(v)          # None, NaN: empty
+    def num(v, f):
+        try: return f(float(v))
+        except (TypeError, ValueError): return txt(v)
+    return (txt(r.get('method')), txt(r.get('kind')), num(r.get('rate'), float), num(r.get('seed'), int),
+            txt(r.get('extra')) or '{}', txt(r.get('fingerprint')))
+
 def append_rows(out, rows:list):
-    "Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV."
+    """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
+    Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none
+    counts as one): a table over seeds would count it twice."""
     with open(out, 'a+', newline='') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
@@ -303,6 +315,18 @@ def append_rows(out, rows:list):
         if header is not None and header != FIELDS:     # rows under another header would land in the wrong columns
             raise ValueError(f'{out}: its columns are not the current FIELDS (missing {sorted(set(FIELDS) - set(header))}, '
                              f'unknown {sorted(set(header) - set(FIELDS))}); `upgrade_csv({str(out)!r})` rewrites it, keeping every row')
+        f.seek(0)
+        held = {_run_of(r): f'row {i} of {out}' for i, r in enumerate(csv.DictReader(f), 1)}
+        for j, r in enumerate(rows, 1):
+            if (k := _run_of(r)) in held:
+                m, kind, rate, seed, extra, fp = k
+                raise ValueError(
+                    f"append_rows: row {j} given is the run of {held[k]} ({m!r} at {kind} {rate if isinstance(rate, str) else f'{rate:g}'} seed {seed}"
+                    + (f' extra {extra}' if extra != '{}' else '') + (f', fingerprint {fp}' if fp else ', no fingerprint on either')
+                    + '); nothing written: a table over seeds would count the run twice, or two versions of it as one. '
+                    'A changed variant takes another label (one_run(label, ...)); a run made again replaces its old row: '
+                    f'remove that row from {out} first')
+            held[k] = f'row {j} given'
         w = csv.DictWriter(f, FIELDS)
         if header is None: w.writeheader()
         w.writerows(rows)

@@ -15,10 +15,10 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
-__all__ = ['MAP_COLUMNS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'load', 'summary', 'pm', 'cells_table', 'paired_ci', 'paired_text',
-           'paired_table', 'factorial_tables', 'cell_table', 'markdown', 'leaderboard', 'group_gaps', 'plus_tables',
-           'per_group', 'run_costs', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test',
-           'fresh_markdown']
+__all__ = ['MAP_COLUMNS', 'RUN', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
+           'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'markdown', 'leaderboard', 'group_gaps',
+           'plus_tables', 'per_group', 'run_costs', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table',
+           'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -46,9 +46,52 @@ def load(name:str='benchmark', folder=RESULTS,
     return out
 
 # %% ../nbs/13_results.ipynb #eaa4ddc1
+RUN = ['method', 'kind', 'rate', 'seed', 'extra']      # what names a run in a row (`experiments.row_key`)
+
+def _extra(df:pd.DataFrame) -> pd.Series:
+    "Each row's `extra` as a key: '{}' where a row has none (no option set apart), JSON with its keys sorted."
+    def norm(e):
+        if not isinstance(e, str) or not e.strip(): return '{}'
+        try: return json.dumps(json.loads(e), sort_keys=True)
+        except ValueError: return e
+    return df['extra'].map(norm) if 'extra' in df else pd.Series('{}', index=df.index, dtype=object)
+
+def _g(v) -> str: return f'{v:g}' if isinstance(v, (int, float, np.number)) else str(v)
+
+def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
+    """`df`, refused (ValueError) where two of its rows are one run (`RUN`: label, noise kind and rate, seed, `extra`):
+    a table over seeds would count them as two seeds, or average them as one."""
+    if not len(df) or any(c not in df for c in RUN[:4]): return df
+    k = df[RUN[:4]].astype(str).agg('\x1f'.join, axis=1) + '\x1f' + _extra(df)
+    dup = k.duplicated(keep=False)
+    if not dup.any(): return df
+    rows = df[k == k[dup].iloc[0]]
+    r, others = rows.iloc[0], k[dup].nunique() - 1
+    extra = _extra(rows).iloc[0]
+    cfg = rows['config'].dropna().astype(str) if 'config' in rows else pd.Series(dtype=str)
+    cfg = cfg[cfg != '']
+    configs = cfg.nunique() if cfg.nunique() > 1 or len(cfg) == len(rows) else 0     # 0: some row records none
+    raise ValueError(
+        f"{caller}: {len(rows)} rows of {r['method']!r} at {r['kind']} {_g(r['rate'])} seed {_g(r['seed'])}"
+        + (f' extra {extra}' if extra != '{}' else '')
+        + (f' (and {others} more run{"s" if others > 1 else ""} with more than one row)' if others else '')
+        + f', which a table over seeds counts as {len(rows)} seeds or averages as one. '
+        + ('Their configs differ: two versions of a method under one label. ' if configs > 1 else
+           'Their configs are the same: one run written twice. ' if configs == 1 else '')
+        + 'Keep one row per run: load(..., current=True) keeps one version per row when the rows carry behaviour '
+          "fingerprints (tools/benchmark.py stamps them; experiments.one_run's rows carry none), or give a changed variant "
+          "its own label (one_run(label, ...)), or drop the stale rows (df.drop_duplicates(results.RUN, keep='last') "
+          'keeps the last written)')
+
+def _left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
+    "Warn (one line) where a table's default list of the kit's labels leaves out rows of other labels."
+    if other := sorted({m for m in res.method if m not in set(shown)}, key=str):
+        warnings.warn(f"{caller}: rows of {', '.join(map(repr, other))} left out: not among its default {name} (the kit's "
+                      f'labels); pass {name}= to show them', stacklevel=3)
+
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
-    "mean, std and seed count per method × noise kind × rate."
-    g = df.groupby(['method', 'kind', 'rate'])
+    "mean, std and seed count per method × noise kind × rate (refused where two rows are one run)."
+    g = _once_per_seed(df, 'summary').groupby(['method', 'kind', 'rate'])
     out = g[list(cols)].agg(['mean', 'std'])
     out[('seeds', '')] = g.size()
     return out
@@ -69,8 +112,12 @@ def _by_cell(t):
     t.columns = [f'{k} {r}' for k, r in t.columns]
     return t
 
-def cells_table(res:pd.DataFrame, col:str='total', methods=None) -> pd.DataFrame:
+def cells_table(res:pd.DataFrame, col:str='total',
+                methods=None,   # the rows, in order (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
+               ) -> pd.DataFrame:
     "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below 3 seeds."
+    res = _once_per_seed(res, 'cells_table')
+    if methods is None: _left_out(res[res.rate > 0], MAIN_ROWS, 'cells_table')
     s = summary(res[res.rate > 0], [col])
     txt = [f'{a:.1f} ± {b:.1f}' if n >= 3 else f'{a:.1f} ({n})'
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
@@ -92,7 +139,8 @@ def paired_text(v) -> str:
     m, lo, hi = paired_ci(v)
     return f'{m:+.1f}' + (f' [{lo:+.1f}, {hi:+.1f}]' if lo == lo else '') + f' ({(np.asarray(v) > 0).sum()}/{len(v)})'
 
-def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|None=None,
+def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
+                 pairs:dict|None=None,   # {row: (method, against)} (None: each of `MAIN_ROWS` against `base`, warning of the labels it leaves out)
                  text:bool=True,   # False: the mean differences as numbers (NaN where not run)
                  stat:int=0,       # with text=False: 0 the mean, 1 the low and 2 the high end of its 95% interval
                 ) -> pd.DataFrame:
@@ -100,6 +148,8 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total', pairs:dict|N
     'mean difference [95% interval] (seeds ahead/seeds compared)' (`paired_text`). Seeds move mAP by several points together for every method,
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
     compares other pairs."""
+    res = _once_per_seed(res, 'paired_table')
+    if pairs is None: _left_out(res[res.rate > 0], [*MAIN_ROWS, base], 'paired_table', 'pairs')
     d = res[res.rate > 0].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     pairs = pairs or {m: (m, base) for m in MAIN_ROWS if m != base}
     out = {}
@@ -115,14 +165,18 @@ def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tup
     reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing)."""
     single = ['BCE', 'BCE+Stitch-Up', 'DB-Focal', 'DB-Focal+Stitch-Up']
     cells = set(zip(fac.kind, fac.rate))
-    both = pd.concat([res[res.method.isin(single)], fac])
+    both = _once_per_seed(pd.concat([res[res.method.isin(single)], fac]), 'factorial_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     return (cells_table(both, col, methods=single[:2] + [*FACTORIAL] + single[2:]),     # random sampling first
             paired_table(both, col=col, pairs=FACTORIAL_PAIRS))
 
-def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER) -> pd.DataFrame:
+def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5,
+               methods=None,   # the rows, in order (None: the kit's, `ORDER`, warning of the labels it leaves out)
+              ) -> pd.DataFrame:
     "Mean ± std per group of `methods` (and the clean references) at one noise cell."
-    t = pm(summary(_with_clean(res, kind, rate))).reset_index(level=['kind', 'rate'], drop=True)
+    cell = _with_clean(_once_per_seed(res, 'cell_table'), kind, rate)
+    if methods is None: _left_out(cell, ORDER, 'cell_table'); methods = ORDER
+    t = pm(summary(cell)).reset_index(level=['kind', 'rate'], drop=True)
     return t.reindex([m for m in methods if m in t.index] + [m for m in CLEAN if m in t.index and m not in methods])
 
 # %% ../nbs/13_results.ipynb #120a64b9
@@ -138,7 +192,7 @@ FULL = 'Stitch-Up+Co-Learning'
 # the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
 LEADERBOARD = ['BCE', *PEER_ROWS, 'Co-Learning', FULL, PLUS_BASE[2]]
 
-def _board(res, peers): return pd.concat([res[res.method.isin(LEADERBOARD)], peers])
+def _board(res, peers, caller='leaderboard'): return _once_per_seed(pd.concat([res[res.method.isin(LEADERBOARD)], peers]), caller)
 
 def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     "(`col` per method × cell, each method minus BCE, each method minus the full method), paired by seed."
@@ -151,7 +205,7 @@ def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=MAP_C
     """Where each leaderboard method gains or loses against `base`, group by group: per cell, the paired mean
     difference in head / medium / tail mAP (same seed), as 'head / medium / tail', a '*' where the difference's 95%
     interval over the seeds excludes 0."""
-    both = _board(res, peers)
+    both = _board(res, peers, 'group_gaps')
     pairs = {m: (m, base) for m in LEADERBOARD if m != base}
     stats = [[paired_table(both, col=g, pairs=pairs, text=False, stat=s) for s in range(3)] for g in groups]
     diffs = [s[0] for s in stats]
@@ -169,7 +223,7 @@ def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
     main grid `res`: `col` per method × cell, each minus BCE and minus the full method (paired by seed), per-group mAP
     at each cell, and the labels the final branch pair's correctors fix and break on the training set."""
     cells = set(zip(plus.kind, plus.rate))
-    both = pd.concat([res[res.method.isin(PLUS_BASE)], plus])
+    both = _once_per_seed(pd.concat([res[res.method.isin(PLUS_BASE)], plus]), 'plus_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
     fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
@@ -182,12 +236,12 @@ def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
 
 def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
     "Mean ± std per group of every method on the leaderboard at one cell."
-    return cell_table(_board(res, peers), kind, rate, methods=LEADERBOARD)
+    return cell_table(_board(res, peers, 'per_group'), kind, rate, methods=LEADERBOARD)
 
 def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     """What a whole run of each leaderboard method costs: the median of its rows' wall time (`seconds`: one PyTorch
     thread, the grid's epochs, every noisy cell) and that median over BCE's. Confident learning's fold models count."""
-    both = _board(res, peers)
+    both = _board(res, peers, 'run_costs')
     s = both[both.rate > 0].groupby('method').seconds.agg(['median', 'size'])
     s = s.reindex([m for m in LEADERBOARD if m in s.index])
     return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
@@ -201,7 +255,8 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     minus BCE and minus Δrel 0.2, paired by seed). Tables are empty where their rows are not there yet."""
     from stitchup_nb.peers import LargeLossRejection
     ct = next(m for m, o in PEER_ROWS.items() if o['method'] == 'coteaching')
-    both = pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]])
+    both = _once_per_seed(pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]]),
+                          'authors_tables')
     both = both[both.rate > 0]
     cells = set(zip(*[authors[authors.method == ORACLE_CT][c] for c in ('kind', 'rate')]))
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
@@ -211,7 +266,7 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     ll = authors[authors.method == LL_DELTA]
     name = lambda d: f'Δrel {d:g}'
     ll = ll.assign(method=[name(json.loads(e)['ll_delta_rel']) for e in ll.extra])
-    d = pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll])
+    d = _once_per_seed(pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll]), 'authors_tables')
     if not len(ll): return dict(out, delta=pd.DataFrame())
     names = [name(x) for x in LL_DELTAS if name(x) in set(ll.method)]
     levels = pm(summary(d)).reset_index(level=['kind', 'rate'], drop=True).reindex(names)
@@ -249,6 +304,7 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
 # %% ../nbs/13_results.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
+    res = _once_per_seed(res, 't_curves')
     d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
     if methods is not None: d = d[d.method.isin(methods)]
     if d.empty: return pd.DataFrame()
@@ -258,9 +314,13 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     return out.assign(**{'best t': out.idxmax(axis=1)}).join(g.size().rename('seeds'))
 
 # %% ../nbs/13_results.ipynb #b9497b86
-def pick_table(res:pd.DataFrame, methods=None, col:str='total', level:float=.95) -> pd.DataFrame:
+def pick_table(res:pd.DataFrame,
+               methods=None,   # the candidates (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
+               col:str='total', level:float=.95) -> pd.DataFrame:
     """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the lead paired
     over every seed those two ran, with its `level` interval, and the pick: the best, when the interval lies above 0; else 'tie'."""
+    res = _once_per_seed(res, 'pick_table')
+    if methods is None: _left_out(res[res.rate > 0], MAIN_ROWS, 'pick_table')
     methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
     d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
@@ -282,6 +342,7 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
               ) -> pd.DataFrame:
     """Each clause of the pre-registered criterion (`FRESH['criterion']`) on the `--fresh` rows: the paired differences
     per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds` only)."""
+    fresh = _once_per_seed(fresh, 'fresh_test')
     label = {n: m for m, o in FRESH_ROWS.items() for n in [o['method']]}
     d = fresh[fresh.seed.isin(seeds)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     rows = []

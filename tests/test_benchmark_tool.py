@@ -201,10 +201,11 @@ def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(
     p = _bench('--verify', '1', '--out', str(out), env=pinned)
     assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
     # numbers it did not make, in one call that re-runs both (each failure names its check): made here, off by .02
-    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance
+    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance; each under a seed
+    # of its own, as rows of other runs (append_rows keeps one row per run and fingerprint; a re-run reads the config)
     other = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'
-    bm.append_rows(out, [dict(row, total=row['total'] + .02),
-                         dict(row, machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
+    bm.append_rows(out, [dict(row, seed=1, total=row['total'] + .02),
+                         dict(row, seed=2, machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
     p = _bench('--verify', '2', '--out', str(out))
     assert p.returncode == 1 and '2 of 2 re-run rows differ by more than allowed' in p.stderr, p.stdout + p.stderr
     assert '(same machine, exact)' in p.stderr, p.stdout + p.stderr
@@ -227,6 +228,20 @@ def test_appending_under_another_header_is_refused(tmp_path):
     assert bm.upgrade_csv(out) == 1
     bm.append_rows(out, [_row(KEYS[0])])
     assert [r['method'] for r in csv.DictReader(open(out))] == ['BCE', 'm0']
+
+
+def test_a_run_already_in_the_csv_under_its_fingerprint_is_refused(tmp_path):
+    "One row per run and behaviour: the same run again (same fingerprint, or none on either) is refused, nothing written."
+    out = tmp_path/'b.csv'
+    bm.append_rows(out, [_row(KEYS[0]), dict(_row(KEYS[1]), fingerprint='f1')])
+    before = out.read_text()
+    with pytest.raises(ValueError, match=r"row 2 given is the run of row 1 of .*b.csv \('m0' at flip 0.5 seed 0, no fingerprint on either\)"):
+        bm.append_rows(out, [_row(KEYS[2]), dict(_row(KEYS[0]), total=2.)])
+    with pytest.raises(ValueError, match='fingerprint f1.*A changed variant takes another label'):
+        bm.append_rows(out, [dict(_row(KEYS[1]), fingerprint='f1')])
+    assert out.read_text() == before
+    bm.append_rows(out, [dict(_row(KEYS[1]), fingerprint='f2'), dict(_row(KEYS[0]), method='m0 v2')])   # new behaviour; own label
+    assert [(r['method'], r['fingerprint']) for r in csv.DictReader(open(out))][2:] == [('m0', 'f2'), ('m0 v2', '')]
 
 
 def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_path):
