@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, read_json, read_scores, run_checkpoint, scores_record, write_json
+    from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_json, read_scores, run_checkpoint, scores_record, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
 
@@ -29,7 +29,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints read_json read_scores run_checkpoint scores_record write_json',
+    'stitchup_nb.runs': 'check_out checkpoints file_stamp read_json read_scores run_checkpoint scores_record write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
 
@@ -146,8 +146,8 @@ def _holds(path:Path, rec:dict) -> bool:
     (a file of the first shape, the table alone, holds it when its table is the same; any other file holds other contents)."""
     try: table, said = read_scores(path)
     except ValueError: return False
-    plain = json.loads(json.dumps(rec))
-    return table == plain['scores'] and (not said or said == {k: v for k, v in plain.items() if k != 'scores'})
+    plain = json.loads(json.dumps(rec))       # (a file from before a key was recorded holds it when the keys it has agree)
+    return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items())
 
 def _held(path:Path) -> str:
     "What the file `path` holds, in words, for a refusal to write over it."
@@ -155,8 +155,10 @@ def _held(path:Path) -> str:
     except ValueError: return 'other contents (no mAP table the kit reads: another file, or a damaged one)'
     if not said: return 'another mAP table (its checkpoint not recorded)'
     t = f", t {said['t']:g}" if isinstance(said.get('t'), (int, float)) else ''
-    e = said.get('epochs')
-    return f"the scores of {said.get('checkpoint')} ({e} epoch{'s' * (e != 1)} trained{t})"
+    e, test = said.get('epochs'), said.get('test') or {}
+    on = (f" on {test.get('name')}, {test.get('images')} images" + ''.join(f', {k} {test[k]}' for k in ('data_root', 'appendix')
+                                                                          if test.get(k))) if test else ''
+    return f"the scores of {said.get('checkpoint')} ({e} epoch{'s' * (e != 1)} trained{t}{on})"
 
 @call_parse
 def stitchup_test(
@@ -176,6 +178,7 @@ def stitchup_test(
         if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
+        stamp = file_stamp(ck)                  # the file as it is read: a run writing it again meanwhile is caught below
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
                                       peer_labels=False, data_root=data_root, appendix=appendix, noise_file=noise_file)   # scoring needs no training labels
         cfg = learn.run_record.config           # and the files and folders the run reads: never written over
@@ -183,14 +186,22 @@ def stitchup_test(
                   own=ck.parent)
         epochs, model = learn.run_record.checkpoint[1], get_model(learn.model)
         table = evaluate(learn, train.groups)
+        where = {k: str(cfg[k]) for k in ('data_root', 'appendix') if cfg.get(k)}      # the folders the test set was read from
         rec = scores_record(table.round(4).to_dict(orient='index'), ck.resolve(), epochs,
-                            model.t if len(model.names) == 2 else None, config)     # one branch: no ensemble weight
+                            model.t if len(model.names) == 2 else None, config,     # one branch: no ensemble weight
+                            test={'name': test.name, 'images': len(test), **where}, stamp=stamp)
         print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
         print(table.round(2).to_string())
         print(map_note(table, model.t))
         if path.is_file() and not _holds(path, rec) and not overwrite:
             raise FileExistsError(f'--out {path} holds {_held(path)}, so '
                                   'the table above is not written: pass --overwrite to replace it, or another --out')
+        try: now = file_stamp(ck)
+        except FileNotFoundError: now = None
+        if now != stamp:
+            raise FileExistsError(f'{ck} was {"removed" if now is None else "written again"} while it was scored (a run writing '
+                                  f'{ck.parent}?), so the table above, of the file as it was read, is not written: score '
+                                  'it again when that run is done')
         write_json(rec, path)
         print(f'wrote {path}')
 

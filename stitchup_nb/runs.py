@@ -19,8 +19,8 @@ from .files import atomic_write, temporary_target
 
 # %% auto #0
 __all__ = ['RECORDED', 'RESUMABLE', 'METRICS_NOTES', 'run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file',
-           'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'read_scores', 'scores_note',
-           'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff',
+           'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores',
+           'scores_note', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint', 'load_checkpoint', 'run_diff',
            'resumed_changes', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07b_runs.ipynb #1f639315
@@ -134,12 +134,18 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
     return found
 
 # %% ../nbs/07b_runs.ipynb #f915e33a
-def scores_record(table:dict, checkpoint, epochs:int, t:float|None, config=None) -> dict:
+def scores_record(table:dict, checkpoint, epochs:int, t:float|None, config=None, test:dict|None=None, stamp:dict|None=None) -> dict:
     """What `stitchup_test` writes (test_metrics.json): `scores`, the mAP table (row -> total/head/medium/tail), and what it
-    scores: the `checkpoint`, the `epochs` it had trained, the ensemble weight `t` (None for one branch) and `config`, the
-    configuration file passed (None: the one the checkpoint carries)."""
+    scores: the `checkpoint` (and its `stamp`, `file_stamp` when it was read), the `epochs` it had trained, the ensemble
+    weight `t` (None for one branch), `config`, the configuration file passed (None: the one the checkpoint carries), and
+    `test`, the test set it was scored on (its name, image count and where its files were read)."""
     return {'scores': table, 'checkpoint': str(checkpoint), 'epochs': epochs, 't': t,
-            'config': None if config is None else str(config)}
+            'config': None if config is None else str(config), 'test': test, 'stamp': stamp}
+
+def file_stamp(path) -> dict:
+    "The size and modification time (ns) of file `path`: what tells a checkpoint from another written at the same path later."
+    st = Path(path).stat()
+    return {'size': st.st_size, 'mtime_ns': st.st_mtime_ns}
 
 def read_scores(path) -> tuple:
     """A test_metrics.json's table and what it scores (`scores_record`'s other keys; `{}` for a file of the first shape, the
@@ -159,7 +165,10 @@ def scores_note(work) -> str|None:
     try: _, said = read_scores(f)
     except ValueError: return None
     scored = Path(str(said.get('checkpoint'))).name if said else None
-    if scored == last[-1].name: return None
+    if scored == last[-1].name:
+        if not said.get('stamp') or file_stamp(last[-1]) == said['stamp']: return None
+        return (f'{f} holds the scores of an earlier {scored}: the file was written again since it was scored (the run '
+                'was replaced, or trained again)')
     what = f'the scores of {scored}' if said else 'scores of an unrecorded checkpoint'
     return f'{f} holds {what}, not of {last[-1].name}'
 

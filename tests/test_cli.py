@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 import pytest
 
-from stitchup_nb.runs import read_scores
+from stitchup_nb.runs import file_stamp, read_scores
 
 from tests.conftest import BIN, run_cli as run
 
@@ -45,7 +45,8 @@ def test_stitchup_test_reproduces_the_final_table(trained):
     assert note.startswith('mAP: ') and ens.startswith('ensemble: ') and wrote == f"wrote {work/'test_metrics.json'}", out
     got, said = read_scores(work/'test_metrics.json')                # the table, and what it scores
     assert said == {'checkpoint': str((work/'epoch_2.pth').resolve()), 'epochs': 2, 'config': None,
-                    't': json.loads((work/'config.json').read_text())['t']}, said
+                    't': json.loads((work/'config.json').read_text())['t'], 'stamp': file_stamp(work/'epoch_2.pth'),
+                    'test': {'name': 'Digits-MLT test', 'images': int(head.split(', ')[-1].split()[0])}}, said
     want = json.loads((work/'metrics.json').read_text())['final']
     for mode in want:
         for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3)
@@ -216,3 +217,20 @@ def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(tmp_path):
 
 
 QUICK_TTY = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--warmup_iters', '10']
+
+
+def test_stitchup_test_refuses_a_checkpoint_written_again_while_scored(trained, tmp_path, monkeypatch):
+    "A run that writes the checkpoint again while it is scored (a --overwrite run into its folder): nothing is written."
+    import os, shutil
+    from stitchup_nb import cli
+    work = tmp_path/'run'; shutil.copytree(trained[0], work)
+    (work/'test_metrics.json').unlink(missing_ok=True)
+    cli._stack()
+    real = cli.evaluate
+    def rewritten_meanwhile(learn, groups):
+        os.utime(work/'epoch_2.pth', ns=(10**9, 10**9))        # another run writes epoch_2.pth while this one scores it
+        return real(learn, groups)
+    monkeypatch.setattr(cli, 'evaluate', rewritten_meanwhile)
+    with pytest.raises(FileExistsError, match=r'epoch_2.pth was written again while it was scored \(a run writing .*\), so the table above'):
+        cli.stitchup_test(str(work))
+    assert not (work/'test_metrics.json').exists()
