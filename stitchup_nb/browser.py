@@ -221,10 +221,14 @@ class Browser:
         at = np.flatnonzero(self.cands == i)
         return f'{at[0] + 1} of {len(self.cands)}' if len(at) else ''
 
+    def __repr__(self) -> str:
+        "What a plain Python session prints (no widgets there): the set, how to draw a view, and the browser's note."
+        return (f'{type(self).__name__}({self.ds.name!r}, {_n(len(self.ds), "image")}): '
+                '`.show(i)` draws a view as a figure' + (f'\n{self.note}' if self.note else ''))
+
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
-        bundle['text/plain'] = (f'{type(self).__name__}({self.ds.name!r}, {_n(len(self.ds), "image")}): '
-                                '`.show(i)` draws a view as a figure' + (f'\n{self.note}' if self.note else ''))
+        bundle['text/plain'] = repr(self)
         bundle['image/png'] = _figure_png(self.show())     # the view as a picture, for pages read without a kernel
         return bundle
 

@@ -178,7 +178,7 @@ def stitchup_test(
         if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
         check_out(path, [ck] + ([config] if config else []), own=ck.parent)
-        stamp = file_stamp(ck)                  # the file as it is read: a run writing it again meanwhile is caught below
+        stamp = file_stamp(ck) if ck.is_file() else None     # the file as it is read (a run writing it again meanwhile: below)
         learn, train, test = load_run(ck, read_json(config, 'run configuration') if config else None, t,    # the run's t, else --t
                                       peer_labels=False, data_root=data_root, appendix=appendix, noise_file=noise_file)   # scoring needs no training labels
         cfg = learn.run_record.config           # and the files and folders the run reads: never written over
@@ -194,8 +194,9 @@ def stitchup_test(
         print(table.round(2).to_string())
         print(map_note(table, model.t))
         if path.is_file() and not _holds(path, rec) and not overwrite:
-            raise FileExistsError(f'--out {path} holds {_held(path)}, so '
-                                  'the table above is not written: pass --overwrite to replace it, or another --out')
+            other = path.with_name(f"{path.stem}_{ck.stem}{'' if t is None else f'_t{t:g}'}{path.suffix}")    # e.g. test_metrics_epoch_2.json
+            raise FileExistsError(f'--out {path} holds {_held(path)}, so the table above is not written: pass --overwrite '
+                                  f'to replace it, or another --out' + ('' if other.exists() else f' (--out {shell_quote(other)})'))
         try: now = file_stamp(ck)
         except FileNotFoundError: now = None
         if now != stamp:

@@ -92,8 +92,9 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
                        f"{demo[0]:.1f} (seeds 0-{demo.index.max()}: {demo.min():.1f} to {demo.max():.1f})."]
     if len(res[res.rate > 0]):
         both = pd.concat([res, peers]) if peers is not None and len(peers) else res
-        md += ['', "Which method at which noise: the best mean total mAP at each cell, and a pick only where its lead over "
-                   "the runner-up, paired by seed, has a 95% interval above 0; otherwise a tie:", '',
+        md += ['', "Which method at which noise: the best mean total mAP at each cell, over the seeds every method ran there "
+                   "(so it may differ from the table above, and from the `seeds` column, the seeds its lead over the runner-up is "
+                   "paired on), and a pick only where that lead has a 95% interval above 0; otherwise a tie:", '',
                markdown(pick_table(both, methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
     if fresh is not None and len(fresh): md += ['', fresh_markdown(fresh)]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'

@@ -219,7 +219,9 @@ class Checkpoint(TrainedEpoch):
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
     "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f'{path}: no such checkpoint')
+    if not path.is_file():
+        raise FileNotFoundError(f'{path}: no such checkpoint' + ('' if path.is_absolute() else
+                                f' (looked for {path.absolute()}: a relative path is read from the current folder)'))
     with open(path, 'rb') as f: head = f.read(4)
     if head[:2] != b'PK' and head[:1] != b'\x80':       # neither torch's zip archive nor a pickle: a JSON, text or image file
         raise ValueError(f'{path}: another kind of file, not a stitchup_train checkpoint (an epoch_N.pth, a torch archive): '
@@ -334,8 +336,9 @@ def check_resume(ck, cfg:dict, flags=()):
 METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
     'epoch': "fastai's epoch index, from 0: the row of epoch 0 is the console's 'epoch 1/N' and is saved as epoch_1.pth",
     'train_loss': "fastai's smoothed training loss at the epoch's end (a moving average over batches, beta 0.98); "
-                  "it starts again when a run is resumed, so the first epoch trained after a resume ('resumed': true) "
-                  "differs from an uninterrupted run's; the weights and every mAP do not",
+                  "it starts again when a run is resumed, so the epochs trained after a resume (the first has 'resumed': true) "
+                  "differ from an uninterrupted run's until the average forgets its restart (some 50 steps, 1 / (1 - 0.98)); "
+                  "the weights and every mAP do not",
     'mAP': 'test-set mAP (%) of the ensemble after the epoch; head/medium/tail: over those classes'}
 
 class MetricsJSON(TrainedEpoch):

@@ -287,7 +287,7 @@ def test_nothing_corrected_is_said_in_words(digits):
     assert 'correction is off' in off.note and 'alpha 1' in off.note
     off.widget                                                       # no IndexError: the widget says why
     assert off.title.value == f'<b>{off.note}</b>' and off.status.value == '0 images match' and off.slider.disabled
-    assert off._repr_mimebundle_()['text/plain'].endswith(off.note)
+    assert off._repr_mimebundle_()['text/plain'].endswith(off.note) and repr(off) == off._repr_mimebundle_()['text/plain']   # a plain session too
     fig = off.show()
     fig.canvas.draw()
     body = [t for t in fig.texts if t.get_text() == _wrap(off.note, 120)]
