@@ -34,8 +34,8 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8)
     except FileNotFoundError: raise FileNotFoundError(f'{path}: image file not found') from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise OSError(f'{path}: cannot decode image ({e}); re-download it, or read the set with '
-                      "on_bad='skip' to drop it with a warning") from None
+        raise OSError(f'{path}: cannot decode image ({e}); re-download it or move it out of the set, or, from Python, read '
+                      "the set with on_bad='skip' to drop it with a warning") from None
 
 # %% ../nbs/00e_images.ipynb #d3c0de02
 _DECODE_VERSION = 1     # bump when `load_image`'s pixels change: old cache entries then go unused

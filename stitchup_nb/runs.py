@@ -249,7 +249,8 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=Non
     groups, plain = getattr(learn.dls.train.ds, 'groups', None), lambda g: {k: sorted(map(int, v)) for k, v in g.items()}
     if groups is not None and isinstance(state.get('groups'), dict) and plain(state['groups']) != plain(groups):
         raise ValueError(f'{path}: checkpoint class groups differ from the data\'s ({plain(state["groups"])} against '
-                         f'{plain(groups)}): it was trained on another dataset or split')
+                         f"{plain(groups)}): it was trained on another dataset or split, or the split file the groups come from "
+                         "changed since (for voc/coco, the appendix's class_split.pkl)")
     if not isinstance(state['epoch'], int) or state['epoch'] < 1:
         raise ValueError(f"{path}: damaged checkpoint: epoch {state['epoch']!r} is not a trained epoch count")
     try: get_model(learn.model).load_state_dict(state['model'])

@@ -79,7 +79,9 @@ def run_data(cfg:dict,                # a `train_config`
                             cfg['noise_neg_rate'])
     digest = labels_digest(noisy)
     if cfg.get('labels_sha') not in (None, digest):
-        raise ValueError(f"the training labels ({label_source(cfg)[1]}) are not those the run trained on (digest "
+        was = cfg.get('noise_source')     # what the run's configuration recorded, where it says otherwise than now
+        raise ValueError(f"the training labels ({label_source(cfg)[1]}) are not those the run trained on ("
+                         + (f'{was}; ' if was and was != label_source(cfg)[1] else '') + "digest "
                          f"{cfg['labels_sha']} in its configuration, {digest} now): " + ("the file changed since; put the run's "
                          'file back, or train a new run on this one' if cfg['noise_file'] else 'the configuration or the data are '
                          "not the run's (another data set, noise or appendix?)"))
