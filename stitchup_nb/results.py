@@ -181,9 +181,11 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5,
 
 # %% ../nbs/13_results.ipynb #120a64b9
 def markdown(t:pd.DataFrame) -> str:
-    "A small DataFrame as a Markdown table."
-    cols = [t.index.name or '', *map(str, t.columns)]
-    rows = [f'| {i} | ' + ' | '.join(map(str, r)) + ' |' for i, r in zip(t.index, t.itertuples(index=False))]   # each column keeps its type
+    "A small DataFrame as a Markdown table (a MultiIndex, e.g. `pm(summary(df))`'s method × kind × rate, one column a level)."
+    multi = isinstance(t.index, pd.MultiIndex)
+    cols = [*(n or '' for n in (t.index.names if multi else [t.index.name])), *map(str, t.columns)]
+    keys = (list(i) if multi else [i] for i in t.index)
+    rows = ['| ' + ' | '.join(map(str, [*k, *r])) + ' |' for k, r in zip(keys, t.itertuples(index=False))]   # each column keeps its type
     return '\n'.join([f'| {" | ".join(cols)} |', '|' + '---|' * len(cols), *rows])
 
 
