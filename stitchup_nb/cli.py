@@ -50,7 +50,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise']
+__all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise', 'argv_flags']
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
 @contextmanager
@@ -281,3 +281,29 @@ def stitchup_noise(
 
 NOISE_FLAGS = tuple(inspect.signature(stitchup_noise.__wrapped__).parameters)
 
+
+# %% ../nbs/10_cli.ipynb #1c3a9067
+def argv_flags(func, argv:list, prog:str) -> list:
+    """`argv` for console script `prog` (of `func`) with each flag in the spelling its parser knows: `--noise-rate` is
+    `--noise_rate` and `--no_pretrained` is `--no-pretrained`. A flag the parser knows in no spelling, nor as the start
+    of one, is refused on stderr with the flag it most likely meant (exit status 2), before argparse prints its usage."""
+    import difflib
+    from fastcore.script import anno_parser
+    known = [s for s in anno_parser(func)._option_string_actions if s.startswith('--')]
+    canon = lambda s: s.replace('-', '_')
+    by_canon = {canon(s): s for s in known}
+    out, after = [], False
+    for a in argv:
+        name, eq, value = a.partition('=')
+        if after or not name.startswith('--') or name == '--' or name in known: after |= a == '--'; out.append(a); continue
+        if canon(name) in by_canon: out.append(by_canon[canon(name)] + eq + value); continue
+        if any(s.startswith(name) for s in known): out.append(a); continue      # an abbreviation: argparse's to take or refuse
+        near = difflib.get_close_matches(canon(name), list(by_canon), n=1, cutoff=.6)
+        print(f'{prog}: unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '')
+              + f'; {prog} --help lists them', file=sys.stderr, flush=True)
+        sys.exit(2)
+    return out
+
+_SCRIPTS = {'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test, 'stitchup_noise': stitchup_noise}
+if Path(sys.argv[0]).name in _SCRIPTS:        # run by the console script (or a launcher starting it): before it parses
+    sys.argv[1:] = argv_flags(_SCRIPTS[Path(sys.argv[0]).name], sys.argv[1:], Path(sys.argv[0]).name)

@@ -234,3 +234,16 @@ def test_stitchup_test_refuses_a_checkpoint_written_again_while_scored(trained, 
     with pytest.raises(FileExistsError, match=r'epoch_2.pth was written again while it was scored \(a run writing .*\), so the table above'):
         cli.stitchup_test(str(work))
     assert not (work/'test_metrics.json').exists()
+
+
+def test_console_scripts_take_either_spelling_and_name_a_misspelt_flag():
+    "--noise-rate is --noise_rate, --no_pretrained is --no-pretrained; a misspelt flag gets the one it meant, not argparse's usage."
+    import subprocess
+    p = subprocess.run([str(BIN/'stitchup_train'), '--methd', 'full'], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.strip() == \
+        'stitchup_train: unknown flag --methd (did you mean --method?); stitchup_train --help lists them', p.stderr
+    p = subprocess.run([str(BIN/'stitchup_train'), '--dataset', 'digits-small', '--noise-rate', '2', '--no_pretrained'],
+                       capture_output=True, text=True)      # spelt with dashes, taken: the value is then refused by its rule
+    assert p.returncode == 2 and p.stderr.startswith('stitchup_train: --noise_rate must be'), p.stderr
+    p = subprocess.run([str(BIN/'stitchup_test'), 'x', '--ovewrite'], capture_output=True, text=True)
+    assert p.returncode == 2 and 'unknown flag --ovewrite (did you mean --overwrite?)' in p.stderr, p.stderr
