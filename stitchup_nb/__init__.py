@@ -5,6 +5,7 @@ import warnings as _warnings
 _warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning, module=r'torch\.jit\._script')
 
 import os as _os
-if _os.environ.get('STITCHUP_SETUP'):     # a user's setup scripts, run once in every process (nbs/00c_config.ipynb, run_setup)
+from .config import SETUP_VAR as _SETUP_VAR      # light: no torch
+if _os.environ.get(_SETUP_VAR):      # a user's setup scripts, run once in every process (nbs/00c_config.ipynb, run_setup)
     from .config import run_setup as _run_setup
     _run_setup()

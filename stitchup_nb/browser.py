@@ -260,23 +260,23 @@ def _carried(p:Path) -> tuple:
     return (cfg if isinstance(cfg, dict) and {'dataset', 'method'} <= set(cfg) else None), ck.resolve()
 
 def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
-    """`(config, its path)`: the `config.json` of the run that `path` (a work dir, or a file in it) belongs to, else the
-    configuration its checkpoint carries (as `load_run` reads it), its paths found; `data_root`, `appendix`, `noise_file`:
-    where the data is now, if it moved since training (a moved noise file's labels are checked against the run's)."""
+    """`(config, where it was read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as
+    `load_run` reads it, else the `config.json` beside it (a run before its first checkpoint), its paths found;
+    `data_root`, `appendix`, `noise_file`: where the data is now, if it moved since training (a moved noise file's labels
+    are checked against the run's)."""
     p = find_path(path)
     if not p.exists():
         raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
                                 + _WHAT_TO_PASS)
-    where = (p if p.is_dir() else p.parent).resolve()/'config.json'
-    if where.is_file(): cfg = read_json(where, "run's config.json")
-    else:
-        cfg, where = _carried(p)
-        if cfg is None:
-            carries = f' ({where.name} carries no configuration either)' if where else ''
-            where = (p if p.is_dir() else p.parent).resolve()/'config.json'
+    cfg, where = _carried(p)
+    if cfg is None:                  # a checkpoint from before they carried it, or a run with no checkpoint yet
+        ck, where = where, (p if p.is_dir() else p.parent).resolve()/'config.json'
+        if not where.is_file():
+            carries = f' ({ck.name} carries no configuration either)' if ck else ''
             raise FileNotFoundError(f'{where} not found{carries}: stitchup_train writes config.json beside its checkpoints, '
                                     "and each checkpoint carries it too; the browsers read the dataset, the noise and the "
                                     f'thresholds from it. Looked in {where.parent}: ' + _WHAT_TO_PASS)
+        cfg = read_json(where, "run's config.json")
     for k in ('data_root', 'appendix', 'noise_file'):     # relative to where the run started: found from here or the repo root
         v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
         if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))

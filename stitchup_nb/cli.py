@@ -50,7 +50,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise', 'argv_flags']
+__all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise', 'argv_flags', 'script_flags']
 
 # %% ../nbs/10_cli.ipynb #dd71eed9
 @contextmanager
@@ -146,8 +146,8 @@ def _holds(path:Path, rec:dict) -> bool:
     (a file of the first shape, the table alone, holds it when its table is the same; any other file holds other contents)."""
     try: table, said = read_scores(path)
     except ValueError: return False
-    plain = json.loads(json.dumps(rec))       # (a file from before a key was recorded holds it when the keys it has agree)
-    return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items())
+    plain = json.loads(json.dumps(rec))       # (a file from before a key was recorded holds it when the keys it has agree;
+    return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items() if k != 'stamp')   # a new stamp: rewritten)
 
 def _held(path:Path) -> str:
     "What the file `path` holds, in words, for a refusal to write over it."
@@ -297,13 +297,19 @@ def argv_flags(func, argv:list, prog:str) -> list:
         name, eq, value = a.partition('=')
         if after or not name.startswith('--') or name == '--' or name in known: after |= a == '--'; out.append(a); continue
         if canon(name) in by_canon: out.append(by_canon[canon(name)] + eq + value); continue
-        if any(s.startswith(name) for s in known): out.append(a); continue      # an abbreviation: argparse's to take or refuse
+        if (ab := [s for s in known if canon(s).startswith(canon(name))]):    # an abbreviation: argparse's to take or refuse
+            out.append((ab[0] if len(ab) == 1 else name) + eq + value); continue
+        if (neg := by_canon.get(canon('--no-' + name[2:]))):       # --pretrained: a switch that is on by default
+            print(f'{prog}: {name} is on by default; {neg} turns it off', file=sys.stderr, flush=True); sys.exit(2)
         near = difflib.get_close_matches(canon(name), list(by_canon), n=1, cutoff=.6)
         print(f'{prog}: unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '')
               + f'; {prog} --help lists them', file=sys.stderr, flush=True)
         sys.exit(2)
     return out
 
-_SCRIPTS = {'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test, 'stitchup_noise': stitchup_noise}
-if Path(sys.argv[0]).name in _SCRIPTS:        # run by the console script (or a launcher starting it): before it parses
-    sys.argv[1:] = argv_flags(_SCRIPTS[Path(sys.argv[0]).name], sys.argv[1:], Path(sys.argv[0]).name)
+def script_flags(scripts:dict):
+    "Under one of the console scripts `scripts` (name -> function; a launcher starting one too): `sys.argv` in its parser's spellings."
+    prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
+    if prog in scripts: sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
+
+script_flags({'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test, 'stitchup_noise': stitchup_noise})

@@ -19,7 +19,7 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .config import FRACTION, POSITIVE, THRESHOLDS, check_args     # THRESHOLDS: the twelve correction thresholds and their 'off' values
+from .config import DEFAULT_LOSS, FRACTION, POSITIVE, THRESHOLDS, check_args     # THRESHOLDS: the twelve correction thresholds and their 'off' values
 from .data import GROUPS, check_groups
 from .loaders import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
@@ -27,9 +27,9 @@ from .losses import DBFocalLoss, bce_loss
 from .models import TwoBranchNet, create_model, per_branch
 
 # %% auto #0
-__all__ = ['PATCHED', 'CORRECTORS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 'DEFAULT_LOSS', 'check_thresholds',
-           'threshold_tensors', 'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'ref_schedule',
-           'branch_losses', 'colearner']
+__all__ = ['PATCHED', 'CORRECTORS', 'CORRECTION_COUNTS', 'BRANCH_OF', 'LOSSES', 'check_thresholds', 'threshold_tensors',
+           'correct_labels', 'BranchLoss', 'CoLearning', 'plot_corrections', 'ref_schedule', 'branch_losses',
+           'colearner']
 
 # %% ../nbs/07_colearn.ipynb #1fe39d67
 CORRECTORS = {'random': 'random', 'balanced': 'balance'}     # branch name -> threshold prefix
@@ -287,9 +287,8 @@ def fit_reference(self:Learner, n_epoch:int=8, lr:float|None=None, warmup_iters:
 
 # %% ../nbs/07_colearn.ipynb #f6ceff49
 BRANCH_OF = {'random': 'random', 'class_aware': 'balanced'}
-LOSSES = {'bce': lambda labels, **db: bce_loss,       # name -> factory(training labels, **DB-Focal options, **its own options)
+LOSSES = {'bce': lambda labels, **db: bce_loss,       # name -> factory(training labels, **DB-Focal options, **its own options over them)
           'dbfocal': lambda labels, **db: DBFocalLoss.from_labels(labels, **db)}
-DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}
 
 def branch_losses(losses, names:list) -> list:
     "Loss names for branches `names`: the reference pairing (None), one for all ('bce'), or one per branch ('bce,dbfocal' or a list)."
@@ -328,7 +327,7 @@ def colearner(dls,                             # from `stitch_dls`
     if len(set(names)) != len(names): raise ValueError(f'two branches of the same kind: {samplers}')
     torch.manual_seed(seed)
     if model is None: model = create_model(arch, len(train.classes), branches=names, pretrained=pretrained, t=t, seed=seed, **model_kw)
-    loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **(dbfocal or {}), **(loss_options or {}).get(l, {}))
+    loss = loss_func if loss_func is not None else BranchLoss([LOSSES[l](dls.train.labels, **{**(dbfocal or {}), **(loss_options or {}).get(l, {})})
                                                               for l in branch_losses(losses, names)])
     groups = check_groups(threshold_groups, len(train.classes), 'threshold_groups') if threshold_groups else train.groups
     colearn = CoLearning(groups, warmup_epoch, adaptive=adaptive and correct,

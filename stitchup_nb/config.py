@@ -12,8 +12,8 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
-           'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number', 'maybe', 'one_of', 'Option',
-           'option', 'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for',
+           'DEFAULT_LOSS', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number', 'maybe', 'one_of',
+           'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for',
            'RunConfig', 'run_config', 'cli_words', 'worded', 'in_python_words', 'run_setup']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
@@ -144,6 +144,7 @@ def options_for(cfg:dict, fn) -> dict:
 
 # %% ../nbs/00c_config.ipynb #3fcafeaf
 BACKBONES = {}      # a backbone's name (--arch, `create_model`'s arch) -> its entry: filled by `stitchup_nb.backbones.register_backbone`
+DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}     # each branch's loss (`colearn.LOSSES`) unless --loss names one: the reference's pairing
 
 def _backbone_words() -> str:
     "The registered backbones, and how to add one: what an unknown `arch` is told (the option's rule, `create_model`)."
@@ -371,6 +372,7 @@ def run_setup(entries:str|None=None) -> list:
             if (m := sys.modules.get(name)) is not None and Path(getattr(m, '__file__', '') or '').resolve() == p:
                 out.append(m); continue            # ran already in this process (or imported by its name)
             if m is not None: name = f'stitchup_setup_{p.stem}'      # another module holds the name: keep it
+            if p.suffix != '.py': raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a Python file (a name ending in .py)')
             spec = importlib.util.spec_from_file_location(name, p)
             mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
             try: spec.loader.exec_module(mod)

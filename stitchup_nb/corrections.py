@@ -264,7 +264,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
                     thresholds:dict|None=None,    # thresholds to use instead of the run's (e.g. `{'random_tail_beta': .3}`)
                     data_root=None, appendix=None, noise_file=None,   # where the data is now, if it moved since training
                     **kwargs):                    # passed to `CorrectionBrowser`
-    "Rebuild a run's training set, noisy labels and co-learner from the `config.json` beside `path` (else the one its checkpoint carries), load the checkpoint, browse."
+    "Rebuild a run's training set, noisy labels and co-learner from the configuration the checkpoint carries (else the `config.json` beside it), load the checkpoint, browse."
     cfg, where = _run_config(path, data_root, appendix, noise_file)
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,

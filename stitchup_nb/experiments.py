@@ -22,8 +22,8 @@ from .config import OPTIONS, in_python_words
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS',
            'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
            'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance',
-           'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'grid', 'append_rows', 'row_key', 'claim',
-           'rerun', 'upgrade_csv']
+           'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'grid', 'extra_key', 'append_rows',
+           'row_key', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -294,6 +294,12 @@ def grid(name:str='main'):
     return GRIDS[name]()
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
+def extra_key(e) -> str:
+    "A row's `extra` as a key: '{}' where it has none (no option set apart), else its JSON with the keys sorted."
+    if not isinstance(e, str) or not e.strip(): return '{}'
+    try: return json.dumps(json.loads(e), sort_keys=True)
+    except ValueError: return e
+
 def _run_of(r:dict) -> tuple:
     """A row's run (`row_key`: label, noise kind and rate, seed, extra) and behaviour fingerprint, as a CSV holds them: an
     empty `extra` is '{}', a missing fingerprint '' (a row given as a dict and one read back compare alike)."""
@@ -302,7 +308,7 @@ def _run_of(r:dict) -> tuple:
         try: return f(float(v))
         except (TypeError, ValueError): return txt(v)
     return (txt(r.get('method')), txt(r.get('kind')), num(r.get('rate'), float), num(r.get('seed'), int),
-            txt(r.get('extra')) or '{}', txt(r.get('fingerprint')))
+            extra_key(r.get('extra')), txt(r.get('fingerprint')))
 
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.

@@ -5,7 +5,7 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (_int, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
+from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
                                 values_by)
 
 # %% auto #0
@@ -123,12 +123,12 @@ def _check_method_options(method:str, preset:dict, given:dict):
                          f"with {k} {entry.get(k)!r}; drop it")
 
 def _losses_used(loss, branches) -> set:
-    "The entries of `colearn.LOSSES` a run's branches train with: the reference pairing (`colearn.DEFAULT_LOSS`) unless `loss` names them."
-    if loss is None: return {'both': {'bce', 'dbfocal'}, 'random': {'bce'}, 'balanced': {'dbfocal'}}.get(branches, set())
+    "The entries of `colearn.LOSSES` a run's branches train with: the reference pairing (`config.DEFAULT_LOSS`) unless `loss` names them."
+    if loss is None: return {DEFAULT_LOSS[b] for b in (('random', 'balanced') if branches == 'both' else (branches,)) if b in DEFAULT_LOSS}
     return set(loss.split(',') if isinstance(loss, str) else loss)
 
 def _uses_dbfocal(loss, branches) -> bool:
-    "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`colearn.DEFAULT_LOSS`), else as `loss` names."
+    "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`config.DEFAULT_LOSS`), else as `loss` names."
     return 'dbfocal' in _losses_used(loss, branches)
 
 def _loss_options(method:str, cfg:dict, given:dict):

@@ -230,6 +230,9 @@ def stitchup_estimate_noise(
     if per_class: print(table.round(3).to_string())
     if out: print(f"wrote {atomic_write(out, lambda f: f.write(table.to_csv().encode()))}")
 
+from .cli import script_flags      # light: the console scripts' flags, in either spelling
+script_flags({'stitchup_estimate_noise': stitchup_estimate_noise})
+
 # %% ../nbs/13a_noise_estimate.ipynb #0ca18692
 CSV = RESULTS/'noise_estimate.csv'
 KINDS, RATES, SEEDS = ('flip', 'cooc', 'missing'), (0., .1, .3, .5, .7, .9), (0, 1, 2)

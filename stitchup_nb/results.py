@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT,
-                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, FRESH, FRESH_ROWS)
+                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, FRESH, FRESH_ROWS, extra_key)
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
@@ -49,12 +49,8 @@ def load(name:str='benchmark', folder=RESULTS,
 RUN = ['method', 'kind', 'rate', 'seed', 'extra']      # what names a run in a row (`experiments.row_key`)
 
 def _extra(df:pd.DataFrame) -> pd.Series:
-    "Each row's `extra` as a key: '{}' where a row has none (no option set apart), JSON with its keys sorted."
-    def norm(e):
-        if not isinstance(e, str) or not e.strip(): return '{}'
-        try: return json.dumps(json.loads(e), sort_keys=True)
-        except ValueError: return e
-    return df['extra'].map(norm) if 'extra' in df else pd.Series('{}', index=df.index, dtype=object)
+    "Each row's `extra` as a key (`experiments.extra_key`: '{}' where a row has none, JSON with its keys sorted)."
+    return df['extra'].map(extra_key) if 'extra' in df else pd.Series('{}', index=df.index, dtype=object)
 
 def _g(v) -> str: return f'{v:g}' if isinstance(v, (int, float, np.number)) else str(v)
 
@@ -62,7 +58,7 @@ def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     """`df`, refused (ValueError) where two of its rows are one run (`RUN`: label, noise kind and rate, seed, `extra`):
     a table over seeds would count them as two seeds, or average them as one."""
     if not len(df) or any(c not in df for c in RUN[:4]): return df
-    k = df[RUN[:4]].astype(str).agg('\x1f'.join, axis=1) + '\x1f' + _extra(df)
+    k = df[RUN[:4]].map(str).agg('\x1f'.join, axis=1) + '\x1f' + _extra(df)      # map(str): a missing value as 'nan', not NaN
     dup = k.duplicated(keep=False)
     if not dup.any(): return df
     rows = df[k == k[dup].iloc[0]]

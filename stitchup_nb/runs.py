@@ -167,8 +167,8 @@ def scores_note(work) -> str|None:
     scored = Path(str(said.get('checkpoint'))).name if said else None
     if scored == last[-1].name:
         if not said.get('stamp') or file_stamp(last[-1]) == said['stamp']: return None
-        return (f'{f} holds the scores of an earlier {scored}: the file was written again since it was scored (the run '
-                'was replaced, or trained again)')
+        return (f'{f} holds the scores of {scored} as it was: its size or modification time changed since it was scored '
+                '(the run replaced or trained again, or the folder copied without its times)')
     what = f'the scores of {scored}' if said else 'scores of an unrecorded checkpoint'
     return f'{f} holds {what}, not of {last[-1].name}'
 

@@ -261,6 +261,9 @@ def smoothed_bce(logits, targets, eps=.1, reduction='mean'):
 
 LOSSES['bce_ls'] = lambda labels, ls_eps=.1, **db: partial(smoothed_bce, eps=ls_eps)
 option('ls_eps', .1, FRACTION, 'label smoothing of bce_ls', type=float, by='loss', loss='bce_ls', owner='myloss')
+# an option named as a DB-Focal constant (gamma): the loss's own value reaches its factory, over DB-Focal's
+LOSSES['bce_g'] = lambda labels, gamma=2., **db: partial(smoothed_bce, eps=gamma / 10)
+option('gamma', 2., FRACTION, 'a loss option named as a DB-Focal constant', type=float, by='loss', loss='bce_g', owner='myloss')
 '''
 
 
@@ -274,13 +277,14 @@ def test_a_loss_with_its_own_option_takes_no_file(tmp_path):
         from stitchup_nb.train import build_learner, train_config
         cfg = dict(dataset='digits-small', pretrained=False, quiet=True, work_dir=None)
         learn, *_ = build_learner(train_config(method='bce', loss='bce_ls', ls_eps=.3, **cfg))
+        g, *_ = build_learner(train_config(method='bce', loss='bce_g', gamma=1., **cfg))
         default = train_config(method='full', loss='bce_ls,dbfocal', **cfg)
         try: train_config(method='full', ls_eps=.3, **cfg); refused = ''
         except ValueError as e: refused = str(e)
-        print(json.dumps(dict(eps=learn.loss_func.bases[0].f.keywords['eps'], recorded=learn.run_record.config['ls_eps'],
+        print(json.dumps(dict(g=g.loss_func.bases[0].f.keywords['eps'], eps=learn.loss_func.bases[0].f.keywords['eps'], recorded=learn.run_record.config['ls_eps'],
                               default=default['ls_eps'], unused=train_config(method='full', **cfg)['ls_eps'], refused=refused)))
     ''')
-    assert (got['eps'], got['recorded'], got['default'], got['unused']) == (.3, .3, .1, None), got
+    assert (got['eps'], got['recorded'], got['default'], got['unused'], got['g']) == (.3, .3, .1, None, .1), got
     assert "`ls_eps` 0.3 has no effect: it is a hyper-parameter of the loss 'bce_ls'" in got['refused'], got
     r = subprocess.run([str(BIN/'stitchup_train'), '--help'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'STITCHUP_SETUP': 'myloss.py'})

@@ -287,7 +287,8 @@ def test_nothing_corrected_is_said_in_words(digits):
     assert 'correction is off' in off.note and 'alpha 1' in off.note
     off.widget                                                       # no IndexError: the widget says why
     assert off.title.value == f'<b>{off.note}</b>' and off.status.value == '0 images match' and off.slider.disabled
-    assert off._repr_mimebundle_()['text/plain'].endswith(off.note) and repr(off) == off._repr_mimebundle_()['text/plain']   # a plain session too
+    assert off._repr_mimebundle_()['text/plain'].endswith(off.note)
+    assert repr(off) == f"CorrectionBrowser({off.ds.name!r}, {len(off.ds)} images): `.show(i)` draws a view as a figure\n{off.note}"   # a plain session
     fig = off.show()
     fig.canvas.draw()
     body = [t for t in fig.texts if t.get_text() == _wrap(off.note, 120)]
@@ -350,6 +351,9 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     alone = CorrectionBrowser.from_checkpoint(tmp_path)
     assert alone.changes[cols].values.tolist() == cb.changes[cols].values.tolist() and alone.source == str(tmp_path/'epoch_2.pth')
     assert StitchBrowser.from_run(tmp_path/'epoch_2.pth').seed == learn.run_record.config['seed']
+    (tmp_path/'config.json').write_text(json.dumps({**learn.run_record.config, 'random_head_alpha': .3}))   # edited beside it
+    again = CorrectionBrowser.from_checkpoint(tmp_path)           # the checkpoint's own configuration, as load_run reads it
+    assert again.source == str(tmp_path/'epoch_2.pth') and again.thresholds['random_head_alpha'] == .5, again.thresholds
 
 
 # --- issue 29.7: the browsers rebuild a run through the pipeline's own label path ---------------------
@@ -362,7 +366,7 @@ def test_from_run_on_an_asym_run(tmp_path):
     sb = StitchBrowser.from_run(tmp_path)
     assert np.array_equal(sb.noisy, learn.dls.train.labels) and (sb.noisy > sb.clean).any()    # negatives turned positive
     ck = CorrectionBrowser.from_checkpoint(tmp_path)                       # found by runs.checkpoints: epoch_1.pth
-    assert ck.source == str(tmp_path/'config.json') and len(ck.ds) == len(sb.ds)
+    assert ck.source == str(tmp_path/'epoch_1.pth') and len(ck.ds) == len(sb.ds)      # the configuration the checkpoint carries
 
 
 def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
