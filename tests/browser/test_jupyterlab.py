@@ -229,7 +229,7 @@ def test_browsers_render_from_a_checkpoint_path(jupyterlab, chromium, run_dir):
         page.wait_for_function(f"() => document.querySelectorAll('{CORRECT}').length === 2", timeout=300_000)
         off = page.locator(title).nth(1)
         page.wait_for_function(f"() => document.querySelectorAll('{title}')[1].innerText.length > 0", timeout=60_000)
-        assert re.search(r'No label was corrected: correction is off\. Every threshold \(.*config\.json, overridden by', off.inner_text())
+        assert re.search(r'No label was corrected: correction is off\. Every threshold \(.*epoch_4\.pth, overridden by', off.inner_text())
         page.locator(CORRECT).first.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS/'jupyterlab_run_browsers.png'))
     except Exception:
