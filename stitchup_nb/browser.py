@@ -16,7 +16,7 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .train import train_config
-from .runs import checkpoints, read_checkpoint, read_json
+from .runs import _KIT_JSON, checkpoints, read_checkpoint, read_json
 from .methods import PRESETS
 
 # %% auto #0
@@ -257,7 +257,7 @@ def _carried(p:Path) -> tuple:
     ck = p if p.is_file() else (checkpoints(p) or [None])[-1]
     if ck is None: return None, None
     cfg = read_checkpoint(ck).get('config')      # a damaged or crafted file is refused by name
-    return (cfg if isinstance(cfg, dict) and {'dataset', 'method'} <= set(cfg) else None), ck.resolve()
+    return (cfg if isinstance(cfg, dict) and _KIT_JSON['config.json'](cfg) else None), ck.resolve()     # a run configuration's shape
 
 def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     """`(config, where it was read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as

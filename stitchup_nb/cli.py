@@ -146,8 +146,8 @@ def _holds(path:Path, rec:dict) -> bool:
     (a file of the first shape, the table alone, holds it when its table is the same; any other file holds other contents)."""
     try: table, said = read_scores(path)
     except ValueError: return False
-    plain = json.loads(json.dumps(rec))       # (a file from before a key was recorded holds it when the keys it has agree;
-    return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items() if k != 'stamp')   # a new stamp: rewritten)
+    plain = json.loads(json.dumps(rec))     # a file from before a key was recorded holds `rec` when the keys it has agree; a stamp
+    return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items() if k != 'stamp')   # alone: rewritten
 
 def _held(path:Path) -> str:
     "What the file `path` holds, in words, for a refusal to write over it."

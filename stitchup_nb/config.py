@@ -129,10 +129,9 @@ def check_values(opts:dict, flags=()):
         if k in opts: o.check(opts[k], name(k))
     for f in CHECKS: f(opts, name)
 
-def values_by(by:str, peer:str|None=None, loss:str|None=None) -> dict:
-    "`{name: default}` of the options whose value comes from `by` (and, for 'peer', of peer `peer`; for 'loss', of loss `loss`)."
-    return {k: o.default for k, o in OPTIONS.items()
-            if o.by == by and (peer is None or o.peer == peer) and (loss is None or o.loss == loss)}
+def values_by(by:str, peer:str|None=None) -> dict:
+    "`{name: default}` of the options whose value comes from `by` (and, for 'peer', of peer `peer`)."
+    return {k: o.default for k, o in OPTIONS.items() if o.by == by and (peer is None or o.peer == peer)}
 
 def flag_defaults() -> dict:
     "stitchup_train's flags, in order, and their defaults (None: the preset's, the method's or the peer's value)."
@@ -354,36 +353,43 @@ def in_python_words(f):
 # %% ../nbs/00c_config.ipynb #5062e73d
 SETUP_VAR = 'STITCHUP_SETUP'    # the environment variable naming the setup scripts `import stitchup_nb` runs
 
+@contextmanager
+def _in_setup(e:str):
+    "An error the setup script `e` raises, noted as coming from it (a module it lacks is named as such)."
+    try: yield
+    except Exception as err:
+        err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
+
+def _setup_file(e:str):
+    "The module of setup file `e`, run once in this process (as the module named by its stem, so `import stem` is the same)."
+    import importlib.util, sys
+    p = Path(e).expanduser().resolve()
+    if not p.is_file() or p.suffix != '.py':
+        raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a {"Python " * p.is_file()}file (looked for {p}): name a .py file that '
+                                f'registers your methods, losses or options, or a module on the path, several joined by {os.pathsep!r}')
+    name = p.stem if p.stem.isidentifier() else f'stitchup_setup_{p.stem}'
+    if (m := sys.modules.get(name)) is not None:
+        if Path(getattr(m, '__file__', '') or '').resolve() == p: return m     # ran already (or imported by its name)
+        name = f'stitchup_setup_{p.stem}'                                      # another module holds the name: keep it
+    spec = importlib.util.spec_from_file_location(name, p)
+    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
+    try:
+        with _in_setup(e): spec.loader.exec_module(mod)
+    except BaseException: sys.modules.pop(name, None); raise
+    return mod
+
 def run_setup(entries:str|None=None) -> list:
     """Run each setup script `entries` names (default: the `STITCHUP_SETUP` environment variable): Python files or module
     names separated by `os.pathsep`, each once per process (a file as the module named by its stem). Returns the modules."""
-    import importlib, importlib.util, sys
+    import importlib
     entries = os.environ.get(SETUP_VAR, '') if entries is None else entries
     out = []
     for e in [x.strip() for x in entries.split(os.pathsep) if x.strip()]:
-        is_file = e.endswith('.py') or os.sep in e
+        if e.endswith('.py') or os.sep in e: out.append(_setup_file(e)); continue
         try:
-            if not is_file: out.append(importlib.import_module(e)); continue
-            p = Path(e).expanduser().resolve()
-            if not p.is_file():
-                raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a file (looked for {p}): name a Python file that registers your '
-                                        f'methods, losses or options, or a module on the path, several joined by {os.pathsep!r}')
-            name = p.stem if p.stem.isidentifier() else f'stitchup_setup_{len(out)}'
-            if (m := sys.modules.get(name)) is not None and Path(getattr(m, '__file__', '') or '').resolve() == p:
-                out.append(m); continue            # ran already in this process (or imported by its name)
-            if m is not None: name = f'stitchup_setup_{p.stem}'      # another module holds the name: keep it
-            if p.suffix != '.py': raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a Python file (a name ending in .py)')
-            spec = importlib.util.spec_from_file_location(name, p)
-            mod = importlib.util.module_from_spec(spec); sys.modules[name] = mod
-            try: spec.loader.exec_module(mod)
-            except BaseException: sys.modules.pop(name, None); raise
-            out.append(mod)
-        except FileNotFoundError: raise
+            with _in_setup(e): out.append(importlib.import_module(e))
         except ModuleNotFoundError as err:
-            if not is_file and err.name == e.split('.')[0]:
-                raise ModuleNotFoundError(f'{SETUP_VAR}: no module {e!r} (from {Path.cwd()}): name a module on the path, or a '
-                                          'Python file (ending in .py)') from None
-            err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
-        except Exception as err:
-            err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
+            if err.name != e.split('.')[0]: raise          # a module the script itself lacks: noted above
+            raise ModuleNotFoundError(f'{SETUP_VAR}: no module {e!r} (from {Path.cwd()}): name a module on the path, or a '
+                                      'Python file (ending in .py)') from None
     return out
