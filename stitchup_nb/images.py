@@ -84,11 +84,11 @@ def decode_images(paths,                  # image files
     return arr, bad
 
 def _stat(p) -> str:
-    try: st = os.stat(p); return f'{st.st_size}:{st.st_mtime_ns}'
+    try: st = os.stat(p); return f'{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}'
     except OSError: return 'missing'
 
 def decode_key(paths, size:int) -> str:
-    "The cache key of `paths` decoded at `size`: the files (absolute), each one's size and mtime, the size, Pillow's version."
+    "The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size, Pillow's version."
     h = hashlib.sha256(json.dumps([_DECODE_VERSION, PIL.__version__, int(size)]).encode())
     for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p)}\n'.encode())
     return h.hexdigest()[:32]
