@@ -106,7 +106,7 @@ def _main_sections(res, peers) -> tuple:
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
         figs['benchmark_groups.png'] = group_bars(res)
     if len(res[res.rate > 0]):
-        md += ['', 'Total mAP at every noise cell (mean ± std over 3 seeds; "(n)": n seeds so far):', '',
+        md += ['', 'Total mAP at every noise cell (mean ± std over the seeds run; "(n)": the mean of n < 3 seeds):', '',
                markdown(cells_table(res).rename_axis('method')),
                '', "Total mAP minus BCE's on the same seed: mean [95% interval over the seeds, Student's t] (seeds ahead / seeds compared):", '',
                markdown(paired_table(res).rename_axis('method')),
