@@ -295,7 +295,7 @@ def record_machine(old:dict, new:dict, here:str) -> dict:
 
 
 # %% ../nbs/12a_evidence.ipynb #62e84c8d
-CROSS_MACHINE_TOL = 3.0    # mAP: a row re-run on another x86-64 machine (measured up to 2.44 apart; see above)
+CROSS_MACHINE_TOL = 3.0    # mAP: a row re-run on another x86-64 machine (measured up to 2.44 apart: nbs/experiments/results/cross_machine.md)
 
 def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, seed:int|None=None, log=print,
            fps:dict|None=None) -> pd.DataFrame:
