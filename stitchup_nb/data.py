@@ -93,7 +93,7 @@ def read_class_split(path,                  # class_split.pkl (or training_split
 
 # %% ../nbs/00_data.ipynb #1db9b12e
 def shared_dir(name='voc-mlt') -> Path|None:
-    "The official split folder shipped beside the repo for tests (`../shared/data/NAME`), or None."
+    "The folder `shared/data/NAME` in the current folder or the nearest above it (official split files: for voc-mlt, `class_split.pkl` and `class_freq.pkl`), or None."
     for base in (Path.cwd(), *Path.cwd().parents):
         p = base/'shared'/'data'/name
         if p.is_dir(): return p
