@@ -92,14 +92,24 @@ def read_class_split(path,                  # class_split.pkl (or training_split
     return check_groups(groups, n_classes, source=str(path))
 
 # %% ../nbs/00_data.ipynb #1db9b12e
+_SHARED_PRESETS = {'voc-mlt': 'voc', 'coco-mlt': 'coco'}     # shared/data/NAME: the preset whose appendix holds those files
+
 def shared_dir(name='voc-mlt') -> Path|None:
-    "The folder `shared/data/NAME` in the current folder or the nearest above it (official split files: for voc-mlt, `class_split.pkl` and `class_freq.pkl`), or None."
-    for base in (Path.cwd(), *Path.cwd().parents):
-        p = base/'shared'/'data'/name
-        if p.is_dir(): return p
-        p = base.parent/'shared'/'data'/name
-        if p.is_dir(): return p
+    """The official split files of `name` (for voc-mlt, `class_split.pkl` and `class_freq.pkl`), or None: the folder
+    `shared/data/NAME` in the current folder, the nearest above it, or beside one of them; else the preset's appendix
+    folder where `data/README.md` unpacks it (`data/appendix/VOCdevkit/longtail2012` for voc-mlt), from the current
+    folder or one above it (a notebook runs in `nbs/`), when it holds both files."""
+    bases = (Path.cwd(), *Path.cwd().parents)
+    for base in bases:
+        for p in (base/'shared'/'data'/name, base.parent/'shared'/'data'/name):
+            if p.is_dir(): return p
+    if name in _SHARED_PRESETS:
+        from stitchup_nb.methods import PRESETS      # here, not at the top: methods imports this module
+        for base in bases:
+            p = base/PRESETS[_SHARED_PRESETS[name]]['appendix']
+            if (p/'class_split.pkl').is_file() and (p/'class_freq.pkl').is_file(): return p
     return None
+
 
 # %% ../nbs/00_data.ipynb #7b1dde24
 def check_labels(labels, n_classes=None, source='labels') -> np.ndarray:
