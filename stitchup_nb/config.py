@@ -196,11 +196,13 @@ _o('stitch', None, one_of(('feature', 'input', 'none'), 'feature, input or none'
   type=str, by='method')
 _o('stitch_branches', 'all', one_of(('all', 'random', 'balanced'), 'all, random or balanced'), 'the branches Stitch-Up trains: all (the paper), random or balanced '
   '(full_plus: balanced)', type=str, by='preset')
-_o('correct', True, BOOL, 'turn label correction between the branches off (without this flag the two-branch methods correct labels)', type=bool)
+_o('correct', True, BOOL, 'turn label correction between the branches off (without this flag the two-branch methods correct labels; '
+  '--correction chooses the threshold rule, fixed or adaptive)', type=bool)
 _GROUP_WORDS = {'head': ('a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)',
                          'a label switches off below this probability (paper: 0 = never)'),
                 'medium': ('switch on above this probability (paper: 1 = never)', 'switch off below this probability (paper: 0 = never)'),
                 'tail': ('switch on above this probability (paper: 1 = never)', 'switch off below this probability (paper: 0.1 VOC, 0 COCO)')}
+# 'balance': the reference's spelling of the balanced branch in its flags, kept so that its settings map one to one
 for _b, _branch in (('random', 'random'), ('balance', 'balanced')):     # a number here; 0 <= β < α <= 1 in colearn.check_thresholds
     for _i, _k in enumerate(('alpha', 'beta')):
         for _g in ('head', 'medium', 'tail'):
@@ -211,7 +213,7 @@ for _b, _branch in (('random', 'random'), ('balance', 'balanced')):     # a numb
 THRESHOLDS = {f'{_b}_{_g}_{_k}': OPTIONS[f'{_b}_{_g}_{_k}'].default     # the twelve (07_colearn), alpha 1 and beta 0: correction off
               for _b in ('random', 'balance') for _g in ('head', 'medium', 'tail') for _k in ('alpha', 'beta')}
 _o('correction', 'fixed', one_of(('fixed', 'adaptive'), 'fixed or adaptive'), "label-correction thresholds: fixed (the paper's α/β per group) or adaptive "
-  "(per class, from the correctors' scores; measured in 07g_full_plus)", type=str, by='preset')
+  "(per class, from the correctors' scores; measured in 07g_full_plus); --no-correct turns correction off", type=str, by='preset')
 _o('warmup_epoch', 0, count(0, 10_000), "no correction before this epoch (default: the preset's, 0)", type=int, by='preset')
 _o('t', .1, FRACTION, "ensemble weight of the random branch (default: the preset's, 0.1)", type=float, by='preset')
 _o('holdout', 0., number(lambda v: v == 0 or 0 < v < .5, '0 (no held-out split) or a share in (0, 0.5)'),
@@ -286,7 +288,7 @@ _o('resume', None, (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'a
   "'auto' (latest epoch_N.pth in work_dir) or a checkpoint path", type=str)
 _o('overwrite', False, BOOL, 'replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)', type=bool)
 _o('seed', 0, count(0, SEED_MAX), 'training seed (model init, sampling, augmentation)', type=int)
-_o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (see 07_colearn, Reproducibility)', type=bool)
+_o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (07h_speed, "Reproducible arithmetic, when asked")', type=bool)
 _o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
 _o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
 del _o
