@@ -202,7 +202,7 @@ def correction_snapshot(learn:Learner) -> dict:
 
 class CorrectionSnapshots(Callback):
     "Keep `correction_snapshot` after every `every` epochs in `.history` (epoch -> snapshot)."
-    order = 85
+    order = 85      # after the Recorder (50) has taken the epoch's row: the snapshot's get_preds is another validation pass through the callbacks
     def __init__(self, every:int=1): self.every, self.history = every, {}
     def after_epoch(self):
         if (self.epoch + 1) % self.every == 0 and self.learn.co_learning.n_steps:
