@@ -212,7 +212,7 @@ def stitch_dls(train:LabelledSet, labels, valid:LabelledSet,
 # %% ../nbs/03b_loaders.ipynb #c27634be
 class EpochSeed(Callback):
     "Before each epoch: tell the training loader the epoch and reseed torch, so an epoch is reproducible on its own."
-    order = -10
+    order = -10     # first, beside fastai's TrainEvalCallback: every other callback's before_epoch sees this epoch's loader and seed
     def __init__(self, seed:int=0): self.seed = seed
     def before_epoch(self):
         if hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(self.epoch)

@@ -22,7 +22,7 @@ class StitchNeck(nn.Module):
         super().__init__()
         self.fc, self.bn, self.bn2 = nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out), nn.BatchNorm1d(n_out)
         self.drop = nn.Dropout(dropout)
-        nn.init.kaiming_normal_(self.fc.weight, mode='fan_out'); nn.init.zeros_(self.fc.bias)
+        nn.init.kaiming_normal_(self.fc.weight, mode='fan_out'); nn.init.zeros_(self.fc.bias)     # the reference's PFC.init_weights
 
     def forward(self, x:torch.Tensor, stitch:bool=False) -> torch.Tensor:
         h = self.fc(x.mean((2, 3)) if x.ndim == 4 else x)
@@ -46,7 +46,7 @@ class Branch(nn.Module):
         self.frozen, self.norm_eval = list(frozen or []), norm_eval
         for m in self.frozen:
             for p in m.parameters(): p.requires_grad_(False)
-        nn.init.normal_(self.head.weight, std=0.01); nn.init.zeros_(self.head.bias)
+        nn.init.normal_(self.head.weight, std=0.01); nn.init.zeros_(self.head.bias)     # the reference's ClsHead.init_weights
 
     def train(self, mode:bool=True):
         super().train(mode)
