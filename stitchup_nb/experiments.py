@@ -16,13 +16,14 @@ from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
 from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .methods import METHODS, PRESETS
-from .config import OPTIONS, in_python_words
+from .config import NOISE_KINDS, OPTIONS, SEED_MAX, count, in_python_words, number
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS',
-           'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA',
-           'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'source_hash', 'commit', 'machine', 'provenance',
-           'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'grid', 'extra_key', 'append_rows',
+           'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'QUICK_CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE',
+           'ORACLE_CT', 'LL_DELTA', 'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'GRID_CELLS', 'DEV_SEEDS',
+           'RULES', 'source_hash', 'commit', 'machine', 'provenance', 'torch_threads', 'probe_file', 'run_config',
+           'one_run', 't_sweep', 'fresh_rows', 'grid', 'check_cells', 'check_fresh', 'extra_key', 'append_rows',
            'row_key', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
@@ -215,6 +216,7 @@ ORDER = [*MAIN_ROWS, *CLEAN]
 # the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
 PEER_ROWS = {m['label']: dict(method=n) for n, m in METHODS.items() if m.get('peer')}
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
+QUICK_CELLS = [('flip', .3), ('flip', .7)]     # the quick grid's (with one seed, one epoch on digits-small: the CI smoke grid)
 # beyond the paper (07g_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;
 # their baselines (BCE, the full method and full_plus, which is the class-aware-only Stitch-Up change) are rows of the main grid
 PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
@@ -251,9 +253,9 @@ def _factorial_grid():
     for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
         for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
 
-def _peer_grid():
-    "Every peer at every cell of the main grid (its BCE and full-method rows are the comparison)."
-    for kind, rate in CELLS:
+def _peer_grid(cells:list=CELLS):
+    "Every peer at every cell of `cells` (the main grid's: its BCE and full-method rows are the comparison)."
+    for kind, rate in cells:
         for m, o in PEER_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
 
 def _plus_grid():
@@ -275,23 +277,121 @@ FRESH = dict(method='full_plus_auto', baselines=('bce', 'full'), seeds=(5, 6, 7,
              criterion=[(('flip', .7), 'bce', 'every', 0.), (('flip', .7), 'full', 'every', 0.),
                         (('flip', .3), 'full', 'mean', -1.), (('flip', .5), 'full', 'mean', -1.),
                         (('cooc', .7), 'bce', 'mean', 0.)])
-FRESH_ROWS = {METHODS[n]['label']: dict(method=n, data_seed=FRESH['data_seed']) for n in (*FRESH['baselines'], FRESH['method'])}
 
-def _fresh_grid():
-    "The pre-registered test's runs (`FRESH`): the variant and its baselines at each of its cells (seeds: `FRESH['seeds']`)."
-    for kind, rate in FRESH['cells']:
-        for m, o in FRESH_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
+def fresh_rows(spec:dict|None=None) -> dict:
+    "The rows of pre-registration `spec` (default `FRESH`): each method's label -> its options, the method and the Digits-MLT instance."
+    spec = FRESH if spec is None else spec
+    return {METHODS[n]['label']: dict(method=n, data_seed=spec['data_seed']) for n in (*spec['baselines'], spec['method'])}
+
+FRESH_ROWS = fresh_rows(FRESH)
+
+def _fresh_grid(spec:dict=FRESH):
+    "A pre-registered test's runs (`FRESH`, or a checked `spec` of its shape): the variant and its baselines at each of its cells (seeds: its `seeds`)."
+    rows = fresh_rows(spec)
+    for kind, rate in spec['cells']:
+        for m, o in rows.items(): yield m, o, dict(kind=kind, rate=rate), None
 
 GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -> its runs
     'main': lambda: _main_grid(CELLS),
-    'quick': lambda: _main_grid([('flip', .3), ('flip', .7)]),     # with one seed, one epoch on digits-small: the CI smoke grid
+    'quick': lambda: _main_grid(QUICK_CELLS),     # with one seed, one epoch on digits-small: the CI smoke grid
     'sweep': _sweep_grid, 'factorial': _factorial_grid, 'peers': _peer_grid, 'plus': _plus_grid, 'authors': _authors_grid,
     'fresh': _fresh_grid}
+# the grids that run each of their rows at every cell of a list -> their own cells: `grid(name, cells=...)` runs them at
+# others, and `grid(name, data_seed=...)` on another Digits-MLT instance; the other grids' cells are part of what they test
+GRID_CELLS = {'main': CELLS, 'quick': QUICK_CELLS, 'peers': CELLS}
+_AT_CELLS = {'main': _main_grid, 'quick': _main_grid, 'peers': _peer_grid}
 
-def grid(name:str='main'):
-    "The runs of the grid `name` (a key of `GRIDS`): `(label, options, cell, extra)`, cell = {'kind', 'rate'}."
+def grid(name:str='main',
+         cells:list|None=None,   # (kind, rate) pairs: a grid of `GRID_CELLS` at these cells, in place of its own (`check_cells`)
+         data_seed:int=0,        # the Digits-MLT instance a grid of `GRID_CELLS` draws (0: the default one, its rows as they are)
+         spec:dict|None=None,    # the 'fresh' grid's pre-registration (`check_fresh`; None: `FRESH`)
+        ):
+    """The runs of the grid `name` (a key of `GRIDS`): `(label, options, cell, extra)`, cell = {'kind', 'rate'}. Another
+    instance is recorded as `FRESH_ROWS` record theirs: `data_seed` in each row's options, so in its `config`."""
     if name not in GRIDS: raise ValueError(f'no grid {name!r}; the grids are {", ".join(GRIDS)}')
-    return GRIDS[name]()
+    if (cells is not None or data_seed) and name not in GRID_CELLS:
+        raise ValueError(f"grid {name!r}: cells= and data_seed= apply to the grids that run each row at every cell "
+                         f"({', '.join(GRID_CELLS)}); the {name} grid's cells and instance are part of what it tests")
+    if spec is not None and name != 'fresh': raise ValueError(f"grid {name!r}: spec= is the 'fresh' grid's pre-registration")
+    if name == 'fresh': return _fresh_grid(FRESH if spec is None else check_fresh(spec))
+    if data_seed: OPTIONS['data_seed'].check(data_seed, 'data_seed')
+    runs = GRIDS[name]() if cells is None else _AT_CELLS[name](check_cells(cells))
+    return ((m, {**o, 'data_seed': data_seed}, s, e) for m, o, s, e in runs) if data_seed else runs
+
+# %% ../nbs/12_experiments.ipynb #4720ed58
+DEV_SEEDS = (0, 1, 2)     # the development grids' seeds (tools/benchmark.py's default --seeds): a pre-registered test runs others
+RULES = ('every', 'mean')     # a criterion's clause: every seed's paired difference above its bound, or the mean at least it
+_RATE = number(lambda v: 0 <= v < 1, 'a number in [0, 1)')
+_SEED = count(0, SEED_MAX)
+_BOUND = number(lambda v: True, 'a finite number')
+
+def _seq(v) -> bool: return isinstance(v, (list, tuple))
+
+def check_cells(cells, where:str='cells') -> list:
+    """`cells`, noise cells `(kind, rate)` (a JSON file's `[kind, rate]` lists too), checked and as tuples: a kind of
+    `NOISE_KINDS` (one a setup script registers included), a rate in [0, 1), none twice; a `ValueError` names `where`."""
+    if not _seq(cells) or not cells: raise ValueError(f'{where} must be a non-empty list of (noise kind, rate) pairs, got {cells!r}')
+    out = []
+    for c in cells:
+        if not (_seq(c) and len(c) == 2): raise ValueError(f'{where}: {c!r} is not a (noise kind, rate) pair')
+        kind, rate = c
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"{where}: no noise kind {kind!r}; the kinds are {', '.join(NOISE_KINDS)} (a kind a script registers "
+                             'with @noise_kind is known once it has run: STITCHUP_SETUP=script.py for the tools)')
+        if not _RATE[0](rate): raise ValueError(f'{where}: the rate of {kind} must be {_RATE[1]}, got {rate!r}')
+        if (kind, float(rate)) in out: raise ValueError(f'{where}: {kind} {rate:g} is given twice')
+        out.append((kind, float(rate)))
+    return out
+
+def check_fresh(spec:dict, where:str='spec') -> dict:
+    """A pre-registration of the shape of `FRESH` checked, before any of its rows runs, and as `FRESH` writes it (tuples);
+    a `ValueError` names `where`, the field and what it must be. `used_seeds` (optional; default `DEV_SEEDS`): the seeds
+    the development runs drew, which `seeds` may not repeat."""
+    if not isinstance(spec, dict): raise ValueError(f"{where} must be a dict of FRESH's fields ({', '.join(FRESH)}), got {type(spec).__name__}")
+    if missing := [k for k in FRESH if k not in spec]:
+        raise ValueError(f"{where}: no field {', '.join(map(repr, missing))}; a pre-registration states {', '.join(FRESH)}, as FRESH does")
+    if unknown := [k for k in spec if k not in (*FRESH, 'used_seeds')]:
+        raise ValueError(f"{where}: unknown field {', '.join(map(repr, unknown))}; the fields are {', '.join(FRESH)} and used_seeds (optional)")
+    field = lambda k: f'{where} field {k!r}'
+    def method(n, k):
+        if not isinstance(n, str) or n not in METHODS:
+            raise ValueError(f"{field(k)}: no method {n!r}; the methods are {', '.join(METHODS)} (a method a script adds to "
+                             'METHODS is known once it has run: STITCHUP_SETUP=script.py for the tools)')
+        return n
+    m, b = method(spec['method'], 'method'), spec['baselines']
+    if not _seq(b) or not b: raise ValueError(f"{field('baselines')} must be a non-empty list of METHODS names, got {b!r}")
+    b = tuple(method(n, 'baselines') for n in b)
+    if m in b or len(set(b)) < len(b): raise ValueError(f"{field('baselines')}: each baseline once, and not the variant {m!r}; got {list(b)}")
+    labels = [METHODS[n]['label'] for n in (*b, m)]
+    if len(set(labels)) < len(labels):
+        raise ValueError(f"{field('baselines')}: two of the methods share a label ({', '.join(labels)}), which names a row: "
+                         "give each its own (METHODS[name]['label'])")
+    def seeds(k, v, empty=False):
+        if not _seq(v) or not (v or empty) or not all(_SEED[0](s) for s in v) or len(set(v)) < len(v):
+            raise ValueError(f"{field(k)} must be a list of distinct integers >= 0{'' if empty else ', not empty'}, got {v!r}")
+        return tuple(int(s) for s in v)
+    s, used = seeds('seeds', spec['seeds']), seeds('used_seeds', spec.get('used_seeds', DEV_SEEDS), empty=True)
+    if both := sorted(set(s) & set(used)):
+        dflt = '' if 'used_seeds' in spec else f", by default the grids' seeds {', '.join(map(str, DEV_SEEDS))}"
+        raise ValueError(f"{field('seeds')}: {', '.join(map(str, both))} {'is a seed' if len(both) == 1 else 'are seeds'} the "
+                         f"development runs drew already ({field('used_seeds')}"
+                         f'{dflt}): a pre-registered test runs on fresh seeds')
+    if not _SEED[0](d := spec['data_seed']): raise ValueError(f"{field('data_seed')}, the Digits-MLT instance, must be {_SEED[1]}, got {d!r}")
+    cells, crit = check_cells(spec['cells'], field('cells')), spec['criterion']
+    if not _seq(crit) or not crit: raise ValueError(f"{field('criterion')} must be a non-empty list of (cell, baseline, rule, bound) clauses, got {crit!r}")
+    clauses = []
+    for i, c in enumerate(crit, 1):
+        where_c = f"clause {i} of {field('criterion')}"
+        if not (_seq(c) and len(c) == 4): raise ValueError(f'{where_c} must be (cell, baseline, rule, bound), got {c!r}')
+        cell, against, rule, bound = c
+        cell = check_cells([cell], where_c)[0]
+        if cell not in cells: raise ValueError(f"{where_c}: its cell {cell[0]} {cell[1]:g} is not one of the field 'cells'")
+        if against not in b: raise ValueError(f"{where_c}: {against!r} is not one of the field 'baselines' ({', '.join(b)})")
+        if rule not in RULES: raise ValueError(f"{where_c}: the rule must be {' or '.join(RULES)}, got {rule!r}")
+        if not _BOUND[0](bound): raise ValueError(f'{where_c}: the bound must be {_BOUND[1]}, got {bound!r}')
+        clauses.append((cell, against, rule, float(bound)))
+    out = dict(method=m, baselines=b, seeds=s, data_seed=int(d), cells=cells, criterion=clauses)
+    return {**out, 'used_seeds': used} if 'used_seeds' in spec else out
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
 def extra_key(e) -> str:

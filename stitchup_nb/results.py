@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT,
-                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, FRESH, FRESH_ROWS, extra_key)
+                                     ORDER, PEER_ROWS, PLUS, PLUS_BASE, FRESH, check_fresh, extra_key, fresh_rows)
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
@@ -335,17 +335,32 @@ def pick_table(res:pd.DataFrame,
     return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
 # %% ../nbs/13_results.ipynb #6d100105
+def _fresh_spec(spec, fresh:pd.DataFrame, caller:str, registered:bool=True) -> dict:
+    """`spec` checked (`check_fresh`; None: `FRESH`); for the `registered` test refused (ValueError) where a row of `fresh`
+    records (in its `config`) another Digits-MLT instance than the spec's `data_seed`."""
+    spec = FRESH if spec is None else check_fresh(spec)
+    if registered and len(fresh) and 'config' in fresh:
+        held = {json.loads(c).get('data_seed') or 0 for c in fresh.config if isinstance(c, str) and c}
+        if other := sorted(held - {spec['data_seed']}):
+            raise ValueError(f"{caller}: rows of Digits-MLT instance {', '.join(map(str, other))}, and the spec registers instance "
+                             f"{spec['data_seed']} (its data_seed): pass the rows of its test only")
+    return spec
+
 def fresh_test(fresh:pd.DataFrame, col:str='total',
-               seeds=FRESH['seeds'],    # the registered seeds (another tuple reads development rows the same way)
+               seeds=None,    # the seeds read (None: the registered ones; another tuple reads development rows the same way)
+               spec:dict|None=None,    # the pre-registration (`FRESH`'s shape, `experiments.check_fresh`; None: `FRESH`)
               ) -> pd.DataFrame:
-    """Each clause of the pre-registered criterion (`FRESH['criterion']`) on the `--fresh` rows: the paired differences
-    per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds` only)."""
+    """Each clause of the pre-registered criterion (`spec['criterion']`, default `FRESH`'s) on the `--fresh` rows: the
+    paired differences per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds`
+    only). The registered test (`seeds` None) reads rows of the spec's Digits-MLT instance only; other seeds, any instance's."""
     fresh = _once_per_seed(fresh, 'fresh_test')
-    label = {n: m for m, o in FRESH_ROWS.items() for n in [o['method']]}
+    spec = _fresh_spec(spec, fresh, 'fresh_test', registered=seeds is None)
+    seeds = spec['seeds'] if seeds is None else seeds
+    label = {o['method']: m for m, o in fresh_rows(spec).items()}
     d = fresh[fresh.seed.isin(seeds)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     rows = []
-    for (kind, rate), against, rule, bound in FRESH['criterion']:
-        a, b = label[FRESH['method']], label[against]
+    for (kind, rate), against, rule, bound in spec['criterion']:
+        a, b = label[spec['method']], label[against]
         v = (d[a] - d[b]).xs((kind, rate), level=['kind', 'rate']).dropna() if a in d and b in d and (kind, rate) in d.droplevel('seed').index else pd.Series(dtype=float)
         ok = (v > bound).all() if rule == 'every' else v.mean() >= bound
         said = f"{'every seed' if rule == 'every' else 'mean'} {'>' if rule == 'every' else '≥'} {bound:+g}"
@@ -354,17 +369,19 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
                      'result': (('met' if ok else 'not met') if len(v) == len(seeds) else f'not yet ({len(v)} of {len(seeds)} seeds)')})
     return pd.DataFrame(rows).set_index('cell')
 
-def fresh_markdown(fresh:pd.DataFrame) -> str:
-    "The `--fresh` tables (levels and `fresh_test`) as the Markdown the report shows ('' without rows)."
+def fresh_markdown(fresh:pd.DataFrame, spec:dict|None=None) -> str:
+    "The `--fresh` tables (levels and `fresh_test`) of pre-registration `spec` (None: `FRESH`) as the Markdown the report shows ('' without rows)."
     if not len(fresh): return ''
-    t = fresh_test(fresh)
+    t, which = fresh_test(fresh, spec=spec), '`--fresh`, 07g_full_plus' if spec is None else '`--fresh --fresh_spec`'
+    spec = FRESH if spec is None else check_fresh(spec)
+    rows = fresh_rows(spec)
     met = (t.result == 'met').all()
     verdict = ('**The target is met**: every clause holds.' if met else
                f"**The target is {'not met' if not t.result.str.startswith('not yet').any() else 'not settled yet'}**: "
                f"{(t.result == 'met').sum()} of {len(t)} clauses hold.")
-    return '\n'.join([f"The pre-registered test (`--fresh`, 07g_full_plus): `{FRESH['method']}` against "
-                      f"{' and '.join(m for m, o in FRESH_ROWS.items() if o['method'] in FRESH['baselines'])} on fresh seeds {', '.join(map(str, FRESH['seeds']))} of Digits-MLT instance "
-                      f"{FRESH['data_seed']}; total mAP, mean ± std over the seeds:", '',
-                      markdown(cells_table(fresh, methods=list(FRESH_ROWS)).rename_axis('method')), '',
+    return '\n'.join([f"The pre-registered test ({which}): `{spec['method']}` against "
+                      f"{' and '.join(m for m, o in rows.items() if o['method'] in spec['baselines'])} on fresh seeds {', '.join(map(str, spec['seeds']))} of Digits-MLT instance "
+                      f"{spec['data_seed']}; total mAP, mean ± std over the seeds:", '',
+                      markdown(cells_table(fresh, methods=list(rows)).rename_axis('method')), '',
                       'Each clause of the criterion, the variant minus the baseline on the same seed:', '',
                       markdown(t), '', verdict])
