@@ -135,7 +135,17 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--report', '--seeds', '7'], '--seeds does not apply to --report'),
                (['--report', '--quick'], '--quick does not apply to --report'),
                (['--quick', '--verify', '1', '--threads', '4'], '--threads does not apply to --verify'),
-               (['--quick', '--verify', '1', '--epochs', '5'], '--epochs does not apply to --verify')]
+               (['--quick', '--verify', '1', '--epochs', '5'], '--epochs does not apply to --verify'),
+               (['--cells', 'flop:0.5'], "--cells: no noise kind 'flop'; the kinds are flip"),
+               (['--cells', 'flip:1.5'], '--cells: the rate of flip must be a number in [0, 1), got 1.5'),
+               (['--cells', 'flip'], '--cells takes noise kind:rate pairs joined by commas'),
+               (['--cells', 'flip:0.5,flip:0.5'], '--cells: flip 0.5 is given twice'),
+               (['--sweep', '--cells', 'flip:0.5'], "--cells does not apply to --sweep: the sweep grid's cells are part of what it tests"),
+               (['--fresh', '--data_seed', '2'], '--data_seed does not apply to --fresh: the pre-registration fixes its cells and Digits-MLT instance'),
+               (['--data_seed', '-1'], '--data_seed must be an integer >= 0'),
+               (['--fresh_spec', 'mine.json'], '--fresh_spec applies to --fresh'),
+               (['--report', '--cells', 'flip:0.5'], '--cells does not apply to --report'),
+               (['--quick', '--verify', '1', '--data_seed', '2'], '--data_seed does not apply to --verify')]
 
 # every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the
 # command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them
@@ -271,3 +281,84 @@ def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_pat
         assert code == 2 and all(s in err for s in said), err
     assert {p.name: p.read_bytes() for p in (out, notes)} == before            # nothing written: no rows, no fingerprints, no claims
     assert sorted(q.name for q in tmp_path.iterdir()) == ['answers.json', 'benchmark.csv', 'cases.json', 'driver.py', 'notes.txt']
+
+
+def _driver(tmp_path, cases, **env) -> list:
+    "Each case (a command line) through BAD_DRIVER in one process: `[(exit status, stderr)]`; 99: it got past the checks."
+    (tmp_path/'cases.json').write_text(json.dumps(cases))
+    (tmp_path/'driver.py').write_text(BAD_DRIVER)
+    p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, **env})
+    assert p.returncode == 0, p.stderr[-3000:]
+    return [tuple(x) for x in json.loads((tmp_path/'answers.json').read_text())]
+
+
+SOFT = """
+from stitchup_nb.experiments import MAIN_ROWS
+from stitchup_nb.methods import METHODS
+METHODS['full_soft'] = dict(METHODS['full'], label='Full, soft', random_head_alpha=.6, balance_head_alpha=.6)
+MAIN_ROWS['Full, soft'] = dict(method='full_soft')
+"""
+
+
+def test_your_own_variant_cells_instance_and_pre_registration_are_checked_before_anything_is_written(tmp_path):
+    """A researcher's variant (STITCHUP_SETUP) in the main grid at cells and a Digits-MLT instance of their choice, and
+    their own pre-registration (--fresh --fresh_spec): a bad spec names its field, the instance goes through the CSV's
+    schedule check, and a good command gets past every check. No training: one process, BAD_DRIVER."""
+    (tmp_path/'soft.py').write_text(SOFT)
+    spec = dict(method='full_soft', baselines=['bce', 'full'], seeds=[10, 11], data_seed=2, cells=[['flip', .7]],
+                criterion=[[['flip', .7], 'full', 'mean', 0]])
+    files = {'good.json': spec, 'unknown.json': dict(spec, method='full_sfot'), 'used.json': dict(spec, seeds=[1, 10]),
+             'clause.json': dict(spec, criterion=[[['cooc', .7], 'full', 'mean', 0]])}
+    for n, v in files.items(): (tmp_path/n).write_text(json.dumps(v))
+    (tmp_path/'broken.json').write_text('{"method": ')
+    main = tmp_path/'main.csv'               # a development CSV of Digits-MLT instance 0, 8 epochs on digits
+    with open(main, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
+        w.writerow({**dict.fromkeys(bm.FIELDS, ''), 'method': 'BCE', 'kind': 'flip', 'rate': .5, 'seed': 0, 'epochs': 8,
+                    'config': json.dumps({'dataset': 'digits', 'method': 'bce', 'data_seed': 0})})
+    before = main.read_bytes()
+    fresh = lambda name, *more: ['--fresh', '--fresh_spec', str(tmp_path/name), *more]
+    cases = [(fresh('unknown.json', '--out', str(tmp_path/'f.csv')), f"--fresh_spec {tmp_path/'unknown.json'} field 'method': no method 'full_sfot'"),
+             (fresh('used.json', '--out', str(tmp_path/'f.csv')), "field 'seeds': 1 is a seed the development runs drew already"),
+             (fresh('clause.json', '--out', str(tmp_path/'f.csv')), "clause 1 of --fresh_spec " + str(tmp_path/'clause.json') + " field 'criterion': its cell cooc 0.7 is not one of the field 'cells'"),
+             (fresh('broken.json', '--out', str(tmp_path/'f.csv')), 'is not JSON'),
+             (fresh('missing.json', '--out', str(tmp_path/'f.csv')), 'cannot be read'),
+             (fresh('good.json'), '--fresh_spec needs an --out of its own'),
+             (fresh('good.json', '--seeds', '5', '--out', str(tmp_path/'f.csv')), f"--seeds 5: the pre-registered test (--fresh) runs its own fresh seeds 10,11 only ({tmp_path/'good.json'})"),
+             (fresh('good.json', '--out', str(main)), f'--out {main} holds rows of 8 epochs on digits, and this grid runs 8 epochs on digits (Digits-MLT instance 2)'),
+             (['--methods', 'full_soft,bce', '--cells', 'flip:0.4'], "--cells flip:0.4: not cells of the main grid, and its rows would go to the kit's published benchmark.csv: pass --out"),
+             # the instance goes through the schedule check: a CSV of instance 0 does not take instance 3's rows
+             (['--methods', 'bce', '--data_seed', '3', '--out', str(main)], 'and this grid runs 8 epochs on digits (Digits-MLT instance 3)'),
+             # past every check (the driver stops it where the tool restarts itself to run)
+             (['--methods', 'full_soft,bce', '--cells', 'flip:0.4,cooc:0.6', '--data_seed', '3', '--out', str(tmp_path/'m.csv')], 'got past the option checks'),
+             (fresh('good.json', '--out', str(tmp_path/'f.csv')), 'got past the option checks'),
+             (fresh('good.json', '--methods', 'full_soft,full', '--seeds', '11', '--out', str(tmp_path/'f.csv')), 'got past the option checks')]
+    got = _driver(tmp_path, [args for args, _ in cases], STITCHUP_SETUP=str(tmp_path/'soft.py'))
+    for (code, err), (args, said) in zip(got, cases):
+        assert code == (99 if said == 'got past the option checks' else 2) and said in err, (args, err[-2000:])
+    # without the script the variant is unknown, and the refusal says how to make it known
+    code, err = _driver(tmp_path, [fresh('good.json', '--out', str(tmp_path/'f.csv'))])[0]
+    assert code == 2 and "no method 'full_soft'" in err and 'STITCHUP_SETUP=script.py' in err, err
+    assert main.read_bytes() == before and not [q.name for q in tmp_path.glob('*.csv*') if q != main]   # nothing written
+
+
+def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one_instance(tmp_path):
+    """--quick --cells flip:0.5 --data_seed 3 --methods bce: BCE at flip 0.5 and its clean reference on Digits-MLT instance 3
+    (digits-small, 1 epoch), each row's config recording the instance and stamped with its fingerprint; the same CSV then
+    refuses the default instance's rows and another's."""
+    out = tmp_path/'b.csv'
+    p = _bench('--quick', '--cells', 'flip:0.5', '--data_seed', '3', '--methods', 'bce', '--out', str(out), timeout=900)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    rows = list(csv.DictReader(open(out)))
+    assert [(r['method'], r['kind'], float(r['rate'])) for r in rows] == [('BCE', 'flip', .5), ('BCE (clean)', 'flip', 0.)], rows
+    assert all(json.loads(r['config'])['data_seed'] == 3 and json.loads(r['config'])['dataset'] == 'digits-small' and r['fingerprint']
+               for r in rows), rows
+    assert len(results.load('b', tmp_path)) == 2                       # current rows: the fingerprints beside the CSV
+    before = out.read_bytes()
+    cases = [['--quick', '--cells', 'flip:0.5', '--methods', 'bce', '--out', str(out)],
+             ['--quick', '--data_seed', '4', '--methods', 'bce', '--out', str(out)]]
+    got = _driver(tmp_path, cases)
+    assert got[0][0] == 2 and f'--out {out} holds rows of 1 epochs on digits-small (Digits-MLT instance 3), and this grid runs 1 epochs on digits-small: a table would average them' in got[0][1], got[0]
+    assert got[1][0] == 2 and 'and this grid runs 1 epochs on digits-small (Digits-MLT instance 4)' in got[1][1], got[1]
+    assert out.read_bytes() == before

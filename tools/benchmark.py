@@ -12,9 +12,23 @@
                                               # oracle) at the peers' cells, large-loss rejection at Δrel 0.1-0.5 at flip 0.7
     python tools/benchmark.py --fresh         # the pre-registered test of full_plus_auto (07g_full_plus): it and its
                                               # baselines on fresh seeds 5-9 of another Digits-MLT instance (FRESH)
+    STITCHUP_SETUP=mine.py python tools/benchmark.py --methods mine,bce,full --cells flip:0.5,cooc:0.7 --data_seed 3 --out mine.csv
+                                              # your variant (its script adds it to METHODS and MAIN_ROWS) and two
+                                              # baselines at two cells of Digits-MLT instance 3 (--cells: the main,
+                                              # --quick and --peers grids; --data_seed: their instance, default 0)
+    STITCHUP_SETUP=mine.py python tools/benchmark.py --fresh --fresh_spec mine_fresh.json --out mine_fresh.csv
+                                              # your own pre-registered test: a JSON file of FRESH's fields
+                                              # (method, baselines, seeds, data_seed, cells, criterion), checked by
+                                              # stitchup_nb.experiments.check_fresh; stitchup_nb.results.fresh_test
+                                              # reads its rows (spec=)
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
                                               # the measured cross-machine tolerance elsewhere (stitchup_nb.evidence.verify)
+
+--cells and --data_seed are recorded as the rows' cells and their configuration's data_seed (the Digits-MLT instance):
+a CSV holds one instance, and the tool refuses to add another's rows to it. Your own pre-registration is checked
+before anything runs (an unknown method, seeds your development runs drew: the spec's used_seeds, by default the
+grids' 0,1,2, ...), and its rows go to the --out you name: benchmark_fresh.csv is the kit's own test.
 
 Each row records the resolved configuration, the training source's hash, the commit, torch, the thread count, the
 CPU kernels, the machine (stitchup_nb.experiments) and its behaviour fingerprint (stitchup_nb.evidence: before a grid
@@ -31,7 +45,9 @@ from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints, verify
-from stitchup_nb.experiments import FRESH, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows, claim, grid, one_run, row_key, t_sweep
+from stitchup_nb.experiments import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows,
+                                     check_cells, check_fresh, claim, grid, one_run, row_key, t_sweep)
+from stitchup_nb.config import OPTIONS
 from stitchup_nb.methods import METHODS
 from stitchup_nb.results import RESULTS
 from stitchup_nb.report import report
@@ -66,6 +82,15 @@ def parser():
     ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
     ap.add_argument('--authors', action='store_true', help="co-teaching with the oracle tau (the cell's noise rate) at the peers' cells and large-loss rejection at each Δrel of its paper's range at flip 0.7, as rows set apart by `extra` in benchmark_authors.csv")
     ap.add_argument('--fresh', action='store_true', help="the pre-registered test (stitchup_nb.experiments.FRESH): full_plus_auto, BCE and the full method on its fresh seeds and Digits-MLT instance, to benchmark_fresh.csv")
+    ap.add_argument('--fresh_spec', '--fresh-spec', default=None, metavar='FILE.json', help="with --fresh: your own "
+                    "pre-registration in place of FRESH, a JSON object of its fields (method, baselines, seeds, data_seed, cells, "
+                    "criterion; optional used_seeds, the seeds your development runs drew, default 0,1,2), checked before "
+                    "anything runs (stitchup_nb.experiments.check_fresh); needs --out")
+    ap.add_argument('--cells', default=None, metavar='KIND:RATE,...', help="the grid's noise cells in place of its own, kind:rate "
+                    "pairs joined by commas, e.g. flip:0.5,cooc:0.7 (a noise kind of stitchup_nb.config.NOISE_KINDS, a rate in "
+                    "[0, 1)); the main, --quick and --peers grids (each row at every cell); a cell not of the grid needs --out")
+    ap.add_argument('--data_seed', '--data-seed', type=int, default=None, metavar='N', help="the Digits-MLT instance the "
+                    "main, --quick and --peers grids' rows draw (default 0), recorded in each row's config as --fresh records its own")
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0; fresh: the pre-registered 5,6,7,8,9)')
     ap.add_argument('--methods', default=None, help="comma list of METHODS names: only the grid's rows of these methods "
@@ -84,24 +109,27 @@ def options(ap, argv) -> tuple:
     if len(chosen) > 1: ap.error(f"{', '.join('--' + g for g in GRIDS if g != 'main')} are separate grids: pass one")
     name = chosen[0] if chosen else 'main'
     if a.plus and a.out: ap.error('--out does not apply to --plus: its baselines are rows of the main grid (benchmark.csv), its candidates go to benchmark_plus.csv')
-    default_seeds = '0' if a.quick else ','.join(map(str, FRESH['seeds'])) if a.fresh else '0,1,2'
+    spec = fresh_spec(ap, a)
+    default_seeds = '0' if a.quick else ','.join(map(str, spec['seeds'])) if a.fresh else ','.join(map(str, DEV_SEEDS))
     try: seeds = [int(s) for s in (a.seeds or default_seeds).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
-    if a.fresh and (seen := [s for s in seeds if s not in FRESH['seeds']]):
+    if a.fresh and (seen := [s for s in seeds if s not in spec['seeds']]):
         ap.error(f"--seeds {','.join(map(str, seen))}: the pre-registered test (--fresh) runs its own fresh seeds "
-                 f"{','.join(map(str, FRESH['seeds']))} only (stitchup_nb.experiments.FRESH); others would not be fresh")
+                 f"{','.join(map(str, spec['seeds']))} only ({a.fresh_spec or 'stitchup_nb.experiments.FRESH'}); others would not be fresh")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
     if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
     if a.report and (k := next((f for f, v in (('--seeds', a.seeds), ('--epochs', a.epochs), ('--verify', a.verify),
+                                                ('--cells', a.cells), ('--data_seed', a.data_seed), ('--fresh_spec', a.fresh_spec),
                                                 ('--threads', a.threads != 1 or None), (f'--{name}', chosen or None),
                                                 ('--out', a.out)) if v is not None), None)):
         ap.error(f'{k} does not apply to --report, which writes the tables and figures from the CSVs as they are')
     if a.verify is not None and (k := '--epochs' if a.epochs is not None else '--seeds' if a.seeds is not None else
-                                 '--threads' if a.threads != 1 else None):
+                                 '--threads' if a.threads != 1 else next((f for f, v in (('--cells', a.cells), ('--data_seed', a.data_seed))
+                                                                          if v is not None), None)):
         ap.error(f'{k} does not apply to --verify, which re-runs rows as they were made (their own epochs, seed and threads)')
     if a.methods is not None and (a.report or a.verify is not None or a.plus or a.sweep):
         ap.error('--methods applies to a grid of separate runs: not to --report, --verify, --plus (its candidates and '
@@ -111,9 +139,45 @@ def options(ap, argv) -> tuple:
         want = [m.strip() for m in a.methods.split(',') if m.strip()]
         if unknown := [m for m in want if m not in METHODS]:
             ap.error(f"--methods: no method {', '.join(map(repr, unknown))}; the methods are {', '.join(METHODS)}")
-        there = sorted({o['method'] for _, o, _, _ in grid(name)})
+        there = sorted({o['method'] for _, o, _, _ in grid(name, spec=spec if a.fresh_spec else None)})
         if not set(want) & set(there): ap.error(f"--methods: the {name} grid runs none of {', '.join(want)}; it runs {', '.join(there)}")
+    a.cells, a.data_seed, a.spec = grid_cells(ap, a, name), a.data_seed or 0, spec if a.fresh_spec else None
     return a, name, seeds, want
+
+
+def fresh_spec(ap, a) -> dict:
+    "--fresh_spec: the user's pre-registration read and checked (`check_fresh`); FRESH without it."
+    if a.fresh_spec is None: return FRESH
+    if not a.fresh: ap.error(f'--fresh_spec applies to --fresh (the pre-registered test): pass --fresh --fresh_spec {a.fresh_spec}')
+    if not a.out or Path(a.out).resolve() == (RESULTS/'benchmark_fresh.csv').resolve():
+        ap.error('--fresh_spec needs an --out of its own (e.g. --out mine_fresh.csv): benchmark_fresh.csv holds the kit\'s own test (FRESH)')
+    try: spec = json.loads(Path(a.fresh_spec).read_text())
+    except OSError as e: ap.error(f'--fresh_spec {a.fresh_spec}: cannot be read ({e.strerror}); pass a JSON file of FRESH\'s fields')
+    except ValueError as e: ap.error(f'--fresh_spec {a.fresh_spec} is not JSON ({e}); write one object of FRESH\'s fields')
+    try: return check_fresh(spec, where=f'--fresh_spec {a.fresh_spec}')
+    except ValueError as e: ap.error(str(e))
+
+
+def grid_cells(ap, a, name):
+    "--cells and --data_seed checked against the grid (`GRID_CELLS`): the cells as (kind, rate) pairs, or None."
+    given = [f for f, v in (('--cells', a.cells), ('--data_seed', a.data_seed)) if v is not None]
+    if given and name not in GRID_CELLS:
+        why = ("the pre-registration fixes its cells and Digits-MLT instance (FRESH, or your --fresh_spec's cells and data_seed)"
+               if name == 'fresh' else f"the {name} grid's cells are part of what it tests")
+        ap.error(f"{' and '.join(given)} {'do' if len(given) > 1 else 'does'} not apply to --{name}: {why}; "
+                 f"{' and '.join(given)} apply to the main, --quick and --peers grids")
+    if a.data_seed is not None:
+        try: OPTIONS['data_seed'].check(a.data_seed, '--data_seed')
+        except ValueError as e: ap.error(str(e))
+    if a.cells is None: return None
+    try: cells = [(k.strip(), float(r)) for k, r in (c.split(':') for c in a.cells.split(','))]
+    except ValueError: ap.error(f'--cells takes noise kind:rate pairs joined by commas (e.g. flip:0.5,cooc:0.7), got {a.cells!r}')
+    try: cells = check_cells(cells, '--cells')
+    except ValueError as e: ap.error(str(e))
+    if not a.out and (off := [c for c in cells if c not in GRID_CELLS[name]]):
+        ap.error(f"--cells {','.join(f'{k}:{r:g}' for k, r in off)}: not cells of the {name} grid, and its rows would go to the kit's "
+                 f"published {'benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'}: pass --out")
+    return cells
 
 
 def check_schedule(ap, out, epochs, dataset, data_seed=0):
@@ -207,13 +271,13 @@ def main(argv=None):
     epochs, dataset = a.epochs or (1 if a.quick else 8), 'digits-small' if a.quick else 'digits'
     if a.verify is None:
         for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}:
-            check_schedule(ap, csv_path, epochs, dataset, FRESH['data_seed'] if a.fresh and csv_path == out else 0)
+            check_schedule(ap, csv_path, epochs, dataset, 0 if csv_path != out else (a.spec or FRESH)['data_seed'] if a.fresh else a.data_seed)
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     warnings.filterwarnings('ignore')
     if a.verify is not None: return reverify(ap, out, a.verify)
     out.parent.mkdir(parents=True, exist_ok=True)
-    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name)]
+    runs = [(m, o, s, e, seed) for seed in seeds for m, o, s, e in grid(name, a.cells, a.data_seed, a.spec)]
     if a.methods is not None: runs = [r for r in runs if r[1]['method'] in want]
     base = [(m, MAIN_ROWS[m], dict(kind=k, rate=r), None, 0) for k, r in PLUS_CELLS for m in PLUS_BASE] if a.plus else []
     # a copy started below finds them computed by the copy that started it (in the file): computing them again costs minutes
