@@ -120,8 +120,10 @@ def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
     if t is not None: check_args('evaluate', t=(t, FRACTION))
     net = get_model(learn.model)
-    with net.weighted(t):                        # the model's own t unless `t` is given, and its own again after
-        zs, y = branch_preds(learn, ['ensemble', *net.names] if len(net.names) > 1 else net.names, act=noop)
+    zs, y = branch_preds(learn, net.names, act=noop)
+    if len(net.names) > 1:                       # the ensemble from the branches' logits: what the model's ensemble
+        a, b = net.names                         # forward gives, element for element, without a third pass over the set
+        zs = {'ensemble': ensemble(zs[a], zs[b], net.t if t is None else t), **zs}
     said = set()                                 # a class without test positives: one warning, not one per branch
     rows = {mode: lt_map(z, y, groups, said=said) for mode, z in zs.items()}
     return pd.DataFrame(rows).T[['total', 'head', 'medium', 'tail']]
