@@ -6,7 +6,7 @@ from stitchup_nb.data import read_class_split, class_groups, shared_dir
 from stitchup_nb.files import load_pickle
 
 VOC = shared_dir('voc-mlt')
-needs_voc = pytest.mark.skipif(VOC is None, reason='../shared/data/voc-mlt not present')
+needs_voc = pytest.mark.skipif(VOC is None, reason='the official VOC-MLT split files are not found (shared_dir: shared/data/voc-mlt, or the voc appendix folder)')
 
 
 @needs_voc

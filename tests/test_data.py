@@ -1,5 +1,5 @@
 """The real-dataset readers of `stitchup_nb.data` on fixture folders in the real formats (and on the
-official VOC-MLT split files in ../shared when present)."""
+official VOC-MLT split files where shared_dir finds them)."""
 import json, pickle, warnings
 
 import numpy as np
@@ -163,7 +163,7 @@ def test_read_appendix_training_split(voc_appendix):
 
 def test_official_voc_mlt_appendix():
     d = shared_dir('voc-mlt')
-    if d is None: pytest.skip('../shared/data/voc-mlt not present')
+    if d is None: pytest.skip('the official VOC-MLT split files are not found (shared_dir: shared/data/voc-mlt, or the voc appendix folder)')
     app = read_appendix(d)
     assert len(app.ids) == 1142 and app.ids[0] == '2008_000023'
     assert app.labels.shape == (1142, 20)
@@ -257,7 +257,7 @@ def test_longtail_subset_seeds(pool):
 
 def test_longtail_subset_on_official_pool():
     d = shared_dir('voc-mlt')
-    if d is None: pytest.skip('../shared/data/voc-mlt not present')
+    if d is None: pytest.skip('the official VOC-MLT split files are not found (shared_dir: shared/data/voc-mlt, or the voc appendix folder)')
     y = read_class_freq(d/'class_freq.pkl')['labels']
     order = np.argsort(-y.sum(0), kind='stable')
     got = y[longtail_subset(y, 300, 3, order=order, seed=0)].sum(0)[order]

@@ -8,7 +8,7 @@ from stitchup_nb.noise import (NOISE_KINDS, add_noise, compare_noise, condition_
                                load_noisy, noise_report, noisy_fname, save_noisy)
 
 VOC = shared_dir('voc-mlt')
-needs_voc = pytest.mark.skipif(VOC is None, reason='../shared/data/voc-mlt not present')
+needs_voc = pytest.mark.skipif(VOC is None, reason='the official VOC-MLT split files are not found (shared_dir: shared/data/voc-mlt, or the voc appendix folder)')
 EXTRA = {'asym': {'neg_rate': .1}}
 
 
