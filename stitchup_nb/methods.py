@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
                                 values_by)
+from .data import DATA_PATHS
 
 # %% auto #0
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve',
@@ -26,11 +27,11 @@ PRESETS = {
     'digits': _digits,
     # a 304-image Digits-MLT (10 steps an epoch) for smoke tests: CI, launch checks, a first look
     'digits-small': dict(_digits, digits=dict(n_max=200, n_min=2, n_test=300)),
-    'voc': dict(REFERENCE, source='voc', thresholds=PAPER_THRESHOLDS['voc'], data_root='data/voc/VOCdevkit',
-                appendix='data/appendix/VOCdevkit/longtail2012',
+    'voc': dict(REFERENCE, source='voc', thresholds=PAPER_THRESHOLDS['voc'], data_root=DATA_PATHS['voc']['data_root'],
+                appendix=DATA_PATHS['voc']['appendix'],
                 paper=dict(noise_rate=.5, total=69.67, head=67.45, medium=76.70, tail=66.07)),
-    'coco': dict(REFERENCE, source='coco', lr=.2, db_lambda=2., db_mu=.2, thresholds=PAPER_THRESHOLDS['coco'], data_root='data/coco',
-                 appendix='data/appendix/coco/longtail2017',
+    'coco': dict(REFERENCE, source='coco', lr=.2, db_lambda=2., db_mu=.2, thresholds=PAPER_THRESHOLDS['coco'], data_root=DATA_PATHS['coco']['data_root'],
+                 appendix=DATA_PATHS['coco']['appendix'],
                  paper=dict(noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
 }
 

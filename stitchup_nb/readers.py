@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import LabelledSet, check_labels, class_groups, read_class_split
+from .data import DATA_PATHS, LabelledSet, check_labels, class_groups, read_class_split
 from .files import load_pickle
 
 
@@ -312,8 +312,8 @@ def check_appendix(s:LabelledSet, app:Appendix) -> LabelledSet:
                          f'{names(s.labels[i])}. Are these the official annotation files (data/README.md)?')
     return s
 
-def voc_mlt(root='data/voc/VOCdevkit',                          # holds VOC2007/ and VOC2012/
-            appendix='data/appendix/VOCdevkit/longtail2012',    # the official VOC-MLT split files
+def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ and VOC2012/
+            appendix=DATA_PATHS['voc']['appendix'],             # the official VOC-MLT split files
             size:int|None=224,       # training (and test) image size; None: decode lazily
             cache_test:bool=True,    # also cache the 4,952 test images (about 0.75 GB at 224)
             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
@@ -325,8 +325,8 @@ def voc_mlt(root='data/voc/VOCdevkit',                          # holds VOC2007/
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
     return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
 
-def coco_mlt(root='data/coco',                                  # holds train2017/, val2017/, annotations/
-             appendix='data/appendix/coco/longtail2017',        # the official COCO-MLT split files
+def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017/, val2017/, annotations/
+             appendix=DATA_PATHS['coco']['appendix'],           # the official COCO-MLT split files
              size:int|None=224,      # training (and test) image size; None: decode lazily
              cache_test:bool=True,   # also cache the 5,000 test images (about 0.75 GB at 224)
              on_bad:str='error',     # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
