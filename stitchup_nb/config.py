@@ -12,9 +12,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
-           'DEFAULT_LOSS', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number', 'maybe', 'one_of',
-           'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by', 'flag_defaults', 'options_for',
-           'RunConfig', 'run_config', 'cli_words', 'worded', 'in_python_words', 'run_setup']
+           'DEFAULT_LOSS', 'DATA_PATHS', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number',
+           'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by',
+           'flag_defaults', 'options_for', 'RunConfig', 'run_config', 'cli_words', 'worded', 'in_python_words',
+           'run_setup']
 
 # %% ../nbs/00c_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -144,6 +145,10 @@ def options_for(cfg:dict, fn) -> dict:
 # %% ../nbs/00c_config.ipynb #3fcafeaf
 BACKBONES = {}      # a backbone's name (--arch, `create_model`'s arch) -> its entry: filled by `stitchup_nb.backbones.register_backbone`
 DEFAULT_LOSS = {'random': 'bce', 'balanced': 'dbfocal'}     # each branch's loss (`colearn.LOSSES`) unless --loss names one: the reference's pairing
+DATA_PATHS = {   # where data/README.md puts each real dataset: the readers' and the presets' default folders, and shared_dir's
+    'voc': dict(data_root='data/voc/VOCdevkit', appendix='data/appendix/VOCdevkit/longtail2012'),
+    'coco': dict(data_root='data/coco', appendix='data/appendix/coco/longtail2017'),
+}
 
 def _backbone_words() -> str:
     "The registered backbones, and how to add one: what an unknown `arch` is told (the option's rule, `create_model`)."
@@ -168,7 +173,8 @@ _o('dataset', 'digits', help='preset: digits (embedded), digits-small (smoke tes
 _o('method', 'full', help='full (Stitch-Up + Co-Learning) or another method of the table listed above (each explained in '
   'stitchup_nb.methods.METHODS, 07a_methods)', type=str)
 _o('data_root', help='where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default '
-  'data/voc/VOCdevkit); for coco the folder holding train2017/, val2017/ and annotations/ (default data/coco). See data/README.md',
+  f"{DATA_PATHS['voc']['data_root']}); for coco the folder holding train2017/, val2017/ and annotations/ (default "
+  f"{DATA_PATHS['coco']['data_root']}). See data/README.md",
   type=str, by='data')
 _o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
 

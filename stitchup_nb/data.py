@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DATA_PATHS
 from .files import load_pickle
 from .images import decode_images, decoded_images, load_image
 
 # %% auto #0
-__all__ = ['GROUPS', 'DATA_PATHS', 'class_groups', 'group_names', 'check_groups', 'read_class_split', 'shared_dir',
-           'check_labels', 'LabelledSet', 'pareto_targets', 'longtail_subset']
+__all__ = ['GROUPS', 'class_groups', 'group_names', 'check_groups', 'read_class_split', 'shared_dir', 'check_labels',
+           'LabelledSet', 'pareto_targets', 'longtail_subset']
 
 # %% ../nbs/00_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
@@ -92,16 +93,12 @@ def read_class_split(path,                  # class_split.pkl (or training_split
     return check_groups(groups, n_classes, source=str(path))
 
 # %% ../nbs/00_data.ipynb #1db9b12e
-DATA_PATHS = {   # where data/README.md puts each real dataset: the readers' and the presets' default folders
-    'voc': dict(data_root='data/voc/VOCdevkit', appendix='data/appendix/VOCdevkit/longtail2012'),
-    'coco': dict(data_root='data/coco', appendix='data/appendix/coco/longtail2017'),
-}
 _SHARED_SETS = {'voc-mlt': 'voc', 'coco-mlt': 'coco'}     # shared/data/NAME: the data set whose appendix holds those files
 
 def shared_dir(name='voc-mlt') -> Path|None:
     """The official split files of `name` (for voc-mlt, `class_split.pkl` and `class_freq.pkl`), or None: the folder
     `shared/data/NAME` in the current folder, the nearest above it, or beside one of them; else the data set's appendix
-    folder (`DATA_PATHS`) where `data/README.md` unpacks it (`data/appendix/VOCdevkit/longtail2012` for voc-mlt), from the current
+    folder (`config.DATA_PATHS`) where `data/README.md` unpacks it (`data/appendix/VOCdevkit/longtail2012` for voc-mlt), from the current
     folder or one above it (a notebook runs in `nbs/`), when it holds both files."""
     bases = (Path.cwd(), *Path.cwd().parents)
     for base in bases:

@@ -6,8 +6,7 @@
 from __future__ import annotations
 import importlib
 from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
-                                values_by)
-from .data import DATA_PATHS
+                                values_by, DATA_PATHS)
 
 # %% auto #0
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve',

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import DATA_PATHS, LabelledSet, check_labels, class_groups, read_class_split
+from .config import DATA_PATHS
+from .data import LabelledSet, check_labels, class_groups, read_class_split
 from .files import load_pickle
 
 
