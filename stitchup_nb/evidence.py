@@ -115,16 +115,18 @@ def probe_groups(keys) -> list:
 
 def method_fingerprints(keys) -> dict:
     """`method_fingerprint` of each of `keys`: one probe run for each of their `probe_groups`, the first key's; each
-    other key's row is scored as the run scores its own, after the model's ensemble weight is set to that key's `t`."""
+    other key's row is scored as the run scores its own, after the model's ensemble weight is set to that key's `t`, from
+    the same test logits (`_result_row`'s `memo`: what no `t` changes is computed once a group)."""
     out = {}
     for group in probe_groups(keys):
         cfgs = [probe_config(k) for k in group]
         with probe_arithmetic(), probe_steps():
             learn, table = run_training(cfgs[0])
-            rows = [_result_row(learn, table, cfgs[0])]
+            memo = {}                      # the test logits and the correction snapshot: one model's, whatever its t
+            rows = [_result_row(learn, table, cfgs[0], memo)]
             for cfg in cfgs[1:]:
                 get_model(learn.model).t = cfg['t']
-                rows.append(_result_row(learn, evaluate(learn, learn.dls.train.ds.groups), cfg))
+                rows.append(_result_row(learn, evaluate(learn, learn.dls.train.ds.groups, logits=memo.get('logits')), cfg, memo))
         state = sorted(learn.model.state_dict().items())
         for key, row in zip(group, rows):
             out[key] = _digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))

@@ -14,6 +14,8 @@ import torch
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
+from .models import branch_preds
+from fastcore.basics import noop
 from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .methods import METHODS, PRESETS
 from .config import NOISE_KINDS, OPTIONS, SEED_MAX, count, in_python_words, number
@@ -126,18 +128,24 @@ def probe_file(name:str,                     # the probe's file name, e.g. 'larg
 
 
 # %% ../nbs/12_experiments.ipynb #a82092dc
-def _result_row(learn, table, cfg) -> dict:
+def _result_row(learn, table, cfg,
+                memo:dict|None=None,  # shared by the rows of one trained model scored at several t: what no t changes is computed once
+               ) -> dict:
     """The mAP; for a two-branch run the ensemble's test mAP at each weight t (`t_curve`, a diagnostic: what each fixed t
-    would have scored) and, on noisy labels, the correction columns of a row."""
+    would have scored) and, on noisy labels, the correction columns of a row. `memo` keeps the branches' test logits
+    (`memo['logits']`, which `evaluate(logits=)` scores at another t) and the correction snapshot."""
+    memo = {} if memo is None else memo
     row = {}
     main = 'ensemble' if 'ensemble' in table.index else table.index[0]
     row.update({g: round(float(table.loc[main, g]), 3) for g in ('total', 'head', 'medium', 'tail')})
     for b in ('random', 'balanced'):
         if b in table.index and len(table) > 1: row[f'{b}_total'] = round(float(table.loc[b, 'total']), 3)
     if len(learn.model.names) == 2:
-        row['t_curve'] = json.dumps({f'{t:g}': round(float(v), 3) for t, v in t_curve(learn).items()})
+        if 'logits' not in memo: memo['logits'] = branch_preds(learn, act=noop)
+        row['t_curve'] = json.dumps({f'{t:g}': round(float(v), 3) for t, v in t_curve(learn, logits=memo['logits']).items()})
     if len(learn.model.names) == 2 and (cfg['noise_rate'] or 0) > 0 and learn.co_learning.corrects:   # None: a noise file's run
-        snap = correction_snapshot(learn)
+        if 'snapshot' not in memo: memo['snapshot'] = correction_snapshot(learn)
+        snap = memo['snapshot']
         # the corrections a fully trained branch pair would apply: both correctors' changes
         q = [correction_quality(snap['clean'], snap['noisy'], c).loc['all'] for c in snap['corrected_by'].values()]
         row.update(fixed=sum(int(x['fixed']) for x in q), broke=sum(int(x['broke']) for x in q),
@@ -190,7 +198,8 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     t0 = time.time()
     with torch_threads(threads):
         learn, _ = run_training(cfg)
-        tables = {t: evaluate(learn, learn.dls.train.ds.groups, t) for t in ts}
+        logits = branch_preds(learn, act=noop)       # one pass per branch, scored at every t
+        tables = {t: evaluate(learn, learn.dls.train.ds.groups, t, logits=logits) for t in ts}
     seconds, prov = round(time.time() - t0, 1), provenance(threads)
     for t, table in tables.items():
         yield dict(method='sweep t', kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),

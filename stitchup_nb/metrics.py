@@ -116,11 +116,14 @@ def lt_metrics(groups:dict) -> list:
     return [LTMapMetric(shared, k) for k in ('total', *GROUPS)]
 
 # %% ../nbs/08_metrics.ipynb #317afd87
-def evaluate(learn, groups:dict, t:float|None=None) -> pd.DataFrame:
+def evaluate(learn, groups:dict, t:float|None=None,
+             logits:tuple|None=None,   # `branch_preds(learn, act=noop)` of this model on the validation set, if already computed
+            ) -> pd.DataFrame:
     "mAP (total/head/medium/tail, %) of the ensemble and of each branch on the validation set, ranking logits."
     if t is not None: check_args('evaluate', t=(t, FRACTION))
     net = get_model(learn.model)
-    zs, y = branch_preds(learn, net.names, act=noop)
+    zs, y = logits if logits is not None else branch_preds(learn, net.names, act=noop)
+    zs = {name: zs[name] for name in net.names}
     if len(net.names) > 1:                       # the ensemble from the branches' logits: what the model's ensemble
         a, b = net.names                         # forward gives, element for element, without a third pass over the set
         zs = {'ensemble': ensemble(zs[a], zs[b], net.t if t is None else t), **zs}
@@ -142,11 +145,14 @@ def holdout_split(n:int,        # training images
 
 def t_curve(learn,             # a two-branch learner, trained
             dl=None,           # default: the validation (test) set
-            ts=T_GRID) -> pd.Series:
+            ts=T_GRID,
+            logits:tuple|None=None,  # `branch_preds(learn, act=noop)` on the validation set, if already computed (no `dl` then)
+           ) -> pd.Series:
     "Total mAP (%) of the ensemble `t z_random + (1-t) z_balanced` at each `t` of `ts` on `dl`; each branch's logits computed once."
     net = get_model(learn.model)
     if len(net.names) != 2: raise ValueError(f'an ensemble weight needs the two-branch model, got branches {net.names}')
-    z, y = branch_preds(learn, dl=dl, act=noop)
+    if logits is not None and dl is not None: raise ValueError('t_curve: logits= are those of the validation set; pass them or dl=, not both')
+    z, y = logits if logits is not None else branch_preds(learn, dl=dl, act=noop)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')          # classes without a positive in `dl`: left out of the mean
         return pd.Series({t: _mean_pct(average_precision(ensemble(z[net.names[0]], z[net.names[1]], t), y))
