@@ -86,7 +86,7 @@ class TwoBranchNet(nn.Module):
             return tuple(b(xi, s) for b, xi, s in zip(self.branches.values(), x, per_branch(self.stitch, len(x))))
         if self.mode != 'ensemble': return self.branches[self.mode](x)
         zs = [b(x) for b in self.branches.values()]
-        return zs[0] if len(zs) == 1 else ensemble(zs[0], zs[1], self.t)
+        return zs[0] if len(zs) == 1 else ensemble(zs[0].float(), zs[1].float(), self.t)   # in float32 under autocast too
 
     @contextmanager
     def stitching(self, on=True):     # True: every branch; or one bool per branch, in batch order (`per_branch`)
