@@ -135,6 +135,8 @@ def _result_row(learn, table, cfg,
     would have scored) and, on noisy labels, the correction columns of a row. `memo` keeps the branches' test logits
     (`memo['logits']`, which `evaluate(logits=)` scores at another t) and the correction snapshot."""
     memo = {} if memo is None else memo
+    if memo.setdefault('model', id(learn.model)) != id(learn.model):
+        raise ValueError("_result_row: memo= holds another model's scores; give each trained model a memo of its own")
     row = {}
     main = 'ensemble' if 'ensemble' in table.index else table.index[0]
     row.update({g: round(float(table.loc[main, g]), 3) for g in ('total', 'head', 'medium', 'tail')})
@@ -330,7 +332,7 @@ def grid(name:str='main',
 # %% ../nbs/12_experiments.ipynb #4720ed58
 DEV_SEEDS = (0, 1, 2)     # the development grids' seeds (tools/benchmark.py's default --seeds): a pre-registered test runs others
 RULES = ('every', 'mean')     # a criterion's clause: every seed's paired difference above its bound, or the mean at least it
-_RATE = number(lambda v: 0 <= v < 1, 'a number in [0, 1)')
+_RATE = number(lambda v: 0 < v < 1, 'a number in (0, 1): a noisy cell (the grids run the clean references themselves)')
 _SEED = count(0, SEED_MAX)
 _BOUND = number(lambda v: True, 'a finite number')
 
@@ -338,13 +340,13 @@ def _seq(v) -> bool: return isinstance(v, (list, tuple))
 
 def check_cells(cells, where:str='cells') -> list:
     """`cells`, noise cells `(kind, rate)` (a JSON file's `[kind, rate]` lists too), checked and as tuples: a kind of
-    `NOISE_KINDS` (one a setup script registers included), a rate in [0, 1), none twice; a `ValueError` names `where`."""
+    `NOISE_KINDS` (one a setup script registers included), a rate in (0, 1), none twice; a `ValueError` names `where`."""
     if not _seq(cells) or not cells: raise ValueError(f'{where} must be a non-empty list of (noise kind, rate) pairs, got {cells!r}')
     out = []
     for c in cells:
         if not (_seq(c) and len(c) == 2): raise ValueError(f'{where}: {c!r} is not a (noise kind, rate) pair')
         kind, rate = c
-        if kind not in NOISE_KINDS:
+        if not isinstance(kind, str) or kind not in NOISE_KINDS:
             raise ValueError(f"{where}: no noise kind {kind!r}; the kinds are {', '.join(NOISE_KINDS)} (a kind a script registers "
                              'with @noise_kind is known once it has run: STITCHUP_SETUP=script.py for the tools)')
         if not _RATE[0](rate): raise ValueError(f'{where}: the rate of {kind} must be {_RATE[1]}, got {rate!r}')
@@ -386,6 +388,8 @@ def check_fresh(spec:dict, where:str='spec') -> dict:
                          f"development runs drew already ({field('used_seeds')}"
                          f'{dflt}): a pre-registered test runs on fresh seeds')
     if not _SEED[0](d := spec['data_seed']): raise ValueError(f"{field('data_seed')}, the Digits-MLT instance, must be {_SEED[1]}, got {d!r}")
+    if d == 0: raise ValueError(f"{field('data_seed')} is 0, the Digits-MLT instance every development grid draws: a pre-registered "
+                                'test runs on another instance (FRESH uses 1)')
     cells, crit = check_cells(spec['cells'], field('cells')), spec['criterion']
     if not _seq(crit) or not crit: raise ValueError(f"{field('criterion')} must be a non-empty list of (cell, baseline, rule, bound) clauses, got {crit!r}")
     clauses = []

@@ -88,7 +88,7 @@ def parser():
                     "anything runs (stitchup_nb.experiments.check_fresh); needs --out")
     ap.add_argument('--cells', default=None, metavar='KIND:RATE,...', help="the grid's noise cells in place of its own, kind:rate "
                     "pairs joined by commas, e.g. flip:0.5,cooc:0.7 (a noise kind of stitchup_nb.config.NOISE_KINDS, a rate in "
-                    "[0, 1)); the main, --quick and --peers grids (each row at every cell); a cell not of the grid needs --out")
+                    "(0, 1)); the main, --quick and --peers grids (each row at every cell); a cell not of the grid needs --out")
     ap.add_argument('--data_seed', '--data-seed', type=int, default=None, metavar='N', help="the Digits-MLT instance the "
                     "main, --quick and --peers grids' rows draw (default 0), recorded in each row's config as --fresh records its own")
     ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
@@ -149,8 +149,10 @@ def fresh_spec(ap, a) -> dict:
     "--fresh_spec: the user's pre-registration read and checked (`check_fresh`); FRESH without it."
     if a.fresh_spec is None: return FRESH
     if not a.fresh: ap.error(f'--fresh_spec applies to --fresh (the pre-registered test): pass --fresh --fresh_spec {a.fresh_spec}')
-    if not a.out or Path(a.out).resolve() == (RESULTS/'benchmark_fresh.csv').resolve():
-        ap.error('--fresh_spec needs an --out of its own (e.g. --out mine_fresh.csv): benchmark_fresh.csv holds the kit\'s own test (FRESH)')
+    if a.verify is not None: ap.error('--fresh_spec does not apply to --verify, which re-runs rows as they were made')
+    if not a.out or Path(a.out).resolve().parent == RESULTS.resolve():
+        ap.error(f'--fresh_spec needs an --out of its own, outside {RESULTS} (e.g. --out mine_fresh.csv): the CSVs there are the '
+                 "kit's published grids and its own pre-registered test (FRESH)")
     try: spec = json.loads(Path(a.fresh_spec).read_text())
     except OSError as e: ap.error(f'--fresh_spec {a.fresh_spec}: cannot be read ({e.strerror}); pass a JSON file of FRESH\'s fields')
     except ValueError as e: ap.error(f'--fresh_spec {a.fresh_spec} is not JSON ({e}); write one object of FRESH\'s fields')
