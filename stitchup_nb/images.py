@@ -87,22 +87,26 @@ def _stat(p) -> str:
     try: st = os.stat(p); return f'{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}'
     except OSError: return 'missing'
 
-def decode_key(paths, size:int) -> str:
-    "The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size, Pillow's version."
+def decode_key(paths, size:int, stat:bool=True) -> str:
+    """The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size,
+    Pillow's version. `stat=False`: the same without the files' state, which names the set whatever its files hold."""
     h = hashlib.sha256(json.dumps([_DECODE_VERSION, PIL.__version__, int(size)]).encode())
-    for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p)}\n'.encode())
+    for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p) if stat else ""}\n'.encode())
     return h.hexdigest()[:32]
 
-def _tidy_cache(folder:Path, max_age:float=3600.):
-    "Remove the kit's temporary files in `folder` older than `max_age` seconds, and entries whose first image is gone."
+def _tidy_cache(folder:Path, max_age:float=3600., files:str|None=None, keep:str|None=None):
+    """Remove the kit's temporary files in `folder` older than `max_age` seconds, entries whose first image is gone, and
+    entries of the same set of files (`files`: its `decode_key(..., stat=False)`) other than `keep`: what a changed
+    file (or a `chmod`, a copy) superseded would otherwise stay on disk for good."""
     now = time.time()
     for t in [*folder.glob('*.npy.*.tmp'), *folder.glob('*.json.*.tmp')]:
         with contextlib.suppress(OSError):
             if now - t.stat().st_mtime > max_age: t.unlink()
     for m in folder.glob('*.json'):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            first = json.loads(m.read_text())['first']
-            if first and not Path(first).exists():
+            meta = json.loads(m.read_text())
+            first = meta['first']
+            if (first and not Path(first).exists()) or (files and m.stem != keep and meta.get('files') == files):
                 m.with_suffix('.npy').unlink(missing_ok=True); m.unlink()
 
 def _read_cached(npy:Path, meta:Path, n:int, size:int):
@@ -131,9 +135,12 @@ def decoded_images(paths,                 # image files
         return hit
     arr, bad = decode_images(paths, size, on_bad, workers, name)
     try:
-        folder.mkdir(parents=True, exist_ok=True); _tidy_cache(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = decode_key(paths, size, stat=False)
+        _tidy_cache(folder, files=files, keep=key)
         atomic_write(npy, lambda f: np.save(f, arr))     # the array first: the meta file says "complete"
         atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
-                                                         'first': str(os.path.abspath(paths[0])) if paths else ''}).encode()))
+                                                         'first': str(os.path.abspath(paths[0])) if paths else '',
+                                                         'files': files}).encode()))
     except OSError as e: warnings.warn(f'could not keep the decoded images in {folder} ({e}); they are decoded again next time')
     return arr, bad
