@@ -12,7 +12,7 @@ import pandas as pd
 
 from .experiments import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .evidence import RESULTS
-from .results import (FULL, LEADERBOARD, MAP_COLUMNS, _board, _with_clean, authors_markdown, cell_table, cells_table,
+from .results import (FULL, LEADERBOARD, MAP_COLUMNS, MIN_SEEDS, _board, _with_clean, authors_markdown, cell_table, cells_table,
                                  factorial_tables, fresh_markdown, group_gaps, leaderboard, load, markdown, paired_table, pick_table,
                                  plus_tables, run_costs, summary)
 
@@ -106,7 +106,7 @@ def _main_sections(res, peers) -> tuple:
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
         figs['benchmark_groups.png'] = group_bars(res)
     if len(res[res.rate > 0]):
-        md += ['', 'Total mAP at every noise cell (mean ± std over the seeds run; "(n)": the mean of n < 3 seeds):', '',
+        md += ['', f'Total mAP at every noise cell (mean ± std over the seeds run; "(n)": the mean of n < {MIN_SEEDS} seeds):', '',
                markdown(cells_table(res).rename_axis('method')),
                '', "Total mAP minus BCE's on the same seed: mean [95% interval over the seeds, Student's t] (seeds ahead / seeds compared):", '',
                markdown(paired_table(res).rename_axis('method')),

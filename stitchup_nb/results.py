@@ -15,10 +15,10 @@ from .experiments import (CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, LL_CELL, LL
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
-__all__ = ['MAP_COLUMNS', 'RUN', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'load', 'summary', 'pm', 'cells_table', 'paired_ci',
-           'paired_text', 'paired_table', 'factorial_tables', 'cell_table', 'markdown', 'leaderboard', 'group_gaps',
-           'plus_tables', 'per_group', 'run_costs', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table',
-           'fresh_test', 'fresh_markdown']
+__all__ = ['MAP_COLUMNS', 'RUN', 'MIN_SEEDS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'load', 'summary', 'pm', 'cells_table',
+           'paired_ci', 'paired_text', 'signed', 'seed_diffs', 'paired_table', 'factorial_tables', 'cell_table',
+           'markdown', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group', 'run_costs', 'run_cost_line',
+           'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -47,6 +47,7 @@ def load(name:str='benchmark', folder=RESULTS,
 
 # %% ../nbs/13_results.ipynb #eaa4ddc1
 RUN = ['method', 'kind', 'rate', 'seed', 'extra']      # what names a run in a row (`experiments.row_key`)
+MIN_SEEDS = 3      # a level over fewer seeds is shown as 'mean (n)', without a spread (`cells_table`, the report's caption)
 
 def _extra(df:pd.DataFrame) -> pd.Series:
     "Each row's `extra` as a key (`experiments.extra_key`: '{}' where a row has none, JSON with its keys sorted)."
@@ -111,11 +112,11 @@ def _by_cell(t):
 def cells_table(res:pd.DataFrame, col:str='total',
                 methods=None,   # the rows, in order (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
                ) -> pd.DataFrame:
-    "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below 3 seeds."
+    "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below `MIN_SEEDS` seeds."
     res = _once_per_seed(res, 'cells_table')
     if methods is None: _left_out(res[res.rate > 0], MAIN_ROWS, 'cells_table')
     s = summary(res[res.rate > 0], [col])
-    txt = [f'{a:.1f} ± {b:.1f}' if n >= 3 else f'{a:.1f} ({n})'
+    txt = [f'{a:.1f} ± {b:.1f}' if n >= MIN_SEEDS else f'{a:.1f} ({n})'
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
     t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
     return t.reindex([m for m in (methods or MAIN_ROWS) if m in t.index])
@@ -134,6 +135,20 @@ def paired_text(v) -> str:
     "'mean [95% interval] (seeds ahead/seeds compared)' of paired differences `v`."
     m, lo, hi = paired_ci(v)
     return f'{m:+.1f}' + (f' [{lo:+.1f}, {hi:+.1f}]' if lo == lo else '') + f' ({(np.asarray(v) > 0).sum()}/{len(v)})'
+
+def signed(x:float, digits:int=1) -> str:
+    "`x` with its sign at `digits` decimals ('+1.2', '-0.4'), for prose made from the rows; one that rounds to zero as '0.0', with no sign."
+    s = f'{x:+.{digits}f}'
+    return s[1:] if float(s) == 0 else s
+
+def seed_diffs(res:pd.DataFrame, a:str, b:str, kind:str='flip', rate:float=.5, col:str='total',
+               seeds=None,   # the seeds read (None: every seed)
+              ) -> pd.Series:
+    "Per seed, `a`'s `col` minus `b`'s at one noise cell, on the seeds both ran (an empty Series where either has no row there)."
+    d = _once_per_seed(res[(res.kind == kind) & (res.rate == rate)], 'seed_diffs')
+    if seeds is not None: d = d[d.seed.isin(seeds)]
+    p = d.pivot_table(index='seed', columns='method', values=col)
+    return (p[a] - p[b]).dropna() if a in p and b in p else pd.Series(dtype=float)
 
 def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
                  pairs:dict|None=None,   # {row: (method, against)} (None: each of `MAIN_ROWS` against `base`, warning of the labels it leaves out)
@@ -244,6 +259,17 @@ def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     s = s.reindex([m for m in LEADERBOARD if m in s.index])
     return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
                          'x BCE': (s['median'] / s.loc['BCE', 'median']).round(2), 'runs': s['size']})
+
+def run_cost_line(method:str,              # a peer's `--method` name (`experiments.PEER_ROWS`), e.g. 'coteaching'
+                  res:pd.DataFrame|None=None, peers:pd.DataFrame|None=None,   # the main and --peers grids' rows (None: `load`'s current rows)
+                 ) -> tuple:
+    "(a line saying what a benchmark run of the peer `method` costs against BCE, that cost over BCE's): `run_costs`' row for it."
+    res = load() if res is None else res
+    peers = load('benchmark_peers') if peers is None else peers
+    m = next(m for m, o in PEER_ROWS.items() if o['method'] == method)
+    cost = run_costs(res, peers)
+    return (f"{m}: {cost.loc[m, 'median s per run']} s a run, {cost.loc[m, 'x BCE']:g}× BCE's {cost.loc['BCE', 'median s per run']} s "
+            f"(medians of {cost.loc[m, 'runs']} and {cost.loc['BCE', 'runs']} benchmark runs)", cost.loc[m, 'x BCE'])
 
 # %% ../nbs/13_results.ipynb #6fb5ed6e
 def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, col:str='total', epochs:int=8) -> dict:
