@@ -16,9 +16,10 @@ from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
 __all__ = ['MAP_COLUMNS', 'RUN', 'MIN_SEEDS', 'FULL', 'LEADERBOARD', 'PLUS_ORDER', 'load', 'summary', 'pm', 'cells_table',
-           'paired_ci', 'paired_text', 'signed', 'seed_diffs', 'paired_table', 'factorial_tables', 'cell_table',
-           'markdown', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group', 'run_costs', 'run_cost_line',
-           'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
+           'paired_ci', 'paired_text', 'holds_0', 'direction', 'signed', 'seed_diffs', 'paired_table',
+           'factorial_tables', 'cell_table', 'markdown', 'leaderboard', 'group_gaps', 'plus_tables', 'per_group',
+           'run_costs', 'run_cost_line', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test',
+           'fresh_markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
@@ -135,6 +136,16 @@ def paired_text(v) -> str:
     "'mean [95% interval] (seeds ahead/seeds compared)' of paired differences `v`."
     m, lo, hi = paired_ci(v)
     return f'{m:+.1f}' + (f' [{lo:+.1f}, {hi:+.1f}]' if lo == lo else '') + f' ({(np.asarray(v) > 0).sum()}/{len(v)})'
+
+def holds_0(v, level:float=.95) -> bool:
+    "Whether the `level` interval of paired differences `v` holds 0 (always, below two seeds): the seeds do not resolve the sign of their mean."
+    _, lo, hi = paired_ci(v, level)
+    return not (lo > 0 or hi < 0)
+
+def direction(v, up:str='helps', down:str='costs', level:str='changes nothing') -> str:
+    "`up` or `down` by the sign of the mean of paired differences `v`, with ' on average (the interval spans 0)' where `holds_0`."
+    m = np.mean(v)
+    return (up if m > 0 else down if m < 0 else level) + (' on average (the interval spans 0)' if holds_0(v) else '')
 
 def signed(x:float, digits:int=1) -> str:
     "`x` with its sign at `digits` decimals ('+1.2', '-0.4'), for prose made from the rows; one that rounds to zero as '0.0', with no sign."
