@@ -402,7 +402,7 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
         ok = (v > bound).all() if rule == 'every' else v.mean() >= bound
         said = f"{'every seed' if rule == 'every' else 'mean'} {'>' if rule == 'every' else '≥'} {bound:+g}"
         rows.append({'cell': f'{kind} {rate:g}', 'against': b, 'clause': said,
-                     'per seed': ' '.join(f'{x:+.1f}' for x in v) or '–', 'paired': paired_text(v) if len(v) else '–',
+                     'per seed': ' '.join(signed(x) for x in v) or '–', 'paired': paired_text(v) if len(v) else '–',
                      'result': (('met' if ok else 'not met') if len(v) == len(seeds) else f'not yet ({len(v)} of {len(seeds)} seeds)')})
     return pd.DataFrame(rows).set_index('cell')
 
