@@ -193,27 +193,27 @@ def _run_on_a_terminal(*args):
     return p.returncode, out.decode(errors='replace')
 
 
-def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(tmp_path):
-    """On a terminal, a resumed run's bars read `Epoch 2/2`; the options the resume sets anew are said and recorded in
+def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(trained, tmp_path):
+    """On a terminal, a resumed run's bars read `Epoch 3/3`; the options the resume sets anew are said and recorded in
     the first resumed row of metrics.json; no fastai table (empty rows for skipped epochs, epochs from 0,
-    six decimals) is printed, and the summary's correction counts say they cover the epoch trained before the resume."""
-    import re
-    opts = [*QUICK_TTY, '--work_dir', tmp_path/'run']
-    rc, first = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '1')
-    assert rc == 0, first[-3000:]
-    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *opts, '--epochs', '2', '--resume', 'auto', '--lr', '0.03')
+    six decimals) is printed, and the summary's correction counts say they cover the epochs trained before the resume.
+    The run resumed is a copy of the session's 2-epoch QUICK run (made with --quiet, which a resume may change)."""
+    import re, shutil
+    work = tmp_path/'run'; shutil.copytree(trained[0], work)
+    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *QUICK_TTY, '--work_dir', work, '--epochs', '3', '--resume', 'auto', '--lr', '0.03')
     assert rc == 0, out[-3000:]
     said = next(l for l in out.splitlines() if l.startswith('resuming from'))
-    assert said.startswith(f"resuming from {tmp_path/'run'/'epoch_1.pth'} at epoch 1, --epochs 1 -> 2, ") and '--lr 0.02 -> 0.03' in said, said
-    rows = json.loads((tmp_path/'run'/'metrics.json').read_text())['epochs']          # what the resume set anew, on record
-    assert 'resumed_with' not in rows[0] and rows[1]['resumed_with']['epochs'] == [1, 2] and rows[1]['resumed_with']['lr'] == [0.02, 0.03], rows
-    assert set(re.findall(r'Epoch \d+/\d+', out)) == {'Epoch 2/2'}, set(re.findall(r'Epoch \d+/\d+', out))
+    assert said.startswith(f"resuming from {work/'epoch_2.pth'} at epoch 2, --epochs 2 -> 3, ") and '--lr 0.02 -> 0.03' in said, said
+    rows = json.loads((work/'metrics.json').read_text())['epochs']          # what the resume set anew, on record
+    assert not any('resumed_with' in r for r in rows[:2]) and rows[2]['resumed_with']['epochs'] == [2, 3] \
+        and rows[2]['resumed_with']['lr'] == [0.02, 0.03], rows
+    assert set(re.findall(r'Epoch \d+/\d+', out)) == {'Epoch 3/3'}, set(re.findall(r'Epoch \d+/\d+', out))
     lines = [l.strip() for l in out.replace('\r', '\n').split('\n') if l.strip()]
     assert 'valid_loss' not in out and not any(re.fullmatch(r'\d+ .*', l) for l in lines), out[-3000:]   # no fastai table
-    assert [l.split(':')[0] for l in lines if re.match(r'epoch \d+/\d+: ', l)] == ['epoch 2/2']
+    assert [l.split(':')[0] for l in lines if re.match(r'epoch \d+/\d+: ', l)] == ['epoch 3/3']
     assert 'corrected per batch draw: by ' in out
-    assert 'label correction, counted per batch draw, epochs 1-2:' in out, out[-3000:]
-    assert 'epoch 1 trained before this run resumed' in out and 'counted per image instead: ' in out
+    assert 'label correction, counted per batch draw, epochs 1-3:' in out, out[-3000:]
+    assert 'epochs 1-2 trained before this run resumed' in out and 'counted per image instead: ' in out
 
 
 QUICK_TTY = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--warmup_iters', '10']
