@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fastcore.basics import noop
 
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
 from .models import branch_preds
-from fastcore.basics import noop
 from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .methods import METHODS, PRESETS
 from .config import NOISE_KINDS, OPTIONS, SEED_MAX, count, in_python_words, number

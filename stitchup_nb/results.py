@@ -142,10 +142,10 @@ def holds_0(v, level:float=.95) -> bool:
     _, lo, hi = paired_ci(v, level)
     return not (lo > 0 or hi < 0)
 
-def direction(v, up:str='helps', down:str='costs', level:str='changes nothing') -> str:
+def direction(v, up:str='helps', down:str='costs', zero:str='changes nothing') -> str:
     "`up` or `down` by the sign of the mean of paired differences `v`, with ' on average (the interval spans 0)' where `holds_0`."
     m = np.mean(v)
-    return (up if m > 0 else down if m < 0 else level) + (' on average (the interval spans 0)' if holds_0(v) else '')
+    return (up if m > 0 else down if m < 0 else zero) + (' on average (the interval spans 0)' if holds_0(v) else '')
 
 def signed(x:float, digits:int=1) -> str:
     "`x` with its sign at `digits` decimals ('+1.2', '-0.4'), for prose made from the rows; one that rounds to zero as '0.0', with no sign."

@@ -160,6 +160,11 @@ def fresh_spec(ap, a) -> dict:
     except ValueError as e: ap.error(str(e))
 
 
+def default_out(name) -> Path:
+    "The kit's CSV of grid `name`: benchmark.csv for the main grid, benchmark_NAME.csv for the others."
+    return RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv')
+
+
 def grid_cells(ap, a, name):
     "--cells and --data_seed checked against the grid (`GRID_CELLS`): the cells as (kind, rate) pairs, or None."
     given = [f for f, v in (('--cells', a.cells), ('--data_seed', a.data_seed)) if v is not None]
@@ -178,7 +183,7 @@ def grid_cells(ap, a, name):
     except ValueError as e: ap.error(str(e))
     if not a.out and (off := [c for c in cells if c not in GRID_CELLS[name]]):
         ap.error(f"--cells {','.join(f'{k}:{r:g}' for k, r in off)}: not cells of the {name} grid, and its rows would go to the kit's "
-                 f"published {'benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'}: pass --out")
+                 f"published {default_out(name).name}: pass --out")
     return cells
 
 
@@ -269,11 +274,12 @@ def main(argv=None):
     ap = parser()
     a, name, seeds, want = options(ap, argv)
     if a.report: print(report()); return
-    out = Path(a.out or RESULTS/('benchmark.csv' if name == 'main' else f'benchmark_{name}.csv'))
+    out = Path(a.out) if a.out else default_out(name)
     epochs, dataset = a.epochs or (1 if a.quick else 8), 'digits-small' if a.quick else 'digits'
     if a.verify is None:
+        instance = (a.spec or FRESH)['data_seed'] if a.fresh else a.data_seed      # the Digits-MLT instance this grid's rows draw
         for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}:
-            check_schedule(ap, csv_path, epochs, dataset, 0 if csv_path != out else (a.spec or FRESH)['data_seed'] if a.fresh else a.data_seed)
+            check_schedule(ap, csv_path, epochs, dataset, instance if csv_path == out else 0)
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     warnings.filterwarnings('ignore')
