@@ -13,7 +13,7 @@ __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', '
            'method_words']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
-REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00c_config)
+REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
 
 # %% ../nbs/07a_methods.ipynb #4e58d06f
 PAPER_THRESHOLDS = {    # the reference README's training commands
@@ -46,18 +46,18 @@ METHODS = {
     'dbfocal_stitchup_random': dict(label='DB-Focal+Stitch-Up, random', branches='random', stitch='feature', loss='dbfocal'),
     'bce_classaware':          dict(label='BCE, class-aware', branches='balanced', stitch='none', loss='bce'),
     'bce_stitchup_classaware': dict(label='BCE+Stitch-Up, class-aware', branches='balanced', stitch='feature', loss='bce'),
-    # peer methods (07d_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
+    # peer methods (07f_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
     # options declared with the peer's name (by='peer', below), at their papers' values
     'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', fixed=('branches', 'loss', 'stitch')),
     'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', fixed=('branches', 'loss', 'stitch')),
     'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', fixed=('branches', 'loss', 'stitch')),
     'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', fixed=('branches', 'loss', 'stitch')),
-    # beyond the paper (07g_full_plus): the full method with Stitch-Up on the class-aware branch only
+    # beyond the paper (07i_full_plus): the full method with Stitch-Up on the class-aware branch only
     'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced'),
-    # full_plus inferring with its random branch alone when the correctors changed almost no label (07g_full_plus, pre-registered)
+    # full_plus inferring with its random branch alone when the correctors changed almost no label (07i_full_plus, pre-registered)
     'full_plus_auto': dict(label='Full+, random branch when uncorrected', branches='both', stitch='feature', correct=True,
                            stitch_branches='balanced', random_below=.01),
-    # peer methods (07e_coteaching, 07f_confident), the final model fixed by `fixed`
+    # peer methods (07g_coteaching, 07h_confident), the final model fixed by `fixed`
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
                                fixed=('branches', 'loss', 'stitch')),
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
@@ -66,7 +66,7 @@ METHODS = {
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
 # %% ../nbs/07a_methods.ipynb #295ada0d
-# the peers' hyper-parameters (07d_peers, 07e_coteaching, 07f_confident), declared beside the entries that name their peer:
+# the peers' hyper-parameters (07f_peers, 07g_coteaching, 07h_confident), declared beside the entries that name their peer:
 # each takes its paper's value for that peer's methods and is refused for any other (`resolve`); each is a flag of stitchup_train
 def _peer_option(name, default, rule, help, peer, type=float):
     return option(name, default, rule, help, type=type, by='peer', peer=peer, owner='peers')
@@ -90,7 +90,7 @@ _peer_option('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold mo
              'confident_learning', type=int)
 _peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident '
              "learning flags: flip (0 <-> 1, every entry trains) or prune (left out of the loss, the paper's action, per entry; "
-             "07f_confident, the default)", 'confident_learning', type=str)
+             "07h_confident, the default)", 'confident_learning', type=str)
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
@@ -176,7 +176,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
                          f"e.g. dict(PRESETS['digits'], source=..., arch=...), so every option has its value (07a_methods)")
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
-                         "stitchup_nb.config.option (00c_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
+                         "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values

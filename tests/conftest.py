@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00a_fixtures),
+"""Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00d_fixtures),
 and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
 import importlib.util, os, shutil, subprocess, sys
 from pathlib import Path

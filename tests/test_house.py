@@ -1,5 +1,6 @@
 """The house: the README's table of notebooks lists every module once, in an order in which each module imports only
-modules above it (no circle, nothing importing upward)."""
+modules above it (no circle, nothing importing upward), and the notebooks' file names sort in that order (a file browser,
+JupyterLab's or the docs' sidebar, lists them as the data flows)."""
 import re
 from pathlib import Path
 
@@ -15,6 +16,20 @@ def _order():
 def test_every_module_is_in_the_table_once():
     mods = sorted(p.stem for p in (ROOT/'stitchup_nb').glob('*.py') if not p.stem.startswith('_'))
     assert sorted(_order()) == mods
+
+
+def _notebooks():
+    "Numbered notebooks (`NNx_name`) in the order of the README's notebook table."
+    table = (ROOT/'README.md').read_text().split('## The notebooks', 1)[1]
+    return re.findall(r'^\| `(\d\d[a-z]?_\w+)` \|', table, re.M)
+
+
+def test_notebook_names_sort_in_the_table_order():
+    nbs = _notebooks()
+    assert sorted(p.stem for p in (ROOT/'nbs').glob('[0-9]*.ipynb')) == sorted(nbs), 'the table lists every numbered notebook'
+    prefixes = [n.split('_', 1)[0] for n in nbs]
+    assert len(set(prefixes)) == len(prefixes), f'two notebooks share a number: {sorted(p for p in prefixes if prefixes.count(p) > 1)}'
+    assert nbs == sorted(nbs), f'rename so that the files sort as the table reads: {[a for a, b in zip(nbs, sorted(nbs)) if a != b]}'
 
 
 def test_each_module_imports_only_modules_above_it():

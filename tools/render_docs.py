@@ -18,7 +18,7 @@ that every page executes and renders, with nbconvert alone:
   shown cell's stderr output (a warning box on the page: fix its cause or catch it in the notebook).
 
 Usage: `python tools/render_docs.py [--workers 2] [--out _docs] [--timeout 1800] [NOTEBOOK ...]`, e.g.
-`python tools/render_docs.py nbs/11_widgets.ipynb` for one page.
+`python tools/render_docs.py nbs/11a_widgets.ipynb` for one page.
 
 With `--outputs _docs/outputs` nothing is executed: the pages take the outputs that the test run
 (`make test`, i.e. `tools/nbtest.py`, nbdev_test keeping outputs) recorded per cell id, and the build

@@ -144,7 +144,7 @@ def failed(page, lab, name):
 def test_notebooks_open_without_kernel_dialog(jupyterlab, chromium):
     "The notebooks as committed name their kernel: JupyterLab starts it without asking. Without a kernelspec it asks."
     lab, page = jupyterlab, chromium
-    names = [DEMO.name, '11_widgets.ipynb']
+    names = [DEMO.name, '11a_widgets.ipynb']
     for name in names: (lab['root']/name).write_text((NBS/name).read_text())
     bare = json.loads(DEMO.read_text()); bare['metadata'].pop('kernelspec')
     (lab['root']/'no_kernelspec.ipynb').write_text(json.dumps(bare))
