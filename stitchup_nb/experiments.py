@@ -25,8 +25,8 @@ __all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'MAIN', 'MA
            'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS', 'QUICK_CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE',
            'ORACLE_CT', 'LL_DELTA', 'LL_DELTAS', 'LL_CELL', 'FRESH', 'FRESH_ROWS', 'GRIDS', 'GRID_CELLS', 'DEV_SEEDS',
            'RULES', 'source_hash', 'commit', 'machine', 'provenance', 'torch_threads', 'probe_file', 'run_config',
-           'one_run', 't_sweep', 'fresh_rows', 'grid', 'check_cells', 'check_fresh', 'extra_key', 'append_rows',
-           'row_key', 'claim', 'rerun', 'upgrade_csv']
+           'one_run', 't_sweep', 'fresh_rows', 'grid', 'check_cells', 'check_fresh', 'extra_key', 'row_key',
+           'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'results', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -413,16 +413,18 @@ def extra_key(e) -> str:
     try: return json.dumps(json.loads(e), sort_keys=True)
     except ValueError: return e
 
-def _run_of(r:dict) -> tuple:
-    """A row's run (`row_key`: label, noise kind and rate, seed, extra) and behaviour fingerprint, as a CSV holds them: an
-    empty `extra` is '{}', a missing fingerprint '' (a row given as a dict and one read back compare alike)."""
-    txt = lambda v: '' if v is None or v != v else str(v)          # None, NaN: empty
+def _txt(v) -> str: return '' if v is None or v != v else str(v)      # None, NaN: empty
+
+def row_key(r:dict) -> list:
+    """What identifies a run in a CSV row: method, noise kind and rate, seed, extra (`extra_key`). A row given as a dict
+    and one read back compare alike (rate a float, seed an int, an empty `extra` '{}', None or NaN an empty string)."""
     def num(v, f):
         try: return f(float(v))
-        except (TypeError, ValueError): return txt(v)
-    return (txt(r.get('method')), txt(r.get('kind')), num(r.get('rate'), float), num(r.get('seed'), int),
-            extra_key(r.get('extra')), txt(r.get('fingerprint')))
+        except (TypeError, ValueError): return _txt(v)
+    return [_txt(r.get('method')), _txt(r.get('kind')), num(r.get('rate'), float), num(r.get('seed'), int), extra_key(r.get('extra'))]
 
+
+# %% ../nbs/12_experiments.ipynb #4f2cc8fe
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
     Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none
@@ -435,9 +437,9 @@ def append_rows(out, rows:list):
             raise ValueError(f'{out}: its columns are not the current FIELDS (missing {sorted(set(FIELDS) - set(header))}, '
                              f'unknown {sorted(set(header) - set(FIELDS))}); `upgrade_csv({str(out)!r})` rewrites it, keeping every row')
         f.seek(0)
-        held = {_run_of(r): f'row {i} of {out}' for i, r in enumerate(csv.DictReader(f), 1)}
+        held = {(*row_key(r), _txt(r.get('fingerprint'))): f'row {i} of {out}' for i, r in enumerate(csv.DictReader(f), 1)}
         for j, r in enumerate(rows, 1):
-            if (k := _run_of(r)) in held:
+            if (k := (*row_key(r), _txt(r.get('fingerprint')))) in held:
                 m, kind, rate, seed, extra, fp = k
                 raise ValueError(
                     f"append_rows: row {j} given is the run of {held[k]} ({m!r} at {kind} {rate if isinstance(rate, str) else f'{rate:g}'} seed {seed}"
@@ -450,15 +452,12 @@ def append_rows(out, rows:list):
         if header is None: w.writeheader()
         w.writerows(rows)
 
+# %% ../nbs/12_experiments.ipynb #f64ba429
 def _alive(pid:int) -> bool:
     try: os.kill(pid, 0)
     except ProcessLookupError: return False
     except PermissionError: pass
     return True
-
-def row_key(r:dict) -> list:
-    "What identifies a run in a CSV row: method, noise kind and rate, seed, extra."
-    return [r['method'], r['kind'], float(r['rate']), int(r['seed']), r['extra']]
 
 def claim(out, keys:list, key=row_key, current=None):
     """Under a lock: the index of the first of `keys` neither in the CSV `out` (rows for which `current(row)` is true,
