@@ -93,10 +93,6 @@ def _gather_ranks(x:torch.Tensor) -> list:
     d.all_gather(out, x.contiguous())
     return [o.tolist() for o in out]
 
-CORRECTION_COUNTS = {   # the two ways correction is counted; every printed count names one of them
-    'draw': 'per batch draw (a label changed on an image drawn into k batches counts k times, on the augmented images training saw)',
-    'image': "per image (each training image and class once: the labels the branch's correction changes now, on the unaugmented images)"}
-
 class CoLearning(Callback):
     "Each branch's labels corrected by the other branch before its loss; correction log; NaN guard."
     order = StitchUp.order - 5   # before StitchUp: labels are corrected on the unstitched images; after Recorder
@@ -113,138 +109,166 @@ class CoLearning(Callback):
         "Whether any threshold can change a label (α = 1 and β = 0 everywhere switch correction off; adaptive ones always can)."
         return self.adaptive or any(self.th[k] != v for k, v in THRESHOLDS.items())
 
-    def limits_of(self, name:str, device=None) -> tuple:
-        "Per-class `(alpha, beta)` of the corrections branch `name` makes now: the fixed group thresholds, or the adaptive ones."
-        c = self.dls.train.labels.shape[1]
-        lim = self.limits[name] if self.adaptive else threshold_tensors(self.th, self.groups, c, name)
-        return tuple(t.to(device) for t in lim) if device is not None else lim
-
     @property
     def net(self) -> TwoBranchNet: return get_model(self.learn.model)
 
-    def before_fit(self):
-        names, c = self.net.names, self.dls.train.labels.shape[1]
-        self.active = len(names) == 2 and self.corrects     # no corrector forward when every threshold is off
-        dev = self.dls.device if self.dls.device is not None else 'cpu'
-        if not self.adaptive:
-            self.limits = {n: tuple(t.to(dev) for t in threshold_tensors(self.th, self.groups, c, n))
-                           for n in names} if self.active else {}     # thresholds of corrections made BY branch n
-        else:       # kept across fits and restored from a checkpoint (`checkpoint_state`); off until first scored
-            old = getattr(self, 'limits', None) or {}
-            self.limits = {n: tuple(t.to(dev) for t in old[n]) if n in old and len(old[n][0]) == c
-                           else (torch.ones(c, device=dev), torch.zeros(c, device=dev)) for n in names}
-        clean = getattr(self.dls.train, 'clean', None)
-        self.clean = None if clean is None else clean.to(dev).float()
-        self.stats = ('on', 'off') + (('fixed', 'broke') if self.clean is not None else ())
-        self.epoch_losses = {n: float('nan') for n in names}
-        self._reset(dev, c)
+# %% ../nbs/07_colearn.ipynb #86f2fdbc
+@patch
+def limits_of(self:CoLearning, name:str, device=None) -> tuple:
+    "Per-class `(alpha, beta)` of the corrections branch `name` makes now: the fixed group thresholds, or the adaptive ones."
+    c = self.dls.train.labels.shape[1]
+    lim = self.limits[name] if self.adaptive else threshold_tensors(self.th, self.groups, c, name)
+    return tuple(t.to(device) for t in lim) if device is not None else lim
 
-    def _reset(self, dev, c):
-        self.counts = torch.zeros(len(self.net.names), len(self.stats), c, device=dev)
-        self.loss_sum, self.n_steps = torch.zeros(len(self.net.names), device=dev), 0
-        self.first_bad = torch.full((len(self.net.names),), -1, device=dev)      # per branch: first non-finite iteration
-        self.scores = torch.zeros(len(self.net.names), 4, c, device=dev)   # per corrector: Σp and n over labelled 1s, then 0s
-        self.every = self.check_every or (1 if torch.device(dev).type == 'cpu' else 20)
+@patch
+def _score(self:CoLearning, b, y, p):
+    "Add corrector `b`'s scores `p` on a batch with labels `y` to the epoch's sums over labelled positives and negatives."
+    pos = (y > 0).float()
+    self.scores[b] += torch.stack([(p * pos).sum(0), pos.sum(0), (p * (1 - pos)).sum(0), (1 - pos).sum(0)])
 
-    def before_train(self): self._reset(self.counts.device, self.counts.shape[-1])
+@patch
+def _adapt(self:CoLearning):
+    "Next epoch's thresholds per corrector and class: α = mean score of the labelled positives, β = of the labelled negatives."
+    s = torch.tensor(_gather_ranks(self.scores), device=self.scores.device).sum(0)   # every rank's sums
+    for b, name in enumerate(self.net.names):
+        a, beta = s[b, 0] / s[b, 1].clamp(min=1), s[b, 2] / s[b, 3].clamp(min=1)
+        ok = (s[b, 1] > 0) & (s[b, 3] > 0) & (beta < a)          # a class the corrector cannot rank stays uncorrected
+        self.limits[name] = (torch.where(ok, a, 1.), torch.where(ok, beta, 0.))
 
-    def before_batch(self):
-        if not (self.training and self.active and (self.adaptive or self.epoch >= self.warmup_epoch)): return
-        xs, (ys, idxs) = self.xb[0], self.yb
-        names, new = self.net.names, []
-        for k, (x, y, idx) in enumerate(zip(xs, ys, idxs)):
-            corrector = self.net.branches[names[1 - k]]
-            with torch.inference_mode():
-                corrector.eval()
-                p = torch.sigmoid(corrector(x).float()).as_subclass(torch.Tensor)
-                if self.adaptive: self._score(1 - k, y, p)
-                fixed = correct_labels(y, p, *self.limits[names[1 - k]]) if self.epoch >= self.warmup_epoch else y
-            corrector.train()
-            fixed = fixed.clone()                      # leave inference mode: the loss may save it
-            self._count(k, y, fixed, idx)
-            new.append(fixed)
-        self.learn.yb = (tuple(new), idxs)
+# %% ../nbs/07_colearn.ipynb #ce2fc9fc
+@patch
+def checkpoint_state(self:CoLearning) -> dict:
+    "What a checkpoint keeps so that a resumed fit corrects as the uninterrupted one would: the adaptive thresholds."
+    return {'limits': {n: [t.cpu() for t in l] for n, l in self.limits.items()}} if self.adaptive and getattr(self, 'limits', None) else {}
 
-    def _score(self, b, y, p):
-        "Add corrector `b`'s scores `p` on a batch with labels `y` to the epoch's sums over labelled positives and negatives."
-        pos = (y > 0).float()
-        self.scores[b] += torch.stack([(p * pos).sum(0), pos.sum(0), (p * (1 - pos)).sum(0), (1 - pos).sum(0)])
+@patch
+def load_checkpoint_state(self:CoLearning, state:dict):
+    "Put back the adaptive thresholds a checkpoint kept (`checkpoint_state`); fixed thresholds need nothing."
+    if self.adaptive and state.get('limits'): self.limits = {n: tuple(l) for n, l in state['limits'].items()}
 
-    def _adapt(self):
-        "Next epoch's thresholds per corrector and class: α = mean score of the labelled positives, β = of the labelled negatives."
-        s = torch.tensor(_gather_ranks(self.scores), device=self.scores.device).sum(0)   # every rank's sums
-        for b, name in enumerate(self.net.names):
-            a, beta = s[b, 0] / s[b, 1].clamp(min=1), s[b, 2] / s[b, 3].clamp(min=1)
-            ok = (s[b, 1] > 0) & (s[b, 3] > 0) & (beta < a)          # a class the corrector cannot rank stays uncorrected
-            self.limits[name] = (torch.where(ok, a, 1.), torch.where(ok, beta, 0.))
+# %% ../nbs/07_colearn.ipynb #16bf83ed
+@patch
+def before_fit(self:CoLearning):
+    names, c = self.net.names, self.dls.train.labels.shape[1]
+    self.active = len(names) == 2 and self.corrects     # no corrector forward when every threshold is off
+    dev = self.dls.device if self.dls.device is not None else 'cpu'
+    if not self.adaptive:
+        self.limits = {n: tuple(t.to(dev) for t in threshold_tensors(self.th, self.groups, c, n))
+                       for n in names} if self.active else {}     # thresholds of corrections made BY branch n
+    else:       # kept across fits and restored from a checkpoint (`checkpoint_state`); off until first scored
+        old = getattr(self, 'limits', None) or {}
+        self.limits = {n: tuple(t.to(dev) for t in old[n]) if n in old and len(old[n][0]) == c
+                       else (torch.ones(c, device=dev), torch.zeros(c, device=dev)) for n in names}
+    clean = getattr(self.dls.train, 'clean', None)
+    self.clean = None if clean is None else clean.to(dev).float()
+    self.stats = ('on', 'off') + (('fixed', 'broke') if self.clean is not None else ())
+    self.epoch_losses = {n: float('nan') for n in names}
+    self._reset(dev, c)
 
-    def checkpoint_state(self) -> dict:
-        "What a checkpoint keeps so that a resumed fit corrects as the uninterrupted one would: the adaptive thresholds."
-        return {'limits': {n: [t.cpu() for t in l] for n, l in self.limits.items()}} if self.adaptive and getattr(self, 'limits', None) else {}
+@patch
+def _reset(self:CoLearning, dev, c):
+    self.counts = torch.zeros(len(self.net.names), len(self.stats), c, device=dev)
+    self.loss_sum, self.n_steps = torch.zeros(len(self.net.names), device=dev), 0
+    self.first_bad = torch.full((len(self.net.names),), -1, device=dev)      # per branch: first non-finite iteration
+    self.scores = torch.zeros(len(self.net.names), 4, c, device=dev)   # per corrector: Σp and n over labelled 1s, then 0s
+    self.every = self.check_every or (1 if torch.device(dev).type == 'cpu' else 20)
 
-    def load_checkpoint_state(self, state:dict):
-        if self.adaptive and state.get('limits'): self.limits = {n: tuple(l) for n, l in state['limits'].items()}
+@patch
+def before_train(self:CoLearning): self._reset(self.counts.device, self.counts.shape[-1])
 
-    def _count(self, k, before, after, idx):
-        on, off = (after > before), (after < before)
-        rows = [on, off]
-        if self.clean is not None:
-            clean = self.clean[idx]
-            rows += [(before != clean) & (after == clean), (before == clean) & (after != clean)]
-        self.counts[1 - k] += torch.stack([r.float().sum(0) for r in rows])    # row = the corrector
+# %% ../nbs/07_colearn.ipynb #8c2ac595
+@patch
+def before_batch(self:CoLearning):
+    if not (self.training and self.active and (self.adaptive or self.epoch >= self.warmup_epoch)): return
+    xs, (ys, idxs) = self.xb[0], self.yb
+    names, new = self.net.names, []
+    for k, (x, y, idx) in enumerate(zip(xs, ys, idxs)):
+        corrector = self.net.branches[names[1 - k]]
+        with torch.inference_mode():
+            corrector.eval()
+            p = torch.sigmoid(corrector(x).float()).as_subclass(torch.Tensor)
+            if self.adaptive: self._score(1 - k, y, p)
+            fixed = correct_labels(y, p, *self.limits[names[1 - k]]) if self.epoch >= self.warmup_epoch else y
+        corrector.train()
+        fixed = fixed.clone()                      # leave inference mode: the loss may save it
+        self._count(k, y, fixed, idx)
+        new.append(fixed)
+    self.learn.yb = (tuple(new), idxs)
 
-    def after_loss(self):
-        if not self.training: return
-        last = self.learn.loss_func.last
-        if last is None: return
-        bad = ~torch.isfinite(last)
-        self.first_bad = torch.where(bad & (self.first_bad < 0), self.iter, self.first_bad)    # no host sync
-        self.loss_sum += torch.where(bad, 0., last); self.n_steps += 1
-        if self.n_steps % self.every == 0: self._check()
+@patch
+def _count(self:CoLearning, k, before, after, idx):
+    on, off = (after > before), (after < before)
+    rows = [on, off]
+    if self.clean is not None:
+        clean = self.clean[idx]
+        rows += [(before != clean) & (after == clean), (before == clean) & (after != clean)]
+    self.counts[1 - k] += torch.stack([r.float().sum(0) for r in rows])    # row = the corrector
 
-    def _check(self):
-        "Look (one host sync) whether a loss went non-finite; if so stop, naming where. Under DDP every rank looks at every rank's record, so all stop together."
-        ranks = _gather_ranks(self.first_bad)                  # rows: ranks; columns: branches
-        if max(max(r) for r in ranks) < 0: return
-        bad = [n for k, n in enumerate(self.net.names) if any(r[k] >= 0 for r in ranks)]
-        on = [str(j) for j, r in enumerate(ranks) if max(r) >= 0]
-        where = f" on rank{'s' * (len(on) > 1)} {', '.join(on)}" if len(ranks) > 1 else ''
-        raise FloatingPointError(f'non-finite loss in branch {bad} at epoch {self.epoch}, iteration '
-                                 f'{min(i for r in ranks for i in r if i >= 0)}{where}; training stopped, the last good checkpoint is kept')
+# %% ../nbs/07_colearn.ipynb #6c63235b
+@patch
+def after_loss(self:CoLearning):
+    if not self.training: return
+    last = self.learn.loss_func.last
+    if last is None: return
+    bad = ~torch.isfinite(last)
+    self.first_bad = torch.where(bad & (self.first_bad < 0), self.iter, self.first_bad)    # no host sync
+    self.loss_sum += torch.where(bad, 0., last); self.n_steps += 1
+    if self.n_steps % self.every == 0: self._check()
 
-    def after_train(self):
-        self._check()                                  # before the epoch's checkpoint is written
-        if self.adaptive and self.active and self.n_steps: self._adapt()
-        self.epoch_losses = dict(zip(self.net.names, (self.loss_sum / max(self.n_steps, 1)).tolist()))
-        if not self.n_steps: return
-        counts = self.counts.cpu().numpy()
-        for b, name in enumerate(self.net.names):
-            for g in GROUPS:
-                row = dict(epoch=self.epoch, corrector=name, group=g)
-                row.update({s: int(counts[b, i, self.groups[g]].sum()) for i, s in enumerate(self.stats)})
-                self.log.append(row)
+@patch
+def _check(self:CoLearning):
+    "Look (one host sync) whether a loss went non-finite; if so stop, naming where. Under DDP every rank looks at every rank's record, so all stop together."
+    ranks = _gather_ranks(self.first_bad)                  # rows: ranks; columns: branches
+    if max(max(r) for r in ranks) < 0: return
+    bad = [n for k, n in enumerate(self.net.names) if any(r[k] >= 0 for r in ranks)]
+    on = [str(j) for j, r in enumerate(ranks) if max(r) >= 0]
+    where = f" on rank{'s' * (len(on) > 1)} {', '.join(on)}" if len(ranks) > 1 else ''
+    raise FloatingPointError(f'non-finite loss in branch {bad} at epoch {self.epoch}, iteration '
+                             f'{min(i for r in ranks for i in r if i >= 0)}{where}; training stopped, the last good checkpoint is kept')
 
-    def epoch_total(self, corrector:str, stat:str) -> int:
-        "This epoch's `stat` count summed over groups (used by the recorder's columns)."
-        rows = [r for r in self.log if r['epoch'] == self.epoch and r['corrector'] == corrector]
-        return sum(r.get(stat, 0) for r in rows)
+# %% ../nbs/07_colearn.ipynb #5aec3e75
+CORRECTION_COUNTS = {   # the two ways correction is counted; every printed count names one of them
+    'draw': 'per batch draw (a label changed on an image drawn into k batches counts k times, on the augmented images training saw)',
+    'image': "per image (each training image and class once: the labels the branch's correction changes now, on the unaugmented images)"}
 
-    def metrics(self) -> list:
-        "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts this epoch, per batch draw (when it corrects)."
-        out = [ValueMetric(partial(lambda n: self.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in self.net.names]
-        stats = ('fixed', 'broke') if getattr(self.dls.train, 'clean', None) is not None else ('on', 'off')
-        if len(self.net.names) == 2 and self.corrects:      # a pair that corrects nothing has no counts to show
-            out += [ValueMetric(partial(self.epoch_total, n, s), f'{n}_{s}') for n in self.net.names for s in stats]
-        return out
+@patch
+def after_train(self:CoLearning):
+    self._check()                                  # before the epoch's checkpoint is written
+    if self.adaptive and self.active and self.n_steps: self._adapt()
+    self.epoch_losses = dict(zip(self.net.names, (self.loss_sum / max(self.n_steps, 1)).tolist()))
+    if not self.n_steps: return
+    counts = self.counts.cpu().numpy()
+    for b, name in enumerate(self.net.names):
+        for g in GROUPS:
+            row = dict(epoch=self.epoch, corrector=name, group=g)
+            row.update({s: int(counts[b, i, self.groups[g]].sum()) for i, s in enumerate(self.stats)})
+            self.log.append(row)
 
-    def correction_table(self) -> pd.DataFrame:
-        "The correction log: one row per epoch, corrector branch and group."
-        return pd.DataFrame(self.log)
+@patch
+def epoch_total(self:CoLearning, corrector:str, stat:str) -> int:
+    "This epoch's `stat` count summed over groups (used by the recorder's columns)."
+    rows = [r for r in self.log if r['epoch'] == self.epoch and r['corrector'] == corrector]
+    return sum(r.get(stat, 0) for r in rows)
 
-    def summary(self) -> pd.DataFrame:
-        "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`)."
-        log = self.correction_table()
-        return log.groupby('corrector')[list(self.stats)].sum().rename_axis(columns='label entries, per batch draw') if len(log) else log
+@patch
+def metrics(self:CoLearning) -> list:
+    "Recorder columns: each branch's mean loss, and each corrector's fixed/broke (or on/off) counts this epoch, per batch draw (when it corrects)."
+    out = [ValueMetric(partial(lambda n: self.epoch_losses.get(n, float('nan')), n), f'loss_{n}') for n in self.net.names]
+    stats = ('fixed', 'broke') if getattr(self.dls.train, 'clean', None) is not None else ('on', 'off')
+    if len(self.net.names) == 2 and self.corrects:      # a pair that corrects nothing has no counts to show
+        out += [ValueMetric(partial(self.epoch_total, n, s), f'{n}_{s}') for n in self.net.names for s in stats]
+    return out
+
+@patch
+def correction_table(self:CoLearning) -> pd.DataFrame:
+    "The correction log: one row per epoch, corrector branch and group."
+    return pd.DataFrame(self.log)
+
+@patch
+def summary(self:CoLearning) -> pd.DataFrame:
+    "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`)."
+    log = self.correction_table()
+    return log.groupby('corrector')[list(self.stats)].sum().rename_axis(columns='label entries, per batch draw') if len(log) else log
 
 # %% ../nbs/07_colearn.ipynb #c08c6658
 def plot_corrections(log:pd.DataFrame, title='Label corrections per epoch'):
