@@ -162,11 +162,9 @@ def _check_used(method:str, cfg:dict, given:dict, base:dict):
         raise ValueError(f"--{k} {given[k]} has no effect: method {method!r} (branches {cfg['branches']!r}, loss "
                          f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
 
-@in_python_words
-def resolve(dataset:str='digits',   # a key of PRESETS
-            method:str='full',      # a key of METHODS
-            **options) -> dict:
-    "The run configuration: the preset's values, then the method's, then every option that is not None."
+# %% ../nbs/07a_methods.ipynb #b0c756c6
+def _entries(dataset:str, method:str) -> tuple:
+    "The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an undeclared one: refused."
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} (a method a script '
                                                'adds to METHODS is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')
@@ -177,27 +175,33 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
                          "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
+    return preset, source
+
+def _entry_config(dataset:str, method:str, preset:dict) -> dict:
+    "The configuration the entries give: the preset's options, then the method's, then a peer's hyper-parameters at their declared values."
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
-    given = {k: v for k, v in options.items() if v is not None}
-    _check_method_options(method, preset, given)
+    return cfg
+
+def _check_source_options(dataset:str, preset:dict, source, given:dict):
+    "Refuse a file option of a preset whose data source reads no files, and another size where the source fixes it."
     if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
         raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
     if source.fixed_size and given.get('size', preset['size']) != preset['size']:
         raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
-    cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
+
+def _data_seed(dataset:str, source, cfg:dict, given:dict):
+    "`data_seed` dropped (None) where the data source is not drawn from a seed; a seed other than 0 given there: refused."
     if not source.seeded:                             # only a source drawn from a seed (Digits-MLT) has one
         if given.get('data_seed') not in (None, 0):
             raise ValueError(f"--data_seed {given['data_seed']} is not used by the {dataset} preset: only a Digits-MLT instance "
                              'is drawn from a seed; drop it')
         cfg['data_seed'] = None
-    cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
-    _check_used(method, cfg, given, {**preset, **METHODS[method]})
-    _loss_options(method, cfg, given)
-    named = sorted(k for k in given if k in THRESHOLDS)
-    own = {k: METHODS[method][k] for k in THRESHOLDS if k in METHODS[method]}    # a method entry's own, over the preset's
+
+def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
+    "Refuse `random_below` or `holdout` (each chooses t after training) where it has no effect, both together, or `holdout` beside a given `t`."
     if cfg.get('random_below'):
         if not cfg['correct']: raise ValueError(f"--random_below {cfg['random_below']} has no effect: method {method!r} with branches "
                                                 f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label (the rule counts the correctors' changes)")
@@ -208,15 +212,23 @@ def resolve(dataset:str='digits',   # a key of PRESETS
                                                       f"{cfg['branches']!r} has no ensemble weight to choose")
         if given.get('t', preset['t']) != preset['t']:      # a run's own config.json (stitchup_test) repeats the preset's t: fine
             raise ValueError(f"--t has no effect with --holdout {cfg['holdout']} (t is chosen on the held-out images); drop one of them")
-    if cfg.get('correction') == 'adaptive':
-        if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
-                                                f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label")
-        paper = {**THRESHOLDS, **preset['thresholds']}
-        if own: raise ValueError(f"METHODS[{method!r}] sets {next(iter(own))} and correction 'adaptive', whose per-class thresholds "
-                                 "come from the correctors' scores: drop one of them")
-        if (k := next((k for k in named if given[k] != paper[k]), None)):
-            raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
-                             "from the correctors' scores); drop it, or pass --correction fixed")
+
+def _check_adaptive(method:str, cfg:dict, preset:dict, given:dict, named:list, own:dict):
+    "Refuse adaptive correction where the run corrects no label, beside thresholds the method sets, or beside a given threshold other than the preset's."
+    if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
+                                            f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label")
+    paper = {**THRESHOLDS, **preset['thresholds']}
+    if own: raise ValueError(f"METHODS[{method!r}] sets {next(iter(own))} and correction 'adaptive', whose per-class thresholds "
+                             "come from the correctors' scores: drop one of them")
+    if (k := next((k for k in named if given[k] != paper[k]), None)):
+        raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
+                         "from the correctors' scores); drop it, or pass --correction fixed")
+
+def _thresholds(method:str, cfg:dict, preset:dict, given:dict) -> dict:
+    "The run's twelve thresholds: the preset's, then the method entry's, then the options'; all off where it corrects no label (setting one there: refused)."
+    named = sorted(k for k in given if k in THRESHOLDS)
+    own = {k: METHODS[method][k] for k in THRESHOLDS if k in METHODS[method]}    # a method entry's own, over the preset's
+    if cfg.get('correction') == 'adaptive': _check_adaptive(method, cfg, preset, given, named, own)
     if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds'], **own}
     elif (k := next((k for k in own if own[k] != THRESHOLDS[k]), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k} {own[k]}, which has no effect: with branches {cfg["branches"]!r} and '
@@ -225,11 +237,30 @@ def resolve(dataset:str='digits',   # a key of PRESETS
         raise ValueError(f'--{named[0]} has no effect: method {method!r} with branches {cfg["branches"]!r} and '
                          f'correct={cfg["correct"]} corrects no label (label correction needs both branches)')
     else: th = dict(THRESHOLDS)
-    cfg.update({**th, **{k: given[k] for k in named}})
+    return {**th, **{k: given[k] for k in named}}
+
+@in_python_words
+def resolve(dataset:str='digits',   # a key of PRESETS
+            method:str='full',      # a key of METHODS
+            **options) -> dict:
+    "The run configuration: the preset's values, then the method's, then every option that is not None."
+    preset, source = _entries(dataset, method)
+    cfg = _entry_config(dataset, method, preset)
+    given = {k: v for k, v in options.items() if v is not None}
+    _check_method_options(method, preset, given)
+    _check_source_options(dataset, preset, source, given)
+    cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
+    _data_seed(dataset, source, cfg, given)
+    cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
+    _check_used(method, cfg, given, {**preset, **METHODS[method]})
+    _loss_options(method, cfg, given)
+    _check_t_choice(method, cfg, preset, given)
+    cfg.update(_thresholds(method, cfg, preset, given))
     if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
         cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if _int(cfg['epochs']) else None
     return cfg
 
+# %% ../nbs/07a_methods.ipynb #d36c8088
 _SHAPE = {'branches': None, 'stitch': None, 'loss': None, 'correct': False, 'stitch_branches': 'all', 'peer': None, 'random_below': 0.}
 
 def _shape(entry:dict) -> tuple: return tuple(entry.get(k, d) or d for k, d in _SHAPE.items())
