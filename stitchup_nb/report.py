@@ -12,9 +12,10 @@ import pandas as pd
 
 from .experiments import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .evidence import RESULTS
-from .results import (FULL, LEADERBOARD, MAP_COLUMNS, MIN_SEEDS, _board, _with_clean, authors_markdown, cell_table, cells_table,
-                                 factorial_tables, fresh_markdown, group_gaps, leaderboard, load, markdown, paired_table, pick_table,
-                                 plus_tables, run_costs, summary)
+from .results import (MAP_COLUMNS, MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
+                                 paired_table, summary)
+from .leaderboard import (FULL, LEADERBOARD, _board, authors_markdown, fresh_markdown, group_gaps, leaderboard,
+                                     pick_table, plus_tables, run_costs)
 
 # %% auto #0
 __all__ = ['FIGURES', 'group_bars', 'rate_curves', 'sweep_plot', 'headline', 'report']

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb import results
+from stitchup_nb import leaderboard
 from stitchup_nb.experiments import CELLS, LL_CELL, LL_DELTA, LL_DELTAS, ORACLE_CT, PEER_ROWS, grid
 from stitchup_nb.evidence import RESULTS
 
@@ -46,13 +46,13 @@ def test_the_tables_keep_the_oracle_out_of_co_teaching_s_row():
     peers = pd.DataFrame(_rows(CT, 'flip', .3, [50., 51., 52.]))
     authors = pd.DataFrame(_rows(ORACLE_CT, 'flip', .3, [60., 60., 60.], json.dumps({'ct_tau': .3})) +
                            [r for d in LL_DELTAS for r in _rows(LL_DELTA, *LL_CELL, [44., 45., 46.], json.dumps({'ll_delta_rel': d}))])
-    levels, vs_bce, _ = results.leaderboard(res, peers)
+    levels, vs_bce, _ = leaderboard.leaderboard(res, peers)
     assert levels.loc[CT, 'flip 0.3'] == '51.0 ± 1.0' and ORACLE_CT not in levels.index
-    t = results.authors_tables(res, peers, authors)
+    t = leaderboard.authors_tables(res, peers, authors)
     assert t['oracle'].loc[CT, 'flip 0.3'] == '51.0 ± 1.0' and t['oracle'].loc[ORACLE_CT, 'flip 0.3'] == '60.0 ± 0.0'
     assert t['oracle_vs'].loc[f'oracle minus {CT}', 'flip 0.3'].startswith('+9.0 [')
     assert t['delta'].loc['Δrel 0.2', 'total minus BCE'] == '+4.0 [+4.0, +4.0] (3/3)'
-    md = results.authors_markdown(res, peers, authors)
+    md = leaderboard.authors_markdown(res, peers, authors)
     assert '**oracle**' in md and 'Δrel' in md
 
 

@@ -19,7 +19,7 @@
     STITCHUP_SETUP=mine.py python tools/benchmark.py --fresh --fresh_spec mine_fresh.json --out mine_fresh.csv
                                               # your own pre-registered test: a JSON file of FRESH's fields
                                               # (method, baselines, seeds, data_seed, cells, criterion), checked by
-                                              # stitchup_nb.experiments.check_fresh; stitchup_nb.results.fresh_test
+                                              # stitchup_nb.experiments.check_fresh; stitchup_nb.leaderboard.fresh_test
                                               # reads its rows (spec=)
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
