@@ -11,7 +11,7 @@ import pandas as pd
 from .experiments import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS,
                                      PLUS_BASE, check_fresh, fresh_rows)
 from .results import (MAP_COLUMNS, _by_cell, _left_out, _once_per_seed, cell_table, cells_table, load, markdown,
-                                 paired_ci, paired_table, paired_text, pm, signed, summary)
+                                 paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
 __all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'leaderboard', 'group_gaps', 'per_group', 'run_costs', 'run_cost_line',
@@ -202,11 +202,10 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
     spec = _fresh_spec(spec, fresh, 'fresh_test', registered=seeds is None)
     seeds = spec['seeds'] if seeds is None else seeds
     label = {o['method']: m for m, o in fresh_rows(spec).items()}
-    d = fresh[fresh.seed.isin(seeds)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     rows = []
     for (kind, rate), against, rule, bound in spec['criterion']:
         a, b = label[spec['method']], label[against]
-        v = (d[a] - d[b]).xs((kind, rate), level=['kind', 'rate']).dropna() if a in d and b in d and (kind, rate) in d.droplevel('seed').index else pd.Series(dtype=float)
+        v = seed_diffs(fresh, a, b, kind, rate, col, seeds)
         ok = (v > bound).all() if rule == 'every' else v.mean() >= bound
         said = f"{'every seed' if rule == 'every' else 'mean'} {'>' if rule == 'every' else '≥'} {bound:+g}"
         rows.append({'cell': f'{kind} {rate:g}', 'against': b, 'clause': said,
