@@ -1,4 +1,4 @@
-"""The peers as their authors set them (issue 31): the `--authors` grid's rows are set apart from the peers' own rows
+"""The peers as their authors set them: the `--authors` grid's rows are set apart from the peers' own rows
 (labels, `extra`, their own CSV), the oracle row's tau is the cell's rate, the tables never count them in a method's
 row, and the README's paragraphs about them are the ones the analysis notebooks wrote."""
 import json, subprocess, sys

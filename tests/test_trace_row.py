@@ -1,4 +1,4 @@
-"""tools/trace_row.py (issue 31, re-runs across machines): a row traced twice on one machine agrees step by step, and
+"""tools/trace_row.py (re-runs across machines): a row traced twice on one machine agrees step by step, and
 --compare names the first step and the part (batch, loss, weights) where two traces part."""
 import copy, json, subprocess, sys
 from pathlib import Path
