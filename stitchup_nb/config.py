@@ -178,6 +178,7 @@ _o('data_root', help='where the images are: for voc the VOCdevkit folder itself,
   type=str, by='data')
 _o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
 
+# %% ../nbs/00_config.ipynb #e5108c8a
 # the labels a run trains on (train.training_labels, noise.add_noise)
 _o = _opt('noise')
 _o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
@@ -192,6 +193,7 @@ _o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type
 _o('noise_neg_rate', None, maybe(FRACTION), 'asym noise only: the share of negative labels turned positive', type=float, by='noise')
 _o('data_seed', 0, maybe(count(0, SEED_MAX)), 'Digits-MLT instance', type=int, owner='digits')
 
+# %% ../nbs/00_config.ipynb #ff4cbaf2
 # the method's structure (colearn.colearner; the method's entry sets them, a flag overrides)
 _o = _opt('colearn')
 _o('branches', None, one_of(('both', 'random', 'balanced'), 'both, random or balanced'), 'override the method: both, random (instance sampling) or balanced '
@@ -204,6 +206,8 @@ _o('stitch_branches', 'all', one_of(('all', 'random', 'balanced'), 'all, random 
   '(full_plus: balanced)', type=str, by='preset')
 _o('correct', True, BOOL, 'turn label correction between the branches off (without this flag the two-branch methods correct labels; '
   '--correction chooses the threshold rule, fixed or adaptive)', type=bool)
+
+# %% ../nbs/00_config.ipynb #af861e16
 _GROUP_WORDS = {'head': ('a label switches on above this probability (paper: 0.7 VOC, 0.9 COCO; 1 = never)',
                          'a label switches off below this probability (paper: 0 = never)'),
                 'medium': ('switch on above this probability (paper: 1 = never)', 'switch off below this probability (paper: 0 = never)'),
@@ -218,6 +222,8 @@ for _b, _branch in (('random', 'random'), ('balance', 'balanced')):     # a numb
               type=float, by='method')
 THRESHOLDS = {f'{_b}_{_g}_{_k}': OPTIONS[f'{_b}_{_g}_{_k}'].default     # the twelve (07_colearn), alpha 1 and beta 0: correction off
               for _b in ('random', 'balance') for _g in ('head', 'medium', 'tail') for _k in ('alpha', 'beta')}
+
+# %% ../nbs/00_config.ipynb #66e7059f
 _o('correction', 'fixed', one_of(('fixed', 'adaptive'), 'fixed or adaptive'), "label-correction thresholds: fixed (the paper's α/β per group) or adaptive "
   "(per class, from the correctors' scores; measured in 07i_full_plus); --no-correct turns correction off", type=str, by='preset')
 _o('warmup_epoch', 0, count(0, 10_000), "no correction before this epoch (default: the preset's, 0)", type=int, by='preset')
@@ -229,6 +235,7 @@ _o('random_below', 0., FRACTION, "after training, infer with the random branch a
   "fewer labels than this share of the training set's labelled positives (default 0: never; full_plus_auto: 0.01, 07i_full_plus)",
   type=float, by='preset')
 
+# %% ../nbs/00_config.ipynb #e2173d1d
 # the schedule and the batches (colearn.fit_reference, sampling)
 _o = _opt('colearn')
 _o('epochs', 8, count(1, 10_000), "training epochs, one pass of the first branch's sampler each (default: the preset's, 8)", type=int, by='preset')
@@ -250,6 +257,7 @@ _o('per_class', 3, count(1, 10_000), 'class-aware sampler: images drawn per clas
 _o('reduce', 4, number(lambda v: .01 <= v <= 1000, 'a number in [0.01, 1000] (a class-aware epoch is max n_k · C / reduce draws)'),
   'class-aware epoch length divisor', flag=False, by='preset')
 
+# %% ../nbs/00_config.ipynb #9b122434
 # the model (models.create_model, backbones)
 _o = _opt('models')
 _o('arch', 'resnet50', one_of(BACKBONES, _backbone_words), "backbone (default: the preset's)", type=str, by='preset')
@@ -258,6 +266,7 @@ _o('neck_dim', 256, count(1, 65_536), 'neck width', flag=False, by='preset')
 _o('random_dropout', 0., number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the random branch's neck dropout", flag=False, by='preset')
 _o('balanced_dropout', .5, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), "the balanced branch's neck dropout", flag=False, by='preset')
 
+# %% ../nbs/00_config.ipynb #2c7ee1ce
 # DB-Focal, the balanced branch's loss (losses.DBFocalLoss)
 _o = _opt('losses')
 _o('db_alpha', .1, NON_NEGATIVE, 'DB-Focal map α', flag=False, by='preset')
@@ -269,6 +278,7 @@ _o('db_kappa', .05, NON_NEGATIVE, 'DB-Focal negative-tolerant bias scale κ', fl
 _o('db_gamma', 2., NON_NEGATIVE, 'DB-Focal focal γ', flag=False, by='preset')
 _o('db_balance', 2., POSITIVE, 'DB-Focal loss weight', flag=False, by='preset')
 
+# %% ../nbs/00_config.ipynb #7b82582a
 # input size and augmentation (augment.BatchAug)
 _o = _opt('sampling')
 _o('size', 224, count(32, 4096, ' (pixels)'), "input size (default: the preset's)", type=int, by='preset')
@@ -284,6 +294,7 @@ _o = _opt('models')
 _o('pretrained', True, BOOL, 'start from random weights (without this flag: ImageNet weights for ResNets, the glyph-pretrained CNN for Digits)',
   type=bool)
 
+# %% ../nbs/00_config.ipynb #52dff97b
 # how it runs, and where its files go (runs, train)
 _o = _opt('runs')
 _o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 + channels-last on a GPU, fp32 on a CPU), fp32 (exact, no TF32), tf32, bf16 or fp16 (the last three need a GPU: on a CPU, fp32)', type=str)
