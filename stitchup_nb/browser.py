@@ -123,6 +123,7 @@ def class_label(name:str,           # the class's name
     shown = f"'{name}'" if str(name).isdigit() else str(name)
     return shown + (f' ({group})' if group else '') + ('' if count is None else f': {_n(int(count), noun)}')
 
+# %% ../nbs/11_browser.ipynb #cf1f4441
 def _png(img:np.ndarray, side:int=180) -> bytes:
     "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
     im, k = Image.fromarray(img), max(1, side // max(img.shape[:2]))
@@ -143,6 +144,7 @@ def _message_figure(title:str, message:str):
     fig.suptitle(title)
     return fig
 
+# %% ../nbs/11_browser.ipynb #94e02c51
 class Browser:
     "Base of the browsers: an ipywidgets view built on first use, a slider over the images that pass the filters."
     _widget, _quiet, note = None, False, None
