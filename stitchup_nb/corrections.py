@@ -61,6 +61,7 @@ CHANGE_COLUMNS = {   # a column of the CorrectionBrowser's tables -> what it hol
     'fixed': 'changes that made the label right', 'broke': 'changes that made a right label wrong',
 }
 
+# %% ../nbs/11b_corrections.ipynb #466b2ef9
 def thresholds_in_words(th:dict) -> str:
     "The thresholds that can change a label, 'random_head_alpha 0.7, ...', or 'none'."
     on = [f'{k} {v:g}' for k, v in th.items() if k in THRESHOLDS and v != THRESHOLDS[k]]
@@ -80,6 +81,7 @@ def why_no_change(thresholds:dict|None=None,   # the thresholds the snapshot was
             'probability is above its alpha and off where it is below its beta, and no label got there. Early checkpoints '
             'often change nothing; a later one may.')
 
+# %% ../nbs/11b_corrections.ipynb #382f222d
 class CorrectionBrowser(Browser):
     "The training images whose labels a branch's correction changed: noisy → corrected → clean, both branches' probabilities."
     def __init__(self, ds:LabelledSet,        # the training images
@@ -169,6 +171,7 @@ _TABLE_STYLE = 'line-height:1.3;overflow-x:auto'     # widget HTML sets a tall l
 def _table_text(t:pd.DataFrame) -> pd.DataFrame:
     return t.apply(lambda col: col.map('{:.2f}'.format) if col.dtype.kind == 'f' else col.astype(str))
 
+# %% ../nbs/11b_corrections.ipynb #02a61ba3
 @patch
 def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default: the current one, or the first with a change)
     "Draw image `i`, its other labels and its changed labels (outcomes coloured) as a matplotlib figure; or say why there is none."
@@ -194,6 +197,7 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
     fig.subplots_adjust(bottom=(.13 * lines + .45) / fig.get_figheight(), top=1 - .5 / fig.get_figheight(), left=.01, right=.99)
     return fig
 
+# %% ../nbs/11b_corrections.ipynb #fae7db15
 @patch
 def _build(self:CorrectionBrowser):
     changed, group_of = self.changes.groupby('class').image.nunique(), self.ds.group_of()     # only classes with a change
@@ -218,6 +222,7 @@ def _build(self:CorrectionBrowser):
     self._widget.add_class('su-correction-browser')
     refilter(None)
 
+# %% ../nbs/11b_corrections.ipynb #440a9baf
 @patch
 def _select_none(self:CorrectionBrowser):
     "No image passes: the note, or a sentence naming the filters; no picture (an empty image would show as broken)."
