@@ -186,6 +186,7 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
     if ck is None: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))
     return ck
 
+# %% ../nbs/10a_train.ipynb #d2733e3b
 def _groups_file(source) -> str:
     "What a `threshold_groups` record names wherever the appendix is: its file (training_split.pkl, class_split.pkl), else the rule."
     s = str(source or '').split(' (')[0]        # 'x/class_split.pkl (the appendix has no training_split.pkl)': the file, then why
@@ -209,6 +210,7 @@ def paper_labels_note(cfg:dict) -> str|None:
             f"noisy labels), so this run trains on simulated {cfg.get('noise_kind')} noise {r}, not on the paper's labels; to "
             'reproduce the paper, put the authors\' file there (data/README.md)')
 
+# %% ../nbs/10a_train.ipynb #2b96718c
 @in_python_words
 def run_training(cfg:dict) -> tuple:
     """Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`. `cfg`: a
@@ -267,6 +269,7 @@ def run_training(cfg:dict) -> tuple:
         if lock: lock.close()
         if created and not done: forget_work_dir(work)
 
+# %% ../nbs/10a_train.ipynb #62bf3547
 def labels_changed(learn) -> int:
     "Training label entries the final pair's correctors would change, summed over both (`correction_snapshot`; no clean label needed)."
     snap = correction_snapshot(learn)
