@@ -47,6 +47,7 @@ def run_checkpoint(path) -> Path:
     raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint yet (stitchup_train writes one per epoch): '
                             'wait for its first epoch, or pass a checkpoint or another run')
 
+# %% ../nbs/07c_runs.ipynb #8579ccc3
 def lock_work_dir(work):
     "Create `work` and hold its lock for this process (the open file): a second run into it is refused, naming the holder."
     work = Path(work)
@@ -64,6 +65,7 @@ def lock_work_dir(work):
     f.seek(0); f.truncate(); f.write(f'pid {os.getpid()} on {socket.gethostname()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}'); f.flush()
     return f
 
+# %% ../nbs/07c_runs.ipynb #1ff622ca
 _is_table = lambda d: isinstance(d, dict) and bool(d) and all(isinstance(v, dict) and 'total' in v for v in d.values())
 
 _KIT_JSON = {'config.json': lambda d: {'method', 'dataset'} <= set(d), 'metrics.json': lambda d: 'epochs' in d,
@@ -79,6 +81,7 @@ def is_kit_file(p) -> bool:
     except (OSError, ValueError): return False
     return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
 
+# %% ../nbs/07c_runs.ipynb #46a03418
 def check_out(out, inputs=(),        # files the call reads (a file), or folders it reads from (every file in them)
               own=None) -> Path:     # the folder of the run whose numbers `out` holds (stitchup_test: the checkpoint's)
     """Refuse an output file (`--out`) that is a folder, a link or a device, in a folder that is a file, one of the call's
@@ -104,6 +107,7 @@ def check_out(out, inputs=(),        # files the call reads (a file), or folders
                               f'{"the scores of a checkpoint of " + str(own) if own else "these numbers"}: choose another --out')
     return out
 
+# %% ../nbs/07c_runs.ipynb #adcc53f0
 def forget_work_dir(work):
     "Remove `work` if it holds nothing but its lock: a call that created it and failed before writing anything leaves no trace."
     work = Path(work)
@@ -178,6 +182,7 @@ def write_json(obj, path):
     "Write `obj` as JSON through `atomic_write` (whole or not at all; a full disk names the file)."
     return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=float).encode()))
 
+# %% ../nbs/07c_runs.ipynb #6703e8ad
 def _plain_state(x):
     "fastai's optimizer state with fastcore `L`s turned into lists, so `weights_only` loading accepts it."
     if isinstance(x, dict): return {k: _plain_state(v) for k, v in x.items()}
@@ -216,6 +221,7 @@ class Checkpoint(TrainedEpoch):
                           f'{free / 2**20:.0f} MiB free in {self.work_dir}' + (': out of space' if full else '') +
                           '; the earlier checkpoints are whole: free some space and continue with --resume auto') from None
 
+# %% ../nbs/07c_runs.ipynb #b922a5d8
 def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
     "A checkpoint's contents as plain data; a file that could run code, a damaged file or another kind of file is refused by name."
     path = Path(path)
@@ -238,6 +244,7 @@ def read_checkpoint(path, keys=('model', 'epoch', 'classes')) -> dict:
         raise ValueError(f'{path}: not a stitchup_train checkpoint (no {miss if isinstance(state, dict) else list(keys)})')
     return state
 
+# %% ../nbs/07c_runs.ipynb #69ce27c0
 def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=None) -> int:
     """Load a checkpoint into `learn` (checked against its classes); returns the next epoch to train. `state`: its contents,
     where read already (`check_resume` reads them with the optimiser's state)."""
