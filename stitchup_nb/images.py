@@ -48,6 +48,7 @@ def image_cache_dir() -> Path:
         p = repo/'data'/'cache' if (repo/'settings.ini').exists() else Path.home()/'.cache'/'stitchup_nb'
     return p/'decoded'
 
+# %% ../nbs/00b_images.ipynb #bba69e01
 def decode_workers(workers:int|None=None) -> int:
     "`workers` if given, else the number of cores this process may use (at least 1)."
     if workers: return max(1, int(workers))
@@ -83,6 +84,7 @@ def decode_images(paths,                  # image files
         if ex: ex.shutdown(wait=True, cancel_futures=True)
     return arr, bad
 
+# %% ../nbs/00b_images.ipynb #21aeb408
 def _stat(p) -> str:
     try: st = os.stat(p); return f'{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}'
     except OSError: return 'missing'
@@ -94,6 +96,7 @@ def decode_key(paths, size:int, stat:bool=True) -> str:
     for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p) if stat else ""}\n'.encode())
     return h.hexdigest()[:32]
 
+# %% ../nbs/00b_images.ipynb #42a2dcc1
 def _tidy_cache(folder:Path, max_age:float=3600., files:str|None=None, keep:str|None=None):
     """Remove the kit's temporary files in `folder` older than `max_age` seconds, entries whose first image is gone, and
     entries of the same set of files (`files`: its `decode_key(..., stat=False)`) other than `keep`: what a changed
@@ -109,6 +112,7 @@ def _tidy_cache(folder:Path, max_age:float=3600., files:str|None=None, keep:str|
             if (first and not Path(first).exists()) or (files and m.stem != keep and meta.get('files') == files):
                 m.with_suffix('.npy').unlink(missing_ok=True); m.unlink()
 
+# %% ../nbs/00b_images.ipynb #50db976e
 def _read_cached(npy:Path, meta:Path, n:int, size:int):
     "The cached (array, bad) if both files are there and agree with `n` and `size`; else None."
     try:
