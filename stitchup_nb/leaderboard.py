@@ -8,8 +8,8 @@ import json
 
 import pandas as pd
 
-from .experiments import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS,
-                                     PLUS_BASE, check_fresh, fresh_rows)
+from .grids import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS, PLUS_BASE,
+                               check_fresh, fresh_rows)
 from .results import (MAP_COLUMNS, _by_cell, _left_out, _once_per_seed, cell_table, cells_table, load, markdown,
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
@@ -60,7 +60,7 @@ def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
                          'x BCE': (s['median'] / s.loc['BCE', 'median']).round(2), 'runs': s['size']})
 
-def run_cost_line(method:str,              # a peer's `--method` name (`experiments.PEER_ROWS`), e.g. 'coteaching'
+def run_cost_line(method:str,              # a peer's `--method` name (`grids.PEER_ROWS`), e.g. 'coteaching'
                   res:pd.DataFrame|None=None, peers:pd.DataFrame|None=None,   # the main and --peers grids' rows (None: `load`'s current rows)
                  ) -> tuple:
     "(a line saying what a benchmark run of the peer `method` costs against BCE, that cost over BCE's): `run_costs`' row for it."
@@ -193,7 +193,7 @@ def _fresh_spec(spec, fresh:pd.DataFrame, caller:str, registered:bool=True) -> d
 
 def fresh_test(fresh:pd.DataFrame, col:str='total',
                seeds=None,    # the seeds read (None: the registered ones; another tuple reads development rows the same way)
-               spec:dict|None=None,    # the pre-registration (`FRESH`'s shape, `experiments.check_fresh`; None: `FRESH`)
+               spec:dict|None=None,    # the pre-registration (`FRESH`'s shape, `grids.check_fresh`; None: `FRESH`)
               ) -> pd.DataFrame:
     """Each clause of the pre-registered criterion (`spec['criterion']`, default `FRESH`'s) on the `--fresh` rows: the
     paired differences per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds`

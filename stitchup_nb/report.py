@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
+from .grids import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .evidence import RESULTS
 from .results import (MAP_COLUMNS, MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import CLEAN, FACTORIAL, FACTORIAL_PAIRS, FIELDS, MAIN_ROWS, ORDER, extra_key
+from .experiments import FIELDS, extra_key
+from .grids import CLEAN, FACTORIAL, FACTORIAL_PAIRS, MAIN_ROWS, ORDER
 from .evidence import RESULTS, current_mask, load_fingerprints
 
 # %% auto #0
@@ -25,7 +26,7 @@ def load(name:str='benchmark', folder=RESULTS,
          warn:bool=True,               # warn when every row is left out (False: the caller says what was, as `report` does)
         ) -> pd.DataFrame:
     """A results CSV as a DataFrame of its current rows: those whose behaviour fingerprint matches `fingerprints.json`
-    beside it (`12a_evidence`), or of one source hash's (an earlier round); `.attrs` says which and what was left out."""
+    beside it (`12b_evidence`), or of one source hash's (an earlier round); `.attrs` says which and what was left out."""
     f = Path(folder)/f'{name}.csv'
     df = pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_hash': str, 'commit': str, 'machine': str,
                                'fingerprint': str}) if f.exists() else pd.DataFrame(columns=FIELDS)

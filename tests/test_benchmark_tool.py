@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stitchup_nb import experiments as bm
-from stitchup_nb import results
+from stitchup_nb import grids, results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,8 @@ def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
     rows = [dict(method=m, kind=k, rate=r, seed=s, total=v + s + (r == .3) * 30)
             for m, v in base.items() for k, r in (('flip', .7), ('flip', .3), ('cooc', .9)) for s in range(3)]
     rows = pd.DataFrame(rows)
-    fac = rows[rows.method.isin(bm.FACTORIAL) & (rows.kind == 'flip')]
-    res = rows[~rows.method.isin(bm.FACTORIAL)]
+    fac = rows[rows.method.isin(grids.FACTORIAL) & (rows.kind == 'flip')]
+    res = rows[~rows.method.isin(grids.FACTORIAL)]
     levels, effect = results.factorial_tables(res, fac)
     assert list(effect.columns) == ['flip 0.3', 'flip 0.7']                    # only the cells the factorial ran
     assert effect.loc['random sampling, BCE (reference)', 'flip 0.7'] == '-3.0 [-3.0, -3.0] (0/3)'
@@ -273,7 +273,7 @@ def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_pat
              (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool']),
              # the pre-registered test draws another Digits-MLT instance: its rows would change the main table's cells
              (['--fresh', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits,', 'and this grid runs 8 epochs on '
-                                               f"digits (Digits-MLT instance {bm.FRESH['data_seed']})"])]
+                                               f"digits (Digits-MLT instance {grids.FRESH['data_seed']})"])]
     (tmp_path/'cases.json').write_text(json.dumps([args for args, _ in cases]))
     (tmp_path/'driver.py').write_text(BAD_DRIVER)
     p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
@@ -296,7 +296,7 @@ def _driver(tmp_path, cases, **env) -> list:
 
 
 SOFT = """
-from stitchup_nb.experiments import MAIN_ROWS
+from stitchup_nb.grids import MAIN_ROWS
 from stitchup_nb.methods import METHODS
 METHODS['full_soft'] = dict(METHODS['full'], label='Full, soft', random_head_alpha=.6, balance_head_alpha=.6)
 MAIN_ROWS['Full, soft'] = dict(method='full_soft')

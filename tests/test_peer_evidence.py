@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from stitchup_nb import leaderboard
-from stitchup_nb.experiments import CELLS, LL_CELL, LL_DELTA, LL_DELTAS, ORACLE_CT, PEER_ROWS, grid
+from stitchup_nb.grids import CELLS, LL_CELL, LL_DELTA, LL_DELTAS, ORACLE_CT, PEER_ROWS, grid
 from stitchup_nb.evidence import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,7 @@
     STITCHUP_SETUP=mine.py python tools/benchmark.py --fresh --fresh_spec mine_fresh.json --out mine_fresh.csv
                                               # your own pre-registered test: a JSON file of FRESH's fields
                                               # (method, baselines, seeds, data_seed, cells, criterion), checked by
-                                              # stitchup_nb.experiments.check_fresh; stitchup_nb.leaderboard.fresh_test
+                                              # stitchup_nb.grids.check_fresh; stitchup_nb.leaderboard.fresh_test
                                               # reads its rows (spec=)
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
@@ -45,8 +45,9 @@ from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
 from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints, verify
-from stitchup_nb.experiments import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, TS, append_rows,
-                                     check_cells, check_fresh, claim, grid, one_run, row_key, t_sweep)
+from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
+from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
+                               grid)
 from stitchup_nb.config import OPTIONS
 from stitchup_nb.methods import METHODS
 from stitchup_nb.results import RESULTS
@@ -81,11 +82,11 @@ def parser():
     ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
     ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
     ap.add_argument('--authors', action='store_true', help="co-teaching with the oracle tau (the cell's noise rate) at the peers' cells and large-loss rejection at each Δrel of its paper's range at flip 0.7, as rows set apart by `extra` in benchmark_authors.csv")
-    ap.add_argument('--fresh', action='store_true', help="the pre-registered test (stitchup_nb.experiments.FRESH): full_plus_auto, BCE and the full method on its fresh seeds and Digits-MLT instance, to benchmark_fresh.csv")
+    ap.add_argument('--fresh', action='store_true', help="the pre-registered test (stitchup_nb.grids.FRESH): full_plus_auto, BCE and the full method on its fresh seeds and Digits-MLT instance, to benchmark_fresh.csv")
     ap.add_argument('--fresh_spec', '--fresh-spec', default=None, metavar='FILE.json', help="with --fresh: your own "
                     "pre-registration in place of FRESH, a JSON object of its fields (method, baselines, seeds, data_seed, cells, "
                     "criterion; optional used_seeds, the seeds your development runs drew, default 0,1,2), checked before "
-                    "anything runs (stitchup_nb.experiments.check_fresh); needs --out")
+                    "anything runs (stitchup_nb.grids.check_fresh); needs --out")
     ap.add_argument('--cells', default=None, metavar='KIND:RATE,...', help="the grid's noise cells in place of its own, kind:rate "
                     "pairs joined by commas, e.g. flip:0.5,cooc:0.7 (a noise kind of stitchup_nb.config.NOISE_KINDS, a rate in "
                     "(0, 1)); the main, --quick and --peers grids (each row at every cell); a cell not of the grid needs --out")
@@ -116,7 +117,7 @@ def options(ap, argv) -> tuple:
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
     if a.fresh and (seen := [s for s in seeds if s not in spec['seeds']]):
         ap.error(f"--seeds {','.join(map(str, seen))}: the pre-registered test (--fresh) runs its own fresh seeds "
-                 f"{','.join(map(str, spec['seeds']))} only ({a.fresh_spec or 'stitchup_nb.experiments.FRESH'}); others would not be fresh")
+                 f"{','.join(map(str, spec['seeds']))} only ({a.fresh_spec or 'stitchup_nb.grids.FRESH'}); others would not be fresh")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')

@@ -1,4 +1,4 @@
-"""Behaviour fingerprints of the benchmark's rows (stitchup_nb.evidence, nbs/12a_evidence.ipynb).
+"""Behaviour fingerprints of the benchmark's rows (stitchup_nb.evidence, nbs/12b_evidence.ipynb).
 
     python tools/fingerprints.py --check          # CI: recompute every part of fingerprints.json; fail if one changed
     python tools/fingerprints.py --update         # after a change of behaviour: recompute every part and write the file
