@@ -98,7 +98,7 @@ class CoLearning(Callback):
     order = StitchUp.order - 5   # before StitchUp: labels are corrected on the unstitched images; after Recorder
     def __init__(self, groups:dict, warmup_epoch:int=0,
                  check_every:int|None=None,  # steps between NaN looks (default: 1 on the CPU, 20 on a GPU)
-                 adaptive:bool=False,        # per-class thresholds from the corrector's scores (`07i_full_plus`) instead of `thresholds`
+                 adaptive:bool=False,        # per-class thresholds from the corrector's scores (`07j_full_plus`) instead of `thresholds`
                  **thresholds):
         self.groups, self.warmup_epoch, self.th = groups, warmup_epoch, check_thresholds(**thresholds)
         if adaptive and thresholds: raise ValueError(f'adaptive thresholds replace the fixed ones; drop {sorted(thresholds)[0]}')
@@ -338,7 +338,7 @@ def colearner(dls,                             # from `stitch_dls`
               loss_options:dict|None=None,     # a loss's own options by its name, e.g. {'bce_ls': {'ls_eps': .2}}: to its factory
               t:float=0.1,                     # ensemble weight of the random branch
               metrics=None,                    # e.g. `lt_metrics(groups)` from stitchup_nb.metrics
-              loss_func=None,                  # a ready loss in place of the branches' (a peer's own: 07f_peers `Peer.loss_func`)
+              loss_func=None,                  # a ready loss in place of the branches' (a peer's own: 07g_peers `Peer.loss_func`)
               lr:float=0.02, mom:float=0.9, wd:float=1e-4, clip:float|None=35.,
               seed:int=0, pretrained:bool=True, cbs=None, **model_kw) -> Learner:
     "A fastai Learner for Stitch-Up + Heterogeneous Co-Learning (or any single-branch ablation of it)."

@@ -155,7 +155,7 @@ def _backbone_words() -> str:
     return (f'one of {", ".join(BACKBONES) or "(none registered yet: the module stitchup_nb.backbones registers them)"}, the registered backbones '
             '(add one with @register_backbone from stitchup_nb.backbones, before the run is configured)')
 
-PRECISIONS = {   # --precision: what each means (07d_speed)
+PRECISIONS = {   # --precision: what each means (07e_speed)
     'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
     'fp32': 'exact float32, TF32 off (reference runs)',
     'tf32': 'float32 weights, TF32 tensor-core maths on a GPU',
@@ -225,14 +225,14 @@ THRESHOLDS = {f'{_b}_{_g}_{_k}': OPTIONS[f'{_b}_{_g}_{_k}'].default     # the tw
 
 # %% ../nbs/00_config.ipynb #66e7059f
 _o('correction', 'fixed', one_of(('fixed', 'adaptive'), 'fixed or adaptive'), "label-correction thresholds: fixed (the paper's α/β per group) or adaptive "
-  "(per class, from the correctors' scores; measured in 07i_full_plus); --no-correct turns correction off", type=str, by='preset')
+  "(per class, from the correctors' scores; measured in 07j_full_plus); --no-correct turns correction off", type=str, by='preset')
 _o('warmup_epoch', 0, count(0, 10_000), "no correction before this epoch (default: the preset's, 0)", type=int, by='preset')
 _o('t', .1, FRACTION, "ensemble weight of the random branch (default: the preset's, 0.1)", type=float, by='preset')
 _o('holdout', 0., number(lambda v: v == 0 or 0 < v < .5, '0 (no held-out split) or a share in (0, 0.5)'),
   'share of the training images held out (with their noisy labels) to choose t on after training (default 0: t fixed; 0.1 measured '
-  'in 07i_full_plus)', type=float, by='preset')
+  'in 07j_full_plus)', type=float, by='preset')
 _o('random_below', 0., FRACTION, "after training, infer with the random branch alone (t = 1) when the two correctors would change "
-  "fewer labels than this share of the training set's labelled positives (default 0: never; full_plus_auto: 0.01, 07i_full_plus)",
+  "fewer labels than this share of the training set's labelled positives (default 0: never; full_plus_auto: 0.01, 07j_full_plus)",
   type=float, by='preset')
 
 # %% ../nbs/00_config.ipynb #e2173d1d
@@ -249,7 +249,7 @@ _o('clip', 35., POSITIVE, 'gradient-norm clipping', flag=False, by='preset')
 _o('warmup_ratio', 1/3, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'the warm-up starts at lr × this', flag=False, by='preset')
 _o('lr_decay_at', (5/8, 7/8), (lambda v: isinstance(v, (list, tuple)) and all(_num(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
   'lr × 0.1 at these fractions of training (epochs 5 and 7 of 8)', flag=False, by='preset')
-_o('peer', help="the method's peer (07f_peers: its loss, labels or training), None for the kit's own methods", flag=False, by='method', owner='peers')
+_o('peer', help="the method's peer (07g_peers: its loss, labels or training), None for the kit's own methods", flag=False, by='method', owner='peers')
 _o('digits', help="Digits-MLT's sizes for a digits preset (digits.load_digits' options), None for the others", flag=False, by='data', owner='digits')
 _o('lr_steps', help='the epochs at which lr × 0.1 (default: lr_decay_at of the epochs)', flag=False, by='method')
 _o = _opt('sampling')
@@ -305,7 +305,7 @@ _o('resume', None, (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'a
   "'auto' (latest epoch_N.pth in work_dir) or a checkpoint path", type=str)
 _o('overwrite', False, BOOL, 'replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)', type=bool)
 _o('seed', 0, count(0, SEED_MAX), 'training seed (model init, sampling, augmentation)', type=int)
-_o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (07d_speed, "Reproducible arithmetic, when asked")', type=bool)
+_o('deterministic', False, BOOL, 'bit-reproducible GPU arithmetic, slower (07e_speed, "Reproducible arithmetic, when asked")', type=bool)
 _o('sync_bn', False, BOOL, 'SyncBatchNorm across GPUs under a multi-process launch', type=bool)
 _o('quiet', False, BOOL, 'no progress bars or per-epoch lines (the final summary still prints)', type=bool)
 del _o

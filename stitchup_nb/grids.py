@@ -35,7 +35,7 @@ ORDER = [*MAIN_ROWS, *CLEAN]
 PEER_ROWS = {m['label']: dict(method=n) for n, m in METHODS.items() if m.get('peer')}
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
 QUICK_CELLS = [('flip', .3), ('flip', .7)]     # the quick grid's (with one seed, one epoch on digits-small: the CI smoke grid)
-# beyond the paper (07i_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;
+# beyond the paper (07j_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;
 # their baselines (BCE, the full method and full_plus, which is the class-aware-only Stitch-Up change) are rows of the main grid
 PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
         f"{METHODS['full_plus']['label']}, t from held-out": (dict(method='full_plus'), {'holdout': .1}),
@@ -87,7 +87,7 @@ def _authors_grid():
     for d in LL_DELTAS: yield LL_DELTA, dict(method='large_loss'), dict(kind=kind, rate=rate), {'ll_delta_rel': d}
     for kind, rate in CELLS: yield ORACLE_CT, dict(method='coteaching'), dict(kind=kind, rate=rate), {'ct_tau': rate}
 
-# the pre-registered test of `full_plus_auto` (07i_full_plus), fixed and committed before any of its rows ran: fresh
+# the pre-registered test of `full_plus_auto` (07j_full_plus), fixed and committed before any of its rows ran: fresh
 # seeds on a Digits-MLT instance no development run used; each clause of the criterion is (cell, the method compared
 # with, 'every' seed's paired difference above `bound` or the 'mean' paired difference at least `bound`, bound)
 FRESH = dict(method='full_plus_auto', baselines=('bce', 'full'), seeds=(5, 6, 7, 8, 9), data_seed=1,

@@ -216,7 +216,7 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
 def fresh_markdown(fresh:pd.DataFrame, spec:dict|None=None) -> str:
     "The `--fresh` tables (levels and `fresh_test`) of pre-registration `spec` (None: `FRESH`) as the Markdown the report shows ('' without rows)."
     if not len(fresh): return ''
-    t, which = fresh_test(fresh, spec=spec), '`--fresh`, 07i_full_plus' if spec is None else '`--fresh --fresh_spec`'
+    t, which = fresh_test(fresh, spec=spec), '`--fresh`, 07j_full_plus' if spec is None else '`--fresh --fresh_spec`'
     spec = FRESH if spec is None else check_fresh(spec)
     rows = fresh_rows(spec)
     met = (t.result == 'met').all()

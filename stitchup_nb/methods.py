@@ -46,18 +46,18 @@ METHODS = {
     'dbfocal_stitchup_random': dict(label='DB-Focal+Stitch-Up, random', branches='random', stitch='feature', loss='dbfocal'),
     'bce_classaware':          dict(label='BCE, class-aware', branches='balanced', stitch='none', loss='bce'),
     'bce_stitchup_classaware': dict(label='BCE+Stitch-Up, class-aware', branches='balanced', stitch='feature', loss='bce'),
-    # peer methods (07f_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
+    # peer methods (07g_peers): one branch on random batches with its own loss or batch mixing; their hyper-parameters are
     # options declared with the peer's name (by='peer', below), at their papers' values
     'asl':        dict(label='ASL', branches='random', stitch='none', peer='asl', fixed=('branches', 'loss', 'stitch')),
     'large_loss': dict(label='Large-loss rejection', branches='random', stitch='none', peer='large_loss', fixed=('branches', 'loss', 'stitch')),
     'mixup':      dict(label='BCE+MixUp', branches='random', stitch='none', peer='mixup', fixed=('branches', 'loss', 'stitch')),
     'cutmix':     dict(label='BCE+CutMix', branches='random', stitch='none', peer='cutmix', fixed=('branches', 'loss', 'stitch')),
-    # beyond the paper (07i_full_plus): the full method with Stitch-Up on the class-aware branch only
+    # beyond the paper (07j_full_plus): the full method with Stitch-Up on the class-aware branch only
     'full_plus':  dict(label='Full+', branches='both', stitch='feature', correct=True, stitch_branches='balanced'),
-    # full_plus inferring with its random branch alone when the correctors changed almost no label (07i_full_plus, pre-registered)
+    # full_plus inferring with its random branch alone when the correctors changed almost no label (07j_full_plus, pre-registered)
     'full_plus_auto': dict(label='Full+, random branch when uncorrected', branches='both', stitch='feature', correct=True,
                            stitch_branches='balanced', random_below=.01),
-    # peer methods (07g_coteaching, 07h_confident), the final model fixed by `fixed`
+    # peer methods (07h_coteaching, 07i_confident), the final model fixed by `fixed`
     'coteaching':         dict(label='Co-teaching', branches='random', stitch='none', loss='bce', t=.5, peer='coteaching',
                                fixed=('branches', 'loss', 'stitch')),
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
@@ -66,7 +66,7 @@ METHODS = {
 METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
 
 # %% ../nbs/07a_methods.ipynb #295ada0d
-# the peers' hyper-parameters (07f_peers, 07g_coteaching, 07h_confident), declared beside the entries that name their peer:
+# the peers' hyper-parameters (07g_peers, 07h_coteaching, 07i_confident), declared beside the entries that name their peer:
 # each takes its paper's value for that peer's methods and is refused for any other (`resolve`); each is a flag of stitchup_train
 def _peer_option(name, default, rule, help, peer, type=float):
     return option(name, default, rule, help, type=type, by='peer', peer=peer, owner='peers')
@@ -90,7 +90,7 @@ _peer_option('cl_epochs', None, maybe(count(1, 10_000)), "epochs of each fold mo
              'confident_learning', type=int)
 _peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prune')), 'what happens to the label entries confident '
              "learning flags: flip (0 <-> 1, every entry trains) or prune (left out of the loss, the paper's action, per entry; "
-             "07h_confident, the default)", 'confident_learning', type=str)
+             "07i_confident, the default)", 'confident_learning', type=str)
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option

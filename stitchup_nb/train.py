@@ -31,7 +31,7 @@ from .peers import PEERS, make_peer
 from . import coteaching, confident
 from .console import EpochBars, EpochLines, StepLines
 
-PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07f_peers: importing them registers their peers
+PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07g_peers: importing them registers their peers
 
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest', 'run_data',
@@ -112,7 +112,7 @@ def train_config(**overrides) -> RunConfig:
     cfg = resolve(**{**flag_defaults(), **overrides})
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
-                         'register its Peer class with stitchup_nb.peers.register_peer (07f_peers)')
+                         'register its Peer class with stitchup_nb.peers.register_peer (07g_peers)')
     return run_config(check_config(cfg, FLAGS))
 
 # %% ../nbs/10a_train.ipynb #381f82f7
@@ -160,7 +160,7 @@ def build_learner(cfg:dict, history:list|None=None,
         own = {}                     # a loss's own options (declared by='loss'): to its factory, by name
         for k, o in OPTIONS.items():
             if o.by == 'loss' and cfg.get(k) is not None: own.setdefault(o.loss, {})[k] = cfg[k]
-        build = peer.learner if peer is not None else colearner     # a peer builds its Learner with its own parts (07f_peers)
+        build = peer.learner if peer is not None else colearner     # a peer builds its Learner with its own parts (07g_peers)
         learn = build(dls, arch=cfg['arch'], stitch=level, correct=cfg['correct'], warmup_epoch=cfg['warmup_epoch'], losses=losses,
                           adaptive=cfg['correction'] == 'adaptive',
                           stitch_branches=None if cfg['stitch_branches'] == 'all' else [cfg['stitch_branches']],

@@ -1,7 +1,7 @@
 """Issue 29: a maintainer adds a peer method, a noise kind or a data set in a few files each.
 
 Each test copies the package to a scratch folder, makes the edit a maintainer would make there (in the modules, which
-nbdev generates one-to-one from the notebooks: `peers.py` is `nbs/07f_peers.ipynb`, and so on), counts the files that
+nbdev generates one-to-one from the notebooks: `peers.py` is `nbs/07g_peers.ipynb`, and so on), counts the files that
 differ from the checkout's, and runs the extension end to end in a fresh interpreter on the copy:
 
 - a peer (label smoothing): its class in `peers` (`@register_peer`), and in `methods` its `METHODS` entry with its
@@ -80,7 +80,7 @@ _peer_option('ls_eps', .1, maybe(number(lambda v: 0 <= v <= .5, 'a number in [0,
 def test_a_new_peer_takes_two_files(tmp_path):
     changed = _scratch(tmp_path, {'peers.py': [("cbs(self): return [BranchCutMix(self.cfg['cutmix_alpha'])]", PEER)],
                                   'methods.py': [('METHODS = {', PEER_METHOD),
-                                                 ("\"07h_confident, the default)\", 'confident_learning', type=str)", PEER_OPTION)]})
+                                                 ("\"07i_confident, the default)\", 'confident_learning', type=str)", PEER_OPTION)]})
     assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/peers.py'], changed      # 2 files
     got = _run(tmp_path, '''
         import math

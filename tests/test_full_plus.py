@@ -1,4 +1,4 @@
-"""full_plus (nbs/07i_full_plus.ipynb) from the console scripts, with the held-out ensemble weight it was measured with
+"""full_plus (nbs/07j_full_plus.ipynb) from the console scripts, with the held-out ensemble weight it was measured with
 (`--holdout 0.1`): it trains on the 304-image Digits-MLT with a tenth of the images held out, records its change and the
 chosen ensemble weight, and stitchup_test scores its checkpoint with the same weight; adaptive thresholds (an option of the full method) travel in checkpoints, so a resumed run
 ends exactly as the uninterrupted one; options that would do nothing are refused by name."""

@@ -1,4 +1,4 @@
-"""The four peer methods (nbs/07f_peers.ipynb) from the console script, as a user runs them: each trains on the
+"""The four peer methods (nbs/07g_peers.ipynb) from the console script, as a user runs them: each trains on the
 304-image Digits-MLT for 2 epochs, records its hyper-parameters in config.json and scores a finite mAP; a peer's
 flag with another method is refused in one line."""
 import json, math, re, subprocess

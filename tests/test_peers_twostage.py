@@ -1,4 +1,4 @@
-"""The peer methods `coteaching` (07g_coteaching) and `confident_learning` (07h_confident) end to end through the
+"""The peer methods `coteaching` (07h_coteaching) and `confident_learning` (07i_confident) end to end through the
 console script, as a user runs them: Digits-MLT-Noise-0.5 (304 images), 2 epochs, on the CPU; and the refusal of
 a flag that belongs to another method."""
 import json, math, re, subprocess

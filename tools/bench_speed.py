@@ -3,7 +3,7 @@
     python tools/bench_speed.py                      # Digits CNN (64 px) and ResNet-50 (224 px) on this machine
     python tools/bench_speed.py --models digits      # just one
     python tools/bench_speed.py --gpu                # on a CUDA device: also fp32 vs bf16 + channels_last
-    python tools/bench_speed.py --peers              # the peer methods' step time against BCE's (nbs/07f_peers.ipynb)
+    python tools/bench_speed.py --peers              # the peer methods' step time against BCE's (nbs/07g_peers.ipynb)
 
 Per random-batch image the method costs ~16 forward-equivalents (two branches, each: forward +
 backward on anchor and partner, 2 × 3, plus the other branch's no-grad forward on both, 2), against

@@ -10,7 +10,7 @@
     python tools/benchmark.py --plus          # beyond the paper: full_plus and each of its changes at flip 0.7 and cooc 0.5
     python tools/benchmark.py --authors       # peers as their papers set them: co-teaching with tau = the noise rate (an
                                               # oracle) at the peers' cells, large-loss rejection at Δrel 0.1-0.5 at flip 0.7
-    python tools/benchmark.py --fresh         # the pre-registered test of full_plus_auto (07i_full_plus): it and its
+    python tools/benchmark.py --fresh         # the pre-registered test of full_plus_auto (07j_full_plus): it and its
                                               # baselines on fresh seeds 5-9 of another Digits-MLT instance (FRESH)
     STITCHUP_SETUP=mine.py python tools/benchmark.py --methods mine,bce,full --cells flip:0.5,cooc:0.7 --data_seed 3 --out mine.csv
                                               # your variant (its script adds it to METHODS and MAIN_ROWS) and two
