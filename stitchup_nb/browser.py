@@ -16,7 +16,8 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .train import train_config
-from .runs import _KIT_JSON, checkpoints, read_checkpoint, read_json
+from .runs import _KIT_JSON, checkpoints
+from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
 
 # %% auto #0

@@ -18,7 +18,8 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_json, read_scores, run_checkpoint, scores_record, write_json
+    from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, scores_record
+    from stitchup_nb.checkpoints import read_json, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
 
@@ -29,7 +30,8 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints file_stamp read_json read_scores run_checkpoint scores_record write_json',
+    'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint scores_record',
+    'stitchup_nb.checkpoints': 'read_json write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
 

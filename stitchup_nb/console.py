@@ -15,7 +15,8 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
 from .methods import PRESETS, method_words
-from .runs import MetricsJSON, TrainedEpoch, checkpoints, scores_note
+from .runs import checkpoints, scores_note
+from .checkpoints import MetricsJSON, TrainedEpoch
 
 # %% auto #0
 __all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'threshold_words', 'correction_lines']

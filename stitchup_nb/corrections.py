@@ -16,7 +16,8 @@ from fastcore.basics import patch
 from .data import GROUPS, LabelledSet, group_names
 from .colearn import CORRECTION_COUNTS, THRESHOLDS
 from .metrics import correction_snapshot
-from .runs import checkpoints, load_checkpoint, run_checkpoint
+from .runs import checkpoints, run_checkpoint
+from .checkpoints import load_checkpoint
 from .train import build_learner, train_config
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
 from .browser import explain_columns, find_path, label_chips, _message_figure, _opt, _png, _run_config

@@ -23,9 +23,9 @@ from .distributed import close_distributed, distributed, init_distributed, main_
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
 from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
-from .runs import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, checkpoints, forget_work_dir, load_checkpoint,
-                              _KIT_JSON, _plain, lock_work_dir, prepare_work_dir, read_checkpoint, read_json, resumed_changes,
-                              run_checkpoint, run_diff, saved_config, write_json)
+from .runs import checkpoints, forget_work_dir, _KIT_JSON, lock_work_dir, prepare_work_dir, run_checkpoint
+from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
+                                     read_json, resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
 from . import coteaching, confident

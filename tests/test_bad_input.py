@@ -25,9 +25,9 @@ import pytest
 import torch
 from PIL import Image
 
-from stitchup_nb import cli, runs, train
+from stitchup_nb import checkpoints, cli, train
 from stitchup_nb.colearn import check_thresholds, colearner
-from stitchup_nb.runs import load_checkpoint
+from stitchup_nb.checkpoints import load_checkpoint
 from stitchup_nb.data import LabelledSet, read_class_split
 from stitchup_nb.files import atomic_write
 from stitchup_nb.readers import coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set
@@ -110,7 +110,7 @@ class Env:
         "`epoch_1.pth` as `Checkpoint` writes it, with the entries in `change` replaced."
         if learn.opt is None: learn.create_opt()
         ds = learn.dls.train.ds
-        state = {'model': learn.model.state_dict(), 'opt': runs._plain_state(learn.opt.state_dict()), 'epoch': 1,
+        state = {'model': learn.model.state_dict(), 'opt': checkpoints._plain_state(learn.opt.state_dict()), 'epoch': 1,
                  'classes': list(ds.classes), 'groups': ds.groups}
         atomic_write(self.tmp/name, lambda f: torch.save({**state, **change}, f))
         return self.tmp/name

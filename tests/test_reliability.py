@@ -63,7 +63,7 @@ def epochs_logged(work):
 
 
 def checkpoint_epoch(path):
-    from stitchup_nb.runs import read_checkpoint
+    from stitchup_nb.checkpoints import read_checkpoint
     return read_checkpoint(path)['epoch']
 
 

@@ -194,9 +194,9 @@ def test_no_earlier_file_changed(world):
 # checkpoint, damages metrics.json and kills itself. Each folder is then resumed by the console script.
 KILL_AFTER = textwrap.dedent('''
     import os, shutil, signal, sys
-    import stitchup_nb.runs as runs, stitchup_nb.cli as cli
-    from stitchup_nb.runs import Checkpoint
-    snapshot, real_write, real_after = os.environ['SNAPSHOT'], runs.write_json, Checkpoint.after_epoch
+    import stitchup_nb.checkpoints as checkpoints, stitchup_nb.cli as cli
+    from stitchup_nb.checkpoints import Checkpoint
+    snapshot, real_write, real_after = os.environ['SNAPSHOT'], checkpoints.write_json, Checkpoint.after_epoch
     def write_json(obj, path):
         real_write(obj, path)
         if os.path.basename(str(path)) == 'metrics.json' and len(obj['epochs']) == 2:     # after_metrics
@@ -206,7 +206,7 @@ KILL_AFTER = textwrap.dedent('''
         if self.epoch == 1:                                                               # after_checkpoint
             (self.work_dir/'metrics.json').write_text('{damaged')      # and the metrics file lost as well
             os.kill(os.getpid(), signal.SIGKILL)
-    runs.write_json, Checkpoint.after_epoch = write_json, after_epoch
+    checkpoints.write_json, Checkpoint.after_epoch = write_json, after_epoch
     cli.stitchup_train()
 ''')
 

@@ -2,7 +2,7 @@
 
 A pickle can name any importable callable, so a downloaded file can run code when it is loaded.
 Every reader of the official files goes through `stitchup_nb.files.load_pickle` (only the builtins
-and numpy types those files need), and checkpoints through `stitchup_nb.runs.read_checkpoint`
+and numpy types those files need), and checkpoints through `stitchup_nb.checkpoints.read_checkpoint`
 (`torch.load(weights_only=True)`). Each test offers a file crafted to create a marker file when
 unpickled: it must be refused with the file named, and the marker must not exist. Last, the
 package's source is checked: no shell, no eval/exec, no unrestricted pickle or torch.load.
@@ -16,7 +16,7 @@ import torch
 
 import stitchup_nb
 from stitchup_nb import cli, train
-from stitchup_nb.runs import load_checkpoint, read_checkpoint
+from stitchup_nb.checkpoints import load_checkpoint, read_checkpoint
 from stitchup_nb.data import read_class_split
 from stitchup_nb.readers import read_appendix, read_class_freq, read_ids
 from stitchup_nb.noise import load_noisy
@@ -152,4 +152,4 @@ def test_package_runs_no_shell_and_loads_only_plain_data(src):
 def test_the_audit_sees_every_torch_load():
     "The checks above are not vacuous: the package does call torch.load, and only in the two readers that need it."
     found = sorted(f'{p.name}:{c.lineno}' for p in SOURCES for n, c in _calls(ast.parse(p.read_text())) if n == 'torch.load')
-    assert [f.split(':')[0] for f in found] == ['backbones.py', 'runs.py'], found
+    assert [f.split(':')[0] for f in found] == ['backbones.py', 'checkpoints.py'], found
