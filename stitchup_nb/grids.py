@@ -39,7 +39,7 @@ QUICK_CELLS = [('flip', .3), ('flip', .7)]     # the quick grid's (with one seed
 # their baselines (BCE, the full method and full_plus, which is the class-aware-only Stitch-Up change) are rows of the main grid
 PLUS = {'Full, t from held-out': (dict(method='full'), {'holdout': .1}),
         f"{METHODS['full_plus']['label']}, t from held-out": (dict(method='full_plus'), {'holdout': .1}),
-        'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'})}    # measured first, dropped (07g)
+        'Full, adaptive thresholds': (dict(method='full'), {'correction': 'adaptive'})}    # measured first, dropped (07j_full_plus)
 PLUS_CELLS = [('flip', .7), ('cooc', .5)]
 PLUS_BASE = [METHODS['bce']['label'], METHODS['full']['label'], METHODS['full_plus']['label']]
 # the peers as their authors set them (`--authors`), rows set apart from the method by `extra` in their own CSV
