@@ -39,7 +39,7 @@ def test_device_batches_match_host(digits):
 def test_device_smooth_loss():
     from types import SimpleNamespace
     from fastai.learner import AvgSmoothLoss
-    from stitchup_nb.runs import DeviceSmoothLoss
+    from stitchup_nb.speed import DeviceSmoothLoss
     a, b = AvgSmoothLoss(), DeviceSmoothLoss()
     a.reset(); b.reset()
     for v in (1., 3., 2., 5.):
