@@ -39,7 +39,7 @@ def gpu_speed(precision:str, deterministic:bool=False, device=None) -> dict:
     return {'tf32': tf32, 'cudnn_benchmark': not deterministic}
 
 class DeviceSmoothLoss(AvgSmoothLoss):
-    "fastai's smoothed training loss, kept on the loss's device: reading it no longer makes the CPU wait for the GPU each step."
+    "fastai's smoothed training loss, kept on the loss's device: reading it does not make the CPU wait for the GPU each step (fastai's own `AvgSmoothLoss` copies each step's loss to the CPU)."
     def accumulate(self, learn):
         self.count += 1
         loss = learn.loss.detach().float().mean()
