@@ -80,3 +80,19 @@ def test_the_package_imports_without_its_dev_requirements():
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == 'showdoc needs nbdev', p.stdout          # the check blocks what it says it blocks
+
+
+def test_every_public_function_has_its_show_doc():
+    """Each public callable of a module (a name in its `__all__`) has a `show_doc(NAME)` (or `show_doc(X.NAME)`) cell in
+    the numbered notebook that exports the module (`#| default_exp M`), so the docs page documents it."""
+    import importlib, json
+    missing = []
+    for nb in sorted((ROOT/'nbs').glob('[0-9]*.ipynb')):
+        code = '\n'.join(''.join(c['source']) for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code')
+        exp = re.search(r'^#\|\s*default_exp\s+([\w.]+)', code, re.M)
+        if not exp: continue
+        mod = importlib.import_module(f'stitchup_nb.{exp.group(1)}')
+        shown = set(re.findall(r'show_doc\((?:\w+\.)*(\w+)', code))
+        names = [n for n in getattr(mod, '__all__', []) if callable(getattr(mod, n, None)) and n not in shown]
+        if names: missing.append(f'{nb.stem}: {", ".join(names)}')
+    assert not missing, 'add a show_doc cell after each of these:\n' + '\n'.join(missing)
