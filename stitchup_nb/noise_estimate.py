@@ -75,8 +75,9 @@ def out_of_fold_probe(features,          # N×F image features (`backbone_featur
     return probs
 
 # %% ../nbs/13c_noise_estimate.ipynb #3306db55
-def two_clusters(probs, grid=np.linspace(.01, .99, 99)) -> np.ndarray:
-    "Per class, the threshold on `probs` that best splits its images in two (Otsu: the largest between-group variance)."
+def two_clusters(probs, grid=None) -> np.ndarray:
+    "Per class, the threshold on `probs` that best splits its images in two (Otsu: the largest between-group variance); `grid`: the thresholds tried (default 99 points from .01 to .99)."
+    grid = np.linspace(.01, .99, 99) if grid is None else grid
     p = np.asarray(probs, float)
     th = np.empty(p.shape[1])
     for c in range(p.shape[1]):
