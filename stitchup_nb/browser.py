@@ -256,22 +256,26 @@ _WHAT_TO_PASS = ("pass the work dir a stitchup_train run wrote, or a checkpoint 
                  'for a Learner in memory use from_learner')
 
 def _carried(p:Path) -> tuple:
-    "`(config, checkpoint)`: the configuration the checkpoint `p` (or a work dir's last one) carries; `(None, checkpoint or None)` if none."
+    """`(config, checkpoint, its contents)`: the configuration the checkpoint `p` (or a work dir's last one) carries, `None`
+    if none; `(None, None, None)` where there is no checkpoint. The contents are kept for the caller that loads its weights."""
     ck = p if p.is_file() else (checkpoints(p) or [None])[-1]
-    if ck is None: return None, None
-    cfg = read_checkpoint(ck).get('config')      # a damaged or crafted file is refused by name
-    return (cfg if isinstance(cfg, dict) and _KIT_JSON['config.json'](cfg) else None), ck.resolve()     # a run configuration's shape
+    if ck is None: return None, None, None
+    state = read_checkpoint(ck)      # a damaged or crafted file is refused by name
+    cfg = state.get('config')
+    return (cfg if isinstance(cfg, dict) and _KIT_JSON['config.json'](cfg) else None), ck.resolve(), state     # a run configuration's shape
 
 def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
-    """`(config, where it was read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as
+    """`(config, where it was read, read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as
     `load_run` reads it, else the `config.json` beside it (a run before its first checkpoint), its paths found;
     `data_root`, `appendix`, `noise_file`: where the data is now, if it moved since training (a moved noise file's labels
-    are checked against the run's)."""
+    are checked against the run's). `read`: `(checkpoint, its contents)` as read for the configuration (None where no
+    checkpoint was read), so that a caller loading that checkpoint's weights does not read it again."""
     p = find_path(path)
     if not p.exists():
         raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
                                 + _WHAT_TO_PASS)
-    cfg, where = _carried(p)
+    cfg, where, state = _carried(p)
+    read = (where, state) if where is not None else None
     if cfg is None:                  # a checkpoint from before they carried it, or a run with no checkpoint yet
         ck, where = where, (p if p.is_dir() else p.parent).resolve()/'config.json'
         if not where.is_file():
@@ -284,5 +288,5 @@ def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
         v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
         if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))
     cfg.update({k: str(v) for k, v in dict(data_root=data_root, appendix=appendix, noise_file=noise_file).items() if v is not None})
-    return train_config(**cfg), where
+    return train_config(**cfg), where, read
 

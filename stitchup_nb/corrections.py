@@ -271,17 +271,18 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
                     data_root=None, appendix=None, noise_file=None,   # where the data is now, if it moved since training
                     **kwargs):                    # passed to `CorrectionBrowser`
     "Rebuild a run's training set, noisy labels and co-learner from the configuration the checkpoint carries (else the `config.json` beside it), load the checkpoint, browse."
-    cfg, where = _run_config(path, data_root, appendix, noise_file)
+    cfg, where, read = _run_config(path, data_root, appendix, noise_file)
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))
     own, hist = epochs.get(path), {}
+    state = lambda p: read[1] if read and read[0] == p else None      # the checkpoint read for its configuration: not read again
     if history:
         for p, e in epochs.items():
             if own is None or e <= own:
-                load_checkpoint(learn, p, with_opt=False); hist[e - 1] = correction_snapshot(learn)
+                load_checkpoint(learn, p, with_opt=False, state=state(p)); hist[e - 1] = correction_snapshot(learn)
     snap = hist.get(own - 1) if own is not None else None
-    if snap is None: load_checkpoint(learn, path, with_opt=False); snap = correction_snapshot(learn)
+    if snap is None: load_checkpoint(learn, path, with_opt=False, state=state(path)); snap = correction_snapshot(learn)
     source = str(where) + ('' if thresholds is None else ', overridden by the thresholds given to from_checkpoint')
     return cls(train, snap, history=hist or None,
                **{'thresholds': learn.co_learning.th, 'source': source, 'size': cfg['size'] or 224, **kwargs})

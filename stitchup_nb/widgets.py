@@ -233,7 +233,7 @@ def from_run(cls:StitchBrowser, path,   # a `stitchup_train` work dir, or a file
              data_root=None, appendix=None, noise_file=None,   # where the data is now, if it moved since training
              **kwargs):                  # passed to `StitchBrowser`
     "The run's training set and the labels it trained on, from its configuration (its checkpoint's, else config.json) through the pipeline's `run_data`, with the run's seed."
-    cfg, where = _run_config(path, data_root, appendix, noise_file)
+    cfg, where, _ = _run_config(path, data_root, appendix, noise_file)
     train, noisy, *_ = run_data({**cfg, 'quiet': True})     # the noise, a peer's own labels (confident learning), the held-out images
     sb = cls(train, noisy, **{'seed': cfg['seed'], 'size': cfg['size'] or 224, **kwargs})
     stitch = cfg['stitch'] or 'none'
