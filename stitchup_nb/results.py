@@ -39,7 +39,7 @@ def load(name:str='benchmark', folder=RESULTS,
         fp = Path(folder)/'fingerprints.json'
         warnings.warn(f'{f}: none of its {len(df)} rows is ' + (f'of source {current}' if current is not True else
                       f"made by the behaviour {fp} records" if fp.exists() else f'current: there is no {fp} beside it to say '
-                      'which are (tools/benchmark.py --out writes one; evidence.fingerprints computes one)')
+                      'which are (tools/benchmark.py --out writes one; verify.fingerprints computes one)')
                       + '; load(..., current=None) gives every row', stacklevel=2)
     return out
 

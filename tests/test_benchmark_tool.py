@@ -201,7 +201,7 @@ def test_a_bad_option_on_the_command_line_exits_2_naming_it(tmp_path):
 
 def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path, pinned_row):
     from stitchup_nb.backbones import CPU_ENV
-    from stitchup_nb.evidence import CROSS_MACHINE_TOL
+    from stitchup_nb.verify import CROSS_MACHINE_TOL
     out, row = tmp_path/'b.csv', dict(pinned_row)
     # the two refusals come before anything is re-run: started with the CPU kernels the tool would restart itself with
     # (the calls below restart it), they save a start-up of torch each
@@ -226,7 +226,7 @@ def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(
 
 def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path, pinned_row):
     "Within the tolerance it passes, naming the check and the machine (beyond it: the test above)."
-    from stitchup_nb.evidence import CROSS_MACHINE_TOL
+    from stitchup_nb.verify import CROSS_MACHINE_TOL
     out, row = tmp_path/'b.csv', dict(pinned_row, machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
     bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL / 2)])    # within: another machine's last bits
     p = _bench('--verify', '1', '--out', str(out))

@@ -23,7 +23,7 @@
                                               # reads its rows (spec=)
     python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
-                                              # the measured cross-machine tolerance elsewhere (stitchup_nb.evidence.verify)
+                                              # the measured cross-machine tolerance elsewhere (stitchup_nb.verify.verify)
 
 --cells and --data_seed are recorded as the rows' cells and their configuration's data_seed (the Digits-MLT instance):
 a CSV holds one instance, and the tool refuses to add another's rows to it. Your own pre-registration is checked
@@ -44,7 +44,8 @@ import argparse, csv, json, os, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
 from stitchup_nb.backbones import CPU_ENV
-from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints, verify
+from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
+from stitchup_nb.verify import verify
 from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
 from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
                                grid)
@@ -206,7 +207,7 @@ def check_schedule(ap, out, epochs, dataset, data_seed=0):
 
 
 def reverify(ap, out, k):
-    "--verify: `k` random current rows of `out` re-run (stitchup_nb.evidence.verify)."
+    "--verify: `k` random current rows of `out` re-run (stitchup_nb.verify.verify)."
     if not out.is_file(): ap.error(f'--verify: {out} does not exist (pass --out, or --quick for the quick grid)')
     try: res = verify(out, k)
     except (ValueError, AssertionError) as e: sys.exit(f'benchmark.py --verify: {e}')

@@ -1,4 +1,4 @@
-"""Behaviour fingerprints of the benchmark's rows (stitchup_nb.evidence, nbs/12b_evidence.ipynb).
+"""Behaviour fingerprints of the benchmark's rows (stitchup_nb.evidence and stitchup_nb.verify, nbs/12b_evidence.ipynb and nbs/12c_verify.ipynb).
 
     python tools/fingerprints.py --check          # CI: recompute every part of fingerprints.json; fail if one changed
     python tools/fingerprints.py --update         # after a change of behaviour: recompute every part and write the file
@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, closest_arithmetic, current_mask,
-                                  diff_fingerprints, fingerprints, fp_env_in_force, load_fingerprints, machine_groups,
-                                  machine_labels, merge_fingerprints, probe_groups, record_machine, row_fingerprint)
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fp_env_in_force,
+                                  load_fingerprints, probe_groups, row_fingerprint)
+from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
+                                merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write
 from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
 
