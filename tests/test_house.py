@@ -7,10 +7,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _rows():
+    "The README's notebook table, in its order: `(notebook, module)`, the module '—' for a notebook that exports none."
+    table = (ROOT/'README.md').read_text().split('## The notebooks', 1)[1]
+    return [(nb, mod.strip('`')) for nb, mod in re.findall(r'^\| `([\w/]+)` \| (`\w+`|—) \|', table, re.M)]
+
+
 def _order():
     "Modules in the order of the README's notebook table."
-    table = (ROOT/'README.md').read_text().split('## The notebooks', 1)[1]
-    return re.findall(r'^\| `[\w/]+` \| `(\w+)` \|', table, re.M)
+    return [mod for _, mod in _rows() if mod != '—']
 
 
 def test_every_module_is_in_the_table_once():
@@ -20,8 +25,7 @@ def test_every_module_is_in_the_table_once():
 
 def _notebooks():
     "Numbered notebooks (`NNx_name`) in the order of the README's notebook table."
-    table = (ROOT/'README.md').read_text().split('## The notebooks', 1)[1]
-    return re.findall(r'^\| `(\d\d[a-z]?_\w+)` \|', table, re.M)
+    return [nb for nb, _ in _rows() if re.fullmatch(r'\d\d[a-z]?_\w+', nb)]
 
 
 def test_notebook_names_sort_in_the_table_order():
