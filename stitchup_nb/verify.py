@@ -85,7 +85,7 @@ def merge_fingerprints(old:dict, new:dict, here:str|None=None) -> dict:
     """`old` with the parts `new` computed on machine `here` written into the arithmetic they belong to
     (`closest_arithmetic`). A part whose value changed there leaves every other machine's parts: the value it had
     there described the old code, and that machine computes it again (`--check` there says so)."""
-    about = {'about': 'behaviour fingerprints of the benchmark rows (stitchup_nb.evidence; tools/fingerprints.py)',
+    about = {'about': 'behaviour fingerprints of the benchmark rows (defined by stitchup_nb.evidence; computed and checked by stitchup_nb.verify, tools/fingerprints.py)',
              'env': FP_ENV, 'torch': torch.__version__}
     machines = arithmetics(old)
     labels = machine_labels(old)
