@@ -51,6 +51,7 @@ def _extra(df:pd.DataFrame) -> pd.Series:
     "Each row's `extra` as a key (`experiments.extra_key`: '{}' where a row has none, JSON with its keys sorted)."
     return df['extra'].map(extra_key) if 'extra' in df else pd.Series('{}', index=df.index, dtype=object)
 
+# %% ../nbs/13_results.ipynb #4ca34127
 def _g(v) -> str: return f'{v:g}' if isinstance(v, (int, float, np.number)) else str(v)
 
 def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
@@ -78,12 +79,14 @@ def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
           "its own label (one_run(label, ...)), or drop the stale rows (df.drop_duplicates(results.RUN, keep='last') "
           'keeps the last written)')
 
+# %% ../nbs/13_results.ipynb #240ed883
 def _left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
     "Warn (one line) where a table's default list of the kit's labels leaves out rows of other labels."
     if other := sorted({m for m in res.method if m not in set(shown)}, key=str):
         warnings.warn(f"{caller}: rows of {', '.join(map(repr, other))} left out: not among its default {name} (the kit's "
                       f'labels); pass {name}= to show them', stacklevel=3)
 
+# %% ../nbs/13_results.ipynb #60e8deca
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     "mean, std and seed count per method × noise kind × rate (refused where two rows are one run)."
     g = _once_per_seed(df, 'summary').groupby(['method', 'kind', 'rate'])
@@ -91,6 +94,7 @@ def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     out[('seeds', '')] = g.size()
     return out
 
+# %% ../nbs/13_results.ipynb #5ce099f3
 def pm(summ:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     "A summary as 'mean ± std' strings (no spread for a single seed)."
     t = pd.DataFrame(index=summ.index)
@@ -99,14 +103,17 @@ def pm(summ:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     t['seeds'] = summ[('seeds', '')]
     return t
 
+# %% ../nbs/13_results.ipynb #c5c95fb2
 def _with_clean(res, kind, rate): return res[((res.kind == kind) & (res.rate == rate)) | (res.rate == 0)]
 
+# %% ../nbs/13_results.ipynb #d1dc4f57
 def _by_cell(t):
     "Columns (kind, rate) flip first, rising rate, named 'kind rate'."
     t = t[sorted(t.columns, key=lambda c: (c[0] != 'flip', c[1]))]
     t.columns = [f'{k} {r}' for k, r in t.columns]
     return t
 
+# %% ../nbs/13_results.ipynb #640ffc32
 def cells_table(res:pd.DataFrame, col:str='total',
                 methods=None,   # the rows, in order (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
                ) -> pd.DataFrame:
@@ -119,6 +126,7 @@ def cells_table(res:pd.DataFrame, col:str='total',
     t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
     return t.reindex([m for m in (methods or MAIN_ROWS) if m in t.index])
 
+# %% ../nbs/13_results.ipynb #4fd8c89e
 def paired_ci(v, level:float=.95) -> tuple:
     """`(mean, low, high)`: the mean of paired differences `v` (one per seed) and its `level` interval, Student's t over
     the seeds (NaN bounds below two seeds). With three seeds t is 4.3: an interval is wide unless the seeds agree."""
@@ -129,11 +137,13 @@ def paired_ci(v, level:float=.95) -> tuple:
     h = stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
     return m, m - h, m + h
 
+# %% ../nbs/13_results.ipynb #a7871bab
 def paired_text(v) -> str:
     "'mean [95% interval] (seeds ahead/seeds compared)' of paired differences `v`."
     m, lo, hi = paired_ci(v)
     return f'{m:+.1f}' + (f' [{lo:+.1f}, {hi:+.1f}]' if lo == lo else '') + f' ({(np.asarray(v) > 0).sum()}/{len(v)})'
 
+# %% ../nbs/13_results.ipynb #dac51c6b
 def holds_0(v, level:float=.95) -> bool:
     "Whether the `level` interval of paired differences `v` holds 0 (always, below two seeds): the seeds do not resolve the sign of their mean."
     _, lo, hi = paired_ci(v, level)
@@ -144,11 +154,13 @@ def direction(v, up:str='helps', down:str='costs', zero:str='changes nothing') -
     m = np.mean(v)
     return (up if m > 0 else down if m < 0 else zero) + (' on average (the interval spans 0)' if holds_0(v) else '')
 
+# %% ../nbs/13_results.ipynb #7e4c7501
 def signed(x:float, digits:int=1) -> str:
     "`x` with its sign at `digits` decimals ('+1.2', '-0.4'), for prose made from the rows; one that rounds to zero as '0.0', with no sign."
     s = f'{x:+.{digits}f}'
     return s[1:] if float(s) == 0 else s
 
+# %% ../nbs/13_results.ipynb #09ce2fdc
 def seed_diffs(res:pd.DataFrame, a:str, b:str, kind:str='flip', rate:float=.5, col:str='total',
                seeds=None,   # the seeds read (None: every seed)
               ) -> pd.Series:
@@ -158,6 +170,7 @@ def seed_diffs(res:pd.DataFrame, a:str, b:str, kind:str='flip', rate:float=.5, c
     p = d.pivot_table(index='seed', columns='method', values=col)
     return (p[a] - p[b]).dropna() if a in p and b in p else pd.Series(dtype=float)
 
+# %% ../nbs/13_results.ipynb #5b991d74
 def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
                  pairs:dict|None=None,   # {row: (method, against)} (None: each of `MAIN_ROWS` against `base`, warning of the labels it leaves out)
                  text:bool=True,   # False: the mean differences as numbers (NaN where not run)
@@ -179,6 +192,7 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
     t = pd.DataFrame(out).T
     return (_by_cell(t).fillna('–') if text else _by_cell(t)) if len(t) else t
 
+# %% ../nbs/13_results.ipynb #e721d86a
 def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tuple:
     """Stitch-Up with each sampler × loss pairing at the cells of `fac` (the --factorial CSV), with the main grid's
     reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing)."""
@@ -189,6 +203,7 @@ def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tup
     return (cells_table(both, col, methods=single[:2] + [*FACTORIAL] + single[2:]),     # random sampling first
             paired_table(both, col=col, pairs=FACTORIAL_PAIRS))
 
+# %% ../nbs/13_results.ipynb #5fd87d68
 def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5,
                methods=None,   # the rows, in order (None: the kit's, `ORDER`, warning of the labels it leaves out)
               ) -> pd.DataFrame:
