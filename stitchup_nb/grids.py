@@ -50,6 +50,7 @@ ORACLE_CT = f"{METHODS['coteaching']['label']}, oracle: ct_tau = noise rate"
 LL_DELTA = f"{METHODS['large_loss']['label']}, ll_delta_rel"
 LL_DELTAS, LL_CELL = (.1, .2, .3, .5), ('flip', .7)
 
+# %% ../nbs/12a_grids.ipynb #32342a50
 def _main_grid(cells:list):
     "The main grid's rows at `cells`, rate-major (a grid stopped part-way still compares the kinds); the clean references after the first cell."
     for i, (kind, rate) in enumerate(cells):
@@ -57,6 +58,7 @@ def _main_grid(cells:list):
         if i == 0:   # the clean references early: they anchor every comparison
             for m, o in CLEAN.items(): yield m, o, dict(kind='flip', rate=0.), None
 
+# %% ../nbs/12a_grids.ipynb #8e7a43d4
 def _sweep_grid():
     "One setting of the full method changed from the reference at flip 0.5 (the main grid's runs are the reference point)."
     base, full = dict(kind='flip', rate=.5), MAIN_ROWS[METHODS['full']['label']]
@@ -66,27 +68,32 @@ def _sweep_grid():
     # most telling first: correction off in a group, then the far ends, then the rest
     yield from (alpha(1.), beta(0.), alpha(.5), beta(.3), warm(2), alpha(.9), beta(.05), warm(4), alpha(.8), beta(.2))
 
+# %% ../nbs/12a_grids.ipynb #995e5dd7
 def _factorial_grid():
     "Each sampler × loss pairing, where the branches' Stitch-Up effects part most first (flip 0.7, cooc 0.5), then flip 0.3."
     for kind, rate in (('flip', .7), ('cooc', .5), ('flip', .3)):
         for m, o in FACTORIAL.items(): yield m, o, dict(kind=kind, rate=rate), None
 
+# %% ../nbs/12a_grids.ipynb #66d4ffa9
 def _peer_grid(cells:list=CELLS):
     "Every peer at every cell of `cells` (the main grid's: its BCE and full-method rows are the comparison)."
     for kind, rate in cells:
         for m, o in PEER_ROWS.items(): yield m, o, dict(kind=kind, rate=rate), None
 
+# %% ../nbs/12a_grids.ipynb #a96c552e
 def _plus_grid():
     "The candidate changes beyond the paper at `PLUS_CELLS` (their baselines are rows of the main grid)."
     for kind, rate in PLUS_CELLS:
         for m, (o, extra) in PLUS.items(): yield m, o, dict(kind=kind, rate=rate), extra
 
+# %% ../nbs/12a_grids.ipynb #97795030
 def _authors_grid():
     "Co-teaching with the oracle tau at every cell of the peers' grid; large-loss rejection at each of `LL_DELTAS` at `LL_CELL`."
     kind, rate = LL_CELL
     for d in LL_DELTAS: yield LL_DELTA, dict(method='large_loss'), dict(kind=kind, rate=rate), {'ll_delta_rel': d}
     for kind, rate in CELLS: yield ORACLE_CT, dict(method='coteaching'), dict(kind=kind, rate=rate), {'ct_tau': rate}
 
+# %% ../nbs/12a_grids.ipynb #3de34042
 # the pre-registered test of `full_plus_auto` (07j_full_plus), fixed and committed before any of its rows ran: fresh
 # seeds on a Digits-MLT instance no development run used; each clause of the criterion is (cell, the method compared
 # with, 'every' seed's paired difference above `bound` or the 'mean' paired difference at least `bound`, bound)
@@ -96,6 +103,7 @@ FRESH = dict(method='full_plus_auto', baselines=('bce', 'full'), seeds=(5, 6, 7,
                         (('flip', .3), 'full', 'mean', -1.), (('flip', .5), 'full', 'mean', -1.),
                         (('cooc', .7), 'bce', 'mean', 0.)])
 
+# %% ../nbs/12a_grids.ipynb #b1c63655
 def fresh_rows(spec:dict|None=None) -> dict:
     "The rows of pre-registration `spec` (default `FRESH`): each method's label -> its options, the method and the Digits-MLT instance."
     spec = FRESH if spec is None else spec
@@ -103,12 +111,14 @@ def fresh_rows(spec:dict|None=None) -> dict:
 
 FRESH_ROWS = fresh_rows(FRESH)
 
+# %% ../nbs/12a_grids.ipynb #10091f0f
 def _fresh_grid(spec:dict=FRESH):
     "A pre-registered test's runs (`FRESH`, or a checked `spec` of its shape): the variant and its baselines at each of its cells (seeds: its `seeds`)."
     rows = fresh_rows(spec)
     for kind, rate in spec['cells']:
         for m, o in rows.items(): yield m, o, dict(kind=kind, rate=rate), None
 
+# %% ../nbs/12a_grids.ipynb #ae2fa8e6
 GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -> its runs
     'main': lambda: _main_grid(CELLS),
     'quick': lambda: _main_grid(QUICK_CELLS),     # with one seed, one epoch on digits-small: the CI smoke grid
@@ -119,6 +129,7 @@ GRIDS = {      # a grid's name (tools/benchmark.py --NAME, 'main' without one) -
 GRID_CELLS = {'main': CELLS, 'quick': QUICK_CELLS, 'peers': CELLS}
 _AT_CELLS = {'main': _main_grid, 'quick': _main_grid, 'peers': _peer_grid}
 
+# %% ../nbs/12a_grids.ipynb #a57e1cba
 def grid(name:str='main',
          cells:list|None=None,   # (kind, rate) pairs: a grid of `GRID_CELLS` at these cells, in place of its own (`check_cells`)
          data_seed:int=0,        # the Digits-MLT instance a grid of `GRID_CELLS` draws (0: the default one, its rows as they are)
