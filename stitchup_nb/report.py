@@ -81,6 +81,7 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
 # %% ../nbs/13b_report.ipynb #674eb829
 FIGURES = ('benchmark_groups.png', 'benchmark_rates.png', 'benchmark_leaderboard.png', 'benchmark_sweep.png')
 
+# %% ../nbs/13b_report.ipynb #104d8c89
 def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|None=None) -> str:
     """The README's short results: every method at the demo's cell (flip 0.5) by group, what `make demo` should
     print, which method at which noise (`pick_table`, ties said), and the pre-registered test (`fresh_markdown`)."""
@@ -100,6 +101,7 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
     if fresh is not None and len(fresh): md += ['', fresh_markdown(fresh)]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
 
+# %% ../nbs/13b_report.ipynb #fcfd1859
 def _main_sections(res, peers) -> tuple:
     "The main grid's Markdown (the demo's cell, every cell, paired with BCE, which method at which noise) and its figures."
     md, figs = [], {}
@@ -119,6 +121,7 @@ def _main_sections(res, peers) -> tuple:
         figs['benchmark_rates.png'] = rate_curves(res)
     return md, figs
 
+# %% ../nbs/13b_report.ipynb #ca914a2d
 def _leaderboard_section(res, peers) -> tuple:
     "The peers beside BCE and the full method: levels, paired differences, where the gap lies, what a run costs; its figure."
     if not (len(peers) and len(res)): return [], {}
@@ -134,6 +137,7 @@ def _leaderboard_section(res, peers) -> tuple:
           '', markdown(run_costs(res, peers).rename_axis('method'))]
     return md, {'benchmark_leaderboard.png': rate_curves(_board(res, peers), methods=LEADERBOARD)}
 
+# %% ../nbs/13b_report.ipynb #4344fa32
 def _plus_section(res, plus) -> list:
     "`--plus`: full_plus and the candidate changes, where the full method loses to BCE, and the labels their correctors fix and break."
     if not len(plus): return []
@@ -145,6 +149,7 @@ def _plus_section(res, plus) -> list:
             '', "Training labels the final branch pair's correctors fix and break (mean over seeds):", '',
             markdown(t['fixes'].rename_axis('method'))]
 
+# %% ../nbs/13b_report.ipynb #a360fc3c
 def _factorial_section(res, fac) -> list:
     "`--factorial`: each sampler with each loss, and Stitch-Up's effect per pairing."
     if not (len(fac) and len(res)): return []
@@ -153,6 +158,7 @@ def _factorial_section(res, fac) -> list:
             '', "Stitch-Up's effect per sampler × loss pairing (with minus without, same seed) [95% interval]:", '',
             markdown(effect.rename_axis('pairing'))]
 
+# %% ../nbs/13b_report.ipynb #1cd69348
 def _save_figures(figs:dict, folder:Path, write:bool):
     "Save this report's figures (`write`), remove an older report's (not this code's numbers), close them all."
     import matplotlib.pyplot as plt
@@ -162,6 +168,7 @@ def _save_figures(figs:dict, folder:Path, write:bool):
             plt.close(figs[name])
         elif write and (folder/name).exists(): (folder/name).unlink()
 
+# %% ../nbs/13b_report.ipynb #969b5ef7
 def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
            write:bool=True,     # False: only return the Markdown (no file is written or removed)
           ) -> str:
