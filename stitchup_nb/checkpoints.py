@@ -19,7 +19,7 @@ from .runs import checkpoints
 
 
 # %% auto #0
-__all__ = ['RECORDED', 'RESUMABLE', 'METRICS_NOTES', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
+__all__ = ['RECORDED', 'MOVABLE', 'RESUMABLE', 'METRICS_NOTES', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
            'load_checkpoint', 'run_diff', 'resumed_changes', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07d_checkpoints.ipynb #feaeb3a4
@@ -119,8 +119,10 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=Non
 
 # %% ../nbs/07d_checkpoints.ipynb #c3360448
 RECORDED = ('threshold_groups', 'noise_source', 'labels_sha')     # what config.json records about the data, beside the options
+MOVABLE = ('data_root', 'appendix', 'noise_file')    # where the data is: a run resumed, scored or browsed may find it elsewhere
+                                                     # (its digest of the training labels, labels_sha, still refuses other labels)
 RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'quiet', 'precision', 'channels_last', 'deterministic',
-             'sync_bn', 'data_root', 'appendix',     # options a resumed run may change
+             'sync_bn', *MOVABLE,     # options a resumed run may change
              *RECORDED)          # and what the build records (the labels: run_training hands the checkpoint's to run_data, which refuses others)
 
 def _plain(cfg): return json.loads(json.dumps(dict(cfg), default=float))
@@ -130,7 +132,7 @@ def run_diff(saved:dict, cfg:dict) -> list:
     a, b = _plain(saved), _plain(cfg)
     return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
 
-_WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', 'data_root', 'appendix')    # where files are, how much is printed
+_WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', *MOVABLE)    # where files are, how much is printed
 
 def resumed_changes(saved:dict, cfg:dict) -> dict:
     """The options of `RESUMABLE` that change training (not `_WHERE`, nor what the build records, `RECORDED`) and that a resume

@@ -24,7 +24,7 @@ from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_
 from .methods import METHODS, PRESETS, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import checkpoints, forget_work_dir, _KIT_JSON, lock_work_dir, prepare_work_dir, run_checkpoint
-from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
+from .checkpoints import (METRICS_NOTES, MOVABLE, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
                                      read_json, resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
@@ -294,9 +294,6 @@ def choose_final_t(learn) -> dict:
     return dict(rec.final_t)
 
 # %% ../nbs/10a_train.ipynb #a3b63882
-_MOVABLE = ('data_root', 'appendix', 'noise_file')   # what `load_run` may change: where the data is, not what the run was
-                                                    # (a moved noise file's labels are checked: `labels_sha`)
-
 @in_python_words
 def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
              config:dict|None=None,   # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
@@ -315,15 +312,15 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
         raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
     own = state.get('config') if config is not None else None     # a configuration given beside the one the checkpoint carries
-    if isinstance(own, dict) and (differ := [k for k in run_diff(own, config) if k not in _MOVABLE]):
+    if isinstance(own, dict) and (differ := run_diff(own, config)):
         said = ', '.join(f'{k} {_plain(own).get(k)!r} -> {_plain(config).get(k)!r}' for k in differ[:6])
         raise ValueError(f'{ck} carries the configuration it was trained with, and the one given (config=, --config) differs '
                          f'from it in {said}{" …" * (len(differ) > 6)}, so its scores would not be the checkpoint\'s: drop it (the '
                          "checkpoint's own is used); for another ensemble weight pass t= (--t), for data that moved "
                          'data_root=, appendix=, noise_file=')
-    if bad := sorted(set(moved) - set(_MOVABLE)):
+    if bad := sorted(set(moved) - set(MOVABLE)):
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
-                         f"{', '.join(_MOVABLE)} may change (where the data is)")
+                         f"{', '.join(MOVABLE)} may change (where the data is)")
     if (f := saved.get('noise_file')) and not moved.get('noise_file') and not Path(f).is_file():
         raise FileNotFoundError(f"{ck} was trained on the noisy-label file {f} (its configuration's noise_file), which is not "
                                 "there (a path relative to where it trained?): pass where it is now, load_run(..., noise_file=...) "

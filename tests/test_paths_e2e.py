@@ -122,6 +122,12 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
         if branches == ['random']: assert 'correction is off' in cb.note
 
     # 5. the data moved since training: the browsers are told where it is now, as stitchup_test is
+    if path == 'digits-noise-file':     # a moved noise file: the run resumes from where it is now (its labels are checked)
+        f = tmp_path/'mine'/'class_freq_0.3noise.pkl'; new = tmp_path/'moved.pkl'; f.rename(new)
+        stay = [a if a != f else new for a in base]
+        out = run_cli(BIN/'stitchup_train', *stay, '--epochs', '3', '--work_dir', work, '--resume', 'auto').stdout
+        assert f"resuming from {work/'epoch_2.pth'} at epoch 2" in out and (work/'epoch_3.pth').is_file()
+        assert json.loads((work/'config.json').read_text())['noise_file'] == str(new)
     if path == 'voc-official':
         moved = tmp_path/'moved'; moved.mkdir()
         for d in ('VOCdevkit', 'appendix'): (tmp_path/d).rename(moved/d)
