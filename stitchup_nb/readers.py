@@ -114,9 +114,11 @@ _COCO_FIELDS = {'images': ('id', 'file_name'), 'categories': ('id', 'name'),
                 'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area')}
 _ONE = {'images': 'image', 'categories': 'category', 'annotations': 'annotation'}
 
+# %% ../nbs/00e_readers.ipynb #675979bd
 def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+# %% ../nbs/00e_readers.ipynb #d4dc5114
 def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
     "What is wrong with annotation `a` (a dict holding every field the reader uses), or None."
     if not _is_int(a['image_id']) or a['image_id'] not in imgs: return f'image_id {a["image_id"]!r:.40} names no image in the file'
@@ -128,6 +130,7 @@ def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
     if not _is_num(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
     if bad := [k for k in ('iscrowd', 'ignore') if k in a and a[k] not in (0, 1)]: return f'{bad[0]} must be 0 or 1, got {a[bad[0]]!r:.40}'
 
+# %% ../nbs/00e_readers.ipynb #dd0b4e7a
 def _check_coco(d, ann_file):
     "Every field `coco_set` reads, checked before pycocotools indexes `d`; errors name the entry's id and the file."
     for key, fields in _COCO_FIELDS.items():
@@ -151,6 +154,7 @@ def _check_coco(d, ann_file):
     for a in d['annotations']:
         if err := _coco_ann_error(a, imgs, cats): raise ValueError(f'{ann_file}: annotation id {a["id"]}: {err}; fix or remove that annotation')
 
+# %% ../nbs/00e_readers.ipynb #0f25e3bc
 def _coco(ann_file):
     "A pycocotools index of `ann_file`, once the fields the reader uses are checked."
     from pycocotools.coco import COCO
@@ -162,10 +166,12 @@ def _coco(ann_file):
     with contextlib.redirect_stdout(io.StringIO()): coco.createIndex()    # pycocotools prints progress
     return coco
 
+# %% ../nbs/00e_readers.ipynb #11022ca2
 def _countable(a:dict, crowd:bool) -> bool:
     x, y, w, h = a['bbox']
     return not (a.get('ignore') or a['area'] <= 0 or w < 1 or h < 1 or (a.get('iscrowd') and not crowd))
 
+# %% ../nbs/00e_readers.ipynb #75e7b0d8
 def _coco_columns(coco, ann_file, categories) -> list:
     "The category ids in column order: the file's own order, or that of `categories` = (file, [(id, name), ...]) once this file holds exactly those."
     if categories is None: return coco.getCatIds()
@@ -178,6 +184,7 @@ def _coco_columns(coco, ann_file, categories) -> list:
                          'in any order')
     return list(want)
 
+# %% ../nbs/00e_readers.ipynb #55d55a03
 def _coco_set(coco, ann_file, img_dir, ids=None, size=None, groups=None, on_bad='error', crowd=True, name='', cache=False,
               categories=None) -> LabelledSet:
     "`coco_set` on the pycocotools index `coco` of `ann_file`, already read."
@@ -193,6 +200,7 @@ def _coco_set(coco, ann_file, img_dir, ids=None, size=None, groups=None, on_bad=
                        [c['name'] for c in coco.loadCats(list(col))], ids, groups,
                        name or f'{img_dir.name} ({len(ids)} images)', size, on_bad, cache)
 
+# %% ../nbs/00e_readers.ipynb #85a65866
 def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/annotations/instances_val2017.json
              img_dir,                 # its image folder, e.g. data/coco/val2017
              ids=None,                # None: every image, in file order; a list of ids; or an id file (img_id.pkl)
