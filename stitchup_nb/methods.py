@@ -108,8 +108,10 @@ def data_source(dataset:str):
                          'register its loader with stitchup_nb.sources.register_source')
     return SOURCES[name]
 
+# %% ../nbs/07a_methods.ipynb #75fe3018
 _NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option
 
+# %% ../nbs/07a_methods.ipynb #ff1a9d21
 def _check_method_options(method:str, preset:dict, given:dict):
     "Refuse an option that belongs to another method (a peer's hyper-parameter), or one that overrides what `method` fixes."
     entry = METHODS[method]
@@ -122,6 +124,7 @@ def _check_method_options(method:str, preset:dict, given:dict):
         raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
                          f"with {k} {entry.get(k)!r}; drop it")
 
+# %% ../nbs/07a_methods.ipynb #8c219e45
 def _losses_used(loss, branches) -> set:
     "The entries of `colearn.LOSSES` a run's branches train with: the reference pairing (`config.DEFAULT_LOSS`) unless `loss` names them."
     if loss is None: return {DEFAULT_LOSS[b] for b in (('random', 'balanced') if branches == 'both' else (branches,)) if b in DEFAULT_LOSS}
@@ -131,6 +134,7 @@ def _uses_dbfocal(loss, branches) -> bool:
     "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`config.DEFAULT_LOSS`), else as `loss` names."
     return 'dbfocal' in _losses_used(loss, branches)
 
+# %% ../nbs/07a_methods.ipynb #95ed0ed7
 def _loss_options(method:str, cfg:dict, given:dict):
     """A loss's hyper-parameters (options declared `by='loss'`): their default where a branch of the run trains with that
     loss (else the method's or the given value), None where none does; given, or set by the method, for a loss no branch uses: refused."""
@@ -146,6 +150,7 @@ def _loss_options(method:str, cfg:dict, given:dict):
                              f"trains with it (branches {cfg['branches']!r}, loss {cfg.get('loss') or 'the reference pairing'}); drop it, "
                              f'or pass --loss {o.loss}')
 
+# %% ../nbs/07a_methods.ipynb #15bdd4de
 def unused_options(method:str, cfg:dict) -> dict:
     """The options a run of `method` with resolved configuration `cfg` would not read, each with why: the ensemble weight `t`
     of one branch, `warmup_epoch` without correction, DB-Focal's `db_lambda`/`db_mu` where no branch trains with it."""
@@ -155,6 +160,7 @@ def unused_options(method:str, cfg:dict) -> dict:
            'db_lambda': None if db else 'trains no branch with DB-Focal', 'db_mu': None if db else 'trains no branch with DB-Focal'}
     return {k: w for k, w in why.items() if w}
 
+# %% ../nbs/07a_methods.ipynb #507dde24
 def _check_used(method:str, cfg:dict, given:dict, base:dict):
     "Refuse a given option that this run would not read (the value its preset and method give passes: a run's own config.json)."
     why = unused_options(method, cfg)
@@ -177,6 +183,7 @@ def _entries(dataset:str, method:str) -> tuple:
                          "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
     return preset, source
 
+# %% ../nbs/07a_methods.ipynb #1d78840d
 def _entry_config(dataset:str, method:str, preset:dict) -> dict:
     "The configuration the entries give: the preset's options, then the method's, then a peer's hyper-parameters at their declared values."
     cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
@@ -185,6 +192,7 @@ def _entry_config(dataset:str, method:str, preset:dict) -> dict:
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     return cfg
 
+# %% ../nbs/07a_methods.ipynb #896fdfdc
 def _check_source_options(dataset:str, preset:dict, source, given:dict):
     "Refuse a file option of a preset whose data source reads no files, and another size where the source fixes it."
     if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
@@ -192,6 +200,7 @@ def _check_source_options(dataset:str, preset:dict, source, given:dict):
     if source.fixed_size and given.get('size', preset['size']) != preset['size']:
         raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
 
+# %% ../nbs/07a_methods.ipynb #6d05c8a8
 def _data_seed(dataset:str, source, cfg:dict, given:dict):
     "`data_seed` dropped (None) where the data source is not drawn from a seed; a seed other than 0 given there: refused."
     if not source.seeded:                             # only a source drawn from a seed (Digits-MLT) has one
@@ -200,6 +209,7 @@ def _data_seed(dataset:str, source, cfg:dict, given:dict):
                              'is drawn from a seed; drop it')
         cfg['data_seed'] = None
 
+# %% ../nbs/07a_methods.ipynb #361d3538
 def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
     "Refuse `random_below` or `holdout` (each chooses t after training) where it has no effect, both together, or `holdout` beside a given `t`."
     if cfg.get('random_below'):
@@ -213,6 +223,7 @@ def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
         if given.get('t', preset['t']) != preset['t']:      # a run's own config.json (stitchup_test) repeats the preset's t: fine
             raise ValueError(f"--t has no effect with --holdout {cfg['holdout']} (t is chosen on the held-out images); drop one of them")
 
+# %% ../nbs/07a_methods.ipynb #5c550958
 def _check_adaptive(method:str, cfg:dict, preset:dict, given:dict, named:list, own:dict):
     "Refuse adaptive correction where the run corrects no label, beside thresholds the method sets, or beside a given threshold other than the preset's."
     if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
@@ -224,6 +235,7 @@ def _check_adaptive(method:str, cfg:dict, preset:dict, given:dict, named:list, o
         raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
                          "from the correctors' scores); drop it, or pass --correction fixed")
 
+# %% ../nbs/07a_methods.ipynb #6905edc6
 def _thresholds(method:str, cfg:dict, preset:dict, given:dict) -> dict:
     "The run's twelve thresholds: the preset's, then the method entry's, then the options'; all off where it corrects no label (setting one there: refused)."
     named = sorted(k for k in given if k in THRESHOLDS)
@@ -239,6 +251,7 @@ def _thresholds(method:str, cfg:dict, preset:dict, given:dict) -> dict:
     else: th = dict(THRESHOLDS)
     return {**th, **{k: given[k] for k in named}}
 
+# %% ../nbs/07a_methods.ipynb #6d9fe8cd
 @in_python_words
 def resolve(dataset:str='digits',   # a key of PRESETS
             method:str='full',      # a key of METHODS
