@@ -154,6 +154,7 @@ class Peer:
 
     def __repr__(self): return f'{type(self).__name__}({self.name!r}: {self.label}, {self.paper})'
 
+# %% ../nbs/07g_peers.ipynb #b56145bf
 def register_peer(name:str):
     "Class decorator: the `Peer` subclass builds the peer `name` that `METHODS` entries name."
     def add(cls):
@@ -164,6 +165,7 @@ def register_peer(name:str):
         return cls
     return add
 
+# %% ../nbs/07g_peers.ipynb #e8a1e05b
 def make_peer(cfg:dict) -> Peer|None:
     "A fresh `Peer` for a run of `cfg` (a `train_config`), or None for a method without one."
     name = cfg.get('peer')
@@ -173,12 +175,14 @@ def make_peer(cfg:dict) -> Peer|None:
                          f"{', '.join(PEERS)}): define it with @register_peer({name!r}) in a module stitchup_nb.train imports")
     return PEERS[name](cfg)
 
+# %% ../nbs/07g_peers.ipynb #d32a878a
 @register_peer('asl')
 class ASLPeer(Peer):
     "ASL: `AsymmetricLoss` in place of each branch's loss."
     label, paper = 'ASL', 'Ridnik et al., ICCV 2021'
     def loss(self): return AsymmetricLoss(self.cfg['asl_gamma_neg'], self.cfg['asl_gamma_pos'], self.cfg['asl_clip'])
 
+# %% ../nbs/07g_peers.ipynb #29fc5a50
 @register_peer('large_loss')
 class LargeLossPeer(Peer):
     "LL-R: `LargeLossRejection` in place of each branch's loss, told the epoch by `LossEpoch`."
@@ -186,6 +190,7 @@ class LargeLossPeer(Peer):
     def loss(self): return LargeLossRejection(self.cfg['ll_delta_rel'])
     def cbs(self): return [LossEpoch()]
 
+# %% ../nbs/07g_peers.ipynb #8530beb9
 @register_peer('mixup')
 class MixUpPeer(Peer):
     "MixUp on the random branch's batches (`BranchMixUp`)."
