@@ -75,6 +75,7 @@ def shell_quote(arg) -> str:
     a = str(arg)
     return a if re.fullmatch(r'[\w@%+=:,./-]+', a) else "'" + a.replace("'", "'\"'\"'") + "'"
 
+# %% ../nbs/10_console.ipynb #a8045883
 def map_note(table:pd.DataFrame, t:float) -> str:
     "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
     note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
@@ -83,6 +84,7 @@ def map_note(table:pd.DataFrame, t:float) -> str:
         note += f"\nensemble: the two branches' logits, {t:g} × random + {1 - t:g} × balanced"
     return note
 
+# %% ../nbs/10_console.ipynb #fa55f095
 def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
     rec = learn.run_record                  # the pipeline's record of the run (10a_train)
@@ -124,6 +126,7 @@ def summary(learn, table:pd.DataFrame) -> str:
             lines.append(f'  {note}: score the run again with stitchup_test {shell_quote(w)} --overwrite')
     return '\n'.join(lines)
 
+# %% ../nbs/10_console.ipynb #ff2f68bf
 def threshold_words(th:dict) -> str:
     """What fixed thresholds `th` (the twelve of `colearn.THRESHOLDS`) let the correctors change, per class group, in a line:
     why a run's corrections touch some groups only (the paper's VOC setting: head labels on above 0.7, tail labels off below 0.1)."""
@@ -135,6 +138,7 @@ def threshold_words(th:dict) -> str:
         said.append(f"{g} labels switch {' and '.join(how)}" if how else f'{g} labels are never changed')
     return 'the thresholds: ' + '; '.join(said)
 
+# %% ../nbs/10_console.ipynb #76201b48
 def correction_lines(learn) -> list:
     "The summary's lines on label correction: per corrector, the run's counts per batch draw, which epochs they cover, where the per-image counts are."
     cb, names = learn.co_learning, get_model(learn.model).names
