@@ -67,6 +67,7 @@ def _said(func, prog:str):
         print(f'{prog}: {said}', file=sys.stderr, flush=True)
         sys.exit(2)
 
+# %% ../nbs/10b_cli.ipynb #8cf9e3bf
 class _Flag(Param):
     """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
     an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
@@ -79,11 +80,13 @@ class _Flag(Param):
         super().set_default(d)
         if self.negated: self.help = self.help.removesuffix(' (default: True)')
 
+# %% ../nbs/10b_cli.ipynb #0316c7f0
 def flag(name:str) -> Param:
     "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
     o = OPTIONS[name]
     return _Flag((f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help, o.type)
 
+# %% ../nbs/10b_cli.ipynb #3459ab46
 def _flags(func, names, **defaults):
     "`func` (taking `**opts`) with the signature of flags `names`: each declared option's help, type and default (`defaults` override)."
     ps = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=defaults.get(k, OPTIONS[k].cli_default),
@@ -91,10 +94,12 @@ def _flags(func, names, **defaults):
     func.__signature__ = inspect.Signature(ps)
     return func
 
+# %% ../nbs/10b_cli.ipynb #5710d8cd
 def _last_checkpoint(cfg:dict) -> str:
     "The run's last epoch_N.pth, or 'none yet'."
     return str(((checkpoints(Path(cfg['work_dir'])) if cfg['work_dir'] else []) or ['none yet'])[-1])
 
+# %% ../nbs/10b_cli.ipynb #d22c20dc
 def _resume_command(argv:list, keep:bool=False) -> str:
     """The command that continues an interrupted `stitchup_train argv`: the same flags, with `--resume auto` for its --resume
     or --overwrite; `keep`: its own --resume checkpoint stays (a resume from another folder's that saved nothing here yet)."""
@@ -107,6 +112,7 @@ def _resume_command(argv:list, keep:bool=False) -> str:
         out.append(a)
     return ' '.join(map(shell_quote, out + ['--resume', own if keep and own else 'auto']))
 
+# %% ../nbs/10b_cli.ipynb #4c6e9b12
 def _way_on(cfg:dict, argv:list) -> str:
     "What continues an interrupted run: its resume command, or the scoring of its last checkpoint if training had ended."
     if not cfg['work_dir']: return 'nothing was saved (no --work_dir)'
@@ -115,6 +121,7 @@ def _way_on(cfg:dict, argv:list) -> str:
         return f'training had ended; score it with: stitchup_test {shell_quote(cks[-1])}'
     return f'continue with: {_resume_command(argv, keep=not cks)}'
 
+# %% ../nbs/10b_cli.ipynb #8b24e127
 def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
     cfg = None
@@ -151,6 +158,7 @@ def _holds(path:Path, rec:dict) -> bool:
     plain = json.loads(json.dumps(rec))     # a file from before a key was recorded holds `rec` when the keys it has agree; a stamp
     return table == plain['scores'] and all(v == plain.get(k) for k, v in said.items() if k != 'stamp')   # alone: rewritten
 
+# %% ../nbs/10b_cli.ipynb #b64ffd19
 def _held(path:Path) -> str:
     "What the file `path` holds, in words, for a refusal to write over it."
     try: _, said = read_scores(path)
@@ -162,6 +170,7 @@ def _held(path:Path) -> str:
                                                                           if test.get(k))) if test else ''
     return f"the scores of {said.get('checkpoint')} ({e} epoch{'s' * (e != 1)} trained{t}{on})"
 
+# %% ../nbs/10b_cli.ipynb #ff7f1653
 @call_parse
 def stitchup_test(
     checkpoint:str,               # an epoch_N.pth written by stitchup_train, or its work dir (its last epoch_N.pth)
@@ -220,6 +229,7 @@ def _clean_source(source:str, data_seed:int=0) -> tuple:
     split = p.parent/'class_split.pkl'
     return labels, read_class_split(split, labels.shape[1]) if split.exists() else class_groups(labels.sum(0))
 
+# %% ../nbs/10b_cli.ipynb #d8223ceb
 def _check_noise_out(path:Path, src:str):
     "Refuse an `--out` in an appendix folder: a run reading that folder would take a file named like class_freq_0.3noise.pkl for the official labels."
     holds_split = lambda d: any((d/f).is_file() for f in ('class_split.pkl', 'class_freq.pkl'))
@@ -235,6 +245,7 @@ def _check_noise_out(path:Path, src:str):
                               + (f'{path.name} as its official noisy labels' if official else 'it as one of its official files')
                               + f'. Write it elsewhere (e.g. --out {Path("noisy")/path.name}) and train on it with --noise_file')
 
+# %% ../nbs/10b_cli.ipynb #94a08e2c
 _NOISE_KIND, _NOISE_NEG_RATE = flag('noise_kind'), flag('noise_neg_rate')    # the declared help (00_config)
 
 @call_parse
