@@ -47,7 +47,9 @@ def lock_work_dir(work):
         work.mkdir(parents=True, exist_ok=True)
         f = open(work/'.lock', 'a+')
     except OSError as e:
-        raise OSError(e.errno, f'cannot write to work_dir {work} ({e.strerror or e}): pass --work_dir a folder you can write to') from None
+        file = next((p for p in (work, *work.parents) if p.is_file()), None)     # mkdir's 'File exists' reads as if a folder were there
+        why = f'{file} is a file, not a folder' if file else e.strerror or e
+        raise OSError(e.errno, f'cannot write to work_dir {work} ({why}): pass --work_dir a folder you can write to') from None
     try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.seek(0); holder = f.read().strip() or 'another process'
