@@ -56,8 +56,9 @@ __all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_n
 
 # %% ../nbs/10b_cli.ipynb #dd71eed9
 @contextmanager
-def _said(func, prog:str):
-    "Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes one line on stderr and exit status 2."
+def _said(func, prog:str, interrupted:str|None=None):
+    """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
+    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130."""
     try:
         with cli_words(is_cli(func)): yield
     except (ValueError, OSError, pickle.UnpicklingError) as e:
@@ -66,6 +67,10 @@ def _said(func, prog:str):
         if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
         print(f'{prog}: {said}', file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if not (is_cli(func) and interrupted): raise
+        print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)
+        sys.exit(130)
 
 # %% ../nbs/10b_cli.ipynb #8cf9e3bf
 class _Flag(Param):
@@ -121,13 +126,28 @@ def _way_on(cfg:dict, argv:list) -> str:
         return f'training had ended; score it with: stitchup_test {shell_quote(cks[-1])}'
     return f'continue with: {_resume_command(argv, keep=not cks)}'
 
+# %% ../nbs/10b_cli.ipynb #16074aa6
+def _before(cfg:dict) -> dict:
+    "The stamps (`file_stamp`) of the run files an `--overwrite` call would replace, as it starts: {} without --overwrite."
+    if not (cfg['overwrite'] and cfg['work_dir']): return {}
+    work = Path(cfg['work_dir'])
+    return {p: file_stamp(p) for p in (work/'config.json', work/'metrics.json', *checkpoints(work)) if p.is_file()}
+
+def _stands(cfg:dict, argv:list, before:dict) -> str:
+    "Where a run interrupted by Ctrl-C stands: the earlier run an `--overwrite` call had not replaced yet (`before`), else its last checkpoint and the way on."
+    if before and all(p.is_file() and file_stamp(p) == s for p, s in before.items()):
+        return (f"this run wrote nothing: {cfg['work_dir']} still holds the run --overwrite would replace, untouched; run the "
+                'same command again to replace it')
+    return f'last checkpoint: {_last_checkpoint(cfg)}; {_way_on(cfg, argv)}'
+
 # %% ../nbs/10b_cli.ipynb #8b24e127
 def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
-    cfg = None
+    cfg, before = None, {}
     try:
         _stack()
         with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**{**flag_defaults(), **opts})   # checked before anything is written
+        before = _before(cfg)               # what --overwrite would replace, as it stands now
         with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
@@ -140,8 +160,7 @@ def stitchup_train(**opts):
         if not is_cli(stitchup_train): raise
         if cfg is None: print('stitchup_train: interrupted before the run began; nothing was written', file=sys.stderr, flush=True)
         elif rank_distrib() == 0:
-            print(f'stitchup_train: interrupted; last checkpoint: {_last_checkpoint(cfg)}; {_way_on(cfg, sys.argv[1:])}',
-                  file=sys.stderr, flush=True)
+            print(f'stitchup_train: interrupted; {_stands(cfg, sys.argv[1:], before)}', file=sys.stderr, flush=True)
         sys.exit(130)
     if rank_distrib() == 0: print(summary(learn, table))
 
@@ -184,7 +203,7 @@ def stitchup_test(
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     _stack()
-    with _said(stitchup_test, 'stitchup_test'):
+    with _said(stitchup_test, 'stitchup_test', interrupted='nothing was written'):
         ck = run_checkpoint(checkpoint)     # load_run reads it (a crafted or damaged file refused) and checks --t, before any data
         if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
@@ -263,7 +282,7 @@ def stitchup_noise(
 ):
     "Write a noisy-label file (the authors' format) from clean labels and print how noisy it is per class group."
     _stack()
-    with _said(stitchup_noise, 'stitchup_noise'):
+    with _said(stitchup_noise, 'stitchup_noise', interrupted='nothing was written'):
         check_values(dict(noise_rate=noise_rate, noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate,
                           data_seed=data_seed), NOISE_FLAGS)
         given = {k: v for k, v in dict(dataset=dataset, appendix=appendix, data_seed=data_seed).items() if v is not None}

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13c_noise_estimate.ipynb #90533407
 from __future__ import annotations
-import sys, tempfile, time, warnings
+import tempfile, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from .data import LabelledSet, check_labels
 from .files import atomic_write
 from .models import create_model
 from .methods import PRESETS, data_source
-from .config import check_values, cli_words, in_python_words
+from .config import check_values, in_python_words
 from .train import load_benchmark, training_labels
 from .experiments import commit, machine, source_hash
 from .results import RESULTS
@@ -188,7 +188,8 @@ def said(res:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/13c_noise_estimate.ipynb #7328dba8
-from fastcore.script import call_parse, is_cli
+from fastcore.script import call_parse
+from .cli import _said, script_flags      # light: how the console scripts say an error, and their flags
 
 def _writable(folder:Path) -> bool:
     "Whether a file can be made in `folder` (tried: the permission bits do not say it for root, or for /proc)."
@@ -212,26 +213,19 @@ def stitchup_estimate_noise(
     overwrite:bool=False,        # replace an existing --out file
 ):
     "Estimate the noise of a dataset's training labels from the labels alone, to choose a method at that noise."
-    try:
-        with cli_words(is_cli(stitchup_estimate_noise)):
-            if out and check_out(out, [noise_file] if noise_file else []).exists() and not overwrite:     # before the probes run
-                raise FileExistsError(f'--out {out} exists: pass --overwrite to replace it, or another --out')
-            if out and not _writable(Path(out).absolute().parent):
-                raise PermissionError(f'--out {out}: its folder {Path(out).absolute().parent} does not exist or cannot be written: '
-                                      'pass an --out in a folder you can write to')
-            res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
-                                          data_root, appendix, data_seed, folds)
-    except (ValueError, OSError) as e:
-        if not is_cli(stitchup_estimate_noise): raise
-        msg = f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename and e.strerror else e
-        print(f'stitchup_estimate_noise: {msg}', file=sys.stderr, flush=True)
-        sys.exit(2)
+    with _said(stitchup_estimate_noise, 'stitchup_estimate_noise', interrupted='nothing was written'):
+        if out and check_out(out, [noise_file] if noise_file else []).exists() and not overwrite:     # before the probes run
+            raise FileExistsError(f'--out {out} exists: pass --overwrite to replace it, or another --out')
+        if out and not _writable(Path(out).absolute().parent):
+            raise PermissionError(f'--out {out}: its folder {Path(out).absolute().parent} does not exist or cannot be written: '
+                                  'pass an --out in a folder you can write to')
+        res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
+                                      data_root, appendix, data_seed, folds)
     print(said(res))
     table = pd.concat({'estimate': res['estimate'], **({'true': res['true']} if res['true'] is not None else {})}, axis=1)
     if per_class: print(table.round(3).to_string())
     if out: print(f"wrote {atomic_write(out, lambda f: f.write(table.to_csv().encode()))}")
 
-from .cli import script_flags      # light: the console scripts' flags, in either spelling
 script_flags({'stitchup_estimate_noise': stitchup_estimate_noise})
 
 # %% ../nbs/13c_noise_estimate.ipynb #0ca18692

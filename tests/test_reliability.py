@@ -232,3 +232,43 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_continue_it(quick_run, tmp_
     assert f'stitchup_train: interrupted; last checkpoint: {tmp_path/"epoch_1.pth"}; continue with: stitchup_train ' in err, err
     assert err.rstrip().endswith(f'--work_dir {tmp_path} --resume auto') and 'Traceback' not in err, err
     assert (tmp_path/'epoch_1.pth').read_bytes() == good and not (tmp_path/'epoch_2.pth').exists()
+
+
+# a console script run as its entry point does, with one function of its work replaced by Ctrl-C (KeyboardInterrupt)
+CTRL_C_IN = '''
+import importlib, sys
+module, name, script = sys.argv[1:4]
+def ctrl_c(*a, **k): raise KeyboardInterrupt
+setattr(importlib.import_module(module), name, ctrl_c)
+sys.argv = [script, *sys.argv[4:]]
+{script} = getattr(importlib.import_module({where!r}), script)
+{script}()
+'''
+
+# script: (where it is defined, the module and function Ctrl-C stops, its arguments (run: the quick run's copy, out: a new file))
+CTRL_C = {
+    'stitchup_test': ('stitchup_nb.cli', 'stitchup_nb.cli', 'evaluate', lambda run, out: [run/'epoch_2.pth', '--out', out]),
+    'stitchup_noise': ('stitchup_nb.cli', 'stitchup_nb.cli', 'add_noise', lambda run, out: ['--dataset', 'digits-small', '--out', out]),
+    'stitchup_estimate_noise': ('stitchup_nb.noise_estimate', 'stitchup_nb.noise_estimate', 'estimate_training_noise',
+                                lambda run, out: ['--dataset', 'digits-small', '--out', out]),
+    # an --overwrite run stopped while it builds its data: the earlier run it would replace is untouched
+    'stitchup_train': ('stitchup_nb.cli', 'stitchup_nb.train', 'build_learner',
+                       lambda run, out: [*QUICK, '--seed', '1', '--work_dir', run, '--overwrite']),
+}
+
+
+@pytest.mark.parametrize('script', list(CTRL_C))
+def test_ctrl_c_in_each_console_script_is_one_line_and_writes_nothing(script, quick_run, tmp_path):
+    where, module, name, args = CTRL_C[script]
+    run, out = tmp_path/'run', tmp_path/'out.json'
+    shutil.copytree(quick_run[0], run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != '.lock'}
+    driver = tmp_path/'driver.py'; driver.write_text(CTRL_C_IN.format(script=script, where=where))
+    proc = subprocess.run([sys.executable, driver, module, name, script, *map(str, args(run, out))], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 130 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    said = (f'stitchup_train: interrupted; this run wrote nothing: {run} still holds the run --overwrite would replace, '
+            'untouched; run the same command again to replace it') if script == 'stitchup_train' else \
+           f'{script}: interrupted; nothing was written'
+    assert proc.stderr.strip().splitlines()[-1] == said, proc.stderr[-2000:]
+    assert not out.exists() and {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != '.lock'} == before
