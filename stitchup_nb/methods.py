@@ -194,11 +194,15 @@ def _entry_config(dataset:str, method:str, preset:dict) -> dict:
 
 # %% ../nbs/07a_methods.ipynb #896fdfdc
 def _check_source_options(dataset:str, preset:dict, source, given:dict):
-    "Refuse a file option of a preset whose data source reads no files, and another size where the source fixes it."
+    """Refuse a file option of a preset whose data source reads no files, another size where the source fixes it, and other
+    Digits-MLT sizes than the preset's (the source reads its preset's: another is another preset)."""
     if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
         raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
     if source.fixed_size and given.get('size', preset['size']) != preset['size']:
         raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
+    if 'digits' in given and given['digits'] != preset.get('digits'):
+        raise ValueError(f"--digits {given['digits']!r} is not the {dataset} preset's ({preset.get('digits')!r}), which its data "
+                         "source reads: for other sizes, register a preset, e.g. PRESETS['mine'] = dict(PRESETS['digits'], digits=...)")
 
 # %% ../nbs/07a_methods.ipynb #6d05c8a8
 def _data_seed(dataset:str, source, cfg:dict, given:dict):
@@ -270,6 +274,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     _check_t_choice(method, cfg, preset, given)
     cfg.update(_thresholds(method, cfg, preset, given))
     if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
+        OPTIONS['lr_decay_at'].check(cfg['lr_decay_at'], '--lr_decay_at')    # read here, so checked here
         cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if _int(cfg['epochs']) else None
     return cfg
 

@@ -16,6 +16,7 @@ from .models import create_model
 from .methods import PRESETS, data_source
 from .config import check_values, in_python_words
 from .train import load_benchmark, training_labels
+from .checks import NOISE_DEFAULTS
 from .experiments import commit, machine, source_hash
 from .results import RESULTS
 from .runs import check_out
@@ -147,7 +148,7 @@ def _rate(v, flag:str) -> float:
 def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.methods.PRESETS`): whose images and backbone
                             noise_file=None,          # a noisy-label file (`stitchup_noise`, the authors' format); else:
                             noise_rate:float=0.,      # simulated noise on the clean labels (0: the labels as given)
-                            noise_kind:str='flip', noise_seed:int=0, noise_neg_rate:float|None=None,
+                            noise_kind:str|None=None, noise_seed:int|None=None, noise_neg_rate:float|None=None,   # None: flip, 0
                             data_root=None, appendix=None, data_seed:int=0,   # where voc/coco live; the Digits-MLT instance
                             folds:int=5, seed:int=0, device=None) -> dict:
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
@@ -164,6 +165,10 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     if noise_file and noise_rate: raise ValueError('--noise_file and --noise_rate both give the training labels: pass one of them')
     if noise_file and not Path(noise_file).is_file():
         raise FileNotFoundError(f'--noise_file {noise_file}: no such file (make one with stitchup_noise, or pass the authors\' class_freq_*noise.pkl)')
+    if noise_file and (k := next((k for k in ('noise_kind', 'noise_seed', 'noise_neg_rate') if given[k] is not None), None)):
+        raise ValueError(f"--{k} {given[k]} has no effect with --noise_file {noise_file}: the estimate reads that file's labels; "
+                         'drop one of the two')     # as stitchup_train refuses it
+    noise_kind, noise_seed = (NOISE_DEFAULTS[k] if given[k] is None else given[k] for k in ('noise_kind', 'noise_seed'))
     preset = PRESETS[dataset]
     train, _, app = load_benchmark(dataset, data_root, appendix, None, data_seed)
     noisy = training_labels(train, noise_file, noise_rate, noise_kind, noise_seed, app, noise_neg_rate)
@@ -201,8 +206,8 @@ def stitchup_estimate_noise(
     dataset:str='digits',        # a preset: digits, digits-small, voc or coco (their images, backbone and labels)
     noise_file:str=None,         # the training labels from a noisy-label file (stitchup_noise's, or the authors' class_freq_*noise.pkl)
     noise_rate:float=0.,         # or simulated noise at this rate, to check the estimate (0: the dataset's labels as they are)
-    noise_kind:str='flip',       # the simulated noise's kind: flip, missing, extra, asym, cooc
-    noise_seed:int=0,            # the simulated noise's draw
+    noise_kind:str=None,         # the simulated noise's kind: flip (default), missing, extra, asym, cooc
+    noise_seed:int=None,         # the simulated noise's draw (default 0)
     noise_neg_rate:float=None,   # asym only: the share of negatives turned positive
     data_root:str=None,          # voc/coco: the images (default: the data/ layout of data/README.md)
     appendix:str=None,           # voc/coco: the authors' split folder (default: the data/ layout)
