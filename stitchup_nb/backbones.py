@@ -23,8 +23,8 @@ from .sampling import epoch_rng
 from .augment import BatchAug
 
 # %% auto #0
-__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'CPU_ENV', 'Backbone', 'register_backbone', 'get_backbone', 'resnet_body',
-           'digits_cnn', 'cpu_kernels', 'glyph_images', 'pretrain_digits_cnn', 'build_digits_cnn']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'CPU_ENV', 'Backbone', 'register_backbone', 'get_backbone', 'NoWeights',
+           'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images', 'pretrain_digits_cnn', 'build_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #42bb8bfe
 @dataclass(frozen=True)
@@ -88,12 +88,18 @@ def _check_train_stages(train_stages, n:int, what:str) -> int:
                          f'counted from the top); got {train_stages!r}')
     return int(train_stages)
 
-def _no_weights(arch:str, weights, err) -> str:
+class NoWeights(OSError):
+    """The ImageNet weights of a backbone could not be downloaded. `how`: where to copy the file for torchvision to find it;
+    the message adds training from scratch (`--no-pretrained`), which a caller that needs the weights words otherwise."""
+    def __init__(self, how:str):
+        super().__init__(f'{how}, or pass --no-pretrained to train from scratch (random weights)')
+        self.how = how
+
+def _no_weights(arch:str, weights, err) -> NoWeights:
     "What to do when the ImageNet weights of `arch` cannot be downloaded: where torchvision looks for the file, or train from scratch."
     name = os.path.basename(urlparse(weights.url).path)
-    return (f'the ImageNet weights of {arch} ({weights}) could not be downloaded ({err}): copy {name} (from {weights.url}) '
-            f"to {Path(torch.hub.get_dir())/'checkpoints'/name}, where torchvision looks for it, or pass --no-pretrained "
-            'to train from scratch (random weights)')
+    return NoWeights(f'the ImageNet weights of {arch} ({weights}) could not be downloaded ({err}): copy {name} (from {weights.url}) '
+                     f"to {Path(torch.hub.get_dir())/'checkpoints'/name}, where torchvision looks for it")
 
 def resnet_body(arch:str='resnet50', pretrained:bool=True,
                 train_stages:int=1) -> tuple:   # stages that train, from the top: 1 = layer4 (the reference), 5 = all
@@ -105,7 +111,7 @@ def resnet_body(arch:str='resnet50', pretrained:bool=True,
     if weights: weights = torchvision.models.get_model_weights(arch).verify(weights)
     try: net = getattr(torchvision.models, arch)(weights=weights)
     except OSError as e:          # offline: urllib's URLError, a refused connection, a timeout
-        raise OSError(_no_weights(arch, weights, e)) from None
+        raise _no_weights(arch, weights, e) from None
     body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     stages = [nn.Sequential(net.conv1, net.bn1)] + [net.layer1, net.layer2, net.layer3, net.layer4]
     return body, net.fc.in_features, stages[:len(stages) - ts]
