@@ -4,7 +4,7 @@
 
 # %% ../nbs/10b_cli.ipynb #b4594e69
 from __future__ import annotations
-import importlib, inspect, json, pickle, re, sys
+import importlib, inspect, json, pickle, re, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,12 +55,28 @@ def __getattr__(name:str):
 __all__ = ['stitchup_train', 'NOISE_FLAGS', 'flag', 'stitchup_test', 'stitchup_noise', 'argv_flags', 'script_flags']
 
 # %% ../nbs/10b_cli.ipynb #dd71eed9
+import stitchup_nb
+_KIT = Path(stitchup_nb.__file__).resolve().parent     # the package's folder: where the kit's own warnings come from
+
+@contextmanager
+def _console_warnings(prog:str|None):
+    """Under console script `prog`, the kit's own warnings as one line each, '{prog}: warning: ...', not Python's file, line
+    and source line (which, in a console, name the kit's internals); other libraries' warnings as Python shows them."""
+    if prog is None: yield; return
+    show = warnings.showwarning
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if not Path(filename).resolve().is_relative_to(_KIT): return show(message, category, filename, lineno, file, line)
+        print(f'{prog}: warning: {message}', file=file or sys.stderr, flush=True)
+    warnings.showwarning = one_line
+    try: yield
+    finally: warnings.showwarning = show
+
 @contextmanager
 def _said(func, prog:str, interrupted:str|None=None):
     """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
     one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130."""
     try:
-        with cli_words(is_cli(func)): yield
+        with cli_words(is_cli(func)), _console_warnings(prog if is_cli(func) else None): yield
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         if not is_cli(func): raise
         said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
