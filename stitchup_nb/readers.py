@@ -4,7 +4,7 @@
 
 # %% ../nbs/00e_readers.ipynb #b3d7a2e6
 from __future__ import annotations
-import contextlib, io, json, math, re, warnings
+import contextlib, io, json, math, os, re, warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,18 +63,37 @@ def read_ids(path) -> list:
     if (k > 1).any(): raise ValueError(f'{path}: ids listed more than once: {u[k > 1][:5].tolist()}')
     return ids
 
-# %% ../nbs/00e_readers.ipynb #2939cf38
+# %% ../nbs/00e_readers.ipynb #9d4f2b61
 VOC_CLASSES = tuple('aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse '
                     'motorbike person pottedplant sheep sofa train tvmonitor'.split())
-_VOC_LAYOUT = 'a VOC year folder such as data/voc/VOCdevkit/VOC2012 holding JPEGImages/, Annotations/, ImageSets/Main/'
+
+def _voc_objects(xml:Path) -> list:
+    "The `<object>` children of `<annotation>` in the VOC file `xml`, once the file is seen to hold no object elsewhere."
+    try: root = ET.parse(xml).getroot()
+    except ET.ParseError as e: raise ValueError(f'{xml}: not valid XML ({e})') from None
+    if root.tag != 'annotation':
+        fix = 'remove its xmlns attribute' if root.tag.endswith('}annotation') else 'put the VOC annotation of that image there'
+        raise ValueError(f'{xml}: the root element is <{root.tag}>; expected <annotation>, without a namespace, as VOC writes it: {fix}')
+    objects = root.findall('object')
+    if len(objects) < sum(1 for _ in root.iter('object')):
+        inside = next(p.tag for p in root.iter() if p is not root and p.find('object') is not None)
+        raise ValueError(f'{xml}: an <object> lies inside <{inside}>; objects must be children of <annotation>, '
+                         'as VOC writes them: move it there')
+    return objects
 
 def _voc_labels(xml:Path, id_:str) -> np.ndarray:
+    "The label row of image `id_` from its annotation `xml`: the class of each object positive."
     if not xml.is_file(): raise FileNotFoundError(f'{xml}: no annotation for image id {id_!r}')
-    try: names = [(o.findtext('name') or '').strip() for o in ET.parse(xml).getroot().findall('object')]
-    except ET.ParseError as e: raise ValueError(f'{xml}: not valid XML ({e})') from None
+    names = [(o.findtext('name') or '').strip() for o in _voc_objects(xml)]
+    if '' in names:
+        raise ValueError(f'{xml}: object {names.index("") + 1} of {len(names)} has no <name> (or an empty one); '
+                         'give every <object> a <name> holding its VOC class')
     if unknown := sorted(set(names) - set(VOC_CLASSES)):
         raise ValueError(f'{xml}: unknown class {unknown}; VOC classes are {", ".join(VOC_CLASSES)}')
     return np.isin(VOC_CLASSES, names).astype(np.uint8)
+
+# %% ../nbs/00e_readers.ipynb #2939cf38
+_VOC_LAYOUT = 'a VOC year folder such as data/voc/VOCdevkit/VOC2012 holding JPEGImages/, Annotations/, ImageSets/Main/'
 
 def _load(s:LabelledSet, size, on_bad, cache=False) -> LabelledSet:
     "Cache `s` at `size` (on disk too unless `cache` is False), or keep it on disk (checked first when bad images are to be skipped)."
@@ -130,6 +149,14 @@ def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
     if not _is_num(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
     if bad := [k for k in ('iscrowd', 'ignore') if k in a and a[k] not in (0, 1)]: return f'{bad[0]} must be 0 or 1, got {a[bad[0]]!r:.40}'
 
+# %% ../nbs/00e_readers.ipynb #c6d1a803
+def _shared(pairs) -> tuple|None:
+    "The first value that two or more of the (value, id) `pairs` share, the ids sharing it, and how many values are shared; or None."
+    ids = {}
+    for v, i in pairs: ids.setdefault(v, []).append(i)
+    shared = [(v, i) for v, i in ids.items() if len(i) > 1]
+    return (*shared[0], len(shared)) if shared else None
+
 # %% ../nbs/00e_readers.ipynb #dd0b4e7a
 def _check_coco(d, ann_file):
     "Every field `coco_set` reads, checked before pycocotools indexes `d`; errors name the entry's id and the file."
@@ -148,8 +175,16 @@ def _check_coco(d, ann_file):
     for e in d['images']:
         if not isinstance(f := e['file_name'], str) or not f or Path(f).is_absolute() or '..' in Path(f).parts:
             raise ValueError(f'{ann_file}: image id {e["id"]} has file_name {f!r:.60}; expected a file name inside the image folder')
+    if s := _shared((os.path.normpath(e['file_name']), e['id']) for e in d['images']):
+        many = f' ({s[2]} file names are each listed more than once)' if s[2] > 1 else ''
+        raise ValueError(f'{ann_file}: image ids {s[1][:5]} share the file_name {s[0]!r:.60}{many}; one image would get a label row '
+                         'per entry: keep one entry per file and give its id to the annotations of the others')
     for e in d['categories']:
         if not isinstance(e['name'], str): raise ValueError(f'{ann_file}: category id {e["id"]} has name {e["name"]!r:.40}; expected a string')
+        if not e['name'].strip(): raise ValueError(f'{ann_file}: category id {e["id"]} has an empty name; give it its class name')
+    if s := _shared((c['name'].strip(), c['id']) for c in d['categories']):
+        raise ValueError(f'{ann_file}: category ids {s[1][:5]} share the name {s[0]!r:.40}; one class would get a label column per '
+                         'category: give each its own name, or keep one and give its id to the annotations of the others')
     imgs, cats = {e['id'] for e in d['images']}, {c['id'] for c in d['categories']}
     for a in d['annotations']:
         if err := _coco_ann_error(a, imgs, cats): raise ValueError(f'{ann_file}: annotation id {a["id"]}: {err}; fix or remove that annotation')

@@ -137,6 +137,12 @@ def no_network(*a, **k):
     import urllib.error
     raise urllib.error.URLError('[Errno -3] Temporary failure in name resolution (no network)')
 
+def nest_first_object(xml):
+    "VOC XML text with its first <object> moved inside an <objects> element."
+    return xml.replace('<object>', '<objects><object>', 1).replace('</object>', '</object></objects>', 1)
+
+PART = '<part><name>head</name><bndbox><xmin>2</xmin><ymin>2</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></part>'
+
 def rand(shape, dtype=np.uint8, hi=256): return np.random.default_rng(0).integers(0, hi, shape).astype(dtype)
 
 def shape_is(shape): return lambda r, env: r.items.shape == shape
@@ -263,6 +269,22 @@ CASES = [
     Case('xml-no-objects', 'an XML file without objects', lambda e: do(write(e.xml(1), voc_xml([])), voc_set(e.voc12)),
          Warns('1 of 12 images have no objects', lambda r, e: r.labels[1].sum() == 0 and len(r) == 12),
          BAD + 'test_xml_without_objects_gives_zero_row_and_warning'),
+    Case('xml-namespaced-root', 'an XML whose root is <annotation xmlns="http://x"> (its objects are namespaced too)',
+         lambda e: do(write(e.xml(1), voc_xml([('dog', False)]).replace('<annotation>', '<annotation xmlns="http://x">')), voc_set(e.voc12)),
+         Raises(ValueError, '2008_000002.xml', 'root element is <{http://x}annotation>', 'expected <annotation>', 'remove its xmlns')),
+    Case('xml-other-root', 'an XML whose root is <annotations>', lambda e: do(write(e.xml(1), '<annotations/>'), voc_set(e.voc12)),
+         Raises(ValueError, '2008_000002.xml', 'root element is <annotations>', 'expected <annotation>', 'the VOC annotation of that image')),
+    Case('xml-nested-object', 'an <object> inside <objects> (not a child of <annotation>)',
+         lambda e: do(write(e.xml(1), nest_first_object(voc_xml([('dog', False), ('cat', False)]))), voc_set(e.voc12)),
+         Raises(ValueError, '2008_000002.xml', 'an <object> lies inside <objects>', 'children of <annotation>')),
+    Case('xml-object-without-name', 'an <object> without <name>',
+         lambda e: do(write(e.xml(1), voc_xml([('dog', False), ('cat', False)]).replace('<name>cat</name>', '')), voc_set(e.voc12)),
+         Raises(ValueError, '2008_000002.xml', 'object 2 of 2 has no <name>', 'give every <object> a <name>')),
+    Case('xml-object-empty-name', 'an <object> whose <name> is blank', lambda e: do(write(e.xml(1), voc_xml([(' ', False)])), voc_set(e.voc12)),
+         Raises(ValueError, '2008_000002.xml', 'object 1 of 1 has no <name>')),
+    Case('xml-person-parts', "a person with VOC's layout <part>s (head, hand): real files, read as before",
+         lambda e: do(write(e.xml(1), voc_xml([('person', False)]).replace('</bndbox></object>', f'</bndbox>{PART}</object>')), voc_set(e.voc12)),
+         Works(lambda r, e: r.labels[1].tolist() == [int(c == 'person') for c in r.classes])),
 
     # -- COCO JSON
     Case('coco-json-no-annotations', "a COCO file without the 'annotations' list",
@@ -280,6 +302,19 @@ CASES = [
     Case('coco-json-broken', 'a COCO file that is not JSON',
          lambda e: coco_set(write(e.coco_json(), '{"images": ['), e.coco['root']/'val2017'),
          Raises(ValueError, 'instances_val2017.json', 'not a JSON file'), BAD + 'test_coco_not_json'),
+    Case('coco-json-file-name-shared', 'two images with one file_name (the same pixels, two label rows)',
+         lambda e: coco_set(e.edit_coco(lambda d: d['images'][1].update(file_name='./' + d['images'][0]['file_name'])), e.coco['root']/'val2017'),
+         Raises(ValueError, 'instances_val2017.json', 'image ids [', 'share the file_name', 'keep one entry per file')),
+    Case('coco-json-category-name-shared', "two categories named 'person'",
+         lambda e: coco_set(e.edit_coco(lambda d: d['categories'][1].update(name='person')), e.coco['root']/'val2017'),
+         Raises(ValueError, 'instances_val2017.json', "category ids [1, 2] share the name 'person'", 'give each its own name')),
+    Case('coco-json-category-name-empty', 'a category with an empty name',
+         lambda e: coco_set(e.edit_coco(lambda d: d['categories'][0].update(name='')), e.coco['root']/'val2017'),
+         Raises(ValueError, 'instances_val2017.json', 'category id 1 has an empty name', 'class name')),
+    Case('coco-json-annotation-id-shared', 'two annotations with one id (labels are built per image: the same labels)',
+         lambda e: coco_set(e.edit_coco(lambda d: d['annotations'][1].update(id=d['annotations'][0]['id']), 'train2017'),
+                            e.coco['root']/'train2017'),
+         Works(lambda r, e: (r.labels == e.coco['train2017']['labels']).all())),
 
     # -- appendix files that disagree
     Case('appendix-n-disagrees', 'img_id.txt lists 8 ids, the label files hold 10 rows',
