@@ -15,7 +15,7 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
 from .methods import PRESETS, method_words
-from .runs import checkpoints, scores_note
+from .runs import checkpoints, file_names, scores_note
 from .checkpoints import MetricsJSON, TrainedEpoch
 
 # %% auto #0
@@ -118,7 +118,7 @@ def summary(learn, table:pd.DataFrame) -> str:
     if cfg['work_dir']:
         w = Path(cfg['work_dir'])
         cks = checkpoints(w)
-        span = 'epoch_N.pth' if not cks else cks[0].name if len(cks) == 1 else f'{cks[0].name}..{cks[-1].name}'
+        span = file_names(cks) or 'epoch_N.pth'
         lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
                   f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
                   '  metrics.json       per-epoch rows and this table']

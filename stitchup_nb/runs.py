@@ -12,10 +12,12 @@ from .files import temporary_target
 
 
 # %% auto #0
-__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'lock_work_dir', 'is_kit_file', 'check_out', 'forget_work_dir',
-           'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores', 'scores_note']
+__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'file_names', 'lock_work_dir', 'is_kit_file', 'check_out',
+           'forget_work_dir', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores', 'scores_note']
 
 # %% ../nbs/07c_runs.ipynb #1f639315
+_EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
+
 def run_files(work) -> list:
     "The files of a run in `work`: config.json, metrics.json, test_metrics.json and its epoch_N.pth checkpoints."
     work = Path(work)
@@ -24,7 +26,7 @@ def run_files(work) -> list:
 
 def checkpoints(work) -> list:
     "The `epoch_N.pth` files in `work`, by N (other .pth files, e.g. a user's epoch_best.pth, are not the run's)."
-    found = [(int(m[1]), p) for p in Path(work).glob('epoch_*.pth') if (m := re.fullmatch(r'epoch_(\d+)\.pth', p.name))]
+    found = [(int(m[1]), p) for p in Path(work).glob('epoch_*.pth') if (m := re.fullmatch(_EPOCH, p.name))]
     return [p for _, p in sorted(found)]
 
 def run_checkpoint(path) -> Path:
@@ -38,6 +40,18 @@ def run_checkpoint(path) -> Path:
                                 f'pass one of them, e.g. {path/runs[0]}')
     raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint yet (stitchup_train writes one per epoch): '
                             'wait for its first epoch, or pass a checkpoint or another run')
+
+# %% ../nbs/07c_runs.ipynb #12d81083
+def file_names(paths) -> str:
+    "The names of a run's files for a message: the others by name, then the `epoch_N.pth` in epoch order, consecutive ones as one span."
+    eps = sorted((int(m[1]), p.name) for p in map(Path, paths) if (m := re.fullmatch(_EPOCH, p.name)))
+    out, i = [Path(p).name for p in paths if not re.fullmatch(_EPOCH, Path(p).name)], 0
+    while i < len(eps):
+        j = i
+        while j + 1 < len(eps) and eps[j + 1][0] == eps[j][0] + 1: j += 1
+        out.append(eps[i][1] if i == j else f'{eps[i][1]}..{eps[j][1]}')
+        i = j + 1
+    return ', '.join(out)
 
 # %% ../nbs/07c_runs.ipynb #8579ccc3
 def lock_work_dir(work):
@@ -91,7 +105,7 @@ def check_out(out, inputs=(),        # files the call reads (a file), or folders
         raise NotADirectoryError(f'--out {out}: {up} is a file, not a folder: pass a path in a folder')
     if (d := next((Path(p) for p in inputs if Path(p).is_dir() and out.resolve().is_relative_to(Path(p).resolve())), None)):
         raise FileExistsError(f'--out {out} is in {d}, a folder this call reads from: choose another --out')
-    if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(r'epoch_\d+\.pth', out.name) or \
+    if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(_EPOCH, out.name) or \
        out.resolve() in {Path(p).resolve() for p in inputs}:
         raise FileExistsError(f'--out {out} would overwrite an input or a file of the run, or be taken for one: choose another --out')
     d = out.parent
@@ -116,14 +130,14 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
     is never deleted). Returns the files an `overwrite` replaces; the caller deletes them once the new run is built, every
     option and the data checked (`run_training`), so a call refused on the way deletes nothing."""
     for t in Path(work).glob('*.tmp'):          # a write killed mid-way (kill -9) left its temporary: the lock says no one writes now
-        if (name := temporary_target(t.name)) and (name in _KIT_JSON or re.fullmatch(r'epoch_\d+\.pth', name)): t.unlink()
+        if (name := temporary_target(t.name)) and (name in _KIT_JSON or re.fullmatch(_EPOCH, name)): t.unlink()
     found = run_files(work)
     if not found or resume == 'auto' or (resume and Path(resume).resolve().parent == Path(work).resolve()): return []
     if resume:      # a checkpoint of another folder, resumed into one that holds a run: its files would describe two runs
-        raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}), and --resume {resume} '
+        raise FileExistsError(f'work_dir {work} already holds a run ({file_names(found)}), and --resume {resume} '
                               "is another folder's checkpoint: resume it into its own folder or into an empty --work_dir")
     if not overwrite:
-        raise FileExistsError(f'work_dir {work} already holds a run ({", ".join(p.name for p in found)}): pass --resume auto '
+        raise FileExistsError(f'work_dir {work} already holds a run ({file_names(found)}): pass --resume auto '
                               'to continue it, --overwrite to replace it, or another --work_dir')
     if foreign := [p.name for p in found if not is_kit_file(p)]:
         raise FileExistsError(f'work_dir {work}: --overwrite deletes only the files a run of the kit wrote, and {", ".join(foreign)} '
