@@ -210,6 +210,16 @@ def paper_labels_note(cfg:dict) -> str|None:
             f"noisy labels), so this run trains on simulated {cfg.get('noise_kind')} noise {r}, not on the paper's labels; to "
             'reproduce the paper, put the authors\' file there (data/README.md)')
 
+# %% ../nbs/10a_train.ipynb #e10de575
+_SMOKE = {'arch': 'resnet18', 'pretrained': False, 'size': 64, 'data_factor': 1, 'epochs': 1}    # a voc/coco path on a CPU, in minutes
+
+def _cpu_note(cfg:dict, steps:int) -> str:
+    "What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags it does not pass yet."
+    flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if cfg.get(k) != v)
+    return (f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
+            'CPU an epoch may take many minutes, and the step lines below say how long'
+            + (f'. A smoke test of this path on a CPU: {flags}' if flags else ''))
+
 # %% ../nbs/10a_train.ipynb #2b96718c
 @in_python_words
 def run_training(cfg:dict) -> tuple:
@@ -248,9 +258,7 @@ def run_training(cfg:dict) -> tuple:
             if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f', --{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
-            print(worded(f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {len(learn.dls.train)} steps an epoch); "
-                         'on this CPU an epoch may take many minutes, and the step lines below say how long. A smoke test of '
-                         'this path on a CPU: --arch resnet18 --no-pretrained --size 64 --data_factor 1 --epochs 1'), flush=True)
+            print(worded(_cpu_note(cfg, len(learn.dls.train))), flush=True)
         t0 = time.time()
         with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
