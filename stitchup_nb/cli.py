@@ -313,6 +313,10 @@ def stitchup_noise(
                              ': only a Digits-MLT instance is drawn from a seed') + '; drop it')
         data_seed = data_seed or 0
         src = source or (dataset if not ds.reads_files else appendix or PRESETS[dataset]['appendix'])
+        if ds and ds.reads_files and not Path(src).is_dir():    # what an appendix folder holds, and where it was looked for
+            try: read_appendix(src)
+            except FileNotFoundError as e:
+                raise FileNotFoundError(f"{e} (--appendix {src}{'' if appendix else ', the preset default, from the current folder'})") from None
         path = Path(out or noisy_fname(noise_rate))
         if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
