@@ -42,7 +42,8 @@ RUNS = [   # name, method, precision: the first run of a set decodes the JPEGs, 
     ('compiled', 'full', 'auto')]
 COMPILED = ('compiled',)   # runs whose backbones are compiled (stitchup_nb.speed.compile_bodies): inductor on a GPU, on a CPU
                            # dynamo's `eager` backend (the capture path, without code generation)
-BASELINE = ('the kit before its GPU-first changes (the December 4 version, measured on one H200, torch 2.11, a synthetic set of the same size and format, 8 epochs, `--no-pretrained`): '
+BASELINE = ('the baseline these runs are measured against, the kit without the decoded-image cache, the parallel decoding and the '
+            'on-device training step (one H200, torch 2.11, a synthetic set of the same size and format, 8 epochs, `--no-pretrained`): '
             'full method 120 s end to end in fp32 (82 s training, 9-11 s an epoch), 90 s in bf16 + channels-last (56 s training, '
             '6 s an epoch), the GPU idle for the first 34-40 s; BCE 43 s (16 s training)')
 TINY = dict(arch='resnet18', size=32, data_factor=1, bs=8)   # --tiny: the smallest run of the reference's model family
