@@ -10,6 +10,7 @@ from .config import _int, _num, check_values, in_python_words, values_by
 from .readers import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
+from .methods import PRESETS
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 REGISTERS = (noise, backbones)   # imported for what they register: the noise kinds --noise_kind names, the asym pair's check; the backbones --arch names
@@ -64,7 +65,10 @@ def check_config(cfg:dict, flags=()) -> dict:
     check_thresholds(name, **{k: cfg[k] for k in THRESHOLDS})
     n = get_backbone(cfg['arch']).stages          # registered: `arch` passed its rule above
     if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
-        raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}")
+        preset = PRESETS.get(cfg.get('dataset'), {}).get('train_stages')      # a backbone of fewer stages than the preset's own
+        raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}"
+                         + (f" (the {cfg['dataset']} preset's: pass {name('train_stages')} 1..{n} with this backbone)"
+                            if cfg['train_stages'] == preset else ''))
     if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
         raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
     names = ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']]

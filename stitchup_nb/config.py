@@ -12,10 +12,10 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
-           'DEFAULT_LOSS', 'DATA_PATHS', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'SETUP_VAR', 'count', 'number',
+           'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number',
            'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by',
-           'flag_defaults', 'options_for', 'RunConfig', 'run_config', 'cli_words', 'worded', 'in_python_words',
-           'run_setup']
+           'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
+           'in_python_words', 'run_setup']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -103,7 +103,14 @@ OPTIONS:dict = {}      # an option's name -> its `Option`, in declaration order 
 CHECKS:list = []       # checks across options (e.g. asym noise needs its negative rate): f(opts, name) raising ValueError
 
 def option(name:str, default=None, rule=None, help:str='', **kw) -> Option:
-    "Declare option `name` (see `Option`). Declaring it again the same way (a notebook and its module) replaces it; otherwise refused."
+    """Declare option `name` (see `Option`). Declaring it again the same way (a notebook and its module) replaces it; otherwise
+    refused. A flag (`flag=True`, the default) without `type` takes its default's (a flag's value arrives as text); with no
+    default to read it from, it is refused."""
+    if kw.get('flag', True) and kw.get('type') is None:
+        if not isinstance(default, (bool, int, float, str)):
+            raise ValueError(f'option {name!r}: a flag of stitchup_train needs its type (type=float, int, str or bool: its value '
+                             'arrives as text), or flag=False for an option set from Python only')
+        kw['type'] = type(default)
     o = Option(name, default, rule, help, **kw)
     old = OPTIONS.get(name)
     if old is not None and old._words() != o._words():
@@ -150,10 +157,16 @@ DATA_PATHS = {   # where data/README.md puts each real dataset: the readers' and
     'coco': dict(data_root='data/coco', appendix='data/appendix/coco/longtail2017'),
 }
 
+SETUP_VAR = 'STITCHUP_SETUP'    # the environment variable naming the setup scripts `import stitchup_nb` runs
+
+def known_once(what:str) -> str:
+    "What a refusal of an unknown name adds: `what` (a method a script adds, ...) is known once its script has run (`SETUP_VAR`)."
+    return f'{what} is known once that script has run in this process: {SETUP_VAR}=script.py for a console script or a tool'
+
 def _backbone_words() -> str:
     "The registered backbones, and how to add one: what an unknown `arch` is told (the option's rule, `create_model`)."
     return (f'one of {", ".join(BACKBONES) or "(none registered yet: the module stitchup_nb.backbones registers them)"}, the registered backbones '
-            '(add one with @register_backbone from stitchup_nb.backbones, before the run is configured)')
+            f"(add one with @register_backbone from stitchup_nb.backbones; {known_once('one a script registers')})")
 
 PRECISIONS = {   # --precision: what each means (07e_speed)
     'auto': 'bf16 with channels-last images on a CUDA device, fp32 elsewhere',
@@ -185,8 +198,8 @@ _o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing n
   'a class_freq_{rate}noise.pkl to train on (then no other noise option applies)', type=str, by='noise')
 _o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at this rate where the appendix has them, else simulated '
   'noise (0: clean; default 0.5)', type=float, by='noise')
-_o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS, lambda: f'one of {", ".join(NOISE_KINDS)} (a kind registered from a script with '
-                                       '@noise_kind is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')), 'simulated noise (default flip): flip (positives moved to other classes), '
+_o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS, lambda: f'one of {", ".join(NOISE_KINDS)} '
+                                       f"({known_once('a kind a script registers with @noise_kind')})")), 'simulated noise (default flip): flip (positives moved to other classes), '
   'missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to '
   'co-occurring classes)', type=str, by='noise')
 _o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
@@ -370,8 +383,6 @@ def in_python_words(f):
     return _f
 
 # %% ../nbs/00_config.ipynb #5062e73d
-SETUP_VAR = 'STITCHUP_SETUP'    # the environment variable naming the setup scripts `import stitchup_nb` runs
-
 @contextmanager
 def _in_setup(e:str):
     "An error the setup script `e` raises, noted as coming from it (a module it lacks is named as such)."

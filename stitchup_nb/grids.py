@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .methods import METHODS, PRESETS
-from .config import OPTIONS, SEED_MAX, count, number
+from .config import OPTIONS, SEED_MAX, count, known_once, number
 from .noise import NOISE_KINDS     # config's table of kinds, which importing noise fills with the kit's
 
 # %% auto #0
@@ -165,8 +165,7 @@ def check_cells(cells, where:str='cells') -> list:
         if not (_seq(c) and len(c) == 2): raise ValueError(f'{where}: {c!r} is not a (noise kind, rate) pair')
         kind, rate = c
         if not isinstance(kind, str) or kind not in NOISE_KINDS:
-            raise ValueError(f"{where}: no noise kind {kind!r}; the kinds are {', '.join(NOISE_KINDS)} (a kind a script registers "
-                             'with @noise_kind is known once it has run: STITCHUP_SETUP=script.py for the tools)')
+            raise ValueError(f"{where}: no noise kind {kind!r}; the kinds are {', '.join(NOISE_KINDS)} ({known_once('a kind a script registers with @noise_kind')})")
         if not _RATE[0](rate): raise ValueError(f'{where}: the rate of {kind} must be {_RATE[1]}, got {rate!r}')
         if (kind, float(rate)) in out: raise ValueError(f'{where}: {kind} {rate:g} is given twice')
         out.append((kind, float(rate)))
@@ -184,8 +183,7 @@ def check_fresh(spec:dict, where:str='spec') -> dict:
     field = lambda k: f'{where} field {k!r}'
     def method(n, k):
         if not isinstance(n, str) or n not in METHODS:
-            raise ValueError(f"{field(k)}: no method {n!r}; the methods are {', '.join(METHODS)} (a method a script adds to "
-                             'METHODS is known once it has run: STITCHUP_SETUP=script.py for the tools)')
+            raise ValueError(f"{field(k)}: no method {n!r}; the methods are {', '.join(METHODS)} ({known_once('a method a script adds to METHODS')})")
         return n
     m, b = method(spec['method'], 'method'), spec['baselines']
     if not _seq(b) or not b: raise ValueError(f"{field('baselines')} must be a non-empty list of METHODS names, got {b!r}")

@@ -5,7 +5,7 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, maybe, number, one_of, option,
+from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, known_once, maybe, number, one_of, option,
                                 values_by, DATA_PATHS)
 
 # %% auto #0
@@ -170,10 +170,12 @@ def _check_used(method:str, cfg:dict, given:dict, base:dict):
 
 # %% ../nbs/07a_methods.ipynb #b0c756c6
 def _entries(dataset:str, method:str) -> tuple:
-    "The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an undeclared one: refused."
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
-    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} (a method a script '
-                                               'adds to METHODS is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')
+    """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an
+    undeclared one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
+    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r} '
+                                                f"({known_once('a preset a script adds to PRESETS')})")
+    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} '
+                                               f"({known_once('a method a script adds to METHODS')})")
     preset, source = PRESETS[dataset], data_source(dataset)
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
         raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
@@ -181,6 +183,11 @@ def _entries(dataset:str, method:str) -> tuple:
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
                          "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
+    for name, entry in ((f'PRESETS[{dataset!r}]', preset), (f'METHODS[{method!r}]', METHODS[method])):
+        if k := next((k for k, v in entry.items() if k in OPTIONS and OPTIONS[k].by == 'flag' and v != OPTIONS[k].default), None):
+            raise ValueError(f"{name} sets {k} {entry[k]!r}, an option its flag sets for every run (--{k}, default "
+                             f"{OPTIONS[k].default!r}), so the entry's value would be lost: drop it, and pass {k}={entry[k]!r} "
+                             "(the flag) to the runs that need it")
     return preset, source
 
 # %% ../nbs/07a_methods.ipynb #1d78840d

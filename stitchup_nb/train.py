@@ -13,7 +13,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, RunConfig, check_values, flag_defaults, in_python_words, options_for, run_config, worded
+from .config import OPTIONS, RunConfig, check_values, flag_defaults, in_python_words, known_once, options_for, run_config, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .loaders import stitch_dls
@@ -21,7 +21,7 @@ from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
-from .methods import METHODS, PRESETS, data_source, resolve, unused_options
+from .methods import METHODS, PRESETS, _entries, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import checkpoints, forget_work_dir, _KIT_JSON, lock_work_dir, prepare_work_dir, run_checkpoint
 from .checkpoints import (METRICS_NOTES, MOVABLE, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
@@ -106,9 +106,11 @@ def train_config(**overrides) -> RunConfig:
     known = set(OPTIONS) | set(resolve()) | set(RECORDED)
     overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
+        given = {**flag_defaults(), **overrides}
+        _entries(given['dataset'], given['method'])     # an unregistered preset or method first: the options may be its own
         said = ', '.join(repr(k) + ''.join(f' (did you mean {m!r}?)' for m in difflib.get_close_matches(k, known, 1)) for k in bad)
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
-                         'one a script declares with stitchup_nb.config.option is known once that script has run in this process: STITCHUP_SETUP=script.py for a console script)')
+                         f"{known_once('one a script declares with stitchup_nb.config.option')})")
     cfg = resolve(**{**flag_defaults(), **overrides})
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
