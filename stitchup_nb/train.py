@@ -216,8 +216,11 @@ def paper_labels_note(cfg:dict) -> str|None:
 _SMOKE = {'arch': 'resnet18', 'pretrained': False, 'size': 64, 'data_factor': 1, 'epochs': 1}    # a voc/coco path on a CPU, in minutes
 
 def _cpu_note(cfg:dict, steps:int) -> str:
-    "What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags it does not pass yet."
-    flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if cfg.get(k) != v)
+    """What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags that would make it lighter (a
+    larger ResNet, pretrained weights to download, larger images, more data or epochs; not a smaller run's)."""
+    heavier = lambda k, v: (cfg.get(k) != v and str(cfg.get(k)).startswith('resnet') if k == 'arch' else
+                            cfg.get(k) is not False if k == 'pretrained' else isinstance(cfg.get(k), (int, float)) and cfg[k] > v)
+    flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if heavier(k, v))
     return (f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
             'CPU an epoch may take many minutes, and the step lines below say how long'
             + (f'. A smoke test of this path on a CPU: {flags}' if flags else ''))
