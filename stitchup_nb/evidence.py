@@ -21,14 +21,17 @@ from .train import load_benchmark, run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import _result_row, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, cut_line, run_config, torch_threads
+from .grids import GRIDS
+from .methods import METHODS
 
 # %% auto #0
 __all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_RATES', 'PARTS', 'fp_env_in_force',
            'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps',
            'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint',
            'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay', 'arithmetics',
-           'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp']
+           'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp', 'read_rows',
+           'row_mismatch', 'check_rows']
 
 # %% ../nbs/12b_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -183,9 +186,16 @@ def row_fingerprints(row, fps:dict) -> set:
     return {f for a in arithmetics(fps) if (f := row_fingerprint(row, a)) is not None}
 
 def load_fingerprints(path=None) -> dict:
-    "The committed fingerprints (empty parts when the file does not exist yet)."
+    "The committed fingerprints (empty parts when the file does not exist yet); a damaged file is named."
     p = Path(path or FINGERPRINTS)
-    return json.loads(p.read_text()) if p.is_file() else {'methods': {}, 'noise': {}, 'data': {}}
+    if not p.is_file(): return {'methods': {}, 'noise': {}, 'data': {}}
+    try: fps = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f'{p}: damaged fingerprints file, not valid JSON ({e}): restore it (git checkout {p.name}), or '
+                         'compute it again with tools/fingerprints.py') from None
+    if not isinstance(fps, dict): raise ValueError(f'{p}: not a fingerprints file (a JSON object of parts expected, got a '
+                                                   f'{type(fps).__name__}): restore it, or compute it again with tools/fingerprints.py')
+    return fps
 
 def current_mask(df:pd.DataFrame, fps:dict|None=None) -> pd.Series:
     """Which rows of `df` the current code makes: their `fingerprint` is one `row_fingerprints` gives under `fps` (the
@@ -202,3 +212,65 @@ def current_rows(df:pd.DataFrame, fps:dict|None=None) -> pd.DataFrame:
 def stamp(df:pd.DataFrame, fps:dict) -> pd.DataFrame:
     "`df` with each row's `fingerprint` under `fps` (None where a part is missing)."
     return df.assign(fingerprint=[row_fingerprint(r, fps) for _, r in df.iterrows()])
+
+# %% ../nbs/12b_evidence.ipynb #4054ca09
+_CSV_TYPES = {k: str for k in ('extra', 'config', 'source_hash', 'commit', 'torch', 'machine', 'fingerprint')}   # never numbers
+
+def read_rows(path) -> pd.DataFrame:
+    "The results CSV `path` as a DataFrame; a cut-off last line or a line the reader cannot parse is refused, naming the file."
+    if n := cut_line(path):
+        raise ValueError(f'{path}: line {n}, its last, is cut off (no end of line: a write was interrupted?): complete that '
+                         'line or remove it')
+    try: return pd.read_csv(path, dtype=_CSV_TYPES)
+    except pd.errors.ParserError as e: raise ValueError(f'{path}: not a results CSV the kit can read ({e})') from None
+
+def _labels() -> dict:
+    "Each row label the grids and the method table give -> the methods it names (a grid's rows name their method by label)."
+    out = {}
+    for k, m in METHODS.items(): out.setdefault(m['label'], set()).add(k)
+    for runs in GRIDS.values():
+        for label, opts, _, _ in runs(): out.setdefault(label, set()).add(opts.get('method'))
+    return out
+
+# %% ../nbs/12b_evidence.ipynb #134be43d
+def _word(v) -> str:
+    "A value as a message says it: a number as %g (one a CSV holds as text too), anything else as it is."
+    try: return f'{float(v):g}'
+    except (TypeError, ValueError): return str(v)
+
+def _same(a, b) -> bool:
+    "Two values of a row and its configuration agree (numbers as floats; lists and tuples alike, as JSON has them)."
+    try: return math.isclose(float(a), float(b), rel_tol=0, abs_tol=1e-12)
+    except (TypeError, ValueError): return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
+
+def row_mismatch(row, labels:dict|None=None) -> str|None:
+    """What in CSV row `row`'s run columns disagrees with the configuration it records (`labels`: `_labels()`), in words;
+    None where they agree, or where the row records no configuration (an early row: it has no fingerprint either)."""
+    if not isinstance(row.get('config'), str) or not row['config'].strip(): return None
+    try: cfg = json.loads(row['config'])
+    except json.JSONDecodeError as e: return f'its config is not JSON ({e})'
+    said = [('seed', row.get('seed'), cfg.get('seed')), ('rate', row.get('rate'), cfg.get('noise_rate'))]
+    if not _same(row.get('rate'), 0): said.append(('kind', row.get('kind'), cfg.get('noise_kind')))
+    extra = json.loads(row['extra']) if isinstance(row.get('extra'), str) and row['extra'].strip() else {}
+    if row.get('method') == SWEEP_T: extra.pop('t', None)     # scored at that t after training: its configuration has the preset's
+    said += [(f'extra {k}', v, cfg.get(k)) for k, v in extra.items()]
+    if bad := next(((c, a, b) for c, a, b in said if b is not None and not _same(a, b)), None):
+        return f"its {bad[0]} {_word(bad[1])} is not its configuration's ({_word(bad[2])})"
+    names = (labels if labels is not None else _labels()).get(row.get('method'))
+    if names and cfg.get('method') not in names:
+        return f"its label {row['method']!r} names method {', '.join(sorted(map(str, names)))}, and its configuration ran {cfg.get('method')!r}"
+
+# %% ../nbs/12b_evidence.ipynb #d1e652f5
+def check_rows(df:pd.DataFrame, path) -> pd.DataFrame:
+    """`df` (the CSV `path`, from `read_rows`), refused where a row's run columns disagree with its configuration
+    (`row_mismatch`) or its mAP columns are not numbers, naming the file, the line and the field."""
+    labels = _labels()
+    for i, (_, r) in enumerate(df.iterrows(), 2):        # line 1 is the header
+        if why := row_mismatch(r, labels):
+            raise ValueError(f'{path}: line {i}: {why}: a row names the run its configuration ran (edited by hand, or copied '
+                             "under another run's name?); restore the row from git, or remove it")
+    for c in MAP_COLUMNS:
+        if c in df and (bad := pd.to_numeric(df[c], errors='coerce').isna() & df[c].notna()).any():
+            i = int(np.flatnonzero(bad)[0]) + 2
+            raise ValueError(f'{path}: line {i}: its {c} {df[c].iloc[i - 2]!r} is not a number; restore the row from git, or remove it')
+    return df

@@ -20,9 +20,9 @@ from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .config import OPTIONS, in_python_words
 
 # %% auto #0
-__all__ = ['NOT_TRAINING', 'RUNNING', 'FIELDS', 'PUBLISH_VAR', 'TS', 'source_hash', 'commit', 'machine', 'provenance',
-           'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key', 'append_rows',
-           'claim', 'rerun', 'upgrade_csv']
+__all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
+           'provenance', 'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key',
+           'cut_line', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -49,7 +49,8 @@ def source_hash(package=None,   # the package folder (default: the installed sti
 RUNNING = source_hash()    # the source this process imported: rows record it even if the files change while it runs
 
 # %% ../nbs/12_experiments.ipynb #d7c3795a
-FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', 'total', 'head', 'medium', 'tail', 'random_total',
+MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a row's mAP columns: all classes, then each group (`data.GROUPS`)
+FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', *MAP_COLUMNS, 'random_total',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 't_curve',
           'seconds', 'extra', 'threads', 'isa', 'source_hash', 'commit', 'torch', 'machine', 'fingerprint', 'config']
 
@@ -188,6 +189,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
 
 # %% ../nbs/12_experiments.ipynb #f07bfec5
 TS = (0., .1, .3, .5, .7, .9, 1.)
+SWEEP_T = 'sweep t'      # the label of `t_sweep`'s rows: each scored at its `extra` t, after a run trained with the preset's
 
 def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     "Rows of the full method trained once (flip 0.5) and evaluated at several ensemble weights `t`."
@@ -200,7 +202,7 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
         tables = {t: evaluate(learn, learn.dls.train.ds.groups, t, logits=logits) for t in ts}
     seconds, prov = round(time.time() - t0, 1), provenance(threads)
     for t, table in tables.items():
-        yield dict(method='sweep t', kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
+        yield dict(method=SWEEP_T, kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
                    **{g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')},
                    seconds=seconds, **prov, config=json.dumps(dict(cfg), sort_keys=True, default=float))
 
@@ -223,12 +225,21 @@ def row_key(r:dict) -> list:
 
 
 # %% ../nbs/12_experiments.ipynb #4f2cc8fe
+def cut_line(path) -> int|None:
+    "The number of the last line of file `path` if it is cut off (no end of line: a write was interrupted), else None."
+    data = Path(path).read_bytes() if Path(path).is_file() else b''
+    return data.count(b'\n') + 1 if data and not data.endswith(b'\n') else None
+
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
     Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none
-    counts as one): a table over seeds would count it twice."""
+    counts as one): a table over seeds would count it twice; and where the CSV's last line is cut off (`cut_line`): the
+    first row appended would join it."""
     with open(out, 'a+', newline='') as f:
         fcntl.flock(f, fcntl.LOCK_EX)
+        if n := cut_line(out):
+            raise ValueError(f'{out}: line {n}, its last, is cut off (no end of line: a write was interrupted?); nothing written: '
+                             'complete that line or remove it, then run again')
         f.seek(0)
         header = next(csv.reader(f), None)
         if header is not None and header != FIELDS:     # rows under another header would land in the wrong columns
@@ -283,8 +294,8 @@ def rerun(row:dict) -> dict:
     t0 = time.time()
     with torch_threads(threads):
         learn, table = run_training(train_config(**cfg))
-        if row['method'] == 'sweep t': table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
-    res = _result_row(learn, table, cfg) if row['method'] != 'sweep t' else \
+        if row['method'] == SWEEP_T: table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
+    res = _result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
           {g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')}
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
 

@@ -10,7 +10,8 @@ import pandas as pd
 
 from .grids import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS, PLUS_BASE,
                                check_fresh, fresh_rows)
-from .results import (MAP_COLUMNS, _by_cell, _left_out, _once_per_seed, cell_table, cells_table, load, markdown,
+from .experiments import MAP_COLUMNS
+from .results import (_by_cell, _left_out, _once_per_seed, cell_table, cells_table, load, markdown,
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0

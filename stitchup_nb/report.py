@@ -12,7 +12,8 @@ import pandas as pd
 
 from .grids import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .evidence import RESULTS
-from .results import (MAP_COLUMNS, MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
+from .experiments import MAP_COLUMNS
+from .results import (MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)
 from .leaderboard import (FULL, LEADERBOARD, _board, authors_markdown, fresh_markdown, group_gaps, leaderboard,
                                      pick_table, plus_tables, run_costs)

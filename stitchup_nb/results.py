@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import FIELDS, extra_key
+from .experiments import FIELDS, MAP_COLUMNS, extra_key
 from .grids import CLEAN, FACTORIAL, FACTORIAL_PAIRS, MAIN_ROWS, ORDER
-from .evidence import RESULTS, current_mask, load_fingerprints
+from .evidence import RESULTS, check_rows, current_mask, load_fingerprints, read_rows
 
 # %% auto #0
-__all__ = ['MAP_COLUMNS', 'RUN', 'MIN_SEEDS', 'load', 'summary', 'pm', 'cells_table', 'paired_ci', 'paired_text', 'holds_0',
-           'direction', 'signed', 'seed_diffs', 'paired_table', 'factorial_tables', 'cell_table', 'markdown']
+__all__ = ['RUN', 'MIN_SEEDS', 'load', 'summary', 'pm', 'cells_table', 'paired_ci', 'paired_text', 'holds_0', 'direction',
+           'signed', 'seed_diffs', 'paired_table', 'factorial_tables', 'cell_table', 'markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
-MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a results table's mAP columns: all classes, then each group (`data.GROUPS`)
-
 def load(name:str='benchmark', folder=RESULTS,
          current:str|bool|None=True,   # True: the rows the current code makes (fingerprints); a source hash: its rows; None/False: every row
          warn:bool=True,               # warn when every row is left out (False: the caller says what was, as `report` does)
@@ -28,8 +26,7 @@ def load(name:str='benchmark', folder=RESULTS,
     """A results CSV as a DataFrame of its current rows: those whose behaviour fingerprint matches `fingerprints.json`
     beside it (`12b_evidence`), or of one source hash's (an earlier round); `.attrs` says which and what was left out."""
     f = Path(folder)/f'{name}.csv'
-    df = pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_hash': str, 'commit': str, 'machine': str,
-                               'fingerprint': str}) if f.exists() else pd.DataFrame(columns=FIELDS)
+    df = check_rows(read_rows(f), f) if f.exists() else pd.DataFrame(columns=FIELDS)     # a row edited, a line cut off: named
     if current is None or current is False: return df
     if current is True:
         out, selected = df[current_mask(df, load_fingerprints(Path(folder)/'fingerprints.json'))].copy(), 'current'

@@ -11,9 +11,9 @@ import pandas as pd
 import torch
 
 from .backbones import cpu_kernels, CPU_ENV
-from .experiments import machine, rerun
-from .evidence import (FINGERPRINTS, FP_ENV, PARTS, arithmetics, current_rows, data_fingerprint, fp_env_in_force,
-                                  load_fingerprints, method_fingerprints, noise_fingerprint, overlay, pretrain_fingerprint)
+from .experiments import MAP_COLUMNS, machine, rerun
+from .evidence import (FINGERPRINTS, FP_ENV, PARTS, arithmetics, check_rows, current_rows, data_fingerprint, fp_env_in_force,
+                                  load_fingerprints, method_fingerprints, noise_fingerprint, overlay, pretrain_fingerprint, read_rows)
 
 # %% auto #0
 __all__ = ['CROSS_MACHINE_TOL', 'fingerprints', 'diff_fingerprints', 'machine_labels', 'machine_groups', 'same_arithmetic',
@@ -116,11 +116,12 @@ CROSS_MACHINE_TOL = 3.0    # mAP: a row re-run on another x86-64 machine (measur
 
 def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, seed:int|None=None, log=print,
            fps:dict|None=None) -> pd.DataFrame:
-    """Re-run `k` random current rows of `csv_path` (made with this process's CPU kernels); raise unless each total
-    matches to `tol` mAP when the row was made on this machine or on one `fps` records as computing alike
-    (`same_arithmetic`), to `cross_tol` when it was made on another. `fps` defaults to the fingerprints.json beside the
+    """Re-run `k` random current rows of `csv_path` (made with this process's CPU kernels); raise unless each of its mAP
+    columns (total and each group) matches to `tol` mAP when the row was made on this machine or on one `fps` records as
+    computing alike (`same_arithmetic`), and its total to `cross_tol` when it was made on another (what that tolerance
+    was measured on). The CSV's rows are checked first (`check_rows`). `fps` defaults to the fingerprints.json beside the
     CSV (where `tools/benchmark.py --out` writes its grid's), else the committed file."""
-    df = pd.read_csv(csv_path, dtype={'extra': str, 'config': str, 'source_hash': str, 'machine': str, 'fingerprint': str})
+    df = check_rows(read_rows(csv_path), csv_path)
     beside = Path(csv_path).parent/'fingerprints.json'
     if fps is None: fps, said = load_fingerprints(beside if beside.is_file() else None), beside if beside.is_file() else FINGERPRINTS
     else: said = 'the fingerprints given'
@@ -139,18 +140,21 @@ def verify(csv_path, k:int=1, tol:float=.01, cross_tol:float=CROSS_MACHINE_TOL, 
     for _, r in pick.iterrows():
         r = r.where(pd.notna(r), None).to_dict()
         new = rerun(r)
-        d, alike = abs(new['total'] - r['total']), same_arithmetic(fps, r.get('machine'), me)
+        alike = same_arithmetic(fps, r.get('machine'), me)
+        cols = [g for g in (MAP_COLUMNS if alike else ['total']) if r.get(g) is not None and new.get(g) is not None]
+        worst, d = max(((g, abs(new[g] - r[g])) for g in cols), key=lambda x: x[1])
         allowed = tol if alike else cross_tol
         if r.get('machine') == me: check = 'same machine, exact'
         elif alike: check = f"made on {r['machine']}, which computes as this one does (fingerprints.json): exact"
         else: check = f"made on {r.get('machine') or 'a machine not recorded'}: cross-machine, within {cross_tol:g}"
         out.append(dict(method=r['method'], kind=r['kind'], rate=r['rate'], seed=r['seed'], extra=r['extra'],
-                        total=r['total'], rerun=new['total'], delta=round(d, 3), check=check, ok=d <= allowed))
+                        total=r['total'], rerun=new['total'], delta=round(d, 3), column=worst, check=check, ok=d <= allowed))
         log(f"{r['method']} {r['kind']} {r['rate']} seed {r['seed']} {r['extra']}: CSV {r['total']:.3f}, "
-            f"re-run {new['total']:.3f}, {check} ({'match' if d <= allowed else 'MISMATCH'})")
+            f"re-run {new['total']:.3f}" + (f', {worst} {d:.3f} apart' if worst != 'total' else '')
+            + f", {check} ({'match' if d <= allowed else 'MISMATCH'})")
     res = pd.DataFrame(out)
     if not res.ok.all():
         bad = res[~res.ok]
         raise AssertionError(f'{csv_path}: {len(bad)} of {len(res)} re-run rows differ by more than allowed: '
-                             + '; '.join(f'{r.method} {r.kind} {r.rate} seed {r.seed} by {r.delta} ({r.check})' for r in bad.itertuples()))
+                             + '; '.join(f'{r.method} {r.kind} {r.rate} seed {r.seed}: {r.column} by {r.delta} ({r.check})' for r in bad.itertuples()))
     return res

@@ -213,15 +213,29 @@ def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(
     p = _bench('--verify', '1', '--out', str(out), env=pinned)
     assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
     # numbers it did not make, in one call that re-runs both (each failure names its check): made here, off by .02
-    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance; each under a seed
-    # of its own, as rows of other runs (append_rows keeps one row per run and fingerprint; a re-run reads the config)
+    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance; each under a label
+    # of its own, as rows of other runs (append_rows keeps one row per run and fingerprint; a re-run reads the config;
+    # a row's seed, noise and method agree with its config, or the CSV is refused before anything re-runs)
     other = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'
-    bm.append_rows(out, [dict(row, seed=1, total=row['total'] + .02),
-                         dict(row, seed=2, machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
+    bm.append_rows(out, [dict(row, method='typed here', total=row['total'] + .02),
+                         dict(row, method='typed elsewhere', machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
     p = _bench('--verify', '2', '--out', str(out))
     assert p.returncode == 1 and '2 of 2 re-run rows differ by more than allowed' in p.stderr, p.stdout + p.stderr
     assert '(same machine, exact)' in p.stderr, p.stdout + p.stderr
     assert f'(made on {other}: cross-machine, within {CROSS_MACHINE_TOL:g})' in p.stderr, p.stdout + p.stderr
+
+
+def test_a_row_edited_by_hand_or_cut_off_is_refused_by_the_tables_and_verify(tmp_path, pinned_row):
+    "A copy of a row under another seed, or a CSV whose last line is cut off: named (file, line, field), nothing re-runs."
+    from stitchup_nb.results import load
+    out, row = tmp_path/'benchmark.csv', dict(pinned_row)
+    bm.append_rows(out, [row, dict(row, seed=7)])                 # its config still says seed 0
+    p = _bench('--verify', '1', '--out', str(out))
+    assert p.returncode == 1 and "line 3: its seed 7 is not its configuration's (0)" in p.stderr, p.stdout + p.stderr
+    with pytest.raises(ValueError, match="line 3: its seed 7"): load('benchmark', tmp_path, current=None)
+    out.write_text(out.read_text()[:-30])
+    with pytest.raises(ValueError, match='line 3, its last, is cut off'): load('benchmark', tmp_path)
+    with pytest.raises(ValueError, match='line 3, its last, is cut off'): bm.append_rows(out, [dict(row, seed=1)])
 
 
 def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path, pinned_row):
