@@ -228,8 +228,9 @@ def _cpu_note(cfg:dict, steps:int) -> str:
 # %% ../nbs/10a_train.ipynb #2b96718c
 @in_python_words
 def run_training(cfg:dict) -> tuple:
-    """Train as `stitchup_train` does (config.json, checkpoints, metrics.json when `work_dir`): `(learn, table)`. `cfg`: a
-    `train_config(...)`; a plain dict of options is checked by it first."""
+    """Train as `stitchup_train` does (config.json, checkpoints, metrics.json in `work_dir`: the flag's default,
+    work_dirs/run, unless given; None writes nothing): `(learn, table)`. `cfg`: a `train_config(...)`; a plain dict of
+    options is checked by it first."""
     if not isinstance(cfg, RunConfig): cfg = train_config(**cfg)
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
@@ -354,7 +355,10 @@ def _train_in_process(cfg:dict):
 def launch(n:int, **options) -> pd.DataFrame:
     "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
     from accelerate import notebook_launcher
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f'launch: n is the number of processes, an integer >= 1; got {n!r}')
+    if not options.get('work_dir'):     # the flag's default (work_dirs/run) would be every launch's folder
+        raise ValueError('launch needs work_dir=: the processes report through its metrics.json; name a folder for this run')
     cfg = train_config(**options)
-    if not cfg['work_dir']: raise ValueError('launch needs a work_dir: the processes report through its metrics.json')
+    prepare_work_dir(cfg['work_dir'], cfg['resume'], cfg['overwrite'])    # a folder holding a run: refused here, not in a child's log
     notebook_launcher(_train_in_process, (cfg,), num_processes=n)
     return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T
