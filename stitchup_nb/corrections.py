@@ -271,6 +271,9 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
                     data_root=None, appendix=None, noise_file=None,   # where the data is now, if it moved since training
                     **kwargs):                    # passed to `CorrectionBrowser`
     "Rebuild a run's training set, noisy labels and co-learner from the configuration the checkpoint carries (else the `config.json` beside it), load the checkpoint, browse."
+    if thresholds is not None and (bad := sorted(set(thresholds) - set(THRESHOLDS))):
+        raise ValueError(f"thresholds= takes correction thresholds only ({', '.join(THRESHOLDS)}): {', '.join(bad)} would rebuild "
+                         "another run than the checkpoint's; for data that moved, pass data_root=, appendix=, noise_file=")
     cfg, where, read = _run_config(path, data_root, appendix, noise_file)
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
