@@ -5,7 +5,7 @@ every current row; options are checked before anything runs.
 The parts are computed for real once (the tool in its own process, started with FP_ENV, `--add` into a new file); every
 other call runs the tool's `main` in this process with `compute` giving those parts, so that each case costs no probe
 run (CI's `tools/fingerprints.py --check` recomputes every part of the committed file besides)."""
-import copy, json, os, subprocess, sys
+import copy, json, os, subprocess, sys, threading, time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +83,44 @@ def computing(tool, computed, monkeypatch):
 def test_bad_options_are_named(tool, args, said):
     p = tool(*args)
     assert p.returncode == 2 and said in p.stderr, p.stderr
+
+
+def _parts(keys, fp='f' * 12):
+    "Parts as `compute` gives them, for `keys` on digits-small with flip noise (each method part `fp`)."
+    return {'pretrain': 'a' * 12, 'data': {'digits-small': 'd' * 12}, 'noise': {'flip': 'n' * 12}, 'methods': {k: fp for k in keys}}
+
+
+def _add(key, f, said):
+    "`tools/fingerprints.py --add` of method `key` into `f`, in a thread; what ended it (an exception) goes in `said`."
+    def run():
+        try: TOOL.main(['--add', json.dumps({'methods': [key], 'noise': ['flip'], 'data': ['digits-small']}), '--file', str(f)])
+        except BaseException as e: said.append(e)
+    t = threading.Thread(target=run); t.start()
+    return t
+
+
+def test_adds_at_once_each_keep_their_parts(tool, tmp_path, monkeypatch, capsys):
+    """Two `--add`s into one file at once (copies of tools/benchmark.py on one --out): each reads the file, computes its
+    parts (outside the lock), then holding the file's lock reads it again and merges its parts into what it holds then.
+    Both parts are in the file; a writer holding the lock keeps the others waiting; no lock file is left."""
+    f, said = tmp_path/'fingerprints.json', []
+    keys = [behaviour_key('bce', 'digits-small', 1), behaviour_key('stitch_up', 'digits-small', 1), behaviour_key('asl', 'digits-small', 1)]
+    both = threading.Barrier(2, timeout=60)
+    def compute(keys, kinds, datasets, jobs=1, log=print):
+        both.wait()                                    # both have read the file (none yet) before either writes
+        return _parts(keys)
+    monkeypatch.setattr(TOOL, 'compute', compute)
+    for t in [_add(k, f, said) for k in keys[:2]]: t.join(60)
+    assert not said and sorted(json.loads(f.read_text())['methods']) == sorted(keys[:2]), said
+    monkeypatch.setattr(TOOL, 'compute', lambda keys, *a, **kw: _parts(keys))
+    with TOOL.locked(f):                               # another writer holds the lock and adds a part meanwhile
+        t = _add(keys[2], f, said)
+        time.sleep(0.5)
+        assert t.is_alive(), 'an --add wrote while another process held the lock'
+        TOOL.write(f, {**json.loads(f.read_text()), 'methods': _parts(keys)['methods']})
+    t.join(60)
+    assert not said and sorted(json.loads(f.read_text())['methods']) == sorted(keys), said
+    assert 'waiting for process' in capsys.readouterr().out and not Path(f'{f}.lock').exists()
 
 
 def test_the_committed_file_covers_every_row_the_tables_show():

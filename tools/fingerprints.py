@@ -17,8 +17,12 @@ arithmetic: --check then computes them again, on this processor, with the code t
 `source_commit`, which every write records when the package's files are their commit's; `git archive` gives that
 code), and fails only where the code differs from that one, so CI passes on a new kind of machine unless the code
 changed. --jobs N probes N keys at once.
+
+Every write (--add, --update, --record-machine, --adopt) holds the file's lock, `FILE.lock` beside it, while it
+re-reads the file, merges its parts into what the file holds then and writes it whole: copies of tools/benchmark.py
+adding their grids' parts to one file at once each keep theirs. The parts are computed before, outside the lock.
 """
-import argparse, csv, io, json, multiprocessing, os, subprocess, sys, tarfile, tempfile, warnings
+import argparse, contextlib, csv, fcntl, io, json, multiprocessing, os, subprocess, sys, tarfile, tempfile, warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,6 +53,32 @@ def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
 
 
 def write(path, fps): atomic_write(path, lambda f: f.write((json.dumps(fps, indent=1) + '\n').encode()))
+
+
+@contextlib.contextmanager
+def locked(path):
+    """The block run holding the lock of fingerprints file `path`: `<path>.lock` beside it, which one process at a time
+    holds (flock) and removes on leaving; a process that waited on a lock file removed meanwhile takes the new one."""
+    lock = Path(f'{path}.lock')
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            f = open(lock, 'a+')
+        except OSError as e: sys.exit(f'{lock}: cannot open the lock of {path} ({e.strerror}); nothing was written')
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0); print(f'waiting for {f.read().strip() or "another process"} to finish writing {path}', flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try: held = os.fstat(f.fileno()).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError: held = False
+        if held: break
+        f.close()                                    # its holder removed it on leaving: take the one there now
+    try:
+        f.seek(0); f.truncate(); f.write(f'process {os.getpid()}'); f.flush()
+        yield
+    finally:
+        with contextlib.suppress(OSError): os.unlink(lock)      # still holding it: a waiter on it sees it gone
+        f.close()
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +203,7 @@ def adopt(path, file, source):
         with open(f, 'w', newline='') as fh:
             w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
         print(f'{f.name}: {len(mine)} rows of source {source} stamped')
-    write(path, merge_fingerprints({}, fps))
+    with locked(path): write(path, merge_fingerprints({}, fps))
     print(f'wrote {path}')
 
 
@@ -190,6 +220,39 @@ def record(path, old, new, here, i, changed):
                  'behaviour, not of arithmetic: python tools/fingerprints.py --update')
     write(path, stamped(record_machine(old, new, here)))
     print(f'wrote {path}: the parts of {here} ({len(changed)} differ from those of {label(old, i)})')
+
+
+def refuse_unrecorded(path, old, here):
+    "--update on a processor the file does not record: refused (it cannot tell a change of behaviour from arithmetic)."
+    known = set().union(*machine_groups(old))
+    if old.get('machine') and here not in known:
+        # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
+        # written as the latter, it would take the other machines' parts (and their rows) out
+        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
+                 'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
+                 'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
+
+
+def refuse_other_pretrain(path, old, new, here):
+    "--add of parts whose pretraining no recorded machine computes: refused (another processor's arithmetic)."
+    if old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
+        # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
+        sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
+                 f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
+                 '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
+                 '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
+
+
+def written(path, a, new, here):
+    """--add, --update, --record-machine: the parts `new` computed here merged into the file as it is now, under its
+    lock: re-read (another process may have written parts while these were computed), refused or merged, written."""
+    with locked(path):
+        old = load_fingerprints(path)
+        if a.update: refuse_unrecorded(path, old, here)
+        i, changed = closest_arithmetic(old, new)
+        if a.record_machine: return record(path, old, new, here, i, changed)
+        if a.add is not None: refuse_other_pretrain(path, old, new, here)
+        return update(path, old, new, here, i, changed, a.parts_out)
 
 
 def update(path, old, new, here, i, changed, parts_out):
@@ -253,25 +316,13 @@ def main(argv=None):
     warnings.filterwarnings('ignore')
     old = load_fingerprints(path)
     here, known = machine(), set().union(*machine_groups(old))
-    if a.update and old.get('machine') and here not in known:
-        # on a processor the file does not know, a part that differs may be its arithmetic, not a change of behaviour:
-        # written as the latter, it would take the other machines' parts (and their rows) out
-        sys.exit(f'{path}: this processor ({here}) is not one the file records ({", ".join(sorted(known))}), '
-                 'so --update cannot tell a change of behaviour from its arithmetic. Run --update on a recorded processor, '
-                 'or first, on the commit whose --check passes elsewhere: python tools/fingerprints.py --record-machine.')
+    if a.update: refuse_unrecorded(path, old, here)          # before computing anything; again before writing
     keys, kinds, datasets = wanted if a.add is not None else parts_of(old)
     print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
           f'({a.jobs} at once)', flush=True)
     new = compute(keys, kinds, datasets, a.jobs, log=lambda s: print(' ', s, flush=True))
+    if not a.check: return written(path, a, new, here)
     i, changed = closest_arithmetic(old, new)
-    if a.record_machine: return record(path, old, new, here, i, changed)
-    if a.add is not None and old.get('pretrain') and new.get('pretrain') not in {x.get('pretrain') for x in arithmetics(old)}:
-        # another processor's arithmetic, not recorded yet: writing its parts over the file's would take every row out
-        sys.exit(f'{path}: this machine ({here}) computes the pretraining part as {new["pretrain"]}, and no machine the file '
-                 f'records does ({sorted({x.get("pretrain") for x in arithmetics(old)})}). If the code is the one whose '
-                 '--check passes elsewhere, its processor computes differently: python tools/fingerprints.py '
-                 '--record-machine, then run again. If the pretraining changed: python tools/fingerprints.py --update.')
-    if a.update or a.add is not None: return update(path, old, new, here, i, changed, a.parts_out)
     if changed and here not in known and old.get('source_commit'):
         return against_source(path, old, new, here, i, changed, keys, kinds, datasets, a.jobs)
     check(path, old, here, i, changed, keys, kinds, datasets)
