@@ -5,7 +5,7 @@ every current row; options are checked before anything runs.
 The parts are computed for real once (the tool in its own process, started with FP_ENV, `--add` into a new file); every
 other call runs the tool's `main` in this process with `compute` giving those parts, so that each case costs no probe
 run (CI's `tools/fingerprints.py --check` recomputes every part of the committed file besides)."""
-import copy, json, os, subprocess, sys, threading, time
+import copy, csv, json, os, subprocess, sys, threading, time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 
 from tests.conftest import load_tool
-from stitchup_nb.evidence import FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key,
+                                  row_fingerprint)
+from stitchup_nb.experiments import FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = behaviour_key('bce', 'digits-small', 1)
@@ -121,6 +123,37 @@ def test_adds_at_once_each_keep_their_parts(tool, tmp_path, monkeypatch, capsys)
     t.join(60)
     assert not said and sorted(json.loads(f.read_text())['methods']) == sorted(keys), said
     assert 'waiting for process' in capsys.readouterr().out and not Path(f'{f}.lock').exists()
+
+
+ROW = {'method': 'bce', 'kind': 'flip', 'rate': '0.5', 'seed': '0', 'epochs': '1', 'total': '50.0', 'extra': '',
+       'source_hash': 'abc', 'config': json.dumps({'method': 'bce', 'dataset': 'digits-small', 'epochs': 1})}
+
+
+def _csv(f, rows, fields):
+    "CSV `f` of `rows` under the header `fields`, as the runner writes one."
+    with open(f, 'w', newline='') as fh: w = csv.DictWriter(fh, fields); w.writeheader(); w.writerows(rows)
+
+
+def test_adopt_checks_every_csv_before_writing_any(tool, tmp_path):
+    """--adopt stamps the rows of --source in every CSV beside the file, then writes the file: a CSV of a column the
+    runner does not write is refused by name before any CSV or the file is written; once mended, the rows are stamped
+    under the current columns and the file written."""
+    fps = _parts([KEY])
+    (tmp_path/'adopted.json').write_text(json.dumps(fps))
+    out = tmp_path/'g'; out.mkdir()
+    _csv(out/'benchmark_a.csv', [ROW, {**ROW, 'seed': '1', 'source_hash': 'other'}], [c for c in FIELDS if c not in ('machine', 'fingerprint')])
+    _csv(out/'benchmark_b.csv', [{**ROW, 'note': 'x'}], [*FIELDS, 'note'])
+    (out/'fingerprints.json').write_text('{"methods": {}, "noise": {}, "data": {}}\n')
+    was = {f.name: f.read_bytes() for f in out.iterdir()}
+    p = tool('--adopt', tmp_path/'adopted.json', '--source', 'abc', '--file', out/'fingerprints.json')
+    assert p.returncode == 2 and "benchmark_b.csv: unknown column(s) ['note']" in p.stderr and 'rename or remove it' in p.stderr, p.stderr
+    assert 'Traceback' not in p.stderr and {f.name: f.read_bytes() for f in out.iterdir()} == was
+    _csv(out/'benchmark_b.csv', [{**ROW, 'source_hash': 'other'}], FIELDS)
+    p = tool('--adopt', tmp_path/'adopted.json', '--source', 'abc', '--file', out/'fingerprints.json')
+    assert p.returncode == 0 and 'benchmark_a.csv: 1 rows of source abc stamped' in p.stdout, p.stdout + p.stderr
+    with open(out/'benchmark_a.csv', newline='') as fh: rows = list(reader := csv.DictReader(fh))
+    assert reader.fieldnames == FIELDS and [r['fingerprint'] for r in rows] == [row_fingerprint(ROW, fps), '']
+    assert json.loads((out/'fingerprints.json').read_text())['methods'] == fps['methods']
 
 
 def test_the_committed_file_covers_every_row_the_tables_show():

@@ -33,7 +33,7 @@ from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, cu
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write
-from stitchup_nb.experiments import FIELDS, machine, upgrade_csv
+from stitchup_nb.experiments import FIELDS, machine
 
 
 def _group(keys):
@@ -138,6 +138,26 @@ def said(diffs, i, fps) -> str:
 def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
 
 
+def tables(folder) -> list:
+    """Every benchmark CSV in `folder` as (path, its text, its rows as dicts), each read whole and checked before any
+    is written: a ValueError names the file, what is wrong and the fix."""
+    out = []
+    for f in csvs(folder):
+        try:
+            with open(f, newline='') as fh: text = fh.read()
+            rows = list(reader := csv.DictReader(io.StringIO(text)))
+        except (OSError, UnicodeError, csv.Error) as e: raise ValueError(f'{f}: cannot read it as a CSV ({e})') from None
+        unknown = [c for c in reader.fieldnames or [] if c not in FIELDS]
+        if unknown:
+            raise ValueError(f'{f}: unknown column(s) {unknown}; a benchmark CSV holds only the columns of '
+                             f'stitchup_nb.experiments.FIELDS: rename or remove {"it" if len(unknown) == 1 else "them"} '
+                             f'in {f}, or move the file out of {Path(folder)}, then run again')
+        if (n := next((n for n, r in enumerate(rows, 1) if None in r), None)):
+            raise ValueError(f'{f}: row {n} has more values than the header has columns: mend that row, then run again')
+        out.append((f, text, rows))
+    return out
+
+
 def read(f): return pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_hash': str, 'commit': str,
                                           'machine': str, 'fingerprint': str})
 
@@ -180,7 +200,9 @@ def options(ap, argv) -> tuple:
         except (OSError, ValueError) as e: ap.error(f'--adopt {a.adopt}: no readable fingerprints file ({e})')
         if not (isinstance(fps, dict) and all(isinstance(fps.get(k), dict) for k in ('methods', 'noise', 'data'))):
             ap.error(f'--adopt {a.adopt}: not a fingerprints file (a JSON object with methods, noise and data parts)')
-        if not any((read(f).source_hash.astype(str) == a.source).any() for f in csvs(path.parent)):
+        try: found = tables(path.parent)          # every CSV --adopt rewrites, readable and of known columns
+        except ValueError as e: ap.error(f'--adopt: {e}; nothing was changed')
+        if not any(r.get('source_hash') == a.source for _, _, rows in found for r in rows):
             ap.error(f'--source {a.source}: no row of the CSVs beside {path} has that source hash (a typo?); nothing was changed')
     return a, path, wanted
 
@@ -192,17 +214,38 @@ def status(path):
         df = read(f); print(f'{f.name}: {int(current_mask(df, fps).sum())} of {len(df)} rows current')
 
 
+def restamped(f, rows, source, fps) -> tuple:
+    """CSV `f`'s `rows` with those of `source` stamped with the parts `fps`, as the text of the CSV under the current
+    FIELDS (new columns empty, every other value's text kept), and how many rows were stamped."""
+    mine = 0
+    for n, r in enumerate(rows, 1):
+        if r.get('source_hash') != source: continue
+        try: r['fingerprint'] = row_fingerprint(r, fps) or ''
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f'{f}: row {n} (source {source}) has no readable config, so no fingerprint '
+                             f'({type(e).__name__}: {e}): mend or remove that row, then run again') from None
+        mine += 1
+    text = io.StringIO()
+    w = csv.DictWriter(text, FIELDS); w.writeheader(); w.writerows(rows)
+    return text.getvalue(), mine
+
+
 def adopt(path, file, source):
-    "--adopt: the rows of `source` stamped with the parts of `file`, which is written as the file."
+    """--adopt: the rows of `source` stamped with the parts of `file`, which is written as the file. Every CSV is read
+    and stamped before any is written; each is written whole (atomic_write), then the file, last."""
     fps = json.loads(Path(file).read_text())
-    for f in csvs(path.parent):
-        upgrade_csv(f)                                   # the machine and fingerprint columns, every row's text kept
-        with open(f, newline='') as fh: rows = list(csv.DictReader(fh))
-        mine = [r for r in rows if r['source_hash'] == source]
-        for r in mine: r['fingerprint'] = row_fingerprint(r, fps) or ''
-        with open(f, 'w', newline='') as fh:
-            w = csv.DictWriter(fh, FIELDS); w.writeheader(); w.writerows(rows)
-        print(f'{f.name}: {len(mine)} rows of source {source} stamped')
+    try: new = [(f, text, *restamped(f, rows, source, fps)) for f, text, rows in tables(path.parent)]
+    except ValueError as e: sys.exit(f'--adopt: {e}; nothing was changed')
+    todo = [f.name for f, text, stamped_text, _ in new if stamped_text != text]
+    for f, text, stamped_text, mine in new:
+        if stamped_text != text:                     # the machine and fingerprint columns, every row's text kept
+            try: atomic_write(f, lambda fh: fh.write(stamped_text.encode()))
+            except OSError as e:
+                done = todo[:todo.index(f.name)]
+                sys.exit(f'--adopt: {e}\nwritten: {", ".join(done) or "none"}; not written: '
+                         f'{", ".join(todo[len(done):])} and {path}. Run the same command again once fixed: it stamps '
+                         'each row alike.')
+        print(f'{f.name}: {mine} rows of source {source} stamped')
     with locked(path): write(path, merge_fingerprints({}, fps))
     print(f'wrote {path}')
 
