@@ -156,9 +156,23 @@ def test_adopt_checks_every_csv_before_writing_any(tool, tmp_path):
     assert json.loads((out/'fingerprints.json').read_text())['methods'] == fps['methods']
 
 
+@pytest.mark.parametrize('text,said', [('{"methods": ', 'it is not JSON'), ('[1, 2]', 'it is a JSON array'),
+                                       ('{"noise": {}, "data": {}}', "it has no 'methods' part"),
+                                       ('{"methods": {"k": 1}, "noise": {}, "data": {}}', "its 'methods' part gives 'k' a JSON number")])
+def test_a_damaged_file_is_named(tool, tmp_path, text, said):
+    "Every mode that reads --file refuses a damaged one in one line (exit 2) naming it and what is wrong, before computing."
+    f = tmp_path/'fingerprints.json'
+    f.write_text(text)
+    for mode in (['--check'], ['--status'], ['--update'], ['--record-machine'], ['--add', json.dumps(PARTS)]):
+        p = tool(*mode, '--file', f)
+        assert p.returncode == 2 and f'{f}: not a fingerprints file: {said}' in p.stderr and 'Traceback' not in p.stderr, (mode, p.stderr)
+        assert f.read_text() == text
+
+
 def test_the_committed_file_covers_every_row_the_tables_show():
     "Each CSV's current rows are those its fingerprint parts name; the README's tables read exactly these."
     fps = load_fingerprints()
+    assert TOOL.damage(fps) is None             # the shape every mode of the tool reads
     assert fps['methods'] and fps['pretrain'] and set(fps['noise']) >= {'flip', 'cooc'}
     for f in sorted(FINGERPRINTS.parent.glob('benchmark*.csv')):
         df = pd.read_csv(f, dtype=str)

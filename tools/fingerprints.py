@@ -135,6 +135,46 @@ def said(diffs, i, fps) -> str:
     return '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in diffs) + f'\n(compared with the parts of {label(fps, i)})'
 
 
+_JSON = {list: 'a JSON array', str: 'a JSON string', int: 'a JSON number', float: 'a JSON number', bool: 'JSON true/false',
+         type(None): 'JSON null', dict: 'a JSON object'}
+
+
+def damage(fps) -> str | None:
+    "What makes `fps` (a JSON value) no fingerprints file, in words; None when it has the shape every write gives one."
+    what = lambda v: _JSON.get(type(v), type(v).__name__)
+    if not isinstance(fps, dict): return f'it is {what(fps)}, not a JSON object with methods, noise and data parts'
+    def parts(d, who, required):
+        for p in ('methods', 'noise', 'data'):
+            if p not in d:
+                if required: return f"{who}it has no '{p}' part"
+                continue
+            if not isinstance(d[p], dict): return f"{who}its '{p}' part is {what(d[p])}, not an object of fingerprints"
+            if (bad := next(((k, v) for k, v in d[p].items() if not isinstance(v, str)), None)):
+                return f"{who}its '{p}' part gives {bad[0]!r} {what(bad[1])}, not a fingerprint"
+        if 'pretrain' in d and not isinstance(d['pretrain'], str): return f"{who}its 'pretrain' is {what(d['pretrain'])}, not a fingerprint"
+    if (wrong := parts(fps, '', True)): return wrong
+    machines = fps.get('machines', [])
+    if not isinstance(machines, list): return f"its 'machines' is {what(machines)}, not a list of machines' parts"
+    for n, m in enumerate(machines, 1):
+        if not isinstance(m, dict): return f"its machines[{n}] is {what(m)}, not an object of parts"
+        if (wrong := parts(m, f'machines[{n}] ({m.get("machine")}): ', False)): return wrong
+
+
+def load(path) -> dict:
+    """The fingerprints file `path` (empty parts where there is none yet), read and checked: a ValueError names the file,
+    what is wrong with it and the fix."""
+    path = Path(path)
+    if not path.exists(): return load_fingerprints(path)
+    try: fps = json.loads(path.read_text())
+    except (OSError, UnicodeError) as e: wrong = f'cannot read it ({getattr(e, "strerror", None) or e})'
+    except ValueError as e: wrong = f'it is not JSON ({e})'
+    else: wrong = damage(fps)
+    if wrong:
+        raise ValueError(f'{path}: not a fingerprints file: {wrong}. Restore it (git checkout -- {path}), or move it '
+                         'away and let tools/fingerprints.py --add write it anew')
+    return fps
+
+
 def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
 
 
@@ -195,6 +235,9 @@ def options(ap, argv) -> tuple:
         try: want = json.loads(a.add); wanted = tuple(list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
     if (a.check or a.update or a.record_machine or a.status) and not path.is_file(): ap.error(f'--file {path} does not exist')
+    if not a.adopt:                   # the file each other mode reads (--add: where there is one), whole and of its shape
+        try: load(path)
+        except ValueError as e: ap.error(f'--file {e}')
     if a.adopt:                       # FILE's shape, and rows of --source to stamp, before any CSV is touched
         try: fps = json.loads(Path(a.adopt).read_text())
         except (OSError, ValueError) as e: ap.error(f'--adopt {a.adopt}: no readable fingerprints file ({e})')
@@ -209,7 +252,7 @@ def options(ap, argv) -> tuple:
 
 def status(path):
     "--status: how many rows of each CSV beside the file its parts make current."
-    fps = load_fingerprints(path)
+    fps = load(path)
     for f in csvs(path.parent):
         df = read(f); print(f'{f.name}: {int(current_mask(df, fps).sum())} of {len(df)} rows current')
 
@@ -290,7 +333,8 @@ def written(path, a, new, here):
     """--add, --update, --record-machine: the parts `new` computed here merged into the file as it is now, under its
     lock: re-read (another process may have written parts while these were computed), refused or merged, written."""
     with locked(path):
-        old = load_fingerprints(path)
+        try: old = load(path)
+        except ValueError as e: sys.exit(f'{e}; nothing was written')
         if a.update: refuse_unrecorded(path, old, here)
         i, changed = closest_arithmetic(old, new)
         if a.record_machine: return record(path, old, new, here, i, changed)
@@ -357,7 +401,7 @@ def main(argv=None):
     if not fp_env_in_force():                # torch has computed nothing yet: start again with FP_ENV
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
     warnings.filterwarnings('ignore')
-    old = load_fingerprints(path)
+    old = load(path)
     here, known = machine(), set().union(*machine_groups(old))
     if a.update: refuse_unrecorded(path, old, here)          # before computing anything; again before writing
     keys, kinds, datasets = wanted if a.add is not None else parts_of(old)
