@@ -169,10 +169,26 @@ def test_a_damaged_file_is_named(tool, tmp_path, text, said):
         assert f.read_text() == text
 
 
+def test_check_fails_where_stamped_rows_lost_their_parts(tool, tmp_path):
+    """A file whose parts no longer cover the stamped rows beside it (its methods emptied) makes no row current, and
+    --check, comparing only the parts the file holds, would pass: it fails first, naming the CSV, the parts and the fix.
+    Rows without a fingerprint stand on nothing."""
+    f = tmp_path/'fingerprints.json'
+    f.write_text(json.dumps({**_parts([KEY]), 'methods': {}}))
+    other = behaviour_key('asl', 'digits-small', 1)
+    _csv(tmp_path/'benchmark_a.csv', [{**ROW, 'fingerprint': 'f' * 12}, {**ROW, 'seed': '1', 'fingerprint': ''},
+                                      {**ROW, 'method': 'asl', 'config': json.dumps(json.loads(other)), 'fingerprint': ''}], FIELDS)
+    p = tool('--check', '--file', f)
+    assert p.returncode == 1 and 'benchmark_a.csv: 1 row(s)' in p.stderr and f'methods {KEY}' in p.stderr, p.stderr
+    assert f'git checkout -- {f}' in p.stderr and 'tools/fingerprints.py --add' in p.stderr and other not in p.stderr, p.stderr
+    assert TOOL.unheld(f, _parts([KEY])) == ({}, [])
+
+
 def test_the_committed_file_covers_every_row_the_tables_show():
     "Each CSV's current rows are those its fingerprint parts name; the README's tables read exactly these."
     fps = load_fingerprints()
     assert TOOL.damage(fps) is None             # the shape every mode of the tool reads
+    assert TOOL.unheld(FINGERPRINTS, fps) == ({}, [])     # every stamped row's parts: --check compares them all
     assert fps['methods'] and fps['pretrain'] and set(fps['noise']) >= {'flip', 'cooc'}
     for f in sorted(FINGERPRINTS.parent.glob('benchmark*.csv')):
         df = pd.read_csv(f, dtype=str)

@@ -7,29 +7,30 @@
     python tools/fingerprints.py --record-machine # this processor computes some parts differently: record its own
 
 A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
-describes the code. The parts are computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it).
-That arithmetic is not the same on every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids)
-compute all 58 parts alike and 42 of them differently from an AMD EPYC, from the same code. The file therefore holds
-the parts of each machine that has recorded its own (`machines`), and the processors found to compute exactly a
-recorded machine's parts (`also`: --record-machine there adds them); --check passes when this machine's parts are
-those of one of them and says which. On a processor the file does not record, parts that differ may be its
-arithmetic: --check then computes them again, on this processor, with the code that computed the file (its
-`source_commit`, which every write records when the package's files are their commit's; `git archive` gives that
-code), and fails only where the code differs from that one, so CI passes on a new kind of machine unless the code
-changed. --jobs N probes N keys at once.
+describes the code, and still holds every part that the stamped rows of the CSVs beside it stand on. The parts are
+computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it). That arithmetic is not the same on
+every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids) compute all 58 parts alike and 42 of
+them differently from an AMD EPYC, from the same code. The file therefore holds the parts of each machine that has
+recorded its own (`machines`), and the processors found to compute exactly a recorded machine's parts (`also`:
+--record-machine there adds them); --check passes when this machine's parts are those of one of them and says which.
+On a processor the file does not record, parts that differ may be its arithmetic: --check then computes them again,
+on this processor, with the code that computed the file (its `source_commit`, which every write records when the
+package's files are their commit's; `git archive` gives that code), and fails only where the code differs from that
+one, so CI passes on a new kind of machine unless the code changed. --jobs N probes N keys at once.
 
 Every write (--add, --update, --record-machine, --adopt) holds the file's lock, `FILE.lock` beside it, while it
 re-reads the file, merges its parts into what the file holds then and writes it whole: copies of tools/benchmark.py
 adding their grids' parts to one file at once each keep theirs. The parts are computed before, outside the lock.
 """
-import argparse, contextlib, csv, fcntl, io, json, multiprocessing, os, subprocess, sys, tarfile, tempfile, warnings
+import argparse, contextlib, csv, fcntl, io, json, multiprocessing, os, shlex, subprocess, sys, tarfile, tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
 
 from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fp_env_in_force,
-                                  load_fingerprints, probe_groups, row_fingerprint)
+                                  load_fingerprints, noise_part, probe_groups, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write
@@ -206,7 +207,8 @@ def parser():
     "The command line (the module's docstring is its --help)."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed')
+    g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed, or if a '
+                   'stamped row of the CSVs beside it stands on a part the file does not hold')
     g.add_argument('--update', action='store_true', help='recompute every part of the file and write it')
     g.add_argument('--status', action='store_true', help='current rows per CSV')
     g.add_argument('--adopt', metavar='FILE', help='a fingerprints file computed by the code of --source')
@@ -377,6 +379,39 @@ def against_source(path, old, new, here, i, changed, keys, kinds, datasets, jobs
           f'of {label(old, i)}): python tools/fingerprints.py --record-machine records it')
 
 
+def unheld(path, fps) -> tuple:
+    """The parts that stamped rows (a fingerprint) of the CSVs beside the file stand on and the file holds on no machine:
+    ({part: names}, [(csv name, rows)]). Such rows leave every table without --check computing a part that changed."""
+    held = {p: set().union(*[a[p] for a in arithmetics(fps)]) for p in ('methods', 'noise', 'data')}
+    want, where = {p: set() for p in held}, []
+    for f in csvs(path.parent):
+        try: df = read(f)
+        except (OSError, ValueError) as e: sys.exit(f'{f}: cannot read it as a CSV ({e}); --check reads the stamped rows beside {path}')
+        n = 0
+        for _, r in df[df.get('fingerprint', pd.Series('', index=df.index)).fillna('') != ''].iterrows():
+            try: parts = {'methods': row_behaviour_key(r), 'data': json.loads(r['config'])['dataset'], 'noise': noise_part(r)}
+            except (ValueError, KeyError, TypeError): continue        # no parts to read: current under no file
+            gone = {p: v for p, v in parts.items() if v not in held[p] and (p, v) != ('noise', 'clean')}
+            for p, v in gone.items(): want[p].add(v)
+            n += bool(gone)
+        if n: where.append((f.name, n))
+    return {p: sorted(v) for p, v in want.items() if v}, where
+
+
+def refuse_unheld(path, fps):
+    "--check: fail, naming them and the fix, where stamped rows beside the file stand on parts it no longer holds."
+    want, where = unheld(path, fps)
+    if not where: return
+    add = json.dumps({p: want.get(p, []) for p in ('methods', 'noise', 'data')})
+    sys.exit(f'{path}: {sum(n for _, n in where)} stamped row(s) of the CSVs beside it stand on parts the file no longer '
+             'holds, so no table shows them and --check cannot tell whether the code still makes them:\n'
+             + '\n'.join(f'  {name}: {n} row(s)' for name, n in where) + '\nthe parts missing:\n'
+             + '\n'.join(f'  {p} {k}' for p, ks in want.items() for k in ks)
+             + f'\nIf the file lost them by mistake, restore it: git checkout -- {path}. Else compute them with this code '
+             f'(rows of another behaviour then stay out of the tables): python tools/fingerprints.py --add {shlex.quote(add)} '
+             f'--file {shlex.quote(str(path))}')
+
+
 def check(path, old, here, i, changed, keys, kinds, datasets):
     "--check on a processor the file records (or where it cannot tell): every part as the file has it, or exit 1."
     if changed:
@@ -404,6 +439,7 @@ def main(argv=None):
     old = load(path)
     here, known = machine(), set().union(*machine_groups(old))
     if a.update: refuse_unrecorded(path, old, here)          # before computing anything; again before writing
+    if a.check: refuse_unheld(path, old)                     # rows whose parts the file lost: no part to compare
     keys, kinds, datasets = wanted if a.add is not None else parts_of(old)
     print(f'recomputing {len(keys)} method, {len(kinds)} noise and {len(datasets)} data fingerprints and the pretraining '
           f'({a.jobs} at once)', flush=True)
