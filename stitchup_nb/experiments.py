@@ -22,7 +22,7 @@ from .config import OPTIONS, in_python_words
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
            'provenance', 'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key',
-           'cut_line', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
+           'cut_line', 'locked_csv', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -230,13 +230,26 @@ def cut_line(path) -> int|None:
     data = Path(path).read_bytes() if Path(path).is_file() else b''
     return data.count(b'\n') + 1 if data and not data.endswith(b'\n') else None
 
+@contextmanager
+def locked_csv(path):
+    """The CSV `path` open for appending ('a+'), under its lock (`flock`: one writer at a time). A file replaced while this
+    waited (an atomic rewrite, `upgrade_csv` or `fingerprints.py --adopt`, which hold the same lock) is opened again:
+    rows appended to the replaced one would be lost."""
+    while True:
+        f = open(path, 'a+', newline='')
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        f.close()
+    with f: yield f
+
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
     Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none
     counts as one): a table over seeds would count it twice; and where the CSV's last line is cut off (`cut_line`): the
     first row appended would join it."""
-    with open(out, 'a+', newline='') as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    with locked_csv(out) as f:
         if n := cut_line(out):
             raise ValueError(f'{out}: line {n}, its last, is cut off (no end of line: a write was interrupted?); nothing written: '
                              'complete that line or remove it, then run again')
@@ -301,12 +314,13 @@ def rerun(row:dict) -> dict:
 
 # %% ../nbs/12_experiments.ipynb #2c319877
 def upgrade_csv(path) -> int:
-    "Rewrite the CSV at `path` with the current `FIELDS` (new columns empty); the number of rows kept."
+    "Rewrite the CSV at `path` with the current `FIELDS` (new columns empty), under its lock (`locked_csv`); the number of rows kept."
     from stitchup_nb.files import atomic_write
-    with open(path, newline='') as f: rows = list(csv.DictReader(f))
-    bad = sorted({k for r in rows for k in r} - set(FIELDS))
-    if bad: raise ValueError(f'{path}: unknown columns {bad}; expected a subset of {FIELDS}')
-    text = io.StringIO()
-    w = csv.DictWriter(text, FIELDS); w.writeheader(); w.writerows(rows)
-    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
+    with locked_csv(path) as f:
+        f.seek(0); rows = list(csv.DictReader(f))
+        bad = sorted({k for r in rows for k in r} - set(FIELDS))
+        if bad: raise ValueError(f'{path}: unknown columns {bad}; expected a subset of {FIELDS}')
+        text = io.StringIO()
+        w = csv.DictWriter(text, FIELDS); w.writeheader(); w.writerows(rows)
+        atomic_write(path, lambda o: o.write(text.getvalue().encode()))
     return len(rows)

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fp_env_in_force,
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fp_env_in_force, read_rows,
                                   load_fingerprints, noise_part, probe_groups, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write
-from stitchup_nb.experiments import FIELDS, machine
+from stitchup_nb.experiments import FIELDS, locked_csv, machine
 
 
 def _group(keys):
@@ -199,8 +199,7 @@ def tables(folder) -> list:
     return out
 
 
-def read(f): return pd.read_csv(f, dtype={'extra': str, 'config': str, 'source_hash': str, 'commit': str,
-                                          'machine': str, 'fingerprint': str})
+def read(f): return read_rows(f)     # as the tables read it: a cut-off last line is named
 
 
 def parser():
@@ -284,7 +283,12 @@ def adopt(path, file, source):
     todo = [f.name for f, text, stamped_text, _ in new if stamped_text != text]
     for f, text, stamped_text, mine in new:
         if stamped_text != text:                     # the machine and fingerprint columns, every row's text kept
-            try: atomic_write(f, lambda fh: fh.write(stamped_text.encode()))
+            try:
+                with locked_csv(f) as fh:            # the runner's lock: no row is appended to the file being replaced
+                    fh.seek(0)
+                    if fh.read() != text:
+                        raise OSError(f'{f} changed while --adopt ran (a benchmark appending to it?)')
+                    atomic_write(f, lambda o: o.write(stamped_text.encode()))
             except OSError as e:
                 done = todo[:todo.index(f.name)]
                 sys.exit(f'--adopt: {e}\nwritten: {", ".join(done) or "none"}; not written: '
