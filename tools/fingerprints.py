@@ -9,8 +9,8 @@
 A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
 describes the code, and still holds every part that the stamped rows of the CSVs beside it stand on. The parts are
 computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it). That arithmetic is not the same on
-every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids) compute all 58 parts alike and 42 of
-them differently from an AMD EPYC, from the same code. The file therefore holds the parts of each machine that has
+every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids) compute every part alike and many of
+them differently from an AMD EPYC, from the same code (nbs/experiments/results/cross_machine.md). The file therefore holds the parts of each machine that has
 recorded its own (`machines`), and the processors found to compute exactly a recorded machine's parts (`also`:
 --record-machine there adds them); --check passes when this machine's parts are those of one of them and says which.
 On a processor the file does not record, parts that differ may be its arithmetic: --check then computes them again,
