@@ -1,7 +1,8 @@
 """tools/bench_e2e.py on a CPU (`--tiny`): the phases of a run add up, the second run reads the decoded-image cache, the
 JSON and the README's table are written, a compiled run (dynamo's capture path on a CPU) gives the plain run's
 numbers, a run that fails is kept with its log's end (a crash with its stack) and fails the call, and bad calls are
-refused before anything runs (issue 28)."""
+refused before anything runs or is written: an existing --out without --append or --overwrite, a --budget of no time,
+a file --append or --report reads that this tool did not write, --digits or --grid without a CUDA GPU."""
 import json, math, os, subprocess, sys
 from pathlib import Path
 
@@ -69,9 +70,46 @@ def test_bad_calls_are_refused(tmp_path):
     p = bench('--report', '--out', tmp_path/'none.json')
     assert p.returncode == 2 and f"--report: {tmp_path/'none.json'} does not exist" in p.stderr
     other = tmp_path/'other.json'
-    other.write_text(json.dumps({'source': 'abc', 'machine': {}, 'commit': 'x', 'command': '', 'runs': []}))
+    other.write_text(json.dumps({'made': '2026-01-01T00:00:00', 'source': 'abc', 'machine': {}, 'commit': 'x', 'command': '', 'runs': []}))
     p = bench('--tiny', '--runs', 'BCE', '--append', '--out', other)
     assert p.returncode == 2 and '--append: ' in p.stderr and 'made by source abc' in p.stderr
     p = bench('--no-voc', '--digits', '1', '--out', tmp_path/'d.json')     # fp32 against bf16, which a CPU runs as fp32
     assert p.returncode == 2 and '--digits compares exact fp32 with bf16, which needs a CUDA GPU' in p.stderr, p.stderr[-2000:]
     assert not (tmp_path/'x.json').exists() and not (tmp_path/'d.json').exists()
+
+
+def test_an_existing_out_is_kept_and_bad_options_are_named_before_anything_is_written(tmp_path):
+    """An --out already there is refused unless --append or --overwrite says what to do with it (also where nothing would
+    run: --budget -1 once wrote a JSON of no runs over it); a --budget of no time, a folder as --out, and --append or
+    --report on a file this tool did not write are refused by name, each before the machine is asked (no torch)."""
+    old = tmp_path/'old.json'; old.write_text('{"x": 1}\n')
+    notes, listed, empty = tmp_path/'notes.csv', tmp_path/'list.json', tmp_path/'empty.json'
+    notes.write_text('a,b\n1,2\n'); listed.write_text('[1, 2]\n'); empty.write_text('{}\n')
+    new = tmp_path/'new.json'
+    cases = [(['--tiny', '--budget', '-1', '--out', old], '--budget must be > 0 seconds, got -1'),
+             (['--tiny', '--budget', '5', '--out', old], f'--out {old} exists: pass --append to add these runs to it, --overwrite to replace it'),
+             (['--tiny', '--budget', '0', '--out', new], '--budget must be > 0 seconds, got 0'),
+             (['--tiny', '--append', '--overwrite', '--out', old], '--append adds to the JSON at --out and --overwrite replaces it: pass one'),
+             (['--tiny', '--out', tmp_path], f'--out {tmp_path}: it (or its .md beside it) is a folder'),
+             (['--tiny', '--append', '--out', notes], f'--append: {notes} is not JSON'),
+             (['--tiny', '--append', '--out', listed], f'--append: {listed} is not a JSON of this tool (it holds a list'),
+             (['--tiny', '--append', '--out', old], f'--append: {old} is not a JSON of this tool (it has no made, command, commit, machine, runs)'),
+             (['--report', '--out', notes], f'--report: {notes} is not JSON'),
+             (['--report', '--out', empty], f'--report: {empty} is not a JSON of this tool (it has no made')]
+    for args, said in cases:
+        p = bench(*args)
+        assert p.returncode == 2 and said in p.stderr and 'Traceback' not in p.stderr, (args, p.stderr[-2000:])
+    assert old.read_text() == '{"x": 1}\n' and notes.read_text() == 'a,b\n1,2\n' and listed.read_text() == '[1, 2]\n'
+    assert sorted(q.name for q in tmp_path.iterdir()) == ['empty.json', 'list.json', 'notes.csv', 'old.json']    # no .md either
+
+
+def test_grid_and_digits_need_a_gpu_and_overwrite_gets_past_the_out_check(tmp_path):
+    "--grid, like --digits, is refused on a machine without a CUDA GPU; --overwrite lets an existing --out through to that check."
+    import torch
+    if torch.cuda.is_available(): pytest.skip('this machine has a CUDA GPU')
+    old = tmp_path/'old.json'; old.write_text('{"x": 1}\n')
+    p = bench('--no-voc', '--grid', '--out', tmp_path/'g.json')
+    assert p.returncode == 2 and '--grid packs --jobs Digits runs at a time on one CUDA GPU, and this machine has none' in p.stderr, p.stderr[-2000:]
+    p = bench('--no-voc', '--digits', '1', '--overwrite', '--out', old)
+    assert p.returncode == 2 and '--digits compares exact fp32 with bf16, which needs a CUDA GPU' in p.stderr, p.stderr[-2000:]
+    assert old.read_text() == '{"x": 1}\n' and sorted(q.name for q in tmp_path.iterdir()) == ['old.json']

@@ -20,10 +20,12 @@ phase's arithmetic rate (each epoch's second step counted by `torch.utils.flop_c
 chip's bf16 matrix rate measured in the same call. The first run of a set starts with an empty decoded-image cache;
 the later ones read it (`stitchup_nb.images.decoded_images`). `--digits N` trains the Digits preset with `--precision
 fp32` and `bf16` on seeds 0..N-1 (is bf16 accuracy-neutral?), `--grid` 24 Digits runs (BCE and the full method at
-flip 0.3/0.5/0.7/0.9, seeds 0-2), both `--jobs` at a time on the one GPU. Results go to
+flip 0.3/0.5/0.7/0.9, seeds 0-2), both `--jobs` at a time on the one GPU (both need a CUDA GPU). Results go to
 nbs/experiments/results/bench_e2e.json (`--tiny`: bench_e2e_tiny.json) after every run, and the table the README
-includes to bench_e2e.md. A run that fails is kept there with the end of its log, and the call then exits with status
-1, naming it. A script, not a test: its figures depend on the machine.
+includes to bench_e2e.md. A JSON already at --out is evidence: the call refuses it unless --append (add this call's
+runs to it) or --overwrite (replace it) says which. A run that fails is kept there with the end of its log, and the
+call then exits with status 1, naming it. Every option is checked before anything is written or run. A script, not a
+test: its figures depend on the machine.
 """
 import argparse, json, os, platform, shutil, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
@@ -322,24 +324,41 @@ def parser():
     ap.add_argument('--no-voc', action='store_true', help='skip the VOC-sized set')
     ap.add_argument('--runs', default=None, help=f"comma list of run names (default: all: {', '.join(n for n, _, _ in RUNS)})")
     ap.add_argument('--epochs', type=int, default=None, help='epochs a run (default: the preset\'s 8; --tiny: 1)')
-    ap.add_argument('--digits', type=int, default=0, metavar='N', help='Digits fp32 vs bf16 on seeds 0..N-1 (default: none)')
-    ap.add_argument('--grid', action='store_true', help='the 24-run Digits grid, --jobs at a time')
+    ap.add_argument('--digits', type=int, default=0, metavar='N', help='Digits fp32 vs bf16 on seeds 0..N-1 (default: none; needs a CUDA GPU)')
+    ap.add_argument('--grid', action='store_true', help='the 24-run Digits grid, --jobs at a time (needs a CUDA GPU)')
     ap.add_argument('--jobs', type=int, default=8, help='runs at a time on the one GPU for --digits and --grid (default 8)')
     ap.add_argument('--profile', action='store_true', help="after a set's runs, one more epoch under torch.profiler (steps 2-6): its tables go to bench_e2e_profile.txt")
-    ap.add_argument('--budget', type=float, default=None, help='seconds: start no step after this (what ran is written)')
+    ap.add_argument('--budget', type=float, default=None, help='seconds (> 0): start no step after this (what ran is written)')
     ap.add_argument('--root', default=None, help='folder for the sets, caches and runs (default: a temporary folder, removed)')
     ap.add_argument('--out', default=None, help='the JSON (default: nbs/experiments/results/bench_e2e.json; --tiny: bench_e2e_tiny.json)')
     ap.add_argument('--append', action='store_true', help='add these runs to the JSON already at --out (same training source and machine)')
+    ap.add_argument('--overwrite', action='store_true', help='replace the JSON already at --out (without --append or --overwrite, '
+                    'an existing --out is refused)')
     ap.add_argument('--report', action='store_true', help="only rewrite the README's table (bench_e2e.md beside the JSON)")
     ap.add_argument('--child', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--peak', action='store_true', help=argparse.SUPPRESS)
     return ap
 
 
+KEYS = ('made', 'command', 'commit', 'machine', 'runs')     # what every JSON of this tool holds (`started`)
+
+
+def read_json(ap, flag:str, out:Path) -> dict:
+    "The JSON at `out` that `flag` (--append, --report) reads, refused by name unless this tool wrote it."
+    try: data = json.loads(out.read_text())
+    except ValueError as e: ap.error(f'{flag}: {out} is not JSON ({e}): pass the --out of an earlier call of this tool')
+    except OSError as e: ap.error(f'{flag}: {out} cannot be read ({e.strerror})')
+    if not isinstance(data, dict): why = f'it holds a {type(data).__name__}, not an object of {", ".join(KEYS)}'
+    elif missing := [k for k in KEYS if k not in data]: why = f"it has no {', '.join(missing)}"
+    elif not (isinstance(data['runs'], list) and isinstance(data['machine'], dict)): why = 'its runs is not a list or its machine not an object'
+    else: return data
+    ap.error(f'{flag}: {out} is not a JSON of this tool ({why}): pass the --out of an earlier call of this tool')
+
+
 def write_report(ap, out:Path, md:Path):
     "--report: the README's table `md` rewritten from the JSON `out`."
     if not out.is_file(): ap.error(f'--report: {out} does not exist; run the bench first (or pass --out)')
-    md.write_text(report(json.loads(out.read_text()))); print(f'wrote {md}')
+    md.write_text(report(read_json(ap, '--report', out))); print(f'wrote {md}')
 
 
 def wanted_runs(ap, a) -> list:
@@ -349,7 +368,17 @@ def wanted_runs(ap, a) -> list:
     if bad := [n for n in want if n not in names]: ap.error(f"--runs: unknown {bad}; choose from {', '.join(names)}")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
     if a.digits < 0 or a.jobs < 1: ap.error('--digits must be >= 0 and --jobs >= 1')
+    if a.budget is not None and not a.budget > 0: ap.error(f'--budget must be > 0 seconds, got {a.budget:g} (leave it out: no limit)')
     return want
+
+
+def check_out(ap, a, out:Path):
+    "--out: a JSON already there is kept unless --append or --overwrite says what to do with it; a folder is refused."
+    if a.append and a.overwrite: ap.error('--append adds to the JSON at --out and --overwrite replaces it: pass one')
+    if out.is_dir() or out.with_suffix('.md').is_dir(): ap.error(f'--out {out}: it (or its .md beside it) is a folder; pass a JSON file')
+    if out.parent.exists() and not out.parent.is_dir(): ap.error(f'--out {out}: {out.parent} is not a folder')
+    if out.exists() and not (a.append or a.overwrite):
+        ap.error(f'--out {out} exists: pass --append to add these runs to it, --overwrite to replace it, or another --out')
 
 
 def started(ap, a, out:Path, argv, here:dict) -> dict:
@@ -357,7 +386,7 @@ def started(ap, a, out:Path, argv, here:dict) -> dict:
     data = {'made': time.strftime('%Y-%m-%dT%H:%M:%S'), 'command': ' '.join(['python tools/bench_e2e.py', *(argv or sys.argv[1:])]),
             'commit': commit(), 'source': source(), 'machine': here, 'runs': []}
     if a.append and out.is_file():
-        old = json.loads(out.read_text())
+        old = read_json(ap, '--append', out)
         if (old.get('source'), old.get('machine')) != (data['source'], data['machine']):
             ap.error(f'--append: {out} was made by source {old.get("source")} on {old.get("machine")}, not this one: pass another --out')
         data = {**old, 'command': old['command'] + ' ; ' + data['command']}
@@ -430,11 +459,15 @@ def main(argv=None):
     md = out.with_suffix('.md')
     if a.report: return write_report(ap, out, md)
     want = wanted_runs(ap, a)
+    check_out(ap, a, out)
+    if a.append and out.is_file(): read_json(ap, '--append', out)     # before the machine is asked (torch's import)
     sets = ['tiny'] if a.tiny else [s for s, on in (('voc', not a.no_voc), ('coco', a.coco)) if on]
     t_start, deadline = time.time(), time.time() + (a.budget or 1e9)
     here = machine()
     if a.digits and here['gpu'] is None:      # before the source's hash, which imports the whole kit
         ap.error('--digits compares exact fp32 with bf16, which needs a CUDA GPU (on a CPU both run in fp32): drop --digits')
+    if a.grid and here['gpu'] is None:
+        ap.error('--grid packs --jobs Digits runs at a time on one CUDA GPU, and this machine has none: drop --grid')
     data = started(ap, a, out, argv, here)
     first = len(data['runs'])       # this call's runs start here (--append keeps the earlier ones)
     root = Path(a.root) if a.root else Path(tempfile.mkdtemp(prefix='bench_e2e_'))     # every option checked: now write
