@@ -46,3 +46,25 @@ def test_bad_options_are_named_and_nothing_is_overwritten(tmp_path):
         r = _tool(*args)
         assert r.returncode == 2 and said in r.stderr, (args, r.stderr)
     assert out.read_text() == '{}' and not (tmp_path/'n.json').exists()
+
+
+def test_a_bad_csv_row_out_folder_or_trace_is_named_before_anything_is_computed(tmp_path):
+    """Each refused before the restart and the trace (seconds, no training): a CSV that is no results CSV (its missing
+    columns named), a row whose config is not a JSON object, an --out in a folder that does not exist, and --compare
+    files that are JSON but no trace (empty, a list, another object: the file and what it lacks named)."""
+    notes, bad_cfg = tmp_path/'notes.csv', tmp_path/'bad.csv'
+    notes.write_text('a,b\n1,2\n')
+    bad_cfg.write_text('method,kind,rate,seed,config\nbce,flip,0.5,0,not json\n')
+    empty, listed, other = tmp_path/'empty.json', tmp_path/'list.json', tmp_path/'other.json'
+    empty.write_text('{}'); listed.write_text('[]'); other.write_text(json.dumps({'pretrained': {}, 'steps': 3}))
+    for args, said in ((['--csv', notes, '--row', 0, '--out', tmp_path/'n.json'],
+                        f'--csv: {notes} is not a results CSV of tools/benchmark.py (it has no method, kind, rate, seed, config column)'),
+                       (['--csv', bad_cfg, '--row', 0, '--out', tmp_path/'n.json'], f'--row 0 of {bad_cfg}: its config is not a JSON object'),
+                       (['--csv', QUICK, '--row', 0, '--out', tmp_path/'nodir'/'t.json'],
+                        f"--out {tmp_path/'nodir'/'t.json'}: its folder {tmp_path/'nodir'} does not exist"),
+                       (['--compare', empty, empty], f'--compare: {empty} is not a trace of this tool (it has no pretrained object'),
+                       (['--compare', listed, empty], f'--compare: {listed} is not a trace of this tool (it holds a list, not an object)'),
+                       (['--compare', other, empty], f'--compare: {other} is not a trace of this tool (its steps is not a list of steps')):
+        r = _tool(*args)
+        assert r.returncode == 2 and said in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr[-2000:])
+    assert sorted(q.name for q in tmp_path.iterdir()) == ['bad.csv', 'empty.json', 'list.json', 'notes.csv', 'other.json']

@@ -1,5 +1,6 @@
-"""Trace one benchmark row step by step, to find where two machines part (issue 31: a row re-runs to its numbers on the
-machine that made it, and up to about 1 mAP apart on another x86-64 machine, while the behaviour fingerprints agree).
+"""Trace one benchmark row step by step, to find where two machines part: a row re-runs to its numbers on the machine
+that made it and to other numbers on another x86-64 machine (nbs/experiments/results/cross_machine.md measures how far
+apart), while the behaviour fingerprints agree.
 
     python tools/trace_row.py --csv nbs/experiments/results/benchmark.csv --row 12 --out trace_A.json
     # the same command on the other machine, into trace_B.json; then, on either:
@@ -16,6 +17,9 @@ benchmark pins, `stitchup_nb.backbones.CPU_ENV`) for its first --steps training 
 --compare says whether the pretrained files and the starting weights agree, then names the first step where the two
 traces differ and what differed there (data, loss, weights): data first points at sampling or augmentation, a loss or
 weights first with equal data at the arithmetic (kernels). Exit status 1 when they differ.
+
+Every option is checked before anything is computed: the CSV's columns and the row's configuration, --out's folder
+(a trace is evidence: an existing --out is refused), and each --compare file (a trace this tool wrote).
 """
 import argparse, csv, hashlib, json, os, sys, warnings
 from pathlib import Path
@@ -102,6 +106,41 @@ def trace(row:dict, steps:int) -> dict:
     return rec
 
 
+COLUMNS = ('method', 'kind', 'rate', 'seed', 'config')       # what `trace` reads of a row (a results CSV of tools/benchmark.py)
+STEP = ('x', 'y', 'loss', 'weights')                          # what `compare` reads of each step
+
+
+def read_trace(ap, p) -> dict:
+    "--compare's file `p`, refused by name unless it is a trace this tool wrote (what `compare` reads)."
+    try: t = json.loads(Path(p).read_text())
+    except (OSError, ValueError) as e: ap.error(f'--compare: {p} is not a trace ({e})')
+    if not isinstance(t, dict): why = f'it holds a {type(t).__name__}, not an object'
+    elif not isinstance(t.get('pretrained'), dict): why = 'it has no pretrained object (the glyph CNN files\' digests)'
+    elif not (isinstance(t.get('steps'), list) and all(isinstance(s, dict) and all(k in s for k in STEP) for s in t['steps'])):
+        why = f"its steps is not a list of steps with {', '.join(STEP)}"
+    else: return t
+    ap.error(f'--compare: {p} is not a trace of this tool ({why}): pass two --out files of tools/trace_row.py')
+
+
+def read_row(ap, a) -> dict:
+    "--csv's row --row, its columns and configuration checked (what `trace` reads) before anything is computed."
+    if not Path(a.csv).is_file(): ap.error(f'--csv: {a.csv} does not exist')
+    try:
+        with open(a.csv, newline='') as f: r = csv.DictReader(f); rows, cols = list(r), r.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e: ap.error(f'--csv: {a.csv} cannot be read as a CSV ({e})')
+    if missing := [c for c in COLUMNS if c not in cols]:
+        ap.error(f"--csv: {a.csv} is not a results CSV of tools/benchmark.py (it has no {', '.join(missing)} column)")
+    if not rows: ap.error(f'--csv: {a.csv} has no rows')
+    if not 0 <= a.row < len(rows): ap.error(f'--row must be in 0..{len(rows) - 1} for {a.csv}, got {a.row}')
+    row = rows[a.row]
+    try: cfg = json.loads(row['config'] or '')
+    except (TypeError, ValueError): cfg = None
+    if not isinstance(cfg, dict): ap.error(f'--row {a.row} of {a.csv}: its config is not a JSON object of options, so it cannot be re-trained')
+    try: int(row.get('threads') or 1)
+    except ValueError: ap.error(f"--row {a.row} of {a.csv}: its threads {row['threads']!r} is not a whole number")
+    return row
+
+
 def compare(a:dict, b:dict, log=print) -> int:
     "Where traces `a` and `b` part: 0 if they agree on every step both recorded, else 1."
     for k in ('machine', 'kernels', 'torch'): log(f'{k}: {a.get(k)} | {b.get(k)}')
@@ -140,21 +179,16 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.compare:
         if a.csv or a.row is not None or a.out: ap.error('--compare takes two traces and nothing else')
-        traces = []
-        for p in a.compare:
-            try: traces.append(json.loads(Path(p).read_text()))
-            except (OSError, ValueError) as e: ap.error(f'--compare: {p} is not a trace ({e})')
-        sys.exit(compare(*traces))
+        sys.exit(compare(*[read_trace(ap, p) for p in a.compare]))
     if not (a.csv and a.row is not None and a.out): ap.error('pass --csv, --row and --out (or --compare A B)')
     if a.steps < 1: ap.error(f'--steps must be >= 1, got {a.steps}')
-    if not Path(a.csv).is_file(): ap.error(f'--csv: {a.csv} does not exist')
-    with open(a.csv, newline='') as f: rows = list(csv.DictReader(f))
-    if not 0 <= a.row < len(rows): ap.error(f'--row must be in 0..{len(rows) - 1} for {a.csv}, got {a.row}')
+    row = read_row(ap, a)
     if Path(a.out).exists(): ap.error(f'--out {a.out} exists: a trace is evidence, choose another name')
+    if not Path(a.out).parent.is_dir(): ap.error(f'--out {a.out}: its folder {Path(a.out).parent} does not exist; make it first')
     from stitchup_nb.backbones import CPU_ENV     # torch is imported, but computes nothing before the restart
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # the kernels the benchmark pins, before torch computes anything
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
-    rec = trace(rows[a.row], a.steps)
+    rec = trace(row, a.steps)
     Path(a.out).write_text(json.dumps(rec, indent=1))
     print(f"wrote {a.out}: {len(rec['steps'])} steps of {rec['method']} {rec['kind']} {rec['rate']} seed {rec['seed']} on {rec['machine']}")
 
