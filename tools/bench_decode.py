@@ -1,4 +1,4 @@
-"""How long a VOC-sized image set takes to decode at start, before and after issue 28, measured in one run.
+"""How long a VOC-sized image set takes to decode at start: sequentially, in parallel and from the cache, in one run.
 
     python tools/bench_decode.py                         # 400 photo-like JPEGs at 500×375, decoded to 224
     python tools/bench_decode.py --n 1000 --size 500x375 --img 224 --workers 8
@@ -6,7 +6,7 @@
 It writes a VOC-format fixture (`stitchup_nb.fixtures.make_voc`, VOC2012 trainval = the `--n` images), reads
 every file once (so all timings see the files in the OS page cache alike), then times:
 
-1. the old decode: `load_image` on one file after another (what `LabelledSet.cached` did before);
+1. the sequential decode: `load_image` on one file after another (the reference every other path is checked against);
 2. the parallel decode alone (`decode_images`, `--workers` threads) and, in threads, processes
    (a `ProcessPoolExecutor` over the same `load_image`) for comparison;
 3. a fresh process loading the set with the cache cold (`voc_set` + `LabelledSet.cached(cache=...)`:
@@ -14,8 +14,8 @@ every file once (so all timings see the files in the OS page cache alike), then 
    from the cache), each timed inside the process from before the reader to after it (imports excluded),
    and again after reading every pixel once.
 
-Every path must give exactly the old uint8 arrays (checked, or the script fails). The issue's target: the
-second process loads the decoded set at least 4× faster than the first. Results go to
+Every path must give exactly the sequential decode's uint8 arrays (checked, or the script fails). Its target: the
+second process loads the decoded set at least 4× faster than the first (the JSON's `target_met`). Results go to
 nbs/experiments/results/bench_decode.json (`--out`). A script, not a test: figures depend on the machine.
 """
 import argparse, contextlib, io, json, os, platform, subprocess, sys, tempfile, time
