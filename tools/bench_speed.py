@@ -18,8 +18,11 @@ rejection, MixUp, CutMix: one branch on random batches, like BCE) against single
 same backbone, batch and machine, and prints each one's ratio to BCE: median step times over interleaved rounds (each learner in
 turn, `--rounds` times), with their interquartile range relative to the median (how steady the
 machine was).
+
+Every option is checked before anything is timed: the model names, --steps, --rounds and --cpu_bs (each >= 1), --gpu
+(a CUDA device), and --out (its folder exists; a file already there is refused, not overwritten).
 """
-import argparse, json, resource, sys, time, warnings
+import argparse, json, resource, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -163,27 +166,46 @@ def bench(name, arch, size, bs, n_steps, device, **kw):
     return row
 
 
-def main():
+MODELS = ('digits', 'resnet50')
+
+
+def options(argv=None):
+    "The command line, every option checked before anything is timed (`--models` as a list in `a.model_list`)."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--models', default='digits,resnet50', help='comma list: digits, resnet50')
+    ap.add_argument('--models', default='digits,resnet50', help=f"comma list: {', '.join(MODELS)}")
     ap.add_argument('--steps', type=int, default=5, help='timed steps per learner (after 2 warm-up steps)')
     ap.add_argument('--cpu_bs', type=int, default=8, help='ResNet-50 batch on CPU')
     ap.add_argument('--gpu', action='store_true', help='use CUDA and add bf16 + channels_last rows')
-    ap.add_argument('--out', default=None, help='also write the rows as JSON here')
+    ap.add_argument('--out', default=None, help='also write the rows as JSON here (a new file, in a folder that exists)')
     ap.add_argument('--peers', action='store_true', help="time each peer method's training step against BCE's instead")
     ap.add_argument('--rounds', type=int, default=3, help='--peers: interleaved rounds of --steps timed steps per learner')
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    a.model_list = [m.strip() for m in a.models.split(',')]
+    if bad := [m for m in a.model_list if m not in MODELS]:
+        ap.error(f"--models: unknown {', '.join(map(repr, bad))}; choose from {', '.join(MODELS)} (comma list)")
+    for flag in ('steps', 'rounds', 'cpu_bs'):
+        if getattr(a, flag) < 1: ap.error(f'--{flag} must be >= 1, got {getattr(a, flag)}')
+    if a.gpu and not torch.cuda.is_available(): ap.error('--gpu times on a CUDA device, and this machine has none: drop --gpu')
+    if a.out is not None:
+        out = Path(a.out)
+        if out.is_dir(): ap.error(f'--out {out} is a folder: pass a JSON file')
+        if out.exists(): ap.error(f'--out {out} exists: choose another name (the rows it holds are kept)')
+        if not out.parent.is_dir(): ap.error(f'--out {out}: its folder {out.parent} does not exist; make it first')
+    return a
+
+
+def main(argv=None):
+    a = options(argv)
     warnings.filterwarnings('ignore')
     device = torch.device('cuda' if a.gpu else 'cpu')
     if a.peers: return main_peers(a, device)
     rows = []
-    for m in a.models.split(','):
+    for m in a.model_list:
         if m == 'digits': rows.append(bench('digits_cnn 64px', 'digits_cnn', 64, 32, a.steps, device))
         elif m == 'resnet50':
             bs = 32 if a.gpu else a.cpu_bs
             rows.append(bench('resnet50 224px', 'resnet50', 224, bs, a.steps, device))
             if a.gpu: rows.append(bench('resnet50 224px', 'resnet50', 224, bs, a.steps, device, precision='bf16', channels_last=True))
-        else: sys.exit(f'unknown model {m!r}')
     import pandas as pd
     df = pd.DataFrame(rows)
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
@@ -197,10 +219,9 @@ def main():
 def main_peers(a, device):
     import pandas as pd
     rows = []
-    for m in a.models.split(','):
+    for m in a.model_list:
         if m == 'digits': rows += bench_peers('digits_cnn 64px', 'digits_cnn', 64, 32, a.steps, device, a.rounds)
         elif m == 'resnet50': rows += bench_peers('resnet50 224px', 'resnet50', 224, 32 if a.gpu else a.cpu_bs, a.steps, device, a.rounds)
-        else: sys.exit(f'unknown model {m!r}')
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.cuda.get_device_name() if a.gpu else "CPU"}')
     print(pd.DataFrame(rows).to_string(index=False))
     k = OPTIONS['cl_folds'].default
