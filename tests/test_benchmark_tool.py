@@ -124,6 +124,7 @@ def _bench(*args, **kw):
 
 BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--seeds', '0,x'], '--seeds must be integers'),
+               (['--seeds', ''], "--seeds must be integers joined by commas, got ''"),      # not the default seeds
                (['--quick', '--sweep'], 'separate grids'),
                (['--verify', '0'], '--verify must be >= 1'),
                (['--jobs', '0'], '--jobs must be >= 1'),
@@ -379,3 +380,56 @@ def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one
     assert got[0][0] == 2 and f'--out {out} holds rows of 1 epochs on digits-small (Digits-MLT instance 3), and this grid runs 1 epochs on digits-small: a table would average them' in got[0][1], got[0]
     assert got[1][0] == 2 and 'and this grid runs 1 epochs on digits-small (Digits-MLT instance 4)' in got[1][1], got[1]
     assert out.read_bytes() == before
+
+
+def test_a_folder_as_out_and_verify_of_a_csv_that_is_no_results_csv_are_named_before_anything_runs(tmp_path):
+    """--out naming a folder (it failed with IsADirectoryError once the grid began), and --verify of a CSV this tool did
+    not write (it said '1 rows made by other behaviour'): refused before the restart. One process: BAD_DRIVER."""
+    folder, notes = tmp_path/'runs', tmp_path/'notes.csv'
+    folder.mkdir(); notes.write_text('a,b\n1,2\n')
+    got = _driver(tmp_path, [['--quick', '--out', str(folder)], ['--quick', '--verify', '1', '--out', str(notes)]])
+    assert got[0][0] == 2 and f'--out {folder} is a folder: pass a CSV file' in got[0][1], got[0]
+    assert got[1][0] == 2 and f'--verify: --out {notes} is not a results CSV of this tool (its header has no epochs and config columns)' in got[1][1], got[1]
+    assert notes.read_text() == 'a,b\n1,2\n' and not list(folder.iterdir())
+
+
+# tools/benchmark.py's main() with its grid's work replaced: the fingerprints (a parts file beside --out), the runs (a
+# wait, after saying 'working') and the copies (this driver again, as a copy) stand in, so that a Ctrl-C (SIGINT to the
+# process group) reaches a parent and its copy while they work, as it reaches `--jobs 2`
+INTERRUPT_DRIVER = textwrap.dedent('''
+    import os, subprocess, sys, time
+    tool, args = sys.argv[1], sys.argv[2:]
+    sys.argv[0] = tool
+    sys.path.insert(0, os.path.dirname(tool))
+    import benchmark
+    def fingerprints(*a, **k):
+        p = os.path.join(os.path.dirname(args[args.index('--out') + 1]), 'parts.json')
+        open(p, 'w').write('{}'); return p
+    def runs(*a, **k): print('working', flush=True); time.sleep(120)
+    def copies(jobs, argv, parts):
+        rest = [x for x in argv if x not in ('--jobs', str(jobs))]
+        return [subprocess.Popen([sys.executable, __file__, tool, *rest], env={**os.environ, benchmark.COPY: parts})]
+    benchmark.grid_fingerprints, benchmark.grid_runs, benchmark.start_copies = fingerprints, runs, copies
+    benchmark.main(args)
+''')
+
+
+def test_ctrl_c_with_copies_says_interrupted_once(tmp_path):
+    "Ctrl-C reaches every copy of --jobs 2; only the copy that started the others says the line, once they have stopped."
+    import signal, time
+    from stitchup_nb.backbones import CPU_ENV
+    (tmp_path/'driver.py').write_text(INTERRUPT_DRIVER)
+    p = subprocess.Popen([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', '--quick', '--jobs', '2',
+                          '--out', str(tmp_path/'b.csv')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **CPU_ENV}, start_new_session=True)      # its own process group, as a terminal's
+    try:
+        working, t = 0, time.time()
+        while working < 2 and time.time() - t < 120:
+            working += p.stdout.readline().strip() == 'working'
+        assert working == 2, 'the parent and its copy did not both start their work'
+        os.killpg(p.pid, signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 1 and err.count('interrupted: the rows written so far stay in') == 1, err
+    assert 'Traceback' not in err, err

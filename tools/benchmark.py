@@ -111,9 +111,10 @@ def options(ap, argv) -> tuple:
     if len(chosen) > 1: ap.error(f"{', '.join('--' + g for g in GRIDS if g != 'main')} are separate grids: pass one")
     name = chosen[0] if chosen else 'main'
     if a.plus and a.out: ap.error('--out does not apply to --plus: its baselines are rows of the main grid (benchmark.csv), its candidates go to benchmark_plus.csv')
+    if a.out is not None and Path(a.out).is_dir(): ap.error(f'--out {a.out} is a folder: pass a CSV file (e.g. --out {Path(a.out)/"mine.csv"})')
     spec = fresh_spec(ap, a)
     default_seeds = '0' if a.quick else ','.join(map(str, spec['seeds'])) if a.fresh else ','.join(map(str, DEV_SEEDS))
-    try: seeds = [int(s) for s in (a.seeds or default_seeds).split(',')]
+    try: seeds = [int(s) for s in (default_seeds if a.seeds is None else a.seeds).split(',')]
     except ValueError: ap.error(f'--seeds must be integers joined by commas, got {a.seeds!r}')
     if any(s < 0 for s in seeds): ap.error(f'--seeds must be >= 0, got {a.seeds!r}')
     if a.fresh and (seen := [s for s in seeds if s not in spec['seeds']]):
@@ -187,6 +188,16 @@ def grid_cells(ap, a, name):
         ap.error(f"--cells {','.join(f'{k}:{r:g}' for k, r in off)}: not cells of the {name} grid, and its rows would go to the kit's "
                  f"published {default_out(name).name}: pass --out")
     return cells
+
+
+def check_results_csv(ap, out, flag='--out'):
+    "Refuse `out` (a CSV `flag` reads) unless it is a results CSV of this tool: its header has the epochs and config columns."
+    try:
+        with open(out, newline='') as f: cols = csv.DictReader(f).fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as e: ap.error(f'{flag} {out} cannot be read as a CSV ({e}): pass another --out')
+    if not {'epochs', 'config'} <= set(cols):
+        ap.error(f'{flag} {out} is not a results CSV of this tool (its header has no epochs and config columns): pass the --out of '
+                 'a grid this tool ran')
 
 
 def check_schedule(ap, out, epochs, dataset, data_seed=0):
@@ -282,6 +293,7 @@ def main(argv=None):
         instance = (a.spec or FRESH)['data_seed'] if a.fresh else a.data_seed      # the Digits-MLT instance this grid's rows draw
         for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}:
             check_schedule(ap, csv_path, epochs, dataset, instance if csv_path == out else 0)
+    elif out.is_file(): check_results_csv(ap, out, '--verify: --out')     # before the restart (reverify says a missing one)
     if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
         os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
     warnings.filterwarnings('ignore')
@@ -299,6 +311,7 @@ def main(argv=None):
     copies = start_copies(a.jobs, argv, parts) if a.jobs > 1 else []
     try: grid_runs(a, out, runs, seeds, epochs, dataset, here, fps, copies)
     except KeyboardInterrupt:       # Ctrl-C: one line; every row written so far stays, and the same command continues
+        if os.environ.get(COPY): sys.exit(130)     # a copy stops without a word: the copy that started it says the line
         for p in copies: p.wait()   # the copies got the same signal (one process group) and stop with it
         sys.exit(f'interrupted: the rows written so far stay in {out}; the same command continues the grid (the rows of '
                  'the current code are skipped)')
