@@ -152,10 +152,16 @@ def test_two_processes_filling_the_cache_at_once_both_succeed_and_agree(tmp_path
     assert np.array_equal(decoded_images(fs, 20, cache=tmp_path/'c')[0], ref)
 
 
-def test_the_decode_benchmark_runs_and_checks_pixels(tmp_path):
+def test_the_decode_benchmark_runs_and_checks_pixels(tmp_path, capsys):
     "tools/bench_decode.py on a tiny set: it runs, every path gave the old pixels, and it writes its JSON (no timing asserted)."
     from tests.conftest import load_tool
     bench = load_tool('bench_decode')
     out = bench.main(['--n', '6', '--size', '64x48', '--img', '16', '--no-processes', '--out', str(tmp_path/'b.json')])
     assert out['pixels_identical'] and out['set']['n'] == 6 and (tmp_path/'b.json').is_file()
     assert out['command'] == 'python tools/bench_decode.py --n 6 --size 64x48 --img 16 --no-processes --out ' + str(tmp_path/'b.json')
+    # its figures are evidence: an existing --out (the committed file, by default) is replaced only with --overwrite;
+    # every option is checked before a JPEG is written
+    for argv, said in ((['--out', str(tmp_path/'b.json')], 'exists: pass --overwrite'), (['--size', '64'], '--size must be WIDTHxHEIGHT'),
+                       (['--n', '0', '--out', str(tmp_path/'n.json')], '--n must be >= 1'), (['--out', str(tmp_path)], 'is a folder')):
+        with pytest.raises(SystemExit) as e: bench.options(argv)
+        assert e.value.code == 2 and said in capsys.readouterr().err, argv

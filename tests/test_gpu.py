@@ -1,4 +1,4 @@
-"""The GPU paths of issue 28, checked on a CUDA device (skipped elsewhere; `tools/gpu_checks.sh` runs them on one).
+"""The GPU paths (the device step, bf16, the device loader), checked on a CUDA device (skipped elsewhere; `tools/gpu_checks.sh` runs them on one).
 
 - A decoded set kept on the GPU gives the very batches the host path gives (images, labels, indices).
 - `DeviceSmoothLoss` on the GPU gives fastai's smoothed loss.

@@ -18,7 +18,7 @@ Every path must give exactly the sequential decode's uint8 arrays (checked, or t
 second process loads the decoded set at least 4× faster than the first (the JSON's `target_met`). Results go to
 nbs/experiments/results/bench_decode.json (`--out`). A script, not a test: figures depend on the machine.
 """
-import argparse, contextlib, io, json, os, platform, subprocess, sys, tempfile, time
+import argparse, contextlib, io, json, os, platform, re, subprocess, sys, tempfile, time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -75,8 +75,23 @@ def parser():
     ap.add_argument('--workers', type=int, default=None, help='decoding threads (default: every core this process may use)')
     ap.add_argument('--texture', default='photo', choices=('photo', 'noise'), help="the fixture's JPEG content (default photo)")
     ap.add_argument('--no-processes', action='store_true', help='skip the process-pool comparison')
-    ap.add_argument('--out', default=str(ROOT/'nbs'/'experiments'/'results'/'bench_decode.json'))
+    ap.add_argument('--out', default=str(ROOT/'nbs'/'experiments'/'results'/'bench_decode.json'),
+                    help='the JSON to write (default: the committed results file; an existing one needs --overwrite)')
+    ap.add_argument('--overwrite', action='store_true', help='replace an existing --out')
     return ap
+
+
+def options(argv=None):
+    "The options, each checked before any JPEG is written or timed."
+    ap = parser(); a = ap.parse_args(argv)
+    if not re.fullmatch(r'\d+x\d+', a.size.lower()): ap.error(f'--size must be WIDTHxHEIGHT, e.g. 500x375; got {a.size!r}')
+    for k in ('n', 'img'):
+        if getattr(a, k) < 1: ap.error(f'--{k} must be >= 1, got {getattr(a, k)}')
+    if a.workers is not None and a.workers < 1: ap.error(f'--workers must be >= 1, got {a.workers}')
+    out = Path(a.out)
+    if out.is_dir(): ap.error(f'--out {out} is a folder: pass a JSON file')
+    if out.exists() and not a.overwrite: ap.error(f'--out {out} exists: pass --overwrite to replace it, or another --out')
+    return a
 
 
 def fixture(tmp, a, w, h, workers) -> tuple:
@@ -154,7 +169,7 @@ def show(out):
 
 
 def main(argv=None):
-    a = parser().parse_args(argv)
+    a = options(argv)
     w, h = (int(v) for v in a.size.lower().split('x'))
     workers = decode_workers(a.workers)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 28 in one call, for a machine with one CUDA GPU, most important first, within a budget.
+# The kit's GPU checks in one call, for a machine with one CUDA GPU, most important first, within a budget.
 #
 #   bash tools/gpu_checks.sh OUT [BUDGET_SECONDS]     # default budget 500 s; everything it writes goes to OUT
 #
@@ -14,6 +14,7 @@ set -u
 OUT=${1:?usage: bash tools/gpu_checks.sh OUT [BUDGET_SECONDS]}; BUDGET=${2:-500}
 mkdir -p "$OUT"; T0=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+upto() { local v=$(( $(left) - $1 )); echo $(( v > 1 ? v : 1 )); }   # a step's --budget: the time left less what follows it (at least 1 s)
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 {
   echo "== machine"; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
@@ -22,14 +23,14 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
   timeout 150 python3 -m pytest -x -q -p no:cacheprovider tests/test_gpu.py tests/test_losses.py tests/test_metrics.py -k "gpu or cuda or device" 2>&1 | tail -15
   R=$(mktemp -d)      # the sets and their decoded-image caches, shared by the calls below
   echo "== bench_e2e: VOC-sized first run, second run, BCE; Digits fp32 vs bf16 ($(left) s left)"
-  python3 tools/bench_e2e.py --root "$R" --runs "first run,second run,BCE" --digits 3 --jobs 8 --budget $(( $(left) - 170 )) --out "$OUT/bench_e2e.json"
+  python3 tools/bench_e2e.py --root "$R" --runs "first run,second run,BCE" --digits 3 --jobs 8 --budget $(upto 170) --out "$OUT/bench_e2e.json" --overwrite
   echo "== bench_e2e: the 24-run Digits grid ($(left) s left)"
-  python3 tools/bench_e2e.py --root "$R" --no-voc --grid --jobs 8 --budget $(( $(left) - 120 )) --out "$OUT/bench_e2e.json" --append
+  python3 tools/bench_e2e.py --root "$R" --no-voc --grid --jobs 8 --budget $(upto 120) --out "$OUT/bench_e2e.json" --append
   echo "== bench_e2e: VOC-sized exact fp32, compiled, one profiled epoch ($(left) s left)"
-  python3 tools/bench_e2e.py --root "$R" --runs "exact fp32,compiled" --profile --budget $(( $(left) - 70 )) --out "$OUT/bench_e2e.json" --append
+  python3 tools/bench_e2e.py --root "$R" --runs "exact fp32,compiled" --profile --budget $(upto 70) --out "$OUT/bench_e2e.json" --append
   echo "== bench_speed --gpu ($(left) s left)"
   [ "$(left)" -gt 80 ] && timeout $(( $(left) - 30 )) python3 tools/bench_speed.py --gpu --out "$OUT/bench_speed_gpu.json" 2>&1 | tail -12
   echo "== bench_e2e: COCO-sized ($(left) s left)"
-  [ "$(left)" -gt 100 ] && python3 tools/bench_e2e.py --root "$R" --no-voc --coco --runs "first run,second run" --budget $(( $(left) - 30 )) --out "$OUT/bench_e2e.json" --append
+  [ "$(left)" -gt 100 ] && python3 tools/bench_e2e.py --root "$R" --no-voc --coco --runs "first run,second run" --budget $(upto 30) --out "$OUT/bench_e2e.json" --append
   echo "== done in $(( $(date +%s) - T0 )) s"
 } 2>&1 | tee "$OUT/log.txt"
