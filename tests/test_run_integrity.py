@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import BIN, QUICK, run_cli
+from stitchup_nb.methods import PRESETS
 
 DRIVER = textwrap.dedent('''
     import contextlib, io, json, os, sys, warnings
@@ -50,8 +51,9 @@ def world(quick_run, tmp_path_factory):
                                       root/'bare'/'epoch_2.pth')
     (root/'bad.json').write_text('{"dataset": "digits-sm')
     cfg = json.loads((done/'config.json').read_text())
-    (root/'digits.json').write_text(json.dumps({**cfg, 'dataset': 'digits'}))        # the other digits preset's groups
-    (root/'digits_old.json').write_text(json.dumps({k: v for k, v in {**cfg, 'dataset': 'digits'}.items() if k != 'labels_sha'}))
+    other = {**cfg, 'dataset': 'digits', 'digits': PRESETS['digits']['digits']}      # the other digits preset (its sizes too)
+    (root/'digits.json').write_text(json.dumps(other))        # the other digits preset's groups
+    (root/'digits_old.json').write_text(json.dumps({k: v for k, v in other.items() if k != 'labels_sha'}))
     app = root/'app'; app.mkdir()
     # made beside it: stitchup_noise writes no file into such a folder; both names the same command's file (it makes the
     # same bytes each time it runs), so it runs once
