@@ -21,7 +21,7 @@ from .train import load_benchmark, run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, cut_line, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, check_whole, run_config, torch_threads
 from .grids import GRIDS
 from .methods import METHODS
 
@@ -30,8 +30,8 @@ __all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_R
            'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps',
            'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint',
            'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay', 'arithmetics',
-           'row_fingerprints', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp', 'read_rows',
-           'row_mismatch', 'check_rows']
+           'row_fingerprints', 'fingerprints_problem', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
+           'read_rows', 'row_mismatch', 'check_rows']
 
 # %% ../nbs/12b_evidence.ipynb #c2e8e510
 FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
@@ -185,16 +185,41 @@ def row_fingerprints(row, fps:dict) -> set:
     "Every fingerprint the code described by `fps` gives CSV row `row`: one per machine arithmetic the file records."
     return {f for a in arithmetics(fps) if (f := row_fingerprint(row, a)) is not None}
 
+_JSON = {list: 'a JSON array', str: 'a JSON string', int: 'a JSON number', float: 'a JSON number', bool: 'JSON true/false',
+         type(None): 'JSON null', dict: 'a JSON object'}
+
+def fingerprints_problem(fps) -> str|None:
+    "What makes `fps` (a JSON value) no fingerprints file, in words; None when it has the shape every write gives one."
+    what = lambda v: _JSON.get(type(v), type(v).__name__)
+    if not isinstance(fps, dict): return f'it is {what(fps)}, not a JSON object with methods, noise and data parts'
+    def parts(d, who, required):
+        for p in PARTS:
+            if p not in d:
+                if required: return f"{who}it has no '{p}' part"
+                continue
+            if not isinstance(d[p], dict): return f"{who}its '{p}' part is {what(d[p])}, not an object of fingerprints"
+            if (bad := next(((k, v) for k, v in d[p].items() if not isinstance(v, str)), None)):
+                return f"{who}its '{p}' part gives {bad[0]!r} {what(bad[1])}, not a fingerprint"
+        if 'pretrain' in d and not isinstance(d['pretrain'], str): return f"{who}its 'pretrain' is {what(d['pretrain'])}, not a fingerprint"
+    if (wrong := parts(fps, '', True)): return wrong
+    machines = fps.get('machines', [])
+    if not isinstance(machines, list): return f"its 'machines' is {what(machines)}, not a list of machines' parts"
+    for n, m in enumerate(machines, 1):
+        if not isinstance(m, dict): return f"its machines[{n}] is {what(m)}, not an object of parts"
+        if (wrong := parts(m, f'machines[{n}] ({m.get("machine")}): ', False)): return wrong
+
 def load_fingerprints(path=None) -> dict:
-    "The committed fingerprints (empty parts when the file does not exist yet); a damaged file is named."
+    """The committed fingerprints (empty parts when the file does not exist yet), read and checked
+    (`fingerprints_problem`): a ValueError names the file, what is wrong with it and the fix."""
     p = Path(path or FINGERPRINTS)
     if not p.is_file(): return {'methods': {}, 'noise': {}, 'data': {}}
     try: fps = json.loads(p.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f'{p}: damaged fingerprints file, not valid JSON ({e}): restore it (git checkout {p.name}), or '
-                         'compute it again with tools/fingerprints.py') from None
-    if not isinstance(fps, dict): raise ValueError(f'{p}: not a fingerprints file (a JSON object of parts expected, got a '
-                                                   f'{type(fps).__name__}): restore it, or compute it again with tools/fingerprints.py')
+    except (OSError, UnicodeError) as e: wrong = f'cannot read it ({getattr(e, "strerror", None) or e})'
+    except ValueError as e: wrong = f'it is not JSON ({e})'
+    else: wrong = fingerprints_problem(fps)
+    if wrong:
+        raise ValueError(f'{p}: not a fingerprints file: {wrong}. Restore it (git checkout -- {p}), or move it away and let '
+                         'tools/fingerprints.py --add write it anew')
     return fps
 
 def current_mask(df:pd.DataFrame, fps:dict|None=None) -> pd.Series:
@@ -218,9 +243,7 @@ _CSV_TYPES = {k: str for k in ('extra', 'config', 'source_hash', 'commit', 'torc
 
 def read_rows(path) -> pd.DataFrame:
     "The results CSV `path` as a DataFrame; a cut-off last line or a line the reader cannot parse is refused, naming the file."
-    if n := cut_line(path):
-        raise ValueError(f'{path}: line {n}, its last, is cut off (no end of line: a write was interrupted?): complete that '
-                         'line or remove it')
+    check_whole(path)
     try: return pd.read_csv(path, dtype=_CSV_TYPES)
     except pd.errors.ParserError as e: raise ValueError(f'{path}: not a results CSV the kit can read ({e})') from None
 

@@ -22,7 +22,7 @@ from .config import OPTIONS, in_python_words
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
            'provenance', 'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key',
-           'cut_line', 'locked_csv', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
+           'cut_line', 'check_whole', 'locked_csv', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
@@ -136,7 +136,7 @@ def _result_row(learn, table, cfg,
         raise ValueError("_result_row: memo= holds another model's scores; give each trained model a memo of its own")
     row = {}
     main = 'ensemble' if 'ensemble' in table.index else table.index[0]
-    row.update({g: round(float(table.loc[main, g]), 3) for g in ('total', 'head', 'medium', 'tail')})
+    row.update({g: round(float(table.loc[main, g]), 3) for g in MAP_COLUMNS})
     for b in ('random', 'balanced'):
         if b in table.index and len(table) > 1: row[f'{b}_total'] = round(float(table.loc[b, 'total']), 3)
     if len(learn.model.names) == 2:
@@ -203,7 +203,7 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     seconds, prov = round(time.time() - t0, 1), provenance(threads)
     for t, table in tables.items():
         yield dict(method=SWEEP_T, kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
-                   **{g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')},
+                   **{g: round(float(table.loc['ensemble', g]), 3) for g in MAP_COLUMNS},
                    seconds=seconds, **prov, config=json.dumps(dict(cfg), sort_keys=True, default=float))
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
@@ -230,6 +230,12 @@ def cut_line(path) -> int|None:
     data = Path(path).read_bytes() if Path(path).is_file() else b''
     return data.count(b'\n') + 1 if data and not data.endswith(b'\n') else None
 
+def check_whole(path, note:str=''):
+    "Refuse the CSV `path` if its last line is cut off (`cut_line`), naming the line; `note`: what the caller did not do."
+    if n := cut_line(path):
+        raise ValueError(f'{path}: line {n}, its last, is cut off (no end of line: a write was interrupted?){note}: complete '
+                         'that line or remove it, then run again')
+
 @contextmanager
 def locked_csv(path):
     """The CSV `path` open for appending ('a+'), under its lock (`flock`: one writer at a time). A file replaced while this
@@ -247,12 +253,10 @@ def locked_csv(path):
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
     Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none
-    counts as one): a table over seeds would count it twice; and where the CSV's last line is cut off (`cut_line`): the
+    counts as one): a table over seeds would count it twice; and where the CSV's last line is cut off (`check_whole`): the
     first row appended would join it."""
     with locked_csv(out) as f:
-        if n := cut_line(out):
-            raise ValueError(f'{out}: line {n}, its last, is cut off (no end of line: a write was interrupted?); nothing written: '
-                             'complete that line or remove it, then run again')
+        check_whole(out, '; nothing written')
         f.seek(0)
         header = next(csv.reader(f), None)
         if header is not None and header != FIELDS:     # rows under another header would land in the wrong columns
@@ -309,7 +313,7 @@ def rerun(row:dict) -> dict:
         learn, table = run_training(train_config(**cfg))
         if row['method'] == SWEEP_T: table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
     res = _result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
-          {g: round(float(table.loc['ensemble', g]), 3) for g in ('total', 'head', 'medium', 'tail')}
+          {g: round(float(table.loc['ensemble', g]), 3) for g in MAP_COLUMNS}
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
 
 # %% ../nbs/12_experiments.ipynb #2c319877

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import load_tool
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, behaviour_key, current_mask, load_fingerprints, row_behaviour_key,
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, behaviour_key, current_mask, fingerprints_problem, load_fingerprints, row_behaviour_key,
                                   row_fingerprint)
 from stitchup_nb.experiments import FIELDS
 
@@ -187,7 +187,7 @@ def test_check_fails_where_stamped_rows_lost_their_parts(tool, tmp_path):
 def test_the_committed_file_covers_every_row_the_tables_show():
     "Each CSV's current rows are those its fingerprint parts name; the README's tables read exactly these."
     fps = load_fingerprints()
-    assert TOOL.damage(fps) is None             # the shape every mode of the tool reads
+    assert fingerprints_problem(fps) is None    # the shape every mode of the tool reads (load_fingerprints checks it)
     assert TOOL.unheld(FINGERPRINTS, fps) == ({}, [])     # every stamped row's parts: --check compares them all
     assert fps['methods'] and fps['pretrain'] and set(fps['noise']) >= {'flip', 'cooc'}
     for f in sorted(FINGERPRINTS.parent.glob('benchmark*.csv')):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fp_env_in_force, read_rows,
+from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fingerprints_problem, fp_env_in_force, read_rows,
                                   load_fingerprints, noise_part, probe_groups, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
@@ -136,44 +136,9 @@ def said(diffs, i, fps) -> str:
     return '\n'.join(f'  {p} {k}: committed {o}, now {n}' for p, k, o, n in diffs) + f'\n(compared with the parts of {label(fps, i)})'
 
 
-_JSON = {list: 'a JSON array', str: 'a JSON string', int: 'a JSON number', float: 'a JSON number', bool: 'JSON true/false',
-         type(None): 'JSON null', dict: 'a JSON object'}
-
-
-def damage(fps) -> str | None:
-    "What makes `fps` (a JSON value) no fingerprints file, in words; None when it has the shape every write gives one."
-    what = lambda v: _JSON.get(type(v), type(v).__name__)
-    if not isinstance(fps, dict): return f'it is {what(fps)}, not a JSON object with methods, noise and data parts'
-    def parts(d, who, required):
-        for p in ('methods', 'noise', 'data'):
-            if p not in d:
-                if required: return f"{who}it has no '{p}' part"
-                continue
-            if not isinstance(d[p], dict): return f"{who}its '{p}' part is {what(d[p])}, not an object of fingerprints"
-            if (bad := next(((k, v) for k, v in d[p].items() if not isinstance(v, str)), None)):
-                return f"{who}its '{p}' part gives {bad[0]!r} {what(bad[1])}, not a fingerprint"
-        if 'pretrain' in d and not isinstance(d['pretrain'], str): return f"{who}its 'pretrain' is {what(d['pretrain'])}, not a fingerprint"
-    if (wrong := parts(fps, '', True)): return wrong
-    machines = fps.get('machines', [])
-    if not isinstance(machines, list): return f"its 'machines' is {what(machines)}, not a list of machines' parts"
-    for n, m in enumerate(machines, 1):
-        if not isinstance(m, dict): return f"its machines[{n}] is {what(m)}, not an object of parts"
-        if (wrong := parts(m, f'machines[{n}] ({m.get("machine")}): ', False)): return wrong
-
-
 def load(path) -> dict:
-    """The fingerprints file `path` (empty parts where there is none yet), read and checked: a ValueError names the file,
-    what is wrong with it and the fix."""
-    path = Path(path)
-    if not path.exists(): return load_fingerprints(path)
-    try: fps = json.loads(path.read_text())
-    except (OSError, UnicodeError) as e: wrong = f'cannot read it ({getattr(e, "strerror", None) or e})'
-    except ValueError as e: wrong = f'it is not JSON ({e})'
-    else: wrong = damage(fps)
-    if wrong:
-        raise ValueError(f'{path}: not a fingerprints file: {wrong}. Restore it (git checkout -- {path}), or move it '
-                         'away and let tools/fingerprints.py --add write it anew')
-    return fps
+    "The fingerprints file `path`, read and checked (`stitchup_nb.evidence.load_fingerprints`): empty parts where there is none yet."
+    return load_fingerprints(path)
 
 
 def csvs(folder=RESULTS): return sorted(Path(folder).glob('benchmark*.csv'))
@@ -242,8 +207,7 @@ def options(ap, argv) -> tuple:
     if a.adopt:                       # FILE's shape, and rows of --source to stamp, before any CSV is touched
         try: fps = json.loads(Path(a.adopt).read_text())
         except (OSError, ValueError) as e: ap.error(f'--adopt {a.adopt}: no readable fingerprints file ({e})')
-        if not (isinstance(fps, dict) and all(isinstance(fps.get(k), dict) for k in ('methods', 'noise', 'data'))):
-            ap.error(f'--adopt {a.adopt}: not a fingerprints file (a JSON object with methods, noise and data parts)')
+        if (wrong := fingerprints_problem(fps)): ap.error(f'--adopt {a.adopt}: not a fingerprints file: {wrong}')
         try: found = tables(path.parent)          # every CSV --adopt rewrites, readable and of known columns
         except ValueError as e: ap.error(f'--adopt: {e}; nothing was changed')
         if not any(r.get('source_hash') == a.source for _, _, rows in found for r in rows):
