@@ -215,12 +215,16 @@ def paper_labels_note(cfg:dict) -> str|None:
 # %% ../nbs/10a_train.ipynb #e10de575
 _SMOKE = {'arch': 'resnet18', 'pretrained': False, 'size': 64, 'data_factor': 1, 'epochs': 1}    # a voc/coco path on a CPU, in minutes
 
+def _heavier(k:str, run, smoke) -> bool:
+    "Whether the run's value `run` of option `k` is heavier than the smoke test's: a larger ResNet, weights to download, more."
+    if k == 'arch': return run != smoke and str(run).startswith('resnet')
+    if k == 'pretrained': return run is not False
+    return isinstance(run, (int, float)) and run > smoke
+
 def _cpu_note(cfg:dict, steps:int) -> str:
-    """What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags that would make it lighter (a
-    larger ResNet, pretrained weights to download, larger images, more data or epochs; not a smaller run's)."""
-    heavier = lambda k, v: (cfg.get(k) != v and str(cfg.get(k)).startswith('resnet') if k == 'arch' else
-                            cfg.get(k) is not False if k == 'pretrained' else isinstance(cfg.get(k), (int, float)) and cfg[k] > v)
-    flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if heavier(k, v))
+    """What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags that would make it lighter
+    (`_heavier`; never a smaller run's)."""
+    flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if _heavier(k, cfg.get(k), v))
     return (f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
             'CPU an epoch may take many minutes, and the step lines below say how long'
             + (f'. A smoke test of this path on a CPU: {flags}' if flags else ''))
