@@ -18,7 +18,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
-    from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, scores_record
+    from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, run_files, scores_record
     from stitchup_nb.checkpoints import read_json, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
     from stitchup_nb.train import load_run, run_training, train_config
@@ -30,7 +30,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
-    'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint scores_record',
+    'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint run_files scores_record',
     'stitchup_nb.checkpoints': 'read_json write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
     'stitchup_nb.train': 'load_run run_training train_config'}
@@ -146,8 +146,7 @@ def _way_on(cfg:dict, argv:list) -> str:
 def _before(cfg:dict) -> dict:
     "The stamps (`file_stamp`) of the run files an `--overwrite` call would replace, as it starts: {} without --overwrite."
     if not (cfg['overwrite'] and cfg['work_dir']): return {}
-    work = Path(cfg['work_dir'])
-    return {p: file_stamp(p) for p in (work/'config.json', work/'metrics.json', *checkpoints(work)) if p.is_file()}
+    return {p: file_stamp(p) for p in run_files(Path(cfg['work_dir']))}
 
 def _stands(cfg:dict, argv:list, before:dict) -> str:
     "Where a run interrupted by Ctrl-C stands: the earlier run an `--overwrite` call had not replaced yet (`before`), else its last checkpoint and the way on."
