@@ -7,7 +7,8 @@ notebooks to open, and drives Debian's chromium with Playwright:
   (a copy without a kernelspec, the control, does get the dialog);
 - `nbs/_widget_demo.ipynb`: run all cells, drag the image slider, and the StitchBrowser's DOM follows
   (anchor title, image, chips, slider readout);
-- a training run (`stitchup_train`, digits-small, 4 epochs, into a temporary work dir), then a notebook
+- a training run (`stitchup_train`, digits-small, 4 epochs, into a temporary work dir; it trains while the
+  tests above drive the browser), then a notebook
   that builds `CorrectionBrowser.from_checkpoint(path)` and `StitchBrowser.from_run(work dir)` from its
   files alone: both render, the correction browser's title follows its slider, and a browser whose
   thresholds are all off says why in words.
@@ -184,14 +185,28 @@ def test_slider_updates_the_stitch_browser(jupyterlab, chromium):
     assert shot.stat().st_size > 10_000
 
 
-@pytest.fixture(scope='module')
-def run_dir(tmp_path_factory):
-    "A `stitchup_train` run of the full method: digits-small, 4 epochs (its correctors change labels by then), CPU."
+@pytest.fixture(scope='module', autouse=True)
+def training(tmp_path_factory):
+    """A `stitchup_train` run of the full method (digits-small, 4 epochs: its correctors change labels by then, CPU),
+    started as the module's first test starts: it trains while the tests before the one that reads it drive the
+    browser (`run_dir` waits for it). Stopped if the module ends first."""
     work = tmp_path_factory.mktemp('run')
     cmd = [Path(sys.executable).parent/'stitchup_train', '--dataset', 'digits-small', '--epochs', '4', '--warmup_iters', '10',
            '--work_dir', work, '--quiet']
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env={**os.environ, **ENV})
-    assert proc.returncode == 0, f'stitchup_train failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    log = open(work.parent/f'{work.name}.log', 'w+')
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **ENV})
+    yield work, proc, log
+    if proc.poll() is None: proc.kill(); proc.wait()
+    log.close()
+
+
+@pytest.fixture(scope='module')
+def run_dir(training):
+    "The finished run of `training`: its work dir."
+    work, proc, log = training
+    rc = proc.wait(timeout=900)
+    log.seek(0)
+    assert rc == 0, f'stitchup_train failed:\n{log.read()[-3000:]}'
     assert (work/'epoch_4.pth').exists() and (work/'config.json').exists()
     return work
 
