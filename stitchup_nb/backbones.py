@@ -36,11 +36,18 @@ class Backbone:
     norm_eval: bool = False    # keep the body's BatchNorms in eval mode while training
     train_stages: int = 1      # create_model's default
     stage_words: str = ''      # its stages in words, for errors ('stem, layer1..layer4')
+    has_weights: bool = True   # it has pretrained weights (`pretrained=True` asks for them)
 
     @property
     def words(self) -> str:
         "The backbone and its stages, as errors name them."
         return f'{self.name} ({self.stage_words})' if self.stage_words else self.name
+
+    def weights_problem(self, pretrained, fix:str='--no-pretrained') -> str|None:
+        "What is wrong with asking this backbone for `pretrained` weights, in words, ending with `fix`; None if nothing."
+        if pretrained and not self.has_weights:
+            return (f'backbone {self.name!r} has no pretrained weights (registered with has_weights=False): pass {fix}, '
+                    'so that the run records what trained')
 
 def _who(build) -> str: return getattr(build, '__qualname__', repr(build))     # a builder, as errors name it (a partial has no name)
 
@@ -48,7 +55,8 @@ def register_backbone(name:str,
                       stages:int,               # how many stages the body has (`train_stages` counts them from the top)
                       norm_eval:bool=False,     # keep every backbone BatchNorm in eval mode while training
                       train_stages:int=1,       # create_model's default
-                      stage_words:str=''):      # the stages in words, for errors
+                      stage_words:str='',       # the stages in words, for errors
+                      has_weights:bool=True):   # False: no pretrained weights (a run must pass pretrained=False)
     "Decorator: register `build(pretrained, train_stages, seed) -> (body, n_features, frozen_modules)` as backbone `name` (what `arch` names)."
     where = f'register_backbone({name!r})'
     if not (isinstance(name, str) and name and not name.startswith('-')):
@@ -56,7 +64,8 @@ def register_backbone(name:str,
     if not (_int(stages) and stages >= 1): raise ValueError(f'{where}: stages must be an integer >= 1 (how many stages the body has), got {stages!r}')
     if not (_int(train_stages) and 1 <= train_stages <= stages):
         raise ValueError(f'{where}: train_stages (the default) must be an integer in 1..{stages} (its stages), got {train_stages!r}')
-    if not isinstance(norm_eval, bool): raise ValueError(f'{where}: norm_eval must be True or False, got {norm_eval!r}')
+    for k, v in dict(norm_eval=norm_eval, has_weights=has_weights).items():
+        if not isinstance(v, bool): raise ValueError(f'{where}: {k} must be True or False, got {v!r}')
     def add(build):
         try: inspect.signature(build).bind(pretrained=True, train_stages=1, seed=0)
         except (TypeError, ValueError):
@@ -65,7 +74,7 @@ def register_backbone(name:str,
         if name in BACKBONES and _who(BACKBONES[name].build) != _who(build):   # the same definition run again: replaced
             raise ValueError(f'backbone {name!r} is registered already (by {_who(BACKBONES[name].build)}); '
                              'register yours under another name')
-        BACKBONES[name] = Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words)
+        BACKBONES[name] = Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
         return build
     return add
 

@@ -63,7 +63,9 @@ def check_config(cfg:dict, flags=()) -> dict:
         raise ValueError(f"{name('resume')} {cfg['resume']} continues the run in the work dir, {name('overwrite')} deletes it: "
                          'pass one of them (--overwrite to start again, --resume to go on)')
     check_thresholds(name, **{k: cfg[k] for k in THRESHOLDS})
-    n = get_backbone(cfg['arch']).stages          # registered: `arch` passed its rule above
+    bb = get_backbone(cfg['arch'])                # registered: `arch` passed its rule above
+    if problem := bb.weights_problem(cfg.get('pretrained')): raise ValueError(problem)    # (a flag: absent from a bare resolve)
+    n = bb.stages
     if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
         preset = PRESETS.get(cfg.get('dataset'), {}).get('train_stages')      # a backbone of fewer stages than the preset's own
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}"

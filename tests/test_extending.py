@@ -186,7 +186,7 @@ BACKBONE = '''
 import torch.nn as nn
 from stitchup_nb.backbones import register_backbone
 
-@register_backbone('tiny_cnn', stages=2, train_stages=2)
+@register_backbone('tiny_cnn', stages=2, train_stages=2, has_weights=False)
 def tiny_cnn(pretrained:bool, train_stages:int, seed:int) -> tuple:
     "Two conv blocks, 3 -> 8 -> 16 channels, no pretrained weights: `(body, n_features, frozen_modules)`."
     body = nn.Sequential(nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.BatchNorm2d(8), nn.ReLU()),
@@ -208,7 +208,8 @@ def test_a_new_backbone_takes_no_file(tmp_path):
         learn, table = run_training(cfg)
         branch = learn.model.branches['random']
         errors = {}
-        for k, f in dict(stages=lambda: train_config(dataset='digits-small', arch='tiny_cnn', train_stages=3),
+        for k, f in dict(stages=lambda: train_config(dataset='digits-small', arch='tiny_cnn', train_stages=3, pretrained=False),
+                         weights=lambda: train_config(dataset='digits-small', arch='tiny_cnn', train_stages=2),
                          unknown=lambda: train_config(arch='resnet5'), model=lambda: create_model('resnet5', 3),
                          taken=lambda: register_backbone('tiny_cnn', stages=2)(lambda pretrained, train_stages, seed: None)).items():
             try: f(); errors[k] = ''
@@ -226,6 +227,7 @@ def test_a_new_backbone_takes_no_file(tmp_path):
     assert '@register_backbone' in e['unknown'], e
     assert "backbone 'resnet5' is not registered" in e['model'] and "@register_backbone('resnet5', stages=...)" in e['model'], e
     assert "backbone 'tiny_cnn' is registered already (by tiny_cnn)" in e['taken'], e
+    assert "backbone 'tiny_cnn' has no pretrained weights" in e['weights'] and 'pass `pretrained=False`' in e['weights'], e
 
 
 def test_a_setup_script_reaches_the_console_scripts(tmp_path):
