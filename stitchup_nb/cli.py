@@ -179,7 +179,8 @@ def stitchup_train(**opts):
         sys.exit(130)
     if rank_distrib() == 0: print(summary(learn, table))
 
-stitchup_train.__doc__ += ' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items()) + '.'
+stitchup_train.__doc__ += (' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items())
+                           + '. The presets (--dataset): ' + ', '.join(PRESETS) + '.')     # with what a STITCHUP_SETUP script added
 stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 
