@@ -15,6 +15,7 @@ from fastcore.basics import noop
 import stitchup_nb
 from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
+from .data import GROUPS
 from .models import branch_preds
 from .backbones import CPU_ENV, cpu_kernels, get_backbone
 from .config import OPTIONS, in_python_words
@@ -49,7 +50,7 @@ def source_hash(package=None,   # the package folder (default: the installed sti
 RUNNING = source_hash()    # the source this process imported: rows record it even if the files change while it runs
 
 # %% ../nbs/12_experiments.ipynb #d7c3795a
-MAP_COLUMNS = ['total', 'head', 'medium', 'tail']     # a row's mAP columns: all classes, then each group (`data.GROUPS`)
+MAP_COLUMNS = ['total', *GROUPS]     # a row's mAP columns: all classes, then each group, as `metrics.lt_map` gives them
 FIELDS = ['method', 'kind', 'rate', 'seed', 'epochs', *MAP_COLUMNS, 'random_total',
           'balanced_total', 'fixed', 'broke', 'prec_noisy', 'prec_corrected', 'rec_noisy', 'rec_corrected', 't_curve',
           'seconds', 'extra', 'threads', 'isa', 'source_hash', 'commit', 'torch', 'machine', 'fingerprint', 'config']
