@@ -9,8 +9,8 @@ from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESH
                                 values_by, DATA_PATHS)
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'resolve',
-           'method_words']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'check_entries',
+           'resolve', 'method_words']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
@@ -169,7 +169,7 @@ def _check_used(method:str, cfg:dict, given:dict, base:dict):
                          f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
 
 # %% ../nbs/07a_methods.ipynb #b0c756c6
-def _entries(dataset:str, method:str) -> tuple:
+def check_entries(dataset:str, method:str) -> tuple:
     """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an
     undeclared one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r} '
@@ -268,7 +268,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
             method:str='full',      # a key of METHODS
             **options) -> dict:
     "The run configuration: the preset's values, then the method's, then every option that is not None."
-    preset, source = _entries(dataset, method)
+    preset, source = check_entries(dataset, method)
     cfg = _entry_config(dataset, method, preset)
     given = {k: v for k, v in options.items() if v is not None}
     _check_method_options(method, preset, given)

@@ -21,7 +21,7 @@ from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
-from .methods import METHODS, PRESETS, _entries, data_source, resolve, unused_options
+from .methods import METHODS, PRESETS, check_entries, data_source, resolve, unused_options
 from .checks import check_config, label_source
 from .runs import checkpoints, forget_work_dir, _KIT_JSON, lock_work_dir, prepare_work_dir, run_checkpoint
 from .checkpoints import (METRICS_NOTES, MOVABLE, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
@@ -107,7 +107,7 @@ def train_config(**overrides) -> RunConfig:
     overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
         given = {**flag_defaults(), **overrides}
-        _entries(given['dataset'], given['method'])     # an unregistered preset or method first: the options may be its own
+        check_entries(given['dataset'], given['method'])     # an unregistered preset or method first: the options may be its own
         said = ', '.join(repr(k) + ''.join(f' (did you mean {m!r}?)' for m in difflib.get_close_matches(k, known, 1)) for k in bad)
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
                          f"{known_once('one a script declares with stitchup_nb.config.option')})")
