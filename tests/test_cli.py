@@ -156,7 +156,7 @@ def test_the_names_the_scripts_bind_are_the_ones_declared():
 
 
 def test_help_answers_without_the_training_stack():
-    "`stitchup_train --help` imports neither torch nor fastai (issue 30.6), lists every method and says what the --no- flags do."
+    "`stitchup_train --help` imports neither torch nor fastai, lists every method and says what the --no- flags do."
     import subprocess, sys
     from stitchup_nb.methods import METHODS
     p = subprocess.run([sys.executable, '-X', 'importtime', str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True)

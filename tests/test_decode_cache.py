@@ -1,4 +1,4 @@
-"""Parallel decoding and the decoded-image cache (issue 28): the same uint8 pixels in the same order whether
+"""Parallel decoding and the decoded-image cache: the same uint8 pixels in the same order whether
 decoded one after another, on threads, or read back from the cache; a changed file invalidates its entry; two
 processes filling one entry at once both succeed and agree."""
 import os, subprocess, sys, textwrap, time

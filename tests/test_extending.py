@@ -1,4 +1,4 @@
-"""Issue 29: a maintainer adds a peer method, a noise kind or a data set in a few files each.
+"""A maintainer adds a peer method, a noise kind or a data set in a few files each.
 
 Each test copies the package to a scratch folder, makes the edit a maintainer would make there (in the modules, which
 nbdev generates one-to-one from the notebooks: `peers.py` is `nbs/07g_peers.ipynb`, and so on), counts the files that

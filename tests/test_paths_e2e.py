@@ -1,4 +1,4 @@
-"""Every documented path end to end, as a user runs it (issue 27, "the paper's path").
+"""Every documented path end to end, as a user runs it, the paper's path included.
 
 One parametrised test per path of the README: VOC-MLT and COCO-MLT on their official noisy labels (fixture datasets in the
 real formats, `stitchup_nb.fixtures`), Digits-MLT with clean labels and a `--noise_file` written by `stitchup_noise`,

@@ -64,7 +64,7 @@ def world(quick_run, tmp_path_factory):
     D, Q = str(done), [a for a in QUICK if a != '--quiet'] + ['--quiet']
     T = ['stitchup_train', *Q]
     cases = [  # (command, what the message must name, the folder it must not leave a run in)
-        # ---- the issue's cases
+        # ---- a work dir that holds a run or is held, values out of range, checkpoints and configurations that do not match
         (T + ['--work_dir', D], 'already holds a run', None),
         (T + ['--work_dir', str(root/'held')], 'is in use by another run', None),
         (T + ['--work_dir', D, '--resume', 'auto', '--noise_rate', '0.3'], '--noise_rate 0.5 -> 0.3', None),
@@ -137,7 +137,7 @@ def world(quick_run, tmp_path_factory):
         (['stitchup_noise', '--noise_rate', '2', '--out', str(root/'n.pkl')], '--noise_rate must be a number in [0, 1], got 2', None),
         (['stitchup_noise', '--noise_kind', 'asym', '--out', str(root/'n.pkl')], '--noise_kind asym needs --noise_neg_rate', None),
         (['stitchup_noise', '--dataset', 'imagenet', '--out', str(root/'n.pkl')], '--dataset must be one of', None),
-        # ---- options that would be ignored, or run for ever (issue 27)
+        # ---- options that would be ignored, or run for ever
         (T + ['--work_dir', fresh('nfr'), '--noise_file', str(app/'class_freq_0.5noise.pkl')],     # QUICK gives --noise_rate 0.5
          '--noise_rate 0.5 has no effect with --noise_file', fresh('nfr')),
         ([a for a in T if a not in ('--noise_rate', '0.5')] + ['--work_dir', fresh('nfk'), '--noise_file', str(app/'class_freq_0.5noise.pkl'),

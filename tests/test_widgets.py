@@ -356,7 +356,7 @@ def test_from_learner_and_from_checkpoint(tmp_path):
     assert again.source == str(tmp_path/'epoch_2.pth') and again.thresholds['random_head_alpha'] == .5, again.thresholds
 
 
-# --- issue 29.7: the browsers rebuild a run through the pipeline's own label path ---------------------
+# --- the browsers rebuild a run through the pipeline's own label path ----------------------------------
 
 def test_from_run_on_an_asym_run(tmp_path):
     "A real digits-small run with asym noise (it needs noise_neg_rate): from_run shows the labels it trained on."
@@ -384,7 +384,7 @@ def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
     assert len(StitchBrowser.from_run(tmp_path/'held').ds) == n - round(.25 * n)    # the images the run trained on
 
 
-# --- issue 30: a newcomer's first hour (paths from anywhere, controls that say what they hold) ------
+# --- a newcomer's first hour (paths from anywhere, controls that say what they hold) ----------------
 
 def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     "JupyterLab's kernel starts in nbs/: a run path relative to the checkout still opens; a wrong one names where it looked."
