@@ -6,7 +6,7 @@ and a peer method on simulated noise (the full method on simulated noise is run 
 test_widgets). Each path trains one epoch with the console script, scores the checkpoint with
 `stitchup_test` (which must reproduce the training table exactly), resumes with `--resume auto --epochs 2` and the same
 options (accepted, one more epoch trained), and opens both browsers (`stitchup_nb.widgets`, `stitchup_nb.corrections`) on the run. The run's files
-and its summary must say where its labels came from. Sized to run in about three minutes of one CPU core (each process one thread).
+and its summary must say where its labels came from. Sized to run in minutes on one CPU core (each process one thread).
 """
 import json, math, subprocess, warnings
 

@@ -1,6 +1,6 @@
 """A VOC-MLT-sized (and COCO-MLT-sized) run of `stitchup_train`, timed phase by phase, on a GPU.
 
-    python tools/bench_e2e.py                   # VOC-sized: full method first and second run, exact fp32, BCE
+    python tools/bench_e2e.py                   # VOC-sized: full method first and second run, BCE, exact fp32, compiled
     python tools/bench_e2e.py --coco            # also the COCO-sized set
     python tools/bench_e2e.py --digits 3 --grid # Digits on the GPU: fp32 vs bf16 over 3 seeds; a 24-run grid, packed
     python tools/bench_e2e.py --tiny            # a small set on a CPU (what CI runs): the same code path, in seconds

@@ -21,7 +21,7 @@
                                               # (method, baselines, seeds, data_seed, cells, criterion), checked by
                                               # stitchup_nb.grids.check_fresh; stitchup_nb.leaderboard.fresh_test
                                               # reads its rows (spec=)
-    python tools/benchmark.py --report        # from the CSVs' current-hash rows: benchmark_table.md and the figures
+    python tools/benchmark.py --report        # from the CSVs' current rows (fingerprint matches): benchmark_table.md and the figures
     python tools/benchmark.py --verify 3      # re-run 3 random current rows: exact on the machine that made them, within
                                               # the measured cross-machine tolerance elsewhere (stitchup_nb.verify.verify)
 
@@ -35,7 +35,9 @@ CPU kernels, the machine (stitchup_nb.experiments) and its behaviour fingerprint
 the tool computes the fingerprints of its methods with tools/fingerprints.py and writes them to fingerprints.json).
 Runs and --verify compute with the benchmark's CPU kernels (AVX2 code in ATen, oneDNN and MKL:
 stitchup_nb.backbones.CPU_ENV): the tool starts itself again with them set. They are exact on one machine and within
-about a point of mAP across machines; the fingerprints are exact everywhere. Rows the current code makes (their
+--verify's cross-machine tolerance on another (stitchup_nb.verify.CROSS_MACHINE_TOL, set above the spread measured in
+nbs/experiments/results/cross_machine.md); the fingerprints are exact on each machine, and fingerprints.json holds
+each processor's own where they differ (tools/fingerprints.py). Rows the current code makes (their
 fingerprint matches) already in the CSV are skipped, so an interrupted grid picks up where it stopped, and a grid
 made by other behaviour is re-run beside its rows. Each run uses --threads PyTorch threads (default 1: one copy per
 core), so a row does not depend on what runs beside it.
@@ -78,7 +80,8 @@ def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true', help='the CI smoke grid on digits-small')
     ap.add_argument('--report', action='store_true', help='only write the table and figures from the CSVs')
-    ap.add_argument('--sweep', action='store_true', help='the full method at flip 0.5 trained once per seed and scored at each ensemble weight t of experiments.TS')
+    ap.add_argument('--sweep', action='store_true', help='sensitivity at flip 0.5: the full method with one setting changed (alpha_head, beta_tail, '
+                    'warmup_epoch), and trained once per seed and scored at each ensemble weight t of experiments.TS')
     ap.add_argument('--factorial', action='store_true', help='Stitch-Up with each sampler × loss pairing')
     ap.add_argument('--peers', action='store_true', help='the peer methods at every cell of the main grid')
     ap.add_argument('--plus', action='store_true', help='full_plus and its candidate changes at flip 0.7 and cooc 0.5 (with their main-grid baselines)')
@@ -93,7 +96,7 @@ def parser():
                     "(0, 1)); the main, --quick and --peers grids (each row at every cell); a cell not of the grid needs --out")
     ap.add_argument('--data_seed', '--data-seed', type=int, default=None, metavar='N', help="the Digits-MLT instance the "
                     "main, --quick and --peers grids' rows draw (default 0), recorded in each row's config as --fresh records its own")
-    ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current-hash rows of the CSV')
+    ap.add_argument('--verify', type=int, default=None, metavar='K', help='re-run K random current rows of the CSV (their fingerprint matches)')
     ap.add_argument('--seeds', default=None, help='comma list (default: 0,1,2; quick: 0; fresh: the pre-registered 5,6,7,8,9)')
     ap.add_argument('--methods', default=None, help="comma list of METHODS names: only the grid's rows of these methods "
                     "(e.g. --methods bce,full --seeds 3,4 adds two seeds to two methods' rows)")
