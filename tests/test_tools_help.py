@@ -1,5 +1,5 @@
-"""Every tool answers `--help` and does nothing else: `make_readme.py --help` used to write README.md, and
-`run_tests.py --help` ran the notebooks before pytest saw the flag."""
+"""Every tool answers `--help` and does nothing else: no tool writes a file (README.md, the notebooks' recorded outputs)
+or runs anything (`run_tests.py` runs no notebook) when asked for its help."""
 import subprocess, sys
 from pathlib import Path
 
