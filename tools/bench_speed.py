@@ -19,10 +19,13 @@ same backbone, batch and machine, and prints each one's ratio to BCE: median ste
 turn, `--rounds` times), with their interquartile range relative to the median (how steady the
 machine was).
 
+`--out FILE.json` also writes what was measured and where (the processor, threads, torch, the commit, the date) with
+the rows, and, beside it, FILE.md: the table the README includes (`--report FILE.json` renders FILE.md again from it).
+
 Every option is checked before anything is timed: the model names, --steps, --rounds and --cpu_bs (each >= 1), --gpu
-(a CUDA device), and --out (its folder exists; a file already there is refused, not overwritten).
+(a CUDA device), and --out (its folder exists; a file already there, the JSON or its .md, is refused, not overwritten).
 """
-import argparse, json, resource, time, warnings
+import argparse, datetime, json, resource, time, warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,7 @@ from stitchup_nb.loaders import stitch_dls
 from stitchup_nb.augment import BatchAug
 from stitchup_nb.colearn import colearner
 from stitchup_nb.methods import PRESETS
+from stitchup_nb.experiments import commit, machine
 
 FLOOR = 16 / 3
 
@@ -167,6 +171,48 @@ def bench(name, arch, size, bs, n_steps, device, **kw):
 
 
 MODELS = ('digits', 'resnet50')
+TARGET_RATIO, TARGET_DATA = 1.15, 3      # the targets: a step-time ratio within 1.15x of the floor, data-only throughput >= 3x training's
+
+
+def measured(a, device) -> dict:
+    "Where and how this call measures: what the JSON records beside its rows, and the table's heading says."
+    return dict(machine=torch.cuda.get_device_name() if device.type == 'cuda' else machine(), threads=torch.get_num_threads(),
+                torch=torch.__version__, commit=commit(), date=datetime.date.today().isoformat(), steps=a.steps,
+                command='python tools/bench_speed.py' + (' --peers' if a.peers else '') + (' --gpu' if a.gpu else '')
+                        + (f' --models {a.models}' if a.models != 'digits,resnet50' else ''))
+
+
+def met(r) -> bool:
+    "Whether row `r` meets both targets."
+    return r['ratio_over_floor'] <= TARGET_RATIO and r['data_over_train'] >= TARGET_DATA
+
+
+def markdown(data:dict) -> str:
+    "The README's speed table from a JSON this tool wrote (`--out`): a heading saying where it was measured, a row a model."
+    m, rows = data['measured'], data['rows']
+    cuda = any('peak_cuda_gb' in r for r in rows)
+    head = (f"Measured by `{m['command']}` on {m['machine']} ({m['threads']} threads), torch {m['torch']}, commit "
+            f"{m['commit']}, {m['date']}: median of {m['steps']} steps after 2 warm-up steps.")
+    cols = ['model', 'batch', 'precision', 'BCE step', 'full-method step', 'ratio', 'ratio / floor',
+            'data-only / training throughput', 'peak RSS', *(['peak CUDA memory'] if cuda else [])]
+    lines = [head, '', '| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    for r in rows:
+        cells = [r['model'], r['batch'], r['precision'] + (' + channels-last' if r['channels_last'] else ''),
+                 f"{r['bce_step_s']} s", f"{r['full_step_s']} s", r['ratio'], r['ratio_over_floor'], f"{r['data_over_train']}×",
+                 f"{r['peak_rss_gb']} GB", *([f"{r['peak_cuda_gb']} GiB" if 'peak_cuda_gb' in r else ''] if cuda else [])]
+        lines.append('| ' + ' | '.join(map(str, cells)) + ' |')
+    missed = [r['model'] for r in rows if not met(r)]
+    lines += ['', f"The targets (a step-time ratio within {TARGET_RATIO}× of the 16/3 floor, data-only throughput at least "
+                  f"{TARGET_DATA}× training's): met by {len(rows) - len(missed)} of {len(rows)} rows"
+                  + (f"; not by {', '.join(missed)}." if missed else '.')]
+    return '\n'.join(lines) + '\n'
+
+
+def write(out, data:dict):
+    "The JSON at `out` and, for the method's rows (not `--peers`'), the table (`markdown`) beside it as .md."
+    out = Path(out)
+    out.write_text(json.dumps(data, indent=1))
+    if data['rows'] and 'full_step_s' in data['rows'][0]: out.with_suffix('.md').write_text(markdown(data))
 
 
 def options(argv=None):
@@ -179,7 +225,14 @@ def options(argv=None):
     ap.add_argument('--out', default=None, help='also write the rows as JSON here (a new file, in a folder that exists)')
     ap.add_argument('--peers', action='store_true', help="time each peer method's training step against BCE's instead")
     ap.add_argument('--rounds', type=int, default=3, help='--peers: interleaved rounds of --steps timed steps per learner')
+    ap.add_argument('--report', default=None, metavar='FILE.json', help='time nothing: render FILE.md again from a JSON --out wrote')
     a = ap.parse_args(argv)
+    if a.report is not None:
+        try: data = json.loads(Path(a.report).read_text()); data['measured']['command'], data['rows'][0]['full_step_s']
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            ap.error(f'--report {a.report}: not a JSON this tool wrote with --out (without --peers): {type(e).__name__}: {e}')
+        a.report_data = data
+        return a
     a.model_list = [m.strip() for m in a.models.split(',')]
     if bad := [m for m in a.model_list if m not in MODELS]:
         ap.error(f"--models: unknown {', '.join(map(repr, bad))}; choose from {', '.join(MODELS)} (comma list)")
@@ -190,12 +243,14 @@ def options(argv=None):
         out = Path(a.out)
         if out.is_dir(): ap.error(f'--out {out} is a folder: pass a JSON file')
         if out.exists(): ap.error(f'--out {out} exists: choose another name (the rows it holds are kept)')
+        if out.with_suffix('.md').exists(): ap.error(f"--out {out}: {out.with_suffix('.md')} exists beside it: choose another name (it is kept)")
         if not out.parent.is_dir(): ap.error(f'--out {out}: its folder {out.parent} does not exist; make it first')
     return a
 
 
 def main(argv=None):
     a = options(argv)
+    if a.report is not None: return Path(a.report).with_suffix('.md').write_text(markdown(a.report_data))
     warnings.filterwarnings('ignore')
     device = torch.device('cuda' if a.gpu else 'cpu')
     if a.peers: return main_peers(a, device)
@@ -211,9 +266,9 @@ def main(argv=None):
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads, '
           f'{torch.cuda.get_device_name() if a.gpu else "CPU"}')
     print(df.to_string(index=False))
-    ok = (df.ratio_over_floor <= 1.15).all() and (df.data_over_train >= 3).all()
-    print(f"\ntargets: step-time ratio within 1.15x of the 16/3 floor, data >= 3x training: {'met' if ok else 'NOT met'}")
-    if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
+    ok = all(met(r) for r in rows)
+    print(f"\ntargets: step-time ratio within {TARGET_RATIO}x of the 16/3 floor, data >= {TARGET_DATA}x training: {'met' if ok else 'NOT met'}")
+    if a.out: write(a.out, dict(measured=measured(a, device), rows=rows))
 
 
 def main_peers(a, device):
@@ -227,7 +282,7 @@ def main_peers(a, device):
     k = OPTIONS['cl_folds'].default
     print(f"confident_learning: a step costs BCE's, but a run first trains {k} fold models, each on {k - 1}/{k} of the "
           f"images for the run's epochs: {k - 1} trainings' worth of steps before the final one, about {k}x a BCE run.")
-    if a.out: Path(a.out).write_text(json.dumps(rows, indent=1))
+    if a.out: write(a.out, dict(measured=measured(a, device), rows=rows))
 
 
 if __name__ == '__main__': main()
