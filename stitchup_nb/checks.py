@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 
 from .config import _int, _num, check_values, in_python_words, values_by
-from .readers import noisy_files
+from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
 from .methods import PRESETS

@@ -14,7 +14,7 @@ from .methods import METHODS, PRESETS, data_source     # light too: the presets,
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
     from stitchup_nb.data import class_groups, read_class_split
-    from stitchup_nb.readers import read_appendix, read_class_freq
+    from stitchup_nb.appendix import read_appendix, read_class_freq
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
@@ -26,7 +26,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
 _STACK = {     # module -> the names the scripts use from it, imported on first use
     'fastai.torch_core': 'get_model rank_distrib',
     'stitchup_nb.data': 'class_groups read_class_split',
-    'stitchup_nb.readers': 'read_appendix read_class_freq',
+    'stitchup_nb.appendix': 'read_appendix read_class_freq',
     'stitchup_nb.noise': 'add_noise group_report noisy_fname save_noisy',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',

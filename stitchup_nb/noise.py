@@ -13,7 +13,7 @@ import pandas as pd
 from .config import NOISE_KINDS, cross_check
 from .data import GROUPS, check_groups, check_labels
 from .files import atomic_write
-from .readers import read_class_freq
+from .appendix import read_class_freq
 
 # %% auto #0
 __all__ = ['condition_prob', 'noise_kind', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise', 'cooc_noise', 'empty_rows',

@@ -30,7 +30,8 @@ from stitchup_nb.colearn import check_thresholds, colearner
 from stitchup_nb.checkpoints import load_checkpoint
 from stitchup_nb.data import LabelledSet, read_class_split
 from stitchup_nb.files import atomic_write
-from stitchup_nb.readers import coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set
+from stitchup_nb.appendix import coco_mlt, read_appendix, read_class_freq, voc_mlt
+from stitchup_nb.readers import coco_set, read_ids, voc_set
 from stitchup_nb.losses import DBFocalLoss, bce_loss
 from stitchup_nb.metrics import lt_map
 from stitchup_nb.backbones import digits_cnn, resnet_body

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stitchup_nb.data import GROUPS, class_groups, longtail_subset, pareto_targets, shared_dir
-from stitchup_nb.readers import (VOC_CLASSES, coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set)
+from stitchup_nb.appendix import coco_mlt, read_appendix, read_class_freq, voc_mlt
+from stitchup_nb.readers import VOC_CLASSES, coco_set, read_ids, voc_set
 from stitchup_nb.fixtures import COCO_CATS, flip_noise, freq_dict, make_appendix, py2_pickle
 
 

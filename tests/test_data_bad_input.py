@@ -4,7 +4,8 @@ import json, pickle, shutil, warnings
 import numpy as np
 import pytest
 
-from stitchup_nb.readers import coco_mlt, coco_set, read_appendix, read_class_freq, read_ids, voc_mlt, voc_set
+from stitchup_nb.appendix import coco_mlt, read_appendix, read_class_freq, voc_mlt
+from stitchup_nb.readers import coco_set, read_ids, voc_set
 from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, voc_xml
 
 

@@ -19,7 +19,8 @@ import pytest
 import stitchup_nb.files as files
 from stitchup_nb.data import check_groups, read_class_split
 from stitchup_nb.files import atomic_write
-from stitchup_nb.readers import coco_set, read_appendix, read_class_freq, read_ids
+from stitchup_nb.appendix import read_appendix, read_class_freq
+from stitchup_nb.readers import coco_set, read_ids
 from stitchup_nb.metrics import lt_map, lt_metrics
 from stitchup_nb.noise import load_noisy, save_noisy
 from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, write_jpeg

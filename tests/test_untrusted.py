@@ -18,7 +18,8 @@ import stitchup_nb
 from stitchup_nb import cli, train
 from stitchup_nb.checkpoints import load_checkpoint, read_checkpoint
 from stitchup_nb.data import read_class_split
-from stitchup_nb.readers import read_appendix, read_class_freq, read_ids
+from stitchup_nb.appendix import read_appendix, read_class_freq
+from stitchup_nb.readers import read_ids
 from stitchup_nb.noise import load_noisy
 from tests.conftest import BIN
 from stitchup_nb.fixtures import make_appendix
