@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stitchup_nb import checkpoints, cli, train
+from stitchup_nb import checkpoints, cli, noise_cli, train
 from stitchup_nb.colearn import check_thresholds, colearner
 from stitchup_nb.checkpoints import load_checkpoint
 from stitchup_nb.data import LabelledSet, read_class_split
@@ -489,24 +489,24 @@ CASES = [
       for k, v in [('bs', 10**7), ('epochs', 10**6), ('size', 10**5), ('neck_dim', 10**8), ('per_class', 10**9), ('reduce', 1e-9),
                    ('seed', 2**40), ('warmup_iters', 10**12)]],
     Case('noise-source-and-dataset', 'stitchup_noise --source FILE --dataset voc (the dataset was ignored)',
-         lambda e: cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), dataset='voc', out=str(e.tmp/'o.pkl')),
+         lambda e: noise_cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), dataset='voc', out=str(e.tmp/'o.pkl')),
          Raises(ValueError, '--dataset voc has no effect with --source', 'n.pkl', then=no_file('o.pkl'))),
     Case('noise-source-and-data-seed', 'stitchup_noise --source FILE --data_seed 3 (the seed was ignored)',
-         lambda e: cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), data_seed=3, out=str(e.tmp/'o.pkl')),
+         lambda e: noise_cli.stitchup_noise(source=str(save_noisy(e.tmp/'n.pkl', Y3, Y3)), data_seed=3, out=str(e.tmp/'o.pkl')),
          Raises(ValueError, '--data_seed 3 has no effect with --source', then=no_file('o.pkl'))),
     Case('noise-data-seed-voc', 'stitchup_noise --dataset voc --data_seed 3 (VOC has no seed)',
-         lambda e: cli.stitchup_noise(dataset='voc', appendix=str(e.voc_appendix), data_seed=3, out=str(e.tmp/'o.pkl')),
+         lambda e: noise_cli.stitchup_noise(dataset='voc', appendix=str(e.voc_appendix), data_seed=3, out=str(e.tmp/'o.pkl')),
          Raises(ValueError, '--data_seed is not used by --dataset voc', then=no_file('o.pkl'))),
     Case('noise-appendix-missing', 'stitchup_noise --dataset voc with an --appendix folder that is not there',
-         lambda e: cli.stitchup_noise(dataset='voc', appendix=str(e.tmp/'nowhere'), out=str(e.tmp/'o.pkl')),
+         lambda e: noise_cli.stitchup_noise(dataset='voc', appendix=str(e.tmp/'nowhere'), out=str(e.tmp/'o.pkl')),
          Raises(FileNotFoundError, 'nowhere: appendix folder not found', 'Expected the official split files', 'data/README.md',
                 '(--appendix ', then=no_file('o.pkl'))),
     Case('noise-out-official-name', 'stitchup_noise --out <appendix>/class_freq_0.3noise.pkl (a later run would read it as official)',
-         lambda e: cli.stitchup_noise(dataset='digits-small', out=str(e.voc_appendix/'class_freq_0.3noise.pkl')),
+         lambda e: noise_cli.stitchup_noise(dataset='digits-small', out=str(e.voc_appendix/'class_freq_0.3noise.pkl')),
          Raises(FileExistsError, 'class_freq_0.3noise.pkl', 'a folder of official split files', 'as its official noisy labels',
                 '--noise_file', then=lambda r, e: not (e.voc_appendix/'class_freq_0.3noise.pkl').exists())),
     Case('noise-out-in-appendix', 'stitchup_noise --source <appendix> --out <appendix>/sub/mine.pkl',
-         lambda e: cli.stitchup_noise(source=str(e.voc_appendix), out=str(e.voc_appendix/'sub'/'mine.pkl')),
+         lambda e: noise_cli.stitchup_noise(source=str(e.voc_appendix), out=str(e.voc_appendix/'sub'/'mine.pkl')),
          Raises(FileExistsError, 'mine.pkl', 'a folder of official split files', then=lambda r, e: not (e.voc_appendix/'sub').exists())),
     Case('resnet-weights-offline', 'a ResNet with ImageNet weights, offline (the download fails)',
          lambda e: do(e.monkeypatch.setattr(torch.hub, '_hub_dir', str(e.tmp/'hub')),

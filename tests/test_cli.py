@@ -117,7 +117,8 @@ def test_the_demo_trains_the_method_with_correction(tmp_path):
 
 def test_every_flag_has_help_text():
     from fastcore.script import anno_parser
-    from stitchup_nb.cli import stitchup_noise, stitchup_test, stitchup_train
+    from stitchup_nb.cli import stitchup_test, stitchup_train
+    from stitchup_nb.noise_cli import stitchup_noise
     for f in (stitchup_train, stitchup_test, stitchup_noise):
         p = anno_parser(f.__wrapped__)
         bare = [a.option_strings or a.dest for a in p._actions if a.dest != 'help' and not (a.help or '').strip()]

@@ -12,7 +12,7 @@ import json, math, subprocess, warnings
 
 import pytest
 
-from stitchup_nb.cli import stitchup_noise
+from stitchup_nb.noise_cli import stitchup_noise
 from stitchup_nb.fixtures import make_appendix, make_coco, make_voc
 from stitchup_nb.runs import read_scores
 from tests.conftest import BIN

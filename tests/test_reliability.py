@@ -248,7 +248,7 @@ sys.argv = [script, *sys.argv[4:]]
 # script: (where it is defined, the module and function Ctrl-C stops, its arguments (run: the quick run's copy, out: a new file))
 CTRL_C = {
     'stitchup_test': ('stitchup_nb.cli', 'stitchup_nb.cli', 'evaluate', lambda run, out: [run/'epoch_2.pth', '--out', out]),
-    'stitchup_noise': ('stitchup_nb.cli', 'stitchup_nb.cli', 'add_noise', lambda run, out: ['--dataset', 'digits-small', '--out', out]),
+    'stitchup_noise': ('stitchup_nb.noise_cli', 'stitchup_nb.noise', 'add_noise', lambda run, out: ['--dataset', 'digits-small', '--out', out]),
     'stitchup_estimate_noise': ('stitchup_nb.noise_estimate', 'stitchup_nb.noise_estimate', 'estimate_training_noise',
                                 lambda run, out: ['--dataset', 'digits-small', '--out', out]),
     # an --overwrite run stopped while it builds its data: the earlier run it would replace is untouched

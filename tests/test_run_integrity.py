@@ -17,7 +17,8 @@ from stitchup_nb.methods import PRESETS
 DRIVER = textwrap.dedent('''
     import contextlib, io, json, os, sys, warnings
     warnings.simplefilter('ignore')
-    from stitchup_nb.cli import stitchup_noise, stitchup_test, stitchup_train
+    from stitchup_nb.cli import stitchup_test, stitchup_train
+    from stitchup_nb.noise_cli import stitchup_noise
     from stitchup_nb.runs import lock_work_dir
     cases_file, answers_file, held = sys.argv[1:4]
     cases, out, held = json.load(open(cases_file)), [], lock_work_dir(held)   # a folder another run holds
