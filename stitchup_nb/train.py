@@ -13,7 +13,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, RunConfig, check_values, flag_defaults, in_python_words, known_once, options_for, run_config, worded
+from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, known_once, options_for, run_config, worded
 from .data import LabelledSet
 from .noise import add_noise, load_noisy
 from .loaders import stitch_dls
@@ -21,11 +21,11 @@ from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
-from .methods import METHODS, PRESETS, check_entries, data_source, resolve, unused_options
+from .methods import PRESETS, check_entries, data_source, resolve
 from .checks import check_config, label_source
-from .runs import checkpoints, forget_work_dir, _KIT_JSON, lock_work_dir, prepare_work_dir, run_checkpoint
-from .checkpoints import (METRICS_NOTES, MOVABLE, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, _plain, read_checkpoint,
-                                     read_json, resumed_changes, run_diff, saved_config, write_json)
+from .runs import checkpoints, forget_work_dir, lock_work_dir, prepare_work_dir
+from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
+                                     resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
 from .peers import PEERS, make_peer
 from . import coteaching, confident
@@ -36,7 +36,7 @@ PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07g_peers
 # %% auto #0
 __all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest', 'run_data',
            'train_config', 'RunRecord', 'build_learner', 'paper_labels_note', 'run_training', 'labels_changed',
-           'choose_final_t', 'load_run', 'launch']
+           'choose_final_t', 'launch']
 
 # %% ../nbs/10a_train.ipynb #84299f74
 @in_python_words
@@ -310,46 +310,6 @@ def choose_final_t(learn) -> dict:
     rec.final_t = dict(t_chosen=get_model(learn.model).t, random_alone=alone, labels_changed=changed,
                        labelled_positives=positives, random_below=rec.config['random_below'])
     return dict(rec.final_t)
-
-# %% ../nbs/10a_train.ipynb #a3b63882
-@in_python_words
-def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
-             config:dict|None=None,   # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
-             t:float|None=None,       # the ensemble weight to set (default: the run's, as `choose_final_t` set it after training)
-             peer_labels:bool=True,   # rebuild a peer's training labels too (False: only to score, as `stitchup_test`)
-             **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
-    """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
-    ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
-    ck = run_checkpoint(path)
-    state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
-    if t is not None: check_values({'t': t}, ('t',))
-    saved = config or saved_config(ck, state)
-    if not (isinstance(saved, dict) and _KIT_JSON['config.json'](saved)):       # the shape of a run's config.json
-        raise ValueError(f'the configuration given for {ck} is not a run configuration (no dataset and method): pass the '
-                         "config.json of the run that wrote it")
-    if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
-        raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
-    own = state.get('config') if config is not None else None     # a configuration given beside the one the checkpoint carries
-    if isinstance(own, dict) and (differ := run_diff(own, config)):
-        said = ', '.join(f'{k} {_plain(own).get(k)!r} -> {_plain(config).get(k)!r}' for k in differ[:6])
-        raise ValueError(f'{ck} carries the configuration it was trained with, and the one given (config=, --config) differs '
-                         f'from it in {said}{" …" * (len(differ) > 6)}, so its scores would not be the checkpoint\'s: drop it (the '
-                         "checkpoint's own is used); for another ensemble weight pass t= (--t), for data that moved "
-                         'data_root=, appendix=, noise_file=')
-    if bad := sorted(set(moved) - set(MOVABLE)):
-        raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
-                         f"{', '.join(MOVABLE)} may change (where the data is)")
-    if (f := saved.get('noise_file')) and not moved.get('noise_file') and not Path(f).is_file():
-        raise FileNotFoundError(f"{ck} was trained on the noisy-label file {f} (its configuration's noise_file), which is not "
-                                "there (a path relative to where it trained?): pass where it is now, load_run(..., noise_file=...) "
-                                "or stitchup_test --noise_file")
-    cfg = {**saved, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
-           'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
-    learn, train, test = build_learner(train_config(**cfg), peer_labels=peer_labels)
-    learn.run_record.checkpoint = (ck, load_checkpoint(learn, ck, with_opt=False, state=state))
-    if t is None: choose_final_t(learn)
-    else: get_model(learn.model).t = t
-    return learn, train, test
 
 # %% ../nbs/10a_train.ipynb #ab33cd90
 def _train_in_process(cfg:dict):
