@@ -8,7 +8,7 @@ ran are written by cell id to `_docs/outputs/<notebook path>.json` (`$STITCHUP_N
 the folder), and `tools/render_docs.py --outputs _docs/outputs` renders the pages from them with
 nbconvert. `make test` runs this; CI then renders the docs from the same run. Each notebook computes with one
 PyTorch thread: nbdev_test runs a notebook a core side by side, and two threads a notebook would only contend with the
-other worker's (measured on 2 cores: 304 s for all notebooks with torch's default, 124 s with one thread each).
+other worker's, each spinning while the other's process holds its core.
 """
 import json, os, warnings
 from pathlib import Path
