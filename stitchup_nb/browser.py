@@ -6,6 +6,7 @@
 from __future__ import annotations
 import base64, io, re, textwrap
 from contextlib import contextmanager
+from fastcore.basics import patch
 import stitchup_nb
 from pathlib import Path
 
@@ -166,64 +167,6 @@ class Browser:
         "An observer calling `handler(new value)`, except while the browser sets its own controls."
         return lambda change: None if self._quiet else handler(change['new'])
 
-    def _slider(self, description:str) -> W.SelectionSlider:
-        "The image slider: its readout is the image's number in the set, the one the titles show."
-        s = W.SelectionSlider(options=[('–', -1)], description=description, continuous_update=False)
-        s.observe(lambda _: self._show_at(), 'value')
-        return s
-
-    def _stepper(self) -> W.HBox:
-        "Beside the slider: ◀ ▶ buttons and a box holding the position among the images that pass (1 to their number)."
-        self.at_box = W.BoundedIntText(value=1, min=1, max=1, layout=W.Layout(width='6.5em'), tooltip='position among the images that pass')
-        self.prev_btn, self.next_btn = (W.Button(icon=f'chevron-{d}', tooltip=f'{w} image', layout=W.Layout(width='3em'))
-                                        for d, w in (('left', 'previous'), ('right', 'next')))
-        self.at_box.observe(self._on(lambda k: self._go(k - 1)), 'value')
-        self.prev_btn.on_click(lambda _: self.step(-1)); self.next_btn.on_click(lambda _: self.step(1))
-        return W.HBox([self.prev_btn, self.at_box, self.next_btn])
-
-    def step(self, k:int=1):
-        "Move the slider `k` images along those that pass the filters (it stops at either end)."
-        at = np.flatnonzero(self.cands == self.slider.value)
-        self._go((at[0] if len(at) else 0) + k)
-
-    def _go(self, pos:int):
-        "View the image at position `pos` (0-based, clamped) of those that pass."
-        if len(self.cands): self.slider.value = int(self.cands[min(max(pos, 0), len(self.cands) - 1)])
-
-    def _show_at(self):
-        "The position box and step buttons follow the slider."
-        if not hasattr(self, 'at_box'): return
-        at, k = np.flatnonzero(self.cands == self.slider.value), len(self.cands)
-        with self._quietly():
-            self.at_box.max = max(k, 1); self.at_box.value = int(at[0]) + 1 if len(at) else 1
-            self.at_box.disabled = k == 0
-        self.prev_btn.disabled = bool(not len(at) or at[0] == 0)
-        self.next_btn.disabled = bool(not len(at) or at[0] == k - 1)
-
-    def _browse(self, cands):
-        "Put the slider over `cands` and view the first one, or say that none matches."
-        self.cands = np.asarray(cands, int)
-        k = len(self.cands)
-        self.status.value = f'{_n(k, "image")} {"matches" if k == 1 else "match"}'
-        with self._quietly():
-            self.slider.options = [(str(i), int(i)) for i in self.cands] or [('–', -1)]
-            self.slider.disabled = not k
-        self._show_at()
-        if k: self._select(self.cands[0])
-        else: self._select_none()
-
-    def _select_none(self): pass
-
-    def _no_match(self, filters:dict) -> str:
-        "A sentence for an empty filter result: 'No image matches class '3' (medium) and group tail.'"
-        said = [f'{k} {v}' for k, v in filters.items() if v is not None]
-        return f'No image matches {" and ".join(said) or "these filters"}: choose another filter, or any.'
-
-    def _position(self, i:int) -> str:
-        "Where image `i` stands among those the slider covers: '4 of 17'."
-        at = np.flatnonzero(self.cands == i)
-        return f'{at[0] + 1} of {len(self.cands)}' if len(at) else ''
-
     def __repr__(self) -> str:
         "What a plain Python session prints (no widgets there): the set, how to draw a view, and the browser's note."
         return (f'{type(self).__name__}({self.ds.name!r}, {_n(len(self.ds), "image")}): '
@@ -234,6 +177,75 @@ class Browser:
         bundle['text/plain'] = repr(self)
         bundle['image/png'] = _figure_png(self.show())     # the view as a picture, for pages read without a kernel
         return bundle
+
+# %% ../nbs/11_browser.ipynb #a3487514
+@patch
+def _slider(self:Browser, description:str) -> W.SelectionSlider:
+    "The image slider: its readout is the image's number in the set, the one the titles show."
+    s = W.SelectionSlider(options=[('–', -1)], description=description, continuous_update=False)
+    s.observe(lambda _: self._show_at(), 'value')
+    return s
+
+@patch
+def _stepper(self:Browser) -> W.HBox:
+    "Beside the slider: ◀ ▶ buttons and a box holding the position among the images that pass (1 to their number)."
+    self.at_box = W.BoundedIntText(value=1, min=1, max=1, layout=W.Layout(width='6.5em'), tooltip='position among the images that pass')
+    self.prev_btn, self.next_btn = (W.Button(icon=f'chevron-{d}', tooltip=f'{w} image', layout=W.Layout(width='3em'))
+                                    for d, w in (('left', 'previous'), ('right', 'next')))
+    self.at_box.observe(self._on(lambda k: self._go(k - 1)), 'value')
+    self.prev_btn.on_click(lambda _: self.step(-1)); self.next_btn.on_click(lambda _: self.step(1))
+    return W.HBox([self.prev_btn, self.at_box, self.next_btn])
+
+@patch
+def step(self:Browser, k:int=1):
+    "Move the slider `k` images along those that pass the filters (it stops at either end)."
+    at = np.flatnonzero(self.cands == self.slider.value)
+    self._go((at[0] if len(at) else 0) + k)
+
+@patch
+def _go(self:Browser, pos:int):
+    "View the image at position `pos` (0-based, clamped) of those that pass."
+    if len(self.cands): self.slider.value = int(self.cands[min(max(pos, 0), len(self.cands) - 1)])
+
+@patch
+def _show_at(self:Browser):
+    "The position box and step buttons follow the slider."
+    if not hasattr(self, 'at_box'): return
+    at, k = np.flatnonzero(self.cands == self.slider.value), len(self.cands)
+    with self._quietly():
+        self.at_box.max = max(k, 1); self.at_box.value = int(at[0]) + 1 if len(at) else 1
+        self.at_box.disabled = k == 0
+    self.prev_btn.disabled = bool(not len(at) or at[0] == 0)
+    self.next_btn.disabled = bool(not len(at) or at[0] == k - 1)
+
+# %% ../nbs/11_browser.ipynb #518eac0a
+@patch
+def _browse(self:Browser, cands):
+    "Put the slider over `cands` and view the first one, or say that none matches."
+    self.cands = np.asarray(cands, int)
+    k = len(self.cands)
+    self.status.value = f'{_n(k, "image")} {"matches" if k == 1 else "match"}'
+    with self._quietly():
+        self.slider.options = [(str(i), int(i)) for i in self.cands] or [('–', -1)]
+        self.slider.disabled = not k
+    self._show_at()
+    if k: self._select(self.cands[0])
+    else: self._select_none()
+
+@patch
+def _select_none(self:Browser): pass
+
+@patch
+def _no_match(self:Browser, filters:dict) -> str:
+    "A sentence for an empty filter result: 'No image matches class '3' (medium) and group tail.'"
+    said = [f'{k} {v}' for k, v in filters.items() if v is not None]
+    return f'No image matches {" and ".join(said) or "these filters"}: choose another filter, or any.'
+
+@patch
+def _position(self:Browser, i:int) -> str:
+    "Where image `i` stands among those the slider covers: '4 of 17'."
+    at = np.flatnonzero(self.cands == i)
+    return f'{at[0] + 1} of {len(self.cands)}' if len(at) else ''
 
 # %% ../nbs/11_browser.ipynb #cdc842a6
 def repo_root() -> Path|None:
