@@ -123,46 +123,51 @@ class CorrectionBrowser(Browser):
         return dict(image=i, pixels=self.ds.image(i, None if self.ds.in_memory else self.size), table=table,
                     other={c: st for c, st in chips.items() if c not in set(cs.tolist())})
 
-    def history(self, i:int) -> pd.DataFrame:
-        """Per logged epoch, numbered from 1 as the console and the checkpoints number them (epoch_N.pth; the history's keys are
-        fastai's epoch index, from 0): each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."""
-        if not self.logged:
-            raise ValueError('no epochs were logged: CorrectionBrowser.from_checkpoint(path, history=True) snapshots each epoch_N.pth '
-                             'of the run, and from_learner needs a learner fitted with the CorrectionSnapshots callback')
-        cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
-        mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
-        t = pd.DataFrame.from_dict({e + 1: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
-                                    for e, h in sorted(self.logged.items())}, orient='index').rename_axis('epoch')
-        if t.columns.nlevels == 2: t.columns.names = ['class', 'branch']
-        return t
+# %% ../nbs/11b_corrections.ipynb #8b9831b3
+@patch
+def history(self:CorrectionBrowser, i:int) -> pd.DataFrame:
+    """Per logged epoch, numbered from 1 as the console and the checkpoints number them (epoch_N.pth; the history's keys are
+    fastai's epoch index, from 0): each branch's probability for image `i`'s changed classes, `*` where its correction changed the label."""
+    if not self.logged:
+        raise ValueError('no epochs were logged: CorrectionBrowser.from_checkpoint(path, history=True) snapshots each epoch_N.pth '
+                         'of the run, and from_learner needs a learner fitted with the CorrectionSnapshots callback')
+    cs = np.unique(self.changes.loc[self.changes.image == i, 'class'])
+    mark = lambda h, b, c: f"{h['probs'][b][i, c]:.2f}" + ('*' if h['corrected_by'][b][i, c] != h['noisy'][i, c] else '')
+    t = pd.DataFrame.from_dict({e + 1: {(self.ds.classes[c], b): mark(h, b, c) for c in cs for b in self.branches}
+                                for e, h in sorted(self.logged.items())}, orient='index').rename_axis('epoch')
+    if t.columns.nlevels == 2: t.columns.names = ['class', 'branch']
+    return t
 
-    def summary(self) -> pd.DataFrame:
-        "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known; counted per image (`CORRECTION_COUNTS`), each image and class once."
-        rows = {}
-        for b in self.branches:
-            d = self.changes[self.changes.branch == b]
-            for g in (*GROUPS, 'all'):
-                e = d if g == 'all' else d[d.group == g]
-                on = int(e.corrected.sum())
-                rows[b, g] = {'changed': len(e), 'switched on': on, 'switched off': len(e) - on,
-                              'fixed': int((e.outcome == 'fixed').sum()), 'broke': int((e.outcome == 'broke').sum())}
-        t = pd.DataFrame.from_dict(rows, orient='index').rename_axis(['branch', 'group'])
-        t = t.rename_axis(columns='label entries, per image')      # co_learning.summary() counts per batch draw
-        return t if self.known_clean else t.drop(columns=['fixed', 'broke'])
+# %% ../nbs/11b_corrections.ipynb #b5c212ef
+@patch
+def summary(self:CorrectionBrowser) -> pd.DataFrame:
+    "Per branch and group (and `all`): labels changed, switched on and off, and fixed/broke where clean labels are known; counted per image (`CORRECTION_COUNTS`), each image and class once."
+    rows = {}
+    for b in self.branches:
+        d = self.changes[self.changes.branch == b]
+        for g in (*GROUPS, 'all'):
+            e = d if g == 'all' else d[d.group == g]
+            on = int(e.corrected.sum())
+            rows[b, g] = {'changed': len(e), 'switched on': on, 'switched off': len(e) - on,
+                          'fixed': int((e.outcome == 'fixed').sum()), 'broke': int((e.outcome == 'broke').sum())}
+    t = pd.DataFrame.from_dict(rows, orient='index').rename_axis(['branch', 'group'])
+    t = t.rename_axis(columns='label entries, per image')      # co_learning.summary() counts per batch draw
+    return t if self.known_clean else t.drop(columns=['fixed', 'broke'])
 
-    def plot_summary(self):
-        "Bar chart per branch: labels fixed vs broke per group (switched on vs off without clean labels); or why there are none."
-        if self.note: return _message_figure(f'{self.ds.name}: labels the correction changed', self.note)
-        s, (up, down) = self.summary(), (('fixed', 'broke') if self.known_clean else ('switched on', 'switched off'))
-        fig, axs = plt.subplots(1, len(self.branches), figsize=(4.5 * len(self.branches), 3.4), sharey=True, squeeze=False)
-        for ax, b in zip(axs[0], self.branches):
-            t, x = s.loc[b].drop('all'), np.arange(len(GROUPS))
-            ax.bar(x - .2, t[up], .4, label=up, color=CHIP_STATES['correct'][0])
-            ax.bar(x + .2, t[down], .4, label=down, color=CHIP_STATES['spurious'][0])
-            ax.set(xticks=x, xticklabels=t.index, title=f'corrections by the {b} branch', xlabel='class group', ylabel='labels')
-            if not t[[up, down]].to_numpy().any(): ax.text(.5, .5, 'no label changed', transform=ax.transAxes, ha='center', color='grey')
-        axs[0, 0].legend(); fig.suptitle(f'{self.ds.name}: labels the correction {up} and {down}, per image'); fig.tight_layout()
-        return fig
+@patch
+def plot_summary(self:CorrectionBrowser):
+    "Bar chart per branch: labels fixed vs broke per group (switched on vs off without clean labels); or why there are none."
+    if self.note: return _message_figure(f'{self.ds.name}: labels the correction changed', self.note)
+    s, (up, down) = self.summary(), (('fixed', 'broke') if self.known_clean else ('switched on', 'switched off'))
+    fig, axs = plt.subplots(1, len(self.branches), figsize=(4.5 * len(self.branches), 3.4), sharey=True, squeeze=False)
+    for ax, b in zip(axs[0], self.branches):
+        t, x = s.loc[b].drop('all'), np.arange(len(GROUPS))
+        ax.bar(x - .2, t[up], .4, label=up, color=CHIP_STATES['correct'][0])
+        ax.bar(x + .2, t[down], .4, label=down, color=CHIP_STATES['spurious'][0])
+        ax.set(xticks=x, xticklabels=t.index, title=f'corrections by the {b} branch', xlabel='class group', ylabel='labels')
+        if not t[[up, down]].to_numpy().any(): ax.text(.5, .5, 'no label changed', transform=ax.transAxes, ha='center', color='grey')
+    axs[0, 0].legend(); fig.suptitle(f'{self.ds.name}: labels the correction {up} and {down}, per image'); fig.tight_layout()
+    return fig
 
 # %% ../nbs/11b_corrections.ipynb #0d683fcd
 OUTCOME_COLOURS = {'fixed': CHIP_STATES['correct'][0], 'broke': CHIP_STATES['spurious'][0], 'unknown': CHIP_STATES['label'][0]}
