@@ -26,7 +26,7 @@ __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'T
            'cut_line', 'check_whole', 'locked_csv', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
-NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'showdoc')   # modules that do not take part in making a row
+NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'noise_check', 'showdoc')   # modules that do not take part in making a row
 
 def _strip_docstrings(tree:ast.AST) -> ast.AST:
     for node in ast.walk(tree):
