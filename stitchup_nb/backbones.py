@@ -43,11 +43,10 @@ class Backbone:
         "The backbone and its stages, as errors name them."
         return f'{self.name} ({self.stage_words})' if self.stage_words else self.name
 
-    def weights_problem(self, pretrained, fix:str='--no-pretrained') -> str|None:
-        "What is wrong with asking this backbone for `pretrained` weights, in words, ending with `fix`; None if nothing."
+    def weights_problem(self, pretrained, fix:str='pass --no-pretrained, so that the run records what trained') -> str|None:
+        "What is wrong with asking this backbone for `pretrained` weights, in words, ending with what to do, `fix`; None if nothing."
         if pretrained and not self.has_weights:
-            return (f'backbone {self.name!r} has no pretrained weights (registered with has_weights=False): pass {fix}, '
-                    'so that the run records what trained')
+            return f'backbone {self.name!r} has no pretrained weights (registered with has_weights=False): {fix}'
 
 def _who(build) -> str: return getattr(build, '__qualname__', repr(build))     # a builder, as errors name it (a partial has no name)
 

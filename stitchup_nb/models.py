@@ -149,7 +149,7 @@ def create_model(arch:str,                   # a registered backbone (`BACKBONES
     dropout = {**BRANCH_DROPOUT, **(dropout or {})}
     bb = get_backbone(arch)
     ts = bb.train_stages if train_stages is None else _check_train_stages(train_stages, bb.stages, bb.words)
-    if problem := bb.weights_problem(pretrained, fix='pretrained=False'): raise ValueError(problem)
+    if problem := bb.weights_problem(pretrained, fix='pass pretrained=False, so that the run records what trained'): raise ValueError(problem)
     ne = bb.norm_eval if norm_eval is None else norm_eval
     made = {}
     for name in branches:

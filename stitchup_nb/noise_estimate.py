@@ -35,10 +35,9 @@ def backbone_features(ds:LabelledSet,         # the training images (in memory, 
     from fastai.vision.core import imagenet_stats
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     ds = ds.cached(size)
-    if pretrained and not get_backbone(arch).has_weights:
-        raise ValueError(f'backbone {arch!r} has no pretrained weights (registered with has_weights=False): the noise estimate '
-                         "reads a pretrained backbone's features (random weights would say nothing of the labels); give the "
-                         'preset a backbone that has them')
+    if problem := get_backbone(arch).weights_problem(pretrained, fix="the noise estimate reads a pretrained backbone's "
+                                                    'features (random weights would say nothing of the labels); give the preset a backbone that has them'):
+        raise ValueError(problem)
     try: body = create_model(arch, len(ds.classes), branches=('random',), pretrained=pretrained).branches['random'].body
     except NoWeights as e:      # training from scratch is no way on here: the probe reads what the pretrained backbone sees
         raise OSError(f'{e.how}: the noise estimate needs them (random weights would say nothing of the labels)') from None
