@@ -208,13 +208,6 @@ def markdown(data:dict) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def write(out, data:dict):
-    "The JSON at `out` and, for the method's rows (not `--peers`'), the table (`markdown`) beside it as .md."
-    out = Path(out)
-    out.write_text(json.dumps(data, indent=1))
-    if data['rows'] and 'full_step_s' in data['rows'][0]: out.with_suffix('.md').write_text(markdown(data))
-
-
 def options(argv=None):
     "The command line, every option checked before anything is timed (`--models` as a list in `a.model_list`)."
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,7 +215,7 @@ def options(argv=None):
     ap.add_argument('--steps', type=int, default=5, help='timed steps per learner (after 2 warm-up steps)')
     ap.add_argument('--cpu_bs', type=int, default=8, help='ResNet-50 batch on CPU')
     ap.add_argument('--gpu', action='store_true', help='use CUDA and add bf16 + channels_last rows')
-    ap.add_argument('--out', default=None, help='also write the rows as JSON here (a new file, in a folder that exists)')
+    ap.add_argument('--out', default=None, help='also write the rows as JSON here, and (not with --peers) the README table beside it as .md (new files, in a folder that exists)')
     ap.add_argument('--peers', action='store_true', help="time each peer method's training step against BCE's instead")
     ap.add_argument('--rounds', type=int, default=3, help='--peers: interleaved rounds of --steps timed steps per learner')
     ap.add_argument('--report', default=None, metavar='FILE.json', help='time nothing: render FILE.md again from a JSON --out wrote')
@@ -268,7 +261,9 @@ def main(argv=None):
     print(df.to_string(index=False))
     ok = all(met(r) for r in rows)
     print(f"\ntargets: step-time ratio within {TARGET_RATIO}x of the 16/3 floor, data >= {TARGET_DATA}x training: {'met' if ok else 'NOT met'}")
-    if a.out: write(a.out, dict(measured=measured(a, device), rows=rows))
+    if a.out:
+        data = dict(measured=measured(a, device), rows=rows)
+        Path(a.out).write_text(json.dumps(data, indent=1)); Path(a.out).with_suffix('.md').write_text(markdown(data))
 
 
 def main_peers(a, device):
@@ -282,7 +277,7 @@ def main_peers(a, device):
     k = OPTIONS['cl_folds'].default
     print(f"confident_learning: a step costs BCE's, but a run first trains {k} fold models, each on {k - 1}/{k} of the "
           f"images for the run's epochs: {k - 1} trainings' worth of steps before the final one, about {k}x a BCE run.")
-    if a.out: write(a.out, dict(measured=measured(a, device), rows=rows))
+    if a.out: Path(a.out).write_text(json.dumps(dict(measured=measured(a, device), rows=rows), indent=1))
 
 
 if __name__ == '__main__': main()
