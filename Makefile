@@ -17,11 +17,19 @@ PYCHECK = import sys; need = tuple(map(int, "$(MIN_PYTHON)".split("."))); have =
 venv:
 	@$(BIN)/python -m pip --version > /dev/null 2>&1 || { $(PYTHON) -c '$(PYCHECK)' && $(PYTHON) -m venv $(VENV); }
 
+## The install goes through uv (its version locked too) where uv reaches the package index: it fetches and unpacks the
+## ~6.5 GB in parallel (measured: the whole target in 63 s against pip's 138 s, fresh venvs, empty caches, bytecode compiled
+## as pip compiles it, on a 2-core machine). Where it cannot (uv reads no pip configuration: a mirror, find-links), pip
+## installs the same lock; INSTALLER=pip skips uv.
+INSTALLER ?= uv
 $(STAMP): settings.ini setup.py requirements-lock.txt
 	$(MAKE) --no-print-directory venv VENV=$(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	@echo "Installing stitchup_nb and its pinned dependencies into $(VENV) (a few minutes the first time; torch is large)..."
-	$(BIN)/python -m pip install -q -c requirements-lock.txt -e ".[dev]"
+	@echo "Installing stitchup_nb and its pinned dependencies into $(VENV) (a minute or a few the first time; torch is large)..."
+	@if [ "$(INSTALLER)" = uv ] && $(BIN)/python -m pip install -q -c requirements-lock.txt uv \
+	    && $(BIN)/python -m uv pip install -q --compile-bytecode --python $(BIN)/python -c requirements-lock.txt -e ".[dev]"; then echo "installed with uv"; \
+	  else [ "$(INSTALLER)" = pip ] || echo "uv could not install (see above): pip installs the same lock"; \
+	    $(BIN)/python -m pip install -q -c requirements-lock.txt -e ".[dev]"; fi
 	touch $(STAMP)
 
 ## the main job: Digits-MLT-Noise-0.5 (flip), full method, CPU

@@ -13,8 +13,7 @@ from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
 from fastai.torch_core import TensorImage, apply, default_device, to_detach
 from fastai.vision.core import imagenet_stats
-from fastai.vision.augment import Normalize
-from fastai.data.transforms import IntToFloatTensor
+from fastai.data.transforms import IntToFloatTensor, Normalize   # not fastai.vision.augment's re-export: that imports torchvision
 from fasttransform import Pipeline
 from fastai.callback.core import Callback
 
