@@ -118,7 +118,11 @@ def test_a_row_run_alone_and_beside_another_copy_agrees_exactly():
     assert alone * 2 == side_by_side, (alone, side_by_side)
 
 
-def _bench(*args, **kw):
+def _bench(*args, pinned=False, **kw):
+    """The tool's command line. `pinned`: started with the CPU kernels it would restart itself with (one start-up of torch,
+    not two), for a call whose restart another test makes."""
+    from stitchup_nb.backbones import CPU_ENV
+    if pinned: kw['env'] = {**os.environ, **CPU_ENV}
     return subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), *args], capture_output=True, text=True, **kw)
 
 
@@ -201,17 +205,14 @@ def test_a_bad_option_on_the_command_line_exits_2_naming_it(tmp_path):
 
 
 def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path, pinned_row):
-    from stitchup_nb.backbones import CPU_ENV
     from stitchup_nb.verify import CROSS_MACHINE_TOL
     out, row = tmp_path/'b.csv', dict(pinned_row)
-    # the two refusals come before anything is re-run: started with the CPU kernels the tool would restart itself with
-    # (the calls below restart it), they save a start-up of torch each
-    pinned = {**os.environ, **CPU_ENV}
+    # every call here is started with the CPU kernels the tool would restart itself with (the grid's test below restarts it)
     bm.append_rows(out, [dict(row, fingerprint='0123456789ab')])        # made by other behaviour
-    p = _bench('--verify', '1', '--out', str(out), env=pinned)
+    p = _bench('--verify', '1', '--out', str(out), pinned=True)
     assert p.returncode == 1 and 'no row whose fingerprint matches the current code' in p.stderr, p.stderr
     bm.append_rows(out, [dict(row, isa='AVX512')])                      # this behaviour, other CPU kernels: not comparable
-    p = _bench('--verify', '1', '--out', str(out), env=pinned)
+    p = _bench('--verify', '1', '--out', str(out), pinned=True)
     assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
     # numbers it did not make, in one call that re-runs both (each failure names its check): made here, off by .02
     # (exact on the same machine), and made on another machine beyond the cross-machine tolerance; each under a label
@@ -220,7 +221,7 @@ def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(
     other = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'
     bm.append_rows(out, [dict(row, method='typed here', total=row['total'] + .02),
                          dict(row, method='typed elsewhere', machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
-    p = _bench('--verify', '2', '--out', str(out))
+    p = _bench('--verify', '2', '--out', str(out), pinned=True)
     assert p.returncode == 1 and '2 of 2 re-run rows differ by more than allowed' in p.stderr, p.stdout + p.stderr
     assert '(same machine, exact)' in p.stderr, p.stdout + p.stderr
     assert f'(made on {other}: cross-machine, within {CROSS_MACHINE_TOL:g})' in p.stderr, p.stdout + p.stderr
@@ -231,7 +232,7 @@ def test_a_row_edited_by_hand_or_cut_off_is_refused_by_the_tables_and_verify(tmp
     from stitchup_nb.results import load
     out, row = tmp_path/'benchmark.csv', dict(pinned_row)
     bm.append_rows(out, [row, dict(row, seed=7)])                 # its config still says seed 0
-    p = _bench('--verify', '1', '--out', str(out))
+    p = _bench('--verify', '1', '--out', str(out), pinned=True)
     assert p.returncode == 1 and "line 3: its seed 7 is not its configuration's (0)" in p.stderr, p.stdout + p.stderr
     with pytest.raises(ValueError, match="line 3: its seed 7"): load('benchmark', tmp_path, current=None)
     out.write_text(out.read_text()[:-30])
@@ -244,7 +245,7 @@ def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp
     from stitchup_nb.verify import CROSS_MACHINE_TOL
     out, row = tmp_path/'b.csv', dict(pinned_row, machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
     bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL / 2)])    # within: another machine's last bits
-    p = _bench('--verify', '1', '--out', str(out))
+    p = _bench('--verify', '1', '--out', str(out), pinned=True)
     assert p.returncode == 0 and 'cross-machine, within' in p.stdout and 'Xeon' in p.stdout, p.stdout + p.stderr
 
 
@@ -366,7 +367,7 @@ def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one
     (digits-small, 1 epoch), each row's config recording the instance and stamped with its fingerprint; the same CSV then
     refuses the default instance's rows and another's."""
     out = tmp_path/'b.csv'
-    p = _bench('--quick', '--cells', 'flip:0.5', '--data_seed', '3', '--methods', 'bce', '--out', str(out), timeout=900)
+    p = _bench('--quick', '--cells', 'flip:0.5', '--data_seed', '3', '--methods', 'bce', '--out', str(out), timeout=900)   # restarts
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     rows = list(csv.DictReader(open(out)))
     assert [(r['method'], r['kind'], float(r['rate'])) for r in rows] == [('BCE', 'flip', .5), ('BCE (clean)', 'flip', 0.)], rows

@@ -72,14 +72,6 @@ def test_noise_script_writes_the_authors_format(tmp_path):
     assert 'head' in out and 'tail' in out
 
 
-def test_train_on_a_noise_file(tmp_path):
-    run(BIN/'stitchup_noise', '--dataset', 'digits-small', '--noise_rate', '0.5', '--out', tmp_path/'n.pkl')
-    out = run(BIN/'stitchup_train', '--dataset', 'digits-small', '--noise_file', tmp_path/'n.pkl', '--epochs', '1',
-              '--branches', 'random', '--stitch', 'none', '--quiet', '--work_dir', tmp_path/'w')
-    assert 'random' in out
-    assert '[0, ' not in out          # --quiet: no per-epoch rows (fastai's bare logger prints them as lists)
-
-
 def test_what_one_cpu_process_cannot_do_is_said_once_and_recorded_as_done(tmp_path):
     """fastai's mixed precision is CUDA's: on a CPU it would switch autocast off and train in fp32 while config.json said
     bf16. The run says so once, in the flag's words, and records the fp32 it computed in. `--sync_bn` in one process

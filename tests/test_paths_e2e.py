@@ -89,6 +89,7 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
     # 1. train: the run's files and its summary say where its labels came from
     out = run_cli(BIN/'stitchup_train', *base, '--epochs', '1', '--work_dir', work).stdout
     assert '\r' not in out and '█' not in out, out[:500]          # --quiet, into a pipe: no progress bar (the decoding's either)
+    assert '[0, ' not in out                   # --quiet: no per-epoch rows either (fastai's bare logger prints them as lists)
     cfg = json.loads((work/'config.json').read_text())
     assert cfg['noise_source'] == said
     summary = next(l for l in out.splitlines() if ' training images, ' in l)

@@ -81,8 +81,9 @@ def main(pytest_args):
     # the published tables stand on fingerprints the code still computes
     fp = run([sys.executable, ROOT/'tools'/'fingerprints.py', '--check', '--jobs', '2'])
     if fp.returncode != 0: sys.exit(f'tools/fingerprints.py --check failed (exit {fp.returncode}).')
-    # a published row re-runs to its numbers: one random current row of the quick grid
-    ver = run([sys.executable, ROOT/'tools'/'benchmark.py', '--quick', '--verify', '1'])
+    # a published row re-runs to its numbers: one random current row of the quick grid, started with the CPU kernels the
+    # tool would restart itself with (one start-up of torch, not two; the restart is tests/test_benchmark_tool.py's)
+    ver = run_together(([sys.executable, ROOT/'tools'/'benchmark.py', '--quick', '--verify', '1'], CPU_ENV))
     if ver.returncode != 0: sys.exit(f'benchmark.py --quick --verify 1 failed (exit {ver.returncode}).')
     print(f'All tests passed: {done} notebooks, pytest ok, the fingerprints match the code, a quick-grid row re-ran to its numbers.')
 
