@@ -58,15 +58,15 @@ def main(pytest_args):
     if code_only: pytest_args = pytest_args[1:]
     expected = notebooks()
     if not expected: sys.exit('No notebooks found under nbs/: nothing to test is a failure.')
-    # fill the caches notebooks and tests share (rendered Digits-MLT, the glyph-pretrained CNN) once, before
-    # nbdev_test runs notebooks side by side and each would build them itself; beside it, on the other core, the CNN
-    # pretrained under the benchmark's pinned CPU kernels (its own cache file), which the benchmark tool's tests and
-    # the quick grid's re-run train with: else a test builds it in the middle of pytest (measured: 88 s of one worker)
+    # fill the disk cache notebooks and tests share, the glyph-pretrained Digits CNN, once, before nbdev_test runs notebooks
+    # side by side and each would pretrain it itself; beside it, on the other core, the CNN pretrained under the benchmark's
+    # pinned CPU kernels (its own cache file), which the benchmark tool's tests and the quick grid's re-run train with:
+    # else a test builds it in the middle of pytest (measured: 88 s of one worker). (Digits-MLT itself is drawn in memory,
+    # in seconds, by each process that uses it: no file to fill.)
     from stitchup_nb.backbones import CPU_ENV
     pretrain = 'from stitchup_nb.backbones import pretrain_digits_cnn; pretrain_digits_cnn(verbose=False)'
-    warm = run_together([sys.executable, '-c', f'from stitchup_nb.digits import digits_mlt; digits_mlt(); {pretrain}'],
-                        ([sys.executable, '-c', pretrain], CPU_ENV))
-    if warm.returncode != 0: sys.exit(f'building the Digits-MLT caches failed (exit {warm.returncode}).')
+    warm = run_together([sys.executable, '-c', pretrain], ([sys.executable, '-c', pretrain], CPU_ENV))
+    if warm.returncode != 0: sys.exit(f'pretraining the Digits CNN for the cache failed (exit {warm.returncode}).')
     nb = run([sys.executable, ROOT/'tools'/'nbtest.py', '--do_print', '--timing'])   # nbdev_test, outputs kept for the docs
     done = len(re.findall(r'^- Completed ', nb.stdout, flags=re.M))
     if nb.returncode != 0: sys.exit(f'nbdev_test failed (exit {nb.returncode}).')
