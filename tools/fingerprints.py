@@ -45,10 +45,11 @@ def _group(keys):
 def compute(keys, kinds, datasets, jobs=1, log=print) -> dict:
     """Every part, the method keys over `jobs` processes (each inherits FP_ENV): a probe run for each of their
     `probe_groups` (keys that differ only in the ensemble weight t share one), the largest groups first."""
-    fps = fingerprints((), kinds, datasets, pretrain=True, log=log)
     groups = sorted(probe_groups(sorted(keys)), key=len, reverse=True)      # sorted is stable: else in key order
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context('spawn')) as ex:    # fresh processes: no forked torch
-        for got in ex.map(_group, groups):
+        probes = ex.map(_group, groups)              # submitted now: the workers start torch while this process computes
+        fps = fingerprints((), kinds, datasets, pretrain=True, log=log)     # the other parts, here
+        for got in probes:
             for key, fp in got.items(): fps['methods'][key] = fp; log(f'{key}: {fp}')
     return fps
 
