@@ -132,3 +132,25 @@ def test_commands_run_side_by_side_report_the_first_failure(capsys):
     printed = capsys.readouterr().out
     assert printed.index('one') < printed.index('two') and '$ WHICH=two' in printed
     assert RUN.run(ok).returncode == 0
+
+
+@pytest.mark.parametrize('installer, uv_works, want', [
+    ('uv', True, ['pip install -q -c requirements-lock.txt uv', 'uv pip install -q --compile-bytecode']),
+    ('uv', False, ['pip install -q -c requirements-lock.txt uv', 'uv pip install -q --compile-bytecode',
+                   'pip install -q -c requirements-lock.txt -e .[dev]']),
+    ('pip', True, ['pip install -q -c requirements-lock.txt -e .[dev]']),
+])
+def test_make_installs_the_lock_with_uv_else_with_pip(tmp_path, installer, uv_works, want):
+    """`make`'s install: uv installs the lock where it can; where it fails, pip installs the same lock, saying so;
+    INSTALLER=pip goes to pip alone. A stand-in venv python records each call (and fails uv's when asked to)."""
+    venv = tmp_path/'v'; (venv/'bin').mkdir(parents=True)
+    log = tmp_path/'calls'
+    python = venv/'bin'/'python'
+    python.write_text(f'#!/bin/sh\necho "$*" >> {log}\n' + ('' if uv_works else 'case "$*" in *"-m uv"*) exit 1;; esac\n') + 'exit 0\n')
+    python.chmod(0o755)
+    p = subprocess.run(['make', '-s', '-C', ROOT, str(venv/'.stitchup_installed'), f'VENV={venv}', f'INSTALLER={installer}'],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and (venv/'.stitchup_installed').is_file(), p.stderr
+    installs = [l for l in log.read_text().splitlines() if 'install' in l and '--upgrade pip' not in l]
+    assert len(installs) == len(want) and all(w in l for w, l in zip(want, installs)), installs
+    assert ('uv could not install' in p.stdout) == (installer == 'uv' and not uv_works), p.stdout
