@@ -18,13 +18,14 @@ from fastai.torch_core import TensorImage
 
 from .config import BACKBONES, _int
 from .files import atomic_write
+from .pins import CPU_ENV, in_force
 from .digits import cache_dir, digit_pools, render_image
 from .sampling import epoch_rng
 from .augment import BatchAug
 
 # %% auto #0
-__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'CPU_ENV', 'Backbone', 'register_backbone', 'get_backbone', 'NoWeights',
-           'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images', 'pretrain_digits_cnn', 'build_digits_cnn']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'register_backbone', 'get_backbone', 'NoWeights', 'resnet_body',
+           'digits_cnn', 'cpu_kernels', 'glyph_images', 'pretrain_digits_cnn', 'build_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #42bb8bfe
 @dataclass(frozen=True)
@@ -150,14 +151,9 @@ def digits_cnn(width:int=16,
     return body, 8 * w, list(body)[:DIGITS_STAGES - ts]
 
 # %% ../nbs/05a_backbones.ipynb #79adf74b
-# the CPU kernels the benchmark computes with on any x86-64 machine (set before torch starts; tools/benchmark.py does)
-CPU_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_CBWR': 'AVX2,STRICT'}
-
 def cpu_kernels() -> str:
-    "ATen's CPU vector kernels in this process, with ' pinned' when every variable of `CPU_ENV` is in force."
-    import os
-    pinned = all(os.environ.get(k) == v for k, v in CPU_ENV.items())
-    return torch.backends.cpu.get_cpu_capability() + (' pinned' if pinned else '')
+    "ATen's CPU vector kernels in this process, with ' pinned' when every variable of `CPU_ENV` (`00h_pins`) is in force."
+    return torch.backends.cpu.get_cpu_capability() + (' pinned' if in_force(CPU_ENV) else '')
 
 # %% ../nbs/05a_backbones.ipynb #c3116254
 def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12b_evidence.ipynb #0c0e5f8d
 from __future__ import annotations
-import hashlib, json, math, os, warnings
+import hashlib, json, math, warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from fastai.callback.core import Callback, CancelTrainException, CancelValidExce
 from fastai.learner import defaults
 from fastai.torch_core import get_model
 
-import stitchup_nb
+from .pins import FINGERPRINTS
 from .backbones import _train_glyph_cnn
 from .train import load_benchmark, run_training
 from .colearn import correct_labels
@@ -26,23 +26,15 @@ from .grids import GRIDS
 from .methods import METHODS
 
 # %% auto #0
-__all__ = ['FP_ENV', 'FP_STEPS', 'PROBE_BS', 'RESULTS', 'FINGERPRINTS', 'NOISE_RATES', 'PARTS', 'fp_env_in_force',
-           'probe_arithmetic', 'behaviour_key', 'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps',
-           'correction_probe', 'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint',
-           'data_fingerprint', 'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay', 'arithmetics',
-           'row_fingerprints', 'fingerprints_problem', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
-           'read_rows', 'row_mismatch', 'check_rows']
+__all__ = ['FP_STEPS', 'PROBE_BS', 'NOISE_RATES', 'PARTS', 'probe_arithmetic', 'behaviour_key', 'row_behaviour_key',
+           'probe_config', 'ProbeSteps', 'probe_steps', 'correction_probe', 'probe_groups', 'method_fingerprints',
+           'method_fingerprint', 'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint', 'noise_part',
+           'row_fingerprint', 'overlay', 'arithmetics', 'row_fingerprints', 'fingerprints_problem', 'load_fingerprints',
+           'current_mask', 'current_rows', 'stamp', 'read_rows', 'row_mismatch', 'check_rows']
 
 # %% ../nbs/12b_evidence.ipynb #c2e8e510
-FP_ENV = {'ATEN_CPU_CAPABILITY': 'avx2', 'MKL_CBWR': 'COMPATIBLE,STRICT', 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 FP_STEPS = 8          # training steps of a probe run, spread evenly over the row's epochs (at least one an epoch)
 PROBE_BS = 8          # anchors per probe batch: the code paths of a full batch at a quarter of its cost
-RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
-FINGERPRINTS = RESULTS/'fingerprints.json'
-
-def fp_env_in_force() -> bool:
-    "Whether this process started with every variable of `FP_ENV`."
-    return all(os.environ.get(k) == v for k, v in FP_ENV.items())
 
 @contextmanager
 def probe_arithmetic():

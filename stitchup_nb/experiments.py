@@ -17,7 +17,8 @@ from .train import run_training, train_config
 from .metrics import correction_quality, correction_snapshot, evaluate, t_curve
 from .data import GROUPS
 from .models import branch_preds
-from .backbones import CPU_ENV, cpu_kernels, get_backbone
+from .pins import CPU_ENV
+from .backbones import cpu_kernels, get_backbone
 from .config import OPTIONS, in_python_words
 
 # %% auto #0

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .grids import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
-from .evidence import RESULTS
+from .pins import RESULTS
 from .experiments import MAP_COLUMNS
 from .results import (MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)

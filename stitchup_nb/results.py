@@ -12,7 +12,8 @@ import pandas as pd
 
 from .experiments import FIELDS, MAP_COLUMNS, extra_key
 from .grids import CLEAN, FACTORIAL, FACTORIAL_PAIRS, MAIN_ROWS, ORDER
-from .evidence import RESULTS, check_rows, current_mask, load_fingerprints, read_rows
+from .pins import RESULTS
+from .evidence import check_rows, current_mask, load_fingerprints, read_rows
 
 # %% auto #0
 __all__ = ['RUN', 'MIN_SEEDS', 'load', 'summary', 'pm', 'cells_table', 'paired_ci', 'paired_text', 'holds_0', 'direction',

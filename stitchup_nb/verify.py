@@ -10,10 +10,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .backbones import cpu_kernels, CPU_ENV
+from .backbones import cpu_kernels
+from .pins import CPU_ENV, FINGERPRINTS, FP_ENV, in_force
 from .experiments import MAP_COLUMNS, machine, rerun
-from .evidence import (FINGERPRINTS, FP_ENV, PARTS, arithmetics, check_rows, current_rows, data_fingerprint, fp_env_in_force,
-                                  load_fingerprints, method_fingerprints, noise_fingerprint, overlay, pretrain_fingerprint, read_rows)
+from .evidence import (PARTS, arithmetics, check_rows, current_rows, data_fingerprint, load_fingerprints,
+                                  method_fingerprints, noise_fingerprint, overlay, pretrain_fingerprint, read_rows)
 
 # %% auto #0
 __all__ = ['CROSS_MACHINE_TOL', 'fingerprints', 'diff_fingerprints', 'machine_labels', 'machine_groups', 'same_arithmetic',
@@ -22,7 +23,7 @@ __all__ = ['CROSS_MACHINE_TOL', 'fingerprints', 'diff_fingerprints', 'machine_la
 # %% ../nbs/12c_verify.ipynb #e7bb2cd7
 def fingerprints(keys=(), kinds=(), datasets=(), pretrain:bool=True, log=lambda s: None) -> dict:
     "The parts for behaviour `keys`, noise `kinds` and `datasets` (and the pretraining), computed with `FP_ENV`."
-    if not fp_env_in_force():
+    if not in_force(FP_ENV):
         raise RuntimeError(f'fingerprints are computed with {FP_ENV} set before torch starts: run tools/fingerprints.py')
     out = {'methods': {}, 'noise': {}, 'data': {}}
     if pretrain: out['pretrain'] = pretrain_fingerprint()

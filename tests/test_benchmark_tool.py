@@ -1,7 +1,7 @@
 """The benchmark (stitchup_nb.experiments, tools/benchmark.py) shares a grid between processes: each claims its next
 run under a lock, rows already in the CSV are skipped, and claims of processes that died lapse. A row's numbers do not
 depend on what runs beside it, and --verify re-runs current rows (stitchup_nb.evidence) made with the CPU kernels it
-computes with (the tool pins them: stitchup_nb.backbones.CPU_ENV): exactly when this machine made them, within the
+computes with (the tool pins them: stitchup_nb.pins.CPU_ENV): exactly when this machine made them, within the
 cross-machine tolerance when another did."""
 import csv, json, os, subprocess, sys, textwrap
 from pathlib import Path
@@ -10,6 +10,7 @@ import pytest
 
 from stitchup_nb import experiments as bm
 from stitchup_nb import grids, results
+from stitchup_nb.pins import CPU_ENV, RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,7 +101,6 @@ def _totals(n):
 def pinned_row():
     """A quick-grid row made as tools/benchmark.py makes it: with the benchmark's CPU kernels, stamped with its fingerprint.
     One training for the module: each test writes its own CSV from a copy of it."""
-    from stitchup_nb.backbones import CPU_ENV
     from stitchup_nb.evidence import load_fingerprints, row_fingerprint
     p = subprocess.run([sys.executable, '-c', RUN], capture_output=True, text=True, env={**os.environ, **CPU_ENV}, timeout=600)
     assert p.returncode == 0, p.stderr
@@ -121,7 +121,6 @@ def test_a_row_run_alone_and_beside_another_copy_agrees_exactly():
 def _bench(*args, pinned=False, **kw):
     """The tool's command line. `pinned`: started with the CPU kernels it would restart itself with (one start-up of torch,
     not two), for a call whose restart another test makes."""
-    from stitchup_nb.backbones import CPU_ENV
     if pinned: kw['env'] = {**os.environ, **CPU_ENV}
     return subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), *args], capture_output=True, text=True, **kw)
 
@@ -343,7 +342,7 @@ def test_your_own_variant_cells_instance_and_pre_registration_are_checked_before
              (fresh('broken.json', '--out', str(tmp_path/'f.csv')), 'is not JSON'),
              (fresh('missing.json', '--out', str(tmp_path/'f.csv')), 'cannot be read'),
              (fresh('good.json'), '--fresh_spec needs an --out of its own'),
-             (fresh('good.json', '--out', str(results.RESULTS/'benchmark.csv')), "--fresh_spec needs an --out of its own, outside"),   # not a published CSV
+             (fresh('good.json', '--out', str(RESULTS/'benchmark.csv')), "--fresh_spec needs an --out of its own, outside"),   # not a published CSV
              (fresh('good.json', '--seeds', '5', '--out', str(tmp_path/'f.csv')), f"--seeds 5: the pre-registered test (--fresh) runs its own fresh seeds 10,11 only ({tmp_path/'good.json'})"),
              (fresh('good.json', '--out', str(main)), f'--out {main} holds rows of 8 epochs on digits, and this grid runs 8 epochs on digits (Digits-MLT instance 2)'),
              (['--methods', 'full_soft,bce', '--cells', 'flip:0.4'], "--cells flip:0.4: not cells of the main grid, and its rows would go to the kit's published benchmark.csv: pass --out"),
@@ -418,7 +417,6 @@ INTERRUPT_DRIVER = textwrap.dedent('''
 def test_ctrl_c_with_copies_says_interrupted_once(tmp_path):
     "Ctrl-C reaches every copy of --jobs 2; only the copy that started the others says the line, once they have stopped."
     import signal, time
-    from stitchup_nb.backbones import CPU_ENV
     (tmp_path/'driver.py').write_text(INTERRUPT_DRIVER)
     p = subprocess.Popen([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', '--quick', '--jobs', '2',
                           '--out', str(tmp_path/'b.csv')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

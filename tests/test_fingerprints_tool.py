@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from tests.conftest import load_tool
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, behaviour_key, current_mask, fingerprints_problem, load_fingerprints, row_behaviour_key,
+from stitchup_nb.pins import FINGERPRINTS, FP_ENV
+from stitchup_nb.evidence import (behaviour_key, current_mask, fingerprints_problem, load_fingerprints, row_behaviour_key,
                                   row_fingerprint)
 from stitchup_nb.experiments import FIELDS
 

@@ -8,7 +8,7 @@ import pandas as pd
 
 from stitchup_nb import leaderboard
 from stitchup_nb.grids import CELLS, LL_CELL, LL_DELTA, LL_DELTAS, ORACLE_CT, PEER_ROWS, grid
-from stitchup_nb.evidence import RESULTS
+from stitchup_nb.pins import RESULTS
 
 ROOT = Path(__file__).resolve().parents[1]
 CT = next(m for m, o in PEER_ROWS.items() if o['method'] == 'coteaching')

@@ -24,7 +24,7 @@ def test_quick_start_is_two_make_targets_that_exist():
 
 def test_the_results_tables_are_the_current_sources_report():
     "The README's results come from `tools/benchmark.py --report` on the CSVs as they are, for the current source hash."
-    from stitchup_nb.results import RESULTS
+    from stitchup_nb.pins import RESULTS
     from stitchup_nb.report import report
     assert (RESULTS/'benchmark_table.md').read_text() == report(write=False), \
         'nbs/experiments/results/benchmark_table.md is stale: run `python tools/benchmark.py --report`, then `make readme`'

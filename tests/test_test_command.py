@@ -112,7 +112,7 @@ def test_the_lock_installs_on_every_python_settings_ini_admits():
 
 
 def test_the_warm_up_builds_the_pinned_kernels_cnn_beside_the_default_one(monkeypatch):
-    from stitchup_nb.backbones import CPU_ENV
+    from stitchup_nb.pins import CPU_ENV
     jobs = []
     def run_together(*js):
         jobs.append(js)

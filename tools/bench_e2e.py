@@ -32,7 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT/'nbs'/'experiments'/'results'
+sys.path.insert(0, str(ROOT))           # this checkout's package, as the runs' PYTHONPATH below
+from stitchup_nb.pins import RESULTS     # light: this process never imports torch
 
 SETS = {   # set: (training images, test images, JPEG (width, height), format)
     'voc':  (1142, 4952, (500, 375), 'voc'),

@@ -34,7 +34,7 @@ Each row records the resolved configuration, the training source's hash, the com
 CPU kernels, the machine (stitchup_nb.experiments) and its behaviour fingerprint (stitchup_nb.evidence: before a grid
 the tool computes the fingerprints of its methods with tools/fingerprints.py and writes them to fingerprints.json).
 Runs and --verify compute with the benchmark's CPU kernels (AVX2 code in ATen, oneDNN and MKL:
-stitchup_nb.backbones.CPU_ENV): the tool starts itself again with them set. They are exact on one machine and within
+stitchup_nb.pins.CPU_ENV): the tool starts itself again with them set, before it imports torch. They are exact on one machine and within
 --verify's cross-machine tolerance on another (stitchup_nb.verify.CROSS_MACHINE_TOL, set above the spread measured in
 nbs/experiments/results/cross_machine.md); the fingerprints are exact on each machine, and fingerprints.json holds
 each processor's own where they differ (tools/fingerprints.py). Rows the current code makes (their
@@ -45,15 +45,16 @@ core), so a row does not depend on what runs beside it.
 import argparse, csv, json, os, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
-from stitchup_nb.backbones import CPU_ENV
-from stitchup_nb.evidence import FINGERPRINTS, behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
+from stitchup_nb.pins import CPU_ENV, FINGERPRINTS, RESULTS, restart_in
+if __name__ == '__main__': restart_in(CPU_ENV, __file__)   # in the benchmark's CPU kernels before torch starts: one start-up of it
+
+from stitchup_nb.evidence import behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
 from stitchup_nb.verify import verify
 from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
 from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
                                grid)
 from stitchup_nb.config import OPTIONS
 from stitchup_nb.methods import METHODS
-from stitchup_nb.results import RESULTS
 from stitchup_nb.report import report
 
 
@@ -297,8 +298,7 @@ def main(argv=None):
         for csv_path in {out, *([out.with_name('benchmark.csv')] if a.plus else [])}:
             check_schedule(ap, csv_path, epochs, dataset, instance if csv_path == out else 0)
     elif out.is_file(): check_results_csv(ap, out, '--verify: --out')     # before the restart (reverify says a missing one)
-    if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # torch has computed nothing yet: start again with them
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
+    restart_in(CPU_ENV, __file__, argv)      # main() called from Python: torch has computed nothing yet, start again in them
     warnings.filterwarnings('ignore')
     if a.verify is not None: return reverify(ap, out, a.verify)
     out.parent.mkdir(parents=True, exist_ok=True)

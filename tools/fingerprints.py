@@ -8,7 +8,7 @@
 
 A table shows the rows whose fingerprint matches fingerprints.json; --check is how CI knows that the file still
 describes the code, and still holds every part that the stamped rows of the CSVs beside it stand on. The parts are
-computed with stitchup_nb.evidence.FP_ENV (the tool starts itself again with it). That arithmetic is not the same on
+computed with stitchup_nb.pins.FP_ENV (the tool starts itself again with it, before it imports torch). That arithmetic is not the same on
 every processor: two Intel Xeon generations (Sapphire Rapids, Emerald Rapids) compute every part alike and many of
 them differently from an AMD EPYC, from the same code (nbs/experiments/results/cross_machine.md). The file therefore holds the parts of each machine that has
 recorded its own (`machines`), and the processors found to compute exactly a recorded machine's parts (`also`:
@@ -27,10 +27,13 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from stitchup_nb.pins import FINGERPRINTS, FP_ENV, RESULTS, restart_in
+if __name__ == '__main__': restart_in(FP_ENV, __file__)   # in the fingerprints' arithmetic before torch starts: one start-up of it
+
 import pandas as pd
 
-from stitchup_nb.evidence import (FINGERPRINTS, FP_ENV, RESULTS, arithmetics, current_mask, fingerprints_problem, fp_env_in_force, read_rows,
-                                  load_fingerprints, noise_part, probe_groups, row_behaviour_key, row_fingerprint)
+from stitchup_nb.evidence import (arithmetics, current_mask, fingerprints_problem, read_rows, load_fingerprints, noise_part,
+                                  probe_groups, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write
@@ -402,8 +405,7 @@ def main(argv=None):
     a, path, wanted = options(ap, argv)
     if a.status: return status(path)
     if a.adopt: return adopt(path, a.adopt, a.source)
-    if not fp_env_in_force():                # torch has computed nothing yet: start again with FP_ENV
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **FP_ENV})
+    restart_in(FP_ENV, __file__, argv)       # main() called from Python: torch has computed nothing yet, start again in it
     warnings.filterwarnings('ignore')
     old = load(path)
     here, known = machine(), set().union(*machine_groups(old))

@@ -63,7 +63,7 @@ def main(pytest_args):
     # pinned CPU kernels (its own cache file), which the benchmark tool's tests and the quick grid's re-run train with:
     # else a test builds it in the middle of pytest (measured: 88 s of one worker). (Digits-MLT itself is drawn in memory,
     # in seconds, by each process that uses it: no file to fill.)
-    from stitchup_nb.backbones import CPU_ENV
+    from stitchup_nb.pins import CPU_ENV
     pretrain = 'from stitchup_nb.backbones import pretrain_digits_cnn; pretrain_digits_cnn(verbose=False)'
     warm = run_together([sys.executable, '-c', pretrain], ([sys.executable, '-c', pretrain], CPU_ENV))
     if warm.returncode != 0: sys.exit(f'pretraining the Digits CNN for the cache failed (exit {warm.returncode}).')

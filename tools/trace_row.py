@@ -7,7 +7,7 @@ apart), while the behaviour fingerprints agree.
     python tools/trace_row.py --compare trace_A.json trace_B.json
 
 A trace re-trains the row's configuration (from its `config` column, with its thread count and the CPU kernels the
-benchmark pins, `stitchup_nb.backbones.CPU_ENV`) for its first --steps training steps and records:
+benchmark pins, `stitchup_nb.pins.CPU_ENV`) for its first --steps training steps and records:
 - the machine, its CPU kernels, torch, and a SHA-256 of every cached glyph-pretrained CNN (the files Digits rows start from);
 - a digest of each of a few primitive operations on fixed inputs (`primitives`: Beta sampling, exp/log, MKL's matrix
   product, convolutions through oneDNN, NNPACK and ATen, resizing, numpy), so that --compare names the libraries
@@ -21,7 +21,7 @@ weights first with equal data at the arithmetic (kernels). Exit status 1 when th
 Every option is checked before anything is computed: the CSV's columns and the row's configuration, --out's folder
 (a trace is evidence: an existing --out is refused), and each --compare file (a trace this tool wrote).
 """
-import argparse, csv, hashlib, json, os, sys, warnings
+import argparse, csv, hashlib, json, sys, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,9 +185,8 @@ def main(argv=None):
     row = read_row(ap, a)
     if Path(a.out).exists(): ap.error(f'--out {a.out} exists: a trace is evidence, choose another name')
     if not Path(a.out).parent.is_dir(): ap.error(f'--out {a.out}: its folder {Path(a.out).parent} does not exist; make it first')
-    from stitchup_nb.backbones import CPU_ENV     # torch is imported, but computes nothing before the restart
-    if any(os.environ.get(k) != v for k, v in CPU_ENV.items()):     # the kernels the benchmark pins, before torch computes anything
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], {**os.environ, **CPU_ENV})
+    from stitchup_nb.pins import CPU_ENV, restart_in     # light: torch is not imported yet
+    restart_in(CPU_ENV, __file__, argv)       # the kernels the benchmark pins, before torch starts
     rec = trace(row, a.steps)
     Path(a.out).write_text(json.dumps(rec, indent=1))
     print(f"wrote {a.out}: {len(rec['steps'])} steps of {rec['method']} {rec['kind']} {rec['rate']} seed {rec['seed']} on {rec['machine']}")
