@@ -1,7 +1,10 @@
 """Every tool answers `--help` and does nothing else: no tool writes a file (README.md, the notebooks' recorded outputs)
-or runs anything (`run_tests.py` runs no notebook) when asked for its help."""
-import subprocess, sys
+or runs anything (`run_tests.py` runs no notebook) when asked for its help. And the tools that compute evidence start
+themselves again in its arithmetic before they import torch."""
+import json, os, subprocess, sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +21,33 @@ def test_every_tool_answers_help_and_writes_nothing():
     changed = [str(p.relative_to(ROOT)) for p in before if not p.exists() or p.stat().st_mtime_ns != before[p]]
     assert not changed, f'written or removed while the tools answered --help (or by another process meanwhile): {changed}'
     assert len(tools) >= 12                                                        # the audit saw the tools
+
+
+# the tool run as `python TOOL ARGS`, its restart (os.execve) replaced by a report: was torch imported, are the variables set
+RESTART_DRIVER = '''
+import json, os, runpy, sys
+env_wanted = json.loads(sys.argv[1])
+def execve(exe, args, env):
+    print('torch imported:', 'torch' in sys.modules, '| variables set:', all(env.get(k) == v for k, v in env_wanted.items()))
+    sys.stdout.flush(); os._exit(0)
+os.execve = execve
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+print('no restart')
+'''
+
+
+@pytest.mark.parametrize('tool,args,env', [('benchmark.py', ['--quick', '--verify', '1'], 'CPU_ENV'),
+                                           ('fingerprints.py', ['--check'], 'FP_ENV'),
+                                           ('trace_row.py', ['--csv', 'QUICK', '--row', '0', '--out', 'OUT'], 'CPU_ENV')])
+def test_a_tool_restarts_in_its_arithmetic_before_it_imports_torch(tmp_path, tool, args, env):
+    """The tools that compute evidence start themselves again in `stitchup_nb.pins`' environment before torch starts
+    (the libraries read it then): the restart comes before the first import of torch, so a command starts torch once."""
+    from stitchup_nb import pins
+    wanted = getattr(pins, env)
+    args = [str(pins.RESULTS/'benchmark_quick.csv') if a == 'QUICK' else str(tmp_path/'t.json') if a == 'OUT' else a for a in args]
+    clean = {k: v for k, v in os.environ.items() if k not in {**pins.CPU_ENV, **pins.FP_ENV}}
+    p = subprocess.run([sys.executable, '-c', RESTART_DRIVER, json.dumps(wanted), str(ROOT/'tools'/tool), *args], cwd=tmp_path,
+                       capture_output=True, text=True, env=clean, timeout=300)
+    assert p.stdout.strip() == 'torch imported: False | variables set: True', (p.stdout[-500:], p.stderr[-2000:])
+    assert not (tmp_path/'t.json').exists()
