@@ -18,6 +18,8 @@ def test_every_tool_answers_help_and_writes_nothing():
     said = {name: (p.communicate(timeout=300)[0], p.returncode) for name, p in procs.items()}
     bad = {name: out[-500:] for name, (out, rc) in said.items() if rc != 0 or not ('usage:' in out or len(out.strip()) > 100)}
     assert not bad, bad
+    warned = {name: out[-500:] for name, (out, _) in said.items() if 'Warning' in out}    # e.g. a library's deprecation
+    assert not warned, warned
     changed = [str(p.relative_to(ROOT)) for p in before if not p.exists() or p.stat().st_mtime_ns != before[p]]
     assert not changed, f'written or removed while the tools answered --help (or by another process meanwhile): {changed}'
     assert len(tools) >= 12                                                        # the audit saw the tools

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from stitchup_nb.config import OPTIONS    # the kit before fastai: its import silences fastai's use of torch.jit.script
 from fastai.callback.core import Callback, CancelFitException
 from fastai.callback.progress import ProgressCallback
 
-from stitchup_nb.config import OPTIONS
 from stitchup_nb.data import LabelledSet, class_groups
 from stitchup_nb.speed import gpu_speed, use_precision
 from stitchup_nb.loaders import stitch_dls
