@@ -17,7 +17,7 @@ REGISTERS = (noise, backbones)   # imported for what they register: the noise ki
 
 
 # %% auto #0
-__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'check_config']
+__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'noise_options', 'check_config']
 
 # %% ../nbs/07b_checks.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
@@ -34,15 +34,16 @@ def label_source(cfg:dict) -> tuple:
     if _num(rate) and rate == 0: return 'clean', 'clean labels'
     return 'simulated', 'simulated'
 
-def _noise_options(cfg:dict, name) -> tuple:
-    "`(cfg with the defaults of the noise options its labels use, the options they do not use)`; a given option they would ignore is refused."
+def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
+    """`(cfg with the defaults of the noise options its labels use, the options they do not use)`; a given noise option
+    the labels would not use is refused (a `ValueError` naming it by `name`): stitchup_train's rule, and the noise estimate's."""
     kind, said = label_source(cfg)
     unused = {'file': _NOISE, 'official': _SIMULATION, 'clean': _SIMULATION, 'simulated': ()}[kind]
     # (clean labels: a noise kind or seed given with rate 0 is moot, not misleading; the benchmark's clean rows pass them)
     if kind != 'clean' and (k := next((k for k in unused if cfg.get(k) is not None), None)):
         rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
-        why = (f"{name('noise_file')} {cfg['noise_file']}: the run trains on that file's labels; drop one of the two" if kind == 'file'
-               else f"{name('noise_rate')} {rate} on {cfg.get('dataset')}, which trains on {said}; to train on simulated "
+        why = (f"{name('noise_file')} {cfg['noise_file']}: the training labels are that file's; drop one of the two" if kind == 'file'
+               else f"{name('noise_rate')} {rate} on {cfg.get('dataset')}, whose training labels are {said}; for simulated "
                     'noise instead, write it with stitchup_noise and pass --noise_file')
         raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
     return {**cfg, **{k: v for k, v in NOISE_DEFAULTS.items() if k not in unused and cfg.get(k) is None}}, unused
@@ -53,7 +54,7 @@ def check_config(cfg:dict, flags=()) -> dict:
     naming it. Checking its own result again returns it unchanged, so a run's recorded configuration passes as it is."""
     name = lambda k: f'--{k}' if k in flags else k
     check_values({k: cfg[k] for k in ('noise_file', 'noise_rate') if k in cfg}, flags)   # a missing file first, then what it leaves unused
-    cfg, unused = _noise_options(cfg, name)
+    cfg, unused = noise_options(cfg, name)
     check_values({k: v for k, v in cfg.items() if not (k in _NOISE and v is None)}, flags)
     if cfg['correct'] and _int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
         raise ValueError(f"{name('warmup_epoch')} {cfg['warmup_epoch']} is not before the end of training ({name('epochs')} "

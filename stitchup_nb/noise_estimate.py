@@ -17,7 +17,7 @@ from .backbones import NoWeights, get_backbone
 from .methods import PRESETS, data_source
 from .config import check_values, in_python_words
 from .train import load_benchmark, training_labels
-from .checks import NOISE_DEFAULTS
+from .checks import NOISE_DEFAULTS, noise_options
 from .runs import check_out
 
 # %% auto #0
@@ -165,12 +165,11 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
                                                          'Digits-MLT instance is drawn from a seed; drop it')
     if not (isinstance(folds, int) and folds >= 2): raise ValueError(f'--folds must be an integer >= 2, got {folds!r}')
     noise_rate = _rate(noise_rate, 'noise_rate')
-    if noise_file and noise_rate: raise ValueError('--noise_file and --noise_rate both give the training labels: pass one of them')
     if noise_file and not Path(noise_file).is_file():
         raise FileNotFoundError(f'--noise_file {noise_file}: no such file (make one with stitchup_noise, or pass the authors\' class_freq_*noise.pkl)')
-    if noise_file and (k := next((k for k in ('noise_kind', 'noise_seed', 'noise_neg_rate') if given[k] is not None), None)):
-        raise ValueError(f"--{k} {given[k]} has no effect with --noise_file {noise_file}: the estimate reads that file's labels; "
-                         'drop one of the two')     # as stitchup_train refuses it
+    # stitchup_train's rule: a noise option the labels would not use (a noise file's, the official noisy labels') is refused
+    noise_options(dict(dataset=dataset, appendix=appendix, noise_file=noise_file, noise_rate=noise_rate or None if noise_file
+                       else noise_rate, **{k: given[k] for k in ('noise_kind', 'noise_seed', 'noise_neg_rate')}))
     noise_kind, noise_seed = (NOISE_DEFAULTS[k] if given[k] is None else given[k] for k in ('noise_kind', 'noise_seed'))
     preset = PRESETS[dataset]
     train, _, app = load_benchmark(dataset, data_root, appendix, None, data_seed)
