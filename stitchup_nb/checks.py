@@ -40,6 +40,10 @@ def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
     kind, said = label_source(cfg)
     unused = {'file': _NOISE, 'official': _SIMULATION, 'clean': _SIMULATION, 'simulated': ()}[kind]
     # (clean labels: a noise kind or seed given with rate 0 is moot, not misleading; the benchmark's clean rows pass them)
+    if kind == 'clean' and cfg.get('noise_kind') == 'asym' and cfg.get('noise_neg_rate'):     # not moot: asym adds negatives
+        raise ValueError(f"{name('noise_neg_rate')} {cfg['noise_neg_rate']} has no effect with {name('noise_rate')} 0: the labels "
+                         "stay clean (rate 0 is the clean reference), where asym noise would only turn negatives positive; "
+                         "for such labels, write them with stitchup_noise and pass --noise_file")
     if kind != 'clean' and (k := next((k for k in unused if cfg.get(k) is not None), None)):
         rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
         why = (f"{name('noise_file')} {cfg['noise_file']}: the training labels are that file's; drop one of the two" if kind == 'file'

@@ -36,6 +36,8 @@ BAD = [
     (['--dataset', 'digits-small', '--noise_rate', '1.5'], '--noise_rate must be in [0, 1], got 1.5'),
     (['--dataset', 'digits-small', '--noise_file', 'no/such.pkl'], '--noise_file no/such.pkl: no such file'),
     (['--dataset', 'digits-small', '--noise_rate', '0.3', '--noise_file', 'README.md'], '--noise_rate 0.3 has no effect with --noise_file README.md'),
+    (['--dataset', 'digits-small', '--noise_rate', '0', '--noise_kind', 'asym', '--noise_neg_rate', '0.1'],
+     '--noise_neg_rate 0.1 has no effect with --noise_rate 0: the labels stay clean'),     # as stitchup_train
     (['--dataset', 'digits-small', '--folds', '1'], '--folds must be an integer >= 2, got 1'),
     (['--dataset', 'digits-small', '--folds', '400'], '--folds must be in 2..304'),
     # every option by its flag and its declared rule, and none that the data set would ignore
