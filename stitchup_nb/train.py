@@ -265,7 +265,7 @@ def run_training(cfg:dict) -> tuple:
             start = load_checkpoint(learn, ck, state=ck_state)
             changed = resumed_changes(saved_config(ck, ck_state), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
             if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
-            if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f', --{k} {a!r} -> {b!r}' for k, (a, b) in changed.items())))
+            if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
             print(worded(_cpu_note(cfg, len(learn.dls.train))), flush=True)

@@ -198,6 +198,7 @@ def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(trained, tmp_pat
     assert rc == 0, out[-3000:]
     said = next(l for l in out.splitlines() if l.startswith('resuming from'))
     assert said.startswith(f"resuming from {work/'epoch_2.pth'} at epoch 2, --epochs 2 -> 3, ") and '--lr 0.02 -> 0.03' in said, said
+    assert ', lr_steps ' in said and '--lr_steps' not in said, said     # an option with no flag is named without one
     rows = json.loads((work/'metrics.json').read_text())['epochs']          # what the resume set anew, on record
     assert not any('resumed_with' in r for r in rows[:2]) and rows[2]['resumed_with']['epochs'] == [2, 3] \
         and rows[2]['resumed_with']['lr'] == [0.02, 0.03], rows
