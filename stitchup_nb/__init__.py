@@ -7,5 +7,5 @@ _warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated'
 import os as _os
 from .config import SETUP_VAR as _SETUP_VAR      # light: no torch
 if _os.environ.get(_SETUP_VAR):      # a user's setup scripts, run once in every process (nbs/00_config.ipynb, run_setup)
-    from .config import run_setup as _run_setup
-    _run_setup()
+    from .config import setup_at_import as _setup_at_import
+    _setup_at_import()

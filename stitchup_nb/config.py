@@ -15,7 +15,7 @@ __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number',
            'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by',
            'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
-           'in_python_words', 'run_setup']
+           'in_python_words', 'run_setup', 'setup_at_import']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -423,3 +423,17 @@ def run_setup(entries:str|None=None) -> list:
             raise ModuleNotFoundError(f'{SETUP_VAR}: no module {e!r} (from {Path.cwd()}): name a module on the path, or a '
                                       'Python file (ending in .py)') from None
     return out
+
+def setup_at_import():
+    """`run_setup()` as `import stitchup_nb` runs it when `STITCHUP_SETUP` is set. In one of the kit's console scripts an
+    entry that names no file or module is one line on stderr and exit status 2, before the script reads its flags (so
+    `--help` says it too); an error inside a setup script keeps its traceback, which points into the script."""
+    try: run_setup()
+    except (FileNotFoundError, ModuleNotFoundError) as e:
+        import sys
+        from importlib.metadata import entry_points
+        prog = Path(sys.argv[0]).name
+        ours = {p.name for p in entry_points(group='console_scripts') if p.value.startswith('stitchup_nb.')}
+        if not (str(e).startswith(f'{SETUP_VAR}: ') and prog in ours): raise
+        print(f'{prog}: {e}', file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -248,8 +248,13 @@ def test_a_setup_script_reaches_the_console_scripts(tmp_path):
     assert r.returncode == 0 and (tmp_path/'soft'/'test_metrics.json').is_file(), r.stderr[-3000:]
     r = run(BIN/'stitchup_test', 'soft', '--out', 'again.json')          # without the script: refused, saying how
     assert r.returncode != 0 and "got 'full_soft'" in r.stderr and 'STITCHUP_SETUP=script.py' in r.stderr, r.stderr[-2000:]
-    r = run(BIN/'stitchup_test', 'soft', '--out', 'again.json', STITCHUP_SETUP='nothere.py')
-    assert r.returncode != 0 and 'STITCHUP_SETUP: nothere.py is not a file' in r.stderr, r.stderr[-2000:]
+    for args in (['soft', '--out', 'again.json'], ['--help']):   # a setup entry naming no file: one line, even for --help
+        r = run(BIN/'stitchup_test', *args, STITCHUP_SETUP='nothere.py')
+        assert r.returncode == 2 and r.stderr.startswith('stitchup_test: STITCHUP_SETUP: nothere.py is not a file') \
+            and len(r.stderr.strip().splitlines()) == 1, r.stderr[-2000:]
+    (tmp_path/'broken.py').write_text('1/0\n')                       # an error inside the script: its traceback, into it
+    r = run(BIN/'stitchup_test', '--help', STITCHUP_SETUP='broken.py')
+    assert r.returncode == 1 and 'Traceback' in r.stderr and 'broken.py that STITCHUP_SETUP names' in r.stderr, r.stderr[-2000:]
 
 
 LOSS = '''
