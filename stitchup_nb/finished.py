@@ -11,6 +11,7 @@ from .config import check_values, in_python_words
 from .methods import METHODS, unused_options
 from .runs import _KIT_JSON, run_checkpoint
 from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, run_diff, saved_config
+from .checks import label_source
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
@@ -44,6 +45,11 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     if bad := sorted(set(moved) - set(MOVABLE)):
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
                          f"{', '.join(MOVABLE)} may change (where the data is)")
+    if moved.get('noise_file') and not saved.get('noise_file'):         # where a file is now, for a run that trained on none
+        kind, said = label_source(saved)
+        said = f"simulated {saved.get('noise_kind')} noise at rate {saved.get('noise_rate')}" if kind == 'simulated' else said
+        raise ValueError(f"--noise_file {moved['noise_file']}: {ck} was not trained on a noisy-label file (its labels: {said}); "
+                         '--noise_file says where the file a run trained on is now: drop it')
     if (f := saved.get('noise_file')) and not moved.get('noise_file') and not Path(f).is_file():
         raise FileNotFoundError(f"{ck} was trained on the noisy-label file {f} (its configuration's noise_file), which is not "
                                 "there (a path relative to where it trained?): pass where it is now, load_run(..., noise_file=...) "

@@ -2,7 +2,7 @@
 
 Runs on Digits-MLT-Noise-0.5 on the CPU with short schedules (2 epochs), as subprocesses.
 """
-import json
+import json, subprocess
 from pathlib import Path
 import pytest
 
@@ -59,6 +59,17 @@ def test_stitchup_test_ensemble_weight(trained):
     assert said['t'] == 1.0, said
     assert got['ensemble'] == pytest.approx(got['random'], abs=1e-6)      # t = 1: the random branch alone
     assert 'ensemble: the two branches\' logits, 1 × random + 0 × balanced' in out, out    # what the table says it scored
+
+
+def test_stitchup_test_refuses_a_noise_file_for_a_run_that_trained_on_none(trained):
+    "--noise_file says where a run's own noise file is now: a run of simulated noise is refused, naming its labels."
+    work, _ = trained
+    p = subprocess.run([str(BIN/'stitchup_test'), str(work), '--noise_file', str(work/'n.pkl'), '--out', str(work/'nf.json')],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr[-2000:]
+    assert f"--noise_file {work/'n.pkl'}: {work/'epoch_2.pth'} was not trained on a noisy-label file (its labels: simulated flip " \
+           "noise at rate 0.5); --noise_file says where the file a run trained on is now: drop it" in p.stderr, p.stderr
+    assert not (work/'nf.json').exists()
 
 
 # resuming (from epoch_1.pth, and after kills mid-epoch and mid-save) is tests/test_reliability.py's: bit for bit
