@@ -140,9 +140,11 @@ def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
         raise FileExistsError(f'work_dir {work} already holds a run ({file_names(found)}): pass --resume auto '
                               'to continue it, --overwrite to replace it, or another --work_dir')
     if foreign := [p.name for p in found if not is_kit_file(p)]:
+        it = 'it' if len(foreign) == 1 else 'them'
         raise FileExistsError(f'work_dir {work}: --overwrite deletes only the files a run of the kit wrote, and {", ".join(foreign)} '
-                              'were not written by one (not a run configuration, metrics or checkpoint of stitchup_train): '
-                              'move them away, or pass another --work_dir; nothing was deleted')
+                              f"{'does' if it == 'it' else 'do'} not read as one (not a run configuration, metrics or checkpoint "
+                              f'of stitchup_train: a file of yours, or a damaged one): move {it} away (delete {it} if damaged), '
+                              'or pass another --work_dir; nothing was deleted')
     return found
 
 # %% ../nbs/07c_runs.ipynb #f915e33a
