@@ -17,6 +17,7 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .train import train_config
+from .finished import check_run_paths
 from .runs import _KIT_JSON, checkpoints
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
@@ -299,6 +300,8 @@ def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     for k in ('data_root', 'appendix', 'noise_file'):     # relative to where the run started: found from here or the repo root
         v = cfg.get(k) or (PRESETS.get(cfg.get('dataset'), {}).get(k) if k != 'noise_file' else None)
         if isinstance(v, str) and not Path(v).exists() and find_path(v).exists(): cfg[k] = str(find_path(v))
-    cfg.update({k: str(v) for k, v in dict(data_root=data_root, appendix=appendix, noise_file=noise_file).items() if v is not None})
+    moved = dict(data_root=data_root, appendix=appendix, noise_file=noise_file)
+    check_run_paths(where, cfg, moved)                   # the run's own paths that moved: named as the run's, not the caller's
+    cfg.update({k: str(v) for k, v in moved.items() if v is not None})
     return train_config(**cfg), where, read
 

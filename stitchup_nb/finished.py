@@ -15,9 +15,21 @@ from .checks import label_source
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
-__all__ = ['load_run']
+__all__ = ['check_run_paths', 'load_run']
 
 # %% ../nbs/10b_finished.ipynb #a3b63882
+_TRAINED = {'noise_file': 'on the noisy-label file', 'data_root': 'on the data in', 'appendix': 'with the split files in'}
+
+@in_python_words
+def check_run_paths(ck, saved:dict, moved:dict):
+    """Refuse the paths of a run's configuration `saved` (of checkpoint `ck`) that are no longer there and that `moved`
+    (`data_root`, `appendix`, `noise_file`: where the data is now) does not replace: the error names the run's own path and
+    the flag that says where it is now, not a path the caller did not pass. `load_run` and the browsers check with it."""
+    for k in MOVABLE:
+        if (f := saved.get(k)) and not moved.get(k) and not Path(f).exists():
+            raise FileNotFoundError(f"{ck} was trained {_TRAINED.get(k, 'with')} {f} (its configuration's {k}), which is not "
+                                    f"there (moved, or a path relative to where it trained?): pass where it is now (--{k})")
+
 @in_python_words
 def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
              config:dict|None=None,   # the run's configuration (default: the one the checkpoint carries, else config.json beside it)
@@ -50,10 +62,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
         said = f"simulated {saved.get('noise_kind')} noise at rate {saved.get('noise_rate')}" if kind == 'simulated' else said
         raise ValueError(f"--noise_file {moved['noise_file']}: {ck} was not trained on a noisy-label file (its labels: {said}); "
                          '--noise_file says where the file a run trained on is now: drop it')
-    if (f := saved.get('noise_file')) and not moved.get('noise_file') and not Path(f).is_file():
-        raise FileNotFoundError(f"{ck} was trained on the noisy-label file {f} (its configuration's noise_file), which is not "
-                                "there (a path relative to where it trained?): pass where it is now, load_run(..., noise_file=...) "
-                                "or stitchup_test --noise_file")
+    check_run_paths(ck, saved, moved)
     cfg = {**saved, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
            'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
     learn, train, test = build_learner(train_config(**cfg), peer_labels=peer_labels)

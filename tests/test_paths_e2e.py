@@ -131,8 +131,10 @@ def test_path_trains_scores_resumes_and_browses(path, tmp_path):
     if path == 'voc-official':
         moved = tmp_path/'moved'; moved.mkdir()
         for d in ('VOCdevkit', 'appendix'): (tmp_path/d).rename(moved/d)
-        with pytest.raises(FileNotFoundError, match='appendix'): CorrectionBrowser.from_checkpoint(work)
+        with pytest.raises(FileNotFoundError, match="its configuration's data_root"): CorrectionBrowser.from_checkpoint(work)
         app = moved/'appendix'/'VOCdevkit'/'longtail2012'
+        with pytest.raises(FileNotFoundError, match="its configuration's appendix.*pass where it is now \\(`appendix`\\)"):   # the run's own
+            CorrectionBrowser.from_checkpoint(work, data_root=moved/'VOCdevkit')                             # path, not the caller's
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             cb = CorrectionBrowser.from_checkpoint(work, data_root=moved/'VOCdevkit', appendix=app)
