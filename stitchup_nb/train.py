@@ -51,7 +51,7 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
         noisy, clean = load_noisy(noise_file)
         if clean.shape != train.labels.shape or (clean != train.labels).any():
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
-                             f'{train.labels.shape} (another dataset, id list or class order?)')
+                             f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?)')
         return noisy
     if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
     if noise_rate == 0: return train.labels

@@ -339,7 +339,7 @@ CASES = [
     # -- noisy-label files
     Case('noise-file-other-set', 'a noisy-label file made for another set (its clean labels differ)',
          lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', e.tiny[0].labels, 1 - e.tiny[0].labels)),
-         Raises(ValueError, 'n.pkl', 'do not match the training set', 'another dataset, id list or class order')),
+         Raises(ValueError, 'n.pkl', 'do not match the training set', 'another dataset, id list, class order or Digits-MLT instance, --data_seed?')),
     Case('noise-file-other-shape', 'a noisy-label file with other N and C',
          lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', Y3, Y3)),
          Raises(ValueError, 'n.pkl', '(4, 3)', '(48, 4)')),
