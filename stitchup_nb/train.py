@@ -112,6 +112,8 @@ def train_config(**overrides) -> RunConfig:
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
                          f"{known_once('one a script declares with stitchup_nb.config.option')})")
     cfg = resolve(**{**flag_defaults(), **overrides})
+    if cfg.get('resume') not in (None, 'auto') and cfg.get('work_dir') == OPTIONS['work_dir'].default:
+        cfg['work_dir'] = str(Path(cfg['resume']).parent)     # a checkpoint's run goes on in its own folder, unless one is named
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
                          'register its Peer class with stitchup_nb.peers.register_peer (07g_peers)')
@@ -265,7 +267,8 @@ def run_training(cfg:dict) -> tuple:
             start = load_checkpoint(learn, ck, state=ck_state)
             changed = resumed_changes(saved_config(ck, ck_state), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
             if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
-            if main: print(f'resuming from {ck} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())))
+            elsewhere = f' (into {work})' if work and Path(ck).resolve().parent != work.resolve() else ''   # a branch of another run
+            if main: print(f'resuming from {ck}{elsewhere} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
             print(worded(_cpu_note(cfg, len(learn.dls.train))), flush=True)

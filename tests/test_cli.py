@@ -8,7 +8,7 @@ import pytest
 
 from stitchup_nb.runs import file_stamp, read_scores
 
-from tests.conftest import BIN, run_cli as run
+from tests.conftest import BIN, QUICK, run_cli as run
 
 
 @pytest.fixture(scope='module')
@@ -70,6 +70,18 @@ def test_stitchup_test_refuses_a_noise_file_for_a_run_that_trained_on_none(train
     assert f"--noise_file {work/'n.pkl'}: {work/'epoch_2.pth'} was not trained on a noisy-label file (its labels: simulated flip " \
            "noise at rate 0.5); --noise_file says where the file a run trained on is now: drop it" in p.stderr, p.stderr
     assert not (work/'nf.json').exists()
+
+
+def test_resume_from_a_checkpoint_goes_on_in_its_own_folder(trained, tmp_path):
+    "--resume PATH without --work_dir continues that run where it is, not in work_dirs/run (the flag's default)."
+    import shutil
+    work = tmp_path/'mine'; shutil.copytree(trained[0], work)
+    p = subprocess.run([str(BIN/'stitchup_train'), *QUICK, '--epochs', '3', '--resume', str(work/'epoch_2.pth')], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"resuming from {work/'epoch_2.pth'} at epoch 2" in p.stdout, p.stdout
+    assert (work/'epoch_3.pth').is_file() and len(json.loads((work/'metrics.json').read_text())['epochs']) == 3
+    assert not (tmp_path/'work_dirs').exists()
 
 
 # resuming (from epoch_1.pth, and after kills mid-epoch and mid-save) is tests/test_reliability.py's: bit for bit
