@@ -23,7 +23,7 @@ from .distributed import close_distributed, distributed, init_distributed, main_
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
 from .methods import PRESETS, check_entries, data_source, resolve
 from .checks import check_config, label_source
-from .runs import checkpoints, forget_work_dir, lock_work_dir, prepare_work_dir
+from .runs import checkpoints, forget_work_dir, is_kit_file, lock_work_dir, prepare_work_dir
 from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
@@ -253,9 +253,12 @@ def run_training(cfg:dict) -> tuple:
             if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
                 history = read_json(work/'metrics.json', 'metrics file').get('epochs')
         elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
+            if not is_kit_file(work/'config.json'):
+                raise ValueError(f"{work/'config.json'} is not a run configuration of the kit (a file of yours, or a damaged "
+                                 'one): there is no run to resume in this folder; pass another --work_dir')
             if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
-                raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ)}); "
-                                 'resume with the same options, or pass another --work_dir')
+                raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ[:6])}"
+                                 f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
         if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')

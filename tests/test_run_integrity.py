@@ -61,6 +61,7 @@ def world(quick_run, tmp_path_factory):
     run_cli(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', root/'class_freq.pkl')
     shutil.copy(root/'class_freq.pkl', app/'class_freq_0.5noise.pkl'); shutil.move(root/'class_freq.pkl', app/'class_freq.pkl')
     (root/'other.json').write_text('{"ensemble": {}}')
+    (root/'yours').mkdir(); (root/'yours'/'config.json').write_text('{"mine": 1}')     # a folder of the user's, with a config.json
     fresh = lambda name: str(root/'fresh'/name)
     D, Q = str(done), [a for a in QUICK if a != '--quiet'] + ['--quiet']
     T = ['stitchup_train', *Q]
@@ -127,6 +128,7 @@ def world(quick_run, tmp_path_factory):
         (T + ['--work_dir', fresh('epx'), '--epochs', 'abc'], 'argument --epochs: invalid int value', fresh('epx')),
         (T + ['--work_dir', D, '--resume', 'auto', '--seed', '3'], '--seed 0 -> 3', None),
         (T + ['--work_dir', D, '--resume', 'auto', '--method', 'colearn'], 'made by another run', None),
+        (T + ['--work_dir', str(root/'yours'), '--resume', 'auto'], 'config.json is not a run configuration of the kit', None),
         (['stitchup_test', str(done/'epoch_2.pth'), '--t', '2'], '--t must be a number in [0, 1]', None),
         (['stitchup_test', str(root/'missing.pth')], 'missing.pth: no such checkpoint', None),
         (['stitchup_test', str(app)], 'is a folder with no epoch_N.pth checkpoint', None),
