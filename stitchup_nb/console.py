@@ -77,11 +77,12 @@ def shell_quote(arg) -> str:
 
 # %% ../nbs/10_console.ipynb #a8045883
 def map_note(table:pd.DataFrame, t:float) -> str:
-    "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s)."
+    "What a mAP table's rows and columns are, in a line or two (the summary's and `stitchup_test`'s); the branches by its rows' names."
     note = ("mAP: each class's average precision on the clean test set, averaged over all classes (total) and over the "
             "head / medium / tail classes (those with many / some / few positives in training)")
     if 'ensemble' in table.index:
-        note += f"\nensemble: the two branches' logits, {t:g} × random + {1 - t:g} × balanced"
+        a, b = [name for name in table.index if name != 'ensemble']     # `evaluate`'s rows: the model's branches, in order
+        note += f"\nensemble: the two branches' logits, {t:g} × {a} + {1 - t:g} × {b}"
     return note
 
 # %% ../nbs/10_console.ipynb #fa55f095
