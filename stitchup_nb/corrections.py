@@ -12,9 +12,10 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import ipywidgets as W
 from fastcore.basics import patch
+from fastai.torch_core import get_model
 
 from .data import GROUPS, LabelledSet, group_names
-from .colearn import CORRECTION_COUNTS, THRESHOLDS
+from .colearn import CORRECTION_COUNTS, CORRECTORS, THRESHOLDS
 from .metrics import correction_snapshot
 from .runs import checkpoints, run_checkpoint
 from .checkpoints import load_checkpoint
@@ -261,10 +262,18 @@ def _epochs(work:Path) -> dict:
     "`{checkpoint: N}` for the `epoch_N.pth` of `work` (`runs.checkpoints`), by N."
     return {p: int(p.stem.split('_')[1]) for p in checkpoints(work)}
 
+def _no_correctors(what:str, names) -> None:
+    "Refuse `what` (a run, a learner) whose branches `names` are not the correctors (`CORRECTORS`): co-teaching's networks."
+    if set(names) - set(CORRECTORS):
+        raise ValueError(f"{what}: co-teaching (branches {', '.join(names)}) corrects no labels: its networks train on the "
+                         "label entries with the smallest loss under the other and change none. The methods full and colearn "
+                         "correct labels: browse one of their runs; stitchup_test scores this one")
+
 @patch(cls_method=True)
 def from_learner(cls:CorrectionBrowser, learn,   # a co-learner (`colearner`), trained or not
                  **kwargs):                       # passed to `CorrectionBrowser`
     "A browser over `learn`'s training images: its snapshot now, and its `CorrectionSnapshots` history if any."
+    _no_correctors('the learner', get_model(learn.model).names)
     logged, co = getattr(learn, 'correction_snapshots', None), getattr(learn, 'co_learning', None)
     return cls(learn.dls.train.ds, correction_snapshot(learn), history=logged.history if logged else None,
                **{'thresholds': co.th if co else None, 'source': 'the learner', **kwargs})
@@ -280,6 +289,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
         raise ValueError(f"thresholds= takes correction thresholds only ({', '.join(THRESHOLDS)}): {', '.join(bad)} would rebuild "
                          "another run than the checkpoint's; for data that moved, pass data_root=, appendix=, noise_file=")
     cfg, where, read = _run_config(path, data_root, appendix, noise_file)
+    if cfg.get('peer') == 'coteaching': _no_correctors(str(where), ('net1', 'net2'))    # before anything is rebuilt
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))
@@ -294,4 +304,3 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
     source = str(where) + ('' if thresholds is None else ', overridden by the thresholds given to from_checkpoint')
     return cls(train, snap, history=hist or None,
                **{'thresholds': learn.co_learning.th, 'source': source, 'size': cfg['size'] or 224, **kwargs})
-
