@@ -22,6 +22,10 @@ from .checkpoints import MetricsJSON, TrainedEpoch
 __all__ = ['StepLines', 'EpochLines', 'EpochBars', 'shell_quote', 'map_note', 'summary', 'threshold_words', 'correction_lines']
 
 # %% ../nbs/10_console.ipynb #4d55e540
+def _left(seconds:float) -> str:
+    "A time left, in the words of a log line: seconds under a minute, else minutes."
+    return 'under 1 s' if seconds < .5 else f'{seconds:.0f} s' if seconds < 59.5 else f'{seconds / 60:.1f} min'
+
 class StepLines(Callback):
     "Without a terminal (a log file), a line every `every` seconds within an epoch: the step, the time a step takes, what is left."
     order = MetricsJSON.order + 1
@@ -31,8 +35,8 @@ class StepLines(Callback):
         if not self.training or rank_distrib() != 0 or time.time() - self.last < self.every: return
         self.last, done, n = time.time(), self.iter + 1, self.n_iter
         per = (self.last - self.t0) / done
-        print(f'  epoch {self.epoch + 1}/{self.n_epoch}, step {done}/{n}: {per:.2f} s a step, about '
-              f'{per * (n - done) / 60:.1f} min left in this epoch', flush=True)
+        left = "this epoch's last step" if done == n else f'about {_left(per * (n - done))} left in this epoch'
+        print(f'  epoch {self.epoch + 1}/{self.n_epoch}, step {done}/{n}: {per:.2f} s a step, {left}', flush=True)
 
 class EpochLines(TrainedEpoch):
     "One plain line per trained epoch (rank 0): epoch N of M as the checkpoint epoch_N.pth, losses, mAP per group, this epoch's corrections per batch draw."
@@ -67,7 +71,6 @@ class EpochBars(ProgressCallback):
         if getattr(self, 'mbar', False) and hasattr(self.pbar, 'prefix'):     # a console bar: 'Epoch N/M' from the epoch itself
             self.pbar.prefix = f'Epoch {self.epoch + 1}/{self.n_epoch} :'
         self.pbar.update(0)
-
 
 # %% ../nbs/10_console.ipynb #70c23353
 def shell_quote(arg) -> str:
