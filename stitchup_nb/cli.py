@@ -4,7 +4,7 @@
 
 # %% ../nbs/10c_cli.ipynb #b4594e69
 from __future__ import annotations
-import importlib, inspect, json, pickle, sys, warnings
+import importlib, inspect, json, os, pickle, sys, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,12 +67,24 @@ def _console_warnings(prog:str|None):
     try: yield
     finally: warnings.showwarning = show
 
+def _reader_gone():
+    "stdout's reader stopped (`| head`): the rest of the output goes to the null device, and the script exits with status 141."
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())       # Python's flush of stdout as it exits then finds no broken pipe
+    sys.exit(141)
+
 @contextmanager
 def _said(func, prog:str, interrupted:str|None=None):
     """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
-    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130."""
+    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130;
+    a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`)."""
     try:
-        with cli_words(is_cli(func)), _console_warnings(prog if is_cli(func) else None): yield
+        with cli_words(is_cli(func)), _console_warnings(prog if is_cli(func) else None):
+            yield
+            if is_cli(func): sys.stdout.flush()     # a reader that stopped is found here, not as Python exits
+    except BrokenPipeError:
+        if not is_cli(func): raise
+        _reader_gone()
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         if not is_cli(func): raise
         said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
@@ -149,6 +161,8 @@ def _stands(cfg:dict, argv:list, before:dict) -> str:
     if before and all(p.is_file() and file_stamp(p) == s for p, s in before.items()):
         return (f"this run wrote nothing: {cfg['work_dir']} still holds the run --overwrite would replace, untouched; run the "
                 'same command again to replace it')
+    if cfg['work_dir'] and not run_files(Path(cfg['work_dir'])):      # stopped before its config.json: no run to continue
+        return f"nothing was written ({cfg['work_dir']} holds no run); run the same command again"
     return f'last checkpoint: {_last_checkpoint(cfg)}; {_way_on(cfg, argv)}'
 
 # %% ../nbs/10c_cli.ipynb #8b24e127
@@ -173,12 +187,12 @@ def stitchup_train(**opts):
         elif rank_distrib() == 0:
             print(f'stitchup_train: interrupted; {_stands(cfg, sys.argv[1:], before)}', file=sys.stderr, flush=True)
         sys.exit(130)
-    if rank_distrib() == 0: print(summary(learn, table))
+    if rank_distrib() == 0:
+        with _said(stitchup_train, 'stitchup_train'): print(summary(learn, table))     # a reader that stopped: quietly
 
 stitchup_train.__doc__ += (' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items())
                            + '. The presets (--dataset): ' + ', '.join(PRESETS) + '.')     # with what a STITCHUP_SETUP script added
 stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
-
 
 # %% ../nbs/10c_cli.ipynb #955ec639
 def _holds(path:Path, rec:dict) -> bool:
@@ -232,21 +246,22 @@ def stitchup_test(
         rec = scores_record(table.round(4).to_dict(orient='index'), ck.resolve(), epochs,
                             model.t if len(model.names) == 2 else None, config,     # one branch: no ensemble weight
                             test={'name': test.name, 'images': len(test), **where}, stamp=stamp)
-        print(f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)')
-        print(table.round(2).to_string())
-        print(map_note(table, model.t))
+        shown = '\n'.join([f'{ck} ({epochs} epoch{"s" * (epochs != 1)} trained) on {test.name}, {len(test)} images: mAP (%)',
+                           table.round(2).to_string(), map_note(table, model.t)])
         if path.is_file() and not _holds(path, rec) and not overwrite:
             other = path.with_name(f"{path.stem}_{ck.stem}{'' if t is None else f'_t{t:g}'}{path.suffix}")    # e.g. test_metrics_epoch_2.json
+            print(shown)
             raise FileExistsError(f'--out {path} holds {_held(path)}, so the table above is not written: pass --overwrite '
                                   f'to replace it, or another --out' + ('' if other.exists() else f' (--out {shell_quote(other)})'))
         try: now = file_stamp(ck)
         except FileNotFoundError: now = None
         if now != stamp:
+            print(shown)
             raise FileExistsError(f'{ck} was {"removed" if now is None else "written again"} while it was scored (a run writing '
                                   f'{ck.parent}?), so the table above, of the file as it was read, is not written: score '
                                   'it again when that run is done')
-        write_json(rec, path)
-        print(f'wrote {path}')
+        write_json(rec, path)                   # written before it is printed: a reader that stops early (`| head`) loses nothing
+        print(shown + f'\nwrote {path}')
 
 # %% ../nbs/10c_cli.ipynb #1c3a9067
 def argv_flags(func, argv:list, prog:str) -> list:
@@ -273,9 +288,22 @@ def argv_flags(func, argv:list, prog:str) -> list:
         sys.exit(2)
     return out
 
+def _one_line_errors(func, argv:list, prog:str):
+    """Parse `argv` as console script `prog` (of `func`) will: an argument argparse refuses (a value of the wrong type, an
+    ambiguous abbreviation, a missing argument) is one line on stderr naming the flags' help, and exit status 2."""
+    from fastcore.script import anno_parser
+    p = anno_parser(func, prog)
+    def error(message:str):
+        print(f'{prog}: {message}; {prog} --help lists the flags', file=sys.stderr, flush=True); sys.exit(2)
+    p.error = error
+    p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
+
 def script_flags(scripts:dict):
-    "Under one of the console scripts `scripts` (name -> function; a launcher starting one too): `sys.argv` in its parser's spellings."
+    """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): `sys.argv` in its parser's
+    spellings, and an argument its parser refuses said in one line (`_one_line_errors`)."""
     prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
-    if prog in scripts: sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
+    if prog in scripts:
+        sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
+        _one_line_errors(scripts[prog], sys.argv[1:], prog)
 
 script_flags({'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test})

@@ -265,3 +265,46 @@ def test_console_scripts_take_either_spelling_and_name_a_misspelt_flag():
     assert p.returncode == 2 and p.stderr.startswith('stitchup_train: --noise_rate must be'), p.stderr
     p = subprocess.run([str(BIN/'stitchup_test'), 'x', '--ovewrite'], capture_output=True, text=True)
     assert p.returncode == 2 and 'unknown flag --ovewrite (did you mean --overwrite?)' in p.stderr, p.stderr
+
+
+ARGUMENT_ERRORS = [     # what argparse refuses, in one line: its words and where the flags are listed, not its usage
+    ('stitchup_train', ['--epochs', 'two'], "argument --epochs: invalid int value: 'two'"),
+    ('stitchup_train', ['--noise=0.3'], 'ambiguous option: --noise=0.3 could match --noise_file, --noise_rate, '),
+    ('stitchup_test', [], 'the following arguments are required: checkpoint'),
+    ('stitchup_test', ['run', '--t', 'half'], "argument --t: invalid float value: 'half'"),
+    ('stitchup_noise', ['--noise_rate', 'x'], "argument --noise_rate: invalid float value: 'x'"),
+    ('stitchup_noise', ['--noise_'], 'ambiguous option: --noise_ could match --noise_rate, '),
+    ('stitchup_estimate_noise', ['--folds', '2.5'], "argument --folds: invalid int value: '2.5'"),
+    ('stitchup_estimate_noise', ['--dataset'], 'argument --dataset: expected one argument'),
+]
+
+
+def test_every_console_script_says_an_argument_error_in_one_line():
+    "A value of the wrong type, an ambiguous abbreviation, a missing argument: one line on stderr and exit status 2."
+    import subprocess
+    procs = [(prog, said, subprocess.Popen([str(BIN/prog), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+             for prog, args, said in ARGUMENT_ERRORS]
+    for prog, said, p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 2 and not out and len(err.splitlines()) == 1, (prog, said, err)
+        assert err.startswith(f'{prog}: {said}') and err.endswith(f'; {prog} --help lists the flags\n'), err
+
+
+def _reader_stops(*args, cwd=None):
+    "Run a console script whose stdout's reader has stopped before it prints (`| head` that exited): (status, stderr)."
+    import subprocess
+    p = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    p.stdout.close()                # no reader: the script's first write to stdout finds a broken pipe
+    err = p.stderr.read(); p.wait(timeout=600)
+    return p.returncode, err
+
+
+def test_a_reader_that_stops_early_loses_nothing(trained, tmp_path):
+    "`stitchup_test RUN | head -1`: the scores are written, and the script ends quietly with status 141 (128 + SIGPIPE)."
+    import shutil
+    work = tmp_path/'run'; shutil.copytree(trained[0], work)
+    (work/'test_metrics.json').unlink(missing_ok=True)
+    assert _reader_stops(BIN/'stitchup_test', work) == (141, '')
+    assert read_scores(work/'test_metrics.json')[1]['epochs'] == 2
+    code, err = _reader_stops(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', tmp_path/'n.pkl')
+    assert (code, err) == (141, '') and (tmp_path/'n.pkl').is_file()
