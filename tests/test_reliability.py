@@ -272,3 +272,15 @@ def test_ctrl_c_in_each_console_script_is_one_line_and_writes_nothing(script, qu
            f'{script}: interrupted; nothing was written'
     assert proc.stderr.strip().splitlines()[-1] == said, proc.stderr[-2000:]
     assert not out.exists() and {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != '.lock'} == before
+
+
+def test_ctrl_c_before_a_run_wrote_anything_says_so(tmp_path):
+    "Ctrl-C while a fresh run builds its data (or pretrains the Digits CNN): nothing was written, so no --resume auto to offer."
+    work, driver = tmp_path/'fresh', tmp_path/'driver.py'
+    driver.write_text(CTRL_C_IN.format(script='stitchup_train', where='stitchup_nb.cli'))
+    proc = subprocess.run([sys.executable, driver, 'stitchup_nb.train', 'build_learner', 'stitchup_train', *QUICK, '--work_dir',
+                           str(work)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 130 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (f'stitchup_train: interrupted; nothing was written ({work} holds no run); '
+                                                    'run the same command again'), proc.stderr[-2000:]
+    assert not work.exists() or not any(work.iterdir())
