@@ -12,13 +12,11 @@ import pandas as pd
 
 from .data import LabelledSet, check_labels
 from .files import atomic_write
-from .models import create_model
-from .backbones import NoWeights, get_backbone
 from .methods import PRESETS, data_source
 from .config import check_values, in_python_words
-from .train import load_benchmark, training_labels
-from .checks import NOISE_DEFAULTS, noise_options
 from .runs import check_out
+# the backbones, the model and the pipeline (torch, fastai) are imported by the functions that use them: the console
+# script's --help, and an option it refuses, answer at once
 
 # %% auto #0
 __all__ = ['COLUMNS', 'backbone_features', 'out_of_fold_probe', 'two_clusters', 'true_noise', 'estimate_noise',
@@ -33,6 +31,8 @@ def backbone_features(ds:LabelledSet,         # the training images (in memory, 
     "Each image's pretrained backbone features, average-pooled: N×F float32, one forward pass, nothing trained."
     import torch
     from fastai.vision.core import imagenet_stats
+    from stitchup_nb.models import create_model
+    from stitchup_nb.backbones import NoWeights, get_backbone
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     ds = ds.cached(size)
     if problem := get_backbone(arch).weights_problem(pretrained, fix="the noise estimate reads a pretrained backbone's "
@@ -155,6 +155,8 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
                             data_root=None, appendix=None, data_seed:int=0,   # where voc/coco live; the Digits-MLT instance
                             folds:int=5, seed:int=0, device=None) -> dict:
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
+    from stitchup_nb.train import load_benchmark, training_labels
+    from stitchup_nb.checks import NOISE_DEFAULTS, noise_options
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
@@ -228,9 +230,10 @@ def stitchup_estimate_noise(
                                   'pass an --out in a folder you can write to')
         res = estimate_training_noise(dataset, noise_file, noise_rate, noise_kind, noise_seed, noise_neg_rate,
                                       data_root, appendix, data_seed, folds)
-    print(said(res))
-    table = pd.concat({'estimate': res['estimate'], **({'true': res['true']} if res['true'] is not None else {})}, axis=1)
-    if per_class: print(table.round(3).to_string())
-    if out: print(f"wrote {atomic_write(out, lambda f: f.write(table.to_csv().encode()))}")
+        table = pd.concat({'estimate': res['estimate'], **({'true': res['true']} if res['true'] is not None else {})}, axis=1)
+        wrote = atomic_write(out, lambda f: f.write(table.to_csv().encode())) if out else None    # before anything is printed
+        print(said(res))
+        if per_class: print(table.round(3).to_string())
+        if wrote: print(f'wrote {wrote}')
 
 script_flags({'stitchup_estimate_noise': stitchup_estimate_noise})

@@ -102,3 +102,12 @@ def test_the_console_script_itself_refuses_in_one_line():
     "The installed script, as a user runs it, on the case that gets furthest (the data loaded): status 2, one line."
     args, said = BAD[-1]
     assert said in fails(*args)
+
+
+def test_help_answers_without_torch():
+    "`stitchup_estimate_noise --help` imports neither torch nor fastai: the estimate's functions import them when it runs."
+    p = subprocess.run([sys.executable, '-X', 'importtime', str(SCRIPT), '--help'], capture_output=True, text=True)
+    assert p.returncode == 0 and '--per_class' in p.stdout, p.stderr[-3000:]
+    imported = {l.split('|')[-1].strip() for l in p.stderr.splitlines() if l.startswith('import time:')}
+    heavy = sorted(m for m in imported if m.split('.')[0] in ('torch', 'fastai', 'torchvision', 'sklearn'))
+    assert not heavy, f'--help imported {heavy[:5]}'
