@@ -263,11 +263,12 @@ def _epochs(work:Path) -> dict:
     return {p: int(p.stem.split('_')[1]) for p in checkpoints(work)}
 
 def _no_correctors(what:str, names) -> None:
-    "Refuse `what` (a run, a learner) whose branches `names` are not the correctors (`CORRECTORS`): co-teaching's networks."
+    "Refuse `what` (a run, a learner) whose branches `names` are not the correctors (`CORRECTORS`), as co-teaching's networks."
     if set(names) - set(CORRECTORS):
-        raise ValueError(f"{what}: co-teaching (branches {', '.join(names)}) corrects no labels: its networks train on the "
-                         "label entries with the smallest loss under the other and change none. The methods full and colearn "
-                         "correct labels: browse one of their runs; stitchup_test scores this one")
+        raise ValueError(f"{what}: its branches ({', '.join(names)}) are not the co-learning correctors ({', '.join(CORRECTORS)}), "
+                         "so its method corrects no labels (co-teaching's networks train on the label entries with the smallest "
+                         "loss under the other and change none). The methods full and colearn correct labels: browse one of "
+                         "their runs; stitchup_test scores this one")
 
 @patch(cls_method=True)
 def from_learner(cls:CorrectionBrowser, learn,   # a co-learner (`colearner`), trained or not
@@ -293,6 +294,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))
+    _no_correctors(str(where), get_model(learn.model).names)      # a method of the user's whose branches correct nothing
     own, hist = epochs.get(path), {}
     state = lambda p: read[1] if read and read[0] == p else None      # the checkpoint read for its configuration: not read again
     if history:
