@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
+from fastcore.foundation import L
 from fastai.callback.core import Callback
 from fastai.torch_core import get_model
 from fastai.callback.schedule import ParamScheduler
@@ -307,7 +308,7 @@ def fit_reference(self:Learner, n_epoch:int=8, lr:float|None=None, warmup_iters:
     "Fit with the reference schedule (warm-up, then step decay) from peak rate `lr` (default: the Learner's, `colearner(lr=...)`)."
     lr = self.lr if lr is None else lr
     sched = ref_schedule(lr, n_epoch, len(self.dls.train), warmup_iters, warmup_ratio, steps=steps)
-    self.fit(n_epoch, lr, cbs=[ParamScheduler({'lr': sched}), *(cbs or [])], start_epoch=start_epoch)
+    self.fit(n_epoch, lr, cbs=[ParamScheduler({'lr': sched}), *L(cbs)], start_epoch=start_epoch)    # one or a list, as fit
 
 # %% ../nbs/07_colearn.ipynb #f6ceff49
 BRANCH_OF = {'random': 'random', 'class_aware': 'balanced'}
@@ -357,7 +358,7 @@ def colearner(dls,                             # from `stitch_dls`
     colearn = CoLearning(groups, warmup_epoch, adaptive=adaptive and correct,
                          **(thresholds or {}) if correct and not adaptive else {})
     all_cbs = [EpochSeed(seed), colearn, *([StitchUp(stitch, stitch_branches)] if stitch else []),
-               *([GradientClip(clip)] if clip else []), *(cbs or [])]
+               *([GradientClip(clip)] if clip else []), *L(cbs)]
     learn = Learner(dls, model, loss_func=loss, opt_func=partial(SGD, mom=mom, wd=wd, decouple_wd=False), lr=lr,
                     metrics=list(metrics or []), cbs=all_cbs, wd_bn_bias=True)
     learn.metrics += colearn.metrics()
