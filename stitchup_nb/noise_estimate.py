@@ -13,6 +13,7 @@ import pandas as pd
 from .data import LabelledSet, check_labels
 from .files import atomic_write
 from .methods import PRESETS, data_source
+from .grids import CELLS
 from .config import check_values, in_python_words
 from .runs import check_out
 # the backbones, the model and the pipeline (torch, fastai) are imported by the functions that use them: the console
@@ -192,8 +193,12 @@ def said(res:dict) -> str:
     lines = [f"estimated from the labels alone ({res['folds']}-fold linear probe on the pretrained {res['backbone']} features of "
              f"{res['images']} training images, {res['seconds']:.0f} s):", '  ' + fig(e)]
     if t is not None: lines += ['the truth (the clean labels are known here):', '  ' + fig(t.loc['all'])]
-    lines.append(f"read the README's 'Which method at which noise' table at rate {e.missing_rate:.1f}; how close the estimate came "
-                 'on Digits-MLT at each rate: nbs/experiments/results/noise_estimate.md')
+    rates = sorted({r for _, r in CELLS})                  # the rates of the main grid's cells: the table's rows
+    near = min(rates, key=lambda r: abs(r - e.missing_rate))
+    where = (f'at its lowest rate, {near:g} (the estimate is below every rate it holds: little noise, where the methods differ '
+             'least)' if e.missing_rate < near - .1 else f'at rate {near:g}, the nearest it holds')
+    lines.append(f"read the README's 'Which method at which noise' table {where}; how close the estimate came on Digits-MLT at "
+                 'each rate: nbs/experiments/results/noise_estimate.md')
     return '\n'.join(lines)
 
 # %% ../nbs/13c_noise_estimate.ipynb #7328dba8
