@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_tool(name):
     "The script `tools/<name>.py` as a module (tools/ is not a package), for a test to call its functions or patch them."
+    if str(ROOT/'tools') not in sys.path: sys.path.insert(0, str(ROOT/'tools'))     # its helpers, as run: tools/_restart.py
     spec = importlib.util.spec_from_file_location(f'{name}_tool', ROOT/'tools'/f'{name}.py')
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
     return mod

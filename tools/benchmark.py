@@ -45,7 +45,8 @@ core), so a row does not depend on what runs beside it.
 import argparse, csv, json, os, subprocess, sys, tempfile, warnings
 from pathlib import Path
 
-from stitchup_nb.pins import CPU_ENV, FINGERPRINTS, RESULTS, restart_in
+from stitchup_nb.pins import CPU_ENV, FINGERPRINTS, RESULTS
+from _restart import restart_in     # tools/_restart.py
 if __name__ == '__main__': restart_in(CPU_ENV, __file__)   # in the benchmark's CPU kernels before torch starts: one start-up of it
 
 from stitchup_nb.evidence import behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints

@@ -27,7 +27,8 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from stitchup_nb.pins import FINGERPRINTS, FP_ENV, RESULTS, restart_in
+from stitchup_nb.pins import FINGERPRINTS, FP_ENV, RESULTS
+from _restart import restart_in     # tools/_restart.py
 if __name__ == '__main__': restart_in(FP_ENV, __file__)   # in the fingerprints' arithmetic before torch starts: one start-up of it
 
 import pandas as pd

@@ -185,7 +185,8 @@ def main(argv=None):
     row = read_row(ap, a)
     if Path(a.out).exists(): ap.error(f'--out {a.out} exists: a trace is evidence, choose another name')
     if not Path(a.out).parent.is_dir(): ap.error(f'--out {a.out}: its folder {Path(a.out).parent} does not exist; make it first')
-    from stitchup_nb.pins import CPU_ENV, restart_in     # light: torch is not imported yet
+    from stitchup_nb.pins import CPU_ENV     # light: torch is not imported yet
+    from _restart import restart_in           # tools/_restart.py
     restart_in(CPU_ENV, __file__, argv)       # the kernels the benchmark pins, before torch starts
     rec = trace(row, a.steps)
     Path(a.out).write_text(json.dumps(rec, indent=1))
