@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64, io, re, textwrap
 from contextlib import contextmanager
 from fastcore.basics import patch
-import stitchup_nb
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +17,13 @@ from PIL import Image
 from .stitchup import union_labels
 from .train import train_config
 from .finished import check_run_paths
-from .runs import _KIT_JSON, checkpoints
+from .runs import _KIT_JSON, _places, checkpoints, find_path
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'draw_chips', 'explain_columns', 'caption_text',
-           'caption_html', 'class_label', 'Browser', 'repo_root', 'find_path']
+           'caption_html', 'class_label', 'Browser']
 
 # %% ../nbs/11_browser.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -249,21 +248,6 @@ def _position(self:Browser, i:int) -> str:
     return f'{at[0] + 1} of {len(self.cands)}' if len(at) else ''
 
 # %% ../nbs/11_browser.ipynb #cdc842a6
-def repo_root() -> Path|None:
-    "The checkout holding the package: the folder with settings.ini above stitchup_nb's own folder (None for an installed copy)."
-    root = Path(stitchup_nb.__file__).resolve().parent.parent
-    return root if (root/'settings.ini').is_file() else None
-
-def _places(p:Path) -> list:
-    "The absolute paths a relative `p` may mean: from the current folder, then from the repository root."
-    if p.is_absolute(): return [p]
-    return list(dict.fromkeys([Path.cwd()/p, *([repo_root()/p] if repo_root() else [])]))
-
-def find_path(path) -> Path:
-    "`path` where it exists: as given (from the current folder), else a relative path from the repository root; else as given."
-    p = Path(path).expanduser()
-    return next((q for q in _places(p) if q.exists()), p) if not p.exists() else p
-
 _WHAT_TO_PASS = ("pass the work dir a stitchup_train run wrote, or a checkpoint in it, e.g. 'work_dirs/digits_0.5' or "
                  "'work_dirs/digits_0.5/epoch_8.pth' (from the current folder or the repository root), or an absolute path; "
                  'for a Learner in memory use from_learner')

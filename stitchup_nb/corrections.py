@@ -17,11 +17,11 @@ from fastai.torch_core import get_model
 from .data import GROUPS, LabelledSet, group_names
 from .colearn import CORRECTION_COUNTS, CORRECTORS, THRESHOLDS
 from .metrics import correction_snapshot
-from .runs import checkpoints, run_checkpoint
+from .runs import checkpoints, find_path, run_checkpoint
 from .checkpoints import load_checkpoint
 from .train import build_learner, train_config
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
-from .browser import explain_columns, find_path, label_chips, _message_figure, _opt, _png, _run_config
+from .browser import explain_columns, label_chips, _message_figure, _opt, _png, _run_config
 
 # %% auto #0
 __all__ = ['CHANGE_COLUMNS', 'OUTCOME_COLOURS', 'correction_changes', 'thresholds_in_words', 'why_no_change', 'CorrectionBrowser']

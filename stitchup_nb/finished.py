@@ -9,7 +9,7 @@ from fastai.torch_core import get_model
 
 from .config import check_values, in_python_words
 from .methods import METHODS, unused_options
-from .runs import _KIT_JSON, run_checkpoint
+from .runs import _KIT_JSON, find_path, run_checkpoint
 from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, run_diff, saved_config
 from .checks import label_source
 from .train import build_learner, choose_final_t, train_config
@@ -38,7 +38,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
              **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
     """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
     ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
-    ck = run_checkpoint(path)
+    ck = run_checkpoint(find_path(path))     # from the current folder, else the repository root (JupyterLab runs in nbs/)
     state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
     if t is not None: check_values({'t': t}, ('t',))
     saved = config or saved_config(ck, state)

@@ -7,13 +7,16 @@ from __future__ import annotations
 import errno, fcntl, json, os, re, socket, time
 from pathlib import Path
 
+import stitchup_nb
+
 from .config import in_python_words
 from .files import temporary_target
 
 
 # %% auto #0
-__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'file_names', 'lock_work_dir', 'is_kit_file', 'check_out',
-           'forget_work_dir', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores', 'scores_note']
+__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'file_names', 'lock_work_dir', 'is_kit_file',
+           'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores',
+           'scores_note']
 
 # %% ../nbs/07c_runs.ipynb #1f639315
 _EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
@@ -40,6 +43,22 @@ def run_checkpoint(path) -> Path:
                                 f'pass one of them, e.g. {path/runs[0]}')
     raise FileNotFoundError(f'{path} is a folder with no epoch_N.pth checkpoint yet (stitchup_train writes one per epoch): '
                             'wait for its first epoch, or pass a checkpoint or another run')
+
+# %% ../nbs/07c_runs.ipynb #b936641a
+def repo_root() -> Path|None:
+    "The checkout holding the package: the folder with settings.ini above stitchup_nb's own folder (None for an installed copy)."
+    root = Path(stitchup_nb.__file__).resolve().parent.parent
+    return root if (root/'settings.ini').is_file() else None
+
+def _places(p:Path) -> list:
+    "The absolute paths a relative `p` may mean: from the current folder, then from the repository root."
+    if p.is_absolute(): return [p]
+    return list(dict.fromkeys([Path.cwd()/p, *([repo_root()/p] if repo_root() else [])]))
+
+def find_path(path) -> Path:
+    "`path` where it exists: as given (from the current folder), else a relative path from the repository root; else as given."
+    p = Path(path).expanduser()
+    return next((q for q in _places(p) if q.exists()), p) if not p.exists() else p
 
 # %% ../nbs/07c_runs.ipynb #12d81083
 def file_names(paths) -> str:

@@ -388,12 +388,12 @@ def test_from_run_takes_a_peers_labels(tmp_path, monkeypatch):
 
 def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     "JupyterLab's kernel starts in nbs/: a run path relative to the checkout still opens; a wrong one names where it looked."
-    import stitchup_nb.browser as browser
+    import stitchup_nb.runs as runs
     from pathlib import Path
-    assert browser.repo_root() == Path(__file__).resolve().parents[1]          # this checkout: settings.ini beside stitchup_nb/
+    assert runs.repo_root() == Path(__file__).resolve().parents[1]             # this checkout: settings.ini beside stitchup_nb/
     root, work = tmp_path/'root', tmp_path/'root'/'work_dirs'/'run'
     work.mkdir(parents=True); (root/'nbs').mkdir()
-    monkeypatch.setattr(browser, 'repo_root', lambda: root)
+    monkeypatch.setattr(runs, 'repo_root', lambda: root)
     monkeypatch.chdir(root/'nbs')
     learn, train, _ = build_learner(run_config())
     for e in (1, 2): save_checkpoint(learn, work/f'epoch_{e}.pth', e)
@@ -406,6 +406,8 @@ def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError) as e: CorrectionBrowser.from_checkpoint('work_dirs/gone/epoch_8.pth')
     msg = str(e.value)
     assert str(root/'nbs'/'work_dirs'/'gone') in msg and str(root/'work_dirs'/'gone') in msg and 'from_learner' in msg
+    from stitchup_nb.finished import load_run                                  # the README's "In Python", from nbs/ too
+    assert load_run('work_dirs/run')[0].run_record.checkpoint == (work/'epoch_2.pth', 2)
     (work/'config.json').unlink()
     with pytest.raises(FileNotFoundError, match='config.json') as e: StitchBrowser.from_run('work_dirs/run')
     assert f'Looked in {work.resolve()}' in str(e.value) and 'pass the work dir' in str(e.value)
