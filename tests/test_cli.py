@@ -99,7 +99,6 @@ def test_what_one_cpu_process_cannot_do_is_said_once_and_recorded_as_done(tmp_pa
     """fastai's mixed precision is CUDA's: on a CPU it would switch autocast off and train in fp32 while config.json said
     bf16. The run says so once, in the flag's words, and records the fp32 it computed in. `--sync_bn` in one process
     (no launcher) has nothing to synchronise: said once too."""
-    import subprocess
     p = subprocess.run([BIN/'stitchup_train', '--dataset', 'digits-small', '--epochs', '1', '--branches', 'random', '--stitch',
                         'none', '--precision', 'bf16', '--sync_bn', '--quiet', '--work_dir', tmp_path/'w'], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -174,7 +173,7 @@ def test_the_names_the_scripts_bind_are_the_ones_declared():
 
 def test_help_answers_without_the_training_stack():
     "`stitchup_train --help` imports neither torch nor fastai, lists every method and says what the --no- flags do."
-    import subprocess, sys
+    import sys
     from stitchup_nb.methods import METHODS
     p = subprocess.run([sys.executable, '-X', 'importtime', str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -256,7 +255,6 @@ def test_stitchup_test_refuses_a_checkpoint_written_again_while_scored(trained, 
 
 def test_console_scripts_take_either_spelling_and_name_a_misspelt_flag():
     "--noise-rate is --noise_rate, --no_pretrained is --no-pretrained; a misspelt flag gets the one it meant, not argparse's usage."
-    import subprocess
     p = subprocess.run([str(BIN/'stitchup_train'), '--methd', 'full'], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.strip() == \
         'stitchup_train: unknown flag --methd (did you mean --method?); stitchup_train --help lists them', p.stderr
@@ -281,7 +279,6 @@ ARGUMENT_ERRORS = [     # what argparse refuses, in one line: its words and wher
 
 def test_every_console_script_says_an_argument_error_in_one_line():
     "A value of the wrong type, an ambiguous abbreviation, a missing argument: one line on stderr and exit status 2."
-    import subprocess
     procs = [(prog, said, subprocess.Popen([str(BIN/prog), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
              for prog, args, said in ARGUMENT_ERRORS]
     for prog, said, p in procs:
@@ -292,7 +289,6 @@ def test_every_console_script_says_an_argument_error_in_one_line():
 
 def _reader_stops(*args, cwd=None):
     "Run a console script whose stdout's reader has stopped before it prints (`| head` that exited): (status, stderr)."
-    import subprocess
     p = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     p.stdout.close()                # no reader: the script's first write to stdout finds a broken pipe
     err = p.stderr.read(); p.wait(timeout=600)
