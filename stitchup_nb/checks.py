@@ -17,7 +17,7 @@ REGISTERS = (noise, backbones)   # imported for what they register: the noise ki
 
 
 # %% auto #0
-__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'noise_options', 'check_config']
+__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'labels_in_words', 'noise_options', 'check_config']
 
 # %% ../nbs/07b_checks.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
@@ -33,6 +33,12 @@ def label_source(cfg:dict) -> tuple:
         return 'official', f'the official noisy labels ({f})'
     if _num(rate) and rate == 0: return 'clean', 'clean labels'
     return 'simulated', 'simulated'
+
+def labels_in_words(cfg:dict) -> str:
+    """A run's training labels in words for a message: its recorded `noise_source` (else `label_source`'s words), a
+    simulation as its kind and rate ('flip noise 0.5')."""
+    said = cfg.get('noise_source') or label_source(cfg)[1]
+    return f"{cfg.get('noise_kind')} noise {cfg.get('noise_rate')}" if said == 'simulated' else said
 
 def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
     """`(cfg with the defaults of the noise options its labels use, the options they do not use)`; a given noise option

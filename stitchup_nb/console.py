@@ -15,6 +15,7 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
 from .methods import PRESETS, method_words
+from .checks import labels_in_words
 from .runs import checkpoints, file_names, scores_note
 from .checkpoints import MetricsJSON, TrainedEpoch
 
@@ -93,8 +94,7 @@ def summary(learn, table:pd.DataFrame) -> str:
     "What `stitchup_train` prints at the end: the run, its mAP table, what label correction did, the paper's numbers, the files."
     rec = learn.run_record                  # the pipeline's record of the run (10a_train)
     cfg = rec.config
-    noise = f"{cfg['noise_kind']} noise {cfg['noise_rate']}" if cfg['noise_source'] == 'simulated' else cfg['noise_source']
-    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {noise}, method {method_words(cfg)}, "
+    lines = [f"{cfg['dataset']}: {len(learn.dls.train.ds)} training images, {labels_in_words(cfg)}, method {method_words(cfg)}, "
              f"{rec.train_time:.0f} s", 'mAP (%) on the test set:', table.round(2).to_string(),
              map_note(table, get_model(learn.model).t)]
     if rec.holdout is not None:      # choose_final_t set the model's t; its curve is in metrics.json

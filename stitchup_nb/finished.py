@@ -11,7 +11,7 @@ from .config import check_values, in_python_words
 from .methods import METHODS, unused_options
 from .runs import _KIT_JSON, find_path, run_checkpoint
 from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, run_diff, saved_config
-from .checks import label_source
+from .checks import labels_in_words
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
@@ -58,9 +58,8 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
         raise ValueError(f"load_run: {', '.join(bad)} would build another model than the one {ck.name} holds; only "
                          f"{', '.join(MOVABLE)} may change (where the data is)")
     if moved.get('noise_file') and not saved.get('noise_file'):         # where a file is now, for a run that trained on none
-        kind, said = label_source(saved)
-        said = f"simulated {saved.get('noise_kind')} noise at rate {saved.get('noise_rate')}" if kind == 'simulated' else said
-        raise ValueError(f"--noise_file {moved['noise_file']}: {ck} was not trained on a noisy-label file (its labels: {said}); "
+        raise ValueError(f"--noise_file {moved['noise_file']}: {ck} was not trained on a noisy-label file (its labels: "
+                         f"{labels_in_words(saved)}); "
                          '--noise_file says where the file a run trained on is now: drop it')
     check_run_paths(ck, saved, moved)
     cfg = {**saved, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
