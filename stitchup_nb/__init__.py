@@ -6,6 +6,6 @@ _warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated'
 
 import os as _os
 from .config import SETUP_VAR as _SETUP_VAR      # light: no torch
-if _os.environ.get(_SETUP_VAR):      # a user's setup scripts, run once in every process (nbs/00_config.ipynb, run_setup)
-    from .config import setup_at_import as _setup_at_import
+if _os.environ.get(_SETUP_VAR):      # a user's setup scripts, run once in every process (nbs/00i_user_setup.ipynb, run_setup)
+    from .user_setup import setup_at_import as _setup_at_import
     _setup_at_import()

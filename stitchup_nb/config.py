@@ -15,7 +15,7 @@ __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number',
            'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by',
            'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
-           'in_python_words', 'run_setup', 'setup_at_import']
+           'in_python_words']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -381,59 +381,3 @@ def in_python_words(f):
                 if isinstance(e, OSError) and isinstance(e.strerror, str): e.strerror = worded(e.strerror)
             raise
     return _f
-
-# %% ../nbs/00_config.ipynb #5062e73d
-@contextmanager
-def _in_setup(e:str):
-    "An error the setup script `e` raises, noted as coming from it (a module it lacks is named as such)."
-    try: yield
-    except Exception as err:
-        err.add_note(f'(in the setup script {e} that {SETUP_VAR} names)'); raise
-
-def _setup_file(e:str):
-    "The module of setup file `e`, run once in this process (as the module named by its stem, so `import stem` is the same)."
-    import importlib.util, sys
-    p = Path(e).expanduser().resolve()
-    if not p.is_file() or p.suffix != '.py':
-        raise FileNotFoundError(f'{SETUP_VAR}: {e} is not a {"Python " * p.is_file()}file (looked for {p}): name a .py file that '
-                                f'registers your methods, losses or options, or a module on the path, several joined by {os.pathsep!r}')
-    name = p.stem if p.stem.isidentifier() else f'stitchup_setup_{p.stem}'
-    if (m := sys.modules.get(name)) is not None:
-        if Path(getattr(m, '__file__', '') or '').resolve() == p: return m     # ran already (or imported by its name)
-        name = f'stitchup_setup_{p.stem}'                                      # another module holds the name: keep it
-    spec = importlib.util.spec_from_file_location(name, p)
-    mod = sys.modules[name] = importlib.util.module_from_spec(spec)
-    try:
-        with _in_setup(e): spec.loader.exec_module(mod)
-    except BaseException: sys.modules.pop(name, None); raise
-    return mod
-
-def run_setup(entries:str|None=None) -> list:
-    """Run each setup script `entries` names (default: the `STITCHUP_SETUP` environment variable): Python files or module
-    names separated by `os.pathsep`, each once per process (a file as the module named by its stem). Returns the modules."""
-    import importlib
-    entries = os.environ.get(SETUP_VAR, '') if entries is None else entries
-    out = []
-    for e in [x.strip() for x in entries.split(os.pathsep) if x.strip()]:
-        if e.endswith('.py') or os.sep in e: out.append(_setup_file(e)); continue
-        try:
-            with _in_setup(e): out.append(importlib.import_module(e))
-        except ModuleNotFoundError as err:
-            if err.name != e.split('.')[0]: raise          # a module the script itself lacks: noted above
-            raise ModuleNotFoundError(f'{SETUP_VAR}: no module {e!r} (from {Path.cwd()}): name a module on the path, or a '
-                                      'Python file (ending in .py)') from None
-    return out
-
-def setup_at_import():
-    """`run_setup()` as `import stitchup_nb` runs it when `STITCHUP_SETUP` is set. In one of the kit's console scripts an
-    entry that names no file or module is one line on stderr and exit status 2, before the script reads its flags (so
-    `--help` says it too); an error inside a setup script keeps its traceback, which points into the script."""
-    try: run_setup()
-    except (FileNotFoundError, ModuleNotFoundError) as e:
-        import sys
-        from importlib.metadata import entry_points
-        prog = Path(sys.argv[0]).name
-        ours = {p.name for p in entry_points(group='console_scripts') if p.value.startswith('stitchup_nb.')}
-        if not (str(e).startswith(f'{SETUP_VAR}: ') and prog in ours): raise
-        print(f'{prog}: {e}', file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
