@@ -21,7 +21,8 @@ from .train import load_benchmark, run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, check_whole, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, run_config, torch_threads
+from .files import check_whole
 from .grids import GRIDS
 from .methods import METHODS
 

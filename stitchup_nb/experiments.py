@@ -20,11 +20,12 @@ from .models import branch_preds
 from .pins import CPU_ENV
 from .backbones import cpu_kernels, get_backbone
 from .config import OPTIONS, in_python_words
+from .files import check_whole, locked_csv
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
            'provenance', 'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key',
-           'cut_line', 'check_whole', 'locked_csv', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
+           'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'noise_check', 'showdoc')   # modules that do not take part in making a row
@@ -227,31 +228,6 @@ def row_key(r:dict) -> list:
 
 
 # %% ../nbs/12_experiments.ipynb #4f2cc8fe
-def cut_line(path) -> int|None:
-    "The number of the last line of file `path` if it is cut off (no end of line: a write was interrupted), else None."
-    data = Path(path).read_bytes() if Path(path).is_file() else b''
-    return data.count(b'\n') + 1 if data and not data.endswith(b'\n') else None
-
-def check_whole(path, note:str=''):
-    "Refuse the CSV `path` if its last line is cut off (`cut_line`), naming the line; `note`: what the caller did not do."
-    if n := cut_line(path):
-        raise ValueError(f'{path}: line {n}, its last, is cut off (no end of line: a write was interrupted?){note}: complete '
-                         'that line or remove it, then run again')
-
-@contextmanager
-def locked_csv(path):
-    """The CSV `path` open for appending ('a+'), under its lock (`flock`: one writer at a time). A file replaced while this
-    waited (an atomic rewrite, `upgrade_csv` or `fingerprints.py --adopt`, which hold the same lock) is opened again:
-    rows appended to the replaced one would be lost."""
-    while True:
-        f = open(path, 'a+', newline='')
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try: same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
-        except FileNotFoundError: same = False
-        if same: break
-        f.close()
-    with f: yield f
-
 def append_rows(out, rows:list):
     """Append `rows` to the CSV `out` (header on a new file), under a lock: copies of the runner append to one CSV.
     Refused, nothing written, where a row is a run the CSV (or `rows`) already holds with the same fingerprint (none

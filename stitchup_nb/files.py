@@ -4,13 +4,14 @@
 
 # %% ../nbs/00a_files.ipynb #c7cbc653
 from __future__ import annotations
-import contextlib, errno, os, pickle, re, secrets, stat
+import contextlib, errno, fcntl, os, pickle, re, secrets, stat
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 # %% auto #0
-__all__ = ['load_pickle', 'temporary_target', 'atomic_write']
+__all__ = ['load_pickle', 'temporary_target', 'atomic_write', 'cut_line', 'check_whole', 'locked_csv']
 
 # %% ../nbs/00a_files.ipynb #198829c3
 _SAFE_GLOBALS = {
@@ -88,3 +89,30 @@ def atomic_write(path,   # the file to write (its folder is created)
                                    f'{_FIXES.get(e.errno, "fix the cause and run again")}') from e
         raise
     return path
+
+# %% ../nbs/00a_files.ipynb #3957e0d0
+def cut_line(path) -> int|None:
+    "The number of the last line of file `path` if it is cut off (no end of line: a write was interrupted), else None."
+    data = Path(path).read_bytes() if Path(path).is_file() else b''
+    return data.count(b'\n') + 1 if data and not data.endswith(b'\n') else None
+
+def check_whole(path, note:str=''):
+    "Refuse the CSV `path` if its last line is cut off (`cut_line`), naming the line; `note`: what the caller did not do."
+    if n := cut_line(path):
+        raise ValueError(f'{path}: line {n}, its last, is cut off (no end of line: a write was interrupted?){note}: complete '
+                         'that line or remove it, then run again')
+
+@contextmanager
+def locked_csv(path):
+    """The CSV `path` open for appending ('a+'), under its lock (`flock`: one writer at a time). A file replaced while this
+    waited (an atomic rewrite, `upgrade_csv` or `fingerprints.py --adopt`, which hold the same lock) is opened again:
+    rows appended to the replaced one would be lost."""
+    while True:
+        f = open(path, 'a+', newline='')
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError: same = False
+        if same: break
+        f.close()
+    with f: yield f
+
