@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import TensorImage
 
-from .config import BACKBONES, _int
+from .config import BACKBONES, is_int
 from .files import atomic_write
 from .pins import CPU_ENV, in_force
 from .digits import cache_dir, digit_pools, render_image
@@ -61,8 +61,8 @@ def register_backbone(name:str,
     where = f'register_backbone({name!r})'
     if not (isinstance(name, str) and name and not name.startswith('-')):
         raise ValueError(f'{where}: a backbone name is a non-empty string (the value of --arch)')
-    if not (_int(stages) and stages >= 1): raise ValueError(f'{where}: stages must be an integer >= 1 (how many stages the body has), got {stages!r}')
-    if not (_int(train_stages) and 1 <= train_stages <= stages):
+    if not (is_int(stages) and stages >= 1): raise ValueError(f'{where}: stages must be an integer >= 1 (how many stages the body has), got {stages!r}')
+    if not (is_int(train_stages) and 1 <= train_stages <= stages):
         raise ValueError(f'{where}: train_stages (the default) must be an integer in 1..{stages} (its stages), got {train_stages!r}')
     for k, v in dict(norm_eval=norm_eval, has_weights=has_weights).items():
         if not isinstance(v, bool): raise ValueError(f'{where}: {k} must be True or False, got {v!r}')

@@ -13,7 +13,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import _int, in_python_words
+from .config import is_int, in_python_words
 from .files import atomic_write
 from .runs import checkpoints
 
@@ -173,7 +173,7 @@ def check_resume(ck, cfg:dict, flags=()):
         raise ValueError(f'{ck}: made by another run: it differs in {said}{" …" * (len(differ) > 6)}; '
                          'resume with the same options, or start a new run in another --work_dir')
     epoch = state['epoch']
-    if not _int(epoch) or epoch < 1: raise ValueError(f'{ck}: damaged checkpoint: epoch {epoch!r} is not a trained epoch count')
+    if not is_int(epoch) or epoch < 1: raise ValueError(f'{ck}: damaged checkpoint: epoch {epoch!r} is not a trained epoch count')
     work = Path(cfg.get('work_dir') or Path(ck).parent)      # where this call writes (else the checkpoint's own run)
     if epoch >= cfg['epochs']:
         asked = _asked_epochs(work)

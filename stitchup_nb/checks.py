@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os
 
-from .config import _int, _num, check_values, in_python_words, values_by
+from .config import check_values, in_python_words, is_int, is_number, values_by
 from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
@@ -29,9 +29,9 @@ def label_source(cfg:dict) -> tuple:
     'file' (`noise_file`), 'official' (the appendix's noisy-label file at `noise_rate`), 'clean' (rate 0) or 'simulated'."""
     if cfg.get('noise_file'): return 'file', f"the noisy-label file {cfg['noise_file']}"
     rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
-    if cfg.get('appendix') and _num(rate) and (f := noisy_files(cfg['appendix']).get(float(rate))):
+    if cfg.get('appendix') and is_number(rate) and (f := noisy_files(cfg['appendix']).get(float(rate))):
         return 'official', f'the official noisy labels ({f})'
-    if _num(rate) and rate == 0: return 'clean', 'clean labels'
+    if is_number(rate) and rate == 0: return 'clean', 'clean labels'
     return 'simulated', 'simulated'
 
 def labels_in_words(cfg:dict) -> str:
@@ -66,7 +66,7 @@ def check_config(cfg:dict, flags=()) -> dict:
     check_values({k: cfg[k] for k in ('noise_file', 'noise_rate') if k in cfg}, flags)   # a missing file first, then what it leaves unused
     cfg, unused = noise_options(cfg, name)
     check_values({k: v for k, v in cfg.items() if not (k in _NOISE and v is None)}, flags)
-    if cfg['correct'] and _int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
+    if cfg['correct'] and is_int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
         raise ValueError(f"{name('warmup_epoch')} {cfg['warmup_epoch']} is not before the end of training ({name('epochs')} "
                          f"{cfg['epochs']}, epochs 0..{cfg['epochs'] - 1}): label correction would never run; pass a "
                          f"smaller --warmup_epoch, a larger --epochs, or --no-correct")
@@ -77,12 +77,12 @@ def check_config(cfg:dict, flags=()) -> dict:
     bb = get_backbone(cfg['arch'])                # registered: `arch` passed its rule above
     if problem := bb.weights_problem(cfg.get('pretrained')): raise ValueError(problem)    # (a flag: absent from a bare resolve)
     n = bb.stages
-    if not (_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
+    if not (is_int(cfg['train_stages']) and 1 <= cfg['train_stages'] <= n):
         preset = PRESETS.get(cfg.get('dataset'), {}).get('train_stages')      # a backbone of fewer stages than the preset's own
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}"
                          + (f" (the {cfg['dataset']} preset's: pass {name('train_stages')} 1..{n} with this backbone)"
                             if cfg['train_stages'] == preset else ''))
-    if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
+    if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(is_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
         raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
     names = ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']]
     try: branch_losses(cfg['loss'], names)

@@ -12,25 +12,31 @@ from pathlib import Path
 
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
-           'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'count', 'number',
-           'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values', 'values_by',
-           'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
+           'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'is_int', 'is_number',
+           'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values',
+           'values_by', 'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
            'in_python_words']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
 
-def _int(v): return isinstance(v, numbers.Integral) and not isinstance(v, bool)     # numpy's integers too (no numpy import)
-def _num(v): return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
-def _pair(v): return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_num, v)) and 0 < v[0] <= v[1]
+def is_int(v) -> bool:
+    "An integer, numpy's too (without importing numpy); never a bool, which Python counts as an int."
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+def is_number(v) -> bool:
+    "A finite real number, numpy's too; never a bool."
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+def _pair(v): return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_number, v)) and 0 < v[0] <= v[1]
 
 def count(lo, hi, what=''):
     "Rule: an integer in lo..hi (sizes and counts have a ceiling, so a typo is refused rather than run for ever)."
-    return (lambda v: _int(v) and lo <= v <= hi), f'an integer >= {lo}{what}, at most {hi}'
+    return (lambda v: is_int(v) and lo <= v <= hi), f'an integer >= {lo}{what}, at most {hi}'
 
 def number(test, must:str):
     "Rule: a finite number passing `test`, described as `must`."
-    return (lambda v: _num(v) and test(v)), must
+    return (lambda v: is_number(v) and test(v)), must
 
 def maybe(rule):
     "Rule: None (not set, or not used by this run) or a value passing `rule`."
@@ -230,7 +236,7 @@ for _b, _branch in (('random', 'random'), ('balance', 'balanced')):     # a numb
     for _i, _k in enumerate(('alpha', 'beta')):
         for _g in ('head', 'medium', 'tail'):
             _w = _GROUP_WORDS[_g][_i] if _b == 'random' or _g != 'head' else _GROUP_WORDS[_g][_i].replace('a label switches', 'switch')
-            _o(f'{_b}_{_g}_{_k}', 1. if _k == 'alpha' else 0., (_num, 'a number in [0, 1]'), f'the {_branch} branch corrects {_g} classes: {_w}'
+            _o(f'{_b}_{_g}_{_k}', 1. if _k == 'alpha' else 0., (is_number, 'a number in [0, 1]'), f'the {_branch} branch corrects {_g} classes: {_w}'
               + ('; alpha 1 and beta 0 everywhere = no correction' if (_b, _g, _k) == ('balance', 'tail', 'beta') else ''),
               type=float, by='method')
 THRESHOLDS = {f'{_b}_{_g}_{_k}': OPTIONS[f'{_b}_{_g}_{_k}'].default     # the twelve (07_colearn), alpha 1 and beta 0: correction off
@@ -260,7 +266,7 @@ _o('momentum', .9, number(lambda v: 0 <= v < 1, 'a number in [0, 1)'), 'SGD mome
 _o('wd', 1e-4, NON_NEGATIVE, 'L2 weight decay', flag=False, by='preset')
 _o('clip', 35., POSITIVE, 'gradient-norm clipping', flag=False, by='preset')
 _o('warmup_ratio', 1/3, number(lambda v: 0 < v <= 1, 'a number in (0, 1]'), 'the warm-up starts at lr × this', flag=False, by='preset')
-_o('lr_decay_at', (5/8, 7/8), (lambda v: isinstance(v, (list, tuple)) and all(_num(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
+_o('lr_decay_at', (5/8, 7/8), (lambda v: isinstance(v, (list, tuple)) and all(is_number(f) and 0 < f < 1 for f in v), 'fractions in (0, 1)'),
   'lr × 0.1 at these fractions of training (epochs 5 and 7 of 8)', flag=False, by='preset')
 _o('peer', help="the method's peer (07g_peers: its loss, labels or training), None for the kit's own methods", flag=False, by='method', owner='peers')
 _o('digits', help="Digits-MLT's sizes for a digits preset (digits.load_digits' options), None for the others", flag=False, by='data', owner='digits')
@@ -285,7 +291,7 @@ _o = _opt('losses')
 _o('db_alpha', .1, NON_NEGATIVE, 'DB-Focal map α', flag=False, by='preset')
 _o('db_beta', 10., POSITIVE, 'DB-Focal map β', flag=False, by='preset')
 _o('db_lambda', 5., POSITIVE, "DB-Focal λ, the reference's logit_reg.neg_scale (default: the preset's: VOC 5, COCO 2)", type=float, by='preset')
-_o('db_mu', .3, (_num, 'a finite number'), "DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)",
+_o('db_mu', .3, (is_number, 'a finite number'), "DB-Focal μ, the reference's map_param.gamma (default: the preset's: VOC 0.3, COCO 0.2)",
   type=float, by='preset')
 _o('db_kappa', .05, NON_NEGATIVE, 'DB-Focal negative-tolerant bias scale κ', flag=False, by='preset')
 _o('db_gamma', 2., NON_NEGATIVE, 'DB-Focal focal γ', flag=False, by='preset')

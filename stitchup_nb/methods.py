@@ -5,7 +5,7 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (_int, DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, known_once, maybe, number, one_of, option,
+from .config import (DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, is_int, known_once, maybe, number, one_of, option,
                                 values_by, DATA_PATHS)
 
 # %% auto #0
@@ -282,7 +282,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     cfg.update(_thresholds(method, cfg, preset, given))
     if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
         OPTIONS['lr_decay_at'].check(cfg['lr_decay_at'], '--lr_decay_at')    # read here, so checked here
-        cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if _int(cfg['epochs']) else None
+        cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if is_int(cfg['epochs']) else None
     return cfg
 
 # %% ../nbs/07a_methods.ipynb #d36c8088

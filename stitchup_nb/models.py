@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from .config import _int
+from .config import is_int
 from .backbones import _check_train_stages, _who, get_backbone
 
 # %% auto #0
@@ -129,7 +129,7 @@ BRANCH_DROPOUT = {'random': 0., 'balanced': .5}
 
 def _built(bb, out) -> tuple:
     "The builder's `(body, n_features, frozen_modules)`, or a `TypeError` naming the backbone and what it must return."
-    ok = (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], nn.Module) and _int(out[1]) and out[1] >= 1 and isinstance(out[2], (list, tuple))
+    ok = (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], nn.Module) and is_int(out[1]) and out[1] >= 1 and isinstance(out[2], (list, tuple))
           and all(isinstance(m, nn.Module) for m in out[2]))
     if not ok:
         raise TypeError(f'the builder of backbone {bb.name!r} ({_who(bb.build)}) returned {type(out).__name__} '

@@ -4,12 +4,13 @@
 
 # %% ../nbs/00e_readers.ipynb #b3d7a2e6
 from __future__ import annotations
-import contextlib, io, json, math, os, re, warnings
+import contextlib, io, json, os, re, warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
 
+from .config import is_int, is_number
 from .data import LabelledSet, class_groups
 from .files import load_pickle
 
@@ -130,20 +131,16 @@ _COCO_FIELDS = {'images': ('id', 'file_name'), 'categories': ('id', 'name'),
                 'annotations': ('id', 'image_id', 'category_id', 'bbox', 'area')}
 _ONE = {'images': 'image', 'categories': 'category', 'annotations': 'annotation'}
 
-# %% ../nbs/00e_readers.ipynb #675979bd
-def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
-def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
 # %% ../nbs/00e_readers.ipynb #d4dc5114
 def _coco_ann_error(a:dict, imgs:set, cats:set) -> str|None:
     "What is wrong with annotation `a` (a dict holding every field the reader uses), or None."
-    if not _is_int(a['image_id']) or a['image_id'] not in imgs: return f'image_id {a["image_id"]!r:.40} names no image in the file'
-    if not _is_int(a['category_id']) or a['category_id'] not in cats:
+    if not is_int(a['image_id']) or a['image_id'] not in imgs: return f'image_id {a["image_id"]!r:.40} names no image in the file'
+    if not is_int(a['category_id']) or a['category_id'] not in cats:
         return f'category_id {a["category_id"]!r:.40} names no category in the file'
     b = a['bbox']
-    if not isinstance(b, list) or len(b) != 4 or not all(map(_is_num, b)):
+    if not isinstance(b, list) or len(b) != 4 or not all(map(is_number, b)):
         return f'bbox must be four finite numbers [x, y, width, height], got {b!r:.60}'
-    if not _is_num(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
+    if not is_number(a['area']): return f'area must be a finite number, got {a["area"]!r:.40}'
     if bad := [k for k in ('iscrowd', 'ignore') if k in a and a[k] not in (0, 1)]: return f'{bad[0]} must be 0 or 1, got {a[bad[0]]!r:.40}'
 
 # %% ../nbs/00e_readers.ipynb #c6d1a803
@@ -164,7 +161,7 @@ def _check_coco(d, ann_file):
             if miss := [f for f in fields if not isinstance(e, dict) or f not in e]:
                 who = f'{_ONE[key]} id {e["id"]!r:.40} ({key}[{j}])' if isinstance(e, dict) and 'id' in e else f'{key}[{j}]'
                 raise ValueError(f'{ann_file}: {who} lacks the field(s) {miss}; fix or remove that entry')
-            if not _is_int(e['id']):
+            if not is_int(e['id']):
                 raise ValueError(f'{ann_file}: {key}[{j}] has id {e["id"]!r:.40}; COCO ids are integers')
         if key != 'annotations' and len(set(ids := [e['id'] for e in d[key]])) < len(ids):
             u, k = np.unique(ids, return_counts=True)
