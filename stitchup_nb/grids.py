@@ -4,6 +4,7 @@
 
 # %% ../nbs/12a_grids.ipynb #c93d1f52
 from __future__ import annotations
+from collections.abc import Mapping, Sequence
 
 from .methods import METHODS, PRESETS
 from .config import OPTIONS, SEED_MAX, count, known_once, number
@@ -12,8 +13,25 @@ from .noise import NOISE_KINDS     # config's table of kinds, which importing no
 # %% auto #0
 __all__ = ['MAIN', 'MAIN_ROWS', 'CLEAN', 'FACTORIAL', 'FACTORIAL_PAIRS', 'REF', 'SWEEPS', 'ORDER', 'PEER_ROWS', 'CELLS',
            'QUICK_CELLS', 'PLUS', 'PLUS_CELLS', 'PLUS_BASE', 'ORACLE_CT', 'LL_DELTA', 'LL_DELTAS', 'LL_CELL', 'FRESH',
-           'FRESH_ROWS', 'GRIDS', 'GRID_CELLS', 'DEV_SEEDS', 'RULES', 'fresh_rows', 'grid', 'check_cells',
-           'check_fresh']
+           'FRESH_ROWS', 'GRIDS', 'GRID_CELLS', 'DEV_SEEDS', 'RULES', 'LiveRows', 'LiveList', 'fresh_rows', 'grid',
+           'check_cells', 'check_fresh']
+
+# %% ../nbs/12a_grids.ipynb #4b9e2d17
+class LiveRows(Mapping):
+    "A read-only dict that `make()` builds each time it is read: a table's rows as they are now, a script's included."
+    def __init__(self, make): self._make = make
+    def __getitem__(self, k): return self._make()[k]
+    def __iter__(self): return iter(self._make())
+    def __len__(self): return len(self._make())
+    def __repr__(self): return repr(self._make())
+
+class LiveList(Sequence):
+    "A read-only list that `make()` builds each time it is read (`LiveRows`' list)."
+    def __init__(self, make): self._make = make
+    def __getitem__(self, i): return self._make()[i]
+    def __len__(self): return len(self._make())
+    def __repr__(self): return repr(self._make())
+    def __eq__(self, other): return list(self) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented
 
 # %% ../nbs/12a_grids.ipynb #0c38a8be
 MAIN = ['bce', 'dbfocal', 'bce_stitchup', 'dbfocal_stitchup', 'colearn', 'full', 'full_plus']
@@ -30,9 +48,9 @@ FACTORIAL_PAIRS = {'random sampling, BCE (reference)': ('BCE+Stitch-Up', 'BCE'),
 REF = PRESETS['digits']['thresholds']     # the thresholds the full method runs with (the paper's VOC values)
 SWEEPS = {'sweep alpha_head': 'random_head_alpha', 'sweep beta_tail': 'random_tail_beta',
           'sweep warmup_epoch': 'warmup_epoch', 'sweep t': 't'}
-ORDER = [*MAIN_ROWS, *CLEAN]
-# the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`)
-PEER_ROWS = {m['label']: dict(method=n) for n, m in METHODS.items() if m.get('peer')}
+ORDER = LiveList(lambda: [*MAIN_ROWS, *CLEAN])      # live: a row a script adds to MAIN_ROWS after this import is in it
+# the peers: methods from the literature on the same bench (every METHODS entry that names a `peer`, a script's included)
+PEER_ROWS = LiveRows(lambda: {m['label']: dict(method=n) for n, m in METHODS.items() if m.get('peer')})
 CELLS = [(kind, rate) for rate in (.5, .9, .3, .7) for kind in ('flip', 'cooc')]   # rate-major: ends of the range first
 QUICK_CELLS = [('flip', .3), ('flip', .7)]     # the quick grid's (with one seed, one epoch on digits-small: the CI smoke grid)
 # beyond the paper (07j_full_plus): the candidate changes measured where the full method loses to BCE and kept as options;

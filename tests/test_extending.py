@@ -296,3 +296,22 @@ def test_a_loss_with_its_own_option_takes_no_file(tmp_path):
     r = subprocess.run([str(BIN/'stitchup_train'), '--help'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                        env={**os.environ, 'STITCHUP_SETUP': 'myloss.py'})
     assert r.returncode == 0 and '--ls_eps' in r.stdout and '--loss bce_ls: label smoothing of bce_ls' in ' '.join(r.stdout.split()), r.stdout[-2000:]
+
+
+def test_a_peer_registered_after_the_tables_are_imported_is_on_the_leaderboard():
+    "A notebook imports the tables first and registers its peer after: the grids and the leaderboard still show its rows."
+    import pandas as pd
+    from stitchup_nb.grids import ORDER, PEER_ROWS, MAIN_ROWS
+    from stitchup_nb.leaderboard import LEADERBOARD, leaderboard
+    from stitchup_nb.methods import METHODS
+    METHODS['_late_ls'] = dict(label='Late LS', branches='random', stitch='none', peer='asl', fixed=('branches', 'loss', 'stitch'))
+    MAIN_ROWS['Late row'] = dict(method='bce')
+    try:
+        row = lambda m, s, v: dict(method=m, kind='flip', rate=.5, seed=s, total=v + s, head=v, medium=v, tail=v, extra='{}')
+        res = pd.DataFrame([row('BCE', s, 50.) for s in range(3)])
+        peers = pd.DataFrame([row('Late LS', s, 52.) for s in range(3)])
+        levels, vs_bce, _ = leaderboard(res, peers)
+        assert PEER_ROWS['Late LS'] == {'method': '_late_ls'} and 'Late LS' in LEADERBOARD and 'Late row' in ORDER
+        assert list(levels.index) == ['BCE', 'Late LS'] and 'Late LS' in vs_bce.index, (levels, vs_bce)
+    finally: del METHODS['_late_ls'], MAIN_ROWS['Late row']
+    assert 'Late LS' not in PEER_ROWS and 'Late LS' not in LEADERBOARD
