@@ -15,8 +15,7 @@ import ipywidgets as W
 from PIL import Image
 
 from .stitchup import union_labels
-from .train import train_config
-from .finished import check_run_paths
+from .finished import check_run_paths, run_configuration
 from .runs import _KIT_JSON, _places, checkpoints, find_path
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
@@ -287,5 +286,5 @@ def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     moved = dict(data_root=data_root, appendix=appendix, noise_file=noise_file)
     check_run_paths(where, cfg, moved)                   # the run's own paths that moved: named as the run's, not the caller's
     cfg.update({k: str(v) for k, v in moved.items() if v is not None})
-    return train_config(**cfg), where, read
+    return run_configuration(where, cfg, moved), where, read
 

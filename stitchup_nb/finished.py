@@ -15,7 +15,7 @@ from .checks import labels_in_words
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
-__all__ = ['check_run_paths', 'load_run']
+__all__ = ['check_run_paths', 'run_configuration', 'load_run']
 
 # %% ../nbs/10b_finished.ipynb #a3b63882
 _TRAINED = {'noise_file': 'on the noisy-label file', 'data_root': 'on the data in', 'appendix': 'with the split files in'}
@@ -29,6 +29,14 @@ def check_run_paths(ck, saved:dict, moved:dict):
         if (f := saved.get(k)) and not moved.get(k) and not Path(f).exists():
             raise FileNotFoundError(f"{ck} was trained {_TRAINED.get(k, 'with')} {f} (its configuration's {k}), which is not "
                                     f"there (moved, or a path relative to where it trained?): pass where it is now (--{k})")
+
+def run_configuration(ck, cfg:dict, moved:dict):
+    """`train_config(**cfg)` for the run of checkpoint (or config.json) `ck`: a refusal names the run, whose configuration
+    the caller did not write (a method, noise kind or preset a script registered, in a process that has not run it)."""
+    try: return train_config(**cfg)
+    except ValueError as e:
+        paths = ' (with the paths given)' if any(v is not None for v in moved.values()) else ''
+        raise ValueError(f'the run of {ck} is not rebuilt: its configuration{paths} is refused in this process: {e}') from e
 
 @in_python_words
 def load_run(path,                    # a run's work dir (its last epoch_N.pth) or one of its epoch_N.pth
@@ -64,7 +72,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     check_run_paths(ck, saved, moved)
     cfg = {**saved, 'pretrained': False, 'work_dir': None, 'quiet': True, 'resume': None,
            'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
-    learn, train, test = build_learner(train_config(**cfg), peer_labels=peer_labels)
+    learn, train, test = build_learner(run_configuration(ck, cfg, moved), peer_labels=peer_labels)
     learn.run_record.checkpoint = (ck, load_checkpoint(learn, ck, with_opt=False, state=state))
     if t is None: choose_final_t(learn)
     else: get_model(learn.model).t = t
