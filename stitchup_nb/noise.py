@@ -98,6 +98,8 @@ def _check_args(n_classes, rate, kind, options:dict) -> tuple:
         if v is None and k in corrupt.needs: raise ValueError(f'kind={kind!r} needs {_SAID.get(k, k)}')
         if v is not None and k not in corrupt.takes:
             owners = ' or '.join(f'kind={n!r}' for n, f in NOISE_KINDS.items() if k in f.takes)
+            if not owners: raise TypeError(f'add_noise: no registered noise kind takes option {k!r} (a kind names its own with '
+                                           "@noise_kind(name, takes=('option',)))")
             raise ValueError(f'{_SAID.get(k, k).split(" (")[0]} is used only by {owners}, not {kind!r}')
     if options.get('cooc') is not None:
         cooc = options['cooc'] = np.asarray(options['cooc'], float)
@@ -105,7 +107,7 @@ def _check_args(n_classes, rate, kind, options:dict) -> tuple:
             raise ValueError(f'cooc must be a {n_classes}×{n_classes} matrix of finite weights >= 0, '
                              f'got shape {cooc.shape}')
     if options.get('neg_rate') is not None: options['neg_rate'] = _check_rate(options['neg_rate'], 'neg_rate')
-    return rate, {k: options.get(k) for k in corrupt.takes}
+    return rate, {k: options[k] for k in corrupt.takes if options.get(k) is not None}    # one not given: the kind's default
 
 # %% ../nbs/02_noise.ipynb #10a49682
 @noise_kind('flip')
@@ -146,10 +148,11 @@ def add_noise(labels,                 # N×C clean 0/1 labels (never modified)
               seed:int=0,             # seeds `np.random.default_rng`: same seed, same noisy labels
               neg_rate:float|None=None, # asym only: share of the negative labels turned positive
               cooc=None,              # cooc only: C×C target weights (default: `condition_prob(labels)`)
+              **own,                  # the options a kind a script registers takes (`@noise_kind(name, takes=...)`)
              ) -> np.ndarray:
     "A noisy copy (N×C uint8) of `labels`, corrupted by noise `kind` at `rate`: the hit positives drawn, then the kind's rule."
     y = check_labels(labels, source='add_noise labels')
-    rate, options = _check_args(y.shape[1], rate, kind, dict(neg_rate=neg_rate, cooc=cooc))
+    rate, options = _check_args(y.shape[1], rate, kind, dict(neg_rate=neg_rate, cooc=cooc, **own))
     rng, pos = np.random.default_rng(seed), y.astype(bool)
     out = NOISE_KINDS[kind](pos, _draw(pos, rate, rng), rng, **options)
     emptied = np.count_nonzero(pos.any(1) & ~out.any(1))
