@@ -107,7 +107,7 @@ def _check_args(n_classes, rate, kind, options:dict) -> tuple:
             raise ValueError(f'cooc must be a {n_classes}×{n_classes} matrix of finite weights >= 0, '
                              f'got shape {cooc.shape}')
     if options.get('neg_rate') is not None: options['neg_rate'] = _check_rate(options['neg_rate'], 'neg_rate')
-    return rate, {k: options[k] for k in corrupt.takes if options.get(k) is not None}    # one not given: the kind's default
+    return rate, {k: options.get(k) for k in corrupt.takes}     # one not given: None, which the kind reads as its default
 
 # %% ../nbs/02_noise.ipynb #10a49682
 @noise_kind('flip')
