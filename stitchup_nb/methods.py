@@ -275,6 +275,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     _check_source_options(dataset, preset, source, given)
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
     _data_seed(dataset, source, cfg, given)
+    if 'correct' in given: OPTIONS['correct'].check(given['correct'], '--correct')     # read here: 'false' is no False
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})
     _loss_options(method, cfg, given)
