@@ -368,7 +368,8 @@ def _keyword(m) -> str:
     neg, name = m.group(1), m.group(2)
     o = OPTIONS.get(name)
     if o is None: return m.group(0)
-    if o.type is bool: return f'`{name}={not neg}`'      # --no-correct: correct=False; --overwrite: overwrite=True
+    if o.type is bool and not m.string.startswith(' must be', m.end()): return f'`{name}={not neg}`'   # --no-correct: correct=False
+                                                 # (but `--correct must be true or false`: the option itself)
     return f'`{name}`'
 
 def worded(msg:str) -> str:
