@@ -9,7 +9,7 @@ from .config import (DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, 
                                 values_by, DATA_PATHS)
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'METHOD_OF', 'data_source', 'unused_options', 'check_entries',
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source', 'unused_options', 'check_entries',
            'resolve', 'method_words']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
@@ -63,7 +63,13 @@ METHODS = {
     'confident_learning': dict(label='Confident learning', branches='random', stitch='none', loss='bce', peer='confident_learning',
                                fixed=('branches', 'loss', 'stitch')),
 }
-METHOD_OF = {m['label']: name for name, m in METHODS.items()}    # a table's label -> the method's name
+
+def method_of(label:str) -> str:
+    "The name of the method whose table label is `label` (`METHODS` as it is now: a method a script added later included)."
+    if (name := next((n for n, m in METHODS.items() if m['label'] == label), None)) is None:
+        raise ValueError(f'no method is labelled {label!r}: the labels are {", ".join(repr(m["label"]) for m in METHODS.values())}; '
+                       + known_once('a method a script adds to METHODS'))
+    return name
 
 # %% ../nbs/07a_methods.ipynb #295ada0d
 # the peers' hyper-parameters (07g_peers, 07h_coteaching, 07i_confident), declared beside the entries that name their peer:

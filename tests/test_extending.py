@@ -85,7 +85,7 @@ def test_a_new_peer_takes_two_files(tmp_path):
     got = _run(tmp_path, '''
         import math
         from stitchup_nb.train import run_training, train_config
-        from stitchup_nb.methods import METHOD_OF
+        from stitchup_nb.methods import method_of
         cfg = train_config(dataset='digits-small', method='label_smoothing', epochs=1, warmup_iters=5, pretrained=False,
                            quiet=True, work_dir=None)
         learn, table = run_training(cfg)
@@ -96,7 +96,7 @@ def test_a_new_peer_takes_two_files(tmp_path):
         try: train_config(method='bce', ls_eps=.2); refused = ''
         except ValueError as e: refused = str(e)
         print(json.dumps(dict(flag='ls_eps' in FLAGS, refused=refused, help=['--ls_eps' in said, 'label_smoothing (BCE+label smoothing)' in said], loss=type(learn.loss_func.bases[0]).__name__, peer=type(learn.run_record.peer).__name__,
-                              eps=learn.run_record.peer.cfg['ls_eps'], method=METHOD_OF['BCE+label smoothing'],
+                              eps=learn.run_record.peer.cfg['ls_eps'], method=method_of('BCE+label smoothing'),
                               mAP=float(table.loc['random', 'total']), finite=math.isfinite(learn.recorder.values[-1][0]))))
     ''')
     assert got['loss'] == '_SmoothedBCE' and got['peer'] == 'LabelSmoothingPeer' and got['eps'] == .1, got
