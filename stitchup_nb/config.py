@@ -207,7 +207,7 @@ _o('noise_rate', .5, maybe(FRACTION), 'otherwise: the official noisy labels at t
 _o('noise_kind', 'flip', maybe(one_of(NOISE_KINDS, lambda: f'one of {", ".join(NOISE_KINDS)} '
                                        f"({known_once('a kind a script registers with @noise_kind')})")), 'simulated noise (default flip): flip (positives moved to other classes), '
   'missing (positives dropped), extra (false positives added), asym (missing and extra at two rates), cooc (positives moved to '
-  'co-occurring classes)', type=str, by='noise')
+  'co-occurring classes), or a kind a setup script registers (@noise_kind)', type=str, by='noise')
 _o('noise_seed', 0, count(0, SEED_MAX), 'simulated noise seed (default 0)', type=int, by='noise')
 _o('noise_neg_rate', None, maybe(FRACTION), 'asym noise only: the share of negative labels turned positive', type=float, by='noise')
 _o('data_seed', 0, maybe(count(0, SEED_MAX)), 'Digits-MLT instance', type=int, owner='digits')
