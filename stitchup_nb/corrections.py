@@ -20,6 +20,7 @@ from .metrics import correction_snapshot
 from .runs import checkpoints, find_path, run_checkpoint
 from .checkpoints import load_checkpoint
 from .train import build_learner, train_config
+from .peers import PEERS
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
 from .browser import explain_columns, label_chips, _message_figure, _opt, _png, _run_config
 
@@ -290,7 +291,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
         raise ValueError(f"thresholds= takes correction thresholds only ({', '.join(THRESHOLDS)}): {', '.join(bad)} would rebuild "
                          "another run than the checkpoint's; for data that moved, pass data_root=, appendix=, noise_file=")
     cfg, where, read = _run_config(path, data_root, appendix, noise_file)
-    if cfg.get('peer') == 'coteaching': _no_correctors(str(where), ('net1', 'net2'))    # before anything is rebuilt
+    if (peer := PEERS.get(cfg.get('peer'))) and peer.branches: _no_correctors(str(where), peer.branches)   # before anything is rebuilt
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,
                                                   'pretrained': False, 'resume': None}))

@@ -16,7 +16,7 @@ from .models import TwoBranchNet, create_model
 from .peers import Peer, register_peer
 
 # %% auto #0
-__all__ = ['kept_share', 'small_loss_mask', 'CoTeachingLoss', 'TwinNet', 'twin_model', 'CoTeaching', 'CoTeachingPeer']
+__all__ = ['NETWORKS', 'kept_share', 'small_loss_mask', 'CoTeachingLoss', 'TwinNet', 'twin_model', 'CoTeaching', 'CoTeachingPeer']
 
 # %% ../nbs/07h_coteaching.ipynb #a5c1c3e4
 def kept_share(epoch:float,       # T, counted from 0
@@ -61,12 +61,14 @@ class TwinNet(TwoBranchNet):
         if isinstance(x, (tuple, list)) and len(x) == 1: x = tuple(x) * len(self.branches)
         return super().forward(x)
 
+NETWORKS = ('net1', 'net2')     # co-teaching's two networks: its model's branches (`CoTeachingPeer.branches`), table rows, loss columns
+
 def twin_model(cfg:dict, n_classes:int) -> TwinNet:
-    "Co-teaching's two networks `net1`, `net2` for run configuration `cfg`: the run's backbone, each with its own weights."
+    "Co-teaching's two networks (`NETWORKS`) for run configuration `cfg`: the run's backbone, each with its own weights."
     torch.manual_seed(cfg['seed'])
-    net = create_model(cfg['arch'], n_classes, branches=('net1', 'net2'), pretrained=cfg['pretrained'],
+    net = create_model(cfg['arch'], n_classes, branches=NETWORKS, pretrained=cfg['pretrained'],
                        train_stages=cfg['train_stages'], neck_dim=cfg['neck_dim'],
-                       dropout={'net1': cfg['random_dropout'], 'net2': cfg['random_dropout']}, t=cfg['t'], seed=cfg['seed'])
+                       dropout=dict.fromkeys(NETWORKS, cfg['random_dropout']), t=cfg['t'], seed=cfg['seed'])
     return TwinNet(dict(net.branches), cfg['t'])
 
 # %% ../nbs/07h_coteaching.ipynb #7fe6d5f8
@@ -83,6 +85,7 @@ class CoTeaching(Callback):
 class CoTeachingPeer(Peer):
     "Co-teaching for `stitchup_train --method coteaching`: the twin networks, their loss, the schedule of the kept share, built with the Learner."
     label, paper = 'Co-teaching', 'Han et al., NeurIPS 2018'
+    branches = NETWORKS                  # what a run's configuration says its model holds (the browsers read it)
     def __init__(self, cfg:dict):
         super().__init__(cfg)
         self.small_loss = CoTeachingLoss()
@@ -97,5 +100,4 @@ class CoTeachingPeer(Peer):
         "What `stitchup_train` says about the run."
         cfg = self.cfg
         return [f"co-teaching: each network trained on the label entries with the smallest loss under the other; kept share "
-                f"from 1 to {1 - cfg['ct_tau']:.2f} over {cfg['ct_tk']:g} epochs (tau {cfg['ct_tau']:g}, T_k {cfg['ct_tk']:g}); "
-                f"ensemble = t·net1 + (1-t)·net2 logits, t = {cfg['t']:g}"]
+                f"from 1 to {1 - cfg['ct_tau']:.2f} over {cfg['ct_tk']:g} epochs (tau {cfg['ct_tau']:g}, T_k {cfg['ct_tk']:g})"]

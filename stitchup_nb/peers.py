@@ -109,6 +109,7 @@ PEERS = {}     # a `METHODS` entry's `peer` -> the `Peer` subclass that builds i
 class Peer:
     "A method of the literature as the pipeline builds it for one run of `cfg`: hooks that by default change nothing."
     name = label = paper = None          # set by `register_peer`; the method's label and its paper
+    branches = None                      # the names of the branches of the `model` it builds (None: the pipeline's own model)
     def __init__(self, cfg:dict): self.cfg = cfg     # the run configuration (`stitchup_nb.train.train_config`)
 
     def labels(self, train, noisy):

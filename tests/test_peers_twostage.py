@@ -27,6 +27,8 @@ def test_coteaching_runs_and_records_its_hyper_parameters(tmp_path):
     assert [e['kept'] for e in m['epochs']] == pytest.approx([1., .95])     # R(T) = 1 - 0.1 min(T/2, 1)
     assert all(math.isfinite(e['loss_net1']) and math.isfinite(e['loss_net2']) for e in m['epochs'])
     assert 'co-teaching:' in out and 'label correction' not in out
+    weighting = [l for l in out.splitlines() if 'net1' in l and 'net2' in l and 'ensemble' in l]
+    assert weighting == ["ensemble: the two branches' logits, 0.5 × net1 + 0.5 × net2"], out     # said once, under the table
 
 
 def test_confident_learning_runs_fast_and_reports_its_changes(tmp_path):
