@@ -54,3 +54,25 @@ def test_a_tool_restarts_in_its_arithmetic_before_it_imports_torch(tmp_path, too
                        capture_output=True, text=True, env=clean, timeout=300)
     assert p.stdout.strip() == 'torch imported: False | variables set: True', (p.stdout[-500:], p.stderr[-2000:])
     assert not (tmp_path/'t.json').exists()
+
+
+# the tool run as `python TOOL --help` in its arithmetic already (no restart): which modules its answer imported
+HELP_DRIVER = '''
+import os, runpy, sys
+sys.argv = [sys.argv[1], '--help']
+sys.path.insert(0, os.path.dirname(sys.argv[0]))      # as `python TOOL` puts its folder first
+try: runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit: pass
+print('torch imported:', 'torch' in sys.modules, '| pandas imported:', 'pandas' in sys.modules)
+'''
+
+
+@pytest.mark.parametrize('tool,env', [('benchmark.py', 'CPU_ENV'), ('fingerprints.py', 'FP_ENV'), ('trace_row.py', 'CPU_ENV')])
+def test_the_evidence_tools_answer_help_without_torch(tool, env):
+    """The tools that compute evidence import the kit's heavy modules once their command line is read, so `--help` answers
+    at once (it took 4 to 5 s when they imported torch first)."""
+    from stitchup_nb import pins
+    p = subprocess.run([sys.executable, '-c', HELP_DRIVER, str(ROOT/'tools'/tool)], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, **getattr(pins, env)}, timeout=300)
+    assert p.stdout.strip().endswith('torch imported: False | pandas imported: False'), (p.stdout[-500:], p.stderr[-2000:])
+    assert 'usage:' in p.stdout

@@ -47,34 +47,6 @@ from pathlib import Path
 
 from stitchup_nb.pins import CPU_ENV, FINGERPRINTS, RESULTS
 from _restart import restart_in     # tools/_restart.py
-if __name__ == '__main__': restart_in(CPU_ENV, __file__)   # in the benchmark's CPU kernels before torch starts: one start-up of it
-
-from stitchup_nb.evidence import behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
-from stitchup_nb.verify import verify
-from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
-from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
-                               grid)
-from stitchup_nb.config import OPTIONS
-from stitchup_nb.methods import METHODS
-from stitchup_nb.report import report
-
-
-COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the file of the grid's parts the first one computed
-
-
-def grid_fingerprints(runs, dataset, epochs, sweep, file) -> str:
-    """Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid on this machine; the path of
-    a file holding them (the rows are stamped with them; `file`, the fingerprints.json beside the CSV, records them as
-    this machine's: `results.load` reads them there)."""
-    keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
-    if sweep: keys |= {behaviour_key('full', dataset, epochs, {'t': t}) for t in TS}
-    kinds = sorted({s['kind'] for _, o, s, _, _ in runs if o.get('noise_rate', s['rate']) > 0})
-    want = json.dumps({'methods': sorted(keys), 'noise': kinds, 'data': [dataset]})
-    fd, parts = tempfile.mkstemp(prefix='stitchup_grid_parts_', suffix='.json'); os.close(fd)
-    if subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2',
-                       '--parts-out', parts, '--file', str(file)]).returncode:
-        sys.exit('benchmark.py: the grid\'s fingerprints could not be computed (tools/fingerprints.py --add, above); nothing ran')
-    return parts
 
 
 def parser():
@@ -107,6 +79,39 @@ def parser():
     ap.add_argument('--jobs', type=int, default=1, help='copies of this grid working at once, sharing the claims file (default 1; one a core)')
     ap.add_argument('--out', default=None, help='CSV (default: nbs/experiments/results/benchmark[_quick|_sweep|_factorial|_peers|_plus|_authors|_fresh].csv)')
     return ap
+
+
+if __name__ == '__main__':
+    restart_in(CPU_ENV, __file__)   # in the benchmark's CPU kernels before torch starts: one start-up of it
+    parser().parse_args()           # --help, or a flag argparse refuses, answers here: before torch starts (main reads them again)
+
+
+from stitchup_nb.evidence import behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
+from stitchup_nb.verify import verify
+from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
+from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
+                               grid)
+from stitchup_nb.config import OPTIONS
+from stitchup_nb.methods import METHODS
+from stitchup_nb.report import report
+
+
+COPY = 'STITCHUP_BENCHMARK_COPY'     # set in the copies --jobs starts: the file of the grid's parts the first one computed
+
+
+def grid_fingerprints(runs, dataset, epochs, sweep, file) -> str:
+    """Compute (tools/fingerprints.py --add) the fingerprints of every method of the grid on this machine; the path of
+    a file holding them (the rows are stamped with them; `file`, the fingerprints.json beside the CSV, records them as
+    this machine's: `results.load` reads them there)."""
+    keys = {behaviour_key(o['method'], dataset, epochs, e) for _, o, _, e, _ in runs}
+    if sweep: keys |= {behaviour_key('full', dataset, epochs, {'t': t}) for t in TS}
+    kinds = sorted({s['kind'] for _, o, s, _, _ in runs if o.get('noise_rate', s['rate']) > 0})
+    want = json.dumps({'methods': sorted(keys), 'noise': kinds, 'data': [dataset]})
+    fd, parts = tempfile.mkstemp(prefix='stitchup_grid_parts_', suffix='.json'); os.close(fd)
+    if subprocess.run([sys.executable, str(Path(__file__).with_name('fingerprints.py')), '--add', want, '--jobs', '2',
+                       '--parts-out', parts, '--file', str(file)]).returncode:
+        sys.exit('benchmark.py: the grid\'s fingerprints could not be computed (tools/fingerprints.py --add, above); nothing ran')
+    return parts
 
 
 def options(ap, argv) -> tuple:

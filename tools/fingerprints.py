@@ -29,7 +29,34 @@ from pathlib import Path
 
 from stitchup_nb.pins import FINGERPRINTS, FP_ENV, RESULTS
 from _restart import restart_in     # tools/_restart.py
-if __name__ == '__main__': restart_in(FP_ENV, __file__)   # in the fingerprints' arithmetic before torch starts: one start-up of it
+
+
+def parser():
+    "The command line (the module's docstring is its --help)."
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed, or if a '
+                   'stamped row of the CSVs beside it stands on a part the file does not hold')
+    g.add_argument('--update', action='store_true', help='recompute every part of the file and write it')
+    g.add_argument('--status', action='store_true', help='current rows per CSV')
+    g.add_argument('--adopt', metavar='FILE', help='a fingerprints file computed by the code of --source')
+    g.add_argument('--record-machine', action='store_true', help="recompute every part and record them as this "
+                   "machine's own, for a processor on which the same code computes some parts differently (run it on "
+                   "the commit whose --check passes on the file's machine)")
+    g.add_argument('--add', metavar='JSON', help='compute these parts ({"methods": [keys], "noise": [kinds], "data": [presets]}) '
+                   'and the pretraining, and write them into the file (tools/benchmark.py does, before a grid)')
+    ap.add_argument('--source', help='with --adopt: the source hash whose rows FILE describes')
+    ap.add_argument('--file', default=str(FINGERPRINTS), help=f'the fingerprints file (default {FINGERPRINTS})')
+    ap.add_argument('--jobs', type=int, default=1, help='probe runs at once (one thread each)')
+    ap.add_argument('--parts-out', metavar='FILE', help='with --add: also write the parts computed here to FILE '
+                    '(tools/benchmark.py stamps its rows with them)')
+    return ap
+
+
+if __name__ == '__main__':
+    restart_in(FP_ENV, __file__)   # in the fingerprints' arithmetic before torch starts: one start-up of it
+    parser().parse_args()          # --help, or a flag argparse refuses, answers here: before torch and pandas start
+
 
 import pandas as pd
 
@@ -171,28 +198,6 @@ def tables(folder) -> list:
 
 
 def read(f): return read_rows(f)     # as the tables read it: a cut-off last line is named
-
-
-def parser():
-    "The command line (the module's docstring is its --help)."
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument('--check', action='store_true', help='recompute every part of the file; exit 1 if one changed, or if a '
-                   'stamped row of the CSVs beside it stands on a part the file does not hold')
-    g.add_argument('--update', action='store_true', help='recompute every part of the file and write it')
-    g.add_argument('--status', action='store_true', help='current rows per CSV')
-    g.add_argument('--adopt', metavar='FILE', help='a fingerprints file computed by the code of --source')
-    g.add_argument('--record-machine', action='store_true', help="recompute every part and record them as this "
-                   "machine's own, for a processor on which the same code computes some parts differently (run it on "
-                   "the commit whose --check passes on the file's machine)")
-    g.add_argument('--add', metavar='JSON', help='compute these parts ({"methods": [keys], "noise": [kinds], "data": [presets]}) '
-                   'and the pretraining, and write them into the file (tools/benchmark.py does, before a grid)')
-    ap.add_argument('--source', help='with --adopt: the source hash whose rows FILE describes')
-    ap.add_argument('--file', default=str(FINGERPRINTS), help=f'the fingerprints file (default {FINGERPRINTS})')
-    ap.add_argument('--jobs', type=int, default=1, help='probe runs at once (one thread each)')
-    ap.add_argument('--parts-out', metavar='FILE', help='with --add: also write the parts computed here to FILE '
-                    '(tools/benchmark.py stamps its rows with them)')
-    return ap
 
 
 def options(ap, argv) -> tuple:
