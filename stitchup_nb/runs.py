@@ -14,9 +14,8 @@ from .files import temporary_target
 
 
 # %% auto #0
-__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'file_names', 'lock_work_dir', 'is_kit_file',
-           'check_out', 'forget_work_dir', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores',
-           'scores_note']
+__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'file_names', 'WorkDirLock', 'lock_work_dir',
+           'is_kit_file', 'check_out', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores', 'scores_note']
 
 # %% ../nbs/07c_runs.ipynb #1f639315
 _EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
@@ -73,24 +72,57 @@ def file_names(paths) -> str:
     return ', '.join(out)
 
 # %% ../nbs/07c_runs.ipynb #8579ccc3
-def lock_work_dir(work):
-    "Create `work` and hold its lock for this process (the open file): a second run into it is refused, naming the holder."
+class WorkDirLock:
+    """A work dir's lock, held by this process (`lock_work_dir`). `close()` releases it when the run has written its files:
+    the lock file stays, naming the run that held the folder last. `forget()` releases it for a call refused before it
+    wrote anything, and takes back all that taking it changed: the lock file it made (one that was there names its
+    holder again) and the folders it made."""
+    def __init__(self, file, work:Path, made:list, was:str|None):
+        self.file, self.work, self.made, self.was = file, work, made, was
+
+    def close(self): self.file.close()
+
+    def forget(self):
+        "Release the lock, leaving the folder as the call found it (a call refused before it wrote anything)."
+        try:
+            if self.was is None: (self.work/'.lock').unlink(missing_ok=True)   # while held: a run that opened it meanwhile takes a new one
+            else: self.file.seek(0); self.file.truncate(); self.file.write(self.was); self.file.flush()
+        finally: self.file.close()
+        _unmake(self.made)
+
+def _unmake(made:list):
+    "Remove the folders `made` (the deepest first) that hold nothing: a folder the call left anything in stays, and those above it."
+    for d in made:
+        try: d.rmdir()
+        except OSError: return
+
+def lock_work_dir(work) -> WorkDirLock:
+    "Create `work` and hold its lock for this process (`WorkDirLock`): a second run into it is refused, naming the holder."
     work = Path(work)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        f = open(work/'.lock', 'a+')
-    except OSError as e:
-        file = next((p for p in (work, *work.parents) if p.is_file()), None)     # mkdir's 'File exists' reads as if a folder were there
-        why = f'{file} is a file, not a folder' if file else e.strerror or e
-        raise OSError(e.errno, f'cannot write to work_dir {work} ({why}): pass --work_dir a folder you can write to') from None
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0); holder = f.read().strip() or 'another process'
-        f.close()
-        raise BlockingIOError(errno.EWOULDBLOCK, f'work_dir {work} is in use by another run ({holder}): wait for it to '
-                              'finish, or pass another --work_dir') from None
+    made = [p for p in (work, *work.parents) if not p.exists()]     # the folders it creates, the deepest first
+    while True:
+        there = (work/'.lock').is_file()
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            f = open(work/'.lock', 'a+')
+        except OSError as e:
+            _unmake(made)
+            file = next((p for p in (work, *work.parents) if p.is_file()), None)     # mkdir's 'File exists' reads as if a folder were there
+            why = f'{file} is a file, not a folder' if file else e.strerror or e
+            raise OSError(e.errno, f'cannot write to work_dir {work} ({why}): pass --work_dir a folder you can write to') from None
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0); holder = f.read().strip() or 'another process'
+            f.close()
+            raise BlockingIOError(errno.EWOULDBLOCK, f'work_dir {work} is in use by another run ({holder}): wait for it to '
+                                  'finish, or pass another --work_dir') from None
+        try: held = os.fstat(f.fileno()).st_ino == os.stat(work/'.lock').st_ino
+        except FileNotFoundError: held = False
+        if held: break
+        f.close()       # a refused run removed the lock file this one opened (`WorkDirLock.forget`): take the new one
+    f.seek(0); was = f.read() if there else None        # the holder a lock file that was there names
     f.seek(0); f.truncate(); f.write(f'pid {os.getpid()} on {socket.gethostname()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}'); f.flush()
-    return f
+    return WorkDirLock(f, work, made, was)
 
 # %% ../nbs/07c_runs.ipynb #1ff622ca
 _is_table = lambda d: isinstance(d, dict) and bool(d) and all(isinstance(v, dict) and 'total' in v for v in d.values())
@@ -135,13 +167,6 @@ def check_out(out, inputs=(),        # files the call reads (a file), or folders
     return out
 
 # %% ../nbs/07c_runs.ipynb #adcc53f0
-def forget_work_dir(work):
-    "Remove `work` if it holds nothing but its lock: a call that created it and failed before writing anything leaves no trace."
-    work = Path(work)
-    if work.is_dir() and {p.name for p in work.iterdir()} <= {'.lock'}:
-        (work/'.lock').unlink(missing_ok=True)
-        work.rmdir()
-
 @in_python_words
 def prepare_work_dir(work, resume=None, overwrite:bool=False) -> list:
     """Refuse a work dir that holds a run, unless the call resumes it (`resume`: 'auto', or a checkpoint in `work`) or

@@ -23,7 +23,7 @@ from .distributed import close_distributed, distributed, init_distributed, main_
 from .metrics import choose_t, correction_snapshot, evaluate, holdout_split, lt_metrics
 from .methods import PRESETS, check_entries, data_source, resolve
 from .checks import check_config, label_source
-from .runs import checkpoints, forget_work_dir, is_kit_file, lock_work_dir, prepare_work_dir
+from .runs import checkpoints, is_kit_file, lock_work_dir, prepare_work_dir
 from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
@@ -240,9 +240,8 @@ def run_training(cfg:dict) -> tuple:
     if not isinstance(cfg, RunConfig): cfg = train_config(**cfg)
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
-    created = bool(work and main and not work.exists())    # a call that fails before writing anything removes what it made
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
-    done = False
+    began = False                             # whether the run has changed its folder: until then, a refusal leaves it as it was
     try:
         stale = prepare_work_dir(work, cfg['resume'], cfg['overwrite']) if lock else []    # --overwrite: the run it replaces
         ck, history = _resume_checkpoint(work, cfg['resume']), None
@@ -263,6 +262,7 @@ def run_training(cfg:dict) -> tuple:
         learn, train, test = build_learner(cfg, history)
         if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
         if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
+        began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')
         start = 0
@@ -287,11 +287,10 @@ def run_training(cfg:dict) -> tuple:
             write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
                         'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
         close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
-        done = True
         return learn, table
     finally:
-        if lock: lock.close()
-        if created and not done: forget_work_dir(work)
+        if lock and began: lock.close()
+        elif lock: lock.forget()              # refused (an option, the data, the folder's run) or stopped: nothing new left behind
 
 # %% ../nbs/10a_train.ipynb #62bf3547
 def labels_changed(learn) -> int:
