@@ -97,23 +97,27 @@ def _said(func, prog:str, interrupted:str|None=None):
         sys.exit(130)
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
+_UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
+
 class _Flag(Param):
     """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
     an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
-    becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on."""
-    def __init__(self, help:str, type=None):
+    becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on. `unset`: the parser
+    gives None when the flag is not given, so the script tells it from the default given (its help says the default)."""
+    def __init__(self, help:str, type=None, unset:bool=False):
         super().__init__(help, type)
-        self._declared = (help, type)
+        self._declared, self._unset = (help, type), unset
     def set_default(self, d):
         (self.help, self.type), self.action, self.default, self.negated, self.opt = self._declared, None, None, False, True
         super().set_default(d)
         if self.negated: self.help = self.help.removesuffix(' (default: True)')
+        if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
 def flag(name:str) -> Param:
     "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
     o = OPTIONS[name]
-    return _Flag((f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help, o.type)
+    return _Flag((f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help, o.type, name in _UNSET)
 
 # %% ../nbs/10c_cli.ipynb #3459ab46
 def _flags(func, names, **defaults):
@@ -171,7 +175,8 @@ def stitchup_train(**opts):
     cfg, before = None, {}
     try:
         _stack()
-        with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**{**flag_defaults(), **opts})   # checked before anything is written
+        if is_cli(stitchup_train): opts = {k: v for k, v in opts.items() if not (k in _UNSET and v is None)}   # flags not given
+        with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**opts)   # checked before anything is written
         before = _before(cfg)               # what --overwrite would replace, as it stands now
         with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback

@@ -102,7 +102,9 @@ FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train
 def train_config(**overrides) -> RunConfig:
     """The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see
     `stitchup_nb.methods.resolve`), as a `RunConfig`. An unknown option at None is dropped: None is an option not given,
-    which is how a run's config.json records an option a script declared (`config.option`) that the run did not use."""
+    which is how a run's config.json records an option a script declared (`config.option`) that the run did not use.
+    With `resume` a checkpoint and no `work_dir` given, the run goes on in the checkpoint's folder; a `work_dir` given
+    (work_dirs/run, the default, too) is where it goes."""
     known = set(OPTIONS) | set(resolve()) | set(RECORDED)
     overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
@@ -112,7 +114,7 @@ def train_config(**overrides) -> RunConfig:
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
                          f"{known_once('one a script declares with stitchup_nb.config.option')})")
     cfg = resolve(**{**flag_defaults(), **overrides})
-    if cfg.get('resume') not in (None, 'auto') and cfg.get('work_dir') == OPTIONS['work_dir'].default:
+    if cfg.get('resume') not in (None, 'auto') and 'work_dir' not in overrides:
         cfg['work_dir'] = str(Path(cfg['resume']).parent)     # a checkpoint's run goes on in its own folder, unless one is named
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "

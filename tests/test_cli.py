@@ -84,6 +84,21 @@ def test_resume_from_a_checkpoint_goes_on_in_its_own_folder(trained, tmp_path):
     assert not (tmp_path/'work_dirs').exists()
 
 
+def test_resume_into_the_default_work_dir_named_goes_there(trained, tmp_path):
+    "--work_dir work_dirs/run, named, is where a --resume PATH goes on, though it is the flag's default: named, not absent."
+    import shutil
+    work = tmp_path/'mine'; shutil.copytree(trained[0], work)
+    before = {p.name: p.read_bytes() for p in work.iterdir()}
+    p = subprocess.run([str(BIN/'stitchup_train'), *QUICK, '--epochs', '3', '--resume', str(work/'epoch_2.pth'),
+                        '--work_dir', 'work_dirs/run'],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert f"resuming from {work/'epoch_2.pth'} (into work_dirs/run) at epoch 2" in p.stdout, p.stdout
+    assert json.loads((tmp_path/'work_dirs'/'run'/'config.json').read_text())['work_dir'] == 'work_dirs/run'
+    assert (tmp_path/'work_dirs'/'run'/'epoch_3.pth').is_file()
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == before          # the checkpoint's run untouched
+
+
 # resuming (from epoch_1.pth, and after kills mid-epoch and mid-save) is tests/test_reliability.py's: bit for bit
 
 
