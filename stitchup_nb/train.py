@@ -225,9 +225,11 @@ def _heavier(k:str, run, smoke) -> bool:
     if k == 'pretrained': return run is not False
     return isinstance(run, (int, float)) and run > smoke
 
-def _cpu_note(cfg:dict, steps:int) -> str:
-    """What a run of a preset made for a GPU is in for on this CPU, and the smoke test's flags that would make it lighter
-    (`_heavier`; never a smaller run's)."""
+def _cpu_note(cfg:dict, steps:int) -> str|None:
+    """What a run of a preset made for a GPU (a ResNet backbone: torchvision's, its weights downloaded) is in for on this
+    CPU, and the smoke test's flags that would make it lighter (`_heavier`; never a smaller run's); None for a run on a
+    small backbone (a data source of the user's with Digits' CNN), which a CPU trains in minutes."""
+    if not str(cfg['arch']).startswith('resnet'): return None
     flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if _heavier(k, cfg.get(k), v))
     return (f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
             'CPU an epoch may take many minutes, and the step lines below say how long'
@@ -275,8 +277,9 @@ def run_training(cfg:dict) -> tuple:
             elsewhere = f' (into {work})' if work and Path(ck).resolve().parent != work.resolve() else ''   # a branch of another run
             if main: print(f'resuming from {ck}{elsewhere} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
-        if main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files:
-            print(worded(_cpu_note(cfg, len(learn.dls.train))), flush=True)
+        if (main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files
+                and (note := _cpu_note(cfg, len(learn.dls.train)))):
+            print(worded(note), flush=True)
         t0 = time.time()
         with distributed(learn, sync_bn=cfg.get('sync_bn', False)):    # DDP under a launcher; nothing in one process
             learn.fit_reference(cfg['epochs'], cfg['lr'], warmup_iters=cfg['warmup_iters'], steps=cfg['lr_steps'],
