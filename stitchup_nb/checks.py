@@ -6,7 +6,7 @@
 from __future__ import annotations
 import os
 
-from .config import check_values, in_python_words, is_int, is_number, values_by
+from .config import NOISE_KINDS, OPTIONS, check_values, in_python_words, is_int, is_number, values_by
 from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
@@ -21,8 +21,23 @@ __all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'labels_in_words', 'no
 
 # %% ../nbs/07b_checks.ipynb #9e9ce9bd
 NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
-_NOISE = ('noise_rate', 'noise_kind', 'noise_seed', 'noise_neg_rate')
-_SIMULATION = _NOISE[1:]               # the options of simulated noise alone
+
+def _noise_names() -> tuple:
+    """The noise options as declared now (`by='noise'`, but the file), a script's kind's own included: `(all of them, those
+    of a simulation alone)`. Read when a run is checked, not at import: a setup script declares its kind's options later."""
+    noise = tuple(k for k, o in OPTIONS.items() if o.by == 'noise' and k != 'noise_file')
+    return noise, tuple(k for k in noise if k != 'noise_rate')
+
+def _other_kinds(cfg:dict, name) -> tuple:
+    """The kinds' own options (`@noise_kind(name, takes=...)`, declared as run options of those names) that the run's kind
+    does not take: unused, and a given one is refused naming the kinds that take it."""
+    kind = cfg.get('noise_kind') or NOISE_DEFAULTS['noise_kind']
+    takes = getattr(NOISE_KINDS.get(kind), 'takes', ())
+    others = [(k, n) for n, f in NOISE_KINDS.items() for k in getattr(f, 'takes', ()) if k in OPTIONS and k not in takes]
+    if given := next((k for k, _ in others if cfg.get(k) is not None), None):
+        owners = ' or '.join(sorted({n for k, n in others if k == given}))
+        raise ValueError(f"{name(given)} {cfg[given]} is used only by {name('noise_kind')} {owners}, not {kind!r}; drop it")
+    return tuple(dict.fromkeys(k for k, _ in others))
 
 def label_source(cfg:dict) -> tuple:
     """Where the training labels of run configuration `cfg` come from, before any data is read: `(kind, in words)`, kind
@@ -44,19 +59,21 @@ def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
     """`(cfg with the defaults of the noise options its labels use, the options they do not use)`; a given noise option
     the labels would not use is refused (a `ValueError` naming it by `name`): stitchup_train's rule, and the noise estimate's."""
     kind, said = label_source(cfg)
-    unused = {'file': _NOISE, 'official': _SIMULATION, 'clean': _SIMULATION, 'simulated': ()}[kind]
+    noise, simulation = _noise_names()
+    unused = _other_kinds(cfg, name) if kind == 'simulated' else {'file': noise, 'official': simulation, 'clean': simulation}[kind]
     # (clean labels: a noise kind or seed given with rate 0 is moot, not misleading; the benchmark's clean rows pass them)
     if kind == 'clean' and cfg.get('noise_kind') == 'asym' and cfg.get('noise_neg_rate'):     # not moot: asym adds negatives
         raise ValueError(f"{name('noise_neg_rate')} {cfg['noise_neg_rate']} has no effect with {name('noise_rate')} 0: the labels "
                          "stay clean (rate 0 is the clean reference), where asym noise would only turn negatives positive; "
                          "for such labels, write them with stitchup_noise and pass --noise_file")
-    if kind != 'clean' and (k := next((k for k in unused if cfg.get(k) is not None), None)):
+    if kind not in ('clean', 'simulated') and (k := next((k for k in unused if cfg.get(k) is not None), None)):
         rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
         why = (f"{name('noise_file')} {cfg['noise_file']}: the training labels are that file's; drop one of the two" if kind == 'file'
                else f"{name('noise_rate')} {rate} on {cfg.get('dataset')}, whose training labels are {said}; for simulated "
                     'noise instead, write it with stitchup_noise and pass --noise_file')
         raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
-    return {**cfg, **{k: v for k, v in NOISE_DEFAULTS.items() if k not in unused and cfg.get(k) is None}}, unused
+    defaults = {k: v for k, v in values_by('noise').items() if v is not None}      # a script's kind's options' too
+    return {**cfg, **{k: v for k, v in defaults.items() if k not in unused and cfg.get(k) is None}}, unused
 
 @in_python_words
 def check_config(cfg:dict, flags=()) -> dict:
@@ -65,7 +82,8 @@ def check_config(cfg:dict, flags=()) -> dict:
     name = lambda k: f'--{k}' if k in flags else k
     check_values({k: cfg[k] for k in ('noise_file', 'noise_rate') if k in cfg}, flags)   # a missing file first, then what it leaves unused
     cfg, unused = noise_options(cfg, name)
-    check_values({k: v for k, v in cfg.items() if not (k in _NOISE and v is None)}, flags)
+    skip = {*unused, *_noise_names()[0]}                   # an unused option's None, and a noise option's (asym's rate for flip)
+    check_values({k: v for k, v in cfg.items() if not (k in skip and v is None)}, flags)
     if cfg['correct'] and is_int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
         raise ValueError(f"{name('warmup_epoch')} {cfg['warmup_epoch']} is not before the end of training ({name('epochs')} "
                          f"{cfg['epochs']}, epochs 0..{cfg['epochs'] - 1}): label correction would never run; pass a "

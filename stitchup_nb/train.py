@@ -15,7 +15,7 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, known_once, options_for, run_config, worded
 from .data import LabelledSet
-from .noise import add_noise, load_noisy
+from .noise import NOISE_KINDS, add_noise, load_noisy
 from .loaders import stitch_dls
 from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
@@ -34,9 +34,9 @@ from .console import EpochBars, EpochLines, StepLines
 PEER_MODULES = (coteaching, confident)     # the peers' modules beyond 07g_peers: importing them registers their peers
 
 # %% auto #0
-__all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'threshold_groups', 'labels_digest', 'run_data',
-           'train_config', 'RunRecord', 'build_learner', 'paper_labels_note', 'run_training', 'labels_changed',
-           'choose_final_t', 'launch']
+__all__ = ['PEER_MODULES', 'FLAGS', 'load_benchmark', 'training_labels', 'kind_options', 'threshold_groups', 'labels_digest',
+           'run_data', 'train_config', 'RunRecord', 'build_learner', 'paper_labels_note', 'run_training',
+           'labels_changed', 'choose_final_t', 'launch']
 
 # %% ../nbs/10a_train.ipynb #84299f74
 @in_python_words
@@ -45,7 +45,8 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
     return data_source(dataset).load(PRESETS[dataset], data_root, appendix, size, data_seed)
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
-                    noise_seed:int=0, app=None, noise_neg_rate:float|None=None) -> np.ndarray:
+                    noise_seed:int=0, app=None, noise_neg_rate:float|None=None,
+                    **own) -> np.ndarray:    # a kind's own options (`kind_options`), to `add_noise`
     "The labels training sees: a noisy-label file, the official noisy labels at `noise_rate`, or simulated noise."
     if noise_file:
         noisy, clean = load_noisy(noise_file)
@@ -55,7 +56,13 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
         return noisy
     if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
     if noise_rate == 0: return train.labels
-    return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
+    return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate, **own)
+
+def kind_options(cfg:dict) -> dict:
+    """The run's values of its noise kind's own options: those the kind takes (`@noise_kind(name, takes=...)`) that are
+    declared run options of the same name (`option(name, ..., by='noise')`, in the script that registers the kind)."""
+    kind = NOISE_KINDS.get(cfg.get('noise_kind'))
+    return {k: cfg[k] for k in getattr(kind, 'takes', ()) if k in OPTIONS and k in cfg}
 
 def threshold_groups(train:LabelledSet, app=None) -> tuple:
     "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."
@@ -76,7 +83,7 @@ def run_data(cfg:dict,                # a `train_config`
     config.json, read back) is refused when the labels are no longer those: a noisy-label file changed since the run."""
     train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
     noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
-                            cfg['noise_neg_rate'])
+                            cfg['noise_neg_rate'], **kind_options(cfg))
     digest = labels_digest(noisy)
     if cfg.get('labels_sha') not in (None, digest):
         was = cfg.get('noise_source')     # what the run's configuration recorded, where it says otherwise than now
