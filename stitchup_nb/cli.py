@@ -283,10 +283,12 @@ def argv_flags(func, argv:list, prog:str) -> list:
         name, eq, value = a.partition('=')
         if after or not name.startswith('--') or name == '--' or name in known: after |= a == '--'; out.append(a); continue
         if canon(name) in by_canon: out.append(by_canon[canon(name)] + eq + value); continue
-        if (ab := [s for s in known if canon(s).startswith(canon(name))]):    # an abbreviation: argparse's to take or refuse
+        ab = [s for s in known if canon(s).startswith(canon(name))]
+        if (neg := by_canon.get(canon('--no-' + name[2:]))):       # --pretrained: a switch that is on by default, named whole
+            starts = f" ({', '.join(ab)} start{'s' * (len(ab) == 1)} with {name}: type {'it' if len(ab) == 1 else 'one'} whole)" if ab else ''
+            print(f'{prog}: {name} is on by default; {neg} turns it off{starts}', file=sys.stderr, flush=True); sys.exit(2)
+        if ab:                                                      # an abbreviation: argparse's to take or refuse
             out.append((ab[0] if len(ab) == 1 else name) + eq + value); continue
-        if (neg := by_canon.get(canon('--no-' + name[2:]))):       # --pretrained: a switch that is on by default
-            print(f'{prog}: {name} is on by default; {neg} turns it off', file=sys.stderr, flush=True); sys.exit(2)
         near = difflib.get_close_matches(canon(name), list(by_canon), n=1, cutoff=.6)
         print(f'{prog}: unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '')
               + f'; {prog} --help lists them', file=sys.stderr, flush=True)
