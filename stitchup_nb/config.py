@@ -198,7 +198,7 @@ _o('data_root', help='where the images are: for voc the VOCdevkit folder itself,
 _o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
 
 # %% ../nbs/00_config.ipynb #e5108c8a
-# the labels a run trains on (train.training_labels, noise.add_noise)
+# the labels a run trains on (labels.training_labels, noise.add_noise)
 _o = _opt('noise')
 _o('noise_file', None, (lambda v: v is None or Path(v).is_file(), 'an existing noisy-label file'),
   'a class_freq_{rate}noise.pkl to train on (then no other noise option applies)', type=str, by='noise')

@@ -17,7 +17,8 @@ from fastai.torch_core import get_model
 
 from .pins import FINGERPRINTS
 from .backbones import _train_glyph_cnn
-from .train import load_benchmark, run_training
+from .labels import load_benchmark
+from .train import run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .methods import PRESETS
-from .train import load_benchmark, training_labels
+from .labels import load_benchmark, training_labels
 from .experiments import commit, machine, source_hash
 from .pins import RESULTS
 from .noise_estimate import backbone_features, cleanlab_estimate, estimate_noise, out_of_fold_probe, true_noise

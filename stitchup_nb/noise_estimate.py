@@ -156,7 +156,7 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
                             data_root=None, appendix=None, data_seed:int=0,   # where voc/coco live; the Digits-MLT instance
                             folds:int=5, seed:int=0, device=None) -> dict:
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
-    from stitchup_nb.train import load_benchmark, training_labels
+    from stitchup_nb.labels import load_benchmark, training_labels
     from stitchup_nb.checks import NOISE_DEFAULTS, noise_options
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)

@@ -16,7 +16,7 @@ from PIL import Image
 from .data import GROUPS, LabelledSet, check_labels
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
-from .train import run_data
+from .labels import run_data
 from .metrics import _pct
 from .browser import ANY, CHIP_STATES, Browser, caption_html, chips_html, class_label, draw_chips, explain_columns
 from .browser import label_chips, union_chips, _n, _opt, _png, _run_config, _wrap

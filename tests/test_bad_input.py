@@ -25,7 +25,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stitchup_nb import checkpoints, cli, noise_cli, train
+from stitchup_nb import checkpoints, cli, labels, noise_cli, train
 from stitchup_nb.colearn import check_thresholds, colearner
 from stitchup_nb.checkpoints import load_checkpoint
 from stitchup_nb.data import LabelledSet, read_class_split
@@ -338,10 +338,10 @@ CASES = [
 
     # -- noisy-label files
     Case('noise-file-other-set', 'a noisy-label file made for another set (its clean labels differ)',
-         lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', e.tiny[0].labels, 1 - e.tiny[0].labels)),
+         lambda e: labels.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', e.tiny[0].labels, 1 - e.tiny[0].labels)),
          Raises(ValueError, 'n.pkl', 'do not match the training set', 'another dataset, id list, class order or Digits-MLT instance, --data_seed?')),
     Case('noise-file-other-shape', 'a noisy-label file with other N and C',
-         lambda e: train.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', Y3, Y3)),
+         lambda e: labels.training_labels(e.tiny[0], save_noisy(e.tmp/'n.pkl', Y3, Y3)),
          Raises(ValueError, 'n.pkl', '(4, 3)', '(48, 4)')),
     Case('noise-file-is-clean', 'a clean class_freq.pkl given as the noisy-label file',
          lambda e: load_noisy(py2_pickle(freq_dict(Y3), e.tmp/'class_freq.pkl') or e.tmp/'class_freq.pkl'),
@@ -356,7 +356,7 @@ CASES = [
          Raises(ValueError, 'training labels', '3 classes, expected 4')),
     Case('noise-rate-above-1', 'noise rate 1.2', lambda e: add_noise(Y3, 1.2), Raises(ValueError, 'rate must be in [0, 1], got 1.2'),
          'test_noise.py::test_bad_input_says_what_is_wrong'),
-    Case('noise-rate-cli', 'stitchup_train --noise_rate -0.1 (simulated noise)', lambda e: train.training_labels(e.tiny[0], noise_rate=-0.1),
+    Case('noise-rate-cli', 'stitchup_train --noise_rate -0.1 (simulated noise)', lambda e: labels.training_labels(e.tiny[0], noise_rate=-0.1),
          Raises(ValueError, 'rate must be in [0, 1], got -0.1')),
     Case('threshold-above-1', 'random_head_alpha 1.5', lambda e: check_thresholds(random_head_alpha=1.5),
          Raises(ValueError, 'random_head', 'need 0 <= beta < alpha <= 1', 'alpha=1.5')),
@@ -457,7 +457,7 @@ CASES = [
          Raises(pickle.UnpicklingError, 'class_split.pkl', 'refused to load posix.system', 'crafted to run code',
                 then=no_file('pwned')), 'test_untrusted.py::test_crafted_pickle_is_refused_without_running'),
     Case('crafted-noise-file', 'a class_freq_0.5noise.pkl whose pickle calls os.system',
-         lambda e: train.training_labels(e.tiny[0], crafted(e.tmp/'class_freq_0.5noise.pkl', lambda evil: {'labels': evil}, e.tmp/'pwned')),
+         lambda e: labels.training_labels(e.tiny[0], crafted(e.tmp/'class_freq_0.5noise.pkl', lambda evil: {'labels': evil}, e.tmp/'pwned')),
          Raises(pickle.UnpicklingError, 'class_freq_0.5noise.pkl', 'refused', then=no_file('pwned')),
          'test_untrusted.py::test_crafted_pickle_is_refused_without_running'),
     Case('crafted-checkpoint', 'an epoch_1.pth whose pickle calls os.system',

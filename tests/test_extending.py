@@ -162,7 +162,8 @@ def test_a_new_data_set_takes_two_files(tmp_path):
     got = _run(tmp_path, '''
         import math
         from stitchup_nb.methods import PRESETS, resolve
-        from stitchup_nb.train import load_benchmark, run_training, train_config
+        from stitchup_nb.labels import load_benchmark
+        from stitchup_nb.train import run_training, train_config
         train, test, app = load_benchmark('random-images', data_seed=1)
         errors = {}
         for k, v in dict(appendix='data/appendix', size=224).items():

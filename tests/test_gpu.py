@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a C
 
 @pytest.fixture(scope='module')
 def digits():
-    from stitchup_nb.train import load_benchmark
+    from stitchup_nb.labels import load_benchmark
     train, test, _ = load_benchmark('digits-small', None, None, 64, 0)
     return train, test
 

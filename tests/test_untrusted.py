@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import stitchup_nb
-from stitchup_nb import cli, noise_cli, train
+from stitchup_nb import cli, labels, noise_cli
 from stitchup_nb.checkpoints import load_checkpoint, read_checkpoint
 from stitchup_nb.data import read_class_split
 from stitchup_nb.appendix import read_appendix, read_class_freq
@@ -73,7 +73,7 @@ READERS = {   # name -> (how the crafted object reaches the reader, the call)
     'read_ids(pickle)': lambda t, evil: read_ids(dump([evil, '2008_000001'], t/'img_id.pkl')),
     'read_ids(text-like pickle)': lambda t, evil: read_ids(dump([evil], t/'img_id.pkl', protocol=0)),
     'load_noisy': lambda t, evil: load_noisy(dump({'labels': evil, 'clean_labels': Y, 'class_freq': Y.sum(0)}, t/'n.pkl')),
-    'train.training_labels': lambda t, evil: train.training_labels(None, dump(evil, t/'class_freq_0.5noise.pkl')),
+    'labels.training_labels': lambda t, evil: labels.training_labels(None, dump(evil, t/'class_freq_0.5noise.pkl')),
     'noise_cli.stitchup_noise': lambda t, evil: noise_cli.stitchup_noise(source=str(dump(evil, t/'class_freq.pkl')), out=str(t/'o.pkl')),
 }
 

@@ -63,7 +63,7 @@ def child(spec:dict):
     from torch.utils.flop_counter import FlopCounterMode
     from fastai.callback.core import Callback
     from fastai.learner import defaults
-    from stitchup_nb import cli, train
+    from stitchup_nb import cli, labels, train
     REC['t_imported'] = time.time()
     cuda = torch.cuda.is_available()
     def now():
@@ -71,10 +71,10 @@ def child(spec:dict):
         return time.time()
 
     PhaseClock = phase_clock(Callback, FlopCounterMode, spec, cuda, now)
-    load = train.load_benchmark           # the pipeline reads the data through this name (run_data)
+    load = labels.load_benchmark          # the pipeline reads the data through this name (run_data)
     def timed_load(*a, **k):
         t = time.time(); out = load(*a, **k); REC['decode'].append([t, time.time()]); return out
-    train.load_benchmark = timed_load
+    labels.load_benchmark = timed_load
     defaults.callbacks = [*defaults.callbacks, PhaseClock]
     if spec.get('compile'):               # the Learner the pipeline builds, its backbones compiled before training
         from stitchup_nb.speed import compile_bodies
