@@ -14,7 +14,8 @@ from fastai.torch_core import get_model, num_distrib, rank_distrib
 
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
-from .methods import PRESETS, method_words
+from .methods import PRESETS
+from .resolve import method_words
 from .checks import labels_in_words
 from .runs import checkpoints, file_names, scores_note
 from .checkpoints import MetricsJSON, TrainedEpoch

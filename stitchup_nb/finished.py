@@ -11,7 +11,8 @@ import pandas as pd
 from fastai.torch_core import get_model
 
 from .config import check_values, in_python_words
-from .methods import METHODS, unused_options
+from .methods import METHODS
+from .resolve import unused_options
 from .runs import _KIT_JSON, find_path, run_checkpoint
 from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, read_json, run_diff, saved_config
 from .checks import labels_in_words

@@ -5,12 +5,11 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (DEFAULT_LOSS, NON_NEGATIVE, OPTIONS, POSITIVE, THRESHOLDS, count, in_python_words, is_int, known_once, maybe, number, one_of, option,
-                                values_by, DATA_PATHS)
+from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, in_python_words, known_once, maybe, number, one_of, option,
+                                values_by)
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source', 'unused_options', 'check_entries',
-           'resolve', 'method_words']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
@@ -99,7 +98,6 @@ _peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prun
              "07i_confident, the default)", 'confident_learning', type=str)
 
 # %% ../nbs/07a_methods.ipynb #97d981eb
-_NOT_RUN = ('source', 'thresholds', 'paper')      # preset entries that describe the preset rather than set an option
 _SOURCE_MODULES = ('stitchup_nb.sources', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
 
 @in_python_words
@@ -113,196 +111,3 @@ def data_source(dataset:str):
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "
                          'register its loader with stitchup_nb.sources.register_source')
     return SOURCES[name]
-
-# %% ../nbs/07a_methods.ipynb #75fe3018
-_NOT_CFG = ('label', 'fixed')           # method entries that describe the method rather than set an option
-
-# %% ../nbs/07a_methods.ipynb #ff1a9d21
-def _check_method_options(method:str, preset:dict, given:dict):
-    "Refuse an option that belongs to another method (a peer's hyper-parameter), or one that overrides what `method` fixes."
-    entry = METHODS[method]
-    foreign = {k: o.peer for k, o in OPTIONS.items() if o.by == 'peer' and o.peer != entry.get('peer')}
-    if (k := next((k for k in sorted(given) if k in foreign), None)):
-        owner = next((n for n, m in METHODS.items() if m.get('peer') == foreign[k]), None)
-        raise ValueError(f"--{k} has no effect: it is a hyper-parameter of " + (f"method {owner!r} ({METHODS[owner]['label']})" if owner
-                         else f"peer {foreign[k]!r}, which no method names") + f", not of {method!r}")
-    if (k := next((k for k in entry.get('fixed', ()) if k in given and given[k] != entry.get(k)), None)):
-        raise ValueError(f"--{k} {given[k]} does not apply to method {method!r} ({entry['label']}), which is defined "
-                         f"with {k} {entry.get(k)!r}; drop it")
-
-# %% ../nbs/07a_methods.ipynb #8c219e45
-def _losses_used(loss, branches) -> set:
-    "The entries of `colearn.LOSSES` a run's branches train with: the reference pairing (`config.DEFAULT_LOSS`) unless `loss` names them."
-    if loss is None: return {DEFAULT_LOSS[b] for b in (('random', 'balanced') if branches == 'both' else (branches,)) if b in DEFAULT_LOSS}
-    return set(loss.split(',') if isinstance(loss, str) else loss)
-
-def _uses_dbfocal(loss, branches) -> bool:
-    "Whether a branch of the run trains with DB-Focal: the balanced branch's by default (`config.DEFAULT_LOSS`), else as `loss` names."
-    return 'dbfocal' in _losses_used(loss, branches)
-
-# %% ../nbs/07a_methods.ipynb #95ed0ed7
-def _loss_options(method:str, cfg:dict, given:dict):
-    """A loss's hyper-parameters (options declared `by='loss'`): their default where a branch of the run trains with that
-    loss (else the method's or the given value), None where none does; given, or set by the method, for a loss no branch uses: refused."""
-    used = _losses_used(cfg.get('loss'), cfg['branches'])
-    for k, o in OPTIONS.items():
-        if o.by != 'loss': continue
-        if o.loss in used:
-            if cfg.get(k) is None: cfg[k] = o.default
-        elif cfg.get(k) is None: cfg[k] = None
-        else:
-            said = f'--{k} {cfg[k]}' if k in given else f'METHODS[{method!r}] sets {k} {cfg[k]}, which'
-            raise ValueError(f"{said} has no effect: it is a hyper-parameter of the loss {o.loss!r}, and no branch of method {method!r} "
-                             f"trains with it (branches {cfg['branches']!r}, loss {cfg.get('loss') or 'the reference pairing'}); drop it, "
-                             f'or pass --loss {o.loss}')
-
-# %% ../nbs/07a_methods.ipynb #15bdd4de
-def unused_options(method:str, cfg:dict) -> dict:
-    """The options a run of `method` with resolved configuration `cfg` would not read, each with why: the ensemble weight `t`
-    of one branch, `warmup_epoch` without correction, DB-Focal's `db_lambda`/`db_mu` where no branch trains with it."""
-    db = _uses_dbfocal(cfg.get('loss'), cfg['branches'])
-    why = {'t': None if cfg['branches'] == 'both' or 't' in METHODS[method] else 'has one branch, so no ensemble weight',
-           'warmup_epoch': None if cfg['correct'] else 'corrects no label',
-           'db_lambda': None if db else 'trains no branch with DB-Focal', 'db_mu': None if db else 'trains no branch with DB-Focal'}
-    return {k: w for k, w in why.items() if w}
-
-# %% ../nbs/07a_methods.ipynb #507dde24
-def _check_used(method:str, cfg:dict, given:dict, base:dict):
-    "Refuse a given option that this run would not read (the value its preset and method give passes: a run's own config.json)."
-    why = unused_options(method, cfg)
-    if (k := next((k for k in why if k in given and given[k] != base.get(k)), None)):
-        raise ValueError(f"--{k} {given[k]} has no effect: method {method!r} (branches {cfg['branches']!r}, loss "
-                         f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
-
-# %% ../nbs/07a_methods.ipynb #b0c756c6
-def check_entries(dataset:str, method:str) -> tuple:
-    """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an
-    undeclared one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r} '
-                                                f"({known_once('a preset a script adds to PRESETS')})")
-    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} '
-                                               f"({known_once('a method a script adds to METHODS')})")
-    preset, source = PRESETS[dataset], data_source(dataset)
-    if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
-        raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
-                         f"e.g. dict(PRESETS['digits'], source=..., arch=...), so every option has its value (07a_methods)")
-    if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
-        raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
-                         "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
-    for name, entry in ((f'PRESETS[{dataset!r}]', preset), (f'METHODS[{method!r}]', METHODS[method])):
-        if k := next((k for k, v in entry.items() if k in OPTIONS and OPTIONS[k].by == 'flag' and v != OPTIONS[k].default), None):
-            raise ValueError(f"{name} sets {k} {entry[k]!r}, an option its flag sets for every run (--{k}, default "
-                             f"{OPTIONS[k].default!r}), so the entry's value would be lost: drop it, and pass {k}={entry[k]!r} "
-                             "(the flag) to the runs that need it")
-    return preset, source
-
-# %% ../nbs/07a_methods.ipynb #1d78840d
-def _entry_config(dataset:str, method:str, preset:dict) -> dict:
-    "The configuration the entries give: the preset's options, then the method's, then a peer's hyper-parameters at their declared values."
-    cfg = {k: v for k, v in preset.items() if k not in _NOT_RUN}
-    cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
-    if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values
-    cfg.setdefault('loss', None); cfg.setdefault('peer', None)
-    return cfg
-
-# %% ../nbs/07a_methods.ipynb #896fdfdc
-def _check_source_options(dataset:str, preset:dict, source, given:dict):
-    """Refuse a file option of a preset whose data source reads no files, another size where the source fixes it, and other
-    Digits-MLT sizes than the preset's (the source reads its preset's: another is another preset)."""
-    if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
-        raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
-    if source.fixed_size and given.get('size', preset['size']) != preset['size']:
-        raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
-    if 'digits' in given and given['digits'] != preset.get('digits'):
-        raise ValueError(f"--digits {given['digits']!r} is not the {dataset} preset's ({preset.get('digits')!r}), which its data "
-                         "source reads: for other sizes, register a preset, e.g. PRESETS['mine'] = dict(PRESETS['digits'], digits=...)")
-
-# %% ../nbs/07a_methods.ipynb #6d05c8a8
-def _data_seed(dataset:str, source, cfg:dict, given:dict):
-    "`data_seed` dropped (None) where the data source is not drawn from a seed; a seed other than 0 given there: refused."
-    if not source.seeded:                             # only a source drawn from a seed (Digits-MLT) has one
-        if given.get('data_seed') not in (None, 0):
-            raise ValueError(f"--data_seed {given['data_seed']} is not used by the {dataset} preset: only a Digits-MLT instance "
-                             'is drawn from a seed; drop it')
-        cfg['data_seed'] = None
-
-# %% ../nbs/07a_methods.ipynb #361d3538
-def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
-    "Refuse `random_below` or `holdout` (each chooses t after training) where it has no effect, both together, or `holdout` beside a given `t`."
-    if cfg.get('random_below'):
-        if not cfg['correct']: raise ValueError(f"--random_below {cfg['random_below']} has no effect: method {method!r} with branches "
-                                                f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label (the rule counts the correctors' changes)")
-        if cfg.get('holdout'): raise ValueError(f"--random_below {cfg['random_below']} and --holdout {cfg['holdout']} both choose t "
-                                                'after training; pass one of them')
-    if cfg.get('holdout'):
-        if cfg['branches'] != 'both': raise ValueError(f"--holdout {cfg['holdout']} has no effect: method {method!r} with branches "
-                                                      f"{cfg['branches']!r} has no ensemble weight to choose")
-        if given.get('t', preset['t']) != preset['t']:      # a run's own config.json (stitchup_test) repeats the preset's t: fine
-            raise ValueError(f"--t has no effect with --holdout {cfg['holdout']} (t is chosen on the held-out images); drop one of them")
-
-# %% ../nbs/07a_methods.ipynb #5c550958
-def _check_adaptive(method:str, cfg:dict, preset:dict, given:dict, named:list, own:dict):
-    "Refuse adaptive correction where the run corrects no label, beside thresholds the method sets, or beside a given threshold other than the preset's."
-    if not cfg['correct']: raise ValueError(f"--correction adaptive has no effect: method {method!r} with branches "
-                                            f"{cfg['branches']!r} and correct={cfg['correct']} corrects no label")
-    paper = {**THRESHOLDS, **preset['thresholds']}
-    if own: raise ValueError(f"METHODS[{method!r}] sets {next(iter(own))} and correction 'adaptive', whose per-class thresholds "
-                             "come from the correctors' scores: drop one of them")
-    if (k := next((k for k in named if given[k] != paper[k]), None)):
-        raise ValueError(f"--{k} has no effect with --correction adaptive (its per-class thresholds come "
-                         "from the correctors' scores); drop it, or pass --correction fixed")
-
-# %% ../nbs/07a_methods.ipynb #6905edc6
-def _thresholds(method:str, cfg:dict, preset:dict, given:dict) -> dict:
-    "The run's twelve thresholds: the preset's, then the method entry's, then the options'; all off where it corrects no label (setting one there: refused)."
-    named = sorted(k for k in given if k in THRESHOLDS)
-    own = {k: METHODS[method][k] for k in THRESHOLDS if k in METHODS[method]}    # a method entry's own, over the preset's
-    if cfg.get('correction') == 'adaptive': _check_adaptive(method, cfg, preset, given, named, own)
-    if cfg['correct']: th = {**THRESHOLDS, **preset['thresholds'], **own}
-    elif (k := next((k for k in own if own[k] != THRESHOLDS[k]), None)):
-        raise ValueError(f'METHODS[{method!r}] sets {k} {own[k]}, which has no effect: with branches {cfg["branches"]!r} and '
-                         f'correct={cfg["correct"]} it corrects no label (label correction needs both branches)')
-    elif named and any(given[k] != THRESHOLDS[k] for k in named):
-        raise ValueError(f'--{named[0]} has no effect: method {method!r} with branches {cfg["branches"]!r} and '
-                         f'correct={cfg["correct"]} corrects no label (label correction needs both branches)')
-    else: th = dict(THRESHOLDS)
-    return {**th, **{k: given[k] for k in named}}
-
-# %% ../nbs/07a_methods.ipynb #6d9fe8cd
-@in_python_words
-def resolve(dataset:str='digits',   # a key of PRESETS
-            method:str='full',      # a key of METHODS
-            **options) -> dict:
-    "The run configuration: the preset's values, then the method's, then every option that is not None."
-    preset, source = check_entries(dataset, method)
-    cfg = _entry_config(dataset, method, preset)
-    given = {k: v for k, v in options.items() if v is not None}
-    _check_method_options(method, preset, given)
-    _check_source_options(dataset, preset, source, given)
-    cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
-    _data_seed(dataset, source, cfg, given)
-    if 'correct' in given: OPTIONS['correct'].check(given['correct'], '--correct')     # read here: 'false' is no False
-    cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
-    _check_used(method, cfg, given, {**preset, **METHODS[method]})
-    _loss_options(method, cfg, given)
-    _check_t_choice(method, cfg, preset, given)
-    cfg.update(_thresholds(method, cfg, preset, given))
-    if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
-        OPTIONS['lr_decay_at'].check(cfg['lr_decay_at'], '--lr_decay_at')    # read here, so checked here
-        cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if is_int(cfg['epochs']) else None
-    return cfg
-
-# %% ../nbs/07a_methods.ipynb #d36c8088
-_SHAPE = {'branches': None, 'stitch': None, 'loss': None, 'correct': False, 'stitch_branches': 'all', 'peer': None, 'random_below': 0.}
-
-def _shape(entry:dict) -> tuple: return tuple(entry.get(k, d) or d for k, d in _SHAPE.items())
-
-def method_words(cfg:dict) -> str:
-    """A run's method in words, as a summary names it: `full (Stitch-Up+Co-Learning)`, and where options changed what the
-    method trains, those changes and the method of the table the run then is (`--method full --branches random`)."""
-    m = cfg['method']
-    said = f"{m} ({METHODS[m]['label']})"
-    changed = [f'{k} {cfg.get(k)}' for k, d in _SHAPE.items() if (cfg.get(k) or d) != (METHODS[m].get(k) or d)]
-    if not changed: return said
-    same = next((n for n, e in METHODS.items() if n != m and _shape(e) == _shape(cfg)), None)
-    return said + ' with ' + ', '.join(changed) + (f": that is method {same!r} ({METHODS[same]['label']})" if same else '')

@@ -19,7 +19,8 @@ from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
-from .methods import PRESETS, check_entries, data_source, resolve
+from .methods import PRESETS, data_source
+from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
 from .runs import checkpoints, is_kit_file, lock_work_dir, prepare_work_dir
@@ -42,7 +43,7 @@ FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train
 @in_python_words
 def train_config(**overrides) -> RunConfig:
     """The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see
-    `stitchup_nb.methods.resolve`), as a `RunConfig`. An unknown option at None is dropped: None is an option not given,
+    `stitchup_nb.resolve.resolve`), as a `RunConfig`. An unknown option at None is dropped: None is an option not given,
     which is how a run's config.json records an option a script declared (`config.option`) that the run did not use.
     With `resume` a checkpoint and no `work_dir` given, the run goes on in the checkpoint's folder; a `work_dir` given
     (work_dirs/run, the default, too) is where it goes."""

@@ -161,7 +161,8 @@ def test_a_new_data_set_takes_two_files(tmp_path):
     assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/sources.py'], changed     # 2 files
     got = _run(tmp_path, '''
         import math
-        from stitchup_nb.methods import PRESETS, resolve
+        from stitchup_nb.methods import PRESETS
+        from stitchup_nb.resolve import resolve
         from stitchup_nb.labels import load_benchmark
         from stitchup_nb.train import run_training, train_config
         train, test, app = load_benchmark('random-images', data_seed=1)
