@@ -96,11 +96,14 @@ def check_entries(dataset:str, method:str) -> tuple:
 # %% ../nbs/07k_resolve.ipynb #1d78840d
 def _entry_config(dataset:str, method:str, preset:dict) -> dict:
     """The configuration the entries give: the preset's options, then the method's, then a peer's hyper-parameters at their
-    declared values. An option declared `by='preset'` after the presets were made (a notebook's, a setup script's) takes its
-    declared default where the preset does not set it."""
+    declared values. An option declared `by='preset'` or `by='method'` after the tables were made (a notebook's, a setup
+    script's) takes its declared default where the preset or the method entry does not set it (the kit's own `by='method'`
+    options have no default of their own: the method's rules derive them, `_thresholds`)."""
     cfg = {**values_by('preset'), **{k: v for k, v in preset.items() if k not in _NOT_RUN}}
     cfg.update({k: v for k, v in METHODS[method].items() if k not in _NOT_CFG}, dataset=dataset, method=method)
     if cfg.get('peer'): cfg.update(values_by('peer', cfg['peer']))     # its hyper-parameters at their declared values
+    for k, v in values_by('method').items():
+        if v is not None and k not in THRESHOLDS: cfg.setdefault(k, v)
     cfg.setdefault('loss', None); cfg.setdefault('peer', None)
     return cfg
 
