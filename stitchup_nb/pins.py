@@ -10,10 +10,11 @@ from pathlib import Path
 import stitchup_nb
 
 # %% auto #0
-__all__ = ['RESULTS', 'FINGERPRINTS', 'CPU_ENV', 'FP_ENV', 'in_force']
+__all__ = ['CHECKOUT', 'RESULTS', 'FINGERPRINTS', 'CPU_ENV', 'FP_ENV', 'in_force']
 
 # %% ../nbs/00h_pins.ipynb #ae736d38
-RESULTS = Path(stitchup_nb.__file__).resolve().parents[1]/'nbs'/'experiments'/'results'   # in a checkout of the repo
+CHECKOUT = Path(stitchup_nb.__file__).resolve().parents[1]    # the folder above the package: the repository, in a checkout
+RESULTS = CHECKOUT/'nbs'/'experiments'/'results'
 FINGERPRINTS = RESULTS/'fingerprints.json'
 
 # %% ../nbs/00h_pins.ipynb #906ae9a4

@@ -7,9 +7,8 @@ from __future__ import annotations
 import errno, fcntl, json, os, re, socket, time
 from pathlib import Path
 
-import stitchup_nb
-
 from .config import in_python_words
+from .pins import CHECKOUT
 from .files import temporary_target
 
 
@@ -46,8 +45,7 @@ def run_checkpoint(path) -> Path:
 # %% ../nbs/07c_runs.ipynb #b936641a
 def repo_root() -> Path|None:
     "The checkout holding the package: the folder with settings.ini above stitchup_nb's own folder (None for an installed copy)."
-    root = Path(stitchup_nb.__file__).resolve().parent.parent
-    return root if (root/'settings.ini').is_file() else None
+    return CHECKOUT if (CHECKOUT/'settings.ini').is_file() else None
 
 def _places(p:Path) -> list:
     "The absolute paths a relative `p` may mean: from the current folder, then from the repository root."
