@@ -16,7 +16,7 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .finished import check_run_paths, run_configuration
-from .runs import _KIT_JSON, _places, checkpoints, find_path
+from .runs import _KIT_JSON, checkpoints, find_path, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
 
@@ -268,7 +268,7 @@ def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     checkpoint was read), so that a caller loading that checkpoint's weights does not read it again."""
     p = find_path(path)
     if not p.exists():
-        raise FileNotFoundError(f'{path} not found: looked in {" and ".join(str(q.parent) for q in _places(Path(path).expanduser()))}; '
+        raise FileNotFoundError(f'{path} not found: {where_looked(path)}; '
                                 + _WHAT_TO_PASS)
     cfg, where, state = _carried(p)
     read = (where, state) if where is not None else None

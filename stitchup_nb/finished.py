@@ -13,7 +13,7 @@ from fastai.torch_core import get_model
 from .config import check_values, in_python_words
 from .methods import METHODS
 from .resolve import unused_options
-from .runs import _KIT_JSON, find_path, run_checkpoint
+from .runs import _KIT_JSON, find_path, run_checkpoint, where_looked
 from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, read_json, run_diff, saved_config
 from .checks import labels_in_words
 from .train import build_learner, choose_final_t, train_config
@@ -50,7 +50,8 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
              **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
     """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
     ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
-    ck = run_checkpoint(find_path(path))     # from the current folder, else the repository root (JupyterLab runs in nbs/)
+    if not (p := find_path(path)).exists(): raise FileNotFoundError(f'{path}: no such checkpoint or run folder ({where_looked(path)})')
+    ck = run_checkpoint(p)     # from the current folder, else the repository root (JupyterLab runs in nbs/)
     state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
     if t is not None: check_values({'t': t}, ('t',))
     saved = config or saved_config(ck, state)
@@ -86,7 +87,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
 def _metrics_file(path) -> dict:
     "The contents of a run's metrics.json (`path`: the run's work dir, or the file), checked to be one."
     p = find_path(path)
-    if not p.exists(): raise FileNotFoundError(f"{path}: no such run folder or file: pass a run's work dir (stitchup_train's --work_dir) or its metrics.json")
+    if not p.exists(): raise FileNotFoundError(f"{path}: no such run folder or file ({where_looked(path)}): pass a run's work dir or its metrics.json")
     p = p/'metrics.json' if p.is_dir() else p
     d = read_json(p, "run's metrics.json")
     if not _KIT_JSON['metrics.json'](d) or not isinstance(d['epochs'], list):

@@ -13,8 +13,9 @@ from .files import temporary_target
 
 
 # %% auto #0
-__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'file_names', 'WorkDirLock', 'lock_work_dir',
-           'is_kit_file', 'check_out', 'prepare_work_dir', 'scores_record', 'file_stamp', 'read_scores', 'scores_note']
+__all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'where_looked', 'file_names', 'WorkDirLock',
+           'lock_work_dir', 'is_kit_file', 'check_out', 'prepare_work_dir', 'scores_record', 'file_stamp',
+           'read_scores', 'scores_note']
 
 # %% ../nbs/07c_runs.ipynb #1f639315
 _EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
@@ -56,6 +57,10 @@ def find_path(path) -> Path:
     "`path` where it exists: as given (from the current folder), else a relative path from the repository root; else as given."
     p = Path(path).expanduser()
     return next((q for q in _places(p) if q.exists()), p) if not p.exists() else p
+
+def where_looked(path) -> str:
+    "Where `find_path` looked for `path`, for a message that it is nowhere: `looked in A and B` (the folders it was tried in)."
+    return 'looked in ' + ' and '.join(str(q.parent) for q in _places(Path(path).expanduser()))
 
 # %% ../nbs/07c_runs.ipynb #12d81083
 def file_names(paths) -> str:
