@@ -10,6 +10,7 @@ from .config import NOISE_KINDS, OPTIONS, check_values, in_python_words, is_int,
 from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
+from .noise import kind_run_options
 from .methods import PRESETS
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
@@ -32,8 +33,8 @@ def _other_kinds(cfg:dict, name) -> tuple:
     """The kinds' own options (`@noise_kind(name, takes=...)`, declared as run options of those names) that the run's kind
     does not take: unused, and a given one is refused naming the kinds that take it."""
     kind = cfg.get('noise_kind') or NOISE_DEFAULTS['noise_kind']
-    takes = getattr(NOISE_KINDS.get(kind), 'takes', ())
-    others = [(k, n) for n, f in NOISE_KINDS.items() for k in getattr(f, 'takes', ()) if k in OPTIONS and k not in takes]
+    takes = kind_run_options(kind)
+    others = [(k, n) for n in NOISE_KINDS for k in kind_run_options(n) if k not in takes]
     if given := next((k for k, _ in others if cfg.get(k) is not None), None):
         owners = ' or '.join(sorted({n for k, n in others if k == given}))
         raise ValueError(f"{name(given)} {cfg[given]} is used only by {name('noise_kind')} {owners}, not {kind!r}; drop it")

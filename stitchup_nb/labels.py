@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import numpy as np
 
-from .config import OPTIONS, in_python_words
+from .config import in_python_words
 from .data import LabelledSet
-from .noise import NOISE_KINDS, add_noise, load_noisy
+from .noise import add_noise, kind_run_options, load_noisy
 from .metrics import holdout_split
 from .methods import PRESETS, data_source
 from .checks import label_source
@@ -39,10 +39,9 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
     return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate, **own)
 
 def kind_options(cfg:dict) -> dict:
-    """The run's values of its noise kind's own options: those the kind takes (`@noise_kind(name, takes=...)`) that are
-    declared run options of the same name (`option(name, ..., by='noise')`, in the script that registers the kind)."""
-    kind = NOISE_KINDS.get(cfg.get('noise_kind'))
-    return {k: cfg[k] for k in getattr(kind, 'takes', ()) if k in OPTIONS and k in cfg}
+    """The run's values of its noise kind's own options (`noise.kind_run_options`: those the kind takes, `@noise_kind(name,
+    takes=...)`, declared as run options of the same names, `option(name, ..., by='noise')`, in the script that registers it)."""
+    return {k: cfg[k] for k in kind_run_options(cfg.get('noise_kind')) if k in cfg}
 
 def threshold_groups(train:LabelledSet, app=None) -> tuple:
     "The groups that pick each class's correction thresholds, and their source: `training_split.pkl` as the reference, else the data's groups."

@@ -10,14 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import NOISE_KINDS, cross_check
+from .config import NOISE_KINDS, OPTIONS, cross_check
 from .data import GROUPS, check_groups, check_labels
 from .files import atomic_write
 from .appendix import read_class_freq
 
 # %% auto #0
-__all__ = ['condition_prob', 'noise_kind', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise', 'cooc_noise', 'empty_rows',
-           'add_noise', 'noise_report', 'group_report', 'compare_noise', 'noisy_fname', 'save_noisy', 'load_noisy']
+__all__ = ['condition_prob', 'noise_kind', 'kind_run_options', 'flip_noise', 'missing_noise', 'extra_noise', 'asym_noise',
+           'cooc_noise', 'empty_rows', 'add_noise', 'noise_report', 'group_report', 'compare_noise', 'noisy_fname',
+           'save_noisy', 'load_noisy']
 
 # %% ../nbs/02_noise.ipynb #1b6c6422
 def condition_prob(labels) -> np.ndarray:
@@ -54,10 +55,14 @@ def _relocate(pos, act, weights, rng) -> tuple:
 # NOISE_KINDS (`stitchup_nb.config`): a noise kind's name (`add_noise`'s `kind`, --noise_kind) -> the function that makes it,
 # registered by `noise_kind`; it lives with the option declarations, so --noise_kind's rule names every registered kind
 
+_ADD_NOISE_OWN = ('labels', 'rate', 'kind', 'seed')     # add_noise's own parameters: no kind's option may take their names
+
 def noise_kind(name:str,
                needs:tuple=(),    # `add_noise` options the kind cannot do without (asym: neg_rate)
-               takes:tuple=()):   # `add_noise` options it may be given (cooc: cooc)
+               takes:tuple=()):   # `add_noise` options it may be given (cooc: cooc); a script's kind, its own (a run's: `kind_run_options`)
     "Decorator: register `corrupt(pos, hit, rng, **options) -> N×C bool` (the noisy labels from the clean ones `pos` and the hit positives `hit`) as noise kind `name`."
+    if clash := [k for k in (*needs, *takes) if k in _ADD_NOISE_OWN]:
+        raise ValueError(f"noise kind {name!r}: {', '.join(clash)} is add_noise's own argument, not a kind's option: name the option otherwise")
     def add(corrupt):
         if name in NOISE_KINDS and NOISE_KINDS[name].__qualname__ != corrupt.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
@@ -65,6 +70,11 @@ def noise_kind(name:str,
         NOISE_KINDS[name] = corrupt
         return corrupt
     return add
+
+def kind_run_options(kind:str) -> tuple:
+    """The run options noise kind `kind` takes by name: those of its `takes` declared as run options `by='noise'` (a
+    script's kind's, `option(name, ..., by='noise')`); the kit's kinds take theirs by their own flags (`--noise_neg_rate`)."""
+    return tuple(k for k in getattr(NOISE_KINDS.get(kind), 'takes', ()) if k in OPTIONS and OPTIONS[k].by == 'noise')
 
 @cross_check
 def _asym_pair(opts:dict, name):
