@@ -133,9 +133,11 @@ def _last_checkpoint(cfg:dict) -> str:
     return str(((checkpoints(Path(cfg['work_dir'])) if cfg['work_dir'] else []) or ['none yet'])[-1])
 
 # %% ../nbs/10c_cli.ipynb #d22c20dc
-def _resume_command(argv:list, keep:bool=False) -> str:
+def _resume_command(argv:list, keep:bool=False, work_dir=None) -> str:
     """The command that continues an interrupted `stitchup_train argv`: the same flags, with `--resume auto` for its --resume
-    or --overwrite; `keep`: its own --resume checkpoint stays (a resume from another folder's that saved nothing here yet)."""
+    or --overwrite; `keep`: its own --resume checkpoint stays (a resume from another folder's that saved nothing here yet);
+    `work_dir`: the run's folder, named where `argv` resumed a checkpoint without one (the run went on in the checkpoint's
+    folder, where `--resume auto` alone would not look)."""
     out, drop, own = ['stitchup_train'], False, None
     for a in argv:
         if drop: drop, own = False, a; continue
@@ -143,6 +145,8 @@ def _resume_command(argv:list, keep:bool=False) -> str:
         if a.startswith('--resume='): own = a.split('=', 1)[1]; continue
         if a == '--resume': drop = True; continue
         out.append(a)
+    if own and own != 'auto' and work_dir and not any(a == '--work_dir' or a.startswith('--work_dir=') for a in argv):
+        out += ['--work_dir', str(work_dir)]
     return ' '.join(map(shell_quote, out + ['--resume', own if keep and own else 'auto']))
 
 # %% ../nbs/10c_cli.ipynb #4c6e9b12
@@ -152,7 +156,7 @@ def _way_on(cfg:dict, argv:list) -> str:
     cks = checkpoints(Path(cfg['work_dir']))
     if cks and int(cks[-1].stem.split('_')[1]) >= cfg['epochs']:      # interrupted while scoring: nothing is left to train
         return f'training had ended; score it with: stitchup_test {shell_quote(cks[-1])}'
-    return f'continue with: {_resume_command(argv, keep=not cks)}'
+    return f'continue with: {_resume_command(argv, keep=not cks, work_dir=cfg["work_dir"])}'
 
 # %% ../nbs/10c_cli.ipynb #16074aa6
 def _before(cfg:dict) -> dict:
