@@ -21,6 +21,7 @@ from .runs import checkpoints, find_path, run_checkpoint
 from .checkpoints import load_checkpoint
 from .train import build_learner, train_config
 from .peers import PEERS
+from .coteaching import NETWORKS
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
 from .browser import explain_columns, label_chips, _message_figure, _opt, _png, _run_config
 
@@ -266,9 +267,10 @@ def _epochs(work:Path) -> dict:
 def _no_correctors(what:str, names) -> None:
     "Refuse `what` (a run, a learner) whose branches `names` are not the correctors (`CORRECTORS`), as co-teaching's networks."
     if set(names) - set(CORRECTORS):
+        how = (" (co-teaching's networks train on the label entries with the smallest loss under the other and change none)"
+               if tuple(names) == NETWORKS else '')
         raise ValueError(f"{what}: its branches ({', '.join(names)}) are not the co-learning correctors ({', '.join(CORRECTORS)}), "
-                         "so its method corrects no labels (co-teaching's networks train on the label entries with the smallest "
-                         "loss under the other and change none). The methods full and colearn correct labels: browse one of "
+                         f"so its method corrects no labels{how}. The methods full and colearn correct labels: browse one of "
                          "their runs; stitchup_test scores this one")
 
 @patch(cls_method=True)
