@@ -102,13 +102,15 @@ def _unmake(made:list):
 def lock_work_dir(work) -> WorkDirLock:
     "Create `work` and hold its lock for this process (`WorkDirLock`): a second run into it is refused, naming the holder."
     work = Path(work)
-    made = [p for p in (work, *work.parents) if not p.exists()]     # the folders it creates, the deepest first
+    made, tries = [p for p in (work, *work.parents) if not p.exists()], 0     # the folders it creates, the deepest first
     while True:
-        there = (work/'.lock').is_file()
+        there, tries = (work/'.lock').is_file(), tries + 1
         try:
             work.mkdir(parents=True, exist_ok=True)
             f = open(work/'.lock', 'a+')
         except OSError as e:
+            if isinstance(e, FileNotFoundError) and tries < 5 and not work.exists():   # a refused run removed the folder it
+                made += [p for p in (work, *work.parents) if not p.exists() and p not in made]; continue   # made, between the two: again
             _unmake(made)
             file = next((p for p in (work, *work.parents) if p.is_file()), None)     # mkdir's 'File exists' reads as if a folder were there
             why = f'{file} is a file, not a folder' if file else e.strerror or e
