@@ -36,7 +36,8 @@ def check_run_paths(ck, saved:dict, moved:dict):
 
 def run_configuration(ck, cfg:dict, moved:dict):
     """`train_config(**cfg)` for the run of checkpoint (or config.json) `ck`: a refusal names the run, whose configuration
-    the caller did not write (a method, noise kind or preset a script registered, in a process that has not run it)."""
+    was recorded (or given) for it, so that it does not read as an option the caller passed (a method, noise kind or preset
+    a script registered, in a process that has not run the script)."""
     try: return train_config(**cfg)
     except ValueError as e:
         paths = ' (with the paths given)' if any(v is not None for v in moved.values()) else ''
@@ -105,8 +106,12 @@ def read_metrics(path) -> pd.DataFrame:
     return df.set_index('epoch')
 
 def read_corrections(path) -> pd.DataFrame:
-    "A run's correction log (`path`: its work dir, or its metrics.json), one row per epoch, corrector and group, as `plot_corrections` draws it."
-    return pd.DataFrame([r for e in _metrics_file(path)['epochs'] for r in e.get('corrections', [])])
+    """A run's correction log (`path`: its work dir, or its metrics.json), one row per epoch, corrector and group, as
+    `plot_corrections` draws it; its epochs numbered as `read_metrics`' (1 = epoch_1.pth; the live log,
+    `CoLearning.correction_table`, counts from 0 as fastai does)."""
+    log = pd.DataFrame([r for e in _metrics_file(path)['epochs'] for r in e.get('corrections', [])])
+    if len(log): log['epoch'] += 1
+    return log
 
 def plot_metrics(path, figsize=(10, 3.5)):
     "The run's curves by epoch: its losses, and its test-set mAP overall and per group; a dotted line where a resume started."
@@ -119,5 +124,6 @@ def plot_metrics(path, figsize=(10, 3.5)):
         for e in df.index[df['resumed']]: ax.axvline(e - .5, ls=':', c='grey')
         ax.set(xlabel='epoch (its checkpoint: epoch_N.pth)', ylabel=what, title=what); ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f'{Path(find_path(path)).name}: training curves from metrics.json'); fig.tight_layout()
+    p = find_path(path)
+    fig.suptitle(f'{(p if p.is_dir() else p.parent).name}: training curves from metrics.json'); fig.tight_layout()
     return fig
