@@ -18,10 +18,12 @@ REGISTERS = (noise, backbones)   # imported for what they register: the noise ki
 
 
 # %% auto #0
-__all__ = ['REGISTERS', 'NOISE_DEFAULTS', 'label_source', 'labels_in_words', 'noise_options', 'check_config']
+__all__ = ['REGISTERS', 'noise_defaults', 'label_source', 'labels_in_words', 'noise_options', 'check_config']
 
 # %% ../nbs/07b_checks.ipynb #9e9ce9bd
-NOISE_DEFAULTS = {k: v for k, v in values_by('noise').items() if v is not None}    # where a noise option is not given
+def noise_defaults() -> dict:
+    "The noise options' values where one is not given: their declared defaults (a setup script's kind's options too, read now)."
+    return {k: v for k, v in values_by('noise').items() if v is not None}
 
 def _noise_names() -> tuple:
     """The noise options as declared now (`by='noise'`, but the file), a script's kind's own included: `(all of them, those
@@ -32,7 +34,7 @@ def _noise_names() -> tuple:
 def _other_kinds(cfg:dict, name) -> tuple:
     """The kinds' own options (`@noise_kind(name, takes=...)`, declared as run options of those names) that the run's kind
     does not take: unused, and a given one is refused naming the kinds that take it."""
-    kind = cfg.get('noise_kind') or NOISE_DEFAULTS['noise_kind']
+    kind = cfg.get('noise_kind') or noise_defaults()['noise_kind']
     takes = kind_run_options(kind)
     others = [(k, n) for n in NOISE_KINDS for k in kind_run_options(n) if k not in takes]
     if given := next((k for k, _ in others if cfg.get(k) is not None), None):
@@ -44,7 +46,7 @@ def label_source(cfg:dict) -> tuple:
     """Where the training labels of run configuration `cfg` come from, before any data is read: `(kind, in words)`, kind
     'file' (`noise_file`), 'official' (the appendix's noisy-label file at `noise_rate`), 'clean' (rate 0) or 'simulated'."""
     if cfg.get('noise_file'): return 'file', f"the noisy-label file {cfg['noise_file']}"
-    rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
+    rate = noise_defaults()['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
     if cfg.get('appendix') and is_number(rate) and (f := noisy_files(cfg['appendix']).get(float(rate))):
         return 'official', f'the official noisy labels ({f})'
     if is_number(rate) and rate == 0: return 'clean', 'clean labels'
@@ -68,13 +70,12 @@ def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
                          "stay clean (rate 0 is the clean reference), where asym noise would only turn negatives positive; "
                          "for such labels, write them with stitchup_noise and pass --noise_file")
     if kind not in ('clean', 'simulated') and (k := next((k for k in unused if cfg.get(k) is not None), None)):
-        rate = NOISE_DEFAULTS['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
+        rate = noise_defaults()['noise_rate'] if cfg.get('noise_rate') is None else cfg['noise_rate']
         why = (f"{name('noise_file')} {cfg['noise_file']}: the training labels are that file's; drop one of the two" if kind == 'file'
                else f"{name('noise_rate')} {rate} on {cfg.get('dataset')}, whose training labels are {said}; for simulated "
                     'noise instead, write it with stitchup_noise and pass --noise_file')
         raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
-    defaults = {k: v for k, v in values_by('noise').items() if v is not None}      # a script's kind's options' too
-    return {**cfg, **{k: v for k, v in defaults.items() if k not in unused and cfg.get(k) is None}}, unused
+    return {**cfg, **{k: v for k, v in noise_defaults().items() if k not in unused and cfg.get(k) is None}}, unused
 
 @in_python_words
 def check_config(cfg:dict, flags=()) -> dict:

@@ -25,8 +25,9 @@ def is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 def is_number(v) -> bool:
-    "A finite real number, numpy's too; never a bool."
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    "A finite real number, numpy's too; never a bool (nor an integer too large for a float)."
+    try: return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError: return False
 
 def _pair(v): return isinstance(v, (list, tuple)) and len(v) == 2 and all(map(is_number, v)) and 0 < v[0] <= v[1]
 

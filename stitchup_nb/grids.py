@@ -22,6 +22,7 @@ class LiveRows(Mapping):
     def __init__(self, make): self._make = make
     def __getitem__(self, k): return self._make()[k]
     def __iter__(self): return iter(self._make())
+    def __contains__(self, k): return k in self._make()       # one build, not one per row
     def __len__(self): return len(self._make())
     def __repr__(self): return repr(self._make())
 
@@ -29,6 +30,8 @@ class LiveList(Sequence):
     "A read-only list that `make()` builds each time it is read (`LiveRows`' list)."
     def __init__(self, make): self._make = make
     def __getitem__(self, i): return self._make()[i]
+    def __iter__(self): return iter(self._make())              # one build, one snapshot: not one per element
+    def __contains__(self, x): return x in self._make()
     def __len__(self): return len(self._make())
     def __repr__(self): return repr(self._make())
     def __eq__(self, other): return list(self) == list(other) if isinstance(other, (list, tuple, Sequence)) else NotImplemented

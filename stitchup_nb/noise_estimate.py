@@ -157,7 +157,7 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
                             folds:int=5, seed:int=0, device=None) -> dict:
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
     from stitchup_nb.labels import load_benchmark, training_labels
-    from stitchup_nb.checks import NOISE_DEFAULTS, noise_options
+    from stitchup_nb.checks import noise_defaults, noise_options
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
@@ -173,7 +173,7 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     # stitchup_train's rule: a noise option the labels would not use (a noise file's, the official noisy labels') is refused
     noise_options(dict(dataset=dataset, appendix=appendix, noise_file=noise_file, noise_rate=noise_rate or None if noise_file
                        else noise_rate, **{k: given[k] for k in ('noise_kind', 'noise_seed', 'noise_neg_rate')}))
-    noise_kind, noise_seed = (NOISE_DEFAULTS[k] if given[k] is None else given[k] for k in ('noise_kind', 'noise_seed'))
+    noise_kind, noise_seed = (noise_defaults()[k] if given[k] is None else given[k] for k in ('noise_kind', 'noise_seed'))
     preset = PRESETS[dataset]
     train, _, app = load_benchmark(dataset, data_root, appendix, None, data_seed)
     noisy = training_labels(train, noise_file, noise_rate, noise_kind, noise_seed, app, noise_neg_rate)

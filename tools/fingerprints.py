@@ -64,9 +64,8 @@ from stitchup_nb.evidence import (arithmetics, current_mask, fingerprints_proble
                                   probe_groups, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
-from stitchup_nb.files import atomic_write
+from stitchup_nb.files import atomic_write, locked_csv
 from stitchup_nb.experiments import FIELDS, machine
-from stitchup_nb.files import locked_csv
 
 
 def _group(keys):
