@@ -13,7 +13,8 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import is_int, in_python_words
+from .config import is_int
+from .words import in_python_words
 from .files import atomic_write
 from .runs import checkpoints
 

@@ -6,7 +6,8 @@
 from __future__ import annotations
 import os
 
-from .config import NOISE_KINDS, OPTIONS, check_values, in_python_words, is_int, is_number, values_by
+from .config import NOISE_KINDS, OPTIONS, check_values, is_int, is_number, values_by
+from .words import in_python_words
 from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone

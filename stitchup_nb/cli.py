@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
-from .config import OPTIONS, cli_words, flag_defaults     # light: the declarations, no torch
+from .config import OPTIONS, flag_defaults     # light: the declarations, no torch
+from .words import cli_words
 from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib

@@ -4,9 +4,8 @@
 
 # %% ../nbs/00_config.ipynb #e012198e
 from __future__ import annotations
-import contextvars, dataclasses, functools, inspect, math, numbers, os, re
+import dataclasses, inspect, math, numbers, os
 from collections.abc import Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,7 @@ from pathlib import Path
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'is_int', 'is_number',
            'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values',
-           'values_by', 'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config', 'cli_words', 'worded',
-           'in_python_words']
+           'values_by', 'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -354,38 +352,3 @@ def run_config(values:Mapping) -> RunConfig:
         cls = _RUN_CONFIGS[names] = dataclasses.make_dataclass('RunConfig', fields, bases=(RunConfig,), frozen=True, eq=False,
                                                                namespace={'__module__': __name__})
     return cls(**{k: values[k] for k in names})
-
-# %% ../nbs/00_config.ipynb #01ee66bd
-_CLI_WORDS = contextvars.ContextVar('stitchup_cli_words', default=False)
-
-@contextmanager
-def cli_words(on:bool=True):
-    "Within the block, messages name options as the console scripts' flags (`--bs`, `--no-correct`): a script's run."
-    token = _CLI_WORDS.set(on)
-    try: yield
-    finally: _CLI_WORDS.reset(token)
-
-def _keyword(m) -> str:
-    neg, name = m.group(1), m.group(2)
-    o = OPTIONS.get(name)
-    if o is None: return m.group(0)
-    if o.type is bool and not m.string.startswith(' must be', m.end()): return f'`{name}={not neg}`'   # --no-correct: correct=False
-                                                 # (but `--correct must be true or false`: the option itself)
-    return f'`{name}`'
-
-def worded(msg:str) -> str:
-    """`msg`, written with the console scripts' flags, in its reader's words: unchanged under `cli_words`; otherwise each
-    declared option as a Python caller passes it (`--bs 1` → `` `bs` 1 ``, `--no-correct` → `` `correct=False` ``)."""
-    return msg if _CLI_WORDS.get() else re.sub(r'(?<![\w-])--(no-)?([a-z]\w*)', _keyword, msg)
-
-def in_python_words(f):
-    "Decorator: a `ValueError` or `OSError` leaving `f` names options in its caller's words (`worded`), traceback kept."
-    @functools.wraps(f)
-    def _f(*args, **kwargs):
-        try: return f(*args, **kwargs)
-        except (ValueError, OSError) as e:
-            if not _CLI_WORDS.get():
-                e.args = tuple(worded(a) if isinstance(a, str) else a for a in e.args)
-                if isinstance(e, OSError) and isinstance(e.strerror, str): e.strerror = worded(e.strerror)
-            raise
-    return _f

@@ -13,7 +13,7 @@ from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
 from fastai.torch_core import default_device, num_distrib, rank_distrib
 
-from .config import worded
+from .words import worded
 from .stitchup import StitchUp
 
 # %% auto #0

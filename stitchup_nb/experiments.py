@@ -19,7 +19,8 @@ from .data import GROUPS
 from .models import branch_preds
 from .pins import CPU_ENV
 from .backbones import cpu_kernels, get_backbone
-from .config import OPTIONS, in_python_words
+from .config import OPTIONS
+from .words import in_python_words
 from .files import check_whole, locked_csv
 
 # %% auto #0

@@ -10,7 +10,8 @@ from matplotlib.ticker import MaxNLocator
 import pandas as pd
 from fastai.torch_core import get_model
 
-from .config import check_values, in_python_words
+from .config import check_values
+from .words import in_python_words
 from .methods import METHODS
 from .resolve import unused_options
 from .runs import _KIT_JSON, find_path, run_checkpoint, where_looked

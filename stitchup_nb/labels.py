@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import numpy as np
 
-from .config import in_python_words
+from .words import in_python_words
 from .data import LabelledSet
 from .noise import add_noise, kind_run_options, load_noisy
 from .metrics import holdout_split

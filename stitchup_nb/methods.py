@@ -5,8 +5,8 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, in_python_words, known_once, maybe, number, one_of, option,
-                                values_by)
+from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, known_once, maybe, number, one_of, option, values_by)
+from .words import in_python_words
 
 # %% auto #0
 __all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source']

@@ -14,7 +14,8 @@ from .data import LabelledSet, check_labels
 from .files import atomic_write
 from .methods import PRESETS, data_source
 from .grids import CELLS
-from .config import check_values, in_python_words
+from .config import check_values
+from .words import in_python_words
 from .runs import check_out
 # the backbones, the model and the pipeline (torch, fastai) are imported by the functions that use them: the console
 # script's --help, and an option it refuses, answer at once

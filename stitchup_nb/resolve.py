@@ -4,7 +4,8 @@
 
 # %% ../nbs/07k_resolve.ipynb #3687a3d7
 from __future__ import annotations
-from .config import DEFAULT_LOSS, OPTIONS, THRESHOLDS, in_python_words, is_int, known_once, values_by
+from .config import DEFAULT_LOSS, OPTIONS, THRESHOLDS, is_int, known_once, values_by
+from .words import in_python_words
 from .methods import METHODS, PRESETS, REFERENCE, data_source
 
 # %% auto #0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno, fcntl, json, os, re, socket, time
 from pathlib import Path
 
-from .config import in_python_words
+from .words import in_python_words
 from .pins import CHECKOUT
 from .files import temporary_target
 

@@ -10,7 +10,8 @@ from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
 from fastai.torch_core import get_model
 
-from .config import PRECISIONS, in_python_words, worded
+from .config import PRECISIONS
+from .words import in_python_words, worded
 
 # %% auto #0
 __all__ = ['resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies',

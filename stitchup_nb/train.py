@@ -13,7 +13,8 @@ from fastai.callback.progress import ProgressCallback
 from fastai.imports import noop     # fastai's own noop: ProgressCallback prints its table unless the logger is this one
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import OPTIONS, RunConfig, flag_defaults, in_python_words, known_once, options_for, run_config, worded
+from .config import OPTIONS, RunConfig, flag_defaults, known_once, options_for, run_config
+from .words import in_python_words, worded
 from .loaders import stitch_dls
 from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
