@@ -85,8 +85,8 @@ def check_config(cfg:dict, flags=()) -> dict:
     name = lambda k: f'--{k}' if k in flags else k
     check_values({k: cfg[k] for k in ('noise_file', 'noise_rate') if k in cfg}, flags)   # a missing file first, then what it leaves unused
     cfg, unused = noise_options(cfg, name)
-    skip = {*unused, *_noise_names()[0]}                   # an unused option's None, and a noise option's (asym's rate for flip)
-    check_values({k: v for k, v in cfg.items() if not (k in skip and v is None)}, flags)
+    noise = _noise_names()[0]                            # a noise option's None: unused (every unused option is one), or asym's rate for flip
+    check_values({k: v for k, v in cfg.items() if not (k in noise and v is None)}, flags)
     if cfg['correct'] and is_int(cfg['warmup_epoch']) and cfg['warmup_epoch'] >= cfg['epochs']:
         raise ValueError(f"{name('warmup_epoch')} {cfg['warmup_epoch']} is not before the end of training ({name('epochs')} "
                          f"{cfg['epochs']}, epochs 0..{cfg['epochs'] - 1}): label correction would never run; pass a "
