@@ -162,7 +162,9 @@ def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:st
     return train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                            'epochs': epochs, 'quiet': True, 'work_dir': None, **opts})
 
-_ROW_OPTS = ('method', 'data_seed', *(k for k, o in OPTIONS.items() if o.by == 'noise'))   # what a row's `opts` may set
+def _row_opts() -> tuple:
+    "What a row's `opts` may set: the method, and the data and noise it trains on (read when asked: a setup script's noise kind may declare its own)."
+    return ('method', 'data_seed', *(k for k, o in OPTIONS.items() if o.by == 'noise'))
 
 def _fill_caches(cfg):
     """Build the run's backbone once before its clock starts, so that what its builder caches (the glyph-pretrained Digits CNN
@@ -178,7 +180,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
             extra:dict|None=None,   # options that set this row apart from the method's, e.g. {'t': .3}: recorded in `extra`, keyed on by its fingerprint
             dataset:str='digits', threads:int=1) -> dict:
     "Train one configuration with `threads` PyTorch threads and return its CSV row (results and provenance)."
-    if k := next((k for k in opts if k not in _ROW_OPTS), None):
+    if k := next((k for k in opts if k not in _row_opts()), None):
         raise ValueError(f'one_run: opts sets {k!r} {opts[k]!r}, which changes what the method does: pass it in extra= instead, '
                          "which the row records and its fingerprint keys on (opts holds the method and the data or noise it trains on)")
     cfg = run_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)

@@ -21,6 +21,8 @@ differ from the checkout's, and runs the extension end to end in a fresh interpr
 import filecmp, json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT/'stitchup_nb'
 
@@ -317,3 +319,22 @@ def test_a_peer_registered_after_the_tables_are_imported_is_on_the_leaderboard()
         assert list(levels.index) == ['BCE', 'Late LS'] and 'Late LS' in vs_bce.index, (levels, vs_bce)
     finally: del METHODS['_late_ls'], MAIN_ROWS['Late row']
     assert 'Late LS' not in PEER_ROWS and 'Late LS' not in LEADERBOARD
+
+
+def test_a_row_may_set_a_noise_option_declared_after_the_experiments_are_imported(monkeypatch):
+    "A notebook imports the experiments, then declares its noise kind's own option: a row's `opts` may set it (the data it trains on)."
+    from stitchup_nb import experiments
+    from stitchup_nb.config import OPTIONS, FRACTION, option
+    from stitchup_nb.noise import NOISE_KINDS, noise_kind
+    option('_late_tilt', None, FRACTION, "a late kind's own option", type=float, by='noise', owner='late')
+    noise_kind('_late_kind', takes=('_late_tilt',))(lambda pos, rate, rng, _late_tilt=None: pos)
+    class Reached(Exception): pass
+    def reached(opts, *a): raise Reached(opts)
+    monkeypatch.setattr(experiments, 'run_config', reached)       # past the row's check of its opts: what it trains is not asked here
+    try:
+        with pytest.raises(Reached) as got:
+            experiments.one_run('BCE', {'method': 'bce', '_late_tilt': .2}, '_late_kind', .3, 0, 1)
+        assert got.value.args[0] == {'method': 'bce', '_late_tilt': .2}
+        with pytest.raises(ValueError, match=r"opts sets 't' 0\.3, which changes what the method does: pass it in extra="):
+            experiments.one_run('BCE', {'method': 'bce', 't': .3}, '_late_kind', .3, 0, 1)
+    finally: OPTIONS.pop('_late_tilt', None); NOISE_KINDS.pop('_late_kind', None)
