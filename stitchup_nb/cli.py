@@ -4,13 +4,12 @@
 
 # %% ../nbs/10c_cli.ipynb #b4594e69
 from __future__ import annotations
-import importlib, inspect, json, os, pickle, sys, warnings
-from contextlib import contextmanager
+import importlib, inspect, json, sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 from .config import OPTIONS, flag_defaults     # light: the declarations, no torch
-from .words import cli_words
+from .flags import script_errors, script_flags     # what every console script shares (`00k_flags`)
 from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, rank_distrib
@@ -49,53 +48,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'flag', 'stitchup_test', 'argv_flags', 'script_flags']
-
-# %% ../nbs/10c_cli.ipynb #dd71eed9
-import stitchup_nb
-_KIT = Path(stitchup_nb.__file__).resolve().parent     # the package's folder: where the kit's own warnings come from
-
-@contextmanager
-def _console_warnings(prog:str|None):
-    """Under console script `prog`, the kit's own warnings as one line each, '{prog}: warning: ...', not Python's file, line
-    and source line (which, in a console, name the kit's internals); other libraries' warnings as Python shows them."""
-    if prog is None: yield; return
-    show = warnings.showwarning
-    def one_line(message, category, filename, lineno, file=None, line=None):
-        if not Path(filename).resolve().is_relative_to(_KIT): return show(message, category, filename, lineno, file, line)
-        print(f'{prog}: warning: {message}', file=file or sys.stderr, flush=True)
-    warnings.showwarning = one_line
-    try: yield
-    finally: warnings.showwarning = show
-
-def _reader_gone():
-    "stdout's reader stopped (`| head`): the rest of the output goes to the null device, and the script exits with status 141."
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, sys.stdout.fileno())       # Python's flush of stdout as it exits then finds no broken pipe
-    sys.exit(141)
-
-@contextmanager
-def _said(func, prog:str, interrupted:str|None=None):
-    """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
-    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130;
-    a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`)."""
-    try:
-        with cli_words(is_cli(func)), _console_warnings(prog if is_cli(func) else None):
-            yield
-            if is_cli(func): sys.stdout.flush()     # a reader that stopped is found here, not as Python exits
-    except BrokenPipeError:
-        if not is_cli(func): raise
-        _reader_gone()
-    except (ValueError, OSError, pickle.UnpicklingError) as e:
-        if not is_cli(func): raise
-        said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
-        if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
-        print(f'{prog}: {said}', file=sys.stderr, flush=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        if not (is_cli(func) and interrupted): raise
-        print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)
-        sys.exit(130)
+__all__ = ['stitchup_train', 'flag', 'stitchup_test']
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
 _UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
@@ -181,9 +134,9 @@ def stitchup_train(**opts):
     try:
         _stack()
         if is_cli(stitchup_train): opts = {k: v for k, v in opts.items() if not (k in _UNSET and v is None)}   # flags not given
-        with _said(stitchup_train, 'stitchup_train'): cfg = train_config(**opts)   # checked before anything is written
+        with script_errors(stitchup_train, 'stitchup_train'): cfg = train_config(**opts)   # checked before anything is written
         before = _before(cfg)               # what --overwrite would replace, as it stands now
-        with _said(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
+        with script_errors(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback
         if not is_cli(stitchup_train): raise
         if rank_distrib() == 0:             # under DDP every rank stopped at the same step (CoLearning gathers): one message
@@ -198,7 +151,7 @@ def stitchup_train(**opts):
             print(f'stitchup_train: interrupted; {_stands(cfg, sys.argv[1:], before)}', file=sys.stderr, flush=True)
         sys.exit(130)
     if rank_distrib() == 0:
-        with _said(stitchup_train, 'stitchup_train'): print(summary(learn, table))     # a reader that stopped: quietly
+        with script_errors(stitchup_train, 'stitchup_train'): print(summary(learn, table))     # a reader that stopped: quietly
 
 stitchup_train.__doc__ += (' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items())
                            + '. The presets (--dataset): ' + ', '.join(PRESETS) + '.')     # with what a STITCHUP_SETUP script added
@@ -239,7 +192,7 @@ def stitchup_test(
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     _stack()
-    with _said(stitchup_test, 'stitchup_test', interrupted='nothing was written'):
+    with script_errors(stitchup_test, 'stitchup_test', interrupted='nothing was written'):
         ck = run_checkpoint(checkpoint)     # load_run reads it (a crafted or damaged file refused) and checks --t, before any data
         if out == '': raise ValueError('--out is empty: pass a file path, or leave --out out for test_metrics.json beside the checkpoint')
         path = Path(out) if out else ck.parent/'test_metrics.json'
@@ -274,48 +227,4 @@ def stitchup_test(
         print(shown + f'\nwrote {path}')
 
 # %% ../nbs/10c_cli.ipynb #1c3a9067
-def argv_flags(func, argv:list, prog:str) -> list:
-    """`argv` for console script `prog` (of `func`) with each flag in the spelling its parser knows: `--noise-rate` is
-    `--noise_rate` and `--no_pretrained` is `--no-pretrained`. A flag the parser knows in no spelling, nor as the start
-    of one, is refused on stderr with the flag it most likely meant (exit status 2), before argparse prints its usage."""
-    import difflib
-    from fastcore.script import anno_parser
-    known = [s for s in anno_parser(func)._option_string_actions if s.startswith('--')]
-    canon = lambda s: s.replace('-', '_')
-    by_canon = {canon(s): s for s in known}
-    out, after = [], False
-    for a in argv:
-        name, eq, value = a.partition('=')
-        if after or not name.startswith('--') or name == '--' or name in known: after |= a == '--'; out.append(a); continue
-        if canon(name) in by_canon: out.append(by_canon[canon(name)] + eq + value); continue
-        ab = [s for s in known if canon(s).startswith(canon(name))]
-        if (neg := by_canon.get(canon('--no-' + name[2:]))):       # --pretrained: a switch that is on by default, named whole
-            starts = f" ({', '.join(ab)} start{'s' * (len(ab) == 1)} with {name}: type {'it' if len(ab) == 1 else 'one'} whole)" if ab else ''
-            print(f'{prog}: {name} is on by default; {neg} turns it off{starts}', file=sys.stderr, flush=True); sys.exit(2)
-        if ab:                                                      # an abbreviation: argparse's to take or refuse
-            out.append((ab[0] if len(ab) == 1 else name) + eq + value); continue
-        near = difflib.get_close_matches(canon(name), list(by_canon), n=1, cutoff=.6)
-        print(f'{prog}: unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '')
-              + f'; {prog} --help lists them', file=sys.stderr, flush=True)
-        sys.exit(2)
-    return out
-
-def _one_line_errors(func, argv:list, prog:str):
-    """Parse `argv` as console script `prog` (of `func`) will: an argument argparse refuses (a value of the wrong type, an
-    ambiguous abbreviation, a missing argument) is one line on stderr naming the flags' help, and exit status 2."""
-    from fastcore.script import anno_parser
-    p = anno_parser(func, prog)
-    def error(message:str):
-        print(f'{prog}: {message}; {prog} --help lists the flags', file=sys.stderr, flush=True); sys.exit(2)
-    p.error = error
-    p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
-
-def script_flags(scripts:dict):
-    """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): `sys.argv` in its parser's
-    spellings, and an argument its parser refuses said in one line (`_one_line_errors`)."""
-    prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
-    if prog in scripts:
-        sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
-        _one_line_errors(scripts[prog], sys.argv[1:], prog)
-
 script_flags({'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test})

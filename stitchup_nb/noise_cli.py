@@ -9,7 +9,8 @@ from pathlib import Path
 from fastcore.script import call_parse
 from .config import check_values             # light: the declarations, no numpy
 from .methods import PRESETS, data_source    # light too: the presets and their data sources
-from .cli import _said, flag, script_flags  # how the console scripts say an error, and their flags
+from .cli import flag                    # the declared options' flags
+from .flags import script_errors, script_flags  # how the console scripts say an error, and read their flags
 
 # %% auto #0
 __all__ = ['NOISE_FLAGS', 'stitchup_noise']
@@ -64,7 +65,7 @@ def stitchup_noise(
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy
     from stitchup_nb.appendix import read_appendix
     from stitchup_nb.runs import check_out
-    with _said(stitchup_noise, 'stitchup_noise', interrupted='nothing was written'):
+    with script_errors(stitchup_noise, 'stitchup_noise', interrupted='nothing was written'):
         check_values(dict(noise_rate=noise_rate, noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate,
                           data_seed=data_seed), NOISE_FLAGS)
         given = {k: v for k, v in dict(dataset=dataset, appendix=appendix, data_seed=data_seed).items() if v is not None}

@@ -204,7 +204,7 @@ def said(res:dict) -> str:
 
 # %% ../nbs/13c_noise_estimate.ipynb #7328dba8
 from fastcore.script import call_parse
-from .cli import _said, script_flags      # light: how the console scripts say an error, and their flags
+from .flags import script_errors, script_flags      # light: how the console scripts say an error, and read their flags
 
 def _writable(folder:Path) -> bool:
     "Whether a file can be made in `folder` (tried: the permission bits do not say it for root, or for /proc)."
@@ -228,7 +228,7 @@ def stitchup_estimate_noise(
     overwrite:bool=False,        # replace an existing --out file
 ):
     "Estimate the noise of a dataset's training labels from the labels alone, to choose a method at that noise."
-    with _said(stitchup_estimate_noise, 'stitchup_estimate_noise', interrupted='nothing was written'):
+    with script_errors(stitchup_estimate_noise, 'stitchup_estimate_noise', interrupted='nothing was written'):
         if out and check_out(out, [noise_file] if noise_file else []).exists() and not overwrite:     # before the probes run
             raise FileExistsError(f'--out {out} exists: pass --overwrite to replace it, or another --out')
         if out and not _writable(Path(out).absolute().parent):
