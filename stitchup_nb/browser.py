@@ -22,7 +22,8 @@ from .methods import PRESETS
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'draw_chips', 'explain_columns', 'caption_text',
-           'caption_html', 'class_label', 'Browser']
+           'caption_html', 'filter_value', 'counted', 'wrapped', 'class_label', 'image_png', 'message_figure',
+           'Browser', 'read_run_config']
 
 # %% ../nbs/11_browser.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -105,13 +106,15 @@ def caption_html(meanings:dict) -> str:
 # %% ../nbs/11_browser.ipynb #66c34dca
 ANY = 'any'    # the no-filter choice of a dropdown
 
-def _opt(v): return None if v == ANY else v
+def filter_value(v):
+    "A filter dropdown's value as the filter it sets: None (no filter) for `ANY`, else the value itself."
+    return None if v == ANY else v
 
-def _n(k:int, noun:str) -> str:
+def counted(k:int, noun:str) -> str:
     "A count with its noun in the right number: '1 image', '2 images'."
     return f'{k} {noun}' + ('' if k == 1 else 's')
 
-def _wrap(text:str, width:int=110) -> str:
+def wrapped(text:str, width:int=110) -> str:
     "`text` broken into lines between words, never inside one."
     return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
@@ -122,10 +125,10 @@ def class_label(name:str,           # the class's name
                ) -> str:
     "A class as the dropdowns list it: its name (quoted when the name is a number, so it does not read as an index), group, count."
     shown = f"'{name}'" if str(name).isdigit() else str(name)
-    return shown + (f' ({group})' if group else '') + ('' if count is None else f': {_n(int(count), noun)}')
+    return shown + (f' ({group})' if group else '') + ('' if count is None else f': {counted(int(count), noun)}')
 
 # %% ../nbs/11_browser.ipynb #cf1f4441
-def _png(img:np.ndarray, side:int=180) -> bytes:
+def image_png(img:np.ndarray, side:int=180) -> bytes:
     "PNG bytes of an H×W×3 uint8 image; small images are enlarged (nearest neighbour) to about `side` pixels."
     im, k = Image.fromarray(img), max(1, side // max(img.shape[:2]))
     if k > 1: im = im.resize((img.shape[1] * k, img.shape[0] * k), Image.NEAREST)
@@ -137,9 +140,9 @@ def _figure_png(fig) -> str:
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=90, bbox_inches='tight'); plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
-def _message_figure(title:str, message:str):
+def message_figure(title:str, message:str):
     "A figure that says something in words, where there is nothing to draw."
-    text = _wrap(message, 120)
+    text = wrapped(message, 120)
     fig, ax = plt.subplots(figsize=(10, 1 + .22 * text.count('\n')))     # an axis: IPython shows no figure without one
     ax.axis('off'); fig.text(.03, .5, text, va='center', fontsize=10)     # from the figure's edge: a wrapped line fits its width
     fig.suptitle(title)
@@ -168,7 +171,7 @@ class Browser:
 
     def __repr__(self) -> str:
         "What a plain Python session prints (no widgets there): the set, how to draw a view, and the browser's note."
-        return (f'{type(self).__name__}({self.ds.name!r}, {_n(len(self.ds), "image")}): '
+        return (f'{type(self).__name__}({self.ds.name!r}, {counted(len(self.ds), "image")}): '
                 '`.show(i)` draws a view as a figure' + (f'\n{self.note}' if self.note else ''))
 
     def _repr_mimebundle_(self, **kwargs):
@@ -223,7 +226,7 @@ def _browse(self:Browser, cands):
     "Put the slider over `cands` and view the first one, or say that none matches."
     self.cands = np.asarray(cands, int)
     k = len(self.cands)
-    self.status.value = f'{_n(k, "image")} {"matches" if k == 1 else "match"}'
+    self.status.value = f'{counted(k, "image")} {"matches" if k == 1 else "match"}'
     with self._quietly():
         self.slider.options = [(str(i), int(i)) for i in self.cands] or [('–', -1)]
         self.slider.disabled = not k
@@ -260,7 +263,7 @@ def _carried(p:Path) -> tuple:
     cfg = state.get('config')
     return (cfg if isinstance(cfg, dict) and _KIT_JSON['config.json'](cfg) else None), ck.resolve(), state     # a run configuration's shape
 
-def _run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
+def read_run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     """`(config, where it was read, read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as
     `load_run` reads it, else the `config.json` beside it (a run before its first checkpoint), its paths found;
     `data_root`, `appendix`, `noise_file`: where the data is now, if it moved since training (a moved noise file's labels

@@ -23,7 +23,7 @@ from .train import build_learner, train_config
 from .peers import PEERS
 from .coteaching import NETWORKS
 from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
-from .browser import explain_columns, label_chips, _message_figure, _opt, _png, _run_config
+from .browser import explain_columns, label_chips, message_figure, filter_value, image_png, read_run_config
 
 # %% auto #0
 __all__ = ['CHANGE_COLUMNS', 'OUTCOME_COLOURS', 'correction_changes', 'thresholds_in_words', 'why_no_change', 'CorrectionBrowser']
@@ -160,7 +160,7 @@ def summary(self:CorrectionBrowser) -> pd.DataFrame:
 @patch
 def plot_summary(self:CorrectionBrowser):
     "Bar chart per branch: labels fixed vs broke per group (switched on vs off without clean labels); or why there are none."
-    if self.note: return _message_figure(f'{self.ds.name}: labels the correction changed', self.note)
+    if self.note: return message_figure(f'{self.ds.name}: labels the correction changed', self.note)
     s, (up, down) = self.summary(), (('fixed', 'broke') if self.known_clean else ('switched on', 'switched off'))
     fig, axs = plt.subplots(1, len(self.branches), figsize=(4.5 * len(self.branches), 3.4), sharey=True, squeeze=False)
     for ax, b in zip(axs[0], self.branches):
@@ -185,10 +185,10 @@ def _table_text(t:pd.DataFrame) -> pd.DataFrame:
 def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default: the current one, or the first with a change)
     "Draw image `i`, its other labels and its changed labels (outcomes coloured) as a matplotlib figure; or say why there is none."
     title = f'{self.ds.name}: labels changed by co-learning correction'
-    if i is None and not len(self.changes): return _message_figure(title, self.note)
+    if i is None and not len(self.changes): return message_figure(title, self.note)
     i = (self.image if self.image is not None else self.images()[0]) if i is None else i
     v = self.view(i)
-    if not len(v['table']): return _message_figure(title, f'No label of training image #{i} was changed.')
+    if not len(v['table']): return message_figure(title, f'No label of training image #{i} was changed.')
     t = _table_text(v['table'])
     caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 170)
     lines = caption.count('\n') + 1
@@ -223,7 +223,7 @@ def _build(self:CorrectionBrowser):
                'outcome (branch)', 'other labels']
     caption = W.HTML(caption_html(explain_columns(columns, CHANGE_COLUMNS)), layout=W.Layout(width='100%'))
     filters = (self.cls_dd, self.group_dd, self.branch_dd, self.outcome_dd)
-    refilter = lambda _: self._browse(self.images(*(_opt(dd.value) for dd in filters)))
+    refilter = lambda _: self._browse(self.images(*(filter_value(dd.value) for dd in filters)))
     for dd in filters: dd.observe(self._on(refilter), 'value')
     self.slider.observe(self._on(self._select), 'value')
     right = W.VBox([self.title, self.table_html, self.history_html], layout=W.Layout(flex='1 1 auto', min_width='0', overflow='auto'))
@@ -236,9 +236,9 @@ def _build(self:CorrectionBrowser):
 def _select_none(self:CorrectionBrowser):
     "No image passes: the note, or a sentence naming the filters; no picture (an empty image would show as broken)."
     self.image, self.img.layout.display = None, 'none'
-    cls = _opt(self.cls_dd.value)
+    cls = filter_value(self.cls_dd.value)
     said = self.note or self._no_match({'class': None if cls is None else class_label(self.ds.classes[cls], self.ds.group_of()[cls]),
-                                        **{k: _opt(dd.value) for k, dd in (('group', self.group_dd), ('corrector', self.branch_dd),
+                                        **{k: filter_value(dd.value) for k, dd in (('group', self.group_dd), ('corrector', self.branch_dd),
                                                                            ('outcome', self.outcome_dd))}})
     self.title.value = f'<b>{said}</b>'
     self.table_html.value = self.history_html.value = ''
@@ -248,7 +248,7 @@ def _select(self:CorrectionBrowser, i:int):
     t0 = time.perf_counter()
     self.image = int(i)
     v = self.last_view = self.view(self.image)
-    self.img.value, self.img.layout.display = _png(v['pixels']), None
+    self.img.value, self.img.layout.display = image_png(v['pixels']), None
     self.title.value = (f'<b>training image #{self.image}</b> ({self._position(self.image)} that pass the filters)'
                         + chips_html({'other labels': v['other']}, self.ds.classes))
     cells = _table_text(v['table'])
@@ -292,7 +292,7 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
     if thresholds is not None and (bad := sorted(set(thresholds) - set(THRESHOLDS))):
         raise ValueError(f"thresholds= takes correction thresholds only ({', '.join(THRESHOLDS)}): {', '.join(bad)} would rebuild "
                          "another run than the checkpoint's; for data that moved, pass data_root=, appendix=, noise_file=")
-    cfg, where, read = _run_config(path, data_root, appendix, noise_file)
+    cfg, where, read = read_run_config(path, data_root, appendix, noise_file)
     if (peer := PEERS.get(cfg.get('peer'))) and peer.branches: _no_correctors(str(where), peer.branches)   # before anything is rebuilt
     path, epochs = run_checkpoint(find_path(path).resolve()), _epochs(where.parent)   # a work dir: its last checkpoint
     learn, train, _ = build_learner(train_config(**{**cfg, **(thresholds or {}), 'work_dir': None, 'quiet': True,

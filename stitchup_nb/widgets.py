@@ -19,7 +19,7 @@ from .stitchup import stitch_images, union_labels
 from .labels import run_data
 from .metrics import _pct
 from .browser import ANY, CHIP_STATES, Browser, caption_html, chips_html, class_label, draw_chips, explain_columns
-from .browser import label_chips, union_chips, _n, _opt, _png, _run_config, _wrap
+from .browser import label_chips, union_chips, counted, filter_value, image_png, read_run_config, wrapped
 
 # %% auto #0
 __all__ = ['TALLY_COLUMNS', 'union_tally', 'StitchBrowser']
@@ -142,7 +142,7 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
                               ls='--' if s == 'missing' else '-') for s in states],
                [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False,
                bbox_to_anchor=(.5, .08 if self.note else 0))
-    if self.note: fig.text(.5, .01, _wrap(self.note, 140), ha='center', va='bottom', fontsize=8, style='italic')
+    if self.note: fig.text(.5, .01, wrapped(self.note, 140), ha='center', va='bottom', fontsize=8, style='italic')
     fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels')
     fig.subplots_adjust(bottom=.36 if self.note else .3, top=.85, wspace=.1)
     return fig
@@ -169,9 +169,9 @@ def _build(self:StitchBrowser):
     for k, (title, _, _) in self.panels.items(): title.add_class(f'su-{k}-title')
     self.status, self.tally_html = W.HTML(), W.HTML(layout=W.Layout(width='100%'))
     for dd in (self.cls_dd, self.group_dd):
-        dd.observe(self._on(lambda _: self._browse(self.candidates(_opt(self.cls_dd.value), _opt(self.group_dd.value)))), 'value')
+        dd.observe(self._on(lambda _: self._browse(self.candidates(filter_value(self.cls_dd.value), filter_value(self.group_dd.value)))), 'value')
     self.slider.observe(self._on(self._select), 'value')
-    self.partner_dd.observe(self._on(lambda c: self._pair(self.draw_partner(self.anchor, self.draw, _opt(c)))), 'value')
+    self.partner_dd.observe(self._on(lambda c: self._pair(self.draw_partner(self.anchor, self.draw, filter_value(c)))), 'value')
     self.partner_box.observe(self._on(self._pair), 'value')
     self.redraw.on_click(lambda _: self._redraw())
     self.full_tally = _tally_html(self.tally(), 'the whole set, one partner each')
@@ -197,9 +197,9 @@ def _select(self:StitchBrowser, i:int):
 @patch
 def _select_none(self:StitchBrowser):
     "No image passes the filters: a sentence where the views were, no pictures (an empty image would show as broken)."
-    cls = _opt(self.cls_dd.value)
+    cls = filter_value(self.cls_dd.value)
     said = self._no_match({'class': None if cls is None else class_label(self.ds.classes[cls], self.ds.group_of()[cls]),
-                           'group': _opt(self.group_dd.value)})
+                           'group': filter_value(self.group_dd.value)})
     for k, (title, img, chips) in self.panels.items():
         title.value, chips.value = (f'<b>{said}</b>' if k == 'anchor' else ''), ''
         img.layout.display = 'none'
@@ -208,7 +208,7 @@ def _select_none(self:StitchBrowser):
 @patch
 def _redraw(self:StitchBrowser):
     self.draw += 1
-    self._pair(self.draw_partner(self.anchor, self.draw, _opt(self.partner_dd.value)))
+    self._pair(self.draw_partner(self.anchor, self.draw, filter_value(self.partner_dd.value)))
 
 @patch
 def _pair(self:StitchBrowser, j:int):
@@ -217,11 +217,11 @@ def _pair(self:StitchBrowser, j:int):
     with self._quietly(): self.partner_box.value = self.partner
     v = self.last_view = self.view(self.anchor, self.partner)
     for k, (title, img, chips) in self.panels.items():
-        title.value, img.value, chips.value = f"<b>{v['titles'][k]}</b>", _png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
+        title.value, img.value, chips.value = f"<b>{v['titles'][k]}</b>", image_png(v['images'][k]), chips_html(v['chips'][k], self.ds.classes)
         img.layout.display = None
     self.seen[self.anchor] = self.partner
     seen = union_tally(self.noisy, list(self.seen), list(self.seen.values()), self.ds.groups, self.clean)
-    viewed = f'the {_n(len(self.seen), "pair")} viewed'
+    viewed = f'the {counted(len(self.seen), "pair")} viewed'
     self.tally_html.value = (f'<div style="display:flex;flex-wrap:wrap;gap:.5em 2em;font-size:smaller">'
                              f'{_tally_html(seen, viewed)}{self.full_tally}</div>'
                              + caption_html(explain_columns(['group', *seen.columns.drop('pairs')], TALLY_COLUMNS)))
@@ -233,7 +233,7 @@ def from_run(cls:StitchBrowser, path,   # a `stitchup_train` work dir, or a file
              data_root=None, appendix=None, noise_file=None,   # where the data is now, if it moved since training
              **kwargs):                  # passed to `StitchBrowser`
     "The run's training set and the labels it trained on, from its configuration (its checkpoint's, else config.json) through the pipeline's `run_data`, with the run's seed."
-    cfg, where, _ = _run_config(path, data_root, appendix, noise_file)
+    cfg, where, _ = read_run_config(path, data_root, appendix, noise_file)
     train, noisy, *_ = run_data({**cfg, 'quiet': True})     # the noise, a peer's own labels (confident learning), the held-out images
     sb = cls(train, noisy, **{'seed': cfg['seed'], 'size': cfg['size'] or 224, **kwargs})
     stitch = cfg['stitch'] or 'none'

@@ -20,7 +20,7 @@ from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.train import build_learner, train_config
 from stitchup_nb.colearn import THRESHOLDS
-from stitchup_nb.browser import chips_html, label_chips, union_chips, _wrap
+from stitchup_nb.browser import chips_html, label_chips, union_chips, wrapped
 from stitchup_nb.widgets import StitchBrowser, union_tally
 from stitchup_nb.corrections import CorrectionBrowser
 
@@ -291,7 +291,7 @@ def test_nothing_corrected_is_said_in_words(digits):
     assert repr(off) == f"CorrectionBrowser({off.ds.name!r}, {len(off.ds)} images): `.show(i)` draws a view as a figure\n{off.note}"   # a plain session
     fig = off.show()
     fig.canvas.draw()
-    body = [t for t in fig.texts if t.get_text() == _wrap(off.note, 120)]
+    body = [t for t in fig.texts if t.get_text() == wrapped(off.note, 120)]
     assert len(body) == 1 and not fig.axes[0].images
     assert body[0].get_window_extent().x1 <= fig.bbox.x1            # its longest line is inside the figure, not cut at the edge
     plt.close(fig)
