@@ -11,12 +11,12 @@ import pandas as pd
 from .grids import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS, PLUS_BASE,
                                LiveList, check_fresh, fresh_rows)
 from .experiments import MAP_COLUMNS
-from .results import (_by_cell, _left_out, _once_per_seed, cell_table, cells_table, load, markdown,
+from .results import (by_cell, warn_left_out, once_per_seed, cell_table, cells_table, load, markdown,
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
-__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'leaderboard', 'group_gaps', 'per_group', 'run_costs', 'run_cost_line',
-           'plus_tables', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test',
+__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
+           'run_cost_line', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test',
            'fresh_markdown']
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
@@ -24,11 +24,14 @@ FULL = 'Stitch-Up+Co-Learning'
 # the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
 LEADERBOARD = LiveList(lambda: ['BCE', *PEER_ROWS, 'Co-Learning', FULL, PLUS_BASE[2]])   # a peer a script registers later included
 
-def _board(res, peers, caller='leaderboard'): return _once_per_seed(pd.concat([res[res.method.isin(LEADERBOARD)], peers]), caller)
+def board_rows(res:pd.DataFrame, peers:pd.DataFrame, caller:str='leaderboard') -> pd.DataFrame:
+    """The leaderboard's rows: those of `LEADERBOARD`'s labels in `res` (the main grid) with the peers' rows, refused where two
+    rows are one run (`once_per_seed`, naming `caller`)."""
+    return once_per_seed(pd.concat([res[res.method.isin(LEADERBOARD)], peers]), caller)
 
 def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     "(`col` per method × cell, each method minus BCE, each method minus the full method), paired by seed."
-    both = _board(res, peers)
+    both = board_rows(res, peers)
     both = both[both.rate > 0]
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in LEADERBOARD if m != base})
     return cells_table(both, col, methods=LEADERBOARD), vs('BCE'), vs(FULL)
@@ -37,7 +40,7 @@ def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=MAP_C
     """Where each leaderboard method gains or loses against `base`, group by group: per cell, the paired mean
     difference in head / medium / tail mAP (same seed), as 'head / medium / tail', a '*' where the difference's 95%
     interval over the seeds excludes 0."""
-    both = _board(res, peers, 'group_gaps')
+    both = board_rows(res, peers, 'group_gaps')
     pairs = {m: (m, base) for m in LEADERBOARD if m != base}
     stats = [[paired_table(both, col=g, pairs=pairs, text=False, stat=s) for s in range(3)] for g in groups]
     diffs = [s[0] for s in stats]
@@ -50,12 +53,12 @@ def group_gaps(res:pd.DataFrame, peers:pd.DataFrame, base:str=FULL, groups=MAP_C
 
 def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
     "Mean ± std per group of every method on the leaderboard at one cell."
-    return cell_table(_board(res, peers, 'per_group'), kind, rate, methods=LEADERBOARD)
+    return cell_table(board_rows(res, peers, 'per_group'), kind, rate, methods=LEADERBOARD)
 
 def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     """What a whole run of each leaderboard method costs: the median of its rows' wall time (`seconds`: one PyTorch
     thread, the grid's epochs, every noisy cell) and that median over BCE's. Confident learning's fold models count."""
-    both = _board(res, peers, 'run_costs')
+    both = board_rows(res, peers, 'run_costs')
     s = both[both.rate > 0].groupby('method').seconds.agg(['median', 'size'])
     s = s.reindex([m for m in LEADERBOARD if m in s.index])
     return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
@@ -80,11 +83,11 @@ def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
     main grid `res`: `col` per method × cell, each minus BCE and minus the full method (paired by seed), per-group mAP
     at each cell, and the labels the final branch pair's correctors fix and break on the training set."""
     cells = set(zip(plus.kind, plus.rate))
-    both = _once_per_seed(pd.concat([res[res.method.isin(PLUS_BASE)], plus]), 'plus_tables')
+    both = once_per_seed(pd.concat([res[res.method.isin(PLUS_BASE)], plus]), 'plus_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
     fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
-    fixed, broke = (_by_cell(fb[s].unstack(['kind', 'rate'])) for s in ('fixed', 'broke'))   # cells in the report's order
+    fixed, broke = (by_cell(fb[s].unstack(['kind', 'rate'])) for s in ('fixed', 'broke'))   # cells in the report's order
     fixes = pd.concat([fixed.add_suffix(' fixed'), broke.add_suffix(' broke')], axis=1)
     fixes = fixes[[f'{c} {s}' for c in fixed.columns for s in ('fixed', 'broke')]]
     return dict(levels=cells_table(both, col, methods=PLUS_ORDER), vs_bce=vs(PLUS_BASE[0]), vs_full=vs(PLUS_BASE[1]),
@@ -99,7 +102,7 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     minus BCE and minus Δrel 0.2, paired by seed). Tables are empty where their rows are not there yet."""
     from stitchup_nb.peers import LargeLossRejection
     ct = next(m for m, o in PEER_ROWS.items() if o['method'] == 'coteaching')
-    both = _once_per_seed(pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]]),
+    both = once_per_seed(pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]]),
                           'authors_tables')
     both = both[both.rate > 0]
     cells = set(zip(*[authors[authors.method == ORACLE_CT][c] for c in ('kind', 'rate')]))
@@ -110,7 +113,7 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     ll = authors[authors.method == LL_DELTA]
     name = lambda d: f'Δrel {d:g}'
     ll = ll.assign(method=[name(json.loads(e)['ll_delta_rel']) for e in ll.extra])
-    d = _once_per_seed(pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll]), 'authors_tables')
+    d = once_per_seed(pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll]), 'authors_tables')
     if not len(ll): return dict(out, delta=pd.DataFrame())
     names = [name(x) for x in LL_DELTAS if name(x) in set(ll.method)]
     levels = pm(summary(d)).reset_index(level=['kind', 'rate'], drop=True).reindex(names)
@@ -148,7 +151,7 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
 # %% ../nbs/13a_leaderboard.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
-    res = _once_per_seed(res, 't_curves')
+    res = once_per_seed(res, 't_curves')
     d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
     if methods is not None: d = d[d.method.isin(methods)]
     if d.empty: return pd.DataFrame()
@@ -163,8 +166,8 @@ def pick_table(res:pd.DataFrame,
                col:str='total', level:float=.95) -> pd.DataFrame:
     """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the lead paired
     over every seed those two ran, with its `level` interval, and the pick: the best, when the interval lies above 0; else 'tie'."""
-    res = _once_per_seed(res, 'pick_table')
-    if methods is None: _left_out(res[res.rate > 0], MAIN_ROWS, 'pick_table')
+    res = once_per_seed(res, 'pick_table')
+    if methods is None: warn_left_out(res[res.rate > 0], MAIN_ROWS, 'pick_table')
     methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
     d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
@@ -178,7 +181,7 @@ def pick_table(res:pd.DataFrame,
         low = paired_ci(lead, level)[1]
         out[(kind, rate)] = {'seeds': len(lead), 'pick': first if low > 0 else 'tie', 'best mean': first,
                              col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead)}
-    return _by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
+    return by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
 # %% ../nbs/13a_leaderboard.ipynb #6d100105
 def _fresh_spec(spec, fresh:pd.DataFrame, caller:str, registered:bool=True) -> dict:
@@ -199,7 +202,7 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
     """Each clause of the pre-registered criterion (`spec['criterion']`, default `FRESH`'s) on the `--fresh` rows: the
     paired differences per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds`
     only). The registered test (`seeds` None) reads rows of the spec's Digits-MLT instance only; other seeds, any instance's."""
-    fresh = _once_per_seed(fresh, 'fresh_test')
+    fresh = once_per_seed(fresh, 'fresh_test')
     spec = _fresh_spec(spec, fresh, 'fresh_test', registered=seeds is None)
     seeds = spec['seeds'] if seeds is None else seeds
     label = {o['method']: m for m, o in fresh_rows(spec).items()}

@@ -13,9 +13,9 @@ import pandas as pd
 from .grids import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .pins import RESULTS
 from .experiments import MAP_COLUMNS
-from .results import (MIN_SEEDS, _with_clean, cell_table, cells_table, factorial_tables, load, markdown,
+from .results import (MIN_SEEDS, with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)
-from .leaderboard import (FULL, LEADERBOARD, _board, authors_markdown, fresh_markdown, group_gaps, leaderboard,
+from .leaderboard import (FULL, LEADERBOARD, board_rows, authors_markdown, fresh_markdown, group_gaps, leaderboard,
                                      pick_table, plus_tables, run_costs)
 
 # %% auto #0
@@ -25,7 +25,7 @@ __all__ = ['FIGURES', 'group_bars', 'rate_curves', 'sweep_plot', 'headline', 're
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
     import matplotlib.pyplot as plt
-    s = summary(_with_clean(res, kind, rate)).reset_index(level=['kind', 'rate'], drop=True)
+    s = summary(with_clean(res, kind, rate)).reset_index(level=['kind', 'rate'], drop=True)
     s = s.reindex([m for m in methods if m in s.index])
     fig, ax = plt.subplots(figsize=(11, 3.6))
     w = .8 / max(len(s), 1)
@@ -87,7 +87,7 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
     """The README's short results: every method at the demo's cell (flip 0.5) by group, what `make demo` should
     print, which method at which noise (`pick_table`, ties said), and the pre-registered test (`fresh_markdown`)."""
     md = []
-    if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):
+    if len(with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):
         md += ["Flip noise at 0.5, the demo's cell, mean ± std over seeds (mAP, %):", '', markdown(cell_table(res).rename_axis('method'))]
         demo = res[(res.method == FULL) & (res.kind == 'flip') & (res.rate == .5)].set_index('seed').total
         if 0 in demo.index:
@@ -106,7 +106,7 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
 def _main_sections(res, peers) -> tuple:
     "The main grid's Markdown (the demo's cell, every cell, paired with BCE, which method at which noise) and its figures."
     md, figs = [], {}
-    if len(_with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
+    if len(with_clean(res, 'flip', .5)[lambda d: d.rate > 0]):      # the main grid's first cell has rows
         md += ['', 'Flip noise at 0.5, mean ± std over seeds:', '', markdown(cell_table(res).rename_axis('method'))]
         figs['benchmark_groups.png'] = group_bars(res)
     if len(res[res.rate > 0]):
@@ -136,7 +136,7 @@ def _leaderboard_section(res, peers) -> tuple:
           '', markdown(group_gaps(res, peers).rename_axis('method')), '',
           'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
           '', markdown(run_costs(res, peers).rename_axis('method'))]
-    return md, {'benchmark_leaderboard.png': rate_curves(_board(res, peers), methods=LEADERBOARD)}
+    return md, {'benchmark_leaderboard.png': rate_curves(board_rows(res, peers), methods=LEADERBOARD)}
 
 # %% ../nbs/13b_report.ipynb #4344fa32
 def _plus_section(res, plus) -> list:

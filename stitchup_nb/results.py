@@ -16,8 +16,9 @@ from .pins import RESULTS
 from .evidence import check_rows, current_mask, load_fingerprints, read_rows
 
 # %% auto #0
-__all__ = ['RUN', 'MIN_SEEDS', 'load', 'summary', 'pm', 'cells_table', 'paired_ci', 'paired_text', 'holds_0', 'direction',
-           'signed', 'seed_diffs', 'paired_table', 'factorial_tables', 'cell_table', 'markdown']
+__all__ = ['RUN', 'MIN_SEEDS', 'load', 'once_per_seed', 'warn_left_out', 'summary', 'pm', 'with_clean', 'by_cell', 'cells_table',
+           'paired_ci', 'paired_text', 'holds_0', 'direction', 'signed', 'seed_diffs', 'paired_table',
+           'factorial_tables', 'cell_table', 'markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 def load(name:str='benchmark', folder=RESULTS,
@@ -52,7 +53,7 @@ def _extra(df:pd.DataFrame) -> pd.Series:
 # %% ../nbs/13_results.ipynb #4ca34127
 def _g(v) -> str: return f'{v:g}' if isinstance(v, (int, float, np.number)) else str(v)
 
-def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
+def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     """`df`, refused (ValueError) where two of its rows are one run (`RUN`: label, noise kind and rate, seed, `extra`):
     a table over seeds would count them as two seeds, or average them as one."""
     if not len(df) or any(c not in df for c in RUN[:4]): return df
@@ -78,7 +79,7 @@ def _once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
           'keeps the last written)')
 
 # %% ../nbs/13_results.ipynb #240ed883
-def _left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
+def warn_left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
     "Warn (one line) where a table's default list of the kit's labels leaves out rows of other labels."
     if other := sorted({m for m in res.method if m not in set(shown)}, key=str):
         warnings.warn(f"{caller}: rows of {', '.join(map(repr, other))} left out: not among its default {name} (the kit's "
@@ -87,7 +88,7 @@ def _left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
 # %% ../nbs/13_results.ipynb #60e8deca
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     "mean, std and seed count per method × noise kind × rate (refused where two rows are one run)."
-    g = _once_per_seed(df, 'summary').groupby(['method', 'kind', 'rate'])
+    g = once_per_seed(df, 'summary').groupby(['method', 'kind', 'rate'])
     out = g[list(cols)].agg(['mean', 'std'])
     out[('seeds', '')] = g.size()
     return out
@@ -102,10 +103,12 @@ def pm(summ:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     return t
 
 # %% ../nbs/13_results.ipynb #c5c95fb2
-def _with_clean(res, kind, rate): return res[((res.kind == kind) & (res.rate == rate)) | (res.rate == 0)]
+def with_clean(res:pd.DataFrame, kind:str, rate:float) -> pd.DataFrame:
+    "The rows of `res` at one noise cell (`kind`, `rate`) and the clean references (rate 0) beside them."
+    return res[((res.kind == kind) & (res.rate == rate)) | (res.rate == 0)]
 
 # %% ../nbs/13_results.ipynb #d1dc4f57
-def _by_cell(t):
+def by_cell(t):
     "Columns (kind, rate) flip first, rising rate, named 'kind rate'."
     t = t[sorted(t.columns, key=lambda c: (c[0] != 'flip', c[1]))]
     t.columns = [f'{k} {r}' for k, r in t.columns]
@@ -116,12 +119,12 @@ def cells_table(res:pd.DataFrame, col:str='total',
                 methods=None,   # the rows, in order (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
                ) -> pd.DataFrame:
     "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below `MIN_SEEDS` seeds."
-    res = _once_per_seed(res, 'cells_table')
-    if methods is None: _left_out(res[res.rate > 0], MAIN_ROWS, 'cells_table')
+    res = once_per_seed(res, 'cells_table')
+    if methods is None: warn_left_out(res[res.rate > 0], MAIN_ROWS, 'cells_table')
     s = summary(res[res.rate > 0], [col])
     txt = [f'{a:.1f} ± {b:.1f}' if n >= MIN_SEEDS else f'{a:.1f} ({n})'
            for a, b, n in zip(s[(col, 'mean')], s[(col, 'std')], s[('seeds', '')])]
-    t = _by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
+    t = by_cell(pd.Series(txt, s.index, dtype=object).unstack(['kind', 'rate']).fillna('–'))
     return t.reindex([m for m in (methods or MAIN_ROWS) if m in t.index])
 
 # %% ../nbs/13_results.ipynb #4fd8c89e
@@ -163,7 +166,7 @@ def seed_diffs(res:pd.DataFrame, a:str, b:str, kind:str='flip', rate:float=.5, c
                seeds=None,   # the seeds read (None: every seed)
               ) -> pd.Series:
     "Per seed, `a`'s `col` minus `b`'s at one noise cell, on the seeds both ran (an empty Series where either has no row there)."
-    d = _once_per_seed(res[(res.kind == kind) & (res.rate == rate)], 'seed_diffs')
+    d = once_per_seed(res[(res.kind == kind) & (res.rate == rate)], 'seed_diffs')
     if seeds is not None: d = d[d.seed.isin(seeds)]
     p = d.pivot_table(index='seed', columns='method', values=col)
     return (p[a] - p[b]).dropna() if a in p and b in p else pd.Series(dtype=float)
@@ -178,8 +181,8 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
     'mean difference [95% interval] (seeds ahead/seeds compared)' (`paired_text`). Seeds move mAP by several points together for every method,
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
     compares other pairs."""
-    res = _once_per_seed(res, 'paired_table')
-    if pairs is None: _left_out(res[res.rate > 0], [*MAIN_ROWS, base], 'paired_table', 'pairs')
+    res = once_per_seed(res, 'paired_table')
+    if pairs is None: warn_left_out(res[res.rate > 0], [*MAIN_ROWS, base], 'paired_table', 'pairs')
     d = res[res.rate > 0].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     pairs = pairs or {m: (m, base) for m in MAIN_ROWS if m != base}
     out = {}
@@ -188,7 +191,7 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
         g = (d[m] - d[b]).dropna().groupby(level=['kind', 'rate'])
         out[row] = {c: (paired_text(v) if text else paired_ci(v)[stat]) for c, v in g}
     t = pd.DataFrame(out).T
-    return (_by_cell(t).fillna('–') if text else _by_cell(t)) if len(t) else t
+    return (by_cell(t).fillna('–') if text else by_cell(t)) if len(t) else t
 
 # %% ../nbs/13_results.ipynb #e721d86a
 def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tuple:
@@ -196,7 +199,7 @@ def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tup
     reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing)."""
     single = ['BCE', 'BCE+Stitch-Up', 'DB-Focal', 'DB-Focal+Stitch-Up']
     cells = set(zip(fac.kind, fac.rate))
-    both = _once_per_seed(pd.concat([res[res.method.isin(single)], fac]), 'factorial_tables')
+    both = once_per_seed(pd.concat([res[res.method.isin(single)], fac]), 'factorial_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     return (cells_table(both, col, methods=single[:2] + [*FACTORIAL] + single[2:]),     # random sampling first
             paired_table(both, col=col, pairs=FACTORIAL_PAIRS))
@@ -206,8 +209,8 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5,
                methods=None,   # the rows, in order (None: the kit's, `ORDER`, warning of the labels it leaves out)
               ) -> pd.DataFrame:
     "Mean ± std per group of `methods` (and the clean references) at one noise cell."
-    cell = _with_clean(_once_per_seed(res, 'cell_table'), kind, rate)
-    if methods is None: _left_out(cell, ORDER, 'cell_table'); methods = ORDER
+    cell = with_clean(once_per_seed(res, 'cell_table'), kind, rate)
+    if methods is None: warn_left_out(cell, ORDER, 'cell_table'); methods = ORDER
     t = pm(summary(cell)).reset_index(level=['kind', 'rate'], drop=True)
     return t.reindex([m for m in methods if m in t.index] + [m for m in CLEAN if m in t.index and m not in methods])
 
