@@ -24,8 +24,9 @@ from .sampling import epoch_rng
 from .augment import BatchAug
 
 # %% auto #0
-__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'register_backbone', 'get_backbone', 'NoWeights', 'resnet_body',
-           'digits_cnn', 'cpu_kernels', 'glyph_images', 'pretrain_digits_cnn', 'build_digits_cnn']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'builder_name', 'register_backbone', 'get_backbone',
+           'check_train_stages', 'NoWeights', 'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images',
+           'pretrain_digits_cnn', 'build_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #42bb8bfe
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ class Backbone:
         if pretrained and not self.has_weights:
             return f'backbone {self.name!r} has no pretrained weights (registered with has_weights=False): {fix}'
 
-def _who(build) -> str: return getattr(build, '__qualname__', repr(build))     # a builder, as errors name it (a partial has no name)
+def builder_name(build) -> str:
+    "A backbone's builder as errors name it: its qualified name (a `functools.partial`, which has none: its repr)."
+    return getattr(build, '__qualname__', repr(build))
 
 def register_backbone(name:str,
                       stages:int,               # how many stages the body has (`train_stages` counts them from the top)
@@ -69,10 +72,10 @@ def register_backbone(name:str,
     def add(build):
         try: inspect.signature(build).bind(pretrained=True, train_stages=1, seed=0)
         except (TypeError, ValueError):
-            raise TypeError(f'{where}: {_who(build)!r} must take pretrained, train_stages and seed '
+            raise TypeError(f'{where}: {builder_name(build)!r} must take pretrained, train_stages and seed '
                             '(build(pretrained:bool, train_stages:int, seed:int) -> (body, n_features, frozen_modules))') from None
-        if name in BACKBONES and _who(BACKBONES[name].build) != _who(build):   # the same definition run again: replaced
-            raise ValueError(f'backbone {name!r} is registered already (by {_who(BACKBONES[name].build)}); '
+        if name in BACKBONES and builder_name(BACKBONES[name].build) != builder_name(build):   # the same definition run again: replaced
+            raise ValueError(f'backbone {name!r} is registered already (by {builder_name(BACKBONES[name].build)}); '
                              'register yours under another name')
         BACKBONES[name] = Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
         return build
@@ -90,7 +93,7 @@ def get_backbone(name:str) -> Backbone:
 RESNET_STAGES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
 DIGITS_STAGES = 6                     # the Digits CNN's six conv blocks
 
-def _check_train_stages(train_stages, n:int, what:str) -> int:
+def check_train_stages(train_stages, n:int, what:str) -> int:
     "`train_stages` as an int, or a `ValueError` naming it and the range 1..`n`."
     if isinstance(train_stages, bool) or not isinstance(train_stages, (int, np.integer)) or not 1 <= train_stages <= n:
         raise ValueError(f'train_stages must be an int in 1..{n} for {what} (how many of its {n} stages train, '
@@ -113,7 +116,7 @@ def _no_weights(arch:str, weights, err) -> NoWeights:
 def resnet_body(arch:str='resnet50', pretrained:bool=True,
                 train_stages:int=1) -> tuple:   # stages that train, from the top: 1 = layer4 (the reference), 5 = all
     "A torchvision ResNet without pool/fc: `(body, n_features, frozen_modules)`."
-    ts = _check_train_stages(train_stages, len(RESNET_STAGES), f'{arch} (stem, layer1..layer4)')
+    ts = check_train_stages(train_stages, len(RESNET_STAGES), f'{arch} (stem, layer1..layer4)')
     import torchvision
     weights = 'DEFAULT' if pretrained else None
     if arch == 'resnet50' and pretrained: weights = 'IMAGENET1K_V1'    # the reference's torchvision://resnet50
@@ -144,7 +147,7 @@ def _conv(ci, co, stride=1):
 def digits_cnn(width:int=16,
                train_stages:int=5) -> tuple:   # blocks that train, from the top: 5 = all but the first (stem)
     "The small Digits backbone: `(body, n_features, frozen_modules)`; its six blocks are its stages."
-    ts = _check_train_stages(train_stages, DIGITS_STAGES, 'digits_cnn (its conv blocks)')
+    ts = check_train_stages(train_stages, DIGITS_STAGES, 'digits_cnn (its conv blocks)')
     w = width
     body = nn.Sequential(_conv(3, w), _conv(w, 2 * w, 2), _conv(2 * w, 2 * w), _conv(2 * w, 4 * w, 2),
                          _conv(4 * w, 4 * w), _conv(4 * w, 8 * w, 2))

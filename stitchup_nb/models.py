@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from .config import is_int
-from .backbones import _check_train_stages, _who, get_backbone
+from .backbones import check_train_stages, builder_name, get_backbone
 
 # %% auto #0
 __all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'ensemble', 'TwoBranchNet', 'branch_preds', 'create_model']
@@ -132,7 +132,7 @@ def _built(bb, out) -> tuple:
     ok = (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], nn.Module) and is_int(out[1]) and out[1] >= 1 and isinstance(out[2], (list, tuple))
           and all(isinstance(m, nn.Module) for m in out[2]))
     if not ok:
-        raise TypeError(f'the builder of backbone {bb.name!r} ({_who(bb.build)}) returned {type(out).__name__} '
+        raise TypeError(f'the builder of backbone {bb.name!r} ({builder_name(bb.build)}) returned {type(out).__name__} '
                         f'{str(out)[:80]!r}: it must return (body, n_features, frozen_modules), an nn.Module, its feature '
                         'count (an int >= 1) and a list of modules of the body that do not train')
     return out
@@ -148,7 +148,7 @@ def create_model(arch:str,                   # a registered backbone (`BACKBONES
     "A `TwoBranchNet` of identical branches (each with its own weights) on the named backbone."
     dropout = {**BRANCH_DROPOUT, **(dropout or {})}
     bb = get_backbone(arch)
-    ts = bb.train_stages if train_stages is None else _check_train_stages(train_stages, bb.stages, bb.words)
+    ts = bb.train_stages if train_stages is None else check_train_stages(train_stages, bb.stages, bb.words)
     if problem := bb.weights_problem(pretrained, fix='pass pretrained=False, so that the run records what trained'): raise ValueError(problem)
     ne = bb.norm_eval if norm_eval is None else norm_eval
     made = {}
