@@ -16,7 +16,7 @@ from PIL import Image
 
 from .stitchup import union_labels
 from .finished import check_run_paths, run_configuration
-from .runs import _KIT_JSON, checkpoints, find_path, where_looked
+from .runs import checkpoints, find_path, is_kit_json, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
 
@@ -261,7 +261,7 @@ def _carried(p:Path) -> tuple:
     if ck is None: return None, None, None
     state = read_checkpoint(ck)      # a damaged or crafted file is refused by name
     cfg = state.get('config')
-    return (cfg if isinstance(cfg, dict) and _KIT_JSON['config.json'](cfg) else None), ck.resolve(), state     # a run configuration's shape
+    return (cfg if is_kit_json(cfg, 'config.json') else None), ck.resolve(), state     # a run configuration's shape
 
 def read_run_config(path, data_root=None, appendix=None, noise_file=None) -> tuple:
     """`(config, where it was read, read)`: the configuration the checkpoint `path` carries (a work dir: its last checkpoint), as

@@ -21,7 +21,8 @@ from .runs import checkpoints
 
 # %% auto #0
 __all__ = ['RECORDED', 'MOVABLE', 'RESUMABLE', 'METRICS_NOTES', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
-           'load_checkpoint', 'run_diff', 'resumed_changes', 'saved_config', 'read_json', 'check_resume', 'MetricsJSON']
+           'load_checkpoint', 'plain_config', 'run_diff', 'resumed_changes', 'saved_config', 'read_json',
+           'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07d_checkpoints.ipynb #feaeb3a4
 def write_json(obj, path):
@@ -126,11 +127,14 @@ RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'qui
              'sync_bn', *MOVABLE,     # options a resumed run may change
              *RECORDED)          # and what the build records (the labels: run_training hands the checkpoint's to run_data, which refuses others)
 
-def _plain(cfg): return json.loads(json.dumps(dict(cfg), default=float))
+def plain_config(cfg) -> dict:
+    """A run configuration as its config.json reads back: a plain dict of JSON values (a tuple as a list, a numpy number as a
+    float), so that one in memory and one read from a file compare equal, key by key."""
+    return json.loads(json.dumps(dict(cfg), default=float))
 
 def run_diff(saved:dict, cfg:dict) -> list:
     "The options, other than `RESUMABLE`, in which the run configurations `saved` and `cfg` differ."
-    a, b = _plain(saved), _plain(cfg)
+    a, b = plain_config(saved), plain_config(cfg)
     return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
 
 _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', *MOVABLE)    # where files are, how much is printed
@@ -138,7 +142,7 @@ _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', *MOVABLE)    # where files
 def resumed_changes(saved:dict, cfg:dict) -> dict:
     """The options of `RESUMABLE` that change training (not `_WHERE`, nor what the build records, `RECORDED`) and that a resume
     with `cfg` sets anew: `{name: [was, now]}`."""
-    a, b = _plain(saved), _plain(cfg)
+    a, b = plain_config(saved), plain_config(cfg)
     return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, *RECORDED) and a.get(k) != b.get(k)}
 
 def saved_config(ck, state:dict|None=None) -> dict:
@@ -168,9 +172,9 @@ def check_resume(ck, cfg:dict, flags=()):
     and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones.
     Returns the checkpoint's contents with the optimiser's state a resume loads, read once here."""
     state = read_checkpoint(ck, ('model', 'epoch', 'classes', 'opt'))
-    saved = _plain(saved_config(ck, state))
+    saved = plain_config(saved_config(ck, state))
     if differ := run_diff(saved, cfg):
-        said = ', '.join(f"{'--' * (k in flags)}{k} {saved.get(k)!r} -> {_plain(cfg).get(k)!r}" for k in differ[:6])
+        said = ', '.join(f"{'--' * (k in flags)}{k} {saved.get(k)!r} -> {plain_config(cfg).get(k)!r}" for k in differ[:6])
         raise ValueError(f'{ck}: made by another run: it differs in {said}{" …" * (len(differ) > 6)}; '
                          'resume with the same options, or start a new run in another --work_dir')
     epoch = state['epoch']
@@ -210,5 +214,5 @@ class MetricsJSON(TrainedEpoch):
         row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
         row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]
         if self.resumed: row.update(resumed=True, **({'resumed_with': self.changed} if self.changed else {})); self.resumed = False
-        self.history = [e for e in self.history if e['epoch'] < self.epoch] + [_plain(row)]
+        self.history = [e for e in self.history if e['epoch'] < self.epoch] + [plain_config(row)]
         write_json({'epochs': self.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES}, self.path)

@@ -14,8 +14,8 @@ from .config import check_values
 from .words import in_python_words
 from .methods import METHODS
 from .resolve import unused_options
-from .runs import _KIT_JSON, find_path, run_checkpoint, where_looked
-from .checkpoints import MOVABLE, _plain, load_checkpoint, read_checkpoint, read_json, run_diff, saved_config
+from .runs import find_path, is_kit_json, run_checkpoint, where_looked
+from .checkpoints import MOVABLE, plain_config, load_checkpoint, read_checkpoint, read_json, run_diff, saved_config
 from .checks import labels_in_words
 from .train import build_learner, choose_final_t, train_config
 
@@ -57,14 +57,14 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
     state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read
     if t is not None: check_values({'t': t}, ('t',))
     saved = config or saved_config(ck, state)
-    if not (isinstance(saved, dict) and _KIT_JSON['config.json'](saved)):       # the shape of a run's config.json
+    if not is_kit_json(saved, 'config.json'):       # the shape of a run's config.json
         raise ValueError(f'the configuration given for {ck} is not a run configuration (no dataset and method): pass the '
                          "config.json of the run that wrote it")
     if t is not None and saved['method'] in METHODS and (why := unused_options(saved['method'], saved).get('t')):
         raise ValueError(f"--t {t} has no effect: {ck} is of method {saved['method']!r}, which {why}; drop it")
     own = state.get('config') if config is not None else None     # a configuration given beside the one the checkpoint carries
     if isinstance(own, dict) and (differ := run_diff(own, config)):
-        said = ', '.join(f'{k} {_plain(own).get(k)!r} -> {_plain(config).get(k)!r}' for k in differ[:6])
+        said = ', '.join(f'{k} {plain_config(own).get(k)!r} -> {plain_config(config).get(k)!r}' for k in differ[:6])
         raise ValueError(f'{ck} carries the configuration it was trained with, and the one given (config=, --config) differs '
                          f'from it in {said}{" …" * (len(differ) > 6)}, so its scores would not be the checkpoint\'s: drop it (the '
                          "checkpoint's own is used); for another ensemble weight pass t= (--t), for data that moved "
@@ -92,7 +92,7 @@ def _metrics_file(path) -> dict:
     if not p.exists(): raise FileNotFoundError(f"{path}: no such run folder or file ({where_looked(path)}): pass a run's work dir or its metrics.json")
     p = p/'metrics.json' if p.is_dir() else p
     d = read_json(p, "run's metrics.json")
-    if not _KIT_JSON['metrics.json'](d) or not isinstance(d['epochs'], list):
+    if not is_kit_json(d, 'metrics.json') or not isinstance(d['epochs'], list):
         raise ValueError(f'{p} is no metrics.json (a run writes one, with its epochs): pass a run\'s work dir or its metrics.json')
     return d
 

@@ -14,8 +14,8 @@ from .files import temporary_target
 
 # %% auto #0
 __all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path', 'where_looked', 'file_names', 'WorkDirLock',
-           'lock_work_dir', 'is_kit_file', 'check_out', 'prepare_work_dir', 'scores_record', 'file_stamp',
-           'read_scores', 'scores_note']
+           'lock_work_dir', 'is_kit_json', 'is_kit_file', 'check_out', 'prepare_work_dir', 'scores_record',
+           'file_stamp', 'read_scores', 'scores_note']
 
 # %% ../nbs/07c_runs.ipynb #1f639315
 _EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
@@ -135,6 +135,11 @@ _is_table = lambda d: isinstance(d, dict) and bool(d) and all(isinstance(v, dict
 _KIT_JSON = {'config.json': lambda d: {'method', 'dataset'} <= set(d), 'metrics.json': lambda d: 'epochs' in d,
              'test_metrics.json': lambda d: _is_table(d['scores'] if 'scores' in d else d)}   # its two shapes (`read_scores`)
 
+def is_kit_json(d, name:str) -> bool:
+    """Whether `d`, a JSON file's contents, has the shape of the kit's file `name`: a run's `config.json` (its method and
+    dataset), `metrics.json` (its epochs) or `test_metrics.json` (an mAP table, alone or as `scores`); False for another name."""
+    return isinstance(d, dict) and bool(d) and _KIT_JSON.get(name, lambda d: False)(d)
+
 def is_kit_file(p) -> bool:
     "Whether `p` is a file `stitchup_train`/`stitchup_test` wrote: a checkpoint (a torch zip by its first bytes) or a JSON file of the kit's shape."
     p = Path(p)
@@ -143,7 +148,7 @@ def is_kit_file(p) -> bool:
             with open(p, 'rb') as f: return f.read(4) == b'PK\x03\x04'
         d = json.loads(p.read_text())
     except (OSError, ValueError): return False
-    return isinstance(d, dict) and bool(d) and _KIT_JSON.get(p.name, lambda d: False)(d)
+    return is_kit_json(d, p.name)
 
 # %% ../nbs/07c_runs.ipynb #46a03418
 def check_out(out, inputs=(),        # files the call reads (a file), or folders it reads from (every file in them)
@@ -216,7 +221,7 @@ def read_scores(path) -> tuple:
     path = Path(path)
     try: d = json.loads(path.read_text())
     except (OSError, ValueError, UnicodeDecodeError) as e: raise ValueError(f'{path} is no readable scores file ({e})') from None
-    if not (isinstance(d, dict) and _KIT_JSON['test_metrics.json'](d)):
+    if not is_kit_json(d, 'test_metrics.json'):
         raise ValueError(f'{path} holds no mAP table (stitchup_test writes one): pass a test_metrics.json')
     return (d['scores'], {k: v for k, v in d.items() if k != 'scores'}) if 'scores' in d else (d, {})
 
