@@ -26,7 +26,7 @@ from .augment import BatchAug
 # %% auto #0
 __all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'builder_name', 'register_backbone', 'get_backbone',
            'check_train_stages', 'NoWeights', 'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images',
-           'pretrain_digits_cnn', 'build_digits_cnn']
+           'train_glyph_cnn', 'pretrain_digits_cnn', 'build_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #42bb8bfe
 @dataclass(frozen=True)
@@ -167,8 +167,10 @@ def glyph_images(n:int=6000, seed:int=0, size:int=40, stream:int=0) -> tuple:
     scale = (20 / size, 30 / size)          # the glyph size of Digits-MLT's 64-px scenes
     return np.stack([render_image([glyphs[i]], rng, size, scale) for i in pick]), digits[pick]
 
-def _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose) -> dict:
-    "Train `digits_cnn` to name single glyphs; its body's weights."
+def train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose) -> dict:
+    """Train `digits_cnn` to name single glyphs (`n` renders, `canvas` pixels, `epochs` of AdamW at one-cycle `lr`, batches of
+    `bs`), seeded by `seed`; its body's weights. Uncached, in the calling process's threads and random state: `pretrain_digits_cnn`
+    is what a run uses (one thread, a forked random state, cached); `12b_evidence` fingerprints a short one."""
     aug = BatchAug(flip=0)
     from fastai.vision.core import imagenet_stats
     torch.manual_seed(seed)
@@ -211,7 +213,7 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
     # on drawing exactly what a run that reads the cache draws
     threads = torch.get_num_threads(); torch.set_num_threads(1)
     try:
-        with torch.random.fork_rng(devices=[]): state = _train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose)
+        with torch.random.fork_rng(devices=[]): state = train_glyph_cnn(seed, epochs, n, bs, lr, width, canvas, verbose)
     finally: torch.set_num_threads(threads)
     if cache: atomic_write(path, lambda f: torch.save(state, f))    # readers never see half a file
     return state

@@ -16,23 +16,23 @@ from fastai.learner import defaults
 from fastai.torch_core import get_model
 
 from .pins import FINGERPRINTS
-from .backbones import _train_glyph_cnn
+from .backbones import train_glyph_cnn
 from .labels import load_benchmark
 from .train import run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, _result_row, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, result_row, run_config, torch_threads
 from .files import check_whole
 from .grids import GRIDS
 from .methods import METHODS
 
 # %% auto #0
 __all__ = ['FP_STEPS', 'PROBE_BS', 'NOISE_RATES', 'PARTS', 'probe_arithmetic', 'behaviour_key', 'row_behaviour_key',
-           'probe_config', 'ProbeSteps', 'probe_steps', 'correction_probe', 'probe_groups', 'method_fingerprints',
-           'method_fingerprint', 'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint', 'noise_part',
-           'row_fingerprint', 'overlay', 'arithmetics', 'row_fingerprints', 'fingerprints_problem', 'load_fingerprints',
-           'current_mask', 'current_rows', 'stamp', 'read_rows', 'row_mismatch', 'check_rows']
+           'probe_config', 'ProbeSteps', 'probe_steps', 'probe_digest', 'correction_probe', 'probe_groups',
+           'method_fingerprints', 'method_fingerprint', 'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint',
+           'noise_part', 'row_fingerprint', 'overlay', 'arithmetics', 'row_fingerprints', 'fingerprints_problem',
+           'load_fingerprints', 'current_mask', 'current_rows', 'stamp', 'read_rows', 'row_mismatch', 'check_rows']
 
 # %% ../nbs/12b_evidence.ipynb #c2e8e510
 FP_STEPS = 8          # training steps of a probe run, spread evenly over the row's epochs (at least one an epoch)
@@ -81,7 +81,9 @@ def probe_steps():
     try: yield
     finally: defaults.callbacks.remove(ProbeSteps)
 
-def _digest(*parts) -> str:
+def probe_digest(*parts) -> str:
+    """12 hex digits of SHA-256 over `parts` in order: a tensor or array by its bytes (a tensor from any device), anything
+    else by its `str`. Every fingerprint is one (`tools/trace_row.py` digests a run's steps the same way)."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, torch.Tensor): p = p.detach().cpu().contiguous().numpy()
@@ -111,20 +113,20 @@ def probe_groups(keys) -> list:
 def method_fingerprints(keys) -> dict:
     """`method_fingerprint` of each of `keys`: one probe run for each of their `probe_groups`, the first key's; each
     other key's row is scored as the run scores its own, after the model's ensemble weight is set to that key's `t`, from
-    the same test logits (`_result_row`'s `memo`: what no `t` changes is computed once a group)."""
+    the same test logits (`result_row`'s `memo`: what no `t` changes is computed once a group)."""
     out = {}
     for group in probe_groups(keys):
         cfgs = [probe_config(k) for k in group]
         with probe_arithmetic(), probe_steps():
             learn, table = run_training(cfgs[0])
             memo = {}                      # the test logits and the correction snapshot: one model's, whatever its t
-            rows = [_result_row(learn, table, cfgs[0], memo)]
+            rows = [result_row(learn, table, cfgs[0], memo)]
             for cfg in cfgs[1:]:
                 get_model(learn.model).t = cfg['t']
-                rows.append(_result_row(learn, evaluate(learn, learn.dls.train.ds.groups, logits=memo.get('logits')), cfg, memo))
+                rows.append(result_row(learn, evaluate(learn, learn.dls.train.ds.groups, logits=memo.get('logits')), cfg, memo))
         state = sorted(learn.model.state_dict().items())
         for key, row in zip(group, rows):
-            out[key] = _digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))
+            out[key] = probe_digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))
     return out
 
 def method_fingerprint(key:str) -> str:
@@ -137,18 +139,18 @@ NOISE_RATES = (.3, .5, .7, .9)
 def noise_fingerprint(kind:str) -> str:
     "12 hex digits: `add_noise` of kind `kind` on digits-small's labels at each of `NOISE_RATES`, seeds 0-2."
     labels = load_benchmark('digits-small')[0].labels
-    return _digest(*[add_noise(labels, r, kind=kind, seed=s) for r in NOISE_RATES for s in range(3)])
+    return probe_digest(*[add_noise(labels, r, kind=kind, seed=s) for r in NOISE_RATES for s in range(3)])
 
 def data_fingerprint(dataset:str) -> str:
     "12 hex digits: the preset's training and test sets (Digits-MLT instance 0): labels, groups and pixels."
     train, test, _ = load_benchmark(dataset)
-    return _digest(*[x for s in (train, test) for x in (s.labels, np.asarray(s.items), json.dumps(s.groups))])
+    return probe_digest(*[x for s in (train, test) for x in (s.labels, np.asarray(s.items), json.dumps(s.groups))])
 
 def pretrain_fingerprint() -> str:
     "12 hex digits: the glyph pretraining's weights after one short epoch (256 glyphs)."
     with probe_arithmetic(), torch.random.fork_rng(devices=[]):
-        state = _train_glyph_cnn(seed=0, epochs=1, n=256, bs=64, lr=3e-3, width=16, canvas=40, verbose=False)
-    return _digest(*[x for k, v in sorted(state.items()) for x in (k, v)])
+        state = train_glyph_cnn(seed=0, epochs=1, n=256, bs=64, lr=3e-3, width=16, canvas=40, verbose=False)
+    return probe_digest(*[x for k, v in sorted(state.items()) for x in (k, v)])
 
 # %% ../nbs/12b_evidence.ipynb #6d5f0f1e
 def noise_part(row) -> str:
@@ -160,7 +162,7 @@ def row_fingerprint(row, fps:dict) -> str|None:
     key, dataset = row_behaviour_key(row), json.loads(row['config'])['dataset']
     parts = (fps.get('pretrain'), fps.get('data', {}).get(dataset), fps.get('methods', {}).get(key),
              'clean' if noise_part(row) == 'clean' else fps.get('noise', {}).get(noise_part(row)))
-    return None if None in parts else _digest(*parts)
+    return None if None in parts else probe_digest(*parts)
 
 PARTS = ('data', 'noise', 'methods')      # the named parts; 'pretrain' is one value
 

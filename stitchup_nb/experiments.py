@@ -25,8 +25,8 @@ from .files import check_whole, locked_csv
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
-           'provenance', 'torch_threads', 'probe_file', 'run_config', 'one_run', 't_sweep', 'extra_key', 'row_key',
-           'append_rows', 'claim', 'rerun', 'upgrade_csv']
+           'provenance', 'torch_threads', 'probe_file', 'result_row', 'run_config', 'one_run', 't_sweep', 'extra_key',
+           'row_key', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'noise_check', 'showdoc')   # modules that do not take part in making a row
@@ -129,7 +129,7 @@ def probe_file(name:str,                     # the probe's file name, e.g. 'larg
 
 
 # %% ../nbs/12_experiments.ipynb #a82092dc
-def _result_row(learn, table, cfg,
+def result_row(learn, table, cfg,
                 memo:dict|None=None,  # shared by the rows of one trained model scored at several t: what no t changes is computed once
                ) -> dict:
     """The mAP; for a two-branch run the ensemble's test mAP at each weight t (`t_curve`, a diagnostic: what each fixed t
@@ -137,7 +137,7 @@ def _result_row(learn, table, cfg,
     (`memo['logits']`, which `evaluate(logits=)` scores at another t) and the correction snapshot."""
     memo = {} if memo is None else memo
     if memo.setdefault('model', id(learn.model)) != id(learn.model):
-        raise ValueError("_result_row: memo= holds another model's scores; give each trained model a memo of its own")
+        raise ValueError("result_row: memo= holds another model's scores; give each trained model a memo of its own")
     row = {}
     main = 'ensemble' if 'ensemble' in table.index else table.index[0]
     row.update({g: round(float(table.loc[main, g]), 3) for g in MAP_COLUMNS})
@@ -188,7 +188,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
     t0 = time.time()
     with torch_threads(threads):
         learn, table = run_training(cfg)
-        result = _result_row(learn, table, cfg)
+        result = result_row(learn, table, cfg)
     return dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs, **result,
                 seconds=round(time.time() - t0, 1), extra=json.dumps(extra or {}, sort_keys=True),
                 **provenance(threads), config=json.dumps(dict(cfg), sort_keys=True, default=float))
@@ -293,7 +293,7 @@ def rerun(row:dict) -> dict:
     with torch_threads(threads):
         learn, table = run_training(train_config(**cfg))
         if row['method'] == SWEEP_T: table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
-    res = _result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
+    res = result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
           {g: round(float(table.loc['ensemble', g]), 3) for g in MAP_COLUMNS}
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
 

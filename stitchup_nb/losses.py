@@ -16,7 +16,7 @@ from torch import Tensor
 from .data import check_labels
 
 # %% auto #0
-__all__ = ['REDUCTIONS', 'bce_loss', 'db_class_counts', 'DBFocalLoss']
+__all__ = ['REDUCTIONS', 'bce_loss', 'as_numpy', 'db_class_counts', 'DBFocalLoss']
 
 # %% ../nbs/05_losses.ipynb #79583521
 REDUCTIONS = ('none', 'mean', 'sum')
@@ -29,7 +29,7 @@ def bce_loss(logits:Tensor,        # N×C raw scores z
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction=reduction)
 
 # %% ../nbs/05_losses.ipynb #387eeb26
-def _numpy(x) -> np.ndarray:
+def as_numpy(x) -> np.ndarray:
     "A tensor (any device or dtype) or array-like as a numpy array; half precision becomes float32."
     if not isinstance(x, Tensor): return np.asarray(x)
     x = x.detach().cpu()
@@ -40,14 +40,14 @@ def db_class_counts(class_freq,           # n_k: positives per class, length C
                     n_images=None,        # N: training images (instead of `neg_class_freq`)
                    ) -> tuple:
     "Checked `(n, N)`: per-class counts as float64, clipped to [1, N-1] with a warning, and N."
-    n = _numpy(class_freq).astype(np.float64)
+    n = as_numpy(class_freq).astype(np.float64)
     if n.ndim != 1 or not len(n):
         raise ValueError(f'class_freq must hold one count per class (1-D, non-empty), got shape {n.shape}')
     if (neg_class_freq is None) == (n_images is None):
         raise ValueError('give the number of training images N either as n_images=N or as '
                          'neg_class_freq (per-class negatives, N = n_k + neg_k), not both or neither')
     if neg_class_freq is not None:
-        neg = _numpy(neg_class_freq).astype(np.float64)
+        neg = as_numpy(neg_class_freq).astype(np.float64)
         if neg.shape != n.shape: raise ValueError(f'class_freq has shape {n.shape} but neg_class_freq {neg.shape}')
         if len(np.unique(n + neg)) != 1:
             raise ValueError(f'class_freq + neg_class_freq must be the same N for every class, got {np.unique(n + neg)[:5]}')
@@ -90,7 +90,7 @@ class DBFocalLoss(nn.Module):
     @classmethod
     def from_labels(cls, labels, **kwargs):
         "Build from N×C 0/1 training labels (numpy or tensor): n_k = column sums, N = rows."
-        y = check_labels(_numpy(labels), source='DBFocalLoss.from_labels')
+        y = check_labels(as_numpy(labels), source='DBFocalLoss.from_labels')
         return cls(y.sum(0), n_images=len(y), **kwargs)
 
     def extra_repr(self):

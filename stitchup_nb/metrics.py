@@ -19,17 +19,18 @@ from torch import Tensor
 from .colearn import correct_labels
 from .config import FRACTION, check_args
 from .data import GROUPS, check_groups, check_labels, group_names
-from .losses import _numpy    # tensors and arrays alike, half precision as float32
+from .losses import as_numpy    # tensors and arrays alike, half precision as float32
 from .models import branch_preds, ensemble
 
 # %% auto #0
 __all__ = ['T_GRID', 'average_precision', 'lt_map', 'per_class_ap_table', 'LTMapMetric', 'lt_metrics', 'evaluate',
-           'holdout_split', 't_curve', 'choose_t', 'correction_quality', 'correction_snapshot', 'CorrectionSnapshots']
+           'holdout_split', 't_curve', 'choose_t', 'percent', 'correction_quality', 'correction_snapshot',
+           'CorrectionSnapshots']
 
 # %% ../nbs/08_metrics.ipynb #4df21882
 def _scores_targets(scores, targets) -> tuple:
     "Checked float64 N×C scores and uint8 N×C targets."
-    s, y = _numpy(scores).astype(np.float64), check_labels(_numpy(targets), source='targets')
+    s, y = as_numpy(scores).astype(np.float64), check_labels(as_numpy(targets), source='targets')
     if s.shape != y.shape: raise ValueError(f'scores {s.shape} and targets {y.shape} must have the same N×C shape')
     if not np.isfinite(s).all():
         raise ValueError(f'scores hold {(~np.isfinite(s)).sum()} NaN or infinite values; AP needs finite scores')
@@ -168,15 +169,17 @@ def choose_t(learn,                 # a two-branch co-learner, trained
     return float(min(best.index, key=lambda t: abs(t - get_model(learn.model).t))), curve
 
 # %% ../nbs/08_metrics.ipynb #f6c0aef2
-def _pct(a, b) -> float: return float(100 * a / b) if b else float('nan')
+def percent(a, b) -> float:
+    "`a` as a percentage of `b`; NaN where `b` is 0 (a share of nothing: no precision where nothing was predicted)."
+    return float(100 * a / b) if b else float('nan')
 
 def _correction_row(c:np.ndarray, n:np.ndarray, k:np.ndarray) -> dict:
     "Counts and precision/recall for clean `c`, noisy `n`, corrected `k` (boolean arrays)."
     return dict(classes=c.shape[1], labels=c.size, noisy_wrong=int((n != c).sum()), corrected_wrong=int((k != c).sum()),
                 fixed=int(((n != c) & (k == c)).sum()), broke=int(((n == c) & (k != c)).sum()),
                 changed=int((k != n).sum()), on=int((k & ~n).sum()), off=int((n & ~k).sum()),
-                precision_noisy=_pct((n & c).sum(), n.sum()), precision_corrected=_pct((k & c).sum(), k.sum()),
-                recall_noisy=_pct((n & c).sum(), c.sum()), recall_corrected=_pct((k & c).sum(), c.sum()))
+                precision_noisy=percent((n & c).sum(), n.sum()), precision_corrected=percent((k & c).sum(), k.sum()),
+                recall_noisy=percent((n & c).sum(), c.sum()), recall_corrected=percent((k & c).sum(), c.sum()))
 
 def correction_quality(clean,            # N×C 0/1 clean labels (simulated benchmarks only)
                        noisy,            # N×C 0/1 noisy labels the model was given
@@ -184,7 +187,7 @@ def correction_quality(clean,            # N×C 0/1 clean labels (simulated benc
                        groups:dict|None=None, # head/medium/tail -> class indices; None: the `all` row only
                       ) -> pd.DataFrame:
     "How corrected labels compare with the clean ones, next to the noisy labels: one row per group and `all`."
-    c, n, k = (check_labels(_numpy(a), source=name).astype(bool)
+    c, n, k = (check_labels(as_numpy(a), source=name).astype(bool)
                for a, name in ((clean, 'clean'), (noisy, 'noisy'), (corrected, 'corrected')))
     if not c.shape == n.shape == k.shape:
         raise ValueError(f'clean {c.shape}, noisy {n.shape} and corrected {k.shape} must have the same N×C shape')

@@ -17,7 +17,7 @@ from .data import GROUPS, LabelledSet, check_labels
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .labels import run_data
-from .metrics import _pct
+from .metrics import percent
 from .browser import ANY, CHIP_STATES, Browser, caption_html, chips_html, class_label, draw_chips, explain_columns
 from .browser import label_chips, union_chips, counted, filter_value, image_png, read_run_config, wrapped
 
@@ -53,12 +53,12 @@ def union_tally(noisy,           # N×C noisy labels
         n, s = na[:, cols], u[:, cols]
         if clean is None:
             rows[g] = {'pairs': len(a), 'labels per anchor': n.sum(1).mean(), 'labels per union': s.sum(1).mean(),
-                       'added by partner %': _pct((s & ~n).sum(), s.sum())}
+                       'added by partner %': percent((s & ~n).sum(), s.sum())}
             continue
         ya = clean[a][:, cols].astype(bool)
         y = union_labels(ya, clean[b][:, cols].astype(bool))
-        rows[g] = {'pairs': len(a), 'anchor recall %': _pct((n & ya).sum(), ya.sum()), 'union recall %': _pct((s & y).sum(), y.sum()),
-                   'anchor spurious %': _pct((n & ~ya).sum(), n.sum()), 'union spurious %': _pct((s & ~y).sum(), s.sum()),
+        rows[g] = {'pairs': len(a), 'anchor recall %': percent((n & ya).sum(), ya.sum()), 'union recall %': percent((s & y).sum(), y.sum()),
+                   'anchor spurious %': percent((n & ~ya).sum(), n.sum()), 'union spurious %': percent((s & ~y).sum(), s.sum()),
                    'restored': int((s & ya & ~n).sum()), 'brought': int((s & ~y & ~n).sum())}
     return pd.DataFrame.from_dict(rows, orient='index').rename_axis('group')
 

@@ -43,7 +43,7 @@ def primitives() -> dict:
     through NNPACK (16 or more images, oneDNN off) and through ATen's own im2col, its backward, resizing, numpy)."""
     import numpy as np
     import torch, torch.nn.functional as F
-    from stitchup_nb.evidence import _digest
+    from stitchup_nb.evidence import probe_digest
     from stitchup_nb.experiments import torch_threads
     g = lambda seed: torch.Generator().manual_seed(seed)
     x = torch.randn(32, 16, 20, 20, generator=g(1)); w = torch.randn(24, 16, 3, 3, generator=g(2)) / 12
@@ -67,9 +67,9 @@ def primitives() -> dict:
                'resize': lambda: F.interpolate(x, size=(33, 27), mode='bilinear', align_corners=False),
                'numpy_beta': lambda: torch.from_numpy(np.random.default_rng(0).beta(.4, .4, 4096)),
                'numpy_exp': lambda: torch.from_numpy(np.exp(np.linspace(-4, 4, 4097, dtype=np.float32)))}
-        for name, op in ops.items(): out[name] = _digest(op())
+        for name, op in ops.items(): out[name] = probe_digest(op())
     with torch_threads(1):
-        out['conv_backward'] = _digest(conv(32, False, grad=True))
+        out['conv_backward'] = probe_digest(conv(32, False, grad=True))
     return out
 
 
@@ -78,12 +78,12 @@ def trace(row:dict, steps:int) -> dict:
     from fastai.callback.core import Callback, CancelFitException
     from fastai.learner import defaults
     from stitchup_nb.digits import cache_dir
-    from stitchup_nb.evidence import _digest      # the fingerprints' digest of tensors
+    from stitchup_nb.evidence import probe_digest      # the fingerprints' digest of tensors
     from stitchup_nb.backbones import cpu_kernels
     from stitchup_nb.experiments import machine, torch_threads
     from stitchup_nb.train import run_training, train_config
     import torch
-    state = lambda model: _digest(*[v for _, v in sorted(model.state_dict().items())])
+    state = lambda model: probe_digest(*[v for _, v in sorted(model.state_dict().items())])
     rec = dict(machine=machine(), kernels=cpu_kernels(), torch=torch.__version__, method=row['method'], kind=row['kind'],
                rate=row['rate'], seed=row['seed'], csv_total=row.get('total'), steps=[],
                pretrained={p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16] for p in sorted(cache_dir().glob('digits_cnn_*.pth'))},
@@ -94,7 +94,7 @@ def trace(row:dict, steps:int) -> dict:
         def before_fit(self): rec['start'] = state(self.learn.model)
         def after_batch(self):
             if not self.training: return
-            rec['steps'].append(dict(x=_digest(*_tensors(self.xb)), y=_digest(*_tensors(self.yb)),
+            rec['steps'].append(dict(x=probe_digest(*_tensors(self.xb)), y=probe_digest(*_tensors(self.yb)),
                                      loss=float(self.learn.loss.detach()).hex(), weights=state(self.learn.model)))
             if len(rec['steps']) >= steps: raise CancelFitException()
 
