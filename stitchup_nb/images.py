@@ -93,7 +93,8 @@ def decode_key(paths, size:int, stat:bool=True) -> str:
     """The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size,
     Pillow's version. `stat=False`: the same without the files' state, which names the set whatever its files hold."""
     h = hashlib.sha256(json.dumps([_DECODE_VERSION, PIL.__version__, int(size)]).encode())
-    for p in paths: h.update(f'{os.path.abspath(p)}\0{_stat(p) if stat else ""}\n'.encode())
+    for p in paths:     # the path's own bytes: a name that is not UTF-8 (a disk written on another system) is still a name
+        h.update(os.fsencode(os.path.abspath(p)) + f'\0{_stat(p) if stat else ""}\n'.encode())
     return h.hexdigest()[:32]
 
 # %% ../nbs/00b_images.ipynb #42a2dcc1

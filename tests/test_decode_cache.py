@@ -165,3 +165,15 @@ def test_the_decode_benchmark_runs_and_checks_pixels(tmp_path, capsys):
                        (['--n', '0', '--out', str(tmp_path/'n.json')], '--n must be >= 1'), (['--out', str(tmp_path)], 'is a folder')):
         with pytest.raises(SystemExit) as e: bench.options(argv)
         assert e.value.code == 2 and said in capsys.readouterr().err, argv
+
+
+def test_a_folder_whose_name_is_not_utf8_is_cached(tmp_path):
+    "A data folder named in another encoding (a disk written on another system: b'lat\\xe9n') decodes and caches; it raised UnicodeEncodeError, naming no file."
+    root = tmp_path/os.fsdecode(b'lat\xe9n')
+    try: root.mkdir()
+    except (OSError, UnicodeError): pytest.skip('this file system refuses names that are not UTF-8')
+    fx = make_voc(root, n2012=5, n2007=4)
+    first = voc_set(fx['root']/'VOC2012', size=16, cache=tmp_path/'c')
+    second = voc_set(fx['root']/'VOC2012', size=16, cache=tmp_path/'c')
+    assert isinstance(second.items, np.memmap) and np.array_equal(np.asarray(second.items), first.items)
+    assert decode_key([tmp_path/'a.jpg'], 16) != decode_key([root/'a.jpg'], 16)
