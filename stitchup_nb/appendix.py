@@ -13,7 +13,7 @@ import numpy as np
 from .config import DATA_PATHS
 from .data import LabelledSet, check_labels, read_class_split
 from .files import load_pickle
-from .readers import _coco, _coco_set, _load, _need, coco_set, read_ids, voc_set
+from .readers import VOC_CLASSES, _coco, _coco_set, _load, _need, coco_set, read_ids, voc_set
 
 # %% auto #0
 __all__ = ['read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt']
@@ -124,6 +124,12 @@ def check_appendix(s:LabelledSet, app:Appendix) -> LabelledSet:
                          f'{names(s.labels[i])}. Are these the official annotation files (data/README.md)?')
     return s
 
+def _check_classes(app:Appendix, n:int, source:str, fix:str):
+    "An error unless the appendix's class split names the `n` classes that `source` (the annotations) has: both of one benchmark."
+    if (c := sum(map(len, app.groups.values()))) != n:
+        raise ValueError(f'{app.path/"class_split.pkl"}: names {c} classes, but {source} has {n}: the appendix and the '
+                         f'annotations are of different benchmarks; {fix}')
+
 def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ and VOC2012/
             appendix=DATA_PATHS['voc']['appendix'],             # the official VOC-MLT split files
             size:int|None=224,       # training (and test) image size; None: decode lazily
@@ -133,6 +139,7 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
            ) -> tuple:
     "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
     app = read_appendix(appendix)
+    _check_classes(app, len(VOC_CLASSES), 'VOC', 'pass the VOC-MLT appendix folder (data/appendix/VOCdevkit/longtail2012)')
     train = check_appendix(voc_set(Path(root)/'VOC2012', app.ids, groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
     return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
@@ -147,6 +154,8 @@ def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017
     "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
     app, ann = read_appendix(appendix), Path(root)/'annotations'
     index = _coco(train_ann := ann/'instances_train2017.json')
+    _check_classes(app, len(index.getCatIds()), f'{train_ann} (categories)',
+                   'pass the COCO-MLT appendix folder (data/appendix/coco/longtail2017) and the official COCO 2017 annotations (80 categories)')
     train = _coco_set(index, train_ann, Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
     train = check_appendix(train, app)
     cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]

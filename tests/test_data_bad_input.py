@@ -210,3 +210,18 @@ def test_preset_appendix_with_other_shape(voc, voc_appendix):
     "An appendix for 20 classes is fine for VOC; one naming the wrong ids fails on the annotations."
     (voc_appendix/'img_id.txt').write_text('\n'.join(voc['VOC2012']['ids'][2:12]))
     raises(ValueError, lambda: voc_mlt(voc['root'], voc_appendix, size=None), str(voc_appendix), 'disagree')
+
+
+def test_appendix_of_the_other_benchmark_is_refused_naming_both_counts(voc, coco, voc_appendix, coco_appendix):
+    "The COCO-MLT appendix given for VOC (and the VOC-MLT one for COCO, or a COCO file with a category more) is refused naming "
+    "class_split.pkl and both class counts; it failed on a VOC XML named by a COCO id (blaming the data root), or on the groups, naming no file."
+    from stitchup_nb.labels import load_benchmark
+    split = lambda app: app/'class_split.pkl'
+    raises(ValueError, lambda: load_benchmark('voc', voc['root'], coco_appendix, 16), split(coco_appendix), 'names 80 classes, but VOC has 20',
+           'data/appendix/VOCdevkit/longtail2012')
+    train_json = coco['root']/'annotations'/'instances_train2017.json'
+    raises(ValueError, lambda: coco_mlt(coco['root'], voc_appendix, size=None), split(voc_appendix),
+           f'names 20 classes, but {train_json} (categories) has 80')
+    d = json.loads(train_json.read_text()); d['categories'].append({'id': 91, 'name': 'banana split'})
+    train_json.write_text(json.dumps(d))
+    raises(ValueError, lambda: coco_mlt(coco['root'], coco_appendix, size=None), split(coco_appendix), '(categories) has 81', '80 categories')
