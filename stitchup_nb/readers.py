@@ -120,8 +120,13 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
     for sub in ('JPEGImages', 'Annotations'): _need(root/sub, f'the {sub} folder', _VOC_LAYOUT)
     if isinstance(ids, str) and _ID.fullmatch(ids) and '.' not in ids:      # a set name, not a file
         ids = _need(root/'ImageSets'/'Main'/f'{ids}.txt', f'image set {ids!r}', _VOC_LAYOUT)
+    src = f', listed in {ids}' if isinstance(ids, (str, Path)) else ''
     ids = read_ids(ids) if isinstance(ids, (str, Path)) else [str(i) for i in ids]
-    labels = np.stack([_voc_labels(root/'Annotations'/f'{i}.xml', i) for i in ids])
+    xmls = [root/'Annotations'/f'{i}.xml' for i in ids]
+    if missing := [k for k, x in enumerate(xmls) if not x.is_file()]:     # all counted: a partial download, or ids of another release?
+        raise FileNotFoundError(f'{xmls[missing[0]]}: no annotation for image id {ids[missing[0]]!r}{src} ({len(missing)} of '
+                                f'{len(ids)} ids lack their annotation: a partial download of {root.name}, or ids of another data set?)')
+    labels = np.stack([_voc_labels(x, i) for x, i in zip(xmls, ids)])
     return _reader_set([root/'JPEGImages'/f'{i}.jpg' for i in ids], labels, list(VOC_CLASSES), ids, groups,
                        name or f'{root.name} ({len(ids)} images)', size, on_bad, cache)
 

@@ -41,9 +41,14 @@ def test_id_without_image(voc):
     raises(FileNotFoundError, lambda: voc_set(voc12(voc)), f'JPEGImages/{id_}.jpg', repr(id_), '1 of 12')
 
 
-def test_id_without_xml(voc):
+def test_id_without_xml(voc, voc_appendix):
     raises(FileNotFoundError, lambda: voc_set(voc12(voc), ['2008_000001', '2099_000001']),
-           'Annotations/2099_000001.xml', "'2099_000001'")
+           'Annotations/2099_000001.xml', "'2099_000001'", '1 of 2 ids lack their annotation')
+    # a partial VOC2012: every id without its XML is counted, and the id file is named (it stopped at the first, naming no file)
+    for id_ in voc['VOC2012']['ids'][2:5]: (voc12(voc)/'Annotations'/f'{id_}.xml').unlink()
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc), voc_appendix/'img_id.txt'), f"{voc['VOC2012']['ids'][2]}.xml",
+           f"listed in {voc_appendix/'img_id.txt'} (3 of 10 ids lack their annotation: a partial download of VOC2012")
+    raises(FileNotFoundError, lambda: voc_mlt(voc['root'], voc_appendix, size=None), '(3 of 10 ids lack their annotation')
 
 
 def test_unknown_class_in_xml(voc):
