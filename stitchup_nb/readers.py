@@ -98,11 +98,18 @@ def _load(s:LabelledSet, size, on_bad, cache=False) -> LabelledSet:
     if size: return s.cached(size, on_bad, cache=cache)
     return s.check_images(on_bad) if on_bad == 'skip' else s
 
+def _look_alike(p:Path) -> str:
+    "A note naming the files of `p`'s folder whose names differ from `p`'s only in case or suffix (`2008_000001.JPG`, `.png`), or ''."
+    try: near = sorted(e.name for e in os.scandir(p.parent) if e.name != p.name and Path(e.name).stem.lower() == p.stem.lower())
+    except OSError: return ''
+    return (f'; the folder holds {", ".join(near[:3])}, not {p.name}: rename the images as the reader '
+            'expects them (VOC: JPEGImages/<id>.jpg; COCO: the file_name in the annotations)') if near else ''
+
 def _reader_set(items, labels, classes, ids, groups, name, size, on_bad, cache=False) -> LabelledSet:
     "What a reader returns, once every id has its image file; warns about images without objects."
     if missing := [i for i, p in enumerate(items) if not p.is_file()]:
         raise FileNotFoundError(f'{items[missing[0]]}: no image for id {ids[missing[0]]!r} '
-                                f'({len(missing)} of {len(ids)} ids lack their image)')
+                                f'({len(missing)} of {len(ids)} ids lack their image{_look_alike(items[missing[0]])})')
     if len(empty := np.flatnonzero(labels.sum(1) == 0)):
         warnings.warn(f'{name}: {len(empty)} of {len(ids)} images have no objects: all-zero label rows (e.g. id {ids[empty[0]]})')
     return _load(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad, cache)

@@ -41,6 +41,19 @@ def test_id_without_image(voc):
     raises(FileNotFoundError, lambda: voc_set(voc12(voc)), f'JPEGImages/{id_}.jpg', repr(id_), '1 of 12')
 
 
+def test_image_under_another_case_or_suffix_is_named(voc, coco):
+    "A copy whose images are named otherwise (`.JPG` from another system, `.png` once converted): the files found are named "
+    "beside the one looked for (it said only that every id lacked its image)."
+    imgs = coco['root']/'train2017'
+    for f in list(imgs.iterdir()): f.rename(f.with_name(f.name.upper()))
+    if (imgs/f'{coco["train2017"]["ids"][0]:012d}.jpg').is_file(): pytest.skip('a file system that ignores case')
+    raises(FileNotFoundError, lambda: coco_set(coco['root']/'annotations'/'instances_train2017.json', imgs),
+           '000000000009.jpg', '(12 of 12 ids lack their image; the folder holds 000000000009.JPG, not 000000000009.jpg: rename the images')
+    id_ = voc['VOC2012']['ids'][4]; jpg = voc12(voc)/'JPEGImages'/f'{id_}.jpg'
+    jpg.rename(jpg.with_suffix('.png'))
+    raises(FileNotFoundError, lambda: voc_set(voc12(voc)), f'(1 of 12 ids lack their image; the folder holds {id_}.png, not {id_}.jpg')
+
+
 def test_id_without_xml(voc, voc_appendix):
     raises(FileNotFoundError, lambda: voc_set(voc12(voc), ['2008_000001', '2099_000001']),
            'Annotations/2099_000001.xml', "'2099_000001'", '1 of 2 ids lack their annotation')
