@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image
+from PIL import Image, ImageOps
 from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 
 from .files import atomic_write
@@ -26,6 +26,7 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             # JPEGs can decode straight at a reduced scale (still >= size): several times faster for caching
             if size is not None and im.format == 'JPEG': im.draft('RGB', (size, size))
             im.load()
+            if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # EXIF orientation: upright, as cv2.imread
             if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):   # 16/32-bit greyscale: scale to 8 bits
                 a = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray((255 * a / max(a.max(), 1)).astype(np.uint8))
@@ -38,7 +39,7 @@ def load_image(path, size:int|None=None) -> np.ndarray:
                       "the set with on_bad='skip' to drop it with a warning") from None
 
 # %% ../nbs/00b_images.ipynb #d3c0de02
-_DECODE_VERSION = 1     # bump when `load_image`'s pixels change: old cache entries then go unused
+_DECODE_VERSION = 2     # bump when `load_image`'s pixels change: old cache entries then go unused
 
 def image_cache_dir() -> Path:
     "Where decoded image sets are kept: `decoded/` in the kit's cache folder ($STITCHUP_CACHE, the checkout's data/cache, or ~/.cache/stitchup_nb)."

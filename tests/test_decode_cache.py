@@ -177,3 +177,22 @@ def test_a_folder_whose_name_is_not_utf8_is_cached(tmp_path):
     second = voc_set(fx['root']/'VOC2012', size=16, cache=tmp_path/'c')
     assert isinstance(second.items, np.memmap) and np.array_equal(np.asarray(second.items), first.items)
     assert decode_key([tmp_path/'a.jpg'], 16) != decode_key([root/'a.jpg'], 16)
+
+
+def test_a_photograph_taken_sideways_is_decoded_upright(tmp_path):
+    "EXIF orientation 8 (turn 90° counter-clockwise), as a camera held on its side writes: decoded upright, as the reference's "
+    "cv2.imread and any viewer show it, also once cached; it was decoded lying on its side."
+    from PIL import ImageOps
+    fx = make_voc(tmp_path, n2012=4, n2007=4)
+    root = fx['root']/'VOC2012'
+    p = root/'JPEGImages'/f"{fx['VOC2012']['ids'][2]}.jpg"
+    exif = Image.Exif(); exif[0x0112] = 8
+    Image.open(p).save(p, exif=exif.tobytes(), quality=95)                # stored 40 wide, 32 high
+    with Image.open(p) as im: upright = np.asarray(ImageOps.exif_transpose(im).convert('RGB'))
+    assert upright.shape == (40, 32, 3) and np.array_equal(load_image(p), upright)
+    s = voc_set(root, size=None)
+    assert s.image(2).shape == (40, 32, 3)
+    cached = [voc_set(root, size=16, cache=tmp_path/'c') for _ in range(2)]
+    with Image.open(p) as im: want = np.asarray(ImageOps.exif_transpose(im).convert('RGB').resize((16, 16), Image.BILINEAR))
+    for c in cached:                  # decoded at a reduced JPEG scale first: near the upright picture, exactly load_image's
+        assert np.abs(np.asarray(c.items[2], int) - want).mean() < 8 and np.array_equal(c.items[2], load_image(p, 16))
