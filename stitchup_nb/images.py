@@ -27,9 +27,9 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             if size is not None and im.format == 'JPEG': im.draft('RGB', (size, size))
             im.load()
             if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # EXIF orientation: upright, as cv2.imread
-            if im.mode in ('I;16', 'I;16B', 'I;16L', 'I'):   # 16/32-bit greyscale: scale to 8 bits
-                a = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray((255 * a / max(a.max(), 1)).astype(np.uint8))
+            if im.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):   # 16/32-bit greyscale, integer or float: scale to 8 bits
+                a = np.nan_to_num(np.asarray(im, dtype=np.float64))      # (Pillow would clip a float one's 0..1 to black)
+                im = Image.fromarray(np.clip(255 * a / max(a.max(), 1), 0, 255).astype(np.uint8))
             im = im.convert('RGB')
             if size is not None: im = im.resize((size, size), Image.BILINEAR)
             return np.asarray(im, dtype=np.uint8)
@@ -39,7 +39,7 @@ def load_image(path, size:int|None=None) -> np.ndarray:
                       "the set with on_bad='skip' to drop it with a warning") from None
 
 # %% ../nbs/00b_images.ipynb #d3c0de02
-_DECODE_VERSION = 2     # bump when `load_image`'s pixels change: old cache entries then go unused
+_DECODE_VERSION = 3     # bump when `load_image`'s pixels change: old cache entries then go unused
 
 def image_cache_dir() -> Path:
     "Where decoded image sets are kept: `decoded/` in the kit's cache folder ($STITCHUP_CACHE, the checkout's data/cache, or ~/.cache/stitchup_nb)."

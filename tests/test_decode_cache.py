@@ -196,3 +196,12 @@ def test_a_photograph_taken_sideways_is_decoded_upright(tmp_path):
     with Image.open(p) as im: want = np.asarray(ImageOps.exif_transpose(im).convert('RGB').resize((16, 16), Image.BILINEAR))
     for c in cached:                  # decoded at a reduced JPEG scale first: near the upright picture, exactly load_image's
         assert np.abs(np.asarray(c.items[2], int) - want).mean() < 8 and np.array_equal(c.items[2], load_image(p, 16))
+
+
+def test_float_and_signed_greyscale_images_keep_their_grey_levels(tmp_path):
+    "A 32-bit float image (0..1) was decoded black, Pillow clipping it to 0/1 of 255; negative 32-bit integers wrapped round."
+    Image.fromarray(np.array([[-.5, 0, .25, 1]], np.float32)).save(tmp_path/'f.tif')
+    Image.fromarray(np.array([[-1000, 0, 500, 1000]], np.int32)).save(tmp_path/'i.tif')
+    assert load_image(tmp_path/'f.tif')[0, :, 0].tolist() == [0, 0, 63, 255]
+    assert load_image(tmp_path/'i.tif')[0, :, 0].tolist() == [0, 0, 127, 255]
+    assert decoded_images([tmp_path/'f.tif'], 4, cache=tmp_path/'c')[0].max() == 255
