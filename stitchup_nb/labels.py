@@ -24,17 +24,28 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
     "The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of data/README.md."
     return data_source(dataset).load(PRESETS[dataset], data_root, appendix, size, data_seed)
 
+def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
+    "The rows of `labels` (one per appendix id, in its order) of `train`'s images, found by id: all, or those an `on_bad='skip'` load kept."
+    key = lambda i: str(int(i)) if str(i).isdigit() else str(i)     # a COCO id read as 391895 from '000000391895'
+    if train.ids is None or [key(i) for i in train.ids] == [key(i) for i in app.ids]: return labels
+    row = {key(i): k for k, i in enumerate(app.ids)}
+    if (gone := next((i for i in train.ids if key(i) not in row), None)) is not None:
+        raise ValueError(f'{app.path}: its image ids do not list {gone!r}, an image of {train.name}: the appendix is not that of '
+                         'this training set; pass the one it was read with')
+    return labels[[row[key(i)] for i in train.ids]]
+
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None,
                     **own) -> np.ndarray:    # a kind's own options (`kind_options`), to `add_noise`
-    "The labels training sees: a noisy-label file, the official noisy labels at `noise_rate`, or simulated noise."
+    """The labels training sees: a noisy-label file, the official noisy labels at `noise_rate` (the rows of `train`'s images,
+    by id: a set read with `on_bad='skip'` lacks the rows of the images it dropped), or simulated noise."""
     if noise_file:
         noisy, clean = load_noisy(noise_file)
         if clean.shape != train.labels.shape or (clean != train.labels).any():
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
                              f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?)')
         return noisy
-    if app is not None and noise_rate in app.noisy: return app.noisy[noise_rate]
+    if app is not None and noise_rate in app.noisy: return _appendix_rows(train, app, app.noisy[noise_rate])
     if noise_rate == 0: return train.labels
     return add_noise(train.labels, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate, **own)
 

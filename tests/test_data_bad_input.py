@@ -159,6 +159,25 @@ def test_skip_bad_images_drops_rows_with_a_warning(voc, size):
     np.testing.assert_array_equal(s.labels, voc['VOC2012']['labels'][keep])
 
 
+def test_official_noisy_labels_follow_the_images_a_skip_kept(voc, voc_appendix, coco, coco_appendix):
+    "A VOC-MLT / COCO-MLT training set read with on_bad='skip' trains each image on its own row of the official noisy labels; "
+    "the file's rows were returned as they are, one more than the images: the loaders refused them, naming no file, and a "
+    "caller taking them by position gave every image after the dropped one its neighbour's row."
+    from stitchup_nb.labels import training_labels
+    app = read_appendix(voc_appendix)
+    truncate(voc12(voc)/'JPEGImages'/f'{app.ids[3]}.jpg')
+    with pytest.warns(UserWarning, match='skipped 1 of 10'): train, _ = voc_mlt(voc['root'], voc_appendix, size=16, on_bad='skip', cache=False)
+    np.testing.assert_array_equal(training_labels(train, noise_rate=.5, app=app), np.delete(app.noisy[.5], 3, 0))
+    # COCO: ids written zero-padded, as the image files are named, and read as integers
+    ids = (coco_appendix/'img_id.pkl').read_text().split()
+    (coco_appendix/'img_id.pkl').write_text(''.join(f'{int(i):012d}\n' for i in ids))
+    capp = read_appendix(coco_appendix)
+    (coco['root']/'train2017'/f'{int(ids[0]):012d}.jpg').write_bytes(b'')
+    with pytest.warns(UserWarning, match='skipped 1 of 10'): ctrain, _ = coco_mlt(coco['root'], coco_appendix, size=16, on_bad='skip', cache=False)
+    np.testing.assert_array_equal(training_labels(ctrain, noise_rate=.5, app=capp), capp.noisy[.5][1:])
+    raises(ValueError, lambda: training_labels(ctrain, noise_rate=.5, app=app), str(voc_appendix), 'do not list', 'not that of this training set')
+
+
 def test_bad_on_bad_value(voc):
     raises(ValueError, lambda: voc_set(voc12(voc), size=8, on_bad='ignore'), "'ignore'")
 
