@@ -87,7 +87,10 @@ def _voc_labels(xml:Path, id_:str) -> np.ndarray:
         raise ValueError(f'{xml}: object {names.index("") + 1} of {len(names)} has no <name> (or an empty one); '
                          'give every <object> a <name> holding its VOC class')
     if unknown := sorted(set(names) - set(VOC_CLASSES)):
-        raise ValueError(f'{xml}: unknown class {unknown}; VOC classes are {", ".join(VOC_CLASSES)}')
+        near = {u: k for u in unknown if (k := re.sub(r'[\s_-]', '', u.lower())) in VOC_CLASSES}    # 'Person', 'dining table'
+        hint = f' (as VOC writes them: lower case, no spaces; here {near})' if near else ''
+        raise ValueError(f'{xml}: unknown class {unknown} in <name>; VOC classes are {", ".join(VOC_CLASSES)}{hint}: '
+                         'correct the <name> or remove that object')
     return np.isin(VOC_CLASSES, names).astype(np.uint8)
 
 # %% ../nbs/00e_readers.ipynb #2939cf38

@@ -67,7 +67,10 @@ def test_id_without_xml(voc, voc_appendix):
 def test_unknown_class_in_xml(voc):
     xml = voc12(voc)/'Annotations'/'2008_000002.xml'
     xml.write_text(voc_xml([('dog', False), ('unicorn', False)]))
-    raises(ValueError, lambda: voc_set(voc12(voc)), str(xml), 'unicorn')
+    raises(ValueError, lambda: voc_set(voc12(voc)), str(xml), 'unicorn', 'in <name>', 'correct the <name> or remove that object')
+    # a copy relabelled by hand: capitals and spaces are named with the class each should read (it listed the classes only)
+    xml.write_text(voc_xml([('Person', False), ('potted plant', True)]))
+    raises(ValueError, lambda: voc_set(voc12(voc)), str(xml), "lower case, no spaces; here {'Person': 'person', 'potted plant': 'pottedplant'}")
 
 
 def test_broken_xml(voc):
