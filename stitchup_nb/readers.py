@@ -205,6 +205,8 @@ def _coco(ann_file):
     ann_file = _need(ann_file, 'COCO annotation file', _COCO_LAYOUT)
     try: d = json.loads(ann_file.read_bytes())
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f'{ann_file}: not a JSON file ({e})') from None
+    except RecursionError: raise ValueError(f'{ann_file}: lists or objects nested thousands deep, where a COCO instances file '
+                                            'nests a few levels: it is damaged or crafted; re-download it') from None
     _check_coco(d, ann_file)
     coco = COCO(); coco.dataset = d
     with contextlib.redirect_stdout(io.StringIO()): coco.createIndex()    # pycocotools prints progress

@@ -130,6 +130,8 @@ def test_coco_not_json(coco):
     path = coco['root']/'annotations'/'instances_val2017.json'
     path.write_text('{"images": [')
     raises(ValueError, lambda: read_val(coco, path), str(path), 'not a JSON file')
+    path.write_text('{"images": ' + '[' * 100_000 + ']' * 100_000 + '}')       # it stopped with a RecursionError, naming no file
+    raises(ValueError, lambda: read_val(coco, path), str(path), 'nested thousands deep')
 
 
 def test_coco_id_not_in_file_and_missing_image(coco):
