@@ -6,7 +6,7 @@ import pytest
 
 from stitchup_nb.appendix import coco_mlt, read_appendix, read_class_freq, voc_mlt
 from stitchup_nb.readers import coco_set, read_ids, voc_set
-from stitchup_nb.fixtures import freq_dict, make_appendix, py2_pickle, voc_xml
+from stitchup_nb.fixtures import freq_dict, make_appendix, make_voc, py2_pickle, voc_xml
 
 
 def raises(exc, fn, *parts):
@@ -181,6 +181,28 @@ def test_official_noisy_labels_follow_the_images_a_skip_kept(voc, voc_appendix, 
     with pytest.warns(UserWarning, match='skipped 1 of 10'): ctrain, _ = coco_mlt(coco['root'], coco_appendix, size=16, on_bad='skip', cache=False)
     np.testing.assert_array_equal(training_labels(ctrain, noise_rate=.5, app=capp), capp.noisy[.5][1:])
     raises(ValueError, lambda: training_labels(ctrain, noise_rate=.5, app=app), str(voc_appendix), 'do not list', 'not that of this training set')
+
+
+def test_a_real_copys_odd_images_and_paths_still_read(tmp_path):
+    "What a researcher's VOC copy may hold and the readers accept: a path with spaces and accents, JPEGImages a link to "
+    "another disk, greyscale, CMYK and 16-bit images, a palette PNG with transparency saved as .jpg. Same labels; every image decoded."
+    from PIL import Image
+    root = tmp_path/'my data sets'/'VOC ünë'
+    fx = make_voc(root, n2012=10, n2007=4)
+    y, voc12_ = fx['VOC2012'], fx['root']/'VOC2012'
+    elsewhere = tmp_path/'other disk'/'JPEGImages'
+    shutil.move(voc12_/'JPEGImages', elsewhere); (voc12_/'JPEGImages').symlink_to(elsewhere, target_is_directory=True)
+    f = lambda i: elsewhere/f"{y['ids'][i]}.jpg"
+    rgb = [Image.open(f(i)).convert('RGB') for i in range(4)]
+    rgb[0].convert('L').save(f(0), format='JPEG')
+    rgb[1].convert('CMYK').save(f(1), format='JPEG')
+    rgb[2].convert('P').save(f(2), format='PNG', transparency=0)                                  # a PNG named .jpg
+    Image.fromarray(np.asarray(rgb[3])[..., 0].astype(np.uint16) * 257).save(f(3), format='PNG')   # 16-bit greyscale
+    app = make_appendix(tmp_path/'app ü', y['ids'], y['labels'])
+    train, test = voc_mlt(fx['root'], app, size=16, cache=tmp_path/'cache ü')
+    np.testing.assert_array_equal(train.labels, y['labels'])
+    assert train.items.shape == (10, 16, 16, 3) and len(test) == 1
+    assert all(train.items[i].std() > 0 for i in range(4))        # each odd image decoded to its picture, none blank
 
 
 def test_bad_on_bad_value(voc):
