@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_images.ipynb #94dc5d2d
 from __future__ import annotations
-import contextlib, hashlib, json, os, sys, time, warnings
+import contextlib, hashlib, json, os, shutil, sys, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -124,6 +124,17 @@ def _read_cached(npy:Path, meta:Path, n:int, size:int):
         return arr, [int(i) for i in m['bad']]
     except (OSError, ValueError, KeyError, TypeError): return None
 
+def _cannot_keep(folder:Path, nbytes:int, e:OSError, default:bool=True) -> str:
+    """The warning for a decoded set of `nbytes` that `folder` (the default cache folder, or one a caller chose) could not
+    take (`e`): why, whether its disk is short of room, and how to keep the set elsewhere."""
+    room = ''
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
+        if free < nbytes: room = f'; the set takes {nbytes / 2**20:,.1f} MB and that disk has {free / 2**20:,.1f} MB free'
+    elsewhere = 'set STITCHUP_CACHE to' if default else 'pass cache='
+    return (f'could not keep the decoded images in {folder} ({e}{room}); they are decoded again next time: {elsewhere} a folder '
+            'you can write, on a disk with room, to keep them')
+
 def decoded_images(paths,                 # image files
                    size:int,              # decode to size×size
                    on_bad:str='error',    # as in `decode_images`
@@ -148,5 +159,5 @@ def decoded_images(paths,                 # image files
         atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
                                                          'first': str(os.path.abspath(paths[0])) if paths else '',
                                                          'files': files}).encode()))
-    except OSError as e: warnings.warn(f'could not keep the decoded images in {folder} ({e}); they are decoded again next time')
+    except OSError as e: warnings.warn(_cannot_keep(folder, arr.nbytes, e, cache is True))
     return arr, bad

@@ -205,3 +205,19 @@ def test_float_and_signed_greyscale_images_keep_their_grey_levels(tmp_path):
     assert load_image(tmp_path/'f.tif')[0, :, 0].tolist() == [0, 0, 63, 255]
     assert load_image(tmp_path/'i.tif')[0, :, 0].tolist() == [0, 0, 127, 255]
     assert decoded_images([tmp_path/'f.tif'], 4, cache=tmp_path/'c')[0].max() == 255
+
+
+def test_a_full_disk_is_named_with_the_room_needed_and_where_else_to_cache(files, tmp_path, monkeypatch):
+    "A cache disk without room for the set: decoded all the same, and the warning gives the room needed and free and the way "
+    "to keep the set elsewhere (it gave numpy's '245760 requested and 65408 written')."
+    import shutil
+    from collections import namedtuple
+    monkeypatch.setenv('STITCHUP_CACHE', str(tmp_path/'k'))
+    def full(path, write): raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(images, 'atomic_write', full)
+    monkeypatch.setattr(shutil, 'disk_usage', lambda p: namedtuple('usage', 'total used free')(10**9, 10**9 - 2**20, 2**20))
+    with pytest.warns(UserWarning) as w: arr, _ = decoded_images(files, 256)
+    msg = str(w[-1].message)
+    assert np.array_equal(arr, reference(files, 256))
+    assert f"could not keep the decoded images in {tmp_path/'k'/'decoded'}" in msg and 'No space left on device' in msg
+    assert 'the set takes 2.2 MB and that disk has 1.0 MB free' in msg and 'set STITCHUP_CACHE to a folder you can write' in msg
