@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image, ImageOps
+from PIL import Image
 from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 
 from .files import atomic_write
@@ -19,6 +19,15 @@ from .files import atomic_write
 __all__ = ['load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key', 'decoded_images']
 
 # %% ../nbs/00b_images.ipynb #2abe4c85
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+def _upright(im:Image.Image) -> Image.Image:
+    """`im` turned as its EXIF orientation says, as `ImageOps.exif_transpose` turns it (which fails, rewriting the EXIF, on a
+    damaged one); `im` itself where the orientation is 1, absent or no orientation at all."""
+    o = im.getexif().get(0x0112)
+    return im.transpose(_UPRIGHT[o]) if isinstance(o, int) and o in _UPRIGHT else im
+
 def load_image(path, size:int|None=None) -> np.ndarray:
     "Decode an image file to an H×W×3 uint8 RGB array, optionally resized to `size`×`size`."
     try:
@@ -26,7 +35,7 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             # JPEGs can decode straight at a reduced scale (still >= size): several times faster for caching
             if size is not None and im.format == 'JPEG': im.draft('RGB', (size, size))
             im.load()
-            if im.getexif().get(0x0112, 1) != 1: im = ImageOps.exif_transpose(im)   # EXIF orientation: upright, as cv2.imread
+            im = _upright(im)                                       # EXIF orientation: upright, as cv2.imread
             if im.mode in ('I;16', 'I;16B', 'I;16L', 'I', 'F'):   # 16/32-bit greyscale, integer or float: scale to 8 bits
                 a = np.nan_to_num(np.asarray(im, dtype=np.float64))      # (Pillow would clip a float one's 0..1 to black)
                 im = Image.fromarray(np.clip(255 * a / max(a.max(), 1), 0, 255).astype(np.uint8))

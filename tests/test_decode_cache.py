@@ -221,3 +221,16 @@ def test_a_full_disk_is_named_with_the_room_needed_and_where_else_to_cache(files
     assert np.array_equal(arr, reference(files, 256))
     assert f"could not keep the decoded images in {tmp_path/'k'/'decoded'}" in msg and 'No space left on device' in msg
     assert 'the set takes 2.2 MB and that disk has 1.0 MB free' in msg and 'set STITCHUP_CACHE to a folder you can write' in msg
+
+
+def test_a_damaged_exif_neither_stops_nor_unturns_the_image(tmp_path):
+    "A JPEG whose EXIF is damaged around a valid orientation (here the camera's make filed under the image-width tag) decodes, "
+    "turned upright; Pillow's exif_transpose raised struct.error rewriting it, a traceback the console scripts do not report."
+    side = np.zeros((30, 40, 3), np.uint8); side[:10, :20] = 255
+    exif = Image.Exif(); exif[0x0112], exif[0x010f] = 6, 'Canon'
+    raw = exif.tobytes()
+    assert raw.count(b'\x01\x0f\x00\x02') == 1
+    Image.fromarray(side).save(tmp_path/'d.jpg', exif=raw.replace(b'\x01\x0f\x00\x02', b'\x01\x00\x00\x02'), quality=95)
+    up = load_image(tmp_path/'d.jpg')
+    assert up.shape == (40, 30, 3) and up[:20, -10:].mean() > 200 and up[:20, :10].mean() < 50
+    assert decode_images([tmp_path/'d.jpg'], 8)[1] == []
