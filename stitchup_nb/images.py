@@ -16,7 +16,7 @@ from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key', 'decoded_images']
+__all__ = ['UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key', 'decoded_images']
 
 # %% ../nbs/00b_images.ipynb #2abe4c85
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -27,6 +27,15 @@ def _upright(im:Image.Image) -> Image.Image:
     damaged one); `im` itself where the orientation is 1, absent or no orientation at all."""
     o = im.getexif().get(0x0112)
     return im.transpose(_UPRIGHT[o]) if isinstance(o, int) and o in _UPRIGHT else im
+
+class UnreadableImage(OSError):
+    """An image file that cannot be decoded: its `path`, the decoder's words `why`, and what to do, `fix` (a reader that knows
+    more says more: an official split cannot lose an image). The message says all three."""
+    def __init__(self, path, why:str, fix:str="re-download it or move it out of the set, or, from Python, read the set with "
+                                           "on_bad='skip' to drop it with a warning"):
+        super().__init__(f'{path}: cannot decode image ({why}); {fix}')
+        self.path, self.why, self.fix = path, why, fix
+    def __reduce__(self): return type(self), (self.path, self.why, self.fix), {'args': self.args}   # pickled whole, as worded
 
 def load_image(path, size:int|None=None) -> np.ndarray:
     "Decode an image file to an H×W×3 uint8 RGB array, optionally resized to `size`×`size`."
@@ -44,8 +53,7 @@ def load_image(path, size:int|None=None) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8)
     except FileNotFoundError: raise FileNotFoundError(f'{path}: image file not found') from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise OSError(f'{path}: cannot decode image ({e}); re-download it or move it out of the set, or, from Python, read '
-                      "the set with on_bad='skip' to drop it with a warning") from None
+        raise UnreadableImage(path, e) from None
 
 # %% ../nbs/00b_images.ipynb #d3c0de02
 _DECODE_VERSION = 3     # bump when `load_image`'s pixels change: old cache entries then go unused

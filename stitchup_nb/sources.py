@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .appendix import coco_mlt, read_appendix, voc_mlt
+from .images import UnreadableImage
 
 # %% auto #0
 __all__ = ['SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco']
@@ -42,6 +43,11 @@ def _official(reader, preset:dict, data_root=None, appendix=None, size=None) -> 
     except FileNotFoundError as e:      # a file of the images' folder, or one the appendix folder lacks
         flag = ('appendix', appendix, app.path) if str(e).startswith(str(app.path)) else ('data_root', data_root, root)
         raise FileNotFoundError(f'{e} ({where(*flag)})') from None
+    except UnreadableImage as e:        # "move it out of the set": not out of an official split, which lists every image
+        raise UnreadableImage(e.path, e.why, f"the official split ({where('appendix', appendix, app.path)}) lists every image of the set, "
+                              "so none can be moved out: re-download or replace this one; or, from Python, "
+                              f"{reader.__name__}(..., on_bad='skip') drops it with a warning (a test image dropped is not scored) "
+                              "and training_labels takes the kept images' rows by id") from None
     return train, test, app
 
 @register_source('voc', reads_files=True)

@@ -153,6 +153,17 @@ def test_truncated_image_error_names_file(voc):
     raises(OSError, lambda: voc_set(voc12(voc), size=16), str(bad))
 
 
+
+def test_an_official_splits_unreadable_image_is_not_told_to_move_out(voc, voc_appendix):
+    "A run's VOC-MLT with a broken training image names it, and the fix an official split allows: it lists every image, so "
+    "the usual 'move it out of the set' would only have traded this error for the appendix's (its rows are one per image)."
+    from stitchup_nb.labels import load_benchmark
+    bad = voc12(voc)/'JPEGImages'/f"{voc['VOC2012']['ids'][3]}.jpg"
+    truncate(bad)
+    said = raises(OSError, lambda: load_benchmark('voc', voc['root'], voc_appendix, 16), f'{bad}: cannot decode image',
+                  f'the official split (`appendix` {voc_appendix}) lists every image of the set', "voc_mlt(..., on_bad='skip')")
+    assert 'move it out' not in said, said
+
 @pytest.mark.parametrize('size', [16, None])
 def test_skip_bad_images_drops_rows_with_a_warning(voc, size):
     truncate(voc12(voc)/'JPEGImages'/'2008_000004.jpg')
