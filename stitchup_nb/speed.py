@@ -5,6 +5,7 @@
 # %% ../nbs/07e_speed.ipynb #639b8cbc
 from __future__ import annotations
 import os, warnings
+from contextlib import contextmanager
 import torch
 from fastai.callback.core import Callback
 from fastai.learner import AvgSmoothLoss, Learner
@@ -15,7 +16,7 @@ from .words import in_python_words, worded
 
 # %% auto #0
 __all__ = ['resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies',
-           'deterministic_torch']
+           'deterministic_torch', 'torch_switches']
 
 # %% ../nbs/07e_speed.ipynb #6f1ea0d9
 @in_python_words
@@ -84,3 +85,19 @@ def deterministic_torch(on:bool=True):
     torch.use_deterministic_algorithms(on, warn_only=True)
     torch.backends.cudnn.deterministic = on
     if on: torch.backends.cudnn.benchmark = False
+
+# %% ../nbs/07e_speed.ipynb #5ddd1ca3
+_SWITCHES = {'cudnn.deterministic': torch.backends.cudnn, 'cudnn.benchmark': torch.backends.cudnn,
+             'cudnn.allow_tf32': torch.backends.cudnn, 'cuda.matmul.allow_tf32': torch.backends.cuda.matmul}
+
+@contextmanager
+def torch_switches():
+    "Within the block a run may set PyTorch's process-wide switches (`gpu_speed`, `deterministic_torch`); after it, each is as before."
+    was = {k: getattr(m, k.rsplit('.', 1)[1]) for k, m in _SWITCHES.items()}
+    algos = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try: yield
+    finally:
+        if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != algos:
+            torch.use_deterministic_algorithms(algos[0], warn_only=algos[1])
+        for k, m in _SWITCHES.items():      # only those that changed: setting TF32 on a CPU build can warn
+            if getattr(m, k.rsplit('.', 1)[1]) != was[k]: setattr(m, k.rsplit('.', 1)[1], was[k])

@@ -24,10 +24,10 @@ from .methods import PRESETS, data_source
 from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
-from .runs import checkpoints, is_kit_file, lock_work_dir, prepare_work_dir
+from .runs import checkpoints, file_stamp, is_kit_file, lock_work_dir, prepare_work_dir, run_files
 from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
-from .speed import deterministic_torch, gpu_speed, resolve_precision, use_precision
+from .speed import deterministic_torch, gpu_speed, resolve_precision, torch_switches, use_precision
 from .peers import PEERS, make_peer
 from . import coteaching, confident
 from .console import EpochBars, EpochLines, StepLines
@@ -179,13 +179,36 @@ def _cpu_note(cfg:dict, steps:int) -> str|None:
             + (f'. A smoke test of this path on a CPU: {flags}' if flags else ''))
 
 # %% ../nbs/10a_train.ipynb #2b96718c
+def _stopped(work:Path|None, before:dict) -> str:
+    """What a `run_training` stopped by Ctrl-C (KeyboardInterrupt) left in `work`, and how a Python caller goes on; `before`:
+    the `file_stamp` of each of the folder's run files when the call began."""
+    now = {p: file_stamp(p) for p in run_files(work)} if work else {}
+    if now == before:
+        return ('run_training interrupted before it wrote anything (' + ('work_dir=None' if work is None else f'{work} holds no run'
+                if not now else f'{work} holds the run it found there, untouched') + '); call it again')
+    if not (cks := checkpoints(work)):
+        return (f'run_training interrupted before its first checkpoint ({work} holds its config.json); call it again with '
+                "resume='auto', which starts the run over there")
+    return (f"run_training interrupted; last checkpoint: {cks[-1]}; continue the run with the same options and resume='auto': "
+            "run_training(train_config(..., resume='auto'))")
+
 @in_python_words
 def run_training(cfg:dict) -> tuple:
     """Train as `stitchup_train` does (config.json, checkpoints, metrics.json in `work_dir`: the flag's default,
     work_dirs/run, unless given; None writes nothing): `(learn, table)`. `cfg`: a `train_config(...)`; a plain dict of
-    options is checked by it first."""
+    options is checked by it first. PyTorch's process-wide switches that the run sets are put back afterwards
+    (`torch_switches`); stopped by Ctrl-C, it says where the run stands and how to continue it."""
     if not isinstance(cfg, RunConfig): cfg = train_config(**cfg)
     work = Path(cfg['work_dir']) if cfg['work_dir'] else None
+    before = {p: file_stamp(p) for p in run_files(work)} if work else {}
+    try:
+        with torch_switches(): return _train(cfg, work)     # a kernel's next run starts from the kernel's own switches
+    except KeyboardInterrupt as e:
+        e.args = (_stopped(work, before),)     # the console script says it in its own words (10c_cli)
+        raise
+
+def _train(cfg:RunConfig, work:Path|None) -> tuple:
+    "`run_training`'s work, in the folder `work` of `cfg`."
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
     began = False                             # whether the run has changed its folder: until then, a refusal leaves it as it was

@@ -1,0 +1,75 @@
+"""A researcher's kernel: runs made one after another in one long-lived process (JupyterLab), some stopped by Ctrl-C.
+
+- Ctrl-C (KeyboardInterrupt) at a chosen batch of epoch 2 of a `run_training` call: the error says where the run stands
+  and how to continue it in Python, the work dir's lock is free, no temporary file is left, and the run resumed in the
+  same process ends exactly as the uninterrupted run made by a fresh process (the session's `quick_run`).
+- Ctrl-C before the run wrote anything says so.
+- A run with `deterministic=True` leaves PyTorch's process-wide switches as it found them, so the kernel's next run
+  computes as it would in a fresh process.
+"""
+import fcntl, json
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+
+import stitchup_nb.train as train_mod
+from stitchup_nb.train import run_training, train_config
+
+QUICK = dict(dataset='digits-small', noise_rate=0.5, epochs=2, warmup_iters=10, quiet=True)   # tests/conftest.py's QUICK, in Python
+
+
+class CtrlC(Callback):
+    "Ctrl-C after batch `it` of epoch `epoch` (fastai counts both from 0)."
+    order = 99
+    def __init__(self, epoch:int, it:int): self.at = epoch, it
+    def after_batch(self):
+        if (self.epoch, self.iter) == self.at: raise KeyboardInterrupt
+
+
+def stopping(monkeypatch, cb):
+    "Make the next `run_training` build its Learner with `cb` added."
+    real = train_mod.build_learner
+    def build(*a, **k):
+        learn, train, test = real(*a, **k)
+        learn.add_cb(cb)
+        return learn, train, test
+    monkeypatch.setattr(train_mod, 'build_learner', build)
+
+
+def lock_is_free(work) -> bool:
+    with open(work/'.lock') as f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError: return False
+        return True
+
+
+def test_ctrl_c_in_a_kernel_says_how_to_continue_and_the_resume_ends_as_a_fresh_run(quick_run, tmp_path, monkeypatch):
+    work = tmp_path/'run'
+    stopping(monkeypatch, CtrlC(epoch=1, it=3))
+    with pytest.raises(KeyboardInterrupt) as e: run_training(train_config(**QUICK, work_dir=str(work)))
+    assert str(e.value) == (f"run_training interrupted; last checkpoint: {work/'epoch_1.pth'}; continue the run with the same "
+                            "options and resume='auto': run_training(train_config(..., resume='auto'))")
+    assert lock_is_free(work) and not list(work.glob('*.tmp')) and not (work/'epoch_2.pth').exists()
+    assert [r['epoch'] for r in json.loads((work/'metrics.json').read_text())['epochs']] == [0]   # the epochs up to the checkpoint
+    monkeypatch.undo()
+    learn, _ = run_training(train_config(**QUICK, work_dir=str(work), resume='auto'))
+    assert not any(isinstance(c, CtrlC) for c in learn.cbs)
+    got, want = (json.loads((w/'metrics.json').read_text()) for w in (work, quick_run[0]))
+    assert got['final'] == want['final']
+    a, b = (torch.load(w/'epoch_2.pth', weights_only=True)['model'] for w in (work, quick_run[0]))
+    assert all(torch.equal(a[k], b[k]) for k in b)
+
+
+def test_ctrl_c_before_the_run_wrote_anything_says_so(tmp_path, monkeypatch):
+    def ctrl_c(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(train_mod, 'build_learner', ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as e: run_training(train_config(**QUICK, work_dir=str(tmp_path/'run')))
+    assert str(e.value) == f"run_training interrupted before it wrote anything ({tmp_path/'run'} holds no run); call it again"
+    assert not (tmp_path/'run').exists()
+
+
+def test_a_deterministic_run_leaves_the_kernels_switches_as_it_found_them():
+    was = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    run_training(train_config(**{**QUICK, 'epochs': 1}, deterministic=True, pretrained=False, work_dir=None))
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == was
