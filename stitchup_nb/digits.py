@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_digits.ipynb #f5923261
 from __future__ import annotations
-import os
+import functools, os
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -118,7 +119,17 @@ def render_set(labels, pool, seed:int=0, size:int=64) -> np.ndarray:
     return out
 
 # %% ../nbs/01_digits.ipynb #ff0711c2
-@lru_cache(maxsize=4)
+def _own_sets(f):
+    "Cache `f`'s `(train, test)` and give each call LabelledSets of its own: the cached images, read-only; copies of the rest."
+    cached = lru_cache(maxsize=4)(f)
+    @functools.wraps(f)           # its signature, and `__wrapped__`: a draw that bypasses the cache
+    def own(*args, **kwargs):
+        return tuple(replace(s, labels=s.labels.copy(), classes=list(s.classes), groups={k: list(v) for k, v in s.groups.items()})
+                     for s in cached(*args, **kwargs))
+    own.cache_clear = cached.cache_clear
+    return own
+
+@_own_sets
 def digits_mlt(seed:int=0,        # one seed fixes glyph pools, classes' order, labels and pixels
                size:int=64,       # canvas side in pixels
                n_max:int=800,     # training images holding the largest class
@@ -140,7 +151,7 @@ def digits_mlt(seed:int=0,        # one seed fixes glyph pools, classes' order, 
                         DIGIT_CLASSES, groups, name='Digits-MLT train')
     test = LabelledSet(render_set(test_labels, pools['test'], seed + 1, size), test_labels,
                        DIGIT_CLASSES, groups, name='Digits-MLT test')
-    for s in (train, test): s.items.flags.writeable = False   # cached: shared, never edited in place
+    for s in (train, test): s.items.flags.writeable = False   # cached: shared by every call, never edited in place
     return train, test
 
 # %% ../nbs/01_digits.ipynb #95f22b60
