@@ -4,7 +4,7 @@
 
 # %% ../nbs/07d_checkpoints.ipynb #202d2d17
 from __future__ import annotations
-import errno, json, pickle, shutil
+import errno, json, pickle, shutil, warnings
 from pathlib import Path
 
 import torch
@@ -37,10 +37,15 @@ def _plain_state(x):
     return x
 
 class TrainedEpoch(Callback):
-    "Base of callbacks that act after an epoch that trained: `trained` is False for the epochs a resumed fit skips and for `get_preds`' epoch."
-    def before_fit(self): self.trained = False
+    """Base of callbacks that act after an epoch that trained: `trained` is False for the epochs a resumed fit skips and for
+    `get_preds`' epoch, and for every epoch once `close(why)` was called (the run they write for has ended; a fit then warns `why`)."""
+    closed = None
+    def before_fit(self): self.trained = self.warned = False
     def before_epoch(self): self.trained = False
-    def after_batch(self): self.trained |= self.training
+    def after_batch(self):
+        if self.training and self.closed and not self.warned: warnings.warn(self.closed); self.warned = True   # once a fit
+        self.trained |= self.training and not self.closed
+    def close(self, why:str): self.closed = why
 
 class Checkpoint(TrainedEpoch):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."

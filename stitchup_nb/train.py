@@ -257,6 +257,9 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
         if work and main:
             write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
                         'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
+        for cb in learn.cbs.filter(lambda c: isinstance(c, (MetricsJSON, Checkpoint))):   # its files describe this run, whole
+            cb.close(f"the run in {work} has ended: a further fit of its Learner trains in memory and writes none of its files; "
+                     "to train the run on, call run_training(train_config(..., resume='auto', epochs=N)), N above its epochs")
         close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly
         return learn, table
     finally:

@@ -73,3 +73,13 @@ def test_a_deterministic_run_leaves_the_kernels_switches_as_it_found_them():
     was = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     run_training(train_config(**{**QUICK, 'epochs': 1}, deterministic=True, pretrained=False, work_dir=None))
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == was
+
+
+def test_a_further_fit_of_a_finished_runs_learner_writes_none_of_its_files(tmp_path):
+    "Fitting the returned Learner some more (a notebook's 'one more epoch') trains in memory, with a warning: the run's files stay."
+    work = tmp_path/'run'
+    learn, _ = run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work)))
+    files = {p.name: p.read_bytes() for p in work.iterdir()}
+    with pytest.warns(UserWarning, match=f"the run in {work} has ended: a further fit of its Learner trains in memory"):
+        learn.fit_reference(1, warmup_iters=2)
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == files     # epoch_1.pth and metrics.json (its final table) kept
