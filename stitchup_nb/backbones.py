@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import TensorImage
 
-from .config import BACKBONES, is_int
+from .config import BACKBONES, is_int, redefined
 from .files import atomic_write
 from .pins import CPU_ENV, in_force
 from .digits import cache_dir, digit_pools, render_image
@@ -77,6 +77,7 @@ def register_backbone(name:str,
         if name in BACKBONES and builder_name(BACKBONES[name].build) != builder_name(build):   # the same definition run again: replaced
             raise ValueError(f'backbone {name!r} is registered already (by {builder_name(BACKBONES[name].build)}); '
                              'register yours under another name')
+        redefined('backbone', name, getattr(BACKBONES.get(name), 'build', None), build)
         BACKBONES[name] = Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
         return build
     return add

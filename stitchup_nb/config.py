@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #e012198e
 from __future__ import annotations
-import dataclasses, inspect, math, numbers, os
+import dataclasses, inspect, math, numbers, os, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'is_int', 'is_number',
            'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values',
-           'values_by', 'flag_defaults', 'options_for', 'known_once', 'RunConfig', 'run_config']
+           'values_by', 'flag_defaults', 'options_for', 'known_once', 'redefined', 'RunConfig', 'run_config']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -181,6 +181,28 @@ PRECISIONS = {   # --precision: what each means (07e_speed)
     'fp16': 'float16 autocast with loss scaling, TF32 for the float32 rest'}
 
 NOISE_KINDS = {}    # a noise kind's name (--noise_kind) -> the function that makes it: filled by `stitchup_nb.noise.noise_kind`
+
+# %% ../nbs/00_config.ipynb #aefa1846
+def _definition(obj) -> str|None:
+    "The source of function or class `obj` (a class: of its own functions), to tell one run twice from a changed one; None where Python keeps none."
+    if isinstance(obj, type):
+        parts = [_definition(getattr(v, '__func__', getattr(v, 'fget', v))) for _, v in sorted(vars(obj).items())
+                 if callable(v) or isinstance(v, (staticmethod, classmethod, property))]
+        return None if None in parts else '\n'.join(parts)
+    try: return inspect.getsource(obj)
+    except (OSError, TypeError): return None
+
+def redefined(what:str, name:str, old, new):
+    """Registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, a definition of the same qualified name:
+    the same code run again replaces it without a word; changed code replaces it with a warning that says so (where Python
+    keeps both sources)."""
+    if old is None or old is new or (a := _definition(old)) is None or (b := _definition(new)) is None or a == b: return
+    was, now = getattr(old, '__module__', '?'), getattr(new, '__module__', '?')
+    kit = was.startswith('stitchup_nb.') and now != was
+    warnings.warn(f'{what} {name!r} is replaced by a changed definition of {new.__qualname__} (from {now}'
+                  + (f", over the kit's own from {was}" if kit else '') + '): runs in this process that name it use the new one'
+                  + ("; a run's config.json names it the same, so register yours under another name unless you mean to change "
+                     "the kit's" if kit else ''), stacklevel=3)
 
 # %% ../nbs/00_config.ipynb #00e22002
 _opt = lambda owner: (lambda name, default=None, rule=None, help='', **kw: option(name, default, rule, help, **{'owner': owner, **kw}))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import NOISE_KINDS, OPTIONS, cross_check
+from .config import NOISE_KINDS, OPTIONS, cross_check, redefined
 from .data import GROUPS, check_groups, check_labels
 from .files import atomic_write
 from .appendix import read_class_freq
@@ -66,6 +66,7 @@ def noise_kind(name:str,
     def add(corrupt):
         if name in NOISE_KINDS and NOISE_KINDS[name].__qualname__ != corrupt.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
+        redefined('noise kind', name, NOISE_KINDS.get(name), corrupt)
         corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
         NOISE_KINDS[name] = corrupt
         return corrupt

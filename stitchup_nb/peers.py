@@ -11,6 +11,7 @@ from fastai.callback.mixup import CutMix, MixUp
 
 from .losses import REDUCTIONS, bce_loss
 from .colearn import BranchLoss, colearner
+from .config import redefined
 
 # %% auto #0
 __all__ = ['PEERS', 'AsymmetricLoss', 'rejected_negatives', 'LargeLossRejection', 'LossEpoch', 'BranchMixUp', 'BranchCutMix',
@@ -162,6 +163,7 @@ def register_peer(name:str):
         if not (isinstance(cls, type) and issubclass(cls, Peer)): raise TypeError(f'register_peer({name!r}): {cls!r} is not a Peer subclass')
         if name in PEERS and PEERS[name].__qualname__ != cls.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'peer {name!r} is registered already (by {PEERS[name].__qualname__})')
+        redefined('peer', name, PEERS.get(name), cls)
         cls.name, PEERS[name] = name, cls
         return cls
     return add

@@ -6,8 +6,11 @@
 - Ctrl-C before the run wrote anything says so.
 - A run with `deterministic=True` leaves PyTorch's process-wide switches as it found them, so the kernel's next run
   computes as it would in a fresh process.
+- The Learner a finished run returns, fitted some more, writes none of the run's files.
+- A cell that registers a noise kind, a peer or a backbone, run again: unchanged, it replaces the entry without a word;
+  changed, it replaces it and says so, and what runs next uses the new definition.
 """
-import fcntl, json
+import fcntl, json, linecache, warnings
 
 import pytest
 import torch
@@ -83,3 +86,49 @@ def test_a_further_fit_of_a_finished_runs_learner_writes_none_of_its_files(tmp_p
     with pytest.warns(UserWarning, match=f"the run in {work} has ended: a further fit of its Learner trains in memory"):
         learn.fit_reference(1, warmup_iters=2)
     assert {p.name: p.read_bytes() for p in work.iterdir()} == files     # epoch_1.pth and metrics.json (its final table) kept
+
+
+def cell(src:str, n:int, ns:dict):
+    "Run `src` as JupyterLab runs a cell: under a file name of its own whose source is kept (IPython's linecache), in namespace `ns`."
+    name = f'<ipython-input-{n}-test>'
+    linecache.cache[name] = (len(src), None, src.splitlines(True), name)
+    exec(compile(src, name, 'exec'), ns)
+
+
+REGISTER = {   # what a cell registers: the registry (module, name), the entry's name, the cell's code ({v}: what it returns),
+               # and how a run calls the entry
+    'noise kind': ('stitchup_nb.config', 'NOISE_KINDS', 'k_shift', """
+from stitchup_nb.noise import noise_kind
+@noise_kind('k_shift')
+def k_shift(pos, hit, rng): return {v}
+""", lambda e: e(None, None, None)),
+    'peer': ('stitchup_nb.peers', 'PEERS', 'k_peer', """
+from stitchup_nb.peers import Peer, register_peer
+@register_peer('k_peer')
+class KPeer(Peer):
+    def labels(self, train, noisy): return {v}
+""", lambda e: e.labels(None, None, None)),
+    'backbone': ('stitchup_nb.config', 'BACKBONES', 'k_cnn', """
+from stitchup_nb.backbones import register_backbone
+@register_backbone('k_cnn', stages=1, has_weights=False)
+def k_cnn(pretrained, train_stages, seed): return {v}
+""", lambda e: e.build(False, 1, 0)),
+}
+
+
+@pytest.mark.parametrize('what', list(REGISTER))
+def test_a_registering_cell_run_again_replaces_and_says_so_when_changed(what):
+    import importlib
+    where, registry, name, code, call = REGISTER[what]
+    reg, ns = getattr(importlib.import_module(where), registry), {'__name__': '__main__'}
+    try:
+        cell(code.format(v=1), 1, ns)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            cell(code.format(v=1), 2, ns)                       # the same cell again: replaced, nothing said
+        assert call(reg[name]) == 1
+        with pytest.warns(UserWarning, match=f"^{what} {name!r} is replaced by a changed definition of .* \\(from __main__\\): "
+                          'runs in this process that name it use the new one$'):
+            cell(code.format(v=2), 3, ns)                       # changed, and run again
+        assert call(reg[name]) == 2                              # what a run calls now
+    finally: reg.pop(name, None)
