@@ -166,6 +166,11 @@ def read_json(path, what:str='file') -> dict:
     if not isinstance(out, dict): raise ValueError(f'{path}: damaged {what}: expected a JSON object')
     return out
 
+def _unscored(ck) -> bool:
+    "Whether the run of checkpoint `ck` stopped after it: the metrics.json beside it holds no final table (stopped, or killed, while it scored)."
+    try: return 'final' not in read_json(Path(ck).parent/'metrics.json')
+    except (OSError, ValueError): return True
+
 def _asked_epochs(work) -> int:
     "The epochs the config.json in `work` asks for (an interrupted resume records its larger --epochs there); 0 if none is readable."
     try: return int(read_json(Path(work)/'config.json').get('epochs') or 0)
@@ -173,8 +178,9 @@ def _asked_epochs(work) -> int:
 
 @in_python_words
 def check_resume(ck, cfg:dict, flags=()):
-    """Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`,
-    and no later checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones.
+    """Refuse to resume from checkpoint `ck` with `cfg` unless it is the same run, trained for fewer epochs than `cfg['epochs']`
+    (or for all of them, in its own folder, whose run asked for as many and stopped before it was scored: the resume scores it), and no later
+    checkpoint is in `cfg['work_dir']`: resuming from an earlier epoch there would write over the later ones.
     Returns the checkpoint's contents with the optimiser's state a resume loads, read once here."""
     state = read_checkpoint(ck, ('model', 'epoch', 'classes', 'opt'))
     saved = plain_config(saved_config(ck, state))
@@ -185,8 +191,8 @@ def check_resume(ck, cfg:dict, flags=()):
     epoch = state['epoch']
     if not is_int(epoch) or epoch < 1: raise ValueError(f'{ck}: damaged checkpoint: epoch {epoch!r} is not a trained epoch count')
     work = Path(cfg.get('work_dir') or Path(ck).parent)      # where this call writes (else the checkpoint's own run)
-    if epoch >= cfg['epochs']:
-        asked = _asked_epochs(work)
+    asked, own = _asked_epochs(work), work.resolve() == Path(ck).resolve().parent
+    if epoch >= cfg['epochs'] and not (epoch == cfg['epochs'] == asked and own and _unscored(ck)):    # all it asked for, unscored
         raise ValueError(f"{ck}: the run has trained {epoch} epochs, --epochs is {cfg['epochs']}: nothing to resume "
                          + (f'(its config.json asks for {asked}: pass --epochs {asked} to train on)' if asked > cfg['epochs']
                             else '(pass a larger --epochs to train on)'))

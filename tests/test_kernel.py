@@ -132,3 +132,17 @@ def test_a_registering_cell_run_again_replaces_and_says_so_when_changed(what):
             cell(code.format(v=2), 3, ns)                       # changed, and run again
         assert call(reg[name]) == 2                              # what a run calls now
     finally: reg.pop(name, None)
+
+
+def test_a_run_stopped_while_it_scored_is_finished_by_the_resume_it_names(quick_run, tmp_path, monkeypatch):
+    "Ctrl-C after the last epoch, while the test set is scored: resume='auto' with the same epochs trains nothing and scores it."
+    def ctrl_c(*a, **k): raise KeyboardInterrupt
+    work = tmp_path/'run'
+    monkeypatch.setattr(train_mod, 'evaluate', ctrl_c)
+    with pytest.raises(KeyboardInterrupt, match=f"last checkpoint: {work/'epoch_2.pth'}; .* resume='auto'"):
+        run_training(train_config(**QUICK, work_dir=str(work)))
+    assert 'final' not in json.loads((work/'metrics.json').read_text())
+    monkeypatch.undo()
+    run_training(train_config(**QUICK, work_dir=str(work), resume='auto'))
+    got, want = (json.loads((w/'metrics.json').read_text()) for w in (work, quick_run[0]))
+    assert got['final'] == want['final'] and [e['epoch'] for e in got['epochs']] == [0, 1]
