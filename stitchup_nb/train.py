@@ -24,7 +24,7 @@ from .methods import PRESETS, data_source
 from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
-from .runs import checkpoints, file_stamp, is_kit_file, lock_work_dir, prepare_work_dir, run_files
+from .runs import checkpoints, file_stamp, is_kit_file, lock_work_dir, prepare_work_dir, repo_root, run_files
 from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, torch_switches, use_precision
@@ -129,9 +129,14 @@ def build_learner(cfg:dict, history:list|None=None,
 
 # %% ../nbs/10a_train.ipynb #349053ee
 def _resume_checkpoint(work_dir:Path, resume:str|None):
-    "The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet)."
+    """The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet).
+    A relative `work_dir` with none, which names a run from the repository root (a notebook's kernel starts in nbs/), is refused."""
     if resume != 'auto': return Path(resume) if resume else None
     ck = (checkpoints(work_dir) or [None])[-1]
+    there = repo_root()/work_dir if repo_root() and not Path(work_dir).is_absolute() else None
+    if ck is None and there and there.resolve() != Path(work_dir).resolve() and checkpoints(there):
+        raise FileNotFoundError(f'--resume auto: {Path(work_dir).absolute()} holds no run, but {there} does (a relative --work_dir '
+                                f'is read from the current folder, {Path.cwd()}): pass --work_dir {there} to continue that run')
     if ck is None: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))
     return ck
 

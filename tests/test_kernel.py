@@ -146,3 +146,14 @@ def test_a_run_stopped_while_it_scored_is_finished_by_the_resume_it_names(quick_
     run_training(train_config(**QUICK, work_dir=str(work), resume='auto'))
     got, want = (json.loads((w/'metrics.json').read_text()) for w in (work, quick_run[0]))
     assert got['final'] == want['final'] and [e['epoch'] for e in got['epochs']] == [0, 1]
+
+
+def test_resume_auto_from_nbs_names_the_run_of_the_repository_root(tmp_path, monkeypatch):
+    "JupyterLab's kernel starts in nbs/: resume='auto' into 'work_dirs/x', a run of the repository root, is refused by name."
+    (tmp_path/'nbs').mkdir(); (tmp_path/'work_dirs'/'x').mkdir(parents=True); (tmp_path/'work_dirs'/'x'/'epoch_2.pth').touch()
+    monkeypatch.setattr(train_mod, 'repo_root', lambda: tmp_path, raising=False)
+    monkeypatch.chdir(tmp_path/'nbs')
+    with pytest.raises(FileNotFoundError, match=f"holds no run, but {tmp_path/'work_dirs'/'x'} does .*: pass `work_dir` "
+                       f"{tmp_path/'work_dirs'/'x'} to continue that run"):
+        run_training(train_config(**QUICK, work_dir='work_dirs/x', resume='auto'))
+    assert not (tmp_path/'nbs'/'work_dirs').exists()          # nothing made on the way
