@@ -106,10 +106,12 @@ class Option:
 # %% ../nbs/00_config.ipynb #1f50b9d0
 OPTIONS:dict = {}      # an option's name -> its `Option`, in declaration order (stitchup_train's flags come in this order)
 CHECKS:list = []       # checks across options (e.g. asym noise needs its negative rate): f(opts, name) raising ValueError
+_DECLARED_IN:dict = {} # an option's name -> the module that declared it first: the kit's (stitchup_nb.*), or a user's
 
 def option(name:str, default=None, rule=None, help:str='', **kw) -> Option:
     """Declare option `name` (see `Option`). Declaring it again the same way (a notebook and its module) replaces it; otherwise
-    refused. A flag (`flag=True`, the default) without `type` takes its default's (a flag's value arrives as text); with no
+    refused where the kit declared it, and replaced with a warning where a user's script or notebook did (a cell changed and
+    run again). A flag (`flag=True`, the default) without `type` takes its default's (a flag's value arrives as text); with no
     default to read it from, it is refused."""
     if kw.get('flag', True) and kw.get('type') is None:
         if not isinstance(default, (bool, int, float, str)):
@@ -117,10 +119,14 @@ def option(name:str, default=None, rule=None, help:str='', **kw) -> Option:
                              'arrives as text), or flag=False for an option set from Python only')
         kw['type'] = type(default)
     o = Option(name, default, rule, help, **kw)
-    old = OPTIONS.get(name)
+    old, caller = OPTIONS.get(name), inspect.currentframe().f_back.f_globals.get('__name__', '')
     if old is not None and old._words() != o._words():
-        raise ValueError(f'option {name!r} is declared already, differently ({old.owner or "?"}: {old.help!r}); '
-                         'choose another name, or change the one declaration')
+        if _DECLARED_IN.get(name, '').startswith('stitchup_nb.'):
+            raise ValueError(f"option {name!r} is declared already, differently, by the kit ({old.owner}: {old.help!r}): choose "
+                             'another name for yours')
+        warnings.warn(f'option {name!r} is declared again, differently (it was: default {old.default!r}, {old.help!r}): the new '
+                      'declaration replaces it in this process', stacklevel=2)
+    _DECLARED_IN.setdefault(name, caller)
     OPTIONS[name] = o
     return o
 

@@ -157,3 +157,19 @@ def test_resume_auto_from_nbs_names_the_run_of_the_repository_root(tmp_path, mon
                        f"{tmp_path/'work_dirs'/'x'} to continue that run"):
         run_training(train_config(**QUICK, work_dir='work_dirs/x', resume='auto'))
     assert not (tmp_path/'nbs'/'work_dirs').exists()          # nothing made on the way
+
+
+def test_an_option_cell_changed_and_run_again_replaces_the_notebooks_own_option_and_says_so():
+    from stitchup_nb.config import OPTIONS
+    code = "from stitchup_nb.config import option\noption('k_eps', {v}, help='my smoothing', by='loss', loss='k_loss')\n"
+    ns = {'__name__': '__main__'}
+    try:
+        cell(code.format(v=.1), 1, ns)
+        with pytest.warns(UserWarning, match=r"^option 'k_eps' is declared again, differently \(it was: default 0.1, 'my smoothing'\)"):
+            cell(code.format(v=.2), 2, ns)
+        assert OPTIONS['k_eps'].default == .2
+        with pytest.raises(ValueError, match="option 'lr' is declared already, differently, by the kit"):
+            cell("from stitchup_nb.config import option\noption('lr', .5, help='mine')\n", 3, ns)
+    finally:
+        import stitchup_nb.config as config
+        OPTIONS.pop('k_eps', None); config._DECLARED_IN.pop('k_eps', None)
