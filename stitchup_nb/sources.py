@@ -6,6 +6,8 @@
 from __future__ import annotations
 from dataclasses import dataclass
 
+from .config import redefined
+
 from .appendix import coco_mlt, read_appendix, voc_mlt
 from .images import UnreadableImage
 
@@ -29,6 +31,7 @@ def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_s
     def add(load):
         if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
+        redefined('data source', name, getattr(SOURCES.get(name), 'load', None), load)      # changed code: said
         SOURCES[name] = Source(name, load, reads_files, seeded, fixed_size)
         return load
     return add

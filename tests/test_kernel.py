@@ -113,6 +113,11 @@ from stitchup_nb.backbones import register_backbone
 @register_backbone('k_cnn', stages=1, has_weights=False)
 def k_cnn(pretrained, train_stages, seed): return {v}
 """, lambda e: e.build(False, 1, 0)),
+    'data source': ('stitchup_nb.sources', 'SOURCES', 'k_set', """
+from stitchup_nb.sources import register_source
+@register_source('k_set')
+def k_set(preset, data_root=None, appendix=None, size=None, data_seed=0): return {v}
+""", lambda e: e.load(None)),
 }
 
 
