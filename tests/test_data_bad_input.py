@@ -164,6 +164,20 @@ def test_an_official_splits_unreadable_image_is_not_told_to_move_out(voc, voc_ap
                   f'the official split (`appendix` {voc_appendix}) lists every image of the set', "voc_mlt(..., on_bad='skip')")
     assert 'move it out' not in said, said
 
+
+@pytest.mark.parametrize('bench', ['voc', 'coco'])
+def test_an_unreadable_test_image_is_not_blamed_on_the_appendix(bench, voc, voc_appendix, coco, coco_appendix):
+    "A broken VOC2007 test (COCO val2017) image is no image of the appendix's split: its fix names the data root's test set "
+    "(it said the official split, --appendix, lists it)."
+    from stitchup_nb.labels import load_benchmark
+    fx, app = (voc, voc_appendix) if bench == 'voc' else (coco, coco_appendix)
+    bad = (fx['root']/'VOC2007'/'JPEGImages'/f"{fx['VOC2007']['sets']['test'][0]}.jpg" if bench == 'voc' else
+           fx['root']/'val2017'/f"{fx['val2017']['ids'][0]:012d}.jpg")
+    bad.write_bytes(b'not an image')
+    said = raises(OSError, lambda: load_benchmark(bench, fx['root'], app, 16), f'{bad}: cannot decode image',
+                  f"it is a test image, and the benchmark's test set (`data_root` {fx['root']}) is scored on every image")
+    assert 'official split' not in said and str(app) not in said, said
+
 @pytest.mark.parametrize('size', [16, None])
 def test_skip_bad_images_drops_rows_with_a_warning(voc, size):
     truncate(voc12(voc)/'JPEGImages'/'2008_000004.jpg')
