@@ -140,7 +140,8 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
     app = read_appendix(appendix)
     _check_classes(app, len(VOC_CLASSES), 'VOC', 'pass the VOC-MLT appendix folder (data/appendix/VOCdevkit/longtail2012)')
-    train = check_appendix(voc_set(Path(root)/'VOC2012', app.ids, groups=app.groups, name='VOC-MLT train'), app)
+    ids = next(f for f in (app.path/'img_id.txt', app.path/'img_id.pkl') if f.is_file())    # app.ids' file: an id without its XML names it
+    train = check_appendix(voc_set(Path(root)/'VOC2012', ids, groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
     return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
 
