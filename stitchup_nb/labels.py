@@ -28,11 +28,13 @@ def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
     "The rows of `labels` (one per appendix id, in its order) of `train`'s images, found by id: all, or those an `on_bad='skip'` load kept."
     key = lambda i: str(int(i)) if str(i).isdigit() else str(i)     # a COCO id read as 391895 from '000000391895'
     if train.ids is None or [key(i) for i in train.ids] == [key(i) for i in app.ids]: return labels
-    row = {key(i): k for k, i in enumerate(app.ids)}
-    if (gone := next((i for i in train.ids if key(i) not in row), None)) is not None:
+    rows = {}                  # id -> its rows, in order: an id written twice ('9', '000000000009') keeps each of its rows
+    for k, i in enumerate(app.ids): rows.setdefault(key(i), []).append(k)
+    if (gone := next((i for i in train.ids if not rows.get(key(i))), None)) is not None:
         raise ValueError(f'{app.path}: its image ids do not list {gone!r}, an image of {train.name}: the appendix is not that of '
                          'this training set; pass the one it was read with')
-    return labels[[row[key(i)] for i in train.ids]]
+    take = lambda r: r.pop(0) if len(r) > 1 else r[0]       # a repeated id's rows one by one, in the file's order
+    return labels[[take(rows[key(i)]) for i in train.ids]]
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None,
