@@ -107,19 +107,21 @@ def _stat(p) -> str:
     try: st = os.stat(p); return f'{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}'
     except OSError: return 'missing'
 
-def decode_key(paths, size:int, stat:bool=True) -> str:
+def decode_key(paths, size:int, stat:bool=True, version:int|None=None) -> str:
     """The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size,
-    Pillow's version. `stat=False`: the same without the files' state, which names the set whatever its files hold."""
-    h = hashlib.sha256(json.dumps([_DECODE_VERSION, PIL.__version__, int(size)]).encode())
+    Pillow's version and the decoder's (`version`; None: this kit's `_DECODE_VERSION`, an earlier one: the key an earlier
+    kit gave the set). `stat=False`: the same without the files' state, which names the set whatever its files hold."""
+    h = hashlib.sha256(json.dumps([_DECODE_VERSION if version is None else version, PIL.__version__, int(size)]).encode())
     for p in paths:     # the path's own bytes: a name that is not UTF-8 (a disk written on another system) is still a name
         h.update(os.fsencode(os.path.abspath(p)) + f'\0{_stat(p) if stat else ""}\n'.encode())
     return h.hexdigest()[:32]
 
 # %% ../nbs/00b_images.ipynb #42a2dcc1
-def _tidy_cache(folder:Path, max_age:float=3600., files:str|None=None, keep:str|None=None):
+def _tidy_cache(folder:Path, max_age:float=3600., files:set|None=None, keep:str|None=None):
     """Remove the kit's temporary files in `folder` older than `max_age` seconds, entries whose first image is gone, and
-    entries of the same set of files (`files`: its `decode_key(..., stat=False)`) other than `keep`: what a changed
-    file (or a `chmod`, a copy) superseded would otherwise stay on disk for good."""
+    entries of the same set of files (`files`: its `decode_key(..., stat=False)` under this decoder and every earlier one)
+    other than `keep`: what a changed file (or a `chmod`, a copy, a new kit's decoder) superseded would otherwise stay on
+    disk for good."""
     now = time.time()
     for t in [*folder.glob('*.npy.*.tmp'), *folder.glob('*.json.*.tmp')]:
         with contextlib.suppress(OSError):
@@ -128,7 +130,7 @@ def _tidy_cache(folder:Path, max_age:float=3600., files:str|None=None, keep:str|
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             meta = json.loads(m.read_text())
             first = meta['first']
-            if (first and not Path(first).exists()) or (files and m.stem != keep and meta.get('files') == files):
+            if (first and not Path(first).exists()) or (files and m.stem != keep and meta.get('files') in files):
                 m.with_suffix('.npy').unlink(missing_ok=True); m.unlink()
 
 # %% ../nbs/00b_images.ipynb #50db976e
@@ -171,7 +173,7 @@ def decoded_images(paths,                 # image files
     try:
         folder.mkdir(parents=True, exist_ok=True)
         files = decode_key(paths, size, stat=False)
-        _tidy_cache(folder, files=files, keep=key)
+        _tidy_cache(folder, files={decode_key(paths, size, False, v) for v in range(1, _DECODE_VERSION + 1)}, keep=key)
         atomic_write(npy, lambda f: np.save(f, arr))     # the array first: the meta file says "complete"
         atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
                                                          'first': str(os.path.abspath(paths[0])) if paths else '',

@@ -234,3 +234,16 @@ def test_a_damaged_exif_neither_stops_nor_unturns_the_image(tmp_path):
     up = load_image(tmp_path/'d.jpg')
     assert up.shape == (40, 30, 3) and up[:20, -10:].mean() > 200 and up[:20, :10].mean() < 50
     assert decode_images([tmp_path/'d.jpg'], 8)[1] == []
+
+
+def test_an_entry_an_earlier_decoder_wrote_gives_way_to_the_new_one(tmp_path, monkeypatch):
+    "A kit whose load_image changed pixels (_DECODE_VERSION bumped) decodes a set again; the old entry (about 0.9 GB for "
+    "VOC-MLT at 224) was kept for good, as its recorded file list holds the old version. Another set's entry stays."
+    imgs = [write_jpeg(tmp_path/'img'/f'{i}.jpg', seed=i) for i in range(4)]
+    monkeypatch.setattr(images, '_DECODE_VERSION', images._DECODE_VERSION - 1)
+    decoded_images(imgs, 8, cache=tmp_path/'c'); decoded_images(imgs[:2], 8, cache=tmp_path/'c')
+    monkeypatch.undo()
+    decoded_images(imgs, 8, cache=tmp_path/'c')
+    got = sorted(p.name for p in (tmp_path/'c').iterdir())
+    want = [decode_key(imgs, 8), decode_key(imgs[:2], 8, version=images._DECODE_VERSION - 1)]
+    assert got == sorted(f'{k}{e}' for k in want for e in ('.json', '.npy')), got
