@@ -13,7 +13,7 @@ import numpy as np
 from .config import DATA_PATHS
 from .data import LabelledSet, check_labels, read_class_split
 from .files import load_pickle
-from .readers import VOC_CLASSES, _coco, _coco_set, _load, _need, coco_set, read_ids, voc_set
+from .readers import VOC_CLASSES, coco_index, coco_index_set, load_set, existing_path, coco_set, read_ids, voc_set
 
 # %% auto #0
 __all__ = ['read_class_freq', 'Appendix', 'noisy_files', 'read_appendix', 'check_appendix', 'voc_mlt', 'coco_mlt']
@@ -88,13 +88,13 @@ def noisy_files(path) -> dict:
 
 def read_appendix(path) -> Appendix:
     "Read and cross-check a benchmark's official split files (ids, class split, clean and noisy labels)."
-    path = _need(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
+    path = existing_path(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
     if not path.is_dir():
         raise NotADirectoryError(f'{path}: a file, not the appendix folder: pass the folder that holds it ({path.parent}), '
                                  'where class_split.pkl, class_freq.pkl and the image ids are')
     id_file = next((path/f for f in ('img_id.txt', 'img_id.pkl') if (path/f).is_file()), path/'img_id.txt')
-    ids = read_ids(_need(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
-    groups = read_class_split(_need(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))
+    ids = read_ids(existing_path(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
+    groups = read_class_split(existing_path(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))
     n, c = len(ids), sum(map(len, groups.values()))
     rates = list(noisy_files(path).items())
     clean, src, noisy = None, None, {}
@@ -143,7 +143,7 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     ids = next(f for f in (app.path/'img_id.txt', app.path/'img_id.pkl') if f.is_file())    # app.ids' file: an id without its XML names it
     train = check_appendix(voc_set(Path(root)/'VOC2012', ids, groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
-    return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
+    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, on_bad, cache)
 
 def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017/, val2017/, annotations/
              appendix=DATA_PATHS['coco']['appendix'],           # the official COCO-MLT split files
@@ -154,12 +154,12 @@ def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017
             ) -> tuple:
     "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
     app, ann = read_appendix(appendix), Path(root)/'annotations'
-    index = _coco(train_ann := ann/'instances_train2017.json')
+    index = coco_index(train_ann := ann/'instances_train2017.json')
     _check_classes(app, len(index.getCatIds()), f'{train_ann} (categories)',
                    'pass the COCO-MLT appendix folder (data/appendix/coco/longtail2017) and the official COCO 2017 annotations (80 categories)')
-    train = _coco_set(index, train_ann, Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
+    train = coco_index_set(index, train_ann, Path(root)/'train2017', app.ids, groups=app.groups, name='COCO-MLT train')
     train = check_appendix(train, app)
     cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]
     del index                                               # the training index is large; the test set needs only its categories
     test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test', categories=cats)
-    return _load(train, size, on_bad, cache), _load(test, size if cache_test else None, on_bad, cache)
+    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, on_bad, cache)

@@ -16,10 +16,10 @@ from .files import load_pickle
 
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'read_ids', 'voc_set', 'coco_set']
+__all__ = ['VOC_CLASSES', 'existing_path', 'read_ids', 'load_set', 'voc_set', 'coco_index', 'coco_index_set', 'coco_set']
 
 # %% ../nbs/00e_readers.ipynb #18ac664b
-def _need(path, what:str, layout:str) -> Path:
+def existing_path(path, what:str, layout:str) -> Path:
     "`path` as a Path, or an error naming it, what it should be, the layout expected and the README."
     if not Path(path).exists(): raise FileNotFoundError(f'{path}: {what} not found. Expected {layout} (see data/README.md).')
     return Path(path)
@@ -44,7 +44,7 @@ def _pickled_ids(obj, path) -> list:
 
 def read_ids(path) -> list:
     "Image ids from a split file, one per line (UTF-8 text, whatever its suffix) or a pickled list; as strings."
-    path = _need(path, 'image-id file', 'one image id per line')
+    path = existing_path(path, 'image-id file', 'one image id per line')
     raw, bad_utf8 = path.read_bytes(), None
     try: lines = [l.strip() for l in raw.decode('utf-8-sig').splitlines() if l.strip()]   # -sig: drops a BOM
     except UnicodeDecodeError as e: lines, bad_utf8 = None, e
@@ -96,7 +96,7 @@ def _voc_labels(xml:Path, id_:str) -> np.ndarray:
 # %% ../nbs/00e_readers.ipynb #2939cf38
 _VOC_LAYOUT = 'a VOC year folder such as data/voc/VOCdevkit/VOC2012 holding JPEGImages/, Annotations/, ImageSets/Main/'
 
-def _load(s:LabelledSet, size, on_bad, cache=False) -> LabelledSet:
+def load_set(s:LabelledSet, size, on_bad, cache=False) -> LabelledSet:
     "Cache `s` at `size` (on disk too unless `cache` is False), or keep it on disk (checked first when bad images are to be skipped)."
     if size: return s.cached(size, on_bad, cache=cache)
     return s.check_images(on_bad) if on_bad == 'skip' else s
@@ -115,7 +115,7 @@ def _reader_set(items, labels, classes, ids, groups, name, size, on_bad, cache=F
                                 f'({len(missing)} of {len(ids)} ids lack their image{_look_alike(items[missing[0]])})')
     if len(empty := np.flatnonzero(labels.sum(1) == 0)):
         warnings.warn(f'{name}: {len(empty)} of {len(ids)} images have no objects: all-zero label rows (e.g. id {ids[empty[0]]})')
-    return _load(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad, cache)
+    return load_set(LabelledSet(items, labels, classes, groups or class_groups(labels.sum(0)), ids, name), size, on_bad, cache)
 
 def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevkit/VOC2012
             ids='trainval',          # an ImageSets/Main name ('test'), a list of ids, or an id file (img_id.txt)
@@ -126,10 +126,10 @@ def voc_set(root,                    # a VOC year folder, e.g. data/voc/VOCdevki
             cache=False,             # with `size`: True keeps the decoded images in `image_cache_dir()` (a folder: there)
            ) -> LabelledSet:
     "Image-level labels from a VOC year folder: each object (difficult ones too) makes its class positive."
-    root = _need(root, 'VOC year folder', _VOC_LAYOUT)
-    for sub in ('JPEGImages', 'Annotations'): _need(root/sub, f'the {sub} folder', _VOC_LAYOUT)
+    root = existing_path(root, 'VOC year folder', _VOC_LAYOUT)
+    for sub in ('JPEGImages', 'Annotations'): existing_path(root/sub, f'the {sub} folder', _VOC_LAYOUT)
     if isinstance(ids, str) and _ID.fullmatch(ids) and '.' not in ids:      # a set name, not a file
-        ids = _need(root/'ImageSets'/'Main'/f'{ids}.txt', f'image set {ids!r}', _VOC_LAYOUT)
+        ids = existing_path(root/'ImageSets'/'Main'/f'{ids}.txt', f'image set {ids!r}', _VOC_LAYOUT)
     src = f', listed in {ids}' if isinstance(ids, (str, Path)) else ''
     ids = read_ids(ids) if isinstance(ids, (str, Path)) else [str(i) for i in ids]
     xmls = [root/'Annotations'/f'{i}.xml' for i in ids]
@@ -199,10 +199,10 @@ def _check_coco(d, ann_file):
         if err := _coco_ann_error(a, imgs, cats): raise ValueError(f'{ann_file}: annotation id {a["id"]}: {err}; fix or remove that annotation')
 
 # %% ../nbs/00e_readers.ipynb #0f25e3bc
-def _coco(ann_file):
+def coco_index(ann_file):
     "A pycocotools index of `ann_file`, once the fields the reader uses are checked."
     from pycocotools.coco import COCO
-    ann_file = _need(ann_file, 'COCO annotation file', _COCO_LAYOUT)
+    ann_file = existing_path(ann_file, 'COCO annotation file', _COCO_LAYOUT)
     try: d = json.loads(ann_file.read_bytes())
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f'{ann_file}: not a JSON file ({e})') from None
     except RecursionError: raise ValueError(f'{ann_file}: lists or objects nested thousands deep, where a COCO instances file '
@@ -231,10 +231,10 @@ def _coco_columns(coco, ann_file, categories) -> list:
     return list(want)
 
 # %% ../nbs/00e_readers.ipynb #55d55a03
-def _coco_set(coco, ann_file, img_dir, ids=None, size=None, groups=None, on_bad='error', crowd=True, name='', cache=False,
+def coco_index_set(coco, ann_file, img_dir, ids=None, size=None, groups=None, on_bad='error', crowd=True, name='', cache=False,
               categories=None) -> LabelledSet:
     "`coco_set` on the pycocotools index `coco` of `ann_file`, already read."
-    img_dir = _need(img_dir, 'COCO image folder', _COCO_LAYOUT)
+    img_dir = existing_path(img_dir, 'COCO image folder', _COCO_LAYOUT)
     col = {c: k for k, c in enumerate(_coco_columns(coco, ann_file, categories))}
     ids = coco.getImgIds() if ids is None else read_ids(ids) if isinstance(ids, (str, Path)) else ids
     if bad := [i for i in ids if not str(i).isdigit() or int(i) not in coco.imgs]:
@@ -259,4 +259,4 @@ def coco_set(ann_file,                # a COCO instances JSON, e.g. data/coco/an
              categories=None,         # None: columns in this file's category order; (file, [(id, name), ...]): in that file's (the training file's), matched by id
             ) -> LabelledSet:
     "Image-level labels from a COCO instances file: the classes of its countable annotations."
-    return _coco_set(_coco(ann_file), ann_file, img_dir, ids, size, groups, on_bad, crowd, name, cache, categories)
+    return coco_index_set(coco_index(ann_file), ann_file, img_dir, ids, size, groups, on_bad, crowd, name, cache, categories)

@@ -105,10 +105,6 @@ def test_every_public_function_has_its_show_doc():
     assert not missing, 'add a show_doc cell after each of these:\n' + '\n'.join(missing)
 
 
-# appendix reads the readers' COCO and pickle helpers: left for the readers' own rework (00e_readers), not to creep further
-_PRIVATE_KEPT = {('appendix', 'readers', n) for n in ('_coco', '_coco_set', '_load', '_need')}
-
-
 def test_no_module_or_tool_imports_another_modules_private_name():
     """A name another module needs is public where it is defined (docstring, show_doc, an example), or lives in the one
     module that uses it: the package's modules and the tools import no underscore name from another module (the tests may,
@@ -121,6 +117,5 @@ def test_no_module_or_tool_imports_another_modules_private_name():
             if not (isinstance(node, ast.ImportFrom) and (node.level or (node.module or '').startswith('stitchup_nb'))): continue
             src = (node.module or '').rsplit('.', 1)[-1]
             bad += [f'{f.relative_to(ROOT)}: {a.name} from {src}' for a in node.names
-                    if a.name.startswith('_') and not a.name.startswith('__') and src != f.stem
-                    and (f.stem, src, a.name) not in _PRIVATE_KEPT]
+                    if a.name.startswith('_') and not a.name.startswith('__') and src != f.stem]
     assert not bad, 'make these public where they are defined, or move them to their one user:\n' + '\n'.join(bad)
