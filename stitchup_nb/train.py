@@ -130,10 +130,13 @@ def build_learner(cfg:dict, history:list|None=None,
 # %% ../nbs/10a_train.ipynb #349053ee
 def _resume_checkpoint(work_dir:Path, resume:str|None):
     """The checkpoint `--resume` names: a path, or for 'auto' the latest in `work_dir` (None, said aloud, if there is none yet).
-    A relative `work_dir` with none, which names a run from the repository root (a notebook's kernel starts in nbs/), is refused."""
+    A relative `work_dir` with none, read from a folder inside the repository (a notebook's kernel starts in nbs/), that names a
+    run from the repository root is refused; from a folder outside it, it is a new run there."""
     if resume != 'auto': return Path(resume) if resume else None
     ck = (checkpoints(work_dir) or [None])[-1]
-    there = repo_root()/work_dir if repo_root() and not Path(work_dir).is_absolute() else None
+    root = repo_root()
+    inside = root is not None and Path.cwd().resolve().is_relative_to(root.resolve())    # nbs/, tools/, ...: not a job's own folder
+    there = root/work_dir if inside and not Path(work_dir).is_absolute() else None
     if ck is None and there and there.resolve() != Path(work_dir).resolve() and checkpoints(there):
         raise FileNotFoundError(f'--resume auto: {Path(work_dir).absolute()} holds no run, but {there} does (a relative --work_dir '
                                 f'is read from the current folder, {Path.cwd()}): pass --work_dir {there} to continue that run')

@@ -178,3 +178,15 @@ def test_an_option_cell_changed_and_run_again_replaces_the_notebooks_own_option_
     finally:
         import stitchup_nb.config as config
         OPTIONS.pop('k_eps', None); config._DECLARED_IN.pop('k_eps', None)
+
+
+def test_resume_auto_outside_the_repository_starts_a_new_run_there(tmp_path, monkeypatch):
+    "From a job's own folder, outside the checkout, resume='auto' into 'work_dirs/x' is a new run there, though the root has one."
+    root, job = tmp_path/'repo', tmp_path/'job'
+    (root/'work_dirs'/'x').mkdir(parents=True); (root/'work_dirs'/'x'/'epoch_2.pth').touch(); job.mkdir()
+    class Built(Exception): pass
+    def built(*a, **k): raise Built        # the run got as far as building its Learner: not refused
+    monkeypatch.setattr(train_mod, 'repo_root', lambda: root, raising=False)
+    monkeypatch.setattr(train_mod, 'build_learner', built)
+    monkeypatch.chdir(job)
+    with pytest.raises(Built): run_training(train_config(**QUICK, work_dir='work_dirs/x', resume='auto'))
