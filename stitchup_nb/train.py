@@ -239,6 +239,10 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
         if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
+        if ck is not None and ck_state['epoch'] >= cfg['epochs'] and (new := resumed_changes(saved_config(ck, ck_state), learn.run_record.config)):
+            raise ValueError(f"{ck}: the run trained all its {cfg['epochs']} epochs and stopped before it was scored; a resume only "
+                             'scores it, as the run would have been, so it takes the options the run trained with (no epoch would '
+                             'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
         if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
         began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks

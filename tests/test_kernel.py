@@ -190,3 +190,16 @@ def test_resume_auto_outside_the_repository_starts_a_new_run_there(tmp_path, mon
     monkeypatch.setattr(train_mod, 'build_learner', built)
     monkeypatch.chdir(job)
     with pytest.raises(Built): run_training(train_config(**QUICK, work_dir='work_dirs/x', resume='auto'))
+
+
+def test_a_run_stopped_while_it_scored_is_scored_only_with_the_options_it_trained_with(tmp_path, monkeypatch):
+    "A resume that trains nothing would record a new lr (or score at another precision) that no epoch used: refused, nothing written."
+    def ctrl_c(*a, **k): raise KeyboardInterrupt
+    work = tmp_path/'run'
+    monkeypatch.setattr(train_mod, 'evaluate', ctrl_c)
+    with pytest.raises(KeyboardInterrupt): run_training(train_config(**{**QUICK, 'epochs': 1}, work_dir=str(work)))
+    monkeypatch.undo()
+    files = {p.name: p.read_bytes() for p in work.iterdir()}
+    with pytest.raises(ValueError, match=r"trained all its 1 epochs and stopped before it was scored; .*: pass `lr` 0\.02 \(not 0\.5\)$"):
+        run_training(train_config(**{**QUICK, 'epochs': 1}, work_dir=str(work), resume='auto', lr=0.5))
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == files        # config.json still says the lr it trained with
