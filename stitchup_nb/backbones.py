@@ -77,8 +77,10 @@ def register_backbone(name:str,
         if name in BACKBONES and builder_name(BACKBONES[name].build) != builder_name(build):   # the same definition run again: replaced
             raise ValueError(f'backbone {name!r} is registered already (by {builder_name(BACKBONES[name].build)}); '
                              'register yours under another name')
-        redefined('backbone', name, getattr(BACKBONES.get(name), 'build', None), build)
-        BACKBONES[name] = Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
+        was, entry = BACKBONES.get(name), Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
+        settings = lambda b: {k: v for k, v in vars(b).items() if k != 'build'} if b else {}
+        redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)))
+        BACKBONES[name] = entry
         return build
     return add
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #e012198e
 from __future__ import annotations
-import dataclasses, inspect, math, numbers, os, warnings
+import dataclasses, inspect, math, numbers, os, types, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,20 +189,30 @@ PRECISIONS = {   # --precision: what each means (07e_speed)
 NOISE_KINDS = {}    # a noise kind's name (--noise_kind) -> the function that makes it: filled by `stitchup_nb.noise.noise_kind`
 
 # %% ../nbs/00_config.ipynb #aefa1846
-def _definition(obj) -> str|None:
-    "The source of function or class `obj` (a class: of its own functions), to tell one run twice from a changed one; None where Python keeps none."
+def _code(co:types.CodeType) -> tuple:
+    "What code object `co` computes, without where it was read from (file, lines): the same code compiled anywhere is equal."
+    return (co.co_code, co.co_exceptiontable, co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars, co.co_flags,
+            co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount,
+            tuple(_code(c) if isinstance(c, types.CodeType) else repr(c) for c in co.co_consts))
+
+def _definition(obj) -> tuple|None:
+    """What function or class `obj` computes (a class: its own functions), to tell one run twice from a changed one: its code
+    and defaults, not its source text, which a module reloaded after an edit reads at the old lines of the new file; None
+    where Python keeps no code (a builtin, a partial)."""
     if isinstance(obj, type):
         parts = [_definition(getattr(v, '__func__', getattr(v, 'fget', v))) for _, v in sorted(vars(obj).items())
                  if callable(v) or isinstance(v, (staticmethod, classmethod, property))]
-        return None if None in parts else '\n'.join(parts)
-    try: return inspect.getsource(obj)
-    except (OSError, TypeError): return None
+        return None if None in parts else tuple(parts)
+    if not isinstance(co := getattr(obj, '__code__', None), types.CodeType): return None
+    return _code(co), repr(getattr(obj, '__defaults__', None)), repr(getattr(obj, '__kwdefaults__', None))
 
-def redefined(what:str, name:str, old, new):
+def redefined(what:str, name:str, old, new, settings:tuple=((), ())):
     """Registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, a definition of the same qualified name:
     the same code run again replaces it without a word; changed code replaces it with a warning that says so (where Python
-    keeps both sources)."""
-    if old is None or old is new or (a := _definition(old)) is None or (b := _definition(new)) is None or a == b: return
+    keeps both codes). `settings`: the registration's other arguments, old's and new's (a decorator's, e.g. a backbone's
+    `stages`), changed code too."""
+    if old is None or old is new: return
+    if ((a := _definition(old)) is None or (b := _definition(new)) is None or a == b) and settings[0] == settings[1]: return
     was, now = getattr(old, '__module__', '?'), getattr(new, '__module__', '?')
     kit = was.startswith('stitchup_nb.') and now != was
     warnings.warn(f'{what} {name!r} is replaced by a changed definition of {new.__qualname__} (from {now}'

@@ -66,7 +66,9 @@ def noise_kind(name:str,
     def add(corrupt):
         if name in NOISE_KINDS and NOISE_KINDS[name].__qualname__ != corrupt.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
-        redefined('noise kind', name, NOISE_KINDS.get(name), corrupt)
+        was = NOISE_KINDS.get(name)
+        redefined('noise kind', name, was, corrupt, ((getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else (),
+                                                      (tuple(needs), tuple(needs) + tuple(takes))))
         corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
         NOISE_KINDS[name] = corrupt
         return corrupt

@@ -32,8 +32,10 @@ def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_s
     def add(load):
         if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
-        redefined('data source', name, getattr(SOURCES.get(name), 'load', None), load)      # changed code: said
-        SOURCES[name] = Source(name, load, reads_files, seeded, fixed_size)
+        was, entry = SOURCES.get(name), Source(name, load, reads_files, seeded, fixed_size)
+        settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
+        redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # changed code: said
+        SOURCES[name] = entry
         return load
     return add
 

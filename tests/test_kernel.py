@@ -203,3 +203,42 @@ def test_a_run_stopped_while_it_scored_is_scored_only_with_the_options_it_traine
     with pytest.raises(ValueError, match=r"trained all its 1 epochs and stopped before it was scored; .*: pass `lr` 0\.02 \(not 0\.5\)$"):
         run_training(train_config(**{**QUICK, 'epochs': 1}, work_dir=str(work), resume='auto', lr=0.5))
     assert {p.name: p.read_bytes() for p in work.iterdir()} == files        # config.json still says the lr it trained with
+
+
+def test_a_module_reloaded_after_an_edit_elsewhere_in_it_replaces_its_entries_without_a_word(tmp_path, monkeypatch):
+    "`%autoreload`: a script's module edited above its noise kind, reloaded: the kind's code is the same, so nothing is said."
+    import importlib, os, sys
+    from stitchup_nb.config import NOISE_KINDS
+    mod = tmp_path/'k_kinds.py'
+    code = "from stitchup_nb.noise import noise_kind\n@noise_kind('k_drop')\ndef k_drop(pos, hit, rng): return pos & ~hit\n"
+    mod.write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import k_kinds
+        mod.write_text('"My noise kinds: a docstring added above, k_drop unchanged."\n\n' + code)
+        os.utime(mod, (mod.stat().st_mtime + 5,) * 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            importlib.reload(k_kinds)
+        assert NOISE_KINDS['k_drop'] is k_kinds.k_drop
+    finally: NOISE_KINDS.pop('k_drop', None); sys.modules.pop('k_kinds', None)
+
+
+@pytest.mark.parametrize('what,registry,name,code,a,b', [
+    ('backbone', 'BACKBONES', 'k_cnn2', "from stitchup_nb.backbones import register_backbone\n@register_backbone('k_cnn2', stages={v}, "
+     "has_weights=False)\ndef k_cnn2(pretrained, train_stages, seed): return 1\n", 1, 2),
+    ('noise kind', 'NOISE_KINDS', 'k_shift2', "from stitchup_nb.noise import noise_kind\n@noise_kind('k_shift2', takes={v})\n"
+     "def k_shift2(pos, hit, rng, **kw): return pos\n", (), ('k_eps2',)),
+])
+def test_a_registering_cell_run_again_with_other_arguments_says_so(what, registry, name, code, a, b):
+    "The same function registered again by a cell whose decorator changed (a backbone's stages, a kind's options): said."
+    import stitchup_nb.config as config
+    reg, ns = getattr(config, registry), {'__name__': '__main__'}
+    try:
+        cell(code.format(v=a), 1, ns)
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            cell(code.format(v=a), 2, ns)                       # the same cell again: nothing said
+        with pytest.warns(UserWarning, match=f"^{what} {name!r} is replaced by a changed definition"):
+            cell(code.format(v=b), 3, ns)
+    finally: reg.pop(name, None)
