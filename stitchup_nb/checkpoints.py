@@ -45,7 +45,9 @@ class TrainedEpoch(Callback):
     def after_batch(self):
         if self.training and self.closed and not self.warned: warnings.warn(self.closed); self.warned = True   # once a fit
         self.trained |= self.training and not self.closed
-    def close(self, why:str): self.closed = why
+    def close(self, why:str):
+        "The run this callback writes for has ended: a later fit trains no epoch it counts (`trained`), and warns `why` once."
+        self.closed = why
 
 class Checkpoint(TrainedEpoch):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."
