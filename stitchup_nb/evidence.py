@@ -23,6 +23,7 @@ from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
 from .experiments import MAP_COLUMNS, SWEEP_T, result_row, run_config, torch_threads
+from .speed import run_switches
 from .files import check_whole
 from .grids import GRIDS
 from .methods import METHODS
@@ -120,10 +121,11 @@ def method_fingerprints(keys) -> dict:
         with probe_arithmetic(), probe_steps():
             learn, table = run_training(cfgs[0])
             memo = {}                      # the test logits and the correction snapshot: one model's, whatever its t
-            rows = [result_row(learn, table, cfgs[0], memo)]
-            for cfg in cfgs[1:]:
-                get_model(learn.model).t = cfg['t']
-                rows.append(result_row(learn, evaluate(learn, learn.dls.train.ds.groups, logits=memo.get('logits')), cfg, memo))
+            with run_switches(learn):      # scored under the run's switches, as the run scores
+                rows = [result_row(learn, table, cfgs[0], memo)]
+                for cfg in cfgs[1:]:
+                    get_model(learn.model).t = cfg['t']
+                    rows.append(result_row(learn, evaluate(learn, learn.dls.train.ds.groups, logits=memo.get('logits')), cfg, memo))
         state = sorted(learn.model.state_dict().items())
         for key, row in zip(group, rows):
             out[key] = probe_digest(*[x for k, v in state for x in (k, v)], json.dumps(row, sort_keys=True), *correction_probe(learn))

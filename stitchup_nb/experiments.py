@@ -19,6 +19,7 @@ from .data import GROUPS
 from .models import branch_preds
 from .pins import CPU_ENV
 from .backbones import cpu_kernels, get_backbone
+from .speed import run_switches
 from .config import OPTIONS
 from .words import in_python_words
 from .files import check_whole, locked_csv
@@ -188,7 +189,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
     t0 = time.time()
     with torch_threads(threads):
         learn, table = run_training(cfg)
-        result = result_row(learn, table, cfg)
+        with run_switches(learn): result = result_row(learn, table, cfg)    # scored as in the run
     return dict(method=method, kind=kind, rate=cfg['noise_rate'], seed=seed, epochs=epochs, **result,
                 seconds=round(time.time() - t0, 1), extra=json.dumps(extra or {}, sort_keys=True),
                 **provenance(threads), config=json.dumps(dict(cfg), sort_keys=True, default=float))
@@ -204,8 +205,9 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     t0 = time.time()
     with torch_threads(threads):
         learn, _ = run_training(cfg)
-        logits = branch_preds(learn, act=noop)       # one pass per branch, scored at every t
-        tables = {t: evaluate(learn, learn.dls.train.ds.groups, t, logits=logits) for t in ts}
+        with run_switches(learn):                     # scored under the run's switches, as in the run
+            logits = branch_preds(learn, act=noop)    # one pass per branch, scored at every t
+            tables = {t: evaluate(learn, learn.dls.train.ds.groups, t, logits=logits) for t in ts}
     seconds, prov = round(time.time() - t0, 1), provenance(threads)
     for t, table in tables.items():
         yield dict(method=SWEEP_T, kind='flip', rate=.5, seed=seed, epochs=epochs, extra=json.dumps({'t': t}),
@@ -292,9 +294,10 @@ def rerun(row:dict) -> dict:
     t0 = time.time()
     with torch_threads(threads):
         learn, table = run_training(train_config(**cfg))
-        if row['method'] == SWEEP_T: table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
-    res = result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
-          {g: round(float(table.loc['ensemble', g]), 3) for g in MAP_COLUMNS}
+        with run_switches(learn):                     # scored as the row's run scored it
+            if row['method'] == SWEEP_T: table = evaluate(learn, learn.dls.train.ds.groups, extra['t'])
+            res = result_row(learn, table, cfg) if row['method'] != SWEEP_T else \
+                  {g: round(float(table.loc['ensemble', g]), 3) for g in MAP_COLUMNS}
     return dict(row, **res, seconds=round(time.time() - t0, 1), **provenance(threads))
 
 # %% ../nbs/12_experiments.ipynb #2c319877

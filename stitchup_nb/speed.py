@@ -16,7 +16,7 @@ from .words import in_python_words, worded
 
 # %% auto #0
 __all__ = ['resolve_precision', 'gpu_speed', 'DeviceSmoothLoss', 'HostLossLog', 'use_precision', 'compile_bodies',
-           'deterministic_torch', 'torch_switches']
+           'deterministic_torch', 'torch_switches', 'run_switches']
 
 # %% ../nbs/07e_speed.ipynb #6f1ea0d9
 @in_python_words
@@ -101,3 +101,14 @@ def torch_switches():
             torch.use_deterministic_algorithms(algos[0], warn_only=algos[1])
         for k, m in _SWITCHES.items():      # only those that changed: setting TF32 on a CPU build can warn
             if getattr(m, k.rsplit('.', 1)[1]) != was[k]: setattr(m, k.rsplit('.', 1)[1], was[k])
+
+# %% ../nbs/07e_speed.ipynb #1dccddc5
+@contextmanager
+def run_switches(learn):
+    """The block under the process-wide switches the run of `learn` trained with (its `run_record.config`: `deterministic`,
+    the resolved `precision`; `gpu_speed` on its device), and after it the process's own again (`torch_switches`)."""
+    cfg = learn.run_record.config
+    with torch_switches():
+        if cfg.get('deterministic'): deterministic_torch()
+        gpu_speed(cfg['precision'], cfg.get('deterministic', False), learn.dls.device)
+        yield

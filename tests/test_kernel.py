@@ -242,3 +242,20 @@ def test_a_registering_cell_run_again_with_other_arguments_says_so(what, registr
         with pytest.warns(UserWarning, match=f"^{what} {name!r} is replaced by a changed definition"):
             cell(code.format(v=b), 3, ns)
     finally: reg.pop(name, None)
+
+
+def test_a_rows_scores_are_computed_under_the_switches_its_run_trained_with(monkeypatch):
+    "run_training puts the kernel's switches back as it returns; the experiments' row is scored after it, under the run's "
+    "own again (run_switches): a deterministic run's row was scored with deterministic kernels off (and, on a GPU, an "
+    "exact fp32 run's with TF32 convolutions)."
+    from types import SimpleNamespace
+    from stitchup_nb import experiments
+    ran = SimpleNamespace(run_record=SimpleNamespace(config={'precision': 'fp32', 'deterministic': True}),
+                          dls=SimpleNamespace(device=torch.device('cpu')))
+    seen = []
+    monkeypatch.setattr(experiments, '_fill_caches', lambda cfg: None)
+    monkeypatch.setattr(experiments, 'run_training', lambda cfg: (ran, None))
+    monkeypatch.setattr(experiments, 'result_row', lambda *a: seen.append(torch.are_deterministic_algorithms_enabled()) or {})
+    was = torch.are_deterministic_algorithms_enabled()
+    experiments.one_run('BCE', {'method': 'bce'}, 'flip', .5, 0, 1, extra={'deterministic': True})
+    assert seen == [True] and torch.are_deterministic_algorithms_enabled() == was
