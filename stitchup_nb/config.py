@@ -122,7 +122,7 @@ def option(name:str, default=None, rule=None, help:str='', **kw) -> Option:
     old, caller = OPTIONS.get(name), inspect.currentframe().f_back.f_globals.get('__name__', '')
     if old is not None and old._words() != o._words():
         if _DECLARED_IN.get(name, '').startswith('stitchup_nb.'):
-            raise ValueError(f"option {name!r} is declared already, differently, by the kit ({old.owner}: {old.help!r}): choose "
+            raise ValueError(f"option {name!r} is declared already, differently, by the kit ({_DECLARED_IN[name]}: {old.help!r}): choose "
                              'another name for yours')
         warnings.warn(f'option {name!r} is declared again, differently (it was: default {old.default!r}, {old.help!r}): the new '
                       'declaration replaces it in this process', stacklevel=2)
