@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #e012198e
 from __future__ import annotations
-import dataclasses, inspect, math, numbers, os, types, warnings
+import __future__, dataclasses, functools, inspect, math, numbers, operator, os, types, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,9 +189,13 @@ PRECISIONS = {   # --precision: what each means (07e_speed)
 NOISE_KINDS = {}    # a noise kind's name (--noise_kind) -> the function that makes it: filled by `stitchup_nb.noise.noise_kind`
 
 # %% ../nbs/00_config.ipynb #aefa1846
+_FUTURE_FLAGS = functools.reduce(operator.or_, (getattr(__future__, f).compiler_flag for f in __future__.all_feature_names))
+
 def _code(co:types.CodeType) -> tuple:
-    "What code object `co` computes, without where it was read from (file, lines): the same code compiled anywhere is equal."
-    return (co.co_code, co.co_exceptiontable, co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars, co.co_flags,
+    """What code object `co` computes, without where it was read from (file, lines) or the `__future__` imports in force
+    there (a module's `annotations`, which a notebook's kernel may compile its cells without): the same code compiled
+    anywhere is equal."""
+    return (co.co_code, co.co_exceptiontable, co.co_names, co.co_varnames, co.co_freevars, co.co_cellvars, co.co_flags & ~_FUTURE_FLAGS,
             co.co_argcount, co.co_posonlyargcount, co.co_kwonlyargcount,
             tuple(_code(c) if isinstance(c, types.CodeType) else repr(c) for c in co.co_consts))
 
@@ -200,20 +204,36 @@ def _definition(obj) -> tuple|None:
     and defaults, not its source text, which a module reloaded after an edit reads at the old lines of the new file; None
     where Python keeps no code (a builtin, a partial)."""
     if isinstance(obj, type):
-        parts = [_definition(getattr(v, '__func__', getattr(v, 'fget', v))) for _, v in sorted(vars(obj).items())
-                 if callable(v) or isinstance(v, (staticmethod, classmethod, property))]
+        parts = [_definition(f) for f in _members(obj)]
         return None if None in parts else tuple(parts)
     if not isinstance(co := getattr(obj, '__code__', None), types.CodeType): return None
     return _code(co), repr(getattr(obj, '__defaults__', None)), repr(getattr(obj, '__kwdefaults__', None))
 
+def _members(cls:type) -> list:
+    "The functions a class defines itself (a method's, a static or class method's, a property's getter), in name order."
+    return [getattr(v, '__func__', getattr(v, 'fget', v)) for _, v in sorted(vars(cls).items())
+            if callable(v) or isinstance(v, (staticmethod, classmethod, property))]
+
+def _source(obj) -> tuple|None:
+    """The source text of function `obj` (a class: of its own functions, which a kernel keeps where it keeps no class's),
+    None where Python keeps none. A notebook's cell and the module exported from it hold the same text, though not always
+    the same code (the module's `from __future__ import annotations` compiles a nested function's annotations otherwise);
+    a module reloaded after an edit, the same code, though its text is read at the old lines."""
+    if isinstance(obj, type):
+        parts = [_source(f) for f in _members(obj)]
+        return None if None in parts else tuple(parts)
+    try: return (inspect.getsource(obj).strip(),)
+    except (OSError, TypeError): return None
+
 def redefined(what:str, name:str, old, new, settings:tuple=((), ())):
     """Registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, a definition of the same qualified name:
-    the same code run again replaces it without a word; changed code replaces it with a warning that says so (where Python
-    keeps both codes). `settings`: the registration's other arguments, old's and new's (a decorator's, e.g. a backbone's
+    the same definition run again replaces it without a word (the same code, or the same source text: `_definition`,
+    `_source`); a changed one replaces it with a warning that says so (where Python keeps both codes). `settings`: the registration's other arguments, old's and new's (a decorator's, e.g. a backbone's
     `stages`), changed code too."""
     if old is None or old is new: return
-    if ((a := _definition(old)) is None or (b := _definition(new)) is None or a == b) and settings[0] == settings[1]: return
-    was, now = getattr(old, '__module__', '?'), getattr(new, '__module__', '?')
+    if settings[0] == settings[1] and ((a := _definition(old)) is None or (b := _definition(new)) is None or a == b
+                                       or ((s := _source(new)) is not None and _source(old) == s)): return
+    was, now = getattr(old, '__module__', None) or '?', getattr(new, '__module__', None) or '?'   # None: made by exec
     kit = was.startswith('stitchup_nb.') and now != was
     warnings.warn(f'{what} {name!r} is replaced by a changed definition of {new.__qualname__} (from {now}'
                   + (f", over the kit's own from {was}" if kit else '') + '): runs in this process that name it use the new one'
