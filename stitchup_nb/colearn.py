@@ -236,9 +236,10 @@ CORRECTION_COUNTS = {   # the two ways correction is counted; every printed coun
 def after_train(self:CoLearning):
     self._check()                                  # before the epoch's checkpoint is written
     if self.adaptive and self.active and self.n_steps: self._adapt()
-    self.epoch_losses = dict(zip(self.net.names, (self.loss_sum / max(self.n_steps, 1)).tolist()))
+    mean = torch.tensor(_gather_ranks(self.loss_sum / max(self.n_steps, 1))).mean(0)   # every rank's batches (as many on each)
+    self.epoch_losses = dict(zip(self.net.names, mean.tolist()))
     if not self.n_steps: return
-    counts = self.counts.cpu().numpy()
+    counts = torch.tensor(_gather_ranks(self.counts)).sum(0).numpy()    # every rank's batches: each draw of the epoch once
     for b, name in enumerate(self.net.names):
         for g in GROUPS:
             row = dict(epoch=self.epoch, corrector=name, group=g)

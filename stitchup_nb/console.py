@@ -10,7 +10,7 @@ import pandas as pd
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback, master_bar, progress_bar
 from fastai.learner import SkipToEpoch
-from fastai.torch_core import get_model, num_distrib, rank_distrib
+from fastai.torch_core import get_model, rank_distrib
 
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
@@ -154,7 +154,7 @@ def correction_lines(learn) -> list:
     epochs = lambda a, b: f'epoch {a}' if a == b else f'epochs {a}-{b}'     # numbered from 1, like the checkpoints
     first, last = int(log.epoch.min()) + 1, int(log.epoch.max()) + 1
     unit, why = CORRECTION_COUNTS['draw'].split(' (', 1)
-    lines = [f"label correction, counted {unit}, {epochs(first, last)}" + (", rank 0's batches" if num_distrib() > 1 else '') + ':',
+    lines = [f"label correction, counted {unit}, {epochs(first, last)}:",
              f'  ({why}']
     if not cb.adaptive: lines.append(f'  {threshold_words(cb.th)}')
     if here and first <= here[0]:

@@ -6,6 +6,7 @@
 - `stitchup_train` under `torchrun --nproc_per_node 2` (and `accelerate launch`): training
   completes, the loss falls, rank 0 alone writes, and `stitchup_test` of its checkpoint in one
   process gives the metrics the distributed evaluation gave;
+- label correction counted over every rank's batches, as one process drawing the same global batches counts;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -178,3 +179,19 @@ def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(tmp_path):
     assert said['t'] == m['t_chosen'], (said, m['t_chosen'])
     for mode in m['final']:
         for k in m['final'][mode]: assert got[mode][k] == pytest.approx(m['final'][mode][k], abs=1e-3), (mode, k)
+
+
+def test_corrections_count_every_ranks_draws(tmp_path):
+    """metrics.json counts label corrections over every rank's batches, each draw once: what one process drawing the same
+    global batches counts. (They were rank 0's batches alone: half the count on 2 processes, an eighth on 8.)"""
+    # head alphas near 0 switch every head negative on, whatever the weights: the counts depend on the draws alone; without
+    # partners (--stitch none) 2 processes of bs 16 draw exactly the batches one process of bs 32 draws
+    opts = [*QUICK, '--epochs', '1', '--stitch', 'none', '--random_head_alpha', '1e-6', '--balance_head_alpha', '1e-6']
+    two, one = tmp_path/'two', tmp_path/'one'
+    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *opts,
+             '--bs', '16', '--work_dir', two])
+    _launch([BIN/'stitchup_train', *opts, '--bs', '32', '--work_dir', one])
+    rows = lambda w: json.loads((w/'metrics.json').read_text())['epochs'][0]
+    got, want = rows(two)['corrections'], rows(one)['corrections']
+    assert got == want
+    assert min(r['on'] for r in want if r['group'] == 'head') > 100          # the counts are not empty
