@@ -11,7 +11,7 @@ import torch
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
-from fastai.torch_core import default_device, num_distrib, rank_distrib
+from fastai.torch_core import default_device, get_model, num_distrib, rank_distrib
 
 from .words import worded
 from .stitchup import StitchUp
@@ -59,8 +59,10 @@ def distributed(learn:Learner, sync_bn:bool=False):
                                          'of a launch (torchrun, accelerate launch)'), stacklevel=3)
         yield learn; return
     init_distributed()
-    feature = any(isinstance(c, StitchUp) and c.level == 'feature' for c in learn.cbs)
-    cb = ColearnDistributed(sync_bn, find_unused_parameters=not feature)
+    names = get_model(learn.model).names      # a branch Stitch-Up leaves out (full_plus's random one) never uses its partner BatchNorm
+    every = any(isinstance(c, StitchUp) and c.level == 'feature' and (c.branches is None or set(names) <= set(c.branches))
+                for c in learn.cbs)
+    cb = ColearnDistributed(sync_bn, find_unused_parameters=not every)
     bars = list(learn.cbs.filter(lambda c: isinstance(c, ProgressCallback))) if rank_distrib() else []
     learn.add_cb(cb); learn.remove_cbs(bars)
     try: yield learn

@@ -195,3 +195,14 @@ def test_corrections_count_every_ranks_draws(tmp_path):
     got, want = rows(two)['corrections'], rows(one)['corrections']
     assert got == want
     assert min(r['on'] for r in want if r['group'] == 'head') > 100          # the counts are not empty
+
+
+def test_full_plus_under_torchrun(tmp_path):
+    "full_plus stitches the class-aware branch only: the random branch's partner BatchNorm gets no gradient, which DDP is told."
+    # Before, DDP was told to expect every parameter used whenever feature-level Stitch-Up was on, and the first step on
+    # 2 processes died: "Expected to have finished reduction in the prior iteration ... Parameter indices which did not receive grad"
+    work = tmp_path/'fp'
+    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *QUICK,
+             '--epochs', '1', '--method', 'full_plus', '--work_dir', work])
+    m = json.loads((work/'metrics.json').read_text())
+    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
