@@ -123,6 +123,8 @@ def _prune_counts(noisy:np.ndarray, issues:np.ndarray, clean:np.ndarray|None=Non
 class ConfidentLearningPeer(Peer):
     "Confident learning for `stitchup_train --method confident_learning`: the labels cleaned, then the method's BCE model."
     label, paper = 'Confident learning', 'Northcutt et al., JAIR 2021'
+    one_process = ('its fold models train in each process before the run, where the ranks of a launch would wait on '
+                   'each other for ever')     # `check_world` refuses it up front
     def __init__(self, cfg:dict):
         super().__init__(cfg)
         self.report = None      # this run's cleaning: folds, epochs, seconds, change counts (`labels`)

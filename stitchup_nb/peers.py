@@ -15,7 +15,7 @@ from .config import redefined
 
 # %% auto #0
 __all__ = ['PEERS', 'AsymmetricLoss', 'rejected_negatives', 'LargeLossRejection', 'LossEpoch', 'BranchMixUp', 'BranchCutMix',
-           'Peer', 'register_peer', 'make_peer', 'ASLPeer', 'LargeLossPeer', 'MixUpPeer', 'CutMixPeer']
+           'Peer', 'register_peer', 'make_peer', 'check_world', 'ASLPeer', 'LargeLossPeer', 'MixUpPeer', 'CutMixPeer']
 
 # %% ../nbs/07g_peers.ipynb #8d253316
 class AsymmetricLoss(nn.Module):
@@ -111,6 +111,7 @@ class Peer:
     "A method of the literature as the pipeline builds it for one run of `cfg`: hooks that by default change nothing."
     name = label = paper = None          # set by `register_peer`; the method's label and its paper
     branches = None                      # the names of the branches of the `model` it builds (None: the pipeline's own model)
+    one_process = None                   # why it cannot train on several processes (torchrun), for `check_world`; None: it can
     def __init__(self, cfg:dict): self.cfg = cfg     # the run configuration (`stitchup_nb.train.train_config`)
 
     def labels(self, train, noisy):
@@ -177,6 +178,14 @@ def make_peer(cfg:dict) -> Peer|None:
         raise ValueError(f"method {cfg.get('method')!r} names peer {name!r}, which is not registered (registered: "
                          f"{', '.join(PEERS)}): define it with @register_peer({name!r}) in a module stitchup_nb.train imports")
     return PEERS[name](cfg)
+
+# %% ../nbs/07g_peers.ipynb #be7a729d
+def check_world(cfg:dict, world:int):
+    "Refuse a run of `cfg` (a `train_config`) on `world` processes when its peer cannot train on several (its class's `one_process` says why)."
+    why = getattr(PEERS.get(cfg.get('peer')), 'one_process', None)
+    if world > 1 and why:
+        raise ValueError(f"method {cfg.get('method')!r} cannot train on {world} processes (torchrun, accelerate launch, launch(n)): "
+                         f'{why}; run it in one process: stitchup_train without a launcher')
 
 # %% ../nbs/07g_peers.ipynb #d32a878a
 @register_peer('asl')

@@ -28,7 +28,7 @@ from .runs import checkpoints, file_stamp, is_kit_file, lock_work_dir, prepare_w
 from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, torch_switches, use_precision
-from .peers import PEERS, make_peer
+from .peers import PEERS, check_world, make_peer
 from . import coteaching, confident
 from .console import EpochBars, EpochLines, StepLines
 
@@ -62,6 +62,7 @@ def train_config(**overrides) -> RunConfig:
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
                          'register its Peer class with stitchup_nb.peers.register_peer (07g_peers)')
+    check_world(cfg, num_distrib())         # under a launcher: a peer that trains in one process only is refused here
     return run_config(check_config(cfg, FLAGS))
 
 # %% ../nbs/10a_train.ipynb #381f82f7
@@ -218,6 +219,7 @@ def run_training(cfg:dict) -> tuple:
 def _train(cfg:RunConfig, work:Path|None) -> tuple:
     "`run_training`'s work, in the folder `work` of `cfg`."
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
+    check_world(cfg, num_distrib())           # a RunConfig made in one process, trained under a launcher
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
     began = False                             # whether the run has changed its folder: until then, a refusal leaves it as it was
     try:
@@ -314,6 +316,7 @@ def launch(n:int, **options) -> pd.DataFrame:
     if not options.get('work_dir'):     # the flag's default (work_dirs/run) would be every launch's folder
         raise ValueError('launch needs work_dir=: the processes report through its metrics.json; name a folder for this run')
     cfg = train_config(**options)
+    check_world(cfg, n)
     prepare_work_dir(cfg['work_dir'], cfg['resume'], cfg['overwrite'])    # a folder holding a run: refused here, not in a child's log
     notebook_launcher(_train_in_process, (cfg,), num_processes=n)
     return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T

@@ -206,3 +206,15 @@ def test_full_plus_under_torchrun(tmp_path):
              '--epochs', '1', '--method', 'full_plus', '--work_dir', work])
     m = json.loads((work/'metrics.json').read_text())
     assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
+
+
+def test_a_one_process_peer_is_refused_under_torchrun(tmp_path):
+    "confident_learning trains its fold models in one process: under torchrun it is refused by name, before anything is written."
+    # Before, its fold models' collectives met the ranks waiting in main_process_first's barrier: both ranks hung, for good
+    work = tmp_path/'cl'
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
+                                         *QUICK, '--method', 'confident_learning', '--work_dir', work)],
+                       capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=120)
+    assert p.returncode != 0
+    assert "stitchup_train: method 'confident_learning' cannot train on 2 processes" in p.stderr, p.stderr[-3000:]
+    assert not work.exists()
