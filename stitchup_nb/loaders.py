@@ -214,5 +214,7 @@ class EpochSeed(Callback):
     order = -10     # first, beside fastai's TrainEvalCallback: every other callback's before_epoch sees this epoch's loader and seed
     def __init__(self, seed:int=0): self.seed = seed
     def before_epoch(self):
-        if hasattr(self.dls.train, 'set_epoch'): self.dls.train.set_epoch(self.epoch)
-        torch.manual_seed(int(epoch_rng(self.seed, self.epoch, 3).integers(2**31)))
+        dl = self.dls.train
+        if hasattr(dl, 'set_epoch'): dl.set_epoch(self.epoch)
+        rank = getattr(dl, 'rank', 0)      # under DDP a stream per rank; rank 0's is one process's
+        torch.manual_seed(int(epoch_rng(self.seed, self.epoch, 3, *[rank] * (rank > 0)).integers(2**31)))

@@ -7,6 +7,7 @@
   completes, the loss falls, rank 0 alone writes, and `stitchup_test` of its checkpoint in one
   process gives the metrics the distributed evaluation gave;
 - label correction counted over every rank's batches, as one process drawing the same global batches counts;
+- each rank its own augmentation stream (rank 0's is one process's); full_plus trains; confident learning is refused;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -218,3 +219,39 @@ def test_a_one_process_peer_is_refused_under_torchrun(tmp_path):
     assert p.returncode != 0
     assert "stitchup_train: method 'confident_learning' cannot train on 2 processes" in p.stderr, p.stderr[-3000:]
     assert not work.exists()
+
+
+SEEN = textwrap.dedent('''
+    # stitchup_train with a callback writing, per rank, a digest of torch's random state as the first training batch
+    # arrives (after the loader's augmentation drew from it) into the folder SEEN_OUT names, as rank<r>
+    import hashlib, os, sys, torch
+    from fastai.callback.core import Callback
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+
+    class Seen(Callback):
+        order = 20
+        def before_batch(self):
+            if self.training and self.epoch == 0 and self.iter == 0:
+                d = hashlib.sha1(torch.random.get_rng_state().numpy().tobytes()).hexdigest()
+                open(os.path.join(os.environ['SEEN_OUT'], f'rank{rank_distrib()}'), 'w').write(d)
+
+    make = train.colearner
+    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Seen()], **kw)
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_ranks_draw_their_own_augmentation(tmp_path):
+    "Each rank draws its own augmentation and dropout; rank 0 draws what one process draws (a run stays reproducible)."
+    # Before, every rank seeded torch alike each epoch: the images at one place of every rank's batch were augmented alike
+    script = tmp_path/'seen.py'; script.write_text(SEEN)
+    opts = [*QUICK, '--epochs', '1']
+    for world in (2, 1):
+        out = tmp_path/f'seen{world}'; out.mkdir()
+        launcher = [BIN/'torchrun', '--nproc_per_node', world, '--master_port', free_port()] if world > 1 else [sys.executable]
+        _launch([*launcher, script, *opts, '--work_dir', tmp_path/f'run{world}'], {'SEEN_OUT': str(out)})
+    two = [(tmp_path/'seen2'/f'rank{r}').read_text() for r in range(2)]
+    assert two[0] != two[1]
+    assert two[0] == (tmp_path/'seen1'/'rank0').read_text()
