@@ -20,9 +20,9 @@ from .runs import checkpoints
 
 
 # %% auto #0
-__all__ = ['RECORDED', 'MOVABLE', 'RESUMABLE', 'METRICS_NOTES', 'write_json', 'TrainedEpoch', 'Checkpoint', 'read_checkpoint',
-           'load_checkpoint', 'plain_config', 'run_diff', 'resumed_changes', 'saved_config', 'read_json',
-           'check_resume', 'MetricsJSON']
+__all__ = ['RECORDED', 'MOVABLE', 'LAUNCH', 'RESUMABLE', 'METRICS_NOTES', 'write_json', 'TrainedEpoch', 'Checkpoint',
+           'read_checkpoint', 'load_checkpoint', 'plain_config', 'run_diff', 'resumed_changes', 'saved_config',
+           'read_json', 'check_resume', 'MetricsJSON']
 
 # %% ../nbs/07d_checkpoints.ipynb #feaeb3a4
 def write_json(obj, path):
@@ -130,9 +130,10 @@ def load_checkpoint(learn:Learner, path, with_opt:bool=True, state:dict|None=Non
 RECORDED = ('threshold_groups', 'noise_source', 'labels_sha')     # what config.json records about the data, beside the options
 MOVABLE = ('data_root', 'appendix', 'noise_file')    # where the data is: a run resumed, scored or browsed may find it elsewhere
                                                      # (its digest of the training labels, labels_sha, still refuses other labels)
+LAUNCH = ('world_size',)     # what config.json records about the launch: its processes (--bs is per process); a resume may change it, and says so
 RESUMABLE = ('epochs', 'lr_steps', 'lr', 'work_dir', 'resume', 'overwrite', 'quiet', 'precision', 'channels_last', 'deterministic',
              'sync_bn', *MOVABLE,     # options a resumed run may change
-             *RECORDED)          # and what the build records (the labels: run_training hands the checkpoint's to run_data, which refuses others)
+             *LAUNCH, *RECORDED)          # and what the build records (the labels: run_training hands the checkpoint's to run_data, which refuses others)
 
 def plain_config(cfg) -> dict:
     """A run configuration as its config.json reads back: a plain dict of JSON values (a tuple as a list, a numpy number as a
@@ -148,9 +149,10 @@ _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', *MOVABLE)    # where files
 
 def resumed_changes(saved:dict, cfg:dict) -> dict:
     """The options of `RESUMABLE` that change training (not `_WHERE`, nor what the build records, `RECORDED`) and that a resume
-    with `cfg` sets anew: `{name: [was, now]}`."""
+    with `cfg` sets anew, the processes it trains on (`LAUNCH`) too: `{name: [was, now]}`."""
     a, b = plain_config(saved), plain_config(cfg)
-    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, *RECORDED) and a.get(k) != b.get(k)}
+    return {k: [a.get(k), b.get(k)] for k in RESUMABLE if k not in (*_WHERE, *RECORDED) and a.get(k) != b.get(k)
+            and not (k in LAUNCH and a.get(k) is None)}      # a run from before config.json recorded its launch: not known
 
 def saved_config(ck, state:dict|None=None) -> dict:
     "The configuration of the run that wrote checkpoint `ck` (`state`: its contents, if read already): the one it carries, else the config.json beside it."
@@ -212,7 +214,9 @@ METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
                   "it starts again when a run is resumed, so the epochs trained after a resume (the first has 'resumed': true) "
                   "differ from an uninterrupted run's until the average forgets its restart (some 50 steps, 1 / (1 - 0.98)); "
                   "the weights and every mAP do not",
-    'mAP': 'test-set mAP (%) of the ensemble after the epoch; head/medium/tail: over those classes'}
+    'mAP': 'test-set mAP (%) of the ensemble after the epoch; head/medium/tail: over those classes',
+    'world_size': "the processes the run's latest call trained on (each with --bs images a step); a resume on another "
+                  "number records the change in its first row's resumed_with"}
 
 class MetricsJSON(TrainedEpoch):
     "Append each trained epoch's recorder row and correction counts to `path` (metrics.json), before the epoch's checkpoint."

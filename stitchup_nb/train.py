@@ -25,7 +25,7 @@ from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
 from .runs import checkpoints, file_stamp, is_kit_file, lock_work_dir, prepare_work_dir, repo_root, run_files
-from .checkpoints import (METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
+from .checkpoints import (LAUNCH, METRICS_NOTES, RECORDED, Checkpoint, MetricsJSON, check_resume, load_checkpoint, read_json,
                                      resumed_changes, run_diff, saved_config, write_json)
 from .speed import deterministic_torch, gpu_speed, resolve_precision, torch_switches, use_precision
 from .peers import PEERS, check_world, make_peer
@@ -48,7 +48,7 @@ def train_config(**overrides) -> RunConfig:
     which is how a run's config.json records an option a script declared (`config.option`) that the run did not use.
     With `resume` a checkpoint and no `work_dir` given, the run goes on in the checkpoint's folder; a `work_dir` given
     (work_dirs/run, the default, too) is where it goes."""
-    known = set(OPTIONS) | set(resolve()) | set(RECORDED)
+    known = set(OPTIONS) | set(resolve()) | set(RECORDED) | set(LAUNCH)
     overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
         given = {**flag_defaults(), **overrides}
@@ -99,7 +99,7 @@ def build_learner(cfg:dict, history:list|None=None,
         groups, source = threshold_groups(train, app)
         precision, channels_last = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
         cfg = run_config({**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1], 'labels_sha': digest,   # check_config set the noise options from it
-                          'precision': precision, 'channels_last': channels_last})
+                          'precision': precision, 'channels_last': channels_last, 'world_size': dist['world']})
         gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
@@ -157,6 +157,14 @@ def _regrouped(saved:dict, cfg:dict) -> str|None:
     return (f'its run grouped the correction thresholds by {was}, this resume would group them by {now} (the appendix '
             f"{'gained' if _groups_file(now) == 'training_split.pkl' else 'lost'} training_split.pkl since?): resume with the "
             'appendix it trained with (--appendix), or start a new run in another --work_dir')
+
+def _world_note(changed:dict, cfg) -> str:
+    "What a resume on another number of processes (`changed`, `resumed_changes`) changes, said with its resume line; else ''."
+    if 'world_size' not in changed: return ''
+    (a, b), bs = changed['world_size'], cfg['bs']
+    how = 'in one process, without a launcher' if a == 1 else f'on {a} processes, as it ran (torchrun --nproc_per_node {a})'
+    return (f" (--bs {bs} is per process: its epochs so far trained on {a * bs} anchors a step, the next on {b * bs}, and --lr is "
+            f"not rescaled; to go on as it trained, resume it {how})")
 
 def paper_labels_note(cfg:dict) -> str|None:
     """For a resolved run configuration of a preset with the paper's numbers (voc, coco) at the paper's noise rate: why it is
@@ -255,7 +263,8 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
             changed = resumed_changes(saved_config(ck, ck_state), learn.run_record.config)   # resolved; said, and recorded in the first resumed row
             if (mj := getattr(learn, 'metrics_json', None)) is not None: mj.changed = changed
             elsewhere = f' (into {work})' if work and Path(ck).resolve().parent != work.resolve() else ''   # a branch of another run
-            if main: print(f'resuming from {ck}{elsewhere} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())))
+            if main: print(f'resuming from {ck}{elsewhere} at epoch {start}' + worded(''.join(f", {'--' * (k in FLAGS)}{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                                                                                         + _world_note(changed, cfg)))
         if main and not cfg['quiet'] and learn.co_learning.corrects: print(f"thresholds grouped by {learn.run_record.config['threshold_groups']}")
         if (main and not cfg['quiet'] and learn.dls.device.type == 'cpu' and data_source(cfg['dataset']).reads_files
                 and (note := _cpu_note(cfg, len(learn.dls.train)))):

@@ -8,6 +8,7 @@
   process gives the metrics the distributed evaluation gave;
 - label correction counted over every rank's batches, as one process drawing the same global batches counts;
 - each rank its own augmentation stream (rank 0's is one process's); full_plus trains; confident learning is refused;
+- a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -255,3 +256,17 @@ def test_ranks_draw_their_own_augmentation(tmp_path):
     two = [(tmp_path/'seen2'/f'rank{r}').read_text() for r in range(2)]
     assert two[0] != two[1]
     assert two[0] == (tmp_path/'seen1'/'rank0').read_text()
+
+
+def test_resume_on_another_number_of_processes_is_said_and_recorded(torchrun_run, tmp_path):
+    "A run of 2 processes resumed in one: said as it resumes, in config.json (world_size) and in the resumed row of metrics.json."
+    # Before, nothing said it (each step trained on half the images from then on, --bs being per process), config.json held
+    # no number of processes and metrics.json's world_size became 1 for the epochs trained on 2
+    import shutil
+    work = tmp_path/'w'; shutil.copytree(torchrun_run[0], work)
+    assert json.loads((work/'config.json').read_text())['world_size'] == 2
+    out = _launch([BIN/'stitchup_train', *QUICK, '--epochs', '3', '--work_dir', work, '--resume', 'auto'])
+    assert 'resuming from' in out and 'world_size 2 -> 1 (--bs 32 is per process: its epochs so far trained on 64 anchors' in out, out
+    assert json.loads((work/'config.json').read_text())['world_size'] == 1
+    rows = json.loads((work/'metrics.json').read_text())['epochs']
+    assert [r.get('resumed_with', {}).get('world_size') for r in rows] == [None, None, [2, 1]]
