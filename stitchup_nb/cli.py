@@ -4,7 +4,7 @@
 
 # %% ../nbs/10c_cli.ipynb #b4594e69
 from __future__ import annotations
-import importlib, inspect, json, sys
+import importlib, inspect, json, os, sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
@@ -12,7 +12,7 @@ from .config import OPTIONS, flag_defaults     # light: the declarations, no tor
 from .flags import script_errors, script_flags     # what every console script shares (`00k_flags`)
 from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
-    from fastai.torch_core import get_model, rank_distrib
+    from fastai.torch_core import get_model, num_distrib, rank_distrib
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
     from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, run_files, scores_record
@@ -22,7 +22,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from stitchup_nb.finished import load_run
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
-    'fastai.torch_core': 'get_model rank_distrib',
+    'fastai.torch_core': 'get_model num_distrib rank_distrib',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
     'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint run_files scores_record',
@@ -104,13 +104,22 @@ def _resume_command(argv:list, keep:bool=False, work_dir=None) -> str:
     return ' '.join(map(shell_quote, out + ['--resume', own if keep and own else 'auto']))
 
 # %% ../nbs/10c_cli.ipynb #4c6e9b12
+def _launched(cmd:str, world:int, local:int) -> str:
+    """`cmd`, a `stitchup_train` command, as a run of `world` processes (`local` a machine) starts it again: under the launcher,
+    on as many processes (`--bs` is per process: one process would train each step on fewer images)."""
+    if world <= 1: return cmd
+    nodes = f' --nnodes {world // local} --node_rank N --master_addr HOST0 --master_port PORT' if local < world else ''
+    return f'torchrun{nodes} --nproc_per_node {local} $(which stitchup_train) ' + cmd.removeprefix('stitchup_train ')
+
 def _way_on(cfg:dict, argv:list) -> str:
     "What continues an interrupted run: its resume command, or the scoring of its last checkpoint if training had ended."
     if not cfg['work_dir']: return 'nothing was saved (no --work_dir)'
     cks = checkpoints(Path(cfg['work_dir']))
     if cks and int(cks[-1].stem.split('_')[1]) >= cfg['epochs']:      # interrupted while scoring: nothing is left to train
         return f'training had ended; score it with: stitchup_test {shell_quote(cks[-1])}'
-    return f'continue with: {_resume_command(argv, keep=not cks, work_dir=cfg["work_dir"])}'
+    world = max(num_distrib(), 1)
+    cmd = _resume_command(argv, keep=not cks, work_dir=cfg['work_dir'])
+    return f"continue with: {_launched(cmd, world, int(os.environ.get('LOCAL_WORLD_SIZE', world)))}"
 
 # %% ../nbs/10c_cli.ipynb #16074aa6
 def _before(cfg:dict) -> dict:

@@ -9,6 +9,7 @@
 - label correction counted over every rank's batches, as one process drawing the same global batches counts;
 - each rank its own augmentation stream (rank 0's is one process's); full_plus trains; confident learning is refused;
 - a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
+- Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -270,3 +271,26 @@ def test_resume_on_another_number_of_processes_is_said_and_recorded(torchrun_run
     assert json.loads((work/'config.json').read_text())['world_size'] == 1
     rows = json.loads((work/'metrics.json').read_text())['epochs']
     assert [r.get('resumed_with', {}).get('world_size') for r in rows] == [None, None, [2, 1]]
+
+
+def test_interrupted_torchrun_run_goes_on_as_the_message_says(torchrun_run, tmp_path):
+    "Ctrl-C under torchrun mid-epoch: the way on it names is the same launch, which ends where the uninterrupted run ended."
+    # Before, the command named was `stitchup_train ... --resume auto`: one process, half the images a step, unsaid
+    import shlex, signal, time
+    work = tmp_path/'int'
+    p = subprocess.Popen([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
+                                           *QUICK, '--work_dir', work)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    t0 = time.time()
+    while not (work/'epoch_1.pth').exists() and time.time() - t0 < 300: time.sleep(.1)
+    time.sleep(.5); p.send_signal(signal.SIGINT)               # in epoch 2 (as a terminal's Ctrl-C reaches torchrun)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode != 0 and not (work/'epoch_2.pth').exists(), err[-3000:]
+    said = [l for l in err.splitlines() if l.startswith('stitchup_train: interrupted;')]
+    assert len(said) == 1, err[-3000:]
+    cmd = said[0].split('continue with: ')[1]
+    assert cmd.startswith('torchrun --nproc_per_node 2 $(which stitchup_train) '), cmd
+    argv = shlex.split(cmd.replace('$(which stitchup_train)', str(BIN/'stitchup_train')))
+    _launch([BIN/'torchrun', '--master_port', free_port(), *argv[1:]])
+    got, want = (json.loads((w/'metrics.json').read_text())['final'] for w in (work, torchrun_run[0]))
+    assert got == want
