@@ -17,7 +17,7 @@ from .words import worded
 from .stitchup import StitchUp
 
 # %% auto #0
-__all__ = ['init_distributed', 'main_process_first', 'close_distributed', 'ColearnDistributed', 'distributed']
+__all__ = ['init_distributed', 'main_process_first', 'wait_for_ranks', 'close_distributed', 'ColearnDistributed', 'distributed']
 
 # %% ../nbs/07f_distributed.ipynb #0d246084
 def init_distributed() -> dict:
@@ -33,6 +33,11 @@ def main_process_first():
     if num_distrib() <= 1: yield; return
     from accelerate import PartialState
     with PartialState().main_process_first(): yield
+
+def wait_for_ranks():
+    "Every rank waits here for the others (a rank that failed before it never comes: the launcher stops the rest); in one process, nothing."
+    if num_distrib() <= 1 or not torch.distributed.is_initialized(): return
+    torch.distributed.barrier()
 
 def close_distributed():
     "Wait for every rank, then leave the process group: a rank that exits inside it can abort its peers mid-message. In one process (or under `notebook_launcher`, which tears down itself), nothing."

@@ -30,6 +30,11 @@ def _console_warnings(prog:str|None):
     try: yield
     finally: warnings.showwarning = show
 
+def _who(prog:str) -> str:
+    "`prog` as an error names it: under a launcher (torchrun sets RANK and WORLD_SIZE) a rank other than 0 says which it is."
+    rank, world = os.environ.get('RANK', '0'), os.environ.get('WORLD_SIZE', '1')
+    return prog if rank in ('', '0') or world in ('', '1') else f'{prog} (rank {rank} of {world})'
+
 def _reader_gone():
     "stdout's reader stopped (`| head`): the rest of the output goes to the null device, and the script exits with status 141."
     null = os.open(os.devnull, os.O_WRONLY)
@@ -52,7 +57,7 @@ def script_errors(func, prog:str, interrupted:str|None=None):
         if not is_cli(func): raise
         said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
         if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
-        print(f'{prog}: {said}', file=sys.stderr, flush=True)
+        print(f'{_who(prog)}: {said}', file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         if not (is_cli(func) and interrupted): raise

@@ -18,7 +18,7 @@ from .words import in_python_words, worded
 from .loaders import stitch_dls
 from .augment import BatchAug
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
-from .distributed import close_distributed, distributed, init_distributed, main_process_first
+from .distributed import close_distributed, distributed, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
 from .methods import PRESETS, data_source
 from .resolve import check_entries, resolve
@@ -254,6 +254,7 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                              'scores it, as the run would have been, so it takes the options the run trained with (no epoch would '
                              'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
         if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
+        wait_for_ranks()                        # every rank built its run: one that could not stops the launch before a file is written
         began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')

@@ -10,6 +10,7 @@
 - each rank its own augmentation stream (rank 0's is one process's); full_plus trains; confident learning is refused;
 - a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
 - Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
+- an error on one rank is said by that rank, named, and leaves the work dir without a run;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -294,3 +295,32 @@ def test_interrupted_torchrun_run_goes_on_as_the_message_says(torchrun_run, tmp_
     _launch([BIN/'torchrun', '--master_port', free_port(), *argv[1:]])
     got, want = (json.loads((w/'metrics.json').read_text())['final'] for w in (work, torchrun_run[0]))
     assert got == want
+
+
+RANK_FAILS = textwrap.dedent('''
+    # stitchup_train where rank 1 alone cannot read its data (a folder missing on its machine only)
+    import sys
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    real = train.run_data
+    def run_data(*a, **kw):
+        if rank_distrib() == 1: raise FileNotFoundError(2, 'no such folder (--data_root)', '/data/node1/VOCdevkit')
+        return real(*a, **kw)
+    train.run_data = run_data
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_an_error_on_one_rank_is_said_by_it_and_writes_nothing(tmp_path):
+    "A rank that cannot build its run names itself, and rank 0 writes no config.json: the folder is left as it was."
+    # Before, the message did not say which rank met the error, and rank 0, built first, had written config.json: a
+    # second try into the folder was refused as a run already there
+    script, work = tmp_path/'fails.py', tmp_path/'run'
+    script.write_text(RANK_FAILS)
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
+                                         '--work_dir', work)], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'},
+                       timeout=300)
+    assert p.returncode != 0
+    assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in p.stderr, p.stderr[-3000:]
+    assert not (work/'config.json').exists(), sorted(q.name for q in work.iterdir())
