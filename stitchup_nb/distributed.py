@@ -34,10 +34,13 @@ def main_process_first():
     from accelerate import PartialState
     with PartialState().main_process_first(): yield
 
-def wait_for_ranks():
-    "Every rank waits here for the others (a rank that failed before it never comes: the launcher stops the rest); in one process, nothing."
-    if num_distrib() <= 1 or not torch.distributed.is_initialized(): return
-    torch.distributed.barrier()
+def wait_for_ranks(value=None) -> list:
+    """Every rank waits here for the others (a rank that failed before it never comes: the launcher stops the rest) and gets
+    each rank's `value` (small, picklable), in rank order; in one process `[value]`."""
+    if num_distrib() <= 1 or not torch.distributed.is_initialized(): return [value]
+    out = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
 
 def close_distributed():
     "Wait for every rank, then leave the process group: a rank that exits inside it can abort its peers mid-message. In one process (or under `notebook_launcher`, which tears down itself), nothing."

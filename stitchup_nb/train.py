@@ -158,6 +158,13 @@ def _regrouped(saved:dict, cfg:dict) -> str|None:
             f"{'gained' if _groups_file(now) == 'training_split.pkl' else 'lost'} training_split.pkl since?): resume with the "
             'appendix it trained with (--appendix), or start a new run in another --work_dir')
 
+def _unshared(work, epochs:list) -> str:
+    "Why a launch whose ranks would go on from different `epochs` (rank order; 0: none) is refused."
+    said = ', '.join(f"rank {r} {f'from epoch_{e}.pth' if e else 'at epoch 0 (no checkpoint)'}" for r, e in enumerate(epochs))
+    return (f'--resume in {work}: the ranks would go on from different epochs ({said}): a machine of the launch sees other '
+            'checkpoints there than rank 0 (a folder on its own disk?); every machine must see the run\'s folder: pass a '
+            '--work_dir on a shared file system')
+
 def _world_note(changed:dict, cfg) -> str:
     "What a resume on another number of processes (`changed`, `resumed_changes`) changes, said with its resume line; else ''."
     if 'world_size' not in changed: return ''
@@ -254,7 +261,8 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                              'scores it, as the run would have been, so it takes the options the run trained with (no epoch would '
                              'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
         if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
-        wait_for_ranks()                        # every rank built its run: one that could not stops the launch before a file is written
+        went_on = wait_for_ranks(ck_state['epoch'] if ck is not None else 0)   # every rank built its run (one that could not stops the launch)
+        if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))    # before a file is written
         began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')

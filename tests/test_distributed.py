@@ -11,6 +11,7 @@
 - a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
 - Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
 - an error on one rank is said by that rank, named, and leaves the work dir without a run;
+- a resume whose ranks see other checkpoints (no shared --work_dir) is refused before anything is written;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
 """
@@ -324,3 +325,34 @@ def test_an_error_on_one_rank_is_said_by_it_and_writes_nothing(tmp_path):
     assert p.returncode != 0
     assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in p.stderr, p.stderr[-3000:]
     assert not (work/'config.json').exists(), sorted(q.name for q in work.iterdir())
+
+
+NO_SHARED_DIR = textwrap.dedent('''
+    # stitchup_train where rank 1 sees no checkpoint in the work dir (its machine's own disk: the folder is not shared)
+    import sys
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    real = train.checkpoints
+    train.checkpoints = lambda w: [] if rank_distrib() == 1 else real(w)
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_a_resume_whose_ranks_see_other_checkpoints_is_refused(torchrun_run, tmp_path):
+    "--resume auto where one rank's machine sees no checkpoint (no shared --work_dir) is refused by name, before a file is written."
+    # Before, rank 0 went on from epoch 1 and rank 1 from epoch 0, their steps averaged together: rank 0 wrote an epoch_2.pth
+    # of that mixed training, then the ranks met in different collectives and died on gloo's 'Connection reset by peer'
+    import shutil
+    script, work = tmp_path/'nofs.py', tmp_path/'w'
+    script.write_text(NO_SHARED_DIR)
+    shutil.copytree(torchrun_run[0], work); (work/'epoch_2.pth').unlink()
+    stamps = lambda: {q.name: q.stat().st_mtime_ns for q in work.iterdir() if q.name != '.lock'}    # the lock names its holder
+    before = stamps()
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
+                                         '--work_dir', work, '--resume', 'auto')],
+                       capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=300)
+    assert p.returncode != 0
+    assert ('the ranks would go on from different epochs (rank 0 from epoch_1.pth, rank 1 at epoch 0 (no checkpoint))'
+            in p.stderr), p.stderr[-3000:]
+    assert stamps() == before                          # nothing written, nothing removed
