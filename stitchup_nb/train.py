@@ -141,7 +141,7 @@ def _resume_checkpoint(work_dir:Path, resume:str|None):
     if ck is None and there and there.resolve() != Path(work_dir).resolve() and checkpoints(there):
         raise FileNotFoundError(f'--resume auto: {Path(work_dir).absolute()} holds no run, but {there} does (a relative --work_dir '
                                 f'is read from the current folder, {Path.cwd()}): pass --work_dir {there} to continue that run')
-    if ck is None: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))
+    if ck is None and rank_distrib() == 0: print(worded(f'--resume auto: no epoch_N.pth in {work_dir} yet, so training starts at epoch 0'))    # once a launch
     return ck
 
 # %% ../nbs/10a_train.ipynb #d2733e3b

@@ -356,3 +356,10 @@ def test_a_resume_whose_ranks_see_other_checkpoints_is_refused(torchrun_run, tmp
     assert ('the ranks would go on from different epochs (rank 0 from epoch_1.pth, rank 1 at epoch 0 (no checkpoint))'
             in p.stderr), p.stderr[-3000:]
     assert stamps() == before                          # nothing written, nothing removed
+
+
+def test_resume_auto_into_an_empty_folder_is_said_once(tmp_path):
+    "`--resume auto` with no checkpoint yet: rank 0 alone says that training starts at epoch 0 (every rank said it)."
+    out = _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *QUICK,
+                   '--epochs', '1', '--work_dir', tmp_path/'new', '--resume', 'auto'])
+    assert out.count('--resume auto: no epoch_N.pth in') == 1, out[-3000:]
