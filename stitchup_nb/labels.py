@@ -9,6 +9,7 @@ import numpy as np
 
 from .words import in_python_words
 from .data import LabelledSet
+from .readers import id_key
 from .noise import add_noise, kind_run_options, load_noisy
 from .metrics import holdout_split
 from .methods import PRESETS, data_source
@@ -26,15 +27,14 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
 
 def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
     "The rows of `labels` (one per appendix id, in its order) of `train`'s images, found by id: all, or those an `on_bad='skip'` load kept."
-    key = lambda i: str(int(i)) if str(i).isdigit() else str(i)     # a COCO id read as 391895 from '000000391895'
-    if train.ids is None or [key(i) for i in train.ids] == [key(i) for i in app.ids]: return labels
+    if train.ids is None or [id_key(i) for i in train.ids] == [id_key(i) for i in app.ids]: return labels
     rows = {}                  # id -> its rows, in order: an id written twice ('9', '000000000009') keeps each of its rows
-    for k, i in enumerate(app.ids): rows.setdefault(key(i), []).append(k)
-    if (gone := next((i for i in train.ids if not rows.get(key(i))), None)) is not None:
+    for k, i in enumerate(app.ids): rows.setdefault(id_key(i), []).append(k)
+    if (gone := next((i for i in train.ids if not rows.get(id_key(i))), None)) is not None:
         raise ValueError(f'{app.path}: its image ids do not list {gone!r}, an image of {train.name}: the appendix is not that of '
                          'this training set; pass the one it was read with')
     take = lambda r: r.pop(0) if len(r) > 1 else r[0]       # a repeated id's rows one by one, in the file's order
-    return labels[[take(rows[key(i)]) for i in train.ids]]
+    return labels[[take(rows[id_key(i)]) for i in train.ids]]
 
 def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noise_kind:str='flip',
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None,

@@ -16,7 +16,8 @@ from .files import load_pickle
 
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'existing_path', 'read_ids', 'load_set', 'voc_set', 'coco_index', 'coco_index_set', 'coco_set']
+__all__ = ['VOC_CLASSES', 'existing_path', 'id_key', 'read_ids', 'load_set', 'voc_set', 'coco_index', 'coco_index_set',
+           'coco_set']
 
 # %% ../nbs/00e_readers.ipynb #18ac664b
 def existing_path(path, what:str, layout:str) -> Path:
@@ -41,6 +42,10 @@ def _pickled_ids(obj, path) -> list:
     if bad := next((i for i in ids if not _ID.fullmatch(i)), None):
         raise ValueError(f'{path}: the pickled list holds {bad!r:.40}, not an image id (letters, digits, _ . -)')
     return ids
+
+def id_key(i) -> str:
+    "Image id `i` as one image's key, however written: a COCO id's digits without leading zeros ('000000391895', 391895: '391895'), any other id as it is."
+    return str(int(i)) if str(i).isdigit() else str(i)
 
 def read_ids(path) -> list:
     "Image ids from a split file, one per line (UTF-8 text, whatever its suffix) or a pickled list; as strings."

@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import redefined
 
 from .appendix import coco_mlt, read_appendix, voc_mlt
+from .readers import id_key
 from .images import UnreadableImage
 
 # %% auto #0
@@ -50,9 +51,8 @@ def _official(reader, preset:dict, data_root=None, appendix=None, size=None) -> 
         flag = ('appendix', appendix, app.path) if str(e).startswith(str(app.path)) else ('data_root', data_root, root)
         raise FileNotFoundError(f'{e} ({where(*flag)})') from None
     except UnreadableImage as e:        # "move it out of the set": not out of an official split, which lists every image
-        key = lambda i: str(int(i)) if str(i).isdigit() else str(i)      # an image's id, a COCO file's name zero-padded
         of = (f"the official split ({where('appendix', appendix, app.path)}) lists every image of the set"
-              if key(Path(e.path).stem) in {key(i) for i in app.ids} else      # a training image; else one of the test set
+              if id_key(Path(e.path).stem) in {id_key(i) for i in app.ids} else      # a training image; else one of the test set
               f"it is a test image, and the benchmark's test set ({where('data_root', data_root, root)}) is scored on every image")
         raise UnreadableImage(e.path, e.why, f"{of}, so none can be moved out: re-download or replace this one; or, from Python, "
                               f"{reader.__name__}(..., on_bad='skip') drops it with a warning (a test image dropped is not scored) "
