@@ -86,13 +86,17 @@ def noisy_files(path) -> dict:
     found = ((m, f) for f in Path(path).glob('class_freq_*noise.pkl') if (m := re.fullmatch(r'class_freq_([\d.]+)noise\.pkl', f.name)))
     return dict(sorted((float(m[1]), f) for m, f in found))
 
+def _id_file(path:Path) -> Path:
+    "The appendix folder's image-id file: img_id.txt (VOC-MLT) or img_id.pkl (COCO-MLT, text despite its suffix); img_id.txt where neither is."
+    return next((path/f for f in ('img_id.txt', 'img_id.pkl') if (path/f).is_file()), path/'img_id.txt')
+
 def read_appendix(path) -> Appendix:
     "Read and cross-check a benchmark's official split files (ids, class split, clean and noisy labels)."
     path = existing_path(path, 'appendix folder', 'the official split files, e.g. data/appendix/VOCdevkit/longtail2012')
     if not path.is_dir():
         raise NotADirectoryError(f'{path}: a file, not the appendix folder: pass the folder that holds it ({path.parent}), '
                                  'where class_split.pkl, class_freq.pkl and the image ids are')
-    id_file = next((path/f for f in ('img_id.txt', 'img_id.pkl') if (path/f).is_file()), path/'img_id.txt')
+    id_file = _id_file(path)
     ids = read_ids(existing_path(id_file, 'image-id file', 'img_id.txt (VOC) or img_id.pkl (COCO) in the appendix folder'))
     groups = read_class_split(existing_path(path/'class_split.pkl', 'class split', 'class_split.pkl in the appendix folder'))
     n, c = len(ids), sum(map(len, groups.values()))
@@ -140,8 +144,8 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
     app = read_appendix(appendix)
     _check_classes(app, len(VOC_CLASSES), 'VOC', 'pass the VOC-MLT appendix folder (data/appendix/VOCdevkit/longtail2012)')
-    ids = next(f for f in (app.path/'img_id.txt', app.path/'img_id.pkl') if f.is_file())    # app.ids' file: an id without its XML names it
-    train = check_appendix(voc_set(Path(root)/'VOC2012', ids, groups=app.groups, name='VOC-MLT train'), app)
+    train = check_appendix(voc_set(Path(root)/'VOC2012', _id_file(app.path),     # app.ids' file: an id without its XML names it
+                                    groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
     return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, on_bad, cache)
 
