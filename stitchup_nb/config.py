@@ -201,8 +201,8 @@ def _code(co:types.CodeType) -> tuple:
 
 def _definition(obj) -> tuple|None:
     """What function or class `obj` computes (a class: its own functions), to tell one run twice from a changed one: its code
-    and defaults, not its source text, which a module reloaded after an edit reads at the old lines of the new file; None
-    where Python keeps no code (a builtin, a partial)."""
+    and defaults (a module reloaded after an edit reads its source text at the old lines of the new file: `_source` is
+    the second test); None where Python keeps no code (a builtin, a partial)."""
     if isinstance(obj, type):
         parts = [_definition(f) for f in _members(obj)]
         return None if None in parts else tuple(parts)
@@ -228,8 +228,8 @@ def _source(obj) -> tuple|None:
 def redefined(what:str, name:str, old, new, settings:tuple=((), ())):
     """Registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, a definition of the same qualified name:
     the same definition run again replaces it without a word (the same code, or the same source text: `_definition`,
-    `_source`); a changed one replaces it with a warning that says so (where Python keeps both codes). `settings`: the registration's other arguments, old's and new's (a decorator's, e.g. a backbone's
-    `stages`), changed code too."""
+    `_source`); a changed one replaces it with a warning that says so (where Python keeps both codes). `settings`: the
+    registration's other arguments, old's and new's (a decorator's, e.g. a backbone's `stages`), changed code too."""
     if old is None or old is new: return
     if settings[0] == settings[1] and ((a := _definition(old)) is None or (b := _definition(new)) is None or a == b
                                        or ((s := _source(new)) is not None and _source(old) == s)): return

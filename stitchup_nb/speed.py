@@ -87,20 +87,20 @@ def deterministic_torch(on:bool=True):
     if on: torch.backends.cudnn.benchmark = False
 
 # %% ../nbs/07e_speed.ipynb #5ddd1ca3
-_SWITCHES = {'cudnn.deterministic': torch.backends.cudnn, 'cudnn.benchmark': torch.backends.cudnn,
-             'cudnn.allow_tf32': torch.backends.cudnn, 'cuda.matmul.allow_tf32': torch.backends.cuda.matmul}
+_SWITCHES = ((torch.backends.cudnn, 'deterministic'), (torch.backends.cudnn, 'benchmark'), (torch.backends.cudnn, 'allow_tf32'),
+             (torch.backends.cuda.matmul, 'allow_tf32'))      # (module, attribute)
 
 @contextmanager
 def torch_switches():
     "Within the block a run may set PyTorch's process-wide switches (`gpu_speed`, `deterministic_torch`); after it, each is as before."
-    was = {k: getattr(m, k.rsplit('.', 1)[1]) for k, m in _SWITCHES.items()}
+    was = [getattr(m, k) for m, k in _SWITCHES]
     algos = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try: yield
     finally:
         if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != algos:
             torch.use_deterministic_algorithms(algos[0], warn_only=algos[1])
-        for k, m in _SWITCHES.items():      # only those that changed: setting TF32 on a CPU build can warn
-            if getattr(m, k.rsplit('.', 1)[1]) != was[k]: setattr(m, k.rsplit('.', 1)[1], was[k])
+        for (m, k), v in zip(_SWITCHES, was):      # only those that changed: setting TF32 on a CPU build can warn
+            if getattr(m, k) != v: setattr(m, k, v)
 
 # %% ../nbs/07e_speed.ipynb #1dccddc5
 @contextmanager
