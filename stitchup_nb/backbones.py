@@ -39,6 +39,7 @@ class Backbone:
     train_stages: int = 1      # create_model's default
     stage_words: str = ''      # its stages in words, for errors ('stem, layer1..layer4')
     has_weights: bool = True   # it has pretrained weights (`pretrained=True` asks for them)
+    for_gpu: bool = False      # made for a GPU: a run on a CPU says what it is in for (`10a_train`)
 
     @property
     def words(self) -> str:
@@ -59,7 +60,8 @@ def register_backbone(name:str,
                       norm_eval:bool=False,     # keep every backbone BatchNorm in eval mode while training
                       train_stages:int=1,       # create_model's default
                       stage_words:str='',       # the stages in words, for errors
-                      has_weights:bool=True):   # False: no pretrained weights (a run must pass pretrained=False)
+                      has_weights:bool=True,    # False: no pretrained weights (a run must pass pretrained=False)
+                      for_gpu:bool=False):      # True: made for a GPU (a run of files on a CPU says what it is in for)
     "Decorator: register `build(pretrained, train_stages, seed) -> (body, n_features, frozen_modules)` as backbone `name` (what `arch` names)."
     where = f'register_backbone({name!r})'
     if not (isinstance(name, str) and name and not name.startswith('-')):
@@ -67,7 +69,7 @@ def register_backbone(name:str,
     if not (is_int(stages) and stages >= 1): raise ValueError(f'{where}: stages must be an integer >= 1 (how many stages the body has), got {stages!r}')
     if not (is_int(train_stages) and 1 <= train_stages <= stages):
         raise ValueError(f'{where}: train_stages (the default) must be an integer in 1..{stages} (its stages), got {train_stages!r}')
-    for k, v in dict(norm_eval=norm_eval, has_weights=has_weights).items():
+    for k, v in dict(norm_eval=norm_eval, has_weights=has_weights, for_gpu=for_gpu).items():
         if not isinstance(v, bool): raise ValueError(f'{where}: {k} must be True or False, got {v!r}')
     def add(build):
         try: inspect.signature(build).bind(pretrained=True, train_stages=1, seed=0)
@@ -77,7 +79,8 @@ def register_backbone(name:str,
         if name in BACKBONES and builder_name(BACKBONES[name].build) != builder_name(build):   # the same definition run again: replaced
             raise ValueError(f'backbone {name!r} is registered already (by {builder_name(BACKBONES[name].build)}); '
                              'register yours under another name')
-        was, entry = BACKBONES.get(name), Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights)
+        was, entry = BACKBONES.get(name), Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights,
+                                                   for_gpu)
         settings = lambda b: {k: v for k, v in vars(b).items() if k != 'build'} if b else {}
         redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)))
         BACKBONES[name] = entry
@@ -141,7 +144,7 @@ def _resnet_builder(arch:str):
 for _arch in ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'resnext50_32x4d', 'resnext101_32x8d',
               'wide_resnet50_2', 'wide_resnet101_2'):
     register_backbone(_arch, stages=len(RESNET_STAGES), norm_eval=True, train_stages=1,
-                      stage_words='stem, layer1..layer4')(_resnet_builder(_arch))
+                      stage_words='stem, layer1..layer4', for_gpu=True)(_resnet_builder(_arch))
 
 # %% ../nbs/05a_backbones.ipynb #b3c7df3f
 def _conv(ci, co, stride=1):
@@ -222,7 +225,8 @@ def pretrain_digits_cnn(seed:int=0, epochs:int=4, n:int=6000, bs:int=128, lr:flo
     return state
 
 # %% ../nbs/05a_backbones.ipynb #9cf2d830
-@register_backbone('digits_cnn', stages=DIGITS_STAGES, norm_eval=False, train_stages=5, stage_words='its conv blocks')
+@register_backbone('digits_cnn', stages=DIGITS_STAGES, norm_eval=False, train_stages=5, stage_words='its conv blocks',
+                   for_gpu=False)
 def build_digits_cnn(pretrained:bool, train_stages:int, seed:int) -> tuple:
     "`digits_cnn`, with the glyph-pretrained weights of `seed` (`pretrain_digits_cnn`) when `pretrained`."
     body, nf, frozen = digits_cnn(train_stages=train_stages)

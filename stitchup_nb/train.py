@@ -17,6 +17,7 @@ from .config import OPTIONS, RunConfig, flag_defaults, known_once, options_for, 
 from .words import in_python_words, worded
 from .loaders import stitch_dls
 from .augment import BatchAug
+from .backbones import get_backbone
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
@@ -187,18 +188,18 @@ def paper_labels_note(cfg:dict) -> str|None:
 _SMOKE = {'arch': 'resnet18', 'pretrained': False, 'size': 64, 'data_factor': 1, 'epochs': 1}    # a voc/coco path on a CPU, in minutes
 
 def _heavier(k:str, run, smoke) -> bool:
-    "Whether the run's value `run` of option `k` is heavier than the smoke test's: a larger ResNet, weights to download, more."
-    if k == 'arch': return run != smoke and str(run).startswith('resnet')
+    "Whether the run's value `run` of option `k` is heavier than the smoke test's: another backbone made for a GPU (`for_gpu`), weights to download, more."
+    if k == 'arch': return run != smoke and get_backbone(run).for_gpu
     if k == 'pretrained': return run is not False
     return isinstance(run, (int, float)) and run > smoke
 
 def _cpu_note(cfg:dict, steps:int) -> str|None:
-    """What a run of a preset made for a GPU (a ResNet backbone: torchvision's, its weights downloaded) is in for on this
-    CPU, and the smoke test's flags that would make it lighter (`_heavier`; never a smaller run's); None for a run on a
-    small backbone (a data source of the user's with Digits' CNN), which a CPU trains in minutes."""
-    if not str(cfg['arch']).startswith('resnet'): return None
+    """What a run on a backbone made for a GPU (registered with `for_gpu=True`: torchvision's ResNets, their weights
+    downloaded) is in for on this CPU, and the smoke test's flags that would make it lighter (`_heavier`; never a smaller
+    run's); None for a run on any other backbone (Digits' CNN, a user's that does not say `for_gpu`), which a CPU trains in minutes."""
+    if not get_backbone(cfg['arch']).for_gpu: return None
     flags = ' '.join('--no-pretrained' if k == 'pretrained' else f'--{k} {v}' for k, v in _SMOKE.items() if _heavier(k, cfg.get(k), v))
-    return (f"the {cfg['dataset']} preset is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
+    return (f"this {cfg['dataset']} run is made for a GPU ({cfg['arch']} at {cfg['size']} px, {steps} steps an epoch); on this "
             'CPU an epoch may take many minutes, and the step lines below say how long'
             + (f'. A smoke test of this path on a CPU: {flags}' if flags else ''))
 
