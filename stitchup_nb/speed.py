@@ -90,10 +90,17 @@ def deterministic_torch(on:bool=True):
 _SWITCHES = ((torch.backends.cudnn, 'deterministic'), (torch.backends.cudnn, 'benchmark'), (torch.backends.cudnn, 'allow_tf32'),
              (torch.backends.cuda.matmul, 'allow_tf32'))      # (module, attribute)
 
+def _matmul_precision() -> str|None:
+    "`torch.get_float32_matmul_precision()`, or None where PyTorch cannot say (TF32 set per backend, apart from it)."
+    try: return torch.get_float32_matmul_precision()
+    except RuntimeError: return None
+
 @contextmanager
 def torch_switches():
-    "Within the block a run may set PyTorch's process-wide switches (`gpu_speed`, `deterministic_torch`); after it, each is as before."
+    """Within the block a run may set PyTorch's process-wide switches (`gpu_speed`, `deterministic_torch`); after it, each is
+    as before, and so is `torch.get_float32_matmul_precision()`."""
     was = [getattr(m, k) for m, k in _SWITCHES]
+    precision = _matmul_precision()
     algos = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try: yield
     finally:
@@ -101,6 +108,7 @@ def torch_switches():
             torch.use_deterministic_algorithms(algos[0], warn_only=algos[1])
         for (m, k), v in zip(_SWITCHES, was):      # only those that changed: setting TF32 on a CPU build can warn
             if getattr(m, k) != v: setattr(m, k, v)
+        if precision is not None and _matmul_precision() != precision: torch.set_float32_matmul_precision(precision)   # after TF32: the finer
 
 # %% ../nbs/07e_speed.ipynb #1dccddc5
 @contextmanager
