@@ -15,6 +15,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
     from fastai.torch_core import get_model, num_distrib, rank_distrib
     from stitchup_nb.distributed import close_distributed
     from stitchup_nb.metrics import evaluate
+    from stitchup_nb.speed import run_switches
     from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, run_files, scores_record
     from stitchup_nb.checkpoints import read_json, write_json
     from stitchup_nb.console import map_note, shell_quote, summary
@@ -25,6 +26,7 @@ _STACK = {     # module -> the names the scripts use from it, imported on first 
     'fastai.torch_core': 'get_model num_distrib rank_distrib',
     'stitchup_nb.distributed': 'close_distributed',
     'stitchup_nb.metrics': 'evaluate',
+    'stitchup_nb.speed': 'run_switches',
     'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint run_files scores_record',
     'stitchup_nb.checkpoints': 'read_json write_json',
     'stitchup_nb.console': 'map_note shell_quote summary',
@@ -213,7 +215,7 @@ def stitchup_test(
         check_out(path, [ck, *([config] if config else []), *(cfg[k] for k in ('noise_file', 'appendix', 'data_root') if cfg.get(k))],
                   own=ck.parent)
         epochs, model = learn.run_record.checkpoint[1], get_model(learn.model)
-        table = evaluate(learn, train.groups)
+        with run_switches(learn): table = evaluate(learn, train.groups)     # as the run scored it (load_run sets no switch)
         where = {k: str(cfg[k]) for k in ('data_root', 'appendix') if cfg.get(k)}      # the folders the test set was read from
         rec = scores_record(table.round(4).to_dict(orient='index'), ck.resolve(), epochs,
                             model.t if len(model.names) == 2 else None, config,     # one branch: no ensemble weight

@@ -51,7 +51,8 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
              peer_labels:bool=True,   # rebuild a peer's training labels too (False: only to score, as `stitchup_test`)
              **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
     """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
-    ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it."""
+    ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it; under
+    `with run_switches(learn):` (`07e_speed`) as its run scored it. Loading it leaves the process's switches as they were."""
     if not (p := find_path(path)).exists(): raise FileNotFoundError(f'{path}: no such checkpoint or run folder ({where_looked(path)})')
     ck = run_checkpoint(p)     # from the current folder, else the repository root (JupyterLab runs in nbs/)
     state = read_checkpoint(ck)             # a crafted or damaged file is refused before any data is read

@@ -81,7 +81,8 @@ class RunRecord(Callback):
 @in_python_words
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it; `run_data`)
-    "The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`: metrics rows of a resumed run."
+    """The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`:
+    metrics rows of a resumed run. It sets no process-wide switch (`run_training` sets the run's; `run_switches(learn)` too)."""
     samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
@@ -101,7 +102,6 @@ def build_learner(cfg:dict, history:list|None=None,
         precision, channels_last = resolve_precision(cfg['precision'], cfg['channels_last'], dls.device)
         cfg = run_config({**cfg, 'threshold_groups': source, 'noise_source': label_source(cfg)[1], 'labels_sha': digest,   # check_config set the noise options from it
                           'precision': precision, 'channels_last': channels_last, 'world_size': dist['world']})
-        gpu_speed(cfg['precision'], cfg.get('deterministic', False), dls.device)      # TF32 and cuDNN autotuning on a GPU
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
@@ -256,6 +256,7 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                                  f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
+        gpu_speed(learn.run_record.config['precision'], cfg.get('deterministic', False), learn.dls.device)   # TF32, cuDNN autotuning: on a GPU
         if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
         if ck is not None and ck_state['epoch'] >= cfg['epochs'] and (new := resumed_changes(saved_config(ck, ck_state), learn.run_record.config)):
             raise ValueError(f"{ck}: the run trained all its {cfg['epochs']} epochs and stopped before it was scored; a resume only "

@@ -259,3 +259,21 @@ def test_a_rows_scores_are_computed_under_the_switches_its_run_trained_with(monk
     was = torch.are_deterministic_algorithms_enabled()
     experiments.one_run('BCE', {'method': 'bce'}, 'flip', .5, 0, 1, extra={'deterministic': True})
     assert seen == [True] and torch.are_deterministic_algorithms_enabled() == was
+
+
+def test_loading_a_run_leaves_the_kernels_switches_as_they_were(tmp_path, monkeypatch):
+    """A kernel that only loads a run to browse it (load_run, build_learner) keeps its own switches; run_training sets the
+    run's while it trains (gpu_speed, made here to act as on a GPU: setting the switches needs none) and puts them back.
+    build_learner set the run's cuDNN autotuning (and TF32) for good in a kernel that loaded a run."""
+    from stitchup_nb import speed
+    from stitchup_nb.finished import load_run
+    said = []
+    monkeypatch.setattr(train_mod, 'gpu_speed', lambda precision, deterministic=False, device=None:
+                        said.append(speed.gpu_speed(precision, deterministic, 'cuda')))
+    switches = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    was, work = switches(), tmp_path/'run'
+    assert was[0] is False                   # PyTorch's default: the run's autotuning (True) would show
+    run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work)))
+    assert said == [{'tf32': False, 'cudnn_benchmark': True}] and switches() == was     # set for the run, put back after it
+    learn, *_ = load_run(work)
+    assert switches() == was and len(said) == 1
