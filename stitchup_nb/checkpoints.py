@@ -38,7 +38,8 @@ def _plain_state(x):
 
 class TrainedEpoch(Callback):
     """Base of callbacks that act after an epoch that trained: `trained` is False for the epochs a resumed fit skips and for
-    `get_preds`' epoch, and for every epoch once `close(why)` was called (the run they write for has ended; a fit then warns `why`)."""
+    `get_preds`' epoch, and for every epoch once `close(why)` was called (the run they write for has ended, or its folder is
+    not held; a fit then warns `why`), until `open()`."""
     closed = None
     def before_fit(self): self.trained = self.warned = False
     def before_epoch(self): self.trained = False
@@ -48,6 +49,9 @@ class TrainedEpoch(Callback):
     def close(self, why:str):
         "The run this callback writes for has ended: a later fit trains no epoch it counts (`trained`), and warns `why` once."
         self.closed = why
+    def open(self):
+        "The run this callback writes for holds its folder (`run_training`, under the folder's lock): its fits' epochs count again."
+        self.closed = None
 
 class Checkpoint(TrainedEpoch):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."

@@ -78,11 +78,18 @@ class RunRecord(Callback):
         self.config, self.holdout, self.peer, self.train_time, self.final_t = config, holdout, peer, None, None
         self.checkpoint = None
 
+def _unheld(work:Path) -> str:
+    "What a fit of `build_learner`'s Learner says: it does not hold the run's folder `work`, so writes nothing there."
+    return (f"build_learner's Learner does not hold {work} (run_training takes the folder's lock and writes its config.json): a "
+            "fit of it trains in memory and writes no checkpoint or metrics.json there; to train a run into it, call "
+            "run_training(train_config(...)), or pass work_dir=None to train in memory without this warning")
+
 @in_python_words
 def build_learner(cfg:dict, history:list|None=None,
                   peer_labels:bool=True):      # run a peer's `labels` hook (stitchup_test, which only scores, skips it; `run_data`)
     """The preset's data, the training labels and a `colearner` for `cfg` (a `train_config`): `(learn, train, test)`; `history`:
-    metrics rows of a resumed run. It sets no process-wide switch (`run_training` sets the run's; `run_switches(learn)` too)."""
+    metrics rows of a resumed run. It sets no process-wide switch (`run_training` sets the run's; `run_switches(learn)` too),
+    and its `Checkpoint` and `MetricsJSON` start closed: only `run_training`, which holds the run's folder, writes there."""
     samplers = _SAMPLERS[cfg['branches']]       # train_config checked it
     losses = branch_losses(cfg['loss'], [BRANCH_OF[s] for s in samplers])    # checked before any data is read
     level = None if cfg['stitch'] in (None, 'none') else cfg['stitch']
@@ -107,6 +114,7 @@ def build_learner(cfg:dict, history:list|None=None,
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
             mj = MetricsJSON(work/'metrics.json', history)
             files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': dict(cfg), 'history': mj.history})]
+            for cb in files: cb.close(_unheld(work))     # opened by run_training, which holds the folder (its lock)
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         own = {}                     # a loss's own options (declared by='loss'): to its factory, by name
         for k, o in OPTIONS.items():
@@ -232,6 +240,10 @@ def run_training(cfg:dict) -> tuple:
         e.args = (_stopped(work, before),)     # the console script says it in its own words (10c_cli)
         raise
 
+def _file_cbs(learn) -> list:
+    "The callbacks of `learn` that write a run's files (`MetricsJSON`, `Checkpoint`)."
+    return learn.cbs.filter(lambda c: isinstance(c, (MetricsJSON, Checkpoint)))
+
 def _train(cfg:RunConfig, work:Path|None) -> tuple:
     "`run_training`'s work, in the folder `work` of `cfg`."
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
@@ -256,6 +268,7 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                                  f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
         if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
         learn, train, test = build_learner(cfg, history)
+        for cb in _file_cbs(learn): cb.open()      # this run holds the folder (its lock, on the rank that writes)
         gpu_speed(learn.run_record.config['precision'], cfg.get('deterministic', False), learn.dls.device)   # TF32, cuDNN autotuning: on a GPU
         if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
         if ck is not None and ck_state['epoch'] >= cfg['epochs'] and (new := resumed_changes(saved_config(ck, ck_state), learn.run_record.config)):
@@ -291,7 +304,7 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
         if work and main:
             write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
                         'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
-        for cb in learn.cbs.filter(lambda c: isinstance(c, (MetricsJSON, Checkpoint))):   # its files describe this run, whole
+        for cb in _file_cbs(learn):             # its files describe this run, whole
             cb.close(f"the run in {work} has ended: a further fit of its Learner trains in memory and writes none of its files; "
                      "to train the run on, call run_training(train_config(..., resume='auto', epochs=N)), N above its epochs")
         close_distributed()                   # every rank waits for rank 0's files, then the group is left cleanly

@@ -277,3 +277,16 @@ def test_loading_a_run_leaves_the_kernels_switches_as_they_were(tmp_path, monkey
     assert said == [{'tf32': False, 'cudnn_benchmark': True}] and switches() == was     # set for the run, put back after it
     learn, *_ = load_run(work)
     assert switches() == was and len(said) == 1
+
+
+def test_a_learner_built_for_a_runs_folder_and_fitted_directly_writes_none_of_its_files(tmp_path):
+    """build_learner(cfg) of a configuration with a work_dir holds no lock on it (run_training does): learn.fit trains in
+    memory and says how to train a run there. It wrote epoch_1.pth and metrics.json over the run's, without the lock."""
+    work = tmp_path/'run'
+    cfg = train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work))
+    run_training(cfg)
+    files = {p.name: p.read_bytes() for p in work.iterdir()}
+    learn, *_ = train_mod.build_learner(cfg)
+    with pytest.warns(UserWarning, match=f"build_learner's Learner does not hold {work} .*call run_training"):
+        learn.fit_reference(1, warmup_iters=2)
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == files
