@@ -190,7 +190,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     _loss_options(method, cfg, given)
     _check_t_choice(method, cfg, preset, given)
     cfg.update(_thresholds(method, cfg, preset, given))
-    if 'lr_steps' not in given:     # (epochs that are no count: its check names them, check_config)
+    if 'lr_steps' not in given and METHODS[method].get('lr_steps') is None:   # else those given, or the method's (check_config checks them)
         OPTIONS['lr_decay_at'].check(cfg['lr_decay_at'], '--lr_decay_at')    # read here, so checked here
         cfg['lr_steps'] = [round(cfg['epochs'] * f) for f in cfg['lr_decay_at']] if is_int(cfg['epochs']) else None
     return cfg
