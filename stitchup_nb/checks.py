@@ -12,7 +12,7 @@ from .appendix import noisy_files
 from . import backbones, noise
 from .backbones import get_backbone
 from .noise import kind_run_options
-from .methods import PRESETS
+from .methods import METHODS, PRESETS
 from .colearn import THRESHOLDS, branch_losses, check_thresholds
 
 REGISTERS = (noise, backbones)   # imported for what they register: the noise kinds --noise_kind names, the asym pair's check; the backbones --arch names
@@ -78,6 +78,26 @@ def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
         raise ValueError(f'{name(k)} {cfg[k]} has no effect with {why}')
     return {**cfg, **{k: v for k, v in noise_defaults().items() if k not in unused and cfg.get(k) is None}}, unused
 
+def _steps_problem(cfg:dict, name) -> str|None:
+    """Why `cfg`'s `lr_steps` cannot be its schedule, or None. Steps given (a keyword, a method's entry) are epochs in
+    0..epochs (one at the end lowers nothing), increasing, each once; the steps `lr_decay_at` makes of the epochs (the
+    preset's default) always pass: a short run's fall at its end, twice there for one epoch ([1, 1])."""
+    steps, epochs, at = cfg['lr_steps'], cfg['epochs'], cfg.get('lr_decay_at') or ()
+    if isinstance(steps, (list, tuple)) and is_int(epochs) and list(steps) == [round(epochs * f) for f in at]: return None
+    if not (isinstance(steps, (list, tuple)) and all(is_int(s) and s >= 0 for s in steps)):
+        return f"lr_steps must be epochs in 0..{epochs}, got {steps!r}"
+    own = METHODS.get(cfg.get('method'), {}).get('lr_steps')
+    own = own is not None and list(own) == list(steps)          # the method's entry sets them: the fix goes there
+    said = f"lr_steps {list(steps)}" + (f" of method {cfg['method']!r}" if own else '')
+    fix = f"give method {cfg['method']!r} (stitchup_nb.methods.METHODS) lr_steps" if own else 'pass lr_steps'
+    if late := [s for s in steps if s > epochs]:
+        return (f"{said}: epoch {max(late)} is after the end of training ({name('epochs')} {epochs}): a schedule for a longer "
+                f"run; {fix} in 0..{epochs}, or pass {name('epochs')} {max(late)}")
+    if list(steps) != sorted(set(steps)):
+        return (f"{said}: the epochs must be increasing, each once (lr × 0.1 at each, so a repeated epoch lowers it twice "
+                f"there); {fix} {sorted(set(steps))}")
+    return None
+
 @in_python_words
 def check_config(cfg:dict, flags=()) -> dict:
     """`cfg` (a resolved run configuration) with unused options set to None, if every option is meaningful; else a `ValueError`
@@ -103,8 +123,7 @@ def check_config(cfg:dict, flags=()) -> dict:
         raise ValueError(f"{name('train_stages')} must be an integer in 1..{n} for {cfg['arch']}, got {cfg['train_stages']!r}"
                          + (f" (the {cfg['dataset']} preset's: pass {name('train_stages')} 1..{n} with this backbone)"
                             if cfg['train_stages'] == preset else ''))
-    if not (isinstance(cfg['lr_steps'], (list, tuple)) and all(is_int(s) and 0 <= s <= cfg['epochs'] for s in cfg['lr_steps'])):
-        raise ValueError(f"lr_steps must be epochs in 0..{cfg['epochs']}, got {cfg['lr_steps']!r}")
+    if problem := _steps_problem(cfg, name): raise ValueError(problem)
     names = ['random', 'balanced'] if cfg['branches'] == 'both' else [cfg['branches']]
     try: branch_losses(cfg['loss'], names)
     except ValueError as e: raise ValueError(f"{name('loss')} {str(e).removeprefix('loss ')}") from None

@@ -261,6 +261,30 @@ def test_a_setup_script_reaches_the_console_scripts(tmp_path):
     assert r.returncode == 1 and 'Traceback' in r.stderr and 'broken.py that STITCHUP_SETUP names' in r.stderr, r.stderr[-2000:]
 
 
+def test_a_methods_lr_steps_are_read_and_checked(tmp_path):
+    """A setup script's method that sets lr_steps: stitchup_train reads them (they were replaced by lr_decay_at's steps of the
+    epochs, without a word) and refuses them in one line naming the method's entry, out of order or after the end of
+    training, before anything is written."""
+    from tests.conftest import BIN
+    (tmp_path/'steps.py').write_text(textwrap.dedent('''
+        from stitchup_nb.methods import METHODS
+        METHODS['full_shuffled'] = dict(METHODS['full'], label='Full, shuffled steps', lr_steps=[2, 1])
+        METHODS['full_long'] = dict(METHODS['full'], label='Full, steps of a longer run', lr_steps=[1, 3])
+    '''))
+    env = {**os.environ, 'STITCHUP_CACHE': os.environ.get('STITCHUP_CACHE', str(ROOT/'data'/'cache')), 'OMP_NUM_THREADS': '1',
+           'STITCHUP_SETUP': 'steps.py'}
+    for method, said in [('full_shuffled', "lr_steps [2, 1] of method 'full_shuffled': the epochs must be increasing, each once "
+                                           "(lr × 0.1 at each, so a repeated epoch lowers it twice there); give method "
+                                           "'full_shuffled' (stitchup_nb.methods.METHODS) lr_steps [1, 2]"),
+                         ('full_long', "lr_steps [1, 3] of method 'full_long': epoch 3 is after the end of training (--epochs 2): "
+                                       "a schedule for a longer run; give method 'full_long' (stitchup_nb.methods.METHODS) "
+                                       "lr_steps in 0..2, or pass --epochs 3")]:
+        r = subprocess.run([str(BIN/'stitchup_train'), '--method', method, '--dataset', 'digits-small', '--epochs', '2',
+                            '--quiet', '--work_dir', 'run'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and r.stderr.strip() == f'stitchup_train: {said}', r.stderr[-2000:]
+        assert not (tmp_path/'run').exists()
+
+
 LOSS = '''
 from functools import partial
 from stitchup_nb.colearn import LOSSES
