@@ -58,6 +58,12 @@ class ColearnDistributed(DistributedTrainer):
         super().__init__(sync_bn=sync_bn, cpu=not cuda,
                          kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=find_unused_parameters)], **kwargs)
     def _wrap_dl(self, dl): return dl        # StitchDL / EvalDL draw this rank's shard themselves
+    def after_epoch(self):
+        "The epoch's `train_loss` (the Recorder's smoothed loss; a GPU's, each rank's of its own batches) as the mean over the ranks."
+        log, names = self.recorder.log, self.recorder.metric_names     # (before the Recorder's after_epoch stores the row)
+        if 'train_loss' not in names or len(log) <= (i := names.index('train_loss')): return    # no training this epoch: on every rank
+        every = wait_for_ranks(float(log[i]))
+        log[i] = sum(every) / len(every)
 
 @contextmanager
 def distributed(learn:Learner, sync_bn:bool=False):

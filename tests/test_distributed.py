@@ -8,6 +8,7 @@
   process gives the metrics the distributed evaluation gave;
 - label correction counted over every rank's batches, as one process drawing the same global batches counts;
 - each rank its own augmentation stream (rank 0's is one process's); full_plus trains; confident learning is refused;
+- metrics.json's train_loss is the mean of the ranks' smoothed losses;
 - a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
 - Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
 - an error on one rank is said by that rank, named, and leaves the work dir without a run;
@@ -260,6 +261,44 @@ def test_ranks_draw_their_own_augmentation(tmp_path):
     assert two[0] != two[1]
     assert two[0] == (tmp_path/'seen1'/'rank0').read_text()
 
+
+OWN_LOSS = textwrap.dedent('''
+    # stitchup_train smoothing the training loss as on a GPU (the kit's DeviceSmoothLoss: each rank its own batches' loss,
+    # where fastai's own gathers every step's loss from every rank), with a callback writing, per rank and epoch, the rank's
+    # smoothed loss at the epoch's end into the folder LOSS_OUT names, as rank<r>_epoch<e>
+    import os, sys
+    from fastai.callback.core import Callback
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    from stitchup_nb.speed import DeviceSmoothLoss
+
+    class OwnLoss(Callback):
+        def before_fit(self): self.learn.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
+        def after_train(self):
+            with open(os.path.join(os.environ['LOSS_OUT'], f'rank{rank_distrib()}_epoch{self.epoch}'), 'w') as f:
+                f.write(repr(float(self.recorder.smooth_loss.value)))
+
+    make = train.colearner
+    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [OwnLoss()], **kw)
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_train_loss_is_the_mean_over_ranks(tmp_path):
+    """metrics.json's train_loss under torchrun is the mean of the ranks' smoothed losses where each rank smooths its own (a GPU's
+    DeviceSmoothLoss), as the correction counts cover every rank, and as fastai's own smoothing (the CPU's) gathers every step."""
+    # Before, on GPUs it was rank 0's alone: the loss of half the launch's batches on 2 processes, an eighth on 8
+    script, out, work = tmp_path/'own.py', tmp_path/'own', tmp_path/'run'
+    script.write_text(OWN_LOSS); out.mkdir()
+    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK, '--work_dir', work],
+            {'LOSS_OUT': str(out)})
+    rows = json.loads((work/'metrics.json').read_text())['epochs']
+    for row in rows:
+        own = [float((out/f"rank{r}_epoch{row['epoch']}").read_text()) for r in range(2)]
+        assert own[0] != own[1], own                                   # the ranks' batches differ: so do their losses
+        assert row['train_loss'] == pytest.approx(sum(own) / 2, rel=1e-12, abs=0), (row['train_loss'], own)
+    assert len(rows) == 2
 
 def test_resume_on_another_number_of_processes_is_said_and_recorded(torchrun_run, tmp_path):
     "A run of 2 processes resumed in one: said as it resumes, in config.json (world_size) and in the resumed row of metrics.json."
