@@ -13,7 +13,7 @@ from .flags import script_errors, script_flags     # what every console script s
 from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, num_distrib, rank_distrib
-    from stitchup_nb.distributed import close_distributed
+    from stitchup_nb.distributed import close_distributed, init_distributed, wait_for_ranks
     from stitchup_nb.metrics import evaluate
     from stitchup_nb.speed import run_switches
     from stitchup_nb.runs import check_out, checkpoints, file_stamp, read_scores, run_checkpoint, run_files, scores_record
@@ -24,7 +24,7 @@ if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and li
 
 _STACK = {     # module -> the names the scripts use from it, imported on first use
     'fastai.torch_core': 'get_model num_distrib rank_distrib',
-    'stitchup_nb.distributed': 'close_distributed',
+    'stitchup_nb.distributed': 'close_distributed init_distributed wait_for_ranks',
     'stitchup_nb.metrics': 'evaluate',
     'stitchup_nb.speed': 'run_switches',
     'stitchup_nb.runs': 'check_out checkpoints file_stamp read_scores run_checkpoint run_files scores_record',
@@ -139,13 +139,24 @@ def _stands(cfg:dict, argv:list, before:dict) -> str:
     return f'last checkpoint: {_last_checkpoint(cfg)}; {_way_on(cfg, argv)}'
 
 # %% ../nbs/10c_cli.ipynb #8b24e127
+def _every_rank(said:str|None) -> list:
+    """Each rank's error in checking its options (None: none), in rank order, once every rank of a launch has checked them
+    (`wait_for_ranks`, in the launch's process group, joined here); in one process `[said]`. Where a rank has one, the ranks
+    leave the group together, as they exit (`close_distributed`)."""
+    if num_distrib() <= 1: return [said]
+    init_distributed()
+    every = wait_for_ranks(said)
+    if any(e is not None for e in every): close_distributed()
+    return every
+
 def stitchup_train(**opts):
     "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
     cfg, before = None, {}
     try:
         _stack()
         if is_cli(stitchup_train): opts = {k: v for k, v in opts.items() if not (k in _UNSET and v is None)}   # flags not given
-        with script_errors(stitchup_train, 'stitchup_train'): cfg = train_config(**opts)   # checked before anything is written
+        with script_errors(stitchup_train, 'stitchup_train', ranks=_every_rank):     # said once a launch where every rank met it
+            cfg = train_config(**opts)      # checked before anything is written
         before = _before(cfg)               # what --overwrite would replace, as it stands now
         with script_errors(stitchup_train, 'stitchup_train'): learn, table = run_training(cfg)
     except FloatingPointError as e:         # a console user gets the message and the way on, not a traceback

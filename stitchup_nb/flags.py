@@ -4,7 +4,7 @@
 
 # %% ../nbs/00k_flags.ipynb #70d62ed8
 from __future__ import annotations
-import os, pickle, sys, warnings
+import os, pickle, sys, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 from fastcore.script import is_cli
@@ -30,10 +30,29 @@ def _console_warnings(prog:str|None):
     try: yield
     finally: warnings.showwarning = show
 
+def _launch() -> tuple:
+    """`(rank, world, local rank)` of this process under a launcher (torchrun sets RANK, WORLD_SIZE and LOCAL_RANK, the rank
+    on its machine); `(0, 1, 0)` without one."""
+    num = lambda k, d: int(os.environ[k]) if os.environ.get(k, '').isdigit() else d
+    rank = num('RANK', 0)
+    return rank, num('WORLD_SIZE', 1), num('LOCAL_RANK', rank)
+
 def _who(prog:str) -> str:
     "`prog` as an error names it: under a launcher (torchrun sets RANK and WORLD_SIZE) a rank other than 0 says which it is."
-    rank, world = os.environ.get('RANK', '0'), os.environ.get('WORLD_SIZE', '1')
-    return prog if rank in ('', '0') or world in ('', '1') else f'{prog} (rank {rank} of {world})'
+    rank, world, _ = _launch()
+    return prog if rank == 0 or world <= 1 else f'{prog} (rank {rank} of {world})'
+
+def _error_line(prog:str, said:str, every:list|None=None) -> str|None:
+    """The line this process says of error `said` under console script `prog`, or None where another process says it. Under
+    a launcher, `every` is each rank's error (None: none) in rank order, where the ranks compared theirs: one that every
+    rank met alike (an option's value) is said once a machine, by its first process (LOCAL_RANK 0: on one machine rank 0),
+    as one process says it; one that some ranks met and others did not (a file missing on one machine's disk) is said by
+    each rank that met it, naming itself. Without `every`, each rank says its own, a rank other than 0 naming itself (`_who`)."""
+    rank, world, local = _launch()
+    if world <= 1: return f'{prog}: {said}'
+    if every is None: return f'{_who(prog)}: {said}'
+    if all(e == said for e in every): return f'{prog}: {said}' if local == 0 else None
+    return f'{prog} (rank {rank} of {world}): {said}'
 
 def _reader_gone():
     "stdout's reader stopped (`| head`): the rest of the output goes to the null device, and the script exits with status 141."
@@ -42,29 +61,49 @@ def _reader_gone():
     sys.exit(141)
 
 @contextmanager
-def script_errors(func, prog:str, interrupted:str|None=None):
+def script_errors(func, prog:str, interrupted:str|None=None,
+                  ranks=None):     # under a launcher: this rank's error (None: none) -> every rank's, in rank order
     """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
     one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130;
-    a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`)."""
+    a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`). With `ranks`, every rank of a
+    launch hands over its error, or None, as the block ends: an error every rank met is said once (`_error_line`), and a rank
+    without one exits with status 2 too, quietly, where another has one."""
+    cli = is_cli(func)
     try:
-        with cli_words(is_cli(func)), _console_warnings(prog if is_cli(func) else None):
+        with cli_words(cli), _console_warnings(prog if cli else None):
             yield
-            if is_cli(func): sys.stdout.flush()     # a reader that stopped is found here, not as Python exits
+            if cli: sys.stdout.flush()     # a reader that stopped is found here, not as Python exits
     except BrokenPipeError:
-        if not is_cli(func): raise
+        if not cli: raise
         _reader_gone()
     except (ValueError, OSError, pickle.UnpicklingError) as e:
-        if not is_cli(func): raise
+        if not cli: raise
         said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
         if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
-        print(f'{_who(prog)}: {said}', file=sys.stderr, flush=True)
+        try: every = None if ranks is None else ranks(str(said))
+        except (RuntimeError, OSError): every = None        # the ranks could not compare (a peer gone): each says its own
+        if line := _error_line(prog, str(said), every): print(line, file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        if not (is_cli(func) and interrupted): raise
+        if not (cli and interrupted): raise
         print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)
         sys.exit(130)
+    if cli and ranks is not None and any(e is not None for e in ranks(None)): sys.exit(2)    # another rank's error: said by it
 
 # %% ../nbs/00k_flags.ipynb #e58f57bc
+_STOPPED_WITHIN = 60      # seconds a launch's other processes wait for the launcher to stop them, quiet (`_refuse`)
+
+def _refuse(prog:str, said:str):
+    """Say `said`, an error in console script `prog`'s arguments, in one line on stderr, and exit with status 2. Every process
+    of a launch is given the same arguments and meets the same error: each machine's first process (LOCAL_RANK 0) says it,
+    and the others wait, quiet, for the launcher to stop them, as torchrun does once one of its processes has failed; one
+    that nothing stopped within `_STOPPED_WITHIN` seconds says it after all, naming its rank. (Exiting at once, quietly, a
+    rank could make torchrun stop the first process before it had said anything.)"""
+    _, world, local = _launch()
+    if world > 1 and local != 0: time.sleep(_STOPPED_WITHIN)
+    print(f'{_who(prog) if local else prog}: {said}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
 def argv_flags(func, argv:list, prog:str) -> list:
     """`argv` for console script `prog` (of `func`) with each flag in the spelling its parser knows: `--noise-rate` is
     `--noise_rate` and `--no_pretrained` is `--no-pretrained`. A flag the parser knows in no spelling, nor as the start
@@ -82,13 +121,11 @@ def argv_flags(func, argv:list, prog:str) -> list:
         ab = [s for s in known if canon(s).startswith(canon(name))]
         if (neg := by_canon.get(canon('--no-' + name[2:]))):       # --pretrained: a switch that is on by default, named whole
             starts = f" ({', '.join(ab)} start{'s' * (len(ab) == 1)} with {name}: type {'it' if len(ab) == 1 else 'one'} whole)" if ab else ''
-            print(f'{prog}: {name} is on by default; {neg} turns it off{starts}', file=sys.stderr, flush=True); sys.exit(2)
+            _refuse(prog, f'{name} is on by default; {neg} turns it off{starts}')
         if ab:                                                      # an abbreviation: argparse's to take or refuse
             out.append((ab[0] if len(ab) == 1 else name) + eq + value); continue
         near = difflib.get_close_matches(canon(name), list(by_canon), n=1, cutoff=.6)
-        print(f'{prog}: unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '')
-              + f'; {prog} --help lists them', file=sys.stderr, flush=True)
-        sys.exit(2)
+        _refuse(prog, f'unknown flag {name}' + (f' (did you mean {by_canon[near[0]]}?)' if near else '') + f'; {prog} --help lists them')
     return out
 
 def _one_line_errors(func, argv:list, prog:str):
@@ -96,8 +133,7 @@ def _one_line_errors(func, argv:list, prog:str):
     ambiguous abbreviation, a missing argument) is one line on stderr naming the flags' help, and exit status 2."""
     from fastcore.script import anno_parser
     p = anno_parser(func, prog)
-    def error(message:str):
-        print(f'{prog}: {message}; {prog} --help lists the flags', file=sys.stderr, flush=True); sys.exit(2)
+    def error(message:str): _refuse(prog, f'{message}; {prog} --help lists the flags')
     p.error = error
     p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
 

@@ -11,7 +11,8 @@
 - metrics.json's train_loss is the mean of the ranks' smoothed losses;
 - a resume on another number of processes is said, and recorded (config.json's world_size, the row's resumed_with);
 - Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
-- an error on one rank is said by that rank, named, and leaves the work dir without a run;
+- an error on one rank is said by that rank, named, and leaves the work dir without a run; one every rank meets
+  (a flag's value) is said once;
 - a resume whose ranks see other checkpoints (no shared --work_dir) is refused before anything is written;
 - a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
   naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch.
@@ -365,6 +366,44 @@ def test_an_error_on_one_rank_is_said_by_it_and_writes_nothing(tmp_path):
     assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in p.stderr, p.stderr[-3000:]
     assert not (work/'config.json').exists(), sorted(q.name for q in work.iterdir())
 
+
+
+def _torchrun_fails(argv, timeout=300):
+    "stitchup_train (or a script) under `torchrun --nproc_per_node 2` with `argv`, which must fail: its stderr."
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), *argv)],
+                       capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=timeout)
+    assert p.returncode != 0, p.stderr[-3000:]
+    return p.stderr
+
+
+@pytest.mark.parametrize('bad,said', [(['--bs', '1'], 'stitchup_train: --bs must be an integer >= 2'),        # an option's value
+                                      (['--bs', 'x'], "stitchup_train: argument --bs: invalid int value: 'x'"),   # argparse's refusal
+                                      (['--bss', '3'], 'stitchup_train: unknown flag --bss (did you mean --bs?)')])
+def test_an_error_every_rank_meets_is_said_once(tmp_path, bad, said):
+    "An error of the flags, the same on every rank, is said once, by rank 0, as one process says it; the launch fails, nothing written."
+    # Before, every rank said it: rank 0 as one process, the others naming themselves, 8 lines under --nproc_per_node 8
+    err = _torchrun_fails([BIN/'stitchup_train', *QUICK, *bad, '--work_dir', tmp_path/'run'])
+    lines = [l for l in err.splitlines() if l.startswith('stitchup_train')]
+    assert len(lines) == 1 and lines[0].startswith(said), err[-3000:]
+    assert not (tmp_path/'run').exists()
+
+
+RANK_RESUMES = textwrap.dedent('''
+    # stitchup_train where rank 1 alone is given a checkpoint that is not there (a file missing on its machine's disk)
+    import os, sys
+    import stitchup_nb.cli as cli
+    sys.argv = ['stitchup_train'] + sys.argv[1:] + (['--resume', '/nowhere/epoch_1.pth'] if os.environ['RANK'] == '1' else [])
+    cli.stitchup_train()
+''')
+
+
+def test_an_option_error_of_one_rank_is_said_by_it(tmp_path):
+    "An option only one rank finds wrong (its checkpoint missing on its machine) is said by that rank, named; every rank stops."
+    script = tmp_path/'resumes.py'; script.write_text(RANK_RESUMES)
+    err = _torchrun_fails([script, *QUICK, '--work_dir', tmp_path/'run'])
+    lines = [l for l in err.splitlines() if l.startswith('stitchup_train')]
+    assert lines == ["stitchup_train (rank 1 of 2): --resume must be 'auto' or an existing checkpoint file, got '/nowhere/epoch_1.pth'"], err[-3000:]
+    assert not (tmp_path/'run').exists()                  # rank 0, whose options passed, did not go on
 
 NO_SHARED_DIR = textwrap.dedent('''
     # stitchup_train where rank 1 sees no checkpoint in the work dir (its machine's own disk: the folder is not shared)
