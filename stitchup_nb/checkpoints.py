@@ -217,7 +217,7 @@ METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
     'train_loss': "fastai's smoothed training loss at the epoch's end (a moving average over batches, beta 0.98); "
                   "it starts again when a run is resumed, so the epochs trained after a resume (the first has 'resumed': true) "
                   "differ from an uninterrupted run's until the average forgets its restart (some 50 steps, 1 / (1 - 0.98)); "
-                  "the weights and every mAP do not",
+                  "the weights and every mAP do not; under a launcher, the mean of the ranks' smoothed losses",
     'mAP': 'test-set mAP (%) of the ensemble after the epoch; head/medium/tail: over those classes',
     'world_size': "the processes the run's latest call trained on (each with --bs images a step); a resume on another "
                   "number records the change in its first row's resumed_with"}
