@@ -107,19 +107,22 @@ def _stat(p) -> str:
     try: st = os.stat(p); return f'{st.st_size}:{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}'
     except OSError: return 'missing'
 
-def decode_key(paths, size:int, stat:bool=True, version:int|None=None) -> str:
-    """The cache key of `paths` decoded at `size`: the files (absolute), each one's size, inode, mtime and ctime, the size,
-    Pillow's version and the decoder's (`version`; None: this kit's `_DECODE_VERSION`, an earlier one: the key an earlier
-    kit gave the set). `stat=False`: the same without the files' state, which names the set whatever its files hold."""
+def decode_key(paths, size:int, stat:bool=True, version:int|None=None,
+               resolve:bool=True) -> str:     # False: the paths as given, made absolute (how a kit before this one keyed them)
+    """The cache key of `paths` decoded at `size`: the files (their real paths, `os.path.realpath`: one file reached through a
+    link or another spelling of its folder is one file), each one's size, inode, mtime and ctime, the size, Pillow's version
+    and the decoder's (`version`; None: this kit's `_DECODE_VERSION`, an earlier one: the key an earlier kit gave the set).
+    `stat=False`: the same without the files' state, which names the set whatever its files hold."""
     h = hashlib.sha256(json.dumps([_DECODE_VERSION if version is None else version, PIL.__version__, int(size)]).encode())
+    where = os.path.realpath if resolve else os.path.abspath
     for p in paths:     # the path's own bytes: a name that is not UTF-8 (a disk written on another system) is still a name
-        h.update(os.fsencode(os.path.abspath(p)) + f'\0{_stat(p) if stat else ""}\n'.encode())
+        h.update(os.fsencode(where(p)) + f'\0{_stat(p) if stat else ""}\n'.encode())
     return h.hexdigest()[:32]
 
 # %% ../nbs/00b_images.ipynb #42a2dcc1
 def _tidy_cache(folder:Path, max_age:float=3600., files:set|None=None, keep:str|None=None):
     """Remove the kit's temporary files in `folder` older than `max_age` seconds, entries whose first image is gone, and
-    entries of the same set of files (`files`: its `decode_key(..., stat=False)` under this decoder and every earlier one)
+    entries of the same set of files (`files`: its `decode_key(..., stat=False)` under this decoder and every earlier one, and with the paths as given)
     other than `keep`: what a changed file (or a `chmod`, a copy, a new kit's decoder) superseded would otherwise stay on
     disk for good."""
     now = time.time()
@@ -173,10 +176,11 @@ def decoded_images(paths,                 # image files
     try:
         folder.mkdir(parents=True, exist_ok=True)
         files = decode_key(paths, size, stat=False)
-        _tidy_cache(folder, files={decode_key(paths, size, False, v) for v in range(1, _DECODE_VERSION + 1)}, keep=key)
+        _tidy_cache(folder, files={decode_key(paths, size, False, v, r) for v in range(1, _DECODE_VERSION + 1) for r in (True, False)},
+                    keep=key)
         atomic_write(npy, lambda f: np.save(f, arr))     # the array first: the meta file says "complete"
         atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
-                                                         'first': str(os.path.abspath(paths[0])) if paths else '',
+                                                         'first': os.path.realpath(paths[0]) if paths else '',
                                                          'files': files}).encode()))
     except OSError as e: warnings.warn(_cannot_keep(folder, arr.nbytes, e, cache is True))
     return arr, bad

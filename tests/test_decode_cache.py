@@ -1,7 +1,7 @@
 """Parallel decoding and the decoded-image cache: the same uint8 pixels in the same order whether
 decoded one after another, on threads, or read back from the cache; a changed file invalidates its entry; two
 processes filling one entry at once both succeed and agree."""
-import os, subprocess, sys, textwrap, time
+import json, os, subprocess, sys, textwrap, time
 
 import numpy as np
 import pytest
@@ -247,3 +247,33 @@ def test_an_entry_an_earlier_decoder_wrote_gives_way_to_the_new_one(tmp_path, mo
     got = sorted(p.name for p in (tmp_path/'c').iterdir())
     want = [decode_key(imgs, 8), decode_key(imgs[:2], 8, version=images._DECODE_VERSION - 1)]
     assert got == sorted(f'{k}{e}' for k in want for e in ('.json', '.npy')), got
+
+
+def test_the_same_files_through_a_link_or_a_relative_path_are_one_entry(files, tmp_path, monkeypatch):
+    "Keyed by the real paths: a linked folder (data/voc -> a scratch disk) and a relative path reach the one entry, decoded once."
+    calls = count_decodes(monkeypatch)
+    (tmp_path/'link').symlink_to(tmp_path/'img', target_is_directory=True)
+    real, linked = files[:4], [tmp_path/'link'/f.name for f in files[:4]]
+    decoded_images(real, 12, cache=tmp_path/'c')
+    warm, _ = decoded_images(linked, 12, cache=tmp_path/'c')
+    monkeypatch.chdir(tmp_path/'img')
+    again, _ = decoded_images([f.name for f in real], 12, cache=tmp_path/'c')
+    assert len(calls) == 4 and isinstance(warm, np.memmap) and isinstance(again, np.memmap)
+    assert np.array_equal(warm, reference(real, 12)) and len(list((tmp_path/'c').glob('*.npy'))) == 1
+    # a link pointed at another file: another real path, another key (never the first file's pixels)
+    (tmp_path/'one.jpg').symlink_to(files[0]); key = decode_key([tmp_path/'one.jpg'], 12)
+    (tmp_path/'one.jpg').unlink(); (tmp_path/'one.jpg').symlink_to(files[1])
+    assert decode_key([tmp_path/'one.jpg'], 12) != key
+    assert np.array_equal(decoded_images([tmp_path/'one.jpg'], 12, cache=tmp_path/'c')[0], reference(files[1:2], 12))
+
+
+def test_an_entry_keyed_by_linked_paths_gives_way_to_the_real_paths_one(files, tmp_path):
+    "What an earlier kit wrote for the linked paths as given (`resolve=False`) is removed when the real paths' entry is written."
+    (tmp_path/'link').symlink_to(tmp_path/'img', target_is_directory=True)
+    linked, c = [tmp_path/'link'/f.name for f in files[:3]], tmp_path/'c'
+    old = decode_key(linked, 12, resolve=False)
+    c.mkdir(); np.save(c/f'{old}.npy', reference(files[:3], 12))
+    (c/f'{old}.json').write_text(json.dumps({'n': 3, 'size': 12, 'bad': [], 'name': '', 'first': str(linked[0]),
+                                             'files': decode_key(linked, 12, stat=False, resolve=False)}))
+    decoded_images(linked, 12, cache=c)
+    assert sorted(p.name for p in c.iterdir()) == sorted(f'{decode_key(files[:3], 12)}{e}' for e in ('.json', '.npy'))
