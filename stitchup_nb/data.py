@@ -133,6 +133,7 @@ class LabelledSet:
     groups: dict             # head/medium/tail -> class indices
     ids: list|None = None    # dataset ids (VOC `2008_000023`, COCO image ids, ...)
     name: str = ''           # e.g. 'VOC-MLT train'
+    skipped: tuple = ()      # the image files an on_bad='skip' load dropped as unreadable, with their labels
 
     def __post_init__(self):
         self.labels = check_labels(self.labels, len(self.classes), source=f'{self.name or "LabelledSet"} labels')
@@ -180,11 +181,12 @@ class LabelledSet:
         return self if self.in_memory else self._drop(decode_images(self.items, None, on_bad, workers, self.name)[1])
 
     def _drop(self, bad):
-        "Drop images `bad` with their label rows and ids, warning with their count: never silently."
+        "Drop images `bad` with their label rows and ids, naming them in a warning and in `skipped`: never silently."
         if not bad: return self
-        warnings.warn(f'{self.name}: skipped {len(bad)} of {len(self)} unreadable images (on_bad="skip"), '
-                      f'e.g. {self.items[bad[0]]}')
-        return self.subset(np.setdiff1d(np.arange(len(self)), bad))
+        files = [str(self.items[i]) for i in bad]
+        warnings.warn(f'{self.name}: skipped {len(bad)} of {len(self)} unreadable images (on_bad="skip"): '
+                      + ', '.join(files[:10]) + (f' and {len(files) - 10} more' if len(files) > 10 else ''))
+        return replace(self.subset(np.setdiff1d(np.arange(len(self)), bad)), skipped=(*self.skipped, *files))
 
     def summary(self):
         "Per-class counts and groups as a DataFrame."
