@@ -139,6 +139,7 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
             size:int|None=224,       # training (and test) image size; None: decode lazily
             cache_test:bool=True,    # also cache the 4,952 test images (about 0.75 GB at 224)
             on_bad:str='error',      # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+            test_on_bad:str|None=None,  # the same for the test set; None: as `on_bad` ('error': every test image is scored)
             cache=True,              # keep the decoded images in `image_cache_dir()` (a folder: there; False: decode every time)
            ) -> tuple:
     "VOC-MLT (train, test): the official VOC2012 training ids, VOC2007 test, groups from class_split.pkl."
@@ -147,13 +148,14 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     train = check_appendix(voc_set(Path(root)/'VOC2012', _id_file(app.path),     # app.ids' file: an id without its XML names it
                                     groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
-    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, on_bad, cache)
+    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
 
 def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017/, val2017/, annotations/
              appendix=DATA_PATHS['coco']['appendix'],           # the official COCO-MLT split files
              size:int|None=224,      # training (and test) image size; None: decode lazily
              cache_test:bool=True,   # also cache the 5,000 test images (about 0.75 GB at 224)
              on_bad:str='error',     # an unreadable image: 'error' stops naming it, 'skip' drops it with a warning
+             test_on_bad:str|None=None, # the same for the test set; None: as `on_bad` ('error': every test image is scored)
              cache=True,             # keep the decoded images in `image_cache_dir()` (a folder: there; False: decode every time)
             ) -> tuple:
     "COCO-MLT (train, test): the official COCO2017 train ids, val2017 as test, groups from class_split.pkl."
@@ -166,4 +168,4 @@ def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017
     cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]
     del index                                               # the training index is large; the test set needs only its categories
     test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test', categories=cats)
-    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, on_bad, cache)
+    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
