@@ -253,6 +253,9 @@ _o('data_root', help='where the images are: for voc the VOCdevkit folder itself,
   f"{DATA_PATHS['coco']['data_root']}). See data/README.md",
   type=str, by='data')
 _o('appendix', help='official split folder (voc/coco; default: the data/ layout)', type=str, by='data')
+_o('on_bad', 'error', maybe(one_of(('error', 'skip'), 'error or skip')), "an unreadable training image (voc/coco): error (default) "
+  "stops the run naming it; skip trains without it, naming it in a warning and in the run's skipped_images.json. An unreadable "
+  'test image always stops the run: the test set is scored on every image', type=str, by='data')
 
 # %% ../nbs/00_config.ipynb #e5108c8a
 # the labels a run trains on (labels.training_labels, noise.add_noise)

@@ -4,7 +4,8 @@
 
 # %% ../nbs/09_labels.ipynb #908541ae
 from __future__ import annotations
-import hashlib
+import hashlib, json
+from pathlib import Path
 import numpy as np
 
 from .words import in_python_words
@@ -21,9 +22,16 @@ __all__ = ['load_benchmark', 'training_labels', 'kind_options', 'threshold_group
 
 # %% ../nbs/09_labels.ipynb #6267d7f9
 @in_python_words
-def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
-    "The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of data/README.md."
-    return data_source(dataset).load(PRESETS[dataset], data_root, appendix, size, data_seed)
+def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_seed:int=0,
+                   on_bad:str|None='error') -> tuple:   # an unreadable training image: 'error' stops, 'skip' drops it (None: 'error')
+    """The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of
+    data/README.md. `on_bad` reaches a source that can train without an image (`Source.skips_bad`: voc, coco), never the test set."""
+    source = data_source(dataset)
+    if source.skips_bad: return source.load(PRESETS[dataset], data_root, appendix, size, data_seed, on_bad=on_bad or 'error')
+    if on_bad not in (None, 'error'):
+        raise ValueError(f"--on_bad {on_bad} is not used by the {dataset} preset, whose data source {source.name!r} cannot train "
+                         'without an image (registered without skips_bad=True); drop it')
+    return source.load(PRESETS[dataset], data_root, appendix, size, data_seed)
 
 def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
     "The rows of `labels` (one per appendix id, in its order) of `train`'s images, found by id: all, or those an `on_bad='skip'` load kept."
@@ -45,7 +53,9 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
         noisy, clean = load_noisy(noise_file)
         if clean.shape != train.labels.shape or (clean != train.labels).any():
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
-                             f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?)')
+                             f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?'
+                             + (f' The set skipped {len(train.skipped)} unreadable images (--on_bad skip), whose rows the file holds: '
+                                'mend them, or train on the official noisy labels, which are taken by image id' if train.skipped else '') + ')')
         return noisy
     if app is not None and noise_rate in app.noisy: return _appendix_rows(train, app, app.noisy[noise_rate])
     if noise_rate == 0: return train.labels
@@ -62,28 +72,34 @@ def threshold_groups(train:LabelledSet, app=None) -> tuple:
     if app is not None: return train.groups, f'{app.path/"class_split.pkl"} (the appendix has no training_split.pkl)'
     return train.groups, f'{train.name}: groups from its training label counts'
 
-def labels_digest(labels) -> str:
-    "A digest of a label matrix (its shape and 0/1 entries): config.json records the training labels' (`labels_sha`)."
+def labels_digest(labels, skipped=()) -> str:
+    """A digest of a label matrix (its shape and 0/1 entries) and of the images a load skipped as unreadable (`skipped`, their
+    files: `LabelledSet.skipped`; by name, so that the data may move), so that the labels of a set that lacks other images are
+    not taken for these: config.json records the training labels' (`labels_sha`). Nothing skipped: the labels' digest alone."""
     a = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8))
-    return hashlib.sha256(repr(a.shape).encode() + a.tobytes()).hexdigest()[:16]
+    h = hashlib.sha256(repr(a.shape).encode() + a.tobytes())
+    if len(skipped): h.update(json.dumps(sorted(Path(f).name for f in skipped)).encode())
+    return h.hexdigest()[:16]
 
 def run_data(cfg:dict,                # a `train_config`
              peer_labels:bool=True,      # run the peer's `labels` hook (stitchup_test, which only scores, skips it)
              peer=None):                 # the run's `Peer` (default: a fresh one, `make_peer(cfg)`)
     """The data a run of `cfg` trains on: `(train, noisy, held, test, app, digest)`, `held` the images kept out to choose t on
-    (or None), `digest` the `labels_digest` of the noisy labels as read or drawn. A `cfg` that records one (`labels_sha`: a run's
+    (or None), `digest` the `labels_digest` of the noisy labels as read or drawn (and of the images `--on_bad skip` skipped). A `cfg` that records one (`labels_sha`: a run's
     config.json, read back) is refused when the labels are no longer those: a noisy-label file changed since the run."""
-    train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'])
+    train, test, app = load_benchmark(cfg['dataset'], cfg['data_root'], cfg['appendix'], cfg['size'], cfg['data_seed'],
+                                      cfg.get('on_bad'))     # (a run from before the option: None, 'error')
     noisy = training_labels(train, cfg['noise_file'], cfg['noise_rate'], cfg['noise_kind'], cfg['noise_seed'], app,
                             cfg['noise_neg_rate'], **kind_options(cfg))
-    digest = labels_digest(noisy)
+    digest = labels_digest(noisy, train.skipped)
     if cfg.get('labels_sha') not in (None, digest):
         was = cfg.get('noise_source')     # what the run's configuration recorded, where it says otherwise than now
         raise ValueError(f"the training labels ({label_source(cfg)[1]}) are not those the run trained on ("
                          + (f'{was}; ' if was and was != label_source(cfg)[1] else '') + "digest "
                          f"{cfg['labels_sha']} in its configuration, {digest} now): " + ("the file changed since; put the run's "
                          'file back, or train a new run on this one' if cfg['noise_file'] else 'the configuration or the data are '
-                         "not the run's (another data set, noise or appendix?)"))
+                         "not the run's (another data set, noise or appendix" + (f'; or other unreadable images skipped, --on_bad skip: now '
+                         f'{len(train.skipped)}' if cfg.get('on_bad') == 'skip' else '') + '?)'))
     if peer_labels:
         peer = make_peer(cfg) if peer is None else peer
         if peer is not None: noisy = peer.labels(train, noisy)     # e.g. confident learning cleans them first

@@ -129,6 +129,17 @@ def _data_seed(dataset:str, source, cfg:dict, given:dict):
                              'is drawn from a seed; drop it')
         cfg['data_seed'] = None
 
+def _on_bad(dataset:str, source, cfg:dict, given:dict):
+    """`on_bad` where the data source can train without unreadable images ('error' unless given), else None; 'skip' given
+    there: refused, as a file option of a source that reads none is (`_check_source_options`)."""
+    if source.skips_bad: cfg['on_bad'] = given.get('on_bad', OPTIONS['on_bad'].default)
+    else:
+        if given.get('on_bad') not in (None, 'error'):
+            raise ValueError(f"--on_bad {given['on_bad']} is not used by the {dataset} preset, " + ('which reads no files' if not
+                             source.reads_files else f"whose data source {source.name!r} cannot train without an image (registered "
+                             'without skips_bad=True)') + '; drop it')
+        cfg['on_bad'] = None
+
 # %% ../nbs/07k_resolve.ipynb #361d3538
 def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
     "Refuse `random_below` or `holdout` (each chooses t after training) where it has no effect, both together, or `holdout` beside a given `t`."
@@ -184,6 +195,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     _check_source_options(dataset, preset, source, given)
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
     _data_seed(dataset, source, cfg, given)
+    _on_bad(dataset, source, cfg, given)
     if 'correct' in given: OPTIONS['correct'].check(given['correct'], '--correct')     # read here: 'false' is no False
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})

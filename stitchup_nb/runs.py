@@ -21,9 +21,10 @@ __all__ = ['run_files', 'checkpoints', 'run_checkpoint', 'repo_root', 'find_path
 _EPOCH = r'epoch_(\d+)\.pth'       # a run's checkpoint: epoch_N.pth
 
 def run_files(work) -> list:
-    "The files of a run in `work`: config.json, metrics.json, test_metrics.json and its epoch_N.pth checkpoints."
+    """The files of a run in `work`: config.json, metrics.json, test_metrics.json, skipped_images.json (a run with
+    `--on_bad skip`) and its epoch_N.pth checkpoints."""
     work = Path(work)
-    return sorted([p for p in work.glob('*') if p.name in ('config.json', 'metrics.json', 'test_metrics.json')]
+    return sorted([p for p in work.glob('*') if p.name in ('config.json', 'metrics.json', 'test_metrics.json', 'skipped_images.json')]
                   + checkpoints(work), key=lambda p: p.name)
 
 def checkpoints(work) -> list:
@@ -133,11 +134,13 @@ def lock_work_dir(work) -> WorkDirLock:
 _is_table = lambda d: isinstance(d, dict) and bool(d) and all(isinstance(v, dict) and 'total' in v for v in d.values())
 
 _KIT_JSON = {'config.json': lambda d: {'method', 'dataset'} <= set(d), 'metrics.json': lambda d: 'epochs' in d,
-             'test_metrics.json': lambda d: _is_table(d['scores'] if 'scores' in d else d)}   # its two shapes (`read_scores`)
+             'test_metrics.json': lambda d: _is_table(d['scores'] if 'scores' in d else d),   # its two shapes (`read_scores`)
+             'skipped_images.json': lambda d: isinstance(d.get('skipped'), list)}
 
 def is_kit_json(d, name:str) -> bool:
     """Whether `d`, a JSON file's contents, has the shape of the kit's file `name`: a run's `config.json` (its method and
-    dataset), `metrics.json` (its epochs) or `test_metrics.json` (an mAP table, alone or as `scores`); False for another name."""
+    dataset), `metrics.json` (its epochs), `test_metrics.json` (an mAP table, alone or as `scores`) or `skipped_images.json`
+    (the list of images a run with `--on_bad skip` trained without, `skipped`); False for another name."""
     return isinstance(d, dict) and bool(d) and _KIT_JSON.get(name, lambda d: False)(d)
 
 def is_kit_file(p) -> bool:
@@ -166,7 +169,7 @@ def check_out(out, inputs=(),        # files the call reads (a file), or folders
         raise NotADirectoryError(f'--out {out}: {up} is a file, not a folder: pass a path in a folder')
     if (d := next((Path(p) for p in inputs if Path(p).is_dir() and out.resolve().is_relative_to(Path(p).resolve())), None)):
         raise FileExistsError(f'--out {out} is in {d}, a folder this call reads from: choose another --out')
-    if out.name in ('config.json', 'metrics.json', '.lock') or re.fullmatch(_EPOCH, out.name) or \
+    if out.name in ('config.json', 'metrics.json', 'skipped_images.json', '.lock') or re.fullmatch(_EPOCH, out.name) or \
        out.resolve() in {Path(p).resolve() for p in inputs}:
         raise FileExistsError(f'--out {out} would overwrite an input or a file of the run, or be taken for one: choose another --out')
     d = out.parent

@@ -25,46 +25,51 @@ class Source:
     reads_files: bool = False    # reads data_root / appendix (False: made in memory, those options do not apply)
     seeded: bool = False         # drawn from data_seed (False: the option does not apply)
     fixed_size: bool = False     # images made at the preset's size (False: --size may change it)
+    skips_bad: bool = False      # load takes on_bad='skip': trains without unreadable training images (False: the option does not apply)
 
 SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_source` where each loader is defined
 
-def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_size:bool=False):
+def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_size:bool=False, skips_bad:bool=False):
     "Decorator: register `load` as data source `name` (what a preset's `source` names)."
     def add(load):
         if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
-        was, entry = SOURCES.get(name), Source(name, load, reads_files, seeded, fixed_size)
+        was, entry = SOURCES.get(name), Source(name, load, reads_files, seeded, fixed_size, skips_bad)
         settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
         redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # changed code: said
         SOURCES[name] = entry
         return load
     return add
 
-def _official(reader, preset:dict, data_root=None, appendix=None, size=None) -> tuple:
-    "A VOC/COCO benchmark for `preset`, by default in the data/ layout of data/README.md: `(train, test, appendix)`."
+def _official(reader, preset:dict, data_root=None, appendix=None, size=None, on_bad:str='error') -> tuple:
+    """A VOC/COCO benchmark for `preset`, by default in the data/ layout of data/README.md: `(train, test, appendix)`; `on_bad`
+    for the training images (the test set is scored on every image: an unreadable one stops it)."""
     where = lambda flag, given, used: f"--{flag} {used}" + ('' if given else ", the preset's default")
     try: app = read_appendix(appendix or preset['appendix'])
     except FileNotFoundError as e: raise FileNotFoundError(f"{e} ({where('appendix', appendix, appendix or preset['appendix'])})") from None
     root = data_root or preset['data_root']
-    try: train, test = reader(root=root, appendix=app.path, size=size or preset['size'])
+    try: train, test = reader(root=root, appendix=app.path, size=size or preset['size'], on_bad=on_bad, test_on_bad='error')
     except FileNotFoundError as e:      # a file of the images' folder, or one the appendix folder lacks
         flag = ('appendix', appendix, app.path) if str(e).startswith(str(app.path)) else ('data_root', data_root, root)
         raise FileNotFoundError(f'{e} ({where(*flag)})') from None
     except UnreadableImage as e:        # "move it out of the set": not out of an official split, which lists every image
-        of = (f"the official split ({where('appendix', appendix, app.path)}) lists every image of the set"
-              if id_key(Path(e.path).stem) in {id_key(i) for i in app.ids} else      # a training image; else one of the test set
-              f"it is a test image, and the benchmark's test set ({where('data_root', data_root, root)}) is scored on every image")
-        raise UnreadableImage(e.path, e.why, f"{of}, so none can be moved out: re-download or replace this one; or, from Python, "
-                              f"{reader.__name__}(..., on_bad='skip') drops it with a warning (a test image dropped is not scored) "
-                              "and training_labels takes the kept images' rows by id") from None
+        fix = (f"the official split ({where('appendix', appendix, app.path)}) lists every image of the set, so none can be moved "
+               "out: re-download or replace this one, or pass --on_bad skip to train without it (the run names it in its "
+               "skipped_images.json; training_labels takes the kept images' rows by id)"
+               if id_key(Path(e.path).stem) in {id_key(i) for i in app.ids} else      # a training image; else one of the test set
+               f"it is a test image, and the benchmark's test set ({where('data_root', data_root, root)}) is scored on every image, "
+               "so none can be moved out (--on_bad skip drops training images only): re-download or replace this one")
+        raise UnreadableImage(e.path, e.why, fix) from None
     return train, test, app
 
-@register_source('voc', reads_files=True)
-def load_voc(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
+@register_source('voc', reads_files=True, skips_bad=True)
+def load_voc(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0,
+             on_bad:str='error') -> tuple:     # an unreadable training image: 'error' stops, 'skip' drops it (`LabelledSet.skipped`)
     "VOC-MLT for a preset (`voc_mlt`): `(train, test, appendix)`."
-    return _official(voc_mlt, preset, data_root, appendix, size)
+    return _official(voc_mlt, preset, data_root, appendix, size, on_bad)
 
-@register_source('coco', reads_files=True)
-def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
+@register_source('coco', reads_files=True, skips_bad=True)
+def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0,
+              on_bad:str='error') -> tuple:    # as in `load_voc`
     "COCO-MLT for a preset (`coco_mlt`): `(train, test, appendix)`."
-    return _official(coco_mlt, preset, data_root, appendix, size)
+    return _official(coco_mlt, preset, data_root, appendix, size, on_bad)

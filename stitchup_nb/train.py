@@ -281,6 +281,8 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
         began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')
+        if work and main and cfg.get('on_bad') == 'skip':      # the unreadable training images it trains without, by file
+            write_json({'skipped': list(train.skipped)}, work/'skipped_images.json')
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck, state=ck_state)

@@ -162,7 +162,7 @@ def test_an_official_splits_unreadable_image_is_not_told_to_move_out(voc, voc_ap
     bad = voc12(voc)/'JPEGImages'/f"{voc['VOC2012']['ids'][3]}.jpg"
     truncate(bad)
     said = raises(OSError, lambda: load_benchmark('voc', voc['root'], voc_appendix, 16), f'{bad}: cannot decode image',
-                  f'the official split (`appendix` {voc_appendix}) lists every image of the set', "voc_mlt(..., on_bad='skip')")
+                  f'the official split (`appendix` {voc_appendix}) lists every image of the set', 'pass `on_bad` skip to train without it')
     assert 'move it out' not in said, said
 
 
@@ -176,7 +176,7 @@ def test_an_unreadable_test_image_is_not_blamed_on_the_appendix(bench, voc, voc_
            fx['root']/'val2017'/f"{fx['val2017']['ids'][0]:012d}.jpg")
     bad.write_bytes(b'not an image')
     said = raises(OSError, lambda: load_benchmark(bench, fx['root'], app, 16), f'{bad}: cannot decode image',
-                  f"it is a test image, and the benchmark's test set (`data_root` {fx['root']}) is scored on every image")
+                  f"it is a test image, and the benchmark's test set (`data_root` {fx['root']}) is scored on every image", "`on_bad` skip drops training images only")
     assert 'official split' not in said and str(app) not in said, said
 
 @pytest.mark.parametrize('size', [16, None])
