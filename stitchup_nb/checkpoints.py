@@ -13,7 +13,7 @@ from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.torch_core import get_model, num_distrib, rank_distrib
 
-from .config import is_int
+from .config import OPTIONS, is_int
 from .words import in_python_words
 from .files import atomic_write
 from .runs import checkpoints
@@ -144,10 +144,15 @@ def plain_config(cfg) -> dict:
     float), so that one in memory and one read from a file compare equal, key by key."""
     return json.loads(json.dumps(dict(cfg), default=float))
 
+def _predates(a:dict, k:str, now) -> bool:
+    "Whether configuration `a`, which lacks option `k`, is of a run from before the option, which trained as its default does: `now` is that default, or None."
+    return k not in a and k in OPTIONS and now in (None, OPTIONS[k].default)
+
 def run_diff(saved:dict, cfg:dict) -> list:
-    "The options, other than `RESUMABLE`, in which the run configurations `saved` and `cfg` differ."
+    """The options, other than `RESUMABLE`, in which the run configurations `saved` and `cfg` differ. An option `saved` lacks,
+    a run's from before the kit declared it, is the same where `cfg` has its default (`OPTIONS`: as that run trained)."""
     a, b = plain_config(saved), plain_config(cfg)
-    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k))
+    return sorted(k for k in set(a) | set(b) if k not in RESUMABLE and a.get(k) != b.get(k) and not _predates(a, k, b.get(k)))
 
 _WHERE = ('work_dir', 'resume', 'overwrite', 'quiet', *MOVABLE)    # where files are, how much is printed
 

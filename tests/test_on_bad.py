@@ -106,3 +106,22 @@ def test_a_preset_that_reads_no_files_refuses_skip(tmp_path):
                                        ['--dataset', 'voc', '--on_bad', 'maybe', '--work_dir', tmp_path/'run'])   # before any data is read
     assert digits == 2 and 'stitchup_train: --on_bad skip is not used by the digits-small preset, which reads no files; drop it' in said, said
     assert voc == 2 and "--on_bad must be error or skip, got 'maybe'" in bad, bad
+
+
+def test_a_run_from_before_on_bad_resumes(tmp_path):
+    """A VOC run whose config.json and checkpoint predate `on_bad` (they lack it) trained as its default, `error`: a resume
+    with the default goes on, where it was refused ("on_bad None -> 'error'"); with `skip` it is another run, refused."""
+    import torch
+    opts, _, _, _ = voc_run(tmp_path)
+    work = tmp_path/'run'
+    [(code, err)] = train(tmp_path, [*opts, '--work_dir', work])
+    assert code == 0, err[-3000:]
+    cfg = json.loads((work/'config.json').read_text()); del cfg['on_bad']
+    (work/'config.json').write_text(json.dumps(cfg))
+    state = torch.load(work/'epoch_1.pth', weights_only=False); del state['config']['on_bad']
+    torch.save(state, work/'epoch_1.pth')
+    (skip, refused), (code, err) = train(tmp_path, [*opts, '--work_dir', work, '--resume', 'auto', '--epochs', '2', '--on_bad', 'skip'],
+                                         [*opts, '--work_dir', work, '--resume', 'auto', '--epochs', '2'])
+    assert skip != 0 and "on_bad None -> 'skip'" in refused, refused[-2000:]
+    assert code == 0, err[-3000:]
+    assert sorted(f.name for f in work.glob('epoch_*.pth')) == ['epoch_1.pth', 'epoch_2.pth']
