@@ -102,12 +102,13 @@ _SOURCE_MODULES = ('stitchup_nb.sources', 'stitchup_nb.digits')    # where the p
 
 @in_python_words
 def data_source(dataset:str):
-    "The registered data source (`stitchup_nb.sources.SOURCES`) that preset `dataset` names: its loader and what it reads."
+    """The registered data source (`stitchup_nb.sources.SOURCES`) that preset `dataset` names: its loader and what it reads,
+    the loader's result checked (`stitchup_nb.sources.checked`: a test set of other classes than the training set's is refused)."""
     for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
-    from stitchup_nb.sources import SOURCES
+    from stitchup_nb.sources import SOURCES, checked
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
     name = PRESETS[dataset].get('source')
     if name not in SOURCES:
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "
                          'register its loader with stitchup_nb.sources.register_source')
-    return SOURCES[name]
+    return checked(SOURCES[name], dataset)

@@ -14,7 +14,7 @@ from .readers import id_key
 from .images import UnreadableImage
 
 # %% auto #0
-__all__ = ['SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco']
+__all__ = ['SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'check_loaded', 'checked']
 
 # %% ../nbs/00g_sources.ipynb #bad6fcbf
 @dataclass(frozen=True)
@@ -73,3 +73,48 @@ def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:i
               on_bad:str='error') -> tuple:    # as in `load_voc`
     "COCO-MLT for a preset (`coco_mlt`): `(train, test, appendix)`."
     return _official(coco_mlt, preset, data_root, appendix, size, on_bad)
+
+# %% ../nbs/00g_sources.ipynb #e827b2d9
+import functools, inspect
+from dataclasses import replace
+from .data import LabelledSet
+
+def _loader_at(load) -> str:
+    "A loader as an error names it: its name and the file that defines it, where one does."
+    name = getattr(load, '__qualname__', repr(load))
+    try: file = inspect.getsourcefile(load)
+    except TypeError: file = None             # a builtin, a callable object
+    return f'{name} in {file}' if file else name
+
+def check_loaded(got,                # what `source.load(...)` returned
+                 source:Source,      # the data source whose loader returned it
+                 dataset:str,        # the preset it loaded for
+                ) -> tuple:
+    """`got` as the kit reads a loader's result: `(train, test, appendix or None)`, two `LabelledSet`s whose `classes` are
+    the same names in the same order; anything else is refused, naming the loader, its file, the preset and the fix."""
+    where = f'data source {source.name!r} of the {dataset} preset ({_loader_at(source.load)})'
+    if not isinstance(got, (tuple, list)) or len(got) != 3:
+        n = f'{type(got).__name__} of {len(got)}' if isinstance(got, (tuple, list)) else type(got).__name__
+        raise ValueError(f'{where} returned a {n}: a loader returns (train, test, appendix or None); return None as the third '
+                         'where the data set has no appendix')
+    train, test, _ = got
+    for part, ds in (('training', train), ('test', test)):
+        if not isinstance(ds, LabelledSet):
+            raise ValueError(f'{where} returned a {type(ds).__name__} as its {part} set: return a stitchup_nb.data.LabelledSet')
+    a, b = list(train.classes), list(test.classes)
+    if a != b:
+        k = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        at = (f'class {k} is {a[k]!r} in the training set and {b[k]!r} in the test set' if k < min(len(a), len(b)) else
+              f'the training set has {len(a)} classes and the test set {len(b)}')
+        raise ValueError(f"{where}: the training set's classes ({train.name or 'train'}) and the test set's ({test.name or 'test'}) "
+                         f'differ: {at}. The test set is scored column by column against the training set\'s classes: build '
+                         "both sets' labels from one class list (e.g. the training set's), in one order")
+    return got
+
+def checked(source:Source,   # a registered data source (`SOURCES`)
+            dataset:str,     # the preset that names it
+           ) -> Source:
+    "`source` with its loader's result checked by `check_loaded` (what `stitchup_nb.methods.data_source` hands out)."
+    @functools.wraps(source.load)
+    def load(*args, **kwargs): return check_loaded(source.load(*args, **kwargs), source, dataset)
+    return replace(source, load=load)

@@ -1,0 +1,109 @@
+"""A researcher's own long-tailed multi-label set, neither VOC nor COCO: a folder of JPEGs and a `file,labels` CSV per split
+(labels joined by `|`), read by a loader of their own (`@register_source`) under a preset made from the kit's
+(`nbs/00g_sources.ipynb`, "Your own data set"):
+
+- a loader whose test set names its classes in another order than the training set's (each split's in the order its CSV
+  names them) is refused before anything trains, naming the loader's file and the fix: it trained and scored each test
+  column against another class without a word;
+- the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
+"""
+import csv, json, os, subprocess, textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ['cat', 'dog', 'car', 'boat', 'kite']
+LOADER = '''
+import csv
+from pathlib import Path
+import numpy as np
+from stitchup_nb.data import LabelledSet, class_groups
+from stitchup_nb.methods import PRESETS
+from stitchup_nb.sources import register_source
+
+def split_labels(path, classes=None):
+    "Image paths, N×C labels and the class list of a file,labels CSV ('|' between labels); classes: this file's, as they come."
+    rows = list(csv.DictReader(open(path, newline='')))
+    names = [r['labels'].split('|') for r in rows]
+    classes = classes or list(dict.fromkeys(l for ls in names for l in ls))
+    y = np.array([[c in ls for c in classes] for ls in names], np.uint8)
+    return [Path(path).parent/'images'/r['file'] for r in rows], y, classes
+
+@register_source(NAME, reads_files=True)
+def load_own(preset, data_root=None, appendix=None, size=None, data_seed=0):
+    root = Path(data_root or preset['data_root'])
+    tr_items, tr_y, classes = split_labels(root/'train.csv')
+    te_items, te_y, te_classes = split_labels(root/'test.csv', None if APART else classes)
+    groups = class_groups(tr_y.sum(0), head=20, tail=8)
+    return (LabelledSet(tr_items, tr_y, classes, groups, ids=[p.stem for p in tr_items], name='own train'),
+            LabelledSet(te_items, te_y, te_classes, class_groups(te_y.sum(0)), ids=[p.stem for p in te_items], name='own test'),
+            None)
+
+PRESETS[NAME] = dict(PRESETS['digits'], source=NAME, data_root=ROOT, size=32)
+'''
+
+
+def _own_set(root:Path) -> Path:
+    "A long-tailed 5-class set: 60 training and 30 test JPEGs (a coloured bar per class), train.csv and test.csv."
+    rng = np.random.default_rng(0)
+    (root/'images').mkdir(parents=True)
+    for split, n in (('train', 60), ('test', 30)):
+        rows = []
+        for i in range(n):
+            y = rng.random(len(CLASSES)) < [.7, .45, .3, .15, .1]
+            if split == 'test' and i < len(CLASSES): y[:] = False; y[-1 - i] = True   # every class has a test positive
+            if not y.any(): y[0] = True
+            im = np.full((24, 30, 3), 20, np.uint8)
+            for c in np.flatnonzero(y): im[:, 6 * c:6 * c + 5] = (40 * c + 60, 255 - 40 * c, 120)
+            Image.fromarray(im).save(root/'images'/f'{split}_{i}.jpg')
+            rows.append((f'{split}_{i}.jpg', '|'.join(np.array(CLASSES)[y])))
+        with open(root/f'{split}.csv', 'w', newline='') as fh: csv.writer(fh).writerows([('file', 'labels'), *rows])
+    return root
+
+
+@pytest.fixture
+def own(tmp_path):
+    "Register the loader and preset `own` (test classes sorted apart from the training set's when asked); removed after."
+    from stitchup_nb.methods import PRESETS
+    from stitchup_nb.sources import SOURCES
+    root = _own_set(tmp_path/'own_set')
+    def register(apart=False):
+        SOURCES.pop('own', None)
+        exec(LOADER, dict(NAME='own', ROOT=str(root), APART=apart))
+        return root
+    yield register
+    PRESETS.pop('own', None); SOURCES.pop('own', None)
+
+
+def test_a_test_set_of_its_own_class_order_is_refused_before_training(own, tmp_path):
+    "Each split's classes in the order its CSV names them: refused, not scored column by column against other classes."
+    from stitchup_nb.train import run_training, train_config
+    own(apart=True)
+    cfg = train_config(dataset='own', method='bce', epochs=1, warmup_iters=2, pretrained=False, quiet=True,
+                       work_dir=str(tmp_path/'run'))
+    with pytest.raises(ValueError) as e: run_training(cfg)
+    said = str(e.value)
+    assert "data source 'own' of the own preset (load_own" in said and "class 0 is 'cat' in the training set and 'kite' in the test set" in said, said
+    assert "build both sets' labels from one class list" in said, said
+    assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
+
+
+def test_the_console_scripts_train_and_score_it(tmp_path):
+    "STITCHUP_SETUP=own.py: stitchup_train trains the full method on the set, stitchup_test scores it."
+    from tests.conftest import BIN
+    root = _own_set(tmp_path/'own_set')
+    (tmp_path/'own.py').write_text(textwrap.dedent(f'NAME, ROOT, APART = "own", {str(root)!r}, False\n') + LOADER)
+    env = {**os.environ, 'STITCHUP_CACHE': os.environ.get('STITCHUP_CACHE', str(ROOT/'data'/'cache')), 'OMP_NUM_THREADS': '1',
+           'STITCHUP_SETUP': str(tmp_path/'own.py')}
+    run = lambda *a: subprocess.run([str(x) for x in a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    train = [BIN/'stitchup_train', '--dataset', 'own', '--noise_rate', '0.3', '--warmup_iters', '2', '--no-pretrained',
+             '--quiet', '--work_dir', 'run']
+    r = run(*train, '--epochs', '1')
+    assert r.returncode == 0 and (tmp_path/'run'/'epoch_1.pth').is_file(), r.stderr[-3000:]
+    r = run(BIN/'stitchup_test', 'run')
+    assert r.returncode == 0 and 'on own test, 30 images' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
+    final = json.loads((tmp_path/'run'/'metrics.json').read_text())['final']
+    assert set(final) >= {'ensemble', 'random', 'balanced'}, final
