@@ -16,11 +16,16 @@ from .flags import script_errors, script_flags  # how the console scripts say an
 __all__ = ['NOISE_FLAGS', 'stitchup_noise']
 
 # %% ../nbs/10d_noise_cli.ipynb #b5d727fe
+def _by_loader(dataset:str, appendix=None) -> bool:
+    """Whether preset `dataset`'s clean training labels come from its loader: a source that reads no files (digits), or one
+    whose preset names no appendix folder (a data set of your own); VOC and COCO's come from their appendix folder."""
+    return not data_source(dataset).reads_files or not (appendix or PRESETS[dataset].get('appendix'))
+
 def _clean_source(source:str, data_seed:int=0) -> tuple:
-    "Clean labels and groups from a preset that reads no files (digits), a class_freq.pkl, or an appendix folder."
+    "Clean labels and groups from a preset whose loader gives them (`_by_loader`), a class_freq.pkl, or an appendix folder."
     from stitchup_nb.data import class_groups, read_class_split
     from stitchup_nb.appendix import read_appendix, read_class_freq
-    if source in PRESETS and not data_source(source).reads_files:
+    if source in PRESETS and _by_loader(source):
         train, _, _ = data_source(source).load(PRESETS[source], data_seed=data_seed); return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
@@ -50,7 +55,7 @@ _NOISE_KIND, _NOISE_NEG_RATE = flag('noise_kind'), flag('noise_neg_rate')    # t
 
 @call_parse
 def stitchup_noise(
-    dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; default digits)
+    dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; a preset of yours without one: its loader's training set; default digits)
     source:str=None,              # or, instead of --dataset (and its --appendix, --data_seed), a class_freq.pkl or an appendix folder to take the clean labels from
     noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
     noise_kind:_NOISE_KIND='flip',          # (help: the option's declaration, 00_config)
@@ -79,8 +84,9 @@ def stitchup_noise(
             raise ValueError(f'--{k} is not used by --dataset {dataset}' + (', which reads no files' if k == 'appendix' else
                              ': only a Digits-MLT instance is drawn from a seed') + '; drop it')
         data_seed = data_seed or 0
-        src = source or (dataset if not ds.reads_files else appendix or PRESETS[dataset]['appendix'])
-        if ds and ds.reads_files and not Path(src).is_dir():    # what an appendix folder holds, and where it was looked for
+        by_loader = ds is not None and _by_loader(dataset, appendix)
+        src = source or (dataset if by_loader else appendix or PRESETS[dataset]['appendix'])
+        if ds and not by_loader and not Path(src).is_dir():    # what an appendix folder holds, and where it was looked for
             try: read_appendix(src)
             except FileNotFoundError as e:
                 raise FileNotFoundError(f"{e} (--appendix {src}{'' if appendix else ', the preset default, from the current folder'})") from None

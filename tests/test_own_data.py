@@ -5,6 +5,8 @@
 - a loader whose test set names its classes in another order than the training set's (each split's in the order its CSV
   names them) is refused before anything trains, naming the loader's file and the fix: it trained and scored each test
   column against another class without a word;
+- `stitchup_noise --dataset NAME` of a preset that names no appendix folder draws the noise on the loader's training
+  labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix';
 - the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
 """
 import csv, json, os, subprocess, textwrap
@@ -89,6 +91,26 @@ def test_a_test_set_of_its_own_class_order_is_refused_before_training(own, tmp_p
     assert "data source 'own' of the own preset (load_own" in said and "class 0 is 'cat' in the training set and 'kite' in the test set" in said, said
     assert "build both sets' labels from one class list" in said, said
     assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
+
+
+def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path):
+    "A preset with no appendix folder: stitchup_noise takes the loader's training labels, and a run trains on the file."
+    from stitchup_nb.labels import load_benchmark
+    from stitchup_nb.noise import load_noisy
+    from stitchup_nb.noise_cli import stitchup_noise
+    from stitchup_nb.cli import stitchup_train
+    own()
+    stitchup_noise(dataset='own', noise_rate=.4, out=str(tmp_path/'own_noisy.pkl'))
+    noisy, clean = load_noisy(tmp_path/'own_noisy.pkl')
+    train = load_benchmark('own')[0]
+    assert (clean == train.labels).all() and (noisy != clean).any(), (clean.sum(0), noisy.sum(0))
+    run = dict(dataset='own', method='bce', noise_file=str(tmp_path/'own_noisy.pkl'), warmup_iters=2, pretrained=False,
+               quiet=True, work_dir=str(tmp_path/'run'))
+    stitchup_train(**run, epochs=1)
+    stitchup_train(**run, epochs=2, resume='auto')                     # goes on from epoch 1
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())
+    assert cfg['noise_source'] == f"the noisy-label file {tmp_path/'own_noisy.pkl'}", cfg['noise_source']
+    assert len(json.loads((tmp_path/'run'/'metrics.json').read_text())['epochs']) == 2
 
 
 def test_the_console_scripts_train_and_score_it(tmp_path):
