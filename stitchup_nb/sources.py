@@ -75,7 +75,7 @@ def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:i
     return _official(coco_mlt, preset, data_root, appendix, size, on_bad)
 
 # %% ../nbs/00g_sources.ipynb #e827b2d9
-import functools, inspect
+import functools, inspect, os
 from dataclasses import replace
 from .data import LabelledSet
 
@@ -91,7 +91,8 @@ def check_loaded(got,                # what `source.load(...)` returned
                  dataset:str,        # the preset it loaded for
                 ) -> tuple:
     """`got` as the kit reads a loader's result: `(train, test, appendix or None)`, two `LabelledSet`s whose `classes` are
-    the same names in the same order; anything else is refused, naming the loader, its file, the preset and the fix."""
+    the same names in the same order, and whose image files, where the items are paths, are all there; anything else is
+    refused, naming the loader, its file, the preset and the fix."""
     where = f'data source {source.name!r} of the {dataset} preset ({_loader_at(source.load)})'
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         n = f'{type(got).__name__} of {len(got)}' if isinstance(got, (tuple, list)) else type(got).__name__
@@ -101,6 +102,9 @@ def check_loaded(got,                # what `source.load(...)` returned
     for part, ds in (('training', train), ('test', test)):
         if not isinstance(ds, LabelledSet):
             raise ValueError(f'{where} returned a {type(ds).__name__} as its {part} set: return a stitchup_nb.data.LabelledSet')
+        if not ds.in_memory and (gone := [p for p in ds.items if not os.path.isfile(p)]):   # else found mid-run, or after it
+            raise FileNotFoundError(f'{where}: {len(gone)} of the {len(ds)} image files of its {part} set ({ds.name or part}) '
+                                    f'are not there, e.g. {gone[0]}: fix its paths (--data_root?) or drop those rows')
     a, b = list(train.classes), list(test.classes)
     if a != b:
         k = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

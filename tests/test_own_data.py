@@ -5,6 +5,8 @@
 - a loader whose test set names its classes in another order than the training set's (each split's in the order its CSV
   names them) is refused before anything trains, naming the loader's file and the fix: it trained and scored each test
   column against another class without a word;
+- an image file the loader names that is not there is said before training: a loader of paths met it when a batch drew
+  it, a test image's only once training was over;
 - `stitchup_noise --dataset NAME` of a preset that names no appendix folder draws the noise on the loader's training
   labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix';
 - the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
@@ -90,6 +92,18 @@ def test_a_test_set_of_its_own_class_order_is_refused_before_training(own, tmp_p
     said = str(e.value)
     assert "data source 'own' of the own preset (load_own" in said and "class 0 is 'cat' in the training set and 'kite' in the test set" in said, said
     assert "build both sets' labels from one class list" in said, said
+    assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
+
+
+def test_a_missing_test_image_is_named_before_training(own, tmp_path):
+    "A loader of paths whose test set names a file that is not there: refused before training, not when the test set is scored."
+    from stitchup_nb.train import run_training, train_config
+    root = own()
+    (root/'images'/'test_7.jpg').unlink()
+    cfg = train_config(dataset='own', method='bce', epochs=1, warmup_iters=2, pretrained=False, quiet=True,
+                       work_dir=str(tmp_path/'run'))
+    with pytest.raises(FileNotFoundError) as e: run_training(cfg)
+    assert f"1 of the 30 image files of its test set (own test) are not there, e.g. {root/'images'/'test_7.jpg'}" in str(e.value), e.value
     assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
 
 
