@@ -14,7 +14,7 @@ from fastai.torch_core import get_model, rank_distrib
 
 from .colearn import CORRECTION_COUNTS, CORRECTORS
 from .data import GROUPS
-from .methods import PRESETS
+from .methods import paper_of
 from .resolve import method_words
 from .checks import labels_in_words
 from .runs import checkpoints, file_names, scores_note
@@ -108,7 +108,7 @@ def summary(learn, table:pd.DataFrame) -> str:
     peer = rec.peer                         # the run's own `Peer` (build_learner), or None
     if peer is not None: lines += peer.summary(learn)      # what the peer method did
     if len(get_model(learn.model).names) == 2 and peer is None: lines += correction_lines(learn)
-    paper = PRESETS[cfg['dataset']].get('paper')
+    paper = paper_of(cfg['dataset'])  # a preset of your own made from voc's: none
     if paper:                        # its setting: the full method, ResNet-50, the official noisy labels at its rate, in float32
         low = cfg.get('precision') in ('bf16', 'fp16')      # resolved: `auto` on a GPU is bf16; the reference trains in float32
         differ = [w for w, same in (('method', cfg['method'] == 'full'), ('backbone', cfg['arch'] == 'resnet50'),

@@ -9,7 +9,7 @@ from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, known_once, mayb
 from .words import in_python_words
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source', 'paper_of']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
@@ -27,10 +27,10 @@ PRESETS = {
     'digits-small': dict(_digits, digits=dict(n_max=200, n_min=2, n_test=300)),
     'voc': dict(REFERENCE, source='voc', thresholds=PAPER_THRESHOLDS['voc'], data_root=DATA_PATHS['voc']['data_root'],
                 appendix=DATA_PATHS['voc']['appendix'],
-                paper=dict(noise_rate=.5, total=69.67, head=67.45, medium=76.70, tail=66.07)),
+                paper=dict(source='voc', noise_rate=.5, total=69.67, head=67.45, medium=76.70, tail=66.07)),
     'coco': dict(REFERENCE, source='coco', lr=.2, db_lambda=2., db_mu=.2, thresholds=PAPER_THRESHOLDS['coco'], data_root=DATA_PATHS['coco']['data_root'],
                  appendix=DATA_PATHS['coco']['appendix'],
-                 paper=dict(noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
+                 paper=dict(source='coco', noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
 }
 
 # %% ../nbs/07a_methods.ipynb #34740e58
@@ -112,3 +112,10 @@ def data_source(dataset:str):
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "
                          'register its loader with stitchup_nb.sources.register_source')
     return checked(SOURCES[name], dataset)
+
+# %% ../nbs/07a_methods.ipynb #c6fdb828
+def paper_of(dataset:str) -> dict|None:
+    "The published mAP of preset `dataset` (its `paper`: noise rate, total, head, medium, tail), where it reads the data set they were measured on; else None."
+    preset = PRESETS.get(dataset, {})
+    paper = preset.get('paper')
+    return paper if paper and paper.get('source') == preset.get('source') else None

@@ -21,7 +21,7 @@ from .backbones import get_backbone
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, distributed, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
-from .methods import PRESETS, data_source
+from .methods import data_source, paper_of
 from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
@@ -185,7 +185,7 @@ def _world_note(changed:dict, cfg) -> str:
 def paper_labels_note(cfg:dict) -> str|None:
     """For a resolved run configuration of a preset with the paper's numbers (voc, coco) at the paper's noise rate: why it is
     not the paper's setting when its appendix holds no official noisy-label file at that rate (the noise is simulated), else None."""
-    paper = PRESETS.get(cfg.get('dataset'), {}).get('paper')
+    paper = paper_of(cfg.get('dataset'))
     if not paper or cfg.get('noise_source') != 'simulated' or cfg.get('noise_rate') != paper['noise_rate']: return None
     r = f"{cfg['noise_rate']:g}"
     return (f"{cfg['dataset']} at noise rate {r}: the appendix {cfg.get('appendix')} holds no class_freq_{r}noise.pkl (the official "

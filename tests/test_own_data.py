@@ -9,6 +9,8 @@
   it, a test image's only once training was over;
 - `stitchup_noise --dataset NAME` of a preset that names no appendix folder draws the noise on the loader's training
   labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix';
+- a preset made from voc's for it prints no VOC-MLT paper mAP beside the run's, nor warns that its appendix lacks the
+  authors' noisy labels: it did both, the preset's `paper` copied with the rest;
 - the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
 """
 import csv, json, os, subprocess, textwrap
@@ -125,6 +127,22 @@ def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path):
     cfg = json.loads((tmp_path/'run'/'config.json').read_text())
     assert cfg['noise_source'] == f"the noisy-label file {tmp_path/'own_noisy.pkl'}", cfg['noise_source']
     assert len(json.loads((tmp_path/'run'/'metrics.json').read_text())['epochs']) == 2
+
+
+def test_a_preset_made_from_vocs_keeps_no_paper(own, tmp_path, capsys):
+    "A preset made from voc's for the set: no VOC-MLT paper mAP printed beside the run's, no warning about official labels."
+    import warnings
+    from stitchup_nb.methods import PRESETS
+    from stitchup_nb.cli import stitchup_train
+    own()
+    PRESETS['own'] = dict(PRESETS['voc'], source='own', data_root=PRESETS['own']['data_root'], appendix=None,
+                          arch='digits_cnn', train_stages=5, size=32)            # the small CNN: a test in seconds
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter('always')
+        stitchup_train(dataset='own', method='bce', noise_rate=.5, epochs=1, warmup_iters=2, pretrained=False, work_dir=None)
+    out = capsys.readouterr().out
+    assert 'mAP (%) on the test set' in out and 'the paper' not in out, out[-1500:]
+    assert not [w for w in said if 'official' in str(w.message)], [str(w.message) for w in said]
 
 
 def test_the_console_scripts_train_and_score_it(tmp_path):
