@@ -35,12 +35,12 @@ def _clean_source(source:str, data_seed:int=0) -> tuple:
     return labels, read_class_split(split, labels.shape[1]) if split.exists() else class_groups(labels.sum(0))
 
 # %% ../nbs/10d_noise_cli.ipynb #d8223ceb
-def _check_noise_out(path:Path, src:str):
+def _check_noise_out(path:Path, src:str|None):
     "Refuse an `--out` in an appendix folder: a run reading that folder would take a file named like class_freq_0.3noise.pkl for the official labels."
     holds_split = lambda d: any((d/f).is_file() for f in ('class_split.pkl', 'class_freq.pkl'))
-    s = Path(src)
+    s = Path(src) if src else None
     # the source's appendix folder: the folder given, or a class_freq.pkl's folder when it holds the class split beside it
-    apps = [d.resolve() for d in ([s] if s.is_dir() else [s.parent] if s.is_file() and (s.parent/'class_split.pkl').is_file() else [])]
+    apps = [d.resolve() for d in ([] if s is None else [s] if s.is_dir() else [s.parent] if s.is_file() and (s.parent/'class_split.pkl').is_file() else [])]
     inside = next((d for d in apps if path.resolve().is_relative_to(d)), None)
     official = re.fullmatch(r'class_freq_.*noise\.pkl', path.name) and holds_split(path.parent)
     if inside or official:
@@ -91,10 +91,10 @@ def stitchup_noise(
             except FileNotFoundError as e:
                 raise FileNotFoundError(f"{e} (--appendix {src}{'' if appendix else ', the preset default, from the current folder'})") from None
         path = Path(out or noisy_fname(noise_rate))
-        if Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
+        if not by_loader and Path(src).exists() and path.resolve() in {Path(src).resolve(), *Path(src).resolve().glob('*')}:
             raise FileExistsError(f'--out {path} is the source or one of its files: choose another --out')
         check_out(path)                  # never a run's file: a checkpoint, config.json, metrics.json, test_metrics.json
-        _check_noise_out(path, src)
+        _check_noise_out(path, None if by_loader else src)    # a preset's name is no folder, whatever the current one holds
         if path.exists() and not overwrite:
             raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')
         clean, groups = _clean_source(src, data_seed)

@@ -8,7 +8,8 @@
 - an image file the loader names that is not there is said before training: a loader of paths met it when a batch drew
   it, a test image's only once training was over;
 - `stitchup_noise --dataset NAME` of a preset that names no appendix folder draws the noise on the loader's training
-  labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix';
+  labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix'; its
+  `--out` in a folder of the current one named like the preset is written there, not refused as an appendix folder's;
 - a preset made from voc's for it prints no VOC-MLT paper mAP beside the run's, nor warns that its appendix lacks the
   authors' noisy labels: it did both, the preset's `paper` copied with the rest;
 - the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
@@ -109,7 +110,7 @@ def test_a_missing_test_image_is_named_before_training(own, tmp_path):
     assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
 
 
-def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path):
+def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path, monkeypatch):
     "A preset with no appendix folder: stitchup_noise takes the loader's training labels, and a run trains on the file."
     from stitchup_nb.labels import load_benchmark
     from stitchup_nb.noise import load_noisy
@@ -127,6 +128,9 @@ def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path):
     cfg = json.loads((tmp_path/'run'/'config.json').read_text())
     assert cfg['noise_source'] == f"the noisy-label file {tmp_path/'own_noisy.pkl'}", cfg['noise_source']
     assert len(json.loads((tmp_path/'run'/'metrics.json').read_text())['epochs']) == 2
+    monkeypatch.chdir(tmp_path); (tmp_path/'own').mkdir()               # a folder named like the preset: no appendix folder
+    stitchup_noise(dataset='own', noise_rate=.4, out='own/noisy.pkl')
+    assert (load_noisy(tmp_path/'own'/'noisy.pkl')[1] == train.labels).all()
 
 
 def test_a_preset_made_from_vocs_keeps_no_paper(own, tmp_path, capsys):
