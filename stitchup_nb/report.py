@@ -32,13 +32,14 @@ def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     for i, m in enumerate(s.index):
         ax.bar(np.arange(4) + i * w, [s.loc[m, (g, 'mean')] for g in MAP_COLUMNS], w,
                yerr=[np.nan_to_num(s.loc[m, (g, 'std')]) for g in MAP_COLUMNS], label=m, capsize=2)
-    ax.set_xticks(np.arange(4) + .4 - w / 2, MAP_COLUMNS); ax.set_ylabel('mAP (%)')
+    ax.set_xticks(np.arange(4) + .4 - w / 2, MAP_COLUMNS); ax.set(xlabel='class group', ylabel='mAP (%)')
     ax.set_title(f'Digits-MLT, {kind} noise {rate}: mAP per class group (mean ± std over seeds)')
     ax.legend(ncol=4, fontsize=8, loc='upper center', bbox_to_anchor=(.5, -.1))
     fig.tight_layout()
     return fig
 
-def rate_curves(res:pd.DataFrame, col:str='total', methods=None):
+def rate_curves(res:pd.DataFrame, col:str='total', methods=None,
+                title:str|None=None):      # the figure's title (default: which mAP against the noise rate)
     "Figure: `col` mAP against the noise rate, a line per method, a panel per noise kind; clean references dashed."
     import matplotlib.pyplot as plt
     kinds = [k for k in ('flip', 'cooc') if (res.kind == k).any()] or ['flip']
@@ -53,6 +54,7 @@ def rate_curves(res:pd.DataFrame, col:str='total', methods=None):
             ax.text(ax.get_xlim()[0], r[(col, 'mean')], f" {r[('method', '')]}", fontsize=7, color='grey', va='bottom')
         ax.set_title(f'{k} noise'); ax.set_xlabel('noise rate'); ax.set_ylabel(f'{col} mAP (%)')
     axs[0, -1].legend(fontsize=8)
+    fig.suptitle(title or f'Digits-MLT: {col} mAP against the noise rate (mean ± std over seeds; dashed: clean runs)')
     fig.tight_layout()
     return fig
 
@@ -74,8 +76,9 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
         d['x'] = [json.loads(e)[SWEEPS[n]] for e in d.extra]
         d = d.groupby('x')[MAP_COLUMNS].mean()
         for g in MAP_COLUMNS: ax.plot(d.index, d[g], marker='o', label=g)
-        ax.set_title(n.replace('sweep ', '')); ax.set_ylabel('mAP (%)')
+        ax.set(title=n.replace('sweep ', ''), xlabel=SWEEPS[n], ylabel='mAP (%)')
     axs[0, 0].legend(fontsize=8)
+    fig.suptitle('Digits-MLT, flip noise 0.5: mAP per class group against each swept setting (mean over seeds)')
     fig.tight_layout()
     return fig
 
@@ -136,7 +139,8 @@ def _leaderboard_section(res, peers) -> tuple:
           '', markdown(group_gaps(res, peers).rename_axis('method')), '',
           'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
           '', markdown(run_costs(res, peers).rename_axis('method'))]
-    return md, {'benchmark_leaderboard.png': rate_curves(board_rows(res, peers), methods=LEADERBOARD)}
+    return md, {'benchmark_leaderboard.png': rate_curves(board_rows(res, peers), methods=LEADERBOARD,
+                                                           title='The leaderboard: total mAP against the noise rate (mean ± std over seeds)')}
 
 # %% ../nbs/13b_report.ipynb #4344fa32
 def _plus_section(res, plus) -> list:
