@@ -179,7 +179,8 @@ def plot_class_counts(ds:LabelledSet, ax=None, title=None):
     ax = ax or plt.subplots(figsize=(7, 3))[1]
     order, group = np.argsort(-ds.counts, kind='stable'), ds.group_of()
     ax.bar(range(len(order)), ds.counts[order], color=[GROUP_COLORS[group[c]] for c in order])
-    ax.set_xticks(range(len(order)), [ds.classes[c] for c in order])
+    names = [ds.classes[c] for c in order]
+    ax.set_xticks(range(len(order)), names, rotation=90 if max(map(len, names)) * len(order) > 60 else 0)   # VOC's 20 names: upright, they overlap
     ax.set(yscale='log', xlabel='class', ylabel='images holding it', title=title or f'{ds.name}: class counts')
     for g, col in GROUP_COLORS.items(): ax.bar(0, 0, color=col, label=g)
     ax.legend()
