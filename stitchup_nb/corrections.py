@@ -5,6 +5,7 @@
 # %% ../nbs/11b_corrections.ipynb #7f1c0d3a
 from __future__ import annotations
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from .colearn import CORRECTION_COUNTS, CORRECTORS, THRESHOLDS
 from .metrics import correction_snapshot
 from .runs import checkpoints, find_path, run_checkpoint
 from .checkpoints import load_checkpoint
+from .speed import run_switches
 from .train import build_learner, train_config
 from .peers import PEERS
 from .coteaching import NETWORKS
@@ -276,10 +278,12 @@ def _no_correctors(what:str, names) -> None:
 @patch(cls_method=True)
 def from_learner(cls:CorrectionBrowser, learn,   # a co-learner (`colearner`), trained or not
                  **kwargs):                       # passed to `CorrectionBrowser`
-    "A browser over `learn`'s training images: its snapshot now, and its `CorrectionSnapshots` history if any."
+    """A browser over `learn`'s training images: its snapshot now (a run's learner: under the switches it trained with,
+    `run_switches`), and its `CorrectionSnapshots` history if any."""
     _no_correctors('the learner', get_model(learn.model).names)
     logged, co = getattr(learn, 'correction_snapshots', None), getattr(learn, 'co_learning', None)
-    return cls(learn.dls.train.ds, correction_snapshot(learn), history=logged.history if logged else None,
+    with run_switches(learn) if getattr(learn, 'run_record', None) else nullcontext(): snap = correction_snapshot(learn)
+    return cls(learn.dls.train.ds, snap, history=logged.history if logged else None,
                **{'thresholds': co.th if co else None, 'source': 'the learner', **kwargs})
 
 @patch(cls_method=True)
@@ -300,12 +304,13 @@ def from_checkpoint(cls:CorrectionBrowser, path,   # an `epoch_N.pth` of a `stit
     _no_correctors(str(where), get_model(learn.model).names)      # a method of the user's whose branches correct nothing
     own, hist = epochs.get(path), {}
     state = lambda p: read[1] if read and read[0] == p else None      # the checkpoint read for its configuration: not read again
-    if history:
-        for p, e in epochs.items():
-            if own is None or e <= own:
-                load_checkpoint(learn, p, with_opt=False, state=state(p)); hist[e - 1] = correction_snapshot(learn)
-    snap = hist.get(own - 1) if own is not None else None
-    if snap is None: load_checkpoint(learn, path, with_opt=False, state=state(path)); snap = correction_snapshot(learn)
+    with run_switches(learn):           # predicted as the run predicted its snapshots (building it set no switch)
+        if history:
+            for p, e in epochs.items():
+                if own is None or e <= own:
+                    load_checkpoint(learn, p, with_opt=False, state=state(p)); hist[e - 1] = correction_snapshot(learn)
+        snap = hist.get(own - 1) if own is not None else None
+        if snap is None: load_checkpoint(learn, path, with_opt=False, state=state(path)); snap = correction_snapshot(learn)
     source = str(where) + ('' if thresholds is None else ', overridden by the thresholds given to from_checkpoint')
     return cls(train, snap, history=hist or None,
                **{'thresholds': learn.co_learning.th, 'source': source, 'size': cfg['size'] or 224, **kwargs})

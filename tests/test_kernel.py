@@ -290,3 +290,22 @@ def test_a_learner_built_for_a_runs_folder_and_fitted_directly_writes_none_of_it
     with pytest.warns(UserWarning, match=f"build_learner's Learner does not hold {work} .*call run_training"):
         learn.fit_reference(1, warmup_iters=2)
     assert {p.name: p.read_bytes() for p in work.iterdir()} == files
+
+
+def test_the_correction_browser_predicts_under_the_switches_its_run_trained_with(tmp_path, monkeypatch):
+    """CorrectionBrowser.from_checkpoint (each snapshot of its history) and from_learner of a run's learner predict under the
+    run's switches (run_switches; gpu_speed made to act as on a GPU: an exact fp32 run's cuDNN TF32 off, autotuning on), and
+    put the kernel's back. They predicted under the kernel's (TF32 convolutions in an exact fp32 run's snapshots)."""
+    from stitchup_nb import corrections, speed
+    from stitchup_nb.corrections import CorrectionBrowser
+    real_speed, real_snapshot, seen = speed.gpu_speed, corrections.correction_snapshot, []
+    monkeypatch.setattr(speed, 'gpu_speed', lambda precision, deterministic=False, device=None: real_speed(precision, deterministic, 'cuda'))
+    switches = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision == 'tf32')
+    work = tmp_path/'run'
+    learn, _ = run_training(train_config(**{**QUICK, 'epochs': 2}, pretrained=False, work_dir=str(work)))
+    was = switches()
+    assert was == (False, True)              # PyTorch's defaults: the run's (autotuning, no TF32) would show
+    monkeypatch.setattr(corrections, 'correction_snapshot', lambda learn: seen.append(switches()) or real_snapshot(learn))
+    CorrectionBrowser.from_checkpoint(work, history=True)
+    CorrectionBrowser.from_learner(learn)
+    assert seen == [(True, False)] * 3 and switches() == was
