@@ -32,11 +32,53 @@ def resolve_precision(precision:str, channels_last:bool, device) -> tuple:
         return 'fp32', channels_last
     return precision, channels_last
 
+_FP32_AT = (torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn, torch.backends.mkldnn.matmul)  # the
+                                     # `fp32_precision` settings TF32 is read from (cuBLAS, cuDNN's convolutions and RNNs, the CPU's oneDNN)
+def _readable(read) -> bool:
+    "Whether PyTorch answers `read()` rather than raise its mixed-API RuntimeError."
+    try: read(); return True
+    except RuntimeError: return False
+
+def _legacy_matmul() -> str:
+    """PyTorch's legacy float32 matmul precision, `torch.get_float32_matmul_precision()`; where PyTorch refuses to read it (its
+    two APIs mixed), the value its failed checks imply (cuBLAS's TF32 agrees with `'highest'` or not; oneDNN's bf16 wants `'medium'`, tf32 `'high'`)."""
+    if _readable(lambda: torch.get_float32_matmul_precision()): return torch.get_float32_matmul_precision()
+    cuda, mk, cublas = _FP32_AT[0].fp32_precision == 'tf32', _FP32_AT[3].fp32_precision, _readable(lambda: torch.backends.cuda.matmul.allow_tf32)
+    return next((p for p in ('highest', 'high', 'medium') if ((p != 'highest') == cuda) == cublas
+                 and (cuda and p == 'highest' or mk == 'bf16' and p != 'medium' or mk == 'tf32' and p != 'high')), 'highest')
+
+@contextmanager
+def _legacy_quietly():
+    "Without PyTorch 2.9's note that its legacy TF32 switches will be deprecated: the kit uses them only to keep them in agreement."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Please use the new API settings to control TF32')
+        yield
+
+@_legacy_quietly()
+def _tf32_state() -> tuple:
+    """PyTorch's TF32 settings in both its APIs: the legacy matmul precision, cuDNN's legacy `allow_tf32` (where PyTorch refuses to
+    read it, the value its convolutions' setting contradicts), and each `fp32_precision` of `_FP32_AT` as it reads."""
+    cudnn = torch.backends.cudnn.allow_tf32 if _readable(lambda: torch.backends.cudnn.allow_tf32) else _FP32_AT[1].fp32_precision != 'tf32'
+    return (_legacy_matmul(), cudnn, *(m.fp32_precision for m in _FP32_AT))
+
+@_legacy_quietly()
+def _set_tf32(matmul:str, cudnn:bool, *precisions):
+    "Make `_tf32_state()` read `(matmul, cudnn, *precisions)`: the legacy switches first (each sets some `fp32_precision` too), then each `fp32_precision`, left inheriting ('none') where that reads the same."
+    torch.set_float32_matmul_precision(matmul)
+    torch.backends.cudnn.allow_tf32 = cudnn
+    for m, v in zip(_FP32_AT, precisions):
+        m.fp32_precision = 'none'
+        if m.fp32_precision != v: m.fp32_precision = v
+
 def gpu_speed(precision:str, deterministic:bool=False, device=None) -> dict:
-    "Process-wide GPU switches for a run at (resolved) `precision`: TF32 unless exact `fp32`, cuDNN autotuning unless `deterministic`; nothing on a CPU."
+    """Process-wide GPU switches for a run at (resolved) `precision`: TF32 unless exact `fp32`, cuDNN autotuning unless `deterministic`;
+    nothing on a CPU. Both of PyTorch's TF32 APIs read the same after it, whichever the kernel used (neither raises)."""
     if torch.device(device or 'cpu').type != 'cuda': return {}
     tf32 = precision != 'fp32'
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    mk = _FP32_AT[3].fp32_precision             # the CPU's oneDNN: kept, but exact in an exact run (no legacy value agrees with both)
+    if not tf32 and mk in ('tf32', 'bf16'): mk = 'ieee'
+    on = 'tf32' if tf32 else 'ieee'
+    _set_tf32(('medium' if mk == 'bf16' else 'high') if tf32 else 'highest', tf32, on, on, on, mk)
     torch.backends.cudnn.benchmark = not deterministic
     return {'tf32': tf32, 'cudnn_benchmark': not deterministic}
 
@@ -87,28 +129,23 @@ def deterministic_torch(on:bool=True):
     if on: torch.backends.cudnn.benchmark = False
 
 # %% ../nbs/07e_speed.ipynb #5ddd1ca3
-_SWITCHES = ((torch.backends.cudnn, 'deterministic'), (torch.backends.cudnn, 'benchmark'), (torch.backends.cudnn, 'allow_tf32'),
-             (torch.backends.cuda.matmul, 'allow_tf32'))      # (module, attribute)
-
-def _matmul_precision() -> str|None:
-    "`torch.get_float32_matmul_precision()`, or None where PyTorch cannot say (TF32 set per backend, apart from it)."
-    try: return torch.get_float32_matmul_precision()
-    except RuntimeError: return None
+_SWITCHES = ((torch.backends.cudnn, 'deterministic'), (torch.backends.cudnn, 'benchmark'))      # (module, attribute)
 
 @contextmanager
 def torch_switches():
     """Within the block a run may set PyTorch's process-wide switches (`gpu_speed`, `deterministic_torch`); after it, each is
-    as before, and so is `torch.get_float32_matmul_precision()`."""
-    was = [getattr(m, k) for m, k in _SWITCHES]
-    precision = _matmul_precision()
+    as before, and so are its TF32 settings in both its APIs (`torch.get_float32_matmul_precision()`, `allow_tf32`,
+    `fp32_precision`): each reads as before, or fails to as before."""
+    was, tf32 = [getattr(m, k) for m, k in _SWITCHES], _tf32_state()
     algos = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     try: yield
     finally:
         if (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) != algos:
             torch.use_deterministic_algorithms(algos[0], warn_only=algos[1])
-        for (m, k), v in zip(_SWITCHES, was):      # only those that changed: setting TF32 on a CPU build can warn
+        for (m, k), v in zip(_SWITCHES, was):
             if getattr(m, k) != v: setattr(m, k, v)
-        if precision is not None and _matmul_precision() != precision: torch.set_float32_matmul_precision(precision)   # after TF32: the finer
+        if _tf32_state() != tf32: _set_tf32(*tf32)      # only if changed: setting TF32 on a CPU build can warn
+
 
 # %% ../nbs/07e_speed.ipynb #1dccddc5
 @contextmanager

@@ -17,6 +17,8 @@ import torch
 from fastai.callback.core import Callback
 
 import stitchup_nb.train as train_mod
+from stitchup_nb import speed
+from stitchup_nb.speed import torch_switches
 from stitchup_nb.train import run_training, train_config
 
 QUICK = dict(dataset='digits-small', noise_rate=0.5, epochs=2, warmup_iters=10, quiet=True)   # tests/conftest.py's QUICK, in Python
@@ -309,3 +311,56 @@ def test_the_correction_browser_predicts_under_the_switches_its_run_trained_with
     CorrectionBrowser.from_checkpoint(work, history=True)
     CorrectionBrowser.from_learner(learn)
     assert seen == [(True, False)] * 3 and switches() == was
+
+
+def tf32_reads() -> list:
+    "What a kernel reads of PyTorch's TF32 settings, both APIs: each value, or 'raises' (PyTorch's mixed-API RuntimeError)."
+    B, out = torch.backends, []
+    for read in (torch.get_float32_matmul_precision, lambda: B.cuda.matmul.allow_tf32, lambda: B.cudnn.allow_tf32,
+                 lambda: B.fp32_precision, lambda: B.cudnn.fp32_precision, lambda: B.mkldnn.fp32_precision,
+                 lambda: B.cuda.matmul.fp32_precision, lambda: B.cudnn.conv.fp32_precision, lambda: B.cudnn.rnn.fp32_precision,
+                 lambda: B.mkldnn.matmul.fp32_precision, lambda: B.mkldnn.conv.fp32_precision, lambda: B.mkldnn.rnn.fp32_precision):
+        try: out.append(read())
+        except RuntimeError: out.append('raises')
+    return out
+
+TF32_DEFAULTS = ['highest', False, True, 'none', 'none', 'none', 'none', 'tf32', 'tf32', 'none', 'none', 'none']   # a fresh process's
+
+def tf32_defaults():
+    "Put PyTorch's TF32 settings back as a fresh process has them."
+    B = torch.backends
+    for backend in ('generic', 'cuda', 'mkldnn'): torch._C._set_fp32_precision_setter(backend, 'all', 'none')
+    torch.set_float32_matmul_precision('highest'); B.cudnn.allow_tf32 = True
+    B.cuda.matmul.fp32_precision = B.mkldnn.matmul.fp32_precision = 'none'
+    assert tf32_reads() == TF32_DEFAULTS
+
+KERNEL_TF32 = {   # a kernel's own TF32 settings, made with either API or both
+    'defaults': '',
+    'old API': 'torch.backends.cuda.matmul.allow_tf32 = True; torch.backends.cudnn.allow_tf32 = False',
+    'old API, medium': "torch.set_float32_matmul_precision('medium')",
+    'new API': "torch.backends.cuda.matmul.fp32_precision = 'tf32'; torch.backends.cudnn.conv.fp32_precision = 'ieee'",
+    'new API, generic': "torch.backends.fp32_precision = 'tf32'",
+    'new API, oneDNN bf16': "torch.backends.mkldnn.matmul.fp32_precision = 'bf16'",
+    'mixed': "torch.backends.cuda.matmul.fp32_precision = 'tf32'; torch.backends.cudnn.allow_tf32 = False",
+    'mixed, medium': "torch.set_float32_matmul_precision('medium'); torch.backends.cuda.matmul.fp32_precision = 'ieee'",
+}
+
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+@pytest.mark.parametrize('kernel', list(KERNEL_TF32))
+def test_a_gpu_runs_tf32_switches_read_in_both_apis_and_the_kernels_read_as_before_after_it(kernel, precision):
+    """gpu_speed (setting TF32 needs no GPU) inside torch_switches, over a kernel that set TF32 with PyTorch's legacy API
+    (allow_tf32, set_float32_matmul_precision), its new one (fp32_precision) or both: nothing raises, the run's TF32 reads the
+    same in both APIs, and after the block every setting reads as before (or raises as before). gpu_speed set the legacy
+    flags only: reading them, or torch.get_float32_matmul_precision (inductor's cache key), raised under a new-API kernel."""
+    exec(KERNEL_TF32[kernel])
+    try:
+        before = tf32_reads()
+        with torch_switches():
+            speed.gpu_speed(precision, device='cuda')
+            inside = tf32_reads()
+        on = precision != 'fp32'
+        legacy = ('medium' if before[9] == 'bf16' else 'high') if on else 'highest'     # the kernel's oneDNN bf16 kept, but not in exact fp32
+        assert inside[:3] == [legacy, on, on] and inside[9] == (before[9] if on or before[9] not in ('tf32', 'bf16') else 'ieee')
+        assert [v == 'tf32' for v in inside[6:9]] == [on] * 3               # cuBLAS, cuDNN's convolutions and RNNs
+        assert tf32_reads() == before
+    finally: tf32_defaults()
