@@ -2,7 +2,8 @@
 
 - A decoded set kept on the GPU gives the very batches the host path gives (images, labels, indices).
 - `DeviceSmoothLoss` on the GPU gives fastai's smoothed loss.
-- A Digits run with `--precision auto` trains in bf16 with channels-last images, says so in config.json, and scores.
+- A Digits run with `--precision auto` trains in bf16 with channels-last images, says so in config.json, and scores; its
+  switches (TF32, cuDNN autotuning) are the kernel's again after it, and `run_switches` sets them for its learner.
 """
 import json
 
@@ -53,9 +54,13 @@ def test_auto_precision_run(tmp_path):
     from stitchup_nb.train import run_training, train_config
     cfg = train_config(dataset='digits-small', epochs=2, work_dir=str(tmp_path/'run'), quiet=True)   # 2: HostLossLog meets last epoch's host losses
     assert cfg['precision'] == 'auto'
+    from stitchup_nb.speed import run_switches
+    was = torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision
     learn, table = run_training(cfg)
     saved = json.loads((tmp_path/'run'/'config.json').read_text())
     assert (saved['precision'], saved['channels_last']) == ('bf16', True)
-    assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.fp32_precision) == was     # the kernel's, put back
+    with run_switches(learn):                                                                          # the run's
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     assert np.isfinite(table.loc['ensemble', 'total'])
     assert all(v.device.type == 'cpu' for v in learn.recorder.losses)      # HostLossLog brought them back once an epoch
