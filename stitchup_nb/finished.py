@@ -17,6 +17,7 @@ from .resolve import unused_options
 from .runs import find_path, is_kit_json, run_checkpoint, where_looked
 from .checkpoints import MOVABLE, plain_config, load_checkpoint, read_checkpoint, read_json, run_diff, saved_config
 from .checks import labels_in_words
+from .speed import run_switches
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
@@ -51,7 +52,8 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
              peer_labels:bool=True,   # rebuild a peer's training labels too (False: only to score, as `stitchup_test`)
              **moved) -> tuple:       # data_root=, appendix=, noise_file=: where the data is now, if it moved since training
     """A `stitchup_train` run rebuilt from a checkpoint, untrained further: `(learn, train, test)`, its weights loaded and its
-    ensemble weight set; `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it; under
+    ensemble weight set (chosen, where the run chose it, under the switches it trained with: `run_switches`);
+    `learn.run_record.checkpoint` is `(path, epochs trained)`. `evaluate(learn, train.groups)` scores it; under
     `with run_switches(learn):` (`07e_speed`) as its run scored it. Loading it leaves the process's switches as they were."""
     if not (p := find_path(path)).exists(): raise FileNotFoundError(f'{path}: no such checkpoint or run folder ({where_looked(path)})')
     ck = run_checkpoint(p)     # from the current folder, else the repository root (JupyterLab runs in nbs/)
@@ -82,7 +84,8 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
            'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
     learn, train, test = build_learner(run_configuration(ck, cfg, moved), peer_labels=peer_labels)
     learn.run_record.checkpoint = (ck, load_checkpoint(learn, ck, with_opt=False, state=state))
-    if t is None: choose_final_t(learn)
+    if t is None:
+        with run_switches(learn): choose_final_t(learn)     # its held-out or training predictions, as the run made them
     else: get_model(learn.model).t = t
     return learn, train, test
 

@@ -364,3 +364,20 @@ def test_a_gpu_runs_tf32_switches_read_in_both_apis_and_the_kernels_read_as_befo
         assert [v == 'tf32' for v in inside[6:9]] == [on] * 3               # cuBLAS, cuDNN's convolutions and RNNs
         assert tf32_reads() == before
     finally: tf32_defaults()
+
+def test_a_loaded_runs_ensemble_weight_is_chosen_under_the_switches_it_trained_with(tmp_path, monkeypatch):
+    """load_run (stitchup_test) chooses a --holdout run's ensemble weight again from its held-out predictions: under the
+    run's switches (gpu_speed, made to act as on a GPU), as run_training chose it, so that TF32 gives the same weight. It
+    chose it under the kernel's own (no autotuning, no TF32) once build_learner stopped setting them."""
+    from stitchup_nb import speed
+    from stitchup_nb.finished import load_run
+    real = speed.gpu_speed
+    on_gpu = lambda precision, deterministic=False, device=None: real(precision, deterministic, 'cuda')
+    monkeypatch.setattr(train_mod, 'gpu_speed', on_gpu)
+    monkeypatch.setattr(speed, 'gpu_speed', on_gpu)
+    seen, choose = [], train_mod.choose_t
+    monkeypatch.setattr(train_mod, 'choose_t', lambda *a, **k: seen.append(torch.backends.cudnn.benchmark) or choose(*a, **k))
+    was, work = torch.backends.cudnn.benchmark, tmp_path/'run'
+    run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, holdout=.2, work_dir=str(work)))
+    learn, *_ = load_run(work)
+    assert seen == [True, True] and torch.backends.cudnn.benchmark == was, seen
