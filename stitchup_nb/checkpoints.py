@@ -145,8 +145,9 @@ def plain_config(cfg) -> dict:
     return json.loads(json.dumps(dict(cfg), default=float))
 
 def _predates(a:dict, k:str, now) -> bool:
-    "Whether configuration `a`, which lacks option `k`, is of a run from before the option, which trained as its default does: `now` is that default, or None."
-    return k not in a and k in OPTIONS and now in (None, OPTIONS[k].default)
+    """Whether configuration `a`, which lacks option `k`, is of a run from before the option, which trained as its default does:
+    `now` (a `plain_config` value) is that default, as JSON holds it (a tuple default is a list there), or None."""
+    return k not in a and k in OPTIONS and now in (None, plain_config({k: OPTIONS[k].default})[k])
 
 def run_diff(saved:dict, cfg:dict) -> list:
     """The options, other than `RESUMABLE`, in which the run configurations `saved` and `cfg` differ. An option `saved` lacks,
