@@ -81,9 +81,13 @@ def noise_options(cfg:dict, name=lambda k: f'--{k}') -> tuple:
 def _steps_problem(cfg:dict, name) -> str|None:
     """Why `cfg`'s `lr_steps` cannot be its schedule, or None. Steps given (a keyword, a method's entry) are epochs in
     0..epochs (one at the end lowers nothing), increasing, each once; the steps `lr_decay_at` makes of the epochs (the
-    preset's default) always pass: a short run's fall at its end, twice there for one epoch ([1, 1])."""
+    preset's default) pass where its fractions are increasing, each once: a short run's fall at its end, twice there for
+    one epoch ([1, 1]), lowers nothing."""
     steps, epochs, at = cfg['lr_steps'], cfg['epochs'], cfg.get('lr_decay_at') or ()
-    if isinstance(steps, (list, tuple)) and is_int(epochs) and list(steps) == [round(epochs * f) for f in at]: return None
+    if isinstance(steps, (list, tuple)) and is_int(epochs) and list(steps) == [round(epochs * f) for f in at]:
+        if list(at) == sorted(set(at)): return None
+        return (f"{name('lr_decay_at')} {list(at)}: the fractions must be increasing, each once (lr × 0.1 at each, so a "
+                f"repeated one lowers it twice there, as lr_steps {list(steps)} would); pass {name('lr_decay_at')} {sorted(set(at))}")
     if not (isinstance(steps, (list, tuple)) and all(is_int(s) and s >= 0 for s in steps)):
         return f"lr_steps must be epochs in 0..{epochs}, got {steps!r}"
     own = METHODS.get(cfg.get('method'), {}).get('lr_steps')
