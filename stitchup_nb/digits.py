@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_digits.ipynb #f5923261
 from __future__ import annotations
-import functools, os
+import functools, os, textwrap
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +18,7 @@ from .sources import register_source
 
 # %% auto #0
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',
-           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'show_samples', 'plot_class_counts']
+           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'wrap_names', 'show_samples', 'plot_class_counts']
 
 # %% ../nbs/01_digits.ipynb #bdf61afa
 def cache_dir() -> Path:
@@ -163,15 +163,20 @@ def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}
 
+def wrap_names(names, width:int=20) -> str:
+    "`names` joined by spaces and broken between names onto lines of at most `width` characters (a longer name has a line of its own)."
+    return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
+
 def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None):
     "A grid of `n` random images of `ds` titled with their class names (or the given `labels`)."
     labels = ds.labels if labels is None else labels
     idx = np.random.default_rng(seed).choice(len(ds), n, replace=False)
-    fig, axs = plt.subplots(-(-n // ncols), ncols, figsize=(1.8 * ncols, 2 * -(-n // ncols)), squeeze=False)
-    for ax, i in zip(axs.flat, idx):
-        ax.imshow(ds.image(i)); ax.set_title(' '.join(ds.classes[c] for c in np.flatnonzero(labels[i])), fontsize=9)
+    names = [wrap_names(ds.classes[c] for c in np.flatnonzero(labels[i])) for i in idx]   # 20 characters: a 1.8-inch panel at 9 points
+    nrows, lines = -(-n // ncols), max(s.count('\n') for s in names)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, (2 + .16 * lines) * nrows), squeeze=False, layout='compressed')
+    for ax, i, s in zip(axs.flat, idx, names): ax.imshow(ds.image(i)); ax.set_title(s, fontsize=9)
     for ax in axs.flat: ax.axis('off')
-    fig.suptitle(title or ds.name); fig.tight_layout()
+    fig.suptitle(title or ds.name)
     return fig
 
 def plot_class_counts(ds:LabelledSet, ax=None, title=None):

@@ -1,7 +1,8 @@
 """Every figure the package draws follows the house style (../shared/STYLE.md: "Plots have titles, axis labels and a
 one-line caption"): each public function that draws a matplotlib figure, called on small data, gives a figure with a title
 (the figure's, or one on every panel), x and y labels on the panels that carry quantities (image panels and panels turned
-off carry none), a legend where several labelled series share the figure, and x tick labels that do not overlap.
+off carry none), a legend where several labelled series share the figure, x tick labels that do not overlap, and panel
+titles that stay on their panels (none wider than its panel, none lying on another panel).
 
 `FIGURES` names each such function with a small call of it; `test_every_plotting_function_is_listed` finds every public
 function of stitchup_nb/*.py that makes a figure (`plt.subplots`, `plt.figure`, `plt.subplot_mosaic`), so a new one
@@ -37,6 +38,15 @@ def _overlapping_ticks(ax) -> list:
     boxes = [(t.get_text(), t.get_window_extent()) for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
     return [(a, b) for (a, ba), (b, bb) in zip(boxes, boxes[1:]) if ba.overlaps(bb)]
 
+def _titles_off_panel(fig) -> list:
+    "Panel titles wider than their panel, or lying on another panel (its plot or image)."
+    panels = [ax for ax in fig.axes if _has_content(ax) and ax.get_title()]
+    boxes = {ax: (ax.title.get_window_extent(), ax.get_window_extent()) for ax in panels}
+    wide = [ax.get_title() for ax, (t, a) in boxes.items() if t.width > a.width + 1]
+    onto = [(ax.get_title(), o.get_title()) for ax, (t, _) in boxes.items() for o in fig.axes
+            if o is not ax and _has_content(o) and t.overlaps(o.get_window_extent())]
+    return [f'title {t!r} wider than its panel' for t in wide[:3]] + [f'title {t!r} lies on panel {o!r}' for t, o in onto[:3]]
+
 def style_faults(fig) -> list:
     "What `fig` lacks of the house style, in words (empty: nothing)."
     fig.canvas.draw()
@@ -50,6 +60,7 @@ def style_faults(fig) -> list:
         if not ax.get_ylabel() and not any(o.get_ylabel() for o in ax.get_shared_y_axes().get_siblings(ax)):
             faults.append(f'panel {k} ({ax.get_title()!r}): no y label (nor on a panel sharing its y axis)')
         if over := _overlapping_ticks(ax): faults.append(f'panel {k} ({ax.get_title()!r}): x tick labels overlap: {over[:3]}')
+    faults += _titles_off_panel(fig)
     labels = {l for ax in fig.axes for l in ax.get_legend_handles_labels()[1]}
     if len(labels) > 1 and not (fig.legends or any(ax.get_legend() for ax in fig.axes)):
         faults.append(f'{len(labels)} labelled series ({sorted(labels)[:4]}) and no legend')
@@ -156,6 +167,17 @@ def test_class_names_stay_readable_on_a_voc_sized_set():
     try: assert not style_faults(fig), style_faults(fig)
     finally: plt.close(fig)
 
+def test_sample_titles_stay_on_their_panels_on_a_voc_sized_set():
+    "show_samples on twenty long names, six an image: on one line 11 of 12 titles ran past their panel onto the next."
+    from stitchup_nb.digits import show_samples
+    ds = voc_like()
+    fig = show_samples(ds)
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        idx = np.random.default_rng(0).choice(len(ds), 12, replace=False)      # show_samples' draw at seed 0
+        assert [ax.get_title().split() for ax in fig.axes] == [[ds.classes[c] for c in np.flatnonzero(ds.labels[i])] for i in idx]
+    finally: plt.close(fig)
+
 def test_the_check_finds_what_a_figure_lacks():
     fig, axs = plt.subplots(1, 2)
     axs[0].plot([0, 1], label='a'); axs[0].plot([1, 0], label='b')
@@ -164,6 +186,14 @@ def test_the_check_finds_what_a_figure_lacks():
     plt.close(fig)
     assert faults[0].startswith('no title') and 'panel 0 (\'\'): no x label' in faults and 'and no legend' in faults[-1], faults
     assert any('x tick labels overlap' in f for f in faults), faults
+
+def test_the_check_finds_titles_off_their_panels():
+    fig, axs = plt.subplots(2, 2, figsize=(4, 4))
+    for ax in axs.flat: ax.imshow(np.zeros((4, 4))); ax.axis('off')
+    axs[0, 0].set_title('a title far too long for a panel two inches wide'); axs[1, 1].set_title('three\nlines\nhigh', fontsize=30)
+    faults = style_faults(fig)
+    plt.close(fig)
+    assert any('wider than its panel' in f for f in faults) and any("lies on panel" in f for f in faults), faults
 
 def plotting_functions(source:str, module:str) -> set:
     "The public functions of a module's `source` that make a figure, as `module.name` (`module.Class.name` for a method, @patch'd ones too)."
