@@ -149,8 +149,8 @@ class EvalDL(ImageBatches):
         dl.labels = check_labels(ds.labels if labels is None else labels, len(ds.classes), source=f'{ds.name} labels')
         return dl
 
-    def show_results(self, b, out, max_n:int=9, ncols:int=3, figsize=None, **kwargs):
-        "For fastai's `learn.show_results`: images with their labels and the decoded predictions (green right, red wrong)."
+    def show_results(self, b, out, max_n:int=9, ncols:int=3, figsize=None, title=None, **kwargs):
+        "For fastai's `learn.show_results`: images with their labels and the decoded predictions (green right, red wrong), under `title`."
         import matplotlib.pyplot as plt
         x, y = b[0][:max_n], b[1][:max_n]
         imgs = self.after_batch.decode((TensorImage(x),))[0]       # undo Normalize and IntToFloatTensor
@@ -165,6 +165,7 @@ class EvalDL(ImageBatches):
             ax.set_title(f"truth: {' '.join(classes[i] for i in t.nonzero().ravel()) or '-'}\n"
                          f"pred: {' '.join(classes[i] for i in p.nonzero().ravel()) or '-'}",
                          fontsize=8, color='green' if ok else 'red')
+        fig.suptitle(title or f'{self.ds.name}: labels (truth) and predictions; green: all right, red: not')
         fig.tight_layout()
         return fig
 

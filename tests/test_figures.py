@@ -178,6 +178,12 @@ def test_sample_titles_stay_on_their_panels_on_a_voc_sized_set():
         assert [ax.get_title().split() for ax in fig.axes] == [[ds.classes[c] for c in np.flatnonzero(ds.labels[i])] for i in idx]
     finally: plt.close(fig)
 
+def test_show_results_says_what_its_panels_hold(digits):
+    "A figure title over the grid: its panels' titles alone ('truth: 3 / pred: 3') left the colours unexplained."
+    fig = show_results(digits)
+    try: assert 'green' in fig.get_suptitle() and 'red' in fig.get_suptitle(), fig.get_suptitle()
+    finally: plt.close(fig)
+
 def test_the_check_finds_what_a_figure_lacks():
     fig, axs = plt.subplots(1, 2)
     axs[0].plot([0, 1], label='a'); axs[0].plot([1, 0], label='b')
