@@ -20,6 +20,7 @@ from fastai.callback.core import Callback
 from .config import check_args, count, maybe
 from .data import LabelledSet, check_labels
 from .augment import BatchAug
+from .digits import wrap_names
 from .sampling import ClassAwareSampler, LabelIndex, RandomSampler, draw_partners, epoch_rng, shard
 
 
@@ -156,17 +157,16 @@ class EvalDL(ImageBatches):
         imgs = self.after_batch.decode((TensorImage(x),))[0]       # undo Normalize and IntToFloatTensor
         imgs = imgs.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         pred, classes = torch.as_tensor(out[:max_n]).bool().cpu(), self.ds.classes
-        nrows = math.ceil(len(imgs) / ncols)
-        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.6 * ncols, 2.9 * nrows), squeeze=False)
+        def said(what, m): return wrap_names([f'{what}:', *([classes[i] for i in m.nonzero().ravel()] or ['-'])], 30)   # a 2.6-inch panel at 8 points
+        titles = [said('truth', t) + '\n' + said('pred', p) for t, p in zip(y.bool().cpu(), pred)]
+        nrows, lines = math.ceil(len(imgs) / ncols), max(s.count('\n') for s in titles) - 1
+        fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.6 * ncols, (2.9 + .14 * lines) * nrows), squeeze=False,
+                                layout='compressed')
         for ax in axs.ravel(): ax.axis('off')
-        for ax, im, t, p in zip(axs.ravel(), imgs, y.bool().cpu(), pred):
+        for ax, im, s, t, p in zip(axs.ravel(), imgs, titles, y.bool().cpu(), pred):
             ax.imshow(im.squeeze(), cmap='gray' if im.shape[-1] == 1 else None)
-            ok = bool((t == p).all())
-            ax.set_title(f"truth: {' '.join(classes[i] for i in t.nonzero().ravel()) or '-'}\n"
-                         f"pred: {' '.join(classes[i] for i in p.nonzero().ravel()) or '-'}",
-                         fontsize=8, color='green' if ok else 'red')
+            ax.set_title(s, fontsize=8, color='green' if bool((t == p).all()) else 'red')
         fig.suptitle(title or f'{self.ds.name}: labels (truth) and predictions; green: all right, red: not')
-        fig.tight_layout()
         return fig
 
 # %% ../nbs/03b_loaders.ipynb #78ab098f

@@ -184,6 +184,19 @@ def test_show_results_says_what_its_panels_hold(digits):
     try: assert 'green' in fig.get_suptitle() and 'red' in fig.get_suptitle(), fig.get_suptitle()
     finally: plt.close(fig)
 
+def test_result_titles_stay_on_their_panels_on_a_voc_sized_set():
+    "EvalDL.show_results on twenty long names: one line each of truth and prediction ran past the panels onto the next."
+    from stitchup_nb.loaders import stitch_dls
+    ds = voc_like()
+    valid = stitch_dls(ds, ds.labels, ds, bs=8, device='cpu').valid
+    x, y = valid.one_batch()[:2]
+    fig = valid.show_results((x, y), y.bool(), max_n=6)
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        named = [[ds.classes[c] for c in np.flatnonzero(ds.labels[i])] for i in range(6)]
+        assert [ax.get_title().split() for ax in fig.axes] == [['truth:', *n, 'pred:', *n] for n in named]
+    finally: plt.close(fig)
+
 def test_the_check_finds_what_a_figure_lacks():
     fig, axs = plt.subplots(1, 2)
     axs[0].plot([0, 1], label='a'); axs[0].plot([1, 0], label='b')
