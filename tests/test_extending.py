@@ -158,7 +158,7 @@ SOURCE_PRESET = '''
 
 
 def test_a_new_data_set_takes_two_files(tmp_path):
-    changed = _scratch(tmp_path, {'sources.py': [('return _official(coco_mlt, preset, data_root, appendix, size)\n', SOURCE)],
+    changed = _scratch(tmp_path, {'sources.py': [('return _official(coco_mlt, preset, data_root, appendix, size, on_bad)\n', SOURCE)],
                                   'methods.py': [('PRESETS = {', SOURCE_PRESET)]})
     assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/sources.py'], changed     # 2 files
     got = _run(tmp_path, '''
