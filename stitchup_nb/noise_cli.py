@@ -17,9 +17,10 @@ __all__ = ['NOISE_FLAGS', 'stitchup_noise']
 
 # %% ../nbs/10d_noise_cli.ipynb #b5d727fe
 def _by_loader(dataset:str, appendix=None) -> bool:
-    """Whether preset `dataset`'s clean training labels come from its loader: a source that reads no files (digits), or one
-    whose preset names no appendix folder (a data set of your own); VOC and COCO's come from their appendix folder."""
-    return not data_source(dataset).reads_files or not (appendix or PRESETS[dataset].get('appendix'))
+    """Whether preset `dataset`'s clean training labels come from its loader: a source that reads no appendix (digits, a
+    data set of your own registered with `reads=('data_root',)`), or one whose preset names no appendix folder; VOC and
+    COCO's come from their appendix folder."""
+    return 'appendix' not in data_source(dataset).reads or not (appendix or PRESETS[dataset].get('appendix'))
 
 def _clean_source(source:str, data_seed:int=0) -> tuple:
     "Clean labels and groups from a preset whose loader gives them (`_by_loader`), a class_freq.pkl, or an appendix folder."
@@ -80,9 +81,7 @@ def stitchup_noise(
         dataset = dataset or 'digits'
         if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
         ds = data_source(dataset) if source is None else None
-        if ds and (k := 'appendix' if not ds.reads_files and appendix else 'data_seed' if not ds.seeded and data_seed is not None else None):
-            raise ValueError(f'--{k} is not used by --dataset {dataset}' + (', which reads no files' if k == 'appendix' else
-                             ': only a Digits-MLT instance is drawn from a seed') + '; drop it')
+        if ds: ds.check_options(dict(appendix=appendix, data_seed=data_seed), f'--dataset {dataset}')   # what its loader ignores
         data_seed = data_seed or 0
         by_loader = ds is not None and _by_loader(dataset, appendix)
         src = source or (dataset if by_loader else appendix or PRESETS[dataset]['appendix'])

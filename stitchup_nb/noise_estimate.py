@@ -163,10 +163,7 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
     source = data_source(dataset)
-    if not source.reads_files and (k := next((k for k, v in (('data_root', data_root), ('appendix', appendix)) if v), None)):
-        raise ValueError(f'--{k} is not used by --dataset {dataset}, which reads no files; drop it')
-    if not source.seeded and data_seed: raise ValueError(f'--data_seed {data_seed} is not used by --dataset {dataset}: only a '
-                                                         'Digits-MLT instance is drawn from a seed; drop it')
+    source.check_options(dict(data_root=data_root, appendix=appendix, data_seed=data_seed), f'--dataset {dataset}')
     if not (isinstance(folds, int) and folds >= 2): raise ValueError(f'--folds must be an integer >= 2, got {folds!r}')
     noise_rate = _rate(noise_rate, 'noise_rate')
     if noise_file and not Path(noise_file).is_file():

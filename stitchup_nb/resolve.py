@@ -110,10 +110,10 @@ def _entry_config(dataset:str, method:str, preset:dict) -> dict:
 
 # %% ../nbs/07k_resolve.ipynb #896fdfdc
 def _check_source_options(dataset:str, preset:dict, source, given:dict):
-    """Refuse a file option of a preset whose data source reads no files, another size where the source fixes it, and other
-    Digits-MLT sizes than the preset's (the source reads its preset's: another is another preset)."""
-    if not source.reads_files and (k := next((k for k in ('data_root', 'appendix') if given.get(k)), None)):
-        raise ValueError(f'--{k} is not used by the {dataset} preset, which reads no files; drop it')
+    """Refuse a data option the preset's data source would ignore (`Source.check_options`: a file it does not read, a data
+    seed, on_bad skip), another size where the source fixes it, and other Digits-MLT sizes than the preset's (the source
+    reads its preset's: another is another preset)."""
+    source.check_options({k: given.get(k) for k in ('data_root', 'appendix', 'data_seed', 'on_bad')}, f'the {dataset} preset')
     if source.fixed_size and given.get('size', preset['size']) != preset['size']:
         raise ValueError(f"--size is fixed at {preset['size']} for the {dataset} preset (its images are rendered at that size); drop it")
     if 'digits' in given and given['digits'] != preset.get('digits'):
@@ -121,24 +121,10 @@ def _check_source_options(dataset:str, preset:dict, source, given:dict):
                          "source reads: for other sizes, register a preset, e.g. PRESETS['mine'] = dict(PRESETS['digits'], digits=...)")
 
 # %% ../nbs/07k_resolve.ipynb #6d05c8a8
-def _data_seed(dataset:str, source, cfg:dict, given:dict):
-    "`data_seed` dropped (None) where the data source is not drawn from a seed; a seed other than 0 given there: refused."
-    if not source.seeded:                             # only a source drawn from a seed (Digits-MLT) has one
-        if given.get('data_seed') not in (None, 0):
-            raise ValueError(f"--data_seed {given['data_seed']} is not used by the {dataset} preset: only a Digits-MLT instance "
-                             'is drawn from a seed; drop it')
-        cfg['data_seed'] = None
-
-def _on_bad(dataset:str, source, cfg:dict, given:dict):
-    """`on_bad` where the data source can train without unreadable images ('error' unless given), else None; 'skip' given
-    there: refused, as a file option of a source that reads none is (`_check_source_options`)."""
-    if source.skips_bad: cfg['on_bad'] = given.get('on_bad', OPTIONS['on_bad'].default)
-    else:
-        if given.get('on_bad') not in (None, 'error'):
-            raise ValueError(f"--on_bad {given['on_bad']} is not used by the {dataset} preset, " + ('which reads no files' if not
-                             source.reads_files else f"whose data source {source.name!r} cannot train without an image (registered "
-                             'without skips_bad=True)') + '; drop it')
-        cfg['on_bad'] = None
+def _source_values(source, cfg:dict, given:dict):
+    "`data_seed` and `on_bad` as a run records them: None where the data source does not use them, else as given or by default."
+    if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
+    cfg['on_bad'] = given.get('on_bad', OPTIONS['on_bad'].default) if source.skips_bad else None
 
 # %% ../nbs/07k_resolve.ipynb #361d3538
 def _check_t_choice(method:str, cfg:dict, preset:dict, given:dict):
@@ -194,8 +180,7 @@ def resolve(dataset:str='digits',   # a key of PRESETS
     _check_method_options(method, preset, given)
     _check_source_options(dataset, preset, source, given)
     cfg.update({k: v for k, v in options.items() if k not in cfg}, **given)
-    _data_seed(dataset, source, cfg, given)
-    _on_bad(dataset, source, cfg, given)
+    _source_values(source, cfg, given)
     if 'correct' in given: OPTIONS['correct'].check(given['correct'], '--correct')     # read here: 'false' is no False
     cfg['correct'] = bool(cfg.get('correct')) and cfg['branches'] == 'both'
     _check_used(method, cfg, given, {**preset, **METHODS[method]})

@@ -14,7 +14,7 @@ from .readers import id_key
 from .images import UnreadableImage
 
 # %% auto #0
-__all__ = ['SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'check_loaded', 'checked']
+__all__ = ['FILE_OPTIONS', 'SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'check_loaded', 'checked']
 
 # %% ../nbs/00g_sources.ipynb #bad6fcbf
 @dataclass(frozen=True)
@@ -22,19 +22,54 @@ class Source:
     "A registered data source: its loader and what the configuration checks need to know about it."
     name: str
     load: callable               # load(preset, data_root=None, appendix=None, size=None, data_seed=0) -> (train, test, appendix or None)
-    reads_files: bool = False    # reads data_root / appendix (False: made in memory, those options do not apply)
+    reads: tuple = ()            # the file options its loader reads, of FILE_OPTIONS (an option it does not read does not apply)
     seeded: bool = False         # drawn from data_seed (False: the option does not apply)
     fixed_size: bool = False     # images made at the preset's size (False: --size may change it)
     skips_bad: bool = False      # load takes on_bad='skip': trains without unreadable training images (False: the option does not apply)
 
+    @property
+    def reads_files(self) -> bool: return bool(self.reads)       # reads any file (False: made in memory)
+
+    def check_options(self, given:dict,   # data options as passed: data_root, appendix, data_seed, on_bad (None: not given)
+                      where:str,          # the preset as the message names it: 'the voc preset', '--dataset voc'
+                     ):
+        """Refuse the first option of `given` that this source's loader would take and ignore: a file option it does not
+        read (`reads`), a data_seed other than 0 where it is not `seeded`, on_bad other than 'error' where it cannot
+        `skips_bad`; the message names the flag and the fix. The one rule of every caller (a run, `stitchup_noise`,
+        `stitchup_estimate_noise`)."""
+        for k, v in given.items():
+            if v is None or (k == 'data_seed' and (self.seeded or v == 0)) or (k == 'on_bad' and (self.skips_bad or v == 'error')):
+                continue
+            if k == 'data_seed':
+                raise ValueError(f'--data_seed {v} is not used by {where}: only a Digits-MLT instance is drawn from a seed; drop it')
+            if k == 'on_bad':
+                raise ValueError(f'--on_bad {v} is not used by {where}, ' + ('which reads no files' if not self.reads else
+                                 f'whose data source {self.name!r} cannot train without an image (registered without '
+                                 'skips_bad=True)') + '; drop it')
+            if k in FILE_OPTIONS and k not in self.reads:
+                raise ValueError(f'--{k} is not used by {where}, ' + ('which reads no files; drop it' if not self.reads else
+                                 f"whose data source {self.name!r} reads --{' and --'.join(self.reads)} alone (registered with "
+                                 f"reads={self.reads!r}): drop it, or have its loader read {k} and register it with "
+                                 f"reads={(*self.reads, k)!r}"))
+
+FILE_OPTIONS = ('data_root', 'appendix')   # the options that say where a source's files are
+
 SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_source` where each loader is defined
 
-def register_source(name:str, reads_files:bool=False, seeded:bool=False, fixed_size:bool=False, skips_bad:bool=False):
+def register_source(name:str,                # what a preset's `source` names
+                    reads_files:bool=False,  # True: reads both FILE_OPTIONS (as `reads=FILE_OPTIONS`)
+                    seeded:bool=False, fixed_size:bool=False, skips_bad:bool=False,   # as `Source`'s
+                    reads:tuple|str|None=None,  # the file options its loader reads, e.g. ('data_root',); None: as `reads_files`
+                   ):
     "Decorator: register `load` as data source `name` (what a preset's `source` names)."
+    reads = FILE_OPTIONS if reads is None and reads_files else (reads,) if isinstance(reads, str) else tuple(reads or ())
+    if (odd := next((k for k in reads if k not in FILE_OPTIONS), None)) or (reads_files and not reads):
+        raise ValueError(f'register_source({name!r}, ...): ' + (f'reads names {odd!r}, not a file option: name some of {FILE_OPTIONS}'
+                         if odd else 'reads_files=True with reads=(): pass one of them'))
     def add(load):
         if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
-        was, entry = SOURCES.get(name), Source(name, load, reads_files, seeded, fixed_size, skips_bad)
+        was, entry = SOURCES.get(name), Source(name, load, tuple(dict.fromkeys(reads)), seeded, fixed_size, skips_bad)
         settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
         redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # changed code: said
         SOURCES[name] = entry
@@ -62,13 +97,13 @@ def _official(reader, preset:dict, data_root=None, appendix=None, size=None, on_
         raise UnreadableImage(e.path, e.why, fix) from None
     return train, test, app
 
-@register_source('voc', reads_files=True, skips_bad=True)
+@register_source('voc', reads=('data_root', 'appendix'), skips_bad=True)
 def load_voc(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0,
              on_bad:str='error') -> tuple:     # an unreadable training image: 'error' stops, 'skip' drops it (`LabelledSet.skipped`)
     "VOC-MLT for a preset (`voc_mlt`): `(train, test, appendix)`."
     return _official(voc_mlt, preset, data_root, appendix, size, on_bad)
 
-@register_source('coco', reads_files=True, skips_bad=True)
+@register_source('coco', reads=('data_root', 'appendix'), skips_bad=True)
 def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0,
               on_bad:str='error') -> tuple:    # as in `load_voc`
     "COCO-MLT for a preset (`coco_mlt`): `(train, test, appendix)`."

@@ -508,7 +508,7 @@ CASES = [
          Raises(ValueError, '--data_seed 3 has no effect with --source', then=no_file('o.pkl'))),
     Case('noise-data-seed-voc', 'stitchup_noise --dataset voc --data_seed 3 (VOC has no seed)',
          lambda e: noise_cli.stitchup_noise(dataset='voc', appendix=str(e.voc_appendix), data_seed=3, out=str(e.tmp/'o.pkl')),
-         Raises(ValueError, '--data_seed is not used by --dataset voc', then=no_file('o.pkl'))),
+         Raises(ValueError, '--data_seed 3 is not used by --dataset voc', then=no_file('o.pkl'))),
     Case('noise-appendix-missing', 'stitchup_noise --dataset voc with an --appendix folder that is not there',
          lambda e: noise_cli.stitchup_noise(dataset='voc', appendix=str(e.tmp/'nowhere'), out=str(e.tmp/'o.pkl')),
          Raises(FileNotFoundError, 'nowhere: appendix folder not found', 'Expected the official split files', 'data/README.md',

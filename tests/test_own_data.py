@@ -12,7 +12,9 @@
   `--out` in a folder of the current one named like the preset is written there, not refused as an appendix folder's;
 - a preset made from voc's for it prints no VOC-MLT paper mAP beside the run's, nor warns that its appendix lacks the
   authors' noisy labels: it did both, the preset's `paper` copied with the rest;
-- the console scripts, under `STITCHUP_SETUP`, train and score a run on it.
+- the console scripts, under `STITCHUP_SETUP`, train and score a run on it;
+- a loader registered with `reads=('data_root',)` has `--appendix` refused, naming the flag and the fix: a run took it,
+  recorded it in its config.json and the loader ignored it; `reads_files=True` (both file options) takes it as before;
 """
 import csv, json, os, subprocess, textwrap
 from pathlib import Path
@@ -39,7 +41,7 @@ def split_labels(path, classes=None):
     y = np.array([[c in ls for c in classes] for ls in names], np.uint8)
     return [Path(path).parent/'images'/r['file'] for r in rows], y, classes
 
-@register_source(NAME, reads_files=True)
+@register_source(NAME, **READS)
 def load_own(preset, data_root=None, appendix=None, size=None, data_seed=0):
     root = Path(data_root or preset['data_root'])
     tr_items, tr_y, classes = split_labels(root/'train.csv')
@@ -77,9 +79,9 @@ def own(tmp_path):
     from stitchup_nb.methods import PRESETS
     from stitchup_nb.sources import SOURCES
     root = _own_set(tmp_path/'own_set')
-    def register(apart=False):
+    def register(apart=False, reads=dict(reads_files=True)):     # reads_files=True: both file options, as a setup script before reads
         SOURCES.pop('own', None)
-        exec(LOADER, dict(NAME='own', ROOT=str(root), APART=apart))
+        exec(LOADER, dict(NAME='own', ROOT=str(root), APART=apart, READS=reads))
         return root
     yield register
     PRESETS.pop('own', None); SOURCES.pop('own', None)
@@ -153,7 +155,7 @@ def test_the_console_scripts_train_and_score_it(tmp_path):
     "STITCHUP_SETUP=own.py: stitchup_train trains the full method on the set, stitchup_test scores it."
     from tests.conftest import BIN
     root = _own_set(tmp_path/'own_set')
-    (tmp_path/'own.py').write_text(textwrap.dedent(f'NAME, ROOT, APART = "own", {str(root)!r}, False\n') + LOADER)
+    (tmp_path/'own.py').write_text(textwrap.dedent(f'NAME, ROOT, APART, READS = "own", {str(root)!r}, False, dict(reads_files=True)\n') + LOADER)
     env = {**os.environ, 'STITCHUP_CACHE': os.environ.get('STITCHUP_CACHE', str(ROOT/'data'/'cache')), 'OMP_NUM_THREADS': '1',
            'STITCHUP_SETUP': str(tmp_path/'own.py')}
     run = lambda *a: subprocess.run([str(x) for x in a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -165,3 +167,34 @@ def test_the_console_scripts_train_and_score_it(tmp_path):
     assert r.returncode == 0 and 'on own test, 30 images' in r.stdout, (r.stdout[-2000:], r.stderr[-2000:])
     final = json.loads((tmp_path/'run'/'metrics.json').read_text())['final']
     assert set(final) >= {'ensemble', 'random', 'balanced'}, final
+
+
+def test_a_file_option_its_loader_does_not_read_is_refused(own, tmp_path):
+    "reads=('data_root',): --appendix refused before anything is written, naming the flag and the fix; reads_files=True: both."
+    from stitchup_nb.train import train_config
+    run = dict(dataset='own', method='bce', epochs=1, quiet=True, work_dir=str(tmp_path/'run'))
+    own(reads=dict(reads=('data_root',)))
+    with pytest.raises(ValueError) as e: train_config(**run, appendix=str(tmp_path/'app'))
+    assert ("`appendix` is not used by the own preset, whose data source 'own' reads `data_root` alone (registered with "
+            "reads=('data_root',)): drop it, or have its loader read appendix and register it with reads=('data_root', 'appendix')"
+            ) == str(e.value), e.value
+    assert not (tmp_path/'run').exists()
+    assert train_config(**run, data_root=str(tmp_path))['data_root'] == str(tmp_path)      # the option it reads: taken
+    own(reads=dict(reads_files=True))                                                   # a setup script from before `reads`
+    assert train_config(**run, appendix=str(tmp_path/'app'))['appendix'] == str(tmp_path/'app')
+
+
+
+def test_the_console_scripts_refuse_an_unread_file_option(tmp_path):
+    "STITCHUP_SETUP=own.py (reads=('data_root',)): stitchup_train and stitchup_noise refuse --appendix, naming the flag and the fix."
+    from tests.conftest import BIN
+    root = _own_set(tmp_path/'own_set')
+    (tmp_path/'own.py').write_text(f'NAME, ROOT, APART, READS = "own", {str(root)!r}, False, dict(reads=("data_root",))\n' + LOADER)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'STITCHUP_SETUP': str(tmp_path/'own.py')}
+    run = lambda *a: subprocess.run([str(x) for x in a], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    for script, more in (('stitchup_train', ['--work_dir', 'run']), ('stitchup_noise', ['--out', 'noisy.pkl'])):
+        r = run(BIN/script, '--dataset', 'own', '--appendix', 'app', *more)
+        assert r.returncode == 2 and (f"{script}: --appendix is not used by " + ('the own preset' if script == 'stitchup_train' else
+                                      '--dataset own') + ", whose data source 'own' reads --data_root alone") in r.stderr, r.stderr[-2000:]
+        assert 'register it with reads=' in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path/'run').exists() and not (tmp_path/'noisy.pkl').exists()
