@@ -50,7 +50,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'flag', 'stitchup_test']
+__all__ = ['stitchup_train', 'presets_now', 'dataset_flag', 'flag', 'stitchup_test']
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
 _UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
@@ -59,21 +59,33 @@ class _Flag(Param):
     """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
     an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
     becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on. `unset`: the parser
-    gives None when the flag is not given, so the script tells it from the default given (its help says the default)."""
-    def __init__(self, help:str, type=None, unset:bool=False):
+    gives None when the flag is not given, so the script tells it from the default given (its help says the default). `more`:
+    words the help ends with, asked for each time it is read (`presets_now`: the presets as they are when it is printed)."""
+    def __init__(self, help:str, type=None, unset:bool=False, more=None):
         super().__init__(help, type)
-        self._declared, self._unset = (help, type), unset
+        self._declared, self._unset, self._more = (help, type), unset, more
     def set_default(self, d):
         (self.help, self.type), self.action, self.default, self.negated, self.opt = self._declared, None, None, False, True
+        if self._more: self.help += self._more()
         super().set_default(d)
         if self.negated: self.help = self.help.removesuffix(' (default: True)')
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
+def presets_now() -> str:
+    "The presets as they are now (`PRESETS`: the kit's and those a `STITCHUP_SETUP` script added), as a `--dataset` help ends."
+    return f" (the presets now: {', '.join(PRESETS)})"
+
+def dataset_flag(help:str,        # what --dataset picks, in the script's words
+                 ) -> Param:
+    "A console script's `--dataset` flag: its help ends with the presets as they are when it is printed (`presets_now`)."
+    return _Flag(help, str, more=presets_now)
+
 def flag(name:str) -> Param:
     "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
     o = OPTIONS[name]
-    return _Flag((f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help, o.type, name in _UNSET)
+    help = (f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help
+    return dataset_flag(help) if name == 'dataset' else _Flag(help, o.type, name in _UNSET)
 
 # %% ../nbs/10c_cli.ipynb #3459ab46
 def _flags(func, names, **defaults):

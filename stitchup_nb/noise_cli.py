@@ -9,7 +9,7 @@ from pathlib import Path
 from fastcore.script import call_parse
 from .config import check_values             # light: the declarations, no numpy
 from .methods import PRESETS, data_source    # light too: the presets and their data sources
-from .cli import flag                    # the declared options' flags
+from .cli import dataset_flag, flag      # the declared options' flags; --dataset's
 from .flags import script_errors, script_flags  # how the console scripts say an error, and read their flags
 
 # %% auto #0
@@ -53,10 +53,12 @@ def _check_noise_out(path:Path, src:str|None):
 
 # %% ../nbs/10d_noise_cli.ipynb #94a08e2c
 _NOISE_KIND, _NOISE_NEG_RATE = flag('noise_kind'), flag('noise_neg_rate')    # the declared help (00_config)
+_DATASET = dataset_flag("whose clean labels: a preset (voc/coco: its appendix folder; a preset of yours without one: its "
+                        "loader's training set; default digits)")     # and the presets as they are when the help is printed
 
 @call_parse
 def stitchup_noise(
-    dataset:str=None,             # whose clean labels: a preset, digits, digits-small, voc or coco (voc/coco: its appendix folder; a preset of yours without one: its loader's training set; default digits)
+    dataset:_DATASET=None,        # (help: `_DATASET`, with the presets as they are then)
     source:str=None,              # or, instead of --dataset (and its --appendix, --data_seed), a class_freq.pkl or an appendix folder to take the clean labels from
     noise_rate:float=0.5,         # the share of labels the noise hits, in [0, 1]
     noise_kind:_NOISE_KIND='flip',          # (help: the option's declaration, 00_config)

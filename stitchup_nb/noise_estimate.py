@@ -202,6 +202,9 @@ def said(res:dict) -> str:
 # %% ../nbs/13c_noise_estimate.ipynb #7328dba8
 from fastcore.script import call_parse
 from .flags import script_errors, script_flags      # light: how the console scripts say an error, and read their flags
+from .cli import dataset_flag                         # light too: --dataset's help, with the presets then
+
+_DATASET = dataset_flag('a preset: its images, backbone and labels')
 
 def _writable(folder:Path) -> bool:
     "Whether a file can be made in `folder` (tried: the permission bits do not say it for root, or for /proc)."
@@ -210,7 +213,7 @@ def _writable(folder:Path) -> bool:
 
 @call_parse
 def stitchup_estimate_noise(
-    dataset:str='digits',        # a preset: digits, digits-small, voc or coco (their images, backbone and labels)
+    dataset:_DATASET='digits',   # (help: `_DATASET`, with the presets as they are then)
     noise_file:str=None,         # the training labels from a noisy-label file (stitchup_noise's, or the authors' class_freq_*noise.pkl)
     noise_rate:float=0.,         # or simulated noise at this rate, to check the estimate (0: the dataset's labels as they are)
     noise_kind:str=None,         # the simulated noise's kind: flip (default), missing, extra, asym, cooc

@@ -15,6 +15,7 @@
 - the console scripts, under `STITCHUP_SETUP`, train and score a run on it;
 - a loader registered with `reads=('data_root',)` has `--appendix` refused, naming the flag and the fix: a run took it,
   recorded it in its config.json and the loader ignored it; `reads_files=True` (both file options) takes it as before;
+- the console scripts' `--dataset` help lists the presets a setup script registers: it listed the kit's four.
 """
 import csv, json, os, subprocess, textwrap
 from pathlib import Path
@@ -198,3 +199,14 @@ def test_the_console_scripts_refuse_an_unread_file_option(tmp_path):
                                       '--dataset own') + ", whose data source 'own' reads --data_root alone") in r.stderr, r.stderr[-2000:]
         assert 'register it with reads=' in r.stderr, r.stderr[-2000:]
     assert not (tmp_path/'run').exists() and not (tmp_path/'noisy.pkl').exists()
+
+
+def test_the_console_scripts_help_lists_its_preset(tmp_path):
+    "STITCHUP_SETUP=own.py: every console script's --dataset help lists the presets as they are then, own among them."
+    from tests.conftest import BIN
+    (tmp_path/'own.py').write_text(f'NAME, ROOT, APART, READS = "own", {str(tmp_path)!r}, False, dict(reads=("data_root",))\n' + LOADER)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'STITCHUP_SETUP': str(tmp_path/'own.py'), 'COLUMNS': '500'}   # one line a flag
+    for script in ('stitchup_train', 'stitchup_noise', 'stitchup_estimate_noise'):
+        r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
+        assert r.returncode == 0 and '(the presets now: digits, digits-small, voc, coco, own)' in said, (script, r.stdout[-3000:])
