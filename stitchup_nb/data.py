@@ -21,13 +21,36 @@ __all__ = ['GROUPS', 'class_groups', 'group_names', 'check_groups', 'read_class_
 # %% ../nbs/00c_data.ipynb #c251a3a9
 GROUPS = ('head', 'medium', 'tail')
 
-def class_groups(counts,          # per-class training positive counts, length C
-                 head:int=100,    # a class with at least this many positives is a head class
-                 tail:int=20,     # a class with fewer than this many positives is a tail class
+def _share_bounds(counts:np.ndarray, shares) -> tuple:
+    """The `(head, tail)` bounds that make the largest `shares[0]` part of the classes (by training count) the head and the
+    smallest `shares[2]` part the tail; classes tied at a bound stay together, so a group may take a class more."""
+    s = np.asarray(shares, float) if np.ndim(shares) == 1 and len(shares) == 3 else None
+    if s is None or not np.isfinite(s).all() or (s < 0).any() or s.sum() <= 0:
+        raise ValueError(f'class_groups: shares must be three numbers >= 0, head : medium : tail (e.g. (3, 3, 4), Digits-MLT\'s), '
+                         f'not all 0; got {shares!r}')
+    by = np.sort(counts)[::-1]                                   # largest first
+    n_head = int(round(len(by) * s[0] / s.sum()))
+    n_tail = min(int(round(len(by) * s[2] / s.sum())), len(by) - n_head)   # rounding: never more classes than there are
+    head = by[n_head - 1] if n_head else by[0] + 1               # none: above every count
+    tail = by[len(by) - n_tail] + 1 if n_tail else by[-1]         # none: at or below every count
+    if head < tail:
+        raise ValueError(f'class_groups: shares {tuple(shares)} cannot split these counts: the classes tied at {head} training '
+                         'positives would be head and tail classes at once; pass head= and tail= bounds instead')
+    return head, tail
+
+def class_groups(counts,              # per-class training positive counts, length C
+                 head:int|None=None,  # a class with at least this many positives is a head class (default 100)
+                 tail:int|None=None,  # a class with fewer than this many positives is a tail class (default 20)
+                 shares=None,         # or head : medium : tail proportions of the classes sorted by count, e.g. (3, 3, 4)
                 ) -> dict:
-    "Split classes into head/medium/tail by their training counts (head >= 100, tail < 20)."
+    """Split classes into head/medium/tail by their training counts: by count bounds (head >= 100, tail < 20, the
+    benchmarks'), or by `shares` of the classes from the most to the least frequent (bounds taken from the counts)."""
     counts = np.asarray(counts)
     if counts.ndim != 1: raise ValueError(f'class_groups expects one count per class (1-D), got shape {counts.shape}')
+    if shares is not None:
+        if head is not None or tail is not None: raise ValueError('class_groups: pass shares or head/tail bounds, not both')
+        head, tail = _share_bounds(counts, shares)
+    head, tail = 100 if head is None else head, 20 if tail is None else tail
     return {'head':   np.flatnonzero(counts >= head).tolist(),
             'medium': np.flatnonzero((counts >= tail) & (counts < head)).tolist(),
             'tail':   np.flatnonzero(counts < tail).tolist()}
