@@ -22,11 +22,13 @@ def _by_loader(dataset:str, appendix=None) -> bool:
     COCO's come from their appendix folder."""
     return 'appendix' not in data_source(dataset).reads or not (appendix or PRESETS[dataset].get('appendix'))
 
-def _clean_source(source:str, data_seed:int=0) -> tuple:
-    "Clean labels and groups from a preset whose loader gives them (`_by_loader`), a class_freq.pkl, or an appendix folder."
+def _clean_source(source:str, data_seed:int=0,
+                  by_loader:bool=False) -> tuple:   # `source` is a preset whose loader gives them (`stitchup_noise`'s `_by_loader`)
+    """Clean labels and groups from a preset whose loader gives them (`by_loader`, or a preset that reads no files: digits), a
+    class_freq.pkl, or an appendix folder: a `--source` folder named like a preset of your own is that folder."""
     from stitchup_nb.data import class_groups, read_class_split
     from stitchup_nb.appendix import read_appendix, read_class_freq
-    if source in PRESETS and _by_loader(source):
+    if by_loader or (source in PRESETS and not data_source(source).reads):
         train, _, _ = data_source(source).load(PRESETS[source], data_seed=data_seed); return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
@@ -98,7 +100,7 @@ def stitchup_noise(
         _check_noise_out(path, None if by_loader else src)    # a preset's name is no folder, whatever the current one holds
         if path.exists() and not overwrite:
             raise FileExistsError(f'--out {path} exists: pass --overwrite to replace it, or another --out')
-        clean, groups = _clean_source(src, data_seed)
+        clean, groups = _clean_source(src, data_seed, by_loader)
         noisy = add_noise(clean, noise_rate, kind=noise_kind, seed=noise_seed, neg_rate=noise_neg_rate)
         path = save_noisy(path, noisy, clean)
         report = group_report(clean, noisy, groups)

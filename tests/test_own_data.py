@@ -210,3 +210,19 @@ def test_the_console_scripts_help_lists_its_preset(tmp_path):
         r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
         assert r.returncode == 0 and '(the presets now: digits, digits-small, voc, coco, own)' in said, (script, r.stdout[-3000:])
+
+
+def test_stitchup_noise_source_is_the_folder_named_like_a_preset(own, tmp_path, monkeypatch):
+    """`stitchup_noise --source own` takes the clean labels of the folder `own` (an appendix folder), not those of the preset
+    `own` whose loader reads no appendix: --source names a class_freq.pkl or an appendix folder, and a preset's name
+    was taken for its loader."""
+    from stitchup_nb.fixtures import make_appendix
+    from stitchup_nb.noise import load_noisy
+    from stitchup_nb.noise_cli import stitchup_noise
+    own()
+    rng = np.random.default_rng(0)
+    labels = (rng.random((40, 7)) < .3).astype(np.uint8); labels[np.arange(40), rng.integers(0, 7, 40)] = 1
+    make_appendix(tmp_path/'own', [f'{i:06d}' for i in range(40)], labels)
+    monkeypatch.chdir(tmp_path)
+    stitchup_noise(source='own', noise_rate=.4, out='noisy.pkl')
+    assert (load_noisy(tmp_path/'noisy.pkl')[1] == labels).all()        # the folder's 40 x 7, not the loader's
