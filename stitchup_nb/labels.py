@@ -28,9 +28,7 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
     data/README.md. `on_bad` reaches a source that can train without an image (`Source.skips_bad`: voc, coco), never the test set."""
     source = data_source(dataset)
     if source.skips_bad: return source.load(PRESETS[dataset], data_root, appendix, size, data_seed, on_bad=on_bad or 'error')
-    if on_bad not in (None, 'error'):
-        raise ValueError(f"--on_bad {on_bad} is not used by the {dataset} preset, whose data source {source.name!r} cannot train "
-                         'without an image (registered without skips_bad=True); drop it')
+    source.check_options({'on_bad': on_bad}, f'the {dataset} preset')      # skip where it cannot: refused, as a run refuses it
     return source.load(PRESETS[dataset], data_root, appendix, size, data_seed)
 
 def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
