@@ -80,6 +80,10 @@ def _official(reader, preset:dict, data_root=None, appendix=None, size=None, on_
     """A VOC/COCO benchmark for `preset`, by default in the data/ layout of data/README.md: `(train, test, appendix)`; `on_bad`
     for the training images (the test set is scored on every image: an unreadable one stops it)."""
     where = lambda flag, given, used: f"--{flag} {used}" + ('' if given else ", the preset's default")
+    for flag, given in (('appendix', appendix), ('data_root', data_root)):   # a preset made from voc's with one set to None
+        if not (given or preset.get(flag)):
+            raise ValueError(f"--{flag} is needed: the preset names no {flag} folder (its {flag!r} is {preset.get(flag)!r}) and "
+                             f"none was given: pass --{flag} FOLDER, or set the preset's {flag!r} (data/README.md's layout)")
     try: app = read_appendix(appendix or preset['appendix'])
     except FileNotFoundError as e: raise FileNotFoundError(f"{e} ({where('appendix', appendix, appendix or preset['appendix'])})") from None
     root = data_root or preset['data_root']
