@@ -122,7 +122,11 @@ def _check_source_options(dataset:str, preset:dict, source, given:dict):
 
 # %% ../nbs/07k_resolve.ipynb #6d05c8a8
 def _source_values(source, cfg:dict, given:dict):
-    "`data_seed` and `on_bad` as a run records them: None where the data source does not use them, else as given or by default."
+    """The data options as a run records them: None where the data source does not use them (a file option it does not read,
+    `data_seed`, `on_bad`), else as given or by default."""
+    from stitchup_nb.sources import FILE_OPTIONS     # loaded already: `source` is one of its entries
+    for k in FILE_OPTIONS:                            # a preset's folder its loader ignores: recorded, stitchup_test would ask for it
+        if k not in source.reads: cfg[k] = None
     if not source.seeded: cfg['data_seed'] = None     # only a source drawn from a seed (Digits-MLT) has one
     cfg['on_bad'] = given.get('on_bad', OPTIONS['on_bad'].default) if source.skips_bad else None
 
