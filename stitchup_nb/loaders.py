@@ -166,7 +166,8 @@ class EvalDL(ImageBatches):
         for ax, im, s, t, p in zip(axs.ravel(), imgs, titles, y.bool().cpu(), pred):
             ax.imshow(im.squeeze(), cmap='gray' if im.shape[-1] == 1 else None)
             ax.set_title(s, fontsize=8, color='green' if bool((t == p).all()) else 'red')
-        fig.suptitle(title or f'{self.ds.name}: labels (truth) and predictions; green: all right, red: not')
+        words = 'labels (truth) and predictions; green: all right, red: not'
+        fig.suptitle(title or (f'{self.ds.name}: {words}' if self.ds.name else words.capitalize()))   # a set of one's own may have no name
         return fig
 
 # %% ../nbs/03b_loaders.ipynb #78ab098f
