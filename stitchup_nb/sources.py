@@ -41,7 +41,9 @@ class Source:
             if v is None or (k == 'data_seed' and (self.seeded or v == 0)) or (k == 'on_bad' and (self.skips_bad or v == 'error')):
                 continue
             if k == 'data_seed':
-                raise ValueError(f'--data_seed {v} is not used by {where}: only a Digits-MLT instance is drawn from a seed; drop it')
+                raise ValueError(f'--data_seed {v} is not used by {where}, whose data source {self.name!r} is not drawn from a seed '
+                                 '(registered without seeded=True; Digits-MLT is): drop it, or, where its loader draws its set '
+                                 'from data_seed, register it with seeded=True')
             if k == 'on_bad':
                 raise ValueError(f'--on_bad {v} is not used by {where}, ' + ('which reads no files' if not self.reads else
                                  f'whose data source {self.name!r} cannot train without an image (registered without '
