@@ -64,10 +64,12 @@ def register_source(name:str,                # what a preset's `source` names
                     reads:tuple|str|None=None,  # the file options its loader reads, e.g. ('data_root',); None: as `reads_files`
                    ):
     "Decorator: register `load` as data source `name` (what a preset's `source` names)."
-    reads = FILE_OPTIONS if reads is None and reads_files else (reads,) if isinstance(reads, str) else tuple(reads or ())
-    if (odd := next((k for k in reads if k not in FILE_OPTIONS), None)) or (reads_files and not reads):
+    given = None if reads is None else (reads,) if isinstance(reads, str) else tuple(reads)
+    reads = FILE_OPTIONS if given is None and reads_files else given or ()
+    if (odd := next((k for k in reads if k not in FILE_OPTIONS), None)) or (reads_files and set(reads) != set(FILE_OPTIONS)):
         raise ValueError(f'register_source({name!r}, ...): ' + (f'reads names {odd!r}, not a file option: name some of {FILE_OPTIONS}'
-                         if odd else 'reads_files=True with reads=(): pass one of them'))
+                         if odd else f'reads_files=True with reads={given!r}: pass one of them (reads_files=True is '
+                         f'reads={FILE_OPTIONS!r})'))
     def add(load):
         if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
             raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
