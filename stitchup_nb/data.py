@@ -29,6 +29,7 @@ def _share_bounds(counts:np.ndarray, shares) -> tuple:
         raise ValueError(f'class_groups: shares must be three numbers >= 0, head : medium : tail (e.g. (3, 3, 4), Digits-MLT\'s), '
                          f'not all 0; got {shares!r}')
     by = np.sort(counts)[::-1]                                   # largest first
+    if not len(by): return 0, 0                                  # no classes: three empty groups, as by bounds
     n_head = int(round(len(by) * s[0] / s.sum()))
     n_tail = min(int(round(len(by) * s[2] / s.sum())), len(by) - n_head)   # rounding: never more classes than there are
     head = by[n_head - 1] if n_head else by[0] + 1               # none: above every count
