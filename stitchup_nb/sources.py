@@ -4,10 +4,12 @@
 
 # %% ../nbs/00g_sources.ipynb #331f4a7c
 from __future__ import annotations
-from dataclasses import dataclass
+import functools, inspect, os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import redefined
+from .data import LabelledSet
 
 from .appendix import coco_mlt, read_appendix, voc_mlt
 from .readers import id_key
@@ -118,10 +120,6 @@ def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:i
     return _official(coco_mlt, preset, data_root, appendix, size, on_bad)
 
 # %% ../nbs/00g_sources.ipynb #e827b2d9
-import functools, inspect, os
-from dataclasses import replace
-from .data import LabelledSet
-
 def _loader_at(load) -> str:
     "A loader as an error names it: its name and the file that defines it, where one does."
     name = getattr(load, '__qualname__', repr(load))
