@@ -16,7 +16,8 @@ from .readers import id_key
 from .images import UnreadableImage
 
 # %% auto #0
-__all__ = ['FILE_OPTIONS', 'SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'check_loaded', 'checked']
+__all__ = ['FILE_OPTIONS', 'SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'shared_images', 'check_loaded',
+           'checked']
 
 # %% ../nbs/00g_sources.ipynb #bad6fcbf
 @dataclass(frozen=True)
@@ -127,13 +128,30 @@ def _loader_at(load) -> str:
     except TypeError: file = None             # a builtin, a callable object
     return f'{name} in {file}' if file else name
 
+def shared_images(train:LabelledSet,   # a loader's training set
+                  test:LabelledSet,    # its test set
+                 ) -> list:
+    """The image files that are both `train`'s and `test`'s, as `(train row, test row)` pairs in the test set's order: one
+    file by its identity on disk (device and inode: a symlink, a hard link, a `..` or a second spelling of the path is the
+    same file). None where either set is in memory (decoded: no paths), nor for a file that is not there. Two files of
+    the same content under two names are two images here (see the note below)."""
+    if train.in_memory or test.in_memory: return []
+    def key(p):
+        try: s = os.stat(p)
+        except OSError: return None           # not there: check_loaded names it
+        return s.st_dev, s.st_ino
+    rows = {}
+    for k, p in enumerate(train.items):
+        if (f := key(p)) is not None: rows.setdefault(f, k)
+    return [(rows[f], k) for k, p in enumerate(test.items) if (f := key(p)) in rows]
+
 def check_loaded(got,                # what `source.load(...)` returned
                  source:Source,      # the data source whose loader returned it
                  dataset:str,        # the preset it loaded for
                 ) -> tuple:
     """`got` as the kit reads a loader's result: `(train, test, appendix or None)`, two `LabelledSet`s whose `classes` are
-    the same names in the same order, and whose image files, where the items are paths, are all there; anything else is
-    refused, naming the loader, its file, the preset and the fix."""
+    the same names in the same order, and whose image files, where the items are paths, are all there and none of them
+    both sets' (`shared_images`); anything else is refused, naming the loader, its file, the preset and the fix."""
     where = f'data source {source.name!r} of the {dataset} preset ({_loader_at(source.load)})'
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         n = f'{type(got).__name__} of {len(got)}' if isinstance(got, (tuple, list)) else type(got).__name__
@@ -146,6 +164,13 @@ def check_loaded(got,                # what `source.load(...)` returned
         if not ds.in_memory and (gone := [p for p in ds.items if not os.path.isfile(p)]):   # else found mid-run, or after it
             raise FileNotFoundError(f'{where}: {len(gone)} of the {len(ds)} image files of its {part} set ({ds.name or part}) '
                                     f'are not there, e.g. {gone[0]}: fix its paths (--data_root?) or drop those rows')
+    if both := shared_images(train, test):      # a split done wrong: every score on those images is inflated, without a word
+        eg = '; '.join(f'test row {t}: {test.items[t]} (training row {k}' + ('' if str(train.items[k]) == str(test.items[t]) else
+                       f': {train.items[k]}') + ')' for k, t in both[:3])
+        raise ValueError(f"{where}: {len(both)} of the {len(test)} images of its test set ({test.name or 'test'}) are images of "
+                         f"its training set too ({train.name or 'train'}), e.g. {eg}: a test image the model trained on "
+                         'inflates every score. Split the images so that no file is in both (check the CSV or list each '
+                         'split is read from: a row copied into both, or a path written twice)')
     a, b = list(train.classes), list(test.classes)
     if a != b:
         k = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

@@ -7,6 +7,8 @@
   column against another class without a word;
 - an image file the loader names that is not there is said before training: a loader of paths met it when a batch drew
   it, a test image's only once training was over;
+- a test set that lists images of the training set (a row copied into both CSVs, a path to the same file) is refused
+  before training, naming how many and the first few: it trained on them and scored them as unseen;
 - `stitchup_noise --dataset NAME` of a preset that names no appendix folder draws the noise on the loader's training
   labels, and `stitchup_train --noise_file` trains on the file and resumes: it stopped on a KeyError 'appendix'; its
   `--out` in a folder of the current one named like the preset is written there, not refused as an appendix folder's;
@@ -112,6 +114,25 @@ def test_a_missing_test_image_is_named_before_training(own, tmp_path):
     assert f"1 of the 30 image files of its test set (own test) are not there, e.g. {root/'images'/'test_7.jpg'}" in str(e.value), e.value
     assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
 
+
+
+def test_a_test_set_listing_training_images_is_refused_before_training(own, tmp_path):
+    "A CSV split done wrong (training rows copied into test.csv, one through a link): refused, not scored as unseen images."
+    from stitchup_nb.train import run_training, train_config
+    root = own()
+    (root/'images'/'seen.jpg').symlink_to(root/'images'/'train_5.jpg')
+    rows = list(csv.reader(open(root/'train.csv', newline='')))
+    with open(root/'test.csv', 'a', newline='') as fh: csv.writer(fh).writerows([rows[3], ['seen.jpg', rows[6][1]]])
+    cfg = train_config(dataset='own', method='bce', epochs=1, warmup_iters=2, pretrained=False, quiet=True,
+                       work_dir=str(tmp_path/'run'))
+    with pytest.raises(ValueError) as e: run_training(cfg)
+    said = str(e.value)
+    assert "data source 'own' of the own preset (load_own" in said, said
+    assert "2 of the 32 images of its test set (own test) are images of its training set too (own train)" in said, said
+    assert (f"test row 30: {root/'images'/'train_2.jpg'} (training row 2); test row 31: {root/'images'/'seen.jpg'} "
+            f"(training row 5: {root/'images'/'train_5.jpg'})") in said, said
+    assert 'Split the images so that no file is in both' in said, said
+    assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
 
 def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path, monkeypatch):
     "A preset with no appendix folder: stitchup_noise takes the loader's training labels, and a run trains on the file."
