@@ -63,7 +63,10 @@ def train_config(**overrides) -> RunConfig:
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
                          'register its Peer class with stitchup_nb.peers.register_peer (07g_peers)')
-    check_world(cfg, num_distrib())         # under a launcher: a peer that trains in one process only is refused here
+    # under a launcher, a peer that trains in one process only is refused here, as a checked option is: stitchup_train says it
+    # once for all ranks (its ranks-aware script_errors) before reading anything. `_train` checks again: it is also handed a
+    # RunConfig that no train_config of its process checked (run_training takes one as it is)
+    check_world(cfg, num_distrib())
     return run_config(check_config(cfg, FLAGS))
 
 # %% ../nbs/10a_train.ipynb #381f82f7
@@ -247,7 +250,9 @@ def _file_cbs(learn) -> list:
 def _train(cfg:RunConfig, work:Path|None) -> tuple:
     "`run_training`'s work, in the folder `work` of `cfg`."
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
-    check_world(cfg, num_distrib())           # a RunConfig made in one process, trained under a launcher
+    # a RunConfig made in one process (where train_config checked it on 1) and trained under a launcher, e.g. handed to
+    # run_training by accelerate's notebook_launcher: train_config's check cannot see this world, so it is not redundant
+    check_world(cfg, num_distrib())
     lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
     began = False                             # whether the run has changed its folder: until then, a refusal leaves it as it was
     try:
