@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import matplotlib.pyplot as plt
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import TextToPath
 from PIL import Image
 
 from .data import LabelledSet, class_groups, longtail_subset, pareto_targets
@@ -18,7 +20,8 @@ from .sources import register_source
 
 # %% auto #0
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',
-           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'wrap_names', 'show_samples', 'plot_class_counts']
+           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'wrap_names', 'title_panels', 'show_samples',
+           'plot_class_counts']
 
 # %% ../nbs/01_digits.ipynb #bdf61afa
 def cache_dir() -> Path:
@@ -163,20 +166,56 @@ def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}
 
-def wrap_names(names, width:int=20) -> str:
-    "`names` joined by spaces and broken between names onto lines of at most `width` characters (a longer name has a line of its own)."
-    return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
+def wrap_names(names,
+               width:int=20,             # a line's most characters (where `inches` is None)
+               inches:float|None=None,   # else a line's most width as drawn, in inches (a panel's width)...
+               fontsize:float=9,         # ...at this font size, in points
+              ) -> str:
+    """`names` joined by spaces and broken between names onto lines of at most `width` characters, or, given `inches`, no
+    wider than `inches` as matplotlib draws them at `fontsize` (a longer name has a line of its own)."""
+    if inches is None: return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
+    font, lines = FontProperties(size=fontsize), []
+    wide = lambda s: TextToPath().get_text_width_height_descent(s, font, ismath=False)[0] / 72
+    for w in ' '.join(names).split():
+        if lines and wide(f'{lines[-1]} {w}') <= inches: lines[-1] += f' {w}'
+        else: lines.append(w)
+    return '\n'.join(lines)
 
-def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None):
-    "A grid of `n` random images of `ds` titled with their class names (or the given `labels`)."
+def title_panels(axs,                # the panels, laid out by their figure's layout engine
+                 titles:list,        # per panel, its title as lists of names: each list wrapped apart, on lines of its own
+                 fontsize:float,     # the titles' font size, in points
+                 rounds:int=5,       # lay-outs at most: a title of more lines shrinks its panel, whose title is wrapped again
+                 **kwargs,           # to each `set_title` (e.g. color=...), one value, or a list of one per panel
+                ):
+    """Title each of `axs` with its `titles`, wrapped (`wrap_names`) to its panel's width as the figure lays it out at its
+    size: titles that follow the panels, whatever the figure's size and columns."""
+    axs = list(axs)
+    fig = axs[0].figure
+    kw = [{k: v[j] if isinstance(v, list) else v for k, v in kwargs.items()} for j in range(len(axs))]
+    inches = [float('inf')] * len(axs)
+    for _ in range(rounds):
+        fig.draw_without_rendering()           # the layout, and each image panel's box at its aspect
+        inches = [min(was, .95 * ax.get_window_extent().width / fig.dpi)   # 5% to spare: the drawn box is rounded to pixels;
+                  for was, ax in zip(inches, axs)]                        # never wider again: the wrapping settles
+        said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize) for p in t) for w, t in zip(inches, titles)]
+        if all(ax.get_title() == s for ax, s in zip(axs, said)): break
+        for ax, s, k in zip(axs, said, kw): ax.set_title(s, fontsize=fontsize, **k)
+
+def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None,
+                 figsize=None):      # (width, height) in inches; None: 1.8 inches a panel wide
+    "A grid of `n` random images of `ds` titled with their class names (or the given `labels`), wrapped to the panels' width."
     labels = ds.labels if labels is None else labels
     idx = np.random.default_rng(seed).choice(len(ds), n, replace=False)
-    names = [wrap_names(ds.classes[c] for c in np.flatnonzero(labels[i])) for i in idx]   # 20 characters: a 1.8-inch panel at 9 points
-    nrows, lines = -(-n // ncols), max(s.count('\n') for s in names)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, (2 + .16 * lines) * nrows), squeeze=False, layout='compressed')
-    for ax, i, s in zip(axs.flat, idx, names): ax.imshow(ds.image(i)); ax.set_title(s, fontsize=9)
+    names = [[ds.classes[c] for c in np.flatnonzero(labels[i])] for i in idx]
+    nrows = -(-n // ncols)
+    width = figsize[0] / ncols if figsize else 1.8          # a panel's, before the layout: for the figure's height
+    lines = max(wrap_names(s, inches=width, fontsize=9).count('\n') for s in names)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (1.8 * ncols, (2 + .16 * lines) * nrows), squeeze=False,
+                            layout='compressed')
+    for ax, i in zip(axs.flat, idx): ax.imshow(ds.image(i))
     for ax in axs.flat: ax.axis('off')
     fig.suptitle(title or ds.name)
+    title_panels(axs.flat[:n], [[s] for s in names], fontsize=9)
     return fig
 
 def plot_class_counts(ds:LabelledSet, ax=None, title=None):

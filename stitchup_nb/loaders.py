@@ -20,7 +20,7 @@ from fastai.callback.core import Callback
 from .config import check_args, count, maybe
 from .data import LabelledSet, check_labels
 from .augment import BatchAug
-from .digits import wrap_names
+from .digits import title_panels, wrap_names
 from .sampling import ClassAwareSampler, LabelIndex, RandomSampler, draw_partners, epoch_rng, shard
 
 
@@ -157,15 +157,16 @@ class EvalDL(ImageBatches):
         imgs = self.after_batch.decode((TensorImage(x),))[0]       # undo Normalize and IntToFloatTensor
         imgs = imgs.clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
         pred, classes = torch.as_tensor(out[:max_n]).bool().cpu(), self.ds.classes
-        def said(what, m): return wrap_names([f'{what}:', *([classes[i] for i in m.nonzero().ravel()] or ['-'])], 30)   # a 2.6-inch panel at 8 points
-        titles = [said('truth', t) + '\n' + said('pred', p) for t, p in zip(y.bool().cpu(), pred)]
-        nrows, lines = math.ceil(len(imgs) / ncols), max(s.count('\n') for s in titles) - 1
+        def said(what, m): return [f'{what}:', *([classes[i] for i in m.nonzero().ravel()] or ['-'])]
+        titles = [[said('truth', t), said('pred', p)] for t, p in zip(y.bool().cpu(), pred)]
+        nrows, width = math.ceil(len(imgs) / ncols), figsize[0] / ncols if figsize else 2.6   # a panel's, before the layout
+        lines = max(sum(wrap_names(s, inches=width, fontsize=8).count('\n') for s in t) for t in titles)
         fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.6 * ncols, (2.9 + .14 * lines) * nrows), squeeze=False,
                                 layout='compressed')
         for ax in axs.ravel(): ax.axis('off')
-        for ax, im, s, t, p in zip(axs.ravel(), imgs, titles, y.bool().cpu(), pred):
-            ax.imshow(im.squeeze(), cmap='gray' if im.shape[-1] == 1 else None)
-            ax.set_title(s, fontsize=8, color='green' if bool((t == p).all()) else 'red')
+        for ax, im in zip(axs.ravel(), imgs): ax.imshow(im.squeeze(), cmap='gray' if im.shape[-1] == 1 else None)
+        right = ['green' if bool((t == p).all()) else 'red' for t, p in zip(y.bool().cpu(), pred)]
+        title_panels(axs.ravel()[:len(imgs)], titles, fontsize=8, color=right)     # wrapped to the panels as laid out
         words = 'labels (truth) and predictions; green: all right, red: not'
         fig.suptitle(title or (f'{self.ds.name}: {words}' if self.ds.name else words.capitalize()))   # a set of one's own may have no name
         return fig

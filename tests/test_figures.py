@@ -197,6 +197,33 @@ def test_result_titles_stay_on_their_panels_on_a_voc_sized_set():
         assert [ax.get_title().split() for ax in fig.axes] == [['truth:', *n, 'pred:', *n] for n in named]
     finally: plt.close(fig)
 
+
+@pytest.mark.parametrize('kw', [dict(max_n=8, ncols=4, figsize=(6, 8)), dict(max_n=8, ncols=8, figsize=(10, 4))])
+def test_result_titles_follow_a_figsize_and_ncols_of_ones_own(kw):
+    "show_results with panels 1.5 and 1.25 inches wide: titles wrapped for the default 2.6-inch panels ran onto the next."
+    from stitchup_nb.loaders import stitch_dls
+    ds = voc_like()
+    valid = stitch_dls(ds, ds.labels, ds, bs=8, device='cpu').valid
+    x, y = valid.one_batch()[:2]
+    fig = valid.show_results((x, y), y.bool(), **kw)
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        named = [[ds.classes[c] for c in np.flatnonzero(ds.labels[i])] for i in range(kw['max_n'])]
+        assert [ax.get_title().split() for ax in fig.axes] == [['truth:', *n, 'pred:', *n] for n in named]
+        assert tuple(fig.get_size_inches()) == kw['figsize']
+    finally: plt.close(fig)
+
+@pytest.mark.parametrize('kw', [dict(ncols=6, figsize=(7, 4)), dict(n=8, ncols=4, figsize=(5, 5))])
+def test_sample_titles_follow_a_figsize_of_ones_own(kw):
+    "show_samples at a figsize of one's own (it had none: its panels were 1.8 inches wide, the width its titles were wrapped to)."
+    from stitchup_nb.digits import show_samples
+    ds = voc_like()
+    fig = show_samples(ds, **kw)
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        assert tuple(fig.get_size_inches()) == kw['figsize'] and len(fig.axes) == kw.get('n', 12)
+    finally: plt.close(fig)
+
 def test_the_check_finds_what_a_figure_lacks():
     fig, axs = plt.subplots(1, 2)
     axs[0].plot([0, 1], label='a'); axs[0].plot([1, 0], label='b')
