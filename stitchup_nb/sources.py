@@ -16,8 +16,8 @@ from .readers import id_key
 from .images import UnreadableImage
 
 # %% auto #0
-__all__ = ['FILE_OPTIONS', 'SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'shared_images', 'check_loaded',
-           'checked']
+__all__ = ['FILE_OPTIONS', 'SOURCES', 'Source', 'register_source', 'load_voc', 'load_coco', 'shared_images', 'check_split',
+           'check_loaded', 'checked']
 
 # %% ../nbs/00g_sources.ipynb #bad6fcbf
 @dataclass(frozen=True)
@@ -145,13 +145,27 @@ def shared_images(train:LabelledSet,   # a loader's training set
         if (f := key(p)) is not None: rows.setdefault(f, k)
     return [(rows[f], k) for k, p in enumerate(test.items) if (f := key(p)) in rows]
 
+def check_split(train:LabelledSet, test:LabelledSet,   # a training set and its test set, of paths
+                where:str='',                          # what read them, as the message begins (`check_loaded`: the loader)
+               ):
+    """Refuse a `test` set that lists image files of `train` (`shared_images`), naming how many, the first three and the
+    fix. `check_loaded` calls it on what a loader returns; a loader that returns its sets decoded (`.cached`) calls it
+    itself, on its sets of paths before decoding them: decoded, they have no paths to compare."""
+    if both := shared_images(train, test):      # a split done wrong: every score on those images is inflated, without a word
+        eg = '; '.join(f'test row {t}: {test.items[t]} (training row {k}' + ('' if str(train.items[k]) == str(test.items[t]) else
+                       f': {train.items[k]}') + ')' for k, t in both[:3])
+        raise ValueError(f"{where + ': ' if where else ''}{len(both)} of the {len(test)} images of the test set ({test.name or 'test'}) "
+                         f"are images of the training set too ({train.name or 'train'}), e.g. {eg}: a test image the model "
+                         'trained on inflates every score. Split the images so that no file is in both (check the CSV or '
+                         'list each split is read from: a row copied into both, or a path written twice)')
+
 def check_loaded(got,                # what `source.load(...)` returned
                  source:Source,      # the data source whose loader returned it
                  dataset:str,        # the preset it loaded for
                 ) -> tuple:
     """`got` as the kit reads a loader's result: `(train, test, appendix or None)`, two `LabelledSet`s whose `classes` are
     the same names in the same order, and whose image files, where the items are paths, are all there and none of them
-    both sets' (`shared_images`); anything else is refused, naming the loader, its file, the preset and the fix."""
+    both sets' (`check_split`); anything else is refused, naming the loader, its file, the preset and the fix."""
     where = f'data source {source.name!r} of the {dataset} preset ({_loader_at(source.load)})'
     if not isinstance(got, (tuple, list)) or len(got) != 3:
         n = f'{type(got).__name__} of {len(got)}' if isinstance(got, (tuple, list)) else type(got).__name__
@@ -164,13 +178,7 @@ def check_loaded(got,                # what `source.load(...)` returned
         if not ds.in_memory and (gone := [p for p in ds.items if not os.path.isfile(p)]):   # else found mid-run, or after it
             raise FileNotFoundError(f'{where}: {len(gone)} of the {len(ds)} image files of its {part} set ({ds.name or part}) '
                                     f'are not there, e.g. {gone[0]}: fix its paths (--data_root?) or drop those rows')
-    if both := shared_images(train, test):      # a split done wrong: every score on those images is inflated, without a word
-        eg = '; '.join(f'test row {t}: {test.items[t]} (training row {k}' + ('' if str(train.items[k]) == str(test.items[t]) else
-                       f': {train.items[k]}') + ')' for k, t in both[:3])
-        raise ValueError(f"{where}: {len(both)} of the {len(test)} images of its test set ({test.name or 'test'}) are images of "
-                         f"its training set too ({train.name or 'train'}), e.g. {eg}: a test image the model trained on "
-                         'inflates every score. Split the images so that no file is in both (check the CSV or list each '
-                         'split is read from: a row copied into both, or a path written twice)')
+    check_split(train, test, where)
     a, b = list(train.classes), list(test.classes)
     if a != b:
         k = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))

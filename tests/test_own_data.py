@@ -128,7 +128,7 @@ def test_a_test_set_listing_training_images_is_refused_before_training(own, tmp_
     with pytest.raises(ValueError) as e: run_training(cfg)
     said = str(e.value)
     assert "data source 'own' of the own preset (load_own" in said, said
-    assert "2 of the 32 images of its test set (own test) are images of its training set too (own train)" in said, said
+    assert "2 of the 32 images of the test set (own test) are images of the training set too (own train)" in said, said
     assert (f"test row 30: {root/'images'/'train_2.jpg'} (training row 2); test row 31: {root/'images'/'seen.jpg'} "
             f"(training row 5: {root/'images'/'train_5.jpg'})") in said, said
     assert 'Split the images so that no file is in both' in said, said
