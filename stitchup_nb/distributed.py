@@ -13,11 +13,13 @@ from fastai.distributed import DistributedTrainer
 from fastai.learner import Learner
 from fastai.torch_core import default_device, get_model, num_distrib, rank_distrib
 
+from .flags import OtherRankFailed, error_said
 from .words import worded
 from .stitchup import StitchUp
 
 # %% auto #0
-__all__ = ['init_distributed', 'main_process_first', 'wait_for_ranks', 'close_distributed', 'ColearnDistributed', 'distributed']
+__all__ = ['init_distributed', 'main_process_first', 'wait_for_ranks', 'compare_errors', 'close_distributed',
+           'ColearnDistributed', 'distributed']
 
 # %% ../nbs/07f_distributed.ipynb #0d246084
 def init_distributed() -> dict:
@@ -29,10 +31,18 @@ def init_distributed() -> dict:
 
 @contextmanager
 def main_process_first():
-    "Rank 0 runs the block first (it fills caches), then the other ranks; in one process, just the block."
+    """Rank 0 runs the block first (it fills caches), then the other ranks; in one process, just the block. Every rank meets
+    the same barrier whatever the block raised: where rank 0's raised, the others run theirs too (and meet the same error,
+    or not), none waiting for good for rank 0 (accelerate's `main_process_first` skips rank 0's barrier then)."""
     if num_distrib() <= 1: yield; return
     from accelerate import PartialState
-    with PartialState().main_process_first(): yield
+    state = PartialState()
+    if not state.is_main_process: state.wait_for_everyone()
+    try: yield
+    except Exception:
+        if state.is_main_process: state.wait_for_everyone()      # rank 0's error: the others go on, to theirs
+        raise
+    if state.is_main_process: state.wait_for_everyone()
 
 def wait_for_ranks(value=None) -> list:
     """Every rank waits here for the others (a rank that failed before it never comes: the launcher stops the rest) and gets
@@ -41,6 +51,23 @@ def wait_for_ranks(value=None) -> list:
     out = [None] * torch.distributed.get_world_size()
     torch.distributed.all_gather_object(out, value)
     return out
+
+@contextmanager
+def compare_errors():
+    """Every rank of a launch runs the block, its part of a setup before the ranks' first collective, and the ranks compare
+    their errors as it ends (`wait_for_ranks`), so that all stop together where any met one, none waiting for good in a
+    collective the others never reach. An error raised in the block is raised again carrying each rank's, as a console script
+    words it (`every_rank`: `error_said`, None where a rank met none), and a rank whose block passed raises `OtherRankFailed`
+    where another's did not; the ranks leave the process group together first (`close_distributed`). In one process, just the block."""
+    if num_distrib() <= 1: yield; return
+    init_distributed()                   # a Python caller's launch joins its group here, at the latest
+    try: yield
+    except Exception as e:
+        e.every_rank = wait_for_ranks(error_said(e))
+        close_distributed(); raise
+    every = wait_for_ranks(None)
+    if any(s is not None for s in every):
+        close_distributed(); raise OtherRankFailed(every)
 
 def close_distributed():
     "Wait for every rank, then leave the process group: a rank that exits inside it can abort its peers mid-message. In one process (or under `notebook_launcher`, which tears down itself), nothing."

@@ -12,7 +12,7 @@ import stitchup_nb
 from .words import cli_words
 
 # %% auto #0
-__all__ = ['script_errors', 'argv_flags', 'script_flags']
+__all__ = ['error_said', 'OtherRankFailed', 'script_errors', 'argv_flags', 'script_flags']
 
 # %% ../nbs/00k_flags.ipynb #deb0fc3a
 _KIT = Path(stitchup_nb.__file__).resolve().parent     # the package's folder: where the kit's own warnings come from
@@ -60,6 +60,21 @@ def _reader_gone():
     os.dup2(null, sys.stdout.fileno())       # Python's flush of stdout as it exits then finds no broken pipe
     sys.exit(141)
 
+def error_said(e:BaseException) -> str:
+    """What a console script says of error `e` (`script_errors`): its message; an OSError's with the file it failed on. An
+    error of another kind (a bug's, not the run's making, which the script shows as a traceback) as a traceback's last line."""
+    if isinstance(e, OSError):
+        said = e.strerror or str(e)                   # the kit's own OSErrors carry their message there
+        return f'{e.filename}: {said}' if e.filename else said     # the system's name the file it failed on
+    return str(e) if isinstance(e, (ValueError, pickle.UnpicklingError)) else f'{type(e).__name__}: {e}'
+
+class OtherRankFailed(RuntimeError):
+    """Raised on a rank of a launch whose own work passed where another rank's met an error, as the ranks compared theirs
+    (`every`: each rank's, as `error_said` words it, None where a rank met none, in rank order): the ranks that met one say it."""
+    def __init__(self, every:list):
+        self.every = every
+        super().__init__('the launch stopped: ' + '; '.join(f'rank {r} of {len(every)}: {s}' for r, s in enumerate(every) if s is not None))
+
 @contextmanager
 def script_errors(func, prog:str, interrupted:str|None=None,
                   ranks=None):     # under a launcher: this rank's error (None: none) -> every rank's, in rank order
@@ -67,7 +82,9 @@ def script_errors(func, prog:str, interrupted:str|None=None,
     one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130;
     a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`). With `ranks`, every rank of a
     launch hands over its error, or None, as the block ends: an error every rank met is said once (`_error_line`), and a rank
-    without one exits with status 2 too, quietly, where another has one."""
+    without one exits with status 2 too, quietly, where another has one. An error that the ranks compared already, in the
+    block (its `every_rank`: each rank's, as `error_said` words it), is said so too, and `OtherRankFailed` ends a rank
+    without one quietly, with status 2."""
     cli = is_cli(func)
     try:
         with cli_words(cli), _console_warnings(prog if cli else None):
@@ -76,13 +93,15 @@ def script_errors(func, prog:str, interrupted:str|None=None,
     except BrokenPipeError:
         if not cli: raise
         _reader_gone()
+    except OtherRankFailed:
+        if not cli: raise
+        sys.exit(2)                         # another rank's error: said by it
     except (ValueError, OSError, pickle.UnpicklingError) as e:
         if not cli: raise
-        said = e.strerror if isinstance(e, OSError) and e.strerror else e      # the kit's own OSErrors carry their message there
-        if isinstance(e, OSError) and e.filename: said = f'{e.filename}: {said}'   # the system's name the file it failed on
-        try: every = None if ranks is None else ranks(str(said))
+        said, every = error_said(e), getattr(e, 'every_rank', None)
+        try: every = ranks(said) if every is None and ranks is not None else every
         except (RuntimeError, OSError): every = None        # the ranks could not compare (a peer gone): each says its own
-        if line := _error_line(prog, str(said), every): print(line, file=sys.stderr, flush=True)
+        if line := _error_line(prog, said, every): print(line, file=sys.stderr, flush=True)
         sys.exit(2)
     except KeyboardInterrupt:
         if not (cli and interrupted): raise

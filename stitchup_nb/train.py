@@ -19,7 +19,7 @@ from .loaders import stitch_dls
 from .augment import BatchAug
 from .backbones import get_backbone
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
-from .distributed import close_distributed, distributed, init_distributed, main_process_first, wait_for_ranks
+from .distributed import close_distributed, compare_errors, distributed, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
 from .methods import data_source, paper_of
 from .resolve import check_entries, resolve
@@ -250,39 +250,41 @@ def _file_cbs(learn) -> list:
 def _train(cfg:RunConfig, work:Path|None) -> tuple:
     "`run_training`'s work, in the folder `work` of `cfg`."
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
-    # a RunConfig made in one process (where train_config checked it on 1) and trained under a launcher, e.g. handed to
-    # run_training by accelerate's notebook_launcher: train_config's check cannot see this world, so it is not redundant
-    check_world(cfg, num_distrib())
-    lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
-    began = False                             # whether the run has changed its folder: until then, a refusal leaves it as it was
+    lock, began = None, False                 # began: whether the run has changed its folder: until then, a refusal leaves it as it was
     try:
-        stale = prepare_work_dir(work, cfg['resume'], cfg['overwrite']) if lock else []    # --overwrite: the run it replaces
-        ck, history = _resume_checkpoint(work, cfg['resume']), None
-        if ck is not None:
-            ck_state = check_resume(ck, cfg, FLAGS)       # the checkpoint's contents
-            if sha := saved_config(ck, ck_state).get('labels_sha'): cfg = cfg.replace(labels_sha=sha)   # its labels, or refused
-            history = ck_state.get('history')
-            if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
-                history = read_json(work/'metrics.json', 'metrics file').get('epochs')
-        elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
-            if not is_kit_file(work/'config.json'):
-                raise ValueError(f"{work/'config.json'} is not a run configuration of the kit (a file of yours, or a damaged "
-                                 'one): there is no run to resume in this folder; pass another --work_dir')
-            if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
-                raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ[:6])}"
-                                 f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
-        if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
-        learn, train, test = build_learner(cfg, history)
-        for cb in _file_cbs(learn): cb.open()      # this run holds the folder (its lock, on the rank that writes)
-        gpu_speed(learn.run_record.config['precision'], cfg.get('deterministic', False), learn.dls.device)   # TF32, cuDNN autotuning: on a GPU
-        if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
-        if ck is not None and ck_state['epoch'] >= cfg['epochs'] and (new := resumed_changes(saved_config(ck, ck_state), learn.run_record.config)):
-            raise ValueError(f"{ck}: the run trained all its {cfg['epochs']} epochs and stopped before it was scored; a resume only "
-                             'scores it, as the run would have been, so it takes the options the run trained with (no epoch would '
-                             'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
-        if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
-        went_on = wait_for_ranks(ck_state['epoch'] if ck is not None else 0)   # every rank built its run (one that could not stops the launch)
-        if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))    # before a file is written
+        with compare_errors():                # each rank's setup: its error compared, said once where every rank met it alike
+            # a RunConfig made in one process (where train_config checked it on 1) and trained under a launcher, e.g. handed
+            # to run_training by accelerate's notebook_launcher: train_config's check cannot see this world, so it is not redundant
+            check_world(cfg, num_distrib())
+            lock = lock_work_dir(work) if work and main else None      # fails now if the folder cannot be written, or is in use
+            stale = prepare_work_dir(work, cfg['resume'], cfg['overwrite']) if lock else []    # --overwrite: the run it replaces
+            ck, history = _resume_checkpoint(work, cfg['resume']), None
+            if ck is not None:
+                ck_state = check_resume(ck, cfg, FLAGS)       # the checkpoint's contents
+                if sha := saved_config(ck, ck_state).get('labels_sha'): cfg = cfg.replace(labels_sha=sha)   # its labels, or refused
+                history = ck_state.get('history')
+                if history is None and work and (work/'metrics.json').is_file():    # a checkpoint from before they carried their rows
+                    history = read_json(work/'metrics.json', 'metrics file').get('epochs')
+            elif cfg['resume'] and work and (work/'config.json').is_file():     # resumed before its first checkpoint
+                if not is_kit_file(work/'config.json'):
+                    raise ValueError(f"{work/'config.json'} is not a run configuration of the kit (a file of yours, or a damaged "
+                                     'one): there is no run to resume in this folder; pass another --work_dir')
+                if differ := run_diff(read_json(work/'config.json', 'run configuration'), cfg):
+                    raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ[:6])}"
+                                     f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
+            if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
+            learn, train, test = build_learner(cfg, history)
+            for cb in _file_cbs(learn): cb.open()      # this run holds the folder (its lock, on the rank that writes)
+            gpu_speed(learn.run_record.config['precision'], cfg.get('deterministic', False), learn.dls.device)   # TF32, cuDNN autotuning: on a GPU
+            if ck is not None and (why := _regrouped(saved_config(ck, ck_state), learn.run_record.config)): raise ValueError(f'{ck}: {why}')
+            if ck is not None and ck_state['epoch'] >= cfg['epochs'] and (new := resumed_changes(saved_config(ck, ck_state), learn.run_record.config)):
+                raise ValueError(f"{ck}: the run trained all its {cfg['epochs']} epochs and stopped before it was scored; a resume only "
+                                 'scores it, as the run would have been, so it takes the options the run trained with (no epoch would '
+                                 'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
+            if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
+        went_on = wait_for_ranks(ck_state['epoch'] if ck is not None else 0)   # every rank built its run: from which epoch each goes on
+        with compare_errors():                # before a file is written; every rank meets it alike
+            if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))
         began = True
         for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
         if work and main: write_json(dict(learn.run_record.config), work/'config.json')

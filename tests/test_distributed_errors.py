@@ -1,0 +1,53 @@
+"""Errors of a launch under `torchrun --nproc_per_node 2` (gloo, CPU), said as a user reads them:
+
+- an error every rank meets in `run_training`'s setup, before the ranks' first collective (a damaged checkpoint that each
+  reads), is said once, as one process says it; every rank stops, nothing written;
+- an error only rank 0 meets inside `main_process_first` (its data) is said by rank 0, named, while rank 1, let on, meets an
+  error of another kind (a bug's: a traceback): no rank waits for good, and rank 0's line is not lost;
+"""
+import textwrap
+
+from tests.conftest import BIN, QUICK
+from tests.test_distributed import _torchrun_fails
+
+
+def _said(err:str) -> list:
+    return [l for l in err.splitlines() if l.startswith('stitchup_train')]
+
+
+def test_a_setup_error_every_rank_meets_is_said_once(tmp_path):
+    "`--resume` of a damaged checkpoint that every rank reads: one line, as one process says it, and nothing written."
+    # Before, every rank said it: rank 0 as one process, rank 1 naming itself (N lines under --nproc_per_node N)
+    bad = tmp_path/'epoch_1.pth'; bad.write_text('not a checkpoint')
+    err = _torchrun_fails([BIN/'stitchup_train', *QUICK, '--work_dir', tmp_path/'run', '--resume', bad])
+    assert _said(err) == [f'stitchup_train: {bad}: another kind of file, not a stitchup_train checkpoint (an epoch_N.pth, a torch '
+                          "archive): pass one of a run's epoch_N.pth, or its work dir"], err[-3000:]
+    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]     # (torchrun's own report follows)
+    assert not (tmp_path/'run'/'config.json').exists()
+
+
+RANKS_DIFFER = textwrap.dedent('''
+    # stitchup_train where rank 0 alone cannot read its data (inside main_process_first, which it runs first) and rank 1,
+    # let on, meets a bug's error there
+    import sys
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    def run_data(*a, **kw):
+        if rank_distrib() == 0: raise FileNotFoundError(2, 'no such folder (--data_root)', '/data/node0/VOCdevkit')
+        raise TypeError('a bug on rank 1')
+    train.run_data = run_data
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_rank_0s_setup_error_is_said_while_another_rank_fails_otherwise(tmp_path):
+    "Rank 0's error of the run's making is said, named, and rank 1's bug shows its traceback; both stop, none hangs."
+    # Before, rank 0 raised inside main_process_first without its barrier: rank 1 waited there until torchrun killed it,
+    # and rank 0's line did not name it
+    script = tmp_path/'differ.py'; script.write_text(RANKS_DIFFER)
+    err = _torchrun_fails([script, *QUICK, '--work_dir', tmp_path/'run'], timeout=120)
+    assert _said(err) == ['stitchup_train (rank 0 of 2): /data/node0/VOCdevkit: no such folder (--data_root)'], err[-3000:]
+    assert 'TypeError: a bug on rank 1' in err, err[-3000:]
+    assert 'Connection closed' not in err, err[-3000:]
+    assert not (tmp_path/'run'/'config.json').exists()
