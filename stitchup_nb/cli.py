@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 from .config import OPTIONS, flag_defaults     # light: the declarations, no torch
-from .flags import script_errors, script_flags     # what every console script shares (`00k_flags`)
+from .flags import first_on_machine, script_errors, script_flags     # what every console script shares (`00k_flags`)
 from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, num_distrib, rank_distrib
@@ -180,7 +180,8 @@ def stitchup_train(**opts):
         sys.exit(1)
     except KeyboardInterrupt:               # Ctrl-C: where the run stands and the command that continues it
         if not is_cli(stitchup_train): raise
-        if cfg is None: print('stitchup_train: interrupted before the run began; nothing was written', file=sys.stderr, flush=True)
+        if cfg is None:                     # under a launcher every process was stopped: said once a machine
+            if first_on_machine(): print('stitchup_train: interrupted before the run began; nothing was written', file=sys.stderr, flush=True)
         elif rank_distrib() == 0:
             print(f'stitchup_train: interrupted; {_stands(cfg, sys.argv[1:], before)}', file=sys.stderr, flush=True)
         sys.exit(130)

@@ -12,7 +12,7 @@ import stitchup_nb
 from .words import cli_words
 
 # %% auto #0
-__all__ = ['error_said', 'OtherRankFailed', 'script_errors', 'argv_flags', 'script_flags']
+__all__ = ['first_on_machine', 'error_said', 'OtherRankFailed', 'script_errors', 'argv_flags', 'script_flags']
 
 # %% ../nbs/00k_flags.ipynb #deb0fc3a
 _KIT = Path(stitchup_nb.__file__).resolve().parent     # the package's folder: where the kit's own warnings come from
@@ -36,6 +36,11 @@ def _launch() -> tuple:
     num = lambda k, d: int(os.environ[k]) if os.environ.get(k, '').isdigit() else d
     rank = num('RANK', 0)
     return rank, num('WORLD_SIZE', 1), num('LOCAL_RANK', rank)
+
+def first_on_machine() -> bool:
+    """Whether this process is the first of its machine in a launch (LOCAL_RANK 0), which says what every process of the
+    launch meets alike (a machine keeps its own log); True without a launcher."""
+    return _launch()[2] == 0
 
 def _who(prog:str) -> str:
     "`prog` as an error names it: under a launcher (torchrun sets RANK and WORLD_SIZE) a rank other than 0 says which it is."
@@ -79,7 +84,8 @@ class OtherRankFailed(RuntimeError):
 def script_errors(func, prog:str, interrupted:str|None=None,
                   ranks=None):     # under a launcher: this rank's error (None: none) -> every rank's, in rank order
     """Under the console script, messages name the flags (`cli_words`), and an error of the run's making (options, files) becomes
-    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' and status 130;
+    one line on stderr and exit status 2; with `interrupted`, Ctrl-C becomes '{prog}: interrupted; {interrupted}' (once a machine under a launcher, which
+    stops each process: `first_on_machine`) and status 130;
     a reader of stdout that stopped (a broken pipe) ends the script quietly (`_reader_gone`). With `ranks`, every rank of a
     launch hands over its error, or None, as the block ends: an error every rank met is said once (`_error_line`), and a rank
     without one exits with status 2 too, quietly, where another has one. An error that the ranks compared already, in the
@@ -105,7 +111,7 @@ def script_errors(func, prog:str, interrupted:str|None=None,
         sys.exit(2)
     except KeyboardInterrupt:
         if not (cli and interrupted): raise
-        print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)
+        if first_on_machine(): print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)   # the launcher stopped every process
         sys.exit(130)
     if cli and ranks is not None and any(e is not None for e in ranks(None)): sys.exit(2)    # another rank's error: said by it
 

@@ -4,8 +4,9 @@
   reads), is said once, as one process says it; every rank stops, nothing written;
 - an error only rank 0 meets inside `main_process_first` (its data) is said by rank 0, named, while rank 1, let on, meets an
   error of another kind (a bug's: a traceback): no rank waits for good, and rank 0's line is not lost;
+- Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process.
 """
-import textwrap
+import os, textwrap
 
 from tests.conftest import BIN, QUICK
 from tests.test_distributed import _torchrun_fails
@@ -51,3 +52,36 @@ def test_rank_0s_setup_error_is_said_while_another_rank_fails_otherwise(tmp_path
     assert 'TypeError: a bug on rank 1' in err, err[-3000:]
     assert 'Connection closed' not in err, err[-3000:]
     assert not (tmp_path/'run'/'config.json').exists()
+
+
+WAITS = textwrap.dedent('''
+    # stitchup_train whose option checks wait (each rank marks, in the folder READY names, that it is in them): Ctrl-C
+    # finds every rank there
+    import os, pathlib, sys, time
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    def train_config(**opts):
+        pathlib.Path(os.environ['READY'], 'rank' + os.environ['RANK']).touch()
+        time.sleep(120)
+    train.train_config = train_config
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_ctrl_c_before_the_run_began_is_said_once(tmp_path):
+    "Ctrl-C while the ranks check their options (torchrun passes it on to each): said once, by the machine's first process."
+    # Before, every rank said 'interrupted before the run began' (N lines under --nproc_per_node N)
+    import signal, subprocess, time
+    from tests.test_distributed import free_port
+    script, ready = tmp_path/'waits.py', tmp_path/'ready'
+    script.write_text(WAITS); ready.mkdir()
+    p = subprocess.Popen([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
+                                           '--work_dir', tmp_path/'run')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, 'OMP_NUM_THREADS': '1', 'READY': str(ready)})
+    t0 = time.time()
+    while len(list(ready.iterdir())) < 2 and time.time() - t0 < 100 and p.poll() is None: time.sleep(.1)
+    p.send_signal(signal.SIGINT)                     # as a terminal's Ctrl-C reaches torchrun
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and len(list(ready.iterdir())) == 2, err[-3000:]
+    assert _said(err) == ['stitchup_train: interrupted before the run began; nothing was written'], err[-3000:]
+    assert not (tmp_path/'run').exists()
