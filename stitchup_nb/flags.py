@@ -90,7 +90,7 @@ def script_errors(func, prog:str, interrupted:str|None=None,
     launch hands over its error, or None, as the block ends: an error every rank met is said once (`_error_line`), and a rank
     without one exits with status 2 too, quietly, where another has one. An error that the ranks compared already, in the
     block (its `every_rank`: each rank's, as `error_said` words it), is said so too, and `OtherRankFailed` ends a rank
-    without one quietly, with status 2."""
+    without one quietly, with status 2. An error of another kind (a bug's) stays a traceback, handed to `ranks` first."""
     cli = is_cli(func)
     try:
         with cli_words(cli), _console_warnings(prog if cli else None):
@@ -113,6 +113,11 @@ def script_errors(func, prog:str, interrupted:str|None=None,
         if not (cli and interrupted): raise
         if first_on_machine(): print(f'{prog}: interrupted; {interrupted}', file=sys.stderr, flush=True)   # the launcher stopped every process
         sys.exit(130)
+    except Exception as e:                  # a bug's, not the run's making: its traceback; under a launcher the others hear of it first
+        if cli and ranks is not None and getattr(e, 'every_rank', None) is None:
+            try: ranks(error_said(e))       # (else a rank with an error of the run's making, left waiting, is stopped unheard)
+            except (RuntimeError, OSError): pass
+        raise
     if cli and ranks is not None and any(e is not None for e in ranks(None)): sys.exit(2)    # another rank's error: said by it
 
 # %% ../nbs/00k_flags.ipynb #e58f57bc
