@@ -165,7 +165,8 @@ def pick_table(res:pd.DataFrame,
                methods=None,   # the candidates (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
                col:str='total', level:float=.95) -> pd.DataFrame:
     """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the lead paired
-    over every seed those two ran, with its `level` interval, and the pick: the best, when the interval lies above 0; else 'tie'."""
+    over every seed those two ran, with its `level` interval, how many of the others the best leads with the interval above 0
+    (`resolved`, each pair over the seeds it ran), and the pick: the best, when it leads every other so; else 'tie'."""
     res = once_per_seed(res, 'pick_table')
     if methods is None: warn_left_out(res[res.rate > 0], MAIN_ROWS, 'pick_table')
     methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
@@ -178,9 +179,10 @@ def pick_table(res:pd.DataFrame,
         mean = common.mean().sort_values(ascending=False)
         first, second = mean.index[:2]
         lead = (g[first] - g[second]).dropna()                 # the lead: every seed the two ran
-        low = paired_ci(lead, level)[1]
-        out[(kind, rate)] = {'seeds': len(lead), 'pick': first if low > 0 else 'tie', 'best mean': first,
-                             col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead)}
+        ahead = sum(paired_ci((g[first] - g[m]).dropna(), level)[1] > 0 for m in mean.index[1:])   # NaN bound (one seed): not ahead
+        out[(kind, rate)] = {'seeds': len(lead), 'pick': first if ahead == len(mean) - 1 else 'tie', 'best mean': first,
+                             col: round(mean.iloc[0], 1), 'runner-up': second, 'lead': paired_text(lead),
+                             'resolved': f'{ahead}/{len(mean) - 1}'}
     return by_cell(pd.DataFrame(out)).T if out else pd.DataFrame()
 
 # %% ../nbs/13a_leaderboard.ipynb #6d100105

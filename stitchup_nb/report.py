@@ -100,7 +100,8 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
         both = pd.concat([res, peers]) if peers is not None and len(peers) else res
         md += ['', "Which method at which noise: the best mean total mAP at each cell, over the seeds every method ran there "
                    "(so it may differ from the table above, and from the `seeds` column, the seeds its lead over the runner-up is "
-                   "paired on), and a pick only where that lead has a 95% interval above 0; otherwise a tie:", '',
+                   "paired on), and a pick only where the best leads every other method with a 95% interval above 0 (`resolved`: of how "
+                   "many it does); otherwise a tie:", '',
                markdown(pick_table(both, methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
     if fresh is not None and len(fresh): md += ['', fresh_markdown(fresh)]
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
@@ -120,7 +121,8 @@ def _main_sections(res, peers) -> tuple:
                '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell'
                + (' (the peers of `--peers` among them)' if len(peers) else '') +
                ', the runner-up, and the lead paired by seed [95% interval] (seeds ahead / compared). The pick is the best '
-               'only where the whole interval of its lead is above 0; elsewhere the cell is a tie:', '',
+               'only where the whole interval of its lead over every other method is above 0 (`resolved`: over how many it is; each '
+               'pair on the seeds it ran); elsewhere the cell is a tie:', '',
                markdown(pick_table(pd.concat([res, peers]), methods=[*MAIN_ROWS, *PEER_ROWS]).rename_axis('cell'))]
         figs['benchmark_rates.png'] = rate_curves(res)
     return md, figs
