@@ -57,12 +57,19 @@ def per_group(res:pd.DataFrame, peers:pd.DataFrame, kind:str, rate:float) -> pd.
 
 def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     """What a whole run of each leaderboard method costs: the median of its rows' wall time (`seconds`: one PyTorch
-    thread, the grid's epochs, every noisy cell) and that median over BCE's. Confident learning's fold models count."""
+    thread, the grid's epochs, every noisy cell), and `x BCE`, the median over its rows of each one's time over BCE's
+    median on the row's `machine` (rows that record none count as one machine): a ratio of times from two machines
+    measures the machines. `runs beside BCE` counts the rows of a machine BCE ran on, which alone the ratio reads
+    (NaN where there are none). Confident learning's fold models count."""
     both = board_rows(res, peers, 'run_costs')
-    s = both[both.rate > 0].groupby('method').seconds.agg(['median', 'size'])
+    d = both[both.rate > 0]
+    d = d.assign(host=d['machine'].fillna('') if 'machine' in d else '')
+    d = d.assign(ratio=d.seconds / d.host.map(d[d.method == 'BCE'].groupby('host').seconds.median()))
+    s = d.groupby('method').agg(median=('seconds', 'median'), size=('seconds', 'size'), ratio=('ratio', 'median'),
+                                beside=('ratio', 'count'))
     s = s.reindex([m for m in LEADERBOARD if m in s.index])
-    return pd.DataFrame({'median s per run': s['median'].round(0).astype(int),
-                         'x BCE': (s['median'] / s.loc['BCE', 'median']).round(2), 'runs': s['size']})
+    return pd.DataFrame({'median s per run': s['median'].round(0).astype(int), 'x BCE': s.ratio.round(2), 'runs': s['size'],
+                         'runs beside BCE': s.beside})
 
 def run_cost_line(method:str,              # a peer's `--method` name (`grids.PEER_ROWS`), e.g. 'coteaching'
                   res:pd.DataFrame|None=None, peers:pd.DataFrame|None=None,   # the main and --peers grids' rows (None: `load`'s current rows)
@@ -72,8 +79,9 @@ def run_cost_line(method:str,              # a peer's `--method` name (`grids.PE
     peers = load('benchmark_peers') if peers is None else peers
     m = next(m for m, o in PEER_ROWS.items() if o['method'] == method)
     cost = run_costs(res, peers)
-    return (f"{m}: {cost.loc[m, 'median s per run']} s a run, {cost.loc[m, 'x BCE']:g}× BCE's {cost.loc['BCE', 'median s per run']} s "
-            f"(medians of {cost.loc[m, 'runs']} and {cost.loc['BCE', 'runs']} benchmark runs)", cost.loc[m, 'x BCE'])
+    return (f"{m}: {cost.loc[m, 'x BCE']:g}× BCE's wall time on the same machine (the median over {cost.loc[m, 'runs beside BCE']} "
+            f"benchmark runs; medians over every machine: {cost.loc[m, 'median s per run']} s a run, BCE's "
+            f"{cost.loc['BCE', 'median s per run']} s)", cost.loc[m, 'x BCE'])
 
 # %% ../nbs/13a_leaderboard.ipynb #bc5665a6
 PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the candidate changes kept as options

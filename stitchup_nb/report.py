@@ -139,7 +139,9 @@ def _leaderboard_section(res, peers) -> tuple:
           'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
           '(* where its 95% interval over the seeds excludes 0):',
           '', markdown(group_gaps(res, peers).rename_axis('method')), '',
-          'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included):',
+          'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included), and '
+          'against BCE on the same machine (the median of each run\'s time over BCE\'s median there; runs of a machine BCE did not '
+          'run on are left out of it):',
           '', markdown(run_costs(res, peers).rename_axis('method'))]
     return md, {'benchmark_leaderboard.png': rate_curves(board_rows(res, peers), methods=LEADERBOARD,
                                                            title='The leaderboard: total mAP against the noise rate (mean ± std over seeds)')}
