@@ -87,8 +87,17 @@ def warn_left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
 
 # %% ../nbs/13_results.ipynb #60e8deca
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
-    "mean, std and seed count per method × noise kind × rate (refused where two rows are one run)."
-    g = once_per_seed(df, 'summary').groupby(['method', 'kind', 'rate'])
+    """mean, std and seed count per method × noise kind × rate (refused where two rows are one run), over the rows with a
+    number in every one of `cols`: a row missing one is left out, with a warning, so that `seeds` counts the values each
+    level and spread are made of."""
+    df = once_per_seed(df, 'summary')
+    if len(df) and (gap := df[list(cols)].isna().any(axis=1)).any():
+        r = df[gap].iloc[0]
+        warnings.warn(f"summary: {gap.sum()} row{'s' if gap.sum() > 1 else ''} with no number in one of {', '.join(cols)} "
+                      f"(the first: {r['method']!r} at {r['kind']} {_g(r['rate'])} seed {_g(r['seed'])}) left out: the levels "
+                      "and seed counts are over the rows that have all of them", stacklevel=2)
+        df = df[~gap]
+    g = df.groupby(['method', 'kind', 'rate'])
     out = g[list(cols)].agg(['mean', 'std'])
     out[('seeds', '')] = g.size()
     return out
