@@ -16,8 +16,8 @@ from .results import (by_cell, warn_left_out, once_per_seed, cell_table, cells_t
 
 # %% auto #0
 __all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
-           'run_cost_line', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves', 'pick_table', 'fresh_test',
-           'fresh_markdown']
+           'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves',
+           'pick_table', 'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
@@ -82,6 +82,22 @@ def run_cost_line(method:str,              # a peer's `--method` name (`grids.PE
     return (f"{m}: {cost.loc[m, 'x BCE']:g}× BCE's wall time on the same machine (the median over {cost.loc[m, 'runs beside BCE']} "
             f"benchmark runs; medians over every machine: {cost.loc[m, 'median s per run']} s a run, BCE's "
             f"{cost.loc['BCE', 'median s per run']} s)", cost.loc[m, 'x BCE'])
+
+# %% ../nbs/13a_leaderboard.ipynb #bf73a846
+def machine_pairs(res:pd.DataFrame, peers:pd.DataFrame, base:str='BCE') -> pd.Series:
+    """Per leaderboard method: 'k/n', its n pairs with `base` (same noisy cell and seed) of which k have their two rows
+    made on two machines (the rows' `machine`; rows recording none count as one machine)."""
+    both = board_rows(res, peers, 'machine_pairs')
+    both = both[both.rate > 0]
+    both = both.assign(host=both['machine'].fillna('') if 'machine' in both else '')
+    key = ['kind', 'rate', 'seed']
+    b = both[both.method == base].set_index(key).host
+    out = {}
+    for m in [m for m in LEADERBOARD if m != base and m in set(both.method)]:
+        h = both[both.method == m].set_index(key).host
+        common = h.index.intersection(b.index)
+        out[m] = f'{(h[common] != b[common]).sum()}/{len(common)}'
+    return pd.Series(out, dtype=object, name=f'pairs with {base} on two machines')
 
 # %% ../nbs/13a_leaderboard.ipynb #bc5665a6
 PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the candidate changes kept as options

@@ -16,7 +16,7 @@ from .experiments import MAP_COLUMNS
 from .results import (MIN_SEEDS, with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)
 from .leaderboard import (FULL, LEADERBOARD, board_rows, authors_markdown, fresh_markdown, group_gaps, leaderboard,
-                                     pick_table, plus_tables, run_costs)
+                                     machine_pairs, pick_table, plus_tables, run_costs)
 
 # %% auto #0
 __all__ = ['FIGURES', 'group_bars', 'rate_curves', 'sweep_plot', 'headline', 'report']
@@ -136,6 +136,10 @@ def _leaderboard_section(res, peers) -> tuple:
           markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
           markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
           markdown(vs_full.rename_axis('method')), '',
+          'Of those pairs, the ones whose two rows were made on two machines (`machine_pairs`; a row re-run on another '
+          'processor moves by up to 2.4 mAP, `cross_machine.md`, so such a difference holds the machines\' too), against BCE: '
+          + ', '.join(f'{m} {v}' for m, v in machine_pairs(res, peers).items()) + '; against the full method: '
+          + ', '.join(f'{m} {v}' for m, v in machine_pairs(res, peers, FULL).items()) + '.', '',
           'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
           '(* where its 95% interval over the seeds excludes 0):',
           '', markdown(group_gaps(res, peers).rename_axis('method')), '',
