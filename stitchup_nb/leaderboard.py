@@ -174,15 +174,16 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
 
 # %% ../nbs/13a_leaderboard.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
-    "Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell, the seeds counted and the best t."
+    """Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell (shown to 0.1), the seeds
+    counted and the best t, read off the unrounded means (rounded, a flat curve's t's tie and the first would win)."""
     res = once_per_seed(res, 't_curves')
     d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
     if methods is not None: d = d[d.method.isin(methods)]
     if d.empty: return pd.DataFrame()
     curves = pd.DataFrame([{float(t): v for t, v in json.loads(s).items()} for s in d.t_curve], index=d.index)
     g = pd.concat([d[['method', 'kind', 'rate']], curves], axis=1).groupby(['method', 'kind', 'rate'])
-    out = g.mean().round(1)
-    return out.assign(**{'best t': out.idxmax(axis=1)}).join(g.size().rename('seeds'))
+    mean = g.mean()
+    return mean.round(1).assign(**{'best t': mean.idxmax(axis=1)}).join(g.size().rename('seeds'))
 
 # %% ../nbs/13a_leaderboard.ipynb #b9497b86
 def pick_table(res:pd.DataFrame,
