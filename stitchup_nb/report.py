@@ -132,6 +132,9 @@ def _leaderboard_section(res, peers) -> tuple:
     "The peers beside BCE and the full method: levels, paired differences, where the gap lies, what a run costs; its figure."
     if not (len(peers) and len(res)): return [], {}
     levels, vs_bce, vs_full = leaderboard(res, peers)
+    gaps = group_gaps(res, peers)
+    tested = 3 * int((gaps != '–').to_numpy().sum())      # head / medium / tail in each cell a method ran
+    starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())
     md = ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
           markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
           markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
@@ -141,8 +144,9 @@ def _leaderboard_section(res, peers) -> tuple:
           + ', '.join(f'{m} {v}' for m, v in machine_pairs(res, peers).items()) + '; against the full method: '
           + ', '.join(f'{m} {v}' for m, v in machine_pairs(res, peers, FULL).items()) + '.', '',
           'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
-          '(* where its 95% interval over the seeds excludes 0):',
-          '', markdown(group_gaps(res, peers).rename_axis('method')), '',
+          f'(* where its 95% interval over the seeds excludes 0, each interval on its own: {starred} of {tested} are starred, '
+          f'and about {tested / 20:.0f} would be by chance alone were there no difference anywhere):',
+          '', markdown(gaps.rename_axis('method')), '',
           'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included), and '
           'against BCE on the same machine (the median of each run\'s time over BCE\'s median there; runs of a machine BCE did not '
           'run on are left out of it):',
