@@ -23,7 +23,7 @@ __all__ = ['FIGURES', 'group_bars', 'rate_curves', 'sweep_plot', 'headline', 're
 
 # %% ../nbs/13b_report.ipynb #a67e89e1
 def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
-    "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds)."
+    "Figure: per-group mAP of every method at one noise cell (error bars: std over seeds; none for a method of one seed)."
     import matplotlib.pyplot as plt
     s = summary(with_clean(res, kind, rate)).reset_index(level=['kind', 'rate'], drop=True)
     s = s.reindex([m for m in methods if m in s.index])
@@ -31,7 +31,7 @@ def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
     w = .8 / max(len(s), 1)
     for i, m in enumerate(s.index):
         ax.bar(np.arange(4) + i * w, [s.loc[m, (g, 'mean')] for g in MAP_COLUMNS], w,
-               yerr=[np.nan_to_num(s.loc[m, (g, 'std')]) for g in MAP_COLUMNS], label=m, capsize=2)
+               yerr=[s.loc[m, (g, 'std')] for g in MAP_COLUMNS], label=m, capsize=2)
     ax.set_xticks(np.arange(4) + .4 - w / 2, MAP_COLUMNS); ax.set(xlabel='class group', ylabel='mAP (%)')
     ax.set_title(f'Digits-MLT, {kind} noise {rate}: mAP per class group (mean ± std over seeds)')
     ax.legend(ncol=4, fontsize=8, loc='upper center', bbox_to_anchor=(.5, -.1))
@@ -40,7 +40,7 @@ def group_bars(res:pd.DataFrame, kind:str='flip', rate:float=.5, methods=ORDER):
 
 def rate_curves(res:pd.DataFrame, col:str='total', methods=None,
                 title:str|None=None):      # the figure's title (default: which mAP against the noise rate)
-    "Figure: `col` mAP against the noise rate, a line per method, a panel per noise kind; clean references dashed."
+    "Figure: `col` mAP against the noise rate, a line per method (error bars: std over seeds, none at one seed), a panel per noise kind; clean references dashed."
     import matplotlib.pyplot as plt
     kinds = [k for k in ('flip', 'cooc') if (res.kind == k).any()] or ['flip']
     s, clean = summary(res[res.rate > 0]).reset_index(), summary(res[res.rate == 0]).reset_index()
@@ -48,7 +48,7 @@ def rate_curves(res:pd.DataFrame, col:str='total', methods=None,
     for ax, k in zip(axs[0], kinds):
         for m in methods or MAIN_ROWS:
             d = s[(s.kind == k) & (s.method == m)].sort_values('rate')
-            if len(d): ax.errorbar(d.rate, d[(col, 'mean')], yerr=np.nan_to_num(d[(col, 'std')]), marker='o', capsize=2, label=m)
+            if len(d): ax.errorbar(d.rate, d[(col, 'mean')], yerr=d[(col, 'std')], marker='o', capsize=2, label=m)
         for _, r in clean.iterrows():
             ax.axhline(r[(col, 'mean')], ls='--', lw=1, color='grey')
             ax.text(ax.get_xlim()[0], r[(col, 'mean')], f" {r[('method', '')]}", fontsize=7, color='grey', va='bottom')
