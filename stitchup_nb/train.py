@@ -252,7 +252,11 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
     main = rank_distrib() == 0                # under a launcher, rank 0 alone writes and reports
     lock, began = None, False                 # began: whether the run has changed its folder: until then, a refusal leaves it as it was
     try:
-        with compare_errors():                # each rank's setup: its error compared, said once where every rank met it alike
+        # each rank's setup, its error compared as each part ends, said once where every rank met it alike (`compare_errors`).
+        # Two parts: the folder's and the checkpoint's checks (rank 0 alone locks the folder), then the data and the learner,
+        # whose `main_process_first` barrier every rank must reach: a rank stopped before it (the folder in use) would wait in
+        # the comparison while the others waited at the barrier, for good
+        with compare_errors():
             # a RunConfig made in one process (where train_config checked it on 1) and trained under a launcher, e.g. handed
             # to run_training by accelerate's notebook_launcher: train_config's check cannot see this world, so it is not redundant
             check_world(cfg, num_distrib())
@@ -273,6 +277,7 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                     raise ValueError(f"{work/'config.json'}: another run's configuration (it differs in {', '.join(differ[:6])}"
                                      f"{' …' * (len(differ) > 6)}); resume with the same options, or pass another --work_dir")
             if cfg.get('deterministic'): deterministic_torch()      # before the first CUDA call (cuBLAS workspace)
+        with compare_errors():
             learn, train, test = build_learner(cfg, history)
             for cb in _file_cbs(learn): cb.open()      # this run holds the folder (its lock, on the rank that writes)
             gpu_speed(learn.run_record.config['precision'], cfg.get('deterministic', False), learn.dls.device)   # TF32, cuDNN autotuning: on a GPU

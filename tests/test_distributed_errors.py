@@ -4,6 +4,8 @@
   reads), is said once, as one process says it; every rank stops, nothing written;
 - an error only rank 0 meets inside `main_process_first` (its data) is said by rank 0, named, while rank 1, let on, meets an
   error of another kind (a bug's: a traceback): no rank waits for good, and rank 0's line is not lost;
+- a folder another run holds (rank 0 alone locks it) stops rank 0 before the data is read, while rank 1 would go on to
+  `main_process_first`'s barrier: every rank stops, rank 0 says it, named, and the holder's run is untouched;
 - Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process.
 """
 import os, textwrap
@@ -85,3 +87,17 @@ def test_ctrl_c_before_the_run_began_is_said_once(tmp_path):
     assert p.returncode != 0 and len(list(ready.iterdir())) == 2, err[-3000:]
     assert _said(err) == ['stitchup_train: interrupted before the run began; nothing was written'], err[-3000:]
     assert not (tmp_path/'run').exists()
+
+
+def test_a_folder_in_use_stops_every_rank(tmp_path):
+    "Rank 0 alone locks the work dir: where another run holds it, rank 0 says so, named, and no rank waits for good."
+    # Before, rank 0 waited in the comparison of the setup's errors while rank 1 waited at main_process_first's barrier,
+    # until torchrun's timeout: the setup compared its errors across a collective only rank 1 reached
+    from stitchup_nb.runs import lock_work_dir
+    work = tmp_path/'run'
+    held = lock_work_dir(work)        # another run's, in this process
+    try: err = _torchrun_fails([BIN/'stitchup_train', *QUICK, '--work_dir', work], timeout=120)
+    finally: held.close()
+    assert [l.split(' is in use')[0] for l in _said(err)] == [f'stitchup_train (rank 0 of 2): work_dir {work}'], err[-3000:]
+    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
+    assert not (work/'config.json').exists()
