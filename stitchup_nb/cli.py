@@ -262,4 +262,4 @@ def stitchup_test(
         print(shown + f'\nwrote {path}')
 
 # %% ../nbs/10c_cli.ipynb #1c3a9067
-script_flags({'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test})
+script_flags({'stitchup_train': stitchup_train, 'stitchup_test': stitchup_test}, launched=('stitchup_train',))

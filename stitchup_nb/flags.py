@@ -167,10 +167,21 @@ def _one_line_errors(func, argv:list, prog:str):
     p.error = error
     p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
 
-def script_flags(scripts:dict):
-    """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): `sys.argv` in its parser's
-    spellings, and an argument its parser refuses said in one line (`_one_line_errors`)."""
+def _one_process(prog:str):
+    """Refuse console script `prog`, one that runs in one process, where a launcher started several (WORLD_SIZE > 1): each
+    would run it whole and write the same files, N writers of one file. Said once a machine, as an argument's error (`_refuse`)."""
+    world = _launch()[1]
+    if world > 1:
+        _refuse(prog, f'runs in one process, not under a launcher: this launch started {world} (WORLD_SIZE={world}), each of '
+                      f'which would write the same files; run {prog} without torchrun')
+
+def script_flags(scripts:dict,
+                 launched:tuple=()):    # the scripts of `scripts` that run under a launcher, each process its part (stitchup_train)
+    """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): refused under a launcher of
+    several processes unless it is one of `launched` (`_one_process`); `sys.argv` in its parser's spellings, and an argument
+    its parser refuses said in one line (`_one_line_errors`)."""
     prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
     if prog in scripts:
+        if prog not in launched: _one_process(prog)
         sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
         _one_line_errors(scripts[prog], sys.argv[1:], prog)

@@ -101,3 +101,29 @@ def test_a_folder_in_use_stops_every_rank(tmp_path):
     assert [l.split(' is in use')[0] for l in _said(err)] == [f'stitchup_train (rank 0 of 2): work_dir {work}'], err[-3000:]
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
     assert not (work/'config.json').exists()
+
+
+ONE_PROCESS = 'runs in one process, not under a launcher: this launch started 2 (WORLD_SIZE=2), each of which would write the same files; run {} without torchrun'
+
+
+def test_stitchup_test_under_torchrun_is_refused_once(quick_run):
+    "`stitchup_test` scores in one process: under torchrun it says so once, before it reads anything, and writes nothing."
+    # Before, each rank scored the checkpoint whole, printed the table and wrote test_metrics.json: the same file, N writers
+    work, _ = quick_run
+    err = _torchrun_fails([BIN/'stitchup_test', work/'epoch_2.pth'])
+    assert [l for l in err.splitlines() if l.startswith('stitchup_test')] == ['stitchup_test: ' + ONE_PROCESS.format('stitchup_test')], err[-3000:]
+    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
+    assert not (work/'test_metrics.json').exists()
+
+
+def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
+    """`stitchup_noise` and `stitchup_estimate_noise`, started as a launcher starts rank 0 of 2 (its environment): refused in
+    one line, their --out not written. (A rank other than 0 waits for the launcher to stop it: `00k_flags`.)"""
+    # Before, each rank ran the script whole and wrote the same --out file
+    import subprocess
+    env = {**os.environ, 'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '2', 'OMP_NUM_THREADS': '1'}
+    for prog, args in (('stitchup_noise', ['--dataset', 'digits-small']), ('stitchup_estimate_noise', ['--dataset', 'digits-small'])):
+        out = tmp_path/f'{prog}.out'
+        p = subprocess.run([str(BIN/prog), *args, '--out', str(out)], capture_output=True, text=True, env=env, timeout=300)
+        assert (p.returncode, p.stdout, p.stderr) == (2, '', f'{prog}: {ONE_PROCESS.format(prog)}\n'), p.stderr[-3000:]
+        assert not out.exists()
