@@ -7,6 +7,8 @@
 - a folder another run holds (rank 0 alone locks it) stops rank 0 before the data is read, while rank 1 would go on to
   `main_process_first`'s barrier: every rank stops, rank 0 says it, named, and the holder's run is untouched;
 - Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process.
+- a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
+  said once, before it reads or writes anything: each rank would write the same file.
 """
 import os, textwrap
 
