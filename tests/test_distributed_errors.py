@@ -1,19 +1,151 @@
-"""Errors of a launch under `torchrun --nproc_per_node 2` (gloo, CPU), said as a user reads them:
+"""Multi-process launches that must fail, and how they fail (CPU, gloo; the launches that train are tests/test_distributed.py's,
+a file of its own so that the two run side by side under `pytest -n 2 --dist loadfile`):
 
-- an error every rank meets in `run_training`'s setup, before the ranks' first collective (a damaged checkpoint that each
-  reads), is said once, as one process says it; every rank stops, nothing written;
+- a non-finite loss on one rank only stops every rank at the same step: one message, from rank 0,
+  naming the bad rank; no peer dies on a broken connection; no checkpoint of the bad epoch;
+- a method that trains in one process (confident learning) is refused by name before anything is written;
+- an error on one rank is said by that rank, named, and leaves the work dir without a run; one every rank meets
+  (a flag's value, an argument the parser refuses) is said once; an option only one rank finds wrong is said by it;
+- an error every rank meets in `run_training`'s setup (a damaged checkpoint that each reads) is said once, as one process
+  says it; every rank stops, nothing written;
 - an error only rank 0 meets inside `main_process_first` (its data) is said by rank 0, named, while rank 1, let on, meets an
   error of another kind (a bug's: a traceback): no rank waits for good, and rank 0's line is not lost;
 - a folder another run holds (rank 0 alone locks it) stops rank 0 before the data is read, while rank 1 would go on to
   `main_process_first`'s barrier: every rank stops, rank 0 says it, named, and the holder's run is untouched;
-- Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process.
+- Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process;
 - a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
   said once, before it reads or writes anything: each rank would write the same file.
 """
-import os, textwrap
+import os, subprocess, textwrap
 
-from tests.conftest import BIN, QUICK
-from tests.test_distributed import _torchrun_fails
+import pytest
+
+from tests.conftest import BIN, QUICK, free_port
+
+
+POISON = textwrap.dedent('''
+    # stitchup_train with one rank's batch poisoned: NaN images into the balanced branch on rank 1 at one
+    # iteration of epoch 0 (POISON_ITER: a number or "last"); CHECK_EVERY sets CoLearning's NaN-look interval
+    import os, sys
+    from fastai.callback.core import Callback
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    from stitchup_nb.colearn import CoLearning
+
+    class Poison(Callback):
+        order = 20
+        def before_fit(self):
+            self.learn.cbs.filter(lambda c: isinstance(c, CoLearning))[0].check_every = int(os.environ['CHECK_EVERY'])
+        def before_batch(self):
+            at = os.environ['POISON_ITER']
+            at = self.n_iter - 1 if at == 'last' else int(at)
+            if self.training and rank_distrib() == 1 and self.epoch == 0 and self.iter == at:
+                xs = list(self.xb[0]); xs[1] = xs[1] * float('nan'); self.learn.xb = (tuple(xs),) + tuple(self.xb[1:])
+
+    make = train.colearner
+    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Poison()], **kw)
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+@pytest.mark.parametrize('every,at', [(1, '2'),            # looked at every step (the CPU default): stops at once
+                                      (1000, 'last')])     # looked at only at the epoch's end, the bad step its last
+def test_nan_on_one_rank_stops_every_rank_together(tmp_path, every, at):
+    # Before the ranks compared records, rank 1 quit alone: rank 0 went on into a collective with it and died on
+    # gloo's "Connection closed by peer" (a traceback), or was killed by torchrun with the rank never named.
+    script, work = tmp_path/'poison.py', tmp_path/'run'
+    script.write_text(POISON)
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'CHECK_EVERY': str(every), 'POISON_ITER': at}
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script,
+                                         *QUICK, '--work_dir', work)], capture_output=True, text=True, env=env, timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out[-3000:]
+    assert out.count('stitchup_train: non-finite loss') == 1, out[-3000:]          # rank 0 alone reports
+    assert "non-finite loss in branch ['balanced'] at epoch 0, iteration" in out and 'on rank 1;' in out, out[-3000:]
+    if at != 'last': assert 'iteration 2 on rank 1' in out
+    # (torchrun may still SIGTERM the rank that exits second, already past the group: harmless, the status is 1 either way)
+    assert 'Connection closed' not in out and '[rank0]: Traceback' not in out and '[rank1]: Traceback' not in out, out[-3000:]
+    assert sorted(q.name for q in work.iterdir()) == ['.lock', 'config.json']      # the bad epoch was never saved
+
+
+def test_a_one_process_peer_is_refused_under_torchrun(tmp_path):
+    "confident_learning trains its fold models in one process: under torchrun it is refused by name, before anything is written."
+    # Before, its fold models' collectives met the ranks waiting in main_process_first's barrier: both ranks hung, for good
+    work = tmp_path/'cl'
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
+                                         *QUICK, '--method', 'confident_learning', '--work_dir', work)],
+                       capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=120)
+    assert p.returncode != 0
+    assert "stitchup_train: method 'confident_learning' cannot train on 2 processes" in p.stderr, p.stderr[-3000:]
+    assert not work.exists()
+
+
+RANK_FAILS = textwrap.dedent('''
+    # stitchup_train where rank 1 alone cannot read its data (a folder missing on its machine only)
+    import sys
+    from fastai.torch_core import rank_distrib
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    real = train.run_data
+    def run_data(*a, **kw):
+        if rank_distrib() == 1: raise FileNotFoundError(2, 'no such folder (--data_root)', '/data/node1/VOCdevkit')
+        return real(*a, **kw)
+    train.run_data = run_data
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_an_error_on_one_rank_is_said_by_it_and_writes_nothing(tmp_path):
+    "A rank that cannot build its run names itself, and rank 0 writes no config.json: the folder is left as it was."
+    # Before, the message did not say which rank met the error, and rank 0, built first, had written config.json: a
+    # second try into the folder was refused as a run already there
+    script, work = tmp_path/'fails.py', tmp_path/'run'
+    script.write_text(RANK_FAILS)
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
+                                         '--work_dir', work)], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'},
+                       timeout=300)
+    assert p.returncode != 0
+    assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in p.stderr, p.stderr[-3000:]
+    assert not (work/'config.json').exists(), sorted(q.name for q in work.iterdir())
+
+
+def _torchrun_fails(argv, timeout=300):
+    "stitchup_train (or a script) under `torchrun --nproc_per_node 2` with `argv`, which must fail: its stderr."
+    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), *argv)],
+                       capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=timeout)
+    assert p.returncode != 0, p.stderr[-3000:]
+    return p.stderr
+
+
+@pytest.mark.parametrize('bad,said', [(['--bs', '1'], 'stitchup_train: --bs must be an integer >= 2'),        # an option's value
+                                      (['--bs', 'x'], "stitchup_train: argument --bs: invalid int value: 'x'"),   # argparse's refusal
+                                      (['--bss', '3'], 'stitchup_train: unknown flag --bss (did you mean --bs?)')])
+def test_an_error_every_rank_meets_is_said_once(tmp_path, bad, said):
+    "An error of the flags, the same on every rank, is said once, by rank 0, as one process says it; the launch fails, nothing written."
+    # Before, every rank said it: rank 0 as one process, the others naming themselves, 8 lines under --nproc_per_node 8
+    err = _torchrun_fails([BIN/'stitchup_train', *QUICK, *bad, '--work_dir', tmp_path/'run'])
+    lines = [l for l in err.splitlines() if l.startswith('stitchup_train')]
+    assert len(lines) == 1 and lines[0].startswith(said), err[-3000:]
+    assert not (tmp_path/'run').exists()
+
+
+RANK_RESUMES = textwrap.dedent('''
+    # stitchup_train where rank 1 alone is given a checkpoint that is not there (a file missing on its machine's disk)
+    import os, sys
+    import stitchup_nb.cli as cli
+    sys.argv = ['stitchup_train'] + sys.argv[1:] + (['--resume', '/nowhere/epoch_1.pth'] if os.environ['RANK'] == '1' else [])
+    cli.stitchup_train()
+''')
+
+
+def test_an_option_error_of_one_rank_is_said_by_it(tmp_path):
+    "An option only one rank finds wrong (its checkpoint missing on its machine) is said by that rank, named; every rank stops."
+    script = tmp_path/'resumes.py'; script.write_text(RANK_RESUMES)
+    err = _torchrun_fails([script, *QUICK, '--work_dir', tmp_path/'run'])
+    lines = [l for l in err.splitlines() if l.startswith('stitchup_train')]
+    assert lines == ["stitchup_train (rank 1 of 2): --resume must be 'auto' or an existing checkpoint file, got '/nowhere/epoch_1.pth'"], err[-3000:]
+    assert not (tmp_path/'run').exists()                  # rank 0, whose options passed, did not go on
 
 
 def _said(err:str) -> list:
