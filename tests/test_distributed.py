@@ -120,11 +120,29 @@ def test_launch_from_a_notebook(tmp_path):
     assert json.loads((tmp_path/'nb'/'metrics.json').read_text())['world_size'] == 2
 
 
-def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(tmp_path):
+@pytest.fixture(scope='module')
+def plus_run(tmp_path_factory):
+    """One epoch of full_plus with the held-out ensemble weight it is measured with (`--holdout 0.1`) under torchrun, started with
+    `--resume auto` in a folder not there yet: one launch for the three tests below, each checking its part. (work_dir, stdout)"""
+    work = tmp_path_factory.mktemp('plus')/'new'
+    out = _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *QUICK,
+                   '--epochs', '1', '--method', 'full_plus', '--holdout', '0.1', '--resume', 'auto', '--work_dir', work])
+    return work, out
+
+
+def test_full_plus_under_torchrun(plus_run):
+    "full_plus stitches the class-aware branch only: the random branch's partner BatchNorm gets no gradient, which DDP is told."
+    # Before, DDP was told to expect every parameter used whenever feature-level Stitch-Up was on, and the first step on
+    # 2 processes died: "Expected to have finished reduction in the prior iteration ... Parameter indices which did not receive grad"
+    work, _ = plus_run
+    m = json.loads((work/'metrics.json').read_text())
+    assert json.loads((work/'config.json').read_text())['method'] == 'full_plus'
+    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
+
+
+def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(plus_run, tmp_path):
     "`--holdout`: the ranks score the held-out images together (each once) and choose the t a single process chooses."
-    work = tmp_path/'held'
-    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train',
-             *QUICK, '--epochs', '1', '--holdout', '0.1', '--work_dir', work])
+    work, _ = plus_run
     m = json.loads((work/'metrics.json').read_text())
     assert m['world_size'] == 2 and len(m['holdout_map']) == 11
     assert m['holdout_map'][f"{m['t_chosen']:g}"] == max(m['holdout_map'].values())
@@ -133,6 +151,12 @@ def test_holdout_under_torchrun_chooses_the_t_one_process_chooses(tmp_path):
     assert said['t'] == m['t_chosen'], (said, m['t_chosen'])
     for mode in m['final']:
         for k in m['final'][mode]: assert got[mode][k] == pytest.approx(m['final'][mode][k], abs=1e-3), (mode, k)
+
+
+def test_resume_auto_into_an_empty_folder_is_said_once(plus_run):
+    "`--resume auto` with no checkpoint yet: rank 0 alone says that training starts at epoch 0 (every rank said it)."
+    _, out = plus_run
+    assert out.count('--resume auto: no epoch_N.pth in') == 1, out[-3000:]
 
 
 def test_corrections_count_every_ranks_draws(tmp_path):
@@ -149,17 +173,6 @@ def test_corrections_count_every_ranks_draws(tmp_path):
     got, want = rows(two)['corrections'], rows(one)['corrections']
     assert got == want
     assert min(r['on'] for r in want if r['group'] == 'head') > 100          # the counts are not empty
-
-
-def test_full_plus_under_torchrun(tmp_path):
-    "full_plus stitches the class-aware branch only: the random branch's partner BatchNorm gets no gradient, which DDP is told."
-    # Before, DDP was told to expect every parameter used whenever feature-level Stitch-Up was on, and the first step on
-    # 2 processes died: "Expected to have finished reduction in the prior iteration ... Parameter indices which did not receive grad"
-    work = tmp_path/'fp'
-    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *QUICK,
-             '--epochs', '1', '--method', 'full_plus', '--work_dir', work])
-    m = json.loads((work/'metrics.json').read_text())
-    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
 
 
 SEEN = textwrap.dedent('''
@@ -302,10 +315,3 @@ def test_a_resume_whose_ranks_see_other_checkpoints_is_refused(torchrun_run, tmp
     assert ('the ranks would go on from different epochs (rank 0 from epoch_1.pth, rank 1 at epoch 0 (no checkpoint))'
             in p.stderr), p.stderr[-3000:]
     assert stamps() == before                          # nothing written, nothing removed
-
-
-def test_resume_auto_into_an_empty_folder_is_said_once(tmp_path):
-    "`--resume auto` with no checkpoint yet: rank 0 alone says that training starts at epoch 0 (every rank said it)."
-    out = _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *QUICK,
-                   '--epochs', '1', '--work_dir', tmp_path/'new', '--resume', 'auto'])
-    assert out.count('--resume auto: no epoch_N.pth in') == 1, out[-3000:]
