@@ -100,15 +100,38 @@ def test_single_process_test_matches_distributed_evaluation(torchrun_run):
         for k in want[mode]: assert got[mode][k] == pytest.approx(want[mode][k], abs=1e-3), (mode, k)
 
 
-def test_accelerate_launch(tmp_path):
+# head alphas near 0 switch every head negative on, whatever the weights: the counts depend on the draws alone; without
+# partners (--stitch none) 2 processes of bs 16 draw exactly the batches one process of bs 32 draws
+CORRECTING = [*QUICK, '--epochs', '1', '--stitch', 'none', '--random_head_alpha', '1e-6', '--balance_head_alpha', '1e-6']
+
+
+@pytest.fixture(scope='module')
+def accelerate_run(tmp_path_factory):
+    """One epoch under `accelerate launch` on 2 processes, with the options the corrections count below compares (CORRECTING,
+    --bs 16 a process): one launch for the two tests that check it. Its work_dir."""
     # accelerate's multi-process launcher is `--multi_gpu` (torchrun underneath); on a machine without GPUs the kit
     # then joins a gloo group. (`--cpu` with several processes would need MPI: it starts one process.)
-    work = tmp_path/'acc'
+    work = tmp_path_factory.mktemp('acc')/'run'
     _launch([BIN/'accelerate', 'launch', '--num_processes', '2', '--num_machines', '1', '--multi_gpu',
              '--main_process_port', free_port(), '--mixed_precision', 'no', '--dynamo_backend', 'no',
-             BIN/'stitchup_train', *QUICK, '--epochs', '1', '--work_dir', work])
-    m = json.loads((work/'metrics.json').read_text())
-    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (work/'epoch_1.pth').exists()
+             BIN/'stitchup_train', *CORRECTING, '--bs', '16', '--work_dir', work])
+    return work
+
+
+def test_accelerate_launch(accelerate_run):
+    m = json.loads((accelerate_run/'metrics.json').read_text())
+    assert m['world_size'] == 2 and len(m['epochs']) == 1 and (accelerate_run/'epoch_1.pth').exists()
+
+
+def test_corrections_count_every_ranks_draws(accelerate_run, tmp_path):
+    """metrics.json counts label corrections over every rank's batches, each draw once: what one process drawing the same
+    global batches counts. (They were rank 0's batches alone: half the count on 2 processes, an eighth on 8.)"""
+    one = tmp_path/'one'
+    _launch([BIN/'stitchup_train', *CORRECTING, '--bs', '32', '--work_dir', one])
+    rows = lambda w: json.loads((w/'metrics.json').read_text())['epochs'][0]
+    got, want = rows(accelerate_run)['corrections'], rows(one)['corrections']
+    assert got == want
+    assert min(r['on'] for r in want if r['group'] == 'head') > 100          # the counts are not empty
 
 
 def test_launch_from_a_notebook(tmp_path):
@@ -157,22 +180,6 @@ def test_resume_auto_into_an_empty_folder_is_said_once(plus_run):
     "`--resume auto` with no checkpoint yet: rank 0 alone says that training starts at epoch 0 (every rank said it)."
     _, out = plus_run
     assert out.count('--resume auto: no epoch_N.pth in') == 1, out[-3000:]
-
-
-def test_corrections_count_every_ranks_draws(tmp_path):
-    """metrics.json counts label corrections over every rank's batches, each draw once: what one process drawing the same
-    global batches counts. (They were rank 0's batches alone: half the count on 2 processes, an eighth on 8.)"""
-    # head alphas near 0 switch every head negative on, whatever the weights: the counts depend on the draws alone; without
-    # partners (--stitch none) 2 processes of bs 16 draw exactly the batches one process of bs 32 draws
-    opts = [*QUICK, '--epochs', '1', '--stitch', 'none', '--random_head_alpha', '1e-6', '--balance_head_alpha', '1e-6']
-    two, one = tmp_path/'two', tmp_path/'one'
-    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), BIN/'stitchup_train', *opts,
-             '--bs', '16', '--work_dir', two])
-    _launch([BIN/'stitchup_train', *opts, '--bs', '32', '--work_dir', one])
-    rows = lambda w: json.loads((w/'metrics.json').read_text())['epochs'][0]
-    got, want = rows(two)['corrections'], rows(one)['corrections']
-    assert got == want
-    assert min(r['on'] for r in want if r['group'] == 'head') > 100          # the counts are not empty
 
 
 SEEN = textwrap.dedent('''
