@@ -182,51 +182,26 @@ def test_resume_auto_into_an_empty_folder_is_said_once(plus_run):
     assert out.count('--resume auto: no epoch_N.pth in') == 1, out[-3000:]
 
 
-SEEN = textwrap.dedent('''
-    # stitchup_train with a callback writing, per rank, a digest of torch's random state as the first training batch
-    # arrives (after the loader's augmentation drew from it) into the folder SEEN_OUT names, as rank<r>
+TRACED = textwrap.dedent('''
+    # stitchup_train with two callbacks writing, per rank, into folders the environment names:
+    # - Seen: a digest of torch's random state as the first training batch arrives (after the loader's augmentation drew
+    #   from it), into SEEN_OUT as rank<r>; with SEEN_EXIT set the process then exits (nothing after it is looked at)
+    # - OwnLoss: the training loss smoothed as on a GPU (the kit's DeviceSmoothLoss: each rank its own batches' loss, where
+    #   fastai's own gathers every step's loss from every rank), the rank's smoothed loss at each epoch's end, into LOSS_OUT
+    #   as rank<r>_epoch<e>
     import hashlib, os, sys, torch
     from fastai.callback.core import Callback
     from fastai.torch_core import rank_distrib
     import stitchup_nb.cli as cli, stitchup_nb.train as train
+    from stitchup_nb.speed import DeviceSmoothLoss
 
     class Seen(Callback):
         order = 20
         def before_batch(self):
             if self.training and self.epoch == 0 and self.iter == 0:
                 d = hashlib.sha1(torch.random.get_rng_state().numpy().tobytes()).hexdigest()
-                open(os.path.join(os.environ['SEEN_OUT'], f'rank{rank_distrib()}'), 'w').write(d)
-
-    make = train.colearner
-    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Seen()], **kw)
-    sys.argv = ['stitchup_train'] + sys.argv[1:]
-    cli.stitchup_train()
-''')
-
-
-def test_ranks_draw_their_own_augmentation(tmp_path):
-    "Each rank draws its own augmentation and dropout; rank 0 draws what one process draws (a run stays reproducible)."
-    # Before, every rank seeded torch alike each epoch: the images at one place of every rank's batch were augmented alike
-    script = tmp_path/'seen.py'; script.write_text(SEEN)
-    opts = [*QUICK, '--epochs', '1']
-    for world in (2, 1):
-        out = tmp_path/f'seen{world}'; out.mkdir()
-        launcher = [BIN/'torchrun', '--nproc_per_node', world, '--master_port', free_port()] if world > 1 else [sys.executable]
-        _launch([*launcher, script, *opts, '--work_dir', tmp_path/f'run{world}'], {'SEEN_OUT': str(out)})
-    two = [(tmp_path/'seen2'/f'rank{r}').read_text() for r in range(2)]
-    assert two[0] != two[1]
-    assert two[0] == (tmp_path/'seen1'/'rank0').read_text()
-
-
-OWN_LOSS = textwrap.dedent('''
-    # stitchup_train smoothing the training loss as on a GPU (the kit's DeviceSmoothLoss: each rank its own batches' loss,
-    # where fastai's own gathers every step's loss from every rank), with a callback writing, per rank and epoch, the rank's
-    # smoothed loss at the epoch's end into the folder LOSS_OUT names, as rank<r>_epoch<e>
-    import os, sys
-    from fastai.callback.core import Callback
-    from fastai.torch_core import rank_distrib
-    import stitchup_nb.cli as cli, stitchup_nb.train as train
-    from stitchup_nb.speed import DeviceSmoothLoss
+                with open(os.path.join(os.environ['SEEN_OUT'], f'rank{rank_distrib()}'), 'w') as f: f.write(d)
+                if os.environ.get('SEEN_EXIT'): os._exit(0)
 
     class OwnLoss(Callback):
         def before_fit(self): self.learn.recorder.smooth_loss = DeviceSmoothLoss(beta=self.recorder.smooth_loss.beta)
@@ -235,26 +210,51 @@ OWN_LOSS = textwrap.dedent('''
                 f.write(repr(float(self.recorder.smooth_loss.value)))
 
     make = train.colearner
-    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [OwnLoss()], **kw)
+    train.colearner = lambda *a, cbs=(), **kw: make(*a, cbs=list(cbs) + [Seen(), OwnLoss()], **kw)
     sys.argv = ['stitchup_train'] + sys.argv[1:]
     cli.stitchup_train()
 ''')
 
 
-def test_train_loss_is_the_mean_over_ranks(tmp_path):
+def traced(root, world, **env):
+    "TRACED with the QUICK options in `root` on `world` processes (torchrun, or one plain process): the folders it wrote into."
+    root.mkdir(exist_ok=True)
+    script, seen, loss = root/'traced.py', root/f'seen{world}', root/f'loss{world}'
+    script.write_text(TRACED); seen.mkdir(); loss.mkdir()
+    launcher = [BIN/'torchrun', '--nproc_per_node', world, '--master_port', free_port()] if world > 1 else [sys.executable]
+    _launch([*launcher, script, *QUICK, '--work_dir', root/f'run{world}'], {'SEEN_OUT': str(seen), 'LOSS_OUT': str(loss), **env})
+    return seen, loss, root/f'run{world}'
+
+
+@pytest.fixture(scope='module')
+def traced_run(tmp_path_factory):
+    "TRACED under `torchrun --nproc_per_node 2`, whole: one launch for the two tests below. (root, seen, loss, work_dir)"
+    root = tmp_path_factory.mktemp('traced')
+    return root, *traced(root, 2)
+
+
+def test_ranks_draw_their_own_augmentation(traced_run):
+    "Each rank draws its own augmentation and dropout; rank 0 draws what one process draws (a run stays reproducible)."
+    # Before, every rank seeded torch alike each epoch: the images at one place of every rank's batch were augmented alike
+    root, seen2, _, _ = traced_run
+    seen1, _, _ = traced(root, 1, SEEN_EXIT='1')          # the same options in one process, up to its first batch
+    two = [(seen2/f'rank{r}').read_text() for r in range(2)]
+    assert two[0] != two[1]
+    assert two[0] == (seen1/'rank0').read_text()
+
+
+def test_train_loss_is_the_mean_over_ranks(traced_run):
     """metrics.json's train_loss under torchrun is the mean of the ranks' smoothed losses where each rank smooths its own (a GPU's
     DeviceSmoothLoss), as the correction counts cover every rank, and as fastai's own smoothing (the CPU's) gathers every step."""
     # Before, on GPUs it was rank 0's alone: the loss of half the launch's batches on 2 processes, an eighth on 8
-    script, out, work = tmp_path/'own.py', tmp_path/'own', tmp_path/'run'
-    script.write_text(OWN_LOSS); out.mkdir()
-    _launch([BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK, '--work_dir', work],
-            {'LOSS_OUT': str(out)})
+    _, _, out, work = traced_run
     rows = json.loads((work/'metrics.json').read_text())['epochs']
     for row in rows:
         own = [float((out/f"rank{r}_epoch{row['epoch']}").read_text()) for r in range(2)]
         assert own[0] != own[1], own                                   # the ranks' batches differ: so do their losses
         assert row['train_loss'] == pytest.approx(sum(own) / 2, rel=1e-12, abs=0), (row['train_loss'], own)
     assert len(rows) == 2
+
 
 def test_resume_on_another_number_of_processes_is_said_and_recorded(torchrun_run, tmp_path):
     "A run of 2 processes resumed in one: said as it resumes, in config.json (world_size) and in the resumed row of metrics.json."
