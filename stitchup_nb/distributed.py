@@ -4,7 +4,7 @@
 
 # %% ../nbs/07f_distributed.ipynb #6aab74c4
 from __future__ import annotations
-import warnings
+import socket, warnings
 from contextlib import contextmanager
 
 import torch
@@ -19,7 +19,7 @@ from .stitchup import StitchUp
 
 # %% auto #0
 __all__ = ['init_distributed', 'main_process_first', 'wait_for_ranks', 'compare_errors', 'close_distributed',
-           'ColearnDistributed', 'distributed']
+           'ColearnDistributed', 'distributed', 'free_port']
 
 # %% ../nbs/07f_distributed.ipynb #0d246084
 def init_distributed() -> dict:
@@ -110,3 +110,10 @@ def distributed(learn:Learner, sync_bn:bool=False):
     learn.add_cb(cb); learn.remove_cbs(bars)
     try: yield learn
     finally: learn.remove_cb(cb); learn.add_cbs(bars)
+
+# %% ../nbs/07f_distributed.ipynb #450dab4c
+def free_port() -> int:
+    """A TCP port free on this machine now, for a launch's rendezvous (torchrun's `--master_port`, `launch`'s `port`): two
+    launches at once, or one beside a torchrun job at its default 29500, never share one."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]

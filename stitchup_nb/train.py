@@ -19,7 +19,7 @@ from .loaders import stitch_dls
 from .augment import BatchAug
 from .backbones import get_backbone
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
-from .distributed import close_distributed, compare_errors, distributed, init_distributed, main_process_first, wait_for_ranks
+from .distributed import close_distributed, compare_errors, distributed, free_port, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
 from .methods import data_source, paper_of
 from .resolve import check_entries, resolve
@@ -356,8 +356,12 @@ def _train_in_process(cfg:dict):
     run_training(cfg)              # the Learner stays in its process: only files come back
 
 @in_python_words
-def launch(n:int, **options) -> pd.DataFrame:
-    "Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table."
+def launch(n:int,
+           port:int|None=None,     # the processes' rendezvous port on this machine (None: a free one, `free_port`)
+           **options) -> pd.DataFrame:
+    """Run `stitchup_train` with `options` on `n` processes (GPUs) from a notebook; the final mAP table. The processes meet
+    on a free port (accelerate's default, 29500, is torchrun's too: a second launch, or a torchrun job, would be refused
+    it with 'address already in use')."""
     from accelerate import notebook_launcher
     if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise ValueError(f'launch: n is the number of processes, an integer >= 1; got {n!r}')
     if not options.get('work_dir'):     # the flag's default (work_dirs/run) would be every launch's folder
@@ -365,5 +369,5 @@ def launch(n:int, **options) -> pd.DataFrame:
     cfg = train_config(**options)
     check_world(cfg, n)
     prepare_work_dir(cfg['work_dir'], cfg['resume'], cfg['overwrite'])    # a folder holding a run: refused here, not in a child's log
-    notebook_launcher(_train_in_process, (cfg,), num_processes=n)
+    notebook_launcher(_train_in_process, (cfg,), num_processes=n, use_port=str(free_port() if port is None else port))
     return pd.DataFrame(json.loads((Path(cfg['work_dir'])/'metrics.json').read_text())['final']).T

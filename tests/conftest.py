@@ -1,6 +1,6 @@
 """Shared pytest fixtures: tiny VOC / COCO / appendix folders in the real formats (see `stitchup_nb.fixtures`, nbs/00d_fixtures),
 and one short CLI training run that the CLI and reliability tests share (`quick_run`)."""
-import importlib.util, os, shutil, socket, subprocess, sys
+import importlib.util, os, shutil, subprocess, sys
 from pathlib import Path
 
 # One PyTorch thread a process, for the whole suite and every process it starts (set before torch is imported): the
@@ -61,12 +61,6 @@ def locked() -> dict:
     return {canonicalize_name(n): v for n, v in (l.split('==') for l in lines if '==' in l and not l.startswith('#'))}
 # the full method as the preset sets it (stitchup_nb.methods), shortened: 2 epochs of the 304-image Digits-MLT
 QUICK = ['--dataset', 'digits-small', '--noise_rate', '0.5', '--epochs', '2', '--warmup_iters', '10', '--quiet']
-
-
-def free_port() -> int:
-    "A TCP port free on this machine now, for a launch's rendezvous (`torchrun --master_port`): two launches at once never share one."
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 
 def run_cli(*args, cwd=None):

@@ -15,16 +15,17 @@ they fail, are tests/test_distributed_errors.py's: a file of its own, so that th
 - Ctrl-C under torchrun names the same launch as the way on, which ends where the uninterrupted run ends;
 - a resume whose ranks see other checkpoints (no shared --work_dir) is refused before anything is written.
 """
-import json, os, subprocess, sys, textwrap
+import json, os, socket, subprocess, sys, textwrap
 
 import numpy as np
 import pytest
 
 from stitchup_nb.digits import digits_mlt
 from stitchup_nb.runs import read_scores
+from stitchup_nb.distributed import free_port
 from stitchup_nb.sampling import ClassAwareSampler, RandomSampler
 
-from tests.conftest import BIN, QUICK, free_port
+from tests.conftest import BIN, QUICK
 
 
 @pytest.mark.parametrize('make', [lambda lab, **kw: RandomSampler(len(lab), **kw),
@@ -138,7 +139,10 @@ def test_launch_from_a_notebook(tmp_path):
     # what a notebook cell does: accelerate's notebook_launcher forks the processes from this one
     code = ('from stitchup_nb.train import launch; t = launch(2, dataset="digits-small", epochs=1, warmup_iters=10, '
             f'quiet=True, work_dir={str(tmp_path/"nb")!r}); print("TABLE", sorted(t.index))')
-    out = _launch([sys.executable, '-c', code])
+    with socket.socket() as held:       # accelerate's default port, in use (another launch, a torchrun job): launch takes a free one
+        try: held.bind(('127.0.0.1', 29500)); held.listen()
+        except OSError: pass            # in use already
+        out = _launch([sys.executable, '-c', code])
     assert "TABLE ['balanced', 'ensemble', 'random']" in out
     assert json.loads((tmp_path/'nb'/'metrics.json').read_text())['world_size'] == 2
 

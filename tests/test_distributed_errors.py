@@ -20,7 +20,9 @@ import os, subprocess, textwrap
 
 import pytest
 
-from tests.conftest import BIN, QUICK, free_port
+from stitchup_nb.distributed import free_port
+
+from tests.conftest import BIN, QUICK
 
 
 POISON = textwrap.dedent('''
@@ -207,8 +209,7 @@ WAITS = textwrap.dedent('''
 def test_ctrl_c_before_the_run_began_is_said_once(tmp_path):
     "Ctrl-C while the ranks check their options (torchrun passes it on to each): said once, by the machine's first process."
     # Before, every rank said 'interrupted before the run began' (N lines under --nproc_per_node N)
-    import signal, subprocess, time
-    from tests.test_distributed import free_port
+    import signal, time
     script, ready = tmp_path/'waits.py', tmp_path/'ready'
     script.write_text(WAITS); ready.mkdir()
     p = subprocess.Popen([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
