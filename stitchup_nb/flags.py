@@ -169,11 +169,14 @@ def _one_line_errors(func, argv:list, prog:str):
 
 def _one_process(prog:str):
     """Refuse console script `prog`, one that runs in one process, where a launcher started several (WORLD_SIZE > 1): each
-    would run it whole and write the same files, N writers of one file. Said once a machine, as an argument's error (`_refuse`)."""
+    would run it whole and write the same files, N writers of one file. Said once a machine, as an argument's error (`_refuse`).
+    A process no launcher started has WORLD_SIZE where it inherited it (a launched process's child, a cluster job's shell),
+    which looks the same from inside: the refusal names that way out too, WORLD_SIZE=1 for the one command."""
     world = _launch()[1]
     if world > 1:
         _refuse(prog, f'runs in one process, not under a launcher: this launch started {world} (WORLD_SIZE={world}), each of '
-                      f'which would write the same files; run {prog} without torchrun')
+                      f'which would write the same files; run {prog} without torchrun (where no launcher started it, '
+                      f'WORLD_SIZE={world} came from its environment: run WORLD_SIZE=1 {prog} ...)')
 
 def script_flags(scripts:dict,
                  launched:tuple=()):    # the scripts of `scripts` that run under a launcher, each process its part (stitchup_train)

@@ -238,7 +238,8 @@ def test_a_folder_in_use_stops_every_rank(tmp_path):
     assert not (work/'config.json').exists()
 
 
-ONE_PROCESS = 'runs in one process, not under a launcher: this launch started 2 (WORLD_SIZE=2), each of which would write the same files; run {} without torchrun'
+ONE_PROCESS = ('runs in one process, not under a launcher: this launch started 2 (WORLD_SIZE=2), each of which would write the same files; '
+               'run {0} without torchrun (where no launcher started it, WORLD_SIZE=2 came from its environment: run WORLD_SIZE=1 {0} ...)')
 
 
 def test_stitchup_test_under_torchrun_is_refused_once(quick_run):
@@ -253,7 +254,8 @@ def test_stitchup_test_under_torchrun_is_refused_once(quick_run):
 
 def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
     """`stitchup_noise` and `stitchup_estimate_noise`, started as a launcher starts rank 0 of 2 (its environment): refused in
-    one line, their --out not written. (A rank other than 0 waits for the launcher to stop it: `00k_flags`.)"""
+    one line, their --out not written, the line naming WORLD_SIZE=1 for an environment that inherited WORLD_SIZE, which then
+    runs. (A rank other than 0 waits for the launcher to stop it: `00k_flags`.)"""
     # Before, each rank ran the script whole and wrote the same --out file
     import subprocess
     env = {**os.environ, 'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '2', 'OMP_NUM_THREADS': '1'}
@@ -262,3 +264,8 @@ def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
         p = subprocess.run([str(BIN/prog), *args, '--out', str(out)], capture_output=True, text=True, env=env, timeout=300)
         assert (p.returncode, p.stdout, p.stderr) == (2, '', f'{prog}: {ONE_PROCESS.format(prog)}\n'), p.stderr[-3000:]
         assert not out.exists()
+    # the way out the line names where no launcher started it (WORLD_SIZE inherited, here with a rank): WORLD_SIZE=1 runs
+    out = tmp_path/'inherited.out'
+    p = subprocess.run([str(BIN/'stitchup_noise'), '--dataset', 'digits-small', '--out', str(out)], capture_output=True, text=True,
+                       env={**env, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '1'}, timeout=300)
+    assert p.returncode == 0 and out.exists(), p.stderr[-3000:]
