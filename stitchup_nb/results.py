@@ -88,17 +88,22 @@ def warn_left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
 # %% ../nbs/13_results.ipynb #60e8deca
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
     """mean, std and seed count per method × noise kind × rate (refused where two rows are one run), over the rows with a
-    number in every one of `cols`: a row missing one is left out, with a warning, so that `seeds` counts the values each
-    level and spread are made of."""
-    df = once_per_seed(df, 'summary')
-    if len(df) and (gap := df[list(cols)].isna().any(axis=1)).any():
-        r = df[gap].iloc[0]
-        warnings.warn(f"summary: {gap.sum()} row{'s' if gap.sum() > 1 else ''} with no number in one of {', '.join(cols)} "
-                      f"(the first: {r['method']!r} at {r['kind']} {_g(r['rate'])} seed {_g(r['seed'])}) left out: the levels "
-                      "and seed counts are over the rows that have all of them", stacklevel=2)
-        df = df[~gap]
-    g = df.groupby(['method', 'kind', 'rate'])
-    out = g[list(cols)].agg(['mean', 'std'])
+    number in every one of `cols` that the method's other rows at that cell have: a row missing one is left out, with a
+    warning, so that `seeds` counts the values each level and spread are made of. A column no row of the method × cell
+    has a number in (a class group without test positives in the data) is the data's, not a run's: its level is NaN."""
+    df, cols = once_per_seed(df, 'summary'), list(cols)
+    key = ['method', 'kind', 'rate']
+    if len(df):
+        has = df[cols].notna()
+        some = has.groupby([df[k] for k in key], dropna=False).transform('any')   # the columns each method × cell records
+        if (gap := (some & ~has).any(axis=1)).any():
+            r = df[gap].iloc[0]
+            warnings.warn(f"summary: {gap.sum()} row{'s' if gap.sum() > 1 else ''} with no number in one of {', '.join(cols)} "
+                          f"(the first: {r['method']!r} at {r['kind']} {_g(r['rate'])} seed {_g(r['seed'])}) left out: the levels "
+                          "and seed counts are over the rows that have all of them", stacklevel=2)
+            df = df[~gap]
+    g = df.groupby(key)
+    out = g[cols].agg(['mean', 'std'])
     out[('seeds', '')] = g.size()
     return out
 
