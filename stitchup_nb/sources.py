@@ -134,12 +134,14 @@ def shared_images(train:LabelledSet,   # a loader's training set
     """The image files that are both `train`'s and `test`'s, as `(train row, test row)` pairs in the test set's order: one
     file by its identity on disk (device and inode: a symlink, a hard link, a `..` or a second spelling of the path is the
     same file). None where either set is in memory (decoded: no paths), nor for a file that is not there. Two files of
-    the same content under two names are two images here (see the note below)."""
+    the same content under two names are two images here (see the note below). A file system that numbers no file
+    (inode 0, as some Windows and network ones report) is compared by the files' resolved paths."""
     if train.in_memory or test.in_memory: return []
     def key(p):
         try: s = os.stat(p)
         except OSError: return None           # not there: check_loaded names it
-        return s.st_dev, s.st_ino
+        if s.st_ino: return s.st_dev, s.st_ino     # Python's os.stat: the inode names a file only where it is not 0
+        return os.path.normcase(os.path.realpath(p))     # else every file would be one: its path, links and '..' resolved
     rows = {}
     for k, p in enumerate(train.items):
         if (f := key(p)) is not None: rows.setdefault(f, k)

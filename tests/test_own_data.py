@@ -134,6 +134,24 @@ def test_a_test_set_listing_training_images_is_refused_before_training(own, tmp_
     assert 'Split the images so that no file is in both' in said, said
     assert not (tmp_path/'run'/'epoch_1.pth').exists()                  # nothing trained
 
+def test_a_file_system_without_inode_numbers_compares_paths(tmp_path, monkeypatch):
+    "st_ino 0 (some Windows and network file systems; Python: it names a file only where non-zero): paths, not one file."
+    # Before, every file had the key (st_dev, 0): each test image was 'an image of the training set' and a right split refused
+    from stitchup_nb import sources
+    from stitchup_nb.data import LabelledSet, class_groups
+    files = [tmp_path/f'{k}.png' for k in range(4)]
+    for k, f in enumerate(files): Image.new('RGB', (8, 8), (60 * k, 0, 0)).save(f)
+    (tmp_path/'link.png').symlink_to(files[0])
+    stat = os.stat
+    monkeypatch.setattr(sources.os, 'stat', lambda p, *a, **kw: os.stat_result((*stat(p, *a, **kw)[:1], 0, *stat(p, *a, **kw)[2:10])))
+    assert os.stat(files[0]).st_ino == 0
+    y = np.eye(2, dtype=np.uint8)[[0, 1]]
+    sets = lambda a, b: [LabelledSet(items, y, ['a', 'b'], class_groups(y.sum(0)), name=n) for items, n in ((a, 'train'), (b, 'test'))]
+    sources.check_split(*sets(files[:2], files[2:]))                                       # apart: passes
+    assert sources.shared_images(*sets(files[:2], [files[2], tmp_path/'link.png'])) == [(0, 1)]   # a link to a training file
+    assert sources.shared_images(*sets(files[:2], [tmp_path/'.'/'1.png', files[3]])) == [(1, 0)]  # a second spelling
+
+
 def test_stitchup_noise_draws_on_the_loaders_training_labels(own, tmp_path, monkeypatch):
     "A preset with no appendix folder: stitchup_noise takes the loader's training labels, and a run trains on the file."
     from stitchup_nb.labels import load_benchmark
