@@ -74,14 +74,18 @@ def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
 def run_cost_line(method:str,              # a peer's `--method` name (`grids.PEER_ROWS`), e.g. 'coteaching'
                   res:pd.DataFrame|None=None, peers:pd.DataFrame|None=None,   # the main and --peers grids' rows (None: `load`'s current rows)
                  ) -> tuple:
-    "(a line saying what a benchmark run of the peer `method` costs against BCE, that cost over BCE's): `run_costs`' row for it."
+    """(a line saying what a benchmark run of the peer `method` costs against BCE, that cost over BCE's): `run_costs`' row for
+    it; where no run of it was made on a machine BCE ran on, the line says so and the ratio is NaN."""
     res = load() if res is None else res
     peers = load('benchmark_peers') if peers is None else peers
     m = next(m for m, o in PEER_ROWS.items() if o['method'] == method)
     cost = run_costs(res, peers)
+    every = f"medians over every machine: {cost.loc[m, 'median s per run']} s a run, BCE's {cost.loc['BCE', 'median s per run']} s"
+    if not cost.loc[m, 'runs beside BCE']:        # its machines' times against another machine's would measure the machines
+        return (f"{m}: none of its {cost.loc[m, 'runs']} benchmark runs was made on a machine BCE ran on, so no ratio to BCE's "
+                f"wall time ({every}; a ratio of two machines' times measures the machines)", cost.loc[m, 'x BCE'])
     return (f"{m}: {cost.loc[m, 'x BCE']:g}× BCE's wall time on the same machine (the median over {cost.loc[m, 'runs beside BCE']} "
-            f"benchmark runs; medians over every machine: {cost.loc[m, 'median s per run']} s a run, BCE's "
-            f"{cost.loc['BCE', 'median s per run']} s)", cost.loc[m, 'x BCE'])
+            f"benchmark runs; {every})", cost.loc[m, 'x BCE'])
 
 # %% ../nbs/13a_leaderboard.ipynb #bf73a846
 def machine_pairs(res:pd.DataFrame, peers:pd.DataFrame, base:str='BCE') -> pd.Series:
