@@ -291,10 +291,13 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
         with compare_errors():                # before a file is written; every rank meets it alike
             if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))
         began = True
-        for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
-        if work and main: write_json(dict(learn.run_record.config), work/'config.json')
-        if work and main and cfg.get('on_bad') == 'skip':      # the unreadable training images it trains without, by file
-            write_json({'skipped': list(train.skipped)}, work/'skipped_images.json')
+        # rank 0 alone writes: its error (a full disk) compared too, else it exits inside the process group while the others
+        # wait in DDP's first broadcast (a peer aborted mid-message, or a launch that hangs)
+        with compare_errors():
+            for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
+            if work and main: write_json(dict(learn.run_record.config), work/'config.json')
+            if work and main and cfg.get('on_bad') == 'skip':      # the unreadable training images it trains without, by file
+                write_json({'skipped': list(train.skipped)}, work/'skipped_images.json')
         start = 0
         if ck is not None:
             start = load_checkpoint(learn, ck, state=ck_state)

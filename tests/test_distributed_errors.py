@@ -14,7 +14,9 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
   `main_process_first`'s barrier: every rank stops, rank 0 says it, named, and the holder's run is untouched;
 - Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process;
 - a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
-  said once, before it reads or writes anything: each rank would write the same file.
+  said once, before it reads or writes anything: each rank would write the same file;
+- an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
+  and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast.
 """
 import os, subprocess, textwrap
 
@@ -269,3 +271,29 @@ def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
     p = subprocess.run([str(BIN/'stitchup_noise'), '--dataset', 'digits-small', '--out', str(out)], capture_output=True, text=True,
                        env={**env, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '1'}, timeout=300)
     assert p.returncode == 0 and out.exists(), p.stderr[-3000:]
+
+
+NO_SPACE = textwrap.dedent('''
+    # stitchup_train whose config.json (rank 0 alone writes it, once every rank has set its run up) meets a full disk
+    import sys
+    import stitchup_nb.cli as cli, stitchup_nb.train as train
+    was = train.write_json
+    def write_json(obj, path, *a, **kw):
+        if path.name == 'config.json': raise OSError(28, 'No space left on device', str(path))
+        return was(obj, path, *a, **kw)
+    train.write_json = write_json
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_rank_0s_error_in_writing_the_runs_first_file_stops_every_rank(tmp_path):
+    "A full disk as rank 0 writes config.json: rank 0 says it, named, and rank 1 stops with it, quietly, left in no collective."
+    # Before, rank 0 said it and exited inside the process group while rank 1 waited in DDP's first broadcast: rank 1 failed
+    # with 'Connection closed by peer' (its traceback), rank 0 aborted at exit (-6), or the launch hung until it was killed
+    script, work = tmp_path/'no_space.py', tmp_path/'run'
+    script.write_text(NO_SPACE)
+    err = _torchrun_fails([script, *QUICK, '--work_dir', work], timeout=120)
+    assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/'config.json'}: No space left on device"], err[-3000:]
+    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
+    assert 'Connection closed' not in err, err[-3000:]
