@@ -35,18 +35,20 @@ def correction_changes(snapshot:dict,          # from `correction_snapshot`: noi
                        groups:dict,            # head/medium/tail -> class indices
                        known_clean:bool=True,  # is `snapshot['clean']` the truth? (False: outcome 'unknown')
                       ) -> pd.DataFrame:
-    "One row per label a branch's correction changed: image, class, group, branch, noisy, corrected, clean, outcome, probabilities."
+    """One row per label a branch's correction changed: image, class, group, branch, noisy, corrected, clean, outcome,
+    probabilities. A snapshot with no branch in `corrected_by` changed nothing: an empty table of the same columns."""
     noisy = snapshot['noisy']
     group_of = group_names(groups, noisy.shape[1])
-    parts = []
-    for branch, fixed in snapshot['corrected_by'].items():
+    def changed(branch:str, fixed) -> pd.DataFrame:
         i, c = np.nonzero(fixed != noisy)
         d = pd.DataFrame({'image': i, 'class': c, 'group': group_of[c], 'branch': branch, 'noisy': noisy[i, c], 'corrected': fixed[i, c]})
         if known_clean: d['clean'] = snapshot['clean'][i, c]
         d['outcome'] = np.where(d.corrected == d.clean, 'fixed', 'broke') if known_clean else 'unknown'
         for b, p in snapshot['probs'].items(): d[f'probability ({b})'] = p[i, c]
-        parts.append(d)
-    return pd.concat(parts, ignore_index=True).sort_values(['image', 'class', 'branch'], ignore_index=True)
+        return d
+    parts = [changed(b, fixed) for b, fixed in snapshot['corrected_by'].items()]
+    # no branch (a snapshot of the user's own making): a branch that left the labels as they were gives the columns
+    return pd.concat(parts or [changed('', noisy)], ignore_index=True).sort_values(['image', 'class', 'branch'], ignore_index=True)
 
 # %% ../nbs/11b_corrections.ipynb #04d31969
 CHANGE_COLUMNS = {   # a column of the CorrectionBrowser's tables -> what it holds
