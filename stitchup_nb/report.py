@@ -13,7 +13,7 @@ import pandas as pd
 from .grids import MAIN_ROWS, ORDER, PEER_ROWS, REF, SWEEPS
 from .pins import RESULTS
 from .experiments import MAP_COLUMNS
-from .results import (MIN_SEEDS, with_clean, cell_table, cells_table, factorial_tables, load, markdown,
+from .results import (MIN_SEEDS, by_chance, with_clean, cell_table, cells_table, factorial_tables, load, markdown,
                                  paired_table, summary)
 from .leaderboard import (FULL, LEADERBOARD, board_rows, authors_markdown, fresh_markdown, group_gaps, leaderboard,
                                      machine_pairs, pick_table, plus_tables, run_costs)
@@ -107,6 +107,10 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
     return '\n'.join(md) + '\n' if md else '*No rows of the current code yet.*\n'
 
 # %% ../nbs/13b_report.ipynb #fcfd1859
+def _chance(rows, pairs:dict) -> str:
+    "`by_chance` of the 95% intervals of `pairs` ({row: (method, against)}, paired by seed) at the noisy cells of `rows`."
+    return by_chance(*(paired_table(rows, pairs=pairs, text=False, stat=s) for s in (1, 2)))
+
 def _main_sections(res, peers) -> tuple:
     "The main grid's Markdown (the demo's cell, every cell, paired with BCE, which method at which noise) and its figures."
     md, figs = [], {}
@@ -116,7 +120,8 @@ def _main_sections(res, peers) -> tuple:
     if len(res[res.rate > 0]):
         md += ['', f'Total mAP at every noise cell (mean ± std over the seeds run; "(n)": the mean of n < {MIN_SEEDS} seeds):', '',
                markdown(cells_table(res).rename_axis('method')),
-               '', "Total mAP minus BCE's on the same seed: mean [95% interval over the seeds, Student's t] (seeds ahead / seeds compared):", '',
+               '', "Total mAP minus BCE's on the same seed: mean [95% interval over the seeds, Student's t] (seeds ahead / seeds compared; "
+               f"each interval read on its own: {_chance(res, {m: (m, 'BCE') for m in MAIN_ROWS if m != 'BCE'})}):", '',
                markdown(paired_table(res).rename_axis('method')),
                '', 'Which method at which noise: the best by mean total mAP over the seeds every method ran at the cell'
                + (' (the peers of `--peers` among them)' if len(peers) else '') +
@@ -135,9 +140,13 @@ def _leaderboard_section(res, peers) -> tuple:
     gaps = group_gaps(res, peers)
     tested = 3 * int((gaps != '–').to_numpy().sum())      # head / medium / tail in each cell a method ran
     starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())
+    board = board_rows(res, peers)
+    chance = lambda base: _chance(board, {m: (m, base) for m in LEADERBOARD if m != base})    # as `leaderboard` pairs them
     md = ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
-          markdown(levels.rename_axis('method')), '', 'Minus BCE on the same seed [95% interval] (seeds ahead / compared):', '',
-          markdown(vs_bce.rename_axis('method')), '', 'Minus the full method on the same seed [95% interval]:', '',
+          markdown(levels.rename_axis('method')), '',
+          f"Minus BCE on the same seed [95% interval] (seeds ahead / compared; each interval read on its own: {chance('BCE')}):", '',
+          markdown(vs_bce.rename_axis('method')), '',
+          f'Minus the full method on the same seed [95% interval] (each interval read on its own: {chance(FULL)}):', '',
           markdown(vs_full.rename_axis('method')), '',
           'Of those pairs, the ones whose two rows were made on two machines (`machine_pairs`; a row re-run on another '
           'processor moves by up to 2.4 mAP, `cross_machine.md`, so such a difference holds the machines\' too), against BCE: '

@@ -17,7 +17,7 @@ from .evidence import check_rows, current_mask, load_fingerprints, read_rows
 
 # %% auto #0
 __all__ = ['RUN', 'MIN_SEEDS', 'load', 'once_per_seed', 'warn_left_out', 'summary', 'pm', 'with_clean', 'by_cell', 'cells_table',
-           'paired_ci', 'paired_text', 'holds_0', 'direction', 'signed', 'seed_diffs', 'paired_table',
+           'paired_ci', 'paired_text', 'holds_0', 'direction', 'by_chance', 'signed', 'seed_diffs', 'paired_table',
            'factorial_tables', 'cell_table', 'markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
@@ -168,6 +168,20 @@ def direction(v, up:str='helps', down:str='costs', zero:str='changes nothing') -
     "`up` or `down` by the sign of the mean of paired differences `v`, with ' on average (the interval spans 0)' where `holds_0`."
     m = np.mean(v)
     return (up if m > 0 else down if m < 0 else zero) + (' on average (the interval spans 0)' if holds_0(v) else '')
+
+# %% ../nbs/13_results.ipynb #9fa47b13
+def by_chance(lo, hi,              # the low and high ends of the intervals (arrays or tables of the same shape; NaN: no interval)
+              level:float=.95,     # the intervals' level
+             ) -> str:
+    """'k of n intervals exclude 0, and about m would by chance alone were there no difference anywhere': how many of the
+    `level` intervals `lo`..`hi` exclude 0, each read on its own, beside `1 - level` of them, those that would with no difference."""
+    lo, hi = np.asarray(lo, dtype=float).ravel(), np.asarray(hi, dtype=float).ravel()
+    made = ~(np.isnan(lo) | np.isnan(hi))
+    tested, excluding = int(made.sum()), int(((lo[made] > 0) | (hi[made] < 0)).sum())
+    chance = tested * (1 - level)
+    return (f'{excluding} of {tested} interval{"s" * (tested != 1)} exclude{"s" * (tested == 1)} 0, and about '
+            f'{chance:.{0 if chance >= 1 else 1}f} would by chance alone were there no difference anywhere')
+
 
 # %% ../nbs/13_results.ipynb #7e4c7501
 def signed(x:float, digits:int=1) -> str:
