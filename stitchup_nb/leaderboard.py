@@ -10,14 +10,14 @@ import pandas as pd
 
 from .grids import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS, PLUS_BASE,
                                LiveList, check_fresh, fresh_rows)
-from .experiments import MAP_COLUMNS
+from .experiments import MAP_COLUMNS, extra_key
 from .results import (by_cell, warn_left_out, once_per_seed, cell_table, cells_table, load, markdown,
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
 __all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
-           'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves',
-           'pick_table', 'fresh_test', 'fresh_markdown']
+           'run_cost_line', 'one_setting', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown',
+           't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
@@ -88,16 +88,33 @@ def run_cost_line(method:str,              # a peer's `--method` name (`grids.PE
             f"benchmark runs; {every})", cost.loc[m, 'x BCE'])
 
 # %% ../nbs/13a_leaderboard.ipynb #bf73a846
+def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
+    """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
+    (`once_per_seed`), or runs of two settings (`extra`) under one label, each of which would pair with another method's row there."""
+    df = once_per_seed(df, caller)
+    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
+    if not len(dup): return df
+    r = dup.iloc[0]
+    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
+    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
+    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
+                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, so a pair "
+                     "with another method's row there is not one pair. Pass one setting's rows (e.g. peers[peers.extra == "
+                     "'...']) or give each setting its own label")
+
 def machine_pairs(res:pd.DataFrame, peers:pd.DataFrame, base:str='BCE') -> pd.Series:
     """Per leaderboard method: 'k/n', its n pairs with `base` (same noisy cell and seed) of which k have their two rows
-    made on two machines (the rows' `machine`; rows recording none count as one machine)."""
+    made on two machines (the rows' `machine`; rows recording none count as one machine). A method with rows of two
+    settings at one cell and seed is refused (`one_setting`)."""
     both = board_rows(res, peers, 'machine_pairs')
     both = both[both.rate > 0]
     both = both.assign(host=both['machine'].fillna('') if 'machine' in both else '')
     key = ['kind', 'rate', 'seed']
+    ms = [m for m in LEADERBOARD if m != base and m in set(both.method)]
+    one_setting(both[both.method.isin([base, *ms])], 'machine_pairs')
     b = both[both.method == base].set_index(key).host
     out = {}
-    for m in [m for m in LEADERBOARD if m != base and m in set(both.method)]:
+    for m in ms:
         h = both[both.method == m].set_index(key).host
         common = h.index.intersection(b.index)
         out[m] = f'{(h[common] != b[common]).sum()}/{len(common)}'
