@@ -5,6 +5,7 @@
 # %% ../nbs/07d_checkpoints.ipynb #202d2d17
 from __future__ import annotations
 import errno, json, pickle, shutil, warnings
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -57,11 +58,18 @@ class Checkpoint(TrainedEpoch):
     "Save `epoch_N.pth` (model, optimizer, next epoch, classes, groups) after each trained epoch."
     order = 90
     def __init__(self, work_dir, classes:list, groups:dict, every:int=1,
-                 extra=None):        # () -> a dict of more plain data to store, e.g. the run's config and metrics rows
+                 extra=None,         # () -> a dict of more plain data to store, e.g. the run's config and metrics rows
+                 compare=None):      # () -> a context in which a launch's ranks compare rank 0's error in writing: `compare_errors` (07f)
         self.work_dir, self.classes, self.groups, self.every, self.extra = Path(work_dir), list(classes), groups, every, extra
+        self.compare = compare or nullcontext
     def after_epoch(self):
-        if not self.trained or rank_distrib() != 0: return
+        if not self.trained: return
         if (self.epoch + 1) % self.every and self.epoch + 1 != self.n_epoch: return
+        # every rank of a launch comes here: rank 0 alone writes, and its error (a full disk) is compared (`compare`), else it
+        # exits inside the process group while the others wait in the next collective
+        with self.compare():
+            if rank_distrib() == 0: self._save()
+    def _save(self):
         state = {'model': get_model(self.learn.model).state_dict(), 'opt': _plain_state(self.learn.opt.state_dict()),
                  'epoch': self.epoch + 1, 'classes': self.classes,
                  'groups': {g: list(map(int, v)) for g, v in self.groups.items()}, **(self.extra() if self.extra else {})}
@@ -231,12 +239,16 @@ METRICS_NOTES = {   # what metrics.json's numbers are, written into the file
 class MetricsJSON(TrainedEpoch):
     "Append each trained epoch's recorder row and correction counts to `path` (metrics.json), before the epoch's checkpoint."
     order = Checkpoint.order - 5                   # the row is written, then the checkpoint that carries it
-    def __init__(self, path, history:list|None=None):   # history: the rows of the run so far (from a resumed checkpoint)
-        self.path, self.history = Path(path), list(history or [])
+    def __init__(self, path, history:list|None=None,   # history: the rows of the run so far (from a resumed checkpoint)
+                 compare=None):                          # as `Checkpoint`'s
+        self.path, self.history, self.compare = Path(path), list(history or []), compare or nullcontext
         self.resumed = bool(self.history)          # the next trained epoch is the first after a resume
         self.changed = {}                          # what the resume set anew (`resumed_changes`), recorded in that row
     def after_epoch(self):
-        if not self.trained or rank_distrib() != 0: return
+        if not self.trained: return
+        with self.compare():        # as `Checkpoint`'s: rank 0 writes, every rank stops where its write failed
+            if rank_distrib() == 0: self._write()
+    def _write(self):
         names = self.recorder.metric_names[1:len(self.recorder.values[-1]) + 1]
         row = {'epoch': self.epoch, **{n: v for n, v in zip(names, self.recorder.values[-1]) if n != 'time'}}
         row['corrections'] = [r for r in self.co_learning.log if r['epoch'] == self.epoch]

@@ -115,8 +115,9 @@ def build_learner(cfg:dict, history:list|None=None,
         work = Path(cfg['work_dir']) if cfg['work_dir'] else None
         files = []
         if work:                                   # metrics.json, then the checkpoint that carries its rows and the config
-            mj = MetricsJSON(work/'metrics.json', history)
-            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': dict(cfg), 'history': mj.history})]
+            mj = MetricsJSON(work/'metrics.json', history, compare=compare_errors)    # rank 0 writes; every rank stops where it failed
+            files = [mj, Checkpoint(work, train.classes, train.groups, extra=lambda: {'config': dict(cfg), 'history': mj.history},
+                                    compare=compare_errors)]
             for cb in files: cb.close(_unheld(work))     # opened by run_training, which holds the folder (its lock)
         db = {k: cfg[f'db_{k}'] for k in ('alpha', 'beta', 'mu', 'kappa', 'gamma', 'balance')} | {'lam': cfg['db_lambda']}
         own = {}                     # a loss's own options (declared by='loss'): to its factory, by name

@@ -16,7 +16,9 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
 - a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
   said once, before it reads or writes anything: each rank would write the same file;
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
-  and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast.
+  and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast;
+- so is an error in writing an epoch's checkpoint (rank 0 alone writes it, as it writes metrics.json): rank 0 exited while
+  rank 1 waited in the next epoch's collectives.
 """
 import os, subprocess, textwrap
 
@@ -297,3 +299,30 @@ def test_rank_0s_error_in_writing_the_runs_first_file_stops_every_rank(tmp_path)
     assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/'config.json'}: No space left on device"], err[-3000:]
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
     assert 'Connection closed' not in err, err[-3000:]
+
+
+CHECKPOINT_NO_SPACE = textwrap.dedent('''
+    # stitchup_train whose second checkpoint, epoch_2.pth (fastai's epoch 1; rank 0 alone writes it), meets a full disk
+    import sys
+    import stitchup_nb.cli as cli, stitchup_nb.checkpoints as checkpoints
+    was = checkpoints.atomic_write
+    def atomic_write(path, write, *a, **kw):
+        if path.name == 'epoch_2.pth': raise OSError(28, 'No space left on device', str(path))
+        return was(path, write, *a, **kw)
+    checkpoints.atomic_write = atomic_write
+    sys.argv = ['stitchup_train'] + sys.argv[1:]
+    cli.stitchup_train()
+''')
+
+
+def test_rank_0s_error_in_writing_a_checkpoint_stops_every_rank(tmp_path):
+    "A full disk as rank 0 writes epoch 1's checkpoint: rank 0 says it, named, and rank 1 stops with it, quietly; epoch_1.pth stays whole."
+    # Before, rank 0 said it and exited inside the process group while rank 1 went on into the scoring's collectives (the
+    # last epoch's) or the next epoch's: it failed with 'Connection closed by peer' (its traceback), or the launch hung
+    script, work = tmp_path/'no_space.py', tmp_path/'run'
+    script.write_text(CHECKPOINT_NO_SPACE)
+    err = _torchrun_fails([script, *QUICK, '--work_dir', work], timeout=120)
+    assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/'epoch_2.pth'}: No space left on device"], err[-3000:]
+    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
+    assert 'Connection closed' not in err, err[-3000:]
+    assert sorted(q.name for q in work.iterdir()) == ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json']
