@@ -15,8 +15,8 @@ from .results import (by_cell, warn_left_out, once_per_seed, cell_table, cells_t
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
-__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
-           'run_cost_line', 'one_setting', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown',
+__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'one_setting', 'board_rows', 'leaderboard', 'group_gaps', 'per_group',
+           'run_costs', 'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown',
            't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
@@ -24,10 +24,27 @@ FULL = 'Stitch-Up+Co-Learning'
 # the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
 LEADERBOARD = LiveList(lambda: ['BCE', *PEER_ROWS, 'Co-Learning', FULL, PLUS_BASE[2]])   # a peer a script registers later included
 
+def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
+    """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
+    (`once_per_seed`), or runs of two settings (`extra`) under one label, which a table over seeds would average or count
+    as two seeds, each of them pairing with another method's row there."""
+    df = once_per_seed(df, caller)
+    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
+    if not len(dup): return df
+    r = dup.iloc[0]
+    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
+    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
+    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
+                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
+                     "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
+                     "pair. Pass one setting's rows (e.g. peers[peers.extra == "
+                     "'...']) or give each setting its own label")
+
 def board_rows(res:pd.DataFrame, peers:pd.DataFrame, caller:str='leaderboard') -> pd.DataFrame:
-    """The leaderboard's rows: those of `LEADERBOARD`'s labels in `res` (the main grid) with the peers' rows, refused where two
-    rows are one run (`once_per_seed`, naming `caller`)."""
-    return once_per_seed(pd.concat([res[res.method.isin(LEADERBOARD)], peers]), caller)
+    """The leaderboard's rows: those of `LEADERBOARD`'s labels in `res` (the main grid) with the peers' rows, refused where a
+    method has two rows at one cell and seed, two rows of one run or runs of two settings under one label (`one_setting`,
+    naming `caller`): every table of the leaderboard would count them as two seeds or average them as one."""
+    return one_setting(pd.concat([res[res.method.isin(LEADERBOARD)], peers]), caller)
 
 def leaderboard(res:pd.DataFrame, peers:pd.DataFrame, col:str='total') -> tuple:
     "(`col` per method × cell, each method minus BCE, each method minus the full method), paired by seed."
@@ -88,30 +105,15 @@ def run_cost_line(method:str,              # a peer's `--method` name (`grids.PE
             f"benchmark runs; {every})", cost.loc[m, 'x BCE'])
 
 # %% ../nbs/13a_leaderboard.ipynb #bf73a846
-def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
-    """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
-    (`once_per_seed`), or runs of two settings (`extra`) under one label, each of which would pair with another method's row there."""
-    df = once_per_seed(df, caller)
-    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
-    if not len(dup): return df
-    r = dup.iloc[0]
-    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
-    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
-    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
-                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, so a pair "
-                     "with another method's row there is not one pair. Pass one setting's rows (e.g. peers[peers.extra == "
-                     "'...']) or give each setting its own label")
-
 def machine_pairs(res:pd.DataFrame, peers:pd.DataFrame, base:str='BCE') -> pd.Series:
     """Per leaderboard method: 'k/n', its n pairs with `base` (same noisy cell and seed) of which k have their two rows
     made on two machines (the rows' `machine`; rows recording none count as one machine). A method with rows of two
-    settings at one cell and seed is refused (`one_setting`)."""
+    settings at one cell and seed is refused (`board_rows`, `one_setting`)."""
     both = board_rows(res, peers, 'machine_pairs')
     both = both[both.rate > 0]
     both = both.assign(host=both['machine'].fillna('') if 'machine' in both else '')
     key = ['kind', 'rate', 'seed']
     ms = [m for m in LEADERBOARD if m != base and m in set(both.method)]
-    one_setting(both[both.method.isin([base, *ms])], 'machine_pairs')
     b = both[both.method == base].set_index(key).host
     out = {}
     for m in ms:
