@@ -10,35 +10,19 @@ import pandas as pd
 
 from .grids import (FRESH, LL_CELL, LL_DELTA, LL_DELTAS, MAIN_ROWS, ORACLE_CT, PEER_ROWS, PLUS, PLUS_BASE,
                                LiveList, check_fresh, fresh_rows)
-from .experiments import MAP_COLUMNS, extra_key
-from .results import (by_cell, warn_left_out, once_per_seed, cell_table, cells_table, load, markdown,
+from .experiments import MAP_COLUMNS
+from .results import (by_cell, warn_left_out, once_per_seed, one_setting, cell_table, cells_table, load, markdown,
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
-__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'one_setting', 'board_rows', 'leaderboard', 'group_gaps', 'per_group',
-           'run_costs', 'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown',
-           't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
+__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
+           'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves',
+           'pick_table', 'fresh_test', 'fresh_markdown']
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
 # the leaderboard's rows: BCE, the peers, the paper's strongest ablation, the paper's method and the high-noise variant
 LEADERBOARD = LiveList(lambda: ['BCE', *PEER_ROWS, 'Co-Learning', FULL, PLUS_BASE[2]])   # a peer a script registers later included
-
-def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
-    """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
-    (`once_per_seed`), or runs of two settings (`extra`) under one label, which a table over seeds would average or count
-    as two seeds, each of them pairing with another method's row there."""
-    df = once_per_seed(df, caller)
-    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
-    if not len(dup): return df
-    r = dup.iloc[0]
-    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
-    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
-    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
-                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
-                     "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
-                     "pair. Pass one setting's rows (e.g. peers[peers.extra == "
-                     "'...']) or give each setting its own label")
 
 def board_rows(res:pd.DataFrame, peers:pd.DataFrame, caller:str='leaderboard') -> pd.DataFrame:
     """The leaderboard's rows: those of `LEADERBOARD`'s labels in `res` (the main grid) with the peers' rows, refused where a

@@ -16,9 +16,9 @@ from .pins import RESULTS
 from .evidence import check_rows, current_mask, load_fingerprints, read_rows
 
 # %% auto #0
-__all__ = ['RUN', 'MIN_SEEDS', 'load', 'once_per_seed', 'warn_left_out', 'summary', 'pm', 'with_clean', 'by_cell', 'cells_table',
-           'paired_ci', 'paired_text', 'holds_0', 'direction', 'by_chance', 'signed', 'seed_diffs', 'paired_table',
-           'factorial_tables', 'cell_table', 'markdown']
+__all__ = ['RUN', 'MIN_SEEDS', 'load', 'once_per_seed', 'one_setting', 'warn_left_out', 'summary', 'pm', 'with_clean', 'by_cell',
+           'cells_table', 'paired_ci', 'paired_text', 'holds_0', 'direction', 'by_chance', 'signed', 'seed_diffs',
+           'paired_table', 'factorial_tables', 'cell_table', 'markdown']
 
 # %% ../nbs/13_results.ipynb #3433ba57
 def load(name:str='benchmark', folder=RESULTS,
@@ -78,6 +78,23 @@ def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
           "its own label (one_run(label, ...)), or drop the stale rows (df.drop_duplicates(results.RUN, keep='last') "
           'keeps the last written)')
 
+# %% ../nbs/13_results.ipynb #6cb64b72
+def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
+    """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
+    (`once_per_seed`), or runs of two settings (`extra`) under one label, which a table over seeds would average or count
+    as two seeds, each of them pairing with another method's row there."""
+    df = once_per_seed(df, caller)
+    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
+    if not len(dup): return df
+    r = dup.iloc[0]
+    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
+    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
+    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
+                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
+                     "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
+                     "pair. Pass one setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+
+
 # %% ../nbs/13_results.ipynb #240ed883
 def warn_left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
     "Warn (one line) where a table's default list of the kit's labels leaves out rows of other labels."
@@ -133,7 +150,7 @@ def cells_table(res:pd.DataFrame, col:str='total',
                 methods=None,   # the rows, in order (None: the main grid's, `MAIN_ROWS`, warning of the labels it leaves out)
                ) -> pd.DataFrame:
     "`col` at every noisy cell, one column per noise kind and rate: 'mean ± std', or 'mean (n)' below `MIN_SEEDS` seeds."
-    res = once_per_seed(res, 'cells_table')
+    res = one_setting(res, 'cells_table')
     if methods is None: warn_left_out(res[res.rate > 0], MAIN_ROWS, 'cells_table')
     s = summary(res[res.rate > 0], [col])
     txt = [f'{a:.1f} ± {b:.1f}' if n >= MIN_SEEDS else f'{a:.1f} ({n})'
@@ -194,7 +211,7 @@ def seed_diffs(res:pd.DataFrame, a:str, b:str, kind:str='flip', rate:float=.5, c
                seeds=None,   # the seeds read (None: every seed)
               ) -> pd.Series:
     "Per seed, `a`'s `col` minus `b`'s at one noise cell, on the seeds both ran (an empty Series where either has no row there)."
-    d = once_per_seed(res[(res.kind == kind) & (res.rate == rate)], 'seed_diffs')
+    d = one_setting(res[(res.kind == kind) & (res.rate == rate)], 'seed_diffs')
     if seeds is not None: d = d[d.seed.isin(seeds)]
     p = d.pivot_table(index='seed', columns='method', values=col)
     return (p[a] - p[b]).dropna() if a in p and b in p else pd.Series(dtype=float)
@@ -209,7 +226,7 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
     'mean difference [95% interval] (seeds ahead/seeds compared)' (`paired_text`). Seeds move mAP by several points together for every method,
     so a paired difference resolves far smaller gaps than the spread of either. `pairs` ({row: (method, against)})
     compares other pairs."""
-    res = once_per_seed(res, 'paired_table')
+    res = one_setting(res, 'paired_table')
     if pairs is None: warn_left_out(res[res.rate > 0], [*MAIN_ROWS, base], 'paired_table', 'pairs')
     d = res[res.rate > 0].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     pairs = pairs or {m: (m, base) for m in MAIN_ROWS if m != base}
@@ -237,7 +254,7 @@ def cell_table(res:pd.DataFrame, kind:str='flip', rate:float=.5,
                methods=None,   # the rows, in order (None: the kit's, `ORDER`, warning of the labels it leaves out)
               ) -> pd.DataFrame:
     "Mean ± std per group of `methods` (and the clean references) at one noise cell."
-    cell = with_clean(once_per_seed(res, 'cell_table'), kind, rate)
+    cell = with_clean(one_setting(res, 'cell_table'), kind, rate)
     if methods is None: warn_left_out(cell, ORDER, 'cell_table'); methods = ORDER
     t = pm(summary(cell)).reset_index(level=['kind', 'rate'], drop=True)
     return t.reindex([m for m in methods if m in t.index] + [m for m in CLEAN if m in t.index and m not in methods])
