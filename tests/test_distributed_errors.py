@@ -250,10 +250,13 @@ def test_stitchup_test_under_torchrun_is_refused_once(quick_run):
     "`stitchup_test` scores in one process: under torchrun it says so once, before it reads anything, and writes nothing."
     # Before, each rank scored the checkpoint whole, printed the table and wrote test_metrics.json: the same file, N writers
     work, _ = quick_run
+    scores = work/'test_metrics.json'      # another test of this worker's copy of the run may have written it: left as it is
+    stamp = lambda: (scores.stat().st_mtime_ns, scores.read_bytes()) if scores.exists() else None
+    was = stamp()
     err = _torchrun_fails([BIN/'stitchup_test', work/'epoch_2.pth'])
     assert [l for l in err.splitlines() if l.startswith('stitchup_test')] == ['stitchup_test: ' + ONE_PROCESS.format('stitchup_test')], err[-3000:]
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
-    assert not (work/'test_metrics.json').exists()
+    assert stamp() == was                  # nothing written
 
 
 def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
@@ -275,54 +278,35 @@ def test_the_noise_scripts_under_a_launcher_are_refused(tmp_path):
     assert p.returncode == 0 and out.exists(), p.stderr[-3000:]
 
 
-NO_SPACE = textwrap.dedent('''
-    # stitchup_train whose config.json (rank 0 alone writes it, once every rank has set its run up) meets a full disk
+FULL_DISK = textwrap.dedent('''
+    # stitchup_train where rank 0, which alone writes the run's files, meets a full disk as it writes FILE (through
+    # stitchup_nb.MODULE's FUNC, its path the argument AT)
     import sys
-    import stitchup_nb.cli as cli, stitchup_nb.train as train
-    was = train.write_json
-    def write_json(obj, path, *a, **kw):
-        if path.name == 'config.json': raise OSError(28, 'No space left on device', str(path))
-        return was(obj, path, *a, **kw)
-    train.write_json = write_json
+    import stitchup_nb.cli as cli, stitchup_nb.MODULE as m
+    was = m.FUNC
+    def fails(*a, **kw):
+        if a[AT].name == 'FILE': raise OSError(28, 'No space left on device', str(a[AT]))
+        return was(*a, **kw)
+    m.FUNC = fails
     sys.argv = ['stitchup_train'] + sys.argv[1:]
     cli.stitchup_train()
 ''')
 
 
-def test_rank_0s_error_in_writing_the_runs_first_file_stops_every_rank(tmp_path):
-    "A full disk as rank 0 writes config.json: rank 0 says it, named, and rank 1 stops with it, quietly, left in no collective."
-    # Before, rank 0 said it and exited inside the process group while rank 1 waited in DDP's first broadcast: rank 1 failed
-    # with 'Connection closed by peer' (its traceback), rank 0 aborted at exit (-6), or the launch hung until it was killed
+@pytest.mark.parametrize('module,func,at,file,left', [
+    # config.json, written once every rank has set its run up. Before, rank 0 said it and exited inside the process group
+    # while rank 1 waited in DDP's first broadcast: 'Connection closed by peer' (its traceback), rank 0 aborted at exit
+    # (-6), or the launch hung until it was killed
+    ('train', 'write_json', 1, 'config.json', None),
+    # epoch 1's checkpoint (epoch_2.pth). Before, rank 1 went on into the scoring's collectives (the last epoch's) or the
+    # next epoch's: 'Connection closed by peer', or a hang; epoch_1.pth must stay whole
+    ('checkpoints', 'atomic_write', 0, 'epoch_2.pth', ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json'])])
+def test_rank_0s_error_in_writing_a_run_file_stops_every_rank(tmp_path, module, func, at, file, left):
+    "A full disk as rank 0 writes a run's file: rank 0 says it, named, and rank 1 stops with it, quietly, left in no collective."
     script, work = tmp_path/'no_space.py', tmp_path/'run'
-    script.write_text(NO_SPACE)
+    script.write_text(FULL_DISK.replace('MODULE', module).replace('FUNC', func).replace('AT', str(at)).replace('FILE', file))
     err = _torchrun_fails([script, *QUICK, '--work_dir', work], timeout=120)
-    assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/'config.json'}: No space left on device"], err[-3000:]
+    assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/file}: No space left on device"], err[-3000:]
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
     assert 'Connection closed' not in err, err[-3000:]
-
-
-CHECKPOINT_NO_SPACE = textwrap.dedent('''
-    # stitchup_train whose second checkpoint, epoch_2.pth (fastai's epoch 1; rank 0 alone writes it), meets a full disk
-    import sys
-    import stitchup_nb.cli as cli, stitchup_nb.checkpoints as checkpoints
-    was = checkpoints.atomic_write
-    def atomic_write(path, write, *a, **kw):
-        if path.name == 'epoch_2.pth': raise OSError(28, 'No space left on device', str(path))
-        return was(path, write, *a, **kw)
-    checkpoints.atomic_write = atomic_write
-    sys.argv = ['stitchup_train'] + sys.argv[1:]
-    cli.stitchup_train()
-''')
-
-
-def test_rank_0s_error_in_writing_a_checkpoint_stops_every_rank(tmp_path):
-    "A full disk as rank 0 writes epoch 1's checkpoint: rank 0 says it, named, and rank 1 stops with it, quietly; epoch_1.pth stays whole."
-    # Before, rank 0 said it and exited inside the process group while rank 1 went on into the scoring's collectives (the
-    # last epoch's) or the next epoch's: it failed with 'Connection closed by peer' (its traceback), or the launch hung
-    script, work = tmp_path/'no_space.py', tmp_path/'run'
-    script.write_text(CHECKPOINT_NO_SPACE)
-    err = _torchrun_fails([script, *QUICK, '--work_dir', work], timeout=120)
-    assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/'epoch_2.pth'}: No space left on device"], err[-3000:]
-    assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
-    assert 'Connection closed' not in err, err[-3000:]
-    assert sorted(q.name for q in work.iterdir()) == ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json']
+    if left is not None: assert sorted(q.name for q in work.iterdir()) == left
