@@ -54,13 +54,14 @@ def wait_for_ranks(value=None) -> list:
 
 @contextmanager
 def compare_errors():
-    """Every rank of a launch runs the block, a part of a setup, and the ranks compare
-    their errors as it ends (`wait_for_ranks`), so that all stop together where any met one, none waiting for good in a
-    collective the others never reach. The block may hold a collective only where every rank reaches it whatever another
-    raised before it in the block (as `main_process_first`'s barrier, where the block's earlier lines raise alike on every
-    rank): else a rank that raised waits in the comparison while another waits in that collective, for good. An error raised in the block is raised again carrying each rank's, as a console script
-    words it (`every_rank`: `error_said`, None where a rank met none), and a rank whose block passed raises `OtherRankFailed`
-    where another's did not; the ranks leave the process group together first (`close_distributed`). In one process, just the block."""
+    """Every rank of a launch runs the block, a part of a setup, and the ranks compare their errors as it ends
+    (`wait_for_ranks`), so that all stop together where any met one, none waiting for good in a collective the others
+    never reach. The block may hold a collective only where every rank reaches it whatever another raised before it in
+    the block (as `main_process_first`'s barrier, where the block's earlier lines raise alike on every rank): else a rank
+    that raised waits in the comparison while another waits in that collective, for good. An error raised in the block is
+    raised again carrying each rank's, as a console script words it (`every_rank`: `error_said`, None where a rank met
+    none), and a rank whose block passed raises `OtherRankFailed` where another's did not; the ranks leave the process
+    group together first (`close_distributed`). In one process, just the block."""
     if num_distrib() <= 1: yield; return
     init_distributed()                   # a Python caller's launch joins its group here, at the latest
     try: yield
