@@ -108,11 +108,8 @@ def test_an_error_on_one_rank_is_said_by_it_and_writes_nothing(tmp_path):
     # second try into the folder was refused as a run already there
     script, work = tmp_path/'fails.py', tmp_path/'run'
     script.write_text(RANK_FAILS)
-    p = subprocess.run([str(c) for c in (BIN/'torchrun', '--nproc_per_node', '2', '--master_port', free_port(), script, *QUICK,
-                                         '--work_dir', work)], capture_output=True, text=True, env={**os.environ, 'OMP_NUM_THREADS': '1'},
-                       timeout=300)
-    assert p.returncode != 0
-    assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in p.stderr, p.stderr[-3000:]
+    err = _torchrun_fails([script, *QUICK, '--work_dir', work])
+    assert 'stitchup_train (rank 1 of 2): /data/node1/VOCdevkit: no such folder (--data_root)' in err, err[-3000:]
     assert not (work/'config.json').exists(), sorted(q.name for q in work.iterdir())
 
 
