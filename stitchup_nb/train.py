@@ -289,12 +289,11 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
                                  'record the new ones): pass ' + ', '.join(f"{'--' * (k in FLAGS)}{k} {a!r} (not {b!r})" for k, (a, b) in new.items()))
             if main and (note := paper_labels_note(learn.run_record.config)): warnings.warn(note, stacklevel=2)
         went_on = wait_for_ranks(ck_state['epoch'] if ck is not None else 0)   # every rank built its run: from which epoch each goes on
-        with compare_errors():                # before a file is written; every rank meets it alike
-            if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))
-        began = True
         # rank 0 alone writes: its error (a full disk) compared too, else it exits inside the process group while the others
         # wait in DDP's first broadcast (a peer aborted mid-message, or a launch that hangs)
         with compare_errors():
+            if len(set(went_on)) > 1: raise ValueError(_unshared(work, went_on))    # before a file is written; every rank alike
+            began = True
             for p in stale: p.unlink()              # only now: every option, the data and the labels have passed their checks
             if work and main: write_json(dict(learn.run_record.config), work/'config.json')
             if work and main and cfg.get('on_bad') == 'skip':      # the unreadable training images it trains without, by file
