@@ -76,13 +76,10 @@ def register_backbone(name:str,
         except (TypeError, ValueError):
             raise TypeError(f'{where}: {builder_name(build)!r} must take pretrained, train_stages and seed '
                             '(build(pretrained:bool, train_stages:int, seed:int) -> (body, n_features, frozen_modules))') from None
-        if name in BACKBONES and builder_name(BACKBONES[name].build) != builder_name(build):   # the same definition run again: replaced
-            raise ValueError(f'backbone {name!r} is registered already (by {builder_name(BACKBONES[name].build)}); '
-                             'register yours under another name')
         was, entry = BACKBONES.get(name), Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights,
                                                    for_gpu)
         settings = lambda b: {k: v for k, v in vars(b).items() if k != 'build'} if b else {}
-        redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)))
+        redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)), name_of=builder_name)
         BACKBONES[name] = entry
         return build
     return add

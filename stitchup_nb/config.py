@@ -225,12 +225,16 @@ def _source(obj) -> tuple|None:
     try: return (inspect.getsource(obj).strip(),)
     except (OSError, TypeError): return None
 
-def redefined(what:str, name:str, old, new, settings:tuple=((), ())):
-    """Registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, a definition of the same qualified name:
+def redefined(what:str, name:str, old, new, settings:tuple=((), ()),
+              name_of=lambda f: f.__qualname__):   # a definition's name, as the refusal names it (a backbone's builder: `builder_name`)
+    """Check registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, the code registered under it now or
+    None: a definition of another qualified name is refused (`ValueError`, naming it); one of the same name:
     the same definition run again replaces it without a word (the same code, or the same source text: `_definition`,
     `_source`); a changed one replaces it with a warning that says so (where Python keeps both codes). `settings`: the
     registration's other arguments, old's and new's (a decorator's, e.g. a backbone's `stages`), changed code too."""
     if old is None or old is new: return
+    if name_of(old) != name_of(new):
+        raise ValueError(f'{what} {name!r} is registered already (by {name_of(old)}); register yours under another name')
     if settings[0] == settings[1] and ((a := _definition(old)) is None or (b := _definition(new)) is None or a == b
                                        or ((s := _source(new)) is not None and _source(old) == s)): return
     was, now = getattr(old, '__module__', None) or '?', getattr(new, '__module__', None) or '?'   # None: made by exec

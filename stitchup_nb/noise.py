@@ -64,8 +64,6 @@ def noise_kind(name:str,
     if clash := [k for k in (*needs, *takes) if k in _ADD_NOISE_OWN]:
         raise ValueError(f"noise kind {name!r}: {', '.join(clash)} is add_noise's own argument, not a kind's option: name the option otherwise")
     def add(corrupt):
-        if name in NOISE_KINDS and NOISE_KINDS[name].__qualname__ != corrupt.__qualname__:   # the same definition run again: replaced
-            raise ValueError(f'noise kind {name!r} is registered already (by {NOISE_KINDS[name].__qualname__})')
         was = NOISE_KINDS.get(name)
         redefined('noise kind', name, was, corrupt, ((getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else (),
                                                       (tuple(needs), tuple(needs) + tuple(takes))))

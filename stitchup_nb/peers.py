@@ -162,9 +162,7 @@ def register_peer(name:str):
     "Class decorator: the `Peer` subclass builds the peer `name` that `METHODS` entries name."
     def add(cls):
         if not (isinstance(cls, type) and issubclass(cls, Peer)): raise TypeError(f'register_peer({name!r}): {cls!r} is not a Peer subclass')
-        if name in PEERS and PEERS[name].__qualname__ != cls.__qualname__:   # the same definition run again: replaced
-            raise ValueError(f'peer {name!r} is registered already (by {PEERS[name].__qualname__})')
-        redefined('peer', name, PEERS.get(name), cls)
+        redefined('peer', name, PEERS.get(name), cls)   # another definition under the name: refused; this one again: replaced
         cls.name, PEERS[name] = name, cls
         return cls
     return add

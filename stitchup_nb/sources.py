@@ -74,11 +74,9 @@ def register_source(name:str,                # what a preset's `source` names
                          if odd else f'reads_files=True with reads={given!r}: pass one of them (reads_files=True is '
                          f'reads={FILE_OPTIONS!r})'))
     def add(load):
-        if name in SOURCES and SOURCES[name].load.__qualname__ != load.__qualname__:   # the same definition run again: replaced
-            raise ValueError(f'data source {name!r} is registered already (by {SOURCES[name].load.__qualname__})')
         was, entry = SOURCES.get(name), Source(name, load, tuple(dict.fromkeys(reads)), seeded, fixed_size, skips_bad)
         settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
-        redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # changed code: said
+        redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # another's: refused; changed code: said
         SOURCES[name] = entry
         return load
     return add
