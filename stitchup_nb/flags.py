@@ -123,14 +123,23 @@ def script_errors(func, prog:str, interrupted:str|None=None,
 # %% ../nbs/00k_flags.ipynb #e58f57bc
 _STOPPED_WITHIN = 60      # seconds a launch's other processes wait for the launcher to stop them, quiet (`_refuse`)
 
+def _launcher_started() -> bool:
+    """Whether a launcher of PyTorch's started this process, one that stops the rest of its launch once a process has failed:
+    torchrun (which `accelerate launch` runs) sets TORCHELASTIC_RUN_ID, and it and `torch.distributed.launch` set MASTER_ADDR
+    and MASTER_PORT. A process with WORLD_SIZE and none of them inherited WORLD_SIZE (a cluster job's shell): nothing stops it.
+    (A launched process's child inherits them all, and looks launched.)"""
+    env = os.environ
+    return bool(env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT'))
+
 def _refuse(prog:str, said:str):
     """Say `said`, an error in console script `prog`'s arguments, in one line on stderr, and exit with status 2. Every process
     of a launch is given the same arguments and meets the same error: each machine's first process (LOCAL_RANK 0) says it,
     and the others wait, quiet, for the launcher to stop them, as torchrun does once one of its processes has failed; one
     that nothing stopped within `_STOPPED_WITHIN` seconds says it after all, naming its rank. (Exiting at once, quietly, a
-    rank could make torchrun stop the first process before it had said anything.)"""
+    rank could make torchrun stop the first process before it had said anything.) A process no launcher started
+    (`_launcher_started`: its WORLD_SIZE and LOCAL_RANK inherited) has nothing to wait for: it says it at once, naming its rank."""
     _, world, local = _launch()
-    if world > 1 and local != 0: time.sleep(_STOPPED_WITHIN)
+    if world > 1 and local != 0 and _launcher_started(): time.sleep(_STOPPED_WITHIN)
     print(f'{_who(prog) if local else prog}: {said}', file=sys.stderr, flush=True)
     sys.exit(2)
 

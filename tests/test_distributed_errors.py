@@ -15,6 +15,8 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
 - Ctrl-C while the ranks check their options (torchrun passes it on to each) is said once, by the machine's first process;
 - a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
   said once, before it reads or writes anything: each rank would write the same file;
+- a process that no launcher started (WORLD_SIZE and LOCAL_RANK inherited) says that refusal at once, naming its rank:
+  no launcher will stop it;
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
   and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast;
 - so is an error in writing an epoch's checkpoint (rank 0 alone writes it, as it writes metrics.json): rank 0 exited while
@@ -307,3 +309,17 @@ def test_rank_0s_error_in_writing_a_run_file_stops_every_rank(tmp_path, module, 
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
     assert 'Connection closed' not in err, err[-3000:]
     if left is not None: assert sorted(q.name for q in work.iterdir()) == left
+
+
+def test_a_process_no_launcher_started_refuses_at_once(tmp_path):
+    """A console script of one process whose WORLD_SIZE and LOCAL_RANK it inherited (a cluster job's shell: no MASTER_ADDR,
+    MASTER_PORT or TORCHELASTIC_RUN_ID, which a launcher sets) says its refusal at once, naming its rank: no launcher will
+    stop it, so it waits for none (`00k_flags`' `_launcher_started`)."""
+    # Before, a LOCAL_RANK other than 0 waited 60 s (_STOPPED_WITHIN) for a launcher to stop it, then spoke
+    env = {k: v for k, v in os.environ.items() if k not in ('MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID')}
+    env.update(RANK='1', LOCAL_RANK='1', WORLD_SIZE='2', OMP_NUM_THREADS='1')
+    out = tmp_path/'noise.out'
+    p = subprocess.run([str(BIN/'stitchup_noise'), '--dataset', 'digits-small', '--out', str(out)], capture_output=True,
+                       text=True, env=env, timeout=40)
+    assert (p.returncode, p.stderr) == (2, f"stitchup_noise (rank 1 of 2): {ONE_PROCESS.format('stitchup_noise')}\n"), p.stderr[-3000:]
+    assert not out.exists()
