@@ -176,6 +176,44 @@ def _one_line_errors(func, argv:list, prog:str):
     p.error = error
     p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
 
+_OTHER_LAUNCHERS = (    # (command, its variables: the processes' number, this one's rank, its rank on its machine)
+    ('mpirun', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK'),     # Open MPI
+    ('srun', 'SLURM_STEP_NUM_TASKS', 'SLURM_PROCID', 'SLURM_LOCALID'),                            # Slurm: a step's tasks
+    ('mpirun', 'PMI_SIZE', 'PMI_RANK', 'MPI_LOCALRANKID'))                                        # MPICH, Intel MPI
+
+def _other_launch() -> tuple|None:
+    """`(command, variable, processes, rank, local rank)` where a launcher that sets no WORLD_SIZE started this process as
+    one of several (`_OTHER_LAUNCHERS`: Open MPI's or MPICH's mpirun, Slurm's srun); None otherwise, and wherever WORLD_SIZE
+    is set (torchrun's, or a wrapper's that sets it: that launch is `_launch`'s). Slurm's are a step's tasks
+    (SLURM_STEP_NUM_TASKS, which srun sets), not the job's: an sbatch script's own shell has SLURM_NTASKS, and SLURM_PROCID
+    0, without being one of several processes."""
+    env = os.environ
+    if 'WORLD_SIZE' in env: return None
+    num = lambda k, d: int(env[k]) if env.get(k, '').isdigit() else d
+    for cmd, size, rank, local in _OTHER_LAUNCHERS:
+        if num(size, 1) > 1 and env.get(rank, '').isdigit():
+            return cmd, size, num(size, 1), num(rank, 0), num(local, num(rank, 0))
+    return None
+
+def _refuse_other(prog:str, launched:bool):
+    """Refuse console script `prog` where a launcher that sets no WORLD_SIZE started several processes (`_other_launch`):
+    each would run it whole. `stitchup_train` (`launched`) joins a launch through torchrun's variables, which mpirun and srun
+    do not set: its line names torchrun and accelerate launch; a script of one process's names the command to leave out. Every
+    process says it at once, the first of its machine as one process does, the others naming their rank: whether such a
+    launcher stops the rest once one has failed is its settings' (srun's by default do not), so none waits for it."""
+    if (other := _other_launch()) is None: return
+    cmd, var, n, rank, local = other
+    inherited = f'where no launcher started it, {var}={n} came from its environment: run {var}=1 {prog} ...'
+    if launched:
+        said = (f'{cmd} started {n} processes ({var}={n}), which {prog} does not join into one run (it reads the WORLD_SIZE, RANK '
+                f'and MASTER_ADDR that torchrun sets): each would train the whole run into the same --work_dir; launch it with '
+                f'torchrun --nproc_per_node {n} {prog} ... or accelerate launch, or run it in one process without {cmd} ({inherited})')
+    else:
+        said = (f'runs in one process, not under a launcher: {cmd} started {n} ({var}={n}), each of which would write the same '
+                f'files; run {prog} without {cmd} ({inherited})')
+    print(f"{prog if local == 0 else f'{prog} (rank {rank} of {n})'}: {said}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
 def _one_process(prog:str):
     """Refuse console script `prog`, one that runs in one process, where a launcher started several (WORLD_SIZE > 1): each
     would run it whole and write the same files, N writers of one file. Said once a machine, as an argument's error (`_refuse`).
@@ -190,10 +228,12 @@ def _one_process(prog:str):
 def script_flags(scripts:dict,
                  launched:tuple=()):    # the scripts of `scripts` that run under a launcher, each process its part (stitchup_train)
     """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): refused under a launcher of
-    several processes unless it is one of `launched` (`_one_process`); `sys.argv` in its parser's spellings, and an argument
-    its parser refuses said in one line (`_one_line_errors`)."""
+    several processes unless it is one of `launched` (`_one_process`), and under mpirun or srun, which set no WORLD_SIZE, in
+    any case (`_refuse_other`); `sys.argv` in its parser's spellings, and an argument its parser refuses said in one line
+    (`_one_line_errors`)."""
     prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
     if prog in scripts:
         if prog not in launched: _one_process(prog)
+        _refuse_other(prog, prog in launched)
         sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
         _one_line_errors(scripts[prog], sys.argv[1:], prog)

@@ -17,6 +17,8 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
   said once, before it reads or writes anything: each rank would write the same file;
 - a process that no launcher started (WORLD_SIZE and LOCAL_RANK inherited) says that refusal at once, naming its rank:
   no launcher will stop it;
+- under mpirun or srun, which set no WORLD_SIZE, every console script refuses before it reads or writes anything:
+  stitchup_train naming torchrun, a script of one process the command to leave out;
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
   and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast;
 - so is an error in writing an epoch's checkpoint (rank 0 alone writes it, as it writes metrics.json): rank 0 exited while
@@ -322,4 +324,28 @@ def test_a_process_no_launcher_started_refuses_at_once(tmp_path):
     p = subprocess.run([str(BIN/'stitchup_noise'), '--dataset', 'digits-small', '--out', str(out)], capture_output=True,
                        text=True, env=env, timeout=40)
     assert (p.returncode, p.stderr) == (2, f"stitchup_noise (rank 1 of 2): {ONE_PROCESS.format('stitchup_noise')}\n"), p.stderr[-3000:]
+    assert not out.exists()
+
+
+def test_the_console_scripts_under_mpirun_or_srun_are_refused(tmp_path):
+    """Started as mpirun (Open MPI) or srun starts the first of 2 processes (their variables, no WORLD_SIZE): stitchup_train
+    is refused, naming torchrun and accelerate launch, and stitchup_noise, naming the command to leave out; nothing written."""
+    # Before, neither launcher was seen: each process ran the script whole, N trainings of one --work_dir, N writers of one --out
+    clean = {k: v for k, v in os.environ.items() if k not in ('WORLD_SIZE', 'RANK', 'LOCAL_RANK')}
+    mpirun = {'OMPI_COMM_WORLD_SIZE': '2', 'OMPI_COMM_WORLD_RANK': '0', 'OMPI_COMM_WORLD_LOCAL_RANK': '0'}
+    work = tmp_path/'run'
+    p = subprocess.run([str(c) for c in (BIN/'stitchup_train', *QUICK, '--work_dir', work)], capture_output=True, text=True,
+                       env={**clean, **mpirun, 'OMP_NUM_THREADS': '1'}, timeout=300)
+    assert (p.returncode, p.stdout) == (2, ''), p.stdout[-2000:] + p.stderr[-3000:]
+    assert p.stderr == ('stitchup_train: mpirun started 2 processes (OMPI_COMM_WORLD_SIZE=2), which stitchup_train does not join '
+                        'into one run (it reads the WORLD_SIZE, RANK and MASTER_ADDR that torchrun sets): each would train the whole '
+                        'run into the same --work_dir; launch it with torchrun --nproc_per_node 2 stitchup_train ... or accelerate '
+                        'launch, or run it in one process without mpirun (where no launcher started it, OMPI_COMM_WORLD_SIZE=2 came '
+                        'from its environment: run OMPI_COMM_WORLD_SIZE=1 stitchup_train ...)\n'), p.stderr[-3000:]
+    assert not work.exists()
+    out, srun = tmp_path/'noise.out', {'SLURM_STEP_NUM_TASKS': '2', 'SLURM_NTASKS': '2', 'SLURM_PROCID': '1', 'SLURM_LOCALID': '1'}
+    p = subprocess.run([str(BIN/'stitchup_noise'), '--dataset', 'digits-small', '--out', str(out)], capture_output=True, text=True,
+                       env={**clean, **srun}, timeout=300)
+    assert p.returncode == 2 and p.stderr.startswith('stitchup_noise (rank 1 of 2): runs in one process, not under a launcher: '
+                                                     'srun started 2 (SLURM_STEP_NUM_TASKS=2)'), p.stderr[-3000:]
     assert not out.exists()
