@@ -318,9 +318,12 @@ def _train(cfg:RunConfig, work:Path|None) -> tuple:
             chosen = choose_final_t(learn)
             table = evaluate(learn, train.groups)  # every rank scores its shard; predictions are gathered
         learn.run_record.train_time = time.time() - t0
-        if work and main:
-            write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
-                        'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
+        # every rank comes here from the scoring's gathers: rank 0's error in writing the final metrics.json (a full disk) is
+        # compared, as its epochs' writes are, else it exits inside the process group while the others wait in the barrier below
+        with compare_errors():
+            if work and main:
+                write_json({'epochs': learn.metrics_json.history, 'world_size': max(num_distrib(), 1), 'notes': METRICS_NOTES,
+                            'final': table.round(4).to_dict(orient='index'), **chosen}, work/'metrics.json')
         for cb in _file_cbs(learn):             # its files describe this run, whole
             cb.close(f"the run in {work} has ended: a further fit of its Learner trains in memory and writes none of its files; "
                      "to train the run on, call run_training(train_config(..., resume='auto', epochs=N)), N above its epochs")

@@ -22,7 +22,8 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
   and every rank stops: rank 0 exited inside the process group while rank 1 waited in DDP's first broadcast;
 - so is an error in writing an epoch's checkpoint (rank 0 alone writes it, as it writes metrics.json): rank 0 exited while
-  rank 1 waited in the next epoch's collectives.
+  rank 1 waited in the next epoch's collectives; and in writing the final metrics.json, after the scoring: rank 0 exited
+  while rank 1 waited in the barrier of leaving the process group.
 """
 import os, subprocess, textwrap
 
@@ -294,19 +295,23 @@ FULL_DISK = textwrap.dedent('''
 ''')
 
 
-@pytest.mark.parametrize('module,func,at,file,left', [
+@pytest.mark.parametrize('module,func,at,file,left,more', [
     # config.json, written once every rank has set its run up. Before, rank 0 said it and exited inside the process group
     # while rank 1 waited in DDP's first broadcast: 'Connection closed by peer' (its traceback), rank 0 aborted at exit
     # (-6), or the launch hung until it was killed
-    ('train', 'write_json', 1, 'config.json', None),
+    ('train', 'write_json', 1, 'config.json', None, []),
     # epoch 1's checkpoint (epoch_2.pth). Before, rank 1 went on into the scoring's collectives (the last epoch's) or the
     # next epoch's: 'Connection closed by peer', or a hang; epoch_1.pth must stay whole
-    ('checkpoints', 'atomic_write', 0, 'epoch_2.pth', ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json'])])
-def test_rank_0s_error_in_writing_a_run_file_stops_every_rank(tmp_path, module, func, at, file, left):
+    ('checkpoints', 'atomic_write', 0, 'epoch_2.pth', ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json'], []),
+    # the final metrics.json, once the test set is scored (train's write_json: the epochs' rows go through checkpoints').
+    # Before, rank 1 waited in the barrier of leaving the process group: 'Connection closed by peer' (its traceback), or
+    # killed by torchrun. One epoch: the cheapest launch that scores (this case costs about 30 s on 2 CPU cores)
+    ('train', 'write_json', 1, 'metrics.json', ['.lock', 'config.json', 'epoch_1.pth', 'metrics.json'], ['--epochs', '1'])])
+def test_rank_0s_error_in_writing_a_run_file_stops_every_rank(tmp_path, module, func, at, file, left, more):
     "A full disk as rank 0 writes a run's file: rank 0 says it, named, and rank 1 stops with it, quietly, left in no collective."
     script, work = tmp_path/'no_space.py', tmp_path/'run'
     script.write_text(FULL_DISK.replace('MODULE', module).replace('FUNC', func).replace('AT', str(at)).replace('FILE', file))
-    err = _torchrun_fails([script, *QUICK, '--work_dir', work], timeout=120)
+    err = _torchrun_fails([script, *QUICK, *more, '--work_dir', work], timeout=120)
     assert _said(err) == [f"stitchup_train (rank 0 of 2): {work/file}: No space left on device"], err[-3000:]
     assert 'Traceback' not in err.split('torch/distributed/elastic')[0], err[-3000:]
     assert 'Connection closed' not in err, err[-3000:]
