@@ -84,12 +84,14 @@ def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     (`once_per_seed`), or runs of two settings (`extra`) under one label, which a table over seeds would average or count
     as two seeds, each of them pairing with another method's row there."""
     df = once_per_seed(df, caller)
-    dup = df[df.duplicated(['method', 'kind', 'rate', 'seed'], keep=False)] if len(df) else df
-    if not len(dup): return df
-    r = dup.iloc[0]
-    rows = dup[(dup.method == r.method) & (dup.kind == r.kind) & (dup.rate == r.rate) & (dup.seed == r.seed)]
+    if not len(df) or any(c not in df for c in RUN[:4]): return df
+    k = df[RUN[:4]].map(str).agg('\x1f'.join, axis=1)      # map(str): a missing noise kind as 'nan', one key as in once_per_seed
+    dup = k.duplicated(keep=False)
+    if not dup.any(): return df
+    rows = df[k == k[dup].iloc[0]]
+    r = rows.iloc[0]
     settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
-    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {r.rate:g} seed {r.seed:g}"
+    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {_g(r.rate)} seed {_g(r.seed)}"
                      + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
                      "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
                      "pair. Pass one setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
@@ -104,11 +106,12 @@ def warn_left_out(res:pd.DataFrame, shown, caller:str, name:str='methods'):
 
 # %% ../nbs/13_results.ipynb #60e8deca
 def summary(df:pd.DataFrame, cols=MAP_COLUMNS) -> pd.DataFrame:
-    """mean, std and seed count per method × noise kind × rate (refused where two rows are one run), over the rows with a
+    """mean, std and seed count per method × noise kind × rate (refused where a method has two rows at one cell and seed: one
+    run twice, or two settings under one label, `one_setting`, which it would average into one level), over the rows with a
     number in every one of `cols` that the method's other rows at that cell have: a row missing one is left out, with a
     warning, so that `seeds` counts the values each level and spread are made of. A column no row of the method × cell
     has a number in (a class group without test positives in the data) is the data's, not a run's: its level is NaN."""
-    df, cols = once_per_seed(df, 'summary'), list(cols)
+    df, cols = one_setting(df, 'summary'), list(cols)
     key = ['method', 'kind', 'rate']
     if len(df):
         has = df[cols].notna()
@@ -241,10 +244,11 @@ def paired_table(res:pd.DataFrame, base:str='BCE', col:str='total',
 # %% ../nbs/13_results.ipynb #e721d86a
 def factorial_tables(res:pd.DataFrame, fac:pd.DataFrame, col:str='total') -> tuple:
     """Stitch-Up with each sampler × loss pairing at the cells of `fac` (the --factorial CSV), with the main grid's
-    reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing)."""
+    reference pairings from `res`: (`col` mAP per method, Stitch-Up's paired effect on it per pairing). A pairing with rows of
+    two settings (`extra`) at one cell and seed is refused (`one_setting`): both tables would average them."""
     single = ['BCE', 'BCE+Stitch-Up', 'DB-Focal', 'DB-Focal+Stitch-Up']
     cells = set(zip(fac.kind, fac.rate))
-    both = once_per_seed(pd.concat([res[res.method.isin(single)], fac]), 'factorial_tables')
+    both = one_setting(pd.concat([res[res.method.isin(single)], fac]), 'factorial_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     return (cells_table(both, col, methods=single[:2] + [*FACTORIAL] + single[2:]),     # random sampling first
             paired_table(both, col=col, pairs=FACTORIAL_PAIRS))
