@@ -112,9 +112,10 @@ PLUS_ORDER = [*PLUS_BASE, *PLUS]      # BCE, the full method, full_plus, the can
 def plus_tables(res:pd.DataFrame, plus:pd.DataFrame, col:str='total') -> dict:
     """The high-noise variant's evidence at the cells of `plus` (the --plus CSV), with BCE and the full method from the
     main grid `res`: `col` per method × cell, each minus BCE and minus the full method (paired by seed), per-group mAP
-    at each cell, and the labels the final branch pair's correctors fix and break on the training set."""
+    at each cell, and the labels the final branch pair's correctors fix and break on the training set. A method with rows of
+    two settings (`extra`) at one cell and seed is refused (`one_setting`): every table would average them."""
     cells = set(zip(plus.kind, plus.rate))
-    both = once_per_seed(pd.concat([res[res.method.isin(PLUS_BASE)], plus]), 'plus_tables')
+    both = one_setting(pd.concat([res[res.method.isin(PLUS_BASE)], plus]), 'plus_tables')
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
     vs = lambda base: paired_table(both, col=col, pairs={m: (m, base) for m in PLUS_ORDER if m != base})
     fb = both.dropna(subset=['fixed']).groupby(['method', 'kind', 'rate'])[['fixed', 'broke']].mean().round(0)
@@ -130,11 +131,12 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     """The `--authors` rows (`authors`) beside BCE (`res`) and the peers (`peers`): `oracle`, `oracle_vs` (co-teaching
     with tau = the noise rate against BCE and the kit's co-teaching, paired by seed) and `delta` (large-loss rejection at
     each Δrel of `LL_DELTAS` at `LL_CELL`: the rejected share in the last of `epochs` epochs, mAP per group, the total
-    minus BCE and minus Δrel 0.2, paired by seed). Tables are empty where their rows are not there yet."""
+    minus BCE and minus Δrel 0.2, paired by seed). Tables are empty where their rows are not there yet. Each Δrel is a
+    label of its own; two settings at one cell and seed under one label (the oracle's, a Δrel's) are refused (`one_setting`)."""
     from stitchup_nb.peers import LargeLossRejection
     ct = next(m for m, o in PEER_ROWS.items() if o['method'] == 'coteaching')
-    both = once_per_seed(pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]]),
-                          'authors_tables')
+    both = one_setting(pd.concat([res[res.method == 'BCE'], peers[peers.method == ct], authors[authors.method == ORACLE_CT]]),
+                       'authors_tables')
     both = both[both.rate > 0]
     cells = set(zip(*[authors[authors.method == ORACLE_CT][c] for c in ('kind', 'rate')]))
     both = both[[(k, r) in cells for k, r in zip(both.kind, both.rate)]]
@@ -144,7 +146,7 @@ def authors_tables(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame, c
     ll = authors[authors.method == LL_DELTA]
     name = lambda d: f'Δrel {d:g}'
     ll = ll.assign(method=[name(json.loads(e)['ll_delta_rel']) for e in ll.extra])
-    d = once_per_seed(pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll]), 'authors_tables')
+    d = one_setting(pd.concat([res[(res.method == 'BCE') & (res.kind == kind) & (res.rate == rate)], ll]), 'authors_tables')
     if not len(ll): return dict(out, delta=pd.DataFrame())
     names = [name(x) for x in LL_DELTAS if name(x) in set(ll.method)]
     levels = pm(summary(d)).reset_index(level=['kind', 'rate'], drop=True).reindex(names)
@@ -182,10 +184,12 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
 # %% ../nbs/13a_leaderboard.ipynb #c0542dca
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     """Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell (shown to 0.1), the seeds
-    counted and the best t, read off the unrounded means (rounded, a flat curve's t's tie and the first would win)."""
+    counted and the best t, read off the unrounded means (rounded, a flat curve's t's tie and the first would win). A method
+    shown with rows of two settings (`extra`) at one cell and seed is refused (`one_setting`): its curve would average them."""
     res = once_per_seed(res, 't_curves')
     d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
     if methods is not None: d = d[d.method.isin(methods)]
+    d = one_setting(d, 't_curves')      # the methods shown: a sweep's rows beside them are not averaged
     if d.empty: return pd.DataFrame()
     curves = pd.DataFrame([{float(t): v for t, v in json.loads(s).items()} for s in d.t_curve], index=d.index)
     g = pd.concat([d[['method', 'kind', 'rate']], curves], axis=1).groupby(['method', 'kind', 'rate'])
@@ -198,11 +202,13 @@ def pick_table(res:pd.DataFrame,
                col:str='total', level:float=.95) -> pd.DataFrame:
     """Per noisy cell: the best of `methods` by mean `col` over the seeds all of them ran, the runner-up, the lead paired
     over every seed those two ran, with its `level` interval, how many of the others the best leads with the interval above 0
-    (`resolved`, each pair over the seeds it ran), and the pick: the best, when it leads every other so; else 'tie'."""
+    (`resolved`, each pair over the seeds it ran), and the pick: the best, when it leads every other so; else 'tie'. A
+    candidate with rows of two settings (`extra`) at one cell and seed is refused (`one_setting`): its mean would average them."""
     res = once_per_seed(res, 'pick_table')
     if methods is None: warn_left_out(res[res.rate > 0], MAIN_ROWS, 'pick_table')
     methods = [m for m in (methods or MAIN_ROWS) if m in set(res.method)]
-    d = res[(res.rate > 0) & res.method.isin(methods)].pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
+    d = one_setting(res[(res.rate > 0) & res.method.isin(methods)], 'pick_table')      # the candidates: one row a seed each
+    d = d.pivot_table(index=['kind', 'rate', 'seed'], columns='method', values=col)
     out = {}
     for (kind, rate), g in d.groupby(level=['kind', 'rate']):
         g = g[[m for m in methods if m in g]].dropna(axis=1, how='all')
@@ -235,8 +241,9 @@ def fresh_test(fresh:pd.DataFrame, col:str='total',
               ) -> pd.DataFrame:
     """Each clause of the pre-registered criterion (`spec['criterion']`, default `FRESH`'s) on the `--fresh` rows: the
     paired differences per seed, 'mean [95% interval] (seeds ahead/compared)', and whether the clause is met (over `seeds`
-    only). The registered test (`seeds` None) reads rows of the spec's Digits-MLT instance only; other seeds, any instance's."""
-    fresh = once_per_seed(fresh, 'fresh_test')
+    only). The registered test (`seeds` None) reads rows of the spec's Digits-MLT instance only; other seeds, any instance's.
+    A method with rows of two settings (`extra`) at one cell and seed is refused (`one_setting`): a clause would pair both."""
+    fresh = one_setting(fresh, 'fresh_test')
     spec = _fresh_spec(spec, fresh, 'fresh_test', registered=seeds is None)
     seeds = spec['seeds'] if seeds is None else seeds
     label = {o['method']: m for m, o in fresh_rows(spec).items()}
