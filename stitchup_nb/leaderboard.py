@@ -15,9 +15,15 @@ from .results import (by_cell, warn_left_out, once_per_seed, one_setting, cell_t
                                  paired_ci, paired_table, paired_text, pm, seed_diffs, signed, summary)
 
 # %% auto #0
-__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'board_rows', 'leaderboard', 'group_gaps', 'per_group', 'run_costs',
-           'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown', 't_curves',
-           'pick_table', 'fresh_test', 'fresh_markdown']
+__all__ = ['FULL', 'LEADERBOARD', 'PLUS_ORDER', 'row_machines', 'board_rows', 'leaderboard', 'group_gaps', 'per_group',
+           'run_costs', 'run_cost_line', 'machine_pairs', 'plus_tables', 'authors_tables', 'authors_markdown',
+           't_curves', 'pick_table', 'fresh_test', 'fresh_markdown']
+
+# %% ../nbs/13a_leaderboard.ipynb #f5fe8342
+def row_machines(df:pd.DataFrame) -> pd.Series:
+    """Each row's `machine` (the processor that made it), '' where the row records none or `df` has no `machine` column:
+    the rows that record no machine count as one machine."""
+    return df['machine'].fillna('') if 'machine' in df else pd.Series('', index=df.index, dtype=object)
 
 # %% ../nbs/13a_leaderboard.ipynb #6a182d14
 FULL = 'Stitch-Up+Co-Learning'
@@ -60,11 +66,11 @@ def run_costs(res:pd.DataFrame, peers:pd.DataFrame) -> pd.DataFrame:
     """What a whole run of each leaderboard method costs: the median of its rows' wall time (`seconds`: one PyTorch
     thread, the grid's epochs, every noisy cell), and `x BCE`, the median over its rows of each one's time over BCE's
     median on the row's `machine` (rows that record none count as one machine): a ratio of times from two machines
-    measures the machines. `runs beside BCE` counts the rows of a machine BCE ran on, which alone the ratio reads
+    measures the machines (`row_machines`). `runs beside BCE` counts the rows of a machine BCE ran on, which alone the ratio reads
     (NaN where there are none). Confident learning's fold models count."""
     both = board_rows(res, peers, 'run_costs')
     d = both[both.rate > 0]
-    d = d.assign(host=d['machine'].fillna('') if 'machine' in d else '')
+    d = d.assign(host=row_machines(d))
     d = d.assign(ratio=d.seconds / d.host.map(d[d.method == 'BCE'].groupby('host').seconds.median()))
     s = d.groupby('method').agg(median=('seconds', 'median'), size=('seconds', 'size'), ratio=('ratio', 'median'),
                                 beside=('ratio', 'count'))
@@ -91,11 +97,11 @@ def run_cost_line(method:str,              # a peer's `--method` name (`grids.PE
 # %% ../nbs/13a_leaderboard.ipynb #bf73a846
 def machine_pairs(res:pd.DataFrame, peers:pd.DataFrame, base:str='BCE') -> pd.Series:
     """Per leaderboard method: 'k/n', its n pairs with `base` (same noisy cell and seed) of which k have their two rows
-    made on two machines (the rows' `machine`; rows recording none count as one machine). A method with rows of two
+    made on two machines (`row_machines`: rows recording none count as one machine). A method with rows of two
     settings at one cell and seed is refused (`board_rows`, `one_setting`)."""
     both = board_rows(res, peers, 'machine_pairs')
     both = both[both.rate > 0]
-    both = both.assign(host=both['machine'].fillna('') if 'machine' in both else '')
+    both = both.assign(host=row_machines(both))
     key = ['kind', 'rate', 'seed']
     ms = [m for m in LEADERBOARD if m != base and m in set(both.method)]
     b = both[both.method == base].set_index(key).host
