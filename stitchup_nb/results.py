@@ -79,22 +79,36 @@ def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
           'keeps the last written)')
 
 # %% ../nbs/13_results.ipynb #6cb64b72
+def _settings_at_cell(df:pd.DataFrame, caller:str):
+    "Refuse (ValueError, naming `caller`) a method whose rows at one cell hold two settings (`extra`), each on seeds of its own."
+    ex, cell = _extra(df), df[RUN[:3]].map(str).agg('\x1f'.join, axis=1)
+    n = ex.groupby(cell).nunique()
+    if not (n > 1).any(): return
+    at = df[cell == n.index[n > 1][0]]
+    r, seeds = at.iloc[0], {e: sorted(g.seed) for e, g in at.groupby(ex[at.index])}
+    said = '; '.join(f"{e} on seed{'s' * (len(s) > 1)} {', '.join(map(_g, s))}" for e, s in seeds.items())
+    raise ValueError(f"{caller}: rows of {r.method!r} at {r.kind} {_g(r.rate)} of {len(seeds)} settings under one label (extra {said}), "
+                     "which a table over seeds averages into one level, or one paired difference, shown as one method's. Pass one "
+                     "setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+
 def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
     (`once_per_seed`), or runs of two settings (`extra`) under one label, which a table over seeds would average or count
-    as two seeds, each of them pairing with another method's row there."""
+    as two seeds, each of them pairing with another method's row there; or where its rows at one cell hold two settings
+    on seeds of their own, which a table would average into one level shown as the method's."""
     df = once_per_seed(df, caller)
     if not len(df) or any(c not in df for c in RUN[:4]): return df
     k = df[RUN[:4]].map(str).agg('\x1f'.join, axis=1)      # map(str): a missing noise kind as 'nan', one key as in once_per_seed
-    dup = k.duplicated(keep=False)
-    if not dup.any(): return df
-    rows = df[k == k[dup].iloc[0]]
-    r = rows.iloc[0]
-    settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
-    raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {_g(r.rate)} seed {_g(r.seed)}"
-                     + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
-                     "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
-                     "pair. Pass one setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+    if (dup := k.duplicated(keep=False)).any():
+        rows = df[k == k[dup].iloc[0]]
+        r = rows.iloc[0]
+        settings = ', '.join(rows['extra'].map(extra_key)) if 'extra' in rows else ''
+        raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {_g(r.rate)} seed {_g(r.seed)}"
+                         + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
+                         "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
+                         "pair. Pass one setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+    _settings_at_cell(df, caller)
+    return df
 
 
 # %% ../nbs/13_results.ipynb #240ed883
