@@ -138,9 +138,11 @@ def _leaderboard_section(res, peers) -> tuple:
     if not (len(peers) and len(res)): return [], {}
     levels, vs_bce, vs_full = leaderboard(res, peers)
     gaps = group_gaps(res, peers)
-    tested = 3 * int((gaps != '–').to_numpy().sum())      # head / medium / tail in each cell a method ran
-    starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())
     board = board_rows(res, peers)
+    pairs = {m: (m, FULL) for m in LEADERBOARD if m != FULL}          # as group_gaps pairs them
+    tested = sum(int(paired_table(board, col=g, pairs=pairs, text=False, stat=1).notna().to_numpy().sum())
+                 for g in MAP_COLUMNS[1:])      # the head / medium / tail intervals made: a pair of one seed has none to star
+    starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())
     chance = lambda base: _chance(board, {m: (m, base) for m in LEADERBOARD if m != base})    # as `leaderboard` pairs them
     md = ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
           markdown(levels.rename_axis('method')), '',
