@@ -4,7 +4,7 @@
 
 # %% ../nbs/13b_report.ipynb #51edd281
 from __future__ import annotations
-import json
+import json, warnings
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,9 @@ def _ref_value(name):
             'sweep warmup_epoch': PRESETS['digits']['warmup_epoch']}[name]
 
 def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
-    "Figure: per-group mAP against each swept setting (flip 0.5), averaged over seeds; `res` adds the reference runs."
+    """Figure: per-group mAP against each swept setting (flip 0.5), averaged over the seeds every setting of the sweep ran
+    (a setting's other seeds left out, with a warning: seeds move mAP by points, so a point over other seeds would move
+    with them); `res` adds the reference runs."""
     import matplotlib.pyplot as plt
     names = [n for n in SWEEPS if (sw.method == n).any()]
     if res is not None:      # the main grid's full-method runs are the sweeps' reference point, for the seeds swept
@@ -74,7 +76,11 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
     for ax, n in zip(axs[0], names):
         d = sw[sw.method == n].copy()
         d['x'] = [json.loads(e)[SWEEPS[n]] for e in d.extra]
-        d = d.groupby('x')[MAP_COLUMNS].mean()
+        common = set.intersection(*d.groupby('x').seed.agg(set))
+        if (out := ~d.seed.isin(common)).any():
+            warnings.warn(f"sweep_plot: {n}'s rows of seeds {', '.join(map(str, sorted(set(d.seed[out]))))} left out: not every "
+                          f"setting ran them (each point is the mean over seeds {', '.join(map(str, sorted(common))) or 'none'})", stacklevel=2)
+        d = d[~out].groupby('x')[MAP_COLUMNS].mean()
         for g in MAP_COLUMNS: ax.plot(d.index, d[g], marker='o', label=g)
         ax.set(title=n.replace('sweep ', ''), xlabel=SWEEPS[n], ylabel='mAP (%)')
     axs[0, 0].legend(fontsize=8)
