@@ -172,11 +172,20 @@ def wrap_names(names,
                fontsize:float=9,         # ...at this font size, in points
               ) -> str:
     """`names` joined by spaces and broken between names onto lines of at most `width` characters, or, given `inches`, no
-    wider than `inches` as matplotlib draws them at `fontsize` (a longer name has a line of its own)."""
+    wider than `inches` as matplotlib draws them at `fontsize`: a longer name has a line of its own, and a name wider
+    than `inches` alone is cut to it, ending in '…' (`title_panels` returns the full names it cut)."""
     if inches is None: return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
     font, lines = FontProperties(size=fontsize), []
     wide = lambda s: TextToPath().get_text_width_height_descent(s, font, ismath=False)[0] / 72
-    for w in ' '.join(names).split():
+    def fit(w):                        # the longest start of `w` that fits with its '…' (one letter where none does)
+        if wide(w) <= inches: return w
+        lo, hi = 1, len(w) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if wide(w[:mid] + '…') <= inches: lo = mid
+            else: hi = mid - 1
+        return w[:lo] + '…'
+    for w in map(fit, ' '.join(names).split()):
         if lines and wide(f'{lines[-1]} {w}') <= inches: lines[-1] += f' {w}'
         else: lines.append(w)
     return '\n'.join(lines)
@@ -186,9 +195,10 @@ def title_panels(axs,                # the panels, laid out by their figure's la
                  fontsize:float,     # the titles' font size, in points
                  rounds:int=5,       # lay-outs at most: a title of more lines shrinks its panel, whose title is wrapped again
                  **kwargs,           # to each `set_title` (e.g. color=...), one value, or a list of one per panel
-                ):
+                ) -> dict:
     """Title each of `axs` with its `titles`, wrapped (`wrap_names`) to its panel's width as the figure lays it out at its
-    size: titles that follow the panels, whatever the figure's size and columns."""
+    size: titles that follow the panels, whatever the figure's size and columns. Returns the names cut to fit a panel,
+    each as drawn (ending in '…') to its full name; empty where every name fits."""
     axs = list(axs)
     fig = axs[0].figure
     kw = [{k: v[j] if isinstance(v, list) else v for k, v in kwargs.items()} for j in range(len(axs))]
@@ -200,6 +210,8 @@ def title_panels(axs,                # the panels, laid out by their figure's la
         said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize) for p in t) for w, t in zip(inches, titles)]
         if all(ax.get_title() == s for ax, s in zip(axs, said)): break
         for ax, s, k in zip(axs, said, kw): ax.set_title(s, fontsize=fontsize, **k)
+    full = [w for t in titles for p in t for w in ' '.join(p).split()]   # word for word what was drawn: wrapping moves
+    return {d: f for d, f in zip('\n'.join(said).split(), full) if d != f}   # only the line breaks
 
 def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None,
                  figsize=None):      # (width, height) in inches; None: 1.8 inches a panel wide
