@@ -46,14 +46,20 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
                     noise_seed:int=0, app=None, noise_neg_rate:float|None=None,
                     **own) -> np.ndarray:    # a kind's own options (`kind_options`), to `add_noise`
     """The labels training sees: a noisy-label file, the official noisy labels at `noise_rate` (the rows of `train`'s images,
-    by id: a set read with `on_bad='skip'` lacks the rows of the images it dropped), or simulated noise."""
+    by id: a set read with `on_bad='skip'` lacks the rows of the images it dropped), or simulated noise. A noisy-label file
+    has a row per image, in the order of the appendix's ids where it has one of each (the authors' files, `stitchup_noise`'s
+    of a preset): a set that skipped images takes its images' rows by id from it too."""
     if noise_file:
         noisy, clean = load_noisy(noise_file)
+        whole = app is not None and len(clean) == len(app.ids)    # a row per appendix id: the set as the file was made for
+        if train.skipped and whole: noisy, clean = (_appendix_rows(train, app, a) for a in (noisy, clean))
         if clean.shape != train.labels.shape or (clean != train.labels).any():
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
                              f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?'
-                             + (f' The set skipped {len(train.skipped)} unreadable images (--on_bad skip), whose rows the file holds: '
-                                'mend them, or train on the official noisy labels, which are taken by image id' if train.skipped else '') + ')')
+                             + (f' The set skipped {len(train.skipped)} unreadable images (--on_bad skip): a file is matched to the '
+                                "images kept by id where it has a row per id of the run's appendix (--appendix), "
+                                + ('as it has not' if app is not None else 'and this run has none')
+                                + f'; else it needs a row per image kept ({len(train)})' if train.skipped else '') + ')')
         return noisy
     if app is not None and noise_rate in app.noisy: return _appendix_rows(train, app, app.noisy[noise_rate])
     if noise_rate == 0: return train.labels

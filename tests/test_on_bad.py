@@ -125,3 +125,22 @@ def test_a_run_from_before_on_bad_resumes(tmp_path):
     assert skip != 0 and "on_bad None -> 'skip'" in refused, refused[-2000:]
     assert code == 0, err[-3000:]
     assert sorted(f.name for f in work.glob('epoch_*.pth')) == ['epoch_1.pth', 'epoch_2.pth']
+
+
+def test_a_skip_run_takes_a_noise_files_rows_by_image_id(tmp_path):
+    """A noisy-label file of the whole training set (a row per appendix id, as `stitchup_noise` writes one for a preset) on a
+    run that skips an unreadable image: each kept image trains on its own row, found by id (it was refused: the file's
+    rows are by position and one fewer image shifted them)."""
+    from stitchup_nb.noise import add_noise, save_noisy
+    opts, app, files, _ = voc_run(tmp_path)
+    clean = read_appendix(app).labels
+    noisy = add_noise(clean, .5, seed=7)                              # not the official draw: the labels are the file's
+    assert (noisy != read_appendix(app).noisy[.5]).any()
+    noise_file = save_noisy(tmp_path/'noisy'/'class_freq_0.5noise.pkl', noisy, clean)
+    bad = files[3]; bad.write_bytes(b'not a jpeg')
+    work = tmp_path/'run'
+    [(code, err)] = train(tmp_path, [*opts, '--on_bad', 'skip', '--noise_file', noise_file, '--work_dir', work])
+    assert code == 0, err[-3000:]
+    cfg = json.loads((work/'config.json').read_text())
+    assert cfg['labels_sha'] == labels_digest(np.delete(noisy, 3, 0), [bad]), cfg['labels_sha']   # image 4 on row 4, not row 3
+    assert cfg['labels_sha'] != labels_digest(noisy[:11], [bad])
