@@ -50,7 +50,7 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'presets_now', 'dataset_flag', 'flag', 'stitchup_test']
+__all__ = ['stitchup_train', 'presets_now', 'dataset_flag', 'preset_values', 'flag', 'stitchup_test']
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
 _UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
@@ -60,15 +60,17 @@ class _Flag(Param):
     an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
     becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on. `unset`: the parser
     gives None when the flag is not given, so the script tells it from the default given (its help says the default). `more`:
-    words the help ends with, asked for each time it is read (`presets_now`: the presets as they are when it is printed)."""
+    words the help ends with, asked for each time it is read (`presets_now`: the presets as they are when it is printed). A
+    help that names its default itself ('(default flip)') is not given fastcore's too."""
     def __init__(self, help:str, type=None, unset:bool=False, more=None):
         super().__init__(help, type)
         self._declared, self._unset, self._more = (help, type), unset, more
     def set_default(self, d):
         (self.help, self.type), self.action, self.default, self.negated, self.opt = self._declared, None, None, False, True
         if self._more: self.help += self._more()
+        said = 'default' in self.help          # the help names its default: fastcore's '(default: X)' would say it twice
         super().set_default(d)
-        if self.negated: self.help = self.help.removesuffix(' (default: True)')
+        if self.negated or said: self.help = self.help.removesuffix(f' (default: {self.default})')
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
@@ -81,11 +83,22 @@ def dataset_flag(help:str,        # what --dataset picks, in the script's words
     "A console script's `--dataset` flag: its help ends with the presets as they are when it is printed (`presets_now`)."
     return _Flag(help, str, more=presets_now)
 
+def preset_values(name:str) -> str:
+    """What each preset gives option `name` now (`PRESETS`, a setup script's included), as the help of a flag whose default is
+    the preset's ends where it does not say it: ` (default: the preset's: 64 for digits, digits-small; 224 for voc, coco)`."""
+    by = {}
+    for p, d in PRESETS.items(): by.setdefault(str(d.get(name, OPTIONS[name].default)), []).append(p)
+    if len(by) == 1: return f" (default: the preset's, {next(iter(by))})"
+    return " (default: the preset's: " + '; '.join(f"{v} for {', '.join(ps)}" for v, ps in by.items()) + ')'
+
 def flag(name:str) -> Param:
-    "The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes `--no-NAME`."
+    """The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes
+    `--no-NAME`; an option a preset sets whose help names no default ends with the presets' values (`preset_values`)."""
     o = OPTIONS[name]
     help = (f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help
-    return dataset_flag(help) if name == 'dataset' else _Flag(help, o.type, name in _UNSET)
+    if name == 'dataset': return dataset_flag(help)
+    more = (lambda: preset_values(name)) if o.by == 'preset' and 'default' not in help else None
+    return _Flag(help, o.type, name in _UNSET, more)
 
 # %% ../nbs/10c_cli.ipynb #3459ab46
 def _flags(func, names, **defaults):

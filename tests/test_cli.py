@@ -202,6 +202,18 @@ def test_help_answers_without_the_training_stack():
         line = said.split(flag, 2)[2].split(' --')[0]         # the flag's help, after its mention in the usage line
         assert 'without this flag' in line and '(default: True)' not in line, line
     assert 'VOCdevkit folder itself' in said and 'VOC2012/' in said
+    for flag, value in (('--arch', 'digits_cnn for digits, digits-small; resnet50 for voc, coco'), ('--size', '64 for digits'),
+                        ('--bs', '32')):     # a default the preset gives is said with its value (it said only "the preset's")
+        line = said.split(f'{flag} ', 2)[2].split(' --')[0]
+        assert f"(default: the preset's{': ' if ' ' in value else ', '}{value}" in line, line
+
+
+def test_a_help_that_names_its_default_says_it_once():
+    "`stitchup_noise --help`: --noise_kind's declared help says '(default flip)'; fastcore's '(default: flip)' repeated it."
+    p = subprocess.run([str(BIN/'stitchup_noise'), '--help'], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = ' '.join(p.stdout.split()).split('--noise_kind ', 2)[2].split(' --')[0]
+    assert line.count('default') == 1 and '(default flip)' in line, line
 
 
 def _run_on_a_terminal(*args):
