@@ -124,9 +124,10 @@ def summary(learn, table:pd.DataFrame) -> str:
         w = Path(cfg['work_dir'])
         cks = checkpoints(w)
         span = file_names(cks) or 'epoch_N.pth'
-        lines += [f'files in {w}:', '  config.json        the run configuration (every setting, resolved)',
-                  f'  {span}  checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
-                  '  metrics.json       per-epoch rows and this table']
+        col = max(len(span), len('metrics.json')) + 2          # the descriptions in one column, however many checkpoints
+        lines += [f'files in {w}:', f"  {'config.json':<{col}}the run configuration (every setting, resolved)",
+                  f'  {span:<{col}}checkpoints, one per epoch (score one again: stitchup_test {shell_quote(cks[-1] if cks else w/"epoch_N.pth")})',
+                  f"  {'metrics.json':<{col}}per-epoch rows and this table"]
         if note := scores_note(w):      # a run resumed past the checkpoint stitchup_test scored
             lines.append(f'  {note}: score the run again with stitchup_test {shell_quote(w)} --overwrite')
     return '\n'.join(lines)
