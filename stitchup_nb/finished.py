@@ -118,6 +118,8 @@ def read_corrections(path) -> pd.DataFrame:
     if len(log): log['epoch'] += 1
     return log
 
+_CURVES = {'mAP': 'total', 'head_mAP': 'head', 'medium_mAP': 'medium', 'tail_mAP': 'tail'}   # the words of the mAP tables
+
 def plot_metrics(path, figsize=(10, 3.5)):
     "The run's curves by epoch: its losses, and its test-set mAP overall and per group; a dotted line where a resume started."
     df = read_metrics(path)
@@ -125,7 +127,7 @@ def plot_metrics(path, figsize=(10, 3.5)):
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
     for ax, cols, what in ((a, [c for c in df if c.endswith('loss') or c.startswith('loss_')], 'loss'),
                            (b, [c for c in ('mAP', 'head_mAP', 'medium_mAP', 'tail_mAP') if c in df], 'test-set mAP (%)')):
-        for c in cols: ax.plot(df.index, df[c], marker='o', label=c)
+        for c in cols: ax.plot(df.index, df[c], marker='o', label=_CURVES.get(c, c))
         for e in df.index[df['resumed']]: ax.axvline(e - .5, ls=':', c='grey')
         ax.set(xlabel='epoch (its checkpoint: epoch_N.pth)', ylabel=what, title=what); ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
