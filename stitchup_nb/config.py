@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_config.ipynb #e012198e
 from __future__ import annotations
-import __future__, dataclasses, functools, inspect, math, numbers, operator, os, types, warnings
+import __future__, dataclasses, difflib, functools, inspect, math, numbers, operator, os, types, warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +12,9 @@ from pathlib import Path
 # %% auto #0
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'is_int', 'is_number',
-           'count', 'number', 'maybe', 'one_of', 'Option', 'option', 'cross_check', 'check_args', 'check_values',
-           'values_by', 'flag_defaults', 'options_for', 'known_once', 'redefined', 'RunConfig', 'run_config']
+           'count', 'number', 'maybe', 'one_of', 'nearest', 'Option', 'option', 'cross_check', 'check_args',
+           'check_values', 'values_by', 'flag_defaults', 'options_for', 'known_once', 'redefined', 'RunConfig',
+           'run_config']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -39,12 +40,18 @@ def number(test, must:str):
 
 def maybe(rule):
     "Rule: None (not set, or not used by this run) or a value passing `rule`."
-    test, must = rule
-    return (lambda v: v is None or test(v)), must
+    test, must, *choices = rule
+    return ((lambda v: v is None or test(v)), must, *choices)
 
 def one_of(choices, words:str|None=None):
-    "Rule: one of `choices` (a collection, or a registry filled later: the words are read when a value is refused)."
-    return (lambda v: v in choices), (words or (lambda: f'one of {", ".join(choices)}'))
+    """Rule: one of `choices` (a collection, or a registry filled later: the words are read when a value is refused); its third
+    part, `choices`, answers a refused name with the nearest (`nearest`)."""
+    return (lambda v: v in choices), (words or (lambda: f'one of {", ".join(choices)}')), choices
+
+def nearest(value, choices) -> str:
+    "What a refusal of `value`, not one of `choices`, adds: ` (did you mean 'full'?)`, the choice nearest in spelling; else ''."
+    near = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], 1) if isinstance(value, str) else []
+    return f' (did you mean {near[0]!r}?)' if near else ''
 
 BOOL = (lambda v: isinstance(v, bool)), 'true or false'
 FRACTION = number(lambda v: 0 <= v <= 1, 'a number in [0, 1]')
@@ -98,7 +105,7 @@ class Option:
         "`value` if it passes the rule, else a `ValueError` naming the option as `name` (the flag, `--name`, from the CLI)."
         if value is None and self.by in ('peer', 'loss'): return value      # a peer's or a loss's option that the run does not use
         if self.rule is not None and not self.rule[0](value):
-            raise ValueError(f'{name or self.name} must be {self.must}, got {value!r}')
+            raise ValueError(f'{name or self.name} must be {self.must}, got {value!r}' + (nearest(value, self.rule[2]) if len(self.rule) > 2 else ''))
         return value
 
     def _words(self): return (self.default, self.help, self.type, self.flag, self.by, self.peer, self.loss, self.owner, self.must)

@@ -5,7 +5,7 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, known_once, maybe, number, one_of, option, values_by)
+from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, known_once, maybe, nearest, number, one_of, option, values_by)
 from .words import in_python_words
 
 # %% auto #0
@@ -106,7 +106,7 @@ def data_source(dataset:str):
     the loader's result checked (`stitchup_nb.sources.checked`: a test set of other classes than the training set's is refused)."""
     for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
     from stitchup_nb.sources import SOURCES, checked
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)}')
     name = PRESETS[dataset].get('source')
     if name not in SOURCES:
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "

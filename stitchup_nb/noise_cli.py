@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect, re
 from pathlib import Path
 from fastcore.script import call_parse
-from .config import check_values             # light: the declarations, no numpy
+from .config import check_values, nearest    # light: the declarations, no numpy
 from .methods import PRESETS, data_source    # light too: the presets and their data sources
 from .cli import dataset_flag, flag      # the declared options' flags; --dataset's
 from .flags import script_errors, script_flags  # how the console scripts say an error, and read their flags
@@ -83,7 +83,7 @@ def stitchup_noise(
             k = next(iter(given))
             raise ValueError(f'--{k} {given[k]} has no effect with --source {source}, which gives the clean labels: drop one of them')
         dataset = dataset or 'digits'
-        if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+        if source is None and dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)}')
         ds = data_source(dataset) if source is None else None
         if ds: ds.check_options(dict(appendix=appendix, data_seed=data_seed), f'--dataset {dataset}')   # what its loader ignores
         data_seed = data_seed or 0

@@ -14,7 +14,7 @@ from .data import LabelledSet, check_labels
 from .files import atomic_write
 from .methods import PRESETS, data_source
 from .grids import CELLS
-from .config import check_values
+from .config import check_values, nearest
 from .words import in_python_words
 from .runs import check_out
 # the backbones, the model and the pipeline (torch, fastai) are imported by the functions that use them: the console
@@ -159,7 +159,7 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
     from stitchup_nb.labels import load_benchmark, training_labels
     from stitchup_nb.checks import noise_defaults, noise_options
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}')
+    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)}')
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
     source = data_source(dataset)

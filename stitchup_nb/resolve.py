@@ -4,7 +4,7 @@
 
 # %% ../nbs/07k_resolve.ipynb #3687a3d7
 from __future__ import annotations
-from .config import DEFAULT_LOSS, OPTIONS, THRESHOLDS, is_int, known_once, values_by
+from .config import DEFAULT_LOSS, OPTIONS, THRESHOLDS, is_int, known_once, nearest, values_by
 from .words import in_python_words
 from .methods import METHODS, PRESETS, REFERENCE, data_source
 
@@ -76,9 +76,9 @@ def _check_used(method:str, cfg:dict, given:dict, base:dict):
 def check_entries(dataset:str, method:str) -> tuple:
     """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an
     undeclared one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r} '
+    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)} '
                                                 f"({known_once('a preset a script adds to PRESETS')})")
-    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r} '
+    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}{nearest(method, METHODS)} '
                                                f"({known_once('a method a script adds to METHODS')})")
     preset, source = PRESETS[dataset], data_source(dataset)
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:

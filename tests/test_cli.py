@@ -280,6 +280,18 @@ def test_stitchup_test_refuses_a_checkpoint_written_again_while_scored(trained, 
     assert not (work/'test_metrics.json').exists()
 
 
+@pytest.mark.parametrize('script,args,said', [
+    ('stitchup_train', ['--method', 'confident_learnig'], "got 'confident_learnig' (did you mean 'confident_learning'?)"),
+    ('stitchup_train', ['--precision', 'bf61'], "got 'bf61' (did you mean 'bf16'?)"),
+    ('stitchup_noise', ['--dataset', 'digts'], "got 'digts' (did you mean 'digits'?)")])
+def test_a_misspelt_name_is_answered_with_the_one_it_meant(script, args, said, tmp_path):
+    "A value that is one of a list (a method, a preset, a precision) misspelt is refused naming the nearest, as a misspelt flag is."
+    p = subprocess.run([str(BIN/script), *args, '--work_dir' if script == 'stitchup_train' else '--out', str(tmp_path/'x')],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and said in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path/'x').exists()
+
+
 def test_console_scripts_take_either_spelling_and_name_a_misspelt_flag():
     "--noise-rate is --noise_rate, --no_pretrained is --no-pretrained; a misspelt flag gets the one it meant, not argparse's usage."
     p = subprocess.run([str(BIN/'stitchup_train'), '--methd', 'full'], capture_output=True, text=True)
