@@ -205,7 +205,7 @@ def _save_figures(figs:dict, folder:Path, write:bool):
         elif write and (folder/name).exists(): (folder/name).unlink()
 
 # %% ../nbs/13b_report.ipynb #969b5ef7
-def report(folder=RESULTS, current:str|bool=True, link:str='nbs/experiments/results',
+def report(folder=RESULTS, current:str|bool=True, link:str='.',   # the figures' folder as the Markdown's reader finds it: beside it
            write:bool=True,     # False: only return the Markdown (no file is written or removed)
           ) -> str:
     "Write `benchmark_table.md`, the README's `benchmark_headline.md` and the figures from the CSVs' current rows (`load`); return the full Markdown."
