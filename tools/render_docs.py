@@ -14,6 +14,9 @@ that every page executes and renders, with nbconvert alone:
   the `jupyter-server-mathjax` package (a dev requirement) and each page loads it by a relative path;
   nothing comes from a CDN (no require.js, no widget manager: a widget output shows the picture that
   `stitchup_nb.widgets` browsers put beside it, or its plain text); printed text wraps between words;
+- a Markdown link to a file of the repository is made to work from the page (`page_links`): a notebook's to its
+  page, any other file's (data/README.md, a results table, a figure) by its path from the page; links are read from
+  the notebook's folder, index.ipynb's from the repository root (it is the README);
 - any cell error fails the build (exit status 1) after every notebook has been tried, and so does a
   shown cell's stderr output (a warning box on the page: fix its cause or catch it in the notebook).
 
@@ -79,6 +82,25 @@ def for_page(cell):
         out.get('data', {}).pop(WIDGET_VIEW, None)       # no widget manager on the page: the output's picture or text shows
 
 
+LINK = re.compile(r'\[([^\]]*)\]\(([^)\s]+)\)')
+
+
+def page_links(nb, path:Path, page:Path):
+    """Make `nb`'s Markdown links to the repository's files work from its HTML page `page` (under the pages' folder, which
+    mirrors nbs/): a rendered notebook's becomes its page's, any other file's its path from the page. A link is read from
+    the notebook's folder, index.ipynb's from the repository root (it is the README, whose links GitHub reads from there);
+    a web address, an anchor or a link to nothing is left as it is."""
+    base, top = (ROOT if path == NBS/'index.ipynb' else path.parent), page.parents[len(path.relative_to(NBS).parts) - 1]
+    def fix(m):
+        target, _, anchor = m.group(2).partition('#')
+        f = (base/target).resolve() if target and not re.match(r'[a-z]+:', target) else None
+        if f is None or not f.exists(): return m.group(0)
+        if f.suffix == '.ipynb' and f in notebooks(): f = top/f.relative_to(NBS).with_suffix('.html')
+        return f"[{m.group(1)}]({Path(os.path.relpath(f, page.parent)).as_posix()}{'#' + anchor if anchor else ''})"
+    for cell in nb.cells:
+        if cell.cell_type == 'markdown': cell.source = LINK.sub(fix, cell.source)
+
+
 def warning_boxes(nb) -> list:
     "The stderr outputs of the cells a page shows (each would be a warning box): `cell id: first line`."
     return [f"cell {c.get('id')}: {o.get('text', '').strip().splitlines()[0]}" for c in nb.cells
@@ -131,6 +153,7 @@ def render(path:Path, out:Path, timeout:int, outputs:Path|None=None) -> tuple:
         boxes = warning_boxes(nb)
         if boxes: raise RuntimeError('the page would show warning boxes (stderr): ' + '; '.join(boxes))
         page = out/path.relative_to(NBS).with_suffix('.html')
+        page_links(nb, path, page)
         exporter = HTMLExporter(template_name='docs', extra_template_basedirs=[str(TEMPLATES)])
         exporter.mathjax_url = Path(os.path.relpath(out/'mathjax'/'MathJax.js', page.parent)).as_posix() + '?config=TeX-AMS-MML_HTMLorMML-full,Safe'
         exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={'remove_cell'}, remove_input_tags={'remove_input'}),
