@@ -145,8 +145,9 @@ def cross_check(f):
 
 def check_args(where:str, **args):
     "Check a Python function's arguments, each `name=(value, rule)` (a rule of this page); a `ValueError` names `where` and the first bad one."
-    for k, (v, (test, must)) in args.items():
-        if not test(v): raise ValueError(f'{where}: {k} must be {must() if callable(must) else must}, got {v!r}')
+    for k, (v, (test, must, *choices)) in args.items():     # a rule of choices (`one_of`) answers with the nearest
+        if not test(v): raise ValueError(f'{where}: {k} must be {must() if callable(must) else must}, got {v!r}'
+                                         + (nearest(v, choices[0]) if choices else ''))
 
 def check_values(opts:dict, flags=()):
     "Check each option of `opts` against its declaration, then the `CHECKS`; a `ValueError` names the first bad one (as `--k` if k is in `flags`)."
