@@ -16,8 +16,9 @@ SMALL = ('--dataset', 'digits-small', '--epochs', '2', '--warmup_iters', '10', '
 
 @pytest.fixture(scope='module')
 def plus_run(tmp_path_factory):
+    "One epoch of full_plus with `--holdout 0.1` (the t is chosen once, after the last epoch: one shows it): (work_dir, stdout)."
     work = tmp_path_factory.mktemp('plus')/'run'
-    out = run(BIN/'stitchup_train', *SMALL, '--method', 'full_plus', '--holdout', '0.1', '--work_dir', work)
+    out = run(BIN/'stitchup_train', *SMALL, '--epochs', '1', '--method', 'full_plus', '--holdout', '0.1', '--work_dir', work)
     return work, out
 
 
@@ -34,7 +35,7 @@ def test_full_plus_trains_holds_out_and_records_the_chosen_t(plus_run):
 
 def test_stitchup_test_scores_full_plus_with_the_same_t(plus_run, tmp_path):
     work, _ = plus_run
-    run(BIN/'stitchup_test', work/'epoch_2.pth', '--out', tmp_path/'t.json')
+    run(BIN/'stitchup_test', work/'epoch_1.pth', '--out', tmp_path/'t.json')
     m = json.loads((work/'metrics.json').read_text())
     table, said = read_scores(tmp_path/'t.json')
     assert table == m['final'] and said['t'] == m['t_chosen'], (said, m['t_chosen'])     # the file says the t it scored with
