@@ -84,8 +84,8 @@ def _settings_at_cell(df:pd.DataFrame, caller:str):
     ex, cell = _extra(df), df[RUN[:3]].map(str).agg('\x1f'.join, axis=1)
     n = ex.groupby(cell).nunique()
     if not (n > 1).any(): return
-    at = df[cell == n.index[n > 1][0]]
-    r, seeds = at.iloc[0], {e: sorted(g.seed) for e, g in at.groupby(ex[at.index])}
+    at = (cell == n.index[n > 1][0]).to_numpy()      # by position: a concat of two frames repeats index labels
+    r, seeds = df[at].iloc[0], {e: sorted(g.seed) for e, g in df[at].groupby(ex[at].to_numpy())}
     said = '; '.join(f"{e} on seed{'s' * (len(s) > 1)} {', '.join(map(_g, s))}" for e, s in seeds.items())
     raise ValueError(f"{caller}: rows of {r.method!r} at {r.kind} {_g(r.rate)} of {len(seeds)} settings under one label (extra {said}), "
                      "which a table over seeds averages into one level, or one paired difference, shown as one method's. Pass one "
