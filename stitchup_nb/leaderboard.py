@@ -191,7 +191,8 @@ def authors_markdown(res:pd.DataFrame, peers:pd.DataFrame, authors:pd.DataFrame)
 def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     """Mean total mAP over seeds at each ensemble weight t (the rows' `t_curve`) per method × cell (shown to 0.1), the seeds
     counted and the best t, read off the unrounded means (rounded, a flat curve's t's tie and the first would win). A weight
-    that some row of a method × cell does not record (a curve of another grid) has no mean there (NaN). A method
+    that some row of a method × cell does not record (a curve of another grid) has no mean there (NaN), and a method × cell
+    whose rows record no weight in common has no best t (NaN). A method
     shown with rows of two settings (`extra`) at one cell and seed is refused (`one_setting`): its curve would average them."""
     res = once_per_seed(res, 't_curves')
     d = res.dropna(subset=['t_curve']) if 't_curve' in res else res.iloc[:0]
@@ -201,7 +202,8 @@ def t_curves(res:pd.DataFrame, methods=None) -> pd.DataFrame:
     curves = pd.DataFrame([{float(t): v for t, v in json.loads(s).items()} for s in d.t_curve], index=d.index)
     g = pd.concat([d[['method', 'kind', 'rate']], curves], axis=1).groupby(['method', 'kind', 'rate'])
     mean = g.mean().where(g.count().eq(g.size(), axis=0))     # a weight some row of the cell lacks: no mean over fewer seeds
-    return mean.round(1).assign(**{'best t': mean.idxmax(axis=1)}).join(g.size().rename('seeds'))
+    best = mean.dropna(how='all').idxmax(axis=1).reindex(mean.index)     # idxmax refuses a row of NaN alone
+    return mean.round(1).assign(**{'best t': best}).join(g.size().rename('seeds'))
 
 # %% ../nbs/13a_leaderboard.ipynb #b9497b86
 def pick_table(res:pd.DataFrame,
