@@ -150,7 +150,7 @@ def _leaderboard_section(res, peers) -> tuple:
     pairs = {m: (m, FULL) for m in LEADERBOARD if m != FULL}          # as group_gaps pairs them
     tested = sum(int(paired_table(board, col=g, pairs=pairs, text=False, stat=1).notna().to_numpy().sum())
                  for g in MAP_COLUMNS[1:])      # the head / medium / tail intervals made: a pair of one seed has none to star
-    starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())
+    starred = int(gaps.apply(lambda c: c.str.count(r'\*')).to_numpy().sum())     # by chance: 1 in 20, said as `by_chance` says it
     chance = lambda base: _chance(board, {m: (m, base) for m in LEADERBOARD if m != base})    # as `leaderboard` pairs them
     md = ['', 'The leaderboard: the peers (`--peers`) beside BCE and the paper\'s method, total mAP:', '',
           markdown(levels.rename_axis('method')), '',
@@ -164,7 +164,7 @@ def _leaderboard_section(res, peers) -> tuple:
           + ', '.join(f'{m} {v}' for m, v in machine_pairs(res, peers, FULL).items()) + '.', '',
           'Where the difference to the full method lies: head / medium / tail mAP minus the full method\'s, same seed, mean '
           f'(* where its 95% interval over the seeds excludes 0, each interval on its own: {starred} of {tested} are starred, '
-          f'and about {tested / 20:.0f} would be by chance alone were there no difference anywhere):',
+          f'and about {tested / 20:.{0 if tested >= 20 else 1}f} would be by chance alone were there no difference anywhere):',
           '', markdown(gaps.rename_axis('method')), '',
           'What a run costs (median wall time of the rows, one thread, 8 epochs; confident learning\'s fold models included), and '
           'against BCE on the same machine (the median of each run\'s time over BCE\'s median there; runs of a machine BCE did not '
