@@ -102,8 +102,9 @@ def headline(res:pd.DataFrame, peers:pd.DataFrame|None=None, fresh:pd.DataFrame|
         if 0 in demo.index:
             seeds = sorted(demo.index)       # '0-4' where they run on from 0, else each named: no seed claimed that did not run
             run = f'0-{seeds[-1]}' if seeds == list(range(len(seeds))) else ', '.join(map(str, seeds))
+            spread = f'seeds {run}: {demo.min():.1f} to {demo.max():.1f}' if len(seeds) > 1 else 'the only seed run'   # not 'seeds 0-0'
             md += ['', f"`make demo` trains {FULL} at this cell with seed 0: the benchmark's run of it scored total mAP "
-                       f"{demo[0]:.1f} (seeds {run}: {demo.min():.1f} to {demo.max():.1f})."]
+                       f"{demo[0]:.1f} ({spread})."]
     if len(res[res.rate > 0]):
         both = pd.concat([res, peers]) if peers is not None and len(peers) else res
         md += ['', "Which method at which noise: the best mean total mAP at each cell, over the seeds every method ran there "
