@@ -69,9 +69,10 @@ def sweep_plot(sw:pd.DataFrame, res:pd.DataFrame|None=None):
     with them); `res` adds the reference runs."""
     import matplotlib.pyplot as plt
     names = [n for n in SWEEPS if (sw.method == n).any()]
-    if res is not None:      # the main grid's full-method runs are the sweeps' reference point, for the seeds swept
-        ref = res[(res.method == 'Stitch-Up+Co-Learning') & (res.kind == 'flip') & (res.rate == .5) & res.seed.isin(sw.seed)]
-        sw = pd.concat([sw, *[ref.assign(method=n, extra=json.dumps({SWEEPS[n]: _ref_value(n)})) for n in names if n != 'sweep t']])
+    if res is not None:      # the main grid's full-method runs are each sweep's reference point, for the seeds it swept
+        ref = res[(res.method == 'Stitch-Up+Co-Learning') & (res.kind == 'flip') & (res.rate == .5)]
+        sw = pd.concat([sw, *[ref[ref.seed.isin(sw.seed[sw.method == n])].assign(method=n, extra=json.dumps({SWEEPS[n]: _ref_value(n)}))
+                              for n in names if n != 'sweep t']])
     fig, axs = plt.subplots(1, max(len(names), 1), figsize=(4 * max(len(names), 1), 3.2), squeeze=False)
     for ax, n in zip(axs[0], names):
         d = sw[sw.method == n].copy()
