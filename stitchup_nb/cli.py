@@ -4,7 +4,7 @@
 
 # %% ../nbs/10c_cli.ipynb #b4594e69
 from __future__ import annotations
-import importlib, inspect, json, os, sys
+import importlib, inspect, json, os, re, sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
@@ -50,10 +50,16 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'presets_now', 'dataset_flag', 'preset_values', 'flag', 'stitchup_test']
+__all__ = ['stitchup_train', 'states_default', 'presets_now', 'dataset_flag', 'preset_values', 'flag', 'stitchup_test']
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
 _UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
+
+def states_default(help:str, value) -> bool:
+    """Whether `help` says that `value` is its default ('(default flip)', 'default: 0', 'flip (default)'), where fastcore's
+    '(default: flip)' after it would say it twice; a help that only uses the word ('keeps the default crop') does not."""
+    v = re.escape(str(value))
+    return re.search(rf'\bdefault:? {v}(?![\w.-])|(?<![\w.-]){v} \(default\)', help) is not None
 
 class _Flag(Param):
     """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
@@ -61,16 +67,16 @@ class _Flag(Param):
     becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on. `unset`: the parser
     gives None when the flag is not given, so the script tells it from the default given (its help says the default). `more`:
     words the help ends with, asked for each time it is read (`presets_now`: the presets as they are when it is printed). A
-    help that names its default itself ('(default flip)') is not given fastcore's too."""
+    help that names its default itself ('(default flip)', `states_default`) is not given fastcore's too."""
     def __init__(self, help:str, type=None, unset:bool=False, more=None):
         super().__init__(help, type)
         self._declared, self._unset, self._more = (help, type), unset, more
     def set_default(self, d):
         (self.help, self.type), self.action, self.default, self.negated, self.opt = self._declared, None, None, False, True
         if self._more: self.help += self._more()
-        said = 'default' in self.help          # the help names its default: fastcore's '(default: X)' would say it twice
+        declared = self.help
         super().set_default(d)
-        if self.negated or said: self.help = self.help.removesuffix(f' (default: {self.default})')
+        if self.negated or states_default(declared, self.default): self.help = self.help.removesuffix(f' (default: {self.default})')
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
@@ -93,11 +99,11 @@ def preset_values(name:str) -> str:
 
 def flag(name:str) -> Param:
     """The flag of declared option `name` (`stitchup_nb.config.OPTIONS`): its help and type; a bool on by default becomes
-    `--no-NAME`; an option a preset sets whose help names no default ends with the presets' values (`preset_values`)."""
+    `--no-NAME`; an option a preset sets whose help names no default ('(default ...', 'default: ...') ends with the presets' values (`preset_values`)."""
     o = OPTIONS[name]
     help = (f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help
     if name == 'dataset': return dataset_flag(help)
-    more = (lambda: preset_values(name)) if o.by == 'preset' and 'default' not in help else None
+    more = (lambda: preset_values(name)) if o.by == 'preset' and not re.search(r'\(default\b|\bdefault:', help) else None
     return _Flag(help, o.type, name in _UNSET, more)
 
 # %% ../nbs/10c_cli.ipynb #3459ab46
