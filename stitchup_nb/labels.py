@@ -56,10 +56,12 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
         if clean.shape != train.labels.shape or (clean != train.labels).any():
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
                              f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?'
-                             + (f' The set skipped {len(train.skipped)} unreadable images (--on_bad skip): a file is matched to the '
-                                "images kept by id where it has a row per id of the run's appendix (--appendix), "
-                                + ('as it has not' if app is not None else 'and this run has none')
-                                + f'; else it needs a row per image kept ({len(train)})' if train.skipped else '') + ')')
+                             + (f' The set skipped {len(train.skipped)} unreadable images (--on_bad skip): '
+                                + (f"the file has a row per id of the run's appendix (--appendix {app.path}), and the images kept, "
+                                   'their rows taken by id, still differ: a file of another appendix' if whole else
+                                   "a file is matched to the images kept by id where it has a row per id of the run's appendix "
+                                   '(--appendix), ' + ('as it has not' if app is not None else 'and this run has none')
+                                   + f'; else it needs a row per image kept ({len(train)})') if train.skipped else '') + ')')
         return noisy
     if app is not None and noise_rate in app.noisy: return _appendix_rows(train, app, app.noisy[noise_rate])
     if noise_rate == 0: return train.labels
