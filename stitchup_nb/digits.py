@@ -170,21 +170,28 @@ def wrap_names(names,
                width:int=20,             # a line's most characters (where `inches` is None)
                inches:float|None=None,   # else a line's most width as drawn, in inches (a panel's width)...
                fontsize:float=9,         # ...at this font size, in points
+               cuts:dict|None=None,      # the names cut so far, as drawn -> full: filled here (`title_panels` shares one)
               ) -> str:
     """`names` joined by spaces and broken between names onto lines of at most `width` characters, or, given `inches`, no
     wider than `inches` as matplotlib draws them at `fontsize`: a longer name has a line of its own, and a name wider
-    than `inches` alone is cut to it, ending in '…' (`title_panels` returns the full names it cut)."""
+    than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
+    text (`title_panels` returns the full names it cut)."""
     if inches is None: return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
-    font, lines = FontProperties(size=fontsize), []
+    font, lines, cuts = FontProperties(size=fontsize), [], {} if cuts is None else cuts
     wide = lambda s: TextToPath().get_text_width_height_descent(s, font, ismath=False)[0] / 72
-    def fit(w):                        # the longest start of `w` that fits with its '…' (one letter where none does)
-        if wide(w) <= inches: return w
+    def cut(w, tag=''):                # the longest start of `w` that fits with its '…' and `tag` (one letter where none does)
         lo, hi = 1, len(w) - 1
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if wide(w[:mid] + '…') <= inches: lo = mid
+            if wide(w[:mid] + '…' + tag) <= inches: lo = mid
             else: hi = mid - 1
-        return w[:lo] + '…'
+        return w[:lo] + '…' + tag
+    def fit(w):
+        if wide(w) <= inches: return w
+        c, k = cut(w), 1
+        while cuts.get(c, w) != w: k += 1; c = cut(w, str(k))    # two names drawn alike would read as one
+        cuts[c] = w
+        return c
     for w in map(fit, ' '.join(names).split()):
         if lines and wide(f'{lines[-1]} {w}') <= inches: lines[-1] += f' {w}'
         else: lines.append(w)
@@ -198,7 +205,7 @@ def title_panels(axs,                # the panels, laid out by their figure's la
                 ) -> dict:
     """Title each of `axs` with its `titles`, wrapped (`wrap_names`) to its panel's width as the figure lays it out at its
     size: titles that follow the panels, whatever the figure's size and columns. Returns the names cut to fit a panel,
-    each as drawn (ending in '…') to its full name; empty where every name fits."""
+    each as drawn (ending in '…', numbered where two would be drawn alike) to its full name; empty where every name fits."""
     axs = list(axs)
     fig = axs[0].figure
     kw = [{k: v[j] if isinstance(v, list) else v for k, v in kwargs.items()} for j in range(len(axs))]
@@ -207,11 +214,11 @@ def title_panels(axs,                # the panels, laid out by their figure's la
         fig.draw_without_rendering()           # the layout, and each image panel's box at its aspect
         inches = [min(was, .95 * ax.get_window_extent().width / fig.dpi)   # 5% to spare: the drawn box is rounded to pixels;
                   for was, ax in zip(inches, axs)]                        # never wider again: the wrapping settles
-        said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize) for p in t) for w, t in zip(inches, titles)]
+        cuts = {}                              # every panel's: a cut name drawn alike in two panels is numbered too
+        said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize, cuts=cuts) for p in t) for w, t in zip(inches, titles)]
         if all(ax.get_title() == s for ax, s in zip(axs, said)): break
         for ax, s, k in zip(axs, said, kw): ax.set_title(s, fontsize=fontsize, **k)
-    full = [w for t in titles for p in t for w in ' '.join(p).split()]   # word for word what was drawn: wrapping moves
-    return {d: f for d, f in zip('\n'.join(said).split(), full) if d != f}   # only the line breaks
+    return cuts
 
 def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None,
                  figsize=None):      # (width, height) in inches; None: 1.8 inches a panel wide
