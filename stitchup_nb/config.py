@@ -75,7 +75,7 @@ class Option:
     "One option of a run, declared once: its name, default, rule, help, where its value comes from, and whom it applies to."
     name:str
     default:object=None       # the value a run gets when nothing sets it (see `by`)
-    rule:tuple|None=None      # (test, what a value must be); the words may be a function, read when a value is refused
+    rule:tuple|None=None      # (test, what a value must be[, choices: `one_of`'s]); the words may be a function, read when refused
     help:str=''               # one line: --help, the docs, the errors' context
     type:type|None=None       # the flag's type (str, int, float, bool)
     flag:bool=True            # a flag of stitchup_train; False: set by a preset, or from Python
