@@ -20,7 +20,7 @@ PATCHED = (channelslast, fp16)   # imported for what they patch on: Learner.to_c
 from fastai.learner import Learner, ValueMetric
 from fastai.optimizer import SGD
 
-from .config import DEFAULT_LOSS, FRACTION, POSITIVE, THRESHOLDS, check_args     # THRESHOLDS: the twelve correction thresholds and their 'off' values
+from .config import DEFAULT_LOSS, FRACTION, POSITIVE, THRESHOLDS, check_args, nearest     # THRESHOLDS: the twelve correction thresholds and their 'off' values
 from .data import GROUPS, check_groups
 from .loaders import EpochSeed
 from .stitchup import StitchUp, stitchup_loss
@@ -322,7 +322,9 @@ def branch_losses(losses, names:list) -> list:
     got = losses.split(',') if isinstance(losses, str) else list(losses)
     if len(got) == 1: got = got * len(names)
     if len(got) != len(names) or not set(got) <= set(LOSSES):
-        raise ValueError(f'loss must be one of {list(LOSSES)}, or one per branch ({len(names)}) joined by commas, got {losses!r}')
+        odd = next((g for g in got if g not in LOSSES), None)      # a misspelt name: answered with the nearest, as --method's is
+        raise ValueError(f'loss must be one of {list(LOSSES)}, or one per branch ({len(names)}) joined by commas, got {losses!r}'
+                         + ('' if odd is None else nearest(odd, LOSSES)))
     return got
 
 def colearner(dls,                             # from `stitch_dls`
