@@ -234,7 +234,7 @@ def _source(obj) -> tuple|None:
     except (OSError, TypeError): return None
 
 def redefined(what:str, name:str, old, new, settings:tuple=((), ()),
-              name_of=lambda f: f.__qualname__):   # a definition's name, as the refusal names it (a backbone's builder: `builder_name`)
+              name_of=lambda f: getattr(f, '__qualname__', None) or repr(f)):   # a definition's name, as said (a partial has none: its repr)
     """Check registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, the code registered under it now or
     None: a definition of another qualified name is refused (`ValueError`, naming it); one of the same name:
     the same definition run again replaces it without a word (the same code, or the same source text: `_definition`,
@@ -247,7 +247,7 @@ def redefined(what:str, name:str, old, new, settings:tuple=((), ()),
                                        or ((s := _source(new)) is not None and _source(old) == s)): return
     was, now = getattr(old, '__module__', None) or '?', getattr(new, '__module__', None) or '?'   # None: made by exec
     kit = was.startswith('stitchup_nb.') and now != was
-    warnings.warn(f'{what} {name!r} is replaced by a changed definition of {new.__qualname__} (from {now}'
+    warnings.warn(f'{what} {name!r} is replaced by a changed definition of {name_of(new)} (from {now}'
                   + (f", over the kit's own from {was}" if kit else '') + '): runs in this process that name it use the new one'
                   + ("; a run's config.json names it the same, so register yours under another name unless you mean to change "
                      "the kit's" if kit else ''), stacklevel=3)
