@@ -50,7 +50,8 @@ def __getattr__(name:str):
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 # %% auto #0
-__all__ = ['stitchup_train', 'states_default', 'presets_now', 'dataset_flag', 'preset_values', 'flag', 'stitchup_test']
+__all__ = ['stitchup_train', 'states_default', 'presets_now', 'dataset_flag', 'switch_flag', 'preset_values', 'flag',
+           'stitchup_test']
 
 # %% ../nbs/10c_cli.ipynb #8cf9e3bf
 _UNSET = ('work_dir',)    # flags None when not given (the help says their default): with --resume PATH, --work_dir is its folder
@@ -64,7 +65,8 @@ def states_default(help:str, value) -> bool:
 class _Flag(Param):
     """A declared option's flag. fastcore's `anno_parser` edits a `Param` as it reads it (the default into the help, a bool into
     an action); a generated signature keeps its `Param`s, so each read starts again from the declaration. A bool on by default
-    becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on. `unset`: the parser
+    becomes `--no-NAME`, without fastcore's '(default: True)', which reads as if `--no-NAME` were on; one off by default
+    (`switch_flag`) drops its '(default: False)', which a flag that is off unless given does not need. `unset`: the parser
     gives None when the flag is not given, so the script tells it from the default given (its help says the default). `more`:
     words the help ends with, asked for each time it is read (`presets_now`: the presets as they are when it is printed). A
     help that names its default itself ('(default flip)', `states_default`) is not given fastcore's too."""
@@ -76,7 +78,8 @@ class _Flag(Param):
         if self._more: self.help += self._more()
         declared = self.help
         super().set_default(d)
-        if self.negated or states_default(declared, self.default): self.help = self.help.removesuffix(f' (default: {self.default})')
+        if self.action in ('store_true', 'store_false') or states_default(declared, self.default):
+            self.help = self.help.removesuffix(f' (default: {self.default})')
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
@@ -88,6 +91,13 @@ def dataset_flag(help:str,        # what --dataset picks, in the script's words
                  ) -> Param:
     "A console script's `--dataset` flag: its help ends with the presets as they are when it is printed (`presets_now`)."
     return _Flag(help, str, more=presets_now)
+
+def switch_flag(help:str,         # what the flag turns on, in the script's words
+                ) -> Param:
+    """An on/off flag of a console script, as a parameter's annotation (`_OVERWRITE = switch_flag('replace ...')`, then
+    `overwrite:_OVERWRITE=False`; a string in the annotation itself reads as a forward reference to linters): `--NAME` turns
+    it on, and its help ends without fastcore's '(default: False)', which says nothing beside a flag that is off unless given."""
+    return _Flag(help, bool)
 
 def preset_values(name:str) -> str:
     """What each preset gives option `name` now (`PRESETS`, a setup script's included), as the help of a flag whose default is
@@ -233,6 +243,8 @@ def _held(path:Path) -> str:
     return f"the scores of {said.get('checkpoint')} ({e} epoch{'s' * (e != 1)} trained{t}{on})"
 
 # %% ../nbs/10c_cli.ipynb #ff7f1653
+_REPLACE_OUT = switch_flag('replace an --out file that holds other numbers')
+
 @call_parse
 def stitchup_test(
     checkpoint:str,               # an epoch_N.pth written by stitchup_train, or its work dir (its last epoch_N.pth)
@@ -242,7 +254,7 @@ def stitchup_test(
     appendix:str=None,            # official split folder, if it moved since training (voc/coco)
     noise_file:str=None,          # the run's noisy-label file, if it moved since training (its labels are checked)
     out:str=None,                 # where to write the table as JSON (default: test_metrics.json beside the checkpoint)
-    overwrite:bool=False,         # replace an --out file that holds other numbers
+    overwrite:_REPLACE_OUT=False,  # (help: `_REPLACE_OUT`)
 ):
     "Evaluate a checkpoint on its preset's test set: ensemble and each branch, total/head/medium/tail mAP."
     _stack()

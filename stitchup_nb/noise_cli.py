@@ -9,7 +9,7 @@ from pathlib import Path
 from fastcore.script import call_parse
 from .config import check_values, nearest    # light: the declarations, no numpy
 from .methods import PRESETS, data_source    # light too: the presets and their data sources
-from .cli import dataset_flag, flag      # the declared options' flags; --dataset's
+from .cli import dataset_flag, flag, switch_flag      # the declared options' flags; --dataset's; the on/off ones
 from .flags import script_errors, script_flags  # how the console scripts say an error, and read their flags
 
 # %% auto #0
@@ -57,6 +57,7 @@ def _check_noise_out(path:Path, src:str|None):
 _NOISE_KIND, _NOISE_NEG_RATE = flag('noise_kind'), flag('noise_neg_rate')    # the declared help (00_config)
 _DATASET = dataset_flag("whose clean labels: a preset (voc/coco: its appendix folder; a preset of yours without one: its "
                         "loader's training set; default digits)")     # and the presets as they are when the help is printed
+_OVERWRITE = switch_flag('replace an existing --out file (never the source itself)')
 
 @call_parse
 def stitchup_noise(
@@ -69,7 +70,7 @@ def stitchup_noise(
     appendix:str=None,            # voc/coco: the official split folder (default: the data/ layout of data/README.md)
     data_seed:int=None,           # digits presets: the Digits-MLT instance (default 0)
     out:str=None,                 # the file to write (default: class_freq_{noise_rate}noise.pkl in the current folder)
-    overwrite:bool=False,         # replace an existing --out file (never the source itself)
+    overwrite:_OVERWRITE=False,   # (help: `_OVERWRITE`)
 ):
     "Write a noisy-label file (the authors' format) from clean labels and print how noisy it is per class group."
     from stitchup_nb.noise import add_noise, group_report, noisy_fname, save_noisy

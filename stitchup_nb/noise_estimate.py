@@ -202,9 +202,10 @@ def said(res:dict) -> str:
 # %% ../nbs/13c_noise_estimate.ipynb #7328dba8
 from fastcore.script import call_parse
 from .flags import script_errors, script_flags      # light: how the console scripts say an error, and read their flags
-from .cli import dataset_flag                         # light too: --dataset's help, with the presets then
+from .cli import dataset_flag, switch_flag            # light too: --dataset's help, with the presets then; the on/off flags
 
 _DATASET = dataset_flag('a preset: its images, backbone and labels')
+_PER_CLASS, _OVERWRITE = switch_flag('print the estimate of each class too'), switch_flag('replace an existing --out file')
 
 def _writable(folder:Path) -> bool:
     "Whether a file can be made in `folder` (tried: the permission bits do not say it for root, or for /proc)."
@@ -223,9 +224,9 @@ def stitchup_estimate_noise(
     appendix:str=None,           # voc/coco: the authors' split folder (default: the data/ layout)
     data_seed:int=0,             # digits presets: the Digits-MLT instance
     folds:int=5,                 # out-of-fold probes: each image scored by one that never saw its labels
-    per_class:bool=False,        # print the estimate of each class too
+    per_class:_PER_CLASS=False,  # (help: `_PER_CLASS`)
     out:str=None,                # write the per-class estimate (and the truth, where known) to this CSV
-    overwrite:bool=False,        # replace an existing --out file
+    overwrite:_OVERWRITE=False,  # (help: `_OVERWRITE`)
 ):
     "Estimate the noise of a dataset's training labels from the labels alone, to choose a method at that noise."
     with script_errors(stitchup_estimate_noise, 'stitchup_estimate_noise', interrupted='nothing was written'):

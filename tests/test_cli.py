@@ -216,6 +216,26 @@ def test_a_help_that_names_its_default_says_it_once():
     assert line.count('default') == 1 and '(default flip)' in line, line
 
 
+def test_the_on_off_flags_help_says_no_default_false():
+    """Each console script's flags that are off unless given (`--overwrite`, `--deterministic`, `--per_class`, ...) end with
+    what they turn on, not fastcore's '(default: False)', which says nothing beside such a flag (`switch_flag`)."""
+    from fastcore.script import anno_parser
+    from stitchup_nb.cli import stitchup_test, stitchup_train
+    from stitchup_nb.noise_cli import stitchup_noise
+    from stitchup_nb.noise_estimate import stitchup_estimate_noise
+    switches = {}
+    for f in (stitchup_train, stitchup_test, stitchup_noise, stitchup_estimate_noise):
+        p = anno_parser(f.__wrapped__)
+        said = [l for l in ' '.join(p.format_help().split()).split(' --') if '(default: False)' in l or '(default: True)' in l]
+        assert not said, f'{f.__name__}: {said}'
+        switches[f.__name__] = {a.dest: a.help for a in p._actions if a.const is True and a.dest not in ('help', 'pdb')}
+    assert switches['stitchup_train']['overwrite'].startswith('replace the run already in work_dir'), switches
+    assert switches['stitchup_test'] == {'overwrite': 'replace an --out file that holds other numbers'}
+    assert switches['stitchup_noise'] == {'overwrite': 'replace an existing --out file (never the source itself)'}
+    assert switches['stitchup_estimate_noise'] == {'per_class': 'print the estimate of each class too',
+                                                   'overwrite': 'replace an existing --out file'}
+
+
 def _run_on_a_terminal(*args):
     "Run a console script with a pseudo-terminal as its stdout and stderr (as a user's shell); its exit status and output."
     import os, pty, select, subprocess
