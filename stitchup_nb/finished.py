@@ -21,7 +21,7 @@ from .speed import run_switches
 from .train import build_learner, choose_final_t, train_config
 
 # %% auto #0
-__all__ = ['check_run_paths', 'run_configuration', 'load_run', 'read_metrics', 'read_corrections', 'plot_metrics']
+__all__ = ['check_run_paths', 'run_configuration', 'load_run', 'read_metrics', 'read_corrections', 'curve_label', 'plot_metrics']
 
 # %% ../nbs/10b_finished.ipynb #a3b63882
 _TRAINED = {'noise_file': 'on the noisy-label file', 'data_root': 'on the data in', 'appendix': 'with the split files in'}
@@ -118,7 +118,15 @@ def read_corrections(path) -> pd.DataFrame:
     if len(log): log['epoch'] += 1
     return log
 
-_CURVES = {'mAP': 'total', 'head_mAP': 'head', 'medium_mAP': 'medium', 'tail_mAP': 'tail'}   # the words of the mAP tables
+_CURVES = {'mAP': 'total', 'head_mAP': 'head', 'medium_mAP': 'medium', 'tail_mAP': 'tail',   # the words of the mAP tables
+           'train_loss': 'training (noisy labels, smoothed)',   # fastai's: every branch's loss summed, a moving average (METRICS_NOTES)
+           'valid_loss': 'test set (BCE, clean labels)'}       # fastai's validation set is the test set: the ensemble's BCE
+
+def curve_label(column:str) -> str:
+    """The legend's words for metrics.json's column `column`: 'valid_loss' is the test set's loss (the runs validate on it),
+    `loss_random` the random branch's mean training loss over the epoch; a column it does not know, as it is."""
+    if column.startswith('loss_'): return f"{column.removeprefix('loss_')} branch, training (epoch's mean)"
+    return _CURVES.get(column, column)
 
 def plot_metrics(path, figsize=(10, 3.5)):
     "The run's curves by epoch: its losses, and its test-set mAP overall and per group; a dotted line where a resume started."
@@ -127,7 +135,7 @@ def plot_metrics(path, figsize=(10, 3.5)):
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
     for ax, cols, what in ((a, [c for c in df if c.endswith('loss') or c.startswith('loss_')], 'loss'),
                            (b, [c for c in ('mAP', 'head_mAP', 'medium_mAP', 'tail_mAP') if c in df], 'test-set mAP (%)')):
-        for c in cols: ax.plot(df.index, df[c], marker='o', label=_CURVES.get(c, c))
+        for c in cols: ax.plot(df.index, df[c], marker='o', label=curve_label(c))
         for e in df.index[df['resumed']]: ax.axvline(e - .5, ls=':', c='grey')
         ax.set(xlabel='epoch (its checkpoint: epoch_N.pth)', ylabel=what, title=what); ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
