@@ -194,20 +194,23 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
     v = self.view(i)
     if not len(v['table']): return message_figure(title, f'No label of training image #{i} was changed.')
     t = _table_text(v['table'])
-    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 170)
-    lines = caption.count('\n') + 1
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, max(2.6, .9 + .3 * len(t)) + .13 * lines + .7), gridspec_kw=dict(width_ratios=[1, 5]))
-    ax0.imshow(v['pixels']); ax0.set_title(f'training image #{i}', fontsize=10); ax0.set_xticks([]); ax0.set_yticks([])
+    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 124)    # beside the image, under the table
+    W, side, row, top, low = 12, 2.4, .34, .55, .15               # inches: the figure's width, the image's side, a table row, margins
+    table, cap = row * (len(t) + 2), .19 * (caption.count('\n') + 1)     # the table's header takes two rows: a name, the branch under it
+    body = max(side + .45, table + .2 + cap)                      # the image with its chips under it, or the table with the caption
+    fig = plt.figure(figsize=(W, top + body + low))
+    at = lambda x, y, w, h: fig.add_axes([x / W, y / fig.get_figheight(), w / W, h / fig.get_figheight()])  # inches, from the bottom left
+    ax0, ax1 = at(.15, low + body - side, side, side), at(side + .45, low + body - table, W - side - .6, table)
+    ax0.imshow(v['pixels']); ax0.set_title(f'training image #{i}', fontsize=11); ax0.set_xticks([]); ax0.set_yticks([])
     draw_chips(ax0, {'other labels': v['other']}, self.ds.classes)
     ax1.axis('off')
-    tab = ax1.table(cellText=t.values, colLabels=[c.replace(' (', '\n(') for c in t.columns], loc='upper center', cellLoc='center')
-    tab.auto_set_font_size(False); tab.set_fontsize(9); tab.auto_set_column_width(range(len(t.columns))); tab.scale(1, 1.5)
+    tab = ax1.table(cellText=t.values, colLabels=[c.replace(' (', '\n(') for c in t.columns], bbox=[0, 0, 1, 1], cellLoc='center')
+    tab.auto_set_font_size(False); tab.set_fontsize(10.5); tab.auto_set_column_width(range(len(t.columns)))   # widths as their words, scaled to fill
     for (r, c), cell in tab.get_celld().items():
         if r == 0: cell.set_height(cell.get_height() * 2)
         elif t.columns[c].startswith('outcome') and t.iat[r - 1, c]: cell.set_facecolor(OUTCOME_COLOURS[t.iat[r - 1, c]] + '55')
-    fig.suptitle(title)
-    fig.text(.01, .02, caption, fontsize=7.5, va='bottom')
-    fig.subplots_adjust(bottom=(.13 * lines + .45) / fig.get_figheight(), top=1 - .5 / fig.get_figheight(), left=.01, right=.99)
+    fig.suptitle(title, y=1 - .12 / fig.get_figheight(), va='top')
+    fig.text((side + .45) / W, (low + body - table - .2) / fig.get_figheight(), caption, fontsize=9.5, va='top')
     return fig
 
 # %% ../nbs/11b_corrections.ipynb #fae7db15

@@ -461,3 +461,23 @@ def test_stitch_browser_says_when_nothing_matches(tiny):
     assert all(img.layout.display == 'none' for _, img, _ in sb.panels.values()) and sb.partner_box.disabled
     sb.group_dd.value = 'any'
     assert sb.anchor == 2 and sb.panels['anchor'][1].layout.display is None and not sb.partner_box.disabled
+
+
+def test_correction_figure_fills_its_area_and_its_caption_reads(digits):
+    """`CorrectionBrowser.show()` at its default size: the image and the table fill most of the figure and the caption is
+    of a readable size, inside the figure (it drew a 12 x 4 inch figure two thirds empty, its caption in 7.5 pt)."""
+    train, noisy = digits
+    cb = CorrectionBrowser(train, fake_snapshot(train.labels, noisy))
+    n_rows = cb.changes.groupby('image')['class'].nunique()
+    for i in (cb.images()[0], n_rows.idxmax()):                      # a view of two changed labels, and the longest table
+        fig = cb.show(i)
+        fig.canvas.draw()
+        r, whole = fig.canvas.get_renderer(), fig.bbox
+        area = lambda b: b.width * b.height
+        drawn = area(fig.axes[0].images[0].get_window_extent(r)) + area(fig.axes[1].tables[0].get_window_extent(r))
+        assert drawn / area(whole) > .35, f'image #{i}: the image and the table fill {drawn / area(whole):.0%} of the figure'
+        caption = next(t for t in fig.texts if t.get_text().startswith('class: '))
+        assert caption.get_fontsize() >= 9
+        for b in (caption.get_window_extent(r), fig.axes[1].tables[0].get_window_extent(r)):
+            assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1, (i, b, whole)
+        plt.close(fig)
