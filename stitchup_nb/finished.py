@@ -119,7 +119,7 @@ def read_corrections(path) -> pd.DataFrame:
     return log
 
 _CURVES = {'mAP': 'total', 'head_mAP': 'head', 'medium_mAP': 'medium', 'tail_mAP': 'tail',   # the words of the mAP tables
-           'train_loss': 'training (noisy labels, smoothed)',   # fastai's: every branch's loss summed, a moving average (METRICS_NOTES)
+           'train_loss': 'training (the labels it trains on, smoothed)',   # fastai's: every branch's loss summed, a moving average (METRICS_NOTES)
            'valid_loss': 'test set (BCE, clean labels)'}       # fastai's validation set is the test set: the ensemble's BCE
 
 def curve_label(column:str) -> str:
