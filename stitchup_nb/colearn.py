@@ -263,8 +263,12 @@ def metrics(self:CoLearning) -> list:
 
 @patch
 def correction_table(self:CoLearning) -> pd.DataFrame:
-    "The correction log: one row per epoch, corrector branch and group."
-    return pd.DataFrame(self.log)
+    """The correction log: one row per epoch, corrector branch and group, its epochs numbered as the console's `epoch N/M`
+    lines and the checkpoints are (1 = epoch_1.pth), as `read_corrections` reads a run's. The rows it is made of
+    (`log`, which metrics.json keeps) count from 0, as fastai does."""
+    log = pd.DataFrame(self.log)
+    if len(log): log['epoch'] += 1
+    return log
 
 @patch
 def summary(self:CoLearning) -> pd.DataFrame:

@@ -112,8 +112,8 @@ def read_metrics(path) -> pd.DataFrame:
 
 def read_corrections(path) -> pd.DataFrame:
     """A run's correction log (`path`: its work dir, or its metrics.json), one row per epoch, corrector and group, as
-    `plot_corrections` draws it; its epochs numbered as `read_metrics`' (1 = epoch_1.pth; the live log,
-    `CoLearning.correction_table`, counts from 0 as fastai does)."""
+    `plot_corrections` draws it; its epochs numbered as `read_metrics`' (1 = epoch_1.pth), as the live log
+    `CoLearning.correction_table` numbers them; the file's rows count from 0, as fastai does."""
     log = pd.DataFrame([r for e in _metrics_file(path)['epochs'] for r in e.get('corrections', [])])
     if len(log): log['epoch'] += 1
     return log
