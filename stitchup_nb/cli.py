@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 from .config import OPTIONS, flag_defaults     # light: the declarations, no torch
 from .flags import first_on_machine, script_errors, script_flags     # what every console script shares (`00k_flags`)
-from .methods import METHODS, PRESETS     # light too: the presets, the method table and its peers' options
+from .methods import METHODS, PRESETS, bad_preset     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, num_distrib, rank_distrib
     from stitchup_nb.distributed import close_distributed, init_distributed, wait_for_ranks
@@ -84,8 +84,11 @@ class _Flag(Param):
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
 def presets_now() -> str:
-    "The presets as they are now (`PRESETS`: the kit's and those a `STITCHUP_SETUP` script added), as a `--dataset` help ends."
-    return f" (the presets now: {', '.join(PRESETS)})"
+    """The presets as they are now (`PRESETS`: the kit's and those a `STITCHUP_SETUP` script added), as a `--dataset` help
+    ends; one that is no dict of options (`bad_preset`), which a run refuses, is named apart, so that the help still prints."""
+    bad = [p for p in PRESETS if bad_preset(p)]
+    refused = f"; refused, no dict of options: {', '.join(f'PRESETS[{p!r}]' for p in bad)}" if bad else ''
+    return f" (the presets now: {', '.join(p for p in PRESETS if p not in bad)}{refused})"
 
 def dataset_flag(help:str,        # what --dataset picks, in the script's words
                  ) -> Param:
@@ -101,9 +104,11 @@ def switch_flag(help:str,         # what the flag turns on, in the script's word
 
 def preset_values(name:str) -> str:
     """What each preset gives option `name` now (`PRESETS`, a setup script's included), as the help of a flag whose default is
-    the preset's ends where it does not say it: ` (default: the preset's: 64 for digits, digits-small; 224 for voc, coco)`."""
+    the preset's ends where it does not say it: ` (default: the preset's: 64 for digits, digits-small; 224 for voc, coco)`.
+    A preset that is no dict (`bad_preset`) gives none: `presets_now` names it."""
     by = {}
-    for p, d in PRESETS.items(): by.setdefault(str(d.get(name, OPTIONS[name].default)), []).append(p)
+    for p, d in PRESETS.items():
+        if isinstance(d, dict): by.setdefault(str(d.get(name, OPTIONS[name].default)), []).append(p)
     if len(by) == 1: return f" (default: the preset's, {next(iter(by))})"
     return " (default: the preset's: " + '; '.join(f"{v} for {', '.join(ps)}" for v, ps in by.items()) + ')'
 
@@ -218,7 +223,8 @@ def stitchup_train(**opts):
         with script_errors(stitchup_train, 'stitchup_train'): print(summary(learn, table))     # a reader that stopped: quietly
 
 stitchup_train.__doc__ += (' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items())
-                           + '. The presets (--dataset): ' + ', '.join(PRESETS) + '.')     # with what a STITCHUP_SETUP script added
+                           + '. The presets (--dataset): ' + ', '.join(p for p in PRESETS if not bad_preset(p)) + '.')     # with what a STITCHUP_SETUP
+                           # script added; one that is no dict is named in --dataset's help (`presets_now`)
 stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 # %% ../nbs/10c_cli.ipynb #955ec639

@@ -5,11 +5,11 @@
 # %% ../nbs/07a_methods.ipynb #b549ecf4
 from __future__ import annotations
 import importlib
-from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, count, known_once, maybe, nearest, number, one_of, option, values_by)
+from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, SETUP_VAR, count, known_once, maybe, nearest, number, one_of, option, values_by)
 from .words import in_python_words
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'data_source', 'paper_of']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'bad_preset', 'data_source', 'paper_of']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
@@ -100,6 +100,13 @@ _peer_option('cl_action', 'prune', maybe(one_of(('flip', 'prune'), 'flip or prun
 # %% ../nbs/07a_methods.ipynb #97d981eb
 _SOURCE_MODULES = ('stitchup_nb.sources', 'stitchup_nb.digits')    # where the presets' data sources register (`register_source`)
 
+def bad_preset(dataset:str) -> str|None:
+    """Why preset `dataset` cannot run where `PRESETS` holds something other than a dict of options under its name (a setup
+    script's slip), in words naming the entry and the fix; None for a dict or a name that is no preset."""
+    if dataset not in PRESETS or isinstance(PRESETS[dataset], dict): return None
+    return (f"PRESETS[{dataset!r}] is a {type(PRESETS[dataset]).__name__}, not a dict of options: make it from another preset "
+            f"in the setup script that adds it ({SETUP_VAR}), e.g. PRESETS[{dataset!r}] = dict(PRESETS['digits'], source=..., arch=...)")
+
 @in_python_words
 def data_source(dataset:str):
     """The registered data source (`stitchup_nb.sources.SOURCES`) that preset `dataset` names: its loader and what it reads,
@@ -107,6 +114,7 @@ def data_source(dataset:str):
     for m in _SOURCE_MODULES: importlib.import_module(m)     # on first use: `stitchup_train --help` reads this module without numpy
     from stitchup_nb.sources import SOURCES, checked
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)}')
+    if why := bad_preset(dataset): raise ValueError(why)
     name = PRESETS[dataset].get('source')
     if name not in SOURCES:
         raise ValueError(f"the {dataset} preset's data source {name!r} is not registered (registered: {', '.join(SOURCES)}): "

@@ -363,3 +363,19 @@ def test_a_reader_that_stops_early_loses_nothing(trained, tmp_path):
     assert read_scores(work/'test_metrics.json')[1]['epochs'] == 2
     code, err = _reader_stops(BIN/'stitchup_noise', '--dataset', 'digits-small', '--out', tmp_path/'n.pkl')
     assert (code, err) == (141, '') and (tmp_path/'n.pkl').is_file()
+
+
+def test_a_preset_that_is_no_dict_leaves_the_help_and_is_refused_by_name(tmp_path):
+    "A setup script's preset that is no dict of options: --help printed (it raised AttributeError), naming it; a run refuses it."
+    import os
+    (tmp_path/'slip.py').write_text("from stitchup_nb.methods import PRESETS\nPRESETS['mine'] = 'digits'\n")
+    env = {**os.environ, 'STITCHUP_SETUP': str(tmp_path/'slip.py')}
+    p = subprocess.run([str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    said = ' '.join(p.stdout.split())
+    assert "voc, coco; refused, no dict of options: PRESETS['mine'])" in said, said[:3000]
+    assert "(default: the preset's: 64 for digits" in said
+    p = subprocess.run([str(BIN/'stitchup_train'), '--dataset', 'mine', '--work_dir', str(tmp_path/'run')],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0 and "PRESETS['mine'] is a str, not a dict of options" in p.stderr, p.stderr[-3000:]
+    assert not (tmp_path/'run').exists()
