@@ -177,13 +177,13 @@ def _one_line_errors(func, argv:list, prog:str):
     p.parse_args(argv[1:] if argv[:1] == [''] else argv)      # fastcore drops an empty first argument too
 
 _OTHER_LAUNCHERS = (    # (command, its variables: the processes' number, this one's rank, its rank on its machine)
-    ('mpirun', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK'),     # Open MPI
+    ('mpirun/mpiexec', 'OMPI_COMM_WORLD_SIZE', 'OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_LOCAL_RANK'),     # Open MPI
     ('srun', 'SLURM_STEP_NUM_TASKS', 'SLURM_PROCID', 'SLURM_LOCALID'),                            # Slurm: a step's tasks
-    ('mpirun', 'PMI_SIZE', 'PMI_RANK', 'MPI_LOCALRANKID'))                                        # MPICH, Intel MPI
+    ('mpirun/mpiexec', 'PMI_SIZE', 'PMI_RANK', 'MPI_LOCALRANKID'))                                # MPICH, Intel MPI (Hydra)
 
 def _other_launch() -> tuple|None:
     """`(command, variable, processes, rank, local rank)` where a launcher that sets no WORLD_SIZE started this process as
-    one of several (`_OTHER_LAUNCHERS`: Open MPI's or MPICH's mpirun, Slurm's srun); None otherwise, and wherever WORLD_SIZE
+    one of several (`_OTHER_LAUNCHERS`: Open MPI's, MPICH's or Intel MPI's mpirun/mpiexec, Slurm's srun); None otherwise, and wherever WORLD_SIZE
     is set (torchrun's, or a wrapper's that sets it: that launch is `_launch`'s). Slurm's are a step's tasks
     (SLURM_STEP_NUM_TASKS, which srun sets), not the job's: an sbatch script's own shell has SLURM_NTASKS, and SLURM_PROCID
     0, without being one of several processes."""

@@ -342,10 +342,10 @@ def test_the_console_scripts_under_mpirun_or_srun_are_refused(tmp_path):
     p = subprocess.run([str(c) for c in (BIN/'stitchup_train', *QUICK, '--work_dir', work)], capture_output=True, text=True,
                        env={**clean, **mpirun, 'OMP_NUM_THREADS': '1'}, timeout=300)
     assert (p.returncode, p.stdout) == (2, ''), p.stdout[-2000:] + p.stderr[-3000:]
-    assert p.stderr == ('stitchup_train: mpirun started 2 processes (OMPI_COMM_WORLD_SIZE=2), which stitchup_train does not join '
+    assert p.stderr == ('stitchup_train: mpirun/mpiexec started 2 processes (OMPI_COMM_WORLD_SIZE=2), which stitchup_train does not join '
                         'into one run (it reads the WORLD_SIZE, RANK and MASTER_ADDR that torchrun sets): each would train the whole '
                         'run into the same --work_dir; launch it with torchrun --nproc_per_node 2 stitchup_train ... or accelerate '
-                        'launch, or run it in one process without mpirun (where no launcher started it, OMPI_COMM_WORLD_SIZE=2 came '
+                        'launch, or run it in one process without mpirun/mpiexec (where no launcher started it, OMPI_COMM_WORLD_SIZE=2 came '
                         'from its environment: run OMPI_COMM_WORLD_SIZE=1 stitchup_train ...)\n'), p.stderr[-3000:]
     assert not work.exists()
     out, srun = tmp_path/'noise.out', {'SLURM_STEP_NUM_TASKS': '2', 'SLURM_NTASKS': '2', 'SLURM_PROCID': '1', 'SLURM_LOCALID': '1'}
