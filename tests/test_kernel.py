@@ -49,6 +49,25 @@ def lock_is_free(work) -> bool:
         return True
 
 
+SWITCHES = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+
+
+@pytest.fixture(scope='module')
+def finished(tmp_path_factory):
+    """One finished 2-epoch run (`pretrained=False`) that the tests of a finished run's Learner, folder and switches share:
+    (learn, cfg, work, said, was, after). It is made with train_mod.gpu_speed acting as on a GPU (setting the switches needs
+    none) and recording what it set in `said`; `was` and `after` are the kernel's switches before and after run_training."""
+    work, said = tmp_path_factory.mktemp('finished')/'run', []
+    cfg = train_config(**QUICK, pretrained=False, work_dir=str(work))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(train_mod, 'gpu_speed', lambda precision, deterministic=False, device=None:
+                   said.append(speed.gpu_speed(precision, deterministic, 'cuda')))
+        was = SWITCHES()
+        learn, _ = run_training(cfg)
+        after = SWITCHES()
+    return learn, cfg, work, said, was, after
+
+
 def test_ctrl_c_in_a_kernel_says_how_to_continue_and_the_resume_ends_as_a_fresh_run(quick_run, tmp_path, monkeypatch):
     work = tmp_path/'run'
     stopping(monkeypatch, CtrlC(epoch=1, it=3))
@@ -80,14 +99,13 @@ def test_a_deterministic_run_leaves_the_kernels_switches_as_it_found_them():
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) == was
 
 
-def test_a_further_fit_of_a_finished_runs_learner_writes_none_of_its_files(tmp_path):
+def test_a_further_fit_of_a_finished_runs_learner_writes_none_of_its_files(finished):
     "Fitting the returned Learner some more (a notebook's 'one more epoch') trains in memory, with a warning: the run's files stay."
-    work = tmp_path/'run'
-    learn, _ = run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work)))
+    learn, _, work, *_ = finished
     files = {p.name: p.read_bytes() for p in work.iterdir()}
     with pytest.warns(UserWarning, match=f"the run in {work} has ended: a further fit of its Learner trains in memory"):
         learn.fit_reference(1, warmup_iters=2)
-    assert {p.name: p.read_bytes() for p in work.iterdir()} == files     # epoch_1.pth and metrics.json (its final table) kept
+    assert {p.name: p.read_bytes() for p in work.iterdir()} == files     # epoch_2.pth and metrics.json (its final table) kept
 
 
 def cell(src:str, n:int, ns:dict):
@@ -263,30 +281,25 @@ def test_a_rows_scores_are_computed_under_the_switches_its_run_trained_with(monk
     assert seen == [True] and torch.are_deterministic_algorithms_enabled() == was
 
 
-def test_loading_a_run_leaves_the_kernels_switches_as_they_were(tmp_path, monkeypatch):
+def test_loading_a_run_leaves_the_kernels_switches_as_they_were(finished, monkeypatch):
     """A kernel that only loads a run to browse it (load_run, build_learner) keeps its own switches; run_training sets the
     run's while it trains (gpu_speed, made here to act as on a GPU: setting the switches needs none) and puts them back.
     build_learner set the run's cuDNN autotuning (and TF32) for good in a kernel that loaded a run."""
-    from stitchup_nb import speed
     from stitchup_nb.finished import load_run
-    said = []
+    _, _, work, said, was, after = finished       # the run made with gpu_speed recording into `said`
+    assert was[0] is False                   # PyTorch's default: the run's autotuning (True) would show
+    assert said == [{'tf32': False, 'cudnn_benchmark': True}] and after == was     # set for the run, put back after it
+    said = list(said)
     monkeypatch.setattr(train_mod, 'gpu_speed', lambda precision, deterministic=False, device=None:
                         said.append(speed.gpu_speed(precision, deterministic, 'cuda')))
-    switches = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    was, work = switches(), tmp_path/'run'
-    assert was[0] is False                   # PyTorch's default: the run's autotuning (True) would show
-    run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work)))
-    assert said == [{'tf32': False, 'cudnn_benchmark': True}] and switches() == was     # set for the run, put back after it
     learn, *_ = load_run(work)
-    assert switches() == was and len(said) == 1
+    assert SWITCHES() == was and len(said) == 1
 
 
-def test_a_learner_built_for_a_runs_folder_and_fitted_directly_writes_none_of_its_files(tmp_path):
+def test_a_learner_built_for_a_runs_folder_and_fitted_directly_writes_none_of_its_files(finished):
     """build_learner(cfg) of a configuration with a work_dir holds no lock on it (run_training does): learn.fit trains in
     memory and says how to train a run there. It wrote epoch_1.pth and metrics.json over the run's, without the lock."""
-    work = tmp_path/'run'
-    cfg = train_config(**{**QUICK, 'epochs': 1}, pretrained=False, work_dir=str(work))
-    run_training(cfg)
+    _, cfg, work, *_ = finished
     files = {p.name: p.read_bytes() for p in work.iterdir()}
     learn, *_ = train_mod.build_learner(cfg)
     with pytest.warns(UserWarning, match=f"build_learner's Learner does not hold {work} .*call run_training"):
@@ -294,7 +307,7 @@ def test_a_learner_built_for_a_runs_folder_and_fitted_directly_writes_none_of_it
     assert {p.name: p.read_bytes() for p in work.iterdir()} == files
 
 
-def test_the_correction_browser_predicts_under_the_switches_its_run_trained_with(tmp_path, monkeypatch):
+def test_the_correction_browser_predicts_under_the_switches_its_run_trained_with(finished, monkeypatch):
     """CorrectionBrowser.from_checkpoint (each snapshot of its history) and from_learner of a run's learner predict under the
     run's switches (run_switches; gpu_speed made to act as on a GPU: an exact fp32 run's cuDNN TF32 off, autotuning on), and
     put the kernel's back. They predicted under the kernel's (TF32 convolutions in an exact fp32 run's snapshots)."""
@@ -303,8 +316,7 @@ def test_the_correction_browser_predicts_under_the_switches_its_run_trained_with
     real_speed, real_snapshot, seen = speed.gpu_speed, corrections.correction_snapshot, []
     monkeypatch.setattr(speed, 'gpu_speed', lambda precision, deterministic=False, device=None: real_speed(precision, deterministic, 'cuda'))
     switches = lambda: (torch.backends.cudnn.benchmark, torch.backends.cudnn.conv.fp32_precision == 'tf32')
-    work = tmp_path/'run'
-    learn, _ = run_training(train_config(**{**QUICK, 'epochs': 2}, pretrained=False, work_dir=str(work)))
+    learn, _, work, *_ = finished
     was = switches()
     assert was == (False, True)              # PyTorch's defaults: the run's (autotuning, no TF32) would show
     monkeypatch.setattr(corrections, 'correction_snapshot', lambda learn: seen.append(switches()) or real_snapshot(learn))
