@@ -108,7 +108,7 @@ def preset_values(name:str) -> str:
     A preset that is no dict (`bad_preset`) gives none: `presets_now` names it."""
     by = {}
     for p, d in PRESETS.items():
-        if isinstance(d, dict): by.setdefault(str(d.get(name, OPTIONS[name].default)), []).append(p)
+        if not bad_preset(p): by.setdefault(str(d.get(name, OPTIONS[name].default)), []).append(p)
     if len(by) == 1: return f" (default: the preset's, {next(iter(by))})"
     return " (default: the preset's: " + '; '.join(f"{v} for {', '.join(ps)}" for v, ps in by.items()) + ')'
 

@@ -30,12 +30,15 @@ def _console_warnings(prog:str|None):
     try: yield
     finally: warnings.showwarning = show
 
+def _env_int(k:str, default:int) -> int:
+    "Environment variable `k` as a launcher sets it, a whole number; `default` where it is unset or not one."
+    return int(os.environ[k]) if os.environ.get(k, '').isdigit() else default
+
 def _launch() -> tuple:
     """`(rank, world, local rank)` of this process under a launcher (torchrun sets RANK, WORLD_SIZE and LOCAL_RANK, the rank
     on its machine); `(0, 1, 0)` without one."""
-    num = lambda k, d: int(os.environ[k]) if os.environ.get(k, '').isdigit() else d
-    rank = num('RANK', 0)
-    return rank, num('WORLD_SIZE', 1), num('LOCAL_RANK', rank)
+    rank = _env_int('RANK', 0)
+    return rank, _env_int('WORLD_SIZE', 1), _env_int('LOCAL_RANK', rank)
 
 def first_on_machine() -> bool:
     """Whether this process is the first of its machine in a launch (LOCAL_RANK 0), which says what every process of the
@@ -187,12 +190,10 @@ def _other_launch() -> tuple|None:
     is set (torchrun's, or a wrapper's that sets it: that launch is `_launch`'s). Slurm's are a step's tasks
     (SLURM_STEP_NUM_TASKS, which srun sets), not the job's: an sbatch script's own shell has SLURM_NTASKS, and SLURM_PROCID
     0, without being one of several processes."""
-    env = os.environ
-    if 'WORLD_SIZE' in env: return None
-    num = lambda k, d: int(env[k]) if env.get(k, '').isdigit() else d
+    if 'WORLD_SIZE' in os.environ: return None
     for cmd, size, rank, local in _OTHER_LAUNCHERS:
-        if num(size, 1) > 1 and env.get(rank, '').isdigit():
-            return cmd, size, num(size, 1), num(rank, 0), num(local, num(rank, 0))
+        if _env_int(size, 1) > 1 and (r := _env_int(rank, -1)) >= 0:
+            return cmd, size, _env_int(size, 1), r, _env_int(local, r)
     return None
 
 def _refuse_other(prog:str, launched:bool):
