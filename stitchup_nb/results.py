@@ -47,7 +47,7 @@ RUN = ['method', 'kind', 'rate', 'seed', 'extra']      # what names a run in a r
 MIN_SEEDS = 3      # a level over fewer seeds is shown as 'mean (n)', without a spread (`cells_table`, the report's caption)
 
 def _extra(df:pd.DataFrame) -> pd.Series:
-    "Each row's `extra` as a key (`experiments.extra_key`: '{}' where a row has none, JSON with its keys sorted)."
+    "Each row's `extra` as a key (`experiments.extra_key`: '{}' where a row has none, JSON with its keys sorted, equal numbers alike)."
     return df['extra'].map(extra_key) if 'extra' in df else pd.Series('{}', index=df.index, dtype=object)
 
 # %% ../nbs/13_results.ipynb #4ca34127

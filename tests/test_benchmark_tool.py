@@ -11,6 +11,7 @@ import pytest
 from stitchup_nb import experiments as bm
 from stitchup_nb import grids, results
 from stitchup_nb.pins import CPU_ENV, RESULTS
+from tests.conftest import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +43,17 @@ def test_everything_claimed_gives_none(tmp_path):
     bm.append_rows(out, [_row(k) for k in KEYS])
     assert bm.claim(out, KEYS) is None
 
+
+
+def test_a_run_set_apart_by_a_whole_number_is_done_however_its_row_wrote_it(tmp_path):
+    """The sweep's alpha 1.0 ({'balance_head_alpha': 1.0}) is done when the CSV holds its row written with 1 (one_run
+    with extra={'balance_head_alpha': 1}): claim_key and row_key read extra as one setting (extra_key), as the tables do.
+    1.0 and 1 were two keys, and the grid ran the run again."""
+    tool = load_tool('benchmark')
+    out = tmp_path/'b.csv'
+    run = ('sweep alpha_head', {'method': 'full'}, dict(kind='flip', rate=.5), {'balance_head_alpha': 1.0}, 0)
+    bm.append_rows(out, [_row(['sweep alpha_head', 'flip', .5, 0, '{"balance_head_alpha": 1}'])])
+    assert bm.claim(out, [tool.claim_key(run), tool.claim_key(run[:4] + (1,))]) == 1
 
 @pytest.mark.parametrize('n', [2, 3])
 def test_copies_side_by_side_do_every_run_once(tmp_path, n):

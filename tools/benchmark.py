@@ -88,7 +88,7 @@ if __name__ == '__main__':
 
 from stitchup_nb.evidence import behaviour_key, load_fingerprints, row_fingerprint, row_fingerprints
 from stitchup_nb.verify import verify
-from stitchup_nb.experiments import TS, append_rows, claim, one_run, row_key, t_sweep
+from stitchup_nb.experiments import TS, append_rows, claim, extra_key, one_run, row_key, t_sweep
 from stitchup_nb.grids import (DEV_SEEDS, FRESH, GRID_CELLS, GRIDS, MAIN_ROWS, PLUS_BASE, PLUS_CELLS, check_cells, check_fresh,
                                grid)
 from stitchup_nb.config import OPTIONS
@@ -258,7 +258,7 @@ def run_order(runs):
 
 def claim_key(r) -> list:
     "A run of the grid as `row_key` names its row (method, noise kind and rate, seed, extra), for `claim` to compare."
-    return [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], json.dumps(r[3] or {}, sort_keys=True)]
+    return [r[0], r[2]['kind'], float(r[1].get('noise_rate', r[2]['rate'])), r[4], extra_key(json.dumps(r[3] or {}))]
 
 
 def sweep(out, seeds, epochs, threads, here, current):
