@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from fastcore.script import Param, call_parse, is_cli
 from .config import OPTIONS, flag_defaults     # light: the declarations, no torch
 from .flags import first_on_machine, script_errors, script_flags     # what every console script shares (`00k_flags`)
-from .methods import METHODS, PRESETS, bad_preset     # light too: the presets, the method table and its peers' options
+from .methods import KIT_PRESETS, METHODS, PRESETS, bad_preset     # light too: the presets, the method table and its peers' options
 if TYPE_CHECKING:    # the names `_stack()` binds (`_STACK`), for readers and linters; not imported at run time
     from fastai.torch_core import get_model, num_distrib, rank_distrib
     from stitchup_nb.distributed import close_distributed, init_distributed, wait_for_ranks
@@ -83,17 +83,25 @@ class _Flag(Param):
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
-def presets_now() -> str:
-    """The presets as they are now (`PRESETS`: the kit's and those a `STITCHUP_SETUP` script added), as a `--dataset` help
-    ends; one that is no dict of options (`bad_preset`), which a run refuses, is named apart, so that the help still prints."""
+def presets_now(listed:tuple=(),    # the kit's presets the flag's own help lists: not said again
+                ) -> str:
+    """The presets as they are now (`PRESETS`), as a `--dataset` help ends, each said once: the kit's (`KIT_PRESETS`) but
+    those `listed`; those a `STITCHUP_SETUP` script added, as a setup script's; one that is no dict of options
+    (`bad_preset`), which a run refuses, named apart, so that the help still prints. '' where nothing is left to say."""
     bad = [p for p in PRESETS if bad_preset(p)]
-    refused = f"; refused, no dict of options: {', '.join(f'PRESETS[{p!r}]' for p in bad)}" if bad else ''
-    return f" (the presets now: {', '.join(p for p in PRESETS if p not in bad)}{refused})"
+    kit = [p for p in PRESETS if p in KIT_PRESETS and p not in bad and p not in listed]
+    mine = [p for p in PRESETS if p not in KIT_PRESETS and p not in bad]
+    parts = ([f"{'also ' if listed else ''}the kit's: {', '.join(kit)}"] if kit else []) \
+            + ([f"a setup script's: {', '.join(mine)}"] if mine else []) \
+            + ([f"refused, no dict of options: {', '.join(f'PRESETS[{p!r}]' for p in bad)}"] if bad else [])
+    return f" ({'; '.join(parts)})" if parts else ''
 
 def dataset_flag(help:str,        # what --dataset picks, in the script's words
+                 listed:tuple=(), # the kit's presets `help` lists itself (`stitchup_train`'s declared help lists them)
                  ) -> Param:
-    "A console script's `--dataset` flag: its help ends with the presets as they are when it is printed (`presets_now`)."
-    return _Flag(help, str, more=presets_now)
+    """A console script's `--dataset` flag: its help ends with the presets as they are when it is printed, but those it lists
+    itself (`presets_now`)."""
+    return _Flag(help, str, more=lambda: presets_now(tuple(listed)))
 
 def switch_flag(help:str,         # what the flag turns on, in the script's words
                 ) -> Param:
@@ -117,7 +125,8 @@ def flag(name:str) -> Param:
     `--no-NAME`; an option a preset sets whose help names no default ('(default ...', 'default: ...') ends with the presets' values (`preset_values`)."""
     o = OPTIONS[name]
     help = (f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help
-    if name == 'dataset': return dataset_flag(help)
+    if name == 'dataset':         # the kit's presets its declared help names ('digits' is not named by 'digits-small')
+        return dataset_flag(help, [p for p in KIT_PRESETS if re.search(rf'(?<![\w-]){re.escape(p)}(?![\w-])', o.help)])
     more = (lambda: preset_values(name)) if o.by == 'preset' and not re.search(r'\(default\b|\bdefault:', help) else None
     return _Flag(help, o.type, name in _UNSET, more)
 
@@ -223,8 +232,7 @@ def stitchup_train(**opts):
         with script_errors(stitchup_train, 'stitchup_train'): print(summary(learn, table))     # a reader that stopped: quietly
 
 stitchup_train.__doc__ += (' The methods (--method): ' + '; '.join(f"{k} ({m['label']})" for k, m in METHODS.items())
-                           + '. The presets (--dataset): ' + ', '.join(p for p in PRESETS if not bad_preset(p)) + '.')     # with what a STITCHUP_SETUP
-                           # script added; one that is no dict is named in --dataset's help (`presets_now`)
+                           + '.')      # the presets are --dataset's help's (`presets_now`): said once, as they are when printed
 stitchup_train = call_parse(_flags(stitchup_train, flag_defaults()))
 
 # %% ../nbs/10c_cli.ipynb #955ec639

@@ -9,7 +9,8 @@ from .config import (DATA_PATHS, NON_NEGATIVE, POSITIVE, SETUP_VAR, count, known
 from .words import in_python_words
 
 # %% auto #0
-__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'METHODS', 'method_of', 'bad_preset', 'data_source', 'paper_of']
+__all__ = ['REFERENCE', 'PAPER_THRESHOLDS', 'PRESETS', 'KIT_PRESETS', 'METHODS', 'method_of', 'bad_preset', 'data_source',
+           'paper_of']
 
 # %% ../nbs/07a_methods.ipynb #6d5dfb11
 REFERENCE = values_by('preset')    # the reference's configuration: the declared default of every option a preset gives (00_config)
@@ -32,6 +33,7 @@ PRESETS = {
                  appendix=DATA_PATHS['coco']['appendix'],
                  paper=dict(source='coco', noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
 }
+KIT_PRESETS = tuple(PRESETS)    # the kit's own presets: any other name in PRESETS is one a setup script added (`SETUP_VAR`)
 
 # %% ../nbs/07a_methods.ipynb #34740e58
 METHODS = {
