@@ -16,7 +16,7 @@ that every page executes and renders, with nbconvert alone:
   `stitchup_nb.widgets` browsers put beside it, or its plain text); printed text wraps between words;
 - a Markdown link to a file of the repository is made to work from the page (`page_links`): a notebook's to its
   page, any other file's (data/README.md, a results table, a figure) by its path from the page; links are read from
-  the notebook's folder, index.ipynb's from the repository root (it is the README);
+  the notebook's folder, index.ipynb's from the repository root (it is the README); one written in code is left as it is;
 - any cell error fails the build (exit status 1) after every notebook has been tried, and so does a
   shown cell's stderr output (a warning box on the page: fix its cause or catch it in the notebook).
 
@@ -83,13 +83,33 @@ def for_page(cell):
 
 
 LINK = re.compile(r'\[([^\]]*)\]\(([^)\s]+)\)')
+FENCE = re.compile(r' {0,3}(`{3,}|~{3,})')                      # a line that opens a fenced code block
+SPAN = re.compile(r'(?<![`\\])(`+)(?!`)(?:(?!\n[ \t]*\n).)+?(?<!`)\1(?!`)', re.S)   # a code span: backticks to the next run as
+                                                                                 # long, in one paragraph
+
+
+def code_parts(md:str) -> list:
+    """Where Markdown `md` is code, as (start, end) offsets: its fenced code blocks (to the closing fence of the opening's
+    character and at least its length, or the end) and the code spans outside them."""
+    parts, at, fence = [], 0, None
+    for line in md.splitlines(keepends=True):
+        if fence is None and (m := FENCE.match(line)) and not (m.group(1)[0] == '`' and '`' in line[m.end():]):
+            fence, start = m.group(1), at
+        elif fence is not None and re.fullmatch(rf' {{0,3}}{fence[0]}{{{len(fence)},}}[ \t]*\n?', line):
+            parts.append((start, at + len(line))); fence = None
+        at += len(line)
+    if fence is not None: parts.append((start, len(md)))
+    prose = list(md)
+    for s, e in parts: prose[s:e] = [c if c == '\n' else ' ' for c in md[s:e]]     # a fence's backticks open no span
+    return parts + [m.span() for m in SPAN.finditer(''.join(prose))]
 
 
 def page_links(nb, path:Path, page:Path):
     """Make `nb`'s Markdown links to the repository's files work from its HTML page `page` (under the pages' folder, which
     mirrors nbs/): a rendered notebook's becomes its page's, any other file's its path from the page. A link is read from
     the notebook's folder, index.ipynb's from the repository root (it is the README, whose links GitHub reads from there);
-    a web address, an anchor or a link to nothing is left as it is."""
+    a web address, an anchor, a link to nothing and one written in code (a code span, a fenced block: `code_parts`) is
+    left as it is."""
     base, top = (ROOT if path == NBS/'index.ipynb' else path.parent), page.parents[len(path.relative_to(NBS).parts) - 1]
     def fix(m):
         target, _, anchor = m.group(2).partition('#')
@@ -97,8 +117,14 @@ def page_links(nb, path:Path, page:Path):
         if f is None or not f.exists(): return m.group(0)
         if f.suffix == '.ipynb' and f in notebooks(): f = top/f.relative_to(NBS).with_suffix('.html')
         return f"[{m.group(1)}]({Path(os.path.relpath(f, page.parent)).as_posix()}{'#' + anchor if anchor else ''})"
+    def outside_code(md):     # a link written in code is Markdown shown as code: left as written
+        code, out, at, pos = code_parts(md), [], 0, 0
+        while m := LINK.search(md, pos):
+            if any(s <= m.start() < e for s, e in code): pos = m.start() + 1; continue
+            out += [md[at:m.start()], fix(m)]; at = pos = m.end()
+        return ''.join(out) + md[at:]
     for cell in nb.cells:
-        if cell.cell_type == 'markdown': cell.source = LINK.sub(fix, cell.source)
+        if cell.cell_type == 'markdown': cell.source = outside_code(cell.source)
 
 
 def warning_boxes(nb) -> list:
