@@ -126,13 +126,27 @@ def script_errors(func, prog:str, interrupted:str|None=None,
 # %% ../nbs/00k_flags.ipynb #e58f57bc
 _STOPPED_WITHIN = 60      # seconds a launch's other processes wait for the launcher to stop them, quiet (`_refuse`)
 
+_LAUNCH_VARS = ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID')   # a launcher's, per process
+
+def _started_with(pid:int) -> dict|None:
+    """The environment process `pid` started with (Linux's /proc/PID/environ: what it was given, not what it set since);
+    None where that cannot be read (another system, a process of another user's, one gone)."""
+    try: raw = Path(f'/proc/{pid}/environ').read_bytes()
+    except OSError: return None
+    return dict(kv.split('=', 1) for kv in raw.decode('utf-8', 'replace').split('\0') if '=' in kv)
+
 def _launcher_started() -> bool:
     """Whether a launcher of PyTorch's started this process, one that stops the rest of its launch once a process has failed:
     torchrun (which `accelerate launch` runs) sets TORCHELASTIC_RUN_ID, and it and `torch.distributed.launch` set MASTER_ADDR
     and MASTER_PORT. A process with WORLD_SIZE and none of them inherited WORLD_SIZE (a cluster job's shell): nothing stops it.
-    (A launched process's child inherits them all, and looks launched.)"""
+    Nor does anything stop a launched process's child, which inherits them all: its parent started with this process's
+    launch variables (`_LAUNCH_VARS`, `_started_with`), where a launched process's parent, the launcher, did not (it gives
+    each process its own). Where the parent's cannot be read, or it set them itself after it started (a notebook's
+    `os.environ`), the process counts as launched."""
     env = os.environ
-    return bool(env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT'))
+    if not (env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT')): return False
+    parent = _started_with(os.getppid())
+    return not (parent and all(parent.get(v) == env.get(v) for v in _LAUNCH_VARS))
 
 def _refuse(prog:str, said:str):
     """Say `said`, an error in console script `prog`'s arguments, in one line on stderr, and exit with status 2. Every process
@@ -140,7 +154,8 @@ def _refuse(prog:str, said:str):
     and the others wait, quiet, for the launcher to stop them, as torchrun does once one of its processes has failed; one
     that nothing stopped within `_STOPPED_WITHIN` seconds says it after all, naming its rank. (Exiting at once, quietly, a
     rank could make torchrun stop the first process before it had said anything.) A process no launcher started
-    (`_launcher_started`: its WORLD_SIZE and LOCAL_RANK inherited) has nothing to wait for: it says it at once, naming its rank."""
+    (`_launcher_started`: its WORLD_SIZE and LOCAL_RANK inherited, or a launched process's child) has nothing to wait for: it
+    says it at once, naming its rank."""
     _, world, local = _launch()
     if world > 1 and local != 0 and _launcher_started(): time.sleep(_STOPPED_WITHIN)
     print(f'{_who(prog) if local else prog}: {said}', file=sys.stderr, flush=True)

@@ -25,7 +25,7 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
   rank 1 waited in the next epoch's collectives; and in writing the final metrics.json, after the scoring: rank 0 exited
   while rank 1 waited in the barrier of leaving the process group.
 """
-import os, subprocess, textwrap
+import os, subprocess, sys, textwrap, time
 
 import pytest
 
@@ -354,3 +354,24 @@ def test_the_console_scripts_under_mpirun_or_srun_are_refused(tmp_path):
     assert p.returncode == 2 and p.stderr.startswith('stitchup_noise (rank 1 of 2): runs in one process, not under a launcher: '
                                                      'srun started 2 (SLURM_STEP_NUM_TASKS=2)'), p.stderr[-3000:]
     assert not out.exists()
+
+
+def test_a_launched_processs_child_refuses_at_once(tmp_path):
+    """A console script started by a launched process (a training script's subprocess, a notebook's under a launch) inherits
+    all of torchrun's variables, and its parent started with them: no launcher watches it, so it says its refusal at once,
+    naming its rank (`00k_flags`' `_launcher_started`). A parent that did not start with them (a launcher) still counts."""
+    # Before, it looked launched: as LOCAL_RANK 1 it waited 60 s (_STOPPED_WITHIN) for a launcher to stop it, then spoke
+    launched = {**os.environ, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
+                'MASTER_PORT': str(free_port()), 'TORCHELASTIC_RUN_ID': 'none', 'OMP_NUM_THREADS': '1'}
+    out = tmp_path/'noise.out'
+    parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_noise")!r}, "--dataset", "digits-small", "--out", '
+              f'{str(out)!r}], capture_output=True, text=True); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
+    t0 = time.time()
+    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=50)
+    assert (p.returncode, p.stderr) == (2, f"stitchup_noise (rank 1 of 2): {ONE_PROCESS.format('stitchup_noise')}\n"), p.stderr[-3000:]
+    assert time.time() - t0 < 30 and not out.exists()
+    # the same process as a launcher's: its parent (this test) did not start with the variables, so it counts as launched
+    probe = 'from stitchup_nb.flags import _launcher_started; print(_launcher_started())'
+    got = [subprocess.run([sys.executable, '-c', c], capture_output=True, text=True, env=launched, timeout=60).stdout.strip()
+           for c in (probe, f'import subprocess, sys; subprocess.run([sys.executable, "-c", {probe!r}])')]
+    assert got == ['True', 'False'], got
