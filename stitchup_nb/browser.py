@@ -19,11 +19,12 @@ from .finished import check_run_paths, run_configuration
 from .runs import checkpoints, find_path, is_kit_json, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
+from .digits import text_inches
 
 # %% auto #0
-__all__ = ['CHIP_STATES', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'draw_chips', 'explain_columns', 'caption_text',
-           'caption_html', 'filter_value', 'counted', 'wrapped', 'class_label', 'image_png', 'message_figure',
-           'Browser', 'read_run_config']
+__all__ = ['CHIP_STATES', 'CHIP_FONTSIZE', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'chip_layout', 'draw_chips',
+           'explain_columns', 'caption_text', 'caption_html', 'filter_value', 'counted', 'wrapped', 'class_label',
+           'image_png', 'message_figure', 'Browser', 'read_run_config']
 
 # %% ../nbs/11_browser.ipynb #ffc2aa0b
 CHIP_STATES = {   # state -> (colour, what it means)
@@ -74,15 +75,48 @@ def chips_html(rows:dict, classes:list) -> str:
     return ''.join(f'<div class="su-chips" data-row="{r}"><b>{r}:</b> {"".join(chip(c, s) for c, s in ch.items()) or "–"}</div>'
                    for r, ch in rows.items())
 
-def draw_chips(ax, rows:dict, classes:list, y0:float=-0.05):
-    "Draw chip rows (`{row label: {class: state}}`) under the image in `ax`."
-    for r, (label, chips) in enumerate(rows.items()):
-        prev = ax.annotate(f'{label}:', (0, y0 - 0.15 * r), xycoords='axes fraction', va='top', fontsize=8)
+CHIP_FONTSIZE = 9.5                  # points: the chips drawn under an image
+_PAD, _GAP, _LINE = .3, .35, 2.1     # in font sizes: a chip's box around its name, the space between chips, a line's height
+
+def chip_layout(rows:dict,           # `{row label: {class: state}}`
+                classes:list,        # the class names
+                inches:float,        # the lines' most width: the panel's, as drawn
+                fontsize:float=CHIP_FONTSIZE,
+               ) -> tuple:
+    """`(placed, height)`: chip rows laid out in lines no wider than `inches`. Each row starts a line with its label; a chip
+    that would pass the line's end starts the next line, indented one em under the label (a chip wider than a line has one of
+    its own). `placed`: `(text, state, x, line)` per label (state None) and chip, `x` the left of its box in points from the
+    panel's left, `line` counted from 0; `height`: the inches the lines take under the panel."""
+    pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, .97 * inches * 72, fontsize   # 3%: drawn, a name may be wider
+    placed, line = [], 0
+    for label, chips in rows.items():
+        placed.append((f'{label}:', None, 0., line))
+        x = text_inches(f'{label}:', fontsize) * 72 + gap
         for c, s in chips.items():
-            col, missing = CHIP_STATES[s][0], s == 'missing'
-            prev = ax.annotate(classes[c], (1, 0), xycoords=prev, xytext=(6, 0), textcoords='offset points', va='bottom',
-                               fontsize=8, color=col if missing else 'white',
-                               bbox=dict(boxstyle='round,pad=0.25', fc='white' if missing else col, ec=col, ls='--' if missing else '-'))
+            w = text_inches(str(classes[c]), fontsize) * 72 + 2 * pad
+            if x > indent and x + w > room: line, x = line + 1, indent
+            placed.append((str(classes[c]), s, x, line))
+            x += w + gap
+        line += 1
+    return placed, (pad + line * _LINE * fontsize) / 72
+
+def draw_chips(ax, rows:dict, classes:list,
+               fontsize:float=CHIP_FONTSIZE,
+               inches:float|None=None,       # the lines' most width (None: the panel's width as drawn now)
+              ) -> float:
+    "Draw chip rows (`{row label: {class: state}}`) under the image in `ax`, wrapped as `chip_layout` lays them out; returns their height in inches."
+    if inches is None: ax.apply_aspect(); inches = ax.get_position().width * ax.figure.get_figwidth()
+    placed, height = chip_layout(rows, classes, inches, fontsize)
+    pad, line = _PAD * fontsize, _LINE * fontsize
+    for text, s, x, k in placed:
+        at = dict(xy=(0, 0), xycoords='axes fraction', textcoords='offset points', va='top', fontsize=fontsize)
+        y = -2 * pad - k * line                      # the text's top: its box's top lies `pad` above it
+        if s is None: ax.annotate(text, xytext=(x, y), **at); continue
+        col, missing = CHIP_STATES[s][0], s == 'missing'
+        ax.annotate(text, xytext=(x + pad, y), color=col if missing else 'white', **at,
+                    bbox=dict(boxstyle=f'round,pad={_PAD}', fc='white' if missing else col, ec=col, ls='--' if missing else '-'))
+    return height
+
 
 # %% ../nbs/11_browser.ipynb #612d8bb5
 def explain_columns(columns, meanings:dict) -> dict:

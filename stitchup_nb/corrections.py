@@ -24,7 +24,7 @@ from .speed import run_switches
 from .train import build_learner, train_config
 from .peers import PEERS
 from .coteaching import NETWORKS
-from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chips_html, class_label, draw_chips
+from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chip_layout, chips_html, class_label, draw_chips
 from .browser import explain_columns, label_chips, message_figure, filter_value, image_png, read_run_config
 
 # %% auto #0
@@ -194,15 +194,17 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
     v = self.view(i)
     if not len(v['table']): return message_figure(title, f'No label of training image #{i} was changed.')
     t = _table_text(v['table'])
-    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 124)    # beside the image, under the table
     W, side, row, top, low = 12, 2.4, .34, .55, .15               # inches: the figure's width, the image's side, a table row, margins
+    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 124)    # beside the image, under the table
+    other, (h, w) = {'other labels': v['other']}, v['pixels'].shape[:2]
+    iw = side * min(1, w / h)                                     # the image's width as drawn: its chips wrap to it
     table, cap = row * (len(t) + 2), .19 * (caption.count('\n') + 1)     # the table's header takes two rows: a name, the branch under it
-    body = max(side + .45, table + .2 + cap)                      # the image with its chips under it, or the table with the caption
+    body = max(side + .05 + chip_layout(other, self.ds.classes, iw)[1], table + .2 + cap)   # the image and its chips, or table and caption
     fig = plt.figure(figsize=(W, top + body + low))
     at = lambda x, y, w, h: fig.add_axes([x / W, y / fig.get_figheight(), w / W, h / fig.get_figheight()])  # inches, from the bottom left
     ax0, ax1 = at(.15, low + body - side, side, side), at(side + .45, low + body - table, W - side - .6, table)
     ax0.imshow(v['pixels']); ax0.set_title(f'training image #{i}', fontsize=11); ax0.set_xticks([]); ax0.set_yticks([])
-    draw_chips(ax0, {'other labels': v['other']}, self.ds.classes)
+    draw_chips(ax0, other, self.ds.classes, inches=iw)
     ax1.axis('off')
     tab = ax1.table(cellText=t.values, colLabels=[c.replace(' (', '\n(') for c in t.columns], bbox=[0, 0, 1, 1], cellLoc='center')
     tab.auto_set_font_size(False); tab.set_fontsize(10.5); tab.auto_set_column_width(range(len(t.columns)))   # widths as their words, scaled to fill

@@ -20,8 +20,8 @@ from .sources import register_source
 
 # %% auto #0
 __all__ = ['DIGIT_CLASSES', 'GROUP_COLORS', 'cache_dir', 'digit_pool_indices', 'digit_pools', 'digit_pairs', 'draw_label_sets',
-           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'wrap_names', 'title_panels', 'show_samples',
-           'plot_class_counts']
+           'render_image', 'render_set', 'digits_mlt', 'load_digits', 'text_inches', 'wrap_names', 'title_panels',
+           'show_samples', 'plot_class_counts']
 
 # %% ../nbs/01_digits.ipynb #bdf61afa
 def cache_dir() -> Path:
@@ -166,6 +166,10 @@ def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}
 
+def text_inches(text:str, fontsize:float) -> float:
+    "The width of one line of `text` as matplotlib draws it at `fontsize` points (its default font), in inches."
+    return TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)[0] / 72
+
 def wrap_names(names,
                width:int=20,             # a line's most characters (where `inches` is None)
                inches:float|None=None,   # else a line's most width as drawn, in inches (a panel's width)...
@@ -177,8 +181,8 @@ def wrap_names(names,
     than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
     text (`title_panels` returns the full names it cut)."""
     if inches is None: return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
-    font, lines, cuts = FontProperties(size=fontsize), [], {} if cuts is None else cuts
-    wide = lambda s: TextToPath().get_text_width_height_descent(s, font, ismath=False)[0] / 72
+    lines, cuts = [], {} if cuts is None else cuts
+    wide = lambda s: text_inches(s, fontsize)
     def cut(w, tag=''):                # the longest start of `w` that fits with its '…' and `tag` (one letter where none does)
         lo, hi = 1, len(w) - 1
         while lo < hi:

@@ -13,13 +13,14 @@ import ipywidgets as W
 from fastcore.basics import patch
 from PIL import Image
 
+from .digits import wrap_names
 from .data import GROUPS, LabelledSet, check_labels
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
 from .labels import run_data
 from .metrics import percent
 from .browser import ANY, CHIP_STATES, Browser, caption_html, chips_html, class_label, draw_chips, explain_columns
-from .browser import label_chips, union_chips, counted, filter_value, image_png, read_run_config, wrapped
+from .browser import chip_layout, label_chips, union_chips, counted, filter_value, image_png, read_run_config, wrapped
 
 # %% auto #0
 __all__ = ['TALLY_COLUMNS', 'union_tally', 'StitchBrowser']
@@ -133,18 +134,28 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
     i = self.anchor if i is None else i
     if partner is None: partner = self.partner if i == self.anchor and self._widget else self.draw_partner(i, draw)
     v = self.view(i, partner)
-    fig, axs = plt.subplots(1, 3, figsize=(10.5, 4.6 + (.4 if self.note else 0)))
-    for ax, k in zip(axs, ('anchor', 'partner', 'stitched')):
-        ax.imshow(v['images'][k]); ax.set_title(v['titles'][k], fontsize=10); ax.set_xticks([]); ax.set_yticks([])
-        draw_chips(ax, v['chips'][k], self.ds.classes)
+    h, w = v['images']['anchor'].shape[:2]                        # the partner and the stitched image have its shape
+    W, side, gap = 10.5, 2.6, .35                                 # inches: the figure's width, a panel's side, between panels
+    iw, ih = side * min(1, w / h), side * min(1, h / w)           # the image as drawn in its panel
+    panels = ('anchor', 'partner', 'stitched')
+    titles = {k: wrap_names(v['titles'][k].split(), inches=iw, fontsize=10) for k in panels}
+    chips = max(chip_layout(v['chips'][k], self.ds.classes, iw)[1] for k in panels)
     states = [s for s in CHIP_STATES if any(s in r.values() for p in v['chips'].values() for r in p.values())]
+    note = wrapped(self.note, 140) if self.note else ''
+    low = (.2 * (note.count('\n') + 1) + .05 if note else 0) + .2 * -(-len(states) // 3) + .15    # the note, the legend
+    head = .5 + max(t.count('\n') + 1 for t in titles.values()) * 10 * 1.25 / 72                      # the figure's title, a panel's
+    H = head + ih + chips + .15 + low
+    fig = plt.figure(figsize=(W, H))
+    for k, x in zip(panels, ((W - 3 * side - 2 * gap) / 2 + j * (side + gap) + (side - iw) / 2 for j in range(3))):
+        ax = fig.add_axes([x / W, (H - head - ih) / H, iw / W, ih / H])
+        ax.imshow(v['images'][k]); ax.set_title(titles[k], fontsize=10); ax.set_xticks([]); ax.set_yticks([])
+        draw_chips(ax, v['chips'][k], self.ds.classes, inches=iw)
     fig.legend([plt.Rectangle((0, 0), 1, 1, fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
                               ls='--' if s == 'missing' else '-') for s in states],
                [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False,
-               bbox_to_anchor=(.5, .08 if self.note else 0))
-    if self.note: fig.text(.5, .01, wrapped(self.note, 140), ha='center', va='bottom', fontsize=8, style='italic')
-    fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels')
-    fig.subplots_adjust(bottom=.36 if self.note else .3, top=.85, wspace=.1)
+               bbox_to_anchor=(.5, (low - .15 - .2 * -(-len(states) // 3)) / H))
+    if note: fig.text(.5, .05 / H, note, ha='center', va='bottom', fontsize=8, style='italic')
+    fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels', y=1 - .12 / H, va='top')
     return fig
 
 # %% ../nbs/11a_widgets.ipynb #9070f5f0

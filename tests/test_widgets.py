@@ -481,3 +481,65 @@ def test_correction_figure_fills_its_area_and_its_caption_reads(digits):
         for b in (caption.get_window_extent(r), fig.axes[1].tables[0].get_window_extent(r)):
             assert whole.x0 <= b.x0 and b.x1 <= whole.x1 and whole.y0 <= b.y0 and b.y1 <= whole.y1, (i, b, whole)
         plt.close(fig)
+
+
+# --- real class names: VOC's 20, COCO's 80 ---------------------------------------------------------------------------
+
+def long_named(names:list, n:int=4) -> LabelledSet:
+    "`n` noise images of 32 × 32 pixels, each holding the 8 longest of `names` (VOC's or COCO's): 8 chips a row."
+    labels = np.zeros((n, len(names)), np.uint8)
+    labels[:, sorted(range(len(names)), key=lambda c: -len(names[c]))[:8]] = 1
+    imgs = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    third = len(names) // 3
+    return LabelledSet(imgs, labels, list(names), {'head': list(range(third)), 'medium': list(range(third, 2 * third)),
+                                                   'tail': list(range(2 * third, len(names)))}, name='long names')
+
+def real_names() -> dict:
+    from stitchup_nb.readers import VOC_CLASSES
+    from stitchup_nb.fixtures import COCO_CATS
+    return {'VOC': list(VOC_CLASSES), 'COCO': list(COCO_CATS.values())}
+
+def chip_faults(fig) -> list:
+    "Chips (and their rows' labels) that leave their panel's width or the figure, lie on the legend, or overlap one another."
+    fig.canvas.draw()
+    r, whole, faults, boxes = fig.canvas.get_renderer(), fig.bbox, [], []
+    legends = [l.get_window_extent(r) for l in fig.legends]
+    for ax in fig.axes:
+        if not ax.images: continue
+        a = ax.get_window_extent(r)
+        for t in ax.texts:
+            b = (t.get_bbox_patch() or t).get_window_extent(r)
+            boxes.append((t.get_text(), b))
+            if b.x0 < a.x0 - 1 or b.x1 > a.x1 + 1: faults.append(f'{t.get_text()!r} leaves its panel ({b.x0:.0f}-{b.x1:.0f} of {a.x0:.0f}-{a.x1:.0f} px)')
+            if b.y0 < whole.y0: faults.append(f'{t.get_text()!r} falls off the figure')
+            if any(b.overlaps(l) for l in legends): faults.append(f'{t.get_text()!r} lies on the legend')
+    faults += [f'{s!r} overlaps {u!r}' for k, (s, b) in enumerate(boxes) for u, c in boxes[k + 1:] if b.overlaps(c)]
+    return faults
+
+@pytest.mark.parametrize('source', ['VOC', 'COCO'])
+def test_stitch_chips_wrap_inside_their_panels_on_real_names(source):
+    """8 chips a row of VOC's and COCO's longest names: each row on one line ran 6 to 8 inches past its 2.5-inch panel,
+    over the next panel's chips and off the figure."""
+    names = real_names()[source]
+    ds = long_named(names)
+    noisy = ds.labels.copy(); noisy[0, np.flatnonzero(ds.labels[0])[:2]] = 0; noisy[0, 0] = 1     # missing, spurious, restored
+    sb = StitchBrowser(ds, noisy)
+    fig, rows = sb.show(0, partner=1), sb.view(0, 1)['chips']
+    try:
+        assert not (faults := chip_faults(fig)), faults[:5]
+        for ax, k in zip(fig.axes, rows):                                                              # every chip drawn
+            assert [t.get_text() for t in ax.texts] == [s for r, ch in rows[k].items() for s in (f'{r}:', *(names[c] for c in ch))]
+        assert all(t.get_fontsize() >= 9.5 for ax in fig.axes for t in ax.texts)
+    finally: plt.close(fig)
+
+@pytest.mark.parametrize('source', ['VOC', 'COCO'])
+def test_correction_chips_wrap_under_their_image_on_real_names(source):
+    "The 'other labels' row of 5 VOC or COCO names under the 2.4-inch image: on one line it ran over the caption."
+    ds = long_named(real_names()[source])
+    fig = CorrectionBrowser(ds, fake_snapshot(ds.labels, ds.labels)).show(0)
+    try:
+        assert len(fig.axes[0].texts) > 3 and not (faults := chip_faults(fig)), faults[:5]
+        r = fig.canvas.get_renderer()
+        caption = next(t for t in fig.texts if t.get_text().startswith('class: ')).get_window_extent(r)
+        assert all(not t.get_window_extent(r).overlaps(caption) for t in fig.axes[0].texts)
+    finally: plt.close(fig)
