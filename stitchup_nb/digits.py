@@ -166,6 +166,7 @@ def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}
 
+@lru_cache(maxsize=4096)             # the same names and words are measured for every view and panel
 def text_inches(text:str, fontsize:float) -> float:
     "The width of one line of `text` as matplotlib draws it at `fontsize` points (its default font), in inches."
     return TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)[0] / 72
@@ -196,9 +197,11 @@ def wrap_names(names,
         while cuts.get(c, w) != w: k += 1; c = cut(w, str(k))    # two names drawn alike would read as one
         cuts[c] = w
         return c
+    at = 0.                            # the last line's width: a line's is the sum of its words' (and spaces') advances
     for w in map(fit, ' '.join(names).split()):
-        if lines and wide(f'{lines[-1]} {w}') <= inches: lines[-1] += f' {w}'
-        else: lines.append(w)
+        more = wide(f' {w}')           # measured alone: a caption of 150 words measured line by line took half a second
+        if lines and at + more <= inches: lines[-1] += f' {w}'; at += more
+        else: lines.append(w); at = wide(w)
     return '\n'.join(lines)
 
 def title_panels(axs,                # the panels, laid out by their figure's layout engine
