@@ -19,7 +19,7 @@ from .finished import check_run_paths, run_configuration
 from .runs import checkpoints, find_path, is_kit_json, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
-from .digits import text_inches
+from .digits import text_inches, wrap_names
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'CHIP_FONTSIZE', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'chip_layout', 'draw_chips',
@@ -127,10 +127,15 @@ def explain_columns(columns, meanings:dict) -> dict:
         if key in meanings: out.setdefault(key, meanings[key])
     return out
 
-def caption_text(meanings:dict, width:int=110) -> str:
-    "A caption saying what each column means, broken into lines between words."
-    return textwrap.fill('; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.', width,
-                         break_long_words=False, break_on_hyphens=False)
+def caption_text(meanings:dict,
+                 width:int=110,              # a line's most characters (where `inches` is None)
+                 inches:float|None=None,     # else a line's most width as drawn, in inches...
+                 fontsize:float=9.5,         # ...at this font size, in points
+                ) -> str:
+    "A caption saying what each column means, broken into lines between words: by characters, or, given `inches`, by drawn width."
+    text = '; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.'
+    if inches is not None: return wrap_names(text.split(), inches=inches, fontsize=fontsize)
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 def caption_html(meanings:dict) -> str:
     "The same caption as HTML, for the widgets (it wraps with the page)."

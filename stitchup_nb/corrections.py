@@ -195,7 +195,7 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
     if not len(v['table']): return message_figure(title, f'No label of training image #{i} was changed.')
     t = _table_text(v['table'])
     W, side, row, top, low = 12, 2.4, .34, .55, .15               # inches: the figure's width, the image's side, a table row, margins
-    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), 124)    # beside the image, under the table
+    caption = caption_text(explain_columns([*t.columns, 'other labels'], CHANGE_COLUMNS), inches=W - side - .6)   # under the table, as wide
     other, (h, w) = {'other labels': v['other']}, v['pixels'].shape[:2]
     iw = side * min(1, w / h)                                     # the image's width as drawn: its chips wrap to it
     table, cap = row * (len(t) + 2), .19 * (caption.count('\n') + 1)     # the table's header takes two rows: a name, the branch under it

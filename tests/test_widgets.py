@@ -543,3 +543,24 @@ def test_correction_chips_wrap_under_their_image_on_real_names(source):
         caption = next(t for t in fig.texts if t.get_text().startswith('class: ')).get_window_extent(r)
         assert all(not t.get_window_extent(r).overlaps(caption) for t in fig.axes[0].texts)
     finally: plt.close(fig)
+
+def test_correction_caption_breaks_a_line_only_where_the_next_word_would_not_fit():
+    """The caption under the table was broken at 124 characters, not by drawn width: its first line ('class: ... all:') ended
+    0.7 inch short of the table's 9 inches with room for 'every class', and its lines' ends went in and out by an inch."""
+    ds = long_named(real_names()['VOC'])
+    fig = CorrectionBrowser(ds, fake_snapshot(ds.labels, ds.labels)).show(0)
+    try:
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        caption = next(t for t in fig.texts if t.get_text().startswith('class: '))
+        width = fig.axes[1].get_window_extent(r).width                   # the table's
+        def drawn(s):
+            t = fig.text(0, 0, s, fontsize=caption.get_fontsize())
+            try: return t.get_window_extent(r).width
+            finally: t.remove()
+        lines = caption.get_text().split('\n')
+        assert len(lines) > 2
+        for line, after in zip(lines, lines[1:]):
+            assert drawn(line) <= width, (line, drawn(line), width)         # the measure wrapped by is within 3% of the renderer's
+            assert drawn(f'{line} {after.split()[0]}') > .97 * width, f'{line!r} breaks early: {after.split()[0]!r} fits after it'
+    finally: plt.close(fig)
