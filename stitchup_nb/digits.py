@@ -177,11 +177,15 @@ def wrap_names(names,
                fontsize:float=9,         # ...at this font size, in points
                cuts:dict|None=None,      # the names cut so far, as drawn -> full: filled here (`title_panels` shares one)
               ) -> str:
-    """`names` joined by spaces and broken between names onto lines of at most `width` characters, or, given `inches`, no
-    wider than `inches` as matplotlib draws them at `fontsize`: a longer name has a line of its own, and a name wider
+    """`names` joined by spaces and broken between names, never inside one (COCO's 'tennis racket' stays on one line),
+    onto lines of at most `width` characters, or, given `inches`, no wider than `inches` as matplotlib draws them at
+    `fontsize`: a longer name has a line of its own, and a name wider
     than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
     text (`title_panels` returns the full names it cut)."""
-    if inches is None: return textwrap.fill(' '.join(names), width, break_long_words=False, break_on_hyphens=False)
+    names = [str(s) for s in names]
+    if inches is None:               # a no-break space inside a name: textwrap breaks only at ASCII white space
+        return textwrap.fill(' '.join(s.replace(' ', '\xa0') for s in names), width, break_long_words=False,
+                             break_on_hyphens=False).replace('\xa0', ' ')
     lines, cuts = [], {} if cuts is None else cuts
     wide = lambda s: text_inches(s, fontsize)
     def cut(w, tag=''):                # the longest start of `w` that fits with its '…' and `tag` (one letter where none does)
@@ -198,7 +202,7 @@ def wrap_names(names,
         cuts[c] = w
         return c
     at = 0.                            # the last line's width: a line's is the sum of its words' (and spaces') advances
-    for w in map(fit, ' '.join(names).split()):
+    for w in map(fit, names):
         more = wide(f' {w}')           # measured alone: a caption of 150 words measured line by line took half a second
         if lines and at + more <= inches: lines[-1] += f' {w}'; at += more
         else: lines.append(w); at = wide(w)

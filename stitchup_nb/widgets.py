@@ -104,7 +104,7 @@ class StitchBrowser(Browser):
         return int(rng.choice(self.index.members(cls)))
 
     def view(self, i:int, j:int|None=None) -> dict:
-        "Anchor `i`, partner `j` (default: draw 0), the stitched image, their titles and chip rows."
+        "Anchor `i`, partner `j` (default: draw 0), the stitched image, their titles (and as `title_words`, broken only between them) and chip rows."
         j = self.draw_partner(i) if j is None else j
         xa, xb = _two(self.ds, i, j, self.size)
         na, nb = self.noisy[i], self.noisy[j]
@@ -114,11 +114,11 @@ class StitchBrowser(Browser):
         if self.clean is not None:
             for k, y in (('anchor', ya), ('partner', yb), ('stitched', union_labels(ya, yb))):
                 chips[k] = {'clean': {int(c): 'clean' for c in np.flatnonzero(y)}, **chips[k]}
-        shared = ', '.join(self.ds.classes[c] for c in np.flatnonzero(na & nb))
-        titles = dict(anchor=f'anchor #{i}', partner=f'partner #{j}' + (f' (shares {shared})' if shared else ''),
-                      stitched='stitched (input level)')
+        shared = [f'{self.ds.classes[c]},' for c in np.flatnonzero(na & nb)]
+        if shared: shared = ['(shares', *shared[:-1], shared[-1][:-1] + ')']
+        words = dict(anchor=['anchor', f'#{i}'], partner=['partner', f'#{j}', *shared], stitched=['stitched', '(input level)'])
         return dict(anchor=i, partner=j, images=dict(anchor=xa, partner=xb, stitched=stitch_images(xa, xb)),
-                    titles=titles, chips=chips)
+                    titles={k: ' '.join(w) for k, w in words.items()}, title_words=words, chips=chips)
 
     def tally(self, anchors=None, draw:int=0) -> pd.DataFrame:
         "`union_tally` over `anchors` (default: the whole set) with their draw-`draw` partners."
@@ -138,7 +138,7 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
     W, side, gap = 10.5, 2.6, .35                                 # inches: the figure's width, a panel's side, between panels
     iw, ih = side * min(1, w / h), side * min(1, h / w)           # the image as drawn in its panel
     panels = ('anchor', 'partner', 'stitched')
-    titles = {k: wrap_names(v['titles'][k].split(), inches=iw, fontsize=10) for k in panels}
+    titles = {k: wrap_names(v['title_words'][k], inches=iw, fontsize=10) for k in panels}     # a class name stays whole
     chips = max(chip_layout(v['chips'][k], self.ds.classes, iw)[1] for k in panels)
     states = [s for s in CHIP_STATES if any(s in r.values() for p in v['chips'].values() for r in p.values())]
     note = wrapped(self.note, 140) if self.note else ''

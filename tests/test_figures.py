@@ -178,6 +178,34 @@ def test_sample_titles_stay_on_their_panels_on_a_voc_sized_set():
         assert [ax.get_title().split() for ax in fig.axes] == [[ds.classes[c] for c in np.flatnonzero(ds.labels[i])] for i in idx]
     finally: plt.close(fig)
 
+def coco_like() -> LabelledSet:
+    "COCO's 80 names (two-word ones among them: 'tennis racket', 'hair drier') on made-up counts, 2.9 labels an image as COCO's."
+    from stitchup_nb.fixtures import COCO_CATS
+    p = np.geomspace(.5, .005, 80); p *= 2.9 / p.sum()
+    labels = (np.random.default_rng(0).random((300, 80)) < p).astype(np.uint8)
+    return LabelledSet(np.zeros((300, 4, 4, 3), np.uint8), labels, list(COCO_CATS.values()),
+                       {'head': list(range(26)), 'medium': list(range(26, 53)), 'tail': list(range(53, 80))}, name='COCO-like')
+
+@pytest.mark.parametrize('kw', [dict(), dict(figsize=(7, 4)), dict(n=8, ncols=4)])
+def test_sample_titles_keep_each_coco_name_on_one_line(kw):
+    """show_samples on COCO's names: a name of two words was broken where a line ended ('fire' / 'hydrant', 'wine' / 'glass'
+    in two of these three figures), and read as two classes."""
+    from stitchup_nb.digits import show_samples
+    ds = coco_like()
+    fig = show_samples(ds, **kw)
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        idx = np.random.default_rng(0).choice(len(ds), kw.get('n', 12), replace=False)      # show_samples' draw at seed 0
+        two_words = 0
+        for ax, i in zip(fig.axes, idx):
+            lines = ax.get_title().split('\n')
+            for c in np.flatnonzero(ds.labels[i]):
+                name = ds.classes[c]
+                two_words += ' ' in name
+                assert any(name in l for l in lines), f'{name!r} broken across the lines of {lines}'
+        assert two_words > 2                                                    # the check met names of two words
+    finally: plt.close(fig)
+
 def test_show_results_says_what_its_panels_hold(digits):
     "A figure title over the grid: its panels' titles alone ('truth: 3 / pred: 3') left the colours unexplained."
     fig = show_results(digits)

@@ -530,6 +530,9 @@ def test_stitch_chips_wrap_inside_their_panels_on_real_names(source):
         for ax, k in zip(fig.axes, rows):                                                              # every chip drawn
             assert [t.get_text() for t in ax.texts] == [s for r, ch in rows[k].items() for s in (f'{r}:', *(names[c] for c in ch))]
         assert all(t.get_fontsize() >= 9.5 for ax in fig.axes for t in ax.texts)
+        title = fig.axes[1].get_title().split('\n')                                                       # names shared whole
+        shared = [names[c] for c in np.flatnonzero(noisy[0] & noisy[1])]
+        assert len(title) > 2 and all(any(n in l for l in title) for n in shared), title
     finally: plt.close(fig)
 
 @pytest.mark.parametrize('source', ['VOC', 'COCO'])
