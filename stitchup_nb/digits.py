@@ -249,12 +249,16 @@ def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0,
     return fig
 
 def plot_class_counts(ds:LabelledSet, ax=None, title=None):
-    "Bar chart of per-class positives, largest first, coloured by head/medium/tail group."
-    ax = ax or plt.subplots(figsize=(7, 3))[1]
+    """Bar chart of per-class positives, largest first, coloured by head/medium/tail group. Without `ax`, a figure as wide as
+    its names need side by side (COCO's 80: 14 inches, in 8 pt) and as tall as the longest stands."""
     order, group = np.argsort(-ds.counts, kind='stable'), ds.group_of()
+    names = [str(ds.classes[c]) for c in order]
+    upright, size = max(map(len, names)) * len(order) > 60, 10 if len(order) <= 40 else 8    # VOC's 20 names: flat, they overlap
+    if ax is None:
+        tall = max(text_inches(s, size) for s in names) if upright else 0
+        ax = plt.subplots(figsize=(max(7, len(order) * 1.45 * size / 72 + 1.2), 3 + tall), layout='constrained')[1]
     ax.bar(range(len(order)), ds.counts[order], color=[GROUP_COLORS[group[c]] for c in order])
-    names = [ds.classes[c] for c in order]
-    ax.set_xticks(range(len(order)), names, rotation=90 if max(map(len, names)) * len(order) > 60 else 0)   # VOC's 20 names: upright, they overlap
+    ax.set_xticks(range(len(order)), names, rotation=90 if upright else 0, fontsize=size)
     ax.set(yscale='log', xlabel='class', ylabel='images holding it', title=title or f'{ds.name}: class counts')
     for g, col in GROUP_COLORS.items(): ax.bar(0, 0, color=col, label=g)
     ax.legend()

@@ -186,6 +186,18 @@ def coco_like() -> LabelledSet:
     return LabelledSet(np.zeros((300, 4, 4, 3), np.uint8), labels, list(COCO_CATS.values()),
                        {'head': list(range(26)), 'medium': list(range(26, 53)), 'tail': list(range(53, 80))}, name='COCO-like')
 
+def test_class_counts_of_coco_sized_set_stay_readable_and_inside_the_figure():
+    "plot_class_counts on COCO's 80 names: upright in a 7 x 3 inch figure 79 of 79 neighbours overlapped, and names and x label fell off its foot."
+    from stitchup_nb.digits import plot_class_counts
+    fig = plot_class_counts(coco_like()).figure
+    try:
+        assert not style_faults(fig), style_faults(fig)
+        r, whole, ax = fig.canvas.get_renderer(), fig.bbox, fig.axes[0]
+        for t in [*ax.get_xticklabels(), ax.xaxis.label]:
+            b = t.get_window_extent(r)
+            assert whole.y0 <= b.y0 and whole.x0 <= b.x0 and b.x1 <= whole.x1, f'{t.get_text()!r} falls off the figure'
+    finally: plt.close(fig)
+
 @pytest.mark.parametrize('kw', [dict(), dict(figsize=(7, 4)), dict(n=8, ncols=4)])
 def test_sample_titles_keep_each_coco_name_on_one_line(kw):
     """show_samples on COCO's names: a name of two words was broken where a line ended ('fire' / 'hydrant', 'wine' / 'glass'
