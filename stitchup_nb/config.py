@@ -416,12 +416,20 @@ class RunConfig(dict):
 
 _RUN_CONFIGS = {}     # the field names -> the dataclass made for them
 
+def _plain(v):
+    "`v` with numpy's scalars as Python's (`.item()`), in lists, tuples and dicts too; without importing numpy."
+    if type(v).__module__ == 'numpy' and getattr(v, 'ndim', None) == 0: return v.item()
+    if type(v) in (list, tuple): return type(v)(map(_plain, v))
+    if type(v) is dict: return {k: _plain(x) for k, x in v.items()}
+    return v
+
 def run_config(values:Mapping) -> RunConfig:
-    "`values` as a `RunConfig`: one typed field per key, in declaration order (`OPTIONS`; a key nobody declared: untyped, last)."
+    """`values` as a `RunConfig`: one typed field per key, in declaration order (`OPTIONS`; a key nobody declared: untyped, last),
+    numpy's numbers among them as Python's."""
     names = tuple(sorted(values, key=lambda k: (k not in OPTIONS, list(OPTIONS).index(k) if k in OPTIONS else 0, k)))
     cls = _RUN_CONFIGS.get(names)
     if cls is None:
         fields = [(k, OPTIONS[k].type if k in OPTIONS and OPTIONS[k].type else object) for k in names]
         cls = _RUN_CONFIGS[names] = dataclasses.make_dataclass('RunConfig', fields, bases=(RunConfig,), frozen=True, eq=False,
                                                                namespace={'__module__': __name__})
-    return cls(**{k: values[k] for k in names})
+    return cls(**{k: _plain(values[k]) for k in names})

@@ -7,6 +7,7 @@
 - A run with `deterministic=True` leaves PyTorch's process-wide switches as it found them, so the kernel's next run
   computes as it would in a fresh process.
 - The Learner a finished run returns, fitted some more, writes none of the run's files.
+- A sweep's numpy numbers (`np.arange`, `np.linspace`) as options: the run trains and its checkpoint loads again.
 - A cell that registers a noise kind, a peer or a backbone, run again: unchanged, it replaces the entry without a word;
   changed, it replaces it and says so, and what runs next uses the new definition.
 """
@@ -393,3 +394,19 @@ def test_a_loaded_runs_ensemble_weight_is_chosen_under_the_switches_it_trained_w
     run_training(train_config(**{**QUICK, 'epochs': 1}, pretrained=False, holdout=.2, work_dir=str(work)))
     learn, *_ = load_run(work)
     assert seen == [True, True] and torch.backends.cudnn.benchmark == was, seen
+
+
+def test_a_sweep_over_numpy_numbers_trains_and_its_run_loads_again(tmp_path):
+    """Options a sweep takes from `np.linspace` or `np.arange` (numpy scalars), which the checks accept: the run trains
+    (fastai's schedule took no numpy `lr`: a TypeError in the first batch), config.json records `bs` 16, not 16.0, and the
+    checkpoint loads again (the safe unpickler refused the numpy scalars in its configuration)."""
+    import numpy as np
+    from stitchup_nb.finished import load_run
+    work = tmp_path/'run'
+    cfg = train_config(**{**QUICK, 'epochs': np.int64(1), 'lr': np.linspace(.01, .02, 2)[1], 'bs': np.int64(16),
+                          'seed': np.arange(3)[1]}, method='bce', pretrained=False, work_dir=str(work))
+    run_training(cfg)
+    said = json.loads((work/'config.json').read_text())
+    assert [said[k] for k in ('epochs', 'lr', 'bs', 'seed')] == [1, .02, 16, 1] and type(said['bs']) is int, said
+    learn, train, test = load_run(work/'epoch_1.pth')
+    assert learn.run_record.config['seed'] == 1, learn.run_record.config
