@@ -392,7 +392,8 @@ _o('precision', 'auto', one_of(PRECISIONS, ', '.join(PRECISIONS)), 'auto (bf16 +
 _o('channels_last', False, BOOL, 'channels-last memory format (auto turns it on for a GPU)', type=bool)
 _o('work_dir', 'work_dirs/run', (lambda v: v is None or (isinstance(v, (str, os.PathLike)) and str(v) != ''), 'a folder'),
   "where config.json, epoch_N.pth and metrics.json go (with --resume PATH and no --work_dir: that checkpoint's folder)", type=str)
-_o('resume', None, (lambda v: v is None or v == 'auto' or Path(v).is_file(), "'auto' or an existing checkpoint file"),
+_o('resume', None, (lambda v: v is None or v == 'auto' or (isinstance(v, (str, os.PathLike)) and Path(v).is_file()),
+                   "'auto' or an existing checkpoint file"),
   "'auto' (latest epoch_N.pth in work_dir) or a checkpoint path (its run goes on in its folder, or in the --work_dir given)", type=str)
 _o('overwrite', False, BOOL, 'replace the run already in work_dir (its config.json, checkpoints and metrics are deleted)', type=bool)
 _o('seed', 0, count(0, SEED_MAX), 'training seed (model init, sampling, augmentation)', type=int)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10a_train.ipynb #d12d0053
 from __future__ import annotations
-import difflib, json, sys, time, warnings
+import difflib, json, os, sys, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ def train_config(**overrides) -> RunConfig:
         raise ValueError(f'unknown options: {said}; the options are stitchup_nb.config.OPTIONS (stitchup_train --help lists them; '
                          f"{known_once('one a script declares with stitchup_nb.config.option')})")
     cfg = resolve(**{**flag_defaults(), **overrides})
-    if cfg.get('resume') not in (None, 'auto') and 'work_dir' not in overrides:
+    if isinstance(cfg.get('resume'), (str, os.PathLike)) and cfg['resume'] != 'auto' and 'work_dir' not in overrides:
         cfg['work_dir'] = str(Path(cfg['resume']).parent)     # a checkpoint's run goes on in its own folder, unless one is named
     if cfg.get('peer') and cfg['peer'] not in PEERS:
         raise ValueError(f"method {cfg['method']!r} names peer {cfg['peer']!r}, which is not registered (registered: {', '.join(PEERS)}): "
