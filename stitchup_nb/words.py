@@ -22,13 +22,14 @@ def cli_words(on:bool=True):
     try: yield
     finally: _CLI_WORDS.reset(token)
 
+_ITSELF = re.compile(r' (must be|True\b|False\b)')    # after a flag: its rule or its value, so the option itself
+
 def _keyword(m) -> str:
     neg, name = m.group(1), m.group(2)
     o = OPTIONS.get(name)
     if o is None: return m.group(0)
-    if o.type is bool and not m.string.startswith(' must be', m.end()): return f'`{name}={not neg}`'   # --no-correct: correct=False
-                                                 # (but `--correct must be true or false`: the option itself)
-    return f'`{name}`'
+    if o.type is bool and not _ITSELF.match(m.string, m.end()): return f'`{name}={not neg}`'   # --no-correct: correct=False
+    return f'`{name}`'    # (but `--correct must be true or false`, `--correct True -> False`: the option itself, a value after it)
 
 def worded(msg:str) -> str:
     """`msg`, written with the console scripts' flags, in its reader's words: unchanged under `cli_words`; otherwise each
