@@ -135,18 +135,34 @@ def _started_with(pid:int) -> dict|None:
     except OSError: return None
     return dict(kv.split('=', 1) for kv in raw.decode('utf-8', 'replace').split('\0') if '=' in kv)
 
+_SHELLS = ('sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh', 'fish', 'busybox')   # a job script's: `torchrun --no-python job.sh`
+
+def _program(pid:int) -> str:
+    "The name of the program process `pid` runs (Linux's /proc/PID/exe: 'bash' for a bash script); '' where that cannot be read."
+    try: return Path(os.readlink(f'/proc/{pid}/exe')).name
+    except OSError: return ''
+
+def _parent_pid(pid:int) -> int|None:
+    "The process that started process `pid` (Linux's /proc/PID/stat); None where that cannot be read."
+    try: return int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[1])     # after '(its name)': state, parent
+    except (OSError, IndexError, ValueError): return None
+
 def _launcher_started() -> bool:
     """Whether a launcher of PyTorch's started this process, one that stops the rest of its launch once a process has failed:
     torchrun (which `accelerate launch` runs) sets TORCHELASTIC_RUN_ID, and it and `torch.distributed.launch` set MASTER_ADDR
     and MASTER_PORT. A process with WORLD_SIZE and none of them inherited WORLD_SIZE (a cluster job's shell): nothing stops it.
-    Nor does anything stop a launched process's child, which inherits them all: its parent started with this process's
+    Nor does anything stop a launched program's child, which inherits them all: its parent started with this process's
     launch variables (`_LAUNCH_VARS`, `_started_with`), where a launched process's parent, the launcher, did not (it gives
-    each process its own). Where the parent's cannot be read, or it set them itself after it started (a notebook's
-    `os.environ`), the process counts as launched."""
+    each process its own). A shell that started with them (`_SHELLS`: `torchrun --no-python job.sh`) is looked past to
+    the process that started it: the launcher watches that shell, which ends as its script's command failed. Where a
+    parent's cannot be read, or it set them itself after it started (a notebook's `os.environ`), the process counts as launched."""
     env = os.environ
     if not (env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT')): return False
-    parent = _started_with(os.getppid())
-    return not (parent and all(parent.get(v) == env.get(v) for v in _LAUNCH_VARS))
+    pid = os.getppid()
+    while pid and (started := _started_with(pid)) is not None and all(started.get(v) == env.get(v) for v in _LAUNCH_VARS):
+        if _program(pid) not in _SHELLS: return False        # a launched program's child: nothing stops it
+        pid = _parent_pid(pid)                                # a launched shell's, or one such a shell started: look past it
+    return True
 
 def _refuse(prog:str, said:str):
     """Say `said`, an error in console script `prog`'s arguments, in one line on stderr, and exit with status 2. Every process

@@ -375,3 +375,18 @@ def test_a_launched_processs_child_refuses_at_once(tmp_path):
     got = [subprocess.run([sys.executable, '-c', c], capture_output=True, text=True, env=launched, timeout=60).stdout.strip()
            for c in (probe, f'import subprocess, sys; subprocess.run([sys.executable, "-c", {probe!r}])')]
     assert got == ['True', 'False'], got
+
+
+def test_a_shell_torchrun_started_is_its_launched_process(tmp_path):
+    """`torchrun --no-python job.sh`: the shell is the process torchrun started and watches, and the console script its
+    child, with the shell's launch variables. It is launched all the same: its argument error is said once, by rank 0, as
+    without the shell (`00k_flags`' `_launcher_started` looks past a shell to the process that started it)."""
+    # Before, the shell looked like a launched program whose child no launcher watches: rank 1 said it too, at once
+    out = tmp_path/'noise.out'
+    job = tmp_path/'job.sh'
+    job.write_text(f'#!/bin/sh\n{BIN/"stitchup_noise"} --dataset digits-small --out {out}\nexit $?\n')
+    job.chmod(0o755)
+    err = _torchrun_fails(['--no-python', job], timeout=120)
+    assert err.count('runs in one process, not under a launcher') == 1, err[-3000:]
+    assert err.startswith(f"stitchup_noise: {ONE_PROCESS.format('stitchup_noise')}\n"), err[-3000:]
+    assert not out.exists()
