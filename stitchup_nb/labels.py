@@ -49,12 +49,18 @@ def training_labels(train:LabelledSet, noise_file=None, noise_rate:float=0., noi
     by id: a set read with `on_bad='skip'` lacks the rows of the images it dropped), or simulated noise. A noisy-label file
     has a row per image, in the order of the appendix's ids where it has one of each (the authors' files, `stitchup_noise`'s
     of a preset): a set that skipped images, or lists them in an order of its own, takes its images' rows by id from it
-    too (a file of a row per image in the set's own order is taken as it is)."""
+    too, even where the file's rows as they are would match its clean labels as well (images of the same labels listed in
+    another order). A file of a row per image in the set's own order, whose rows by id do not match, is taken as it is."""
     if noise_file:
         noisy, clean = load_noisy(noise_file)
         whole = app is not None and len(clean) == len(app.ids)    # a row per appendix id: the set as the file was made for
         differ = lambda c: c.shape != train.labels.shape or (c != train.labels).any()
-        if whole and differ(clean): noisy, clean = (_appendix_rows(train, app, a) for a in (noisy, clean))   # by id
+        if whole:              # by id first: both readings match where images of one set of labels changed places
+            try: by_id = tuple(_appendix_rows(train, app, a) for a in (noisy, clean))
+            except ValueError:      # an image the appendix does not list: a file of the set's own order, or refused
+                if differ(clean): raise
+            else:
+                if not differ(by_id[1]) or differ(clean): noisy, clean = by_id
         if differ(clean):
             raise ValueError(f'{noise_file}: its clean labels {clean.shape} do not match the training set '
                              f'{train.labels.shape} (made for another dataset, id list, class order or Digits-MLT instance, --data_seed?'
