@@ -53,6 +53,8 @@ def _extra(df:pd.DataFrame) -> pd.Series:
 # %% ../nbs/13_results.ipynb #4ca34127
 def _g(v) -> str: return f'{v:g}' if isinstance(v, (int, float, np.number)) else str(v)
 
+_ALIKE = 'df.assign(extra=df.extra.map(experiments.extra_key))'    # a frame's rows with each setting written alike, as `RUN` compares them
+
 def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     """`df`, refused (ValueError) where two of its rows are one run (`RUN`: label, noise kind and rate, seed, `extra`):
     a table over seeds would count them as two seeds, or average them as one."""
@@ -75,8 +77,9 @@ def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
            'Their configs are the same: one run written twice. ' if configs == 1 else '')
         + 'Keep one row per run: load(..., current=True) keeps one version per row when the rows carry behaviour '
           "fingerprints (tools/benchmark.py stamps them; experiments.one_run's rows carry none), or give a changed variant "
-          "its own label (one_run(label, ...)), or drop the stale rows (df.drop_duplicates(results.RUN, keep='last') "
-          'keeps the last written)')
+          "its own label (one_run(label, ...)), or drop the stale rows ("
+        + (f"{_ALIKE}.drop_duplicates(results.RUN, keep='last')" if 'extra' in df else "df.drop_duplicates(results.RUN[:4], keep='last')")
+        + ' keeps the last written)')
 
 # %% ../nbs/13_results.ipynb #6cb64b72
 def _settings_at_cell(df:pd.DataFrame, caller:str):
