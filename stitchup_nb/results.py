@@ -82,6 +82,8 @@ def once_per_seed(df:pd.DataFrame, caller:str) -> pd.DataFrame:
         + ' keeps the last written)')
 
 # %% ../nbs/13_results.ipynb #6cb64b72
+_ONE_SETTING = "df[df.extra.map(experiments.extra_key) == '...']"     # as the message writes it: {"t": 1.0} read as {"t": 1} too
+
 def _settings_at_cell(df:pd.DataFrame, caller:str):
     "Refuse (ValueError, naming `caller`) a method whose rows at one cell hold two settings (`extra`), each on seeds of its own."
     ex, cell = _extra(df), df[RUN[:3]].map(str).agg('\x1f'.join, axis=1)
@@ -92,7 +94,7 @@ def _settings_at_cell(df:pd.DataFrame, caller:str):
     said = '; '.join(f"{e} on seed{'s' * (len(s) > 1)} {', '.join(map(_g, s))}" for e, s in seeds.items())
     raise ValueError(f"{caller}: rows of {r.method!r} at {r.kind} {_g(r.rate)} of {len(seeds)} settings under one label (extra {said}), "
                      "which a table over seeds averages into one level, or one paired difference, shown as one method's. Pass one "
-                     "setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+                     f"setting's rows (e.g. {_ONE_SETTING}) or give each setting its own label")
 
 def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
     """`df`, refused (ValueError, naming `caller`) where a method has two rows at one cell and seed: two rows of one run
@@ -109,7 +111,7 @@ def one_setting(df:pd.DataFrame, caller:str) -> pd.DataFrame:
         raise ValueError(f"{caller}: {len(rows)} rows of {r.method!r} at {r.kind} {_g(r.rate)} seed {_g(r.seed)}"
                          + (f' (extra {settings})' if settings else '') + f": runs of {len(rows)} settings under one label, which a "
                          "table over seeds averages as one seed or counts as two, and a pair with another method's row there is not one "
-                         "pair. Pass one setting's rows (e.g. df[df.extra == '...']) or give each setting its own label")
+                         f"pair. Pass one setting's rows (e.g. {_ONE_SETTING}) or give each setting its own label")
     _settings_at_cell(df, caller)
     return df
 
