@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import matplotlib.pyplot as plt
-from matplotlib.font_manager import FontProperties
+from matplotlib.font_manager import FontProperties, findfont
 from matplotlib.textpath import TextToPath
 from PIL import Image
 
@@ -166,10 +166,16 @@ def load_digits(preset:dict, data_root=None, appendix=None, size=None, data_seed
 # %% ../nbs/01_digits.ipynb #3ad3dc51
 GROUP_COLORS = {'head': '#1b6ca8', 'medium': '#f2a104', 'tail': '#c0392b'}
 
-@lru_cache(maxsize=4096)             # the same names and words are measured for every view and panel
 def text_inches(text:str, fontsize:float) -> float:
-    "The width of one line of `text` as matplotlib draws it at `fontsize` points (its default font), in inches."
-    return TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)[0] / 72
+    """The width of one line of `text` as matplotlib draws it at `fontsize` points in its default font (the one rcParams
+    name now: a font set since the last measure is measured anew), in inches."""
+    font = FontProperties(size=fontsize)
+    return _measured(str(text), font, findfont(font))
+
+@lru_cache(maxsize=4096)             # the same names and words are measured for every view and panel
+def _measured(text:str, font:FontProperties, path:str) -> float:
+    "`text`'s width in `font`, keyed by the font file it resolves to too (rcParams' family lists are not in `font`)."
+    return TextToPath().get_text_width_height_descent(text, font, ismath=False)[0] / 72
 
 def wrap_names(names,
                width:int=20,             # a line's most characters (where `inches` is None)

@@ -218,6 +218,21 @@ def test_sample_titles_keep_each_coco_name_on_one_line(kw):
         assert two_words > 2                                                    # the check met names of two words
     finally: plt.close(fig)
 
+def test_text_inches_measures_in_the_font_rcparams_name_now():
+    """text_inches cached its widths by text and size alone: after a user set another font (rcParams: family, the
+    family's list, weight) it returned the first font's widths, and titles and chips were wrapped to the wrong measure."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+    from stitchup_nb.digits import text_inches
+    text = 'iiii mmmm WWWW'
+    fresh = lambda: TextToPath().get_text_width_height_descent(text, FontProperties(size=10), ismath=False)[0] / 72
+    sans = text_inches(text, 10)
+    for rc in ({'font.family': 'monospace'}, {'font.sans-serif': ['DejaVu Sans Mono']}, {'font.weight': 'bold'}):
+        with plt.rc_context(rc):
+            assert fresh() != pytest.approx(sans, rel=.01), rc           # this font draws the text at another width
+            assert text_inches(text, 10) == pytest.approx(fresh()), rc
+    assert text_inches(text, 10) == pytest.approx(sans)
+
 def test_show_results_says_what_its_panels_hold(digits):
     "A figure title over the grid: its panels' titles alone ('truth: 3 / pred: 3') left the colours unexplained."
     fig = show_results(digits)
