@@ -84,18 +84,19 @@ def chip_layout(rows:dict,           # `{row label: {class: state}}`
                 fontsize:float=CHIP_FONTSIZE,
                ) -> tuple:
     """`(placed, height)`: chip rows laid out in lines no wider than `inches`. Each row starts a line with its label; a chip
-    that would pass the line's end starts the next line, indented one em under the label (a chip wider than a line has one of
-    its own). `placed`: `(text, state, x, line)` per label (state None) and chip, `x` the left of its box in points from the
+    that would pass the line's end starts the next line, indented one em under the label; a name too wide for a line of its
+    own is cut to it, ending in '…', as `wrap_names` cuts a title. `placed`: `(text, state, x, line)` per label (state None) and chip, `x` the left of its box in points from the
     panel's left, `line` counted from 0; `height`: the inches the lines take under the panel."""
     pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, .97 * inches * 72, fontsize   # 3%: drawn, a name may be wider
-    placed, line = [], 0
+    placed, line, cuts = [], 0, {}
     for label, chips in rows.items():
         placed.append((f'{label}:', None, 0., line))
         x = text_inches(f'{label}:', fontsize) * 72 + gap
         for c, s in chips.items():
-            w = text_inches(str(classes[c]), fontsize) * 72 + 2 * pad
+            name = wrap_names([str(classes[c])], inches=(room - indent - 2 * pad) / 72, fontsize=fontsize, cuts=cuts)
+            w = text_inches(name, fontsize) * 72 + 2 * pad
             if x > indent and x + w > room: line, x = line + 1, indent
-            placed.append((str(classes[c]), s, x, line))
+            placed.append((name, s, x, line))
             x += w + gap
         line += 1
     return placed, (pad + line * _LINE * fontsize) / 72

@@ -567,3 +567,18 @@ def test_correction_caption_breaks_a_line_only_where_the_next_word_would_not_fit
             assert drawn(line) <= width, (line, drawn(line), width)         # the measure wrapped by is within 3% of the renderer's
             assert drawn(f'{line} {after.split()[0]}') > .97 * width, f'{line!r} breaks early: {after.split()[0]!r} fits after it'
     finally: plt.close(fig)
+
+def test_a_chip_wider_than_its_panel_is_cut_to_it():
+    """A class name wider than its panel (one of 60 characters, from a user's own data set) was given a line of its own
+    but drawn whole: 1.5 to 2.5 inches past its 2.5-inch panel, over the next panel's chips and off the figure."""
+    long = 'an extraordinarily long class name from a data set of my own'
+    ds = long_named(['cat', long, 'dog'])                                        # each image holds all three
+    noisy = ds.labels.copy(); noisy[:, 0] = 0
+    figs = [StitchBrowser(ds, ds.labels).show(0, partner=1), CorrectionBrowser(ds, fake_snapshot(ds.labels, noisy)).show(0)]
+    try:
+        for fig in figs:
+            assert fig.axes[0].images and not (faults := chip_faults(fig)), faults[:5]
+            drawn = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().endswith('…')]
+            assert drawn and all(long.startswith(d[:-1]) and len(d) > 10 for d in drawn), drawn       # cut, and still reads
+    finally:
+        for fig in figs: plt.close(fig)
