@@ -77,6 +77,7 @@ def chips_html(rows:dict, classes:list) -> str:
 
 CHIP_FONTSIZE = 9.5                  # points: the chips drawn under an image
 _PAD, _GAP, _LINE = .3, .35, 2.1     # in font sizes: a chip's box around its name, the space between chips, a line's height
+_HINTED = 1.08                       # at 72-80 dpi Agg's hinting draws text up to 7% wider than `text_inches` measures it
 
 def chip_layout(rows:dict,           # `{row label: {class: state}}`
                 classes:list,        # the class names
@@ -87,7 +88,7 @@ def chip_layout(rows:dict,           # `{row label: {class: state}}`
     that would pass the line's end starts the next line, indented one em under the label; a name too wide for a line of its
     own is cut to it, ending in '…', as `wrap_names` cuts a title. `placed`: `(text, state, x, line)` per label (state None) and chip, `x` the left of its box in points from the
     panel's left, `line` counted from 0; `height`: the inches the lines take under the panel."""
-    pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, .97 * inches * 72, fontsize   # 3%: drawn, a name may be wider
+    pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, inches * 72 / _HINTED, fontsize
     placed, line, cuts = [], 0, {}
     for label, chips in rows.items():
         placed.append((f'{label}:', None, 0., line))
@@ -109,13 +110,15 @@ def draw_chips(ax, rows:dict, classes:list,
     if inches is None: ax.apply_aspect(); inches = ax.get_position().width * ax.figure.get_figwidth()
     placed, height = chip_layout(rows, classes, inches, fontsize)
     pad, line = _PAD * fontsize, _LINE * fontsize
-    for text, s, x, k in placed:
-        at = dict(xy=(0, 0), xycoords='axes fraction', textcoords='offset points', va='top', fontsize=fontsize)
-        y = -2 * pad - k * line                      # the text's top: its box's top lies `pad` above it
-        if s is None: ax.annotate(text, xytext=(x, y), **at); continue
-        col, missing = CHIP_STATES[s][0], s == 'missing'
-        ax.annotate(text, xytext=(x + pad, y), color=col if missing else 'white', **at,
-                    bbox=dict(boxstyle=f'round,pad={_PAD}', fc='white' if missing else col, ec=col, ls='--' if missing else '-'))
+    prev = None
+    for text, s, x, k in placed:                     # a line's first text placed from the panel, the next from the one before it:
+        box = (pad if s else 0) + (pad if prev and prev[1] else 0)   # drawn wider than measured (hinting), chips still keep their gaps
+        at = (dict(xy=(1, 1), xycoords=prev[0], xytext=(box + _GAP * fontsize, 0)) if prev and prev[2] == k else
+              dict(xy=(0, 0), xycoords='axes fraction', xytext=(x + (pad if s else 0), -2 * pad - k * line)))   # text's top: box's less `pad`
+        look = {} if s is None else dict(color=CHIP_STATES[s][0] if s == 'missing' else 'white', bbox=dict(
+            boxstyle=f'round,pad={_PAD}', fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
+            ls='--' if s == 'missing' else '-'))
+        prev = (ax.annotate(text, textcoords='offset points', va='top', fontsize=fontsize, **at, **look), s, k)
     return height
 
 
@@ -135,7 +138,7 @@ def caption_text(meanings:dict,
                 ) -> str:
     "A caption saying what each column means, broken into lines between words: by characters, or, given `inches`, by drawn width."
     text = '; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.'
-    if inches is not None: return wrap_names(text.split(), inches=inches, fontsize=fontsize)
+    if inches is not None: return wrap_names(text.split(), inches=inches / _HINTED, fontsize=fontsize)   # 8%: as chips
     return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 def caption_html(meanings:dict) -> str:
