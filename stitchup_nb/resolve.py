@@ -73,9 +73,18 @@ def _check_used(method:str, cfg:dict, given:dict, base:dict):
                          f"{cfg.get('loss') or 'the reference pairing'}) {why[k]}; drop it, or pick a method that uses it")
 
 # %% ../nbs/07k_resolve.ipynb #b0c756c6
+def _check_preset_keys(dataset:str, preset:dict, source):
+    "Refuse a key of the preset that is no option, no description (`_NOT_RUN`) and none its data source declares it reads."
+    keys = getattr(source, 'preset_keys', ())
+    if (k := next((k for k in preset if k not in OPTIONS and k not in _NOT_RUN and k not in keys), None)) is None: return
+    raise ValueError(f"PRESETS[{dataset!r}] sets {k!r}, which is neither an option{nearest(k, OPTIONS)} nor a key its data source "
+                     f"{source.name!r} reads (registered with preset_keys={keys!r}): fix the name, or drop it; where its loader "
+                     f"reads preset[{k!r}], register it with @register_source({source.name!r}, ..., preset_keys={(*keys, k)!r})")
+
 def check_entries(dataset:str, method:str) -> tuple:
-    """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option, a method setting an
-    undeclared one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
+    """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option or setting a key that
+    is neither an option nor one its data source reads (`preset_keys`: a misspelt option), a method setting an undeclared
+    one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)} '
                                                 f"({known_once('a preset a script adds to PRESETS')})")
     if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}{nearest(method, METHODS)} '
@@ -84,6 +93,7 @@ def check_entries(dataset:str, method:str) -> tuple:
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
         raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
                          f"e.g. dict(PRESETS['digits'], source=..., arch=...), so every option has its value (07a_methods)")
+    _check_preset_keys(dataset, preset, source)
     if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
                          "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")

@@ -29,6 +29,7 @@ class Source:
     seeded: bool = False         # drawn from data_seed (False: the option does not apply)
     fixed_size: bool = False     # images made at the preset's size (False: --size may change it)
     skips_bad: bool = False      # load takes on_bad='skip': trains without unreadable training images (False: the option does not apply)
+    preset_keys: tuple = ()      # the preset's own keys its loader reads that are no option (`n_classes`): a preset's other keys are refused
 
     @property
     def reads_files(self) -> bool: return bool(self.reads)       # reads any file (False: made in memory)
@@ -65,8 +66,15 @@ def register_source(name:str,                # what a preset's `source` names
                     reads_files:bool=False,  # True: reads both FILE_OPTIONS (as `reads=FILE_OPTIONS`)
                     seeded:bool=False, fixed_size:bool=False, skips_bad:bool=False,   # as `Source`'s
                     reads:tuple|str|None=None,  # the file options its loader reads, e.g. ('data_root',); None: as `reads_files`
+                    preset_keys:tuple|str=(),   # the preset's keys its loader reads that are no option, e.g. ('n_classes',)
                    ):
-    "Decorator: register `load` as data source `name` (what a preset's `source` names)."
+    """Decorator: register `load` as data source `name` (what a preset's `source` names). A run refuses a key of a preset that
+    is neither an option nor one of `preset_keys` (`stitchup_nb.resolve.check_entries`): a misspelt option is never
+    recorded as if it had been read."""
+    keys = (preset_keys,) if isinstance(preset_keys, str) else tuple(preset_keys)
+    if (odd := next((k for k in keys if not isinstance(k, str) or not k.isidentifier()), None)) is not None:
+        raise ValueError(f'register_source({name!r}, ...): preset_keys names {odd!r}, not a key name: name the keys its loader '
+                         "reads of the preset, e.g. preset_keys=('n_classes',)")
     given = None if reads is None else (reads,) if isinstance(reads, str) else tuple(reads)
     reads = FILE_OPTIONS if given is None and reads_files else given or ()
     if (odd := next((k for k in reads if k not in FILE_OPTIONS), None)) or (reads_files and set(reads) != set(FILE_OPTIONS)):
@@ -74,7 +82,8 @@ def register_source(name:str,                # what a preset's `source` names
                          if odd else f'reads_files=True with reads={given!r}: pass one of them (reads_files=True is '
                          f'reads={FILE_OPTIONS!r})'))
     def add(load):
-        was, entry = SOURCES.get(name), Source(name, load, tuple(dict.fromkeys(reads)), seeded, fixed_size, skips_bad)
+        was, entry = SOURCES.get(name), Source(name, load, tuple(dict.fromkeys(reads)), seeded, fixed_size, skips_bad,
+                                            tuple(dict.fromkeys(keys)))
         settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
         redefined('data source', name, getattr(was, 'load', None), load, (settings(was), settings(entry)))   # another's: refused; changed code: said
         SOURCES[name] = entry

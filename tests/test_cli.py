@@ -379,3 +379,16 @@ def test_a_preset_that_is_no_dict_leaves_the_help_and_is_refused_by_name(tmp_pat
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode != 0 and "PRESETS['mine'] is a str, not a dict of options" in p.stderr, p.stderr[-3000:]
     assert not (tmp_path/'run').exists()
+
+
+def test_a_misspelt_preset_key_leaves_the_help_and_is_refused_by_name(tmp_path):
+    "A setup script's preset with `epoch` for `epochs`: --help still prints, listing it; a run refuses it (it trained 8 epochs, recording `epoch`)."
+    import os
+    (tmp_path/'typo.py').write_text("from stitchup_nb.methods import PRESETS\nPRESETS['mine'] = dict(PRESETS['digits-small'], epoch=3)\n")
+    env = {**os.environ, 'STITCHUP_SETUP': str(tmp_path/'typo.py')}
+    p = subprocess.run([str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0 and "a setup script's: mine" in ' '.join(p.stdout.split()), (p.stdout[:3000], p.stderr[-3000:])
+    p = subprocess.run([str(BIN/'stitchup_train'), '--dataset', 'mine', '--work_dir', str(tmp_path/'run')],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0 and "PRESETS['mine'] sets 'epoch', which is neither an option (did you mean 'epochs'?)" in p.stderr, p.stderr[-3000:]
+    assert not (tmp_path/'run').exists()

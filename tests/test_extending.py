@@ -143,7 +143,7 @@ SOURCE = '''
 import numpy as np
 from stitchup_nb.data import LabelledSet, class_groups
 
-@register_source('random_images', seeded=True, fixed_size=True)
+@register_source('random_images', seeded=True, fixed_size=True, preset_keys=('n_classes',))   # it reads preset['n_classes']
 def load_random_images(preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0) -> tuple:
     "Random 64-pixel images with random labels of `preset['n_classes']` classes, drawn from `data_seed`: `(train, test, None)`."
     rng, c = np.random.default_rng(data_seed), preset['n_classes']
