@@ -215,9 +215,11 @@ def check_resume(ck, cfg:dict, flags=()):
     work = Path(cfg.get('work_dir') or Path(ck).parent)      # where this call writes (else the checkpoint's own run)
     asked, own = _asked_epochs(work), work.resolve() == Path(ck).resolve().parent
     if epoch >= cfg['epochs'] and not (epoch == cfg['epochs'] == asked and own and _unscored(ck)):    # all it asked for, unscored
-        raise ValueError(f"{ck}: the run has trained {epoch} epochs, --epochs is {cfg['epochs']}: nothing to resume "
-                         + (f'(its config.json asks for {asked}: pass --epochs {asked} to train on)' if asked > cfg['epochs']
-                            else '(pass a larger --epochs to train on)'))
+        # the fix names an --epochs this check passes: more than trained, or all of them where the run is the unscored one
+        fix = (f'its config.json asks for {asked}: pass --epochs {asked} to train on' if asked > epoch else
+               f'it asked for {asked} and stopped before it was scored: pass --epochs {asked} to score it'
+               if asked == epoch and own and _unscored(ck) else f'pass --epochs {epoch + 1} or more to train on')
+        raise ValueError(f"{ck}: the run has trained {epoch} epochs, --epochs is {cfg['epochs']}: nothing to resume ({fix})")
     if cfg.get('work_dir') and (later := [p.name for p in checkpoints(work) if int(p.stem.split('_')[1]) > epoch]):
         raise FileExistsError(f'{ck}: resuming after epoch {epoch} would write over the later checkpoints of the run in {work} '
                               f'({", ".join(later)}) and their rows of metrics.json: pass --resume auto to continue from the last, '
