@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_noise.ipynb #091acf26
 from __future__ import annotations
-import pickle, warnings
+import inspect, pickle, warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,17 @@ def _relocate(pos, act, weights, rng) -> tuple:
 
 _ADD_NOISE_OWN = ('labels', 'rate', 'kind', 'seed')     # add_noise's own parameters: no kind's option may take their names
 
+def _check_kind_signature(name:str, corrupt, options:tuple):
+    "Refuse a kind `add_noise` cannot call: `corrupt(pos, hit, rng, **options)` (one whose signature cannot be read: called as it is)."
+    try: sig = inspect.signature(corrupt)
+    except (TypeError, ValueError): return
+    try: sig.bind(None, None, None, **dict.fromkeys(options))
+    except TypeError as e:
+        call = ', '.join(('pos', 'hit', 'rng', *(f'{k}=...' for k in options)))
+        raise TypeError(f"noise kind {name!r}: {getattr(corrupt, '__qualname__', corrupt)!r} cannot be called as add_noise calls a "
+                        f"kind, corrupt({call}) ({e}): give it those parameters (an option it reads, by its name in needs= or "
+                        "takes=), else every run of the kind stops with a TypeError") from None
+
 def noise_kind(name:str,
                needs:tuple=(),    # `add_noise` options the kind cannot do without (asym: neg_rate)
                takes:tuple=()):   # `add_noise` options it may be given (cooc: cooc); a script's kind, its own (a run's: `kind_run_options`)
@@ -64,6 +75,7 @@ def noise_kind(name:str,
     if clash := [k for k in (*needs, *takes) if k in _ADD_NOISE_OWN]:
         raise ValueError(f"noise kind {name!r}: {', '.join(clash)} is add_noise's own argument, not a kind's option: name the option otherwise")
     def add(corrupt):
+        _check_kind_signature(name, corrupt, (*needs, *takes))
         was = NOISE_KINDS.get(name)
         redefined('noise kind', name, was, corrupt, ((getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else (),
                                                       (tuple(needs), tuple(needs) + tuple(takes))))
