@@ -62,6 +62,26 @@ FILE_OPTIONS = ('data_root', 'appendix')   # the options that say where a source
 
 SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_source` where each loader is defined
 
+def _loader_at(load) -> str:
+    "A loader as an error names it: its name and the file that defines it, where one does."
+    name = getattr(load, '__qualname__', repr(load))
+    try: file = inspect.getsourcefile(load)
+    except TypeError: file = None             # a builtin, a callable object
+    return f'{name} in {file}' if file else name
+
+def _check_loader_signature(name:str, load, skips_bad:bool):
+    """Refuse a loader the kit cannot call as it calls one (`load_benchmark`, `stitchup_noise`): the preset, then the data
+    options by name (and `on_bad` where it `skips_bad`); `**kw` takes those it does not read. One whose signature cannot be
+    read (a builtin) is called as it is."""
+    try: sig = inspect.signature(load)
+    except (TypeError, ValueError): return
+    kw = dict(data_root=None, appendix=None, size=None, data_seed=0, **({'on_bad': 'error'} if skips_bad else {}))
+    try: sig.bind({}, **kw)
+    except TypeError as e:
+        raise TypeError(f"register_source({name!r}, ...): {_loader_at(load)} cannot be called as the kit calls a loader, "
+                        f"load(preset, {', '.join(kw)}) ({e}): give it those parameters by those names (**kw for those it "
+                        "does not read), else every run of the source stops with a TypeError") from None
+
 def register_source(name:str,                # what a preset's `source` names
                     reads_files:bool=False,  # True: reads both FILE_OPTIONS (as `reads=FILE_OPTIONS`)
                     seeded:bool=False, fixed_size:bool=False, skips_bad:bool=False,   # as `Source`'s
@@ -82,6 +102,7 @@ def register_source(name:str,                # what a preset's `source` names
                          if odd else f'reads_files=True with reads={given!r}: pass one of them (reads_files=True is '
                          f'reads={FILE_OPTIONS!r})'))
     def add(load):
+        _check_loader_signature(name, load, skips_bad)
         was, entry = SOURCES.get(name), Source(name, load, tuple(dict.fromkeys(reads)), seeded, fixed_size, skips_bad,
                                             tuple(dict.fromkeys(keys)))
         settings = lambda s: {k: v for k, v in vars(s).items() if k != 'load'} if s else {}
@@ -128,13 +149,6 @@ def load_coco(preset:dict, data_root=None, appendix=None, size=None, data_seed:i
     return _official(coco_mlt, preset, data_root, appendix, size, on_bad)
 
 # %% ../nbs/00g_sources.ipynb #e827b2d9
-def _loader_at(load) -> str:
-    "A loader as an error names it: its name and the file that defines it, where one does."
-    name = getattr(load, '__qualname__', repr(load))
-    try: file = inspect.getsourcefile(load)
-    except TypeError: file = None             # a builtin, a callable object
-    return f'{name} in {file}' if file else name
-
 def shared_images(train:LabelledSet,   # a loader's training set
                   test:LabelledSet,    # its test set
                  ) -> list:
