@@ -72,16 +72,26 @@ def test_stitchup_test_refuses_a_noise_file_for_a_run_that_trained_on_none(train
     assert not (work/'nf.json').exists()
 
 
-def test_resume_from_a_checkpoint_goes_on_in_its_own_folder(trained, tmp_path):
-    "--resume PATH without --work_dir continues that run where it is, not in work_dirs/run (the flag's default)."
+@pytest.fixture(scope='module')
+def resumed(trained, tmp_path_factory):
+    """A copy of the session's 2-epoch QUICK run (made with --quiet, which a resume may change) resumed for a third epoch
+    as a user does it on a terminal: `--resume PATH` of its last checkpoint, no --work_dir, --lr changed, started in a
+    folder of its own. One training for the two tests that read it (the folder it went on in; what the terminal showed):
+    (the folder it was started in, the run's folder, what the terminal showed)."""
     import shutil
-    work = tmp_path/'mine'; shutil.copytree(trained[0], work)
-    p = subprocess.run([str(BIN/'stitchup_train'), *QUICK, '--epochs', '3', '--resume', str(work/'epoch_2.pth')], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert f"resuming from {work/'epoch_2.pth'} at epoch 2" in p.stdout, p.stdout
+    cwd = tmp_path_factory.mktemp('resumed'); work = cwd/'mine'; shutil.copytree(trained[0], work)
+    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *QUICK_TTY, '--epochs', '3', '--resume', work/'epoch_2.pth',
+                                 '--lr', '0.03', cwd=cwd)
+    assert rc == 0, out[-3000:]
+    return cwd, work, out
+
+
+def test_resume_from_a_checkpoint_goes_on_in_its_own_folder(resumed):
+    "--resume PATH without --work_dir continues that run where it is, not in work_dirs/run (the flag's default)."
+    cwd, work, out = resumed
+    assert f"resuming from {work/'epoch_2.pth'} at epoch 2" in out, out[-3000:]
     assert (work/'epoch_3.pth').is_file() and len(json.loads((work/'metrics.json').read_text())['epochs']) == 3
-    assert not (tmp_path/'work_dirs').exists()
+    assert not (cwd/'work_dirs').exists()
 
 
 def test_resume_into_the_default_work_dir_named_goes_there(trained, tmp_path):
@@ -236,11 +246,11 @@ def test_the_on_off_flags_help_says_no_default_false():
                                                    'overwrite': 'replace an existing --out file'}
 
 
-def _run_on_a_terminal(*args):
-    "Run a console script with a pseudo-terminal as its stdout and stderr (as a user's shell); its exit status and output."
+def _run_on_a_terminal(*args, cwd=None):
+    "Run a console script with a pseudo-terminal as its stdout and stderr (as a user's shell), in `cwd`; its exit status and output."
     import os, pty, select, subprocess
     main, sub = pty.openpty()
-    p = subprocess.Popen([str(a) for a in args], stdout=sub, stderr=sub, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen([str(a) for a in args], stdout=sub, stderr=sub, stdin=subprocess.DEVNULL, cwd=cwd)
     os.close(sub)
     out = b''
     while True:
@@ -256,15 +266,13 @@ def _run_on_a_terminal(*args):
     return p.returncode, out.decode(errors='replace')
 
 
-def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(trained, tmp_path):
+def test_resume_on_a_terminal_numbers_epochs_as_the_checkpoints(resumed):
     """On a terminal, a resumed run's bars read `Epoch 3/3`; the options the resume sets anew are said and recorded in
     the first resumed row of metrics.json; no fastai table (empty rows for skipped epochs, epochs from 0,
     six decimals) is printed, and the summary's correction counts say they cover the epochs trained before the resume.
-    The run resumed is a copy of the session's 2-epoch QUICK run (made with --quiet, which a resume may change)."""
-    import re, shutil
-    work = tmp_path/'run'; shutil.copytree(trained[0], work)
-    rc, out = _run_on_a_terminal(BIN/'stitchup_train', *QUICK_TTY, '--work_dir', work, '--epochs', '3', '--resume', 'auto', '--lr', '0.03')
-    assert rc == 0, out[-3000:]
+    The run resumed is the module's `resumed`: the session's QUICK run, --epochs 3, --lr 0.03."""
+    import re
+    _, work, out = resumed
     said = next(l for l in out.splitlines() if l.startswith('resuming from'))
     assert said.startswith(f"resuming from {work/'epoch_2.pth'} at epoch 2, --epochs 2 -> 3, ") and '--lr 0.02 -> 0.03' in said, said
     assert ', lr_steps ' in said and '--lr_steps' not in said, said     # an option with no flag is named without one
