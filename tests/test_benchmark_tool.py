@@ -130,10 +130,8 @@ def test_a_row_run_alone_and_beside_another_copy_agrees_exactly(pinned_row):
     assert [pinned_row['total']] * 2 == side_by_side, (pinned_row['total'], side_by_side)
 
 
-def _bench(*args, pinned=False, **kw):
-    """The tool's command line. `pinned`: started with the CPU kernels it would restart itself with (one start-up of torch,
-    not two), for a call whose restart another test makes."""
-    if pinned: kw['env'] = {**os.environ, **CPU_ENV}
+def _bench(*args, **kw):
+    "The tool's command line, as a user types it (it restarts itself with the CPU kernels to run)."
     return subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), *args], capture_output=True, text=True, **kw)
 
 
@@ -166,7 +164,9 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--quick', '--verify', '1', '--data_seed', '2'], '--data_seed does not apply to --verify')]
 
 # every bad option through the tool's main() in one process (one start-up of torch instead of one a case), as the
-# command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them
+# command line calls it; os.execve (the restart with the CPU kernels, after the checks) stops a case that got past them.
+# Started with the CPU kernels (CPU_ENV), it makes no restart: --verify runs in it (verify_answers). Each case's answer:
+# [exit status, stderr, stdout], a message that sys.exit gives written to stderr, as Python writes it on exit
 BAD_DRIVER = textwrap.dedent('''
     import contextlib, io, json, os, sys, traceback
     tool, cases, answers = sys.argv[1:4]
@@ -177,12 +177,14 @@ BAD_DRIVER = textwrap.dedent('''
     import benchmark
     out = []
     for args in json.load(open(cases)):
-        err, code = io.StringIO(), 0
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        err, said, code = io.StringIO(), io.StringIO(), 0
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(said):
             try: benchmark.main(args)
-            except SystemExit as e: code = e.code if isinstance(e.code, int) else 1
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+                if not isinstance(e.code, int): print(e.code, file=err)
             except BaseException: code = 99; traceback.print_exc(file=err)
-        out.append([code, err.getvalue()])
+        out.append([code, err.getvalue(), said.getvalue()])
     json.dump(out, open(answers, 'w'))
 ''')
 
@@ -197,7 +199,7 @@ def bad_option_answers(tmp_path_factory):
     p = subprocess.run([sys.executable, root/'driver.py', ROOT/'tools'/'benchmark.py', root/'cases.json', root/'answers.json'],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    return [(code, err, o) for (code, err), o in zip(json.loads((root/'answers.json').read_text()), outs)]
+    return [(code, err, o) for (code, err, _), o in zip(json.loads((root/'answers.json').read_text()), outs)]
 
 
 @pytest.mark.parametrize('k', range(len(BAD_OPTIONS)), ids=[said for _, said in BAD_OPTIONS])
@@ -215,49 +217,70 @@ def test_a_bad_option_on_the_command_line_exits_2_naming_it(tmp_path):
     assert not out.exists() and not Path(f'{out}.claims').exists()
 
 
-def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(tmp_path, pinned_row):
+OTHER = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'     # a machine the rows below say made them
+
+
+@pytest.fixture(scope='module')
+def verify_answers(pinned_row, tmp_path_factory):
+    """`--verify` of five CSVs made from pinned_row, each case through BAD_DRIVER in one process started with the CPU
+    kernels the tool would restart itself with (one start-up of torch, not five), for the three tests below:
+    `{name: (exit status, stderr, stdout, the CSV)}`. Each CSV is written as the rows say, one append_rows a list:
+    'other behaviour': the row stamped by other behaviour; 'other kernels': that, then the row made with other CPU kernels
+    (this behaviour, not comparable); 'typed': those, then numbers the tool did not make, re-run by `--verify 2`, each under
+    a label of its own, as rows of other runs (append_rows keeps one row per run and fingerprint; a re-run reads the config;
+    a row's seed, noise and method agree with its config, or the CSV is refused before anything re-runs): made here, off by
+    .02 (exact on the same machine), and made on another machine beyond the cross-machine tolerance; 'edited': the row and
+    a copy of it under another seed (its config still says seed 0); 'elsewhere': the row made on another machine, within
+    the tolerance (another machine's last bits)."""
     from stitchup_nb.verify import CROSS_MACHINE_TOL
-    out, row = tmp_path/'b.csv', dict(pinned_row)
-    # every call here is started with the CPU kernels the tool would restart itself with (the grid's test below restarts it)
-    bm.append_rows(out, [dict(row, fingerprint='0123456789ab')])        # made by other behaviour
-    p = _bench('--verify', '1', '--out', str(out), pinned=True)
-    assert p.returncode == 1 and 'no row whose fingerprint matches the current code' in p.stderr, p.stderr
-    bm.append_rows(out, [dict(row, isa='AVX512')])                      # this behaviour, other CPU kernels: not comparable
-    p = _bench('--verify', '1', '--out', str(out), pinned=True)
-    assert p.returncode == 1 and 'no current row made with the CPU kernels' in p.stderr, p.stderr
-    # numbers it did not make, in one call that re-runs both (each failure names its check): made here, off by .02
-    # (exact on the same machine), and made on another machine beyond the cross-machine tolerance; each under a label
-    # of its own, as rows of other runs (append_rows keeps one row per run and fingerprint; a re-run reads the config;
-    # a row's seed, noise and method agree with its config, or the CSV is refused before anything re-runs)
-    other = 'Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]'
-    bm.append_rows(out, [dict(row, method='typed here', total=row['total'] + .02),
-                         dict(row, method='typed elsewhere', machine=other, total=row['total'] + CROSS_MACHINE_TOL + .5)])
-    p = _bench('--verify', '2', '--out', str(out), pinned=True)
-    assert p.returncode == 1 and '2 of 2 re-run rows differ by more than allowed' in p.stderr, p.stdout + p.stderr
-    assert '(same machine, exact)' in p.stderr, p.stdout + p.stderr
-    assert f'(made on {other}: cross-machine, within {CROSS_MACHINE_TOL:g})' in p.stderr, p.stdout + p.stderr
+    root, row = tmp_path_factory.mktemp('verify'), dict(pinned_row)
+    made = {'other behaviour': [[dict(row, fingerprint='0123456789ab')]],
+            'other kernels': [[dict(row, fingerprint='0123456789ab')], [dict(row, isa='AVX512')]],
+            'typed': [[dict(row, fingerprint='0123456789ab')], [dict(row, isa='AVX512')],
+                      [dict(row, method='typed here', total=row['total'] + .02),
+                       dict(row, method='typed elsewhere', machine=OTHER, total=row['total'] + CROSS_MACHINE_TOL + .5)]],
+            'edited': [[row, dict(row, seed=7)]],
+            'elsewhere': [[dict(row, machine=OTHER, total=row['total'] + CROSS_MACHINE_TOL / 2)]]}
+    csvs = {}
+    for k, (name, lists) in enumerate(made.items()):
+        csvs[name] = root/str(k)/'b.csv'; csvs[name].parent.mkdir()
+        for rows in lists: bm.append_rows(csvs[name], rows)
+    got = _driver(root, [['--verify', '2' if name == 'typed' else '1', '--out', str(csvs[name])] for name in made], **CPU_ENV)
+    return {name: (*answer, csvs[name]) for name, answer in zip(made, got)}
 
 
-def test_a_row_edited_by_hand_or_cut_off_is_refused_by_the_tables_and_verify(tmp_path, pinned_row):
+def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(verify_answers):
+    "Rows made by other behaviour, or with other CPU kernels, are refused; numbers the tool did not make fail, each naming its check."
+    from stitchup_nb.verify import CROSS_MACHINE_TOL
+    code, err, out, _ = verify_answers['other behaviour']
+    assert code == 1 and 'no row whose fingerprint matches the current code' in err, err
+    code, err, out, _ = verify_answers['other kernels']
+    assert code == 1 and 'no current row made with the CPU kernels' in err, err
+    # in one call that re-runs both: made here, off by .02 (exact on the same machine), and made on another machine
+    # beyond the cross-machine tolerance
+    code, err, out, _ = verify_answers['typed']
+    assert code == 1 and '2 of 2 re-run rows differ by more than allowed' in err, out + err
+    assert '(same machine, exact)' in err, out + err
+    assert f'(made on {OTHER}: cross-machine, within {CROSS_MACHINE_TOL:g})' in err, out + err
+
+
+def test_a_row_edited_by_hand_or_cut_off_is_refused_by_the_tables_and_verify(tmp_path, pinned_row, verify_answers):
     "A copy of a row under another seed, or a CSV whose last line is cut off: named (file, line, field), nothing re-runs."
+    import shutil
     from stitchup_nb.results import load
-    out, row = tmp_path/'benchmark.csv', dict(pinned_row)
-    bm.append_rows(out, [row, dict(row, seed=7)])                 # its config still says seed 0
-    p = _bench('--verify', '1', '--out', str(out), pinned=True)
-    assert p.returncode == 1 and "line 3: its seed 7 is not its configuration's (0)" in p.stderr, p.stdout + p.stderr
+    code, err, out, made = verify_answers['edited']              # the row, and a copy under seed 7: its config still says 0
+    assert code == 1 and "line 3: its seed 7 is not its configuration's (0)" in err, out + err
+    out = tmp_path/'benchmark.csv'; shutil.copy(made, out)
     with pytest.raises(ValueError, match="line 3: its seed 7"): load('benchmark', tmp_path, current=None)
     out.write_text(out.read_text()[:-30])
     with pytest.raises(ValueError, match='line 3, its last, is cut off'): load('benchmark', tmp_path)
-    with pytest.raises(ValueError, match='line 3, its last, is cut off'): bm.append_rows(out, [dict(row, seed=1)])
+    with pytest.raises(ValueError, match='line 3, its last, is cut off'): bm.append_rows(out, [dict(pinned_row, seed=1)])
 
 
-def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(tmp_path, pinned_row):
+def test_verify_holds_rows_of_another_machine_to_the_cross_machine_tolerance(verify_answers):
     "Within the tolerance it passes, naming the check and the machine (beyond it: the test above)."
-    from stitchup_nb.verify import CROSS_MACHINE_TOL
-    out, row = tmp_path/'b.csv', dict(pinned_row, machine='Intel(R) Xeon(R) CPU @ 2.80GHz [00000000]')
-    bm.append_rows(out, [dict(row, total=row['total'] + CROSS_MACHINE_TOL / 2)])    # within: another machine's last bits
-    p = _bench('--verify', '1', '--out', str(out), pinned=True)
-    assert p.returncode == 0 and 'cross-machine, within' in p.stdout and 'Xeon' in p.stdout, p.stdout + p.stderr
+    code, err, out, _ = verify_answers['elsewhere']
+    assert code == 0 and 'cross-machine, within' in out and 'Xeon' in out, out + err
 
 
 def test_appending_under_another_header_is_refused(tmp_path):
@@ -306,14 +329,14 @@ def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_pat
     p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    for (code, err), (_, said) in zip(json.loads((tmp_path/'answers.json').read_text()), cases):
+    for (code, err, _), (_, said) in zip(json.loads((tmp_path/'answers.json').read_text()), cases):
         assert code == 2 and all(s in err for s in said), err
     assert {p.name: p.read_bytes() for p in (out, notes)} == before            # nothing written: no rows, no fingerprints, no claims
     assert sorted(q.name for q in tmp_path.iterdir()) == ['answers.json', 'benchmark.csv', 'cases.json', 'driver.py', 'notes.txt']
 
 
 def _driver(tmp_path, cases, **env) -> list:
-    "Each case (a command line) through BAD_DRIVER in one process: `[(exit status, stderr)]`; 99: it got past the checks."
+    "Each case (a command line) through BAD_DRIVER in one process: `[(exit status, stderr, stdout)]`; 99: it got past the checks."
     (tmp_path/'cases.json').write_text(json.dumps(cases))
     (tmp_path/'driver.py').write_text(BAD_DRIVER)
     p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
@@ -365,10 +388,10 @@ def test_your_own_variant_cells_instance_and_pre_registration_are_checked_before
              (fresh('good.json', '--out', str(tmp_path/'f.csv')), 'got past the option checks'),
              (fresh('good.json', '--methods', 'full_soft,full', '--seeds', '11', '--out', str(tmp_path/'f.csv')), 'got past the option checks')]
     got = _driver(tmp_path, [args for args, _ in cases], STITCHUP_SETUP=str(tmp_path/'soft.py'))
-    for (code, err), (args, said) in zip(got, cases):
+    for (code, err, _), (args, said) in zip(got, cases):
         assert code == (99 if said == 'got past the option checks' else 2) and said in err, (args, err[-2000:])
     # without the script the variant is unknown, and the refusal says how to make it known
-    code, err = _driver(tmp_path, [fresh('good.json', '--out', str(tmp_path/'f.csv'))])[0]
+    code, err, _ = _driver(tmp_path, [fresh('good.json', '--out', str(tmp_path/'f.csv'))])[0]
     assert code == 2 and "no method 'full_soft'" in err and 'STITCHUP_SETUP=script.py' in err, err
     assert main.read_bytes() == before and not [q.name for q in tmp_path.glob('*.csv*') if q != main]   # nothing written
 
