@@ -189,22 +189,62 @@ BAD_DRIVER = textwrap.dedent('''
 ''')
 
 
+def another_schedule(folder) -> list:
+    """In `folder`, an 8-epoch results CSV on digits and a file that is no results CSV; the commands that would add rows
+    of another schedule to them: `[(command line, what its refusal says)]`."""
+    out, notes = folder/'benchmark.csv', folder/'notes.txt'
+    with open(out, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
+        w.writerow({**dict.fromkeys(bm.FIELDS, ''), 'method': 'BCE', 'kind': 'flip', 'rate': .5, 'seed': 0, 'epochs': 8,
+                    'config': json.dumps({'dataset': 'digits', 'method': 'bce'})})
+    notes.write_text('my notes\n')
+    return [(['--methods', 'bce', '--epochs', '1', '--seeds', '9', '--out', str(out)],
+             [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits']),
+            (['--quick', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits-small']),
+            (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool']),
+            # the pre-registered test draws another Digits-MLT instance: its rows would change the main table's cells
+            (['--fresh', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits,', 'and this grid runs 8 epochs on '
+                                              f"digits (Digits-MLT instance {grids.FRESH['data_seed']})"])]
+
+
+def folder_and_notes(folder) -> list:
+    "In `folder`, a folder `runs` and a CSV this tool did not write; the commands that name them: `[(command line, what it says)]`."
+    runs, notes = folder/'runs', folder/'notes.csv'
+    runs.mkdir(); notes.write_text('a,b\n1,2\n')
+    return [(['--quick', '--out', str(runs)], [f'--out {runs} is a folder: pass a CSV file']),
+            (['--quick', '--verify', '1', '--out', str(notes)],
+             [f'--verify: --out {notes} is not a results CSV of this tool (its header has no epochs and config columns)'])]
+
+
+REFUSALS = {'another_schedule': another_schedule, 'folder_and_notes': folder_and_notes}
+
+
 @pytest.fixture(scope='module')
-def bad_option_answers(tmp_path_factory):
-    "Each case of BAD_OPTIONS run by BAD_DRIVER with its own --out: `[(exit status, stderr, out)]`."
-    root = tmp_path_factory.mktemp('bad_options')
-    outs = [root/str(k)/'b.csv' for k in range(len(BAD_OPTIONS))]
-    (root/'cases.json').write_text(json.dumps([[*args, '--out', str(o)] for (args, _), o in zip(BAD_OPTIONS, outs)]))
-    (root/'driver.py').write_text(BAD_DRIVER)
-    p = subprocess.run([sys.executable, root/'driver.py', ROOT/'tools'/'benchmark.py', root/'cases.json', root/'answers.json'],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return [(code, err, o) for (code, err, _), o in zip(json.loads((root/'answers.json').read_text()), outs)]
+def refusal_answers(tmp_path_factory):
+    """Every refusal of this module that needs no setup script, through BAD_DRIVER in one process (one start-up of torch):
+    'bad_options': each case of BAD_OPTIONS with its own --out, `[(exit status, stderr, out)]`; for each of REFUSALS, its
+    folder (made for it alone, holding only its files), what the folder held before, and `[(exit status, stderr, what the
+    refusal says)]`."""
+    root = tmp_path_factory.mktemp('refusals')
+    outs = [root/'bad_options'/str(k)/'b.csv' for k in range(len(BAD_OPTIONS))]
+    cases = [[*args, '--out', str(o)] for (args, _), o in zip(BAD_OPTIONS, outs)]
+    made = {}
+    for name, setup in REFUSALS.items():
+        (root/name).mkdir()
+        said = setup(root/name)
+        made[name] = root/name, {q.name: q.read_bytes() for q in (root/name).iterdir() if q.is_file()}, said
+        cases += [args for args, _ in said]
+    got, k = _driver(root, cases), len(outs)         # the answers in the order of `cases`
+    answers = {'bad_options': [(code, err, o) for (code, err, _), o in zip(got, outs)]}
+    for name, (folder, before, said) in made.items():
+        answers[name] = folder, before, [(code, err, words) for (code, err, _), (_, words) in zip(got[k:], said)]
+        k += len(said)
+    return answers
 
 
 @pytest.mark.parametrize('k', range(len(BAD_OPTIONS)), ids=[said for _, said in BAD_OPTIONS])
-def test_bad_options_are_named_before_anything_runs(bad_option_answers, k):
-    code, err, out = bad_option_answers[k]
+def test_bad_options_are_named_before_anything_runs(refusal_answers, k):
+    code, err, out = refusal_answers['bad_options'][k]
     assert code == 2 and BAD_OPTIONS[k][1] in err, err
     assert not out.exists() and not Path(f'{out}.claims').exists()
 
@@ -306,33 +346,27 @@ def test_a_run_already_in_the_csv_under_its_fingerprint_is_refused(tmp_path):
     assert [(r['method'], r['fingerprint']) for r in csv.DictReader(open(out))][2:] == [('m0', 'f2'), ('m0 v2', '')]
 
 
-def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(tmp_path):
+def test_a_csv_of_another_schedule_is_refused_before_anything_is_written(refusal_answers):
     """An 8-epoch CSV does not take 1-epoch rows (they would count as done, or be averaged with it), nor a quick grid's,
-    nor the fresh test's (another Digits-MLT instance); a file that is no results CSV is not one. All through BAD_DRIVER:
-    one start-up of torch."""
-    out, notes = tmp_path/'benchmark.csv', tmp_path/'notes.txt'
-    with open(out, 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=bm.FIELDS); w.writeheader()
-        w.writerow({**dict.fromkeys(bm.FIELDS, ''), 'method': 'BCE', 'kind': 'flip', 'rate': .5, 'seed': 0, 'epochs': 8,
-                    'config': json.dumps({'dataset': 'digits', 'method': 'bce'})})
-    notes.write_text('my notes\n')
-    before = {p.name: p.read_bytes() for p in (out, notes)}
-    cases = [(['--methods', 'bce', '--epochs', '1', '--seeds', '9', '--out', str(out)],
-              [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits']),
-             (['--quick', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits', 'and this grid runs 1 epochs on digits-small']),
-             (['--quick', '--out', str(notes)], [f'--out {notes} is not a results CSV of this tool']),
-             # the pre-registered test draws another Digits-MLT instance: its rows would change the main table's cells
-             (['--fresh', '--out', str(out)], [f'--out {out} holds rows of 8 epochs on digits,', 'and this grid runs 8 epochs on '
-                                               f"digits (Digits-MLT instance {grids.FRESH['data_seed']})"])]
-    (tmp_path/'cases.json').write_text(json.dumps([args for args, _ in cases]))
-    (tmp_path/'driver.py').write_text(BAD_DRIVER)
-    p = subprocess.run([sys.executable, tmp_path/'driver.py', ROOT/'tools'/'benchmark.py', tmp_path/'cases.json', tmp_path/'answers.json'],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    for (code, err, _), (_, said) in zip(json.loads((tmp_path/'answers.json').read_text()), cases):
+    nor the fresh test's (another Digits-MLT instance); a file that is no results CSV is not one (`another_schedule`).
+    All through BAD_DRIVER: refusal_answers."""
+    folder, before, got = refusal_answers['another_schedule']
+    for code, err, said in got:
         assert code == 2 and all(s in err for s in said), err
-    assert {p.name: p.read_bytes() for p in (out, notes)} == before            # nothing written: no rows, no fingerprints, no claims
-    assert sorted(q.name for q in tmp_path.iterdir()) == ['answers.json', 'benchmark.csv', 'cases.json', 'driver.py', 'notes.txt']
+    assert len(got) == 4
+    assert {q.name: q.read_bytes() for q in folder.iterdir()} == before     # nothing written: no rows, no fingerprints, no claims
+
+
+def test_a_folder_as_out_and_verify_of_a_csv_that_is_no_results_csv_are_named_before_anything_runs(refusal_answers):
+    """--out naming a folder (it failed with IsADirectoryError once the grid began), and --verify of a CSV this tool did
+    not write (it said '1 rows made by other behaviour'): refused before the restart (`folder_and_notes`). One process:
+    BAD_DRIVER, refusal_answers."""
+    folder, before, got = refusal_answers['folder_and_notes']
+    for code, err, said in got:
+        assert code == 2 and all(s in err for s in said), err
+    assert len(got) == 2
+    assert (folder/'notes.csv').read_text() == 'a,b\n1,2\n' and not list((folder/'runs').iterdir())
+    assert {q.name for q in folder.iterdir()} == {'notes.csv', 'runs'}
 
 
 def _driver(tmp_path, cases, **env) -> list:
@@ -415,17 +449,6 @@ def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one
     assert got[0][0] == 2 and f'--out {out} holds rows of 1 epochs on digits-small (Digits-MLT instance 3), and this grid runs 1 epochs on digits-small: a table would average them' in got[0][1], got[0]
     assert got[1][0] == 2 and 'and this grid runs 1 epochs on digits-small (Digits-MLT instance 4)' in got[1][1], got[1]
     assert out.read_bytes() == before
-
-
-def test_a_folder_as_out_and_verify_of_a_csv_that_is_no_results_csv_are_named_before_anything_runs(tmp_path):
-    """--out naming a folder (it failed with IsADirectoryError once the grid began), and --verify of a CSV this tool did
-    not write (it said '1 rows made by other behaviour'): refused before the restart. One process: BAD_DRIVER."""
-    folder, notes = tmp_path/'runs', tmp_path/'notes.csv'
-    folder.mkdir(); notes.write_text('a,b\n1,2\n')
-    got = _driver(tmp_path, [['--quick', '--out', str(folder)], ['--quick', '--verify', '1', '--out', str(notes)]])
-    assert got[0][0] == 2 and f'--out {folder} is a folder: pass a CSV file' in got[0][1], got[0]
-    assert got[1][0] == 2 and f'--verify: --out {notes} is not a results CSV of this tool (its header has no epochs and config columns)' in got[1][1], got[1]
-    assert notes.read_text() == 'a,b\n1,2\n' and not list(folder.iterdir())
 
 
 # tools/benchmark.py's main() with its grid's work replaced: the fingerprints (a parts file beside --out), the runs (a
