@@ -463,7 +463,9 @@ INTERRUPT_DRIVER = textwrap.dedent('''
     def fingerprints(*a, **k):
         p = os.path.join(os.path.dirname(args[args.index('--out') + 1]), 'parts.json')
         open(p, 'w').write('{}'); return p
-    def runs(*a, **k): print('working', flush=True); time.sleep(120)
+    def runs(*a, **k):          # work that Ctrl-C stops; short sleeps: one of 120 s is cut short only where the signal
+        print('working', flush=True)     # reaches the main thread, where a real run's Python loop sees it at its next step
+        for _ in range(1200): time.sleep(.1)
     def copies(jobs, argv, parts):
         rest = [x for x in argv if x not in ('--jobs', str(jobs))]
         return [subprocess.Popen([sys.executable, __file__, tool, *rest], env={**os.environ, benchmark.COPY: parts})]
