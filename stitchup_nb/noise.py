@@ -180,7 +180,8 @@ def add_noise(labels,                 # N×C clean 0/1 labels (never modified)
     corrupt = NOISE_KINDS[kind]
     out = np.asarray(corrupt(pos, _draw(pos, rate, rng), rng, **options))
     if out.shape != pos.shape or not (out.dtype == bool or np.isin(out, (0, 1)).all()):   # a script's kind: a 0.5 or a column short would train silently
-        raise ValueError(f'noise kind {kind!r} ({corrupt.__module__}.{corrupt.__qualname__}) returned {out.dtype} labels of shape '
+        said = (f'{corrupt.__module__}.{corrupt.__qualname__}' if hasattr(corrupt, '__qualname__') else repr(corrupt))  # a partial: its repr
+        raise ValueError(f'noise kind {kind!r} ({said}) returned {out.dtype} labels of shape '
                          f'{out.shape}: a kind returns the noisy labels as an N×C bool array of the clean ones\' shape, {pos.shape}; fix its return')
     emptied = np.count_nonzero(pos.any(1) & ~out.any(1))
     if emptied:
