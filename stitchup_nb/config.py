@@ -53,7 +53,7 @@ def nearest(value, choices) -> str:
     near = difflib.get_close_matches(value, [c for c in choices if isinstance(c, str)], 1) if isinstance(value, str) else []
     return f' (did you mean {near[0]!r}?)' if near else ''
 
-BOOL = (lambda v: isinstance(v, bool)), 'true or false'
+BOOL = (lambda v: isinstance(v, bool) or type(v).__module__ == 'numpy' and type(v).__name__ in ('bool', 'bool_')), 'true or false'   # numpy's too
 FRACTION = number(lambda v: 0 <= v <= 1, 'a number in [0, 1]')
 POSITIVE = number(lambda v: v > 0, 'a number > 0')
 NON_NEGATIVE = number(lambda v: v >= 0, 'a number >= 0')
