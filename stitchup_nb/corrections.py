@@ -116,7 +116,8 @@ class CorrectionBrowser(Browser):
         check_args('CorrectionBrowser.images', cls=(cls, ((lambda v: v is None or (is_int(v) and 0 <= v <= last)),
                                                            f'a class index, 0..{last} (of a name: .ds.classes.index(name))')),
                    group=(group, maybe(one_of(GROUPS))), branch=(branch, maybe(one_of(self.branches))),
-                   outcome=(outcome, maybe(one_of(('fixed', 'broke') if self.known_clean else ('unknown',)))))
+                   outcome=(outcome, maybe(one_of(('fixed', 'broke')) if self.known_clean else
+                                             one_of(('unknown',), "'unknown' (no clean labels to judge a change by: known_clean is False)"))))
         d = self.changes
         for col, v in (('class', cls), ('group', group), ('branch', branch), ('outcome', outcome)):
             if v is not None: d = d[d[col] == v]
