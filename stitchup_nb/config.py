@@ -419,7 +419,9 @@ _RUN_CONFIGS = {}     # the field names -> the dataclass made for them
 
 def _plain(v):
     "`v` with numpy's scalars as Python's (`.item()`), in lists, tuples and dicts too; without importing numpy."
-    if type(v).__module__ == 'numpy' and getattr(v, 'ndim', None) == 0: return v.item()
+    if type(v).__module__ == 'numpy' and getattr(v, 'ndim', None) == 0:
+        v = v.item()      # a long double's .item() is itself: a float, as the checks took it
+        return float(v) if type(v).__module__ == 'numpy' and is_number(v) else v
     if type(v) in (list, tuple): return type(v)(map(_plain, v))
     if type(v) is dict: return {k: _plain(x) for k, x in v.items()}
     return v
