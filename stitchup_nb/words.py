@@ -22,7 +22,7 @@ def cli_words(on:bool=True):
     try: yield
     finally: _CLI_WORDS.reset(token)
 
-_ITSELF = re.compile(r' (must be|True\b|False\b)')    # after a flag: its rule or its value, so the option itself
+_ITSELF = re.compile(r' (must be|True\b|False\b|None\b)')    # after a flag: its rule or its value (None: unset), so the option itself
 
 def _keyword(m) -> str:
     neg, name = m.group(1), m.group(2)
