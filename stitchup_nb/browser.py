@@ -86,13 +86,15 @@ def chip_layout(rows:dict,           # `{row label: {class: state}}`
                ) -> tuple:
     """`(placed, height)`: chip rows laid out in lines no wider than `inches`. Each row starts a line with its label; a chip
     that would pass the line's end starts the next line, indented one em under the label; a name too wide for a line of its
-    own is cut to it, ending in '…', as `wrap_names` cuts a title. `placed`: `(text, state, x, line)` per label (state None) and chip, `x` the left of its box in points from the
+    own is cut to it, ending in '…', as `wrap_names` cuts a title. A row without chips reads '–', as in `chips_html`.
+    `placed`: `(text, state, x, line)` per label and '–' (state None) and chip, `x` the left of its box in points from the
     panel's left, `line` counted from 0; `height`: the inches the lines take under the panel."""
     pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, inches * 72 / _HINTED, fontsize
     placed, line, cuts = [], 0, {}
     for label, chips in rows.items():
         placed.append((f'{label}:', None, 0., line))
         x = text_inches(f'{label}:', fontsize) * 72 + gap
+        if not chips: placed.append(('–', None, x, line))    # an empty row says so, as `chips_html` does
         for c, s in chips.items():
             name = wrap_names([str(classes[c])], inches=(room - indent - 2 * pad) / 72, fontsize=fontsize, cuts=cuts)
             w = text_inches(name, fontsize) * 72 + 2 * pad

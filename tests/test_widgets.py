@@ -602,3 +602,19 @@ def test_chips_and_caption_keep_their_places_at_a_low_dpi(dpi):
             assert caption.x1 <= min(whole.x1, figs[1].axes[1].get_window_extent(r).x1), (caption, whole)
         finally:
             for fig in figs: plt.close(fig)
+
+def test_an_empty_chip_row_reads_a_dash_as_its_html():
+    """An image whose every label was changed has no other labels: its figure drew 'other labels:' and nothing after it,
+    where the HTML row reads 'other labels: –'."""
+    ds = LabelledSet(np.zeros((2, 8, 8, 3), np.uint8), np.array([[1, 0], [0, 1]]), ['cat', 'dog'], {'head': [0], 'medium': [], 'tail': [1]})
+    noisy = np.array([[0, 1], [0, 1]])
+    snap = dict(noisy=noisy, clean=ds.labels, probs={b: np.array([[.9, .05], [.2, .9]]) for b in ('random', 'balanced')},
+                corrected_by={b: np.array([[1, 0], [0, 1]]) for b in ('random', 'balanced')})
+    cb = CorrectionBrowser(ds, snap)
+    assert cb.view(0)['other'] == {}
+    fig = cb.show(0)
+    try:
+        assert [t.get_text() for t in fig.axes[0].texts] == ['other labels:', '–']
+        assert not chip_faults(fig)
+    finally: plt.close(fig)
+    assert 'other labels:</b> –' in chips_html({'other labels': {}}, ds.classes)
