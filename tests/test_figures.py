@@ -160,11 +160,14 @@ def test_figure_has_title_labels_and_legend(name, digits, tmp_path):
     try: assert not (faults := style_faults(fig)), f'{name}: ' + '; '.join(faults)
     finally: plt.close(fig)
 
-def test_class_names_stay_readable_on_a_voc_sized_set():
-    "plot_class_counts on twenty long names: flat, 17 of 19 neighbours overlapped."
+@pytest.mark.parametrize('rc, points', [({}, 10), ({'font.size': 14}, 14), ({'xtick.labelsize': 'x-large'}, 14.4)])
+def test_class_names_stay_readable_on_a_voc_sized_set(rc, points):
+    "plot_class_counts on twenty long names: flat, 17 of 19 neighbours overlapped; in rcParams' tick label size (it was fixed at 10 pt)."
     from stitchup_nb.digits import plot_class_counts
-    fig = plot_class_counts(voc_like()).figure
-    try: assert not style_faults(fig), style_faults(fig)
+    with plt.rc_context(rc): fig = plot_class_counts(voc_like()).figure
+    try:
+        assert {round(t.get_fontsize(), 3) for t in fig.axes[0].get_xticklabels()} == {points}
+        assert not style_faults(fig), style_faults(fig)
     finally: plt.close(fig)
 
 def test_sample_titles_stay_on_their_panels_on_a_voc_sized_set():
@@ -186,11 +189,15 @@ def coco_like() -> LabelledSet:
     return LabelledSet(np.zeros((300, 4, 4, 3), np.uint8), labels, list(COCO_CATS.values()),
                        {'head': list(range(26)), 'medium': list(range(26, 53)), 'tail': list(range(53, 80))}, name='COCO-like')
 
-def test_class_counts_of_coco_sized_set_stay_readable_and_inside_the_figure():
-    "plot_class_counts on COCO's 80 names: upright in a 7 x 3 inch figure 79 of 79 neighbours overlapped, and names and x label fell off its foot."
+@pytest.mark.parametrize('rc, points', [({}, 8), ({'font.size': 14}, 11.2), ({'xtick.labelsize': 16}, 12.8)])
+def test_class_counts_of_coco_sized_set_stay_readable_and_inside_the_figure(rc, points):
+    """plot_class_counts on COCO's 80 names: upright in a 7 x 3 inch figure 79 of 79 neighbours overlapped, and names and x
+    label fell off its foot. At a user's larger font (rcParams) the names were then drawn at 8 pt all the same: they follow
+    it again, at 0.8 of its tick label size past 40 names, and still stay apart and inside the figure."""
     from stitchup_nb.digits import plot_class_counts
-    fig = plot_class_counts(coco_like()).figure
+    with plt.rc_context(rc): fig = plot_class_counts(coco_like()).figure
     try:
+        assert {round(t.get_fontsize(), 3) for t in fig.axes[0].get_xticklabels()} == {points}
         assert not style_faults(fig), style_faults(fig)
         r, whole, ax = fig.canvas.get_renderer(), fig.bbox, fig.axes[0]
         for t in [*ax.get_xticklabels(), ax.xaxis.label]:
