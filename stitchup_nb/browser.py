@@ -19,7 +19,7 @@ from .finished import check_run_paths, run_configuration
 from .runs import checkpoints, find_path, is_kit_json, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
-from .digits import text_inches, wrap_names
+from .digits import HINTING, text_inches, wrap_names
 
 # %% auto #0
 __all__ = ['CHIP_STATES', 'CHIP_FONTSIZE', 'ANY', 'label_chips', 'union_chips', 'chips_html', 'chip_layout', 'draw_chips',
@@ -77,7 +77,6 @@ def chips_html(rows:dict, classes:list) -> str:
 
 CHIP_FONTSIZE = 9.5                  # points: the chips drawn under an image
 _PAD, _GAP, _LINE = .3, .35, 2.1     # in font sizes: a chip's box around its name, the space between chips, a line's height
-_HINTED = 1.08                       # at 72-80 dpi Agg's hinting draws text up to 7% wider than `text_inches` measures it
 
 def chip_layout(rows:dict,           # `{row label: {class: state}}`
                 classes:list,        # the class names
@@ -89,7 +88,7 @@ def chip_layout(rows:dict,           # `{row label: {class: state}}`
     own is cut to it, ending in '…', as `wrap_names` cuts a title. A row without chips reads '–', as in `chips_html`.
     `placed`: `(text, state, x, line)` per label and '–' (state None) and chip, `x` the left of its box in points from the
     panel's left, `line` counted from 0; `height`: the inches the lines take under the panel."""
-    pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, inches * 72 / _HINTED, fontsize
+    pad, gap, room, indent = _PAD * fontsize, _GAP * fontsize, inches * 72 / HINTING, fontsize
     placed, line, cuts = [], 0, {}
     for label, chips in rows.items():
         placed.append((f'{label}:', None, 0., line))
@@ -140,7 +139,7 @@ def caption_text(meanings:dict,
                 ) -> str:
     "A caption saying what each column means, broken into lines between words: by characters, or, given `inches`, by drawn width."
     text = '; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.'
-    if inches is not None: return wrap_names(text.split(), inches=inches / _HINTED, fontsize=fontsize)   # 8%: as chips
+    if inches is not None: return wrap_names(text.split(), inches=inches / HINTING, fontsize=fontsize)   # 8%: as chips
     return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 def caption_html(meanings:dict) -> str:

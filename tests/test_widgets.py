@@ -15,7 +15,7 @@ from PIL import Image
 
 import stitchup_nb.data as data
 from stitchup_nb.data import LabelledSet
-from stitchup_nb.digits import digits_mlt
+from stitchup_nb.digits import HINTING, digits_mlt
 from stitchup_nb.noise import add_noise
 from stitchup_nb.metrics import correction_quality
 from stitchup_nb.train import build_learner, train_config
@@ -565,7 +565,7 @@ def test_correction_caption_breaks_a_line_only_where_the_next_word_would_not_fit
         assert len(lines) > 2
         for line, after in zip(lines, lines[1:]):
             assert drawn(line) <= width, (line, drawn(line), width)         # the measure wrapped by is within 3% of the renderer's
-            budget = width / 1.08                                            # lines are laid out 8% short: low-DPI hinting
+            budget = width / HINTING                                         # lines are laid out 8% short: low-DPI hinting
             assert drawn(f'{line} {after.split()[0]}') > .97 * budget, f'{line!r} breaks early: {after.split()[0]!r} fits after it'
     finally: plt.close(fig)
 
