@@ -25,11 +25,15 @@ def _by_loader(dataset:str, appendix=None) -> bool:
 def _clean_source(source:str, data_seed:int=0,
                   by_loader:bool=False) -> tuple:   # `source` is a preset whose loader gives them (`stitchup_noise`'s `_by_loader`)
     """Clean labels and groups from a preset whose loader gives them (`by_loader`, or a preset that reads no files: digits), a
-    class_freq.pkl, or an appendix folder: a `--source` folder named like a preset of your own is that folder."""
+    class_freq.pkl, or an appendix folder: a `--source` folder named like a preset of your own is that folder. A loader is
+    called as every run calls it (`register_source` checks it can be): the preset, then the data options by name."""
     from stitchup_nb.data import class_groups, read_class_split
     from stitchup_nb.appendix import read_appendix, read_class_freq
     if by_loader or (source in PRESETS and not data_source(source).reads):
-        train, _, _ = data_source(source).load(PRESETS[source], data_seed=data_seed); return train.labels, train.groups
+        src = data_source(source)        # called as load_benchmark (09_labels) calls it, as register_source checks it can be
+        train, _, _ = src.load(PRESETS[source], data_root=None, appendix=None, size=None, data_seed=data_seed,
+                               **({'on_bad': 'error'} if src.skips_bad else {}))
+        return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups
     clean = read_class_freq(p)
