@@ -21,7 +21,8 @@ from .backbones import get_backbone
 from .colearn import BRANCH_OF, THRESHOLDS, branch_losses, colearner
 from .distributed import close_distributed, compare_errors, distributed, free_port, init_distributed, main_process_first, wait_for_ranks
 from .metrics import choose_t, correction_snapshot, evaluate, lt_metrics
-from .methods import data_source, paper_of
+from .methods import PRESETS, data_source, paper_of
+from .sources import SOURCES
 from .resolve import check_entries, resolve
 from .checks import check_config, label_source
 from .labels import run_data, threshold_groups
@@ -42,14 +43,31 @@ __all__ = ['PEER_MODULES', 'FLAGS', 'train_config', 'RunRecord', 'build_learner'
 # %% ../nbs/10a_train.ipynb #c46f8656
 FLAGS = tuple(flag_defaults())   # the options that are flags of `stitchup_train` (00_config), in its order
 
+def _preset_keys_given(overrides:dict) -> dict:
+    """The keys of `overrides` that the preset's data source reads of the preset (`preset_keys`, 00g_sources), as a run's
+    config.json records them: known, so that the run is rebuilt (`load_run`); one that differs from the preset's is refused
+    (the loader reads the preset's)."""
+    dataset = overrides.get('dataset') or flag_defaults()['dataset']
+    preset = PRESETS.get(dataset)
+    keys = getattr(SOURCES.get(preset.get('source')), 'preset_keys', ()) if isinstance(preset, dict) else ()
+    same = lambda a, b: json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)   # as config.json reads
+    own = {k: overrides[k] for k in keys if k in overrides}
+    if k := next((k for k, v in own.items() if not same(v, preset.get(k))), None):
+        raise ValueError(f"{k} {own[k]!r} is not the {dataset} preset's ({preset.get(k)!r}), which its data source "
+                         f"reads (preset_keys, 00g_sources): drop it, or register a preset with {k}={own[k]!r}")
+    return own
+
 @in_python_words
 def train_config(**overrides) -> RunConfig:
     """The resolved, checked run configuration for `overrides` (any declared option, `stitchup_nb.config.OPTIONS`; see
     `stitchup_nb.resolve.resolve`), as a `RunConfig`. An unknown option at None is dropped: None is an option not given,
-    which is how a run's config.json records an option a script declared (`config.option`) that the run did not use.
+    which is how a run's config.json records an option a script declared (`config.option`) that the run did not use. A key
+    of the preset its data source reads (`preset_keys`), which config.json records too, is taken at the preset's value.
     With `resume` a checkpoint and no `work_dir` given, the run goes on in the checkpoint's folder; a `work_dir` given
     (work_dirs/run, the default, too) is where it goes."""
-    known = set(OPTIONS) | set(resolve()) | set(RECORDED) | set(LAUNCH)
+    own = _preset_keys_given(overrides)
+    known = set(OPTIONS) | set(resolve()) | set(RECORDED) | set(LAUNCH) | set(own)
+    overrides = {k: v for k, v in overrides.items() if k not in own}    # the preset's, which the run records again
     overrides = {k: v for k, v in overrides.items() if k in known or v is not None}
     if bad := sorted(set(overrides) - known):
         given = {**flag_defaults(), **overrides}
