@@ -27,10 +27,8 @@ def load_benchmark(dataset:str, data_root=None, appendix=None, size=None, data_s
     """The preset's `(train, test, appendix or None)`, from the data source it names; VOC/COCO default to the data/ layout of
     data/README.md. `on_bad` reaches a source that can train without an image (`Source.skips_bad`: voc, coco), never the test set."""
     source = data_source(dataset)
-    given = dict(data_root=data_root, appendix=appendix, size=size, data_seed=data_seed)   # by name, as `register_source` checks
-    if source.skips_bad: return source.load(PRESETS[dataset], **given, on_bad=on_bad or 'error')
-    source.check_options({'on_bad': on_bad}, f'the {dataset} preset')      # skip where it cannot: refused, as a run refuses it
-    return source.load(PRESETS[dataset], **given)
+    if not source.skips_bad: source.check_options({'on_bad': on_bad}, f'the {dataset} preset')   # skip where it cannot: refused, as a run refuses it
+    return source.load_preset(PRESETS[dataset], data_root, appendix, size, data_seed, on_bad=on_bad or 'error')
 
 def _appendix_rows(train:LabelledSet, app, labels) -> np.ndarray:
     "The rows of `labels` (one per appendix id, in its order) of `train`'s images, found by id: all, or those an `on_bad='skip'` load kept."

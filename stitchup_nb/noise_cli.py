@@ -30,9 +30,7 @@ def _clean_source(source:str, data_seed:int=0,
     from stitchup_nb.data import class_groups, read_class_split
     from stitchup_nb.appendix import read_appendix, read_class_freq
     if by_loader or (source in PRESETS and not data_source(source).reads):
-        src = data_source(source)        # called as load_benchmark (09_labels) calls it, as register_source checks it can be
-        train, _, _ = src.load(PRESETS[source], data_root=None, appendix=None, size=None, data_seed=data_seed,
-                               **({'on_bad': 'error'} if src.skips_bad else {}))
+        train, _, _ = data_source(source).load_preset(PRESETS[source], data_seed=data_seed)   # as every run calls it
         return train.labels, train.groups
     p = Path(source)
     if p.is_dir(): app = read_appendix(p); return app.labels, app.groups

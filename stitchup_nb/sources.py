@@ -58,6 +58,17 @@ class Source:
                                  f"reads={self.reads!r}): drop it, or have its loader read {k} and register it with "
                                  f"reads={(*self.reads, k)!r}"))
 
+    def load_preset(self, preset:dict, data_root=None, appendix=None, size=None, data_seed:int=0,
+                    on_bad:str='error') -> tuple:
+        """`(train, test, appendix or None)` of `preset` from this source's loader, called as the kit calls every loader (a
+        run, `stitchup_noise`; `register_source` checks a loader can be): the preset, then the data options by name, and
+        `on_bad` only where it `skips_bad`."""
+        return self.load(preset, **_loader_kwargs(self.skips_bad, data_root, appendix, size, data_seed, on_bad))
+
+def _loader_kwargs(skips_bad:bool, data_root=None, appendix=None, size=None, data_seed:int=0, on_bad:str='error') -> dict:
+    "The data options a loader is called with, by name: `on_bad` only where its source `skips_bad`."
+    return dict(data_root=data_root, appendix=appendix, size=size, data_seed=data_seed, **({'on_bad': on_bad} if skips_bad else {}))
+
 FILE_OPTIONS = ('data_root', 'appendix')   # the options that say where a source's files are
 
 SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_source` where each loader is defined
@@ -75,7 +86,7 @@ def _check_loader_signature(name:str, load, skips_bad:bool):
     read (a builtin) is called as it is."""
     try: sig = inspect.signature(load)
     except (TypeError, ValueError): return
-    kw = dict(data_root=None, appendix=None, size=None, data_seed=0, **({'on_bad': 'error'} if skips_bad else {}))
+    kw = _loader_kwargs(skips_bad)
     try: sig.bind({}, **kw)
     except TypeError as e:
         raise TypeError(f"register_source({name!r}, ...): {_loader_at(load)} cannot be called as the kit calls a loader, "
