@@ -19,6 +19,7 @@ from .finished import check_run_paths, run_configuration
 from .runs import checkpoints, find_path, is_kit_json, where_looked
 from .checkpoints import read_checkpoint, read_json
 from .methods import PRESETS
+from .config import is_int
 from .digits import HINTING, text_inches, wrap_names
 
 # %% auto #0
@@ -212,6 +213,11 @@ class Browser:
     def _on(self, handler):
         "An observer calling `handler(new value)`, except while the browser sets its own controls."
         return lambda change: None if self._quiet else handler(change['new'])
+
+    def class_rule(self) -> tuple:
+        "The rule of a filter's class, as `check_args` takes one: None or a class index of `ds` (-1 would be the last class)."
+        last = len(self.ds.classes) - 1
+        return (lambda v: v is None or (is_int(v) and 0 <= v <= last)), f'a class index, 0..{last} (of a name: .ds.classes.index(name))'
 
     def __repr__(self) -> str:
         "What a plain Python session prints (no widgets there): the set, how to draw a view, and the browser's note."

@@ -15,7 +15,7 @@ import ipywidgets as W
 from fastcore.basics import patch
 from fastai.torch_core import get_model
 
-from .config import check_args, is_int, maybe, one_of
+from .config import check_args, maybe, one_of
 from .data import GROUPS, LabelledSet, group_names
 from .colearn import CORRECTION_COUNTS, CORRECTORS, THRESHOLDS
 from .metrics import correction_snapshot
@@ -112,9 +112,7 @@ class CorrectionBrowser(Browser):
     def images(self, cls:int|None=None, group:str|None=None, branch:str|None=None, outcome:str|None=None) -> np.ndarray:
         """Images with a changed label of class `cls` (its index), in `group`, changed by `branch`, with `outcome` (None: any).
         A value no changed label can have (`group='Head'`, `outcome='broken'`, a class name) is refused, not answered with no image."""
-        last = len(self.ds.classes) - 1
-        check_args('CorrectionBrowser.images', cls=(cls, ((lambda v: v is None or (is_int(v) and 0 <= v <= last)),
-                                                           f'a class index, 0..{last} (of a name: .ds.classes.index(name))')),
+        check_args('CorrectionBrowser.images', cls=(cls, self.class_rule()),
                    group=(group, maybe(one_of(GROUPS))), branch=(branch, maybe(one_of(self.branches))),
                    outcome=(outcome, maybe(one_of(('fixed', 'broke')) if self.known_clean else
                                              one_of(('unknown',), "'unknown' (no clean labels to judge a change by: known_clean is False)"))))

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from PIL import Image
 
 from .digits import wrap_names
-from .config import check_args, is_int, maybe, one_of
+from .config import check_args, maybe, one_of
 from .data import GROUPS, LabelledSet, check_labels
 from .sampling import LabelIndex, draw_partners, epoch_rng
 from .stitchup import stitch_images, union_labels
@@ -89,9 +89,7 @@ class StitchBrowser(Browser):
     def candidates(self, cls:int|None=None, group:str|None=None) -> np.ndarray:
         """Images holding class `cls` (its index) and a class of `group` in their noisy or clean labels (None: any); a class
         index out of range (-1 would be the last class) or a misspelt group is refused."""
-        last = len(self.ds.classes) - 1
-        check_args('StitchBrowser.candidates', cls=(cls, ((lambda v: v is None or (is_int(v) and 0 <= v <= last)),
-                                                           f'a class index, 0..{last} (of a name: .ds.classes.index(name))')),
+        check_args('StitchBrowser.candidates', cls=(cls, self.class_rule()),
                    group=(group, maybe(one_of(GROUPS))))
         held = (self.noisy if self.clean is None else self.noisy | self.clean).astype(bool)
         keep = np.ones(len(held), bool)
