@@ -78,7 +78,7 @@ def _check_preset_keys(dataset:str, preset:dict, source):
     keys = getattr(source, 'preset_keys', ())
     if (k := next((k for k in preset if k not in OPTIONS and k not in _NOT_RUN and k not in keys), None)) is None: return
     raise ValueError(f"PRESETS[{dataset!r}] sets {k!r}, which is neither an option{nearest(k, OPTIONS)} nor a key its data source "
-                     f"{source.name!r} reads (registered with preset_keys={keys!r}): fix the name, or drop it; where its loader "
+                     f"{source.name!r} reads{f' (registered with preset_keys={keys!r})' if keys else ''}: fix the name, or drop it; where its loader "
                      f"reads preset[{k!r}], register it with @register_source({source.name!r}, ..., preset_keys={(*keys, k)!r})")
 
 def check_entries(dataset:str, method:str) -> tuple:
