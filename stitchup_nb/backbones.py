@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from fastai.torch_core import TensorImage
 
-from .config import BACKBONES, is_int, redefined
+from .config import BACKBONES, callable_name, is_int, redefined
 from .files import atomic_write
 from .pins import CPU_ENV, in_force
 from .digits import cache_dir, digit_pools, render_image
@@ -24,9 +24,9 @@ from .sampling import epoch_rng
 from .augment import BatchAug
 
 # %% auto #0
-__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'builder_name', 'register_backbone', 'get_backbone',
-           'check_train_stages', 'NoWeights', 'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images',
-           'train_glyph_cnn', 'pretrain_digits_cnn', 'build_digits_cnn']
+__all__ = ['RESNET_STAGES', 'DIGITS_STAGES', 'Backbone', 'register_backbone', 'get_backbone', 'check_train_stages', 'NoWeights',
+           'resnet_body', 'digits_cnn', 'cpu_kernels', 'glyph_images', 'train_glyph_cnn', 'pretrain_digits_cnn',
+           'build_digits_cnn']
 
 # %% ../nbs/05a_backbones.ipynb #42bb8bfe
 @dataclass(frozen=True)
@@ -51,10 +51,6 @@ class Backbone:
         if pretrained and not self.has_weights:
             return f'backbone {self.name!r} has no pretrained weights (registered with has_weights=False): {fix}'
 
-def builder_name(build) -> str:
-    "A backbone's builder as errors name it: its qualified name (a `functools.partial`, which has none: its repr)."
-    return getattr(build, '__qualname__', repr(build))
-
 def register_backbone(name:str,
                       stages:int,               # how many stages the body has (`train_stages` counts them from the top)
                       norm_eval:bool=False,     # keep every backbone BatchNorm in eval mode while training
@@ -74,12 +70,12 @@ def register_backbone(name:str,
     def add(build):
         try: inspect.signature(build).bind(pretrained=True, train_stages=1, seed=0)
         except (TypeError, ValueError):
-            raise TypeError(f'{where}: {builder_name(build)!r} must take pretrained, train_stages and seed '
+            raise TypeError(f'{where}: {callable_name(build)!r} must take pretrained, train_stages and seed '
                             '(build(pretrained:bool, train_stages:int, seed:int) -> (body, n_features, frozen_modules))') from None
         was, entry = BACKBONES.get(name), Backbone(name, build, int(stages), norm_eval, int(train_stages), stage_words, has_weights,
                                                    for_gpu)
         settings = lambda b: {k: v for k, v in vars(b).items() if k != 'build'} if b else {}
-        redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)), name_of=builder_name)
+        redefined('backbone', name, getattr(was, 'build', None), build, (settings(was), settings(entry)))
         BACKBONES[name] = entry
         return build
     return add

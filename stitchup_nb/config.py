@@ -13,8 +13,8 @@ from pathlib import Path
 __all__ = ['SEED_MAX', 'BOOL', 'FRACTION', 'POSITIVE', 'NON_NEGATIVE', 'SOURCES_OF_VALUES', 'OPTIONS', 'CHECKS', 'BACKBONES',
            'DEFAULT_LOSS', 'DATA_PATHS', 'SETUP_VAR', 'PRECISIONS', 'NOISE_KINDS', 'THRESHOLDS', 'is_int', 'is_number',
            'count', 'number', 'maybe', 'one_of', 'nearest', 'Option', 'option', 'cross_check', 'check_args',
-           'check_values', 'values_by', 'flag_defaults', 'options_for', 'known_once', 'redefined', 'RunConfig',
-           'run_config']
+           'check_values', 'values_by', 'flag_defaults', 'options_for', 'known_once', 'callable_name', 'redefined',
+           'RunConfig', 'run_config']
 
 # %% ../nbs/00_config.ipynb #3275d1a4
 SEED_MAX = 2**32 - 1      # numpy's and torch's seeds
@@ -233,8 +233,12 @@ def _source(obj) -> tuple|None:
     try: return (inspect.getsource(obj).strip(),)
     except (OSError, TypeError): return None
 
+def callable_name(f) -> str:
+    "A function as a message names it: its qualified name (a `functools.partial` or a callable object, which has none: its repr)."
+    return getattr(f, '__qualname__', None) or repr(f)
+
 def redefined(what:str, name:str, old, new, settings:tuple=((), ()),
-              name_of=lambda f: getattr(f, '__qualname__', None) or repr(f)):   # a definition's name, as said (a partial has none: its repr)
+              name_of=callable_name):   # a definition's name, as said
     """Check registering `new` as `what` `name` (e.g. 'noise kind', 'flip') over `old`, the code registered under it now or
     None: a definition of another qualified name is refused (`ValueError`, naming it); one of the same name:
     the same definition run again replaces it without a word (the same code, or the same source text: `_definition`,

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
-from .config import is_int
-from .backbones import check_train_stages, builder_name, get_backbone
+from .config import callable_name, is_int
+from .backbones import check_train_stages, get_backbone
 
 # %% auto #0
 __all__ = ['BRANCH_DROPOUT', 'StitchNeck', 'Branch', 'per_branch', 'ensemble', 'TwoBranchNet', 'branch_preds', 'create_model']
@@ -132,7 +132,7 @@ def _built(bb, out) -> tuple:
     ok = (isinstance(out, tuple) and len(out) == 3 and isinstance(out[0], nn.Module) and is_int(out[1]) and out[1] >= 1 and isinstance(out[2], (list, tuple))
           and all(isinstance(m, nn.Module) for m in out[2]))
     if not ok:
-        raise TypeError(f'the builder of backbone {bb.name!r} ({builder_name(bb.build)}) returned {type(out).__name__} '
+        raise TypeError(f'the builder of backbone {bb.name!r} ({callable_name(bb.build)}) returned {type(out).__name__} '
                         f'{str(out)[:80]!r}: it must return (body, n_features, frozen_modules), an nn.Module, its feature '
                         'count (an int >= 1) and a list of modules of the body that do not train')
     return out

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import NOISE_KINDS, OPTIONS, cross_check, redefined
+from .config import NOISE_KINDS, OPTIONS, callable_name, cross_check, redefined
 from .data import GROUPS, check_groups, check_labels
 from .files import atomic_write
 from .appendix import read_class_freq
@@ -64,7 +64,7 @@ def _check_kind_signature(name:str, corrupt, options:tuple):
     try: sig.bind(None, None, None, **dict.fromkeys(options))
     except TypeError as e:
         call = ', '.join(('pos', 'hit', 'rng', *(f'{k}=...' for k in options)))
-        raise TypeError(f"noise kind {name!r}: {getattr(corrupt, '__qualname__', corrupt)!r} cannot be called as add_noise calls a "
+        raise TypeError(f"noise kind {name!r}: {callable_name(corrupt)!r} cannot be called as add_noise calls a "
                         f"kind, corrupt({call}) ({e}): give it those parameters (an option it reads, by its name in needs= or "
                         "takes=), else every run of the kind stops with a TypeError") from None
 

@@ -8,7 +8,7 @@ import functools, inspect, os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import redefined
+from .config import callable_name, redefined
 from .data import LabelledSet
 
 from .appendix import coco_mlt, read_appendix, voc_mlt
@@ -75,7 +75,7 @@ SOURCES = {}     # a preset's `source` -> its `Source`, filled by `register_sour
 
 def _loader_at(load) -> str:
     "A loader as an error names it: its name and the file that defines it, where one does."
-    name = getattr(load, '__qualname__', repr(load))
+    name = callable_name(load)
     try: file = inspect.getsourcefile(load)
     except TypeError: file = None             # a builtin, a callable object
     return f'{name} in {file}' if file else name
