@@ -136,7 +136,7 @@ def explain_columns(columns, meanings:dict) -> dict:
 def caption_text(meanings:dict,
                  width:int=110,              # a line's most characters (where `inches` is None)
                  inches:float|None=None,     # else a line's most width as drawn, in inches...
-                 fontsize:float=9.5,         # ...at this font size, in points
+                 fontsize:float=CHIP_FONTSIZE,   # ...at this font size, in points (the chips')
                 ) -> str:
     "A caption saying what each column means, broken into lines between words: by characters, or, given `inches`, by drawn width."
     text = '; '.join(f'{k}: {v}' for k, v in meanings.items()) + '.'

@@ -25,7 +25,7 @@ from .speed import run_switches
 from .train import build_learner, train_config
 from .peers import PEERS
 from .coteaching import NETWORKS
-from .browser import ANY, CHIP_STATES, Browser, caption_html, caption_text, chip_layout, chips_html, class_label, draw_chips
+from .browser import ANY, CHIP_FONTSIZE, CHIP_STATES, Browser, caption_html, caption_text, chip_layout, chips_html, class_label, draw_chips
 from .browser import explain_columns, label_chips, message_figure, filter_value, image_png, read_run_config
 
 # %% auto #0
@@ -218,7 +218,7 @@ def show(self:CorrectionBrowser, i:int|None=None):   # a training image (default
         if r == 0: cell.set_height(cell.get_height() * 2)
         elif t.columns[c].startswith('outcome') and t.iat[r - 1, c]: cell.set_facecolor(OUTCOME_COLOURS[t.iat[r - 1, c]] + '55')
     fig.suptitle(title, y=1 - .12 / fig.get_figheight(), va='top')
-    fig.text((side + .45) / W, (low + body - table - .2) / fig.get_figheight(), caption, fontsize=9.5, va='top')
+    fig.text((side + .45) / W, (low + body - table - .2) / fig.get_figheight(), caption, fontsize=CHIP_FONTSIZE, va='top')   # as caption_text wrapped it
     return fig
 
 # %% ../nbs/11b_corrections.ipynb #fae7db15
