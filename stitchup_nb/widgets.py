@@ -146,7 +146,8 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
     chips = max(chip_layout(v['chips'][k], self.ds.classes, iw)[1] for k in panels)
     states = [s for s in CHIP_STATES if any(s in r.values() for p in v['chips'].values() for r in p.values())]
     note = wrapped(self.note, 140) if self.note else ''
-    low = (.2 * (note.count('\n') + 1) + .05 if note else 0) + .2 * -(-len(states) // 3) + .15    # the note, the legend
+    noted = .2 * (note.count('\n') + 1) + .05 if note else 0       # inches: the note, at the foot
+    low = noted + .2 * -(-len(states) // 3) + .15                     # the note, and the legend above it
     head = .5 + max(t.count('\n') + 1 for t in titles.values()) * 10 * 1.25 / 72                      # the figure's title, a panel's
     H = head + ih + chips + .15 + low
     fig = plt.figure(figsize=(W, H))
@@ -157,7 +158,7 @@ def show(self:StitchBrowser, i:int|None=None,   # anchor (default: the browser's
     fig.legend([plt.Rectangle((0, 0), 1, 1, fc='white' if s == 'missing' else CHIP_STATES[s][0], ec=CHIP_STATES[s][0],
                               ls='--' if s == 'missing' else '-') for s in states],
                [CHIP_STATES[s][1] for s in states], loc='lower center', ncol=3, fontsize=8, frameon=False,
-               bbox_to_anchor=(.5, (low - .15 - .2 * -(-len(states) // 3)) / H))
+               bbox_to_anchor=(.5, noted / H))
     if note: fig.text(.5, .05 / H, note, ha='center', va='bottom', fontsize=8, style='italic')
     fig.suptitle(f'{self.ds.name}: a Stitch-Up pair and its labels', y=1 - .12 / H, va='top')
     return fig
