@@ -22,7 +22,7 @@ from .train import run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, result_row, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, numbers_alike, result_row, run_config, torch_threads
 from .speed import run_switches
 from .files import check_whole
 from .grids import GRIDS
@@ -48,8 +48,9 @@ def probe_arithmetic():
 
 # %% ../nbs/12b_evidence.ipynb #d573b34b
 def behaviour_key(method:str, dataset:str, epochs:int, extra:dict|None=None) -> str:
-    "The grid's words for a run's method: `method`, the options set apart from it, the preset and the epochs, as JSON."
-    return json.dumps({'method': method, 'dataset': dataset, 'epochs': int(epochs), **(extra or {})}, sort_keys=True)
+    """The grid's words for a run's method: `method`, the options set apart from it, the preset and the epochs, as JSON
+    with its keys sorted and equal numbers written alike (`numbers_alike`: {"t": 1.0} as {"t": 1}, as `extra_key` has them)."""
+    return json.dumps(numbers_alike({'method': method, 'dataset': dataset, 'epochs': int(epochs), **(extra or {})}), sort_keys=True)
 
 def row_behaviour_key(row) -> str:
     "`behaviour_key` of a CSV row (from its `config` and `extra`)."

@@ -26,8 +26,8 @@ from .files import check_whole, locked_csv
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
-           'provenance', 'torch_threads', 'probe_file', 'result_row', 'run_config', 'one_run', 't_sweep', 'extra_key',
-           'row_key', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
+           'provenance', 'torch_threads', 'probe_file', 'result_row', 'run_config', 'one_run', 't_sweep',
+           'numbers_alike', 'extra_key', 'row_key', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
 NOT_TRAINING = ('__init__', '_modidx', 'evidence', 'verify', 'results', 'leaderboard', 'report', 'browser', 'widgets', 'corrections', 'noise_estimate', 'noise_check', 'showdoc')   # modules that do not take part in making a row
@@ -215,18 +215,19 @@ def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
                    seconds=seconds, **prov, config=json.dumps(dict(cfg), sort_keys=True, default=float))
 
 # %% ../nbs/12_experiments.ipynb #25058f8f
-def _one_number(v):
-    "Parsed JSON `v` with each float that is a whole number as an int (1.0 as 1), at any depth; bools and strings as they are."
+def numbers_alike(v):
+    """Parsed JSON `v` with equal numbers written alike: each float that is a whole number as an int (1.0 as 1), at any
+    depth; bools and strings as they are. `extra_key` and the behaviour key (`12b_evidence`) write a setting through it."""
     if isinstance(v, float) and v.is_integer(): return int(v)
-    if isinstance(v, dict): return {k: _one_number(x) for k, x in v.items()}
-    if isinstance(v, list): return [_one_number(x) for x in v]
+    if isinstance(v, dict): return {k: numbers_alike(x) for k, x in v.items()}
+    if isinstance(v, list): return [numbers_alike(x) for x in v]
     return v
 
 def extra_key(e) -> str:
     """A row's `extra` as a key: '{}' where it has none (no option set apart), else its JSON with the keys sorted and
     equal numbers written alike (1.0 as 1: {"t": 1} and {"t": 1.0} are one setting); text that is no JSON as it is."""
     if not isinstance(e, str) or not e.strip(): return '{}'
-    try: return json.dumps(_one_number(json.loads(e)), sort_keys=True)
+    try: return json.dumps(numbers_alike(json.loads(e)), sort_keys=True)
     except ValueError: return e
 
 def _txt(v) -> str: return '' if v is None or v != v else str(v)      # None, NaN: empty
