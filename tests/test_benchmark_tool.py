@@ -97,9 +97,9 @@ def test_factorial_tables_pair_each_sampler_loss_combination_by_seed():
 RUN = """
 import json, sys
 from stitchup_nb.experiments import one_run
-row = one_run('BCE', dict(method='bce'), 'flip', .3, 0, 1, dataset='digits-small', threads=1)
+row = one_run('BCE', dict(method='bce', data_seed=3), 'flip', .5, 0, 1, dataset='digits-small', threads=1)
 print(json.dumps(row))
-"""
+"""     # pinned_row's run (your_grid's BCE row), as one_run makes it
 
 
 def _totals(n, env=None):
@@ -110,13 +110,24 @@ def _totals(n, env=None):
 
 
 @pytest.fixture(scope='module')
-def pinned_row():
-    """A quick-grid row made as tools/benchmark.py makes it: with the benchmark's CPU kernels, stamped with its fingerprint.
-    One training for the module: each test writes its own CSV from a copy of it."""
-    from stitchup_nb.evidence import load_fingerprints, row_fingerprint
-    p = subprocess.run([sys.executable, '-c', RUN], capture_output=True, text=True, env={**os.environ, **CPU_ENV}, timeout=600)
-    assert p.returncode == 0, p.stderr
-    row = json.loads(p.stdout.splitlines()[-1])
+def your_grid(tmp_path_factory):
+    """--quick --cells flip:0.5 --data_seed 3 --methods bce, run once for the module: BCE at flip 0.5 and its clean
+    reference on Digits-MLT instance 3 (digits-small, 1 epoch). `(the CSV, the finished process)`: the grid's test checks
+    them, and its BCE row is pinned_row (one training where the grid and the pinned row each made their own)."""
+    out = tmp_path_factory.mktemp('grid')/'b.csv'
+    return out, _bench('--quick', '--cells', 'flip:0.5', '--data_seed', '3', '--methods', 'bce', '--out', str(out), timeout=900)   # restarts
+
+
+@pytest.fixture(scope='module')
+def pinned_row(your_grid):
+    """A quick-grid row made by tools/benchmark.py (it starts itself again with the benchmark's CPU kernels): your_grid's
+    BCE row, read back as the kit reads a CSV (numbers as numbers, an empty field left out, as one_run leaves it out) and
+    stamped with its fingerprint under the committed file. Each test writes its own CSV from a copy of it."""
+    from stitchup_nb.evidence import load_fingerprints, read_rows, row_fingerprint
+    out, p = your_grid
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    r = read_rows(out).set_index('method', drop=False).loc['BCE']
+    row = {k: v.item() if hasattr(v, 'item') else v for k, v in r.items() if not (isinstance(v, float) and v != v)}
     assert row['isa'].endswith(' pinned'), row['isa']
     row['fingerprint'] = row_fingerprint(row, load_fingerprints())      # as tools/benchmark.py stamps it
     assert row['fingerprint'], 'the quick grid\'s BCE has a committed fingerprint'
@@ -125,7 +136,8 @@ def pinned_row():
 
 def test_a_row_run_alone_and_beside_another_copy_agrees_exactly(pinned_row):
     """One thread per run: the same row alone and with a second copy competing for the cores gives the same total. With the
-    benchmark's CPU kernels, as its copies run (the tool starts itself again in them): the row alone is pinned_row's."""
+    benchmark's CPU kernels, as its copies run (the tool starts itself again in them): the row alone is pinned_row's, which
+    the tool made."""
     side_by_side = _totals(2, env={**os.environ, **CPU_ENV})
     assert [pinned_row['total']] * 2 == side_by_side, (pinned_row['total'], side_by_side)
 
@@ -430,18 +442,17 @@ def test_your_own_variant_cells_instance_and_pre_registration_are_checked_before
     assert main.read_bytes() == before and not [q.name for q in tmp_path.glob('*.csv*') if q != main]   # nothing written
 
 
-def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one_instance(tmp_path):
-    """--quick --cells flip:0.5 --data_seed 3 --methods bce: BCE at flip 0.5 and its clean reference on Digits-MLT instance 3
-    (digits-small, 1 epoch), each row's config recording the instance and stamped with its fingerprint; the same CSV then
-    refuses the default instance's rows and another's."""
-    out = tmp_path/'b.csv'
-    p = _bench('--quick', '--cells', 'flip:0.5', '--data_seed', '3', '--methods', 'bce', '--out', str(out), timeout=900)   # restarts
+def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one_instance(your_grid, tmp_path):
+    """your_grid (--quick --cells flip:0.5 --data_seed 3 --methods bce): BCE at flip 0.5 and its clean reference on
+    Digits-MLT instance 3 (digits-small, 1 epoch), each row's config recording the instance and stamped with its
+    fingerprint; the same CSV then refuses the default instance's rows and another's."""
+    out, p = your_grid
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
     rows = list(csv.DictReader(open(out)))
     assert [(r['method'], r['kind'], float(r['rate'])) for r in rows] == [('BCE', 'flip', .5), ('BCE (clean)', 'flip', 0.)], rows
     assert all(json.loads(r['config'])['data_seed'] == 3 and json.loads(r['config'])['dataset'] == 'digits-small' and r['fingerprint']
                for r in rows), rows
-    assert len(results.load('b', tmp_path)) == 2                       # current rows: the fingerprints beside the CSV
+    assert len(results.load('b', out.parent)) == 2                     # current rows: the fingerprints beside the CSV
     before = out.read_bytes()
     cases = [['--quick', '--cells', 'flip:0.5', '--methods', 'bce', '--out', str(out)],
              ['--quick', '--data_seed', '4', '--methods', 'bce', '--out', str(out)]]
