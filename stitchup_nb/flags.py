@@ -147,6 +147,11 @@ def _parent_pid(pid:int) -> int|None:
     try: return int(Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[1])     # after '(its name)': state, parent
     except (OSError, IndexError, ValueError): return None
 
+def _launcher_vars() -> bool:
+    "Whether this process has the variables a launcher of PyTorch's sets: torchrun's TORCHELASTIC_RUN_ID, or MASTER_ADDR and MASTER_PORT."
+    env = os.environ
+    return bool(env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT'))
+
 def _launcher_started() -> bool:
     """Whether a launcher of PyTorch's started this process, one that stops the rest of its launch once a process has failed:
     torchrun (which `accelerate launch` runs) sets TORCHELASTIC_RUN_ID, and it and `torch.distributed.launch` set MASTER_ADDR
@@ -157,7 +162,7 @@ def _launcher_started() -> bool:
     the process that started it: the launcher watches that shell, which ends as its script's command failed. Where a
     parent's cannot be read, or it set them itself after it started (a notebook's `os.environ`), the process counts as launched."""
     env = os.environ
-    if not (env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT')): return False
+    if not _launcher_vars(): return False
     pid = os.getppid()
     while pid and (started := _started_with(pid)) is not None and all(started.get(v) == env.get(v) for v in _LAUNCH_VARS):
         if _program(pid) not in _SHELLS: return False        # a launched program's child: nothing stops it
@@ -246,13 +251,24 @@ def _refuse_other(prog:str, launched:bool):
     print(f"{prog if local == 0 else f'{prog} (rank {rank} of {n})'}: {said}", file=sys.stderr, flush=True)
     sys.exit(2)
 
+_TORCHRUN_VARS = (*_LAUNCH_VARS, 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'GROUP_WORLD_SIZE', 'ROLE_RANK', 'ROLE_NAME', 'ROLE_WORLD_SIZE')
+
+def _leave_launch():
+    """Run as one process where a launched program started this one (its child inherited the launch's variables): torchrun's
+    per-process variables (`_TORCHRUN_VARS`, TORCHELASTIC_*) are dropped from `os.environ`, so that fastai and the kit, which
+    read WORLD_SIZE and RANK, see one process of rank 0, and no process group is joined."""
+    for v in [v for v in os.environ if v in _TORCHRUN_VARS or v.startswith('TORCHELASTIC_')]: del os.environ[v]
+
 def _one_process(prog:str):
     """Refuse console script `prog`, one that runs in one process, where a launcher started several (WORLD_SIZE > 1): each
     would run it whole and write the same files, N writers of one file. Said once a machine, as an argument's error (`_refuse`).
-    A process no launcher started has WORLD_SIZE where it inherited it (a launched process's child, a cluster job's shell),
-    which looks the same from inside: the refusal names that way out too, WORLD_SIZE=1 for the one command."""
+    A launched program's child (a training script's `subprocess.run(['stitchup_test', ...])`: it has a launcher's variables,
+    and its parent started with the same ones, `_launcher_started`) is one process, started once by that program: it runs, its
+    inherited launch variables dropped (`_leave_launch`). A process that inherited WORLD_SIZE otherwise (a cluster job's
+    shell, no MASTER_ADDR) looks like a launch from inside: the refusal names that way out too, WORLD_SIZE=1 for the one command."""
     world = _launch()[1]
-    if world > 1:
+    if world > 1 and _launcher_vars() and not _launcher_started(): _leave_launch()
+    elif world > 1:
         _refuse(prog, f'runs in one process, not under a launcher: this launch started {world} (WORLD_SIZE={world}), each of '
                       f'which would write the same files; run {prog} without torchrun (where no launcher started it, '
                       f'WORLD_SIZE={world} came from its environment: run WORLD_SIZE=1 {prog} ...)')

@@ -16,7 +16,7 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
 - a console script of one process (stitchup_test, stitchup_noise, stitchup_estimate_noise) refuses a launch of several,
   said once, before it reads or writes anything: each rank would write the same file;
 - a process that no launcher started (WORLD_SIZE and LOCAL_RANK inherited) says that refusal at once, naming its rank:
-  no launcher will stop it;
+  no launcher will stop it; a launched program's child (its parent started with the launch's variables) runs, as one process;
 - under mpirun or srun, which set no WORLD_SIZE, every console script refuses before it reads or writes anything:
   stitchup_train naming torchrun, a script of one process the command to leave out;
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
@@ -25,7 +25,7 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
   rank 1 waited in the next epoch's collectives; and in writing the final metrics.json, after the scoring: rank 0 exited
   while rank 1 waited in the barrier of leaving the process group.
 """
-import os, subprocess, sys, textwrap, time
+import os, subprocess, sys, textwrap
 
 import pytest
 
@@ -356,20 +356,20 @@ def test_the_console_scripts_under_mpirun_or_srun_are_refused(tmp_path):
     assert not out.exists()
 
 
-def test_a_launched_processs_child_refuses_at_once(tmp_path):
-    """A console script started by a launched process (a training script's subprocess, a notebook's under a launch) inherits
-    all of torchrun's variables, and its parent started with them: no launcher watches it, so it says its refusal at once,
-    naming its rank (`00k_flags`' `_launcher_started`). A parent that did not start with them (a launcher) still counts."""
-    # Before, it looked launched: as LOCAL_RANK 1 it waited 60 s (_STOPPED_WITHIN) for a launcher to stop it, then spoke
+def test_a_launched_processs_child_runs_as_one_process(tmp_path):
+    """A console script of one process started by a launched process (a training script's `subprocess.run(['stitchup_noise',
+    ...])`) inherits all of torchrun's variables, and its parent started with them: it is one process, started once, and
+    runs as one, its inherited rank and world ignored (`00k_flags`' `_one_process`, `_leave_launch`). Its parent, a launched
+    process itself (a launcher did not start with the variables it gives), counts as launched (`_launcher_started`)."""
+    # Before, it was refused as one of 2 processes ('runs in one process, not under a launcher'), exit status 2, nothing written
     launched = {**os.environ, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
                 'MASTER_PORT': str(free_port()), 'TORCHELASTIC_RUN_ID': 'none', 'OMP_NUM_THREADS': '1'}
     out = tmp_path/'noise.out'
     parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_noise")!r}, "--dataset", "digits-small", "--out", '
               f'{str(out)!r}], capture_output=True, text=True); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
-    t0 = time.time()
-    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=50)
-    assert (p.returncode, p.stderr) == (2, f"stitchup_noise (rank 1 of 2): {ONE_PROCESS.format('stitchup_noise')}\n"), p.stderr[-3000:]
-    assert time.time() - t0 < 30 and not out.exists()
+    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=120)
+    assert (p.returncode, p.stderr) == (0, ''), p.stderr[-3000:]
+    assert out.is_file()
     # the same process as a launcher's: its parent (this test) did not start with the variables, so it counts as launched
     probe = 'from stitchup_nb.flags import _launcher_started; print(_launcher_started())'
     got = [subprocess.run([sys.executable, '-c', c], capture_output=True, text=True, env=launched, timeout=60).stdout.strip()
