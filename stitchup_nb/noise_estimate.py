@@ -12,11 +12,11 @@ import pandas as pd
 
 from .data import LabelledSet, check_labels
 from .files import atomic_write
-from .methods import PRESETS, data_source
 from .grids import CELLS
-from .config import check_values, nearest
+from .config import check_values
 from .words import in_python_words
 from .runs import check_out
+from .resolve import check_entries   # the preset, checked as a run checks it
 # the backbones, the model and the pipeline (torch, fastai) are imported by the functions that use them: the console
 # script's --help, and an option it refuses, answer at once
 
@@ -159,10 +159,9 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     "The training labels' noise estimated from them alone (`estimate`), and where the clean labels are known, the truth (`true`)."
     from stitchup_nb.labels import load_benchmark, training_labels
     from stitchup_nb.checks import noise_defaults, noise_options
-    if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)}')
+    preset, source = check_entries(dataset, None)         # as a run checks it: a misspelt key in a script's preset is refused
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
-    source = data_source(dataset)
     source.check_options(dict(data_root=data_root, appendix=appendix, data_seed=data_seed), f'--dataset {dataset}')
     if not (isinstance(folds, int) and folds >= 2): raise ValueError(f'--folds must be an integer >= 2, got {folds!r}')
     noise_rate = _rate(noise_rate, 'noise_rate')
@@ -172,7 +171,6 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     noise_options(dict(dataset=dataset, appendix=appendix, noise_file=noise_file, noise_rate=noise_rate or None if noise_file
                        else noise_rate, **{k: given[k] for k in ('noise_kind', 'noise_seed', 'noise_neg_rate')}))
     noise_kind, noise_seed = (noise_defaults()[k] if given[k] is None else given[k] for k in ('noise_kind', 'noise_seed'))
-    preset = PRESETS[dataset]
     train, _, app = load_benchmark(dataset, data_root, appendix, None, data_seed)
     noisy = training_labels(train, noise_file, noise_rate, noise_kind, noise_seed, app, noise_neg_rate)
     if not 2 <= folds <= len(train): raise ValueError(f'--folds must be in 2..{len(train)} (the training images), got {folds}')

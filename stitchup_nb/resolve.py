@@ -81,23 +81,26 @@ def _check_preset_keys(dataset:str, preset:dict, source):
                      f"{source.name!r} reads{f' (registered with preset_keys={keys!r})' if keys else ''}: fix the name, or drop it; where its loader "
                      f"reads preset[{k!r}], register it with @register_source({source.name!r}, ..., preset_keys={(*keys, k)!r})")
 
-def check_entries(dataset:str, method:str) -> tuple:
+def check_entries(dataset:str,
+                  method:str|None, # None: a script that trains no method (`stitchup_estimate_noise`): the preset's checks alone
+                  ) -> tuple:
     """The preset `dataset` and its data source; an unknown preset or method, a preset missing an option or setting a key that
     is neither an option nor one its data source reads (`preset_keys`: a misspelt option), a method setting an undeclared
     one, and an entry setting an option its flag sets for every run (`by='flag'`: the entry's value would be lost): refused."""
     if dataset not in PRESETS: raise ValueError(f'--dataset must be one of {", ".join(PRESETS)}; got {dataset!r}{nearest(dataset, PRESETS)} '
                                                 f"({known_once('a preset a script adds to PRESETS')})")
-    if method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}{nearest(method, METHODS)} '
+    if method is not None and method not in METHODS: raise ValueError(f'--method must be one of {", ".join(METHODS)}; got {method!r}{nearest(method, METHODS)} '
                                                f"({known_once('a method a script adds to METHODS')})")
     preset, source = PRESETS[dataset], data_source(dataset)
     if miss := [k for k in (*REFERENCE, 'thresholds') if k not in preset]:
         raise ValueError(f"PRESETS[{dataset!r}] lacks {', '.join(miss[:6])}{' …' * (len(miss) > 6)}: make a preset from another, "
                          f"e.g. dict(PRESETS['digits'], source=..., arch=...), so every option has its value (07a_methods)")
     _check_preset_keys(dataset, preset, source)
-    if (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
+    entries = {f'PRESETS[{dataset!r}]': preset, **({f'METHODS[{method!r}]': METHODS[method]} if method is not None else {})}
+    if method is not None and (k := next((k for k in METHODS[method] if k not in _NOT_CFG and k not in OPTIONS), None)):
         raise ValueError(f'METHODS[{method!r}] sets {k!r}, which is not a declared option: declare it once with '
                          "stitchup_nb.config.option (00_config; a peer's hyper-parameter beside its entry here, with by='peer', peer=NAME)")
-    for name, entry in ((f'PRESETS[{dataset!r}]', preset), (f'METHODS[{method!r}]', METHODS[method])):
+    for name, entry in entries.items():
         if k := next((k for k, v in entry.items() if k in OPTIONS and OPTIONS[k].by == 'flag' and v != OPTIONS[k].default), None):
             raise ValueError(f"{name} sets {k} {entry[k]!r}, an option its flag sets for every run (--{k}, default "
                              f"{OPTIONS[k].default!r}), so the entry's value would be lost: drop it, and pass {k}={entry[k]!r} "
