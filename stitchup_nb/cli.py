@@ -83,25 +83,22 @@ class _Flag(Param):
         if self._unset: self.default = None
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
-def presets_now(listed:tuple=(),    # the kit's presets the flag's own help lists: not said again
-                ) -> str:
-    """The presets as they are now (`PRESETS`), as a `--dataset` help ends, each said once: the kit's (`KIT_PRESETS`) but
-    those `listed`; those a `STITCHUP_SETUP` script added, as a setup script's; one that is no dict of options
-    (`bad_preset`), which a run refuses, named apart, so that the help still prints. '' where nothing is left to say."""
+def presets_now() -> str:
+    """The presets as they are now (`PRESETS`), as a `--dataset` help ends: the kit's (`KIT_PRESETS`) that are still there;
+    those a `STITCHUP_SETUP` script added, as a setup script's; one that is no dict of options (`bad_preset`), which a run
+    refuses, named apart, so that the help still prints. '' where there is none."""
     bad = [p for p in PRESETS if bad_preset(p)]
-    kit = [p for p in PRESETS if p in KIT_PRESETS and p not in bad and p not in listed]
+    kit = [p for p in PRESETS if p in KIT_PRESETS and p not in bad]
     mine = [p for p in PRESETS if p not in KIT_PRESETS and p not in bad]
-    parts = ([f"{'also ' if listed else ''}the kit's: {', '.join(kit)}"] if kit else []) \
+    parts = ([f"the kit's: {', '.join(kit)}"] if kit else []) \
             + ([f"a setup script's: {', '.join(mine)}"] if mine else []) \
             + ([f"refused, no dict of options: {', '.join(f'PRESETS[{p!r}]' for p in bad)}"] if bad else [])
     return f" ({'; '.join(parts)})" if parts else ''
 
-def dataset_flag(help:str,        # what --dataset picks, in the script's words
-                 listed:tuple=(), # the kit's presets `help` lists itself (`stitchup_train`'s declared help lists them)
+def dataset_flag(help:str,        # what --dataset picks, in the script's words (no preset named: `presets_now` names them)
                  ) -> Param:
-    """A console script's `--dataset` flag: its help ends with the presets as they are when it is printed, but those it lists
-    itself (`presets_now`)."""
-    return _Flag(help, str, more=lambda: presets_now(tuple(listed)))
+    """A console script's `--dataset` flag: its help ends with the presets as they are when it is printed (`presets_now`)."""
+    return _Flag(help, str, more=presets_now)
 
 def switch_flag(help:str,         # what the flag turns on, in the script's words
                 ) -> Param:
@@ -125,8 +122,7 @@ def flag(name:str) -> Param:
     `--no-NAME`; an option a preset sets whose help names no default ('(default ...', 'default: ...') ends with the presets' values (`preset_values`)."""
     o = OPTIONS[name]
     help = (f'--method {o.peer}: ' if o.peer else f'--loss {o.loss}: ' if o.loss else '') + o.help
-    if name == 'dataset':         # the kit's presets its declared help names ('digits' is not named by 'digits-small')
-        return dataset_flag(help, [p for p in KIT_PRESETS if re.search(rf'(?<![\w-]){re.escape(p)}(?![\w-])', o.help)])
+    if name == 'dataset': return dataset_flag(help)      # the presets as they are when the help is printed
     more = (lambda: preset_values(name)) if o.by == 'preset' and not re.search(r'\(default\b|\bdefault:', help) else None
     return _Flag(help, o.type, name in _UNSET, more)
 

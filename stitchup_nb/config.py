@@ -261,7 +261,7 @@ _opt = lambda owner: (lambda name, default=None, rule=None, help='', **kw: optio
 
 # what to train, and on which data (train, methods, readers)
 _o = _opt('train')
-_o('dataset', 'digits', help='preset: digits (embedded), digits-small (smoke test), voc or coco', type=str)
+_o('dataset', 'digits', help='preset: its data, backbone and settings', type=str)
 _o('method', 'full', help='full (Stitch-Up + Co-Learning) or another method of the table listed above (each explained in '
   'stitchup_nb.methods.METHODS, 07a_methods)', type=str)
 _o('data_root', help='where the images are: for voc the VOCdevkit folder itself, which holds VOC2007/ and VOC2012/ (default '

@@ -242,16 +242,30 @@ def test_the_console_scripts_refuse_an_unread_file_option(tmp_path):
 
 def test_the_console_scripts_help_lists_its_preset(tmp_path):
     """STITCHUP_SETUP=own.py: every console script's --dataset help lists the presets as they are then, own among them
-    marked as a setup script's, each preset once (stitchup_train's said them twice: its declared help lists the kit's)."""
+    marked as a setup script's, each preset once (stitchup_train's said them twice: its declared help listed the kit's)."""
     from tests.conftest import BIN
     (tmp_path/'own.py').write_text(f'NAME, ROOT, APART, READS = "own", {str(tmp_path)!r}, False, dict(reads=("data_root",))\n' + LOADER)
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'STITCHUP_SETUP': str(tmp_path/'own.py'), 'COLUMNS': '500'}   # one line a flag
     for script in ('stitchup_train', 'stitchup_noise', 'stitchup_estimate_noise'):
         r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
-        kit = 'digits (embedded), digits-small (smoke test), voc or coco' if script == 'stitchup_train' else "the kit's: digits, digits-small, voc, coco;"
+        kit = "the kit's: digits, digits-small, voc, coco;"
         assert r.returncode == 0 and kit in said and "a setup script's: own)" in said, (script, r.stdout[-3000:])
         assert said.count('digits-small') == 1 and 'The presets (--dataset)' not in r.stdout, (script, r.stdout[-3000:])
+
+
+def test_the_console_scripts_help_lists_no_preset_a_setup_script_deleted(tmp_path):
+    """STITCHUP_SETUP=drop.py, which deletes a kit's preset (`del PRESETS['digits-small']`): no console script's --dataset
+    help names it; the kit's others are listed as they are then."""
+    # Before, stitchup_train's declared help named the kit's four presets in fixed words, the deleted one among them
+    from tests.conftest import BIN
+    (tmp_path/'drop.py').write_text("from stitchup_nb.methods import PRESETS\ndel PRESETS['digits-small']\n")
+    env = {**os.environ, 'OMP_NUM_THREADS': '1', 'STITCHUP_SETUP': str(tmp_path/'drop.py'), 'COLUMNS': '500'}   # one line a flag
+    for script in ('stitchup_train', 'stitchup_noise', 'stitchup_estimate_noise'):
+        r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
+        assert r.returncode == 0 and "(the kit's: digits, voc, coco)" in said, (script, r.stdout[-3000:] + r.stderr[-2000:])
+        assert 'digits-small' not in said, (script, said)
 
 
 def test_stitchup_noise_source_is_the_folder_named_like_a_preset(own, tmp_path, monkeypatch):
