@@ -77,9 +77,13 @@ def noise_kind(name:str,
     def add(corrupt):
         _check_kind_signature(name, corrupt, (*needs, *takes))
         was = NOISE_KINDS.get(name)
-        redefined('noise kind', name, was, corrupt, ((getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else (),
-                                                      (tuple(needs), tuple(needs) + tuple(takes))))
-        corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
+        before = (getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else ()
+        try: corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
+        except AttributeError:      # a builtin (`max`), a ufunc, an object without __dict__: it cannot carry them
+            raise TypeError(f"noise kind {name!r}: {callable_name(corrupt)!r} cannot be registered as it is: it takes no "
+                            "attributes (a builtin, or an object without __dict__), where noise_kind records its needs= and takes=; "
+                            f"register a function that calls it: @noise_kind({name!r}) def corrupt(pos, hit, rng): return ...") from None
+        redefined('noise kind', name, was, corrupt, (before, (corrupt.needs, corrupt.takes)))
         NOISE_KINDS[name] = corrupt
         return corrupt
     return add
