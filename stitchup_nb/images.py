@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_images.ipynb #94dc5d2d
 from __future__ import annotations
-import contextlib, hashlib, json, os, shutil, sys, time, warnings
+import contextlib, errno, hashlib, json, os, shutil, sys, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +16,8 @@ from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key', 'decoded_images']
+__all__ = ['CACHE_SPARE', 'UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key',
+           'cache_room', 'decoded_images']
 
 # %% ../nbs/00b_images.ipynb #2abe4c85
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -146,13 +147,21 @@ def _read_cached(npy:Path, meta:Path, n:int, size:int):
         return arr, [int(i) for i in m['bad']]
     except (OSError, ValueError, KeyError, TypeError): return None
 
+CACHE_SPARE = 2**29     # bytes a cache write leaves free on its disk, for what else writes there (a run's checkpoints)
+
+def cache_room(folder:Path, nbytes:int) -> str|None:
+    """None where the disk that holds (or will hold) `folder` has room for `nbytes` and `CACHE_SPARE` besides, or its room
+    cannot be told; else the room wanted and free, in words."""
+    with contextlib.suppress(OSError):
+        free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
+        if free < nbytes + CACHE_SPARE:
+            return (f'the set takes {nbytes / 2**20:,.1f} MB and that disk has {free / 2**20:,.1f} MB free '
+                    f'(a cache leaves {CACHE_SPARE / 2**20:,.0f} MB free)')
+
 def _cannot_keep(folder:Path, nbytes:int, e:OSError, default:bool=True) -> str:
     """The warning for a decoded set of `nbytes` that `folder` (the default cache folder, or one a caller chose) could not
     take (`e`): why, whether its disk is short of room, and how to keep the set elsewhere."""
-    room = ''
-    with contextlib.suppress(OSError):
-        free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
-        if free < nbytes: room = f'; the set takes {nbytes / 2**20:,.1f} MB and that disk has {free / 2**20:,.1f} MB free'
+    room = f'; {short}' if (short := cache_room(folder, nbytes)) else ''
     elsewhere = 'set STITCHUP_CACHE to' if default else 'pass cache='
     return (f'could not keep the decoded images in {folder} ({e}{room}); they are decoded again next time: {elsewhere} a folder '
             'you can write, on a disk with room, to keep them')
@@ -172,7 +181,11 @@ def decoded_images(paths,                 # image files
     npy, meta = folder/f'{key}.npy', folder/f'{key}.json'
     if (hit := _read_cached(npy, meta, len(paths), size)) is not None and not (hit[1] and on_bad == 'error'):
         return hit
+    nbytes = len(paths) * size * size * 3
+    if short := cache_room(folder, nbytes):     # said before the decoding, and the disk is never filled to its last byte
+        warnings.warn(_cannot_keep(folder, nbytes, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), cache is True))
     arr, bad = decode_images(paths, size, on_bad, workers, name)
+    if short: return arr, bad
     try:
         folder.mkdir(parents=True, exist_ok=True)
         files = decode_key(paths, size, stat=False)

@@ -277,3 +277,22 @@ def test_an_entry_keyed_by_linked_paths_gives_way_to_the_real_paths_one(files, t
                                              'files': decode_key(linked, 12, stat=False, resolve=False)}))
     decoded_images(linked, 12, cache=c)
     assert sorted(p.name for p in c.iterdir()) == sorted(f'{decode_key(files[:3], 12)}{e}' for e in ('.json', '.npy'))
+
+
+def test_a_disk_without_room_to_spare_is_said_before_decoding_and_left_unfilled(files, tmp_path, monkeypatch):
+    "A disk with room for the set but not for `CACHE_SPARE` besides: warned before the decoding, and nothing written (the "
+    "cache wrote the set there, leaving what else writes on that disk nothing; a disk short of room was said only after "
+    "minutes of decoding, when the write failed)."
+    import shutil
+    from collections import namedtuple
+    nbytes = len(files) * 64 * 64 * 3
+    monkeypatch.setattr(shutil, 'disk_usage', lambda p: namedtuple('usage', 'total used free')(10**12, 10**12 - nbytes - 2**20, nbytes + 2**20))
+    said, decode = [], images.decode_images
+    def watched(*a, **k): said.append('decoding'); return decode(*a, **k)
+    monkeypatch.setattr(images, 'decode_images', watched)
+    monkeypatch.setattr(images.warnings, 'warn', lambda msg, *a, **k: said.append(str(msg)))
+    arr, bad = decoded_images(files, 64, cache=tmp_path/'c')
+    assert np.array_equal(arr, reference(files, 64)) and bad == []
+    assert len(said) == 2 and said[1] == 'decoding', said
+    assert f"could not keep the decoded images in {tmp_path/'c'}" in said[0] and 'a cache leaves 512 MB free' in said[0]
+    assert not (tmp_path/'c').exists() or not list((tmp_path/'c').iterdir())
