@@ -185,6 +185,7 @@ def decoded_images(paths,                 # image files
     if short := cache_room(folder, nbytes):     # said before the decoding, and the disk is never filled to its last byte
         warnings.warn(_cannot_keep(folder, nbytes, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), cache is True))
     arr, bad = decode_images(paths, size, on_bad, workers, name)
+    arr.flags.writeable = False                 # as a memory-mapped entry is: a caller that writes in it fails every run, not the second
     if short: return arr, bad
     try:
         folder.mkdir(parents=True, exist_ok=True)

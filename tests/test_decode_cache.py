@@ -296,3 +296,10 @@ def test_a_disk_without_room_to_spare_is_said_before_decoding_and_left_unfilled(
     assert len(said) == 2 and said[1] == 'decoding', said
     assert f"could not keep the decoded images in {tmp_path/'c'}" in said[0] and 'a cache leaves 512 MB free' in said[0]
     assert not (tmp_path/'c').exists() or not list((tmp_path/'c').iterdir())
+
+
+def test_the_run_that_fills_the_cache_gets_a_read_only_array_as_the_next_does(files, tmp_path):
+    "Writing into the decoded set worked on the run that filled the cache and failed on the next (a read-only memory map)."
+    for _ in range(2):
+        arr, _ = decoded_images(files, 16, cache=tmp_path/'c')
+        with pytest.raises(ValueError, match='read-only'): arr[0, 0, 0, 0] = 1
