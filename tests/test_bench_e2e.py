@@ -113,3 +113,19 @@ def test_grid_and_digits_need_a_gpu_and_overwrite_gets_past_the_out_check(tmp_pa
     p = bench('--no-voc', '--digits', '1', '--overwrite', '--out', old)
     assert p.returncode == 2 and '--digits compares exact fp32 with bf16, which needs a CUDA GPU' in p.stderr, p.stderr[-2000:]
     assert old.read_text() == '{"x": 1}\n' and sorted(q.name for q in tmp_path.iterdir()) == ['old.json']
+
+
+def test_options_the_call_would_ignore_are_refused(tmp_path):
+    """--tiny with --coco or --no-voc, --jobs without --digits or --grid, and --no-voc alone were ignored (the last wrote a
+    JSON of no runs and exited 0); a --root under a file stopped with a traceback once the JSON's machine was asked."""
+    (tmp_path/'f').write_text('x')
+    cases = [(['--tiny', '--coco'], '--tiny times its own 40 + 24 image set, not the VOC- or COCO-sized ones: drop --coco'),
+             (['--tiny', '--no-voc'], 'drop --no-voc (or --tiny)'),
+             (['--no-voc'], '--no-voc leaves nothing to run: add --coco, --digits N or --grid'),
+             (['--tiny', '--jobs', '3'], '--jobs 3 packs the Digits runs of --digits and --grid; the timed runs go one at a time'),
+             (['--tiny', '--jobs', '0'], '--jobs >= 1'),
+             (['--tiny', '--root', tmp_path/'f'/'sets'], f"--root {tmp_path/'f'/'sets'}: {tmp_path/'f'} is not a folder")]
+    for args, said in cases:
+        p = bench(*args, '--out', tmp_path/'x.json')
+        assert p.returncode == 2 and said in p.stderr and 'Traceback' not in p.stderr, (args, p.stderr[-2000:])
+    assert sorted(q.name for q in tmp_path.iterdir()) == ['f']

@@ -327,7 +327,7 @@ def parser():
     ap.add_argument('--epochs', type=int, default=None, help='epochs a run (default: the preset\'s 8; --tiny: 1)')
     ap.add_argument('--digits', type=int, default=0, metavar='N', help='Digits fp32 vs bf16 on seeds 0..N-1 (default: none; needs a CUDA GPU)')
     ap.add_argument('--grid', action='store_true', help='the 24-run Digits grid, --jobs at a time (needs a CUDA GPU)')
-    ap.add_argument('--jobs', type=int, default=8, help='runs at a time on the one GPU for --digits and --grid (default 8)')
+    ap.add_argument('--jobs', type=int, default=None, help='runs at a time on the one GPU for --digits and --grid (default 8)')
     ap.add_argument('--profile', action='store_true', help="after a set's runs, one more epoch under torch.profiler (steps 2-6): its tables go to bench_e2e_profile.txt")
     ap.add_argument('--budget', type=float, default=None, help='seconds (> 0): start no step after this (what ran is written)')
     ap.add_argument('--root', default=None, help='folder for the sets, caches and runs (default: a temporary folder, removed)')
@@ -368,7 +368,16 @@ def wanted_runs(ap, a) -> list:
     want = names if a.runs is None else [s.strip() for s in a.runs.split(',')]
     if bad := [n for n in want if n not in names]: ap.error(f"--runs: unknown {bad}; choose from {', '.join(names)}")
     if a.epochs is not None and a.epochs < 1: ap.error(f'--epochs must be >= 1, got {a.epochs}')
-    if a.digits < 0 or a.jobs < 1: ap.error('--digits must be >= 0 and --jobs >= 1')
+    if a.digits < 0 or (a.jobs is not None and a.jobs < 1): ap.error('--digits must be >= 0 and --jobs >= 1')
+    if a.tiny and (k := '--coco' if a.coco else '--no-voc' if a.no_voc else None):
+        ap.error(f'--tiny times its own 40 + 24 image set, not the VOC- or COCO-sized ones: drop {k} (or --tiny)')
+    if a.no_voc and not (a.tiny or a.coco or a.digits or a.grid):
+        ap.error('--no-voc leaves nothing to run: add --coco, --digits N or --grid (or drop --no-voc)')
+    if a.jobs is not None and not (a.digits or a.grid):
+        ap.error(f'--jobs {a.jobs} packs the Digits runs of --digits and --grid; the timed runs go one at a time: drop --jobs')
+    a.jobs = a.jobs or 8
+    if a.root and not (near := next(q for q in (Path(a.root), *Path(a.root).parents) if q.exists())).is_dir():
+        ap.error(f'--root {a.root}: {near} is not a folder; pass a folder (or leave --root out: a temporary one)')
     if a.budget is not None and not a.budget > 0: ap.error(f'--budget must be > 0 seconds, got {a.budget:g} (leave it out: no limit)')
     return want
 
