@@ -153,6 +153,7 @@ BAD_OPTIONS = [(['--threads', '0'], '--threads must be >= 1'),
                (['--quick', '--sweep'], 'separate grids'),
                (['--verify', '0'], '--verify must be >= 1'),
                (['--jobs', '0'], '--jobs must be >= 1'),
+               (['--jobs', str(len(os.sched_getaffinity(0)) + 1)], 'cores, and the copies run one a core: pass --jobs'),   # it started them all
                (['--fresh', '--seeds', '0,5'], '--seeds 0: the pre-registered test (--fresh) runs its own fresh seeds'),
                (['--jobs', '2', '--report'], '--jobs applies to a grid'),
                (['--methods', 'bce,nope'], "--methods: no method 'nope'"),
