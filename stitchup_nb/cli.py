@@ -201,7 +201,9 @@ def _every_rank(said:str|None) -> list:
     return every
 
 def stitchup_train(**opts):
-    "Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary."
+    ("Train Stitch-Up + Heterogeneous Co-Learning (or another method of the table) and print the final summary. The voc and coco "
+     "presets keep their images decoded in decoded/ of $STITCHUP_CACHE (unset: the checkout's data/cache, or ~/.cache/stitchup_nb), "
+     "about 1 GB a set at 224 px: delete that folder to free the room (a later run decodes them again).")
     cfg, before = None, {}
     try:
         _stack()

@@ -400,3 +400,11 @@ def test_a_misspelt_preset_key_leaves_the_help_and_is_refused_by_name(tmp_path):
                        capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode != 0 and "PRESETS['mine'] sets 'epoch', which is neither an option (did you mean 'epochs'?)" in p.stderr, p.stderr[-3000:]
     assert not (tmp_path/'run').exists()
+
+
+def test_help_says_where_the_decoded_images_are_kept_and_how_to_free_the_room():
+    "The voc and coco presets keep about 1 GB of decoded images a set; --help said neither where nor how to free it."
+    p = subprocess.run([str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True, timeout=120)
+    said = ' '.join(p.stdout.split())
+    assert p.returncode == 0 and 'keep their images decoded in decoded/ of $STITCHUP_CACHE' in said, said[:1500]
+    assert '~/.cache/stitchup_nb), about 1 GB a set at 224 px: delete that folder to free the room' in said, said[:1500]
