@@ -180,6 +180,7 @@ def decoded_images(paths,                 # image files
     key = decode_key(paths, size)
     npy, meta = folder/f'{key}.npy', folder/f'{key}.json'
     if (hit := _read_cached(npy, meta, len(paths), size)) is not None and not (hit[1] and on_bad == 'error'):
+        _tidy_cache(folder)     # a killed fill's temporary file goes too where every run reads its entry (a write never comes)
         return hit
     nbytes = len(paths) * size * size * 3
     if short := cache_room(folder, nbytes):     # said before the decoding, and the disk is never filled to its last byte

@@ -303,3 +303,25 @@ def test_the_run_that_fills_the_cache_gets_a_read_only_array_as_the_next_does(fi
     for _ in range(2):
         arr, _ = decoded_images(files, 16, cache=tmp_path/'c')
         with pytest.raises(ValueError, match='read-only'): arr[0, 0, 0, 0] = 1
+
+
+def test_the_file_a_killed_fill_left_goes_where_every_later_run_reads_its_entry(files, tmp_path):
+    "A fill killed (SIGKILL) while writing leaves its temporary file; the cleaning ran only on a write, so where the next run "
+    "filled the entry and every later one read it, that file (up to a whole set's size) stayed for good."
+    c = tmp_path/'c'
+    child = textwrap.dedent(f'''
+        import sys, time
+        from stitchup_nb import images
+        def stuck(f, a): f.write(b'x' * 1000); f.flush(); print('writing', flush=True); time.sleep(120)
+        images.np.save = stuck
+        images.decoded_images({[str(f) for f in files]!r}, 8, cache={str(c)!r})''')
+    p = subprocess.Popen([sys.executable, '-c', child], stdout=subprocess.PIPE, text=True)
+    try: assert p.stdout.readline().strip() == 'writing'
+    finally: p.kill(); p.wait()
+    left = list(c.glob('*.npy.*.tmp'))
+    assert len(left) == 1
+    decoded_images(files, 8, cache=c)                                   # the next run fills the entry: the file is new yet
+    hour_ago = time.time() - 3700
+    os.utime(left[0], (hour_ago, hour_ago))
+    assert isinstance(decoded_images(files, 8, cache=c)[0], np.memmap)  # a later run reads the entry
+    assert not left[0].exists() and sorted(q.suffix for q in c.iterdir()) == ['.json', '.npy']
