@@ -162,7 +162,9 @@ def test_the_decode_benchmark_runs_and_checks_pixels(tmp_path, capsys):
     # its figures are evidence: an existing --out (the committed file, by default) is replaced only with --overwrite;
     # every option is checked before a JPEG is written
     for argv, said in ((['--out', str(tmp_path/'b.json')], 'exists: pass --overwrite'), (['--size', '64'], '--size must be WIDTHxHEIGHT'),
-                       (['--n', '0', '--out', str(tmp_path/'n.json')], '--n must be >= 1'), (['--out', str(tmp_path)], 'is a folder')):
+                       (['--n', '0', '--out', str(tmp_path/'n.json')], '--n must be >= 1'), (['--out', str(tmp_path)], 'is a folder'),
+                       (['--size', '0x375', '--out', str(tmp_path/'z.json')], '--size must be WIDTHxHEIGHT of at least 1 pixel each'),   # a traceback
+                       (['--img', '100000', '--out', str(tmp_path/'m.json')], '--n 400 --img 100000: a decoded set takes 11,175.9 GB')):  # it tried
         with pytest.raises(SystemExit) as e: bench.options(argv)
         assert e.value.code == 2 and said in capsys.readouterr().err, argv
 

@@ -88,6 +88,10 @@ def options(argv=None):
     for k in ('n', 'img'):
         if getattr(a, k) < 1: ap.error(f'--{k} must be >= 1, got {getattr(a, k)}')
     if a.workers is not None and a.workers < 1: ap.error(f'--workers must be >= 1, got {a.workers}')
+    if 0 in (int(v) for v in a.size.lower().split('x')): ap.error(f'--size must be WIDTHxHEIGHT of at least 1 pixel each; got {a.size!r}')
+    if (need := a.n * a.img**2 * 3) > (mem := os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')) / 4:    # several sets at once
+        ap.error(f'--n {a.n} --img {a.img}: a decoded set takes {need / 2**30:,.1f} GB, and the bench holds several at once on a '
+                 f'machine of {mem / 2**30:,.1f} GB memory: lower --n or --img')
     out = Path(a.out)
     if out.is_dir(): ap.error(f'--out {out} is a folder: pass a JSON file')
     if out.exists() and not a.overwrite: ap.error(f'--out {out} exists: pass --overwrite to replace it, or another --out')
