@@ -121,15 +121,19 @@ def decode_key(paths, size:int, stat:bool=True, version:int|None=None,
     return h.hexdigest()[:32]
 
 # %% ../nbs/00b_images.ipynb #42a2dcc1
-def _tidy_cache(folder:Path, max_age:float=3600., files:set|None=None, keep:str|None=None):
-    """Remove the kit's temporary files in `folder` older than `max_age` seconds, entries whose first image is gone, and
-    entries of the same set of files (`files`: its `decode_key(..., stat=False)` under this decoder and every earlier one, and with the paths as given)
-    other than `keep`: what a changed file (or a `chmod`, a copy, a new kit's decoder) superseded would otherwise stay on
-    disk for good."""
+def _tidy_temporary(folder:Path, max_age:float=3600.):
+    "Remove the kit's temporary files in `folder` older than `max_age` seconds: what a killed fill left."
     now = time.time()
     for t in [*folder.glob('*.npy.*.tmp'), *folder.glob('*.json.*.tmp')]:
         with contextlib.suppress(OSError):
             if now - t.stat().st_mtime > max_age: t.unlink()
+
+def _tidy_cache(folder:Path, max_age:float=3600., files:set|None=None, keep:str|None=None):
+    """Remove the kit's temporary files in `folder` older than `max_age` seconds (`_tidy_temporary`), entries whose first image is gone, and
+    entries of the same set of files (`files`: its `decode_key(..., stat=False)` under this decoder and every earlier one, and with the paths as given)
+    other than `keep`: what a changed file (or a `chmod`, a copy, a new kit's decoder) superseded would otherwise stay on
+    disk for good."""
+    _tidy_temporary(folder, max_age)
     for m in folder.glob('*.json'):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             meta = json.loads(m.read_text())
@@ -180,7 +184,7 @@ def decoded_images(paths,                 # image files
     key = decode_key(paths, size)
     npy, meta = folder/f'{key}.npy', folder/f'{key}.json'
     if (hit := _read_cached(npy, meta, len(paths), size)) is not None and not (hit[1] and on_bad == 'error'):
-        _tidy_cache(folder)     # a killed fill's temporary file goes too where every run reads its entry (a write never comes)
+        _tidy_temporary(folder)     # a killed fill's temporary file goes too where every run reads its entry (a write never comes)
         return hit
     nbytes = len(paths) * size * size * 3
     if short := cache_room(folder, nbytes):     # said before the decoding, and the disk is never filled to its last byte

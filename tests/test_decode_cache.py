@@ -327,3 +327,12 @@ def test_the_file_a_killed_fill_left_goes_where_every_later_run_reads_its_entry(
     os.utime(left[0], (hour_ago, hour_ago))
     assert isinstance(decoded_images(files, 8, cache=c)[0], np.memmap)  # a later run reads the entry
     assert not left[0].exists() and sorted(q.suffix for q in c.iterdir()) == ['.json', '.npy']
+
+
+def test_a_read_keeps_the_entry_of_a_set_whose_disk_is_away(files, tmp_path):
+    "Reading one set's entry removes stale temporary files only: another set's entry, its images on a disk not mounted now, stays."
+    c, away = tmp_path/'c', [write_jpeg(tmp_path/'usb'/f'{i}.jpg', seed=i) for i in range(2)]
+    decoded_images(away, 8, cache=c); decoded_images(files, 8, cache=c)
+    (tmp_path/'usb').rename(tmp_path/'usb-unmounted')
+    assert isinstance(decoded_images(files, 8, cache=c)[0], np.memmap)
+    assert len(list(c.glob('*.npy'))) == 2
