@@ -22,7 +22,7 @@ from .train import run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, numbers_alike, result_row, run_config, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, benchmark_config, numbers_alike, result_row, torch_threads
 from .speed import run_switches
 from .files import check_whole
 from .grids import GRIDS
@@ -63,7 +63,7 @@ def probe_config(key:str) -> dict:
     "The configuration a probe trains for behaviour key `key`: its method and options on `digits-small`, flip 0.5, seed 0, random init."
     k = json.loads(key)
     k.pop('dataset'); epochs = k.pop('epochs')
-    return run_config({**k, 'pretrained': False, 'bs': PROBE_BS}, 'flip', .5, 0, epochs, 'digits-small')
+    return benchmark_config({**k, 'pretrained': False, 'bs': PROBE_BS}, 'flip', .5, 0, epochs, 'digits-small')
 
 class ProbeSteps(Callback):
     "End each epoch's training after `ceil(FP_STEPS / n_epoch)` steps; score the test set after the last epoch only."

@@ -26,7 +26,7 @@ from .files import check_whole, locked_csv
 
 # %% auto #0
 __all__ = ['NOT_TRAINING', 'RUNNING', 'MAP_COLUMNS', 'FIELDS', 'PUBLISH_VAR', 'TS', 'SWEEP_T', 'source_hash', 'commit', 'machine',
-           'provenance', 'torch_threads', 'probe_file', 'result_row', 'run_config', 'one_run', 't_sweep',
+           'provenance', 'torch_threads', 'probe_file', 'result_row', 'benchmark_config', 'one_run', 't_sweep',
            'numbers_alike', 'extra_key', 'row_key', 'append_rows', 'claim', 'rerun', 'upgrade_csv']
 
 # %% ../nbs/12_experiments.ipynb #ca195526
@@ -158,8 +158,8 @@ def result_row(learn, table, cfg,
                    rec_corrected=round(np.mean([x['recall_corrected'] for x in q]), 2))
     return row
 
-def run_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:str='digits') -> dict:
-    "The resolved configuration of one benchmark run: `opts` (method and options) at a noise cell and seed."
+def benchmark_config(opts:dict, kind:str, rate:float, seed:int, epochs:int, dataset:str='digits') -> dict:
+    "The checked configuration (`train_config`) of one benchmark run: `opts` (method and options) at a noise cell and seed, quiet and without a work dir."
     return train_config(**{'dataset': dataset, 'noise_kind': kind, 'noise_rate': rate, 'noise_seed': seed, 'seed': seed,
                            'epochs': epochs, 'quiet': True, 'work_dir': None, **opts})
 
@@ -184,7 +184,7 @@ def one_run(method:str,        # the row's label (a method's table label, or a s
     if k := next((k for k in opts if k not in _row_opts()), None):
         raise ValueError(f'one_run: opts sets {k!r} {opts[k]!r}, which changes what the method does: pass it in extra= instead, '
                          "which the row records and its fingerprint keys on (opts holds the method and the data or noise it trains on)")
-    cfg = run_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)
+    cfg = benchmark_config({**opts, **(extra or {})}, kind, rate, seed, epochs, dataset)
     _fill_caches(cfg)
     t0 = time.time()
     with torch_threads(threads):
@@ -200,7 +200,7 @@ SWEEP_T = 'sweep t'      # the label of `t_sweep`'s rows: each scored at its `ex
 
 def t_sweep(seed:int, epochs:int, ts=TS, threads:int=1, dataset:str='digits'):
     "Rows of the full method trained once (flip 0.5) and evaluated at several ensemble weights `t`."
-    cfg = run_config({'method': 'full'}, 'flip', .5, seed, epochs, dataset)
+    cfg = benchmark_config({'method': 'full'}, 'flip', .5, seed, epochs, dataset)
     _fill_caches(cfg)
     t0 = time.time()
     with torch_threads(threads):

@@ -354,7 +354,7 @@ def test_a_row_may_set_a_noise_option_declared_after_the_experiments_are_importe
     noise_kind('_late_kind', takes=('_late_tilt',))(lambda pos, rate, rng, _late_tilt=None: pos)
     class Reached(Exception): pass
     def reached(opts, *a): raise Reached(opts)
-    monkeypatch.setattr(experiments, 'run_config', reached)       # past the row's check of its opts: what it trains is not asked here
+    monkeypatch.setattr(experiments, 'benchmark_config', reached)       # past the row's check of its opts: what it trains is not asked here
     try:
         with pytest.raises(Reached) as got:
             experiments.one_run('BCE', {'method': 'bce', '_late_tilt': .2}, '_late_kind', .3, 0, 1)

@@ -313,7 +313,8 @@ def test_display_carries_a_picture(tiny):
     assert base64.b64decode(bundle['image/png'])[:8] == b'\x89PNG\r\n\x1a\n'     # what a page without a kernel shows
 
 
-def run_config(**overrides) -> dict:
+def small_config(**overrides) -> dict:
+    "A quick Digits-small run's configuration (no pretraining, quiet) with `overrides`."
     return train_config(dataset='digits-small', pretrained=False, quiet=True, **overrides)
 
 
@@ -326,7 +327,7 @@ def save_checkpoint(learn, path, epoch, **extra):
 def test_from_learner_and_from_checkpoint(tmp_path):
     "The checkpoint path alone rebuilds the run (config.json beside it): the same changes as the learner in memory."
     th = {'random_head_alpha': .5, 'balance_head_alpha': .5, 'random_tail_beta': .45, 'balance_tail_beta': .45}
-    learn, train, _ = build_learner(run_config(**th))
+    learn, train, _ = build_learner(small_config(**th))
     cb = CorrectionBrowser.from_learner(learn)
     assert len(cb.changes) > 0 and cb.note is None and cb.source == 'the learner'
     for e in (1, 2): save_checkpoint(learn, tmp_path/f'epoch_{e}.pth', e)
@@ -395,7 +396,7 @@ def test_runs_are_found_from_the_repository_root(tmp_path, monkeypatch):
     work.mkdir(parents=True); (root/'nbs').mkdir()
     monkeypatch.setattr(runs, 'repo_root', lambda: root)
     monkeypatch.chdir(root/'nbs')
-    learn, train, _ = build_learner(run_config())
+    learn, train, _ = build_learner(small_config())
     for e in (1, 2): save_checkpoint(learn, work/f'epoch_{e}.pth', e)
     save_checkpoint(learn, work/'epoch_best.pth', 9)                          # not one of the run's: runs.checkpoints skips it
     (work/'config.json').write_text(json.dumps(learn.run_record.config))
