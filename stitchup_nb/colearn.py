@@ -5,6 +5,7 @@
 # %% ../nbs/07_colearn.ipynb #6d5d2d4f
 from __future__ import annotations
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -97,6 +98,7 @@ def _gather_ranks(x:torch.Tensor) -> list:
 class CoLearning(Callback):
     "Each branch's labels corrected by the other branch before its loss; correction log; NaN guard."
     order = StitchUp.order - 5   # before StitchUp: labels are corrected on the unstitched images; after Recorder
+    loaded_from:Path|None = None  # the checkpoint `load_run` rebuilt the run from: its epochs' counts are in the run's files, not in `log`
     def __init__(self, groups:dict, warmup_epoch:int=0,
                  check_every:int|None=None,  # steps between NaN looks (default: 1 on the CPU, 20 on a GPU)
                  adaptive:bool=False,        # per-class thresholds from the corrector's scores (`07j_full_plus`) instead of `thresholds`
@@ -265,14 +267,19 @@ def metrics(self:CoLearning) -> list:
 def correction_table(self:CoLearning) -> pd.DataFrame:
     """The correction log: one row per epoch, corrector branch and group, its epochs numbered as the console's `epoch N/M`
     lines and the checkpoints are (1 = epoch_1.pth), as `read_corrections` reads a run's. The rows it is made of
-    (`log`, which metrics.json keeps) count from 0, as fastai does."""
+    (`log`, which metrics.json keeps) count from 0, as fastai does. A run that `load_run` rebuilt and that has trained
+    nothing since has no log: asked for one, it says where its run's counts are instead of answering an empty table."""
+    if not self.log and self.loaded_from is not None:
+        raise ValueError(f'no live correction counts: this Learner was rebuilt from {self.loaded_from} (load_run) and has trained '
+                         "nothing since; its run's counts are in the run's metrics.json: stitchup_nb.finished.read_corrections("
+                         f"'{Path(self.loaded_from).parent}') reads them, per epoch, corrector and group")
     log = pd.DataFrame(self.log)
     if len(log): log['epoch'] += 1
     return log
 
 @patch
 def summary(self:CoLearning) -> pd.DataFrame:
-    "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`)."
+    "Per corrector branch, the labels it switched on/off (and fixed/broke, where clean labels are known), summed over the epochs in the log (this callback's fits), per batch draw (`CORRECTION_COUNTS`); of a run `load_run` rebuilt, as `correction_table`, where its counts are."
     log = self.correction_table()
     return log.groupby('corrector')[list(self.stats)].sum().rename_axis(columns='label entries, per batch draw') if len(log) else log
 

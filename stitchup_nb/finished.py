@@ -84,6 +84,7 @@ def load_run(path,                    # a run's work dir (its last epoch_N.pth) 
            'overwrite': False, **{k: v for k, v in moved.items() if v is not None}}
     learn, train, test = build_learner(run_configuration(ck, cfg, moved), peer_labels=peer_labels)
     learn.run_record.checkpoint = (ck, load_checkpoint(learn, ck, with_opt=False, state=state))
+    if (cb := getattr(learn, 'co_learning', None)) is not None: cb.loaded_from = ck    # its counts: in the run's files (read_corrections)
     if t is None:
         with run_switches(learn): choose_final_t(learn)     # its held-out or training predictions, as the run made them
     else: get_model(learn.model).t = t
