@@ -183,13 +183,20 @@ def wrap_names(names,
                inches:float|None=None,   # else a line's most width as drawn, in inches (a panel's width)...
                fontsize:float=9,         # ...at this font size, in points
                cuts:dict|None=None,      # the names cut so far, as drawn -> full: filled here (`title_panels` shares one)
+               max_lines:int|None=None,  # with `inches`, the most lines: the names past them counted on the last ('+2'); None: all
               ) -> str:
     """`names` joined by spaces and broken between names, never inside one (COCO's 'tennis racket' stays on one line),
     onto lines of at most `width` characters, or, given `inches`, no wider than `inches` as matplotlib draws them at
     `fontsize`: a longer name has a line of its own, and a name wider
     than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
-    text (`title_panels` returns the full names it cut)."""
+    text (`title_panels` returns the full names it cut). With `max_lines`, the first names that fit that many lines with
+    the count of the others after them ('+3'), so that a title of a short panel does not grow taller than it."""
     names = [str(s) for s in names]
+    if max_lines is not None and inches is not None:
+        kept = lambda m: names[:m] + [f'+{len(names) - m}'] * (m < len(names))     # the first m names, the others counted
+        m = next((m for m in range(len(names), 0, -1)       # the most that fit (a trial cuts into a copy of `cuts`)
+                  if wrap_names(kept(m), inches=inches, fontsize=fontsize, cuts=dict(cuts or {})).count('\n') < max_lines), 0)
+        names = kept(m)
     if inches is None:               # a no-break space inside a name: textwrap breaks only at ASCII white space
         return textwrap.fill(' '.join(s.replace(' ', '\xa0') for s in names), width, break_long_words=False,
                              break_on_hyphens=False).replace('\xa0', ' ')
@@ -219,6 +226,7 @@ def title_panels(axs,                # the panels, laid out by their figure's la
                  titles:list,        # per panel, its title as lists of names: each list wrapped apart, on lines of its own
                  fontsize:float,     # the titles' font size, in points
                  rounds:int=5,       # lay-outs at most: a title of more lines shrinks its panel, whose title is wrapped again
+                 max_lines:int|None=None,   # each list of names on at most this many lines, the others counted ('+2'): `wrap_names`
                  **kwargs,           # to each `set_title` (e.g. color=...), one value, or a list of one per panel
                 ) -> dict:
     """Title each of `axs` with its `titles`, wrapped (`wrap_names`) to its panel's width as the figure lays it out at its
@@ -233,14 +241,16 @@ def title_panels(axs,                # the panels, laid out by their figure's la
         inches = [min(was, .95 * ax.get_window_extent().width / fig.dpi / HINTING)   # 5% to spare: the box is rounded to
                   for was, ax in zip(inches, axs)]        # pixels; 8% for a low dpi's hinting; never wider again: the wrapping settles
         cuts = {}                              # every panel's: a cut name drawn alike in two panels is numbered too
-        said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize, cuts=cuts) for p in t) for w, t in zip(inches, titles)]
+        said = ['\n'.join(wrap_names(p, inches=w, fontsize=fontsize, cuts=cuts, max_lines=max_lines) for p in t)
+                for w, t in zip(inches, titles)]
         if all(ax.get_title() == s for ax, s in zip(axs, said)): break
         for ax, s, k in zip(axs, said, kw): ax.set_title(s, fontsize=fontsize, **k)
     return cuts
 
 def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0, title=None,
                  figsize=None):      # (width, height) in inches; None: 1.8 inches a panel wide
-    "A grid of `n` random images of `ds` titled with their class names (or the given `labels`), wrapped to the panels' width."
+    """A grid of `n` random images of `ds` titled with their class names (or the given `labels`), wrapped to the panels' width;
+    at a given `figsize`, on at most half a row's height, the names past it counted ('+2')."""
     labels = ds.labels if labels is None else labels
     idx = np.random.default_rng(seed).choice(len(ds), n, replace=False)
     names = [[ds.classes[c] for c in np.flatnonzero(labels[i])] for i in idx]
@@ -252,7 +262,10 @@ def show_samples(ds:LabelledSet, n:int=12, ncols:int=6, labels=None, seed:int=0,
     for ax, i in zip(axs.flat, idx): ax.imshow(ds.image(i))
     for ax in axs.flat: ax.axis('off')
     fig.suptitle(title or ds.name)
-    title_panels(axs.flat[:n], [[s] for s in names], fontsize=9)
+    # a figure of a given size: a title takes at most half its row's height (9-pt lines, matplotlib's 1.2 spacing), else each
+    # narrower title is taller, takes its height from the image (its aspect kept), which narrows again
+    most = max(1, int(.5 * figsize[1] / nrows * 72 / (9 * 1.2))) if figsize else None
+    title_panels(axs.flat[:n], [[s] for s in names], fontsize=9, max_lines=most)
     return fig
 
 def plot_class_counts(ds:LabelledSet, ax=None, title=None):

@@ -286,6 +286,28 @@ def test_sample_titles_follow_a_figsize_of_ones_own(kw):
         assert tuple(fig.get_size_inches()) == kw['figsize'] and len(fig.axes) == kw.get('n', 12)
     finally: plt.close(fig)
 
+@pytest.mark.parametrize('made, drawn', [(72, 72), (80, 80), (100, 72), (100, 100)])
+def test_sample_titles_of_a_short_figure_stay_on_their_panels(made, drawn):
+    """show_samples of VOC's names in a 5 x 3 inch figure of six columns: each narrower title grew taller and took its height
+    from the image, which narrowed again, until names were cut to 'a…' and still ran past their panels (a documented
+    limit). A title now takes at most half its row's height: its first names, then the count of the others ('+2')."""
+    from stitchup_nb.digits import show_samples
+    ds = voc_like()
+    with plt.rc_context({'figure.dpi': made}): fig = show_samples(ds, figsize=(5, 3))
+    try:
+        fig.set_dpi(drawn)
+        assert not (faults := style_faults(fig)), faults
+        idx = np.random.default_rng(0).choice(len(ds), 12, replace=False)      # show_samples' draw at seed 0
+        counted = 0
+        for ax, i in zip(fig.axes, idx):
+            names, said = [ds.classes[c] for c in np.flatnonzero(ds.labels[i])], ax.get_title().split()
+            more = int(said.pop()[1:]) if said[-1].startswith('+') else 0
+            assert len(said) + more == len(names), (said, more, names)        # every name shown or counted
+            assert all(n.startswith(s.split('…')[0]) and len(s.split('…')[0]) > 1 for s, n in zip(said, names)), (said, names)
+            counted += more
+        assert counted > 0                                                      # the check met titles that were capped
+    finally: plt.close(fig)
+
 def test_the_check_finds_what_a_figure_lacks():
     fig, axs = plt.subplots(1, 2)
     axs[0].plot([0, 1], label='a'); axs[0].plot([1, 0], label='b')
