@@ -152,22 +152,25 @@ def _launcher_vars() -> bool:
     env = os.environ
     return bool(env.get('TORCHELASTIC_RUN_ID') or env.get('MASTER_ADDR') and env.get('MASTER_PORT'))
 
+def _inherited(names:tuple) -> bool:
+    """Whether this process inherited the launch variables `names` from a launched program, its parent: that parent started
+    with the same values (`_started_with`), where a launcher gives each process its own and never has them itself. A shell
+    that started with them (`_SHELLS`: `torchrun --no-python job.sh`, `srun job.sh`) is looked past to the process that
+    started it: the launcher watches that shell, which ends as its script's command failed. False where a parent's cannot be
+    read (off Linux), or where it set them itself after it started (a notebook's `os.environ`)."""
+    env, pid = os.environ, os.getppid()
+    while pid and (started := _started_with(pid)) is not None and all(started.get(v) == env.get(v) for v in names):
+        if _program(pid) not in _SHELLS: return True          # a launched program's child: nothing stops it
+        pid = _parent_pid(pid)                                # a launched shell's, or one such a shell started: look past it
+    return False
+
 def _launcher_started() -> bool:
     """Whether a launcher of PyTorch's started this process, one that stops the rest of its launch once a process has failed:
     torchrun (which `accelerate launch` runs) sets TORCHELASTIC_RUN_ID, and it and `torch.distributed.launch` set MASTER_ADDR
     and MASTER_PORT. A process with WORLD_SIZE and none of them inherited WORLD_SIZE (a cluster job's shell): nothing stops it.
-    Nor does anything stop a launched program's child, which inherits them all: its parent started with this process's
-    launch variables (`_LAUNCH_VARS`, `_started_with`), where a launched process's parent, the launcher, did not (it gives
-    each process its own). A shell that started with them (`_SHELLS`: `torchrun --no-python job.sh`) is looked past to
-    the process that started it: the launcher watches that shell, which ends as its script's command failed. Where a
+    Nor does anything stop a launched program's child, which inherits them all (`_inherited`, `_LAUNCH_VARS`). Where a
     parent's cannot be read, or it set them itself after it started (a notebook's `os.environ`), the process counts as launched."""
-    env = os.environ
-    if not _launcher_vars(): return False
-    pid = os.getppid()
-    while pid and (started := _started_with(pid)) is not None and all(started.get(v) == env.get(v) for v in _LAUNCH_VARS):
-        if _program(pid) not in _SHELLS: return False        # a launched program's child: nothing stops it
-        pid = _parent_pid(pid)                                # a launched shell's, or one such a shell started: look past it
-    return True
+    return _launcher_vars() and not _inherited(_LAUNCH_VARS)
 
 def _refuse(prog:str, said:str):
     """Say `said`, an error in console script `prog`'s arguments, in one line on stderr, and exit with status 2. Every process
@@ -237,9 +240,13 @@ def _refuse_other(prog:str, launched:bool):
     each would run it whole. `stitchup_train` (`launched`) joins a launch through torchrun's variables, which mpirun and srun
     do not set: its line names torchrun and accelerate launch; a script of one process's names the command to leave out. Every
     process says it at once, the first of its machine as one process does, the others naming their rank: whether such a
-    launcher stops the rest once one has failed is its settings' (srun's by default do not), so none waits for it."""
+    launcher stops the rest once one has failed is its settings' (srun's by default do not), so none waits for it. A launched
+    program's child (its parent started with the launcher's variables, `_inherited`: a rank's `subprocess.run([...])`, or
+    the child of a program torchrun started inside an srun step, whose torchrun variables `_leave_launch` dropped) is one
+    process, and runs."""
     if (other := _other_launch()) is None: return
     cmd, var, n, rank, local = other
+    if _inherited(next(l[1:] for l in _OTHER_LAUNCHERS if l[1] == var)): return    # a launched program's child: one process
     inherited = f'where no launcher started it, {var}={n} came from its environment: run {var}=1 {prog} ...'
     if launched:
         said = (f'{cmd} started {n} processes ({var}={n}), which {prog} does not join into one run (it reads the WORLD_SIZE, RANK '

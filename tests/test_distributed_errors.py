@@ -360,16 +360,21 @@ def test_a_launched_processs_child_runs_as_one_process(tmp_path):
     """A console script of one process started by a launched process (a training script's `subprocess.run(['stitchup_noise',
     ...])`) inherits all of torchrun's variables, and its parent started with them: it is one process, started once, and
     runs as one, its inherited rank and world ignored (`00k_flags`' `_one_process`, `_leave_launch`). Its parent, a launched
-    process itself (a launcher did not start with the variables it gives), counts as launched (`_launcher_started`)."""
+    process itself (a launcher did not start with the variables it gives), counts as launched (`_launcher_started`). Inside
+    an srun step (`srun torchrun ...`) it runs too: srun's variables, left once torchrun's are dropped, are inherited as well."""
     # Before, it was refused as one of 2 processes ('runs in one process, not under a launcher'), exit status 2, nothing written
     launched = {**os.environ, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
                 'MASTER_PORT': str(free_port()), 'TORCHELASTIC_RUN_ID': 'none', 'OMP_NUM_THREADS': '1'}
-    out = tmp_path/'noise.out'
-    parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_noise")!r}, "--dataset", "digits-small", "--out", '
-              f'{str(out)!r}], capture_output=True, text=True); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
-    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=120)
-    assert (p.returncode, p.stderr) == (0, ''), p.stderr[-3000:]
-    assert out.is_file()
+    # inside an srun step of 2 too (`srun torchrun ...`): its torchrun variables dropped, srun's are left, which its parent
+    # started with; before, refused as one of srun's 2 ('run stitchup_noise without srun'), exit status 2
+    srun = {'SLURM_STEP_NUM_TASKS': '2', 'SLURM_PROCID': '1', 'SLURM_LOCALID': '0'}
+    for i, env in enumerate((launched, {**launched, **srun})):
+        out = tmp_path/f'noise{i}.out'
+        parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_noise")!r}, "--dataset", "digits-small", "--out", '
+                  f'{str(out)!r}], capture_output=True, text=True); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
+        p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=env, timeout=120)
+        assert (p.returncode, p.stderr) == (0, ''), (i, p.stderr[-3000:])
+        assert out.is_file()
     # the same process as a launcher's: its parent (this test) did not start with the variables, so it counts as launched
     probe = 'from stitchup_nb.flags import _launcher_started; print(_launcher_started())'
     got = [subprocess.run([sys.executable, '-c', c], capture_output=True, text=True, env=launched, timeout=60).stdout.strip()
