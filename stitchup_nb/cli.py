@@ -84,13 +84,14 @@ class _Flag(Param):
 
 # %% ../nbs/10c_cli.ipynb #0316c7f0
 def presets_now() -> str:
-    """The presets as they are now (`PRESETS`), as a `--dataset` help ends: the kit's (`KIT_PRESETS`) that are still there;
+    """The presets as they are now (`PRESETS`), as a `--dataset` help ends: the kit's (`KIT_PRESETS`) that are still there,
+    each with its note (digits: embedded, offline);
     those a `STITCHUP_SETUP` script added, as a setup script's; one that is no dict of options (`bad_preset`), which a run
     refuses, named apart, so that the help still prints. '' where there is none."""
     bad = [p for p in PRESETS if bad_preset(p)]
     kit = [p for p in PRESETS if p in KIT_PRESETS and p not in bad]
     mine = [p for p in PRESETS if p not in KIT_PRESETS and p not in bad]
-    parts = ([f"the kit's: {', '.join(kit)}"] if kit else []) \
+    parts = ([f"the kit's: {', '.join(f'{p} ({KIT_PRESETS[p]})' for p in kit)}"] if kit else []) \
             + ([f"a setup script's: {', '.join(mine)}"] if mine else []) \
             + ([f"refused, no dict of options: {', '.join(f'PRESETS[{p!r}]' for p in bad)}"] if bad else [])
     return f" ({'; '.join(parts)})" if parts else ''

@@ -33,7 +33,12 @@ PRESETS = {
                  appendix=DATA_PATHS['coco']['appendix'],
                  paper=dict(source='coco', noise_rate=.5, total=50.44, head=56.52, medium=49.16, tail=45.45)),
 }
-KIT_PRESETS = tuple(PRESETS)    # the kit's own presets: any other name in PRESETS is one a setup script added (`SETUP_VAR`)
+KIT_PRESETS = {    # the kit's own presets, each with what a newcomer must know of it: any other is a setup script's (`SETUP_VAR`)
+    'digits': 'embedded, offline: trains on a CPU in minutes',
+    'digits-small': 'a smoke test, 304 images',
+    'voc': 'Pascal VOC 2007+2012, your copy: --data_root',
+    'coco': 'MS-COCO 2017, your copy: --data_root',
+}
 
 # %% ../nbs/07a_methods.ipynb #34740e58
 METHODS = {

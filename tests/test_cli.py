@@ -381,7 +381,7 @@ def test_a_preset_that_is_no_dict_leaves_the_help_and_is_refused_by_name(tmp_pat
     p = subprocess.run([str(BIN/'stitchup_train'), '--help'], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     said = ' '.join(p.stdout.split())
-    assert "(the kit's: digits, digits-small, voc, coco; refused, no dict of options: PRESETS['mine'])" in said, said[:3000]
+    assert "coco (MS-COCO 2017, your copy: --data_root); refused, no dict of options: PRESETS['mine'])" in said, said[:3000]
     assert "(default: the preset's: 64 for digits" in said
     p = subprocess.run([str(BIN/'stitchup_train'), '--dataset', 'mine', '--work_dir', str(tmp_path/'run')],
                        capture_output=True, text=True, env=env, timeout=300)

@@ -242,14 +242,18 @@ def test_the_console_scripts_refuse_an_unread_file_option(tmp_path):
 
 def test_the_console_scripts_help_lists_its_preset(tmp_path):
     """STITCHUP_SETUP=own.py: every console script's --dataset help lists the presets as they are then, own among them
-    marked as a setup script's, each preset once (stitchup_train's said them twice: its declared help listed the kit's)."""
+    marked as a setup script's, each preset once (stitchup_train's said them twice: its declared help listed the kit's), the
+    kit's each with its note (`KIT_PRESETS`, 07a_methods): a newcomer learns that digits is embedded and offline, and
+    digits-small a smoke test."""
+    # Before, no script's help said it (59ea466 dropped stitchup_train's 'digits (embedded), digits-small (smoke test)')
     from tests.conftest import BIN
     (tmp_path/'own.py').write_text(f'NAME, ROOT, APART, READS = "own", {str(tmp_path)!r}, False, dict(reads=("data_root",))\n' + LOADER)
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'STITCHUP_SETUP': str(tmp_path/'own.py'), 'COLUMNS': '500'}   # one line a flag
     for script in ('stitchup_train', 'stitchup_noise', 'stitchup_estimate_noise'):
         r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
-        kit = "the kit's: digits, digits-small, voc, coco;"
+        kit = ("the kit's: digits (embedded, offline: trains on a CPU in minutes), digits-small (a smoke test, 304 images), "
+               "voc (Pascal VOC 2007+2012, your copy: --data_root), coco (MS-COCO 2017, your copy: --data_root);")
         assert r.returncode == 0 and kit in said and "a setup script's: own)" in said, (script, r.stdout[-3000:])
         assert said.count('digits-small') == 1 and 'The presets (--dataset)' not in r.stdout, (script, r.stdout[-3000:])
 
@@ -264,7 +268,8 @@ def test_the_console_scripts_help_lists_no_preset_a_setup_script_deleted(tmp_pat
     for script in ('stitchup_train', 'stitchup_noise', 'stitchup_estimate_noise'):
         r = subprocess.run([str(BIN/script), '--help'], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         said = next((l for l in r.stdout.splitlines() if l.strip().startswith('--dataset')), '')
-        assert r.returncode == 0 and "(the kit's: digits, voc, coco)" in said, (script, r.stdout[-3000:] + r.stderr[-2000:])
+        assert r.returncode == 0 and "(the kit's: digits (embedded, offline: trains on a CPU in minutes), voc (" in said, \
+            (script, r.stdout[-3000:] + r.stderr[-2000:])
         assert 'digits-small' not in said, (script, said)
 
 
