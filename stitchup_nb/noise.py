@@ -58,7 +58,13 @@ def _relocate(pos, act, weights, rng) -> tuple:
 _ADD_NOISE_OWN = ('labels', 'rate', 'kind', 'seed')     # add_noise's own parameters: no kind's option may take their names
 
 def _check_kind_signature(name:str, corrupt, options:tuple):
-    "Refuse a kind `add_noise` cannot call: `corrupt(pos, hit, rng, **options)` (one whose signature cannot be read: called as it is)."
+    """Refuse a kind `add_noise` cannot call: `corrupt(pos, hit, rng, **options)` (one whose signature cannot be read: called as
+    it is); a numpy ufunc, whose signature binds the call with `rng` as its output array (`np.logical_or(x1, x2, out)`)."""
+    if isinstance(corrupt, np.ufunc):
+        raise TypeError(f"noise kind {name!r}: numpy's ufunc {corrupt.__name__!r} cannot be registered as it is: add_noise calls "
+                        f"corrupt(pos, hit, rng), and a ufunc takes {corrupt.nin} input{'s' * (corrupt.nin != 1)}, then its "
+                        f"output array (out=), where rng would land, so every run of the kind would fail; register a function "
+                        f"that calls it: @noise_kind({name!r}) def corrupt(pos, hit, rng): return np.{corrupt.__name__}(pos, hit)")
     try: sig = inspect.signature(corrupt)
     except (TypeError, ValueError): return
     try: sig.bind(None, None, None, **dict.fromkeys(options))
@@ -76,14 +82,21 @@ def noise_kind(name:str,
         raise ValueError(f"noise kind {name!r}: {', '.join(clash)} is add_noise's own argument, not a kind's option: name the option otherwise")
     def add(corrupt):
         _check_kind_signature(name, corrupt, (*needs, *takes))
-        was = NOISE_KINDS.get(name)
+        was, now = NOISE_KINDS.get(name), (tuple(needs), tuple(needs) + tuple(takes))
         before = (getattr(was, 'needs', None), getattr(was, 'takes', None)) if was else ()
-        try: corrupt.needs, corrupt.takes = tuple(needs), tuple(needs) + tuple(takes)
-        except AttributeError:      # a builtin (`max`), a ufunc, an object without __dict__: it cannot carry them
+        other = next((n for n, f in NOISE_KINDS.items() if f is corrupt and n != name), None)
+        if other is not None and (corrupt.needs, corrupt.takes) != now:     # its options are recorded on it: one set a function
+            raise ValueError(f"noise kind {name!r}: {callable_name(corrupt)!r} is registered already as noise kind {other!r} with "
+                             f"needs={corrupt.needs!r}, takes={tuple(k for k in corrupt.takes if k not in corrupt.needs)!r}, which "
+                             f"registering it again with other options would change: register a function of its own for {name!r} "
+                             "that calls it")
+        redefined('noise kind', name, was, corrupt, (before, now))          # refused before anything is recorded on it
+        try: corrupt.needs, corrupt.takes = now
+        except AttributeError:      # a builtin (`max`), a bound method, an object without __dict__: it cannot carry them
             raise TypeError(f"noise kind {name!r}: {callable_name(corrupt)!r} cannot be registered as it is: it takes no "
-                            "attributes (a builtin, or an object without __dict__), where noise_kind records its needs= and takes=; "
-                            f"register a function that calls it: @noise_kind({name!r}) def corrupt(pos, hit, rng): return ...") from None
-        redefined('noise kind', name, was, corrupt, (before, (corrupt.needs, corrupt.takes)))
+                            "attributes (a builtin, a bound method, or an object without __dict__), where noise_kind records "
+                            f"its needs= and takes=; register a function that calls it: @noise_kind({name!r}) "
+                            "def corrupt(pos, hit, rng): return ...") from None
         NOISE_KINDS[name] = corrupt
         return corrupt
     return add
