@@ -160,6 +160,8 @@ def estimate_training_noise(dataset:str='digits',     # a preset (`stitchup_nb.m
     from stitchup_nb.labels import load_benchmark, training_labels
     from stitchup_nb.checks import noise_defaults, noise_options
     preset, source = check_entries(dataset, None)         # as a run checks it: a misspelt key in a script's preset is refused
+    try: check_values({k: preset[k] for k in ('arch', 'size')})       # the preset's options the estimate reads, by their rules
+    except ValueError as e: raise ValueError(f"PRESETS[{dataset!r}]'s {e}, which a run refuses too: fix the preset") from None
     given = dict(noise_kind=noise_kind, noise_seed=noise_seed, noise_neg_rate=noise_neg_rate, data_seed=data_seed)
     check_values({k: v for k, v in given.items() if v is not None}, tuple(given))    # their declared rules, by flag
     source.check_options(dict(data_root=data_root, appendix=appendix, data_seed=data_seed), f'--dataset {dataset}')
