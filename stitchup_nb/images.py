@@ -151,16 +151,17 @@ def _read_cached(npy:Path, meta:Path, n:int, size:int):
         return arr, [int(i) for i in m['bad']]
     except (OSError, ValueError, KeyError, TypeError): return None
 
-CACHE_SPARE = 2**29     # bytes a cache write leaves free on its disk, for what else writes there (a run's checkpoints)
+CACHE_SPARE = 2**29     # the most a cache write leaves free on its disk, for what else writes there (a run's checkpoints)
 
 def cache_room(folder:Path, nbytes:int) -> str|None:
-    """None where the disk that holds (or will hold) `folder` has room for `nbytes` and `CACHE_SPARE` besides, or its room
-    cannot be told; else the room wanted and free, in words."""
+    """None where the disk that holds (or will hold) `folder` has room for `nbytes` and as much again besides (at most
+    `CACHE_SPARE`), or its room cannot be told; else the room wanted and free, in words."""
+    spare = min(nbytes, CACHE_SPARE)    # a fixture's few KB are kept on a nearly full disk; a 1 GB set leaves 512 MB
     with contextlib.suppress(OSError):
         free = shutil.disk_usage(next(p for p in (folder, *folder.parents) if p.exists())).free
-        if free < nbytes + CACHE_SPARE:
-            return (f'the set takes {nbytes / 2**20:,.1f} MB and that disk has {free / 2**20:,.1f} MB free '
-                    f'(a cache leaves {CACHE_SPARE / 2**20:,.0f} MB free)')
+        if free < nbytes + spare:
+            return (f'the set takes {nbytes / 2**20:,.1f} MB and that disk has {free / 2**20:,.1f} MB free (a cache leaves '
+                    f'{spare / 2**20:,.1f} MB free after it: as much as the set, at most {CACHE_SPARE / 2**20:,.0f} MB)')
 
 def _cannot_keep(folder:Path, nbytes:int, e:OSError, default:bool=True) -> str:
     """The warning for a decoded set of `nbytes` that `folder` (the default cache folder, or one a caller chose) could not
