@@ -463,6 +463,19 @@ def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one
     assert out.read_bytes() == before
 
 
+
+def test_jobs_on_a_one_core_machine():
+    """On one core (the process's affinity, as taskset or a container's cpuset sets it) --jobs 2 is refused as above the
+    cores, and --jobs 2 --report by what is wrong with it first (--jobs applies to a grid): BAD_OPTIONS' case said the
+    cores there, so it failed on a one-core machine."""
+    one = lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    p = subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), '--jobs', '2', '--report'], capture_output=True,
+                       text=True, preexec_fn=one)
+    assert p.returncode == 2 and '--jobs applies to a grid' in p.stderr, p.stderr[-2000:]
+    p = subprocess.run([sys.executable, str(ROOT/'tools'/'benchmark.py'), '--quick', '--jobs', '2'], capture_output=True,
+                       text=True, preexec_fn=one)
+    assert p.returncode == 2 and '--jobs 2: this process may use 1 cores' in p.stderr, p.stderr[-2000:]
+
 # tools/benchmark.py's main() with its grid's work replaced: the fingerprints (a parts file beside --out), the runs (a
 # wait, after saying 'working') and the copies (this driver again, as a copy) stand in, so that a Ctrl-C (SIGINT to the
 # process group) reaches a parent and its copy while they work, as it reaches `--jobs 2`
@@ -482,6 +495,7 @@ INTERRUPT_DRIVER = textwrap.dedent('''
         rest = [x for x in argv if x not in ('--jobs', str(jobs))]
         return [subprocess.Popen([sys.executable, __file__, tool, *rest], env={**os.environ, benchmark.COPY: parts})]
     benchmark.grid_fingerprints, benchmark.grid_runs, benchmark.start_copies = fingerprints, runs, copies
+    benchmark.decode_workers = lambda: 2     # the copies' work is a wait: --jobs 2 is no more than a one-core machine can take
     benchmark.main(args)
 ''')
 

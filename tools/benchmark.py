@@ -135,9 +135,9 @@ def options(ap, argv) -> tuple:
     if a.threads < 1: ap.error(f'--threads must be >= 1, got {a.threads}')
     if a.verify is not None and a.verify < 1: ap.error(f'--verify must be >= 1, got {a.verify}')
     if a.jobs < 1: ap.error(f'--jobs must be >= 1, got {a.jobs}')
+    if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
     if a.jobs > (cores := decode_workers()):      # each copy a process with torch loaded: hundreds would exhaust the memory
         ap.error(f'--jobs {a.jobs}: this process may use {cores} cores, and the copies run one a core: pass --jobs {cores} or fewer')
-    if a.jobs > 1 and (a.report or a.verify is not None): ap.error('--jobs applies to a grid, not to --report or --verify')
     if a.report and (k := next((f for f, v in (('--seeds', a.seeds), ('--epochs', a.epochs), ('--verify', a.verify),
                                                 ('--cells', a.cells), ('--data_seed', a.data_seed), ('--fresh_spec', a.fresh_spec),
                                                 ('--threads', a.threads != 1 or None), (f'--{name}', chosen or None),
