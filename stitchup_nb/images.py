@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_images.ipynb #94dc5d2d
 from __future__ import annotations
-import contextlib, errno, hashlib, json, os, shutil, sys, time, warnings
+import contextlib, errno, fcntl, hashlib, json, os, shutil, sys, time, warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -121,12 +121,25 @@ def decode_key(paths, size:int, stat:bool=True, version:int|None=None,
     return h.hexdigest()[:32]
 
 # %% ../nbs/00b_images.ipynb #42a2dcc1
+def _hold(f):
+    "Lock the temporary file `f` a fill writes (`flock`) until it is closed: `_tidy_temporary` leaves a held file alone."
+    with contextlib.suppress(OSError): fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+def _held(t:Path) -> bool:
+    "Whether a live fill holds the temporary file `t` (`_hold`); a killed one's lock went with it."
+    try:
+        with open(t, 'rb') as f: fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError: return True
+    except OSError: pass
+    return False
+
 def _tidy_temporary(folder:Path, max_age:float=3600.):
-    "Remove the kit's temporary files in `folder` older than `max_age` seconds: what a killed fill left."
+    """Remove the kit's temporary files in `folder` older than `max_age` seconds that no live fill holds (`_hold`): what a
+    killed fill left. A fill writing for over an hour (a slow disk, a machine asleep mid-write) keeps its file."""
     now = time.time()
     for t in [*folder.glob('*.npy.*.tmp'), *folder.glob('*.json.*.tmp')]:
         with contextlib.suppress(OSError):
-            if now - t.stat().st_mtime > max_age: t.unlink()
+            if now - t.stat().st_mtime > max_age and not _held(t): t.unlink()
 
 def _tidy_cache(folder:Path, max_age:float=3600., files:set|None=None, keep:str|None=None):
     """Remove the kit's temporary files in `folder` older than `max_age` seconds (`_tidy_temporary`), entries whose first image is gone, and
@@ -198,7 +211,7 @@ def decoded_images(paths,                 # image files
         files = decode_key(paths, size, stat=False)
         _tidy_cache(folder, files={decode_key(paths, size, False, v, r) for v in range(1, _DECODE_VERSION + 1) for r in (True, False)},
                     keep=key)
-        atomic_write(npy, lambda f: np.save(f, arr))     # the array first: the meta file says "complete"
+        atomic_write(npy, lambda f: (_hold(f), np.save(f, arr)))     # the array first: the meta file says "complete"
         atomic_write(meta, lambda f: f.write(json.dumps({'n': len(paths), 'size': size, 'bad': bad, 'name': name,
                                                          'first': os.path.realpath(paths[0]) if paths else '',
                                                          'files': files}).encode()))

@@ -351,3 +351,27 @@ def test_a_small_set_is_kept_on_a_disk_with_less_than_the_spare_free(files, tmp_
         assert isinstance(decoded_images(files, 16, cache=tmp_path/'c')[0], np.memmap)
     assert images.cache_room(tmp_path, 10**8 // 2) is None and 'that disk has 95.4 MB free' in images.cache_room(tmp_path, 10**8 // 2 + 1)
     assert 'a cache leaves 512.0 MB free after' in images.cache_room(tmp_path, 2 * images.CACHE_SPARE)   # a large set: the spare
+
+
+def test_a_read_leaves_the_temporary_file_of_a_fill_still_writing(files, tmp_path):
+    "A fill whose write has taken over an hour (a slow disk, a machine asleep mid-write) holds its temporary file: a read of "
+    "another entry removed it as stale (older than an hour), and the fill, at its end, could not keep the set."
+    c = tmp_path/'c'
+    decoded_images(files[:2], 8, cache=c)                               # an entry the later run reads
+    child = textwrap.dedent(f'''
+        import sys, time
+        from stitchup_nb import images
+        def stuck(f, a): f.write(b'x' * 1000); f.flush(); print('writing', flush=True); time.sleep(120)
+        images.np.save = stuck
+        images.decoded_images({[str(f) for f in files[2:]]!r}, 8, cache={str(c)!r})''')
+    p = subprocess.Popen([sys.executable, '-c', child], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == 'writing'
+        live, = c.glob('*.npy.*.tmp')
+        hour_ago = time.time() - 3700
+        os.utime(live, (hour_ago, hour_ago))
+        assert isinstance(decoded_images(files[:2], 8, cache=c)[0], np.memmap)
+        assert live.exists()                                            # its fill is still at work
+    finally: p.kill(); p.wait()
+    decoded_images(files[:2], 8, cache=c)                               # the fill killed: a later read removes its file
+    assert not live.exists()
