@@ -183,24 +183,19 @@ def wrap_names(names,
                inches:float|None=None,   # else a line's most width as drawn, in inches (a panel's width)...
                fontsize:float=9,         # ...at this font size, in points
                cuts:dict|None=None,      # the names cut so far, as drawn -> full: filled here (`title_panels` shares one)
-               max_lines:int|None=None,  # with `inches`, the most lines: the names past them counted on the last ('+2'); None: all
+               max_lines:int|None=None,  # the most lines (1 or more): the names past them counted on the last ('+2'); None: all
               ) -> str:
     """`names` joined by spaces and broken between names, never inside one (COCO's 'tennis racket' stays on one line),
     onto lines of at most `width` characters, or, given `inches`, no wider than `inches` as matplotlib draws them at
     `fontsize`: a longer name has a line of its own, and a name wider
     than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
     text (`title_panels` returns the full names it cut). With `max_lines`, the first names that fit that many lines with
-    the count of the others after them ('+3'), so that a title of a short panel does not grow taller than it."""
+    the count of the others after them ('+3'), so that a title of a short panel does not grow taller than it; the count
+    is never cut nor one of `cuts`: it is not a name."""
     names = [str(s) for s in names]
-    if max_lines is not None and inches is not None:
-        kept = lambda m: names[:m] + [f'+{len(names) - m}'] * (m < len(names))     # the first m names, the others counted
-        m = next((m for m in range(len(names), 0, -1)       # the most that fit (a trial cuts into a copy of `cuts`)
-                  if wrap_names(kept(m), inches=inches, fontsize=fontsize, cuts=dict(cuts or {})).count('\n') < max_lines), 0)
-        names = kept(m)
-    if inches is None:               # a no-break space inside a name: textwrap breaks only at ASCII white space
-        return textwrap.fill(' '.join(s.replace(' ', '\xa0') for s in names), width, break_long_words=False,
-                             break_on_hyphens=False).replace('\xa0', ' ')
-    lines, cuts = [], {} if cuts is None else cuts
+    if max_lines is not None and max_lines < 1:     # 0 would still draw the count: a line more than asked
+        raise ValueError(f'wrap_names: max_lines must be 1 or more (None: every line), got {max_lines!r}')
+    cuts = {} if cuts is None else cuts
     wide = lambda s: text_inches(s, fontsize)
     def cut(w, tag=''):                # the longest start of `w` that fits with its '…' and `tag` (one letter where none does)
         lo, hi = 1, len(w) - 1
@@ -209,18 +204,27 @@ def wrap_names(names,
             if wide(w[:mid] + '…' + tag) <= inches: lo = mid
             else: hi = mid - 1
         return w[:lo] + '…' + tag
-    def fit(w):
+    def fit(w, cuts):
         if wide(w) <= inches: return w
         c, k = cut(w), 1
         while cuts.get(c, w) != w: k += 1; c = cut(w, str(k))    # two names drawn alike would read as one
         cuts[c] = w
         return c
-    at = 0.                            # the last line's width: a line's is the sum of its words' (and spaces') advances
-    for w in map(fit, names):
-        more = wide(f' {w}')           # measured alone: a caption of 150 words measured line by line took half a second
-        if lines and at + more <= inches: lines[-1] += f' {w}'; at += more
-        else: lines.append(w); at = wide(w)
-    return '\n'.join(lines)
+    def wrapped(m, cuts) -> str:       # the first `m` names, then the count of the others
+        more = [f'+{len(names) - m}'] * (m < len(names))
+        if inches is None:             # a no-break space inside a name: textwrap breaks only at ASCII white space
+            return textwrap.fill(' '.join(s.replace(' ', '\xa0') for s in names[:m] + more), width, break_long_words=False,
+                                 break_on_hyphens=False).replace('\xa0', ' ')
+        lines, at = [], 0.             # the last line's width: a line's is the sum of its words' (and spaces') advances
+        for w in [fit(s, cuts) for s in names[:m]] + more:
+            step = wide(f' {w}')       # measured alone: a caption of 150 words measured line by line took half a second
+            if lines and at + step <= inches: lines[-1] += f' {w}'; at += step
+            else: lines.append(w); at = wide(w)
+        return '\n'.join(lines)
+    if max_lines is None: return wrapped(len(names), cuts)
+    m = next((m for m in range(len(names), 0, -1)        # the most names that fit (a trial cuts into a copy of `cuts`)
+              if wrapped(m, dict(cuts)).count('\n') < max_lines), 0)
+    return wrapped(m, cuts)
 
 def title_panels(axs,                # the panels, laid out by their figure's layout engine
                  titles:list,        # per panel, its title as lists of names: each list wrapped apart, on lines of its own
