@@ -64,9 +64,10 @@ def train_config(**overrides) -> RunConfig:
     which is how a run's config.json records an option a script declared (`config.option`) that the run did not use. A key
     of the preset its data source reads (`preset_keys`), which config.json records too, is taken at the preset's value.
     With `resume` a checkpoint and no `work_dir` given, the run goes on in the checkpoint's folder; a `work_dir` given
-    (work_dirs/run, the default, too) is where it goes. `resume=False` reads as None (no resume), as Python's 'no' does; any
+    (work_dirs/run, the default, too) is where it goes. `resume=False` (numpy's `np.False_` too) reads as None (no resume), as Python's 'no' does; any
     other value that is neither 'auto' nor an existing checkpoint file (True, 0, '') is refused."""
-    if overrides.get('resume') is False: overrides = {**overrides, 'resume': None}     # the RunConfig holds one 'no resume'
+    if isinstance(overrides.get('resume'), (bool, np.bool_)) and not overrides['resume']:    # numpy's False too, as run_config's
+        overrides = {**overrides, 'resume': None}      # the RunConfig holds one 'no resume'
     own = _preset_keys_given(overrides)
     known = set(OPTIONS) | set(resolve()) | set(RECORDED) | set(LAUNCH) | set(own)
     overrides = {k: v for k, v in overrides.items() if k not in own}    # the preset's, which the run records again
