@@ -190,41 +190,48 @@ def wrap_names(names,
     `fontsize`: a longer name has a line of its own, and a name wider
     than `inches` alone is cut to it, ending in '…', and numbered ('…2') where another name of `cuts` was cut to the same
     text (`title_panels` returns the full names it cut). With `max_lines`, the first names that fit that many lines with
-    the count of the others after them ('+3'), so that a title of a short panel does not grow taller than it; the count
-    is never cut nor one of `cuts`: it is not a name."""
+    the count of the others after them ('+3'), so that a title of a short panel does not grow taller than it (the last
+    of them cut shorter where only so the count fits beside it); the count is never cut nor one of `cuts`: it is not a name."""
     names = [str(s) for s in names]
     if max_lines is not None and max_lines < 1:     # 0 would still draw the count: a line more than asked
         raise ValueError(f'wrap_names: max_lines must be 1 or more (None: every line), got {max_lines!r}')
     cuts = {} if cuts is None else cuts
     wide = lambda s: text_inches(s, fontsize)
-    def cut(w, tag=''):                # the longest start of `w` that fits with its '…' and `tag` (one letter where none does)
+    def cut(w, room, tag=''):          # the longest start of `w` that fits `room` with its '…' and `tag` (one letter where none does)
         lo, hi = 1, len(w) - 1
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if wide(w[:mid] + '…' + tag) <= inches: lo = mid
+            if wide(w[:mid] + '…' + tag) <= room: lo = mid
             else: hi = mid - 1
         return w[:lo] + '…' + tag
-    def fit(w, cuts):
-        if wide(w) <= inches: return w
-        c, k = cut(w), 1
-        while cuts.get(c, w) != w: k += 1; c = cut(w, str(k))    # two names drawn alike would read as one
+    def fit(w, cuts, room):
+        if wide(w) <= room: return w
+        c, k = cut(w, room), 1
+        while cuts.get(c, w) != w: k += 1; c = cut(w, room, str(k))    # two names drawn alike would read as one
         cuts[c] = w
         return c
-    def wrapped(m, cuts) -> str:       # the first `m` names, then the count of the others
+    # the first `m` names, then the count of the others; `tight`: the last name cut shorter to leave the count room beside
+    # it, None where that leaves it fewer than 3 letters ('p…' reads as no name)
+    def wrapped(m, cuts, tight=False) -> str|None:
         more = [f'+{len(names) - m}'] * (m < len(names))
         if inches is None:             # a no-break space inside a name: textwrap breaks only at ASCII white space
             return textwrap.fill(' '.join(s.replace(' ', '\xa0') for s in names[:m] + more), width, break_long_words=False,
                                  break_on_hyphens=False).replace('\xa0', ' ')
+        room = [inches] * m
+        if tight and m and more:
+            room[-1] = inches - wide(f' {more[0]}')
+            if wide(names[m - 1] if len(names[m - 1]) <= 3 else names[m - 1][:3] + '…') > room[-1]: return None
         lines, at = [], 0.             # the last line's width: a line's is the sum of its words' (and spaces') advances
-        for w in [fit(s, cuts) for s in names[:m]] + more:
+        for w in [fit(s, cuts, r) for s, r in zip(names, room)] + more:
             step = wide(f' {w}')       # measured alone: a caption of 150 words measured line by line took half a second
             if lines and at + step <= inches: lines[-1] += f' {w}'; at += step
             else: lines.append(w); at = wide(w)
         return '\n'.join(lines)
     if max_lines is None: return wrapped(len(names), cuts)
-    m = next((m for m in range(len(names), 0, -1)        # the most names that fit (a trial cuts into a copy of `cuts`)
-              if wrapped(m, dict(cuts)).count('\n') < max_lines), 0)
-    return wrapped(m, cuts)
+    # the most names that fit, each as wide as it may be, else its last cut shorter beside the count (trials cut into copies)
+    m, tight = next(((m, t) for m in range(len(names), 0, -1) for t in (False, True)
+                     if (w := wrapped(m, dict(cuts), t)) is not None and w.count('\n') < max_lines), (0, False))
+    return wrapped(m, cuts, tight)
 
 def title_panels(axs,                # the panels, laid out by their figure's layout engine
                  titles:list,        # per panel, its title as lists of names: each list wrapped apart, on lines of its own
