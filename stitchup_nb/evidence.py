@@ -29,11 +29,12 @@ from .grids import GRIDS
 from .methods import METHODS
 
 # %% auto #0
-__all__ = ['FP_STEPS', 'PROBE_BS', 'NOISE_RATES', 'PARTS', 'probe_arithmetic', 'behaviour_key', 'row_behaviour_key',
-           'probe_config', 'ProbeSteps', 'probe_steps', 'probe_digest', 'correction_probe', 'probe_groups',
-           'method_fingerprints', 'method_fingerprint', 'noise_fingerprint', 'data_fingerprint', 'pretrain_fingerprint',
-           'noise_part', 'row_fingerprint', 'overlay', 'arithmetics', 'row_fingerprints', 'fingerprints_problem',
-           'load_fingerprints', 'current_mask', 'current_rows', 'stamp', 'read_rows', 'row_mismatch', 'check_rows']
+__all__ = ['FP_STEPS', 'PROBE_BS', 'NOISE_RATES', 'PARTS', 'probe_arithmetic', 'behaviour_key', 'respell_key',
+           'row_behaviour_key', 'probe_config', 'ProbeSteps', 'probe_steps', 'probe_digest', 'correction_probe',
+           'probe_groups', 'method_fingerprints', 'method_fingerprint', 'noise_fingerprint', 'data_fingerprint',
+           'pretrain_fingerprint', 'noise_part', 'row_fingerprint', 'overlay', 'arithmetics', 'row_fingerprints',
+           'fingerprints_problem', 'respell_keys', 'load_fingerprints', 'current_mask', 'current_rows', 'stamp',
+           'read_rows', 'row_mismatch', 'check_rows']
 
 # %% ../nbs/12b_evidence.ipynb #c2e8e510
 FP_STEPS = 8          # training steps of a probe run, spread evenly over the row's epochs (at least one an epoch)
@@ -51,6 +52,14 @@ def behaviour_key(method:str, dataset:str, epochs:int, extra:dict|None=None) -> 
     """The grid's words for a run's method: `method`, the options set apart from it, the preset and the epochs, as JSON
     with its keys sorted and equal numbers written alike (`numbers_alike`: {"t": 1.0} as {"t": 1}, as `extra_key` has them)."""
     return json.dumps(numbers_alike({'method': method, 'dataset': dataset, 'epochs': int(epochs), **(extra or {})}), sort_keys=True)
+
+def respell_key(key:str) -> str:
+    """Behaviour key `key` as `behaviour_key` writes it now: its keys sorted and equal numbers written alike
+    (`numbers_alike`), so that a key written before ({"t": 1.0}) reads as the one a row now gives ({"t": 1}); anything
+    that is no JSON object as it is."""
+    try: k = json.loads(key)
+    except (TypeError, ValueError): return key
+    return json.dumps(numbers_alike(k), sort_keys=True) if isinstance(k, dict) else key
 
 def row_behaviour_key(row) -> str:
     "`behaviour_key` of a CSV row (from its `config` and `extra`)."
@@ -207,9 +216,25 @@ def fingerprints_problem(fps) -> str|None:
         if not isinstance(m, dict): return f"its machines[{n}] is {what(m)}, not an object of parts"
         if (wrong := parts(m, f'machines[{n}] ({m.get("machine")}): ', False)): return wrong
 
+def respell_keys(fps:dict) -> dict:
+    """`fps` (a fingerprints file, of the shape `fingerprints_problem` checks) with each method key, at the top level and
+    in each machine's parts, as `behaviour_key` writes it now (`respell_key`): the parts of a file written before equal
+    numbers were written alike are found under the keys rows now give. Where a file holds a key in both spellings, the
+    current spelling's part stays (the code now computes it under that key)."""
+    def methods(d):
+        out = {}
+        for k, v in d.items():
+            now = respell_key(k)
+            if now == k or now not in out: out[now] = v
+        return out
+    out = {**fps, 'methods': methods(fps['methods'])}
+    if 'machines' in fps: out['machines'] = [{**m, 'methods': methods(m['methods'])} if 'methods' in m else m for m in fps['machines']]
+    return out
+
 def load_fingerprints(path=None) -> dict:
     """The committed fingerprints (empty parts when the file does not exist yet), read and checked
-    (`fingerprints_problem`): a ValueError names the file, what is wrong with it and the fix."""
+    (`fingerprints_problem`): a ValueError names the file, what is wrong with it and the fix. Its method keys are read
+    as written now (`respell_keys`)."""
     p = Path(path or FINGERPRINTS)
     if not p.is_file(): return {'methods': {}, 'noise': {}, 'data': {}}
     try: fps = json.loads(p.read_text())
@@ -219,7 +244,7 @@ def load_fingerprints(path=None) -> dict:
     if wrong:
         raise ValueError(f'{p}: not a fingerprints file: {wrong}. Restore it (git checkout -- {p}), or move it away and let '
                          'tools/fingerprints.py --add write it anew')
-    return fps
+    return respell_keys(fps)
 
 def current_mask(df:pd.DataFrame, fps:dict|None=None) -> pd.Series:
     """Which rows of `df` the current code makes: their `fingerprint` is one `row_fingerprints` gives under `fps` (the

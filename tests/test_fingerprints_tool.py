@@ -157,6 +157,36 @@ def test_adopt_checks_every_csv_before_writing_any(tool, tmp_path):
     assert json.loads((out/'fingerprints.json').read_text())['methods'] == fps['methods']
 
 
+
+def test_a_file_of_keys_spelt_before_equal_numbers_were_written_alike_is_read_and_written_as_now(tool, tmp_path, monkeypatch):
+    """A fingerprints file written before behaviour_key wrote equal numbers alike holds {"t": 1.0} where the key is now
+    {"t": 1}: reading it (load_fingerprints, --adopt) finds the part of a row whose extra says either, and --add of a key
+    so spelt writes it as now (the readers miss it otherwise, and their rows leave every table without a word)."""
+    old = json.dumps({'method': 'full', 'dataset': 'digits-small', 'epochs': 1, 't': 1.0}, sort_keys=True)
+    now = behaviour_key('full', 'digits-small', 1, {'t': 1.0})
+    assert now != old and '"t": 1}' in now
+    row = {**ROW, 'method': 'sweep t', 'extra': '{"t": 1.0}', 'config': json.dumps({'method': 'full', 'dataset': 'digits-small', 'epochs': 1})}
+    fps = _parts([old])
+    (tmp_path/'old.json').write_text(json.dumps({**fps, 'machine': 'A', 'machines': [{'machine': 'B', 'methods': {old: 'b' * 12}}]}))
+    got = load_fingerprints(tmp_path/'old.json')
+    assert got['methods'] == {now: 'f' * 12} and got['machines'][0]['methods'] == {now: 'b' * 12}
+    assert row_fingerprint(row, got) == row_fingerprint(dict(row, extra='{"t": 1}'), got) == row_fingerprint(row, _parts([now]))
+    # both spellings in one file (an old file a new --add wrote into): one key, the current spelling's part
+    (tmp_path/'both.json').write_text(json.dumps({**fps, 'methods': {now: 'c' * 12, old: 'f' * 12}}))
+    assert load_fingerprints(tmp_path/'both.json')['methods'] == {now: 'c' * 12}
+    out = tmp_path/'g'; out.mkdir()
+    _csv(out/'benchmark_t.csv', [row], FIELDS)
+    p = tool('--adopt', tmp_path/'old.json', '--source', 'abc', '--file', out/'fingerprints.json')
+    assert p.returncode == 0 and 'benchmark_t.csv: 1 rows of source abc stamped' in p.stdout, p.stdout + p.stderr
+    with open(out/'benchmark_t.csv', newline='') as fh: stamped = list(csv.DictReader(fh))
+    assert [r['fingerprint'] for r in stamped] == [row_fingerprint(row, _parts([now]))], stamped
+    assert list(json.loads((out/'fingerprints.json').read_text())['methods']) == [now]
+    asked = []
+    monkeypatch.setattr(TOOL, 'compute', lambda keys, *a, **kw: asked.append(sorted(keys)) or _parts(keys))
+    p = tool('--add', json.dumps({'methods': [old], 'noise': ['flip'], 'data': ['digits-small']}), '--file', tmp_path/'new.json')
+    assert p.returncode == 0 and asked == [[now]], (asked, p.stdout + p.stderr)
+    assert list(json.loads((tmp_path/'new.json').read_text())['methods']) == [now]
+
 @pytest.mark.parametrize('text,said', [('{"methods": ', 'it is not JSON'), ('[1, 2]', 'it is a JSON array'),
                                        ('{"noise": {}, "data": {}}', "it has no 'methods' part"),
                                        ('{"methods": {"k": 1}, "noise": {}, "data": {}}', "its 'methods' part gives 'k' a JSON number")])

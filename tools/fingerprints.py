@@ -61,7 +61,7 @@ if __name__ == '__main__':
 import pandas as pd
 
 from stitchup_nb.evidence import (arithmetics, current_mask, fingerprints_problem, read_rows, load_fingerprints, noise_part,
-                                  probe_groups, row_behaviour_key, row_fingerprint)
+                                  probe_groups, respell_key, respell_keys, row_behaviour_key, row_fingerprint)
 from stitchup_nb.verify import (closest_arithmetic, diff_fingerprints, fingerprints, machine_groups, machine_labels,
                                 merge_fingerprints, record_machine)
 from stitchup_nb.files import atomic_write, locked_csv
@@ -210,6 +210,7 @@ def options(ap, argv) -> tuple:
     if a.add is not None:             # an empty --add is a bad object, not a --check
         try: want = json.loads(a.add); wanted = tuple(list(want.get(k, [])) for k in ('methods', 'noise', 'data'))
         except (ValueError, AttributeError) as e: ap.error(f'--add must be a JSON object of lists: {e}')
+        wanted = (sorted(set(map(respell_key, wanted[0]))), *wanted[1:])     # as the readers look keys up ({"t": 1.0} as {"t": 1})
     if (a.check or a.update or a.record_machine or a.status) and not path.is_file(): ap.error(f'--file {path} does not exist')
     if not a.adopt:                   # the file each other mode reads (--add: where there is one), whole and of its shape
         try: load(path)
@@ -251,7 +252,7 @@ def restamped(f, rows, source, fps) -> tuple:
 def adopt(path, file, source):
     """--adopt: the rows of `source` stamped with the parts of `file`, which is written as the file. Every CSV is read
     and stamped before any is written; each is written whole (atomic_write), then the file, last."""
-    fps = json.loads(Path(file).read_text())
+    fps = respell_keys(json.loads(Path(file).read_text()))     # a file of keys written before equal numbers were written alike
     try: new = [(f, text, *restamped(f, rows, source, fps)) for f, text, rows in tables(path.parent)]
     except ValueError as e: sys.exit(f'--adopt: {e}; nothing was changed')
     todo = [f.name for f, text, stamped_text, _ in new if stamped_text != text]
