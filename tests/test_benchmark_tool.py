@@ -3,7 +3,7 @@ run under a lock, rows already in the CSV are skipped, and claims of processes t
 depend on what runs beside it, and --verify re-runs current rows (stitchup_nb.evidence) made with the CPU kernels it
 computes with (the tool pins them: stitchup_nb.pins.CPU_ENV): exactly when this machine made them, within the
 cross-machine tolerance when another did."""
-import csv, json, os, subprocess, sys, textwrap
+import csv, json, os, shutil, subprocess, sys, textwrap
 from pathlib import Path
 
 import pytest
@@ -319,7 +319,6 @@ def test_verify_refuses_rows_of_other_behaviour_other_kernels_and_typed_numbers(
 
 def test_a_row_edited_by_hand_or_cut_off_is_refused_by_the_tables_and_verify(tmp_path, pinned_row, verify_answers):
     "A copy of a row under another seed, or a CSV whose last line is cut off: named (file, line, field), nothing re-runs."
-    import shutil
     from stitchup_nb.results import load
     code, err, out, made = verify_answers['edited']              # the row, and a copy under seed 7: its config still says 0
     assert code == 1 and "line 3: its seed 7 is not its configuration's (0)" in err, out + err
@@ -454,6 +453,10 @@ def test_a_grid_at_your_cells_and_instance_records_them_and_keeps_its_csv_to_one
     assert all(json.loads(r['config'])['data_seed'] == 3 and json.loads(r['config'])['dataset'] == 'digits-small' and r['fingerprint']
                for r in rows), rows
     assert len(results.load('b', out.parent)) == 2                     # current rows: the fingerprints beside the CSV
+    # the refusals are tried on a copy (the fingerprints beside it too): the grid's own CSV, which pinned_row reads, stays
+    # the grid's whatever they do, so that no test's outcome hangs on which of them ran first
+    for f in (out, out.parent/'fingerprints.json'): shutil.copy(f, tmp_path/f.name)
+    out = tmp_path/out.name
     before = out.read_bytes()
     cases = [['--quick', '--cells', 'flip:0.5', '--methods', 'bce', '--out', str(out)],
              ['--quick', '--data_seed', '4', '--methods', 'bce', '--out', str(out)]]
