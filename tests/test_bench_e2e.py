@@ -129,3 +129,20 @@ def test_options_the_call_would_ignore_are_refused(tmp_path):
         p = bench(*args, '--out', tmp_path/'x.json')
         assert p.returncode == 2 and said in p.stderr and 'Traceback' not in p.stderr, (args, p.stderr[-2000:])
     assert sorted(q.name for q in tmp_path.iterdir()) == ['f']
+
+
+def test_runs_without_a_timed_set_and_an_unsearchable_root_are_refused(tmp_path, monkeypatch, capsys):
+    """--runs with --no-voc and without --coco picks among no timed runs: it was ignored without a word; a --root whose
+    folder cannot be searched (Python 3.11's Path.exists raises PermissionError there) stopped with a traceback."""
+    p = bench('--no-voc', '--digits', '1', '--runs', 'first run', '--out', tmp_path/'x.json')
+    assert p.returncode == 2 and "--runs first run picks the timed runs of the VOC and COCO sets" in p.stderr, p.stderr[-2000:]
+    assert 'drop --runs (or add --coco)' in p.stderr and 'Traceback' not in p.stderr and not any(tmp_path.iterdir())
+    tool, shut = load_tool('bench_e2e'), tmp_path/'shut'
+    def exists(q, **k):
+        if shut in (q, *q.parents): raise PermissionError(13, 'Permission denied', str(q))
+        return os.path.exists(q)
+    monkeypatch.setattr(tool.Path, 'exists', exists)    # root passes any permission check: the refusal is simulated
+    ap = tool.parser()
+    with pytest.raises(SystemExit) as e: tool.wanted_runs(ap, ap.parse_args(['--tiny', '--root', str(shut/'sets')]))
+    said = capsys.readouterr().err
+    assert e.value.code == 2 and f"--root {shut/'sets'}: cannot look there (Permission denied: {shut/'sets'})" in said, said

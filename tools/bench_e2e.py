@@ -373,10 +373,17 @@ def wanted_runs(ap, a) -> list:
         ap.error(f'--tiny times its own 40 + 24 image set, not the VOC- or COCO-sized ones: drop {k} (or --tiny)')
     if a.no_voc and not (a.tiny or a.coco or a.digits or a.grid):
         ap.error('--no-voc leaves nothing to run: add --coco, --digits N or --grid (or drop --no-voc)')
+    if a.runs is not None and a.no_voc and not a.coco:
+        ap.error(f'--runs {a.runs} picks the timed runs of the VOC and COCO sets, and --no-voc without --coco times none: '
+                 'drop --runs (or add --coco)')
     if a.jobs is not None and not (a.digits or a.grid):
         ap.error(f'--jobs {a.jobs} packs the Digits runs of --digits and --grid; the timed runs go one at a time: drop --jobs')
     a.jobs = a.jobs or 8
-    if a.root and not (near := next(q for q in (Path(a.root), *Path(a.root).parents) if q.exists())).is_dir():
+    try: near = a.root and next(q for q in (Path(a.root), *Path(a.root).parents) if q.exists())
+    except OSError as e:        # Path.exists raises where a folder on the way cannot be searched (EACCES): not a traceback
+        ap.error(f'--root {a.root}: cannot look there ({e.strerror}: {e.filename}); pass a folder you can read and write '
+                 '(or leave --root out: a temporary one)')
+    if near and not near.is_dir():
         ap.error(f'--root {a.root}: {near} is not a folder; pass a folder (or leave --root out: a temporary one)')
     if a.budget is not None and not a.budget > 0: ap.error(f'--budget must be > 0 seconds, got {a.budget:g} (leave it out: no limit)')
     return want
