@@ -180,8 +180,8 @@ def _cannot_keep(folder:Path, nbytes:int, e:OSError, default:bool=True) -> str:
     """The warning for a decoded set of `nbytes` that `folder` (the default cache folder, or one a caller chose) could not
     take (`e`): why, whether its disk is short of room, and how to keep the set elsewhere."""
     room = f'; {short}' if (short := cache_room(folder, nbytes)) else ''
-    elsewhere = 'set STITCHUP_CACHE to' if default else 'pass cache='
-    return (f'could not keep the decoded images in {folder} ({e}{room}); they are decoded again next time: {elsewhere} a folder '
+    elsewhere = 'set STITCHUP_CACHE to a folder' if default else f'pass cache= a folder other than {folder}, one'
+    return (f'could not keep the decoded images in {folder} ({e}{room}); they are decoded again next time: {elsewhere} '
             'you can write, on a disk with room, to keep them')
 
 def decoded_images(paths,                 # image files

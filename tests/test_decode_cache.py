@@ -298,6 +298,7 @@ def test_a_disk_without_room_to_spare_is_said_before_decoding_and_left_unfilled(
     assert np.array_equal(arr, reference(files, 64)) and bad == []
     assert len(said) == 2 and said[1] == 'decoding', said
     assert f"could not keep the decoded images in {tmp_path/'c'}" in said[0] and f'a cache leaves {nbytes / 2**20:,.1f} MB free after' in said[0]
+    assert f"pass cache= a folder other than {tmp_path/'c'}, one you can write" in said[0], said[0]    # the folder the caller chose: it said only 'pass cache='
     assert not (tmp_path/'c').exists() or not list((tmp_path/'c').iterdir())
 
 
