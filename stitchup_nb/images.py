@@ -16,8 +16,8 @@ from fastprogress.fastprogress import IN_NOTEBOOK, progress_bar
 from .files import atomic_write
 
 # %% auto #0
-__all__ = ['CACHE_SPARE', 'UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'decode_images', 'decode_key',
-           'cache_room', 'decoded_images']
+__all__ = ['CACHE_SPARE', 'UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'memory_room', 'decode_images',
+           'decode_key', 'cache_room', 'decoded_images']
 
 # %% ../nbs/00b_images.ipynb #2abe4c85
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -74,6 +74,25 @@ def decode_workers(workers:int|None=None) -> int:
     try: return max(1, len(os.sched_getaffinity(0)))
     except AttributeError: return os.cpu_count() or 1
 
+def memory_room(nbytes:int,              # the bytes a decoded set takes
+                meminfo='/proc/meminfo', # where Linux says how much memory is available
+               ) -> str|None:
+    """None where the memory this machine has available (Linux: `MemAvailable` in `meminfo`) holds `nbytes`, or where it
+    cannot be told (another system); else the memory wanted and available, in words."""
+    with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
+        line = next(l for l in Path(meminfo).read_text().splitlines() if l.startswith('MemAvailable:'))
+        free = int(line.split()[1]) * 1024      # said in kB
+        if nbytes > free:
+            return (f'they take {nbytes / 2**30:,.1f} GB and this machine has {free / 2**30:,.1f} GB of memory available, '
+                    f'as MemAvailable in {meminfo} says')
+
+def _check_memory(n:int, size:int, name:str=''):
+    "Refuse (ValueError) to decode `n` images at `size` into memory that cannot hold them: before the decoding, not an OOM kill after it."
+    if short := memory_room(n * size * size * 3):
+        raise ValueError(f'cannot decode {name or "the images"} at size {size}: {n:,} images of {size}×{size}×3 bytes do not fit in '
+                         f"memory: {short}; pass a smaller size (`size`; the console scripts' --size), or decode on a machine "
+                         'with more memory free')
+
 def decode_images(paths,                  # image files
                   size:int|None=None,     # resize each to size×size, as `load_image`; None: only check that they decode
                   on_bad:str='error',     # an unreadable image: 'error' stops naming it (the first in order), 'skip' lists it
@@ -83,6 +102,7 @@ def decode_images(paths,                  # image files
     "Decode `paths` on `workers` threads: (N×size×size×3 uint8 array in `paths`' order, or None; indices that failed)."
     if on_bad not in ('error', 'skip'): raise ValueError(f"on_bad must be 'error' or 'skip', got {on_bad!r}")
     paths = list(paths)
+    if size is not None: _check_memory(len(paths), size, name)     # np.empty only reserves: the pages fill as the images decode
     arr = None if size is None else np.empty((len(paths), size, size, 3), np.uint8)
     def one(i):
         try: im = load_image(paths[i], size)
@@ -201,6 +221,7 @@ def decoded_images(paths,                 # image files
         _tidy_temporary(folder)     # a killed fill's temporary file goes too where every run reads its entry (a write never comes)
         return hit
     nbytes = len(paths) * size * size * 3
+    _check_memory(len(paths), size, name)       # before a warning about the disk: a set memory cannot hold is not decoded at all
     if short := cache_room(folder, nbytes):     # said before the decoding, and the disk is never filled to its last byte
         warnings.warn(_cannot_keep(folder, nbytes, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), cache is True))
     arr, bad = decode_images(paths, size, on_bad, workers, name)

@@ -376,3 +376,33 @@ def test_a_read_leaves_the_temporary_file_of_a_fill_still_writing(files, tmp_pat
     finally: p.kill(); p.wait()
     decoded_images(files[:2], 8, cache=c)                               # the fill killed: a later read removes its file
     assert not live.exists()
+
+
+def test_a_set_larger_than_the_memory_is_refused_before_decoding(voc, voc_appendix, tmp_path, monkeypatch):
+    """VOC-MLT at a size whose decoded set does not fit in the memory available (here Linux is made to say 0.2 GB) is refused
+    before any image is decoded, naming the set, the size, the bytes, the memory and the fix; nothing is cached. It filled
+    one array page by page until the kernel killed the process, minutes in, with no message (`stitchup_train --dataset voc
+    --size 2000`: 55 GB for the test set)."""
+    from stitchup_nb.appendix import voc_mlt
+    meminfo = tmp_path/'meminfo'
+    meminfo.write_text('MemTotal:       16384000 kB\nMemFree:          102400 kB\nMemAvailable:     209715 kB\nBuffers: 1 kB\n')
+    real = getattr(images, 'memory_room', None)
+    monkeypatch.setattr(images, 'memory_room', lambda nbytes: real(nbytes, meminfo), raising=False)
+    decoded = []
+    monkeypatch.setattr(images, 'load_image', lambda p, size: decoded.append(p) or np.zeros((size, size, 3), np.uint8))
+    with pytest.raises(ValueError) as e: voc_mlt(voc['root'], voc_appendix, size=4000, cache=tmp_path/'c')
+    assert str(e.value) == ("cannot decode VOC-MLT train at size 4000: 10 images of 4000×4000×3 bytes do not fit in memory: they "
+                            f"take 0.4 GB and this machine has 0.2 GB of memory available, as MemAvailable in {meminfo} says; pass a "
+                            "smaller size (`size`; the console scripts' --size), or decode on a machine with more memory free")
+    assert decoded == [] and not (tmp_path/'c').exists()
+    train, _ = voc_mlt(voc['root'], voc_appendix, size=64, cache=tmp_path/'c')      # a size that fits: decoded and kept
+    assert train.items.shape == (10, 64, 64, 3) and len(decoded) > 10 and (tmp_path/'c').is_dir()
+
+
+def test_the_memory_is_read_from_linux_and_not_guessed_elsewhere(tmp_path):
+    "`memory_room` reads MemAvailable (kB); where there is no such line or file (another system) it refuses nothing."
+    if os.path.exists('/proc/meminfo'): assert images.memory_room(1) is None and images.memory_room(2**60) is not None
+    (tmp_path/'old').write_text('MemTotal: 1024 kB\nMemFree: 512 kB\n')      # a kernel before 3.14 has no MemAvailable
+    assert images.memory_room(2**60, tmp_path/'old') is None and images.memory_room(2**60, tmp_path/'none') is None
+    (tmp_path/'m').write_text('MemAvailable:       1024 kB\n')
+    assert images.memory_room(2**20, tmp_path/'m') is None and '0.0 GB of memory available' in images.memory_room(2**20 + 1, tmp_path/'m')
