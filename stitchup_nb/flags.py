@@ -280,15 +280,35 @@ def _one_process(prog:str):
                       f'which would write the same files; run {prog} without torchrun (where no launcher started it, '
                       f'WORLD_SIZE={world} came from its environment: run WORLD_SIZE=1 {prog} ...)')
 
+def _launched_child(prog:str):
+    """Refuse console script `prog`, one that runs under a launcher each process its part (`stitchup_train`), where a launched
+    program started it (`_launcher_started`: a training script's `subprocess.run(['stitchup_train', ...])` under torchrun,
+    its parent started with the same launch variables). Its RANK, WORLD_SIZE and MASTER_PORT are its parent's: it would
+    join that launch's process group as its parent's rank, and hang there, silent (where rank 0 alone starts it, its peer
+    never comes; where the parent's ranks joined their group themselves, the children wait for good too). Said at once,
+    before anything is written (no launcher watches it, so none waits), with the ways out: the launch itself, one process,
+    or the training function in the launched program."""
+    rank, world, _ = _launch()
+    if world <= 1 or not _launcher_vars() or _launcher_started(): return
+    said = (f'started by a launched program (rank {rank} of {world} of a torchrun launch, whose RANK, WORLD_SIZE and MASTER_PORT '
+            f'it inherited), it would join that launch as its rank {rank}, where it hangs, silent, unless every rank started it '
+            f'and none joined its process group; run it as the launch itself (torchrun --nproc_per_node '
+            f"{_env_int('LOCAL_WORLD_SIZE', world)} {prog} ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u "
+            f'WORLD_SIZE {prog} ...), or train in the launched program itself, on every rank (run_training(train_config(...)), '
+            f'stitchup_nb.train)')
+    print(f'{prog}: {said}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
 def script_flags(scripts:dict,
                  launched:tuple=()):    # the scripts of `scripts` that run under a launcher, each process its part (stitchup_train)
     """Under one of the console scripts `scripts` (name -> function; a launcher starting one too): refused under a launcher of
-    several processes unless it is one of `launched` (`_one_process`), and under mpirun or srun, which set no WORLD_SIZE, in
-    any case (`_refuse_other`); `sys.argv` in its parser's spellings, and an argument its parser refuses said in one line
+    several processes unless it is one of `launched` (`_one_process`), one of `launched` where a launched program started it
+    (`_launched_child`), and under mpirun or srun, which set no WORLD_SIZE, in any case (`_refuse_other`); `sys.argv` in its
+    parser's spellings, and an argument its parser refuses said in one line
     (`_one_line_errors`)."""
     prog = Path((getattr(sys, 'argv', None) or [''])[0]).name         # an embedded interpreter may have no argv
     if prog in scripts:
-        if prog not in launched: _one_process(prog)
+        (_launched_child if prog in launched else _one_process)(prog)
         _refuse_other(prog, prog in launched)
         sys.argv[1:] = argv_flags(scripts[prog], sys.argv[1:], prog)
         _one_line_errors(scripts[prog], sys.argv[1:], prog)

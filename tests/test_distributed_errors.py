@@ -17,6 +17,8 @@ a file of its own so that the two run side by side under `pytest -n 2 --dist loa
   said once, before it reads or writes anything: each rank would write the same file;
 - a process that no launcher started (WORLD_SIZE and LOCAL_RANK inherited) says that refusal at once, naming its rank:
   no launcher will stop it; a launched program's child (its parent started with the launch's variables) runs, as one process;
+- stitchup_train started by a launched program (a rank's subprocess.run) refuses at once, naming its rank and the ways out,
+  before anything is written: it would join its parent's launch as that rank and hang there, silent;
 - under mpirun or srun, which set no WORLD_SIZE, every console script refuses before it reads or writes anything:
   stitchup_train naming torchrun, a script of one process the command to leave out;
 - an error in writing the run's first file (`config.json`, which rank 0 alone writes: a full disk) is said by rank 0, named,
@@ -395,3 +397,26 @@ def test_a_shell_torchrun_started_is_its_launched_process(tmp_path):
     assert err.count('runs in one process, not under a launcher') == 1, err[-3000:]
     assert err.startswith(f"stitchup_noise: {ONE_PROCESS.format('stitchup_noise')}\n"), err[-3000:]
     assert not out.exists()
+
+
+def test_stitchup_train_started_by_a_launched_program_is_refused_at_once(tmp_path):
+    """`stitchup_train` started by a launched program (a training script under torchrun that calls `subprocess.run([
+    'stitchup_train', ...])`) has its parent's RANK, WORLD_SIZE and MASTER_PORT: it would join that launch as its parent's
+    rank. It says so at once, naming the rank and the ways out, exit status 2, nothing written (`00k_flags`' `_launched_child`)."""
+    # Before, it joined: on gloo a child of rank 0 alone waited at the rendezvous for a rank 1 that never came, and the children
+    # of every rank of a script that had joined its own process group waited too, for good, silent, nothing written (here the
+    # parent's 45 s timeout ran out)
+    launched = {**os.environ, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '2', 'LOCAL_WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
+                'MASTER_PORT': str(free_port()), 'TORCHELASTIC_RUN_ID': 'none', 'OMP_NUM_THREADS': '1'}
+    work = tmp_path/'run'
+    parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_train")!r}, *{QUICK!r}, "--work_dir", {str(work)!r}], '
+              'capture_output=True, text=True, timeout=45); sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
+    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=60)   # a hang: killed
+    assert (p.returncode, p.stdout) == (2, ''), p.stdout[-2000:] + p.stderr[-3000:]
+    assert p.stderr == ('stitchup_train: started by a launched program (rank 1 of 2 of a torchrun launch, whose RANK, WORLD_SIZE and '
+                        'MASTER_PORT it inherited), it would join that launch as its rank 1, where it hangs, silent, unless every rank '
+                        'started it and none joined its process group; run it as the launch itself (torchrun --nproc_per_node 2 '
+                        'stitchup_train ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u WORLD_SIZE stitchup_train '
+                        '...), or train in the launched program itself, on every rank (run_training(train_config(...)), '
+                        'stitchup_nb.train)\n'), p.stderr[-3000:]
+    assert not work.exists()
