@@ -159,7 +159,7 @@ SOURCE_PRESET = '''
 
 def test_a_new_data_set_takes_two_files(tmp_path):
     changed = _scratch(tmp_path, {'sources.py': [('return _official(coco_mlt, preset, data_root, appendix, size, on_bad)\n', SOURCE)],
-                                  'methods.py': [('PRESETS = {', SOURCE_PRESET)]})
+                                  'methods.py': [('\nPRESETS = {', SOURCE_PRESET)]})
     assert changed == ['stitchup_nb/methods.py', 'stitchup_nb/sources.py'], changed     # 2 files
     got = _run(tmp_path, '''
         import math
