@@ -77,14 +77,17 @@ def decode_workers(workers:int|None=None) -> int:
 def memory_room(nbytes:int,              # the bytes a decoded set takes
                 meminfo='/proc/meminfo', # where Linux says how much memory is available
                ) -> str|None:
-    """None where the memory this machine has available (Linux: `MemAvailable` in `meminfo`) holds `nbytes`, or where it
-    cannot be told (another system); else the memory wanted and available, in words."""
-    with contextlib.suppress(OSError, ValueError, IndexError, StopIteration):
-        line = next(l for l in Path(meminfo).read_text().splitlines() if l.startswith('MemAvailable:'))
-        free = int(line.split()[1]) * 1024      # said in kB
-        if nbytes > free:
-            return (f'they take {nbytes / 2**30:,.1f} GB and this machine has {free / 2**30:,.1f} GB of memory available, '
-                    f'as MemAvailable in {meminfo} says')
+    """None where the memory this machine has available holds `nbytes` (Linux: `MemAvailable` in `meminfo`, and the swap
+    free, `SwapFree`, which the kernel fills before it kills a process: a set that fits there decodes, slowly, as before), or
+    where it cannot be told (another system); else the memory wanted and available, in words."""
+    with contextlib.suppress(OSError, ValueError, IndexError, KeyError):
+        said = dict(l.split(':', 1) for l in Path(meminfo).read_text().splitlines() if ':' in l)
+        kb = lambda k: int(said[k].split()[0]) * 1024      # said in kB
+        free, swap = kb('MemAvailable'), kb('SwapFree') if 'SwapFree' in said else 0
+        if nbytes > free + swap:
+            also, lines = (f' and {swap / 2**30:,.1f} GB of swap free', 'MemAvailable and SwapFree') if swap else ('', 'MemAvailable')
+            return (f'they take {nbytes / 2**30:,.1f} GB and this machine has {free / 2**30:,.1f} GB of memory available{also}, '
+                    f'as {lines} in {meminfo} {"say" if swap else "says"}')
 
 def _check_memory(n:int, size:int, name:str=''):
     "Refuse (ValueError) to decode `n` images at `size` into memory that cannot hold them: before the decoding, not an OOM kill after it."

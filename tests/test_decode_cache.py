@@ -406,3 +406,17 @@ def test_the_memory_is_read_from_linux_and_not_guessed_elsewhere(tmp_path):
     assert images.memory_room(2**60, tmp_path/'old') is None and images.memory_room(2**60, tmp_path/'none') is None
     (tmp_path/'m').write_text('MemAvailable:       1024 kB\n')
     assert images.memory_room(2**20, tmp_path/'m') is None and '0.0 GB of memory available' in images.memory_room(2**20 + 1, tmp_path/'m')
+
+
+def test_a_set_that_fits_in_memory_and_swap_together_is_not_refused(files, tmp_path, monkeypatch):
+    """The kernel fills the swap before it kills a process, so a set larger than MemAvailable that fits with SwapFree decoded
+    (slowly) before the memory check: it is decoded still; one larger than both is refused, naming both. MemAvailable alone
+    refused it."""
+    meminfo = tmp_path/'meminfo'        # 1 MB available, 8 MB of swap free
+    meminfo.write_text('MemAvailable:       1024 kB\nSwapTotal:      16384 kB\nSwapFree:        8192 kB\n')
+    real = images.memory_room
+    monkeypatch.setattr(images, 'memory_room', lambda nbytes: real(nbytes, meminfo))
+    n = 5 * 2**20 // (64 * 64 * 3)      # 5 MB of 64 px images: more than the memory, less than memory and swap
+    assert decoded_images([files[0]] * n, 64, cache=False)[0].shape == (n, 64, 64, 3)
+    with pytest.raises(ValueError, match=r'of memory available and 0\.0 GB of swap free, as MemAvailable and SwapFree in .* say'):
+        decode_images([files[0]] * (2 * n), 64)     # 10 MB: more than both
