@@ -90,11 +90,12 @@ def memory_room(nbytes:int,              # the bytes a decoded set takes
                     f'as {lines} in {meminfo} {"say" if swap else "says"}')
 
 def _check_memory(n:int, size:int, name:str=''):
-    "Refuse (ValueError) to decode `n` images at `size` into memory that cannot hold them: before the decoding, not an OOM kill after it."
+    """Refuse (ValueError) to decode `n` images at `size` into memory that cannot hold them: before the decoding, not an OOM
+    kill after it. The fix names the console scripts' flag (`--size`), as the kit's messages do: the training's Python entry
+    points (`run_training`, `build_learner`: `in_python_words`, `00j_words`) say it as their caller passes it, `size`."""
     if short := memory_room(n * size * size * 3):
-        raise ValueError(f'cannot decode {name or "the images"} at size {size}: {n:,} images of {size}×{size}×3 bytes do not fit in '
-                         f"memory: {short}; pass a smaller size (`size`; the console scripts' --size), or decode on a machine "
-                         'with more memory free')
+        raise ValueError(f'cannot decode {name or "the images"} at size {size}: {n:,} images of {size}×{size}×3 bytes do not '
+                         f'fit in memory: {short}; pass a smaller --size, or decode on a machine with more memory free')
 
 def decode_images(paths,                  # image files
                   size:int|None=None,     # resize each to size×size, as `load_image`; None: only check that they decode

@@ -393,7 +393,7 @@ def test_a_set_larger_than_the_memory_is_refused_before_decoding(voc, voc_append
     with pytest.raises(ValueError) as e: voc_mlt(voc['root'], voc_appendix, size=4000, cache=tmp_path/'c')
     assert str(e.value) == ("cannot decode VOC-MLT train at size 4000: 10 images of 4000×4000×3 bytes do not fit in memory: they "
                             f"take 0.4 GB and this machine has 0.2 GB of memory available, as MemAvailable in {meminfo} says; pass a "
-                            "smaller size (`size`; the console scripts' --size), or decode on a machine with more memory free")
+                            "smaller --size, or decode on a machine with more memory free")
     assert decoded == [] and not (tmp_path/'c').exists()
     train, _ = voc_mlt(voc['root'], voc_appendix, size=64, cache=tmp_path/'c')      # a size that fits: decoded and kept
     assert train.items.shape == (10, 64, 64, 3) and len(decoded) > 10 and (tmp_path/'c').is_dir()
@@ -420,3 +420,21 @@ def test_a_set_that_fits_in_memory_and_swap_together_is_not_refused(files, tmp_p
     assert decoded_images([files[0]] * n, 64, cache=False)[0].shape == (n, 64, 64, 3)
     with pytest.raises(ValueError, match=r'of memory available and 0\.0 GB of swap free, as MemAvailable and SwapFree in .* say'):
         decode_images([files[0]] * (2 * n), 64)     # 10 MB: more than both
+
+
+def test_the_memory_refusal_names_size_as_its_reader_passes_it(voc, voc_appendix, tmp_path, monkeypatch):
+    """The refusal's fix is the flag under a console script (`--size`) and the option to the training's Python entry point
+    (`build_learner`, `in_python_words`: `size`), as every message of the kit; it said both to each ('(`size`; the console
+    scripts' --size)')."""
+    from stitchup_nb import train
+    from stitchup_nb.words import cli_words
+    meminfo = tmp_path/'meminfo'
+    meminfo.write_text('MemAvailable:          1 kB\n')
+    real = images.memory_room
+    monkeypatch.setattr(images, 'memory_room', lambda nbytes: real(nbytes, meminfo))
+    monkeypatch.setenv('STITCHUP_CACHE', str(tmp_path/'cache'))
+    cfg = train.train_config(dataset='voc', data_root=str(voc['root']), appendix=str(voc_appendix), size=64, work_dir=None)
+    with pytest.raises(ValueError) as e: train.build_learner(cfg)
+    assert 'do not fit in memory' in str(e.value) and str(e.value).endswith('; pass a smaller `size`, or decode on a machine with more memory free')
+    with cli_words(), pytest.raises(ValueError) as e: train.build_learner(cfg)
+    assert str(e.value).endswith('; pass a smaller --size, or decode on a machine with more memory free'), str(e.value)
