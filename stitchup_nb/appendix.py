@@ -13,6 +13,7 @@ import numpy as np
 from .config import DATA_PATHS
 from .data import LabelledSet, check_labels, read_class_split
 from .files import load_pickle
+from .images import check_memory
 from .readers import VOC_CLASSES, coco_index, coco_index_set, load_set, existing_path, coco_set, read_ids, voc_set
 
 # %% auto #0
@@ -148,6 +149,7 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     train = check_appendix(voc_set(Path(root)/'VOC2012', _id_file(app.path),     # app.ids' file: an id without its XML names it
                                     groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
+    check_memory({train.name: train.items, **({test.name: test.items} if cache_test else {})}, size, cache)   # both, before either decodes
     return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
 
 def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017/, val2017/, annotations/
@@ -168,4 +170,5 @@ def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017
     cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]
     del index                                               # the training index is large; the test set needs only its categories
     test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test', categories=cats)
+    check_memory({train.name: train.items, **({test.name: test.items} if cache_test else {})}, size, cache)   # both, before either decodes
     return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)

@@ -17,7 +17,7 @@ from .files import atomic_write
 
 # %% auto #0
 __all__ = ['CACHE_SPARE', 'UnreadableImage', 'load_image', 'image_cache_dir', 'decode_workers', 'memory_room', 'decode_images',
-           'decode_key', 'cache_room', 'decoded_images']
+           'decode_key', 'cache_room', 'decoded_images', 'check_memory']
 
 # %% ../nbs/00b_images.ipynb #2abe4c85
 _UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
@@ -242,3 +242,18 @@ def decoded_images(paths,                 # image files
                                                          'files': files}).encode()))
     except OSError as e: warnings.warn(_cannot_keep(folder, arr.nbytes, e, cache is True))
     return arr, bad
+
+# %% ../nbs/00b_images.ipynb #99ebead7
+def check_memory(sets:dict,       # name -> image files: the sets one call decodes and keeps in memory together
+                 size:int|None,   # decode to size×size; None: they stay on disk, nothing to check
+                 cache=True,      # as in `decoded_images`: a set already kept there is memory-mapped, and takes no memory of its own
+                ):
+    """Refuse (ValueError, as `decode_images` does one set), before any is decoded, the sets of `sets` that `decoded_images`
+    would decode (not kept in `cache`) where they do not fit in memory together (`memory_room`)."""
+    if not size: return
+    folder = None if not cache else image_cache_dir() if cache is True else Path(cache)
+    def kept(paths) -> bool:
+        key = decode_key(paths, size)
+        return folder is not None and (folder/f'{key}.npy').is_file() and (folder/f'{key}.json').is_file()
+    if new := {name: len(paths) for name, paths in sets.items() if not kept(list(paths))}:
+        _check_memory(sum(new.values()), size, ' and '.join(new))
