@@ -135,7 +135,7 @@ def _started_with(pid:int) -> dict|None:
     except OSError: return None
     return dict(kv.split('=', 1) for kv in raw.decode('utf-8', 'replace').split('\0') if '=' in kv)
 
-_SHELLS = ('sh', 'bash', 'dash', 'ash', 'zsh', 'ksh', 'mksh', 'fish', 'busybox')   # a job script's: `torchrun --no-python job.sh`
+_PYTHONS = ('python', 'pypy')   # how a Python interpreter's program is named: a program that can train, or join a launch
 
 def _program(pid:int) -> str:
     "The name of the program process `pid` runs (Linux's /proc/PID/exe: 'bash' for a bash script); '' where that cannot be read."
@@ -154,14 +154,15 @@ def _launcher_vars() -> bool:
 
 def _inherited(names:tuple) -> bool:
     """Whether this process inherited the launch variables `names` from a launched program, its parent: that parent started
-    with the same values (`_started_with`), where a launcher gives each process its own and never has them itself. A shell
-    that started with them (`_SHELLS`: `torchrun --no-python job.sh`, `srun job.sh`) is looked past to the process that
-    started it: the launcher watches that shell, which ends as its script's command failed. False where a parent's cannot be
-    read (off Linux), or where it set them itself after it started (a notebook's `os.environ`)."""
+    with the same values (`_started_with`), where a launcher gives each process its own and never has them itself. A parent
+    that runs no Python (`_PYTHONS`) is no such program: a shell (`torchrun --no-python job.sh`, `srun job.sh`) or a command
+    that runs one other (`torchrun --no-python timeout 2h stitchup_train ...`, `time`, `uv run`), which started with them
+    too, is looked past to the process that started it: the launcher watches it, and it ends as its command failed. False
+    where a parent's cannot be read (off Linux), or where it set them itself after it started (a notebook's `os.environ`)."""
     env, pid = os.environ, os.getppid()
     while pid and (started := _started_with(pid)) is not None and all(started.get(v) == env.get(v) for v in names):
-        if _program(pid) not in _SHELLS: return True          # a launched program's child: nothing stops it
-        pid = _parent_pid(pid)                                # a launched shell's, or one such a shell started: look past it
+        if (prog := _program(pid)) == '' or prog.startswith(_PYTHONS): return True    # a launched program's child
+        pid = _parent_pid(pid)                    # a launched shell's or wrapper's, or one such a shell started: look past it
     return False
 
 def _launcher_started() -> bool:

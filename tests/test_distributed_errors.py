@@ -420,3 +420,14 @@ def test_stitchup_train_started_by_a_launched_program_is_refused_at_once(tmp_pat
                         '...), or train in the launched program itself, on every rank (run_training(train_config(...)), '
                         'stitchup_nb.train)\n'), p.stderr[-3000:]
     assert not work.exists()
+
+
+def test_stitchup_train_under_a_wrapper_torchrun_started_is_launched(tmp_path):
+    """`torchrun --no-python timeout 100 stitchup_train ...`: `timeout` started with the launch's variables too, but runs no
+    Python: it is looked past (`00k_flags`' `_inherited`), so stitchup_train is torchrun's process, and goes on to its flags."""
+    # Before, `timeout` counted as a launched program: every rank refused as its child ('started by a launched program')
+    err = _torchrun_fails(['--no-python', 'timeout', '100', BIN/'stitchup_train', *QUICK, '--epochs', 'two', '--work_dir', tmp_path/'run'],
+                          timeout=120)
+    assert 'started by a launched program' not in err, err[-3000:]
+    assert err.startswith("stitchup_train: argument --epochs: invalid int value: 'two'; stitchup_train --help lists the flags\n"), err[-3000:]
+    assert not (tmp_path/'run').exists()
