@@ -288,9 +288,11 @@ def _launched_child(prog:str):
     join that launch's process group as its parent's rank, and hang there, silent (where rank 0 alone starts it, its peer
     never comes; where the parent's ranks joined their group themselves, the children wait for good too). Said at once,
     before anything is written (no launcher watches it, so none waits), with the ways out: the launch itself, one process,
-    or the training function in the launched program."""
+    or the training function in the launched program. A child asked for its help (`-h`, `--help`) gets it: it joins nothing."""
     rank, world, _ = _launch()
     if world <= 1 or not _launcher_vars() or _launcher_started(): return
+    args = sys.argv[1:]
+    if {'-h', '--help'} & set(args[:args.index('--')] if '--' in args else args): return
     said = (f'started by a launched program (rank {rank} of {world} of a torchrun launch, whose RANK, WORLD_SIZE and MASTER_PORT '
             f'it inherited), it would join that launch as its rank {rank}, where it hangs, silent, unless every rank started it '
             f'and none joined its process group; run it as the launch itself (torchrun --nproc_per_node '

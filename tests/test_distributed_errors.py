@@ -431,3 +431,16 @@ def test_stitchup_train_under_a_wrapper_torchrun_started_is_launched(tmp_path):
     assert 'started by a launched program' not in err, err[-3000:]
     assert err.startswith("stitchup_train: argument --epochs: invalid int value: 'two'; stitchup_train --help lists the flags\n"), err[-3000:]
     assert not (tmp_path/'run').exists()
+
+
+def test_stitchup_train_help_started_by_a_launched_program_answers(tmp_path):
+    """`stitchup_train --help` started by a launched program (a rank's `subprocess.run`) prints its help, exit status 0: help
+    joins nothing, so the refusal of a launched program's child (`00k_flags`' `_launched_child`) leaves it be."""
+    # Before, it was refused ('started by a launched program ...', exit status 2), the help never printed
+    launched = {**os.environ, 'RANK': '1', 'LOCAL_RANK': '1', 'WORLD_SIZE': '2', 'LOCAL_WORLD_SIZE': '2', 'MASTER_ADDR': '127.0.0.1',
+                'MASTER_PORT': str(free_port()), 'TORCHELASTIC_RUN_ID': 'none', 'OMP_NUM_THREADS': '1'}
+    parent = (f'import subprocess, sys; p = subprocess.run([{str(BIN/"stitchup_train")!r}, "--help"], capture_output=True, text=True, '
+              'timeout=45); sys.stdout.write(p.stdout); sys.stderr.write(p.stderr); sys.exit(p.returncode)')
+    p = subprocess.run([sys.executable, '-c', parent], capture_output=True, text=True, env=launched, timeout=60)
+    assert (p.returncode, p.stderr) == (0, ''), p.stderr[-3000:]
+    assert p.stdout.startswith('usage: stitchup_train'), p.stdout[:2000]
