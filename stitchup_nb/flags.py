@@ -252,7 +252,7 @@ def _refuse_other(prog:str, launched:bool):
     if launched:
         said = (f'{cmd} started {n} processes ({var}={n}), which {prog} does not join into one run (it reads the WORLD_SIZE, RANK '
                 f'and MASTER_ADDR that torchrun sets): each would train the whole run into the same --work_dir; launch it with '
-                f'torchrun --nproc_per_node {n} {prog} ... or accelerate launch, or run it in one process without {cmd} ({inherited})')
+                f'torchrun --nproc_per_node {n} $(which {prog}) ... or accelerate launch, or run it in one process without {cmd} ({inherited})')
     else:
         said = (f'runs in one process, not under a launcher: {cmd} started {n} ({var}={n}), each of which would write the same '
                 f'files; run {prog} without {cmd} ({inherited})')
@@ -296,7 +296,7 @@ def _launched_child(prog:str):
     said = (f'started by a launched program (rank {rank} of {world} of a torchrun launch, whose RANK, WORLD_SIZE and MASTER_PORT '
             f'it inherited), it would join that launch as its rank {rank}, where it hangs, silent, unless every rank started it '
             f'and none joined its process group; run it as the launch itself (torchrun --nproc_per_node '
-            f"{_env_int('LOCAL_WORLD_SIZE', world)} {prog} ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u "
+            f"{_env_int('LOCAL_WORLD_SIZE', world)} $(which {prog}) ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u "
             f'WORLD_SIZE {prog} ...), or train in the launched program itself, on every rank (run_training(train_config(...)), '
             f'stitchup_nb.train)')
     print(f'{prog}: {said}', file=sys.stderr, flush=True)

@@ -346,7 +346,7 @@ def test_the_console_scripts_under_mpirun_or_srun_are_refused(tmp_path):
     assert (p.returncode, p.stdout) == (2, ''), p.stdout[-2000:] + p.stderr[-3000:]
     assert p.stderr == ('stitchup_train: mpirun/mpiexec started 2 processes (OMPI_COMM_WORLD_SIZE=2), which stitchup_train does not join '
                         'into one run (it reads the WORLD_SIZE, RANK and MASTER_ADDR that torchrun sets): each would train the whole '
-                        'run into the same --work_dir; launch it with torchrun --nproc_per_node 2 stitchup_train ... or accelerate '
+                        'run into the same --work_dir; launch it with torchrun --nproc_per_node 2 $(which stitchup_train) ... or accelerate '
                         'launch, or run it in one process without mpirun/mpiexec (where no launcher started it, OMPI_COMM_WORLD_SIZE=2 came '
                         'from its environment: run OMPI_COMM_WORLD_SIZE=1 stitchup_train ...)\n'), p.stderr[-3000:]
     assert not work.exists()
@@ -416,7 +416,7 @@ def test_stitchup_train_started_by_a_launched_program_is_refused_at_once(tmp_pat
     assert p.stderr == ('stitchup_train: started by a launched program (rank 1 of 2 of a torchrun launch, whose RANK, WORLD_SIZE and '
                         'MASTER_PORT it inherited), it would join that launch as its rank 1, where it hangs, silent, unless every rank '
                         'started it and none joined its process group; run it as the launch itself (torchrun --nproc_per_node 2 '
-                        'stitchup_train ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u WORLD_SIZE stitchup_train '
+                        '$(which stitchup_train) ...), or as one process, started once (env -u RANK -u LOCAL_RANK -u WORLD_SIZE stitchup_train '
                         '...), or train in the launched program itself, on every rank (run_training(train_config(...)), '
                         'stitchup_nb.train)\n'), p.stderr[-3000:]
     assert not work.exists()
