@@ -135,6 +135,11 @@ def _check_classes(app:Appendix, n:int, source:str, fix:str):
         raise ValueError(f'{app.path/"class_split.pkl"}: names {c} classes, but {source} has {n}: the appendix and the '
                          f'annotations are of different benchmarks; {fix}')
 
+def _load_both(train, test, size, cache_test:bool, on_bad:str, test_on_bad, cache) -> tuple:
+    "A benchmark's (train, test), decoded as `voc_mlt`/`coco_mlt` are asked: both sets' memory asked for first (`check_memory`)."
+    check_memory({train.name: train.items, **({test.name: test.items} if cache_test else {})}, size, cache)   # both, before either decodes
+    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
+
 def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ and VOC2012/
             appendix=DATA_PATHS['voc']['appendix'],             # the official VOC-MLT split files
             size:int|None=224,       # training (and test) image size; None: decode lazily
@@ -149,8 +154,7 @@ def voc_mlt(root=DATA_PATHS['voc']['data_root'],               # holds VOC2007/ 
     train = check_appendix(voc_set(Path(root)/'VOC2012', _id_file(app.path),     # app.ids' file: an id without its XML names it
                                     groups=app.groups, name='VOC-MLT train'), app)
     test = voc_set(Path(root)/'VOC2007', 'test', groups=app.groups, name='VOC-MLT test')
-    check_memory({train.name: train.items, **({test.name: test.items} if cache_test else {})}, size, cache)   # both, before either decodes
-    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
+    return _load_both(train, test, size, cache_test, on_bad, test_on_bad, cache)
 
 def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017/, val2017/, annotations/
              appendix=DATA_PATHS['coco']['appendix'],           # the official COCO-MLT split files
@@ -170,5 +174,4 @@ def coco_mlt(root=DATA_PATHS['coco']['data_root'],             # holds train2017
     cats = train_ann, [(c['id'], c['name']) for c in index.loadCats(index.getCatIds())]
     del index                                               # the training index is large; the test set needs only its categories
     test = coco_set(ann/'instances_val2017.json', Path(root)/'val2017', groups=app.groups, name='COCO-MLT test', categories=cats)
-    check_memory({train.name: train.items, **({test.name: test.items} if cache_test else {})}, size, cache)   # both, before either decodes
-    return load_set(train, size, on_bad, cache), load_set(test, size if cache_test else None, test_on_bad or on_bad, cache)
+    return _load_both(train, test, size, cache_test, on_bad, test_on_bad, cache)
