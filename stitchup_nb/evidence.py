@@ -22,7 +22,7 @@ from .train import run_training
 from .colearn import correct_labels
 from .noise import add_noise
 from .metrics import evaluate
-from .experiments import MAP_COLUMNS, SWEEP_T, benchmark_config, numbers_alike, result_row, torch_threads
+from .experiments import MAP_COLUMNS, SWEEP_T, benchmark_config, extra_key, numbers_alike, result_row, torch_threads
 from .speed import run_switches
 from .files import check_whole
 from .grids import GRIDS
@@ -54,12 +54,10 @@ def behaviour_key(method:str, dataset:str, epochs:int, extra:dict|None=None) -> 
     return json.dumps(numbers_alike({'method': method, 'dataset': dataset, 'epochs': int(epochs), **(extra or {})}), sort_keys=True)
 
 def respell_key(key:str) -> str:
-    """Behaviour key `key` as `behaviour_key` writes it now: its keys sorted and equal numbers written alike
-    (`numbers_alike`), so that a key written before ({"t": 1.0}) reads as the one a row now gives ({"t": 1}); anything
-    that is no JSON object as it is."""
-    try: k = json.loads(key)
-    except (TypeError, ValueError): return key
-    return json.dumps(numbers_alike(k), sort_keys=True) if isinstance(k, dict) else key
+    """Behaviour key `key` as `behaviour_key` writes it now, so that a key written before ({"t": 1.0}) reads as the one a
+    row now gives ({"t": 1}): a key is JSON as a row's `extra` is, and `extra_key` writes it so (keys sorted, equal numbers
+    alike, `numbers_alike`; text that is no JSON as it is)."""
+    return extra_key(key)
 
 def row_behaviour_key(row) -> str:
     "`behaviour_key` of a CSV row (from its `config` and `extra`)."
